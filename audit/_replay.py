@@ -1,0 +1,271 @@
+"""Forensic replay: every sighting of an event, or of a decision and its lineage, in order."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from audit.exceptions import NotFoundError
+
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+_MAX_LINEAGE_DEPTH = 64
+_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+StampKind = Literal["origin", "broker", "ingest", "stage"]
+# Stamps that share a nanosecond are listed in the order an event lives through them.
+_KIND_ORDER: dict[str, int] = {"origin": 0, "broker": 1, "ingest": 2, "stage": 3}
+
+
+class Queryable(Protocol):
+    """What replay needs from a store backend."""
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """One point in an event's life. ``received_ns`` is set for stage stamps."""
+
+    stage: str
+    kind: StampKind
+    time_ns: int
+    clock_err_ns: int | None = None
+    received_ns: int | None = None
+    host: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"stage": self.stage, "kind": self.kind, "time_ns": self.time_ns}
+        if self.received_ns is not None:
+            d["received_ns"] = self.received_ns
+        if self.clock_err_ns is not None:
+            d["clock_err_ns"] = self.clock_err_ns
+        if self.host:
+            d["host"] = self.host
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrail:
+    """Everything the trail holds about one event."""
+
+    event_id: str
+    role: Literal["event", "decision", "input"]
+    depth: int
+    origin_ns: int
+    provider: str
+    instrument: str
+    topic: str
+    partition: int
+    offset: int
+    outcome: str
+    rule_id: str
+    parents: tuple[str, ...]
+    stamps: tuple[Stamp, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "role": self.role,
+            "depth": self.depth,
+            "origin_ns": self.origin_ns,
+            "provider": self.provider,
+            "instrument": self.instrument,
+            "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
+            "outcome": self.outcome,
+            "rule_id": self.rule_id,
+            "parents": list(self.parents),
+            "stamps": [s.to_dict() for s in self.stamps],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A stamp placed on the merged timeline of a replay."""
+
+    event_id: str
+    role: str
+    stamp: Stamp
+    delta_from_origin_ns: int  # from this event's own origin
+    delta_from_first_ns: int  # from the earliest origin in the replay
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "role": self.role,
+            "time": format_ns(self.stamp.time_ns),
+            "delta_from_origin_ns": self.delta_from_origin_ns,
+            "delta_from_first_ns": self.delta_from_first_ns,
+            **self.stamp.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """The answer to a replay: the events involved and their merged, ordered sightings."""
+
+    kind: Literal["event", "decision"]
+    root_id: str
+    events: tuple[EventTrail, ...]
+    sightings: tuple[Sighting, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "id": self.root_id,
+            "events": [e.to_dict() for e in self.events],
+            "timeline": [s.to_dict() for s in self.sightings],
+        }
+
+
+def format_ns(ns: int) -> str:
+    """ISO-8601 UTC with all nine fractional digits (datetime alone keeps only six)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def normalise_id(event_id: str) -> str:
+    """Canonical lower-case, hyphenated form of an event id.
+
+    Raises:
+        ValueError: ``event_id`` is not a UUID.
+    """
+    text = event_id.strip()
+    if not _UUID.match(text):
+        raise ValueError(f"event id {event_id!r} is not a UUID")
+    h = text.replace("-", "").lower()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_SELECT = """
+SELECT toString(event_id) AS eid, stage,
+       toUnixTimestamp64Nano(received) AS received_ns,
+       toUnixTimestamp64Nano(emitted) AS emitted_ns,
+       toUnixTimestamp64Nano(origin) AS origin_ns,
+       toUnixTimestamp64Nano(ingested) AS ingested_ns,
+       clock_err_ns, host, topic, partition, offset,
+       toUnixTimestamp64Milli(broker_time) AS broker_ms,
+       provider, instrument, seq, toString(outcome) AS outcome, rule_id,
+       arrayMap(p -> toString(p), parents) AS parents
+FROM {db}.observations FINAL
+WHERE event_id IN {ids:Array(UUID)}
+"""
+
+
+def replay_event(store: Queryable, event_id: str) -> Timeline:
+    """The timeline of one event.
+
+    Raises:
+        ValueError: ``event_id`` is not a UUID.
+        NotFoundError: the trail holds no observation of it.
+    """
+    eid = normalise_id(event_id)
+    rows = _fetch(store, [eid])
+    if eid not in rows:
+        raise NotFoundError(f"no observation of event {eid} in the trail")
+    trail = _trail(eid, rows[eid], "event", 0)
+    return _timeline("event", eid, [trail])
+
+
+def replay_decision(store: Queryable, decision_id: str) -> Timeline:
+    """The timeline of a decision and, recursively, of every event it was derived from.
+
+    Parents the trail never saw are listed with no stamps rather than silently omitted.
+
+    Raises:
+        ValueError: ``decision_id`` is not a UUID.
+        NotFoundError: the trail holds no observation of the decision.
+    """
+    root = normalise_id(decision_id)
+    trails: dict[str, EventTrail] = {}
+    frontier = [root]
+    depth = 0
+    while frontier and depth <= _MAX_LINEAGE_DEPTH:
+        rows = _fetch(store, frontier)
+        if depth == 0 and root not in rows:
+            raise NotFoundError(f"no observation of decision {root} in the trail")
+        next_ids: list[str] = []
+        for eid in frontier:
+            role: Literal["decision", "input"] = "decision" if depth == 0 else "input"
+            trail = _trail(eid, rows.get(eid, []), role, depth)
+            trails[eid] = trail
+            next_ids.extend(p for p in trail.parents if p not in trails and p not in next_ids)
+        frontier = next_ids
+        depth += 1
+    return _timeline("decision", root, list(trails.values()))
+
+
+def _fetch(store: Queryable, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in store.query(_SELECT, {"ids": ids}):
+        by_id.setdefault(row["eid"], []).append(row)
+    return by_id
+
+
+def _trail(
+    eid: str, rows: list[dict[str, Any]], role: Literal["event", "decision", "input"], depth: int
+) -> EventTrail:
+    stamps: list[Stamp] = []
+    origin = min((r["origin_ns"] for r in rows if r["origin_ns"] > 0), default=0)
+    ingested = min((r["ingested_ns"] for r in rows if r["ingested_ns"] > 0), default=0)
+    if origin:
+        stamps.append(Stamp("origin", "origin", origin))
+    if ingested:
+        err = min(r["clock_err_ns"] for r in rows if r["ingested_ns"] == ingested)
+        stamps.append(Stamp("ingest", "ingest", ingested, clock_err_ns=err))
+    seen_topics: set[str] = set()
+    for r in rows:
+        if r["broker_ms"] > 0 and r["topic"] and r["topic"] not in seen_topics:
+            seen_topics.add(r["topic"])
+            stamps.append(Stamp(f"kafka:{r['topic']}", "broker", r["broker_ms"] * 1_000_000))
+        stamps.append(
+            Stamp(
+                r["stage"],
+                "stage",
+                r["emitted_ns"],
+                clock_err_ns=r["clock_err_ns"],
+                received_ns=r["received_ns"],
+                host=r["host"],
+            )
+        )
+    stamps.sort(key=lambda s: (s.time_ns, _KIND_ORDER[s.kind]))
+    # The row that recorded the event's source (the gate, or the first stage) names it.
+    first = min(rows, key=lambda r: r["received_ns"]) if rows else {}
+    parents = sorted({p for r in rows for p in r["parents"] if p != _ZERO_UUID})
+    dead = next((r for r in rows if r["outcome"] == "dead_lettered"), None)
+    return EventTrail(
+        event_id=eid,
+        role=role,
+        depth=depth,
+        origin_ns=origin,
+        provider=first.get("provider", ""),
+        instrument=first.get("instrument", ""),
+        topic=first.get("topic", ""),
+        partition=first.get("partition", -1),
+        offset=first.get("offset", -1),
+        outcome=dead["outcome"] if dead else first.get("outcome", "unseen"),
+        rule_id=dead["rule_id"] if dead else "",
+        parents=tuple(parents),
+        stamps=tuple(stamps),
+    )
+
+
+def _timeline(kind: Literal["event", "decision"], root: str, trails: list[EventTrail]) -> Timeline:
+    origins = [t.origin_ns for t in trails if t.origin_ns]
+    first = min(origins, default=0)
+    sightings = [
+        Sighting(
+            event_id=t.event_id,
+            role=t.role,
+            stamp=s,
+            delta_from_origin_ns=s.time_ns - t.origin_ns if t.origin_ns else 0,
+            delta_from_first_ns=s.time_ns - first if first else 0,
+        )
+        for t in trails
+        for s in t.stamps
+    ]
+    sightings.sort(key=lambda s: (s.stamp.time_ns, _KIND_ORDER[s.stamp.kind]))
+    return Timeline(kind=kind, root_id=root, events=tuple(trails), sightings=tuple(sightings))

@@ -1,0 +1,20 @@
+"""Errors raised by the audit store.
+
+AuditError
+├── StoreError        the store could not be opened, written or queried
+└── NotFoundError     a replay asked for an event or decision the trail does not hold
+"""
+
+from __future__ import annotations
+
+
+class AuditError(Exception):
+    """Root of every error the audit component raises."""
+
+
+class StoreError(AuditError):
+    """The store could not be opened, written or queried."""
+
+
+class NotFoundError(AuditError):
+    """The trail holds no observation of the requested event."""

@@ -1,0 +1,176 @@
+"""The stamping contract, version 1: what stampline writes into Kafka headers.
+
+Stamps travel in headers; the payload is never touched. Values are ASCII so that any
+Kafka tool (kcat, the console consumer) shows them as they are.
+
+    stampline.v             "1"                    contract version
+    stampline.event_id      UUID                   the event's identity, kept by every stage
+    stampline.origin_ns     decimal ns since epoch when the event was born at its source
+    stampline.ingest_ns     decimal ns             when stampline first took custody of it
+    stampline.clock_err_ns  decimal ns             clock-error bound of the host that ingested it
+    stampline.stamp         stage=…;in=…;out=…;err=…;host=…
+                                                   one per stage, appended in order, never replaced
+    stampline.parents       UUID,UUID,…            lineage: the events a derived event was made from
+    traceparent             W3C trace context      trace id = the event id's hex digits
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from collectors._ids import trace_id_of
+from collectors.exceptions import StampError
+
+CONTRACT_VERSION = 1
+
+H_VERSION = "stampline.v"
+H_EVENT_ID = "stampline.event_id"
+H_ORIGIN = "stampline.origin_ns"
+H_INGEST = "stampline.ingest_ns"
+H_CLOCK_ERR = "stampline.clock_err_ns"
+H_STAMP = "stampline.stamp"
+H_PARENTS = "stampline.parents"
+H_TRACEPARENT = "traceparent"
+
+STAMP_HEADERS = frozenset(
+    {H_VERSION, H_EVENT_ID, H_ORIGIN, H_INGEST, H_CLOCK_ERR, H_STAMP, H_PARENTS}
+)
+
+# Kafka headers as confluent-kafka gives them; a header value may be null.
+Headers = list[tuple[str, bytes | None]]
+
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_stage_name(name: str) -> str:
+    """Return ``name`` if usable as a stage name, else raise ValueError naming the rule."""
+    if not _STAGE_NAME.match(name):
+        raise ValueError(f"stage name {name!r} must be 1-64 characters of letters, digits and _.:-")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class StageStamp:
+    """One stage's pass over an event: when it took the event in and when it let it go."""
+
+    stage: str
+    received_ns: int
+    emitted_ns: int
+    clock_err_ns: int
+    host: str = ""
+
+    def encode(self) -> bytes:
+        return (
+            f"stage={self.stage};in={self.received_ns};out={self.emitted_ns};"
+            f"err={self.clock_err_ns};host={self.host}"
+        ).encode("ascii", "replace")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> StageStamp:
+        """Raises: StampError if ``raw`` is not a stage stamp."""
+        try:
+            fields = dict(part.split("=", 1) for part in raw.decode("ascii").split(";"))
+            return cls(
+                stage=fields["stage"],
+                received_ns=int(fields["in"]),
+                emitted_ns=int(fields["out"]),
+                clock_err_ns=int(fields.get("err", "0")),
+                host=fields.get("host", ""),
+            )
+        except (UnicodeDecodeError, ValueError, KeyError) as exc:
+            raise StampError(f"{H_STAMP} header {raw[:120]!r} is not a stage stamp") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Stamps:
+    """Everything the stamping contract carries for one record."""
+
+    event_id: str
+    origin_ns: int
+    ingest_ns: int
+    clock_err_ns: int
+    stages: tuple[StageStamp, ...] = ()
+    parents: tuple[str, ...] = ()
+    traceparent: str = ""
+
+    def headers(self) -> Headers:
+        """The contract headers for these stamps, in contract order."""
+        out: Headers = [
+            (H_VERSION, str(CONTRACT_VERSION).encode()),
+            (H_EVENT_ID, self.event_id.encode()),
+            (H_ORIGIN, str(self.origin_ns).encode()),
+            (H_INGEST, str(self.ingest_ns).encode()),
+            (H_CLOCK_ERR, str(self.clock_err_ns).encode()),
+        ]
+        if self.parents:
+            out.append((H_PARENTS, ",".join(self.parents).encode()))
+        out.append((H_TRACEPARENT, (self.traceparent or new_traceparent(self.event_id)).encode()))
+        out.extend((H_STAMP, s.encode()) for s in self.stages)
+        return out
+
+
+def new_traceparent(event_id: str, parent_trace: str | None = None) -> str:
+    """A W3C ``traceparent``: the given trace, or the event's own, with a new span id."""
+    trace = parent_trace or trace_id_of(event_id)
+    return f"00-{trace}-{os.urandom(8).hex()}-01"
+
+
+def headers_of(record: Any) -> Headers:
+    """A record's headers as a list (confluent-kafka gives None when there are none)."""
+    return list(record.headers() or [])
+
+
+def read_stamps(headers: Sequence[tuple[str, bytes | None]] | None) -> Stamps | None:
+    """The stamps in ``headers``, or None when the record carries no event id.
+
+    Raises:
+        StampError: a stamp header is present but malformed.
+    """
+    if not headers:
+        return None
+    single: dict[str, bytes] = {}
+    stages: list[StageStamp] = []
+    for key, value in headers:
+        if value is None:
+            continue
+        if key == H_STAMP:
+            stages.append(StageStamp.decode(value))
+        elif key in STAMP_HEADERS or key == H_TRACEPARENT:
+            single.setdefault(key, value)
+    if H_EVENT_ID not in single:
+        return None
+    try:
+        version = int(single.get(H_VERSION, b"1"))
+        if version != CONTRACT_VERSION:
+            raise StampError(f"stamp contract version {version} is not supported (want 1)")
+        parents = single.get(H_PARENTS, b"").decode("ascii")
+        return Stamps(
+            event_id=single[H_EVENT_ID].decode("ascii"),
+            origin_ns=int(single.get(H_ORIGIN, b"0")),
+            ingest_ns=int(single.get(H_INGEST, b"0")),
+            clock_err_ns=int(single.get(H_CLOCK_ERR, b"0")),
+            stages=tuple(stages),
+            parents=tuple(p for p in parents.split(",") if p),
+            traceparent=single.get(H_TRACEPARENT, b"").decode("ascii"),
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StampError(f"stamp headers are malformed: {exc}") from exc
+
+
+def append_stamp(headers: Iterable[tuple[str, bytes | None]], stamp: StageStamp) -> Headers:
+    """``headers`` with one more stage stamp after the existing ones; nothing is replaced."""
+    out: Headers = list(headers)
+    out.append((H_STAMP, stamp.encode()))
+    return out
+
+
+def trace_of(traceparent: str) -> str | None:
+    """The trace id inside a W3C ``traceparent``, or None if it is not one."""
+    parts = traceparent.split("-")
+    if len(parts) == 4 and len(parts[1]) == 32:
+        return parts[1]
+    return None

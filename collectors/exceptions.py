@@ -1,0 +1,20 @@
+"""Errors raised by the collectors.
+
+CollectorError
+├── StampError       stamp headers present but unreadable (a producer broke the contract)
+└── DeliveryError    the broker did not accept a forwarded or dead-lettered record
+"""
+
+from __future__ import annotations
+
+
+class CollectorError(Exception):
+    """Root of every error the collectors raise."""
+
+
+class StampError(CollectorError):
+    """Stamp headers are present but do not follow the stamping contract."""
+
+
+class DeliveryError(CollectorError):
+    """The broker refused or lost a record the collector produced; offsets were not committed."""

@@ -1,0 +1,3 @@
+from stampline.cli import main
+
+main()

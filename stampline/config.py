@@ -1,0 +1,299 @@
+"""The deployment configuration: one YAML file, overridable by environment variables.
+
+Any key can be overridden by ``STAMPLINE_`` + the key path in upper case joined by ``__``,
+e.g. ``STAMPLINE_BROKER__BOOTSTRAP_SERVERS=kafka:9092``; environment values win over the
+file. Relative paths in the file are relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from audit import check_database_name
+from rules import OriginUnit, RuleFileError, RuleSet, parse_duration_ns
+from stampline._yaml import KeyPath, line_for, load_with_lines
+
+ENV_PREFIX = "STAMPLINE_"
+"""Prefix of every environment variable that overrides a configuration key."""
+ENV_NESTED_DELIMITER = "__"
+"""Separator between key path parts in an environment variable name."""
+ENV_CONFIG_FILE = "STAMPLINE_CONFIG"
+"""Path of the configuration file when a command is given no ``--config``."""
+
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_STAGE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+Topic = Annotated[str, Field(pattern=_TOPIC.pattern, description="a Kafka topic name")]
+StageName = Annotated[str, Field(pattern=_STAGE.pattern)]
+ClientValue = str | int | float | bool
+
+
+def _duration(value: Any) -> int:
+    return parse_duration_ns(value)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(_Section):
+    """Where Kafka is. ``embedded: true`` starts a private broker (demo and tests only)."""
+
+    embedded: bool = False
+    bootstrap_servers: str | None = Field(default=None, min_length=1)
+    client: dict[str, ClientValue] = Field(
+        default_factory=dict, description="extra librdkafka settings for every client"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BrokerConfig:
+        if not self.embedded and not self.bootstrap_servers:
+            raise ValueError("set bootstrap_servers (host:port,...) or embedded: true")
+        return self
+
+
+class TopicsConfig(_Section):
+    raw: list[Topic] = Field(min_length=1, description="provider feed topics the gate reads")
+    clean: Topic
+    dead_letter: Topic
+    decisions: Topic = "decisions"
+    create_missing: bool = True
+    partitions: int = Field(default=3, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _no_loops(self) -> TopicsConfig:
+        outputs = {"clean": self.clean, "dead_letter": self.dead_letter}
+        for name, topic in outputs.items():
+            if topic in self.raw:
+                raise ValueError(f"{name} topic {topic!r} is also a raw topic: the gate would loop")
+        if self.clean == self.dead_letter:
+            raise ValueError(f"clean and dead_letter are the same topic {self.clean!r}")
+        return self
+
+
+class StoreConfig(_Section):
+    backend: Literal["chdb"] = "chdb"
+    path: Path = Path("stampline-data")
+    database: str = "stampline"
+    flush_rows: int = Field(default=10_000, ge=1, le=10_000_000)
+    flush_interval_ns: int = Field(default=500_000_000, alias="flush_interval")
+
+    @field_validator("database")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        return check_database_name(v)
+
+    @field_validator("flush_interval_ns", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> int:
+        return _duration(v)
+
+
+class OriginConfig(_Section):
+    field: str = Field(default="ts", min_length=1, description="dotted path of the origin time")
+    unit: OriginUnit = "ms"
+
+
+class GateConfig(_Section):
+    group_id: str = Field(default="stampline-gate", min_length=1)
+    stage: StageName = "gate"
+    origin: OriginConfig = OriginConfig()
+    provider_field: str = "provider"
+    instrument_field: str = "instrument"
+    sequence_field: str = "seq"
+    max_message_bytes: int = Field(default=1_048_576, ge=64, le=64 * 1_048_576)
+    consume_batch: int = Field(default=1000, ge=1, le=100_000)
+    clock_error_ns: int = Field(default=1_000_000, alias="clock_error")
+
+    @field_validator("clock_error_ns", mode="before")
+    @classmethod
+    def _clock(cls, v: Any) -> int:
+        return _duration(v)
+
+
+class RulesConfig(_Section):
+    files: list[Path] = Field(min_length=1, description="rule files, applied in order")
+
+
+class StageConfig(_Section):
+    name: StageName
+    input: Topic
+    output: Topic | None = None
+
+
+class Config(BaseSettings):
+    """A stampline deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    version: Literal[1] = 1
+    broker: BrokerConfig
+    topics: TopicsConfig
+    store: StoreConfig = StoreConfig()
+    gate: GateConfig = GateConfig()
+    rules: RulesConfig
+    stages: list[StageConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init values; the environment overrides it.
+        return (env_settings, init_settings)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a configuration, pinned to its key."""
+
+    key: str
+    message: str
+    value: Any = None
+    line: int | None = None
+    env: str | None = None  # the environment variable the bad value came from
+
+    def render(self, file: Path | str) -> str:
+        where = f"{file}:{self.line}" if self.line else str(file)
+        got = f" (got {self.value!r})" if self.value is not None else ""
+        source = f" [from ${self.env}]" if self.env else ""
+        return f"{where}: {self.key or '(top level)'}: {self.message}{got}{source}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "message": self.message,
+            "value": _jsonable(self.value),
+            "line": self.line,
+            "env": self.env,
+        }
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. ``problems`` lists every reason, each with its key."""
+
+    def __init__(self, path: Path | str, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(p.render(path) for p in problems))
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, validate and resolve a configuration file.
+
+    Raises:
+        ConfigError: the file is unreadable, not YAML, or has invalid keys or values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [Problem("", f"cannot read: {exc.strerror}")]) from None
+    try:
+        raw, lines = load_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(path, [Problem("", f"not valid YAML: {exc}", line=line)]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, [Problem("", "the file must hold a mapping of keys", raw)])
+    try:
+        config = Config(**raw)
+    except ValidationError as exc:
+        raise ConfigError(path, [_problem(e, lines) for e in exc.errors()]) from None
+    return _resolve_paths(config, path.parent)
+
+
+def check_config(path: Path | str) -> tuple[Config | None, list[Problem]]:
+    """Everything wrong with a configuration, including the rule files it names."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return None, exc.problems
+    try:
+        build_rules(config)
+    except RuleFileError as exc:
+        return config, [Problem("rules.files", str(exc))]
+    return config, []
+
+
+def build_rules(config: Config) -> RuleSet:
+    """The compiled rules a configuration names.
+
+    Raises:
+        RuleFileError: a rule file or a contract it names is invalid.
+    """
+    from rules import Extraction
+
+    g = config.gate
+    return RuleSet.load(
+        config.rules.files,
+        Extraction(
+            origin_field=g.origin.field,
+            origin_unit=g.origin.unit,
+            provider_field=g.provider_field,
+            instrument_field=g.instrument_field,
+            seq_field=g.sequence_field,
+            max_message_bytes=g.max_message_bytes,
+        ),
+    )
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    store = config.store.model_copy(update={"path": resolve(config.store.path)})
+    rules = config.rules.model_copy(update={"files": [resolve(f) for f in config.rules.files]})
+    return config.model_copy(update={"store": store, "rules": rules})
+
+
+def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
+    loc: KeyPath = tuple(error["loc"])
+    # pydantic names union branches and validator kinds in the path; people think in keys.
+    loc = tuple(
+        p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))
+    )
+    key = ".".join(str(p) for p in loc)
+    env = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p).upper() for p in loc) if loc else None
+    from_env = env if env and env in os.environ else None
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    message = message.removeprefix("Value error, ")
+    value = None if error["type"] == "missing" else error.get("input")
+    if isinstance(value, dict) and error["type"] not in {"dict_type", "model_type"}:
+        value = None  # the whole section is not the bad value; the message names the problem
+    return Problem(key, message, value, line=line_for(lines, loc), env=from_env)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)
