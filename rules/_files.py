@@ -78,6 +78,8 @@ def load_rule_file(path: Path) -> RuleFile:
         raw = yaml.safe_load(path.read_text("utf-8"))
     except OSError as exc:
         raise RuleFileError(f"{path}: cannot read rule file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise RuleFileError(f"{path}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
     except yaml.YAMLError as exc:
         raise RuleFileError(f"{path}: not valid YAML: {exc}") from exc
     try:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
+from fractions import Fraction
 from typing import Literal
 
 OriginUnit = Literal["s", "ms", "us", "ns", "iso8601"]
 
 _FACTOR = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+# Origins are stored as DateTime64(9): signed 64-bit nanoseconds since 1970.
+MAX_ORIGIN_NS = 2**63
 # datetime keeps six fractional digits; the rest are read by hand to keep nanoseconds.
 _ISO_FRACTION = re.compile(r"\.(\d+)")
 
@@ -26,14 +29,21 @@ def origin_ns(value: object, unit: OriginUnit) -> int:
         return _iso_ns(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{value!r} is not a number of {unit}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not finite")
-        return round(value * _FACTOR[unit])
-    return value * _FACTOR[unit]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not finite")
+    # Exact arithmetic: a float product would land tens of ns off a representable origin.
+    ns = round(Fraction(value) * _FACTOR[unit])
+    return _storable(ns, f"{value!r} {unit}")
 
 
-def _iso_ns(text: str) -> int:
+def _storable(ns: int, what: str) -> int:
+    if not 0 <= ns < MAX_ORIGIN_NS:
+        raise ValueError(f"{what} is outside the range the trail can store (1970 to 2262)")
+    return ns
+
+
+def _iso_ns(original: str) -> int:
+    text = original
     fraction = 0
     m = _ISO_FRACTION.search(text)
     if m:
@@ -43,7 +53,7 @@ def _iso_ns(text: str) -> int:
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO-8601 time") from None
+        raise ValueError(f"{original!r} is not an ISO-8601 time") from None
     if dt.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone; origin times must say which")
-    return int(dt.timestamp()) * 1_000_000_000 + fraction
+        raise ValueError(f"{original!r} has no time zone; origin times must say which")
+    return _storable(int(dt.timestamp()) * 1_000_000_000 + fraction, repr(original))

@@ -87,8 +87,10 @@ class RuleSet:
                 if isinstance(rule, SchemaRule):
                     contracts.append((rule.id, rule.version, _compile_schema(rule)))
                 elif isinstance(rule, RangeRule):
+                    _check_template(path, rule.id, rule.reason, field="f", value=1.5, min=0, max=1)
                     checks.append(_Check(rule.id, rule.version, _range_check(rule)))
                 elif isinstance(rule, FreshnessRule):
+                    _check_template(path, rule.id, rule.reason, age="1s", ahead="1s", value=1)
                     checks.append(_Check(rule.id, rule.version, _freshness_check(rule)))
         return cls(ext, contracts, checks)
 
@@ -200,10 +202,13 @@ def _identity(payload: dict[str, Any], ext: Extraction) -> tuple[str, str, int]:
     provider = payload.get(ext.provider_field)
     instrument = payload.get(ext.instrument_field)
     seq = payload.get(ext.seq_field)
+    if isinstance(seq, float) and seq.is_integer():
+        seq = int(seq)  # JSON Schema's "integer" admits 1.0; keep the number
     return (
         provider if isinstance(provider, str) else "",
         instrument if isinstance(instrument, str) else "",
-        seq if isinstance(seq, int) and not isinstance(seq, bool) else -1,
+        # The trail stores seq as Int64; anything else is "no sequence", not a crash later.
+        seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else -1,
     )
 
 
@@ -228,13 +233,28 @@ def _compile_schema(rule: SchemaRule) -> Callable[[Any], Any]:
 
 
 def _schema_reason(exc: fastjsonschema.JsonSchemaValueException) -> str:
-    where = ".".join(str(p) for p in exc.path[1:]) or "record"
-    message = (
-        exc.message.replace("data.", "", 1) if exc.message.startswith("data.") else exc.message
-    )
-    if exc.rule in {"required", "additionalProperties"} or where == "record":
+    # fastjsonschema calls the record "data": "data.price must be number".
+    message = exc.message
+    if message.startswith("data."):
+        message = message[len("data.") :]
+    elif message.startswith("data "):
+        message = "record " + message[len("data ") :]
+    whole_record = len(exc.path) <= 1
+    if exc.rule in {"required", "additionalProperties"} or whole_record:
         return f"contract: {message}"
     return f"contract: {message} (got {exc.value!r})"[:500]
+
+
+def _check_template(path: Path, rule_id: str, template: str | None, **sample: Any) -> None:
+    """Fail at load, not on some record later, if a reason template cannot be filled."""
+    if template is None:
+        return
+    try:
+        _fill(template, **sample)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+        raise RuleFileError(
+            f"{path}: rule {rule_id}: reason template {template!r} cannot be filled: {exc}"
+        ) from None
 
 
 def _fill(template: str, **values: Any) -> str:
@@ -297,12 +317,13 @@ def format_duration(ns: int) -> str:
     """A short human duration: ``850µs``, ``12.3ms``, ``4.2s``, ``3m20s``, ``2h05m``, ``3d4h``."""
     a = abs(ns)
     sign = "-" if ns < 0 else ""
-    if a < 1_000_000:
+    # Compare after rounding, so 999.9996µs reads "1.0ms", never "1000µs".
+    if round(a / 1_000) < 1_000:
         return f"{sign}{a / 1_000:.0f}µs"
-    if a < 1_000_000_000:
+    if round(a / 1_000_000, 1) < 1_000:
         return f"{sign}{a / 1_000_000:.1f}ms"
     s = a / 1_000_000_000
-    if s < 60:
+    if round(s, 1) < 60:
         return f"{sign}{s:.1f}s"
     m, sec = divmod(int(s), 60)
     if m < 60:

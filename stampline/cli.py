@@ -40,8 +40,8 @@ config_app = typer.Typer(help="Check deployment configuration files.", no_args_i
 app.add_typer(config_app, name="config")
 
 # Piped output keeps whole lines: tables are for people, --json is for scripts.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 

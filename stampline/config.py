@@ -7,6 +7,7 @@ file. Relative paths in the file are relative to the file's own folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -14,8 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from audit import check_database_name
 from rules import OriginUnit, RuleFileError, RuleSet, parse_duration_ns
@@ -27,17 +42,40 @@ ENV_NESTED_DELIMITER = "__"
 """Separator between key path parts in an environment variable name."""
 ENV_CONFIG_FILE = "STAMPLINE_CONFIG"
 """Path of the configuration file when a command is given no ``--config``."""
+# Environment variables with the prefix that are not configuration keys.
+_NOT_KEYS = frozenset({ENV_CONFIG_FILE, "STAMPLINE_TANSU_BIN"})
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _STAGE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 Topic = Annotated[str, Field(pattern=_TOPIC.pattern, description="a Kafka topic name")]
 StageName = Annotated[str, Field(pattern=_STAGE.pattern)]
-ClientValue = str | int | float | bool
 
 
 def _duration(value: Any) -> int:
     return parse_duration_ns(value)
+
+
+def _list_from_env(value: Any) -> Any:
+    # In the environment a list may be JSON or, more naturally, comma-separated.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _client_settings(value: Any) -> Any:
+    # librdkafka takes scalars only; one clear problem per bad key, not one per union branch.
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping of librdkafka setting -> value")
+    for key, item in value.items():
+        if not isinstance(item, str | int | float | bool):
+            raise ValueError(f"client setting {key!r} must be a string, number or boolean")
+    return value
 
 
 class _Section(BaseModel):
@@ -49,7 +87,7 @@ class BrokerConfig(_Section):
 
     embedded: bool = False
     bootstrap_servers: str | None = Field(default=None, min_length=1)
-    client: dict[str, ClientValue] = Field(
+    client: Annotated[dict[str, Any], NoDecode, BeforeValidator(_client_settings)] = Field(
         default_factory=dict, description="extra librdkafka settings for every client"
     )
 
@@ -61,7 +99,9 @@ class BrokerConfig(_Section):
 
 
 class TopicsConfig(_Section):
-    raw: list[Topic] = Field(min_length=1, description="provider feed topics the gate reads")
+    raw: Annotated[list[Topic], NoDecode, BeforeValidator(_list_from_env)] = Field(
+        min_length=1, description="provider feed topics the gate reads"
+    )
     clean: Topic
     dead_letter: Topic
     decisions: Topic = "decisions"
@@ -120,7 +160,9 @@ class GateConfig(_Section):
 
 
 class RulesConfig(_Section):
-    files: list[Path] = Field(min_length=1, description="rule files, applied in order")
+    files: Annotated[list[Path], NoDecode, BeforeValidator(_list_from_env)] = Field(
+        min_length=1, description="rule files, applied in order"
+    )
 
 
 class StageConfig(_Section):
@@ -207,6 +249,9 @@ def load_config(path: Path | str) -> Config:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise ConfigError(path, [Problem("", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        problem = Problem("", f"not UTF-8 text (byte {exc.start}): {exc.reason}")
+        raise ConfigError(path, [problem]) from None
     try:
         raw, lines = load_with_lines(text)
     except yaml.YAMLError as exc:
@@ -221,6 +266,8 @@ def load_config(path: Path | str) -> Config:
         config = Config(**raw)
     except ValidationError as exc:
         raise ConfigError(path, [_problem(e, lines) for e in exc.errors()]) from None
+    except (SettingsError, json.JSONDecodeError) as exc:
+        raise ConfigError(path, _env_problems(exc)) from None
     return _resolve_paths(config, path.parent)
 
 
@@ -268,6 +315,33 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     return config.model_copy(update={"store": store, "rules": rules})
 
 
+def _env_problems(exc: Exception) -> list[Problem]:
+    """Environment values the settings source could not decode (not JSON where JSON is due)."""
+    names = sorted(
+        k for k in os.environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in _NOT_KEYS
+    )
+    return [
+        Problem(
+            name.upper().removeprefix(ENV_PREFIX).lower().replace(ENV_NESTED_DELIMITER, "."),
+            f"environment value cannot be decoded ({exc}); give mappings as JSON",
+            os.environ[name],
+            env=name,
+        )
+        for name in names
+        if not _decodes(os.environ[name])
+    ] or [Problem("", f"environment overrides cannot be decoded: {exc}")]
+
+
+def _decodes(text: str) -> bool:
+    if not text.lstrip().startswith(("{", "[")):
+        return True  # a scalar: pydantic validates it and names the key itself
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
 def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
     loc: KeyPath = tuple(error["loc"])
     # pydantic names union branches and validator kinds in the path; people think in keys.
@@ -286,7 +360,9 @@ def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
     value = None if error["type"] == "missing" else error.get("input")
     if isinstance(value, dict) and error["type"] not in {"dict_type", "model_type"}:
         value = None  # the whole section is not the bad value; the message names the problem
-    return Problem(key, message, value, line=line_for(lines, loc), env=from_env)
+    # A value from the environment has no line in the file worth pointing at.
+    line = None if from_env else line_for(lines, loc)
+    return Problem(key, message, value, line=line, env=from_env)
 
 
 def _jsonable(value: Any) -> Any:

@@ -191,7 +191,7 @@ def prepare_store_dir(path: Path) -> None:
 
 
 def run_demo(
-    store_path: Path = DEFAULT_STORE,
+    store: Path | ChdbStore = DEFAULT_STORE,
     *,
     plan: FeedPlan | None = None,
     bootstrap: str | None = None,
@@ -201,15 +201,15 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole demo and return its summary.
 
-    With ``bootstrap`` None an embedded broker is started and stopped; otherwise the
-    demo's topics (named with ``topic_prefix``) are created on that broker.
+    ``store`` is a folder to create a fresh demo store in, or a store already open (its
+    database is used as it is). With ``bootstrap`` None an embedded broker is started and
+    stopped; otherwise the demo's topics (named with ``topic_prefix``) are created there.
 
     Raises:
         DemoError: a part failed or did not finish in time.
     """
     plan = plan or FeedPlan()
     say = progress or (lambda _m: None)
-    store_path = Path(store_path).resolve()
     topics = Topics.with_prefix(topic_prefix)
     with ExitStack() as stack:
         if bootstrap is None:
@@ -217,9 +217,10 @@ def run_demo(
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
         say(f"broker at {bootstrap}")
         ensure_topics(bootstrap, [topics.raw, topics.clean, topics.dead_letter, topics.decisions])
-        prepare_store_dir(store_path)
-        store = stack.enter_context(ChdbStore(store_path, database))
-        say(f"store (chDB) at {store_path}")
+        if not isinstance(store, ChdbStore):
+            prepare_store_dir(Path(store).resolve())
+            store = stack.enter_context(ChdbStore(Path(store).resolve(), database))
+        say(f"store (chDB) at {store.path}, database {store.database}")
         rules = RuleSet.load([rules_file()], Extraction(max_message_bytes=plan.max_message_bytes))
         gate = Gate(
             GateSettings(
@@ -271,12 +272,12 @@ def run_demo(
                     w.thread.join(30)
         _raise_failed(workers)
         summary = summarise(store, produced=produced, decisions=len(risk.decisions))
-        summary["store_path"] = str(store_path)
-        summary["database"] = database
+        summary["store_path"] = str(store.path)
+        summary["database"] = store.database
         summary["injected"] = dict(sorted(_count(i.kind for i in injected).items()))
         summary["replay_command"] = (
-            f"stampline replay --decision {summary['decision_id']} --store {store_path}"
-            + ("" if database == "stampline" else f" --database {database}")
+            f"stampline replay --decision {summary['decision_id']} --store {store.path}"
+            + ("" if store.database == "stampline" else f" --database {store.database}")
         )
         return DemoResult(summary, injected, topics, bootstrap)
 
