@@ -1,0 +1,135 @@
+"""The stamping contract v1: header names, encoding, and what may never change."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collectors import (
+    H_EVENT_ID,
+    H_PARENTS,
+    H_STAMP,
+    H_VERSION,
+    StageStamp,
+    StampError,
+    Stamps,
+    append_stamp,
+    dead_letter_headers,
+    new_event_id,
+    read_stamps,
+    source_event_id,
+)
+
+names = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
+ns = st.integers(min_value=0, max_value=2**63 - 1)
+
+
+@given(names, ns, ns, st.integers(0, 10**12), st.from_regex(r"[A-Za-z0-9.-]{0,30}", fullmatch=True))
+def test_stage_stamp_round_trips(stage: str, t_in: int, t_out: int, err: int, host: str) -> None:
+    """Any valid stage stamp decodes to exactly what was encoded."""
+    stamp = StageStamp(stage, t_in, t_out, err, host)
+    assert StageStamp.decode(stamp.encode()) == stamp
+
+
+def test_stamps_round_trip_through_headers() -> None:
+    """Stamps written as headers read back equal, lineage and stage order included."""
+    parents = (str(uuid.uuid4()), str(uuid.uuid4()))
+    stamps = Stamps(
+        str(uuid.uuid4()),
+        10,
+        20,
+        1_000,
+        stages=(StageStamp("gate", 20, 25, 1_000), StageStamp("risk", 30, 40, 2_000, "h2")),
+        parents=parents,
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+    )
+    assert read_stamps(stamps.headers()) == stamps
+    assert dict(stamps.headers())[H_VERSION] == b"1"
+    assert dict(stamps.headers())[H_PARENTS] == ",".join(parents).encode()
+
+
+def test_record_without_event_id_has_no_stamps() -> None:
+    """Headers with no event id (an unstamped producer) read as None, not as an error."""
+    assert read_stamps(None) is None
+    assert read_stamps([("x-app", b"1")]) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "needle"),
+    [
+        ([(H_EVENT_ID, b"e"), (H_STAMP, b"not a stamp")], "not a stage stamp"),
+        ([(H_EVENT_ID, b"e"), (H_STAMP, b"stage=x;in=1;out=soon")], "not a stage stamp"),
+        ([(H_EVENT_ID, b"e"), ("stampline.origin_ns", b"yesterday")], "malformed"),
+        ([(H_EVENT_ID, b"e"), (H_VERSION, b"2")], "version 2"),
+        ([(H_EVENT_ID, b"\xff\xfe")], "malformed"),
+    ],
+)
+def test_malformed_stamps_raise_a_clear_error(
+    headers: list[tuple[str, bytes]], needle: str
+) -> None:
+    """A stamp header that breaks the contract raises StampError saying what is wrong."""
+    with pytest.raises(StampError, match=needle):
+        read_stamps(headers)
+
+
+def test_append_stamp_never_replaces_or_reorders() -> None:
+    """Appending a stage stamp keeps every existing header, null values included, in order."""
+    original: list[tuple[str, bytes | None]] = [
+        ("a", b"1"),
+        (H_STAMP, StageStamp("s1", 1, 2, 0).encode()),
+        ("n", None),
+        ("a", b"2"),
+    ]
+    out = append_stamp(original, StageStamp("s2", 3, 4, 0))
+    assert out[:4] == original
+    assert [StageStamp.decode(v or b"").stage for k, v in out if k == H_STAMP] == ["s1", "s2"]
+
+
+def test_source_event_ids_are_deterministic_uuid_v8() -> None:
+    """The same source coordinates give the same id; any change gives another."""
+    a = source_event_id("md.raw", 1, 42, 1_700_000_000_000)
+    assert a == source_event_id("md.raw", 1, 42, 1_700_000_000_000)
+    assert uuid.UUID(a).version == 8
+    others = {
+        source_event_id("md.raw", 1, 43, 1_700_000_000_000),
+        source_event_id("md.raw", 2, 42, 1_700_000_000_000),
+        source_event_id("md.raw2", 1, 42, 1_700_000_000_000),
+        source_event_id("md.raw", 1, 42, 1_700_000_000_001),
+    }
+    assert a not in others
+    assert len(others) == 4
+
+
+def test_new_event_ids_are_uuid_v7_and_time_ordered() -> None:
+    """Ids born in stages are UUIDv7, unique, and sort by creation time at ms granularity."""
+    ids = [new_event_id() for _ in range(200)]
+    assert len(set(ids)) == 200
+    assert all(uuid.UUID(i).version == 7 for i in ids)
+    prefixes = [i[:13] for i in ids]
+    assert prefixes == sorted(prefixes)
+
+
+def test_dead_letter_headers_follow_the_original_ones() -> None:
+    """DLQ headers keep the originals first and add Connect's and stampline's names after."""
+    original: list[tuple[str, bytes | None]] = [("x", b"1"), ("n", None)]
+    out = dead_letter_headers(
+        original,
+        topic="t",
+        partition=2,
+        offset=9,
+        rule_id="record.decode",
+        rule_version=3,
+        reason="not valid JSON",
+        collector="stampline-gate",
+    )
+    assert out[:2] == original
+    added = dict(out[2:])
+    assert added["__connect.errors.topic"] == b"t"
+    assert added["__connect.errors.partition"] == b"2"
+    assert added["__connect.errors.offset"] == b"9"
+    assert added["__connect.errors.stage"] == b"VALUE_CONVERTER"
+    assert added["stampline.rule.version"] == b"3"
+    assert added["stampline.reason"] == b"not valid JSON"

@@ -1,0 +1,58 @@
+"""Session-wide real parts: one Tansu broker over TCP and one chDB data directory.
+
+chDB serves one data directory per process, so every test gets its own database in the
+shared directory, and its own uniquely named topics and consumer groups on the broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from audit import ChdbStore
+from stampline.broker import EmbeddedBroker, ensure_topics
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """The embedded Kafka-protocol broker (Tansu), started once for the session."""
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker: EmbeddedBroker) -> str:
+    return broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique name part for this test's topics, groups and database."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def store(chdb_dir: Path, uid: str) -> Iterator[ChdbStore]:
+    """A fresh audit store: its own database in the session's chDB directory."""
+    with ChdbStore(chdb_dir, f"t_{uid}") as s:
+        yield s
+
+
+@pytest.fixture
+def make_topics(bootstrap: str, uid: str) -> Callable[..., list[str]]:
+    """Create topics named after this test; returns their full names."""
+
+    def make(*names: str, partitions: int = 3) -> list[str]:
+        full = [f"{uid}.{n}" for n in names]
+        ensure_topics(bootstrap, full, partitions)
+        return full
+
+    return make

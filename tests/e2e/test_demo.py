@@ -1,0 +1,129 @@
+"""The demo end to end: exact counts, every injected fault caught, and a replayable decision."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from audit import ChdbStore
+from collectors import H_OFFSET, H_PARTITION, H_RULE_ID
+from stampline._feed import BAD_KINDS, FeedPlan
+from stampline.demo import DemoResult, run_demo
+from tests.helpers import read_all
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PLAN = FeedPlan(rounds=24, silent_rounds=(8, 14), bad_per_kind=2)
+
+
+@pytest.fixture(scope="module")
+def demo(bootstrap: str, chdb_dir: Path) -> DemoResult:
+    with ChdbStore(chdb_dir, "e2e_demo") as store:
+        return run_demo(store, plan=PLAN, bootstrap=bootstrap, topic_prefix="e2e-demo.")
+
+
+def test_events_in_equals_forwarded_plus_dead_lettered(demo: DemoResult) -> None:
+    """Every event the feed sent is accounted for exactly once in the summary."""
+    s = demo.summary
+    assert s["events_in"] == s["gate_seen"]
+    assert s["events_in"] == s["forwarded"] + sum(s["dead_lettered"].values())
+
+
+def test_topics_match_the_summary(demo: DemoResult, bootstrap: str) -> None:
+    """The clean and dead-letter topics hold exactly the counts the summary reports."""
+    s = demo.summary
+    clean = read_all(bootstrap, demo.topics.clean, s["forwarded"])
+    dlq = read_all(bootstrap, demo.topics.dead_letter, sum(s["dead_lettered"].values()))
+    assert len(clean) == s["forwarded"]
+    assert len(dlq) == sum(s["dead_lettered"].values())
+
+
+def test_every_injected_fault_is_dead_lettered_with_its_reason_and_nothing_else(
+    demo: DemoResult, bootstrap: str
+) -> None:
+    """The DLQ holds exactly the injected bad records, each under the rule that must catch it."""
+    assert len(demo.injected) == PLAN.bad_per_kind * len(BAD_KINDS)
+    dlq = read_all(bootstrap, demo.topics.dead_letter, len(demo.injected))
+    got = {
+        (int(r.header(H_PARTITION) or b""), int(r.header(H_OFFSET) or b"")): (
+            r.header(H_RULE_ID) or b""
+        ).decode()
+        for r in dlq
+    }
+    want = {(i.partition, i.offset): i.rule_id for i in demo.injected}
+    assert got == want
+    assert demo.summary["dead_lettered"] == dict(Counter(want.values()))
+
+
+def test_injected_behaviours_show_in_the_summary(demo: DemoResult) -> None:
+    """The silent provider has the longest gap, the skewed one negative latency, risk the spike."""
+    providers = demo.summary["providers"]
+    silent = PLAN.silent_rounds[1] - PLAN.silent_rounds[0]
+    assert providers["bravo"]["max_gap_ms"] >= silent * PLAN.round_interval_s * 1000 * 0.9
+    assert providers["bravo"]["max_gap_ms"] > 2 * providers["alpha"]["max_gap_ms"]
+    assert providers["charlie"]["latency_p50_ms"] < 0 < providers["alpha"]["latency_p50_ms"]
+    assert demo.summary["decision_stage_ms"] >= 25.0
+
+
+def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
+    """`stampline demo --json` then `replay --decision --json` on its store show the lineage."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+    store = tmp_path / "demo-store"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stampline",
+            "demo",
+            "--json",
+            "--rounds",
+            "8",
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    for key in ("events_in", "forwarded", "dead_lettered", "decision_id", "store_path"):
+        assert key in summary
+    assert isinstance(summary["dead_lettered"], dict)
+    replay = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stampline",
+            "replay",
+            "--decision",
+            summary["decision_id"],
+            "--store",
+            summary["store_path"],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert replay.returncode == 0, replay.stderr
+    events = json.loads(replay.stdout)["events"]
+    assert events[0]["event_id"] == summary["decision_id"]
+    inputs = [e for e in events if e["event_id"] in events[0]["parents"]]
+    assert len(inputs) >= 1
+    for e in events:
+        stages = [s["stage"] for s in e["stamps"]]
+        assert {"origin", "ingest"} <= set(stages)
+        assert any(s["kind"] == "stage" for s in e["stamps"])
+        times = [s["time_ns"] for s in e["stamps"]]
+        assert times == sorted(times)
+    assert {s["stage"] for e in inputs for s in e["stamps"]} >= {"gate"}
+    assert any(s["stage"] == "risk" for s in events[0]["stamps"])

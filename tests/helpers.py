@@ -1,0 +1,139 @@
+"""Helpers for tests that talk to the real broker: produce records, read a topic back whole."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from collectors import Gate, GateSettings, TrailSink
+from rules import RuleSet
+
+Header = tuple[str, bytes | None]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record as read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header]
+    timestamp_ms: int
+
+    def header(self, name: str) -> bytes | None:
+        """The first value of header ``name`` (None when absent)."""
+        return next((v for k, v in self.headers if k == name), None)
+
+    def header_all(self, name: str) -> list[bytes | None]:
+        return [v for k, v in self.headers if k == name]
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[
+        tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, list[Header]]
+    ],
+    partition: int | None = None,
+) -> list[tuple[int, int]]:
+    """Produce ``records`` (key, value[, headers]) and return each one's (partition, offset)."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 4_000_000}
+    )
+    where: list[tuple[int, int] | None] = []
+
+    def delivered(i: int) -> Callable[[Any, Any], None]:
+        def cb(err: Any, msg: Any) -> None:
+            assert err is None, f"produce failed: {err}"
+            where[i] = (msg.partition(), msg.offset())
+
+        return cb
+
+    for i, rec in enumerate(records):
+        where.append(None)
+        key, value, *rest = rec
+        kwargs: dict[str, Any] = {"headers": rest[0]} if rest else {}
+        if partition is not None:
+            kwargs["partition"] = partition
+        producer.produce(topic, value, key, on_delivery=delivered(i), **kwargs)
+    assert producer.flush(30) == 0, "records still in flight after 30 s"
+    assert all(w is not None for w in where)
+    return [w for w in where if w is not None]
+
+
+def read_all(bootstrap: str, topic: str, expect: int = 0, idle_s: float = 1.0) -> list[Record]:
+    """Every record in ``topic``, in (partition, offset) order, read with assign() (no group).
+
+    Reads until at least ``expect`` records arrived and then nothing more for ``idle_s``, so
+    duplicates beyond ``expect`` are caught too. Watermarks are not used: Tansu reports a
+    partition's high watermark as its count of record batches, not the next offset.
+    """
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        out: list[Record] = []
+        deadline = time.monotonic() + 30
+        last = time.monotonic()
+        while len(out) < expect or time.monotonic() - last < idle_s:
+            assert time.monotonic() < deadline, f"read {len(out)} of {expect} records from {topic}"
+            for m in consumer.consume(1000, 0.1):
+                assert m.error() is None, m.error()
+                out.append(
+                    Record(
+                        m.topic(),
+                        m.partition(),
+                        m.offset(),
+                        m.key(),
+                        m.value(),
+                        list(m.headers() or []),
+                        m.timestamp()[1],
+                    )
+                )
+                last = time.monotonic()
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+class GateRun:
+    """A gate running in a thread, stopped (flushed, committed) by :meth:`stop`."""
+
+    def __init__(self, settings: GateSettings, rules: RuleSet, trail: TrailSink) -> None:
+        self.gate = Gate(settings, rules, trail)
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._body, daemon=True)
+        self.thread.start()
+
+    def _body(self) -> None:
+        try:
+            self.gate.run(self.stop_event)
+        except BaseException as exc:
+            self.error = exc
+
+    def wait_for(self, events: int, timeout_s: float = 60.0) -> None:
+        """Block until the gate has taken in ``events`` records."""
+        deadline = time.monotonic() + timeout_s
+        while self.gate.stats.events_in < events:
+            assert self.error is None, f"gate failed: {self.error!r}"
+            assert time.monotonic() < deadline, (
+                f"gate took in {self.gate.stats.events_in} of {events} records in {timeout_s} s"
+            )
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "gate did not stop within 60 s"
+        assert self.error is None, f"gate failed: {self.error!r}"
