@@ -397,8 +397,9 @@ def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, A
                 "events": r["events"],
                 "forwarded": r["forwarded"],
                 "dead_lettered": r["dead_lettered"],
-                "latency_p50_ms": round(r["q"][0] / 1e6, 3),
-                "latency_p99_ms": round(r["q"][1] / 1e6, 3),
+                # No forwarded event, no latency: None, never a misleading zero.
+                "latency_p50_ms": round(r["q"][0] / 1e6, 3) if r["forwarded"] else None,
+                "latency_p99_ms": round(r["q"][1] / 1e6, 3) if r["forwarded"] else None,
                 "max_gap_ms": r["max_gap_ms"],
             }
             for r in providers

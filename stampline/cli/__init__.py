@@ -1,0 +1,11 @@
+"""The ``stampline`` command: one module per command group, each registering on ``app``."""
+
+from stampline.cli import _broker, _config, _demo, _gate, _replay  # noqa: F401  (registration)
+from stampline.cli._app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,94 @@
+"""The command's root, and what every command group shares: consoles, options, errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+from audit import ChdbStore
+from stampline import __version__
+from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
+
+app = typer.Typer(
+    help="Audit streaming pipelines for latency and data quality.\n\n"
+    "Start with `stampline demo`, then replay the decision it prints.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Piped output keeps whole lines: tables are for people, --json is for scripts.
+out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help=f"Deployment YAML (default: ${ENV_CONFIG_FILE})."),
+]
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as one JSON document on stdout."""
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code`` (1: a problem, 2: a usage error)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def config_path(config: Path | None) -> Path:
+    if config is not None:
+        return config
+    env = os.environ.get(ENV_CONFIG_FILE)
+    if env:
+        return Path(env)
+    fail(f"no configuration: pass --config FILE or set ${ENV_CONFIG_FILE}", 2)
+
+
+def open_store_for_query(
+    store: Path | None, database: str | None, config: Path | None
+) -> ChdbStore:
+    if store is None:
+        if config is None and not os.environ.get(ENV_CONFIG_FILE):
+            fail("say which trail: --store PATH (a chDB folder) or --config FILE", 2)
+        try:
+            cfg = load_config(config_path(config))
+        except ConfigError as exc:
+            fail(str(exc))
+        store, database = cfg.store.path, database or cfg.store.database
+    if not store.is_dir():
+        fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
+    return ChdbStore(store, database or "stampline")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"stampline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what the sidecars do.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )

@@ -1,0 +1,70 @@
+"""`stampline gate`: run the gate until SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import nullcontext
+from typing import Any
+
+from rules import RuleFileError
+from stampline.cli._app import ConfigOpt, app, config_path, err, fail
+from stampline.config import ConfigError, build_rules, load_config
+
+
+@app.command()
+def gate(config: ConfigOpt = None) -> None:
+    """Run the gate: raw feed → rules → clean topic or dead letters, one trail row per event.
+
+    Runs until SIGTERM or Ctrl-C, then writes what is pending, commits and exits 0.
+    Progress goes to stderr every few seconds.
+    """
+    from collectors import Gate
+    from stampline.broker import EmbeddedBroker, ensure_topics
+    from stampline.wiring import gate_settings, open_store
+
+    path = config_path(config)
+    try:
+        cfg = load_config(path)
+        rules = build_rules(cfg)
+    except (ConfigError, RuleFileError) as exc:
+        fail(f"{path}: configuration is not usable:\n{exc}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
+        bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
+        assert bootstrap is not None
+        if cfg.topics.create_missing:
+            ensure_topics(
+                bootstrap,
+                [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter],
+                cfg.topics.partitions,
+            )
+        with open_store(cfg) as store:
+            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store)
+            err.print(
+                f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
+                f"/ {cfg.topics.dead_letter}; trail in {cfg.store.path}",
+                highlight=False,
+            )
+            last = [0.0]
+
+            def report(stats: Any) -> None:
+                import time
+
+                if time.monotonic() - last[0] >= 5:
+                    last[0] = time.monotonic()
+                    err.print(
+                        f"gate: in {stats.events_in:,} forwarded {stats.forwarded:,} "
+                        f"dead-lettered {stats.dead_lettered_total:,}",
+                        highlight=False,
+                    )
+
+            the_gate.run(stop, on_flush=report)
+            s = the_gate.stats
+            err.print(
+                f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
+                f"dead-lettered {s.dead_lettered_total:,}",
+                highlight=False,
+            )

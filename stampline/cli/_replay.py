@@ -1,0 +1,84 @@
+"""`stampline replay`: an event's or a decision's timeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from audit import AuditError, NotFoundError, Timeline, format_ns, replay_decision, replay_event
+from rules import format_duration
+from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, fail, open_store_for_query, out
+
+
+@app.command()
+def replay(
+    event_id: Annotated[str | None, typer.Argument(help="The event to replay.")] = None,
+    decision: Annotated[
+        str | None, typer.Option("--decision", "-d", help="Replay a decision and its lineage.")
+    ] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="chDB store folder.")] = None,
+    database: Annotated[
+        str | None, typer.Option("--database", help="Database in the store.")
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print every sighting of an event, or of a decision and all its inputs, in time order.
+
+    Each line shows the stage, its UTC time to the nanosecond, the delta from the event's
+    own origin and from the first origin in the lineage, and the stamping host's
+    clock-error bound.
+    """
+    if (event_id is None) == (decision is None):
+        fail("give exactly one of EVENT_ID or --decision ID", 2)
+    with open_store_for_query(store, database, config) as st:
+        try:
+            timeline = (
+                replay_decision(st, decision) if decision else replay_event(st, event_id or "")
+            )
+        except ValueError as exc:
+            fail(str(exc), 2)
+        except NotFoundError as exc:
+            fail(str(exc))
+        except AuditError as exc:
+            fail(f"the store could not answer: {exc}")
+    if as_json:
+        emit_json(timeline.to_dict())
+    else:
+        _print_timeline(timeline)
+
+
+def _print_timeline(t: Timeline) -> None:
+    roles = {e.event_id: e for e in t.events}
+    title = f"{t.kind} {t.root_id}: {len(t.events)} event(s), {len(t.sightings)} sightings"
+    table = Table(title=title, title_justify="left")
+    for col in ("time (UTC)", "Δ first", "Δ origin", "event", "role", "stage", "± clock"):
+        table.add_column(
+            col, justify="right" if col.startswith(("Δ", "±")) else "left", no_wrap=True
+        )
+    for s in t.sightings:
+        e = roles[s.event_id]
+        who = e.provider or e.role
+        table.add_row(
+            format_ns(s.stamp.time_ns),
+            format_duration(s.delta_from_first_ns),
+            format_duration(s.delta_from_origin_ns),
+            s.event_id[:8],
+            f"{e.role} {who}" if e.provider else e.role,
+            s.stamp.stage
+            + (
+                f" (held {format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
+                if s.stamp.received_ns
+                else ""
+            ),
+            format_duration(s.stamp.clock_err_ns) if s.stamp.clock_err_ns is not None else "?",
+        )
+    out.print(table)
+    for e in t.events:
+        if not e.stamps:
+            out.print(f"[yellow]input {e.event_id} was never observed by stampline[/]")
+        elif e.outcome == "dead_lettered":
+            out.print(f"[red]{e.event_id} was dead-lettered by {e.rule_id}[/]")
