@@ -24,6 +24,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# Command groups more than one module adds to; each module registers its own commands.
+audit_app = typer.Typer(help="Verify and validate the audit trail.", no_args_is_help=True)
+rules_app = typer.Typer(help="Work with rule files and data contracts.", no_args_is_help=True)
+store_app = typer.Typer(help="Manage the audit store.", no_args_is_help=True)
+providers_app = typer.Typer(help="Compare data providers.", no_args_is_help=True)
+for _group, _name in [
+    (audit_app, "audit"),
+    (rules_app, "rules"),
+    (store_app, "store"),
+    (providers_app, "providers"),
+]:
+    app.add_typer(_group, name=_name)
+
 # Piped output keeps whole lines: tables are for people, --json is for scripts.
 out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
