@@ -63,7 +63,7 @@ class GateSettings:
 
 @dataclass(slots=True)
 class GateStats:
-    """Running counts, safe to read from another thread (values are replaced, not mutated)."""
+    """Running counts. Other threads read them for progress; a read may be a batch behind."""
 
     events_in: int = 0
     forwarded: int = 0

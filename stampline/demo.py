@@ -9,6 +9,7 @@ import shutil
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -274,7 +275,7 @@ def run_demo(
         summary = summarise(store, produced=produced, decisions=len(risk.decisions))
         summary["store_path"] = str(store.path)
         summary["database"] = store.database
-        summary["injected"] = dict(sorted(_count(i.kind for i in injected).items()))
+        summary["injected"] = dict(sorted(Counter(i.kind for i in injected).items()))
         summary["replay_command"] = (
             f"stampline replay --decision {summary['decision_id']} --store {store.path}"
             + ("" if store.database == "stampline" else f" --database {store.database}")
@@ -340,13 +341,6 @@ def _raise_failed(workers: list[_Worker]) -> None:
             raise DemoError(
                 f"the {w.name} stopped: {type(w.error).__name__}: {w.error}"
             ) from w.error
-
-
-def _count(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        out[item] = out.get(item, 0) + 1
-    return out
 
 
 def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, Any]:

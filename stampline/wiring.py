@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from audit import ChdbStore
 from collectors import GateSettings
 from stampline.config import Config
 
 
-def open_store(config: Config, path: Path | None = None) -> ChdbStore:
-    """The configured store (its schema applied), optionally at another ``path``."""
-    return ChdbStore(path or config.store.path, config.store.database)
+def open_store(config: Config) -> ChdbStore:
+    """The configured store, its schema applied."""
+    return ChdbStore(config.store.path, config.store.database)
 
 
 def gate_settings(config: Config, bootstrap: str) -> GateSettings:

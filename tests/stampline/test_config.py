@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from stampline.config import (
-    ENV_PREFIX,
     Config,
     ConfigError,
     Problem,
@@ -18,6 +16,7 @@ from stampline.config import (
     check_config,
     load_config,
 )
+from tests.stampline.conftest import WriteConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "stampline.yaml"
@@ -40,29 +39,6 @@ gate:
 rules:
   files: [{MARKET_RULES}]
 """
-
-WriteConfig = Callable[..., Path]
-
-
-@pytest.fixture(autouse=True)
-def no_stampline_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide every STAMPLINE_ variable from the test; monkeypatch restores them afterwards."""
-    for name in list(os.environ):
-        if name.startswith(ENV_PREFIX):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def write_config(tmp_path: Path) -> WriteConfig:
-    """Write a configuration file (``GOOD`` unless told otherwise) and return its path."""
-
-    def write(text: str = GOOD, name: str = "stampline.yaml") -> Path:
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, "utf-8")
-        return path
-
-    return write
 
 
 def problems_of(path: Path) -> list[Problem]:
@@ -198,7 +174,7 @@ class TestEnvironment:
     ) -> None:
         """STAMPLINE_BROKER__BOOTSTRAP_SERVERS wins over broker.bootstrap_servers in the file."""
         monkeypatch.setenv("STAMPLINE_BROKER__BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
-        config = load_config(write_config())
+        config = load_config(write_config(GOOD))
         assert config.broker.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
 
     def test_nested_env_override_keeps_sibling_keys(
@@ -206,7 +182,7 @@ class TestEnvironment:
     ) -> None:
         """STAMPLINE_STORE__FLUSH_ROWS overrides one key; the section's other keys stay."""
         monkeypatch.setenv("STAMPLINE_STORE__FLUSH_ROWS", "25")
-        path = write_config()
+        path = write_config(GOOD)
         config = load_config(path)
         assert config.store.flush_rows == 25
         assert config.store.path == path.parent / "data"
@@ -219,7 +195,7 @@ class TestEnvironment:
         monkeypatch.setenv("STAMPLINE_GATE__ORIGIN__UNIT", "iso8601")
         monkeypatch.setenv("STAMPLINE_STORE__FLUSH_INTERVAL", "2s")
         monkeypatch.setenv("STAMPLINE_TOPICS__RAW", '["a.raw", "b.raw"]')
-        config = load_config(write_config())
+        config = load_config(write_config(GOOD))
         assert config.gate.origin.unit == "iso8601"
         assert config.gate.origin.field == "ts"
         assert config.store.flush_interval_ns == 2_000_000_000
@@ -239,14 +215,14 @@ class TestEnvironment:
         """STAMPLINE_CONFIG and variables naming no key do not count as unknown keys."""
         monkeypatch.setenv("STAMPLINE_CONFIG", "/somewhere/else.yaml")
         monkeypatch.setenv("STAMPLINE_NOT_A_KEY", "1")
-        assert load_config(write_config()).topics.clean == "md.clean"
+        assert load_config(write_config(GOOD)).topics.clean == "md.clean"
 
     def test_bad_env_value_names_the_variable(
         self, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A bad value from the environment is reported with the variable it came from."""
         monkeypatch.setenv("STAMPLINE_STORE__FLUSH_ROWS", "lots")
-        path = write_config()
+        path = write_config(GOOD)
         problem = only_problem(path)
         assert problem.key == "store.flush_rows"
         assert problem.value == "lots"
@@ -258,7 +234,7 @@ class TestEnvironment:
     ) -> None:
         """A bad env value for a key the file does not set still names key and variable."""
         monkeypatch.setenv("STAMPLINE_GATE__ORIGIN__UNIT", "fortnights")
-        problem = only_problem(write_config())
+        problem = only_problem(write_config(GOOD))
         assert (problem.key, problem.value) == ("gate.origin.unit", "fortnights")
         assert problem.env == "STAMPLINE_GATE__ORIGIN__UNIT"
 
@@ -275,16 +251,16 @@ class TestEnvironment:
     ) -> None:
         """A list key set from the environment may be comma-separated or JSON."""
         monkeypatch.setenv("STAMPLINE_TOPICS__RAW", "md.a, md.b")
-        assert load_config(write_config()).topics.raw == ["md.a", "md.b"]
+        assert load_config(write_config(GOOD)).topics.raw == ["md.a", "md.b"]
         monkeypatch.setenv("STAMPLINE_TOPICS__RAW", '["md.c"]')
-        assert load_config(write_config()).topics.raw == ["md.c"]
+        assert load_config(write_config(GOOD)).topics.raw == ["md.c"]
 
     def test_undecodable_env_value_names_the_variable(
         self, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A mapping key given non-JSON text in the environment is a problem naming the variable."""
         monkeypatch.setenv("STAMPLINE_BROKER__CLIENT", "{acks: all")
-        problem = only_problem(write_config())
+        problem = only_problem(write_config(GOOD))
         assert problem.env == "STAMPLINE_BROKER__CLIENT"
         assert problem.key == "broker.client"
         assert problem.line is None
@@ -525,7 +501,7 @@ class TestBadFiles:
     )
     def test_unreadable_file(self, write_config: WriteConfig) -> None:
         """A file without read permission is reported as unreadable."""
-        path = write_config()
+        path = write_config(GOOD)
         path.chmod(0)
         try:
             assert only_problem(path).message == "cannot read: Permission denied"

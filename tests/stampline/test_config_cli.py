@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from stampline.cli import app
 from stampline.config import ENV_PREFIX, check_config
+from tests.stampline.conftest import WriteConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "stampline.yaml"
@@ -49,28 +49,6 @@ store:
 rules:
   files: [r.yaml]
 """
-
-WriteConfig = Callable[..., Path]
-
-
-@pytest.fixture(autouse=True)
-def no_stampline_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide every STAMPLINE_ variable from the test; monkeypatch restores them afterwards."""
-    for name in list(os.environ):
-        if name.startswith(ENV_PREFIX):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def write_config(tmp_path: Path) -> WriteConfig:
-    """Write a configuration file and return its path."""
-
-    def write(text: str, name: str = "stampline.yaml") -> Path:
-        path = tmp_path / name
-        path.write_text(text, "utf-8")
-        return path
-
-    return write
 
 
 def check(*args: str, env: dict[str, str] | None = None, columns: int = 80) -> Result:

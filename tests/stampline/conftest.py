@@ -1,0 +1,34 @@
+"""Fixtures for the shell's tests: configuration files and a clean environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stampline.config import ENV_PREFIX
+
+WriteConfig = Callable[..., Path]
+
+
+@pytest.fixture(autouse=True)
+def no_stampline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide every STAMPLINE_ variable from the test; monkeypatch restores them afterwards."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> WriteConfig:
+    """Write a configuration file (folders created as needed) and return its path."""
+
+    def write(text: str, name: str = "stampline.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+        return path
+
+    return write
