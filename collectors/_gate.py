@@ -203,7 +203,8 @@ class Gate:
             seq=verdict.seq,
             outcome="forwarded",
             parents=prior.parents if prior else (),
-            prev_stage=upstream.stage if upstream else PREV_ORIGIN,
+            # no origin time (an unparseable record): no hop into the gate to measure
+            prev_stage=upstream.stage if upstream else PREV_ORIGIN if origin else "",
             prev_emitted_ns=upstream.emitted_ns if upstream else origin,
             prev_clock_err_ns=upstream.clock_err_ns if upstream else 0,
             price=float(price) if isinstance(price, int | float) and price is not True else nan,
