@@ -4,7 +4,17 @@ Imports nothing else of stampline's.
 """
 
 from audit._chdb import ChdbStore
-from audit._model import AUTHORITY_STAMPER, AUTHORITY_TAP, DeadLetter, Observation, Outcome
+from audit._clock import ClockSource, clock_error_bound, parse_chronyc_tracking
+from audit._ledger import BatchFinding, VerifyReport
+from audit._model import (
+    AUTHORITY_STAMPER,
+    AUTHORITY_TAP,
+    PREV_ORIGIN,
+    DeadLetter,
+    Observation,
+    Outcome,
+)
+from audit._queries import completeness, hotspots, latency_flags, providers_compare
 from audit._replay import (
     EventTrail,
     Sighting,
@@ -15,26 +25,43 @@ from audit._replay import (
     replay_decision,
     replay_event,
 )
-from audit._schema import check_database_name
+from audit._schema import MigrationReport, Retention, check_database_name
+from audit._server import ClickHouseStore
+from audit._store import Store, canonical_table
 from audit.exceptions import AuditError, NotFoundError, StoreError
 
 __all__ = [
     "AUTHORITY_STAMPER",
     "AUTHORITY_TAP",
+    "PREV_ORIGIN",
     "AuditError",
+    "BatchFinding",
     "ChdbStore",
+    "ClickHouseStore",
+    "ClockSource",
     "DeadLetter",
     "EventTrail",
+    "MigrationReport",
     "NotFoundError",
     "Observation",
     "Outcome",
+    "Retention",
     "Sighting",
     "Stamp",
+    "Store",
     "StoreError",
     "Timeline",
+    "VerifyReport",
+    "canonical_table",
     "check_database_name",
+    "clock_error_bound",
+    "completeness",
     "format_ns",
+    "hotspots",
+    "latency_flags",
     "normalise_id",
+    "parse_chronyc_tracking",
+    "providers_compare",
     "replay_decision",
     "replay_event",
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 Outcome = Literal["forwarded", "dead_lettered", "observed"]
+
+PREV_ORIGIN = "origin"  # prev_stage of a first stamp: the hop starts at the origin time
 
 # Which of two rows for the same (event, stage) the store keeps: the stamper's own record
 # beats a tap's reading of the same stamp from headers.
@@ -37,6 +40,13 @@ class Observation:
     rule_version: int = 0
     parents: tuple[str, ...] = field(default_factory=tuple)
     authority: int = AUTHORITY_STAMPER
+    # The stamp before this one, so hop latency (received - prev_emitted) needs no join:
+    # "origin" with the origin time for the first stage, "" when there is none (a derived
+    # event is born at its stage), else the upstream stage's stamp and its host's bound.
+    prev_stage: str = ""
+    prev_emitted_ns: int = 0
+    prev_clock_err_ns: int = 0
+    price: float = math.nan  # the record's price where it has one (cross-provider divergence)
 
 
 @dataclass(frozen=True, slots=True)

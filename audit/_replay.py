@@ -150,8 +150,10 @@ SELECT toString(event_id) AS eid, stage,
        toUnixTimestamp64Milli(broker_time) AS broker_ms,
        provider, instrument, seq, toString(outcome) AS outcome, rule_id,
        arrayMap(p -> toString(p), parents) AS parents
-FROM {db}.observations FINAL
+FROM {db}.observations
 WHERE event_id IN {ids:Array(UUID)}
+ORDER BY event_id, stage, authority DESC, batch DESC
+LIMIT 1 BY event_id, stage
 """
 
 

@@ -16,11 +16,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from math import nan
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from audit import DeadLetter, Observation
+from audit import PREV_ORIGIN, DeadLetter, Observation
 from collectors._dlq import dead_letter_headers
 from collectors._ids import source_event_id
 from collectors._kafka import consumer_config, producer_config, take, where
@@ -175,6 +176,9 @@ class Gate:
         ingested = prior.ingest_ns if prior and prior.ingest_ns else received
         emitted = time.time_ns()
         stamp = StageStamp(s.stage, received, emitted, s.clock_err_ns, s.host)
+        # The hop into this gate starts at the last upstream stamp, else at the origin.
+        upstream = prior.stages[-1] if prior and prior.stages else None
+        price = (verdict.payload or {}).get("price")
         # A record stamped upstream keeps its stamps and gains one; a new one gets them all.
         stamp_headers = (
             append_stamp([], stamp)
@@ -199,6 +203,11 @@ class Gate:
             seq=verdict.seq,
             outcome="forwarded",
             parents=prior.parents if prior else (),
+            # no origin time (an unparseable record): no hop into the gate to measure
+            prev_stage=upstream.stage if upstream else PREV_ORIGIN if origin else "",
+            prev_emitted_ns=upstream.emitted_ns if upstream else origin,
+            prev_clock_err_ns=upstream.clock_err_ns if upstream else 0,
+            price=float(price) if isinstance(price, int | float) and price is not True else nan,
         )
         if verdict.ok:
             self._producer.produce(

@@ -15,10 +15,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message
 
-from audit import AUTHORITY_TAP, Observation
+from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation
 from collectors._gate import TrailSink
 from collectors._kafka import consumer_config, take, where
-from collectors._stamps import headers_of, read_stamps
+from collectors._stamps import StageStamp, headers_of, read_stamps
 from collectors.exceptions import StampError
 
 log = logging.getLogger("stampline.tap")
@@ -85,6 +85,10 @@ class Tap:
                 self.stats.unstamped += 1
                 continue
             ts_type, broker_ms = m.timestamp()
+            # Each stamp's hop starts at the stamp before it; the first one's at the origin,
+            # unless the event was derived (born at that stage: no hop into it).
+            first = None if stamps.parents else StageStamp(PREV_ORIGIN, 0, stamps.origin_ns, 0)
+            before = [first, *stamps.stages[:-1]]
             rows.extend(
                 Observation(
                     event_id=stamps.event_id,
@@ -101,8 +105,11 @@ class Tap:
                     broker_time_ms=broker_ms if ts_type else 0,
                     parents=stamps.parents,
                     authority=AUTHORITY_TAP,
+                    prev_stage=prev.stage if prev else "",
+                    prev_emitted_ns=prev.emitted_ns if prev else 0,
+                    prev_clock_err_ns=prev.clock_err_ns if prev else 0,
                 )
-                for st in stamps.stages
+                for st, prev in zip(stamps.stages, before, strict=True)
             )
         self.stats.observations += len(rows)
         return rows

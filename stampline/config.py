@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -119,9 +120,30 @@ class TopicsConfig(_Section):
         return self
 
 
+class RetentionConfig(_Section):
+    """How long TTL keeps data, counted from when the store wrote it."""
+
+    raw_ns: int = Field(default=30 * 86_400 * 10**9, alias="raw")
+    rollups_ns: int = Field(default=400 * 86_400 * 10**9, alias="rollups")
+
+    @field_validator("raw_ns", "rollups_ns", mode="before")
+    @classmethod
+    def _ttl(cls, v: Any) -> int:
+        ns = _duration(v)
+        if ns < 3600 * 10**9:
+            raise ValueError("retention must be at least 1h")
+        return ns
+
+
 class StoreConfig(_Section):
-    backend: Literal["chdb"] = "chdb"
-    path: Path = Path("stampline-data")
+    backend: Literal["chdb", "clickhouse"] = "chdb"
+    path: Path = Path("stampline-data")  # chdb: the data folder
+    url: str | None = Field(default=None, description="clickhouse: http(s)://host:port")
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+    secure: bool = False  # TLS even when the URL says http
+    verify_tls: bool = True
+    retention: RetentionConfig = RetentionConfig()
     database: str = "stampline"
     flush_rows: int = Field(default=10_000, ge=1, le=10_000_000)
     flush_interval_ns: int = Field(default=500_000_000, alias="flush_interval")
@@ -135,6 +157,12 @@ class StoreConfig(_Section):
     @classmethod
     def _interval(cls, v: Any) -> int:
         return _duration(v)
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> StoreConfig:
+        if self.backend == "clickhouse" and not self.url:
+            raise ValueError("backend clickhouse needs url (http(s)://host:port)")
+        return self
 
 
 class OriginConfig(_Section):
@@ -152,6 +180,8 @@ class GateConfig(_Section):
     max_message_bytes: int = Field(default=1_048_576, ge=64, le=64 * 1_048_576)
     consume_batch: int = Field(default=1000, ge=1, le=100_000)
     clock_error_ns: int = Field(default=1_000_000, alias="clock_error")
+    # "chrony": read the bound from `chronyc tracking`, falling back to clock_error.
+    clock_error_source: Literal["configured", "chrony"] = "configured"
 
     @field_validator("clock_error_ns", mode="before")
     @classmethod

@@ -345,7 +345,7 @@ def _raise_failed(workers: list[_Worker]) -> None:
 
 def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, Any]:
     """The demo's summary, computed from the trail (not from the collectors' counters)."""
-    gate_rows = "FROM {db}.observations FINAL WHERE stage = 'gate'"
+    gate_rows = "FROM {db}.trail WHERE stage = 'gate'"
     totals = store.query(f"SELECT count() AS n, countIf(outcome = 'forwarded') AS fwd {gate_rows}")[
         0
     ]
@@ -369,12 +369,12 @@ def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, A
         """SELECT stage, count() AS n,
                quantilesExact(0.5, 0.99)(
                    toUnixTimestamp64Nano(emitted) - toUnixTimestamp64Nano(received)) AS q
-           FROM {db}.observations FINAL GROUP BY stage ORDER BY stage"""
+           FROM {db}.trail GROUP BY stage ORDER BY stage"""
     )
     slowest = store.query(
         """SELECT toString(event_id) AS id,
                toUnixTimestamp64Nano(emitted) - toUnixTimestamp64Nano(received) AS took_ns
-           FROM {db}.observations FINAL WHERE stage = 'risk' ORDER BY took_ns DESC, id LIMIT 1"""
+           FROM {db}.trail WHERE stage = 'risk' ORDER BY took_ns DESC, id LIMIT 1"""
     )
     if not slowest:
         raise DemoError("no decision reached the trail")

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from audit import ChdbStore
+from audit import ChdbStore, ClickHouseStore, Retention, Store, clock_error_bound
 from collectors import GateSettings
 from stampline.config import Config
 
 
-def open_store(config: Config) -> ChdbStore:
-    """The configured store, its schema applied."""
-    return ChdbStore(config.store.path, config.store.database)
+def retention(config: Config) -> Retention:
+    r = config.store.retention
+    return Retention(raw_s=r.raw_ns // 10**9, rollups_s=r.rollups_ns // 10**9)
+
+
+def open_store(config: Config, database: str | None = None, *, migrate: bool = True) -> Store:
+    """The configured store (chDB or a ClickHouse server), its schema applied."""
+    s = config.store
+    if s.backend == "clickhouse":
+        return ClickHouseStore(
+            s.url or "",
+            database or s.database,
+            user=s.user,
+            password=s.password.get_secret_value(),
+            secure=s.secure,
+            verify_tls=s.verify_tls,
+            retention=retention(config),
+            migrate=migrate,
+        )
+    return ChdbStore(s.path, database or s.database, retention(config), migrate=migrate)
 
 
 def gate_settings(config: Config, bootstrap: str) -> GateSettings:
@@ -22,7 +39,9 @@ def gate_settings(config: Config, bootstrap: str) -> GateSettings:
         dead_letter_topic=config.topics.dead_letter,
         group_id=config.gate.group_id,
         stage=config.gate.stage,
-        clock_err_ns=config.gate.clock_error_ns,
+        clock_err_ns=clock_error_bound(config.gate.clock_error_source, config.gate.clock_error_ns)[
+            0
+        ],
         consume_batch=config.gate.consume_batch,
         flush_rows=config.store.flush_rows,
         flush_interval_s=config.store.flush_interval_ns / 1e9,

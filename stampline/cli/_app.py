@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from audit import ChdbStore
+from audit import AuditError, ChdbStore, Store
 from stampline import __version__
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 
@@ -70,7 +70,7 @@ def config_path(config: Path | None) -> Path:
 
 def open_store_for_query(
     store: Path | None, database: str | None, config: Path | None
-) -> ChdbStore:
+) -> Store:
     if store is None:
         if config is None and not os.environ.get(ENV_CONFIG_FILE):
             fail("say which trail: --store PATH (a chDB folder) or --config FILE", 2)
@@ -78,6 +78,13 @@ def open_store_for_query(
             cfg = load_config(config_path(config))
         except ConfigError as exc:
             fail(str(exc))
+        if cfg.store.backend != "chdb":
+            from stampline.wiring import open_store
+
+            try:
+                return open_store(cfg, database)
+            except AuditError as exc:
+                fail(str(exc))
         store, database = cfg.store.path, database or cfg.store.database
     if not store.is_dir():
         fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")

@@ -93,7 +93,7 @@ def test_rewriting_a_batch_does_not_duplicate_rows(store: ChdbStore) -> None:
     batch = [obs(str(uuid.uuid4()), stage) for _ in range(50) for stage in ("gate", "risk")]
     store.write_observations(batch)
     store.write_observations(batch)
-    assert store.query("SELECT count() AS n FROM {db}.observations FINAL") == [{"n": 100}]
+    assert store.query("SELECT count() AS n FROM {db}.observations") == [{"n": 100}]
 
 
 def test_dead_letters_keep_reason_and_the_head_of_the_payload(store: ChdbStore) -> None:

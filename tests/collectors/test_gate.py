@@ -184,7 +184,7 @@ def outcome(bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
         run.wait_for(len(CASES))
         run.stop()
         rows = store.query(
-            "SELECT toString(event_id) AS id, partition, offset FROM {db}.observations FINAL"
+            "SELECT toString(event_id) AS id, partition, offset FROM {db}.trail"
         )
         SOURCE_BY_ID.update({r["id"]: (r["partition"], r["offset"]) for r in rows})
         yield Outcome(
@@ -269,7 +269,7 @@ def test_trail_has_one_row_per_event_with_outcome_and_rule(outcome: Outcome) -> 
     """The trail holds exactly one gate observation per input, with its outcome and rule."""
     rows = outcome.store.query(
         "SELECT partition, offset, toString(outcome) AS outcome, rule_id, rule_version, "
-        "clock_err_ns, host FROM {db}.observations FINAL WHERE stage = 'gate'"
+        "clock_err_ns, host FROM {db}.trail WHERE stage = 'gate'"
     )
     assert len(rows) == len(CASES)
     by_source = {(r["partition"], r["offset"]): r for r in rows}

@@ -139,7 +139,7 @@ def test_tap_records_stamps_and_counts_what_it_cannot_use(
     rows = store.query(
         "SELECT toString(event_id) AS id, stage, toString(outcome) AS outcome, topic, offset, "
         "arrayMap(p -> toString(p), parents) AS parents "
-        "FROM {db}.observations FINAL ORDER BY offset"
+        "FROM {db}.trail ORDER BY offset"
     )
     assert [(r["id"], r["stage"], r["offset"]) for r in rows] == [
         (good[0].event_id, "gate", 0),
@@ -169,7 +169,7 @@ def test_tap_row_never_replaces_the_stampers_own_row(store: ChdbStore) -> None:
     store.write_observations([gate_row])
     store.write_observations([tap_row])
     (row,) = store.query(
-        "SELECT topic, offset, provider FROM {db}.observations FINAL WHERE event_id = {id:UUID}",
+        "SELECT topic, offset, provider FROM {db}.trail WHERE event_id = {id:UUID}",
         {"id": eid},
     )
     assert row == {"topic": "md.raw", "offset": 7, "provider": "alpha"}

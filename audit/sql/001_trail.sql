@@ -1,0 +1,81 @@
+-- Stampline audit store, migration 001: the trail. `{db}`, `{raw_ttl_s}` are filled in by the
+-- loader. Statements are separated by lines holding only ';' so the loader needs no SQL parser.
+-- A migration runs once per database (recorded in schema_migrations); the statements are
+-- idempotent anyway, so a migration interrupted halfway can simply run again.
+
+CREATE DATABASE IF NOT EXISTS {db}
+;
+-- One row per sighting of an event by a stage (long format, any number of stages).
+-- Append-only MergeTree: nothing written is ever rewritten or removed except by TTL, which is
+-- what lets the batch ledger prove the trail unchanged. A retried batch is dropped at insert
+-- (deduplication token = the batch's digest, and the ledger is consulted first); a second
+-- *different* sighting of the same (event, stage) -- a gate re-reading after a crash, a tap
+-- reading back a stamp the gate wrote itself -- is kept as evidence, and readers pick one
+-- per key through the `trail` view (highest authority, then the latest write).
+-- Sorted by event id: the primary index is the lookup path for replay, and an event's rows
+-- sit together, so the id and the per-event columns compress across its stages.
+-- Codecs were chosen with bench/store.py on generated market data (README, "Performance").
+CREATE TABLE IF NOT EXISTS {db}.observations
+(
+    event_id           UUID CODEC(ZSTD(1)),
+    stage              LowCardinality(String) CODEC(ZSTD(1)),
+    prev_stage         LowCardinality(String) CODEC(ZSTD(1)),     -- 'origin', an upstream stage, or ''
+    received           DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)), -- stage took the event in
+    emitted            DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)), -- stage stamped / let it go
+    prev_emitted       DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)), -- previous stamp (hop start)
+    origin             DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)), -- born at the source
+    ingested           DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)), -- stampline first took custody
+    clock_err_ns       UInt64 CODEC(T64, ZSTD(1)),                 -- this stamping host's bound
+    prev_clock_err_ns  UInt64 CODEC(T64, ZSTD(1)),                 -- the previous stamp's bound
+    host               LowCardinality(String) CODEC(ZSTD(1)),
+    topic              LowCardinality(String) CODEC(ZSTD(1)),
+    partition          Int32 CODEC(T64, ZSTD(1)),
+    offset             Int64 CODEC(Delta, ZSTD(1)),
+    broker_time        DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)), -- record timestamp on the topic read
+    provider           LowCardinality(String) CODEC(ZSTD(1)),
+    instrument         LowCardinality(String) CODEC(ZSTD(1)),
+    seq                Int64 CODEC(Delta, ZSTD(1)),                -- provider sequence, -1 if none
+    price              Float64 CODEC(ZSTD(1)),                     -- the record's price, nan if none
+    outcome            Enum8('forwarded' = 1, 'dead_lettered' = 2, 'observed' = 3) CODEC(ZSTD(1)),
+    rule_id            LowCardinality(String) CODEC(ZSTD(1)),      -- '' unless dead-lettered
+    rule_version       UInt32 CODEC(ZSTD(1)),
+    parents            Array(UUID) CODEC(ZSTD(1)),                 -- lineage of a derived event
+    authority          UInt8 CODEC(ZSTD(1)),                       -- 2 the stamper itself, 1 a tap
+    batch              UInt64 CODEC(ZSTD(1)),                      -- ledger sequence number of the write
+    written            DateTime('UTC') DEFAULT now() CODEC(Delta, ZSTD(1)), -- when the store took it
+    INDEX idx_received received TYPE minmax GRANULARITY 1
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(received)
+ORDER BY (event_id, stage)
+-- Retention counts from the write, not from event times a skewed clock may have set.
+TTL written + toIntervalSecond({raw_ttl_s})
+SETTINGS non_replicated_deduplication_window = 1000
+;
+-- The trail as readers see it: one row per (event, stage). Filter inside a query of your own
+-- where the table is large; this view is for small questions and tests.
+CREATE VIEW IF NOT EXISTS {db}.trail AS
+SELECT * FROM {db}.observations
+ORDER BY event_id, stage, authority DESC, batch DESC
+LIMIT 1 BY event_id, stage
+;
+-- What the gate rejected, with the reason; the original bytes travel on the DLQ topic.
+CREATE TABLE IF NOT EXISTS {db}.dead_letters
+(
+    event_id      UUID,
+    received      DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    topic         LowCardinality(String),
+    partition     Int32,
+    offset        Int64,
+    provider      LowCardinality(String),
+    rule_id       LowCardinality(String),
+    rule_version  UInt32,
+    reason        String,
+    value_size    UInt64,
+    value_head    String CODEC(ZSTD(3)),                         -- first bytes of the payload, for a glance
+    written       DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMMDD(received)
+ORDER BY (topic, partition, offset)
+TTL written + toIntervalSecond({raw_ttl_s})

@@ -1,0 +1,75 @@
+"""The store's commands: migrate, audit verify, providers compare, hotspots, completeness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from audit import ChdbStore
+from stampline.cli import app
+from tests.audit.test_store_suite import pipeline
+
+runner = CliRunner()
+
+
+def _args(store: ChdbStore) -> list[str]:
+    return ["--store", str(store.path), "--database", store.database, "--json"]
+
+
+def test_migrate_reports_nothing_to_apply_on_a_current_store(store: ChdbStore) -> None:
+    """`store migrate --json` lists every migration as already applied."""
+    result = runner.invoke(app, ["store", "migrate", *_args(store)])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["already_applied"] == [
+        "001_trail",
+        "002_ledger",
+        "003_rollups",
+    ]
+
+
+def test_verify_exits_1_and_names_the_batch_when_tampered(store: ChdbStore) -> None:
+    """`audit verify` passes on an intact trail and fails, naming the batch, after tampering."""
+    store.write_observations(pipeline(5))
+    ok = runner.invoke(app, ["audit", "verify", *_args(store)])
+    assert ok.exit_code == 0, ok.output
+    assert orjson.loads(ok.stdout)["ok"] is True
+    store._execute(
+        f"ALTER TABLE {store.database}.observations UPDATE seq = 99 WHERE stage = 'risk' "
+        "SETTINGS mutations_sync = 2"
+    )
+    bad = runner.invoke(app, ["audit", "verify", *_args(store)])
+    assert bad.exit_code == 1
+    (finding,) = orjson.loads(bad.stdout)["findings"]
+    assert (finding["batch"], finding["problem"], finding["changed_columns"]) == (
+        1,
+        "changed",
+        ["seq"],
+    )
+
+
+def test_the_three_queries_answer_in_json_and_as_tables(store: ChdbStore) -> None:
+    """compare, hotspots and completeness print JSON with --json and a table without."""
+    store.write_observations(pipeline(20))
+    for cmd in (["providers", "compare"], ["hotspots"], ["completeness"]):
+        as_json = runner.invoke(app, [*cmd, *_args(store)])
+        assert as_json.exit_code == 0, as_json.output
+        assert orjson.loads(as_json.stdout)["rows"], cmd
+        table = runner.invoke(app, [*cmd, *_args(store)[:-1]])
+        assert table.exit_code == 0, table.output
+        assert "alpha" in table.stdout or "gate" in table.stdout
+
+
+def test_a_bad_window_is_a_usage_error_naming_the_option(store: ChdbStore) -> None:
+    """--since that is not a duration exits 2 and says which option was wrong."""
+    result = runner.invoke(app, ["hotspots", "--since", "soon", *_args(store)])
+    assert result.exit_code == 2
+    assert "--since" in result.stderr
+
+
+def test_a_missing_store_folder_is_a_clear_error(tmp_path: Path) -> None:
+    """Pointing a query at a folder that holds no store says so."""
+    result = runner.invoke(app, ["completeness", "--store", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "no store at" in result.stderr
