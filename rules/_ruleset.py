@@ -25,7 +25,6 @@ import pyarrow as pa
 
 from rules._columns import MISSING, BoolArray, Columns, get_field
 from rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
-from rules._durations import format_duration
 from rules._files import (
     DivergenceRule,
     SchemaRule,
@@ -41,8 +40,6 @@ from rules._stateful import DivergenceCheck, GapEvent, SequenceCheck, StaleCheck
 from rules._stateless import TEMPLATE_SAMPLES, Check, Reason, compile_stateless, fill
 from rules._verdict import Failure, Verdict
 from rules.exceptions import RuleFileError
-
-__all__ = ["format_duration"]  # re-exported through rules
 
 log = logging.getLogger("stampline.rules")
 
@@ -80,6 +77,7 @@ class CompiledRule:
     reason: Reason | None = None
     stateful: SequenceCheck | StaleCheck | DivergenceCheck | None = None
     spec: Any = None
+    path: Path | None = None  # the schema file of a schema rule
 
 
 @dataclass(slots=True)
@@ -163,9 +161,11 @@ class RuleSet:
         self._schemas = tuple(r for r in rules if r.kind == "schema")
         self.rules = tuple(r for r in rules if r.kind != "schema")
         self.state_config = state or StateConfig()
-        self.index = index or KeyIndex(self.state_config.max_keys, self.state_config.ttl)
-        self.instruments = instruments or KeyIndex(
-            self.state_config.max_keys, self.state_config.ttl
+        cfg = self.state_config
+        # "is None", not "or": an empty KeyIndex is falsy and the rules already hold this one
+        self.index = index if index is not None else KeyIndex(cfg.max_keys, cfg.ttl)
+        self.instruments = (
+            instruments if instruments is not None else KeyIndex(cfg.max_keys, cfg.ttl)
         )
         self.stats = RuleStats()
         self._topic_contract: dict[str, CompiledContract | None] = {}
@@ -295,8 +295,7 @@ class RuleSet:
                     failure = self._contract(payload, topics[i], hdrs)
             if failure is not None:
                 early[i] = failure
-            else:
-                payloads[i] = payload
+            payloads[i] = payload
         cols = Columns(
             n,
             payloads=payloads,
@@ -304,11 +303,13 @@ class RuleSet:
             origin_ns=origins,
             keys=(providers, instruments),
         )
-        alive = np.fromiter((p is not None for p in payloads), np.bool_, n)
-        result = self._run(cols, alive, now_ns)
+        # A record refused by its contract still arrived: sequence rules count it.
+        decoded = np.fromiter((p is not None for p in payloads), np.bool_, n)
+        alive = decoded.copy()
+        alive[list(early)] = False
+        result = self._run(cols, alive, now_ns, decoded)
         for i in early:
-            # early failures carry what could be read, but no payload
-            payloads[i] = None
+            payloads[i] = None  # a verdict carries only a payload that passed its contract
         return BatchResult(n, early, result, (providers, instruments, seqs), origins, payloads)
 
     def evaluate_table(self, table: pa.Table, now_ns: int, topic: str = "") -> BatchResult:
@@ -340,7 +341,7 @@ class RuleSet:
         return BatchResult(n, {}, outcomes, (providers, instruments, seqs), origins)
 
     def _run(
-        self, cols: Columns, alive: BoolArray, now_ns: int
+        self, cols: Columns, alive: BoolArray, now_ns: int, decoded: BoolArray | None = None
     ) -> list[tuple[CompiledRule, BoolArray, dict[int, str]]]:
         outcomes = []
         self.stats.events += cols.n
@@ -350,6 +351,8 @@ class RuleSet:
             if rule.scope not in scopes:
                 scopes[rule.scope] = alive & _scope_mask(rule.scope, cols)
             active = scopes[rule.scope]
+            if isinstance(rule.stateful, SequenceCheck) and decoded is not None:
+                active = decoded & _scope_mask(rule.scope, cols)
             if rule.stateful is not None:
                 if slots is None:
                     slots = self.index.slots(*cols.identity(), now_ns=now_ns)
@@ -452,6 +455,13 @@ class RuleSet:
             )
         return self._topic_contract[topic]
 
+    def schema_files(self) -> set[Path]:
+        """Every schema file the rules and contracts read."""
+        files = {r.path for r in self._schemas if r.path is not None}
+        for contract in self.contracts:
+            files.update(contract.contract.versions.values())
+        return files
+
     def drain_events(self) -> list[GapEvent]:
         """Gap-open and gap-close events since the last call."""
         events: list[GapEvent] = []
@@ -485,6 +495,7 @@ def _compile(
     base = CompiledRule(rule.id, rule.version, rule.kind, rule.severity, rule.shadow, rule.scope)
     if isinstance(rule, SchemaRule):
         base.spec = compile_json_schema(rule.id, rule.schema_path)
+        base.path = rule.schema_path
         return base
     base.spec = rule
     if isinstance(rule, _STATEFUL):
