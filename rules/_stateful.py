@@ -71,13 +71,13 @@ class SequenceCheck:
         self.rule = rule
         self.index = index
         self.state = index.table({"high": (np.int64, -1, 0)})
-        self.gaps: dict[int, list[list[int]]] = {}  # slot -> open [first, last] ranges
+        self.gaps: dict[int, list[list[int]]] = {}  # slot -> missing pieces, see _fill
         self.events: list[GapEvent] = []
         index.on_free(self._expire)
 
     def _expire(self, keys: list[Hashable], slots: IntArray) -> None:
         for key, slot in zip(keys, slots.tolist(), strict=True):
-            for first, last in self.gaps.pop(slot, []):
+            for first, last, _of, _ol in self.gaps.pop(slot, []):
                 self.events.append(
                     GapEvent("close", self.rule.id, _key(key), first, last, "expired")
                 )
@@ -111,10 +111,10 @@ class SequenceCheck:
         template = self.rule.reason
         if seq > high + 1:
             gaps = self.gaps.setdefault(slot, [])
-            gaps.append([high + 1, seq - 1])
+            gaps.append([high + 1, seq - 1, high + 1, seq - 1])
             self.events.append(GapEvent("open", self.rule.id, key, high + 1, seq - 1))
             if len(gaps) > self.rule.max_open_gaps:
-                first, last = gaps.pop(0)
+                first, last, _of, _ol = gaps.pop(0)
                 self.events.append(GapEvent("close", self.rule.id, key, first, last, "expired"))
             default = "sequence gap: expected {expected}, got {seq} ({missing} missing)"
             return fill(
@@ -129,15 +129,23 @@ class SequenceCheck:
         return fill(template or default, seq=seq, high=high, kind="duplicate")
 
     def _fill(self, slot: int, gap: list[int], seq: int, key: tuple[str, ...]) -> None:
+        # A piece is [first, last, first opened, last opened]: filling splits it, and the gap
+        # as opened closes when no piece of it is left.
         gaps = self.gaps[slot]
-        first, last = gap
+        first, last, opened_first, opened_last = gap
         at = gaps.index(gap)
-        pieces = [p for p in ([first, seq - 1], [seq + 1, last]) if p[0] <= p[1]]
+        pieces = [
+            [a, b, opened_first, opened_last]
+            for a, b in ((first, seq - 1), (seq + 1, last))
+            if a <= b
+        ]
         gaps[at : at + 1] = pieces
+        if not any(g[2] == opened_first for g in gaps):
+            self.events.append(
+                GapEvent("close", self.rule.id, key, opened_first, opened_last, "filled")
+            )
         if not gaps:
             del self.gaps[slot]
-        if not pieces:
-            self.events.append(GapEvent("close", self.rule.id, key, first, last, "filled"))
 
     def open_gaps(self) -> int:
         return sum(len(g) for g in self.gaps.values())
