@@ -71,6 +71,7 @@ def export_gx(rules: RuleSet, name: str = "stampline") -> GxSuite:
     Raises:
         GxMissingError: GX is not installed.
     """
+    quiet_context()  # GX builds suites inside an active context
     gxe = gx().expectations
     out = GxSuite(gx().ExpectationSuite(name))
     for rule in rules.rules:

@@ -1,4 +1,4 @@
-"""Stateless rule kinds, severities, scopes and shadow rules, each with passing and failing events."""
+"""Stateless rule kinds, severities, scopes and shadow rules: passing and failing events."""
 
 from __future__ import annotations
 

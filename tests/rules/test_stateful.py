@@ -7,6 +7,7 @@ arbitrary batches: batch boundaries must not change any verdict.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -40,9 +41,9 @@ def run(
 ) -> list[str]:
     """Each event's reason from the one rule ('' when it passes), fed in batches cut at ``cuts``."""
     rules = RuleSet.load([path])
-    bounds = [0, *sorted(set(c % (len(values) + 1) for c in cuts or [])), len(values)]
+    bounds = [0, *sorted({c % (len(values) + 1) for c in cuts or []}), len(values)]
     out: list[str] = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         if a == b:
             continue
         result = rules.evaluate_records(values[a:b], now)
