@@ -42,7 +42,7 @@ class Columns:
         table: pa.Table | None = None,
         topics: Sequence[str] | None = None,
         origin_ns: IntArray | None = None,
-        keys: tuple[Sequence[str], Sequence[str]] | None = None,
+        keys: tuple[Sequence[str] | pa.Array, Sequence[str] | pa.Array] | None = None,
     ) -> None:
         self.n = n
         self._payloads = payloads
@@ -50,10 +50,13 @@ class Columns:
         self.topics = topics if topics is not None else [""] * n
         self.origin_ns: IntArray = origin_ns if origin_ns is not None else np.zeros(n, np.int64)
         self._keys = keys
+        self._identity: tuple[Sequence[str], Sequence[str]] | None = None
         self._raw: dict[str, list[Any]] = {}
         self._num: dict[str, tuple[FloatArray, BoolArray, BoolArray]] = {}
         self._str: dict[str, tuple[pa.Array, BoolArray]] = {}
         self._present: dict[str, BoolArray] = {}
+        self._picked: dict[str, dict[int, Any]] = {}
+        self._chunks: dict[str, pa.Array] = {}
 
     def raw(self, field: str) -> list[Any]:
         """Python values, :data:`MISSING` where absent (None for an explicit null)."""
@@ -69,7 +72,25 @@ class Columns:
         return self._raw[field]
 
     def value(self, field: str, row: int) -> Any:
+        """One row's value; from a table, without turning the whole column into Python."""
+        picked = self._picked.get(field)
+        if picked is not None and row in picked:
+            return picked[row]
+        if field not in self._raw and self._payloads is None and self._table is not None:
+            if field not in self._table.column_names:
+                return MISSING
+            return self._table.column(field)[row].as_py()
         return self.raw(field)[row]
+
+    def prefetch(self, fields: Sequence[str], rows: Sequence[int]) -> None:
+        """Read ``rows`` of ``fields`` from a table in one go (reasons for failing rows)."""
+        if self._table is None or self._payloads is not None or not len(rows):
+            return
+        for field in fields:
+            arrow = self._arrow(field)
+            if arrow is not None and field not in self._raw:
+                values = arrow.take(pa.array(rows, pa.int64())).to_pylist()
+                self._picked.setdefault(field, {}).update(zip(rows, values, strict=True))
 
     def present(self, field: str) -> BoolArray:
         """Rows where the field exists and is not null."""
@@ -151,7 +172,15 @@ class Columns:
         return self._str[field]
 
     def identity(self) -> tuple[Sequence[str], Sequence[str]]:
-        """(provider, instrument) per row, '' where unknown."""
+        """(provider, instrument) per row as Python strings, '' where unknown."""
+        if self._keys is None:
+            raise ValueError("this batch carries no identity columns")
+        if self._identity is None:
+            self._identity = (as_strings(self._keys[0]), as_strings(self._keys[1]))
+        return self._identity
+
+    def identity_arrays(self) -> tuple[Sequence[str] | pa.Array, Sequence[str] | pa.Array]:
+        """(provider, instrument) as given: Arrow arrays stay Arrow, for vectorised keys."""
         if self._keys is None:
             raise ValueError("this batch carries no identity columns")
         return self._keys
@@ -159,5 +188,16 @@ class Columns:
     def _arrow(self, field: str) -> pa.Array | None:
         if self._table is None or field not in self._table.column_names:
             return None
-        column = self._table.column(field)
-        return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if field not in self._chunks:
+            column = self._table.column(field)
+            self._chunks[field] = (
+                column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            )
+        return self._chunks[field]
+
+
+def as_strings(values: Sequence[str] | pa.Array | pa.ChunkedArray) -> Sequence[str]:
+    """Python strings, '' for nulls, from a list or an Arrow array."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return [v or "" for v in pc.fill_null(values, "").to_pylist()]
+    return values

@@ -61,6 +61,11 @@ class KeyIndex:
         self._tables: list[StateTable] = []
         self._on_free: list[Callable[[list[Hashable], IntArray], None]] = []
         self.last_seen: IntArray = np.zeros(0, np.int64)
+        # Keys as integers (each part's string numbered once), sorted for vectorised lookup.
+        self._names: list[dict[str, int]] = [{}, {}]
+        self._code_of: IntArray = np.zeros(0, np.int64)
+        self._sorted_codes: IntArray = np.zeros(0, np.int64)
+        self._sorted_slots: IntArray = np.zeros(0, np.int64)
         self.evicted = 0
         self.expired = 0
 
@@ -82,41 +87,70 @@ class KeyIndex:
         return self._keys[slot]
 
     def slots(self, *parts: Sequence[str] | pa.Array, now_ns: int) -> IntArray:
-        """The slot of each row's key (the tuple of ``parts``), creating slots as needed."""
-        n = len(parts[0])
-        combined = np.zeros(n, np.int64)
-        uniques: list[list[Any]] = []
-        for part in parts:
+        """The slot of each row's key (the tuple of one or two ``parts``), creating slots as
+        needed. Only a batch's distinct strings and its new keys cost Python work."""
+        if any(len(names) > 4 * self.max_keys + 1024 for names in self._names):
+            self._renumber()
+        codes = np.zeros(len(parts[0]), np.int64)
+        for position, part in enumerate(parts):
             encoded = part if isinstance(part, pa.Array) else pa.array(part, pa.string())
             encoded = encoded.dictionary_encode()
-            codes = np.asarray(encoded.indices.fill_null(0), dtype=np.int64)
-            values = encoded.dictionary.to_pylist()
-            combined = combined * max(len(values), 1) + codes
-            uniques.append(values)
-        distinct, inverse = np.unique(combined, return_inverse=True)
-        # Decode each distinct combined code back to its parts: a few thousand per batch.
-        radices = [max(len(u), 1) for u in uniques]
-        slot_of = np.empty(len(distinct), np.int64)
-        fresh: list[int] = []
-        for j, code in enumerate(distinct.tolist()):
-            key_parts = []
-            for values, radix in zip(reversed(uniques), reversed(radices), strict=True):
-                code, r = divmod(code, radix)
-                key_parts.append(values[r] if values else "")
-            key = tuple(reversed(key_parts))
-            slot = self._ids.get(key)
-            if slot is None:
-                slot = self._new_slot(key, now_ns)
-                fresh.append(slot)
-            slot_of[j] = slot
-        slots = slot_of[inverse.reshape(-1)]
-        if fresh:
+            names = self._names[position]
+            ids = np.fromiter(
+                (names.setdefault(v, len(names)) for v in encoded.dictionary.to_pylist()),
+                np.int64,
+                len(encoded.dictionary),
+            )
+            local = np.asarray(encoded.indices.fill_null(0), dtype=np.int64)
+            codes = (codes << 31) | (ids[local] if len(ids) else local)
+        distinct, inverse = np.unique(codes, return_inverse=True)
+        pos = np.searchsorted(self._sorted_codes, distinct)
+        pos = np.minimum(pos, max(len(self._sorted_codes) - 1, 0))
+        found = (
+            self._sorted_codes[pos] == distinct
+            if len(self._sorted_codes)
+            else np.zeros(len(distinct), np.bool_)
+        )
+        slot_of = np.where(found, self._sorted_slots[pos] if len(self._sorted_slots) else 0, -1)
+        fresh = np.flatnonzero(~found)
+        if len(fresh):
+            reverse = [
+                {i: name for name, i in names.items()} for names in self._names[: len(parts)]
+            ]
+            for j in fresh.tolist():
+                code = int(distinct[j])
+                key_parts = []
+                for position in reversed(range(len(parts))):
+                    key_parts.append(reverse[position][code & (2**31 - 1)])
+                    code >>= 31
+                slot_of[j] = self._new_slot(tuple(reversed(key_parts)), int(distinct[j]), now_ns)
+            new_slots = slot_of[fresh]
             for table in self._tables:
-                table.reset(np.asarray(fresh, np.int64))
+                table.reset(new_slots)
+            self._index_codes()
+        slots: IntArray = slot_of[inverse.reshape(-1)]
         self.last_seen[slot_of] = now_ns
         return slots
 
-    def _new_slot(self, key: Hashable, now_ns: int) -> int:
+    def _renumber(self) -> None:
+        """Number only the strings of live keys again, so the string maps stay bounded."""
+        self._names = [{}, {}]
+        for key, slot in self._ids.items():
+            code = 0
+            for position, part in enumerate(key if isinstance(key, tuple) else (key,)):
+                code = (code << 31) | self._names[position].setdefault(
+                    str(part), len(self._names[position])
+                )
+            self._code_of[slot] = code
+        self._index_codes()
+
+    def _index_codes(self) -> None:
+        live = np.asarray(list(self._ids.values()), np.int64)
+        codes = self._code_of[live]
+        order = np.argsort(codes)
+        self._sorted_codes, self._sorted_slots = codes[order], live[order]
+
+    def _new_slot(self, key: Hashable, code: int, now_ns: int) -> int:
         if not self._free and len(self._keys) >= self.max_keys:
             self.expire(now_ns)
             if not self._free:  # still full: the least recently seen tenth makes room
@@ -136,9 +170,13 @@ class KeyIndex:
                 grown = np.zeros(capacity, np.int64)
                 grown[: len(self.last_seen)] = self.last_seen
                 self.last_seen = grown
+                codes = np.full(capacity, -1, np.int64)
+                codes[: len(self._code_of)] = self._code_of
+                self._code_of = codes
                 for table in self._tables:
                     table.grow(capacity)
         self._ids[key] = slot
+        self._code_of[slot] = code
         return slot
 
     def expire(self, now_ns: int) -> int:
@@ -162,6 +200,7 @@ class KeyIndex:
         self._free.extend(slots.tolist())
         for table in self._tables:
             table.reset(slots)
+        self._index_codes()
 
     def state_bytes(self) -> int:
         """Bytes held for the keys now present: their columns plus the key map itself."""

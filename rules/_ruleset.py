@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from rules._columns import MISSING, BoolArray, Columns, get_field
+from rules._columns import MISSING, BoolArray, Columns, as_strings, get_field
 from rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
 from rules._files import (
     DivergenceRule,
@@ -78,6 +78,7 @@ class CompiledRule:
     stateful: SequenceCheck | StaleCheck | DivergenceCheck | None = None
     spec: Any = None
     path: Path | None = None  # the schema file of a schema rule
+    fields: tuple[str, ...] = ()  # the fields its reasons quote
 
 
 @dataclass(slots=True)
@@ -97,7 +98,7 @@ class BatchResult:
     n: int
     early: dict[int, Failure]  # rows that failed before the columnar rules
     outcomes: list[tuple[CompiledRule, BoolArray, dict[int, str]]]
-    identity: tuple[list[str], list[str], list[int]]
+    identity: tuple[Any, Any, Any]  # provider, instrument, seq per row: lists or arrays
     origin_ns: Any
     payloads: Sequence[dict[str, Any] | None] | None = None
 
@@ -112,7 +113,8 @@ class BatchResult:
         ]
 
     def verdicts(self) -> list[Verdict]:
-        providers, instruments, seqs = self.identity
+        providers, instruments = as_strings(self.identity[0]), as_strings(self.identity[1])
+        seqs = [int(s) for s in self.identity[2]]
         bad = np.zeros(self.n, np.bool_)
         for _r, mask, _reasons in self.outcomes:
             bad |= mask
@@ -321,10 +323,10 @@ class RuleSet:
         n = table.num_rows
         ext = self.extraction
 
-        def strings(name: str) -> list[str]:
+        def strings(name: str) -> pa.Array:
             if name not in table.column_names:
-                return [""] * n
-            return [v or "" for v in table.column(name).to_pylist()]
+                return pa.nulls(n, pa.string())
+            return table.column(name).combine_chunks()
 
         providers, instruments = strings(ext.provider_field), strings(ext.instrument_field)
         if ext.origin_field in table.column_names:
@@ -336,7 +338,7 @@ class RuleSet:
         cols = Columns(
             n, table=table, topics=[topic] * n, origin_ns=origins, keys=(providers, instruments)
         )
-        seqs = cols.integers(ext.seq_field).tolist()
+        seqs = cols.integers(ext.seq_field)
         outcomes = self._run(cols, np.ones(n, np.bool_), now_ns)
         return BatchResult(n, {}, outcomes, (providers, instruments, seqs), origins)
 
@@ -355,7 +357,7 @@ class RuleSet:
                 active = decoded & _scope_mask(rule.scope, cols)
             if rule.stateful is not None:
                 if slots is None:
-                    slots = self.index.slots(*cols.identity(), now_ns=now_ns)
+                    slots = self.index.slots(*cols.identity_arrays(), now_ns=now_ns)
                 mask, reasons = self._stateful(rule, cols, active, slots, now_ns)
             else:
                 mask, reasons = self._stateless(rule, cols, active, now_ns)
@@ -389,7 +391,9 @@ class RuleSet:
                 if row not in reasons:
                     reasons[row] = self._reason(rule, cols, row, now)
             return mask, reasons
-        return mask, {r: self._reason(rule, cols, r, now) for r in np.flatnonzero(mask).tolist()}
+        failing = np.flatnonzero(mask).tolist()
+        cols.prefetch(rule.fields, failing)
+        return mask, {r: self._reason(rule, cols, r, now) for r in failing}
 
     def _reason(self, rule: CompiledRule, cols: Columns, row: int, now: int) -> str:
         assert rule.reason is not None
@@ -509,6 +513,8 @@ def _compile(
             base.stateful = DivergenceCheck(rule, index, instruments)
         return base
     _check_template(path, rule.id, rule.reason, **TEMPLATE_SAMPLES[rule.kind])
+    names = (getattr(rule, a, None) for a in ("field", "left", "right"))
+    base.fields = tuple(n for n in names if isinstance(n, str))
     base.check, base.reason = compile_stateless(rule)
     return base
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from rules._columns import BoolArray, Columns, FloatArray, IntArray
 from rules._durations import format_duration
@@ -236,7 +237,12 @@ class DivergenceCheck:
         rows = np.flatnonzero(active & ok)
         if not len(rows):
             return fails, reasons
-        instruments = [cols.identity()[1][r] for r in rows.tolist()]
+        every = cols.identity_arrays()[1]
+        instruments = (
+            every.take(pa.array(rows))
+            if isinstance(every, pa.Array)
+            else [every[r] for r in rows.tolist()]
+        )
         inst = self.instruments.slots(instruments, now_ns=now)
         column = self._columns(slots[rows], inst)
         # Along each instrument, in arrival order: every provider's latest price and time.

@@ -32,13 +32,13 @@ Check = Callable[[Columns, int], BoolArray]
 Reason = Callable[[Columns, int, int], str]
 
 
+class _Keep(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
 def fill(template: str, **values: Any) -> str:
     """``template`` with the values it names filled in; unknown names are kept as written."""
-
-    class _Keep(dict[str, Any]):
-        def __missing__(self, key: str) -> str:
-            return "{" + key + "}"
-
     return template.format_map(_Keep(values))
 
 

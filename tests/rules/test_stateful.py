@@ -298,3 +298,16 @@ def test_unused_helpers_are_exercised(rule_file: Callable[..., Path]) -> None:
     """The shared fixture writes a loadable version-2 file."""
     assert RuleSet.load([rule_file(SEQ)]).rule_ids[-1] == ("seq.ok", 1)
     assert orjson.loads(raw())["seq"] == 1
+
+
+def test_key_numbering_stays_bounded_and_correct(tmp_path: Path) -> None:
+    """After many more distinct keys than max_keys, string numbering is rebuilt and the
+    surviving keys keep their sequence state."""
+    path = write(tmp_path, SEQ, "state: {ttl: 1h, max_keys: 4}\n")
+    rules = RuleSet.load([path])
+    for i in range(2_000):
+        rules.evaluate(raw(seq=1, instrument=f"I{i}"), T0_NS + i)
+    assert max(len(n) for n in rules.index._names) <= 4 * 4 + 1024 + 1
+    rules.evaluate(raw(seq=1, instrument="KEEP"), T0_NS + 3_000)
+    verdict = rules.evaluate(raw(seq=3, instrument="KEEP"), T0_NS + 3_001)
+    assert verdict.first.reason == "sequence gap: expected 2, got 3 (1 missing)"
