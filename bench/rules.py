@@ -141,14 +141,12 @@ def stateful_table(n: int, keys: int, seed: int = 11) -> pa.Table:
     providers = np.array(["xnas", "xnys", "bats", "arca", "edgx"], dtype=object)
     key = rng.integers(0, keys, n)
     order = np.argsort(key, kind="stable")
-    first = np.zeros(n, np.int64)
     sk = key[order]
     starts = np.r_[True, sk[1:] != sk[:-1]]
     idx = np.arange(n)
     first_of = np.maximum.accumulate(np.where(starts, idx, 0))
     seq = np.empty(n, np.int64)
-    seq[order] = idx - first_of
-    del first
+    seq[order] = idx - first_of  # each key counts 0, 1, 2, ... in arrival order
     inst = key // len(providers)
     mid = 50.0 + (inst % 997) * 0.5
     price = np.round(mid * (1 + rng.normal(0, 0.002, n)), 2)

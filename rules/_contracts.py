@@ -82,7 +82,6 @@ def schema_reason(exc: fastjsonschema.JsonSchemaValueException) -> str:
 class ContractFailure:
     version: int
     reason: str
-    decode: bool = False  # the bytes could not be read at all (Avro)
 
 
 class CompiledContract:
@@ -138,19 +137,19 @@ class CompiledContract:
     ) -> tuple[Any, ContractFailure | None]:
         version, why = self.version_of(headers, None)
         if version is None:
-            return None, ContractFailure(0, f"contract: {why}", decode=True)
+            return None, ContractFailure(0, f"contract: {why}")
         stream = io.BytesIO(value)
         try:
             record = fastavro.schemaless_reader(stream, self._avro[version], None)
         except Exception as exc:  # fastavro raises many types for bytes that are not its record
             reason = f"not an Avro record of schema version {version}: {type(exc).__name__}: {exc}"
-            return None, ContractFailure(version, reason, decode=True)
+            return None, ContractFailure(version, reason)
         if stream.tell() != len(value):
             extra = len(value) - stream.tell()
             reason = f"not an Avro record of schema version {version}: {extra} bytes left over"
-            return None, ContractFailure(version, reason, decode=True)
+            return None, ContractFailure(version, reason)
         if not isinstance(record, dict):
-            return None, ContractFailure(version, "Avro value is not a record", decode=True)
+            return None, ContractFailure(version, "Avro value is not a record")
         return record, None
 
     def check_json(
@@ -164,9 +163,3 @@ class CompiledContract:
         except fastjsonschema.JsonSchemaValueException as exc:
             return ContractFailure(version, schema_reason(exc))
         return None
-
-    def encode_avro(self, record: dict[str, Any], version: int) -> bytes:
-        """``record`` as Avro binary of ``version`` (for producers, tests and examples)."""
-        out = io.BytesIO()
-        fastavro.schemaless_writer(out, self._avro[version], record)
-        return out.getvalue()

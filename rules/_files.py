@@ -214,8 +214,6 @@ class DivergenceRule(_Rule):
         return _duration(v)
 
 
-StatelessRule = NotNullRule | RangeRule | EnumRule | RegexRule | CompareRule | TickSizeRule
-StatefulRule = SequenceRule | StaleRule | DivergenceRule
 RuleSpec = Annotated[
     SchemaRule
     | RangeRule

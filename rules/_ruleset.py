@@ -479,6 +479,9 @@ class RuleSet:
         """Keys held by stateful rules and the bytes they take."""
         return {
             "keys": len(self.index),
+            "open_gaps": sum(
+                r.stateful.open_gaps() for r in self.rules if isinstance(r.stateful, SequenceCheck)
+            ),
             "instruments": len(self.instruments),
             "bytes": self.index.state_bytes() + self.instruments.state_bytes(),
             "expired": self.index.expired,

@@ -206,7 +206,7 @@ def _shadow_pairs(ruleset: RuleSet) -> dict[str, tuple[int, int]]:
 def _event_batches(path: Path, size: int = 10_000) -> Any:
     batch: list[bytes] = []
     with path.open("rb") as lines:
-        for number, line in enumerate(lines, 1):
+        for line in lines:
             if not line.strip():
                 continue
             try:
@@ -220,7 +220,6 @@ def _event_batches(path: Path, size: int = 10_000) -> Any:
             if len(batch) >= size:
                 yield batch
                 batch = []
-            del number
     if batch:
         yield batch
 
