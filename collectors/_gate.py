@@ -27,11 +27,12 @@ from collectors._ids import source_event_id
 from collectors._kafka import consumer_config, producer_config, take, where
 from collectors._stamps import StageStamp, Stamps, append_stamp, headers_of, read_stamps
 from collectors.exceptions import DeliveryError, StampError
-from rules import Failure, RuleSet, Verdict
+from rules import Failure, RuleSet, RulesHolder, Verdict
 
 log = logging.getLogger("stampline.gate")
 
 STAMP_CONTRACT_RULE = ("record.stamps", 1)
+H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
 
 
 class TrailSink(Protocol):
@@ -69,6 +70,7 @@ class GateStats:
     events_in: int = 0
     forwarded: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
+    warned: Counter[str] = field(default_factory=Counter)
     flushes: int = 0
 
     @property
@@ -79,7 +81,9 @@ class GateStats:
 class Gate:
     """Runs until ``stop`` is set, then flushes, commits and closes its clients."""
 
-    def __init__(self, settings: GateSettings, rules: RuleSet, trail: TrailSink) -> None:
+    def __init__(
+        self, settings: GateSettings, rules: RuleSet | RulesHolder, trail: TrailSink
+    ) -> None:
         self.settings = settings
         self.rules = rules
         self.trail = trail
@@ -152,7 +156,14 @@ class Gate:
             return
         if not self._observations:
             self._oldest_pending = time.monotonic()
-        verdicts = self.rules.evaluate_batch([m.value() for m in good], received)
+        # One rule set per batch: a reload takes effect from the next batch on.
+        rules = self.rules.current
+        verdicts = rules.evaluate_batch(
+            [m.value() for m in good],
+            received,
+            [m.topic() or "" for m in good],
+            [headers_of(m) for m in good],
+        )
         for m, verdict in zip(good, verdicts, strict=True):
             self._handle(m, verdict, received)
             self._offsets[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
@@ -210,11 +221,17 @@ class Gate:
             price=float(price) if isinstance(price, int | float) and price is not True else nan,
         )
         if verdict.ok:
+            warn: list[tuple[str, bytes]] = []
+            if verdict.warnings:
+                flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in verdict.warnings)
+                warn = [(H_WARN, flags.encode())]
+                for f in verdict.warnings:
+                    self.stats.warned[f.rule_id] += 1
             self._producer.produce(
                 s.clean_topic,
                 m.value(),
                 m.key(),
-                headers=[*headers, *stamp_headers],
+                headers=[*headers, *warn, *stamp_headers],
                 on_delivery=self._delivered,
             )
             self.stats.forwarded += 1

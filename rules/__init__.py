@@ -3,21 +3,45 @@
 Imports nothing else of stampline's.
 """
 
-from rules._durations import parse_duration_ns
-from rules._files import FreshnessRule, RangeRule, RuleFile, SchemaRule, load_rule_file
+from rules._compat import Compatibility, check_compat
+from rules._durations import format_duration, parse_duration_ns
+from rules._examples import ExampleOutcome, ExampleReport, run_examples
+from rules._files import (
+    CompareRule,
+    Contract,
+    DivergenceRule,
+    EnumRule,
+    FreshnessRule,
+    NotNullRule,
+    RangeRule,
+    RegexRule,
+    RuleFile,
+    SchemaRule,
+    Scope,
+    SequenceRule,
+    Severity,
+    StaleRule,
+    TickSizeRule,
+    load_rule_file,
+)
+from rules._gx import GxSuite, export_gx, gx_row_failures, validate_frames
+from rules._gx import gx as gx_module
 from rules._origin import OriginUnit, origin_ns
+from rules._reload import RulesHolder
 from rules._ruleset import (
     BUILTIN_RULES,
     DECODE_RULE,
     NON_FINITE_RULE,
     ORIGIN_RULE,
     SIZE_RULE,
+    BatchResult,
     Extraction,
     RuleSet,
-    format_duration,
+    RuleStats,
 )
+from rules._stateful import GapEvent
 from rules._verdict import Failure, Verdict
-from rules.exceptions import RuleFileError, RulesError
+from rules.exceptions import GxMissingError, RuleFileError, RulesError
 
 __all__ = [
     "BUILTIN_RULES",
@@ -25,19 +49,45 @@ __all__ = [
     "NON_FINITE_RULE",
     "ORIGIN_RULE",
     "SIZE_RULE",
+    "BatchResult",
+    "CompareRule",
+    "Compatibility",
+    "Contract",
+    "DivergenceRule",
+    "EnumRule",
+    "ExampleOutcome",
+    "ExampleReport",
     "Extraction",
     "Failure",
     "FreshnessRule",
+    "GapEvent",
+    "GxMissingError",
+    "GxSuite",
+    "NotNullRule",
     "OriginUnit",
     "RangeRule",
+    "RegexRule",
     "RuleFile",
     "RuleFileError",
     "RuleSet",
+    "RuleStats",
     "RulesError",
+    "RulesHolder",
     "SchemaRule",
+    "Scope",
+    "SequenceRule",
+    "Severity",
+    "StaleRule",
+    "TickSizeRule",
     "Verdict",
+    "check_compat",
+    "export_gx",
     "format_duration",
+    "gx_module",
+    "gx_row_failures",
     "load_rule_file",
     "origin_ns",
     "parse_duration_ns",
+    "run_examples",
+    "validate_frames",
 ]

@@ -48,3 +48,25 @@ def parse_duration_ns(value: object) -> int:
     if pos != len(text) or not text:
         raise ValueError(f"{value!r} is not a duration (use e.g. 250ms, 5m, 1h)")
     return total
+
+
+def format_duration(ns: int) -> str:
+    """A short human duration: ``850µs``, ``12.3ms``, ``4.2s``, ``3m20s``, ``2h05m``, ``3d4h``."""
+    a = abs(ns)
+    sign = "-" if ns < 0 else ""
+    # Compare after rounding, so 999.9996µs reads "1.0ms", never "1000µs".
+    if round(a / 1_000) < 1_000:
+        return f"{sign}{a / 1_000:.0f}µs"
+    if round(a / 1_000_000, 1) < 1_000:
+        return f"{sign}{a / 1_000_000:.1f}ms"
+    s = a / 1_000_000_000
+    if round(s, 1) < 60:
+        return f"{sign}{s:.1f}s"
+    m, sec = divmod(int(s), 60)
+    if m < 60:
+        return f"{sign}{m}m{sec:02d}s"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{sign}{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{sign}{d}d{h}h"

@@ -1,26 +1,47 @@
 """Rule files compiled into checks, and the verdict for each record.
 
-A record meets the checks in this order, stopping at the first group that fails:
-size, decoding, finiteness, origin time, the contract (JSON Schema), then every business
-rule (all of them are evaluated, so a dead letter can list each rule the record broke).
+A batch meets the checks in two passes. Record by record: size, decoding (JSON, or Avro
+for an Avro contract's topics), finiteness, origin time, the contract (JSON Schema, its
+version chosen per record); a record failing here stops. Then column by column over the
+whole batch: every compiled stateless rule, then the stateful ones, each giving a column of
+failures; all of them are evaluated, so a dead letter can list each rule the record broke.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
+import numpy as np
 import orjson
+import pyarrow as pa
 
-from rules._files import FreshnessRule, RangeRule, SchemaRule, load_rule_file
+from rules._columns import MISSING, BoolArray, Columns, as_strings, get_field
+from rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
+from rules._files import (
+    DivergenceRule,
+    SchemaRule,
+    Scope,
+    SequenceRule,
+    StaleRule,
+    StateConfig,
+    load_rule_file,
+)
+from rules._keys import KeyIndex
 from rules._origin import OriginUnit, origin_ns
+from rules._stateful import DivergenceCheck, GapEvent, SequenceCheck, StaleCheck
+from rules._stateless import TEMPLATE_SAMPLES, Check, Reason, compile_stateless, fill
 from rules._verdict import Failure, Verdict
 from rules.exceptions import RuleFileError
+
+log = logging.getLogger("stampline.rules")
 
 # Built-in checks every record meets before any rule file applies.
 SIZE_RULE = ("record.size", 1)
@@ -42,15 +63,85 @@ class Extraction:
     max_message_bytes: int = 1_048_576
 
 
-# A compiled business rule: (payload, origin_ns, now_ns) -> reason, or None when it passes.
-_CheckFn = Callable[[dict[str, Any], int, int], str | None]
+@dataclass(slots=True)
+class CompiledRule:
+    """A rule ready to run over a batch: a vectorised check, or a stateful one."""
 
-
-@dataclass(frozen=True, slots=True)
-class _Check:
-    rule_id: str
+    id: str
     version: int
-    fn: _CheckFn
+    kind: str
+    severity: str
+    shadow: bool
+    scope: Scope
+    check: Check | None = None
+    reason: Reason | None = None
+    stateful: SequenceCheck | StaleCheck | DivergenceCheck | None = None
+    spec: Any = None
+    path: Path | None = None  # the schema file of a schema rule
+    fields: tuple[str, ...] = ()  # the fields its reasons quote
+
+
+@dataclass(slots=True)
+class RuleStats:
+    """Counts since the rule set was loaded: rows each rule saw, and rows it failed."""
+
+    evaluated: Counter[tuple[str, int, bool]] = field(default_factory=Counter)
+    violations: Counter[tuple[str, int, bool]] = field(default_factory=Counter)
+    rule_errors: Counter[str] = field(default_factory=Counter)
+    events: int = 0
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Verdicts for a batch, kept as columns until someone asks for rows."""
+
+    n: int
+    early: dict[int, Failure]  # rows that failed before the columnar rules
+    outcomes: list[tuple[CompiledRule, BoolArray, dict[int, str]]]
+    identity: tuple[Any, Any, Any]  # provider, instrument, seq per row: lists or arrays
+    origin_ns: Any
+    payloads: Sequence[dict[str, Any] | None] | None = None
+
+    def failing(self, row: int) -> list[Failure]:
+        """Every failure of ``row`` in rule order (early failures first)."""
+        if row in self.early:
+            return [self.early[row]]
+        return [
+            Failure(r.id, r.version, reasons[row], _severity(r, reasons[row]), r.shadow)
+            for r, mask, reasons in self.outcomes
+            if mask[row]
+        ]
+
+    def verdicts(self) -> list[Verdict]:
+        providers, instruments = as_strings(self.identity[0]), as_strings(self.identity[1])
+        seqs = [int(s) for s in self.identity[2]]
+        bad = np.zeros(self.n, np.bool_)
+        for _r, mask, _reasons in self.outcomes:
+            bad |= mask
+        out = []
+        for row in range(self.n):
+            failures = self.failing(row) if (bad[row] or row in self.early) else []
+            out.append(
+                Verdict(
+                    tuple(f for f in failures if f.severity == "reject" and not f.shadow),
+                    int(self.origin_ns[row]),
+                    providers[row],
+                    instruments[row],
+                    seqs[row],
+                    payload=self.payloads[row] if self.payloads is not None else None,
+                    warnings=tuple(f for f in failures if f.severity == "warn" and not f.shadow),
+                    observed=tuple(f for f in failures if f.severity == "observe" or f.shadow),
+                )
+            )
+        return out
+
+
+_RAISED = "rule raised "
+
+
+def _severity(rule: CompiledRule, reason: str) -> Any:
+    # A rule that raised rejects its record whatever its severity: the record was not checked.
+    return "reject" if reason.startswith(_RAISED) and not rule.shadow else rule.severity
 
 
 class RuleSet:
@@ -59,102 +150,418 @@ class RuleSet:
     def __init__(
         self,
         extraction: Extraction,
-        contracts: Sequence[tuple[str, int, Callable[[Any], Any]]] = (),
-        checks: Sequence[_Check] = (),
+        contracts: Sequence[CompiledContract] = (),
+        rules: Sequence[CompiledRule] = (),
+        state: StateConfig | None = None,
+        index: KeyIndex | None = None,
+        instruments: KeyIndex | None = None,
     ) -> None:
         self.extraction = extraction
-        self._contracts = tuple(contracts)
-        self._checks = tuple(checks)
+        self.contracts = tuple(contracts)
+        # Schema rules check whole records one by one; the rest run over columns.
+        self._all = tuple(rules)
+        self._schemas = tuple(r for r in rules if r.kind == "schema")
+        self.rules = tuple(r for r in rules if r.kind != "schema")
+        self.state_config = state or StateConfig()
+        cfg = self.state_config
+        # "is None", not "or": an empty KeyIndex is falsy and the rules already hold this one
+        self.index = index if index is not None else KeyIndex(cfg.max_keys, cfg.ttl)
+        self.instruments = (
+            instruments if instruments is not None else KeyIndex(cfg.max_keys, cfg.ttl)
+        )
+        self.stats = RuleStats()
+        self._topic_contract: dict[str, CompiledContract | None] = {}
+
+    @property
+    def current(self) -> RuleSet:
+        """This rule set: lets a gate hold a RuleSet or a reloading holder alike."""
+        return self
 
     @classmethod
-    def load(cls, files: Iterable[Path], extraction: Extraction | None = None) -> RuleSet:
-        """Compile every rule of ``files``.
+    def load(
+        cls,
+        files: Iterable[Path],
+        extraction: Extraction | None = None,
+        previous: RuleSet | None = None,
+    ) -> RuleSet:
+        """Compile every rule of ``files``. Stateful rules unchanged since ``previous`` keep
+        its per-key state.
 
         Raises:
             RuleFileError: a file, or a schema it names, is unreadable or invalid; or two
                 files define the same rule id.
         """
         ext = extraction or Extraction()
-        contracts: list[tuple[str, int, Callable[[Any], Any]]] = []
-        checks: list[_Check] = []
-        seen: dict[str, Path] = {}
-        for path in files:
-            for rule in load_rule_file(Path(path)).rules:
-                if rule.id in seen or rule.id in {r for r, _ in BUILTIN_RULES}:
-                    where = seen.get(rule.id, "the built-in rules")
+        contracts: list[CompiledContract] = []
+        specs: list[tuple[Path, Any]] = []
+        seen: dict[tuple[str, bool], Path] = {}
+        state: StateConfig | None = None
+        builtin = {r for r, _ in BUILTIN_RULES}
+        for path in map(Path, files):
+            parsed = load_rule_file(path)
+            if "state" in parsed.model_fields_set:
+                state = parsed.state
+            for contract in parsed.contracts:
+                if (contract.id, False) in seen or contract.id in builtin:
+                    where = seen.get((contract.id, False), "the built-in rules")
+                    raise RuleFileError(f"{path}: id {contract.id!r} is also defined in {where}")
+                seen[(contract.id, False)] = path
+                contracts.append(CompiledContract(contract))
+            for rule in parsed.rules:
+                if (rule.id, rule.shadow) in seen or rule.id in builtin:
+                    where = seen.get((rule.id, rule.shadow), "the built-in rules")
                     raise RuleFileError(f"{path}: rule id {rule.id!r} is also defined in {where}")
-                seen[rule.id] = Path(path)
-                if isinstance(rule, SchemaRule):
-                    contracts.append((rule.id, rule.version, _compile_schema(rule)))
-                elif isinstance(rule, RangeRule):
-                    _check_template(path, rule.id, rule.reason, field="f", value=1.5, min=0, max=1)
-                    checks.append(_Check(rule.id, rule.version, _range_check(rule)))
-                elif isinstance(rule, FreshnessRule):
-                    _check_template(path, rule.id, rule.reason, age="1s", ahead="1s", value=1)
-                    checks.append(_Check(rule.id, rule.version, _freshness_check(rule)))
-        return cls(ext, contracts, checks)
+                seen[(rule.id, rule.shadow)] = path
+                specs.append((path, rule))
+        live = {r.id: r.version for _p, r in specs if not r.shadow}
+        for path, rule in specs:
+            if rule.shadow and live.get(rule.id) == rule.version:
+                raise RuleFileError(
+                    f"{path}: shadow rule {rule.id} must have another version than the live one"
+                )
+        state = state or StateConfig()
+        stateful = [r for _p, r in specs if isinstance(r, _STATEFUL)]
+        reuse = (
+            previous is not None
+            and previous.state_config == state
+            and [r.spec for r in previous.rules if r.stateful is not None] == stateful
+        )
+        index = previous.index if reuse and previous else KeyIndex(state.max_keys, state.ttl)
+        instruments = (
+            previous.instruments if reuse and previous else KeyIndex(state.max_keys, state.ttl)
+        )
+        old = {}
+        if reuse and previous is not None:
+            old = {(r.id, r.version, r.shadow): r.stateful for r in previous.rules}
+        compiled = [
+            _compile(path, rule, index, instruments, old.get((rule.id, rule.version, rule.shadow)))
+            for path, rule in specs
+        ]
+        return cls(ext, contracts, compiled, state, index, instruments)
 
     @property
     def rule_ids(self) -> list[tuple[str, int]]:
         """(id, version) of every rule, built-in ones first."""
         return [
             *BUILTIN_RULES,
-            *((rid, ver) for rid, ver, _ in self._contracts),
-            *((c.rule_id, c.version) for c in self._checks),
+            *((c.id, v) for c in self.contracts for v in sorted(c.contract.versions)),
+            *((r.id, r.version) for r in self._all),
         ]
 
-    def evaluate_batch(self, values: Sequence[bytes | None], now_ns: int) -> list[Verdict]:
-        """One verdict per value, in order."""
-        return [self.evaluate(v, now_ns) for v in values]
-
-    def evaluate(self, value: bytes | None, now_ns: int) -> Verdict:
+    def evaluate(
+        self, value: bytes | None, now_ns: int, topic: str = "", headers: Headers | None = None
+    ) -> Verdict:
         """The verdict for one record's value. Never raises: a broken rule fails the record."""
+        return self.evaluate_batch([value], now_ns, [topic], [headers])[0]
+
+    def evaluate_batch(
+        self,
+        values: Sequence[bytes | None],
+        now_ns: int,
+        topics: Sequence[str] | None = None,
+        headers: Sequence[Headers | None] | None = None,
+    ) -> list[Verdict]:
+        """One verdict per value, in order."""
+        return self.evaluate_records(values, now_ns, topics, headers).verdicts()
+
+    def evaluate_records(
+        self,
+        values: Sequence[bytes | None],
+        now_ns: int,
+        topics: Sequence[str] | None = None,
+        headers: Sequence[Headers | None] | None = None,
+    ) -> BatchResult:
+        """Columnar verdicts for a batch of raw records."""
+        n = len(values)
+        topics = topics if topics is not None else [""] * n
+        early: dict[int, Failure] = {}
+        payloads: list[dict[str, Any] | None] = [None] * n
+        providers, instruments, seqs = [""] * n, [""] * n, [-1] * n
+        origins = np.zeros(n, np.int64)
+        ext = self.extraction
+        for i, value in enumerate(values):
+            hdrs = headers[i] if headers is not None else None
+            payload, failure = self._decode(value, topics[i], hdrs)
+            if payload is not None:
+                providers[i], instruments[i], seqs[i] = _identity(payload, ext)
+                try:
+                    origins[i] = origin_ns(get_field(payload, ext.origin_field), ext.origin_unit)
+                except (ValueError, TypeError) as exc:
+                    why = (
+                        "is missing"
+                        if get_field(payload, ext.origin_field) is MISSING
+                        else f"is invalid: {exc}"
+                    )
+                    failure = Failure(*ORIGIN_RULE, f"origin field {ext.origin_field!r} {why}")
+                if failure is None:
+                    failure = self._contract(payload, topics[i], hdrs)
+            if failure is not None:
+                early[i] = failure
+            payloads[i] = payload
+        cols = Columns(
+            n,
+            payloads=payloads,
+            topics=topics,
+            origin_ns=origins,
+            keys=(providers, instruments),
+        )
+        # A record refused by its contract still arrived: sequence rules count it.
+        decoded = np.fromiter((p is not None for p in payloads), np.bool_, n)
+        alive = decoded.copy()
+        alive[list(early)] = False
+        result = self._run(cols, alive, now_ns, decoded)
+        for i in early:
+            payloads[i] = None  # a verdict carries only a payload that passed its contract
+        return BatchResult(n, early, result, (providers, instruments, seqs), origins, payloads)
+
+    def evaluate_table(self, table: pa.Table, now_ns: int, topic: str = "") -> BatchResult:
+        """Columnar verdicts for records already decoded into an Arrow table.
+
+        Only the columnar rules run: the table is taken to hold decoded, contract-checked
+        records (the per-record stages belong to raw bytes).
+        """
+        n = table.num_rows
+        ext = self.extraction
+
+        def strings(name: str) -> pa.Array:
+            if name not in table.column_names:
+                return pa.nulls(n, pa.string())
+            return table.column(name).combine_chunks()
+
+        providers, instruments = strings(ext.provider_field), strings(ext.instrument_field)
+        if ext.origin_field in table.column_names:
+            factor = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}.get(ext.origin_unit, 1)
+            raw = table.column(ext.origin_field).to_numpy(zero_copy_only=False)
+            origins = np.asarray(raw, np.int64) * factor
+        else:
+            origins = np.zeros(n, np.int64)
+        cols = Columns(
+            n, table=table, topics=[topic] * n, origin_ns=origins, keys=(providers, instruments)
+        )
+        seqs = cols.integers(ext.seq_field)
+        outcomes = self._run(cols, np.ones(n, np.bool_), now_ns)
+        return BatchResult(n, {}, outcomes, (providers, instruments, seqs), origins)
+
+    def _run(
+        self, cols: Columns, alive: BoolArray, now_ns: int, decoded: BoolArray | None = None
+    ) -> list[tuple[CompiledRule, BoolArray, dict[int, str]]]:
+        outcomes = []
+        self.stats.events += cols.n
+        slots = None
+        scopes: dict[Scope, BoolArray] = {}
+        for rule in self.rules:
+            if rule.scope not in scopes:
+                scopes[rule.scope] = alive & _scope_mask(rule.scope, cols)
+            active = scopes[rule.scope]
+            if isinstance(rule.stateful, SequenceCheck) and decoded is not None:
+                active = decoded & _scope_mask(rule.scope, cols)
+            if rule.stateful is not None:
+                if slots is None:
+                    slots = self.index.slots(*cols.identity_arrays(), now_ns=now_ns)
+                mask, reasons = self._stateful(rule, cols, active, slots, now_ns)
+            else:
+                mask, reasons = self._stateless(rule, cols, active, now_ns)
+            key = (rule.id, rule.version, rule.shadow)
+            self.stats.evaluated[key] += int(active.sum())
+            self.stats.violations[key] += len(reasons)
+            outcomes.append((rule, mask, reasons))
+        if slots is not None:
+            self.index.expire(now_ns)
+            self.instruments.expire(now_ns)
+        return outcomes
+
+    def _stateless(
+        self, rule: CompiledRule, cols: Columns, active: BoolArray, now: int
+    ) -> tuple[BoolArray, dict[int, str]]:
+        assert rule.check is not None
+        assert rule.reason is not None
+        try:
+            mask = rule.check(cols, now) & active
+        except Exception:  # find the rows that break it, one by one; the rest are judged
+            mask = np.zeros(cols.n, np.bool_)
+            reasons = {}
+            for row in np.flatnonzero(active).tolist():
+                one = _one_row(cols, row)
+                try:
+                    mask[row] = bool(rule.check(one, now)[0])
+                except Exception as exc:
+                    reasons[row] = self._raised(rule, exc)
+                    mask[row] = True
+            for row in np.flatnonzero(mask).tolist():
+                if row not in reasons:
+                    reasons[row] = self._reason(rule, cols, row, now)
+            return mask, reasons
+        failing = np.flatnonzero(mask).tolist()
+        cols.prefetch(rule.fields, failing)
+        return mask, {r: self._reason(rule, cols, r, now) for r in failing}
+
+    def _reason(self, rule: CompiledRule, cols: Columns, row: int, now: int) -> str:
+        assert rule.reason is not None
+        try:
+            return rule.reason(cols, row, now)
+        except Exception as exc:
+            return self._raised(rule, exc)
+
+    def _stateful(
+        self, rule: CompiledRule, cols: Columns, active: BoolArray, slots: Any, now: int
+    ) -> tuple[BoolArray, dict[int, str]]:
+        assert rule.stateful is not None
+        try:
+            return rule.stateful.evaluate(cols, active, slots, now)
+        except Exception as exc:  # state may be half-updated: every row it judged fails
+            reason = self._raised(rule, exc)
+            return active.copy(), dict.fromkeys(np.flatnonzero(active).tolist(), reason)
+
+    def _raised(self, rule: CompiledRule, exc: Exception) -> str:
+        self.stats.rule_errors[rule.id] += 1
+        log.warning("rule raised rule=%s version=%d error=%r", rule.id, rule.version, exc)
+        return f"{_RAISED}{type(exc).__name__}: {exc}"
+
+    def _decode(
+        self, value: bytes | None, topic: str, headers: Headers | None
+    ) -> tuple[dict[str, Any] | None, Failure | None]:
         ext = self.extraction
         if value is None or len(value) == 0:
-            return _reject(DECODE_RULE, "empty value (a tombstone or an empty message)")
+            return None, Failure(*DECODE_RULE, "empty value (a tombstone or an empty message)")
         if len(value) > ext.max_message_bytes:
-            return _reject(
-                SIZE_RULE,
-                f"message is {len(value):,} bytes, over the limit of {ext.max_message_bytes:,}",
+            why = f"message is {len(value):,} bytes, over the limit of {ext.max_message_bytes:,}"
+            return None, Failure(*SIZE_RULE, why)
+        contract = self._contract_for(topic)
+        if contract is not None and contract.avro:
+            record, failure = contract.decode_avro(value, headers)
+            if failure is not None:
+                return None, Failure(*DECODE_RULE, f"{contract.id}: {failure.reason}")
+            return record, None
+        return _decode_json(value)
+
+    def _contract(
+        self, payload: dict[str, Any], topic: str, headers: Headers | None
+    ) -> Failure | None:
+        for rule in self._schemas:
+            if rule.scope.everything or rule.scope.matches(
+                topic, *_identity(payload, self.extraction)[:2]
+            ):
+                try:
+                    rule.spec(payload)
+                except fastjsonschema.JsonSchemaValueException as exc:
+                    return Failure(rule.id, rule.version, schema_reason(exc))
+        contract = self._contract_for(topic)
+        if contract is not None and not contract.avro:
+            failure = contract.check_json(payload, headers)
+            if failure is not None:
+                return Failure(contract.id, failure.version, failure.reason)
+        return None
+
+    def _contract_for(self, topic: str) -> CompiledContract | None:
+        if topic not in self._topic_contract:
+            self._topic_contract[topic] = next(
+                (c for c in self.contracts if c.contract.matches(topic)), None
             )
-        payload, problem = _decode(value)
-        if problem is not None:
-            return _reject(*problem)
-        assert payload is not None  # _decode returns one or the other
-        ids = _identity(payload, ext)
-        try:
-            origin = origin_ns(_get(payload, ext.origin_field), ext.origin_unit)
-        except (KeyError, ValueError, TypeError) as exc:
-            why = "is missing" if isinstance(exc, KeyError) else f"is invalid: {exc}"
-            return _reject(ORIGIN_RULE, f"origin field {ext.origin_field!r} {why}", ids)
-        for rid, ver, validate in self._contracts:
-            try:
-                validate(payload)
-            except fastjsonschema.JsonSchemaValueException as exc:
-                return _reject((rid, ver), _schema_reason(exc), ids, origin)
-        failures = []
-        for check in self._checks:
-            try:
-                reason = check.fn(payload, origin, now_ns)
-            except Exception as exc:  # a broken rule must fail the record, not the gate
-                reason = f"rule raised {type(exc).__name__}: {exc}"
-            if reason is not None:
-                failures.append(Failure(check.rule_id, check.version, reason))
-        return Verdict(tuple(failures), origin, *ids, payload=payload)
+        return self._topic_contract[topic]
+
+    def schema_files(self) -> set[Path]:
+        """Every schema file the rules and contracts read."""
+        files = {r.path for r in self._schemas if r.path is not None}
+        for contract in self.contracts:
+            files.update(contract.contract.versions.values())
+        return files
+
+    def drain_events(self) -> list[GapEvent]:
+        """Gap-open and gap-close events since the last call."""
+        events: list[GapEvent] = []
+        for rule in self.rules:
+            if isinstance(rule.stateful, SequenceCheck):
+                events.extend(rule.stateful.events)
+                rule.stateful.events.clear()
+        return events
+
+    def state_size(self) -> dict[str, int]:
+        """Keys held by stateful rules and the bytes they take."""
+        return {
+            "keys": len(self.index),
+            "open_gaps": sum(
+                r.stateful.open_gaps() for r in self.rules if isinstance(r.stateful, SequenceCheck)
+            ),
+            "instruments": len(self.instruments),
+            "bytes": self.index.state_bytes() + self.instruments.state_bytes(),
+            "expired": self.index.expired,
+            "evicted": self.index.evicted,
+        }
 
 
-def _reject(
-    rule: tuple[str, int],
-    reason: str,
-    ids: tuple[str, str, int] = ("", "", -1),
-    origin: int = 0,
-) -> Verdict:
-    return Verdict((Failure(rule[0], rule[1], reason),), origin, *ids)
+_STATEFUL = (SequenceRule, StaleRule, DivergenceRule)
 
 
-def _decode(
-    value: bytes,
-) -> tuple[dict[str, Any] | None, tuple[tuple[str, int], str] | None]:
+def _compile(
+    path: Path,
+    rule: Any,
+    index: KeyIndex,
+    instruments: KeyIndex,
+    kept: SequenceCheck | StaleCheck | DivergenceCheck | None,
+) -> CompiledRule:
+    base = CompiledRule(rule.id, rule.version, rule.kind, rule.severity, rule.shadow, rule.scope)
+    if isinstance(rule, SchemaRule):
+        base.spec = compile_json_schema(rule.id, rule.schema_path)
+        base.path = rule.schema_path
+        return base
+    base.spec = rule
+    if isinstance(rule, _STATEFUL):
+        if kept is not None:
+            base.stateful = kept
+        elif isinstance(rule, SequenceRule):
+            base.stateful = SequenceCheck(rule, index)
+        elif isinstance(rule, StaleRule):
+            base.stateful = StaleCheck(rule, index)
+        else:
+            base.stateful = DivergenceCheck(rule, index, instruments)
+        return base
+    _check_template(path, rule.id, rule.reason, **TEMPLATE_SAMPLES[rule.kind])
+    names = (getattr(rule, a, None) for a in ("field", "left", "right"))
+    base.fields = tuple(n for n in names if isinstance(n, str))
+    base.check, base.reason = compile_stateless(rule)
+    return base
+
+
+def _check_template(path: Path, rule_id: str, template: str | None, **sample: Any) -> None:
+    """Fail at load, not on some record later, if a reason template cannot be filled."""
+    if template is None:
+        return
+    try:
+        fill(template, **sample)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+        raise RuleFileError(
+            f"{path}: rule {rule_id}: reason template {template!r} cannot be filled: {exc}"
+        ) from None
+
+
+def _scope_mask(scope: Scope, cols: Columns) -> BoolArray:
+    if scope.everything:
+        return np.ones(cols.n, np.bool_)
+    providers, instruments = cols.identity()
+    verdict: dict[tuple[str, str, str], bool] = {}
+    out = np.empty(cols.n, np.bool_)
+    for i, key in enumerate(zip(cols.topics, providers, instruments, strict=True)):
+        hit = verdict.get(key)
+        if hit is None:
+            hit = verdict[key] = scope.matches(*key)
+        out[i] = hit
+    return out
+
+
+def _one_row(cols: Columns, row: int) -> Columns:
+    providers, instruments = cols.identity()
+    payloads = cols._payloads  # noqa: SLF001  (same module family: a one-row view)
+    return Columns(
+        1,
+        payloads=[payloads[row]] if payloads is not None else None,
+        table=cols._table.slice(row, 1) if cols._table is not None else None,  # noqa: SLF001
+        topics=[cols.topics[row]],
+        origin_ns=cols.origin_ns[row : row + 1],
+        keys=([providers[row]], [instruments[row]]),
+    )
+
+
+def _decode_json(value: bytes) -> tuple[dict[str, Any] | None, Failure | None]:
     try:
         payload = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -163,13 +570,14 @@ def _decode(
         try:
             lenient = json.loads(value)
         except (ValueError, RecursionError):
-            return None, (DECODE_RULE, f"not valid JSON: {exc}")
+            return None, Failure(*DECODE_RULE, f"not valid JSON: {exc}")
         path = _non_finite_path(lenient)
         if path is not None:
-            return None, (NON_FINITE_RULE, f"field {path!r} is not a finite number")
-        return None, (DECODE_RULE, f"not valid JSON: {exc}")
+            return None, Failure(*NON_FINITE_RULE, f"field {path!r} is not a finite number")
+        return None, Failure(*DECODE_RULE, f"not valid JSON: {exc}")
     if not isinstance(payload, dict):
-        return None, (DECODE_RULE, f"JSON {type(payload).__name__} where an object was expected")
+        why = f"JSON {type(payload).__name__} where an object was expected"
+        return None, Failure(*DECODE_RULE, why)
     return payload, None
 
 
@@ -189,15 +597,6 @@ def _non_finite_path(value: Any, path: str = "") -> str | None:
     return None
 
 
-def _get(payload: dict[str, Any], dotted: str) -> Any:
-    value: Any = payload
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            raise KeyError(dotted)
-        value = value[part]
-    return value
-
-
 def _identity(payload: dict[str, Any], ext: Extraction) -> tuple[str, str, int]:
     provider = payload.get(ext.provider_field)
     instrument = payload.get(ext.instrument_field)
@@ -210,126 +609,3 @@ def _identity(payload: dict[str, Any], ext: Extraction) -> tuple[str, str, int]:
         # The trail stores seq as Int64; anything else is "no sequence", not a crash later.
         seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else -1,
     )
-
-
-def _compile_schema(rule: SchemaRule) -> Callable[[Any], Any]:
-    try:
-        schema = orjson.loads(rule.schema_path.read_bytes())
-    except OSError as exc:
-        raise RuleFileError(
-            f"rule {rule.id}: schema: cannot read {rule.schema_path}: {exc.strerror}"
-        ) from exc
-    except orjson.JSONDecodeError as exc:
-        raise RuleFileError(
-            f"rule {rule.id}: schema: {rule.schema_path} is not JSON: {exc}"
-        ) from exc
-    try:
-        validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
-        return validate
-    except fastjsonschema.JsonSchemaDefinitionException as exc:
-        raise RuleFileError(
-            f"rule {rule.id}: schema: {rule.schema_path} is not a valid JSON Schema: {exc}"
-        ) from exc
-
-
-def _schema_reason(exc: fastjsonschema.JsonSchemaValueException) -> str:
-    # fastjsonschema calls the record "data": "data.price must be number".
-    message = exc.message
-    if message.startswith("data."):
-        message = message[len("data.") :]
-    elif message.startswith("data "):
-        message = "record " + message[len("data ") :]
-    whole_record = len(exc.path) <= 1
-    if exc.rule in {"required", "additionalProperties"} or whole_record:
-        return f"contract: {message}"
-    return f"contract: {message} (got {exc.value!r})"[:500]
-
-
-def _check_template(path: Path, rule_id: str, template: str | None, **sample: Any) -> None:
-    """Fail at load, not on some record later, if a reason template cannot be filled."""
-    if template is None:
-        return
-    try:
-        _fill(template, **sample)
-    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-        raise RuleFileError(
-            f"{path}: rule {rule_id}: reason template {template!r} cannot be filled: {exc}"
-        ) from None
-
-
-def _fill(template: str, **values: Any) -> str:
-    class _Keep(dict[str, Any]):
-        def __missing__(self, key: str) -> str:
-            return "{" + key + "}"
-
-    return template.format_map(_Keep(values))
-
-
-def _range_check(rule: RangeRule) -> _CheckFn:
-    lo, hi = rule.min, rule.max
-    lo_ex, hi_ex = rule.min_exclusive, rule.max_exclusive
-
-    def check(payload: dict[str, Any], _origin: int, _now: int) -> str | None:
-        try:
-            value = _get(payload, rule.field)
-        except KeyError:
-            return None  # whether the field must exist is the contract's business
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"{rule.field} {value!r} is not a number"
-        if lo is not None and (value <= lo if lo_ex else value < lo):
-            default = "{field} {value} is below the minimum " + ("(exclusive) " if lo_ex else "")
-            default += "{min}"
-        elif hi is not None and (value >= hi if hi_ex else value > hi):
-            default = "{field} {value} is above the maximum " + ("(exclusive) " if hi_ex else "")
-            default += "{max}"
-        else:
-            return None
-        return _fill(rule.reason or default, field=rule.field, value=value, min=lo, max=hi)
-
-    return check
-
-
-def _freshness_check(rule: FreshnessRule) -> _CheckFn:
-    past, future = rule.max_past, rule.max_future
-    window = f"allowed: {format_duration(past)} past to {format_duration(future)} future"
-
-    def check(_payload: dict[str, Any], origin: int, now: int) -> str | None:
-        age = now - origin
-        if age > past:
-            default = "origin time is {age} in the past; " + window
-        elif -age > future:
-            default = "origin time is {ahead} in the future; " + window
-        else:
-            return None
-        return _fill(
-            rule.reason or default,
-            age=format_duration(age),
-            ahead=format_duration(-age),
-            value=origin,
-        )
-
-    return check
-
-
-def format_duration(ns: int) -> str:
-    """A short human duration: ``850µs``, ``12.3ms``, ``4.2s``, ``3m20s``, ``2h05m``, ``3d4h``."""
-    a = abs(ns)
-    sign = "-" if ns < 0 else ""
-    # Compare after rounding, so 999.9996µs reads "1.0ms", never "1000µs".
-    if round(a / 1_000) < 1_000:
-        return f"{sign}{a / 1_000:.0f}µs"
-    if round(a / 1_000_000, 1) < 1_000:
-        return f"{sign}{a / 1_000_000:.1f}ms"
-    s = a / 1_000_000_000
-    if round(s, 1) < 60:
-        return f"{sign}{s:.1f}s"
-    m, sec = divmod(int(s), 60)
-    if m < 60:
-        return f"{sign}{m}m{sec:02d}s"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{sign}{h}h{m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{sign}{d}d{h}h"

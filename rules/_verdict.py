@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rules._files import Severity
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -12,14 +14,18 @@ class Failure:
     rule_id: str
     rule_version: int
     reason: str
+    severity: Severity = "reject"
+    shadow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The outcome for one record plus the identity fields the rules extracted on the way.
 
-    ``failures`` is empty when the record passes; otherwise the first failure is the one a
-    dead letter is filed under, and the rest are kept for the record.
+    ``failures`` holds the broken ``reject`` rules: empty when the record may pass; otherwise
+    the first is the one a dead letter is filed under. ``warnings`` (``warn`` rules) travel
+    with a forwarded record as a flag header; ``observed`` (``observe`` and shadow rules)
+    are only counted.
     """
 
     failures: tuple[Failure, ...] = ()
@@ -28,6 +34,8 @@ class Verdict:
     instrument: str = ""
     seq: int = -1
     payload: dict[str, object] | None = field(default=None, repr=False, compare=False)
+    warnings: tuple[Failure, ...] = ()
+    observed: tuple[Failure, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -1,7 +1,8 @@
 """Errors raised while loading rules and contracts.
 
 RulesError
-└── RuleFileError     a rule file or contract is unreadable or invalid; names file and key
+├── RuleFileError     a rule file or contract is unreadable or invalid; names file and key
+└── GxMissingError    a Great Expectations command without the ``gx`` extra installed
 """
 
 from __future__ import annotations
@@ -13,3 +14,7 @@ class RulesError(Exception):
 
 class RuleFileError(RulesError):
     """A rule file or a contract it names cannot be used. The message names the file and key."""
+
+
+class GxMissingError(RulesError):
+    """Great Expectations is needed and not installed. The message says how to install it."""

@@ -34,7 +34,7 @@ from pydantic_settings import (
 )
 
 from audit import check_database_name
-from rules import OriginUnit, RuleFileError, RuleSet, parse_duration_ns
+from rules import Extraction, OriginUnit, RuleFileError, RuleSet, parse_duration_ns
 from stampline._yaml import KeyPath, line_for, load_with_lines
 
 ENV_PREFIX = "STAMPLINE_"
@@ -193,6 +193,16 @@ class RulesConfig(_Section):
     files: Annotated[list[Path], NoDecode, BeforeValidator(_list_from_env)] = Field(
         min_length=1, description="rule files, applied in order"
     )
+    reload_interval_ns: int = Field(
+        default=1_000_000_000,
+        alias="reload_interval",
+        description="how often the gate looks for edited rule files; 0 checks every batch",
+    )
+
+    @field_validator("reload_interval_ns", mode="before")
+    @classmethod
+    def _reload(cls, v: Any) -> int:
+        return _duration(v)
 
 
 class StageConfig(_Section):
@@ -320,19 +330,19 @@ def build_rules(config: Config) -> RuleSet:
     Raises:
         RuleFileError: a rule file or a contract it names is invalid.
     """
-    from rules import Extraction
+    return RuleSet.load(config.rules.files, build_extraction(config))
 
+
+def build_extraction(config: Config) -> Extraction:
+    """Where the configured records keep the fields the gate reads."""
     g = config.gate
-    return RuleSet.load(
-        config.rules.files,
-        Extraction(
-            origin_field=g.origin.field,
-            origin_unit=g.origin.unit,
-            provider_field=g.provider_field,
-            instrument_field=g.instrument_field,
-            seq_field=g.sequence_field,
-            max_message_bytes=g.max_message_bytes,
-        ),
+    return Extraction(
+        origin_field=g.origin.field,
+        origin_unit=g.origin.unit,
+        provider_field=g.provider_field,
+        instrument_field=g.instrument_field,
+        seq_field=g.sequence_field,
+        max_message_bytes=g.max_message_bytes,
     )
 
 

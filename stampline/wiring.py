@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from audit import ChdbStore, ClickHouseStore, Retention, Store, clock_error_bound
 from collectors import GateSettings
-from stampline.config import Config
+from rules import RulesHolder
+from stampline.config import Config, build_extraction
 
 
 def retention(config: Config) -> Retention:
@@ -47,4 +48,17 @@ def gate_settings(config: Config, bootstrap: str) -> GateSettings:
         flush_interval_s=config.store.flush_interval_ns / 1e9,
         consumer=client,
         producer=client,
+    )
+
+
+def rules_holder(config: Config) -> RulesHolder:
+    """The configured rules, reloaded when their files change.
+
+    Raises:
+        RuleFileError: the rule files do not load.
+    """
+    return RulesHolder(
+        config.rules.files,
+        build_extraction(config),
+        interval_s=config.rules.reload_interval_ns / 1e9,
     )

@@ -1,12 +1,14 @@
 """The ``stampline`` command: one module per command group, each registering on ``app``."""
 
 from stampline.cli import (  # noqa: F401  (registration)
+    _audit_validate,
     _broker,
     _config,
     _demo,
     _gate,
     _queries,
     _replay,
+    _rules,
     _store,
 )
 from stampline.cli._app import app

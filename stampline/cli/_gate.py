@@ -9,7 +9,7 @@ from typing import Any
 
 from rules import RuleFileError
 from stampline.cli._app import ConfigOpt, app, config_path, err, fail
-from stampline.config import ConfigError, build_rules, load_config
+from stampline.config import ConfigError, load_config
 
 
 @app.command()
@@ -21,12 +21,12 @@ def gate(config: ConfigOpt = None) -> None:
     """
     from collectors import Gate
     from stampline.broker import EmbeddedBroker, ensure_topics
-    from stampline.wiring import gate_settings, open_store
+    from stampline.wiring import gate_settings, open_store, rules_holder
 
     path = config_path(config)
     try:
         cfg = load_config(path)
-        rules = build_rules(cfg)
+        rules = rules_holder(cfg)
     except (ConfigError, RuleFileError) as exc:
         fail(f"{path}: configuration is not usable:\n{exc}")
     stop = threading.Event()

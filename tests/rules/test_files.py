@@ -117,14 +117,14 @@ class TestInvalidFiles:
         message = load_error(path)
         assert message.startswith(f"{path}: invalid rule file:")
         assert (
-            f"{path}: rules.0.range.colour: Extra inputs are not permitted (got 'red')" in message
+            f"{path}:3: rules.0.range.colour: Extra inputs are not permitted (got 'red')" in message
         )
 
     def test_unknown_top_level_key(self, write: Callable[..., Path]) -> None:
         """An unknown top-level key is reported with its name and value."""
         path = write("top.yaml", "version: 1\nowner: team-md\nrules: []\n")
         message = load_error(path)
-        assert f"{path}: owner: Extra inputs are not permitted (got 'team-md')" in message
+        assert f"{path}:2: owner: Extra inputs are not permitted (got 'team-md')" in message
 
     @pytest.mark.parametrize("missing", ["id", "version"])
     def test_rule_without_id_or_version(self, write: Callable[..., Path], missing: str) -> None:
@@ -136,34 +136,34 @@ class TestInvalidFiles:
             f"version: 1\nrules:\n  - {{{', '.join(fields.values())}, kind: range, field: p}}\n",
         )
         message = load_error(path)
-        assert f"{path}: rules.0.range.{missing}: Field required" in message
+        assert f"{path}:3: rules.0.range.{missing}: Field required" in message
 
     def test_file_without_format_version(self, write: Callable[..., Path]) -> None:
         """A rule file without its format version is rejected naming the ``version`` key."""
         path = write("nover.yaml", "rules:\n" + RANGE)
-        assert f"{path}: version: Field required" in load_error(path)
+        assert f"{path}:1: version: Field required" in load_error(path)
 
     def test_unsupported_format_version(self, write: Callable[..., Path]) -> None:
-        """A rule file of format version 2 is rejected with the version shown."""
-        path = write("v2.yaml", "version: 2\nrules:\n" + RANGE)
-        assert f"{path}: version: Input should be 1 (got 2)" in load_error(path)
+        """A rule file of format version 3 is rejected with the version shown, at its line."""
+        path = write("v3.yaml", "version: 3\nrules:\n" + RANGE)
+        assert f"{path}:1: version: Input should be 1 or 2 (got 3)" in load_error(path)
 
     def test_bad_kind(self, write: Callable[..., Path]) -> None:
         """An unknown rule kind is reported with the bad kind and the kinds that exist."""
         path = write(
             "kind.yaml",
-            "version: 1\nrules:\n  - {id: price.positive, version: 1, kind: regex, field: p}\n",
+            "version: 1\nrules:\n  - {id: price.positive, version: 1, kind: telepathy, field: p}\n",
         )
         message = load_error(path)
-        assert f"{path}: rules.0: " in message
-        assert "'regex'" in message
-        assert "'schema', 'range', 'freshness'" in message
+        assert f"{path}:3: rules.0: " in message
+        assert "'telepathy'" in message
+        assert "'schema', 'range', 'freshness', 'not_null', 'enum', 'regex'" in message
 
     def test_rule_without_kind(self, write: Callable[..., Path]) -> None:
         """A rule without a kind is rejected at its position in the rules list."""
         path = write("nokind.yaml", "version: 1\nrules:\n  - {id: a.b, version: 1, field: p}\n")
         message = load_error(path)
-        assert f"{path}: rules.0: " in message
+        assert f"{path}:3: rules.0: " in message
         assert "'kind'" in message
 
     def test_bad_duration(self, write: Callable[..., Path]) -> None:
@@ -174,7 +174,7 @@ class TestInvalidFiles:
             "  - {id: fresh, version: 1, kind: freshness, max_past: 5 parsecs, max_future: 1m}\n",
         )
         message = load_error(path)
-        assert f"{path}: rules.0.freshness.max_past: " in message
+        assert f"{path}:3: rules.0.freshness.max_past: " in message
         assert "'5 parsecs' is not a duration" in message
         assert "(got '5 parsecs')" in message
 
@@ -186,7 +186,7 @@ class TestInvalidFiles:
             "  - {id: fresh, version: 1, kind: freshness, max_past: 5m, max_future: -1}\n",
         )
         message = load_error(path)
-        assert f"{path}: rules.0.freshness.max_future: " in message
+        assert f"{path}:3: rules.0.freshness.max_future: " in message
         assert "(got -1)" in message
 
     def test_infinite_duration(self, write: Callable[..., Path]) -> None:
@@ -197,7 +197,7 @@ class TestInvalidFiles:
             "  - {id: fresh, version: 1, kind: freshness, max_past: .inf, max_future: 1m}\n",
         )
         message = load_error(path)
-        assert f"{path}: rules.0.freshness.max_past: " in message
+        assert f"{path}:3: rules.0.freshness.max_past: " in message
         assert "duration inf is not finite (got inf)" in message
 
     def test_bad_rule_id(self, write: Callable[..., Path]) -> None:
@@ -207,7 +207,7 @@ class TestInvalidFiles:
             "version: 1\nrules:\n  - {id: Price-Positive, version: 1, kind: range, field: p}\n",
         )
         message = load_error(path)
-        assert f"{path}: rules.0.range.id: String should match pattern" in message
+        assert f"{path}:3: rules.0.range.id: String should match pattern" in message
         assert "(got 'Price-Positive')" in message
 
     def test_rule_version_must_be_positive(self, write: Callable[..., Path]) -> None:
@@ -217,7 +217,8 @@ class TestInvalidFiles:
         )
         message = load_error(path)
         assert (
-            f"{path}: rules.0.range.version: Input should be greater than or equal to 1" in message
+            f"{path}:3: rules.0.range.version: Input should be greater than or equal to 1"
+            in message
         )
         assert "(got 0)" in message
 

@@ -25,7 +25,6 @@ from rules import (
     Verdict,
     format_duration,
 )
-from rules._ruleset import _Check
 
 NOW_NS = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
 NOW_MS = NOW_NS // 1_000_000
@@ -84,25 +83,51 @@ def test_public_names_are_pinned() -> None:
     """The rules package exports exactly its documented public names."""
     assert sorted(rules.__all__) == [
         "BUILTIN_RULES",
+        "BatchResult",
+        "CompareRule",
+        "Compatibility",
+        "Contract",
         "DECODE_RULE",
+        "DivergenceRule",
+        "EnumRule",
+        "ExampleOutcome",
+        "ExampleReport",
         "Extraction",
         "Failure",
         "FreshnessRule",
+        "GapEvent",
+        "GxMissingError",
+        "GxSuite",
         "NON_FINITE_RULE",
+        "NotNullRule",
         "ORIGIN_RULE",
         "OriginUnit",
         "RangeRule",
+        "RegexRule",
         "RuleFile",
         "RuleFileError",
         "RuleSet",
+        "RuleStats",
         "RulesError",
+        "RulesHolder",
         "SIZE_RULE",
         "SchemaRule",
+        "Scope",
+        "SequenceRule",
+        "Severity",
+        "StaleRule",
+        "TickSizeRule",
         "Verdict",
+        "check_compat",
+        "export_gx",
         "format_duration",
+        "gx_module",
+        "gx_row_failures",
         "load_rule_file",
         "origin_ns",
         "parse_duration_ns",
+        "run_examples",
+        "validate_frames",
     ]
 
 
@@ -592,22 +617,26 @@ class TestBrokenRule:
     ) -> None:
         """A compiled check that raises fails the record with the exception's type and message."""
         calls: list[int] = []
+        rule = next(r for r in market.rules if r.id == "price.positive")
+        vectorised = rule.check
+        assert vectorised is not None
 
-        def explode(payload: dict[str, Any], origin: int, now: int) -> str | None:
-            calls.append(payload["seq"])
-            if payload["seq"] == 1:
+        def explode(cols: Any, now: int) -> Any:
+            seqs = [int(s) for s in cols.integers("seq")]
+            calls.extend(seqs)
+            if 1 in seqs:
                 raise ZeroDivisionError("division by zero in a rule")
-            return None
+            return vectorised(cols, now)
 
-        broken_check = _Check("price.positive", 7, explode)
-        rs = RuleSet(market.extraction, market._contracts, [broken_check])
-        first, second = rs.evaluate_batch([encode(quote(seq=1)), encode(quote(seq=2))], NOW_NS)
+        monkeypatch.setattr(rule, "check", explode)
+        first, second = market.evaluate_batch([encode(quote(seq=1)), encode(quote(seq=2))], NOW_NS)
         assert [(f.rule_id, f.rule_version, f.reason) for f in first.failures] == [
-            ("price.positive", 7, "rule raised ZeroDivisionError: division by zero in a rule")
+            ("price.positive", 1, "rule raised ZeroDivisionError: division by zero in a rule")
         ]
         assert first.seq == 1
         assert second.ok
-        assert calls == [1, 2]
+        assert calls == [1, 2, 1, 2]  # the batch, then row by row to find the culprit
+        assert market.stats.rule_errors["price.positive"] == 1
 
 
 class TestFormatDuration:

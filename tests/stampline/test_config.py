@@ -603,7 +603,7 @@ class TestCheckConfig:
         _, problems = check_config(path)
         assert len(problems) == 1
         assert problems[0].key == "rules.files"
-        assert "bad.rules.yaml: rules.0:" in problems[0].message
+        assert "bad.rules.yaml:3: rules.0:" in problems[0].message
 
     def test_config_problems_are_returned_not_raised(self, write_config: WriteConfig) -> None:
         """check_config returns the problems of an invalid file and no configuration."""

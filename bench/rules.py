@@ -1,0 +1,222 @@
+"""Rules engine vs Great Expectations, and the stateful rules' throughput.
+
+    python bench/rules.py [--quick] [--json]
+
+1. The same batch of market-data events (1M; 100k with --quick), already decoded into
+   columns, judged by the same eight stateless rules: stampline's compiled evaluators over
+   Arrow columns against Great Expectations over the same data as a pandas DataFrame (the
+   GX suite is exported from the same rule file). Both produce per-row verdicts (GX with
+   result_format COMPLETE); the verdicts are compared row by row. Decoding is not timed
+   for either; the JSON path (bytes in, verdicts out) is timed separately.
+2. Sequence-gap + staleness + divergence rules over 10,000 (provider, instrument) keys in
+   micro-batches, and the state they keep per key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+from rules import RuleSet, export_gx  # noqa: E402
+from rules._gx import quiet_context  # noqa: E402
+from rules._synthetic import market_batch  # noqa: E402
+
+STATELESS = ROOT / "stampline" / "data" / "market_data_stateless.rules.yaml"
+STATEFUL = """version: 2
+state: {ttl: 1h, max_keys: 20000}
+rules:
+  - {id: seq.contiguous, version: 1, kind: sequence, field: seq, severity: warn}
+  - {id: quote.stale, version: 1, kind: stale, fields: [bid, ask], max_updates: 50,
+     max_age: 30s, severity: warn}
+  - {id: price.divergence, version: 1, kind: divergence, field: price, threshold_pct: 5,
+     sustain: 2s, align: 1s, severity: warn}
+"""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    mem = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_mb": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "note": "shared machine: measured while other work ran",
+    }
+
+
+def failing_rows_ours(result: Any) -> dict[int, set[str]]:
+    rows: dict[int, set[str]] = {}
+    for rule, mask, _reasons in result.outcomes:
+        for i in np.flatnonzero(mask).tolist():
+            rows.setdefault(i, set()).add(rule.id)
+    return rows
+
+
+def stateless(n: int, repeats: int) -> dict[str, Any]:
+    log(f"stateless: building {n:,} events")
+    table = market_batch(n, keys=10_000)
+    frame = table.to_pandas()
+    rules = RuleSet.load([STATELESS])
+    best = float("inf")
+    result = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = rules.evaluate_table(table, 0)
+        best = min(best, time.perf_counter() - start)
+    log(f"stampline: {best:.3f}s")
+    exported = export_gx(rules)
+    context = quiet_context()
+    batch = (
+        context.data_sources.add_pandas("bench")
+        .add_dataframe_asset("batch")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    suite = context.suites.add(exported.suite)
+    gx_best = float("inf")
+    gx_result = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        gx_result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        gx_best = min(gx_best, time.perf_counter() - start)
+    log(f"GX (COMPLETE, row verdicts): {gx_best:.3f}s")
+    start = time.perf_counter()
+    batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
+    gx_bool = time.perf_counter() - start
+    log(f"GX (BOOLEAN_ONLY, no row verdicts): {gx_bool:.3f}s")
+    theirs: dict[int, set[str]] = {}
+    assert gx_result is not None
+    for outcome in gx_result.results:
+        rid = outcome.expectation_config.meta["stampline_rule_id"]
+        for i in outcome.result.get("unexpected_index_list") or ():
+            theirs.setdefault(int(i), set()).add(rid)
+    ours = failing_rows_ours(result)
+    equal = ours == theirs
+    log(f"verdicts equal: {equal} ({len(ours):,} failing rows)")
+    # The whole path from raw JSON bytes: decode, origin, identity, then the same rules.
+    sample = table.slice(0, min(n, 200_000)).to_pylist()
+    values = [orjson.dumps(e) for e in sample]
+    start = time.perf_counter()
+    rules.evaluate_records(values, 1_700_000_000_000_000_000)
+    json_s = time.perf_counter() - start
+    return {
+        "events": n,
+        "rules": 8,
+        "stampline_events_per_s": round(n / best),
+        "gx_events_per_s": round(n / gx_best),
+        "speedup_vs_gx": round(gx_best / best, 2),
+        "gx_boolean_only_events_per_s": round(n / gx_bool),
+        "verdicts_equal": equal,
+        "failing_rows": len(ours),
+        "json_path_events_per_s": round(len(values) / json_s),
+    }
+
+
+def stateful_table(n: int, keys: int, seed: int = 11) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    providers = np.array(["xnas", "xnys", "bats", "arca", "edgx"], dtype=object)
+    key = rng.integers(0, keys, n)
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    starts = np.r_[True, sk[1:] != sk[:-1]]
+    idx = np.arange(n)
+    first_of = np.maximum.accumulate(np.where(starts, idx, 0))
+    seq = np.empty(n, np.int64)
+    seq[order] = idx - first_of  # each key counts 0, 1, 2, ... in arrival order
+    inst = key // len(providers)
+    mid = 50.0 + (inst % 997) * 0.5
+    price = np.round(mid * (1 + rng.normal(0, 0.002, n)), 2)
+    changes = rng.random(n) < 0.7
+    bid = np.where(changes, price - 0.01, np.round(mid - 0.01, 2))
+    ask = bid + 0.02
+    return pa.table(
+        {
+            "provider": pa.array(providers[key % len(providers)], pa.string()),
+            "instrument": pa.array([f"I{i:05d}" for i in inst.tolist()], pa.string()),
+            "seq": seq,
+            "ts": 1_700_000_000_000 + idx // 50,  # 50k events per second of event time
+            "price": price,
+            "bid": bid,
+            "ask": ask,
+        }
+    )
+
+
+def stateful(n: int, keys: int, batch: int) -> dict[str, Any]:
+    log(f"stateful: {n:,} events over {keys:,} keys, batches of {batch:,}")
+    table = stateful_table(n, keys)
+    path = HERE / "results" / "_stateful.rules.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(STATEFUL)
+    rules = RuleSet.load([path])
+    now = 1_700_000_000_000_000_000
+    failures = 0
+    start = time.perf_counter()
+    for offset in range(0, n, batch):
+        result = rules.evaluate_table(table.slice(offset, batch), now)
+        failures += sum(len(reasons) for _r, _m, reasons in result.outcomes)
+    elapsed = time.perf_counter() - start
+    size = rules.state_size()
+    log(f"stateful: {elapsed:.3f}s, {failures:,} flags, state {size}")
+    return {
+        "events": n,
+        "keys": size["keys"],
+        "batch": batch,
+        "stateful_events_per_s": round(n / elapsed),
+        "state_bytes_per_key": round(size["bytes"] / max(size["keys"], 1)),
+        "flags": failures,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100k events instead of 1M")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = parser.parse_args()
+    n = 100_000 if args.quick else 1_000_000
+    report: dict[str, Any] = {
+        "benchmark": "rules",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        **stateless(n, 1 if args.quick else 3),
+        **stateful(n, 10_000, 100_000 if not args.quick else 20_000),
+    }
+    report["targets"] = {
+        "speedup_vs_gx": ">= 3",
+        "stateful_events_per_s": ">= 1,000,000",
+    }
+    out = HERE / "results" / "rules.json"
+    out.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    for k, v in report.items():
+        if not isinstance(v, dict):
+            log(f"  {k:32} {v}")
+    if args.json:
+        print(orjson.dumps(report).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""Stateful rules: sequence gaps, stale quotes, cross-provider divergence, and bounded state.
+
+The property tests compare the vectorised checks with a plain one-event-at-a-time model of
+the same rule, over arbitrary input (duplicates, reordering, interleaved keys) cut into
+arbitrary batches: batch boundaries must not change any verdict.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rules import RuleSet
+from tests.rules.conftest import T0_MS, T0_NS, raw
+
+SEQ = "  - {id: seq.ok, version: 1, kind: sequence, field: seq, max_open_gaps: 1024}\n"
+STALE = (
+    "  - {id: stale, version: 1, kind: stale, fields: [bid, ask], max_updates: 3, max_age: 5s}\n"
+)
+DIVERGE = (
+    "  - {id: div, version: 1, kind: divergence, field: price, threshold_pct: 5, sustain: 2s,"
+    " align: 1s}\n"
+)
+
+
+def write(tmp_path: Path, rules: str, head: str = "") -> Path:
+    path = tmp_path / f"r{abs(hash(rules + head))}.yaml"
+    path.write_text(f"version: 2\n{head}rules:\n{rules}", "utf-8")
+    return path
+
+
+def run(
+    path: Path, values: list[bytes], cuts: list[int] | None = None, now: int = T0_NS
+) -> list[str]:
+    """Each event's reason from the one rule ('' when it passes), fed in batches cut at ``cuts``."""
+    rules = RuleSet.load([path])
+    bounds = [0, *sorted({c % (len(values) + 1) for c in cuts or []}), len(values)]
+    out: list[str] = []
+    for a, b in itertools.pairwise(bounds):
+        if a == b:
+            continue
+        result = rules.evaluate_records(values[a:b], now)
+        out.extend(next((f.reason for f in result.failing(i)), "") for i in range(b - a))
+    return out
+
+
+class TestSequence:
+    def test_gap_reorder_duplicate_and_gap_events(self, tmp_path: Path) -> None:
+        """A jump opens a gap, late numbers fill it (closing it), a repeat is a duplicate."""
+        path = write(tmp_path, SEQ)
+        rules = RuleSet.load([path])
+        reasons = [
+            next((f.reason for f in (v.failures)), "")
+            for v in rules.evaluate_batch([raw(seq=s) for s in (1, 2, 5, 3, 4, 6, 6)], T0_NS)
+        ]
+        assert reasons == [
+            "",
+            "",
+            "sequence gap: expected 3, got 5 (2 missing)",
+            "reordered: seq 3 arrived after 5",
+            "reordered: seq 4 arrived after 5",
+            "",
+            "duplicate: seq 6 already seen (highest 6)",
+        ]
+        events = [(e.kind, e.key, e.first, e.last, e.why) for e in rules.drain_events()]
+        assert events == [
+            ("open", ("xnas", "AAPL"), 3, 4, ""),
+            ("close", ("xnas", "AAPL"), 3, 4, "filled"),
+        ]
+
+    def test_keys_are_independent(self, tmp_path: Path) -> None:
+        """Each provider and instrument pair keeps its own sequence."""
+        path = write(tmp_path, SEQ)
+        values = [
+            raw(seq=1),
+            raw(seq=1, instrument="MSFT"),
+            raw(seq=2),
+            raw(seq=3, instrument="MSFT"),
+        ]
+        assert run(path, values) == ["", "", "", "sequence gap: expected 2, got 3 (1 missing)"]
+
+    def test_gap_expires_with_its_key(self, tmp_path: Path) -> None:
+        """A key not seen for the TTL is forgotten and its open gap closes as expired."""
+        path = write(tmp_path, SEQ, "state: {ttl: 1m, max_keys: 10}\n")
+        rules = RuleSet.load([path])
+        rules.evaluate_batch([raw(seq=1), raw(seq=5)], T0_NS)
+        rules.evaluate_batch([raw(seq=1, instrument="MSFT")], T0_NS + 120 * 10**9)
+        assert [(e.kind, e.why) for e in rules.drain_events()] == [
+            ("open", ""),
+            ("close", "expired"),
+        ]
+        assert rules.state_size()["keys"] == 1
+        # the forgotten key starts afresh: no gap from 5 to 9
+        assert rules.evaluate(raw(seq=9), T0_NS + 121 * 10**9).ok
+
+    def test_state_is_bounded_by_max_keys(self, tmp_path: Path) -> None:
+        """Past max_keys, the least recently seen keys are evicted and the count stays bounded."""
+        path = write(tmp_path, SEQ, "state: {ttl: 1h, max_keys: 50}\n")
+        rules = RuleSet.load([path])
+        for i in range(200):
+            rules.evaluate(raw(seq=1, instrument=f"I{i}"), T0_NS + i)
+        size = rules.state_size()
+        assert size["keys"] <= 50
+        assert size["evicted"] >= 150
+        assert size["bytes"] > 0
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        events=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 12)), min_size=1, max_size=60),
+        cuts=st.lists(st.integers(0, 60), max_size=4),
+    )
+    def test_matches_the_one_at_a_time_model(
+        self, tmp_path_factory: Any, events: list[tuple[int, int]], cuts: list[int]
+    ) -> None:
+        """Gaps, reorders and duplicates match a per-event model, whatever the batching."""
+        path = write(tmp_path_factory.mktemp("seq"), SEQ)
+        values = [raw(seq=s, instrument=f"K{k}") for k, s in events]
+        expected = []
+        high: dict[int, int] = {}
+        missing: dict[int, set[int]] = {}
+        for k, s in events:
+            h = high.get(k, -1)
+            gone = missing.setdefault(k, set())
+            if h < 0 or s == h + 1:
+                expected.append("")
+            elif s > h + 1:
+                expected.append("gap")
+                gone.update(range(h + 1, s))
+            elif s in gone:
+                expected.append("reordered")
+                gone.discard(s)
+            else:
+                expected.append("duplicate")
+            high[k] = max(h, s)
+        got = [r.split(":")[0].replace("sequence gap", "gap") for r in run(path, values, cuts)]
+        assert got == expected
+
+
+def stale_model(events: list[tuple[int, float, int]], n: int, age_ms: int) -> list[bool]:
+    last: dict[int, tuple[float, int, int]] = {}  # key -> (value, unchanged, since)
+    out = []
+    for k, v, t in events:
+        if k in last and last[k][0] == v:
+            _, u, since = last[k]
+            u += 1
+        else:
+            u, since = 0, t
+        last[k] = (v, u, since)
+        out.append(u >= n or (u >= 1 and t - since >= age_ms))
+    return out
+
+
+class TestStale:
+    def test_unchanged_for_n_updates_fails_and_a_change_resets(self, tmp_path: Path) -> None:
+        """The third unchanged update fails; a changed bid starts over."""
+        path = write(tmp_path, STALE)
+        values = [raw(ts=T0_MS + i) for i in range(4)] + [raw(ts=T0_MS + 5, bid=1.0)]
+        assert run(path, values) == [
+            "",
+            "",
+            "",
+            "stale: bid, ask unchanged for 3 updates over 3.0ms",
+            "",
+        ]
+
+    def test_unchanged_for_too_long_fails(self, tmp_path: Path) -> None:
+        """A quote unchanged for longer than max_age fails even after one update."""
+        path = write(tmp_path, STALE)
+        values = [raw(ts=T0_MS), raw(ts=T0_MS + 6_000)]
+        assert run(path, values) == ["", "stale: bid, ask unchanged for 1 updates over 6.0s"]
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        events=st.lists(
+            st.tuples(st.integers(0, 2), st.sampled_from([1.0, 2.0]), st.integers(0, 8_000)),
+            min_size=1,
+            max_size=50,
+        ),
+        cuts=st.lists(st.integers(0, 50), max_size=4),
+    )
+    def test_matches_the_one_at_a_time_model(
+        self, tmp_path_factory: Any, events: list[tuple[int, float, int]], cuts: list[int]
+    ) -> None:
+        """Staleness, with out-of-order times and repeats, matches a per-event model."""
+        path = write(tmp_path_factory.mktemp("stale"), STALE)
+        values = [raw(instrument=f"K{k}", bid=v, ts=T0_MS + t) for k, v, t in events]
+        got = [bool(r) for r in run(path, values, cuts)]
+        assert got == stale_model(events, 3, 5_000)
+
+
+def divergence_model(
+    events: list[tuple[str, float, int]], pct: float, sustain_ms: int, align_ms: int
+) -> list[bool]:
+    book: dict[str, tuple[float, int]] = {}
+    start: dict[str, int | None] = {}
+    out = []
+    for provider, price, t in events:
+        others = [p for q, (p, tq) in book.items() if q != provider and abs(t - tq) <= align_ms]
+        off = (
+            bool(others)
+            and abs(price - statistics.median(others)) / statistics.median(others) * 100 > pct
+        )
+        if off:
+            began = start.get(provider)
+            if began is None:
+                began = start[provider] = t
+            out.append(t - began >= sustain_ms)
+        else:
+            start[provider] = None
+            out.append(False)
+        book[provider] = (price, t)
+    return out
+
+
+class TestDivergence:
+    def feed(self, rows: list[tuple[str, float, int]]) -> list[bytes]:
+        return [
+            raw(provider=p, price=price, ts=T0_MS + t, seq=i)
+            for i, (p, price, t) in enumerate(rows)
+        ]
+
+    def test_a_single_spike_is_not_a_divergence(self, tmp_path: Path) -> None:
+        """One price 10% off the others, then back in line, passes."""
+        path = write(tmp_path, DIVERGE)
+        rows = [("a", 100.0, 0), ("b", 100.0, 10), ("c", 110.0, 20), ("c", 100.0, 500)]
+        assert run(path, self.feed(rows)) == ["", "", "", ""]
+
+    def test_sustained_divergence_fails_once_held_long_enough(self, tmp_path: Path) -> None:
+        """A provider 8% off for 2 s fails from then on, naming the gap and how long it held."""
+        path = write(tmp_path, DIVERGE)
+        rows = [("a", 100.0, 0), ("b", 100.0, 0)]
+        for t in (0, 800, 1600, 2100):
+            rows += [("a", 100.0, t + 1), ("b", 100.0, t + 2), ("c", 108.0, t + 3)]
+        reasons = run(path, self.feed(rows))
+        assert reasons[-1] == (
+            "price 108.0 is 8.00% off the median 100.0 of 2 other provider(s) for 2.1s"
+        )
+        assert [bool(r) for r in reasons] == [False] * (len(rows) - 1) + [True]
+
+    def test_stale_prices_of_others_are_not_compared(self, tmp_path: Path) -> None:
+        """Other providers' prices older than the alignment window are left out."""
+        path = write(tmp_path, DIVERGE)
+        rows = [("a", 100.0, 0), ("c", 150.0, 5_000), ("c", 150.0, 8_000)]
+        assert run(path, self.feed(rows)) == ["", "", ""]
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        events=st.lists(
+            st.tuples(
+                st.sampled_from(["a", "b", "c"]),
+                st.sampled_from([100.0, 101.0, 110.0]),
+                st.integers(0, 6_000),
+            ),
+            min_size=1,
+            max_size=50,
+        ),
+        cuts=st.lists(st.integers(0, 50), max_size=4),
+    )
+    def test_matches_the_one_at_a_time_model(
+        self, tmp_path_factory: Any, events: list[tuple[str, float, int]], cuts: list[int]
+    ) -> None:
+        """Divergence over out-of-order, repeated input matches a per-event model."""
+        path = write(tmp_path_factory.mktemp("div"), DIVERGE)
+        got = [bool(r) for r in run(path, self.feed(events), cuts)]
+        assert got == divergence_model(events, 5.0, 2_000, 1_000)
+
+
+class TestRobustness:
+    def test_stateful_rule_that_raises_fails_its_rows_and_keeps_going(
+        self, tmp_path: Path, monkeypatch: Any
+    ) -> None:
+        """A stateful rule raising dead-letters the batch's rows naming the exception, counts
+        it, and the next batch is judged normally."""
+        rules = RuleSet.load([write(tmp_path, SEQ)])
+        check = rules.rules[0].stateful
+        assert check is not None
+        original = check.evaluate
+
+        def broken(*args: Any) -> Any:
+            raise RuntimeError("state corrupted")
+
+        monkeypatch.setattr(check, "evaluate", broken)
+        bad = rules.evaluate_batch([raw(seq=1), raw(seq=2)], T0_NS)
+        assert [v.first.reason for v in bad] == ["rule raised RuntimeError: state corrupted"] * 2
+        assert rules.stats.rule_errors["seq.ok"] == 1
+        monkeypatch.setattr(check, "evaluate", original)
+        assert rules.evaluate(raw(seq=3), T0_NS).ok
+
+
+def test_unused_helpers_are_exercised(rule_file: Callable[..., Path]) -> None:
+    """The shared fixture writes a loadable version-2 file."""
+    assert RuleSet.load([rule_file(SEQ)]).rule_ids[-1] == ("seq.ok", 1)
+    assert orjson.loads(raw())["seq"] == 1
+
+
+def test_key_numbering_stays_bounded_and_correct(tmp_path: Path) -> None:
+    """After many more distinct keys than max_keys, string numbering is rebuilt and the
+    surviving keys keep their sequence state."""
+    path = write(tmp_path, SEQ, "state: {ttl: 1h, max_keys: 4}\n")
+    rules = RuleSet.load([path])
+    for i in range(2_000):
+        rules.evaluate(raw(seq=1, instrument=f"I{i}"), T0_NS + i)
+    assert max(len(n) for n in rules.index._names) <= 4 * 4 + 1024 + 1
+    rules.evaluate(raw(seq=1, instrument="KEEP"), T0_NS + 3_000)
+    verdict = rules.evaluate(raw(seq=3, instrument="KEEP"), T0_NS + 3_001)
+    assert verdict.first.reason == "sequence gap: expected 2, got 3 (1 missing)"
