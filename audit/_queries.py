@@ -252,4 +252,15 @@ def completeness(store: Queryable, since_ns: int, grace_ns: int = 5 * NS) -> dic
         }
         for r in origin_pairs
     )
-    return {"window": {"start": params["start"], "end": end}, "rows": rows}
+    # Records too broken to name their provider (not JSON, oversized) still used up a
+    # sequence number: they are received and dead-lettered, yet show as missing above.
+    (unattributed,) = store.query(
+        f"""SELECT uniqExact(event_id) AS n FROM {{db}}.observations
+            WHERE {in_window} AND prev_stage = 'origin' AND provider = ''""",
+        params,
+    )
+    return {
+        "window": {"start": params["start"], "end": end},
+        "rows": rows,
+        "unattributed": int(unattributed["n"]),
+    }

@@ -35,7 +35,8 @@ class FeedPlan:
     rounds: int = 40
     round_interval_s: float = 0.05
     silent_provider: str = "bravo"
-    silent_rounds: tuple[int, int] = (12, 22)  # [from, to) rounds with nothing from it
+    # [from, to) rounds with nothing from it: 25 rounds of 50 ms, past the 1 s gap default.
+    silent_rounds: tuple[int, int] = (10, 35)
     skewed_provider: str = "charlie"
     skew_ms: int = 250  # its clock runs ahead: origin later than truth
     bad_per_kind: int = 2

@@ -68,9 +68,7 @@ def config_path(config: Path | None) -> Path:
     fail(f"no configuration: pass --config FILE or set ${ENV_CONFIG_FILE}", 2)
 
 
-def open_store_for_query(
-    store: Path | None, database: str | None, config: Path | None
-) -> Store:
+def open_store_for_query(store: Path | None, database: str | None, config: Path | None) -> Store:
     if store is None:
         if config is None and not os.environ.get(ENV_CONFIG_FILE):
             fail("say which trail: --store PATH (a chDB folder) or --config FILE", 2)

@@ -174,3 +174,10 @@ def completeness_cmd(
             f"{r['duplicated']:,}",
         )
     out.print(t)
+    if result["unattributed"]:
+        out.print(
+            f"{result['unattributed']:,} record(s) reached the first stage without a readable "
+            "provider (dead-lettered as unreadable); missing sequence numbers may be those, "
+            "received rather than lost.",
+            highlight=False,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -291,6 +292,20 @@ class TestRollupsAndQueries:
         any_store.write_observations(rows)
         (row,) = [r for r in completeness(any_store, HOUR)["rows"] if r["from_stage"] == "origin"]
         assert (row["upstream"], row["lost"]) == (10, 2)
+
+    def test_unreadable_records_are_counted_beside_the_sequence_gaps(
+        self, any_store: Store
+    ) -> None:
+        """First-stage sightings with no readable provider are reported, not silently lost."""
+        rows = pipeline(10)
+        gate = next(r for r in rows if r.stage == "gate" and r.seq == 3)
+        unreadable = replace(
+            gate, event_id=str(uuid.uuid4()), provider="", seq=-1, outcome="dead_lettered"
+        )
+        any_store.write_observations([r for r in rows if r.seq != 3] + [unreadable])
+        result = completeness(any_store, HOUR)
+        (row,) = [r for r in result["rows"] if r["from_stage"] == "origin"]
+        assert (row["lost"], result["unattributed"]) == (1, 1)
 
     def test_providers_compare_reports_every_figure(self, any_store: Store) -> None:
         """Latency ± bound, gaps, rate, dead-letter share and divergence, per provider."""
