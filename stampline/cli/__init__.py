@@ -1,6 +1,13 @@
 """The ``stampline`` command: one module per command group, each registering on ``app``."""
 
-from stampline.cli import _broker, _config, _demo, _gate, _replay  # noqa: F401  (registration)
+from stampline.cli import (  # noqa: F401  (registration)
+    _broker,
+    _config,
+    _demo,
+    _gate,
+    _replay,
+    _tap,
+)
 from stampline.cli._app import app
 
 
