@@ -63,6 +63,7 @@ class OutputLedger:
         stage: str,
         client: Mapping[str, Any] | None = None,
         idle_s: float = 0.5,
+        clock_margin_ms: int = 2000,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -70,6 +71,7 @@ class OutputLedger:
         self.stage = stage
         self.client = dict(client or {})
         self.idle_s = idle_s
+        self.clock_margin_ms = clock_margin_ms
         self._admin = AdminClient({"bootstrap.servers": bootstrap, **self.client})
         self._partitions: dict[str, list[int]] = {}
 
@@ -133,12 +135,21 @@ class OutputLedger:
                 o = start.get((t, p), -1)
                 tps.append(TopicPartition(t, p, o if o >= 0 else OFFSET_BEGINNING))
             consumer.assign(tps)
+            # The end: a partition is done at its first record written after the scan began
+            # (plus a margin for clock differences between gate hosts): live gates keep
+            # writing, so "until idle" alone might never come. Quiet partitions end on idle.
+            horizon_ms = int(time.time() * 1000) + self.clock_margin_ms
+            open_parts = {(tp.topic, tp.partition) for tp in tps}
             last = time.monotonic()
-            while time.monotonic() - last < self.idle_s:
+            while open_parts and time.monotonic() - last < self.idle_s:
                 for m in consumer.consume(1000, 0.1):
-                    if m.error() is not None:
+                    where = (m.topic() or "", m.partition() or 0)
+                    if m.error() is not None or where not in open_parts:
                         continue
-                    last = time.monotonic()
+                    if m.timestamp()[1] >= horizon_ms:
+                        open_parts.discard(where)
+                        continue
+                    last = time.monotonic()  # only what can matter keeps the scan going
                     read += 1
                     written = self._written(m.topic() or "", headers_of(m), inputs)
                     if written is not None:
