@@ -138,10 +138,12 @@ class Tap:
             ts_type, broker_ms = m.timestamp()
             broker_ms = broker_ms if ts_type else 0
             stamps = None
+            broken = False
             if m.headers():
                 try:
                     stamps = read_stamps(headers_of(m))
                 except StampError as exc:
+                    broken = True
                     self.stats.bad_stamps += 1
                     log.warning("bad stamps %s: %s", where(topic, partition, offset), exc)
             if stamps is not None:
@@ -166,8 +168,8 @@ class Tap:
                     )
                     for st in stamps.stages
                 )
-            else:
-                self.stats.unstamped += 1
+            else:  # still sighted: a broken stamp is itself worth finding in the trail
+                self.stats.unstamped += not broken
                 keyed = self._key_id(m.value()) if s.key_fields else None
                 if keyed is not None:
                     self.stats.keyed += 1

@@ -161,6 +161,8 @@ def event_ids(records: Iterable[Record]) -> list[str]:
     return [(r.header("stampline.event_id") or b"").decode() for r in records]
 
 
-def read_committed(bootstrap: str, topic: str, expect: int = 0, idle_s: float = 1.0) -> list[Record]:
+def read_committed(
+    bootstrap: str, topic: str, expect: int = 0, idle_s: float = 1.0
+) -> list[Record]:
     """Like :func:`read_all`, as a ``read_committed`` consumer sees the topic."""
     return read_all(bootstrap, topic, expect, idle_s, {"isolation.level": "read_committed"})

@@ -45,7 +45,7 @@ def test_a_stalled_store_pauses_consumption_with_bounded_queues_and_loses_nothin
     bound; once the store recovers it resumes, and every record is forwarded and trailed once."""
     raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=2)
     n = 3000
-    bad = {i for i in range(0, n, 100)}
+    bad = set(range(0, n, 100))
     produce(
         bootstrap,
         raw,
