@@ -1,6 +1,6 @@
 """Gate and tap throughput, the gate's added latency, and its memory, against a raw passthrough.
 
-    python bench/gate.py [--quick] [--json] [--profile]
+    python bench/gate.py [--quick] [--json]
 
 Broker: the embedded Tansu over TCP. It is not the bottleneck: one consumer reads ~1.1M
 msg/s from it, several times what a Python gate can process, so the passthrough baseline
@@ -20,11 +20,8 @@ Figures, all from one run:
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import os
 import platform
-import pstats
 import resource
 import sys
 import tempfile
@@ -243,7 +240,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ap.add_argument("--profile", action="store_true", help="cProfile the gate run (stderr)")
     args = ap.parse_args()
     n = 100_000 if args.quick else 400_000
     lat_s = 3.0 if args.quick else 10.0
@@ -263,15 +259,7 @@ def main() -> None:
         log("passthrough (consume -> produce)")
         result["passthrough_events_per_s"] = round(passthrough(bs, raw, pt, n))
         log("gate (8 rules, stamps, DLQ, trail in chDB)")
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler:
-            profiler.enable()
         gate_rate, gate = run_gate(bs, store, rules, raw, clean, dlq, n)
-        if profiler:
-            profiler.disable()
-            text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
-            log(text.getvalue())
         result["gate_events_per_s"] = round(gate_rate)
         result["gate_vs_passthrough"] = round(gate_rate / result["passthrough_events_per_s"], 3)
         result["provider_keys"] = len(gate.event_time.providers)
