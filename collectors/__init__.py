@@ -15,15 +15,18 @@ from collectors._dlq import (
     H_TOPIC,
     dead_letter_headers,
 )
+from collectors._eventtime import EventTime
 from collectors._gate import Gate, GateSettings, GateStats, TrailSink
-from collectors._ids import new_event_id, source_event_id
+from collectors._ids import key_event_id, new_event_id, source_event_id
 from collectors._kafka import consumer_config, producer_config, take
+from collectors._metrics import MetricsSettings, SidecarMetrics
 from collectors._sdk import StageContext, stage
 from collectors._stamps import (
     CONTRACT_VERSION,
     H_CLOCK_ERR,
     H_EVENT_ID,
     H_INGEST,
+    H_LATE,
     H_ORIGIN,
     H_PARENTS,
     H_STAMP,
@@ -34,7 +37,7 @@ from collectors._stamps import (
     append_stamp,
     read_stamps,
 )
-from collectors._tap import Tap, TapSettings, TapStats
+from collectors._tap import Tap, TapSettings, TapStats, hop_latencies
 from collectors.exceptions import CollectorError, DeliveryError, StampError
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "H_CLOCK_ERR",
     "H_EVENT_ID",
     "H_INGEST",
+    "H_LATE",
     "H_MESSAGE",
     "H_OFFSET",
     "H_ORIGIN",
@@ -58,9 +62,12 @@ __all__ = [
     "H_VERSION",
     "CollectorError",
     "DeliveryError",
+    "EventTime",
     "Gate",
     "GateSettings",
     "GateStats",
+    "MetricsSettings",
+    "SidecarMetrics",
     "StageContext",
     "StageStamp",
     "StampError",
@@ -72,6 +79,8 @@ __all__ = [
     "append_stamp",
     "consumer_config",
     "dead_letter_headers",
+    "hop_latencies",
+    "key_event_id",
     "new_event_id",
     "producer_config",
     "read_stamps",

@@ -2,14 +2,33 @@
 
 For each record: stamp ingestion, read the origin time, run the rules, then forward it with
 stamps to the clean topic or dead-letter it with the reason, and record one observation.
-Offsets are committed only after the forwarded records are acknowledged by the broker and
-the trail rows are written, so a crash replays the uncommitted tail: at-least-once to the
-topics, exactly-once in the trail (deterministic event ids, idempotent rows).
+
+Three threads joined by bounded queues, so a slow store never makes memory grow:
+
+    consumer (run's thread) ──q_in──► evaluator ──q_out──► writer
+    poll, pause/resume, commit        rules, produce        producer flush, trail, commit
+
+When ``q_in`` is full the consumer pauses its partitions (and keeps polling, so it stays in
+the group) until there is room again. Offsets are committed only after the records they
+cover are acknowledged by the broker and their trail rows are written:
+
+- ``delivery="exactly_once"``: forwards, dead letters and the consumer offsets commit in
+  one Kafka transaction (consume-transform-produce); the trail is written before it commits.
+- ``delivery="at_least_once"``: an idempotent producer and a synchronous offset commit.
+  With ``recovery_scan`` (the default) a restarted gate finds the records it had already
+  written and does not write them again (see ``_recovery``), so the topics see each input
+  once unless a zombie of the crashed process is still writing.
+
+Either way the trail is exactly-once per (event, stage): event ids are deterministic and
+rows are replaced, not added.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import queue
 import socket
 import threading
 import time
@@ -17,15 +36,25 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from math import nan
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from audit import PREV_ORIGIN, DeadLetter, Observation
 from collectors._dlq import dead_letter_headers
+from collectors._eventtime import EventTime
 from collectors._ids import source_event_id
 from collectors._kafka import consumer_config, producer_config, take, where
-from collectors._stamps import StageStamp, Stamps, append_stamp, headers_of, read_stamps
+from collectors._metrics import SidecarMetrics
+from collectors._recovery import OutPositions, OutputLedger, Written
+from collectors._stamps import (
+    H_LATE,
+    StageStamp,
+    Stamps,
+    append_stamp,
+    headers_of,
+    read_stamps,
+)
 from collectors.exceptions import DeliveryError, StampError
 from rules import Failure, RuleSet, RulesHolder, Verdict
 
@@ -33,6 +62,8 @@ log = logging.getLogger("stampline.gate")
 
 STAMP_CONTRACT_RULE = ("record.stamps", 1)
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
+
+Delivery = Literal["at_least_once", "exactly_once"]
 
 
 class TrailSink(Protocol):
@@ -61,6 +92,13 @@ class GateSettings:
     flush_interval_s: float = 0.5  # ...or when the oldest pending row is this old
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
+    delivery: Delivery = "at_least_once"
+    transactional_id: str | None = None  # default: <group_id>.<host>.<pid>
+    recovery_scan: bool = True
+    queue_batches: int = 4  # bound of each internal queue, in batches / flush segments
+    store_retry_s: float = 300.0  # keep retrying a failing trail write this long, paused
+    allowed_lateness_ns: int = 5_000_000_000
+    skew_window_ns: int = 60_000_000_000
 
 
 @dataclass(slots=True)
@@ -72,30 +110,78 @@ class GateStats:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     warned: Counter[str] = field(default_factory=Counter)
     flushes: int = 0
+    recovered: int = 0  # re-read records found already written before a crash
+    late: int = 0
+    pauses: int = 0
+    max_queue_depth: dict[str, int] = field(default_factory=lambda: {"in": 0, "out": 0})
 
     @property
     def dead_lettered_total(self) -> int:
         return sum(self.dead_lettered.values())
 
 
+@dataclass(slots=True)
+class _Segment:
+    """Everything processed between two commits."""
+
+    observations: list[Observation]
+    dead: list[DeadLetter]
+    offsets: dict[tuple[str, int], int]
+    positions: OutPositions  # output positions before anything this segment does not cover
+    done: threading.Event | None = None
+
+
+@dataclass(slots=True)
+class _Flush:
+    """Asks the evaluator to cut a segment now; ``done`` is set once it is committed."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class Gate:
     """Runs until ``stop`` is set, then flushes, commits and closes its clients."""
 
     def __init__(
-        self, settings: GateSettings, rules: RuleSet | RulesHolder, trail: TrailSink
+        self,
+        settings: GateSettings,
+        rules: RuleSet | RulesHolder,
+        trail: TrailSink,
+        metrics: SidecarMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.rules = rules
         self.trail = trail
+        self.metrics = metrics
         self.stats = GateStats()
+        self.event_time = EventTime(settings.allowed_lateness_ns, settings.skew_window_ns)
+        self.ready = threading.Event()  # set once partitions are assigned (and recovered)
+        self.paused = False
         self._observations: list[Observation] = []
         self._dead: list[DeadLetter] = []
         self._offsets: dict[tuple[str, int], int] = {}
         self._oldest_pending = 0.0
         self._delivery_errors: list[str] = []
+        self._positions: OutPositions = {}  # highest output offset delivered + 1
+        self._already: dict[str, Written] = {}  # found by a recovery scan
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self.ready = threading.Event()  # set once partitions are assigned
+        self._ledger: OutputLedger | None = None
+        self._group_metadata: Any = None
+        self._q_in: queue.Queue[list[Message] | _Flush | None] = queue.Queue(settings.queue_batches)
+        self._q_out: queue.Queue[_Segment | None] = queue.Queue(settings.queue_batches)
+        self._commits: queue.SimpleQueue[tuple[dict[tuple[str, int], int] | None, _Segment]] = (
+            queue.SimpleQueue()
+        )
+        self._carry: list[Message] = []
+        self._threads: list[threading.Thread] = []
+        self._error: BaseException | None = None
+        self._failed = threading.Event()
+
+    @property
+    def transactional(self) -> bool:
+        return self.settings.delivery == "exactly_once"
+
+    # ---------------------------------------------------------------- consumer (caller)
 
     def run(
         self, stop: threading.Event, on_flush: Callable[[GateStats], None] | None = None
@@ -105,33 +191,260 @@ class Gate:
         Raises:
             DeliveryError: the broker refused a record; nothing past the last good flush
                 was committed, so a restart resumes there.
+            StoreError: the trail could not be written for ``store_retry_s``.
         """
         s = self.settings
-        self._producer = Producer(producer_config(s.bootstrap_servers, s.producer))
-        self._consumer = Consumer(consumer_config(s.bootstrap_servers, s.group_id, s.consumer))
+        extra: dict[str, Any] = {}
+        if self.transactional:
+            tid = s.transactional_id or f"{s.group_id}.{s.host}.{os.getpid()}"
+            extra["transactional.id"] = tid
+        self._producer = Producer(producer_config(s.bootstrap_servers, {**s.producer, **extra}))
+        if self.transactional:
+            self._producer.init_transactions(30)
+            self._producer.begin_transaction()
+        consumer_extra: dict[str, Any] = {"isolation.level": "read_committed", **s.consumer}
+        if self.metrics is not None:
+            consumer_extra.setdefault("statistics.interval.ms", 5000)
+            consumer_extra["stats_cb"] = self._on_stats
+        self._consumer = Consumer(consumer_config(s.bootstrap_servers, s.group_id, consumer_extra))
+        if s.recovery_scan:
+            self._ledger = OutputLedger(
+                s.bootstrap_servers,
+                s.group_id,
+                (s.clean_topic, s.dead_letter_topic),
+                s.stage,
+                s.consumer,
+            )
+        self._threads = [
+            threading.Thread(target=self._guard(self._evaluate_loop), name="gate-eval"),
+            threading.Thread(target=self._guard(self._write_loop), name="gate-write"),
+        ]
+        for t in self._threads:
+            t.start()
         self._consumer.subscribe(
             list(s.raw_topics), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
-        log.info("gate started topics=%s group=%s", ",".join(s.raw_topics), s.group_id)
+        log.info(
+            "gate started topics=%s group=%s delivery=%s",
+            ",".join(s.raw_topics),
+            s.group_id,
+            s.delivery,
+        )
         try:
-            while not stop.is_set():
-                messages = take(self._consumer, s.consume_batch, s.poll_timeout_s)
-                if messages:
-                    self._process(messages)
-                if self._due():
-                    self._flush()
-                    if on_flush is not None:
-                        on_flush(self.stats)
-            self._flush()
+            while not stop.is_set() and not self._failed.is_set():
+                self._commit_done(on_flush)
+                self._consume_once()
+            if not self._failed.is_set():
+                self._drain()
+                self._commit_done(on_flush)
         finally:
+            self._stop_threads()
             self._consumer.close()
-            self._producer.flush(10)
+            if not self.transactional:
+                self._producer.flush(10)
             log.info(
-                "gate stopped in=%d forwarded=%d dead_lettered=%d",
+                "gate stopped in=%d forwarded=%d dead_lettered=%d recovered=%d",
                 self.stats.events_in,
                 self.stats.forwarded,
                 self.stats.dead_lettered_total,
+                self.stats.recovered,
             )
+        if self._error is not None:
+            raise self._error
+
+    def _consume_once(self) -> None:
+        assert self._consumer is not None
+        s = self.settings
+        if self._carry:
+            if self._offer(self._carry):
+                self._carry = []
+                self._set_paused(False)
+                return
+            # Full: stop fetching, but keep polling so the group and rebalances go on.
+            self._set_paused(True)
+            self._carry.extend(take(self._consumer, s.consume_batch, 0.05))
+            return
+        messages = take(self._consumer, s.consume_batch, s.poll_timeout_s)
+        if messages:
+            self._carry = messages
+            if self._offer(self._carry):
+                self._carry = []
+
+    def _offer(self, batch: list[Message], timeout_s: float = 0.02) -> bool:
+        try:
+            self._q_in.put(batch, timeout=timeout_s)
+        except queue.Full:
+            return False
+        depth = self._q_in.qsize()
+        if depth > self.stats.max_queue_depth["in"]:
+            self.stats.max_queue_depth["in"] = depth
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels("in").set(depth)
+        return True
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        assert self._consumer is not None
+        assignment = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(assignment)
+            self.stats.pauses += 1
+            log.warning("backpressure: paused partitions=%d", len(assignment))
+        else:
+            self._consumer.resume(assignment)
+            log.info("backpressure released: resumed partitions=%d", len(assignment))
+        self.paused = paused
+        if self.metrics is not None:
+            self.metrics.backpressure.set(1 if paused else 0)
+
+    def _drain(self) -> None:
+        """Push everything taken in through the pipeline and wait until it is committed."""
+        if self._failed.is_set() or not any(t.is_alive() for t in self._threads):
+            return
+        while self._carry and not self._failed.is_set():
+            if self._offer(self._carry, 0.1):
+                self._carry = []
+        marker = _Flush()
+        while not self._failed.is_set():
+            try:
+                self._q_in.put(marker, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        # The writer hands finished segments back to this thread to commit: keep committing.
+        while not marker.done.wait(0.01):
+            self._commit_done(None)
+            if self._failed.is_set():
+                return
+
+    def _commit_done(self, on_flush: Callable[[GateStats], None] | None) -> None:
+        """Commit the offsets of every segment the writer made durable (consumer thread)."""
+        assert self._consumer is not None
+        committed = False
+        while True:
+            try:
+                offsets, segment = self._commits.get_nowait()
+            except queue.Empty:
+                break
+            if offsets:
+                self._consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                    asynchronous=False,
+                )
+            if self._ledger is not None:
+                self._ledger.save(segment.offsets, segment.positions)
+            if segment.done is not None:
+                segment.done.set()
+            committed = True
+        if committed and on_flush is not None:
+            on_flush(self.stats)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.transactional:
+            self._group_metadata = consumer.consumer_group_metadata()
+        if self._ledger is not None:
+            self._recover([(tp.topic, tp.partition) for tp in partitions])
+        if self.paused:
+            consumer.pause(partitions)
+        self.ready.set()
+
+    def _recover(self, inputs: list[tuple[str, int]]) -> None:
+        """Find what a crashed predecessor wrote past its last commit (see ``_recovery``)."""
+        assert self._ledger is not None
+        assert self._consumer is not None
+        starts: list[OutPositions] = []
+        fresh: list[tuple[str, int]] = []
+        for t, p in inputs:
+            saved = self._ledger.load(t, p)
+            if saved is None:
+                fresh.append((t, p))
+            else:
+                starts.append(saved)
+        if fresh:
+            # Nothing was written for these yet; mark where the outputs stand now so a crash
+            # before the first commit scans only what comes after.
+            now = {
+                (t, p): self._consumer.get_watermark_offsets(
+                    TopicPartition(t, p), timeout=10, cached=False
+                )[1]
+                for t, p in self._ledger.output_partitions()
+            }
+            self._ledger.save(fresh, now)
+        if starts:
+            start = {
+                tp: min(s.get(tp, -1) for s in starts) for tp in self._ledger.output_partitions()
+            }
+            self._already.update(self._ledger.scan(start, set(inputs)))
+
+    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        # Commit what was processed before the partitions move to another gate.
+        self._drain()
+        self._commit_done(None)
+        self._already.clear()
+
+    def _on_stats(self, raw: str) -> None:
+        assert self.metrics is not None
+        try:
+            stats = json.loads(raw)
+            for topic, t in stats.get("topics", {}).items():
+                for pid, p in t.get("partitions", {}).items():
+                    lag = p.get("consumer_lag", -1)
+                    if int(pid) >= 0 and lag >= 0:
+                        self.metrics.consumer_lag.labels(topic, pid).set(lag)
+        except (ValueError, AttributeError, TypeError) as exc:
+            log.debug("unreadable client statistics: %s", exc)
+
+    def _guard(self, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as exc:
+                log.error("gate thread %s failed: %r", threading.current_thread().name, exc)
+                if self._error is None:
+                    self._error = exc
+                self._failed.set()
+
+        return run
+
+    def _stop_threads(self) -> None:
+        # A failed pipeline may be blocked on a full queue; it exits on _failed instead.
+        self._put_stop(self._q_in)
+        for t in self._threads:
+            t.join(60)
+
+    def _put_stop(self, q: queue.Queue[Any]) -> None:
+        while True:
+            try:
+                q.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                if self._failed.is_set() or not any(t.is_alive() for t in self._threads):
+                    return
+
+    # ---------------------------------------------------------------- evaluator
+
+    def _evaluate_loop(self) -> None:
+        while not self._failed.is_set():
+            try:
+                item = self._q_in.get(timeout=self._wait_s())
+            except queue.Empty:
+                item = []
+            if item is None:
+                self._cut(None)
+                self._put_stop(self._q_out)
+                return
+            if isinstance(item, _Flush):
+                self._cut(item.done)
+            elif item:
+                self._process(item)
+            if self._due():
+                self._cut(None)
+
+    def _wait_s(self) -> float:
+        if not self._observations:
+            return 0.1
+        return max(0.0, self.settings.flush_interval_s - (time.monotonic() - self._oldest_pending))
 
     def _due(self) -> bool:
         if not self._observations:
@@ -139,6 +452,33 @@ class Gate:
         if len(self._observations) >= self.settings.flush_rows:
             return True
         return time.monotonic() - self._oldest_pending >= self.settings.flush_interval_s
+
+    def _cut(self, done: threading.Event | None) -> None:
+        """Hand what is pending to the writer (blocking while its queue is full)."""
+        segment = _Segment(
+            self._observations, self._dead, self._offsets, dict(self._positions), done
+        )
+        self._observations, self._dead, self._offsets = [], [], {}
+        if not segment.offsets and done is None:
+            return
+        # In a transaction nothing may be produced until this segment is committed.
+        if self.transactional and segment.done is None and segment.offsets:
+            segment.done = threading.Event()
+        while not self._failed.is_set():
+            try:
+                self._q_out.put(segment, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        depth = self._q_out.qsize()
+        if depth > self.stats.max_queue_depth["out"]:
+            self.stats.max_queue_depth["out"] = depth
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels("out").set(depth)
+        if self.transactional and segment.done is not None:
+            while not segment.done.wait(0.1):
+                if self._failed.is_set():
+                    return
 
     def _process(self, messages: list[Message]) -> None:
         assert self._producer is not None
@@ -164,11 +504,50 @@ class Gate:
             [m.topic() or "" for m in good],
             [headers_of(m) for m in good],
         )
+        first = len(self._observations)
         for m, verdict in zip(good, verdicts, strict=True):
             self._handle(m, verdict, received)
             self._offsets[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
         self.stats.events_in += len(good)
         self._producer.poll(0)
+        if self.metrics is not None:
+            self._count(len(good), self._observations[first:])
+
+    def _count(self, n: int, rows: list[Observation]) -> None:
+        """Update metrics once per batch and label, not once per record."""
+        m = self.metrics
+        assert m is not None
+        m.batch_size.observe(n)
+        stage = self.settings.stage
+        by_provider: Counter[str] = Counter()
+        out: Counter[str] = Counter()
+        dead: Counter[tuple[str, str]] = Counter()
+        for r in rows:
+            provider = m.provider(r.provider)
+            by_provider[provider] += 1
+            if r.outcome == "forwarded":
+                out[provider] += 1
+            else:
+                dead[(provider, m.rule(r.rule_id))] += 1
+            m.stage_latency.labels(stage, provider).observe((r.emitted_ns - r.received_ns) / 1e9)
+            if m.instrument_latency is not None:
+                m.instrument_latency.labels(stage, m.instrument(r.instrument)).observe(
+                    (r.emitted_ns - r.received_ns) / 1e9
+                )
+        now = time.time()
+        for provider, count in by_provider.items():
+            m.events_in.labels(provider).inc(count)
+            m.last_event.labels(provider).set(now)
+            watermark = self.event_time.watermark_ns(provider)
+            if watermark is not None:
+                m.watermark.labels(provider).set(watermark / 1e9)
+            offset = self.event_time.clock_offset_ns(provider)
+            if offset is not None:
+                m.clock_offset.labels(provider).set(offset / 1e9)
+        for provider, count in out.items():
+            m.events_out.labels(provider).inc(count)
+        for (provider, rule), count in dead.items():
+            m.dead_lettered.labels(provider, rule).inc(count)
 
     def _handle(self, m: Message, verdict: Verdict, received: int) -> None:
         s = self.settings
@@ -185,7 +564,11 @@ class Gate:
         event_id = prior.event_id if prior else source_event_id(topic, partition, offset, broker_ms)
         origin = prior.origin_ns if prior and prior.origin_ns else verdict.origin_ns
         ingested = prior.ingest_ns if prior and prior.ingest_ns else received
+        written = self._already.pop(event_id, None) if self._already else None
         emitted = time.time_ns()
+        if written is not None and written.stamp is not None:
+            # Already written before a crash: the trail keeps the times that were sent.
+            received, emitted = written.stamp.received_ns, written.stamp.emitted_ns
         stamp = StageStamp(s.stage, received, emitted, s.clock_err_ns, s.host)
         # The hop into this gate starts at the last upstream stamp, else at the origin.
         upstream = prior.stages[-1] if prior and prior.stages else None
@@ -196,6 +579,15 @@ class Gate:
             if prior
             else Stamps(event_id, origin, ingested, s.clock_err_ns, stages=(stamp,)).headers()
         )
+        if origin and verdict.provider:
+            late = self.event_time.observe(verdict.provider, origin, ingested)
+            if late:
+                stamp_headers.append((H_LATE, str(late).encode()))
+                self.stats.late += 1
+                if self.metrics is not None:
+                    provider = self.metrics.provider(verdict.provider)
+                    self.metrics.late.labels(provider).inc()
+                    self.metrics.lateness.labels(provider).observe(late / 1e9)
         row = Observation(
             event_id=event_id,
             stage=s.stage,
@@ -220,49 +612,55 @@ class Gate:
             prev_clock_err_ns=upstream.clock_err_ns if upstream else 0,
             price=float(price) if isinstance(price, int | float) and price is not True else nan,
         )
+        if written is not None:
+            self.stats.recovered += 1
+            if self.metrics is not None:
+                self.metrics.duplicates_suppressed.inc()
         if verdict.ok:
-            warn: list[tuple[str, bytes]] = []
-            if verdict.warnings:
-                flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in verdict.warnings)
-                warn = [(H_WARN, flags.encode())]
-                for f in verdict.warnings:
-                    self.stats.warned[f.rule_id] += 1
-            self._producer.produce(
-                s.clean_topic,
-                m.value(),
-                m.key(),
-                headers=[*headers, *warn, *stamp_headers],
-                on_delivery=self._delivered,
-            )
-            self.stats.forwarded += 1
+            if written is None:
+                warn: list[tuple[str, bytes]] = []
+                if verdict.warnings:
+                    flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in verdict.warnings)
+                    warn = [(H_WARN, flags.encode())]
+                    for f in verdict.warnings:
+                        self.stats.warned[f.rule_id] += 1
+                self._producer.produce(
+                    s.clean_topic,
+                    m.value(),
+                    m.key(),
+                    headers=[*headers, *warn, *stamp_headers],
+                    on_delivery=self._delivered,
+                )
+                self.stats.forwarded += 1
             self._observations.append(row)
             return
         failure = verdict.first
-        log.info(
-            "dead-letter %s rule=%s v%d reason=%s",
-            where(topic, partition, offset),
-            failure.rule_id,
-            failure.rule_version,
-            failure.reason,
-        )
-        dl_headers = dead_letter_headers(
-            headers,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            rule_id=failure.rule_id,
-            rule_version=failure.rule_version,
-            reason=failure.reason,
-            collector=f"stampline-{s.stage}",
-        )
-        self._producer.produce(
-            s.dead_letter_topic,
-            m.value(),
-            m.key(),
-            headers=[*dl_headers, *stamp_headers],
-            on_delivery=self._delivered,
-        )
-        self.stats.dead_lettered[failure.rule_id] += 1
+        if written is None:
+            log.info(
+                "dead-letter %s rule=%s v%d reason=%s",
+                where(topic, partition, offset),
+                failure.rule_id,
+                failure.rule_version,
+                failure.reason,
+            )
+            dl_headers = dead_letter_headers(
+                headers,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                rule_id=failure.rule_id,
+                rule_version=failure.rule_version,
+                reason=failure.reason,
+                collector=f"stampline-{s.stage}",
+            )
+            self._producer.produce(
+                s.dead_letter_topic,
+                m.value(),
+                m.key(),
+                headers=[*dl_headers, *stamp_headers],
+                on_delivery=self._delivered,
+            )
+            self.stats.dead_lettered[failure.rule_id] += 1
         self._observations.append(
             replace(
                 row,
@@ -291,33 +689,81 @@ class Gate:
             self._delivery_errors.append(
                 f"{where(msg.topic(), msg.partition(), msg.offset())}: {err}"
             )
-
-    def _flush(self) -> None:
-        """Make everything processed so far durable, then commit its offsets."""
-        if not self._offsets:
             return
+        key = (msg.topic() or "", msg.partition() or 0)
+        nxt = (msg.offset() or 0) + 1
+        if nxt > self._positions.get(key, -1):
+            self._positions[key] = nxt
+
+    # ---------------------------------------------------------------- writer
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                segment = self._q_out.get(timeout=0.1)
+            except queue.Empty:
+                if self._failed.is_set():
+                    return
+                continue
+            if segment is None:
+                return
+            self._make_durable(segment)
+
+    def _make_durable(self, segment: _Segment) -> None:
+        """Make one segment durable, then hand its offsets to the consumer to commit."""
         assert self._producer is not None
-        assert self._consumer is not None
-        remaining = self._producer.flush(30)
-        if remaining or self._delivery_errors:
-            errors = "; ".join(self._delivery_errors[:5]) or f"{remaining} records unacknowledged"
-            raise DeliveryError(
-                f"broker did not take every record, offsets not committed: {errors}"
-            )
-        self.trail.write_observations(self._observations)
-        self.trail.write_dead_letters(self._dead)
-        self._consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in self._offsets.items()],
-            asynchronous=False,
-        )
-        self._observations = []
-        self._dead = []
-        self._offsets = {}
+        if not segment.offsets:
+            self._commits.put((None, segment))
+            return
+        if not self.transactional:
+            remaining = self._producer.flush(30)
+            if remaining or self._delivery_errors:
+                errors = (
+                    "; ".join(self._delivery_errors[:5]) or f"{remaining} records unacknowledged"
+                )
+                raise DeliveryError(
+                    f"broker did not take every record, offsets not committed: {errors}"
+                )
+        self._write_trail(segment)
+        if self.transactional:
+            try:
+                self._producer.send_offsets_to_transaction(
+                    [TopicPartition(t, p, o) for (t, p), o in segment.offsets.items()],
+                    self._group_metadata,
+                    30,
+                )
+                self._producer.commit_transaction(30)
+            except Exception as exc:
+                raise DeliveryError(f"transaction not committed: {exc}") from exc
+            if self._delivery_errors:
+                raise DeliveryError("; ".join(self._delivery_errors[:5]))
+            self._producer.begin_transaction()
+            self._commits.put((None, segment))  # for the output checkpoint
+            if segment.done is not None:
+                segment.done.set()  # the evaluator may produce again
+        else:
+            self._commits.put((segment.offsets, segment))
         self.stats.flushes += 1
 
-    def _on_assign(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
-        self.ready.set()
-
-    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
-        # Commit what was processed before the partitions move to another gate.
-        self._flush()
+    def _write_trail(self, segment: _Segment) -> None:
+        """Write the segment's rows, retrying while the store fails (the queues fill and the
+        consumer pauses meanwhile: that is the backpressure)."""
+        began = time.monotonic()
+        delay = 0.05
+        while True:
+            t0 = time.perf_counter()
+            try:
+                self.trail.write_observations(segment.observations)
+                self.trail.write_dead_letters(segment.dead)
+            except Exception as exc:
+                if time.monotonic() - began > self.settings.store_retry_s:
+                    raise
+                log.warning("trail write failed, retrying in %.2fs: %s", delay, exc)
+                if self.metrics is not None:
+                    self.metrics.store_errors.inc()
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if self.metrics is not None:
+                self.metrics.store_write.observe(time.perf_counter() - t0)
+            return

@@ -6,6 +6,9 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Sequence
+
+import orjson
 
 
 def source_event_id(topic: str, partition: int, offset: int, timestamp_ms: int) -> str:
@@ -37,3 +40,18 @@ def new_event_id() -> str:
 def trace_id_of(event_id: str) -> str:
     """The W3C trace id for an event: its UUID's 32 hex digits, so traces and trail join."""
     return event_id.replace("-", "")
+
+
+def key_event_id(values: Sequence[object]) -> str:
+    """The id a tap gives an event no producer stamped: a UUIDv8 hashed from the values of
+    the configured key fields (say provider, instrument and sequence), so taps on different
+    topics derive the same id for the same event without a header to carry it.
+    """
+    digest = bytearray(
+        hashlib.blake2b(
+            orjson.dumps(list(values)), digest_size=16, person=b"stampline-key"
+        ).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x80
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(digest)))

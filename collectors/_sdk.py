@@ -9,6 +9,13 @@
 
 The stage stamp records when the stage took its inputs in (entering the block) and when it
 let the output go (the produce call), so stage time and hop latency both come out of it.
+
+The block is also an OpenTelemetry span (the ``tracer`` given, else the global one): a
+child of the first stamped input's ``traceparent`` and linked to every other input's, so a
+trace follows an event across services. What the stage produces carries the span's W3C
+``traceparent``; with no tracer provider configured the span is a no-op and the contract's
+own ``traceparent`` is written instead. Works with any confluent-kafka ``Producer`` (or
+anything with the same ``produce``).
 """
 
 from __future__ import annotations
@@ -19,8 +26,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
 from collectors._ids import new_event_id
 from collectors._stamps import (
+    H_TRACEPARENT,
     Headers,
     StageStamp,
     Stamps,
@@ -33,6 +45,8 @@ from collectors._stamps import (
 )
 
 DEFAULT_CLOCK_ERR_NS = 1_000_000
+
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class _Record(Protocol):
@@ -55,14 +69,24 @@ class StageContext:
         producer: _Producer,
         clock_err_ns: int,
         host: str,
+        span: Span | None = None,
     ) -> None:
         self.name = check_stage_name(name)
         self.received_ns = time.time_ns()
         self.inputs = [read_stamps(headers_of(r)) for r in inputs]
         self.produced: list[str] = []
+        self.span = span if span is not None else trace.INVALID_SPAN
         self._producer = producer
         self._clock_err_ns = clock_err_ns
         self._host = host
+
+    def _traceparent(self) -> str | None:
+        """The span's W3C traceparent, or None when the span is a no-op."""
+        if not self.span.get_span_context().is_valid:
+            return None
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(self.span))
+        return carrier.get(H_TRACEPARENT)
 
     @property
     def parent_ids(self) -> tuple[str, ...]:
@@ -95,12 +119,16 @@ class StageContext:
             clock_err_ns=self._clock_err_ns,
             stages=(self._stamp(emitted),),
             parents=self.parent_ids,
-            traceparent=new_traceparent(event_id, trace_of(first.traceparent) if first else None),
+            traceparent=self._traceparent()
+            or new_traceparent(event_id, trace_of(first.traceparent) if first else None),
         )
         self._producer.produce(
             topic, value=value, key=key, headers=[*(headers or []), *stamps.headers()], **kwargs
         )
         self.produced.append(event_id)
+        self.span.add_event(
+            "produce", {"stampline.event_id": event_id, "messaging.destination": topic}
+        )
         return event_id
 
     def forward(
@@ -115,7 +143,12 @@ class StageContext:
 
         ``value`` and ``key`` replace the record's own when given (an enriching stage).
         """
-        headers = append_stamp(headers_of(record), self._stamp(time.time_ns()))
+        headers = headers_of(record)
+        traceparent = self._traceparent()
+        if traceparent is not None:  # the event continues its trace through this span
+            headers = [(k, v) for k, v in headers if k != H_TRACEPARENT]
+            headers.append((H_TRACEPARENT, traceparent.encode()))
+        headers = append_stamp(headers, self._stamp(time.time_ns()))
         self._producer.produce(
             topic,
             value=record.value() if value is None else value,
@@ -132,11 +165,43 @@ def stage(
     producer: _Producer,
     clock_err_ns: int = DEFAULT_CLOCK_ERR_NS,
     host: str | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> Iterator[StageContext]:
-    """Open a stage over ``inputs``; what it produces inside the block is stamped.
+    """Open a stage over ``inputs``; what it produces inside the block is stamped and traced.
 
     Raises:
         ValueError: ``name`` is not a valid stage name.
         StampError: an input carries malformed stamp headers.
     """
-    yield StageContext(name, inputs, producer, clock_err_ns, host or socket.gethostname())
+    ctx = StageContext(name, inputs, producer, clock_err_ns, host or socket.gethostname())
+    parents = [_span_context(s.traceparent) for s in ctx.inputs if s is not None]
+    valid = [p for p in parents if p is not None]
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(valid[0])) if valid else None
+    span = (tracer or trace.get_tracer("stampline.sdk")).start_span(
+        f"stage {ctx.name}",
+        context=parent,
+        kind=SpanKind.CONSUMER if inputs else SpanKind.PRODUCER,
+        links=[Link(p) for p in valid[1:]],
+        attributes={
+            "stampline.stage": ctx.name,
+            "stampline.parents": list(ctx.parent_ids),
+        },
+        start_time=ctx.received_ns,
+    )
+    ctx.span = span
+    try:
+        yield ctx
+    except BaseException as exc:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, str(exc)))
+        raise
+    finally:
+        span.end()
+
+
+def _span_context(traceparent: str) -> trace.SpanContext | None:
+    if not traceparent:
+        return None
+    found = trace.get_current_span(_PROPAGATOR.extract({H_TRACEPARENT: traceparent}))
+    context = found.get_span_context()
+    return context if context.is_valid else None

@@ -12,6 +12,8 @@ Kafka tool (kcat, the console consumer) shows them as they are.
                                                    one per stage, appended in order, never replaced
     stampline.parents       UUID,UUID,…            lineage: the events a derived event was made from
     traceparent             W3C trace context      trace id = the event id's hex digits
+    stampline.late_ns       decimal ns             only on late events: how far behind its
+                                                   provider's event-time watermark it was born
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ H_CLOCK_ERR = "stampline.clock_err_ns"
 H_STAMP = "stampline.stamp"
 H_PARENTS = "stampline.parents"
 H_TRACEPARENT = "traceparent"
+H_LATE = "stampline.late_ns"
 
 STAMP_HEADERS = frozenset(
     {H_VERSION, H_EVENT_ID, H_ORIGIN, H_INGEST, H_CLOCK_ERR, H_STAMP, H_PARENTS}

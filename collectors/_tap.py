@@ -1,27 +1,44 @@
-"""The tap, first cut: reads topics as its own consumer group and records the stamps it finds.
+"""The tap: reads any topics as its own consumer group and records what it sees.
 
-It never produces, so it adds nothing to the audited pipeline's latency. Each stage stamp
-in a record's headers becomes an observation at tap authority: where the stamping
-collector wrote its own row (the gate does), that richer row is kept.
+It never produces, so it adds nothing to the audited pipeline's latency. For every record
+it writes one sighting of its own, stage ``<stage>:<topic>``, with the broker timestamp and
+the event id: the one in the stamp headers, or, when no producer stamped the record, one
+derived from configured payload key fields (so two taps on two topics derive the same id
+for the same event), or else one derived from where the record was read. Hop latency
+between two topics is then the difference of the two sightings' broker times
+(:func:`hop_latencies`).
+
+Each stage stamp found in the headers also becomes an observation at tap authority; where
+the stamping collector wrote its own row (the gate does), that richer row is kept.
+
+The tap is one thread: while the store is slow it simply does not poll, so librdkafka's
+bounded prefetch queue is all it holds.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from confluent_kafka import Consumer, Message
 
 from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation
 from collectors._gate import TrailSink
+from collectors._ids import key_event_id, source_event_id
 from collectors._kafka import consumer_config, take, where
-from collectors._stamps import StageStamp, headers_of, read_stamps
+from collectors._metrics import SidecarMetrics
+from collectors._stamps import StageStamp, check_stage_name, headers_of, read_stamps
 from collectors.exceptions import StampError
 
 log = logging.getLogger("stampline.tap")
+
+_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +46,14 @@ class TapSettings:
     bootstrap_servers: str
     topics: tuple[str, ...]
     group_id: str = "stampline-tap"
-    consume_batch: int = 1000
+    stage: str = "tap"
+    key_fields: tuple[str, ...] = ()  # payload fields identifying an unstamped event
+    consume_batch: int = 5000
     poll_timeout_s: float = 0.1
+    flush_rows: int = 50_000
+    flush_interval_s: float = 0.5
+    clock_err_ns: int = 1_000_000
+    host: str = field(default_factory=socket.gethostname)
     consumer: dict[str, Any] = field(default_factory=dict)
 
 
@@ -38,36 +61,72 @@ class TapSettings:
 class TapStats:
     records: int = 0
     observations: int = 0
-    unstamped: int = 0
+    unstamped: int = 0  # no stamp headers: id from key fields or position
+    keyed: int = 0  # of those, identified by key fields
     bad_stamps: int = 0
 
 
 class Tap:
-    """Records observations from stamped records until ``stop`` is set."""
+    """Records observations from the records of its topics until ``stop`` is set."""
 
-    def __init__(self, settings: TapSettings, trail: TrailSink) -> None:
+    def __init__(
+        self, settings: TapSettings, trail: TrailSink, metrics: SidecarMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.trail = trail
+        self.metrics = metrics
         self.stats = TapStats()
         self.ready = threading.Event()  # set once partitions are assigned
+        self._stage_of: dict[str, str] = {}
+
+    def stage_for(self, topic: str) -> str:
+        """The stage name of this tap's own sightings on ``topic``."""
+        stage = self._stage_of.get(topic)
+        if stage is None:
+            stage = self._stage_of[topic] = check_stage_name(f"{self.settings.stage}:{topic}"[:64])
+        return stage
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
         consumer = Consumer(consumer_config(s.bootstrap_servers, s.group_id, s.consumer))
-        consumer.subscribe(list(s.topics), on_assign=lambda _c, _p: self.ready.set())
+        consumer.subscribe(
+            list(s.topics),
+            on_assign=lambda _c, _p: self.ready.set(),
+            on_revoke=lambda c, _p: self._flush(c, pending),
+        )
+        pending: list[Observation] = []
+        oldest = time.monotonic()
         try:
             while not stop.is_set():
                 messages = take(consumer, s.consume_batch, s.poll_timeout_s)
-                rows = self.observe(messages)
                 if messages:
-                    self.trail.write_observations(rows)
-                    consumer.commit(asynchronous=False)
+                    if not pending:
+                        oldest = time.monotonic()
+                    pending.extend(self.observe(messages))
+                if pending and (
+                    len(pending) >= s.flush_rows or time.monotonic() - oldest >= s.flush_interval_s
+                ):
+                    self._flush(consumer, pending)
+            self._flush(consumer, pending)
         finally:
             consumer.close()
 
+    def _flush(self, consumer: Consumer, pending: list[Observation]) -> None:
+        if not pending:
+            return
+        t0 = time.perf_counter()
+        self.trail.write_observations(pending)
+        if self.metrics is not None:
+            self.metrics.store_write.observe(time.perf_counter() - t0)
+        consumer.commit(asynchronous=False)
+        pending.clear()
+
     def observe(self, messages: Sequence[Message]) -> list[Observation]:
         """The observations for ``messages`` (counted in ``stats``)."""
+        s = self.settings
         rows: list[Observation] = []
+        now = time.time_ns()
+        per_topic: dict[str, int] = {}
         for m in messages:
             if m.error() is not None:
                 log.warning(
@@ -75,41 +134,120 @@ class Tap:
                 )
                 continue
             self.stats.records += 1
-            try:
-                stamps = read_stamps(headers_of(m))
-            except StampError as exc:
-                self.stats.bad_stamps += 1
-                log.warning("bad stamps %s: %s", where(m.topic(), m.partition(), m.offset()), exc)
-                continue
-            if stamps is None:
-                self.stats.unstamped += 1
-                continue
+            topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
             ts_type, broker_ms = m.timestamp()
-            # Each stamp's hop starts at the stamp before it; the first one's at the origin,
-            # unless the event was derived (born at that stage: no hop into it).
-            first = None if stamps.parents else StageStamp(PREV_ORIGIN, 0, stamps.origin_ns, 0)
-            before = [first, *stamps.stages[:-1]]
-            rows.extend(
-                Observation(
-                    event_id=stamps.event_id,
-                    stage=st.stage,
-                    received_ns=st.received_ns,
-                    emitted_ns=st.emitted_ns,
-                    origin_ns=stamps.origin_ns,
-                    ingested_ns=stamps.ingest_ns,
-                    clock_err_ns=st.clock_err_ns,
-                    host=st.host,
-                    topic=m.topic() or "",
-                    partition=m.partition() or 0,
-                    offset=m.offset() or 0,
-                    broker_time_ms=broker_ms if ts_type else 0,
-                    parents=stamps.parents,
-                    authority=AUTHORITY_TAP,
-                    prev_stage=prev.stage if prev else "",
-                    prev_emitted_ns=prev.emitted_ns if prev else 0,
-                    prev_clock_err_ns=prev.clock_err_ns if prev else 0,
+            broker_ms = broker_ms if ts_type else 0
+            stamps = None
+            broken = False
+            if m.headers():
+                try:
+                    stamps = read_stamps(headers_of(m))
+                except StampError as exc:
+                    broken = True
+                    self.stats.bad_stamps += 1
+                    log.warning("bad stamps %s: %s", where(topic, partition, offset), exc)
+            last: StageStamp | None = None
+            if stamps is not None:
+                event_id = stamps.event_id
+                origin, ingested, parents = stamps.origin_ns, stamps.ingest_ns, stamps.parents
+                # Each stamp's hop starts at the stamp before it; the first one's at the
+                # origin, unless the event was derived (born at that stage: no hop into it).
+                first = None if parents else StageStamp(PREV_ORIGIN, 0, origin, 0)
+                before = [first, *stamps.stages[:-1]][: len(stamps.stages)]
+                last = stamps.stages[-1] if stamps.stages else None
+                rows.extend(
+                    Observation(
+                        event_id=event_id,
+                        stage=st.stage,
+                        received_ns=st.received_ns,
+                        emitted_ns=st.emitted_ns,
+                        origin_ns=origin,
+                        ingested_ns=ingested,
+                        clock_err_ns=st.clock_err_ns,
+                        host=st.host,
+                        topic=topic,
+                        partition=partition,
+                        offset=offset,
+                        broker_time_ms=broker_ms,
+                        parents=parents,
+                        authority=AUTHORITY_TAP,
+                        prev_stage=prev.stage if prev else "",
+                        prev_emitted_ns=prev.emitted_ns if prev else 0,
+                        prev_clock_err_ns=prev.clock_err_ns if prev else 0,
+                    )
+                    for st, prev in zip(stamps.stages, before, strict=True)
                 )
-                for st, prev in zip(stamps.stages, before, strict=True)
+            else:  # still sighted: a broken stamp is itself worth finding in the trail
+                self.stats.unstamped += not broken
+                keyed = self._key_id(m.value()) if s.key_fields else None
+                if keyed is not None:
+                    self.stats.keyed += 1
+                event_id = keyed or source_event_id(topic, partition, offset, broker_ms)
+                origin = ingested = broker_ms * 1_000_000
+                parents = ()
+            rows.append(
+                Observation(
+                    event_id=event_id,
+                    stage=self.stage_for(topic),
+                    received_ns=now,
+                    emitted_ns=now,
+                    origin_ns=origin,
+                    ingested_ns=ingested,
+                    clock_err_ns=s.clock_err_ns,
+                    host=s.host,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    broker_time_ms=broker_ms,
+                    parents=parents,
+                    authority=AUTHORITY_TAP,
+                    # Its own sighting's hop starts where the last stage let the record go.
+                    prev_stage=last.stage if last else "",
+                    prev_emitted_ns=last.emitted_ns if last else 0,
+                    prev_clock_err_ns=last.clock_err_ns if last else 0,
+                )
             )
+            per_topic[topic] = per_topic.get(topic, 0) + 1
         self.stats.observations += len(rows)
+        if self.metrics is not None:
+            for topic, n in per_topic.items():
+                self.metrics.tap_observations.labels(topic).inc(n)
         return rows
+
+    def _key_id(self, value: bytes | None) -> str | None:
+        """The id from the key fields, or None when the payload lacks one of them."""
+        try:
+            payload = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(payload, dict):
+            return None
+        values = []
+        for name in self.settings.key_fields:
+            v = payload.get(name, _MISSING)
+            if v is _MISSING:
+                return None
+            values.append(v)
+        return key_event_id(values)
+
+
+class _Queryable(Protocol):
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+
+def hop_latencies(store: _Queryable, from_stage: str, to_stage: str) -> dict[str, int]:
+    """Per event id seen at both stages: ``to`` broker time minus ``from`` broker time, in ms.
+
+    Two taps' sightings (stages ``tap:<topic>``) of one event give the hop between topics
+    without either tap adding anything to the pipeline.
+    """
+    rows = store.query(
+        "SELECT toString(a.event_id) AS id, "
+        "toUnixTimestamp64Milli(b.broker_time) - toUnixTimestamp64Milli(a.broker_time) AS ms "
+        "FROM (SELECT event_id, broker_time FROM {db}.trail "
+        "      WHERE stage = {a:String}) AS a "
+        "INNER JOIN (SELECT event_id, broker_time FROM {db}.trail "
+        "      WHERE stage = {b:String}) AS b USING (event_id)",
+        {"a": from_stage, "b": to_stage},
+    )
+    return {r["id"]: int(r["ms"]) for r in rows}

@@ -182,11 +182,43 @@ class GateConfig(_Section):
     clock_error_ns: int = Field(default=1_000_000, alias="clock_error")
     # "chrony": read the bound from `chronyc tracking`, falling back to clock_error.
     clock_error_source: Literal["configured", "chrony"] = "configured"
+    delivery: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="exactly_once: Kafka transactions (needs a broker that implements them)",
+    )
+    recovery_scan: bool = True
+    queue_batches: int = Field(default=4, ge=1, le=1000)
+    allowed_lateness_ns: int = Field(default=5_000_000_000, alias="allowed_lateness")
 
-    @field_validator("clock_error_ns", mode="before")
+    @field_validator("clock_error_ns", "allowed_lateness_ns", mode="before")
     @classmethod
     def _clock(cls, v: Any) -> int:
         return _duration(v)
+
+
+class TapConfig(_Section):
+    """The passive tap: which topics it reads and how it names unstamped records."""
+
+    group_id: str = Field(default="stampline-tap", min_length=1)
+    stage: StageName = "tap"
+    topics: Annotated[list[Topic], NoDecode, BeforeValidator(_list_from_env)] = Field(
+        default_factory=list
+    )
+    key_fields: Annotated[list[str], NoDecode, BeforeValidator(_list_from_env)] = Field(
+        default_factory=list,
+        description="payload fields whose values identify an event a producer did not stamp",
+    )
+    consume_batch: int = Field(default=5000, ge=1, le=100_000)
+
+
+class MetricsConfig(_Section):
+    """The Prometheus endpoint every sidecar serves."""
+
+    enabled: bool = False
+    port: int = Field(default=9464, ge=0, le=65535)
+    address: str = "0.0.0.0"
+    per_instrument: bool = False
+    max_label_values: int = Field(default=1000, ge=1, le=100_000)
 
 
 class RulesConfig(_Section):
@@ -229,6 +261,8 @@ class Config(BaseSettings):
     gate: GateConfig = GateConfig()
     rules: RulesConfig
     stages: list[StageConfig] = Field(default_factory=list)
+    tap: TapConfig = TapConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audit import ChdbStore, ClickHouseStore, Retention, Store, clock_error_bound
-from collectors import GateSettings
+from collectors import GateSettings, MetricsSettings, SidecarMetrics, TapSettings
 from rules import RulesHolder
 from stampline.config import Config, build_extraction
 
@@ -48,6 +48,37 @@ def gate_settings(config: Config, bootstrap: str) -> GateSettings:
         flush_interval_s=config.store.flush_interval_ns / 1e9,
         consumer=client,
         producer=client,
+        delivery=config.gate.delivery,
+        recovery_scan=config.gate.recovery_scan,
+        queue_batches=config.gate.queue_batches,
+        allowed_lateness_ns=config.gate.allowed_lateness_ns,
+    )
+
+
+def tap_settings(config: Config, bootstrap: str, topics: list[str] | None = None) -> TapSettings:
+    """The tap's settings: the configured topics unless ``topics`` names others."""
+    return TapSettings(
+        bootstrap_servers=bootstrap,
+        topics=tuple(topics or config.tap.topics),
+        group_id=config.tap.group_id,
+        stage=config.tap.stage,
+        key_fields=tuple(config.tap.key_fields),
+        consume_batch=config.tap.consume_batch,
+        consumer=dict(config.broker.client),
+    )
+
+
+def sidecar_metrics(config: Config) -> SidecarMetrics:
+    """Metrics on their own registry, as configured (served by the caller when enabled)."""
+    m = config.metrics
+    return SidecarMetrics(
+        settings=MetricsSettings(
+            enabled=m.enabled,
+            port=m.port,
+            address=m.address,
+            per_instrument=m.per_instrument,
+            max_label_values=m.max_label_values,
+        )
     )
 
 

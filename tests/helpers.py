@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from collectors import Gate, GateSettings, TrailSink
+from collectors import Gate, GateSettings, SidecarMetrics, TrailSink
 from rules import RuleSet
 
 Header = tuple[str, bytes | None]
@@ -69,7 +69,13 @@ def produce(
     return [w for w in where if w is not None]
 
 
-def read_all(bootstrap: str, topic: str, expect: int = 0, idle_s: float = 1.0) -> list[Record]:
+def read_all(
+    bootstrap: str,
+    topic: str,
+    expect: int = 0,
+    idle_s: float = 1.0,
+    extra: dict[str, Any] | None = None,
+) -> list[Record]:
     """Every record in ``topic``, in (partition, offset) order, read with assign() (no group).
 
     Reads until at least ``expect`` records arrived and then nothing more for ``idle_s``, so
@@ -77,7 +83,12 @@ def read_all(bootstrap: str, topic: str, expect: int = 0, idle_s: float = 1.0) -
     partition's high watermark as its count of record batches, not the next offset.
     """
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            **(extra or {}),
+        }
     )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -109,8 +120,14 @@ def read_all(bootstrap: str, topic: str, expect: int = 0, idle_s: float = 1.0) -
 class GateRun:
     """A gate running in a thread, stopped (flushed, committed) by :meth:`stop`."""
 
-    def __init__(self, settings: GateSettings, rules: RuleSet, trail: TrailSink) -> None:
-        self.gate = Gate(settings, rules, trail)
+    def __init__(
+        self,
+        settings: GateSettings,
+        rules: RuleSet,
+        trail: TrailSink,
+        metrics: SidecarMetrics | None = None,
+    ) -> None:
+        self.gate = Gate(settings, rules, trail, metrics)
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._body, daemon=True)
@@ -137,3 +154,15 @@ class GateRun:
         self.thread.join(60)
         assert not self.thread.is_alive(), "gate did not stop within 60 s"
         assert self.error is None, f"gate failed: {self.error!r}"
+
+
+def event_ids(records: Iterable[Record]) -> list[str]:
+    """The stamped event id of each record (``""`` where there is none)."""
+    return [(r.header("stampline.event_id") or b"").decode() for r in records]
+
+
+def read_committed(
+    bootstrap: str, topic: str, expect: int = 0, idle_s: float = 1.0
+) -> list[Record]:
+    """Like :func:`read_all`, as a ``read_committed`` consumer sees the topic."""
+    return read_all(bootstrap, topic, expect, idle_s, {"isolation.level": "read_committed"})

@@ -10,6 +10,7 @@ from stampline.cli import (  # noqa: F401  (registration)
     _replay,
     _rules,
     _store,
+    _tap,
 )
 from stampline.cli._app import app
 

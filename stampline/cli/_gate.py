@@ -17,11 +17,12 @@ def gate(config: ConfigOpt = None) -> None:
     """Run the gate: raw feed → rules → clean topic or dead letters, one trail row per event.
 
     Runs until SIGTERM or Ctrl-C, then writes what is pending, commits and exits 0.
-    Progress goes to stderr every few seconds.
+    Progress goes to stderr every few seconds. `gate.delivery: exactly_once` uses Kafka
+    transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
     from collectors import Gate
     from stampline.broker import EmbeddedBroker, ensure_topics
-    from stampline.wiring import gate_settings, open_store, rules_holder
+    from stampline.wiring import gate_settings, open_store, rules_holder, sidecar_metrics
 
     path = config_path(config)
     try:
@@ -32,6 +33,10 @@ def gate(config: ConfigOpt = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    metrics = sidecar_metrics(cfg)
+    if cfg.metrics.enabled:
+        metrics.serve()
+        err.print(f"gate: metrics on {cfg.metrics.address}:{cfg.metrics.port}/metrics")
     with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
@@ -42,7 +47,7 @@ def gate(config: ConfigOpt = None) -> None:
                 cfg.topics.partitions,
             )
         with open_store(cfg) as store:
-            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store)
+            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store, metrics)
             err.print(
                 f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
                 f"/ {cfg.topics.dead_letter}; trail in {cfg.store.path}",

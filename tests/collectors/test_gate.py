@@ -183,9 +183,7 @@ def outcome(bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
         )
         run.wait_for(len(CASES))
         run.stop()
-        rows = store.query(
-            "SELECT toString(event_id) AS id, partition, offset FROM {db}.trail"
-        )
+        rows = store.query("SELECT toString(event_id) AS id, partition, offset FROM {db}.trail")
         SOURCE_BY_ID.update({r["id"]: (r["partition"], r["offset"]) for r in rows})
         yield Outcome(
             topics,

@@ -37,8 +37,7 @@ def test_reprocessing_the_same_records_does_not_duplicate_the_trail(
     assert len(ids) == 80
     assert len(set(ids)) == 40, "each record keeps one id across both reads"
     (row,) = store.query(
-        "SELECT count() AS n, uniqExact(event_id) AS ids "
-        "FROM {db}.trail WHERE stage = 'gate'"
+        "SELECT count() AS n, uniqExact(event_id) AS ids FROM {db}.trail WHERE stage = 'gate'"
     )
     assert row == {"n": 40, "ids": 40}
 

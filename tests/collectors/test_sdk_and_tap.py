@@ -109,7 +109,8 @@ def test_stage_rejects_a_bad_name() -> None:
 def test_tap_records_stamps_and_counts_what_it_cannot_use(
     bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
 ) -> None:
-    """The tap writes one row per stage stamp, counts unstamped and badly stamped records."""
+    """The tap writes one row per stage stamp plus its own sighting of every record, and
+    counts unstamped and badly stamped records."""
     (topic,) = make_topics("decisions", partitions=1)
     good = _stamped_inputs(2)
     parent = str(uuid.uuid4())
@@ -139,8 +140,15 @@ def test_tap_records_stamps_and_counts_what_it_cannot_use(
     rows = store.query(
         "SELECT toString(event_id) AS id, stage, toString(outcome) AS outcome, topic, offset, "
         "arrayMap(p -> toString(p), parents) AS parents "
-        "FROM {db}.trail ORDER BY offset"
+        "FROM {db}.trail WHERE stage NOT LIKE 'tap:%' ORDER BY offset"
     )
+    (sightings,) = store.query(
+        "SELECT count() AS n, groupArray(offset) AS offsets FROM {db}.trail "
+        "WHERE stage = {s:String}",
+        {"s": f"tap:{topic}"},
+    )
+    assert sightings["n"] == 4
+    assert sorted(sightings["offsets"]) == [0, 1, 2, 3]
     assert [(r["id"], r["stage"], r["offset"]) for r in rows] == [
         (good[0].event_id, "gate", 0),
         (good[1].event_id, "risk", 1),

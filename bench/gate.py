@@ -1,0 +1,320 @@
+"""Gate and tap throughput, the gate's added latency, and its memory, against a raw passthrough.
+
+    python bench/gate.py [--quick] [--json]
+
+Broker: the embedded Tansu over TCP. It is not the bottleneck: one consumer reads ~1.1M
+msg/s from it, several times what a Python gate can process, so the passthrough baseline
+(consume -> produce, no processing) measures the Kafka client path itself. librdkafka's
+mock cluster is unsuitable: its fetch path delivers ~6,000 msg/s per partition.
+
+Figures, all from one run:
+    passthrough_events_per_s  raw consume -> produce, no processing (same-run baseline)
+    gate_events_per_s         JSON ~150 B, 8 rules, stamps, DLQ, observations written to chDB
+    gate_vs_passthrough       their ratio
+    tap_observations_per_s    the tap over the gate's stamped output, rows written to chDB
+    added_latency_p50_ms/p99  at a fixed 10,000 events/s: end-to-end through the gate minus
+                              end-to-end through the passthrough (same producer, consumer)
+    rss_mb                    peak RSS of this process after the gate held 10,000 provider keys
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from audit import ChdbStore
+from collectors import Gate, GateSettings, Tap, TapSettings, consumer_config, producer_config
+from rules import RuleSet
+from stampline.broker import EmbeddedBroker, ensure_topics
+from stampline.demo import rules_file
+
+KEYS = 10_000
+# The latency runs use the same low-linger producer on every path: librdkafka's batching wait
+# (stampline's default linger.ms=5, chosen for throughput) would otherwise be most of it.
+LOW_LATENCY = {"linger.ms": 0.5}
+RULES = """\
+version: 1
+rules:
+  - {{id: contract.market_data, version: 1, kind: schema, schema: {schema}}}
+  - {{id: quantity.non_negative, version: 1, kind: range, field: quantity, min: 0}}
+  - {{id: quantity.max, version: 1, kind: range, field: quantity, max: 10000000}}
+  - {{id: price.positive, version: 1, kind: range, field: price, min: 0, min_exclusive: true}}
+  - {{id: price.max, version: 1, kind: range, field: price, max: 1000000}}
+  - {{id: seq.non_negative, version: 1, kind: range, field: seq, min: 0}}
+  - {{id: bid.non_negative, version: 1, kind: range, field: bid, min: 0}}
+  - {{id: origin.window, version: 1, kind: freshness, max_past: 1h, max_future: 1m}}
+"""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1e6, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "broker": "tansu (embedded, TCP)",
+        "note": "measured while other work ran",
+    }
+
+
+def event(i: int) -> bytes:
+    """A ~150-byte quote; every 100th breaks a rule so the DLQ path runs too."""
+    return orjson.dumps(
+        {
+            "provider": f"p{i % KEYS:05d}",
+            "instrument": f"SYM{i % 500:04d}",
+            "seq": i,
+            "ts": int(time.time() * 1000),
+            "type": "quote",
+            "price": 101.25 + (i % 7),
+            "bid": 101.0,
+            "quantity": -1 if i % 100 == 0 else 300,
+        }
+    )
+
+
+def fill(bootstrap: str, topic: str, n: int) -> None:
+    producer = Producer(producer_config(bootstrap, {"linger.ms": 20, "batch.size": 1_000_000}))
+    for i in range(n):
+        while True:
+            try:
+                producer.produce(topic, event(i), f"k{i % KEYS}".encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+
+
+def passthrough(bootstrap: str, src: str, dst: str, n: int) -> float:
+    """Raw consume -> produce of ``n`` records; events per second."""
+    consumer = Consumer(consumer_config(bootstrap, f"pt-{uuid.uuid4().hex[:6]}"))
+    consumer.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in range(3)])
+    producer = Producer(producer_config(bootstrap))
+    done = 0
+    t0 = 0.0
+    while done < n:
+        batch = consumer.consume(1000, 1.0)
+        if batch and not t0:
+            t0 = time.perf_counter()
+        for m in batch:
+            if m.error() is None:
+                while True:
+                    try:
+                        producer.produce(dst, m.value(), m.key(), headers=m.headers())
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+                done += 1
+        producer.poll(0)
+    producer.flush(60)
+    elapsed = time.perf_counter() - t0
+    consumer.close()
+    return n / elapsed
+
+
+def run_gate(
+    bootstrap: str, store: ChdbStore, rules: RuleSet, raw: str, clean: str, dlq: str, n: int
+) -> tuple[float, Gate]:
+    settings = GateSettings(
+        bootstrap, (raw,), clean, dlq, group_id=f"bench-{uuid.uuid4().hex[:6]}", flush_rows=50_000
+    )
+    gate = Gate(settings, rules, store)
+    stop = threading.Event()
+    thread = threading.Thread(target=gate.run, args=(stop,))
+    thread.start()
+    while gate.stats.events_in == 0:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    while gate.stats.events_in < n:
+        time.sleep(0.005)
+    stop.set()
+    thread.join()  # includes the last flush: producer acks, trail rows, commit
+    return n / (time.perf_counter() - t0), gate
+
+
+def run_tap(bootstrap: str, store: ChdbStore, topic: str, n: int) -> float:
+    tap = Tap(
+        TapSettings(
+            bootstrap, (topic,), group_id=f"tap-{uuid.uuid4().hex[:6]}", flush_rows=100_000
+        ),
+        store,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=tap.run, args=(stop,))
+    thread.start()
+    while tap.stats.records == 0:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    while tap.stats.records < n:
+        time.sleep(0.005)
+    stop.set()
+    thread.join()
+    return n / (time.perf_counter() - t0)
+
+
+def paced_latency(bootstrap: str, src: str, dst: str, rate: int, seconds: float) -> list[float]:
+    """Produce to ``src`` at ``rate``/s with a send-time header; ms from send to read on ``dst``."""
+    consumer = Consumer(consumer_config(bootstrap, f"lat-{uuid.uuid4().hex[:6]}"))
+    meta = consumer.list_topics(dst, timeout=10).topics[dst]
+    consumer.assign([TopicPartition(dst, p, OFFSET_BEGINNING) for p in meta.partitions])
+    producer = Producer(producer_config(bootstrap, LOW_LATENCY))
+    n = int(rate * seconds)
+    got: list[float] = []
+    reader_done = threading.Event()
+
+    def read() -> None:
+        deadline = time.monotonic() + seconds + 30
+        while len(got) < n - n // 100 and time.monotonic() < deadline:
+            for m in consumer.consume(1000, 0.05):
+                if m.error() is None:
+                    now = time.time_ns()
+                    sent = dict(m.headers() or []).get("bench.sent_ns")
+                    if sent:
+                        got.append((now - int(sent)) / 1e6)
+        reader_done.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    start = time.perf_counter()
+    tick = 0.001  # produce in 1 ms ticks and sleep between: a busy loop would hog the GIL
+    per_tick = max(1, int(rate * tick))
+    for i in range(0, n, per_tick):
+        due = start + i / rate
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        for j in range(i, min(n, i + per_tick)):
+            sent = str(time.time_ns()).encode()
+            producer.produce(src, event(j), headers=[("bench.sent_ns", sent)])
+        producer.poll(0)
+    producer.flush(30)
+    reader.join()
+    consumer.close()
+    return got
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def forward_loop(bootstrap: str, src: str, dst: str, stop: threading.Event) -> None:
+    consumer = Consumer(consumer_config(bootstrap, f"fw-{uuid.uuid4().hex[:6]}"))
+    consumer.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in range(3)])
+    producer = Producer(producer_config(bootstrap, LOW_LATENCY))
+    from collectors import take
+
+    while not stop.is_set():
+        for m in take(consumer, 1000, 0.1):
+            if m.error() is None:
+                producer.produce(dst, m.value(), m.key(), headers=m.headers())
+        producer.poll(0)
+    producer.flush(10)
+    consumer.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = ap.parse_args()
+    n = 100_000 if args.quick else 400_000
+    lat_s = 3.0 if args.quick else 10.0
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gate-"))
+    schema = Path(rules_file()).with_name("market_data.schema.json")
+    rules_path = tmp / "bench.rules.yaml"
+    rules_path.write_text(RULES.format(schema=schema))
+    rules = RuleSet.load([rules_path])
+    result: dict[str, Any] = {"machine": machine(), "events": n, "rules": 8}
+    with EmbeddedBroker() as broker, ChdbStore(tmp / "chdb", "bench") as store:
+        bs = broker.bootstrap_servers
+        u = uuid.uuid4().hex[:6]
+        raw, clean, dlq, pt = (f"{u}.{t}" for t in ("raw", "clean", "dlq", "pt"))
+        ensure_topics(bs, [raw, clean, dlq, pt], 3)
+        log(f"filling {raw} with {n:,} events")
+        fill(bs, raw, n)
+        log("passthrough (consume -> produce)")
+        result["passthrough_events_per_s"] = round(passthrough(bs, raw, pt, n))
+        log("gate (8 rules, stamps, DLQ, trail in chDB)")
+        gate_rate, gate = run_gate(bs, store, rules, raw, clean, dlq, n)
+        result["gate_events_per_s"] = round(gate_rate)
+        result["gate_vs_passthrough"] = round(gate_rate / result["passthrough_events_per_s"], 3)
+        result["provider_keys"] = len(gate.event_time.providers)
+        result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        log("tap over the gate's stamped output")
+        result["tap_observations_per_s"] = round(run_tap(bs, store, clean, gate.stats.forwarded))
+
+        log(f"latency at 10,000 events/s for {lat_s:.0f} s: passthrough, then gate")
+        lraw, lclean, ldlq, lpt_in, lpt_out = (
+            f"{u}.{t}" for t in ("lraw", "lclean", "ldlq", "lptin", "lptout")
+        )
+        ensure_topics(bs, [lraw, lclean, ldlq, lpt_in, lpt_out], 3)
+        stop = threading.Event()
+        fw = threading.Thread(target=forward_loop, args=(bs, lpt_in, lpt_out, stop))
+        fw.start()
+        time.sleep(1)
+        base = paced_latency(bs, lpt_in, lpt_out, 10_000, lat_s)
+        stop.set()
+        fw.join()
+        settings = GateSettings(
+            bs, (lraw,), lclean, ldlq, group_id=f"lat-{u}", producer=dict(LOW_LATENCY)
+        )
+        lat_gate = Gate(settings, rules, store)
+        stop = threading.Event()
+        gt = threading.Thread(target=lat_gate.run, args=(stop,))
+        gt.start()
+        lat_gate.ready.wait(60)
+        time.sleep(0.5)
+        through = paced_latency(bs, lraw, lclean, 10_000, lat_s)
+        stop.set()
+        gt.join()
+        result["passthrough_latency_p50_ms"] = round(pct(base, 0.5), 3)
+        result["passthrough_latency_p99_ms"] = round(pct(base, 0.99), 3)
+        result["gate_latency_p50_ms"] = round(pct(through, 0.5), 3)
+        result["gate_latency_p99_ms"] = round(pct(through, 0.99), 3)
+        result["added_latency_p50_ms"] = round(pct(through, 0.5) - pct(base, 0.5), 3)
+        result["added_latency_p99_ms"] = round(pct(through, 0.99) - pct(base, 0.99), 3)
+    result["targets"] = {
+        "gate_events_per_s": 250_000,
+        "gate_vs_passthrough": 0.5,
+        "tap_observations_per_s": 500_000,
+        "added_latency_p99_ms": 2.0,
+        "rss_mb": 300,
+    }
+    out = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    results = Path(__file__).with_name("results")
+    results.mkdir(exist_ok=True)
+    (results / "gate.json").write_text(out + "\n")
+    for k, v in result.items():
+        if k not in ("machine", "targets"):
+            log(f"{k:32} {v:>14,}" if isinstance(v, int | float) else f"{k:32} {v}")
+    log(f"machine: {result['machine']}")
+    if args.json:
+        print(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Prometheus metrics for the sidecars, on an explicit registry (never the global one).
+
+Cardinality is bounded: labels are per provider (and per rule for dead letters); a label
+value past ``max_label_values`` distinct values of one instrument is folded into
+``"other"``. Per-instrument series exist only when ``per_instrument`` is on, with the same
+cap, so a feed of 50,000 symbols cannot blow up the scrape.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+OTHER = "other"
+
+# Stage and store latencies of an inline sidecar live between ~10 µs and seconds.
+_LATENCY_BUCKETS = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Where to serve ``/metrics`` and how many label values each instrument may take."""
+
+    enabled: bool = False
+    port: int = 9464
+    address: str = "0.0.0.0"
+    per_instrument: bool = False
+    max_label_values: int = 1000
+
+
+class _Capped:
+    """Label values seen so far; past the cap, new ones become ``"other"``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self.cap:
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+class SidecarMetrics:
+    """Every instrument the gate and the tap export. Safe to share between threads."""
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, settings: MetricsSettings | None = None
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.settings = settings or MetricsSettings()
+        cap = self.settings.max_label_values
+        self.provider = _Capped(cap)
+        self.rule = _Capped(cap)
+        self.instrument = _Capped(cap)
+        r = self.registry
+        self.events_in = Counter(
+            "stampline_events_in", "Records taken in, by provider.", ["provider"], registry=r
+        )
+        self.events_out = Counter(
+            "stampline_events_out",
+            "Records forwarded to the clean topic.",
+            ["provider"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "stampline_events_dead_lettered",
+            "Records sent to the dead-letter topic, by provider and rule (the reason).",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.duplicates_suppressed = Counter(
+            "stampline_recovery_duplicates_suppressed",
+            "Re-read records found already forwarded before a crash, not produced again.",
+            registry=r,
+        )
+        self.stage_latency = Histogram(
+            "stampline_stage_latency_seconds",
+            "Time an event spent in a stage (stamp out - in).",
+            ["stage", "provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.instrument_latency = (
+            Histogram(
+                "stampline_instrument_latency_seconds",
+                "Stage time per instrument (only when per_instrument is on; capped).",
+                ["stage", "instrument"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
+            if self.settings.per_instrument
+            else None
+        )
+        self.consumer_lag = Gauge(
+            "stampline_consumer_lag",
+            "Records behind the partition end, from the Kafka client's statistics.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "stampline_batch_size",
+            "Records per consumed batch.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.store_write = Histogram(
+            "stampline_store_write_seconds",
+            "Time to write one batch of trail rows.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "stampline_store_write_errors", "Trail writes that failed and were retried.", registry=r
+        )
+        self.backpressure = Gauge(
+            "stampline_backpressure",
+            "1 while consumption is paused because the pipeline behind it is full.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "stampline_queue_depth", "Items in a bounded internal queue.", ["queue"], registry=r
+        )
+        self.last_event = Gauge(
+            "stampline_provider_last_event_timestamp_seconds",
+            "Wall-clock time the last record of a provider was taken in.",
+            ["provider"],
+            registry=r,
+        )
+        self.watermark = Gauge(
+            "stampline_provider_watermark_timestamp_seconds",
+            "Event-time watermark of a provider: newest origin minus the allowed lateness.",
+            ["provider"],
+            registry=r,
+        )
+        self.late = Counter(
+            "stampline_late_events",
+            "Events whose origin was behind their provider's watermark (flagged, not dropped).",
+            ["provider"],
+            registry=r,
+        )
+        self.lateness = Histogram(
+            "stampline_lateness_seconds",
+            "How far behind the watermark late events were.",
+            ["provider"],
+            buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 3600),
+            registry=r,
+        )
+        self.clock_offset = Gauge(
+            "stampline_provider_clock_offset_seconds",
+            "Estimated ingestion - origin offset of a provider's clock "
+            "(minimum over a window: transit time plus skew; negative = provider clock ahead).",
+            ["provider"],
+            registry=r,
+        )
+        self.tap_observations = Counter(
+            "stampline_tap_observations", "Observations recorded by a tap.", ["topic"], registry=r
+        )
+
+    def serve(self) -> object:
+        """Serve ``/metrics`` on the configured address and port; returns the server."""
+        server, _thread = start_http_server(
+            self.settings.port, self.settings.address, registry=self.registry
+        )
+        return server

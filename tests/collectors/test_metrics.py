@@ -1,0 +1,99 @@
+"""Metrics: the gate's /metrics endpoint, scraped over HTTP, with bounded cardinality."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Callable
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from audit import ChdbStore
+from collectors import H_LATE, GateSettings, MetricsSettings, SidecarMetrics
+from rules import RuleSet
+from stampline.demo import rules_file
+from tests.collectors.test_gate import NOW_MS, quote
+from tests.helpers import GateRun, produce, read_all
+
+NAMES = {
+    "stampline_events_in",
+    "stampline_events_out",
+    "stampline_events_dead_lettered",
+    "stampline_stage_latency_seconds",
+    "stampline_consumer_lag",
+    "stampline_batch_size",
+    "stampline_store_write_seconds",
+    "stampline_backpressure",
+    "stampline_provider_last_event_timestamp_seconds",
+    "stampline_provider_watermark_timestamp_seconds",
+    "stampline_provider_clock_offset_seconds",
+    "stampline_late_events",
+}
+
+
+def test_metrics_endpoint_serves_every_named_metric_with_capped_provider_labels(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """A scrape of /metrics shows events in/out/dead-lettered by provider and reason, latency
+    histograms, lag, batch sizes, store writes, backpressure, last-event time, watermarks and
+    clock offsets; a third provider past a cap of two is counted as "other"; a late event is
+    counted and flagged in its headers."""
+    raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
+    records = [
+        orjson.dumps(quote("alpha", 1, ts=NOW_MS)),
+        orjson.dumps(quote("bravo", 1, ts=NOW_MS)),
+        orjson.dumps(quote("alpha", 2, ts=NOW_MS - 30_000)),  # 30 s behind alpha: late
+        orjson.dumps(quote("charlie", 1, ts=NOW_MS)),
+        orjson.dumps(quote("alpha", 3, quantity=-5)),
+    ]
+    produce(bootstrap, raw, [(None, r) for r in records])
+    metrics = SidecarMetrics(
+        settings=MetricsSettings(enabled=True, port=0, address="127.0.0.1", max_label_values=2)
+    )
+    server = metrics.serve()
+    port = server.server_port  # type: ignore[attr-defined]
+    consumer = {"statistics.interval.ms": 200}
+    settings = GateSettings(
+        bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g", flush_interval_s=0.1, consumer=consumer
+    )
+    run = GateRun(settings, RuleSet.load([rules_file()]), store, metrics)
+    try:
+        run.wait_for(5)
+        forwarded = read_all(bootstrap, clean, 4, idle_s=0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            body = resp.read().decode()
+    finally:
+        run.stop()
+        server.shutdown()  # type: ignore[attr-defined]
+        server.server_close()  # type: ignore[attr-defined]
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    assert set(families) >= NAMES, NAMES - set(families)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+    assert samples[("stampline_events_in_total", (("provider", "alpha"),))] == 3
+    assert samples[("stampline_events_in_total", (("provider", "bravo"),))] == 1
+    assert samples[("stampline_events_in_total", (("provider", "other"),))] == 1  # charlie
+    assert samples[("stampline_events_out_total", (("provider", "alpha"),))] == 2
+    key = (
+        "stampline_events_dead_lettered_total",
+        (("provider", "alpha"), ("reason", "quantity.non_negative")),
+    )
+    assert samples[key] == 1
+    assert samples[("stampline_late_events_total", (("provider", "alpha"),))] == 1
+    assert samples[("stampline_backpressure", ())] == 0
+    assert samples[("stampline_store_write_seconds_count", ())] >= 1
+    assert (
+        samples[
+            ("stampline_stage_latency_seconds_count", (("provider", "alpha"), ("stage", "gate")))
+        ]
+        == 3
+    )
+    assert not any(
+        s.labels.get("provider") == "charlie" for f in families.values() for s in f.samples
+    )
+    late = [r for r in forwarded if r.header(H_LATE) is not None]
+    assert len(late) == 1
+    assert int(late[0].header(H_LATE) or b"0") == 25_000_000_000  # 30 s behind, 5 s allowed

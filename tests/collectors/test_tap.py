@@ -1,0 +1,84 @@
+"""The tap: one sighting per record, ids from stamps or key fields, hop latency from two taps."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import orjson
+
+from audit import ChdbStore
+from collectors import Stamps, Tap, TapSettings, hop_latencies, key_event_id
+from tests.helpers import produce, read_all
+
+
+def _run_tap(tap: Tap, records: int) -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=tap.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while tap.stats.records < records and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_two_taps_give_the_hop_latency_of_unstamped_events_by_key_fields(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """Two taps on two topics derive the same id for the same unstamped event from its key
+    fields, so the hop between the topics is the difference of their broker times."""
+    upstream, downstream = make_topics("upstream", "downstream", partitions=2)
+    events = [{"provider": "alpha", "seq": i, "px": 1.5 + i} for i in range(20)]
+    produce(bootstrap, upstream, [(None, orjson.dumps(e)) for e in events])
+    # the downstream copy is enriched (payload changed) but keeps the key fields
+    produce(bootstrap, downstream, [(None, orjson.dumps({**e, "enriched": True})) for e in events])
+    settings = {"key_fields": ("provider", "seq"), "group_id": f"{uid}-tap"}
+    for topic in (upstream, downstream):
+        tap = Tap(TapSettings(bootstrap, (topic,), **settings), store)  # type: ignore[arg-type]
+        _run_tap(tap, 20)
+        assert (tap.stats.records, tap.stats.unstamped, tap.stats.keyed) == (20, 20, 20)
+    hops = hop_latencies(store, f"tap:{upstream}", f"tap:{downstream}")
+    up = {
+        orjson.loads(r.value or b"")["seq"]: r.timestamp_ms
+        for r in read_all(bootstrap, upstream, 20)
+    }
+    down = {
+        orjson.loads(r.value or b"")["seq"]: r.timestamp_ms
+        for r in read_all(bootstrap, downstream, 20)
+    }
+    assert len(up) == len(down) == 20  # read-only: the taps added nothing to either topic
+    assert hops == {key_event_id(["alpha", i]): down[i] - up[i] for i in range(20)}
+
+
+def test_tap_sighting_keeps_the_stamped_event_id_and_broker_time(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """A stamped record's sighting carries its stamped id, origin and the broker timestamp;
+    a record missing a key field falls back to an id from where it was read."""
+    (topic,) = make_topics("clean", partitions=1)
+    stamps = Stamps("0b9e1c1e-4f7a-4b1e-9c53-1a2b3c4d5e6f", 1_000_000, 2_000_000, 7)
+    produce(
+        bootstrap,
+        topic,
+        [(None, b'{"provider":"a"}', stamps.headers()), (None, b'{"provider":"a"}')],
+    )
+    tap = Tap(
+        TapSettings(bootstrap, (topic,), group_id=f"{uid}-tap", key_fields=("provider", "seq")),
+        store,
+    )
+    _run_tap(tap, 2)
+    rows = store.query(
+        "SELECT toString(event_id) AS id, toUnixTimestamp64Nano(origin) AS origin, "
+        "toUnixTimestamp64Milli(broker_time) AS broker_ms, offset "
+        "FROM {db}.trail WHERE stage = {s:String} ORDER BY offset",
+        {"s": f"tap:{topic}"},
+    )
+    assert len(rows) == 2
+    assert rows[0]["id"] == stamps.event_id
+    assert rows[0]["origin"] == 1_000_000
+    assert all(r["broker_ms"] > 0 for r in rows)
+    assert rows[1]["id"] != rows[0]["id"]
+    assert tap.stats.keyed == 0  # "seq" was missing, so the position named it

@@ -1,0 +1,57 @@
+"""The exactly-once gate: forwards, dead letters and offsets commit in Kafka transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from audit import ChdbStore
+from collectors import GateSettings
+from rules import RuleSet
+from stampline.demo import rules_file
+from tests.collectors.test_gate import NOW_MS, quote
+from tests.helpers import GateRun, event_ids, produce, read_committed
+
+
+def test_transactional_gate_commits_records_and_offsets_together(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """With delivery=exactly_once the gate forwards and dead-letters through transactions, the
+    committed offsets reach the end of the input, and the trail is complete."""
+    raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
+    n = 500
+    values = [
+        b"\xff not json" if i % 50 == 0 else orjson.dumps(quote("alpha", i, ts=NOW_MS))
+        for i in range(n)
+    ]
+    produce(bootstrap, raw, [(None, v) for v in values])
+    settings = GateSettings(
+        bootstrap,
+        (raw,),
+        clean,
+        dlq,
+        group_id=f"{uid}-g",
+        delivery="exactly_once",
+        flush_rows=100,
+        consume_batch=50,
+    )
+    run = GateRun(settings, RuleSet.load([rules_file()]), store)
+    run.wait_for(n)
+    run.stop()
+    assert run.gate.stats.flushes >= n // 100
+    forwarded = read_committed(bootstrap, clean, n - 10, idle_s=0.5)
+    dead = read_committed(bootstrap, dlq, 10, idle_s=0.2)
+    assert (len(forwarded), len(dead)) == (n - 10, 10)
+    assert len(set(event_ids(forwarded) + event_ids(dead))) == n
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{uid}-g"})
+    try:
+        (tp,) = consumer.committed([TopicPartition(raw, 0)], timeout=10)
+    finally:
+        consumer.close()
+    assert tp.offset == n
+    (row,) = store.query(
+        "SELECT count() AS n, countIf(outcome = 'dead_lettered') AS dead FROM {db}.trail"
+    )
+    assert row == {"n": n, "dead": 10}
