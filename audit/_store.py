@@ -108,6 +108,15 @@ CANONICAL_SCHEMA = pa.schema(
 )
 
 
+def insert_settings(token: str | None) -> dict[str, Any]:
+    """Settings for an insert: the batch's deduplication token, if any, and the rollup views
+    fed side by side (they cost about as much as the trail's own write)."""
+    settings: dict[str, Any] = {"parallel_view_processing": 1}
+    if token:
+        settings["insert_deduplication_token"] = token
+    return settings
+
+
 class Store(ABC):
     """The audit store: trail, dead letters, ledger. Thread-safe: writes are serialised.
 

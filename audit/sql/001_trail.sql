@@ -12,10 +12,12 @@ CREATE DATABASE IF NOT EXISTS {db}
 -- *different* sighting of the same (event, stage) -- a gate re-reading after a crash, a tap
 -- reading back a stamp the gate wrote itself -- is kept as evidence, and readers pick one
 -- per key through the `trail` view (highest authority, then the latest write).
--- Sorted by event id: the primary index is the lookup path for replay, and an event's rows
--- sit together, so the id and the per-event columns compress across its stages. Event ids
--- start with a millisecond time (UUIDv7 / the gate's time-ordered UUIDv8), so this order is
--- also close to time order: batches, write times and sequence numbers compress to little.
+-- Sorted by event id: the primary index is the lookup path for replay (`event_id = x` and
+-- `event_id IN (...)` use it), and an event's rows sit together, so the id and the per-event
+-- columns compress across its stages. Event ids start with a millisecond time (UUIDv7 / the
+-- gate's time-ordered UUIDv8), so sorting by the id's bytes is also close to time order:
+-- batches, write times and sequence numbers compress to little. (The key is UUIDToNum, the
+-- id's bytes in written order: ClickHouse sorts the UUID type by its second half first.)
 -- Only `received` and `origin` are stored as absolute times; the other times are stored as
 -- signed offsets (the stage's own time, the hop, the ingestion delay, the broker's lag), which
 -- take far fewer bits than a second absolute nanosecond time, and read back exactly through
@@ -64,7 +66,7 @@ CREATE TABLE IF NOT EXISTS {db}.observations
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(received)
-ORDER BY (event_id, stage)
+ORDER BY (UUIDToNum(event_id), stage)
 -- Retention counts from the write, not from event times a skewed clock may have set.
 TTL written + toIntervalSecond({raw_ttl_s})
 SETTINGS non_replicated_deduplication_window = 1000
