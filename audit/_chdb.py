@@ -15,7 +15,7 @@ import orjson
 import pyarrow as pa
 
 from audit._schema import Retention
-from audit._store import Store
+from audit._store import Store, insert_settings
 from audit.exceptions import StoreError
 
 # JSON 64-bit integers unquoted: nanosecond times must come back as numbers.
@@ -71,7 +71,7 @@ class ChdbStore(Store):
     def _insert(
         self, table_name: str, columns: str, select: str, table: pa.Table, token: str | None
     ) -> None:
-        settings = {"insert_deduplication_token": token} if token else None
+        settings = insert_settings(token)
         # chDB's Python() table function resolves `table` from the calling frames' locals.
         self._run(
             f"INSERT INTO {self.database}.{table_name} ({columns}) "

@@ -12,7 +12,7 @@ import orjson
 import pyarrow as pa
 
 from audit._schema import Retention
-from audit._store import Store, arrow_structure
+from audit._store import Store, arrow_structure, insert_settings
 from audit.exceptions import StoreError
 
 
@@ -91,7 +91,7 @@ class ClickHouseStore(Store):
             f"INSERT INTO {self.database}.{table_name} ({columns}) SELECT {select} "
             f"FROM input('{arrow_structure(table)}') FORMAT ArrowStream"
         )
-        settings = {"insert_deduplication_token": token} if token else {}
+        settings = insert_settings(token)
         try:
             self._client.command(sql, data=sink.getvalue().to_pybytes(), settings=settings)
         except Exception as exc:

@@ -31,18 +31,42 @@ from audit.exceptions import StoreError
 
 _VALUE_HEAD_BYTES = 256
 
-# The canonical Arrow table (what the ledger digests) to the observations table's columns.
-_OBS_SELECT = (
-    "toUUID(event_id), stage, prev_stage, fromUnixTimestamp64Nano(received, 'UTC'), "
-    "fromUnixTimestamp64Nano(emitted, 'UTC'), fromUnixTimestamp64Nano(prev_emitted, 'UTC'), "
-    "fromUnixTimestamp64Nano(origin, 'UTC'), fromUnixTimestamp64Nano(ingested, 'UTC'), "
-    "clock_err_ns, prev_clock_err_ns, host, topic, partition, offset, "
-    "fromUnixTimestamp64Milli(broker_time, 'UTC'), provider, instrument, seq, "
-    "reinterpretAsFloat64(price), outcome, rule_id, rule_version, "
-    "CAST(arrayFilter(p -> p != '', splitByChar(',', parents)) AS Array(UUID)), authority, "
-    "toUInt64({batch})"
+# The canonical Arrow table (what the ledger digests) to the observations table's stored
+# columns: emitted, prev_emitted, ingested and broker_time are stored as Int64 offsets (see
+# sql/001_trail.sql), computed with the same wrapping arithmetic the ALIAS columns undo.
+_OBS_COLUMN_SELECT = (
+    ("event_id", "toUUID(event_id)"),
+    ("stage", "stage"),
+    ("prev_stage", "prev_stage"),
+    ("received", "fromUnixTimestamp64Nano(received, 'UTC')"),
+    ("stage_ns", "emitted - received"),
+    ("hop_ns", "received - prev_emitted"),
+    ("origin", "fromUnixTimestamp64Nano(origin, 'UTC')"),
+    ("ingest_ns", "ingested - origin"),
+    ("clock_err_ns", "clock_err_ns"),
+    ("prev_clock_err_ns", "prev_clock_err_ns"),
+    ("host", "host"),
+    ("topic", "topic"),
+    ("partition", "partition"),
+    ("offset", "offset"),
+    ("broker_lag_ms", "broker_time - intDiv(received, 1000000)"),
+    ("provider", "provider"),
+    ("instrument", "instrument"),
+    ("seq", "seq"),
+    ("price", "reinterpretAsFloat64(price)"),
+    ("outcome", "outcome"),
+    ("rule_id", "rule_id"),
+    ("rule_version", "rule_version"),
+    (
+        "parents",
+        "if(parents = '', [], "
+        "CAST(arrayFilter(p -> p != '', splitByChar(',', parents)) AS Array(UUID)))",
+    ),
+    ("authority", "authority"),
+    ("batch", "toUInt64({batch})"),
 )
-_OBS_COLUMNS = ", ".join([name for name, _, _ in CANONICAL] + ["batch"])
+_OBS_COLUMNS = ", ".join(name for name, _ in _OBS_COLUMN_SELECT)
+_OBS_SELECT = ", ".join(expr for _, expr in _OBS_COLUMN_SELECT)
 
 
 def canonical_table(rows: Sequence[Observation]) -> pa.Table:
@@ -82,6 +106,15 @@ def canonical_table(rows: Sequence[Observation]) -> pa.Table:
 CANONICAL_SCHEMA = pa.schema(
     [(name, pa.int64() if kind == "int" else pa.string()) for name, _, kind in CANONICAL]
 )
+
+
+def insert_settings(token: str | None) -> dict[str, Any]:
+    """Settings for an insert: the batch's deduplication token, if any, and the rollup views
+    fed side by side (they cost about as much as the trail's own write)."""
+    settings: dict[str, Any] = {"parallel_view_processing": 1}
+    if token:
+        settings["insert_deduplication_token"] = token
+    return settings
 
 
 class Store(ABC):

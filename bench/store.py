@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audit import ChdbStore, hotspots, providers_compare, replay_event
 from audit._store import _OBS_COLUMNS, _OBS_SELECT, CANONICAL_SCHEMA
+from collectors import source_event_id
 
 STAGES = ("gate", "norm", "enrich", "risk", "publish")
 PROVIDERS = ("lse", "nyse", "tse", "cme")
@@ -45,12 +46,11 @@ def generate(events: int, first: int, rng: np.random.Generator, t0: int) -> pa.T
     provider = rng.integers(0, len(PROVIDERS), n)
     instrument = rng.integers(0, INSTRUMENTS, n)
     price = np.round(100 + instrument * 0.01 + rng.normal(0, 0.02, n), 4)
-    h = rng.bytes(16 * n).hex()
-    eid = [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-"
-        f"{h[i + 20 : i + 32]}"
-        for i in range(0, 32 * n, 32)
-    ]
+    # Ids as the gate makes them: from the raw record's coordinates and broker time, which
+    # falls between the origin and the gate's receipt -- so they are time-ordered.
+    raw_ms = (origin + rng.integers(0, 200_000, n)) // 10**6
+    coords = zip((instrument % 12).tolist(), (idx // 12).tolist(), raw_ms.tolist(), strict=True)
+    eid = [source_event_id("md.raw", p, o, ms) for p, o, ms in coords]
     cols: dict[str, list[np.ndarray]] = {k: [] for k in CANONICAL_SCHEMA.names}
     prev_out = origin.copy()
     prev_stage = np.array(["origin"] * n, dtype=object)

@@ -156,6 +156,56 @@ class TestIdempotentWrites:
         assert rows == [{"topic": "", "provider": "alpha"}]
 
 
+class TestStoredOffsets:
+    @pytest.mark.parametrize(
+        ("received", "emitted", "prev_emitted", "origin", "ingested", "broker_ms"),
+        [
+            (T0, T0 + 5, T0 - 7, T0 - 100, T0 - 50, T0 // MS - 1),
+            (T0, T0, 0, 0, T0, 0),  # no previous stamp, no origin, no broker time
+            (-(2**63) + 1, 2**63 - 1, 2**63 - 1, -(2**63), 2**63 - 1, -(2**40)),  # extremes
+        ],
+    )
+    def test_stamps_stored_as_offsets_read_back_exactly(
+        self,
+        any_store: Store,
+        received: int,
+        emitted: int,
+        prev_emitted: int,
+        origin: int,
+        ingested: int,
+        broker_ms: int,
+    ) -> None:
+        """Times kept as offsets from received/origin read back bit-exact, extremes included."""
+        row = Observation(
+            str(uuid.uuid4()),
+            "gate",
+            received,
+            emitted,
+            origin,
+            ingested,
+            1000,
+            broker_time_ms=broker_ms,
+            prev_stage=PREV_ORIGIN,
+            prev_emitted_ns=prev_emitted,
+        )
+        any_store.write_observations([row])
+        (back,) = any_store.query(
+            """SELECT toUnixTimestamp64Nano(received) AS r, toUnixTimestamp64Nano(emitted) AS e,
+                      toUnixTimestamp64Nano(prev_emitted) AS p, toUnixTimestamp64Nano(origin) AS o,
+                      toUnixTimestamp64Nano(ingested) AS i, toUnixTimestamp64Milli(broker_time) AS b
+               FROM {db}.trail"""
+        )
+        assert back == {
+            "r": received,
+            "e": emitted,
+            "p": prev_emitted,
+            "o": origin,
+            "i": ingested,
+            "b": broker_ms,
+        }
+        assert any_store.verify().ok
+
+
 class TestLedger:
     def _tampered(self, store: Store, sql: str) -> list[dict[str, object]]:
         store._execute(sql.replace("{db}", store.database) + " SETTINGS mutations_sync = 2")
@@ -190,6 +240,18 @@ class TestLedger:
                 "found_rows": 15,
                 "changed_columns": ["provider"],
             }
+        ]
+
+    def test_a_changed_stored_offset_is_reported_under_its_stamp(self, any_store: Store) -> None:
+        """A rewritten hop offset is reported as a change to prev_emitted, which it encodes."""
+        second = self._store_with_batches(any_store)
+        findings = self._tampered(
+            any_store,
+            f"ALTER TABLE {{db}}.observations UPDATE hop_ns = hop_ns - 1 "
+            f"WHERE event_id = '{second[0].event_id}' AND stage = 'risk'",
+        )
+        assert [(f["batch"], f["problem"], f["changed_columns"]) for f in findings] == [
+            (2, "changed", ["prev_emitted"])
         ]
 
     def test_a_deleted_row_is_reported(self, any_store: Store) -> None:

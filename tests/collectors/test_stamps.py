@@ -103,6 +103,30 @@ def test_source_event_ids_are_deterministic_uuid_v8() -> None:
     assert len(others) == 4
 
 
+@given(
+    st.lists(st.integers(0, 2**48 - 1), min_size=2, max_size=50, unique=True),
+    st.integers(0, 2**31 - 1),
+)
+def test_source_event_ids_are_time_ordered_by_broker_timestamp(
+    stamps_ms: list[int], offset: int
+) -> None:
+    """Source ids carry the broker time in their first 48 bits, so they sort by it."""
+    ids = [source_event_id("md.raw", 0, offset + i, ms) for i, ms in enumerate(stamps_ms)]
+    assert [int(uuid.UUID(i).hex[:12], 16) for i in ids] == stamps_ms
+    assert sorted(ids, key=uuid.UUID) == [
+        ids[i] for i in sorted(range(len(ids)), key=stamps_ms.__getitem__)
+    ]
+    assert all(uuid.UUID(i).version == 8 for i in ids)
+
+
+def test_source_event_id_of_a_record_without_timestamp_is_valid() -> None:
+    """A record with no broker timestamp (-1) still gets a deterministic version-8 id."""
+    a = source_event_id("md.raw", 0, 7, -1)
+    assert a == source_event_id("md.raw", 0, 7, -1)
+    assert uuid.UUID(a).version == 8
+    assert a.startswith("00000000-0000-8")
+
+
 def test_new_event_ids_are_uuid_v7_and_time_ordered() -> None:
     """Ids born in stages are UUIDv7, unique, and sort by creation time at ms granularity."""
     ids = [new_event_id() for _ in range(200)]
