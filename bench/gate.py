@@ -20,8 +20,6 @@ Figures, all from one run:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -34,11 +32,16 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from audit import ChdbStore
-from collectors import Gate, GateSettings, Tap, TapSettings, consumer_config, producer_config
-from rules import RuleSet
-from stampline.broker import EmbeddedBroker, ensure_topics
-from stampline.demo import rules_file
+# Run as a script, sys.path[0] is this folder, where bench/rules.py would shadow the rules
+# package: import from the repository root instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from audit import ChdbStore  # noqa: E402
+from bench._machine import machine  # noqa: E402
+from collectors import Gate, GateSettings, Tap, TapSettings, consumer_config, producer_config  # noqa: E402
+from rules import RuleSet  # noqa: E402
+from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from stampline.demo import rules_file  # noqa: E402
 
 KEYS = 10_000
 # The latency runs use the same low-linger producer on every path: librdkafka's batching wait
@@ -60,24 +63,6 @@ rules:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def machine() -> dict[str, Any]:
-    mem_kb = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "memory_gb": round(mem_kb / 1e6, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "broker": "tansu (embedded, TCP)",
-        "note": "measured while other work ran",
-    }
 
 
 def event(i: int) -> bytes:
@@ -241,6 +226,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = ap.parse_args()
+    host = machine(broker="tansu (embedded, TCP)")  # before any work: the load is other programs'
     n = 100_000 if args.quick else 400_000
     lat_s = 3.0 if args.quick else 10.0
     tmp = Path(tempfile.mkdtemp(prefix="bench-gate-"))
@@ -248,7 +234,7 @@ def main() -> None:
     rules_path = tmp / "bench.rules.yaml"
     rules_path.write_text(RULES.format(schema=schema))
     rules = RuleSet.load([rules_path])
-    result: dict[str, Any] = {"machine": machine(), "events": n, "rules": 8}
+    result: dict[str, Any] = {"machine": host, "events": n, "rules": 8}
     with EmbeddedBroker() as broker, ChdbStore(tmp / "chdb", "bench") as store:
         bs = broker.bootstrap_servers
         u = uuid.uuid4().hex[:6]

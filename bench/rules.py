@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,9 +27,14 @@ import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+# Run as a script, sys.path[0] is this folder, where bench/rules.py would shadow the rules
+# package: import from the repository root instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench._machine import machine  # noqa: E402
 from rules import RuleSet, export_gx  # noqa: E402
 from rules._gx import quiet_context  # noqa: E402
 from rules._synthetic import market_batch  # noqa: E402
@@ -49,23 +53,6 @@ rules:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def machine() -> dict[str, Any]:
-    mem = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "memory_mb": mem,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "note": "shared machine: measured while other work ran",
-    }
 
 
 def failing_rows_ours(result: Any) -> dict[int, set[str]]:
@@ -197,11 +184,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100k events instead of 1M")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args()
+    host = machine()  # before any work: the load is other programs'
     n = 100_000 if args.quick else 1_000_000
     report: dict[str, Any] = {
         "benchmark": "rules",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
+        "machine": host,
         **stateless(n, 1 if args.quick else 3),
         **stateful(n, 10_000, 100_000 if not args.quick else 20_000),
     }

@@ -13,8 +13,6 @@ default: 100M (long; needs ~15 GB of disk).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -25,11 +23,14 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, sys.path[0] is this folder, where bench/rules.py would shadow the rules
+# package: import from the repository root instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from audit import ChdbStore, hotspots, providers_compare, replay_event
-from audit._store import _OBS_COLUMNS, _OBS_SELECT, CANONICAL_SCHEMA
-from collectors import source_event_id
+from audit import ChdbStore, hotspots, providers_compare, replay_event  # noqa: E402
+from audit._store import _OBS_COLUMNS, _OBS_SELECT, CANONICAL_SCHEMA  # noqa: E402
+from bench._machine import machine  # noqa: E402
+from collectors import source_event_id  # noqa: E402
 
 STAGES = ("gate", "norm", "enrich", "risk", "publish")
 PROVIDERS = ("lse", "nyse", "tse", "cme")
@@ -103,6 +104,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, help="observations to write (overrides --quick)")
     ap.add_argument("--path", type=Path, help="store folder (default: a temporary one)")
     args = ap.parse_args()
+    host = machine()  # before any work: the load is other programs'
     rows = args.rows or (10_000_000 if args.quick else 100_000_000)
     TOTAL_EVENTS = rows // len(STAGES)
     path = args.path or Path(tempfile.mkdtemp(prefix="stampline-bench-"))
@@ -179,14 +181,7 @@ def main() -> None:
         "hotspots_ms": round(hotspots_ms, 1),
         "hotspot_pairs": len(hot["rows"]),
         "store_path": str(path),
-        "machine": {
-            "cores": os.cpu_count(),
-            "memory_gib": round(
-                os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1
-            ),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": host,
     }
     store.close()
     out_dir = Path(__file__).parent / "results"
