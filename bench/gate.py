@@ -38,7 +38,15 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from audit import ChdbStore  # noqa: E402
 from bench._machine import machine  # noqa: E402
-from collectors import Gate, GateSettings, Tap, TapSettings, consumer_config, producer_config  # noqa: E402
+from collectors import (  # noqa: E402
+    Gate,
+    GateSettings,
+    Tap,
+    TapSettings,
+    consumer_config,
+    producer_config,
+    take,
+)
 from rules import RuleSet  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from stampline.demo import rules_file  # noqa: E402
@@ -47,6 +55,9 @@ KEYS = 10_000
 # The latency runs use the same low-linger producer on every path: librdkafka's batching wait
 # (stampline's default linger.ms=5, chosen for throughput) would otherwise be most of it.
 LOW_LATENCY = {"linger.ms": 0.5}
+# ...and the same short fetch wait on every consumer: Tansu answers a fetch only when its wait
+# expires, so stampline's default (10 ms) would add up to 10 ms per consuming hop.
+LOW_LATENCY_FETCH = {"fetch.wait.max.ms": 1}
 RULES = """\
 version: 1
 rules:
@@ -160,26 +171,36 @@ def run_tap(bootstrap: str, store: ChdbStore, topic: str, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def paced_latency(bootstrap: str, src: str, dst: str, rate: int, seconds: float) -> list[float]:
-    """Produce to ``src`` at ``rate``/s with a send-time header; ms from send to read on ``dst``."""
-    consumer = Consumer(consumer_config(bootstrap, f"lat-{uuid.uuid4().hex[:6]}"))
+def paced_latency(
+    bootstrap: str, src: str, dst: str, rate: int, seconds: float, warmup_s: float = 1.0
+) -> list[float]:
+    """Produce to ``src`` at ``rate``/s with a send-time header; ms from send to read on ``dst``.
+
+    The first ``warmup_s`` of sending is not counted: a new producer's and consumer's
+    connection set-up would otherwise be the whole p99. The reader takes what is fetched
+    without waiting for a full batch (``take``), so it adds no batching delay of its own.
+    """
+    consumer = Consumer(
+        consumer_config(bootstrap, f"lat-{uuid.uuid4().hex[:6]}", LOW_LATENCY_FETCH)
+    )
     meta = consumer.list_topics(dst, timeout=10).topics[dst]
     consumer.assign([TopicPartition(dst, p, OFFSET_BEGINNING) for p in meta.partitions])
     producer = Producer(producer_config(bootstrap, LOW_LATENCY))
-    n = int(rate * seconds)
+    n = int(rate * (seconds + warmup_s))
+    counted_from = time.time_ns() + int(warmup_s * 1e9)  # sends before this are warm-up
     got: list[float] = []
-    reader_done = threading.Event()
+    seen = [0]
 
     def read() -> None:
-        deadline = time.monotonic() + seconds + 30
-        while len(got) < n - n // 100 and time.monotonic() < deadline:
-            for m in consumer.consume(1000, 0.05):
+        deadline = time.monotonic() + seconds + warmup_s + 30
+        while seen[0] < n - n // 100 and time.monotonic() < deadline:
+            for m in take(consumer, 1000, 0.05):
                 if m.error() is None:
                     now = time.time_ns()
+                    seen[0] += 1
                     sent = dict(m.headers() or []).get("bench.sent_ns")
-                    if sent:
+                    if sent and int(sent) >= counted_from:
                         got.append((now - int(sent)) / 1e6)
-        reader_done.set()
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -207,11 +228,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def forward_loop(bootstrap: str, src: str, dst: str, stop: threading.Event) -> None:
-    consumer = Consumer(consumer_config(bootstrap, f"fw-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(bootstrap, f"fw-{uuid.uuid4().hex[:6]}", LOW_LATENCY_FETCH))
     consumer.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in range(3)])
     producer = Producer(producer_config(bootstrap, LOW_LATENCY))
-    from collectors import take
-
     while not stop.is_set():
         for m in take(consumer, 1000, 0.1):
             if m.error() is None:
@@ -266,7 +285,13 @@ def main() -> None:
         stop.set()
         fw.join()
         settings = GateSettings(
-            bs, (lraw,), lclean, ldlq, group_id=f"lat-{u}", producer=dict(LOW_LATENCY)
+            bs,
+            (lraw,),
+            lclean,
+            ldlq,
+            group_id=f"lat-{u}",
+            producer=dict(LOW_LATENCY),
+            consumer=dict(LOW_LATENCY_FETCH),
         )
         lat_gate = Gate(settings, rules, store)
         stop = threading.Event()

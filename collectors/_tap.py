@@ -29,11 +29,11 @@ import orjson
 from confluent_kafka import Consumer, Message
 
 from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation
-from collectors._gate import TrailSink
 from collectors._ids import key_event_id, source_event_id
 from collectors._kafka import consumer_config, take, where
 from collectors._metrics import SidecarMetrics
 from collectors._stamps import StageStamp, check_stage_name, headers_of, read_stamps
+from collectors._trailcols import TrailSink
 from collectors.exceptions import StampError
 
 log = logging.getLogger("stampline.tap")
