@@ -63,13 +63,14 @@ from collectors._stamps import (
     headers_of,
     read_stamps,
 )
-from collectors._trailcols import TrailColumns, TrailSink, write_table
+from collectors._trailcols import TrailRows, TrailSink, write_table
 from collectors.exceptions import DeliveryError, StampError
 from rules import BatchResult, Failure, RuleSet, RulesHolder
 
 log = logging.getLogger("stampline.gate")
 
 STAMP_CONTRACT_RULE = ("record.stamps", 1)
+_FORWARDED = ("forwarded", "", 0)  # outcome, rule id, rule version of a forwarded record
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
 
 Delivery = Literal["at_least_once", "exactly_once"]
@@ -125,7 +126,7 @@ class GateStats:
 class _Segment:
     """Everything processed between two commits."""
 
-    rows: TrailColumns
+    rows: TrailRows
     dead: list[DeadLetter]
     offsets: dict[tuple[str, int], int]
     positions: OutPositions  # output positions before anything this segment does not cover
@@ -157,9 +158,7 @@ class Gate:
         self.event_time = EventTime(settings.allowed_lateness_ns, settings.skew_window_ns)
         self.ready = threading.Event()  # set once partitions are assigned (and recovered)
         self.paused = False
-        self._rows = TrailColumns(
-            settings.stage, settings.host, settings.clock_err_ns, AUTHORITY_STAMPER
-        )
+        self._rows = TrailRows()
         # The constant parts of the stamp headers, encoded once.
         self._stamp_head = f"stage={settings.stage};in=".encode("ascii", "replace")
         self._stamp_tail = f";err={settings.clock_err_ns};host={settings.host}".encode(
@@ -469,7 +468,7 @@ class Gate:
     def _cut(self, done: threading.Event | None) -> None:
         """Hand what is pending to the writer (blocking while its queue is full)."""
         segment = _Segment(self._rows, self._dead, self._offsets, dict(self._positions), done)
-        self._rows, self._dead, self._offsets = self._rows.fresh(), [], {}
+        self._rows, self._dead, self._offsets = TrailRows(), [], {}
         if not segment.offsets and done is None:
             return
         # In a transaction nothing may be produced until this segment is committed.
@@ -550,8 +549,9 @@ class Gate:
         produce, delivered, clock = self._producer.produce, self._delivered, time.time_ns
         clean, observe = s.clean_topic, self.event_time.observe
         already = self._already
-        rows = self._rows
+        rows = self._rows.rows
         first = len(rows)
+        stage, host, clock_err = s.stage, s.host, s.clock_err_ns
         forwarded = late_count = 0
         for i, m in enumerate(good):
             failures = rejects.get(i, ())
@@ -603,34 +603,43 @@ class Gate:
                     row_received, row_emitted = written.stamp.received_ns, written.stamp.emitted_ns
             payload = payloads[i] if payloads is not None else None
             price = payload.get("price", nan) if payload is not None else nan
-            rows.event_id.append(event_id.lower() if prior is not None else event_id)
-            rows.received.append(row_received)
-            rows.emitted.append(row_emitted)
-            rows.origin.append(origin)
-            rows.ingested.append(ingested)
-            rows.topic.append(topics[i])
-            rows.partition.append(partitions[i])
-            rows.offset.append(offsets[i])
-            rows.broker_time.append(broker_ms[i] if stamps[i][0] else 0)
-            rows.provider.append(provider)
-            rows.instrument.append(instruments[i])
-            rows.seq.append(seqs[i])
-            rows.price.append(price if type(price) is float else _price(price))
-            rows.parents.append(",".join(p.lower() for p in prior.parents) if prior else "")
             # The hop into this gate starts at the last upstream stamp, else at the origin;
             # no origin time (an unparseable record): no hop into the gate to measure.
             if upstream is not None:
-                rows.prev_stage.append(upstream.stage)
-                rows.prev_emitted.append(upstream.emitted_ns)
-                rows.prev_clock_err_ns.append(upstream.clock_err_ns)
+                prev = (upstream.stage, upstream.emitted_ns, upstream.clock_err_ns)
             else:
-                rows.prev_stage.append(PREV_ORIGIN if origin else "")
-                rows.prev_emitted.append(origin)
-                rows.prev_clock_err_ns.append(0)
+                prev = (PREV_ORIGIN if origin else "", origin, 0)
+            if failures:
+                outcome = ("dead_lettered", failures[0].rule_id, failures[0].rule_version)
+            else:
+                outcome = _FORWARDED
+            rows.append(
+                (
+                    event_id.lower() if prior is not None else event_id,
+                    stage,
+                    prev[0],
+                    row_received,
+                    row_emitted,
+                    prev[1],
+                    origin,
+                    ingested,
+                    clock_err,
+                    prev[2],
+                    host,
+                    topics[i],
+                    partitions[i],
+                    offsets[i],
+                    broker_ms[i] if stamps[i][0] else 0,
+                    provider,
+                    instruments[i],
+                    seqs[i],
+                    price if type(price) is float else _price(price),
+                    *outcome,
+                    ",".join(p.lower() for p in prior.parents) if prior else "",
+                    AUTHORITY_STAMPER,
+                )
+            )
             if not failures:
-                rows.outcome.append("forwarded")
-                rows.rule_id.append("")
-                rows.rule_version.append(0)
                 if written is None:
                     warned = warnings.get(i)
                     if warned:
@@ -644,9 +653,6 @@ class Gate:
                     forwarded += 1
                 continue
             failure = failures[0]
-            rows.outcome.append("dead_lettered")
-            rows.rule_id.append(failure.rule_id)
-            rows.rule_version.append(failure.rule_version)
             self._dead_letter(m, failure, event_id, received, provider, written, stamp_headers)
         self.stats.forwarded += forwarded
         self.stats.late += late_count
@@ -723,21 +729,20 @@ class Gate:
         assert m is not None
         m.batch_size.observe(n)
         stage = self.settings.stage
-        rows = self._rows
         by_provider: Counter[str] = Counter()
         out: Counter[str] = Counter()
         dead: Counter[tuple[str, str]] = Counter()
-        for i in range(first, len(rows)):
-            provider = m.provider(rows.provider[i])
+        for row in self._rows.rows[first:]:
+            provider = m.provider(row[15])
             by_provider[provider] += 1
-            if rows.outcome[i] == "forwarded":
+            if row[19] == "forwarded":
                 out[provider] += 1
             else:
-                dead[(provider, m.rule(rows.rule_id[i]))] += 1
-            held = (rows.emitted[i] - rows.received[i]) / 1e9
+                dead[(provider, m.rule(row[20]))] += 1
+            held = (row[4] - row[3]) / 1e9
             m.stage_latency.labels(stage, provider).observe(held)
             if m.instrument_latency is not None:
-                m.instrument_latency.labels(stage, m.instrument(rows.instrument[i])).observe(held)
+                m.instrument_latency.labels(stage, m.instrument(row[16])).observe(held)
         now = time.time()
         for provider, count in by_provider.items():
             m.events_in.labels(provider).inc(count)

@@ -10,93 +10,50 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import pyarrow as pa
 
 from audit import DeadLetter, Observation, canonical_table
 
 CANONICAL_SCHEMA = canonical_table([]).schema  # the store's canonical columns and types
 
-# Columns that vary per row, in canonical order; the rest are the same for every row a
-# collector writes (stage, host, clock error, authority) or are filled in when absent.
-_VARYING = (
-    "event_id",
-    "prev_stage",
-    "received",
-    "emitted",
-    "prev_emitted",
-    "origin",
-    "ingested",
-    "prev_clock_err_ns",
-    "topic",
-    "partition",
-    "offset",
-    "broker_time",
-    "provider",
-    "instrument",
-    "seq",
-    "price",
-    "outcome",
-    "rule_id",
-    "rule_version",
-    "parents",
-)
+Row = tuple[Any, ...]  # one observation, its values in canonical column order (see below)
 
 
-class TrailColumns:
-    """Observations of one collector stage, one Python list per column."""
+class TrailRows:
+    """Observations as tuples in the canonical table's column order:
 
-    __slots__ = ("_constant", "stage", *_VARYING)
+    event_id, stage, prev_stage, received, emitted, prev_emitted, origin, ingested,
+    clock_err_ns, prev_clock_err_ns, host, topic, partition, offset, broker_time, provider,
+    instrument, seq, price (a float), outcome, rule_id, rule_version, parents (ids joined
+    by commas), authority.
 
-    def __init__(self, stage: str, host: str, clock_err_ns: int, authority: int) -> None:
-        self.stage = stage
-        self._constant = (host, clock_err_ns, authority)
-        self.event_id: list[str] = []
-        self.prev_stage: list[str] = []
-        self.received: list[int] = []
-        self.emitted: list[int] = []
-        self.prev_emitted: list[int] = []
-        self.origin: list[int] = []
-        self.ingested: list[int] = []
-        self.prev_clock_err_ns: list[int] = []
-        self.topic: list[str] = []
-        self.partition: list[int] = []
-        self.offset: list[int] = []
-        self.broker_time: list[int] = []
-        self.provider: list[str] = []
-        self.instrument: list[str] = []
-        self.seq: list[int] = []
-        self.price: list[float] = []
-        self.outcome: list[str] = []
-        self.rule_id: list[str] = []
-        self.rule_version: list[int] = []
-        self.parents: list[str] = []
+    One tuple per row is the cheapest thing to make per record in Python; the columns are
+    made once per write by transposing.
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
 
     def __len__(self) -> int:
-        return len(self.event_id)
-
-    def fresh(self) -> TrailColumns:
-        """An empty set of columns for the same stage."""
-        host, err, authority = self._constant
-        return TrailColumns(self.stage, host, err, authority)
+        return len(self.rows)
 
     def table(self) -> pa.Table:
         """The rows as the store's canonical table (see ``audit.canonical_table``)."""
-        n = len(self)
-        host, err, authority = self._constant
-        i64 = pa.int64()
-        columns: dict[str, Any] = {name: getattr(self, name) for name in _VARYING}
-        for name in _VARYING:
-            if CANONICAL_SCHEMA.field(name).type == i64 and name != "price":
-                columns[name] = pa.array(columns[name], i64)
-        columns["price"] = pa.array(np.asarray(self.price, "<f8").view("<i8"), i64)
-        columns["stage"] = pa.array([self.stage] * n, pa.string())
-        columns["host"] = pa.array([host] * n, pa.string())
-        columns["clock_err_ns"] = pa.array(np.full(n, err, np.int64))
-        columns["authority"] = pa.array(np.full(n, authority, np.int64))
-        return pa.table({name: columns[name] for name in CANONICAL_SCHEMA.names}).cast(
-            CANONICAL_SCHEMA
-        )
+        if not self.rows:
+            return CANONICAL_SCHEMA.empty_table()
+        # pyarrow converts the tuples in one pass as a struct array; the price goes in as a
+        # float and is kept as its bits, as canonical_table stores it.
+        columns = pa.array(self.rows, _ROW_TYPE).flatten()
+        columns[_PRICE] = columns[_PRICE].view(pa.int64())
+        return pa.Table.from_arrays(columns, schema=CANONICAL_SCHEMA)
+
+
+_PRICE = CANONICAL_SCHEMA.get_field_index("price")
+_ROW_TYPE = pa.struct(
+    [pa.field(f.name, pa.float64()) if f.name == "price" else f for f in CANONICAL_SCHEMA]
+)
 
 
 class TrailSink(Protocol):
