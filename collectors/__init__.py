@@ -38,7 +38,7 @@ from collectors._stamps import (
     read_stamps,
 )
 from collectors._tap import Tap, TapSettings, TapStats, hop_latencies
-from collectors._trailcols import TrailSink
+from collectors._trailrows import TrailSink
 from collectors.exceptions import CollectorError, DeliveryError, StampError
 
 __all__ = [

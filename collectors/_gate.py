@@ -63,7 +63,7 @@ from collectors._stamps import (
     headers_of,
     read_stamps,
 )
-from collectors._trailcols import TrailRows, TrailSink, write_table
+from collectors._trailrows import TrailRows, TrailSink, write_table
 from collectors.exceptions import DeliveryError, StampError
 from rules import BatchResult, Failure, RuleSet, RulesHolder
 

@@ -34,7 +34,7 @@ from collectors._ids import key_event_id, source_event_id
 from collectors._kafka import consumer_config, take, where
 from collectors._metrics import SidecarMetrics
 from collectors._stamps import check_stage_name, read_stamps
-from collectors._trailcols import Row, TrailRows, TrailSink, observations_of, write_table
+from collectors._trailrows import Row, TrailRows, TrailSink, observations_of, write_table
 from collectors.exceptions import StampError
 
 log = logging.getLogger("stampline.tap")

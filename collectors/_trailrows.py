@@ -1,8 +1,8 @@
-"""Trail rows kept as columns while a sidecar works, written as one canonical Arrow table.
+"""Trail rows kept as plain tuples while a sidecar works, written as one canonical Arrow table.
 
 A sidecar used to make one ``Observation`` per record and let the store turn the list into
-Arrow; building the columns as it goes costs a fraction of that (no object per row, no
-second pass), and the store writes them as they are (``write_observation_table``).
+Arrow field by field; a tuple per row converted in one pass costs a fraction of that, and
+the store writes the table as it is (``write_observation_table``).
 """
 
 from __future__ import annotations
