@@ -12,14 +12,19 @@ Figures, all from one run:
     gate_events_per_s         JSON ~150 B, 8 rules, stamps, DLQ, observations written to chDB
     gate_vs_passthrough       their ratio
     tap_observations_per_s    the tap over the gate's stamped output, rows written to chDB
+                              (two per record: its own sighting and the gate's stamp);
+                              tap_records_per_s is the same run counted in records
     added_latency_p50_ms/p99  at a fixed 10,000 events/s: end-to-end through the gate minus
-                              end-to-end through the passthrough (same producer, consumer)
+                              end-to-end through a passthrough forwarder (same producer and
+                              reader; the gate and the forwarder each in a process of their
+                              own, as deployed; the first 2 s of each run are warm-up)
     rss_mb                    peak RSS of this process after the gate held 10,000 provider keys
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import sys
 import tempfile
@@ -38,7 +43,15 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from audit import ChdbStore  # noqa: E402
 from bench._machine import machine  # noqa: E402
-from collectors import Gate, GateSettings, Tap, TapSettings, consumer_config, producer_config  # noqa: E402
+from collectors import (  # noqa: E402
+    Gate,
+    GateSettings,
+    Tap,
+    TapSettings,
+    consumer_config,
+    producer_config,
+    take,
+)
 from rules import RuleSet  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from stampline.demo import rules_file  # noqa: E402
@@ -47,6 +60,9 @@ KEYS = 10_000
 # The latency runs use the same low-linger producer on every path: librdkafka's batching wait
 # (stampline's default linger.ms=5, chosen for throughput) would otherwise be most of it.
 LOW_LATENCY = {"linger.ms": 0.5}
+# ...and the same short fetch wait on every consumer: Tansu answers a fetch only when its wait
+# expires, so stampline's default (10 ms) would add up to 10 ms per consuming hop.
+LOW_LATENCY_FETCH = {"fetch.wait.max.ms": 1}
 RULES = """\
 version: 1
 rules:
@@ -140,7 +156,12 @@ def run_gate(
     return n / (time.perf_counter() - t0), gate
 
 
-def run_tap(bootstrap: str, store: ChdbStore, topic: str, n: int) -> float:
+def run_tap(bootstrap: str, store: ChdbStore, topic: str, n: int) -> tuple[float, float]:
+    """The tap over ``n`` stamped records: (observations per second, records per second).
+
+    Each gate-stamped record gives two observations: the tap's own sighting and the gate's
+    stamp read from the headers.
+    """
     tap = Tap(
         TapSettings(
             bootstrap, (topic,), group_id=f"tap-{uuid.uuid4().hex[:6]}", flush_rows=100_000
@@ -157,29 +178,40 @@ def run_tap(bootstrap: str, store: ChdbStore, topic: str, n: int) -> float:
         time.sleep(0.005)
     stop.set()
     thread.join()
-    return n / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    return tap.stats.observations / elapsed, n / elapsed
 
 
-def paced_latency(bootstrap: str, src: str, dst: str, rate: int, seconds: float) -> list[float]:
-    """Produce to ``src`` at ``rate``/s with a send-time header; ms from send to read on ``dst``."""
-    consumer = Consumer(consumer_config(bootstrap, f"lat-{uuid.uuid4().hex[:6]}"))
+def paced_latency(
+    bootstrap: str, src: str, dst: str, rate: int, seconds: float, warmup_s: float = 2.0
+) -> list[float]:
+    """Produce to ``src`` at ``rate``/s with a send-time header; ms from send to read on ``dst``.
+
+    The first ``warmup_s`` of sending is not counted: a new producer's and consumer's
+    connection set-up would otherwise be the whole p99. The reader takes what is fetched
+    without waiting for a full batch (``take``), so it adds no batching delay of its own.
+    """
+    consumer = Consumer(
+        consumer_config(bootstrap, f"lat-{uuid.uuid4().hex[:6]}", LOW_LATENCY_FETCH)
+    )
     meta = consumer.list_topics(dst, timeout=10).topics[dst]
     consumer.assign([TopicPartition(dst, p, OFFSET_BEGINNING) for p in meta.partitions])
     producer = Producer(producer_config(bootstrap, LOW_LATENCY))
-    n = int(rate * seconds)
+    n = int(rate * (seconds + warmup_s))
+    counted_from = time.time_ns() + int(warmup_s * 1e9)  # sends before this are warm-up
     got: list[float] = []
-    reader_done = threading.Event()
+    seen = [0]
 
     def read() -> None:
-        deadline = time.monotonic() + seconds + 30
-        while len(got) < n - n // 100 and time.monotonic() < deadline:
-            for m in consumer.consume(1000, 0.05):
+        deadline = time.monotonic() + seconds + warmup_s + 30
+        while seen[0] < n - n // 100 and time.monotonic() < deadline:
+            for m in take(consumer, 1000, 0.05):
                 if m.error() is None:
                     now = time.time_ns()
+                    seen[0] += 1
                     sent = dict(m.headers() or []).get("bench.sent_ns")
-                    if sent:
+                    if sent and int(sent) >= counted_from:
                         got.append((now - int(sent)) / 1e6)
-        reader_done.set()
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -206,12 +238,41 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def forward_loop(bootstrap: str, src: str, dst: str, stop: threading.Event) -> None:
-    consumer = Consumer(consumer_config(bootstrap, f"fw-{uuid.uuid4().hex[:6]}"))
+def gate_process(
+    bootstrap: str,
+    topics: tuple[str, str, str],
+    rules_path: str,
+    store_dir: str,
+    ready: Any,
+    stop: Any,
+) -> None:
+    """A gate with low-latency client settings, in a process of its own, until ``stop``."""
+    raw, clean, dlq = topics
+    settings = GateSettings(
+        bootstrap,
+        (raw,),
+        clean,
+        dlq,
+        group_id=f"lat-{uuid.uuid4().hex[:6]}",
+        producer=dict(LOW_LATENCY),
+        consumer=dict(LOW_LATENCY_FETCH),
+    )
+    with ChdbStore(Path(store_dir), "bench") as store:
+        gate = Gate(settings, RuleSet.load([Path(rules_path)]), store)
+        done = threading.Event()
+        thread = threading.Thread(target=gate.run, args=(done,))
+        thread.start()
+        gate.ready.wait(60)
+        ready.set()
+        stop.wait()
+        done.set()
+        thread.join()
+
+
+def forward_loop(bootstrap: str, src: str, dst: str, stop: Any) -> None:
+    consumer = Consumer(consumer_config(bootstrap, f"fw-{uuid.uuid4().hex[:6]}", LOW_LATENCY_FETCH))
     consumer.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in range(3)])
     producer = Producer(producer_config(bootstrap, LOW_LATENCY))
-    from collectors import take
-
     while not stop.is_set():
         for m in take(consumer, 1000, 0.1):
             if m.error() is None:
@@ -251,32 +312,44 @@ def main() -> None:
         result["provider_keys"] = len(gate.event_time.providers)
         result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         log("tap over the gate's stamped output")
-        result["tap_observations_per_s"] = round(run_tap(bs, store, clean, gate.stats.forwarded))
+        tap_rows, tap_records = run_tap(bs, store, clean, gate.stats.forwarded)
+        result["tap_observations_per_s"] = round(tap_rows)
+        result["tap_records_per_s"] = round(tap_records)
 
         log(f"latency at 10,000 events/s for {lat_s:.0f} s: passthrough, then gate")
         lraw, lclean, ldlq, lpt_in, lpt_out = (
             f"{u}.{t}" for t in ("lraw", "lclean", "ldlq", "lptin", "lptout")
         )
         ensure_topics(bs, [lraw, lclean, ldlq, lpt_in, lpt_out], 3)
-        stop = threading.Event()
-        fw = threading.Thread(target=forward_loop, args=(bs, lpt_in, lpt_out, stop))
+        # The forwarder and the gate each run in a process of their own, as in production:
+        # in this one they would share the GIL with the paced producer and the reader.
+        spawn = multiprocessing.get_context("spawn")
+        stop_fw = spawn.Event()
+        fw = spawn.Process(target=forward_loop, args=(bs, lpt_in, lpt_out, stop_fw))
         fw.start()
-        time.sleep(1)
+        time.sleep(2)
         base = paced_latency(bs, lpt_in, lpt_out, 10_000, lat_s)
-        stop.set()
-        fw.join()
-        settings = GateSettings(
-            bs, (lraw,), lclean, ldlq, group_id=f"lat-{u}", producer=dict(LOW_LATENCY)
+        stop_fw.set()
+        fw.join(60)
+        ready, stop_gate = spawn.Event(), spawn.Event()
+        gp = spawn.Process(
+            target=gate_process,
+            args=(
+                bs,
+                (lraw, lclean, ldlq),
+                str(rules_path),
+                str(tmp / "chdb-latency"),
+                ready,
+                stop_gate,
+            ),
         )
-        lat_gate = Gate(settings, rules, store)
-        stop = threading.Event()
-        gt = threading.Thread(target=lat_gate.run, args=(stop,))
-        gt.start()
-        lat_gate.ready.wait(60)
+        gp.start()
+        if not ready.wait(90):
+            raise SystemExit("the latency gate did not get its partitions in 90 s")
         time.sleep(0.5)
         through = paced_latency(bs, lraw, lclean, 10_000, lat_s)
-        stop.set()
-        gt.join()
+        stop_gate.set()
+        gp.join(60)
         result["passthrough_latency_p50_ms"] = round(pct(base, 0.5), 3)
         result["passthrough_latency_p99_ms"] = round(pct(base, 0.99), 3)
         result["gate_latency_p50_ms"] = round(pct(through, 0.5), 3)

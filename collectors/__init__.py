@@ -16,7 +16,7 @@ from collectors._dlq import (
     dead_letter_headers,
 )
 from collectors._eventtime import EventTime
-from collectors._gate import Gate, GateSettings, GateStats, TrailSink
+from collectors._gate import Gate, GateSettings, GateStats
 from collectors._ids import key_event_id, new_event_id, source_event_id
 from collectors._kafka import consumer_config, producer_config, take
 from collectors._metrics import MetricsSettings, SidecarMetrics
@@ -38,6 +38,7 @@ from collectors._stamps import (
     read_stamps,
 )
 from collectors._tap import Tap, TapSettings, TapStats, hop_latencies
+from collectors._trailrows import TrailSink
 from collectors.exceptions import CollectorError, DeliveryError, StampError
 
 __all__ = [

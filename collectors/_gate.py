@@ -33,45 +33,47 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from math import nan
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, cast
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from audit import PREV_ORIGIN, DeadLetter, Observation
+from audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter
 from collectors._dlq import dead_letter_headers
 from collectors._eventtime import EventTime
-from collectors._ids import source_event_id
+from collectors._ids import hex_digits, source_event_ids
 from collectors._kafka import consumer_config, producer_config, take, where
 from collectors._metrics import SidecarMetrics
 from collectors._recovery import OutPositions, OutputLedger, Written
 from collectors._stamps import (
+    CONTRACT_VERSION,
+    H_CLOCK_ERR,
+    H_EVENT_ID,
+    H_INGEST,
     H_LATE,
-    StageStamp,
+    H_ORIGIN,
+    H_STAMP,
+    H_TRACEPARENT,
+    H_VERSION,
+    Headers,
     Stamps,
-    append_stamp,
     headers_of,
     read_stamps,
 )
+from collectors._trailrows import TrailRows, TrailSink, write_table
 from collectors.exceptions import DeliveryError, StampError
-from rules import Failure, RuleSet, RulesHolder, Verdict
+from rules import BatchResult, Failure, RuleSet, RulesHolder
 
 log = logging.getLogger("stampline.gate")
 
 STAMP_CONTRACT_RULE = ("record.stamps", 1)
+_FORWARDED = ("forwarded", "", 0)  # outcome, rule id, rule version of a forwarded record
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
 
 Delivery = Literal["at_least_once", "exactly_once"]
-
-
-class TrailSink(Protocol):
-    """Where the gate writes its trail: the audit store, or anything with the same calls."""
-
-    def write_observations(self, rows: Sequence[Observation]) -> None: ...
-
-    def write_dead_letters(self, rows: Sequence[DeadLetter]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +126,7 @@ class GateStats:
 class _Segment:
     """Everything processed between two commits."""
 
-    observations: list[Observation]
+    rows: TrailRows
     dead: list[DeadLetter]
     offsets: dict[tuple[str, int], int]
     positions: OutPositions  # output positions before anything this segment does not cover
@@ -156,7 +158,17 @@ class Gate:
         self.event_time = EventTime(settings.allowed_lateness_ns, settings.skew_window_ns)
         self.ready = threading.Event()  # set once partitions are assigned (and recovered)
         self.paused = False
-        self._observations: list[Observation] = []
+        self._rows = TrailRows()
+        # The constant parts of the stamp headers, encoded once.
+        self._stamp_head = f"stage={settings.stage};in=".encode("ascii", "replace")
+        self._stamp_tail = f";err={settings.clock_err_ns};host={settings.host}".encode(
+            "ascii", "replace"
+        )
+        self._version_header = (H_VERSION, str(CONTRACT_VERSION).encode())
+        self._err_header = (H_CLOCK_ERR, str(settings.clock_err_ns).encode())
+        # Span ids of new traceparents: random, and drawn per batch without a system call per
+        # record (one that releases the GIL waits for it again behind the other threads).
+        self._span_rng = np.random.default_rng(int.from_bytes(os.urandom(16), "big"))
         self._dead: list[DeadLetter] = []
         self._offsets: dict[tuple[str, int], int] = {}
         self._oldest_pending = 0.0
@@ -442,23 +454,21 @@ class Gate:
                 self._cut(None)
 
     def _wait_s(self) -> float:
-        if not self._observations:
+        if not self._rows:
             return 0.1
         return max(0.0, self.settings.flush_interval_s - (time.monotonic() - self._oldest_pending))
 
     def _due(self) -> bool:
-        if not self._observations:
+        if not self._rows:
             return False
-        if len(self._observations) >= self.settings.flush_rows:
+        if len(self._rows) >= self.settings.flush_rows:
             return True
         return time.monotonic() - self._oldest_pending >= self.settings.flush_interval_s
 
     def _cut(self, done: threading.Event | None) -> None:
         """Hand what is pending to the writer (blocking while its queue is full)."""
-        segment = _Segment(
-            self._observations, self._dead, self._offsets, dict(self._positions), done
-        )
-        self._observations, self._dead, self._offsets = [], [], {}
+        segment = _Segment(self._rows, self._dead, self._offsets, dict(self._positions), done)
+        self._rows, self._dead, self._offsets = TrailRows(), [], {}
         if not segment.offsets and done is None:
             return
         # In a transaction nothing may be produced until this segment is committed.
@@ -481,7 +491,14 @@ class Gate:
                     return
 
     def _process(self, messages: list[Message]) -> None:
+        """Judge, stamp, forward or dead-letter one batch, and add its trail rows.
+
+        The per-record work is what cannot be done for a whole batch at once (a header
+        list and a ``produce`` call per record); ids, trace ids, identity fields and
+        verdicts are made column-wise for the batch.
+        """
         assert self._producer is not None
+        s = self.settings
         received = time.time_ns()
         good: list[Message] = []
         for m in messages:
@@ -494,147 +511,171 @@ class Gate:
                 )
         if not good:
             return
-        if not self._observations:
+        n = len(good)
+        if not self._rows:
             self._oldest_pending = time.monotonic()
+        values = [m.value() for m in good]
+        topics = [m.topic() or "" for m in good]
+        partitions = [m.partition() or 0 for m in good]
+        offsets = [m.offset() or 0 for m in good]
+        stamps = [m.timestamp() for m in good]
+        broker_ms = [ts for _t, ts in stamps]
+        # confluent-kafka gives a list of (name, bytes) or None
+        raw_headers = cast(list[Headers | None], [m.headers() for m in good])
         # One rule set per batch: a reload takes effect from the next batch on.
         rules = self.rules.current
-        verdicts = rules.evaluate_batch(
-            [m.value() for m in good],
-            received,
-            [m.topic() or "" for m in good],
-            [headers_of(m) for m in good],
-        )
-        first = len(self._observations)
-        for m, verdict in zip(good, verdicts, strict=True):
-            self._handle(m, verdict, received)
-            self._offsets[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
-        self.stats.events_in += len(good)
+        result = rules.evaluate_records(values, received, topics, raw_headers)
+        rejects, warnings = _judged(result)
+        # evaluate_records gives the identity fields as Python lists
+        providers: list[str] = result.identity[0]
+        instruments: list[str] = result.identity[1]
+        seqs: list[int] = result.identity[2]
+        origins: list[int] = result.origin_ns.tolist()
+        payloads = result.payloads
+        ids, id_bytes = source_event_ids(topics, partitions, offsets, broker_ms)
+        # "00-<32 hex digits of the id>-<16 random hex digits>-01", made for the batch at once
+        trace = np.empty((n, 55), np.uint8)
+        trace[:, :3] = np.frombuffer(b"00-", np.uint8)
+        trace[:, 3:35] = hex_digits(id_bytes)
+        trace[:, 35] = ord("-")
+        trace[:, 36:52] = hex_digits(self._span_rng.integers(0, 256, (n, 8), np.uint8))
+        trace[:, 52:] = np.frombuffer(b"-01", np.uint8)
+        trace_text = trace.tobytes()
+        received_text = str(received).encode()
+        stamp_head = self._stamp_head + received_text + b";out="
+        stamp_tail = self._stamp_tail
+        ingest_header = (H_INGEST, received_text)
+        version_header, err_header = self._version_header, self._err_header
+        produce, delivered, clock = self._producer.produce, self._delivered, time.time_ns
+        clean, observe = s.clean_topic, self.event_time.observe
+        already = self._already
+        rows = self._rows.rows
+        first = len(rows)
+        stage, host, clock_err = s.stage, s.host, s.clock_err_ns
+        forwarded = late_count = 0
+        for i, m in enumerate(good):
+            failures = rejects.get(i, ())
+            headers = raw_headers[i]
+            prior: Stamps | None = None
+            if headers:
+                try:
+                    prior = read_stamps(headers)
+                except StampError as exc:
+                    if not failures:  # a broken stamp is a broken contract: dead-letter it
+                        failures = (Failure(*STAMP_CONTRACT_RULE, str(exc)),)
+            origin = origins[i]
+            if prior is None:
+                event_id, ingested, upstream = ids[i], received, None
+            else:
+                event_id = prior.event_id
+                origin = prior.origin_ns or origin
+                ingested = prior.ingest_ns or received
+                upstream = prior.stages[-1] if prior.stages else None
+            written = already.pop(event_id, None) if already else None
+            emitted = clock()
+            stamp_text = stamp_head + str(emitted).encode() + stamp_tail
+            if prior is not None:
+                stamp_headers: list[tuple[str, Any]] = [(H_STAMP, stamp_text)]
+            else:  # a new event gets the whole contract, in contract order
+                stamp_headers = [
+                    version_header,
+                    (H_EVENT_ID, event_id.encode()),
+                    (H_ORIGIN, str(origin).encode()),
+                    ingest_header,
+                    err_header,
+                    (H_TRACEPARENT, trace_text[i * 55 : i * 55 + 55]),
+                    (H_STAMP, stamp_text),
+                ]
+            provider = providers[i]
+            if origin and provider:
+                late = observe(provider, origin, ingested)
+                if late:
+                    stamp_headers.append((H_LATE, str(late).encode()))
+                    late_count += 1
+                    self._count_late(provider, late)
+            row_received, row_emitted = received, emitted
+            if written is not None:
+                self.stats.recovered += 1
+                if self.metrics is not None:
+                    self.metrics.duplicates_suppressed.inc()
+                if written.stamp is not None:
+                    # Already written before a crash: the trail keeps the times that were sent.
+                    row_received, row_emitted = written.stamp.received_ns, written.stamp.emitted_ns
+            payload = payloads[i] if payloads is not None else None
+            price = payload.get("price", nan) if payload is not None else nan
+            # The hop into this gate starts at the last upstream stamp, else at the origin;
+            # no origin time (an unparseable record): no hop into the gate to measure.
+            if upstream is not None:
+                prev = (upstream.stage, upstream.emitted_ns, upstream.clock_err_ns)
+            else:
+                prev = (PREV_ORIGIN if origin else "", origin, 0)
+            if failures:
+                outcome = ("dead_lettered", failures[0].rule_id, failures[0].rule_version)
+            else:
+                outcome = _FORWARDED
+            rows.append(
+                (
+                    event_id.lower() if prior is not None else event_id,
+                    stage,
+                    prev[0],
+                    row_received,
+                    row_emitted,
+                    prev[1],
+                    origin,
+                    ingested,
+                    clock_err,
+                    prev[2],
+                    host,
+                    topics[i],
+                    partitions[i],
+                    offsets[i],
+                    broker_ms[i] if stamps[i][0] else 0,
+                    provider,
+                    instruments[i],
+                    seqs[i],
+                    price if type(price) is float else _price(price),
+                    *outcome,
+                    ",".join(p.lower() for p in prior.parents) if prior else "",
+                    AUTHORITY_STAMPER,
+                )
+            )
+            if not failures:
+                if written is None:
+                    warned = warnings.get(i)
+                    if warned:
+                        flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
+                        stamp_headers[:0] = [(H_WARN, flags.encode())]
+                        for f in warned:
+                            self.stats.warned[f.rule_id] += 1
+                    if headers:
+                        stamp_headers[:0] = headers
+                    produce(clean, values[i], m.key(), headers=stamp_headers, on_delivery=delivered)
+                    forwarded += 1
+                continue
+            failure = failures[0]
+            self._dead_letter(m, failure, event_id, received, provider, written, stamp_headers)
+        self.stats.forwarded += forwarded
+        self.stats.late += late_count
+        self.stats.events_in += n
+        for i in range(n):
+            self._offsets[(topics[i], partitions[i])] = offsets[i] + 1
         self._producer.poll(0)
         if self.metrics is not None:
-            self._count(len(good), self._observations[first:])
+            self._count(n, first)
 
-    def _count(self, n: int, rows: list[Observation]) -> None:
-        """Update metrics once per batch and label, not once per record."""
-        m = self.metrics
-        assert m is not None
-        m.batch_size.observe(n)
-        stage = self.settings.stage
-        by_provider: Counter[str] = Counter()
-        out: Counter[str] = Counter()
-        dead: Counter[tuple[str, str]] = Counter()
-        for r in rows:
-            provider = m.provider(r.provider)
-            by_provider[provider] += 1
-            if r.outcome == "forwarded":
-                out[provider] += 1
-            else:
-                dead[(provider, m.rule(r.rule_id))] += 1
-            m.stage_latency.labels(stage, provider).observe((r.emitted_ns - r.received_ns) / 1e9)
-            if m.instrument_latency is not None:
-                m.instrument_latency.labels(stage, m.instrument(r.instrument)).observe(
-                    (r.emitted_ns - r.received_ns) / 1e9
-                )
-        now = time.time()
-        for provider, count in by_provider.items():
-            m.events_in.labels(provider).inc(count)
-            m.last_event.labels(provider).set(now)
-            watermark = self.event_time.watermark_ns(provider)
-            if watermark is not None:
-                m.watermark.labels(provider).set(watermark / 1e9)
-            offset = self.event_time.clock_offset_ns(provider)
-            if offset is not None:
-                m.clock_offset.labels(provider).set(offset / 1e9)
-        for provider, count in out.items():
-            m.events_out.labels(provider).inc(count)
-        for (provider, rule), count in dead.items():
-            m.dead_lettered.labels(provider, rule).inc(count)
-
-    def _handle(self, m: Message, verdict: Verdict, received: int) -> None:
+    def _dead_letter(
+        self,
+        m: Message,
+        failure: Failure,
+        event_id: str,
+        received: int,
+        provider: str,
+        written: Written | None,
+        stamp_headers: list[tuple[str, Any]],
+    ) -> None:
         s = self.settings
         assert self._producer is not None
         topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
-        ts_type, broker_ms = m.timestamp()
-        headers = headers_of(m)
-        try:
-            prior = read_stamps(headers)
-        except StampError as exc:
-            prior = None
-            if verdict.ok:  # a broken stamp is a broken contract: dead-letter it, say why
-                verdict = replace(verdict, failures=(Failure(*STAMP_CONTRACT_RULE, str(exc)),))
-        event_id = prior.event_id if prior else source_event_id(topic, partition, offset, broker_ms)
-        origin = prior.origin_ns if prior and prior.origin_ns else verdict.origin_ns
-        ingested = prior.ingest_ns if prior and prior.ingest_ns else received
-        written = self._already.pop(event_id, None) if self._already else None
-        emitted = time.time_ns()
-        if written is not None and written.stamp is not None:
-            # Already written before a crash: the trail keeps the times that were sent.
-            received, emitted = written.stamp.received_ns, written.stamp.emitted_ns
-        stamp = StageStamp(s.stage, received, emitted, s.clock_err_ns, s.host)
-        # The hop into this gate starts at the last upstream stamp, else at the origin.
-        upstream = prior.stages[-1] if prior and prior.stages else None
-        price = (verdict.payload or {}).get("price")
-        # A record stamped upstream keeps its stamps and gains one; a new one gets them all.
-        stamp_headers = (
-            append_stamp([], stamp)
-            if prior
-            else Stamps(event_id, origin, ingested, s.clock_err_ns, stages=(stamp,)).headers()
-        )
-        if origin and verdict.provider:
-            late = self.event_time.observe(verdict.provider, origin, ingested)
-            if late:
-                stamp_headers.append((H_LATE, str(late).encode()))
-                self.stats.late += 1
-                if self.metrics is not None:
-                    provider = self.metrics.provider(verdict.provider)
-                    self.metrics.late.labels(provider).inc()
-                    self.metrics.lateness.labels(provider).observe(late / 1e9)
-        row = Observation(
-            event_id=event_id,
-            stage=s.stage,
-            received_ns=received,
-            emitted_ns=emitted,
-            origin_ns=origin,
-            ingested_ns=ingested,
-            clock_err_ns=s.clock_err_ns,
-            host=s.host,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            broker_time_ms=broker_ms if ts_type else 0,
-            provider=verdict.provider,
-            instrument=verdict.instrument,
-            seq=verdict.seq,
-            outcome="forwarded",
-            parents=prior.parents if prior else (),
-            # no origin time (an unparseable record): no hop into the gate to measure
-            prev_stage=upstream.stage if upstream else PREV_ORIGIN if origin else "",
-            prev_emitted_ns=upstream.emitted_ns if upstream else origin,
-            prev_clock_err_ns=upstream.clock_err_ns if upstream else 0,
-            price=float(price) if isinstance(price, int | float) and price is not True else nan,
-        )
-        if written is not None:
-            self.stats.recovered += 1
-            if self.metrics is not None:
-                self.metrics.duplicates_suppressed.inc()
-        if verdict.ok:
-            if written is None:
-                warn: list[tuple[str, bytes]] = []
-                if verdict.warnings:
-                    flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in verdict.warnings)
-                    warn = [(H_WARN, flags.encode())]
-                    for f in verdict.warnings:
-                        self.stats.warned[f.rule_id] += 1
-                self._producer.produce(
-                    s.clean_topic,
-                    m.value(),
-                    m.key(),
-                    headers=[*headers, *warn, *stamp_headers],
-                    on_delivery=self._delivered,
-                )
-                self.stats.forwarded += 1
-            self._observations.append(row)
-            return
-        failure = verdict.first
         if written is None:
             log.info(
                 "dead-letter %s rule=%s v%d reason=%s",
@@ -644,7 +685,7 @@ class Gate:
                 failure.reason,
             )
             dl_headers = dead_letter_headers(
-                headers,
+                headers_of(m),
                 topic=topic,
                 partition=partition,
                 offset=offset,
@@ -661,14 +702,6 @@ class Gate:
                 on_delivery=self._delivered,
             )
             self.stats.dead_lettered[failure.rule_id] += 1
-        self._observations.append(
-            replace(
-                row,
-                outcome="dead_lettered",
-                rule_id=failure.rule_id,
-                rule_version=failure.rule_version,
-            )
-        )
         self._dead.append(
             DeadLetter(
                 event_id=event_id,
@@ -676,13 +709,54 @@ class Gate:
                 topic=topic,
                 partition=partition,
                 offset=offset,
-                provider=verdict.provider,
+                provider=provider,
                 rule_id=failure.rule_id,
                 rule_version=failure.rule_version,
                 reason=failure.reason,
                 value=m.value() or b"",
             )
         )
+
+    def _count_late(self, provider: str, late: int) -> None:
+        if self.metrics is not None:
+            label = self.metrics.provider(provider)
+            self.metrics.late.labels(label).inc()
+            self.metrics.lateness.labels(label).observe(late / 1e9)
+
+    def _count(self, n: int, first: int) -> None:
+        """Update metrics once per batch and label, not once per record."""
+        m = self.metrics
+        assert m is not None
+        m.batch_size.observe(n)
+        stage = self.settings.stage
+        by_provider: Counter[str] = Counter()
+        out: Counter[str] = Counter()
+        dead: Counter[tuple[str, str]] = Counter()
+        for row in self._rows.rows[first:]:
+            provider = m.provider(row[15])
+            by_provider[provider] += 1
+            if row[19] == "forwarded":
+                out[provider] += 1
+            else:
+                dead[(provider, m.rule(row[20]))] += 1
+            held = (row[4] - row[3]) / 1e9
+            m.stage_latency.labels(stage, provider).observe(held)
+            if m.instrument_latency is not None:
+                m.instrument_latency.labels(stage, m.instrument(row[16])).observe(held)
+        now = time.time()
+        for provider, count in by_provider.items():
+            m.events_in.labels(provider).inc(count)
+            m.last_event.labels(provider).set(now)
+            watermark = self.event_time.watermark_ns(provider)
+            if watermark is not None:
+                m.watermark.labels(provider).set(watermark / 1e9)
+            offset = self.event_time.clock_offset_ns(provider)
+            if offset is not None:
+                m.clock_offset.labels(provider).set(offset / 1e9)
+        for provider, count in out.items():
+            m.events_out.labels(provider).inc(count)
+        for (provider, rule), count in dead.items():
+            m.dead_lettered.labels(provider, rule).inc(count)
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -750,10 +824,11 @@ class Gate:
         consumer pauses meanwhile: that is the backpressure)."""
         began = time.monotonic()
         delay = 0.05
+        table = segment.rows.table()
         while True:
             t0 = time.perf_counter()
             try:
-                self.trail.write_observations(segment.observations)
+                write_table(self.trail, table)
                 self.trail.write_dead_letters(segment.dead)
             except Exception as exc:
                 if time.monotonic() - began > self.settings.store_retry_s:
@@ -767,3 +842,31 @@ class Gate:
             if self.metrics is not None:
                 self.metrics.store_write.observe(time.perf_counter() - t0)
             return
+
+
+def _judged(
+    result: BatchResult,
+) -> tuple[dict[int, tuple[Failure, ...]], dict[int, tuple[Failure, ...]]]:
+    """The broken reject rules and the broken warn rules of each row that broke any rule
+    (as ``BatchResult.verdicts`` has them), without a verdict object for every row."""
+    flagged = np.zeros(result.n, np.bool_)
+    for _rule, mask, _reasons in result.outcomes:
+        flagged |= mask
+    rejects: dict[int, tuple[Failure, ...]] = {}
+    warnings: dict[int, tuple[Failure, ...]] = {}
+    for row in sorted({*np.flatnonzero(flagged).tolist(), *result.early}):
+        failures = result.failing(row)
+        bad = tuple(f for f in failures if f.severity == "reject" and not f.shadow)
+        warned = tuple(f for f in failures if f.severity == "warn" and not f.shadow)
+        if bad:
+            rejects[row] = bad
+        if warned:
+            warnings[row] = warned
+    return rejects, warnings
+
+
+def _price(value: object) -> float:
+    """The trail's price: a JSON number as a float, anything else (booleans too) NaN."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return nan

@@ -46,6 +46,8 @@ STAMP_HEADERS = frozenset(
 # Kafka headers as confluent-kafka gives them; a header value may be null.
 Headers = list[tuple[str, bytes | None]]
 
+_READ = STAMP_HEADERS | {H_TRACEPARENT}  # the headers read_stamps takes (first one wins)
+
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -76,7 +78,26 @@ class StageStamp:
     def decode(cls, raw: bytes) -> StageStamp:
         """Raises: StampError if ``raw`` is not a stage stamp."""
         try:
-            fields = dict(part.split("=", 1) for part in raw.decode("ascii").split(";"))
+            text = raw.decode("ascii")
+            parts = text.split(";")
+            # The shape every stampline stage writes, read by position; anything else (other
+            # order, missing or repeated fields) by name below. Both give the same result.
+            if (
+                len(parts) == 5
+                and parts[0].startswith("stage=")
+                and parts[1].startswith("in=")
+                and parts[2].startswith("out=")
+                and parts[3].startswith("err=")
+                and parts[4].startswith("host=")
+            ):
+                return cls(
+                    parts[0][6:],
+                    int(parts[1][3:]),
+                    int(parts[2][4:]),
+                    int(parts[3][4:]),
+                    parts[4][5:],
+                )
+            fields = dict(part.split("=", 1) for part in parts)
             return cls(
                 stage=fields["stage"],
                 received_ns=int(fields["in"]),
@@ -142,8 +163,8 @@ def read_stamps(headers: Sequence[tuple[str, bytes | None]] | None) -> Stamps | 
             continue
         if key == H_STAMP:
             stages.append(StageStamp.decode(value))
-        elif key in STAMP_HEADERS or key == H_TRACEPARENT:
-            single.setdefault(key, value)
+        elif key in _READ and key not in single:
+            single[key] = value
     if H_EVENT_ID not in single:
         return None
     try:

@@ -23,22 +23,25 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import nan
 from typing import Any, Protocol
 
 import orjson
 from confluent_kafka import Consumer, Message
 
 from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation
-from collectors._gate import TrailSink
 from collectors._ids import key_event_id, source_event_id
 from collectors._kafka import consumer_config, take, where
 from collectors._metrics import SidecarMetrics
-from collectors._stamps import StageStamp, check_stage_name, headers_of, read_stamps
+from collectors._stamps import check_stage_name, read_stamps
+from collectors._trailrows import Row, TrailRows, TrailSink, observations_of, write_table
 from collectors.exceptions import StampError
 
 log = logging.getLogger("stampline.tap")
 
 _MISSING = object()
+# provider, instrument, seq, price, outcome, rule id, rule version of a row the tap writes
+_UNJUDGED = ("", "", -1, nan, "observed", "", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ class Tap:
             on_assign=lambda _c, _p: self.ready.set(),
             on_revoke=lambda c, _p: self._flush(c, pending),
         )
-        pending: list[Observation] = []
+        pending = TrailRows()
         oldest = time.monotonic()
         try:
             while not stop.is_set():
@@ -102,7 +105,7 @@ class Tap:
                 if messages:
                     if not pending:
                         oldest = time.monotonic()
-                    pending.extend(self.observe(messages))
+                    self._observe(messages, pending.rows)
                 if pending and (
                     len(pending) >= s.flush_rows or time.monotonic() - oldest >= s.flush_interval_s
                 ):
@@ -111,21 +114,28 @@ class Tap:
         finally:
             consumer.close()
 
-    def _flush(self, consumer: Consumer, pending: list[Observation]) -> None:
+    def _flush(self, consumer: Consumer, pending: TrailRows) -> None:
         if not pending:
             return
         t0 = time.perf_counter()
-        self.trail.write_observations(pending)
+        write_table(self.trail, pending.table())
         if self.metrics is not None:
             self.metrics.store_write.observe(time.perf_counter() - t0)
         consumer.commit(asynchronous=False)
-        pending.clear()
+        pending.rows.clear()
 
     def observe(self, messages: Sequence[Message]) -> list[Observation]:
         """The observations for ``messages`` (counted in ``stats``)."""
+        rows = TrailRows()
+        self._observe(messages, rows.rows)
+        return observations_of(rows.table())
+
+    def _observe(self, messages: Sequence[Message], rows: list[Row]) -> None:
+        """Add the trail rows of ``messages`` to ``rows`` (see ``TrailRows`` for their order)."""
         s = self.settings
-        rows: list[Observation] = []
         now = time.time_ns()
+        host, clock_err = s.host, s.clock_err_ns
+        added = len(rows)
         per_topic: dict[str, int] = {}
         for m in messages:
             if m.error() is not None:
@@ -139,44 +149,51 @@ class Tap:
             broker_ms = broker_ms if ts_type else 0
             stamps = None
             broken = False
-            if m.headers():
+            headers = m.headers()
+            if headers:
                 try:
-                    stamps = read_stamps(headers_of(m))
+                    stamps = read_stamps(headers)  # type: ignore[arg-type]
                 except StampError as exc:
                     broken = True
                     self.stats.bad_stamps += 1
                     log.warning("bad stamps %s: %s", where(topic, partition, offset), exc)
-            last: StageStamp | None = None
+            # The stage before: (name, emitted, clock error) of the stamp a hop starts at.
+            prev: tuple[str, int, int] = ("", 0, 0)
             if stamps is not None:
-                event_id = stamps.event_id
-                origin, ingested, parents = stamps.origin_ns, stamps.ingest_ns, stamps.parents
+                event_id = stamps.event_id.lower()
+                origin, ingested = stamps.origin_ns, stamps.ingest_ns
+                parents = ",".join(p.lower() for p in stamps.parents)
                 # Each stamp's hop starts at the stamp before it; the first one's at the
                 # origin, unless the event was derived (born at that stage: no hop into it).
-                first = None if parents else StageStamp(PREV_ORIGIN, 0, origin, 0)
-                before = [first, *stamps.stages[:-1]][: len(stamps.stages)]
-                last = stamps.stages[-1] if stamps.stages else None
-                rows.extend(
-                    Observation(
-                        event_id=event_id,
-                        stage=st.stage,
-                        received_ns=st.received_ns,
-                        emitted_ns=st.emitted_ns,
-                        origin_ns=origin,
-                        ingested_ns=ingested,
-                        clock_err_ns=st.clock_err_ns,
-                        host=st.host,
-                        topic=topic,
-                        partition=partition,
-                        offset=offset,
-                        broker_time_ms=broker_ms,
-                        parents=parents,
-                        authority=AUTHORITY_TAP,
-                        prev_stage=prev.stage if prev else "",
-                        prev_emitted_ns=prev.emitted_ns if prev else 0,
-                        prev_clock_err_ns=prev.clock_err_ns if prev else 0,
+                if not stamps.parents:
+                    prev = (PREV_ORIGIN, origin, 0)
+                for st in stamps.stages:
+                    rows.append(
+                        (
+                            event_id,
+                            st.stage,
+                            prev[0],
+                            st.received_ns,
+                            st.emitted_ns,
+                            prev[1],
+                            origin,
+                            ingested,
+                            st.clock_err_ns,
+                            prev[2],
+                            st.host,
+                            topic,
+                            partition,
+                            offset,
+                            broker_ms,
+                            *_UNJUDGED,
+                            parents,
+                            AUTHORITY_TAP,
+                        )
                     )
-                    for st, prev in zip(stamps.stages, before, strict=True)
-                )
+                    prev = (st.stage, st.emitted_ns, st.clock_err_ns)
+                # Its own sighting's hop starts where the last stage let the record go.
+                if not stamps.stages:
+                    prev = ("", 0, 0)
             else:  # still sighted: a broken stamp is itself worth finding in the trail
                 self.stats.unstamped += not broken
                 keyed = self._key_id(m.value()) if s.key_fields else None
@@ -184,35 +201,34 @@ class Tap:
                     self.stats.keyed += 1
                 event_id = keyed or source_event_id(topic, partition, offset, broker_ms)
                 origin = ingested = broker_ms * 1_000_000
-                parents = ()
+                parents = ""
             rows.append(
-                Observation(
-                    event_id=event_id,
-                    stage=self.stage_for(topic),
-                    received_ns=now,
-                    emitted_ns=now,
-                    origin_ns=origin,
-                    ingested_ns=ingested,
-                    clock_err_ns=s.clock_err_ns,
-                    host=s.host,
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    broker_time_ms=broker_ms,
-                    parents=parents,
-                    authority=AUTHORITY_TAP,
-                    # Its own sighting's hop starts where the last stage let the record go.
-                    prev_stage=last.stage if last else "",
-                    prev_emitted_ns=last.emitted_ns if last else 0,
-                    prev_clock_err_ns=last.clock_err_ns if last else 0,
+                (
+                    event_id,
+                    self.stage_for(topic),
+                    prev[0],
+                    now,
+                    now,
+                    prev[1],
+                    origin,
+                    ingested,
+                    clock_err,
+                    prev[2],
+                    host,
+                    topic,
+                    partition,
+                    offset,
+                    broker_ms,
+                    *_UNJUDGED,
+                    parents,
+                    AUTHORITY_TAP,
                 )
             )
             per_topic[topic] = per_topic.get(topic, 0) + 1
-        self.stats.observations += len(rows)
+        self.stats.observations += len(rows) - added
         if self.metrics is not None:
             for topic, n in per_topic.items():
                 self.metrics.tap_observations.labels(topic).inc(n)
-        return rows
 
     def _key_id(self, value: bytes | None) -> str | None:
         """The id from the key fields, or None when the payload lacks one of them."""
