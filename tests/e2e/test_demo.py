@@ -69,6 +69,7 @@ def test_injected_behaviours_show_in_the_summary(demo: DemoResult) -> None:
     assert providers["bravo"]["max_gap_ms"] > 2 * providers["alpha"]["max_gap_ms"]
     assert providers["charlie"]["latency_p50_ms"] < 0 < providers["alpha"]["latency_p50_ms"]
     assert demo.summary["decision_stage_ms"] >= 25.0
+    assert set(demo.summary["stages"]) == {"gate", "risk"}, "only stages that hold events"
 
 
 def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
