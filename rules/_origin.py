@@ -31,9 +31,10 @@ def origin_ns(value: object, unit: OriginUnit) -> int:
         raise ValueError(f"{value!r} is not a number of {unit}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value!r} is not finite")
+    if isinstance(value, int):  # exact already, and the common case: keep it cheap
+        return _storable(value * _FACTOR[unit], f"{value!r} {unit}")
     # Exact arithmetic: a float product would land tens of ns off a representable origin.
-    ns = round(Fraction(value) * _FACTOR[unit])
-    return _storable(ns, f"{value!r} {unit}")
+    return _storable(round(Fraction(value) * _FACTOR[unit]), f"{value!r} {unit}")
 
 
 def _storable(ns: int, what: str) -> int:
