@@ -32,13 +32,15 @@ def origin_ns(value: object, unit: OriginUnit) -> int:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value!r} is not finite")
     if isinstance(value, int):  # exact already, and the common case: keep it cheap
-        return _storable(value * _FACTOR[unit], f"{value!r} {unit}")
+        return _storable(value * _FACTOR[unit], value, unit)
     # Exact arithmetic: a float product would land tens of ns off a representable origin.
-    return _storable(round(Fraction(value) * _FACTOR[unit]), f"{value!r} {unit}")
+    return _storable(round(Fraction(value) * _FACTOR[unit]), value, unit)
 
 
-def _storable(ns: int, what: str) -> int:
+def _storable(ns: int, value: object, unit: str = "") -> int:
     if not 0 <= ns < MAX_ORIGIN_NS:
+        # Formatted only here: this runs for every record, the message almost never.
+        what = f"{value!r} {unit}" if unit else repr(value)
         raise ValueError(f"{what} is outside the range the trail can store (1970 to 2262)")
     return ns
 
@@ -57,4 +59,4 @@ def _iso_ns(original: str) -> int:
         raise ValueError(f"{original!r} is not an ISO-8601 time") from None
     if dt.tzinfo is None:
         raise ValueError(f"{original!r} has no time zone; origin times must say which")
-    return _storable(int(dt.timestamp()) * 1_000_000_000 + fraction, repr(original))
+    return _storable(int(dt.timestamp()) * 1_000_000_000 + fraction, original)
