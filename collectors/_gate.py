@@ -287,12 +287,25 @@ class Gate:
             self._q_in.put(batch, timeout=timeout_s)
         except queue.Full:
             return False
-        depth = self._q_in.qsize()
-        if depth > self.stats.max_queue_depth["in"]:
-            self.stats.max_queue_depth["in"] = depth
-        if self.metrics is not None:
-            self.metrics.queue_depth.labels("in").set(depth)
+        self._note_depth("in", self._q_in)
         return True
+
+    def _note_depth(self, name: str, q: queue.Queue[Any]) -> None:
+        depth = q.qsize()
+        if depth > self.stats.max_queue_depth[name]:
+            self.stats.max_queue_depth[name] = depth
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(name).set(depth)
+
+    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
+        """Put ``item``, waiting as long as the queue is full, unless the gate fails first."""
+        while not self._failed.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _set_paused(self, paused: bool) -> None:
         if paused == self.paused:
@@ -318,12 +331,7 @@ class Gate:
             if self._offer(self._carry, 0.1):
                 self._carry = []
         marker = _Flush()
-        while not self._failed.is_set():
-            try:
-                self._q_in.put(marker, timeout=0.1)
-                break
-            except queue.Full:
-                continue
+        self._put(self._q_in, marker)
         # The writer hands finished segments back to this thread to commit: keep committing.
         while not marker.done.wait(0.01):
             self._commit_done(None)
@@ -474,17 +482,8 @@ class Gate:
         # In a transaction nothing may be produced until this segment is committed.
         if self.transactional and segment.done is None and segment.offsets:
             segment.done = threading.Event()
-        while not self._failed.is_set():
-            try:
-                self._q_out.put(segment, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        depth = self._q_out.qsize()
-        if depth > self.stats.max_queue_depth["out"]:
-            self.stats.max_queue_depth["out"] = depth
-        if self.metrics is not None:
-            self.metrics.queue_depth.labels("out").set(depth)
+        self._put(self._q_out, segment)
+        self._note_depth("out", self._q_out)
         if self.transactional and segment.done is not None:
             while not segment.done.wait(0.1):
                 if self._failed.is_set():
