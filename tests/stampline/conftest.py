@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 
 from stampline.config import ENV_PREFIX
+from stampline.demo import rules_file
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "stampline.yaml"
+MARKET_RULES = rules_file()
 
 WriteConfig = Callable[..., Path]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,7 @@ from stampline.config import (
     check_config,
     load_config,
 )
-from tests.stampline.conftest import WriteConfig
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "stampline.yaml"
-MARKET_RULES = Path(str(resources.files("stampline").joinpath("data", "market_data.rules.yaml")))
+from tests.stampline.conftest import EXAMPLE, MARKET_RULES, REPO, WriteConfig
 
 # A valid configuration; line numbers below refer to this text.
 GOOD = f"""\

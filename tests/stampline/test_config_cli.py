@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,8 @@ from typer.testing import CliRunner, Result
 
 from stampline.cli import app
 from stampline.config import ENV_PREFIX, check_config
-from tests.stampline.conftest import WriteConfig
+from tests.stampline.conftest import EXAMPLE, MARKET_RULES, REPO, WriteConfig
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "stampline.yaml"
-MARKET_RULES = Path(str(resources.files("stampline").joinpath("data", "market_data.rules.yaml")))
 STAMPLINE = Path(sys.executable).parent / "stampline"
 
 GOOD = f"""\
