@@ -36,7 +36,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench._machine import machine  # noqa: E402
 from rules import RuleSet, export_gx  # noqa: E402
-from rules._gx import quiet_context  # noqa: E402
+from rules._gx import gx_batch  # noqa: E402
 from rules._synthetic import market_batch  # noqa: E402
 
 STATELESS = ROOT / "stampline" / "data" / "market_data_stateless.rules.yaml"
@@ -76,14 +76,7 @@ def stateless(n: int, repeats: int) -> dict[str, Any]:
         best = min(best, time.perf_counter() - start)
     log(f"stampline: {best:.3f}s")
     exported = export_gx(rules)
-    context = quiet_context()
-    batch = (
-        context.data_sources.add_pandas("bench")
-        .add_dataframe_asset("batch")
-        .add_batch_definition_whole_dataframe("whole")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    suite = context.suites.add(exported.suite)
+    batch, suite = gx_batch(exported, frame)
     gx_best = float("inf")
     gx_result = None
     for _ in range(repeats):

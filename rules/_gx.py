@@ -128,8 +128,8 @@ def export_gx(rules: RuleSet, name: str = "stampline") -> GxSuite:
     return out
 
 
-def gx_row_failures(exported: GxSuite, frame: Any) -> tuple[list[set[str]], Any]:
-    """Run the suite over a pandas DataFrame: the rule ids each row failed, and GX's result.
+def gx_batch(exported: GxSuite, frame: Any) -> tuple[Any, Any]:
+    """A GX batch over a pandas DataFrame and the exported suite, in a fresh quiet context.
 
     Raises:
         GxMissingError: GX is not installed.
@@ -141,7 +141,16 @@ def gx_row_failures(exported: GxSuite, frame: Any) -> tuple[list[set[str]], Any]
         .add_batch_definition_whole_dataframe("whole")
         .get_batch(batch_parameters={"dataframe": frame})
     )
-    suite = context.suites.add(exported.suite)
+    return batch, context.suites.add(exported.suite)
+
+
+def gx_row_failures(exported: GxSuite, frame: Any) -> tuple[list[set[str]], Any]:
+    """Run the suite over a pandas DataFrame: the rule ids each row failed, and GX's result.
+
+    Raises:
+        GxMissingError: GX is not installed.
+    """
+    batch, suite = gx_batch(exported, frame)
     result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
     rows: list[set[str]] = [set() for _ in range(len(frame))]
     for outcome in result.results:
