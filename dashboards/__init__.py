@@ -1,7 +1,44 @@
-"""Grafana dashboards and alert rules as code, provisioning, the evidence report
-(issue-tracked; nothing exported yet).
+"""Grafana dashboards as code (grafana-foundation-sdk), their provisioning, and the push to a
+running Grafana.
 
-May import ``alerting``.
+May import ``audit`` and ``alerting``.
 """
 
-__all__: list[str] = []
+from dashboards._common import (
+    CLICKHOUSE_UID,
+    FOLDER_UID,
+    PROMETHEUS_UID,
+    PanelSql,
+)
+from dashboards._macros import ALL, TimeRange, expand
+from dashboards._provisioning import (
+    DASHBOARD_UIDS,
+    ENV_CLICKHOUSE_PASSWORD,
+    AlertingSection,
+    GrafanaSettings,
+    dashboards,
+    datasources,
+    export,
+    panel_queries,
+)
+from dashboards.exceptions import GrafanaError, PushError
+
+__all__ = [
+    "ALL",
+    "CLICKHOUSE_UID",
+    "DASHBOARD_UIDS",
+    "ENV_CLICKHOUSE_PASSWORD",
+    "FOLDER_UID",
+    "PROMETHEUS_UID",
+    "AlertingSection",
+    "GrafanaError",
+    "GrafanaSettings",
+    "PanelSql",
+    "PushError",
+    "TimeRange",
+    "dashboards",
+    "datasources",
+    "expand",
+    "export",
+    "panel_queries",
+]

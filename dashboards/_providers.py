@@ -1,0 +1,236 @@
+"""Providers (data teams): which provider is late, silent, gappy or wrong?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import table, timeseries
+from grafana_foundation_sdk.models import dashboard as model
+
+from dashboards._common import (
+    CLICKHOUSE,
+    FOLDER_UID,
+    ClickHouseQuery,
+    PanelSql,
+    SqlRegistry,
+    to_dict,
+    variables,
+    where_filters,
+)
+
+UID = "stampline-providers"
+TITLE = "Stampline · Providers"
+SQL = SqlRegistry()
+
+# Providers are "registered" by having sent anything in the 30 days before the range's end
+# (read from the rollup, not the trail): a provider silent over the whole range is still a
+# row, with zero events, instead of a series that is simply missing.
+SILENCE = SQL.add(
+    PanelSql(
+        UID,
+        "Silence and gaps per provider",
+        f"""WITH
+    toStartOfMinute($__fromTime) AS range_start,
+    toStartOfMinute($__toTime) AS range_end,
+    dateDiff('minute', range_start, range_end) + 1 AS range_minutes
+SELECT known.provider AS provider,
+       seen.n AS events,
+       seen.active AS active_minutes,
+       greatest(range_minutes - seen.active, 0) AS silent_minutes,
+       if(seen.n = 0, NULL, seen.last) AS last_seen,
+       if(seen.n = 0, dateDiff('second', range_start, $__toTime),
+          greatest(dateDiff('second', seen.last + 60, $__toTime), 0)) AS silent_for_s,
+       multiIf(seen.n = 0, 'silent', silent_minutes > 0, 'gaps', 'ok') AS status
+FROM
+(
+    SELECT DISTINCT provider FROM {{db}}.stage_time_1m
+    WHERE prev_stage = 'origin' AND provider != ''
+      AND minute >= range_end - INTERVAL 30 DAY AND minute <= range_end
+      AND {where_filters("provider", "venue")}
+) AS known
+LEFT JOIN
+(
+    SELECT provider, sum(events) AS n, uniqExact(minute) AS active, max(minute) AS last
+    FROM {{db}}.stage_time_1m
+    WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND {where_filters("venue")}
+    GROUP BY provider
+) AS seen ON seen.provider = known.provider
+ORDER BY status = 'ok', silent_for_s DESC, provider""",
+        (
+            "provider",
+            "events",
+            "active_minutes",
+            "silent_minutes",
+            "last_seen",
+            "silent_for_s",
+            "status",
+        ),
+    )
+)
+RATE = SQL.add(
+    PanelSql(
+        UID,
+        "Update rate per provider (events/s)",
+        f"""SELECT minute AS time, provider, sum(events) / 60 AS updates_per_s
+FROM {{db}}.stage_time_1m
+WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND provider != ''
+  AND {where_filters("provider", "venue")}
+GROUP BY time, provider
+ORDER BY time, provider""",
+        ("time", "provider", "updates_per_s"),
+        "time_series",
+    )
+)
+LATENCY = SQL.add(
+    PanelSql(
+        UID,
+        "Provider latency p50 / p99 (origin → gate)",
+        f"""SELECT time, provider, q[1] / 1e6 AS p50_ms, q[2] / 1e6 AS p99_ms
+FROM
+(
+    SELECT minute AS time, provider,
+           quantilesTDigestMerge(0.5, 0.99, 0.999)(latency) AS q
+    FROM {{db}}.hop_latency_1m
+    WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND provider != ''
+      AND {where_filters("provider")}
+    GROUP BY time, provider
+)
+ORDER BY time, provider""",
+        ("time", "provider", "p50_ms", "p99_ms"),
+        "time_series",
+    )
+)
+DEAD = SQL.add(
+    PanelSql(
+        UID,
+        "Dead letters by rule and provider",
+        f"""SELECT rule_id, if(provider = '', '(unidentified)', provider) AS provider,
+       topic AS venue, sum(events) AS dead_letters
+FROM {{db}}.dead_letters_1m
+WHERE $__timeFilter(minute) AND {where_filters("provider", "venue")}
+GROUP BY rule_id, provider, venue
+ORDER BY dead_letters DESC, rule_id, provider""",
+        ("rule_id", "provider", "venue", "dead_letters"),
+    )
+)
+# The reference is the median of every provider's last price in the minute (the provider
+# filter applies after it, so choosing one provider does not make it its own reference).
+RATIO = SQL.add(
+    PanelSql(
+        UID,
+        "Price ratio to the cross-provider median, per instrument",
+        f"""WITH per AS
+(
+    SELECT minute, instrument, provider, argMaxMerge(last_price) AS price
+    FROM {{db}}.provider_price_1m
+    WHERE $__timeFilter(minute) AND {where_filters("instrument", "venue")}
+    GROUP BY minute, instrument, provider
+),
+ref AS
+(
+    SELECT minute, instrument, median(price) AS mid FROM per
+    GROUP BY minute, instrument HAVING count() >= 2
+)
+SELECT per.minute AS time, concat(per.provider, ' ', per.instrument) AS series,
+       per.price / ref.mid AS ratio
+FROM per INNER JOIN ref ON per.minute = ref.minute AND per.instrument = ref.instrument
+WHERE {where_filters("provider")}
+ORDER BY time, series""",
+        ("time", "series", "ratio"),
+        "time_series",
+    )
+)
+# Labels the provider alert rules carry (alerting definitions, rendered in a later step).
+ALERT_LABEL_FILTER = 'stampline_dashboard="stampline-providers"'
+
+
+def _pos(x: int, y: int, w: int, h: int) -> model.GridPos:
+    return model.GridPos(h=h, w=w, x=x, y=y)
+
+
+def build(database: str = "stampline") -> dict[str, Any]:
+    """The Providers dashboard as Grafana JSON."""
+    dash = (
+        db.Dashboard(TITLE)
+        .uid(UID)
+        .description("Which provider is late, silent, gappy or wrong? Reads the rollups.")
+        .tags(["stampline", "providers"])
+        .time("now-6h", "now")
+        .refresh("1m")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .variables(variables(database))
+    )
+    dash.with_panel(
+        table.Panel()
+        .title(SILENCE.panel)
+        .description(
+            "Every provider seen in the last 30 days is a row, even with no data in the range "
+            "(status `silent`). Resolution is the rollup's minute: sub-minute gaps are in "
+            "`stampline providers compare`."
+        )
+        .grid_pos(_pos(0, 0, 12, 9))
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(SILENCE, database))
+    )
+    dash.with_panel(
+        db.Panel()
+        .type("alertlist")
+        .title("Provider alerts")
+        .description("Firing and pending provider alerts (silence, gaps, latency, divergence).")
+        .grid_pos(_pos(12, 0, 12, 9))
+        .options(
+            {
+                "viewMode": "list",
+                "groupMode": "default",
+                "maxItems": 50,
+                "sortOrder": 1,
+                "dashboardAlerts": False,
+                "alertInstanceLabelFilter": "{" + ALERT_LABEL_FILTER + "}",
+                "folder": {"uid": FOLDER_UID},
+                "stateFilter": {
+                    "firing": True,
+                    "pending": True,
+                    "noData": True,
+                    "error": True,
+                    "normal": False,
+                },
+            }
+        )
+    )
+    dash.with_panel(
+        timeseries.Panel()
+        .title(RATE.panel)
+        .grid_pos(_pos(0, 9, 12, 8))
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(RATE, database))
+        .unit("reqps")
+    )
+    dash.with_panel(
+        timeseries.Panel()
+        .title(LATENCY.panel)
+        .description("Ingestion delay: the provider's origin time to the gate's receipt.")
+        .grid_pos(_pos(12, 9, 12, 8))
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(LATENCY, database))
+        .unit("ms")
+    )
+    dash.with_panel(
+        table.Panel()
+        .title(DEAD.panel)
+        .grid_pos(_pos(0, 17, 8, 9))
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(DEAD, database))
+    )
+    dash.with_panel(
+        timeseries.Panel()
+        .title(RATIO.panel)
+        .description(
+            "Each provider's last price per minute ÷ the median across providers (1 = agree). "
+            "A single spike is noise; a ratio that stays off 1 is a real difference."
+        )
+        .grid_pos(_pos(8, 17, 16, 9))
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(RATIO, database))
+    )
+    return to_dict(dash)

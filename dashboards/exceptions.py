@@ -1,0 +1,15 @@
+"""Errors raised by the dashboards component.
+
+GrafanaError            a dashboard, a provisioning tree or a query could not be made
+└── PushError           a running Grafana refused or could not be reached
+"""
+
+from __future__ import annotations
+
+
+class GrafanaError(Exception):
+    """Root of every error the dashboards component raises."""
+
+
+class PushError(GrafanaError):
+    """A running Grafana refused what was pushed, or could not be reached."""
