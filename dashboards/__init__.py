@@ -21,6 +21,7 @@ from dashboards._provisioning import (
     export,
     panel_queries,
 )
+from dashboards._push import Change, PushReport, push
 from dashboards.exceptions import GrafanaError, PushError
 
 __all__ = [
@@ -31,14 +32,17 @@ __all__ = [
     "FOLDER_UID",
     "PROMETHEUS_UID",
     "AlertingSection",
+    "Change",
     "GrafanaError",
     "GrafanaSettings",
     "PanelSql",
     "PushError",
+    "PushReport",
     "TimeRange",
     "dashboards",
     "datasources",
     "expand",
     "export",
     "panel_queries",
+    "push",
 ]

@@ -110,7 +110,7 @@ def datasources(settings: GrafanaSettings) -> list[dict[str, Any]]:
                 "username": settings.clickhouse_user,
                 "defaultDatabase": settings.database,
             },
-            "secureJsonData": {"password": "$" + ENV_CLICKHOUSE_PASSWORD},
+            "secureJsonData": {"password": "${" + ENV_CLICKHOUSE_PASSWORD + "}"},
         },
         {
             "name": "Stampline Prometheus",

@@ -33,6 +33,7 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
         ("rules", ["audit", "collectors", "alerting", "dashboards", "stampline"]),
         ("audit", ["rules", "collectors", "alerting", "dashboards", "stampline"]),
         ("collectors", ["alerting", "dashboards", "stampline"]),
+        ("dashboards", ["rules", "collectors", "stampline"]),
     ],
 )
 def test_imports_run_one_way(name: str, forbidden: list[str]) -> None:
@@ -80,4 +81,22 @@ def test_audit_surface_is_pinned() -> None:
         "NotFoundError",
         "StoreError",
         "AuditError",
+    }
+
+
+def test_dashboards_surface_is_pinned() -> None:
+    """The dashboards component's public names change only on purpose."""
+    import dashboards
+
+    assert set(dashboards.__all__) >= {
+        "DASHBOARD_UIDS",
+        "AlertingSection",
+        "GrafanaSettings",
+        "GrafanaError",
+        "PushError",
+        "dashboards",
+        "export",
+        "expand",
+        "panel_queries",
+        "push",
     }

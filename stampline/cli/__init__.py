@@ -6,6 +6,7 @@ from stampline.cli import (  # noqa: F401  (registration)
     _config,
     _demo,
     _gate,
+    _grafana,
     _queries,
     _replay,
     _rules,

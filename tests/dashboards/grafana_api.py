@@ -1,0 +1,228 @@
+"""A recording stand-in for Grafana's HTTP API (Grafana cannot run on this machine).
+
+It answers only the endpoints ``stampline grafana push`` uses and enforces what a real
+Grafana 11-13 requires of them: the paths and methods, ``Authorization: Bearer <token>`` on
+everything but ``/api/health``, JSON bodies, required fields (folder title, data source
+name/type/access, dashboard title), uid rules (at most 40 characters of ``[A-Za-z0-9_-]``),
+data source names unique (409), a dashboard saved without ``overwrite`` over a newer version
+refused (412), and dashboards that the foundation SDK's own model reads back unchanged.
+Every request is recorded, so a test can say exactly what was sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as sdk_dashboard
+
+_UID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    auth: str | None
+    body: Any
+
+
+@dataclass
+class GrafanaState:
+    token: str
+    version: str = "12.3.1"
+    folders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # payloads a real Grafana would refuse
+
+    @property
+    def writes(self) -> list[Request]:
+        return [r for r in self.requests if r.method != "GET"]
+
+
+def sdk_round_trip(dashboard: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard as the foundation SDK's model reads and writes it back."""
+    model = sdk_dashboard.Dashboard.from_json(copy.deepcopy(dashboard))
+    return json.loads(json.dumps(model, cls=JSONEncoder))  # type: ignore[no-any-return]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _reply(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self, method: str) -> None:
+        st = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body: Any = None
+        if raw:
+            if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+                st.problems.append(f"{method} {self.path}: body without a JSON content type")
+            body = json.loads(raw)
+        auth = self.headers.get("Authorization")
+        st.requests.append(Request(method, self.path, auth, body))
+        if self.path == "/api/health" and method == "GET":
+            return self._reply(200, {"database": "ok", "version": st.version, "commit": "x"})
+        if auth != f"Bearer {st.token}":
+            return self._reply(401, {"message": "Unauthorized", "messageId": "auth.unauthorized"})
+        status, reply = self._route(method, self.path, body)
+        self._reply(status, reply)
+
+    def _route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        st = self.server.state
+        if m := re.fullmatch(r"/api/folders/([^/]+)", path):
+            uid = m.group(1)
+            if method == "GET":
+                f = st.folders.get(uid)
+                return (200, f) if f else (404, {"message": "folder not found"})
+            if method == "PUT":
+                if uid not in st.folders:
+                    return 404, {"message": "folder not found"}
+                if not body.get("title"):
+                    return 400, {"message": "folder title cannot be empty"}
+                st.folders[uid] |= {"title": body["title"]}
+                st.folders[uid]["version"] += 1
+                return 200, st.folders[uid]
+        if path == "/api/folders" and method == "POST":
+            uid = body.get("uid", "")
+            if not body.get("title"):
+                return 400, {"message": "folder title cannot be empty"}
+            if not _UID.match(uid):
+                return 400, {"message": "uid contains illegal characters or is too long"}
+            if uid in st.folders:
+                return 409, {"message": "a folder with the same uid already exists"}
+            st.folders[uid] = {"uid": uid, "title": body["title"], "version": 1}
+            return 200, st.folders[uid]
+        if m := re.fullmatch(r"/api/datasources/uid/([^/]+)", path):
+            uid = m.group(1)
+            if method == "GET":
+                ds = st.datasources.get(uid)
+                if ds is None:
+                    return 404, {"message": "Data source not found"}
+                shown = {k: v for k, v in ds.items() if k != "secureJsonData"}
+                shown["secureJsonFields"] = dict.fromkeys(ds.get("secureJsonData", {}), True)
+                return 200, shown
+            if method == "PUT":
+                if uid not in st.datasources:
+                    return 404, {"message": "Data source not found"}
+                if problem := _datasource_problem(body, st, uid):
+                    return 400, {"message": problem}
+                kept = st.datasources[uid].get("secureJsonData", {})
+                st.datasources[uid] = {"id": st.datasources[uid]["id"], **body}
+                st.datasources[uid]["secureJsonData"] = body.get("secureJsonData", kept)
+                return 200, {"message": "Datasource updated", "datasource": body}
+        if path == "/api/datasources" and method == "POST":
+            if problem := _datasource_problem(body, st, None):
+                status = 409 if "already exists" in problem else 400
+                return status, {"message": problem}
+            st.datasources[body["uid"]] = {"id": len(st.datasources) + 1, **body}
+            return 200, {"message": "Datasource added", "name": body["name"]}
+        if m := re.fullmatch(r"/api/dashboards/uid/([^/]+)", path):
+            d = st.dashboards.get(m.group(1))
+            if method == "GET":
+                return (200, copy.deepcopy(d)) if d else (404, {"message": "Dashboard not found"})
+        if path == "/api/dashboards/db" and method == "POST":
+            return self._save_dashboard(body)
+        return 404, {"message": "Not found"}
+
+    def _save_dashboard(self, body: Any) -> tuple[int, Any]:
+        st = self.server.state
+        dash = body.get("dashboard") or {}
+        uid = dash.get("uid", "")
+        if not dash.get("title"):
+            return 400, {"message": "Dashboard title cannot be empty"}
+        if not _UID.match(uid):
+            return 400, {"message": "uid contains illegal characters or is too long"}
+        folder = body.get("folderUid")
+        if folder and folder not in st.folders:
+            return 400, {"message": "folder not found"}
+        old = st.dashboards.get(uid)
+        if old and not body.get("overwrite") and dash.get("version") != old["dashboard"]["version"]:
+            return 412, {"message": "The dashboard has been changed by someone else"}
+        plain = {k: v for k, v in dash.items() if k not in ("id", "version")}
+        if sdk_round_trip(plain) != plain:
+            st.problems.append(f"dashboard {uid} does not survive the SDK's model unchanged")
+        for panel in dash.get("panels", []):
+            for target in panel.get("targets", []):
+                ds = (target.get("datasource") or {}).get("uid")
+                if ds not in st.datasources:
+                    st.problems.append(
+                        f"dashboard {uid} panel {panel.get('id')}: no data source {ds}"
+                    )
+        version = (old["dashboard"]["version"] + 1) if old else 1
+        stored = {**dash, "id": old["dashboard"]["id"] if old else len(st.dashboards) + 1}
+        stored["version"] = version
+        st.dashboards[uid] = {"dashboard": stored, "meta": {"folderUid": folder or ""}}
+        return 200, {"id": stored["id"], "uid": uid, "status": "success", "version": version}
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+
+def _datasource_problem(body: Any, st: GrafanaState, uid: str | None) -> str | None:
+    for key in ("name", "type", "access"):
+        if not body.get(key):
+            return f"data source {key} is required"
+    if body["access"] not in ("proxy", "direct"):
+        return f"access {body['access']!r} is not proxy or direct"
+    if not _UID.match(body.get("uid", "")):
+        return "uid contains illegal characters or is too long"
+    for other_uid, other in st.datasources.items():
+        if other["name"] == body["name"] and other_uid != uid:
+            return "data source with the same name already exists"
+    if uid is None and body["uid"] in st.datasources:
+        return "data source with the same uid already exists"
+    return None
+
+
+class _Server(ThreadingHTTPServer):
+    def __init__(self, state: GrafanaState) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+
+
+class RecordingGrafana:
+    """The stand-in, served from a thread on a port the OS picks; a context manager."""
+
+    def __init__(self, token: str, version: str = "12.3.1") -> None:
+        self.state = GrafanaState(token, version)
+        self._server = _Server(self.state)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> RecordingGrafana:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
