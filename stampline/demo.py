@@ -283,6 +283,19 @@ def run_demo(
         return DemoResult(summary, injected, topics, bootstrap)
 
 
+def produce_feed(
+    bootstrap: str, topic: str, plan: FeedPlan, progress: Progress | None = None
+) -> tuple[int, list[Injected]]:
+    """Produce one run of the synthetic feed (``plan.rounds`` rounds) to ``topic``.
+
+    Returns the number of records produced and the bad ones injected on purpose.
+
+    Raises:
+        DemoError: the broker did not take every record.
+    """
+    return _produce_feed(bootstrap, topic, plan, progress or (lambda _m: None))
+
+
 def _produce_feed(
     bootstrap: str, topic: str, plan: FeedPlan, say: Progress
 ) -> tuple[int, list[Injected]]:

@@ -5,6 +5,7 @@ from stampline.cli import (  # noqa: F401  (registration)
     _broker,
     _config,
     _demo,
+    _demo_feed,
     _gate,
     _grafana,
     _queries,

@@ -1,0 +1,63 @@
+"""`stampline demo-feed`: the demo feed on a real broker, as the compose stack runs it."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from typer.testing import CliRunner
+
+from stampline.cli import app
+from tests.stampline.conftest import MARKET_RULES, WriteConfig
+
+runner = CliRunner()
+
+
+def _records_on(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "count"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in meta.partitions
+        )
+    finally:
+        consumer.close()
+
+
+@pytest.mark.slow
+def test_one_run_lands_every_event_on_the_raw_topic(
+    bootstrap: str, uid: str, write_config: WriteConfig
+) -> None:
+    """--runs 1 produces one demo run to the first raw topic; the topic holds exactly that many."""
+    raw = f"{uid}.md.raw"
+    cfg = write_config(
+        f"""version: 1
+broker: {{bootstrap_servers: "{bootstrap}"}}
+topics: {{raw: [{raw}], clean: {uid}.md.clean, dead_letter: {uid}.md.dlq,
+         decisions: {uid}.decisions}}
+rules: {{files: ["{MARKET_RULES}"]}}
+"""
+    )
+    result = runner.invoke(
+        app, ["demo-feed", "-c", str(cfg), "--runs", "1", "--no-decisions", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads(result.stdout)
+    assert summary["runs"] == 1
+    assert summary["events"] > 1000  # 40 rounds of 150 quotes, less a silent stretch
+    assert _records_on(bootstrap, raw) == summary["events"]
+
+
+def test_an_embedded_broker_is_refused(write_config: WriteConfig) -> None:
+    """The feed needs a broker others can reach: `embedded: true` is a clear error, exit 1."""
+    cfg = write_config(
+        f"""version: 1
+broker: {{embedded: true}}
+topics: {{raw: [md.raw], clean: md.clean, dead_letter: md.dlq}}
+rules: {{files: ["{MARKET_RULES}"]}}
+"""
+    )
+    result = runner.invoke(app, ["demo-feed", "-c", str(cfg), "--runs", "1"])
+    assert result.exit_code == 1
+    assert "needs broker.bootstrap_servers" in result.output
