@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from typer.testing import CliRunner
 
 from stampline.cli import app
+from tests.helpers import read_all
 from tests.stampline.conftest import MARKET_RULES, WriteConfig
 
 runner = CliRunner()
-
-
-def _records_on(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "count"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        )
-    finally:
-        consumer.close()
 
 
 @pytest.mark.slow
@@ -46,7 +34,7 @@ rules: {{files: ["{MARKET_RULES}"]}}
     summary = orjson.loads(result.stdout)
     assert summary["runs"] == 1
     assert summary["events"] > 1000  # 40 rounds of 150 quotes, less a silent stretch
-    assert _records_on(bootstrap, raw) == summary["events"]
+    assert len(read_all(bootstrap, raw, expect=summary["events"])) == summary["events"]
 
 
 def test_an_embedded_broker_is_refused(write_config: WriteConfig) -> None:
