@@ -96,13 +96,12 @@ def expand(
         if name not in variables:
             raise GrafanaError(f"the query uses ${name}, which has no value")
         value = variables[name]
-        values = (
-            list(all_values.get(name, []))
-            if value == ALL
-            else [value]
-            if isinstance(value, str)
-            else list(value)
-        )
+        if value == ALL:
+            values = list(all_values.get(name, []))
+        elif isinstance(value, str):
+            values = [value]
+        else:
+            values = list(value)
         return _format(name, values, m.group(2))
 
     sql = _VAR.sub(var, sql)

@@ -136,3 +136,26 @@ def test_a_silent_provider_is_a_row_not_a_missing_series(demo_store: DemoStore) 
     rows = _run(demo_store, q, after, ALL_SELECTED).to_pylist()
     assert {r["provider"] for r in rows} == {"alpha", "bravo", "charlie"}
     assert {(r["events"], r["status"]) for r in rows} == {(0, "silent")}
+
+
+def test_hotspot_table_agrees_with_the_hotspots_command(demo_store: DemoStore) -> None:
+    """Over the same window, the panel's p99 per hop is what `stampline hotspots` reports."""
+    from audit import hotspots
+
+    store = demo_store.store
+    (end,) = store.query("SELECT toUnixTimestamp64Nano(max(received)) AS t FROM {db}.observations")
+    end_ns = int(end["t"])
+    since_ns = 3600 * 10**9
+    cli = {
+        (r["from_stage"], r["to_stage"]): r["p99_ns"] / 1e6
+        for r in hotspots(store, since_ns)["rows"]
+    }
+    (q,) = [q for q in QUERIES if q.panel.startswith("Hotspots")]
+    window = TimeRange((end_ns - since_ns) // 10**6, end_ns // 10**6 + 1000)
+    panel = {
+        (r["from_stage"], r["to_stage"]): r["p99_ms"]
+        for r in _run(demo_store, q, window, ALL_SELECTED).to_pylist()
+    }
+    assert set(panel) == set(cli)
+    for hop, p99 in cli.items():
+        assert panel[hop] == pytest.approx(p99, rel=1e-6)  # the digest keeps float32
