@@ -103,8 +103,8 @@ EVIDENCE_HOWTO = """\
 from, each with its origin, ingestion and stage stamps and the clock-error bound of the host
 that stamped it.
 
-1. Find the decision's event id (the decision record's `stampline-event-id` header, or the
-   slowest decisions: `stampline hotspots --json`).
+1. Find the decision's event id: the `stampline.event_id` header of the decision record (or
+   of the record the tap observed on the decisions topic).
 2. Replay it: `stampline replay --decision <id> --config stampline.yaml` (add `--json` for a
    machine-readable timeline).
 3. Verify the trail has not changed since it was written: `stampline audit verify --config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -127,7 +128,7 @@ def test_every_dashboard_has_the_four_multi_select_variables(uid: str) -> None:
 def test_database_setting_reaches_every_query() -> None:
     """With another database, no panel or variable still names the default one."""
     text = json.dumps(dashboards(GrafanaSettings(database="audit_prod")))
-    assert "stampline." not in text.replace("stampline.yaml", "")
+    assert re.search(r"\bstampline\.[a-z_]+_1m\b", text) is None
     assert "audit_prod.hop_latency_1m" in text
 
 
@@ -234,3 +235,13 @@ def test_cli_push_without_a_token_is_a_usage_error(monkeypatch: pytest.MonkeyPat
     result = runner.invoke(app, ["grafana", "push", "--url", "http://127.0.0.1:1"])
     assert result.exit_code == 2
     assert "$GRAFANA_TOKEN" in result.output
+
+
+def test_cli_export_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A target that cannot hold the tree (a file where the folder goes) exits 1, naming it."""
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "provisioning").write_text("not a folder")
+    result = runner.invoke(app, ["grafana", "export", str(target)])
+    assert result.exit_code == 1
+    assert "cannot write the provisioning tree" in result.output
