@@ -10,6 +10,7 @@ import threading
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from stampline.cli._app import ConfigOpt, JsonOpt, app, config_path, emit_json, err, fail
 from stampline.config import ConfigError, load_config
@@ -45,10 +46,10 @@ def demo_feed(
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     bootstrap = cfg.broker.bootstrap_servers
     if cfg.broker.embedded or not bootstrap:
-        fail(f"{path}: demo-feed needs broker.bootstrap_servers (an embedded broker is private)")
+        fail(escape(f"{path}: demo-feed needs broker.bootstrap_servers (embedded is private)"))
     topics = Topics(
         cfg.topics.raw[0], cfg.topics.clean, cfg.topics.dead_letter, cfg.topics.decisions
     )
@@ -72,7 +73,7 @@ def demo_feed(
             produced, run = produced + n, run + 1
             err.print(f"demo-feed: run {run}, {produced:,} events to {topics.raw}", markup=False)
     except DemoError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     finally:
         stop.set()
         if decisions:

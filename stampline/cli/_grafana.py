@@ -56,21 +56,24 @@ def _settings(
         try:
             cfg = load_config(config)
         except ConfigError as exc:
-            fail(str(exc))
+            fail(escape(str(exc)))
         db = cfg.store.database
         if url is None and cfg.store.backend == "clickhouse":
             url = cfg.store.url
     host, port, secure = base.clickhouse_host, base.clickhouse_port, base.clickhouse_secure
     if url is not None:
-        parsed = urlparse(url)
+        try:
+            parsed = urlparse(url)
+        except ValueError:  # e.g. an unclosed [ in the host part
+            fail(escape(f"--clickhouse-url {url!r} must be http(s)://host:port"), 2)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            fail(f"--clickhouse-url {url!r} must be http(s)://host:port", 2)
+            fail(escape(f"--clickhouse-url {url!r} must be http(s)://host:port"), 2)
         secure = parsed.scheme == "https"
         host = parsed.hostname
         try:
             port = parsed.port or (8443 if secure else 8123)
         except ValueError:
-            fail(f"--clickhouse-url {url!r} has a bad port", 2)
+            fail(escape(f"--clickhouse-url {url!r} has a bad port"), 2)
     try:
         return GrafanaSettings(
             database=database or db,
@@ -81,7 +84,7 @@ def _settings(
             prometheus_url=prometheus_url,
         )
     except GrafanaError as exc:
-        fail(str(exc), 2)
+        fail(escape(str(exc)), 2)
 
 
 @grafana_app.command("export")
@@ -107,7 +110,7 @@ def export_command(
     try:
         files = export(directory, settings)
     except GrafanaError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     if as_json:
         emit_json({"directory": str(directory), "files": [str(f) for f in files]})
         return
@@ -151,11 +154,11 @@ def push_command(
     settings = _settings(config, database, clickhouse_url, clickhouse_user, prometheus_url)
     token = os.environ.get(token_env, "")
     if not token:
-        fail(f"no token: set ${token_env} to a Grafana service-account token", 2)
+        fail(escape(f"no token: set ${token_env} to a Grafana service-account token"), 2)
     try:
         report = push(url, token, settings, dry_run=dry_run)
     except PushError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     if as_json:
         emit_json(report.to_dict())
         return

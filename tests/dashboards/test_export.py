@@ -198,9 +198,11 @@ def test_cli_export_takes_the_store_from_the_config(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("bad", ["ftp://x:1", "clickhouse:8123"])
+@pytest.mark.parametrize(
+    "bad", ["ftp://x:1", "clickhouse:8123", "http://[red]x", "[bold]ch[/bold]"]
+)
 def test_cli_export_names_a_bad_clickhouse_url(tmp_path: Path, bad: str) -> None:
-    """A ClickHouse URL that is not http(s)://host:port is a usage error naming it."""
+    """A ClickHouse URL that is not http(s)://host:port is a usage error naming it, verbatim."""
     result = runner.invoke(app, ["grafana", "export", str(tmp_path), "--clickhouse-url", bad])
     assert result.exit_code == 2
     assert bad in result.output
