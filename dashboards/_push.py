@@ -13,8 +13,9 @@ cannot be compared and is left alone otherwise.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import niquests
@@ -28,10 +29,12 @@ from grafana_client.client import (
 from dashboards._common import FOLDER_TITLE, FOLDER_UID
 from dashboards._provisioning import (
     ENV_CLICKHOUSE_PASSWORD,
+    AlertingSection,
     GrafanaSettings,
     dashboards,
     datasources,
 )
+from dashboards._push_alerting import push_alerting
 from dashboards.exceptions import PushError
 
 MIN_MAJOR, MAX_MAJOR = 11, 13
@@ -42,8 +45,16 @@ Action = Literal["create", "update", "unchanged"]
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    kind: Literal["folder", "datasource", "dashboard"]
-    uid: str
+    kind: Literal[
+        "folder",
+        "datasource",
+        "dashboard",
+        "contact_point",
+        "mute_timing",
+        "policies",
+        "rule_group",
+    ]
+    uid: str  # the object's uid (a mute timing's or rule group's name)
     action: Action
 
     def to_dict(self) -> dict[str, str]:
@@ -78,8 +89,12 @@ def push(
     *,
     dry_run: bool = False,
     timeout_s: float = 10.0,
+    alerting: Sequence[AlertingSection] = (),
 ) -> PushReport:
-    """Provision the folder, data sources and dashboards on the Grafana at ``url``.
+    """Provision the folder, data sources, alerting sections and dashboards at ``url``.
+
+    ``alerting`` takes the same sections ``export`` writes to ``alerting/`` (Grafana's
+    file-provisioning format); each part goes through the alerting provisioning API.
 
     Raises:
         PushError: Grafana cannot be reached, is not Grafana 11-13, refuses the token, or
@@ -108,6 +123,11 @@ def push(
     password = os.environ.get(ENV_CLICKHOUSE_PASSWORD)
     for ds in datasources(settings):
         report.changes.append(_datasource(api, url, ds, password, dry_run))
+    for section in alerting:
+        for kind, uid, action in push_alerting(
+            api, section.document(settings), section.name, partial(_call, url), dry_run
+        ):
+            report.changes.append(Change(kind, uid, action))  # type: ignore[arg-type]
     for uid, dash in dashboards(settings).items():
         report.changes.append(_dashboard(api, url, uid, dash, dry_run))
     return report

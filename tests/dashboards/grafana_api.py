@@ -40,6 +40,15 @@ class GrafanaState:
     folders: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasources: dict[str, dict[str, Any]] = field(default_factory=dict)
     dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contact_points: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mute_timings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: dict[str, Any] = field(
+        default_factory=lambda: {
+            "receiver": "grafana-default-email",
+            "group_by": ["grafana_folder", "alertname"],
+        }
+    )
+    rule_groups: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # payloads a real Grafana would refuse
 
@@ -141,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return (200, copy.deepcopy(d)) if d else (404, {"message": "Dashboard not found"})
         if path == "/api/dashboards/db" and method == "POST":
             return self._save_dashboard(body)
+        if path.startswith("/api/v1/provisioning/"):
+            return _alerting(st, method, path.removeprefix("/api/v1/provisioning/"), body)
         return 404, {"message": "Not found"}
 
     def _save_dashboard(self, body: Any) -> tuple[int, Any]:
@@ -181,6 +192,104 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._handle("PUT")
+
+
+_SECURE = {"password", "token", "authorization_credentials", "apiKey"}
+_NO_DATA = {"Alerting", "NoData", "OK", "KeepLast"}
+_EXEC_ERR = {"Alerting", "Error", "OK", "KeepLast"}
+
+
+def _alerting(st: GrafanaState, method: str, path: str, body: Any) -> tuple[int, Any]:
+    """The alerting provisioning API (/api/v1/provisioning/...)."""
+    if path == "contact-points" and method == "GET":
+        shown = []
+        for cp in st.contact_points.values():
+            settings = {k: "[REDACTED]" if k in _SECURE else v for k, v in cp["settings"].items()}
+            shown.append({**cp, "settings": settings})
+        return 200, shown
+    if (path == "contact-points" and method == "POST") or (
+        path.startswith("contact-points/") and method == "PUT"
+    ):
+        for key in ("name", "type", "settings"):
+            if not body.get(key):
+                return 400, {"message": f"contact point {key} is required"}
+        uid = body.get("uid") or path.removeprefix("contact-points/")
+        if not _UID.match(uid):
+            return 400, {"message": "uid contains illegal characters or is too long"}
+        if method == "PUT" and uid not in st.contact_points:
+            return 404, {"message": "contact point not found"}
+        if method == "POST" and uid in st.contact_points:
+            return 409, {"message": "contact point with this uid already exists"}
+        st.contact_points[uid] = {**body, "uid": uid}
+        return 202, st.contact_points[uid]
+    if path.startswith("mute-timings"):
+        name = path.removeprefix("mute-timings").removeprefix("/")
+        if method == "GET" and name:
+            mt = st.mute_timings.get(name)
+            return (200, mt) if mt else (404, {"message": "mute timing not found"})
+        if method in ("POST", "PUT"):
+            if not body.get("name") or not isinstance(body.get("time_intervals"), list):
+                return 400, {"message": "a mute timing needs name and time_intervals"}
+            if method == "PUT" and name not in st.mute_timings:
+                return 404, {"message": "mute timing not found"}
+            st.mute_timings[body["name"]] = body
+            return (201 if method == "POST" else 200), body
+    if path == "policies":
+        if method == "GET":
+            return 200, st.policies
+        if method == "PUT":
+            names = {cp["name"] for cp in st.contact_points.values()} | {"grafana-default-email"}
+            problem = _route_problem(body, names, set(st.mute_timings))
+            if problem:
+                return 400, {"message": problem}
+            st.policies = body
+            return 202, {"message": "policies updated"}
+    if m := re.fullmatch(r"folder/([^/]+)/rule-groups/([^/]+)", path):
+        key = (m.group(1), m.group(2))
+        if method == "GET":
+            group = st.rule_groups.get(key)
+            return (200, group) if group else (404, {"message": "rule group not found"})
+        if method == "PUT":
+            problem = _rule_group_problem(st, key, body)
+            if problem:
+                return 400, {"message": problem}
+            st.rule_groups[key] = {**body, "folderUid": key[0]}
+            return 200, st.rule_groups[key]
+    return 404, {"message": "Not found"}
+
+
+def _route_problem(route: dict[str, Any], receivers: set[str], mutes: set[str]) -> str | None:
+    if "receiver" in route and route["receiver"] not in receivers:
+        return f"receiver {route['receiver']!r} does not exist"
+    for name in route.get("mute_time_intervals", []):
+        if name not in mutes:
+            return f"mute timing {name!r} does not exist"
+    for child in route.get("routes", []):
+        if problem := _route_problem(child, receivers, mutes):
+            return problem
+    return None
+
+
+def _rule_group_problem(st: GrafanaState, key: tuple[str, str], body: Any) -> str | None:
+    folder, group = key
+    if folder not in st.folders:
+        return f"folder {folder} not found"
+    interval = body.get("interval")
+    if not isinstance(interval, int) or interval <= 0 or interval % 10:
+        return "interval must be a positive multiple of 10 seconds"
+    for rule in body.get("rules", []):
+        for k in ("uid", "title", "condition", "data"):
+            if not rule.get(k):
+                return f"rule {rule.get('title')!r}: {k} is required"
+        if rule.get("folderUID") != folder or rule.get("ruleGroup") != group:
+            return f"rule {rule['title']!r}: folderUID/ruleGroup do not match the path"
+        if rule["condition"] not in {q.get("refId") for q in rule["data"]}:
+            return f"rule {rule['title']!r}: condition {rule['condition']!r} is no query's refId"
+        if rule.get("noDataState", "NoData") not in _NO_DATA:
+            return f"rule {rule['title']!r}: noDataState {rule['noDataState']!r}"
+        if rule.get("execErrState", "Error") not in _EXEC_ERR:
+            return f"rule {rule['title']!r}: execErrState {rule['execErrState']!r}"
+    return None
 
 
 def _datasource_problem(body: Any, st: GrafanaState, uid: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from dashboards import (
     ENV_CLICKHOUSE_PASSWORD,
     FOLDER_UID,
     PROMETHEUS_UID,
+    GrafanaSettings,
     PushError,
     dashboards,
     push,
@@ -126,3 +128,123 @@ def test_a_server_that_is_not_grafana_is_named() -> None:
     refused = pytest.raises(PushError, match="not-grafana does not answer /api/health like Grafana")
     with RecordingGrafana(TOKEN) as g, refused:
         push(g.url + "/not-grafana", TOKEN)
+
+
+class _Alerting:
+    """An alerting section in Grafana's file-provisioning format, as the alerting component
+    is to render it (the real rules come from its definitions)."""
+
+    name = "provider-alerts"
+
+    def __init__(self, threshold: float = 5.0) -> None:
+        self.threshold = threshold
+
+    def document(self, settings: GrafanaSettings) -> dict[str, Any]:
+        return {
+            "apiVersion": 1,
+            "contactPoints": [
+                {
+                    "orgId": 1,
+                    "name": "data-team",
+                    "receivers": [
+                        {
+                            "uid": "stampline-data-team",
+                            "type": "webhook",
+                            "settings": {"url": "http://hooks/data", "password": "hook-secret"},
+                        }
+                    ],
+                }
+            ],
+            "muteTimes": [
+                {"orgId": 1, "name": "xlon-closed", "time_intervals": [{"weekdays": ["saturday"]}]}
+            ],
+            "policies": [
+                {
+                    "orgId": 1,
+                    "receiver": "data-team",
+                    "group_by": ["alertname", "provider"],
+                    "routes": [{"receiver": "data-team", "mute_time_intervals": ["xlon-closed"]}],
+                }
+            ],
+            "groups": [
+                {
+                    "orgId": 1,
+                    "name": "providers",
+                    "folder": "Stampline",
+                    "interval": "1m",
+                    "rules": [
+                        {
+                            "uid": "stampline-provider-silent",
+                            "title": "Provider silent",
+                            "condition": "B",
+                            "data": [
+                                {"refId": "A", "datasourceUid": CLICKHOUSE_UID, "model": {}},
+                                {
+                                    "refId": "B",
+                                    "datasourceUid": "__expr__",
+                                    "model": {"type": "threshold", "threshold": self.threshold},
+                                },
+                            ],
+                            "noDataState": "Alerting",
+                            "execErrState": "Error",
+                            "for": "1m",
+                        }
+                    ],
+                }
+            ],
+        }
+
+
+def test_alerting_sections_go_through_the_provisioning_api(grafana: RecordingGrafana) -> None:
+    """Contact point, mute timing, policy tree and rule group are created, in an order Grafana
+    accepts (receivers and mute timings before the policies that name them)."""
+    report = push(grafana.url, TOKEN, alerting=[_Alerting()])
+    st = grafana.state
+    assert st.problems == []
+    kinds = [
+        (c.kind, c.action)
+        for c in report.changes
+        if c.kind not in {"folder", "datasource", "dashboard"}
+    ]
+    assert kinds == [
+        ("contact_point", "create"),
+        ("mute_timing", "create"),
+        ("policies", "update"),
+        ("rule_group", "create"),
+    ]
+    (rules_group,) = st.rule_groups.values()
+    assert rules_group["interval"] == 60
+    assert rules_group["rules"][0]["folderUID"] == FOLDER_UID
+    assert st.policies["receiver"] == "data-team"
+
+
+def test_alerting_push_is_idempotent_despite_redacted_secrets(grafana: RecordingGrafana) -> None:
+    """A second push changes nothing, though Grafana shows the webhook password as [REDACTED]."""
+    push(grafana.url, TOKEN, alerting=[_Alerting()])
+    writes = len(grafana.state.writes)
+    assert push(grafana.url, TOKEN, alerting=[_Alerting()]).changed == 0
+    assert len(grafana.state.writes) == writes
+
+
+def test_a_changed_rule_updates_only_its_group(grafana: RecordingGrafana) -> None:
+    """Changing a threshold re-saves the rule group and nothing else."""
+    push(grafana.url, TOKEN, alerting=[_Alerting()])
+    report = push(grafana.url, TOKEN, alerting=[_Alerting(threshold=9.0)])
+    assert [(c.kind, c.action) for c in report.changes if c.action != "unchanged"] == [
+        ("rule_group", "update")
+    ]
+
+
+def test_a_rule_without_uid_is_refused_before_anything_is_sent(grafana: RecordingGrafana) -> None:
+    """A rule a push could not find again (no uid) is an error naming the section and group."""
+
+    class NoUid(_Alerting):
+        def document(self, settings: GrafanaSettings) -> dict[str, Any]:
+            doc = super().document(settings)
+            del doc["groups"][0]["rules"][0]["uid"]
+            return {"apiVersion": 1, "groups": doc["groups"]}
+
+    with pytest.raises(
+        PushError, match="'provider-alerts', group 'providers': every rule needs a uid"
+    ):
+        push(grafana.url, TOKEN, alerting=[NoUid()], dry_run=True)
