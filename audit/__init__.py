@@ -27,15 +27,30 @@ from audit._replay import (
 )
 from audit._schema import MigrationReport, Retention, check_database_name
 from audit._server import ClickHouseStore
-from audit._store import Store, canonical_table
+from audit._store import LOCAL_CHAIN, ChainHead, Store, canonical_table
+from audit._trailformat import (
+    DEAD_LETTER_SCHEMA,
+    TRAIL_FORMAT_VERSION,
+    TRAIL_MESSAGE_BYTES,
+    TrailFormatError,
+    TrailMessage,
+    dead_letter_table,
+    decode_trail_message,
+    encode_trail_messages,
+)
 from audit.exceptions import AuditError, NotFoundError, StoreError
 
 __all__ = [
     "AUTHORITY_STAMPER",
     "AUTHORITY_TAP",
+    "DEAD_LETTER_SCHEMA",
+    "LOCAL_CHAIN",
     "PREV_ORIGIN",
+    "TRAIL_FORMAT_VERSION",
+    "TRAIL_MESSAGE_BYTES",
     "AuditError",
     "BatchFinding",
+    "ChainHead",
     "ChdbStore",
     "ClickHouseStore",
     "ClockSource",
@@ -51,11 +66,16 @@ __all__ = [
     "Store",
     "StoreError",
     "Timeline",
+    "TrailFormatError",
+    "TrailMessage",
     "VerifyReport",
     "canonical_table",
     "check_database_name",
     "clock_error_bound",
     "completeness",
+    "dead_letter_table",
+    "decode_trail_message",
+    "encode_trail_messages",
     "format_ns",
     "hotspots",
     "latency_flags",

@@ -1,4 +1,5 @@
-"""The sidecars: the inline gate, the passive tap, and the in-app stamping SDK.
+"""The sidecars: the inline gate, the passive tap, the recorder (trail topic → store), and the
+in-app stamping SDK.
 
 May import ``audit`` and ``rules``.
 """
@@ -20,6 +21,13 @@ from collectors._gate import Gate, GateSettings, GateStats
 from collectors._ids import key_event_id, new_event_id, source_event_id
 from collectors._kafka import consumer_config, producer_config, take
 from collectors._metrics import MetricsSettings, SidecarMetrics
+from collectors._recorder import (
+    Recorder,
+    RecorderMetrics,
+    RecorderSettings,
+    RecorderStats,
+    read_heads,
+)
 from collectors._sdk import StageContext, stage
 from collectors._stamps import (
     CONTRACT_VERSION,
@@ -39,10 +47,12 @@ from collectors._stamps import (
 )
 from collectors._tap import Tap, TapSettings, TapStats, hop_latencies
 from collectors._trailrows import TrailSink
+from collectors._trailtopic import DEFAULT_TRAIL_TOPIC, TrailTopic
 from collectors.exceptions import CollectorError, DeliveryError, StampError
 
 __all__ = [
     "CONTRACT_VERSION",
+    "DEFAULT_TRAIL_TOPIC",
     "H_CLASS",
     "H_CLOCK_ERR",
     "H_EVENT_ID",
@@ -68,6 +78,10 @@ __all__ = [
     "GateSettings",
     "GateStats",
     "MetricsSettings",
+    "Recorder",
+    "RecorderMetrics",
+    "RecorderSettings",
+    "RecorderStats",
     "SidecarMetrics",
     "StageContext",
     "StageStamp",
@@ -77,6 +91,7 @@ __all__ = [
     "TapSettings",
     "TapStats",
     "TrailSink",
+    "TrailTopic",
     "append_stamp",
     "consumer_config",
     "dead_letter_headers",
@@ -84,6 +99,7 @@ __all__ = [
     "key_event_id",
     "new_event_id",
     "producer_config",
+    "read_heads",
     "read_stamps",
     "source_event_id",
     "stage",

@@ -64,6 +64,7 @@ from collectors._stamps import (
     read_stamps,
 )
 from collectors._trailrows import TrailRows, TrailSink, write_table
+from collectors._trailtopic import TrailTopic
 from collectors.exceptions import DeliveryError, StampError
 from rules import BatchResult, Failure, RuleSet, RulesHolder
 
@@ -147,9 +148,11 @@ class Gate:
         self,
         settings: GateSettings,
         rules: RuleSet | RulesHolder,
-        trail: TrailSink,
+        trail: TrailSink | TrailTopic,
         metrics: SidecarMetrics | None = None,
     ) -> None:
+        """``trail`` is the trail topic (deployments: the gate never waits on the store) or,
+        for embedding and tests, a sink written directly (the store)."""
         self.settings = settings
         self.rules = rules
         self.trail = trail
@@ -788,6 +791,12 @@ class Gate:
         if not segment.offsets:
             self._commits.put((None, segment))
             return
+        if isinstance(self.trail, TrailTopic):
+            # Produced like the forwards, before the flush or inside the transaction, so the
+            # offsets commit only once the trail is on the broker too.
+            self.trail.produce(
+                self._producer, segment.rows.table(), segment.dead, self._trail_delivered
+            )
         if not self.transactional:
             remaining = self._producer.flush(30)
             if remaining or self._delivery_errors:
@@ -797,7 +806,8 @@ class Gate:
                 raise DeliveryError(
                     f"broker did not take every record, offsets not committed: {errors}"
                 )
-        self._write_trail(segment)
+        if not isinstance(self.trail, TrailTopic):
+            self._write_trail(segment)
         if self.transactional:
             try:
                 self._producer.send_offsets_to_transaction(
@@ -818,9 +828,16 @@ class Gate:
             self._commits.put((segment.offsets, segment))
         self.stats.flushes += 1
 
+    def _trail_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(
+                f"trail {where(msg.topic(), msg.partition(), msg.offset())}: {err}"
+            )
+
     def _write_trail(self, segment: _Segment) -> None:
         """Write the segment's rows, retrying while the store fails (the queues fill and the
         consumer pauses meanwhile: that is the backpressure)."""
+        assert not isinstance(self.trail, TrailTopic)
         began = time.monotonic()
         delay = 0.05
         table = segment.rows.table()

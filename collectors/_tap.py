@@ -27,15 +27,16 @@ from math import nan
 from typing import Any, Protocol
 
 import orjson
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, Producer
 
 from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation
 from collectors._ids import key_event_id, source_event_id
-from collectors._kafka import consumer_config, take, where
+from collectors._kafka import consumer_config, producer_config, take, where
 from collectors._metrics import SidecarMetrics
 from collectors._stamps import check_stage_name, read_stamps
 from collectors._trailrows import Row, TrailRows, TrailSink, observations_of, write_table
-from collectors.exceptions import StampError
+from collectors._trailtopic import TrailTopic
+from collectors.exceptions import DeliveryError, StampError
 
 log = logging.getLogger("stampline.tap")
 
@@ -73,14 +74,20 @@ class Tap:
     """Records observations from the records of its topics until ``stop`` is set."""
 
     def __init__(
-        self, settings: TapSettings, trail: TrailSink, metrics: SidecarMetrics | None = None
+        self,
+        settings: TapSettings,
+        trail: TrailSink | TrailTopic,
+        metrics: SidecarMetrics | None = None,
     ) -> None:
+        """``trail`` is the trail topic (its own producer; never the observed topics) or, for
+        embedding and tests, a sink written directly (the store)."""
         self.settings = settings
         self.trail = trail
         self.metrics = metrics
         self.stats = TapStats()
         self.ready = threading.Event()  # set once partitions are assigned
         self._stage_of: dict[str, str] = {}
+        self._producer: Producer | None = None
 
     def stage_for(self, topic: str) -> str:
         """The stage name of this tap's own sightings on ``topic``."""
@@ -91,6 +98,8 @@ class Tap:
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
+        if isinstance(self.trail, TrailTopic):
+            self._producer = Producer(producer_config(s.bootstrap_servers, s.consumer))
         consumer = Consumer(consumer_config(s.bootstrap_servers, s.group_id, s.consumer))
         consumer.subscribe(
             list(s.topics),
@@ -113,16 +122,40 @@ class Tap:
             self._flush(consumer, pending)
         finally:
             consumer.close()
+            if self._producer is not None:
+                self._producer.flush(10)
 
     def _flush(self, consumer: Consumer, pending: TrailRows) -> None:
         if not pending:
             return
         t0 = time.perf_counter()
-        write_table(self.trail, pending.table())
+        if isinstance(self.trail, TrailTopic):
+            self._produce_trail(pending)
+        else:
+            write_table(self.trail, pending.table())
         if self.metrics is not None:
             self.metrics.store_write.observe(time.perf_counter() - t0)
         consumer.commit(asynchronous=False)
         pending.rows.clear()
+
+    def _produce_trail(self, pending: TrailRows) -> None:
+        """Produce the rows to the trail topic and wait until the broker has them all, so
+        the offsets committed next never run ahead of the trail."""
+        assert self._producer is not None
+        assert isinstance(self.trail, TrailTopic)
+        errors: list[str] = []
+
+        def delivered(err: Any, msg: Message) -> None:
+            if err is not None:
+                errors.append(f"{where(msg.topic(), msg.partition(), msg.offset())}: {err}")
+
+        self.trail.produce(self._producer, pending.table(), (), delivered)
+        remaining = self._producer.flush(30)
+        if remaining or errors:
+            raise DeliveryError(
+                f"trail not acknowledged, offsets not committed: "
+                f"{'; '.join(errors[:5]) or f'{remaining} messages unacknowledged'}"
+            )
 
     def observe(self, messages: Sequence[Message]) -> list[Observation]:
         """The observations for ``messages`` (counted in ``stats``)."""

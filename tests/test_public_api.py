@@ -63,6 +63,11 @@ def test_collectors_surface_is_pinned() -> None:
         "StampError",
         "DeliveryError",
         "CollectorError",
+        "TrailTopic",
+        "Recorder",
+        "RecorderSettings",
+        "RecorderMetrics",
+        "read_heads",
     }
 
 
@@ -80,4 +85,10 @@ def test_audit_surface_is_pinned() -> None:
         "NotFoundError",
         "StoreError",
         "AuditError",
+        "ChainHead",
+        "TRAIL_FORMAT_VERSION",
+        "TrailFormatError",
+        "encode_trail_messages",
+        "decode_trail_message",
+        "dead_letter_table",
     }

@@ -71,9 +71,9 @@ class TestMigrations:
         """Opening the store applied every migration; migrating again changes nothing."""
         report = any_store.migrate()
         assert report.applied == []
-        assert report.already == ["001_trail", "002_ledger", "003_rollups"]
+        assert report.already == ["001_trail", "002_ledger", "003_rollups", "004_chains"]
         versions = any_store.query("SELECT version FROM {db}.schema_migrations ORDER BY version")
-        assert [r["version"] for r in versions] == [1, 2, 3]
+        assert [r["version"] for r in versions] == [1, 2, 3, 4]
 
     def test_an_edited_applied_migration_is_refused(self, any_store: Store) -> None:
         """A migration whose recorded checksum differs from the shipped file stops the migrate."""
@@ -97,7 +97,7 @@ class TestMigrations:
             "observations",
             "dead_letters",
             "alert_state",
-            "batch_ledger",
+            "ledger",
             "hop_latency_1m",
             "provider_activity_1m",
             "trail",
@@ -111,7 +111,7 @@ class TestIdempotentWrites:
         for _ in range(3):
             any_store.write_observations(batch)
         assert count(any_store) == len(batch) == 120
-        assert count(any_store, "batch_ledger") == 1
+        assert count(any_store, "ledger") == 1
 
     def test_a_retry_after_a_crash_before_the_ledger_write_adds_no_rows(
         self, any_store: Store
@@ -120,12 +120,11 @@ class TestIdempotentWrites:
         batch = pipeline(10)
         any_store.write_observations(batch)
         any_store._execute(
-            f"ALTER TABLE {any_store.database}.batch_ledger DELETE WHERE 1 "
-            "SETTINGS mutations_sync = 2"
+            f"ALTER TABLE {any_store.database}.ledger DELETE WHERE 1 SETTINGS mutations_sync = 2"
         )
         any_store.write_observations(batch)
         assert count(any_store) == 30, "the insert's deduplication token dropped the retry"
-        assert count(any_store, "batch_ledger") == 1
+        assert count(any_store, "ledger") == 1
 
     def test_a_retried_batch_is_counted_once_in_the_rollups(self, any_store: Store) -> None:
         """Materialized views see a retried batch once: hop counts equal the rows written."""
@@ -234,6 +233,8 @@ class TestLedger:
         )
         assert findings == [
             {
+                "chain": "local",
+                "kind": "observations",
                 "batch": 2,
                 "problem": "changed",
                 "expected_rows": 15,
@@ -271,8 +272,8 @@ class TestLedger:
         self._store_with_batches(any_store)
         extra = f"'{uuid.uuid4()}'"
         any_store._execute(
-            f"INSERT INTO {any_store.database}.observations (event_id, stage, batch) "
-            f"VALUES ({extra}, 'gate', 1), ({extra}, 'risk', 99)"
+            f"INSERT INTO {any_store.database}.observations (event_id, stage, batch, chain_id) "
+            f"VALUES ({extra}, 'gate', 1, 'local'), ({extra}, 'risk', 99, 'local')"
         )
         findings = [f.to_dict() for f in any_store.verify().findings]
         assert [(f["batch"], f["problem"], f["found_rows"]) for f in findings] == [
@@ -285,7 +286,7 @@ class TestLedger:
         self._store_with_batches(any_store)
         findings = self._tampered(
             any_store,
-            "ALTER TABLE {db}.batch_ledger UPDATE digest = repeat('0', 64) WHERE seq = 1",
+            "ALTER TABLE {db}.ledger UPDATE digest = repeat('0', 64) WHERE seq = 1",
         )
         assert ("chain_broken", 1) in {(f["problem"], f["batch"]) for f in findings}
 
