@@ -106,12 +106,18 @@ class TopicsConfig(_Section):
     clean: Topic
     dead_letter: Topic
     decisions: Topic = "decisions"
+    trail: Topic = Field(
+        default="stampline.trail", description="trail rows of gates and taps, for the recorder"
+    )
+    trail_heads: Topic = Field(
+        default="stampline.trail.heads", description="chain heads the recorder publishes"
+    )
     create_missing: bool = True
     partitions: int = Field(default=3, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _no_loops(self) -> TopicsConfig:
-        outputs = {"clean": self.clean, "dead_letter": self.dead_letter}
+        outputs = {"clean": self.clean, "dead_letter": self.dead_letter, "trail": self.trail}
         for name, topic in outputs.items():
             if topic in self.raw:
                 raise ValueError(f"{name} topic {topic!r} is also a raw topic: the gate would loop")
@@ -211,6 +217,23 @@ class TapConfig(_Section):
     consume_batch: int = Field(default=5000, ge=1, le=100_000)
 
 
+class RecorderConfig(_Section):
+    """The recorder: trail topic -> store (see docs/trail.md)."""
+
+    group_id: str = Field(default="stampline-recorder", min_length=1)
+    consume_batch: int = Field(default=200, ge=1, le=100_000)
+    retry_max_ns: int = Field(default=5_000_000_000, alias="retry_max")
+    heads_interval_ns: int = Field(default=10_000_000_000, alias="heads_interval")
+
+    @field_validator("retry_max_ns", "heads_interval_ns", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> int:
+        ns = _duration(v)
+        if ns <= 0:
+            raise ValueError("must be a positive duration")
+        return ns
+
+
 class MetricsConfig(_Section):
     """The Prometheus endpoint every sidecar serves."""
 
@@ -262,6 +285,7 @@ class Config(BaseSettings):
     rules: RulesConfig
     stages: list[StageConfig] = Field(default_factory=list)
     tap: TapConfig = TapConfig()
+    recorder: RecorderConfig = RecorderConfig()
     metrics: MetricsConfig = MetricsConfig()
 
     @classmethod

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from audit import ChdbStore, ClickHouseStore, Retention, Store, clock_error_bound
-from collectors import GateSettings, MetricsSettings, SidecarMetrics, TapSettings
+from collectors import (
+    GateSettings,
+    MetricsSettings,
+    RecorderSettings,
+    SidecarMetrics,
+    TapSettings,
+    TrailTopic,
+)
 from rules import RulesHolder
 from stampline.config import Config, build_extraction
 
@@ -92,4 +99,26 @@ def rules_holder(config: Config) -> RulesHolder:
         config.rules.files,
         build_extraction(config),
         interval_s=config.rules.reload_interval_ns / 1e9,
+    )
+
+
+def trail_topic(config: Config, source: str) -> TrailTopic:
+    """Where a gate or a tap sends its trail: the configured trail topic."""
+    return TrailTopic(config.topics.trail, source)
+
+
+def recorder_settings(config: Config, bootstrap: str) -> RecorderSettings:
+    """The recorder's settings for this deployment, talking to ``bootstrap``."""
+    r = config.recorder
+    client = dict(config.broker.client)
+    return RecorderSettings(
+        bootstrap_servers=bootstrap,
+        trail_topic=config.topics.trail,
+        group_id=r.group_id,
+        heads_topic=config.topics.trail_heads,
+        heads_interval_s=r.heads_interval_ns / 1e9,
+        consume_batch=r.consume_batch,
+        retry_max_s=r.retry_max_ns / 1e9,
+        consumer=client,
+        producer=client,
     )

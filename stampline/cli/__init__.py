@@ -7,6 +7,7 @@ from stampline.cli import (  # noqa: F401  (registration)
     _demo,
     _gate,
     _queries,
+    _recorder,
     _replay,
     _rules,
     _store,

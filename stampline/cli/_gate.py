@@ -16,13 +16,15 @@ from stampline.config import ConfigError, load_config
 def gate(config: ConfigOpt = None) -> None:
     """Run the gate: raw feed → rules → clean topic or dead letters, one trail row per event.
 
-    Runs until SIGTERM or Ctrl-C, then writes what is pending, commits and exits 0.
+    The trail rows go to the trail topic (`topics.trail`), never to the store: run
+    `stampline recorder` (or `stampline run`) to write them. The gate never waits on the
+    store. Runs until SIGTERM or Ctrl-C, then produces what is pending, commits and exits 0.
     Progress goes to stderr every few seconds. `gate.delivery: exactly_once` uses Kafka
     transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
     from collectors import Gate
     from stampline.broker import EmbeddedBroker, ensure_topics
-    from stampline.wiring import gate_settings, open_store, rules_holder, sidecar_metrics
+    from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
 
     path = config_path(config)
     try:
@@ -43,33 +45,35 @@ def gate(config: ConfigOpt = None) -> None:
         if cfg.topics.create_missing:
             ensure_topics(
                 bootstrap,
-                [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter],
+                [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter, cfg.topics.trail],
                 cfg.topics.partitions,
             )
-        with open_store(cfg) as store:
-            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store, metrics)
-            err.print(
-                f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
-                f"/ {cfg.topics.dead_letter}; trail in {cfg.store.path}",
-                highlight=False,
-            )
-            last = [0.0]
+        # The trail leaves on the broker: no store is opened here.
+        settings = gate_settings(cfg, bootstrap)
+        trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
+        the_gate = Gate(settings, rules, trail, metrics)
+        err.print(
+            f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
+            f"/ {cfg.topics.dead_letter}; trail → {cfg.topics.trail}",
+            highlight=False,
+        )
+        last = [0.0]
 
-            def report(stats: Any) -> None:
-                import time
+        def report(stats: Any) -> None:
+            import time
 
-                if time.monotonic() - last[0] >= 5:
-                    last[0] = time.monotonic()
-                    err.print(
-                        f"gate: in {stats.events_in:,} forwarded {stats.forwarded:,} "
-                        f"dead-lettered {stats.dead_lettered_total:,}",
-                        highlight=False,
-                    )
+            if time.monotonic() - last[0] >= 5:
+                last[0] = time.monotonic()
+                err.print(
+                    f"gate: in {stats.events_in:,} forwarded {stats.forwarded:,} "
+                    f"dead-lettered {stats.dead_lettered_total:,}",
+                    highlight=False,
+                )
 
-            the_gate.run(stop, on_flush=report)
-            s = the_gate.stats
-            err.print(
-                f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
-                f"dead-lettered {s.dead_lettered_total:,}",
-                highlight=False,
-            )
+        the_gate.run(stop, on_flush=report)
+        s = the_gate.stats
+        err.print(
+            f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
+            f"dead-lettered {s.dead_lettered_total:,}",
+            highlight=False,
+        )

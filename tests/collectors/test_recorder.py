@@ -16,7 +16,6 @@ from confluent_kafka import Producer
 from audit import ChdbStore, StoreError, encode_trail_messages
 from collectors import (
     GateSettings,
-    Recorder,
     RecorderMetrics,
     RecorderSettings,
     Tap,
@@ -27,37 +26,7 @@ from collectors import (
 from rules import RuleSet
 from stampline.demo import rules_file
 from tests.collectors.test_gate import NOW_MS, quote
-from tests.helpers import GateRun, event_ids, produce, read_all, read_committed
-
-
-class RecorderRun:
-    """A recorder running in a thread, stopped by :meth:`stop`."""
-
-    def __init__(self, settings: RecorderSettings, store: Any, metrics: Any = None) -> None:
-        self.recorder = Recorder(settings, store, metrics)
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._body, daemon=True)
-        self.thread.start()
-
-    def _body(self) -> None:
-        try:
-            self.recorder.run(self.stop_event)
-        except BaseException as exc:
-            self.error = exc
-
-    def wait(self, done: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            assert self.error is None, f"recorder failed: {self.error!r}"
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "recorder did not stop within 60 s"
-        assert self.error is None, f"recorder failed: {self.error!r}"
+from tests.helpers import GateRun, RecorderRun, event_ids, produce, read_all, read_committed
 
 
 def rows(store: ChdbStore, sql: str) -> dict[str, Any]:

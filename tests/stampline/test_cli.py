@@ -20,7 +20,7 @@ from audit import AUTHORITY_TAP, ChdbStore, Observation
 from collectors import H_EVENT_ID
 from stampline.cli import app
 from stampline.demo import rules_file
-from tests.helpers import produce, read_all
+from tests.helpers import produce, read_all, record_until
 
 runner = CliRunner()
 STAMPLINE = [sys.executable, "-m", "stampline"]
@@ -126,14 +126,16 @@ def test_help_teaches_every_command() -> None:
         assert text in result.stdout, (cmd, result.stdout)
 
 
-def _config(tmp_path: Path, bootstrap: str, raw: str, clean: str, dlq: str, group: str) -> Path:
+def _config(
+    tmp_path: Path, bootstrap: str, raw: str, clean: str, dlq: str, group: str, trail: str = "t"
+) -> Path:
     path = tmp_path / "stampline.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "version": 1,
                 "broker": {"bootstrap_servers": bootstrap},
-                "topics": {"raw": [raw], "clean": clean, "dead_letter": dlq},
+                "topics": {"raw": [raw], "clean": clean, "dead_letter": dlq, "trail": trail},
                 "store": {"path": "trail", "flush_interval": "100ms"},
                 "gate": {"group_id": group, "max_message_bytes": 4096},
                 "rules": {"files": [str(rules_file())]},
@@ -146,9 +148,10 @@ def _config(tmp_path: Path, bootstrap: str, raw: str, clean: str, dlq: str, grou
 def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
     bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
 ) -> None:
-    """`stampline gate` forwards and dead-letters, and on SIGTERM writes its trail and exits 0."""
-    raw, clean, dlq = make_topics("raw", "clean", "dlq")
-    config = _config(tmp_path, bootstrap, raw, clean, dlq, f"{uid}-gate")
+    """`stampline gate` forwards and dead-letters, and on SIGTERM sends its trail to the trail
+    topic and exits 0; once recorded, the forwarded event replays."""
+    raw, clean, dlq, trail = make_topics("raw", "clean", "dlq", "trail")
+    config = _config(tmp_path, bootstrap, raw, clean, dlq, f"{uid}-gate", trail)
     now = int(time.time() * 1000)
     good = [
         orjson.dumps(
@@ -180,6 +183,14 @@ def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
     assert "in 32" in stderr
     assert (len(forwarded), len(dead)) == (30, 2)
     event_id = (forwarded[0].header(H_EVENT_ID) or b"").decode()
+    with ChdbStore(tmp_path / "trail", "stampline") as store:
+        record_until(
+            bootstrap,
+            trail,
+            store,
+            f"{uid}-rec",
+            lambda: store.query("SELECT count() AS n FROM {db}.observations")[0]["n"] >= 32,
+        )
     replay = subprocess.run(
         [*STAMPLINE, "replay", event_id, "--store", str(tmp_path / "trail"), "--json"],
         capture_output=True,
