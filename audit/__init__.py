@@ -6,6 +6,7 @@ Imports nothing else of stampline's.
 from audit._chdb import ChdbStore
 from audit._clock import ClockSource, clock_error_bound, parse_chronyc_tracking
 from audit._ledger import BatchFinding, VerifyReport
+from audit._live import LIVE_FILE, LiveEndpoint, LiveStore, ReadOnlyError, find_live
 from audit._model import (
     AUTHORITY_STAMPER,
     AUTHORITY_TAP,
@@ -44,6 +45,7 @@ __all__ = [
     "AUTHORITY_STAMPER",
     "AUTHORITY_TAP",
     "DEAD_LETTER_SCHEMA",
+    "LIVE_FILE",
     "LOCAL_CHAIN",
     "PREV_ORIGIN",
     "TRAIL_FORMAT_VERSION",
@@ -56,10 +58,13 @@ __all__ = [
     "ClockSource",
     "DeadLetter",
     "EventTrail",
+    "LiveEndpoint",
+    "LiveStore",
     "MigrationReport",
     "NotFoundError",
     "Observation",
     "Outcome",
+    "ReadOnlyError",
     "Retention",
     "Sighting",
     "Stamp",
@@ -76,6 +81,7 @@ __all__ = [
     "dead_letter_table",
     "decode_trail_message",
     "encode_trail_messages",
+    "find_live",
     "format_ns",
     "hotspots",
     "latency_flags",

@@ -57,6 +57,12 @@ class ChdbStore(Store):
             except Exception as exc:
                 raise StoreError(f"chDB query failed: {exc}\n  in: {sql[:300]}") from exc
 
+    def raw_query(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
+        """Run one statement and return its result in ClickHouse format ``fmt``, as bytes
+        (what the live endpoint serves)."""
+        data: bytes = self._run(sql, params, fmt=fmt).bytes()
+        return data
+
     def _execute(self, sql: str, settings: Mapping[str, Any] | None = None) -> None:
         self._run(sql + _settings_clause(settings))
 

@@ -190,15 +190,18 @@ class BatchFinding:
     kind: str = "observations"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "chain": self.chain_id,
             "kind": self.kind,
             "batch": self.seq,
             "problem": self.problem,
             "expected_rows": self.expected_rows,
             "found_rows": self.found_rows,
-            "changed_columns": list(self.columns),
+            "changed_columns": [] if self.problem == "head_missing" else list(self.columns),
         }
+        if self.problem == "head_missing":  # ``columns`` holds the head that was not found
+            out["missing_head"] = self.columns[0] if self.columns else ""
+        return out
 
 
 @dataclass(frozen=True, slots=True)

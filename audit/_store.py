@@ -414,7 +414,8 @@ class Store(ABC):
                 row["digest"],
                 row["prev_chain"],
             )
-            if row["prev_chain"] != prev or entry.chain != row["chain"]:
+            broken = row["prev_chain"] != prev or entry.chain != row["chain"]
+            if broken:
                 findings.append(BatchFinding(seq, "chain_broken", expected, 0, (), cid, kind))
             heads[cid] = row["chain"]
             seen.setdefault(cid, set()).add(row["chain"])
@@ -423,7 +424,8 @@ class Store(ABC):
                 total += found
             else:
                 dead_total += found
-            if entry.expires_us < now_us and found <= expected:
+            # Only an entry the chain vouches for may declare its rows expired.
+            if not broken and entry.expires_us < now_us and found <= expected:
                 expired += 1  # TTL removes old rows: retention (from a chained expiry)
                 continue
             if found == 0 and expected:

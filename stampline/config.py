@@ -224,6 +224,9 @@ class RecorderConfig(_Section):
     consume_batch: int = Field(default=200, ge=1, le=100_000)
     retry_max_ns: int = Field(default=5_000_000_000, alias="retry_max")
     heads_interval_ns: int = Field(default=10_000_000_000, alias="heads_interval")
+    # chDB only: the read-only live query endpoint (0: a port the OS picks; see docs/trail.md)
+    query_address: str = "127.0.0.1"
+    query_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("retry_max_ns", "heads_interval_ns", mode="before")
     @classmethod

@@ -6,9 +6,11 @@
 -- Which chain wrote a row: with `batch`, the ledger entry that digests it.
 ALTER TABLE {db}.observations ADD COLUMN IF NOT EXISTS chain_id LowCardinality(String) DEFAULT '' CODEC(ZSTD(1)) AFTER batch
 ;
--- Dead letters become append-only evidence too: digested per batch like observations. A
--- replacing engine would merge a re-read dead letter away and so change a batch's digest;
--- readers pick one row per source position (LIMIT 1 BY topic, partition, offset).
+-- Dead letters become evidence too: digested per batch like observations. The sorting key
+-- ends with the chain and batch so that merges never fold rows of two batches together (that
+-- would change a batch's digest); the engine stays ReplacingMergeTree so readers' FINAL still
+-- works. A re-read dead letter (a gate restarted without transactions) is kept once per
+-- batch that wrote it: count source positions, uniqExact(topic, partition, offset).
 RENAME TABLE IF EXISTS {db}.dead_letters TO {db}.dead_letters_pre004
 ;
 CREATE TABLE IF NOT EXISTS {db}.dead_letters
@@ -28,9 +30,9 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters
     batch         UInt64,
     written       DateTime('UTC') DEFAULT now()
 )
-ENGINE = MergeTree
+ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(received)
-ORDER BY (topic, partition, offset)
+ORDER BY (topic, partition, offset, chain_id, batch)
 TTL written + toIntervalSecond({raw_ttl_s})
 SETTINGS non_replicated_deduplication_window = 1000
 ;

@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from audit import AuditError, ChdbStore, Store
+from audit import AuditError, ChdbStore, LiveStore, Store, find_live
 from stampline import __version__
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 
@@ -86,6 +86,9 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
         store, database = cfg.store.path, database or cfg.store.database
     if not store.is_dir():
         fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
+    live = find_live(store)  # a running recorder holds the store: read through it
+    if live is not None:
+        return LiveStore(live["url"], database or "stampline")
     return ChdbStore(store, database or "stampline")
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
-from audit import AuditError
+from audit import AuditError, ChdbStore, LiveEndpoint, Store
 from stampline.cli._app import ConfigOpt, JsonOpt, app, config_path, emit_json, err, fail
-from stampline.config import ConfigError, load_config
+from stampline.config import Config, ConfigError, load_config
 
 
 @app.command()
@@ -23,6 +23,10 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     retries with back-off (capped at `recorder.retry_max`) and lags: see the metrics
     `stampline_trail_lag_seconds` and `stampline_trail_lag_records`. Runs until SIGTERM or
     Ctrl-C, then commits what it wrote and exits 0; progress goes to stderr.
+
+    On the embedded store (chDB) it also serves read-only live queries on 127.0.0.1
+    (`recorder.query_port`): `replay`, `hotspots`, `audit verify` … given the same `--store`
+    or `--config` find it and read through it while it runs.
     """
     from collectors import Recorder, RecorderMetrics
     from stampline.broker import EmbeddedBroker, ensure_topics
@@ -51,7 +55,9 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             store = open_store(cfg)
         except AuditError as exc:
             fail(str(exc))
-        with store:
+        with store, _live_endpoint(cfg, store) as live:
+            if live is not None:
+                err.print(f"recorder: live read-only queries on {live.url}", highlight=False)
             the_recorder = Recorder(recorder_settings(cfg, bootstrap), store, metrics)
             where = cfg.store.url if cfg.store.backend == "clickhouse" else cfg.store.path
             err.print(
@@ -79,6 +85,13 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         f"dead letters {s.dead_letters:,} skipped {s.skipped:,} rejected {s.rejected:,}",
         highlight=False,
     )
+
+
+def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndpoint | None]:
+    """The live query endpoint on an embedded store (a server answers queries itself)."""
+    if not isinstance(store, ChdbStore):
+        return nullcontext()
+    return LiveEndpoint(store, cfg.recorder.query_address, cfg.recorder.query_port)
 
 
 def _progress(the_recorder: object, stop: threading.Event) -> None:

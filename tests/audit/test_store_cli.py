@@ -50,6 +50,25 @@ def test_verify_exits_1_and_names_the_batch_when_tampered(store: ChdbStore) -> N
     )
 
 
+def test_verify_checks_expected_heads_and_refuses_a_malformed_one(store: ChdbStore) -> None:
+    """`audit verify --expect-head` passes for a head in the chain, fails (exit 1) for one
+    that is not, and refuses (exit 2, naming it) a value that is not 64 hex digits."""
+    store.write_observations(pipeline(3))
+    head = store.chain_head("local").chain
+    good = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", f"local={head}"])
+    assert good.exit_code == 0, good.output
+    assert orjson.loads(good.stdout)["chain_heads"] == {"local": head}
+    other = "ab" * 32
+    bad = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", other])
+    assert bad.exit_code == 1
+    (finding,) = orjson.loads(bad.stdout)["findings"]
+    assert (finding["problem"], finding["missing_head"]) == ("head_missing", other)
+    typo = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", "local=xyz"])
+    assert typo.exit_code == 2
+    assert "--expect-head 'local=xyz'" in typo.stderr
+    assert "64 hex digits" in typo.stderr
+
+
 def test_the_three_queries_answer_in_json_and_as_tables(store: ChdbStore) -> None:
     """compare, hotspots and completeness print JSON with --json and a table without."""
     store.write_observations(pipeline(20))
