@@ -182,3 +182,12 @@ def ensure_topics(
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise BrokerError(f"cannot create topic {name!r}: {exc}") from exc
+
+
+def partition_count(bootstrap: str, topic: str, timeout_s: float = 15.0) -> int:
+    """How many partitions ``topic`` has (0 when it does not exist)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    meta = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return 0
+    return len(meta.partitions)

@@ -10,6 +10,7 @@ from stampline.cli import (  # noqa: F401  (registration)
     _recorder,
     _replay,
     _rules,
+    _run,
     _store,
     _tap,
 )
