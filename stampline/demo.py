@@ -1,5 +1,8 @@
 """``stampline demo``: a synthetic market-data feed through the gate, a decision stage written
 with the SDK, and a tap, on an embedded broker and store, ending with a summary.
+
+The parts are wired as a deployment is: the gate and the tap send their trail to the trail
+topic and the recorder writes the store (see docs/trail.md).
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from audit import ChdbStore
 from collectors import (
     Gate,
     GateSettings,
+    Recorder,
+    RecorderSettings,
     Tap,
     TapSettings,
+    TrailTopic,
     consumer_config,
     producer_config,
     stage,
@@ -70,10 +76,17 @@ class Topics:
     clean: str
     dead_letter: str
     decisions: str
+    trail: str = "stampline.trail"
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
-        return cls(f"{prefix}md.raw", f"{prefix}md.clean", f"{prefix}md.dlq", f"{prefix}decisions")
+        return cls(
+            f"{prefix}md.raw",
+            f"{prefix}md.clean",
+            f"{prefix}md.dlq",
+            f"{prefix}decisions",
+            f"{prefix}stampline.trail",
+        )
 
 
 @dataclass(slots=True)
@@ -217,7 +230,10 @@ def run_demo(
             say("starting the embedded broker (Tansu)")
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
         say(f"broker at {bootstrap}")
-        ensure_topics(bootstrap, [topics.raw, topics.clean, topics.dead_letter, topics.decisions])
+        ensure_topics(
+            bootstrap,
+            [topics.raw, topics.clean, topics.dead_letter, topics.decisions, topics.trail],
+        )
         if not isinstance(store, ChdbStore):
             prepare_store_dir(Path(store).resolve())
             store = stack.enter_context(ChdbStore(Path(store).resolve(), database))
@@ -233,20 +249,41 @@ def run_demo(
                 flush_interval_s=0.2,
             ),
             rules,
-            store,
+            TrailTopic(topics.trail, "gate@demo"),
         )
         risk = RiskStage(bootstrap, topics, f"{topic_prefix}demo-risk", plan.providers)
         tap = Tap(
-            TapSettings(bootstrap, (topics.decisions,), group_id=f"{topic_prefix}demo-tap"), store
+            TapSettings(bootstrap, (topics.decisions,), group_id=f"{topic_prefix}demo-tap"),
+            TrailTopic(topics.trail, "tap@demo"),
+        )
+        recorder = Recorder(
+            RecorderSettings(
+                bootstrap,
+                topics.trail,
+                group_id=f"{topic_prefix}demo-recorder",
+                heads_topic=None,
+                poll_timeout_s=0.1,
+            ),
+            store,
         )
         stop = threading.Event()
-        workers = [_Worker("gate", gate.run), _Worker("risk", risk.run), _Worker("tap", tap.run)]
+        workers = [
+            _Worker("gate", gate.run),
+            _Worker("risk", risk.run),
+            _Worker("tap", tap.run),
+            _Worker("recorder", recorder.run),
+        ]
         for w in workers:
             w.start(stop)
         try:
-            say("waiting for the gate, the risk stage and the tap to join their groups")
+            say("waiting for the gate, the risk stage, the tap and the recorder to join")
             _wait(
-                lambda: gate.ready.is_set() and risk.ready.is_set() and tap.ready.is_set(),
+                lambda: (
+                    gate.ready.is_set()
+                    and risk.ready.is_set()
+                    and tap.ready.is_set()
+                    and recorder.ready.is_set()
+                ),
                 _JOIN_TIMEOUT_S,
                 "consumers joining their groups",
                 workers,
@@ -264,6 +301,12 @@ def run_demo(
                 lambda: tap.stats.records >= len(risk.decisions),
                 _DRAIN_TIMEOUT_S,
                 "the tap",
+                workers,
+            )
+            _wait(
+                lambda: _caught_up(_recorded(store, topics.decisions), produced, risk.decisions),
+                _DRAIN_TIMEOUT_S,
+                "the recorder",
                 workers,
             )
         finally:
@@ -333,6 +376,21 @@ def _wait(done: Callable[[], bool], timeout_s: float, what: str, workers: list[_
         if time.monotonic() > deadline:
             raise DemoError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+def _caught_up(recorded: tuple[int, int], produced: int, decisions: list[str]) -> bool:
+    gate_rows, tap_rows = recorded
+    return gate_rows >= produced and tap_rows >= len(decisions)
+
+
+def _recorded(store: ChdbStore, decisions_topic: str) -> tuple[int, int]:
+    """Gate rows and tap sightings of decisions the recorder has written so far."""
+    (row,) = store.query(
+        "SELECT countIf(stage = 'gate') AS gate, countIf(stage = {tap:String}) AS tap "
+        "FROM {db}.observations",
+        {"tap": f"tap:{decisions_topic}"},
+    )
+    return int(row["gate"]), int(row["tap"])
 
 
 def _raise_failed(workers: list[_Worker]) -> None:

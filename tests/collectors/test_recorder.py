@@ -149,6 +149,11 @@ def _obs_table(n: int) -> pa.Table:
     )
 
 
+# How long the store stays down: well past the gate's old store retry limit (set to a quarter
+# of it), kept short so the test stays fast; the recorder has no such limit at all.
+OUTAGE_S = 4.0
+
+
 class FlakyStore:
     """The real chDB store behind a switch: while ``down`` is set every call fails as an
     unreachable server would (ClickHouse itself cannot run on this machine)."""
@@ -179,8 +184,10 @@ def test_a_store_outage_makes_the_recorder_lag_and_retry_then_catch_up_losing_no
     uid: str,
     recorder_settings: Callable[..., RecorderSettings],
 ) -> None:
-    """While the store is down the gate keeps forwarding (it never waits on the store), the
-    recorder retries, lags and says so; once the store is back every row is written once."""
+    """While the store is down -- longer than the gate's own store retry limit, which used to
+    pause and then stop it -- the gate keeps forwarding and never pauses (it never waits on
+    the store), the recorder retries, lags and says so; once the store is back every row is
+    written once."""
     raw, clean, dlq, trail = make_topics("raw", "clean", "dlq", "trail", partitions=1)
     flaky = FlakyStore(store)
     flaky.down.set()
@@ -189,19 +196,31 @@ def test_a_store_outage_makes_the_recorder_lag_and_retry_then_catch_up_losing_no
     n = 600
     produce(bootstrap, raw, _feed(n, 1000))  # record 0 is bad: dead-lettered
     gate = GateRun(
-        GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g", flush_rows=100),
+        GateSettings(
+            bootstrap,
+            (raw,),
+            clean,
+            dlq,
+            group_id=f"{uid}-g",
+            flush_rows=100,
+            store_retry_s=OUTAGE_S / 4,  # the old give-up time, scaled down with the outage
+        ),
         RuleSet.load([rules_file()]),
         TrailTopic(trail, "gate"),
     )
     gate.wait_for(n)
     assert len(read_committed(bootstrap, clean, n - 1, idle_s=0.3)) == n - 1
-    gate.stop()
     rec.wait(lambda: flaky.failures >= 3, "the recorder to retry")
-    time.sleep(1.0)
+    down_since = time.monotonic()
+    while time.monotonic() - down_since < OUTAGE_S:  # the store stays down this long
+        assert gate.error is None
+        time.sleep(0.1)
     lag = metrics.registry.get_sample_value("stampline_trail_lag_seconds", {"partition": "0"})
     assert lag is not None
     assert lag >= 1.0, "the lag gauge should show how far behind the recorder is"
     assert rec.recorder.stats.messages == 0
+    assert (gate.gate.stats.pauses, gate.gate.paused) == (0, False), "the gate waited"
+    gate.stop()
     flaky.down.clear()
     rec.wait(
         lambda: rows(store, "SELECT count() AS n FROM {db}.observations")["n"] >= n,
