@@ -11,7 +11,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,13 @@ class ChainHead:
     seq: int
     chain: str
     source_offset: int  # the last trail offset written, -1 if none
+    # per kind, the last trail offset written: an entry covers a run of one kind's messages,
+    # so a re-read message is skipped when its own kind's entries already reach it
+    offsets: Mapping[str, int] = field(default_factory=dict)
+
+    def written(self, kind: str, offset: int) -> bool:
+        """Whether the trail message of ``kind`` at ``offset`` is already in the chain."""
+        return 0 <= offset <= self.offsets.get(kind, -1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +178,7 @@ class Store(ABC):
         self.database = check_database_name(database)
         self.retention = retention or Retention()
         self._write_lock = threading.Lock()
+        self._written_heads: dict[str, ChainHead] = {}
 
     # -- what a backend provides -------------------------------------------------------------
 
@@ -244,7 +252,15 @@ class Store(ABC):
         if not rows:
             return ChainHead(chain_id, 0, GENESIS, -1)
         r = rows[0]
-        return ChainHead(chain_id, int(r["seq"]), r["chain"], int(r["source_offset"]))
+        offsets = {
+            k["kind"]: int(k["o"])
+            for k in self._rows(
+                f"SELECT kind, max(source_offset) AS o FROM {self.database}.ledger "
+                "WHERE chain_id = {c:String} GROUP BY kind",
+                {"c": chain_id},
+            )
+        }
+        return ChainHead(chain_id, int(r["seq"]), r["chain"], int(r["source_offset"]), offsets)
 
     def chain_heads(self) -> list[ChainHead]:
         """The last entry of every chain in the ledger."""
@@ -267,11 +283,13 @@ class Store(ABC):
     ) -> int:
         """Write one batch (observations or dead letters) as the next entry of a chain.
 
-        With ``source_offset`` >= 0 (a trail message's offset), a message at or before the
-        chain's last written offset was written already and is skipped: that, and the
-        inserts' deduplication tokens, make a re-read after a crash a no-op. A direct write
-        (offset -1) is skipped when the chain already holds a batch with the same digest.
-        ``head`` is the chain's current head when the caller (its one writer) knows it.
+        With ``source_offset`` >= 0 (the last trail offset the batch covers; a batch may
+        cover a run of messages of its kind), a batch at or before the chain's last written
+        offset of that kind was written already and is skipped: that, and the inserts'
+        deduplication tokens, make a re-read after a crash a no-op. A direct write (offset
+        -1) is skipped when the chain already holds a batch with the same digest. ``head``
+        is the chain's current head when the caller (its one writer) knows it; the head
+        after the write is ``written_head(chain_id)``.
 
         Returns the batch's sequence number in the chain (the existing one if skipped, 0 for
         an empty table or a skipped trail message).
@@ -284,7 +302,7 @@ class Store(ABC):
         with self._write_lock:
             if head is None:
                 head = self.chain_head(chain_id)
-            if source_offset >= 0 and source_offset <= head.source_offset:
+            if head.written(kind, source_offset):
                 return 0
             if source_offset < 0:
                 known = self._rows(
@@ -350,7 +368,17 @@ class Store(ABC):
                 # that was written (a token would also drop a rewrite after a lost write).
                 None,
             )
+            offsets = dict(head.offsets)
+            if source_offset >= 0:
+                offsets[kind] = source_offset
+            self._written_heads[chain_id] = ChainHead(
+                chain_id, seq, entry.chain, source_offset, offsets
+            )
             return seq
+
+    def written_head(self, chain_id: str) -> ChainHead | None:
+        """The head of ``chain_id`` after this store object's last write to it, if any."""
+        return self._written_heads.get(chain_id)
 
     # -- verification --------------------------------------------------------------------------
 

@@ -135,7 +135,9 @@ def main() -> None:
         insert_s += time.perf_counter() - started
         if written < 2_000_000:  # the baseline on the first batches only: same data, no extras
             started = time.perf_counter()
-            store._insert("baseline", _OBS_COLUMNS, _OBS_SELECT.format(batch=0), table, None)
+            store._insert(
+                "baseline", _OBS_COLUMNS, _OBS_SELECT.format(batch=0, chain_id="''"), table, None
+            )
             baseline_s += time.perf_counter() - started
             baseline_rows = written + table.num_rows
         written += table.num_rows

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pyarrow as pa
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -57,11 +58,23 @@ class RecorderSettings:
     heads_topic: str | None = "stampline.trail.heads"
     heads_interval_s: float = 10.0
     consume_batch: int = 200  # trail messages per poll (each up to ~768 KiB of rows)
+    max_batch_rows: int = 500_000  # rows per store insert: consecutive messages combined
     poll_timeout_s: float = 0.2
     retry_initial_s: float = 0.1
     retry_max_s: float = 5.0
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """One trail message, read."""
+
+    kind: str
+    table: pa.Table
+    offset: int
+    rejected: bool  # unreadable: ``table`` is its trail dead letter
+    broker_ms: int  # the message's timestamp: how old the trail is while it waits
 
 
 @dataclass(slots=True)
@@ -180,79 +193,106 @@ class Recorder:
     # ------------------------------------------------------------------ writing
 
     def _write_all(self, messages: list[Message], stop: threading.Event) -> list[Message]:
-        """Write ``messages`` in order; returns what is left if ``stop`` came while retrying
-        (nothing of it committed, so a restart reads it again)."""
-        for i, m in enumerate(messages):
+        """Write ``messages``: per partition, in order, in groups of consecutive messages (one
+        ledger entry per kind and group, so a store insert carries many messages' rows).
+        A partition revoked meanwhile, or ``stop`` while retrying, leaves the rest
+        uncommitted: its owner (or this recorder after a restart) reads it again."""
+        by_partition: dict[int, list[Message]] = {}
+        for m in messages:
             if m.error() is not None:
-                log.warning(
-                    "consume error %s: %s", where(m.topic(), m.partition(), m.offset()), m.error()
-                )
+                at = where(m.topic(), m.partition(), m.offset())
+                log.warning("consume error %s: %s", at, m.error())
                 continue
-            partition, offset = m.partition() or 0, m.offset() or 0
-            if partition not in self._assigned:
-                continue  # revoked meanwhile: its new owner reads it from the last commit
-            if not self._write_retrying(m, stop):
-                return messages[i:]
-            self._written[partition] = offset + 1
+            by_partition.setdefault(m.partition() or 0, []).append(m)
+        cap = self.settings.max_batch_rows
+        for partition, msgs in by_partition.items():
+            i = 0
+            while i < len(msgs) and partition in self._assigned and not stop.is_set():
+                group: list[_Decoded] = []
+                rows = 0
+                while i < len(msgs) and (not group or rows < cap):
+                    group.append(self._decode(msgs[i]))
+                    rows += group[-1].table.num_rows
+                    i += 1
+                if not self._write_retrying(partition, group, stop):
+                    break
+                self._written[partition] = group[-1].offset + 1
         self._set_paused(False)
         return []
 
-    def _write_retrying(self, m: Message, stop: threading.Event) -> bool:
-        delay = self.settings.retry_initial_s
-        while True:
-            try:
-                self._write(m)
-                return True
-            except Exception as exc:  # a store error: retry, never drop
-                self.stats.retries += 1
-                if self.metrics is not None:
-                    self.metrics.store_errors.inc()
-                self._note_lag(m)
-                log.warning(
-                    "store write failed for %s, retrying in %.2fs: %s",
-                    where(m.topic(), m.partition(), m.offset()),
-                    delay,
-                    exc,
-                )
-                self._wait_polling(delay)
-                delay = min(delay * 2, self.settings.retry_max_s)
-                if stop.is_set() or (m.partition() or 0) not in self._assigned:
-                    return False
-
-    def _write(self, m: Message) -> None:
-        partition, offset = m.partition() or 0, m.offset() or 0
-        chain_id = self.chain_id(partition)
-        self._note_lag(m)
+    def _decode(self, m: Message) -> _Decoded:
+        ts_type, ms = m.timestamp()
+        ms = ms if ts_type else 0
+        self._note_lag(m.partition() or 0, ms)
         try:
             kind, table = decode_trail_message(m.value(), m.headers())
         except TrailFormatError as exc:
-            kind, table = "dead_letters", self._rejected(m, str(exc))
-            rejected = True
-        else:
-            rejected = False
+            rejected = self._rejected(m, str(exc))
+            return _Decoded("dead_letters", rejected, m.offset() or 0, True, ms)
+        return _Decoded(kind, table, m.offset() or 0, False, ms)
+
+    def _write_retrying(self, partition: int, group: list[_Decoded], stop: threading.Event) -> bool:
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                self._write(partition, group)
+                return True
+            except Exception as exc:  # a store error: retry, never drop
+                # What was written before the failure is in the chain: read its head again.
+                self.heads.pop(self.chain_id(partition), None)
+                self.stats.retries += 1
+                if self.metrics is not None:
+                    self.metrics.store_errors.inc()
+                log.warning(
+                    "store write failed for %s[%d]@%d..%d, retrying in %.2fs: %s",
+                    self.settings.trail_topic,
+                    partition,
+                    group[0].offset,
+                    group[-1].offset,
+                    delay,
+                    exc,
+                )
+                self._note_lag(partition, group[0].broker_ms)
+                self._wait_polling(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+                if stop.is_set() or partition not in self._assigned:
+                    return False
+
+    def _write(self, partition: int, group: list[_Decoded]) -> None:
+        """Write a group's messages not yet in the chain: one entry per kind."""
+        chain_id = self.chain_id(partition)
         head = self.heads.get(chain_id)
         if head is None:
             head = self.store.chain_head(chain_id)
-        seq = self.store.write_batch(
-            kind, table, chain_id=chain_id, source_offset=offset, head=head
-        )
-        if seq == 0:
-            self.stats.skipped += 1
-            self.heads[chain_id] = self.store.chain_head(chain_id)
-            return
-        self.heads[chain_id] = self.store.chain_head(chain_id)
-        self.stats.messages += 1
-        if rejected:
-            self.stats.rejected += 1
-            if self.metrics is not None:
-                self.metrics.rejected.inc()
+        todo: dict[str, list[_Decoded]] = {}
+        for d in group:
+            if head.written(d.kind, d.offset):
+                self.stats.skipped += 1
+            else:
+                todo.setdefault(d.kind, []).append(d)
+        for kind, items in todo.items():
+            table = pa.concat_tables([d.table for d in items])
+            seq = self.store.write_batch(
+                kind, table, chain_id=chain_id, source_offset=items[-1].offset, head=head
+            )
+            written = self.store.written_head(chain_id) if seq else None
+            head = written if written is not None else self.store.chain_head(chain_id)
+            self.heads[chain_id] = head
+            self._count(kind, items, table.num_rows)
+        self.heads[chain_id] = head
+
+    def _count(self, kind: str, items: list[_Decoded], rows: int) -> None:
+        self.stats.messages += len(items)
+        rejected = sum(d.rejected for d in items)
+        self.stats.rejected += rejected
         if kind == "observations":
-            self.stats.rows += table.num_rows
+            self.stats.rows += rows
         else:
-            self.stats.dead_letters += table.num_rows
+            self.stats.dead_letters += rows
         if self.metrics is not None:
-            self.metrics.messages.inc()
-            self.metrics.rows.labels(kind).inc(table.num_rows)
+            self.metrics.rejected.inc(rejected)
+            self.metrics.messages.inc(len(items))
+            self.metrics.rows.labels(kind).inc(rows)
 
     def _rejected(self, m: Message, reason: str) -> Any:
         log.error(
@@ -335,12 +375,12 @@ class Recorder:
 
     # ------------------------------------------------------------------ lag and heads
 
-    def _note_lag(self, m: Message) -> None:
-        ts_type, ms = m.timestamp()
-        lag = max(0.0, time.time() - ms / 1000) if ts_type and ms > 0 else 0.0
+    def _note_lag(self, partition: int, broker_ms: int) -> None:
+        """The trail of ``partition`` is as old as the message at ``broker_ms`` waiting."""
+        lag = max(0.0, time.time() - broker_ms / 1000) if broker_ms > 0 else 0.0
         self.stats.lag_s = lag
         if self.metrics is not None:
-            self.metrics.lag_seconds.labels(str(m.partition())).set(lag)
+            self.metrics.lag_seconds.labels(str(partition)).set(lag)
 
     def _caught_up(self) -> None:
         self.stats.lag_s = 0.0
