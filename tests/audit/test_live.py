@@ -14,6 +14,7 @@ import pytest
 from audit import (
     LIVE_FILE,
     ChdbStore,
+    ClickHouseStore,
     LiveEndpoint,
     LiveStore,
     ReadOnlyError,
@@ -131,3 +132,24 @@ def test_the_endpoint_is_found_from_the_store_folder_and_forgotten_when_closed(
         assert find_live(store.path) is None
     finally:
         (store.path / LIVE_FILE).unlink()
+
+
+def test_the_server_backend_reads_the_embedded_store_through_the_endpoint(
+    live: tuple[ChdbStore, LiveStore],
+) -> None:
+    """clickhouse-connect, through the store's own server backend, reads the live endpoint as
+    it reads a ClickHouse server: queries, replay and verification agree; writes fail."""
+    store, remote = live
+    server = ClickHouseStore(remote.url, store.database, migrate=False)
+    try:
+        sql = "SELECT stage, count() AS n FROM {db}.observations WHERE stage != {s:String} "
+        sql += "GROUP BY stage ORDER BY stage"
+        assert server.query(sql, {"s": "gate"}) == store.query(sql, {"s": "gate"})
+        (row,) = store.query("SELECT toString(event_id) AS id FROM {db}.observations LIMIT 1")
+        assert replay_event(server, row["id"]).to_dict() == replay_event(store, row["id"]).to_dict()
+        assert server.verify().ok
+        with pytest.raises(StoreError):
+            server.write_observations(pipeline(1))
+    finally:
+        server.close()
+    assert store.query("SELECT count() AS n FROM {db}.observations") == [{"n": 15}]
