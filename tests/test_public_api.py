@@ -33,6 +33,7 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
         ("rules", ["audit", "collectors", "alerting", "dashboards", "stampline"]),
         ("audit", ["rules", "collectors", "alerting", "dashboards", "stampline"]),
         ("collectors", ["alerting", "dashboards", "stampline"]),
+        ("alerting", ["rules", "collectors", "dashboards", "stampline"]),
     ],
 )
 def test_imports_run_one_way(name: str, forbidden: list[str]) -> None:
