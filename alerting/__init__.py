@@ -39,6 +39,7 @@ from alerting._definitions import (
     parse_alerts,
 )
 from alerting._durations import duration_ns, prometheus_duration
+from alerting._lifecycle import Lifecycle, Transition, fingerprint
 from alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionError
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "DlqRate",
     "ExpectedProvider",
     "LatencySlo",
+    "Lifecycle",
     "ProviderSilent",
     "ScheduledEvent",
     "Scope",
@@ -65,10 +67,12 @@ __all__ = [
     "SeverityDecision",
     "Stale",
     "TrailLag",
+    "Transition",
     "Window",
     "decide_severity",
     "duration_ns",
     "event_at",
+    "fingerprint",
     "in_quiet",
     "in_session",
     "load_alerts",
