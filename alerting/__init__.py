@@ -38,8 +38,10 @@ from alerting._definitions import (
     load_alerts,
     parse_alerts,
 )
+from alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
 from alerting._durations import duration_ns, prometheus_duration
 from alerting._lifecycle import Lifecycle, Transition, fingerprint
+from alerting._watch import ProviderWatch, WatchTicker
 from alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionError
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "AlertDeliveryError",
     "AlertingError",
     "AlertsFile",
+    "BatchObserver",
     "Calendar",
     "ClockError",
     "CollectorDown",
@@ -58,9 +61,12 @@ __all__ = [
     "Divergence",
     "DlqRate",
     "ExpectedProvider",
+    "KeyDetectors",
     "LatencySlo",
     "Lifecycle",
+    "ProviderFacts",
     "ProviderSilent",
+    "ProviderWatch",
     "ScheduledEvent",
     "Scope",
     "SequenceGap",
@@ -68,6 +74,7 @@ __all__ = [
     "Stale",
     "TrailLag",
     "Transition",
+    "WatchTicker",
     "Window",
     "decide_severity",
     "duration_ns",

@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import nan
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -66,6 +66,9 @@ from collectors._stamps import (
 from collectors._trailrows import TrailRows, TrailSink, write_table
 from collectors.exceptions import DeliveryError, StampError
 from rules import BatchResult, Failure, RuleSet, RulesHolder
+
+if TYPE_CHECKING:
+    from alerting import BatchObserver
 
 log = logging.getLogger("stampline.gate")
 
@@ -149,8 +152,10 @@ class Gate:
         rules: RuleSet | RulesHolder,
         trail: TrailSink,
         metrics: SidecarMetrics | None = None,
+        detectors: BatchObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.detectors = detectors  # alerting: called once per batch, see _process
         self.rules = rules
         self.trail = trail
         self.metrics = metrics
@@ -659,6 +664,11 @@ class Gate:
         for i in range(n):
             self._offsets[(topics[i], partitions[i])] = offsets[i] + 1
         self._producer.poll(0)
+        if self.detectors is not None:
+            self.detectors.observe_batch(
+                received, providers, instruments, seqs, origins, rejects, warnings,
+                rules.drain_events(),
+            )  # fmt: skip
         if self.metrics is not None:
             self._count(n, first)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from alerting import BatchObserver
 from collectors import Gate, GateSettings, SidecarMetrics, TrailSink
 from rules import RuleSet
 
@@ -126,8 +127,9 @@ class GateRun:
         rules: RuleSet,
         trail: TrailSink,
         metrics: SidecarMetrics | None = None,
+        detectors: BatchObserver | None = None,
     ) -> None:
-        self.gate = Gate(settings, rules, trail, metrics)
+        self.gate = Gate(settings, rules, trail, metrics, detectors)
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._body, daemon=True)
