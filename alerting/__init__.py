@@ -41,6 +41,7 @@ from alerting._definitions import (
 from alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
 from alerting._durations import duration_ns, prometheus_duration
 from alerting._lifecycle import Lifecycle, Transition, fingerprint
+from alerting._relay import FactsPublisher, FactsSubscriber
 from alerting._watch import ProviderWatch, WatchTicker
 from alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionError
 
@@ -61,6 +62,8 @@ __all__ = [
     "Divergence",
     "DlqRate",
     "ExpectedProvider",
+    "FactsPublisher",
+    "FactsSubscriber",
     "KeyDetectors",
     "LatencySlo",
     "Lifecycle",
