@@ -5,6 +5,7 @@ the Prometheus / Alertmanager files exported from the same definitions.
 May import ``audit``.
 """
 
+from alerting._alertmanager import AlertmanagerClient, am_alert
 from alerting._calendar import (
     SeverityDecision,
     decide_severity,
@@ -39,8 +40,12 @@ from alerting._definitions import (
     parse_alerts,
 )
 from alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
+from alerting._dispatch import Dispatcher
 from alerting._durations import duration_ns, prometheus_duration
+from alerting._history import read_actions, read_history, write_action, write_history
 from alerting._lifecycle import Lifecycle, Transition, fingerprint
+from alerting._metrics import AlertMetrics
+from alerting._notice import Notice, render
 from alerting._relay import FactsPublisher, FactsSubscriber
 from alerting._watch import ProviderWatch, WatchTicker
 from alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionError
@@ -51,7 +56,9 @@ __all__ = [
     "SEVERITIES",
     "AlertDefinition",
     "AlertDeliveryError",
+    "AlertMetrics",
     "AlertingError",
+    "AlertmanagerClient",
     "AlertsFile",
     "BatchObserver",
     "Calendar",
@@ -59,6 +66,7 @@ __all__ = [
     "CollectorDown",
     "Completeness",
     "DefinitionError",
+    "Dispatcher",
     "Divergence",
     "DlqRate",
     "ExpectedProvider",
@@ -67,6 +75,7 @@ __all__ = [
     "KeyDetectors",
     "LatencySlo",
     "Lifecycle",
+    "Notice",
     "ProviderFacts",
     "ProviderSilent",
     "ProviderWatch",
@@ -79,6 +88,7 @@ __all__ = [
     "Transition",
     "WatchTicker",
     "Window",
+    "am_alert",
     "decide_severity",
     "duration_ns",
     "event_at",
@@ -88,6 +98,11 @@ __all__ = [
     "load_alerts",
     "parse_alerts",
     "prometheus_duration",
+    "read_actions",
+    "read_history",
     "read_ical",
+    "render",
     "shift",
+    "write_action",
+    "write_history",
 ]
