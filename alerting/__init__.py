@@ -42,6 +42,7 @@ from alerting._definitions import (
 from alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
 from alerting._dispatch import Dispatcher
 from alerting._durations import duration_ns, prometheus_duration
+from alerting._export import alertmanager_config, expression, prometheus_rules, prometheus_tests
 from alerting._history import read_actions, read_history, write_action, write_history
 from alerting._lifecycle import Lifecycle, Transition, fingerprint
 from alerting._metrics import AlertMetrics
@@ -88,16 +89,20 @@ __all__ = [
     "Transition",
     "WatchTicker",
     "Window",
+    "alertmanager_config",
     "am_alert",
     "decide_severity",
     "duration_ns",
     "event_at",
+    "expression",
     "fingerprint",
     "in_quiet",
     "in_session",
     "load_alerts",
     "parse_alerts",
     "prometheus_duration",
+    "prometheus_rules",
+    "prometheus_tests",
     "read_actions",
     "read_history",
     "read_ical",
