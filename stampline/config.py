@@ -237,6 +237,26 @@ class RulesConfig(_Section):
         return _duration(v)
 
 
+class AlertingConfig(_Section):
+    """Alerting (docs/alerting.md): the definitions file and where alerts go."""
+
+    definitions: Path | None = Field(default=None, description="alert definitions YAML")
+    alertmanager_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    topic: Topic | None = Field(default=None, description="alerts topic (each transition)")
+    facts_topic: Topic | None = Field(
+        default=None, description="several gates: their provider facts meet here"
+    )
+    resend_interval_ns: int = Field(default=30_000_000_000, alias="resend_interval")
+
+    @field_validator("resend_interval_ns", mode="before")
+    @classmethod
+    def _resend(cls, v: Any) -> int:
+        ns = _duration(v)
+        if ns < 1_000_000_000:
+            raise ValueError("resend_interval must be at least 1s")
+        return ns
+
+
 class StageConfig(_Section):
     name: StageName
     input: Topic
@@ -263,6 +283,7 @@ class Config(BaseSettings):
     stages: list[StageConfig] = Field(default_factory=list)
     tap: TapConfig = TapConfig()
     metrics: MetricsConfig = MetricsConfig()
+    alerting: AlertingConfig = AlertingConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -355,6 +376,13 @@ def check_config(path: Path | str) -> tuple[Config | None, list[Problem]]:
         build_rules(config)
     except RuleFileError as exc:
         return config, [Problem("rules.files", str(exc))]
+    if config.alerting.definitions is not None:
+        from alerting import DefinitionError, load_alerts
+
+        try:
+            load_alerts(config.alerting.definitions)
+        except DefinitionError as exc:
+            return config, [Problem("alerting.definitions", str(exc))]
     return config, []
 
 
@@ -386,7 +414,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
     store = config.store.model_copy(update={"path": resolve(config.store.path)})
     rules = config.rules.model_copy(update={"files": [resolve(f) for f in config.rules.files]})
-    return config.model_copy(update={"store": store, "rules": rules})
+    defs = config.alerting.definitions
+    alerting = config.alerting.model_copy(update={"definitions": defs and resolve(defs)})
+    return config.model_copy(update={"store": store, "rules": rules, "alerting": alerting})
 
 
 def _env_problems(exc: Exception) -> list[Problem]:

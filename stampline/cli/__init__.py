@@ -1,6 +1,7 @@
 """The ``stampline`` command: one module per command group, each registering on ``app``."""
 
 from stampline.cli import (  # noqa: F401  (registration)
+    _alerts,
     _audit_validate,
     _broker,
     _config,

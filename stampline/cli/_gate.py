@@ -7,6 +7,8 @@ import threading
 from contextlib import nullcontext
 from typing import Any
 
+from rich.markup import escape
+
 from rules import RuleFileError
 from stampline.cli._app import ConfigOpt, app, config_path, err, fail
 from stampline.config import ConfigError, load_config
@@ -47,7 +49,9 @@ def gate(config: ConfigOpt = None) -> None:
                 cfg.topics.partitions,
             )
         with open_store(cfg) as store:
-            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store, metrics)
+            alerting = _alerting(cfg, bootstrap, store, metrics, rules)
+            detectors = alerting.detectors if alerting is not None else None
+            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store, metrics, detectors)
             err.print(
                 f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
                 f"/ {cfg.topics.dead_letter}; trail in {cfg.store.path}",
@@ -66,10 +70,25 @@ def gate(config: ConfigOpt = None) -> None:
                         highlight=False,
                     )
 
-            the_gate.run(stop, on_flush=report)
+            try:
+                the_gate.run(stop, on_flush=report)
+            finally:
+                if alerting is not None:
+                    alerting.close()
             s = the_gate.stats
             err.print(
                 f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
                 f"dead-lettered {s.dead_lettered_total:,}",
                 highlight=False,
             )
+
+
+def _alerting(cfg: Any, bootstrap: str, store: Any, metrics: Any, rules: Any) -> Any:
+    """The gate's alerting parts (None without alerting.definitions); exits on a bad file."""
+    from alerting import DefinitionError
+    from stampline._alerts import for_gate
+
+    try:
+        return for_gate(cfg, bootstrap, store, metrics, rules)
+    except DefinitionError as exc:
+        fail(f"alerting.definitions is not usable:\n{escape(str(exc))}")
