@@ -167,3 +167,38 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> 
     )
     yield server
     stop(server)
+
+
+def start_prometheus(
+    folder: Path, scrape: str, alertmanager_url: str, rule_file: str, external: str
+) -> Server:
+    """A real Prometheus scraping ``scrape`` every second, evaluating ``rule_file`` every
+    second and sending alerts (labelled ``source=<external>``) to Alertmanager."""
+    am = alertmanager_url.removeprefix("http://")
+    (folder / "prometheus.yml").write_text(
+        f"""\
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+  external_labels: {{source: {external}}}
+rule_files: [{rule_file}]
+alerting:
+  alertmanagers:
+    - static_configs: [{{targets: ["{am}"]}}]
+scrape_configs:
+  - job_name: stampline
+    static_configs: [{{targets: ["{scrape}"]}}]
+"""
+    )
+    return start(
+        PROM_BIN,
+        [
+            "--config.file=prometheus.yml",
+            f"--storage.tsdb.path={folder / 'tsdb'}",
+            "--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        folder,
+        "/-/ready",
+        "prometheus",
+    )
