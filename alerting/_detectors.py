@@ -18,6 +18,7 @@ Where each kind is detected, so that one fault raises one alert whatever the num
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -76,7 +77,7 @@ class ProviderFacts:
     """One gate's view of one batch, per provider: what the provider-wide detectors need."""
 
     at_ns: int  # when the gate took the batch in
-    last_origin: dict[str, int] = field(default_factory=dict)  # newest origin time
+    last_origin: dict[str, int] = field(default_factory=dict)  # origin of the last record
     events: dict[str, int] = field(default_factory=dict)
     dead: dict[tuple[str, str], int] = field(default_factory=dict)  # (provider, rule) -> n
     source: str = ""
@@ -235,11 +236,10 @@ class KeyDetectors:
         out: list[Transition] = []
         facts = ProviderFacts(received_ns, source=self.source) if self.facts else None
         if facts is not None:
-            last, events = facts.last_origin, facts.events
-            for p, o in zip(providers, origins, strict=True):
-                events[p] = events.get(p, 0) + 1
-                if o > last.get(p, 0):
-                    last[p] = o
+            # C-speed passes: the origin of each provider's last record in arrival order (the
+            # watch keeps the maximum across batches), and the count per provider.
+            facts.last_origin = dict(zip(providers, origins, strict=True))
+            facts.events = dict(Counter(providers))
             for row, failures in rejects.items():
                 key = (providers[row], failures[0].rule_id)
                 facts.dead[key] = facts.dead.get(key, 0) + 1

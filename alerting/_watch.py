@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from alerting._calendar import decide_severity, in_session
 from alerting._definitions import AlertsFile, DlqRate, ExpectedProvider, ProviderSilent
@@ -45,8 +45,9 @@ class ProviderWatch:
         self._wall = clock
         self.started_ns = (0 if event_clock else clock()) if started_ns is None else started_ns
         self._lock = threading.Lock()
-        self.last_origin: dict[str, int] = {}  # every provider seen, registered or not
-        self.last_seen_at: dict[str, int] = {}  # clock time of its newest facts
+        self.last_origin: dict[str, int] = {}  # registered provider -> newest origin seen
+        self._registered = [p.provider for p in definitions.providers]
+        self._newest = 0  # newest origin of any provider (the event clock)
         self._window: deque[ProviderFacts] = deque()
         self._calendars = definitions.calendars
         self._silent = [
@@ -88,7 +89,7 @@ class ProviderWatch:
     def clock(self) -> int:
         """Now: the wall clock, or with ``event_clock`` the newest origin time seen."""
         if self.event_clock:
-            return max(self.last_origin.values(), default=self.started_ns)
+            return max(self._newest, self.started_ns)
         return self._wall()
 
     def _severity_fn(self, defined: str) -> Callable[[Labels, int], str]:
@@ -102,16 +103,25 @@ class ProviderWatch:
     def add(self, facts: ProviderFacts) -> None:
         """One gate's batch summary; judges the providers at once (a resumed provider
         resolves without waiting for a tick)."""
+        seen = facts.last_origin
         with self._lock:
-            if self.event_clock and not self.started_ns and facts.last_origin:
-                self.started_ns = min(facts.last_origin.values())
-            for p, o in facts.last_origin.items():
-                if o > self.last_origin.get(p, 0):
-                    self.last_origin[p] = o
-                self.last_seen_at[p] = facts.at_ns
+            if self.event_clock and seen:
+                if not self.started_ns:
+                    self.started_ns = min(seen.values())
+                self._newest = max(self._newest, max(seen.values()))
+            # Only registered providers are tracked: the registry is the list of who must be
+            # there, and a batch may name thousands of others.
+            last = self.last_origin
+            for p in self._registered:
+                o = seen.get(p)
+                if o is not None and o > last.get(p, 0):
+                    last[p] = o
             if self._dlq:
                 self._window.append(facts)
-            out = self._judge_silence(self.clock())
+            if self.event_clock:
+                out = self._judge_silence(self.clock())
+            else:  # resolve a provider that came back at once; the ticker finds new silences
+                out = self._judge_silence(self.clock(), only=seen)
         if out:
             self.deliver(out)
 
@@ -129,12 +139,19 @@ class ProviderWatch:
         """Time since the provider's newest event (since the watch started if never seen)."""
         return now_ns - self.last_origin.get(provider, self.started_ns)
 
-    def _judge_silence(self, now: int) -> list[Transition]:
-        # Every registered provider each time: the registry is short, and a provider absent
-        # from these facts is exactly the one that may be silent.
+    def _judge_silence(self, now: int, only: Mapping[str, int] | None = None) -> list[Transition]:
+        # Every registered provider (a provider absent from the facts is exactly the one that
+        # may be silent), or only those named in ``only`` that hold an alert instance.
         out: list[Transition] = []
         for d, life in self._silent:
+            if only is not None and not life.instances:
+                continue
             for p in self.definitions.providers:
+                if only is not None and (
+                    p.provider not in only
+                    or ((("provider", p.provider), ("venue", p.venue)) not in life.instances)
+                ):
+                    continue
                 if not d.scope.matches(p.provider, p.venue):
                     continue
                 out += self._silence_sample(d, life, p, now)
