@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from stampline.cli._app import JsonOpt, app, emit_json, err, fail, out
@@ -81,6 +82,20 @@ def _print_summary(s: dict[str, Any]) -> None:
                 f"[yellow]{name}: origin times are later than ingestion — its clock runs "
                 "ahead of the gate's; latencies from it are not facts[/]"
             )
+    alerts = s.get("alerts", [])
+    at = Table(title="alerts (docs/alerting.md)", title_justify="left")
+    for col in ("alert", "labels", "fired at", "resolved at", "summary"):
+        at.add_column(col)
+    for a in alerts:
+        at.add_row(
+            escape(a["id"]),
+            escape(" ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))),
+            a["fired_at"] or "—",
+            a["resolved_at"] or "still firing",
+            escape(a["summary"]),
+        )
+    if alerts:
+        out.print(at)
     st = Table(title="stages (time from taking an event in to letting it go)", title_justify="left")
     for col in ("stage", "events", "p50 ms", "p99 ms"):
         st.add_column(col, justify="left" if col == "stage" else "right")

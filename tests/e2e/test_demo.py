@@ -19,7 +19,8 @@ from tests.helpers import read_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-PLAN = FeedPlan(rounds=24, silent_rounds=(8, 14), bad_per_kind=2)
+# bravo silent for 16 rounds of 50 ms: past the demo's 500 ms max_gap, so it alerts.
+PLAN = FeedPlan(rounds=34, silent_rounds=(8, 24), bad_per_kind=2)
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +129,17 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
         assert times == sorted(times)
     assert {s["stage"] for e in inputs for s in e["stamps"]} >= {"gate"}
     assert any(s["stage"] == "risk" for s in events[0]["stamps"])
+
+
+def test_the_silent_provider_raises_one_alert_that_resolves(demo: DemoResult) -> None:
+    """The summary's alerts hold exactly one provider_silent alert, for bravo, fired and
+    resolved when it came back; the other providers raised none."""
+    (alert,) = demo.summary["alerts"]
+    assert (alert["id"], alert["kind"], alert["labels"]["provider"]) == (
+        "provider.silent",
+        "provider_silent",
+        "bravo",
+    )
+    assert alert["fired_at"] is not None
+    assert alert["resolved_at"] is not None
+    assert alert["fired_at"] < alert["resolved_at"]
