@@ -62,8 +62,10 @@ def test_two_gates_raise_one_alert_per_fault(
         for g in range(2)
     ]
     runs = []
+    publishers: list[FactsPublisher] = []
     for g in range(2):
         publisher = FactsPublisher(bootstrap, facts_topic)
+        publishers.append(publisher)
 
         def both(facts: object, publisher: FactsPublisher = publisher, g: int = g) -> None:
             seen[g].update(facts.last_origin)  # type: ignore[attr-defined]
@@ -112,6 +114,8 @@ def test_two_gates_raise_one_alert_per_fault(
     wait(lambda: watch.last_origin.get("alpha", 0) >= last, "the last facts")
     for run in runs:
         run.stop()
+    for publisher in publishers:
+        publisher.close()
     subscriber.stop()
     fired = sorted((t.alert_id, t.label("provider")) for t in got if t.state == "firing")
     assert fired == [("provider.silent", "beta"), ("sequence.gap", "alpha")]

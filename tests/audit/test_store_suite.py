@@ -71,7 +71,7 @@ class TestMigrations:
         """Opening the store applied every migration; migrating again changes nothing."""
         report = any_store.migrate()
         assert report.applied == []
-        assert report.already == ["001_trail", "002_ledger", "003_rollups"]
+        assert report.already == ["001_trail", "002_ledger", "003_rollups", "020_alerts"]
         versions = any_store.query("SELECT version FROM {db}.schema_migrations ORDER BY version")
         assert [r["version"] for r in versions] == [1, 2, 3]
 
