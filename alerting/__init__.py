@@ -44,6 +44,7 @@ from alerting._dispatch import Dispatcher
 from alerting._durations import duration_ns, prometheus_duration
 from alerting._export import alertmanager_config, expression, prometheus_rules, prometheus_tests
 from alerting._history import read_actions, read_history, write_action, write_history
+from alerting._learning import DismissalBook, UpdateRates
 from alerting._lifecycle import Lifecycle, Transition, fingerprint
 from alerting._metrics import AlertMetrics
 from alerting._notice import Notice, render
@@ -67,6 +68,7 @@ __all__ = [
     "CollectorDown",
     "Completeness",
     "DefinitionError",
+    "DismissalBook",
     "Dispatcher",
     "Divergence",
     "DlqRate",
@@ -87,6 +89,7 @@ __all__ = [
     "Stale",
     "TrailLag",
     "Transition",
+    "UpdateRates",
     "WatchTicker",
     "Window",
     "alertmanager_config",

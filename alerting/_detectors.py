@@ -25,8 +25,9 @@ from fnmatch import fnmatchcase
 from typing import Protocol
 
 from alerting._calendar import decide_severity
-from alerting._definitions import AlertsFile, Divergence, SequenceGap, Stale
-from alerting._lifecycle import Labels, Lifecycle, Transition
+from alerting._definitions import AlertsFile, Calendar, Divergence, SequenceGap, Stale
+from alerting._learning import DismissalBook, UpdateRates
+from alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
 
 log = logging.getLogger("stampline.alerting")
 
@@ -119,6 +120,36 @@ class ProviderFacts:
 
 
 _TICK_NS = 100_000_000
+
+
+def severity_fn(
+    alert_id: str,
+    defined: str,
+    definitions: AlertsFile,
+    calendar_of: Callable[[str], Calendar | None],
+    dismissals: DismissalBook | None,
+    rates: UpdateRates,
+) -> Callable[[Labels, int], str]:
+    """The severity an instance fires with: the evaluation order of ``_calendar`` with the
+    instance's dismissals-as-expected and its provider's volatility."""
+    learn = definitions.dismissals
+
+    def decide(labels: Labels, at_ns: int) -> str:
+        provider = dict(labels).get("provider", "")
+        dismissed = dismissals.count(fingerprint(alert_id, labels)) if dismissals else 0
+        volatile = dismissed > 0 and rates.ratio(provider) >= learn.volatile_rate_ratio
+        return decide_severity(
+            defined,
+            calendar=calendar_of(provider),
+            at_ns=at_ns,
+            dismissed_expected=dismissed,
+            downgrade_after=learn.downgrade_after,
+            volatile=volatile,
+        ).severity
+
+    return decide
+
+
 Deliver = Callable[[list[Transition]], None]
 
 
@@ -154,8 +185,11 @@ class KeyDetectors:
         source: str = "gate",
         ttl_ns: int = 3_600_000_000_000,
         max_instances: int = 10_000,
+        dismissals: DismissalBook | None = None,
     ) -> None:
         self.definitions = definitions
+        self.dismissals = dismissals
+        self.rates = UpdateRates()
         self.deliver = deliver
         self.facts = facts
         self.source = source
@@ -180,19 +214,16 @@ class KeyDetectors:
                 d.kind,
                 for_ns=d.for_ns,
                 keep_firing_for_ns=d.keep_firing_for_ns,
-                severity=self._severity_fn(d.severity),
+                severity=self._severity_fn(d.id, d.severity),
                 ttl_ns=ttl_ns,
                 max_instances=max_instances,
             )
             self.alerts.append(_KeyAlert(d, rules, life))
 
-    def _severity_fn(self, defined: str) -> Callable[[Labels, int], str]:
-        def decide(labels: Labels, at_ns: int) -> str:
-            provider = dict(labels).get("provider", "")
-            cal = self._calendar.get(provider)
-            return decide_severity(defined, calendar=cal, at_ns=at_ns).severity
-
-        return decide
+    def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
+        return severity_fn(
+            alert_id, defined, self.definitions, self._calendar.get, self.dismissals, self.rates
+        )
 
     def labels(self, alert: _KeyAlert, provider: str, instrument: str) -> Labels:
         out = [("provider", provider), ("venue", self._venue.get(provider, ""))]
@@ -257,6 +288,8 @@ class KeyDetectors:
                 out += alert.life.tick(now)
                 for labels in [k for k in alert.open if k not in alert.life.instances]:
                     del alert.open[labels]  # expired or evicted by the lifecycle
+        if self.dismissals is not None:  # the volatility measure is needed only to learn
+            self.rates.add(facts.events if facts else dict(Counter(providers)), received_ns)
         if facts is not None and self.facts is not None:
             self.facts(facts)
         return out

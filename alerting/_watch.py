@@ -19,10 +19,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from alerting._calendar import decide_severity, in_session
-from alerting._definitions import AlertsFile, DlqRate, ExpectedProvider, ProviderSilent
-from alerting._detectors import Deliver, ProviderFacts
+from alerting._calendar import in_session
+from alerting._definitions import AlertsFile, Calendar, DlqRate, ExpectedProvider, ProviderSilent
+from alerting._detectors import Deliver, ProviderFacts, severity_fn
 from alerting._durations import SECOND_NS
+from alerting._learning import DismissalBook, UpdateRates
 from alerting._lifecycle import Labels, Lifecycle, Transition
 
 
@@ -38,8 +39,11 @@ class ProviderWatch:
         event_clock: bool = False,
         started_ns: int | None = None,
         max_instances: int = 10_000,
+        dismissals: DismissalBook | None = None,
     ) -> None:
         self.definitions = definitions
+        self.dismissals = dismissals
+        self.rates = UpdateRates()
         self.deliver = deliver
         self.event_clock = event_clock
         self._wall = clock
@@ -58,7 +62,7 @@ class ProviderWatch:
                     d.kind,
                     for_ns=d.for_ns,
                     keep_firing_for_ns=d.keep_firing_for_ns,
-                    severity=self._severity_fn(d.severity),
+                    severity=self._severity_fn(d.id, d.severity),
                     max_instances=max_instances,
                     ttl_ns=2**62,  # registered providers are few and must never be forgotten
                 ),
@@ -76,7 +80,7 @@ class ProviderWatch:
                     keep_firing_for_ns=d.keep_firing_for_ns,
                     threshold=d.threshold,
                     clear=d.clear,
-                    severity=self._severity_fn(d.severity),
+                    severity=self._severity_fn(d.id, d.severity),
                     max_instances=max_instances,
                     ttl_ns=max(d.window_ns * 2, d.keep_firing_for_ns + d.window_ns),
                 ),
@@ -92,13 +96,14 @@ class ProviderWatch:
             return max(self._newest, self.started_ns)
         return self._wall()
 
-    def _severity_fn(self, defined: str) -> Callable[[Labels, int], str]:
-        def decide(labels: Labels, at_ns: int) -> str:
-            p = self.definitions.provider(dict(labels).get("provider", ""))
-            cal = self._calendars.get(p.calendar) if p and p.calendar else None
-            return decide_severity(defined, calendar=cal, at_ns=at_ns).severity
+    def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
+        def calendar_of(provider: str) -> Calendar | None:
+            p = self.definitions.provider(provider)
+            return self._calendars.get(p.calendar) if p and p.calendar else None
 
-        return decide
+        return severity_fn(
+            alert_id, defined, self.definitions, calendar_of, self.dismissals, self.rates
+        )
 
     def add(self, facts: ProviderFacts) -> None:
         """One gate's batch summary; judges the providers at once (a resumed provider
@@ -118,6 +123,8 @@ class ProviderWatch:
                     last[p] = o
             if self._dlq:
                 self._window.append(facts)
+            if self.dismissals is not None:
+                self.rates.add(facts.events, facts.at_ns)
             if self.event_clock:
                 out = self._judge_silence(self.clock())
             else:  # resolve a provider that came back at once; the ticker finds new silences

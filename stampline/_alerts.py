@@ -10,6 +10,7 @@ from alerting import (
     AlertmanagerClient,
     AlertMetrics,
     AlertsFile,
+    DismissalBook,
     Dispatcher,
     FactsPublisher,
     FactsSubscriber,
@@ -98,14 +99,23 @@ def for_gate(
         parts.closers.append(publisher.close)
         facts: Any = publisher
     else:
-        parts.watch = watch(parts, metrics)
+        parts.watch = watch(parts, metrics, store)
         facts = parts.watch.add
-    parts.detectors = KeyDetectors(definitions, rule_kinds(rules), d, facts, source=source)
+    parts.detectors = KeyDetectors(
+        definitions, rule_kinds(rules), d, facts, source=source, dismissals=book(store)
+    )
     return parts
 
 
-def watch(parts: AlertingParts, metrics: SidecarMetrics | None) -> ProviderWatch:
-    w = ProviderWatch(parts.definitions, parts.dispatcher)
+def book(store: Store | None) -> DismissalBook | None:
+    """What people dismissed as expected so far (read once, at start)."""
+    return DismissalBook.from_store(store) if store is not None else None
+
+
+def watch(
+    parts: AlertingParts, metrics: SidecarMetrics | None, store: Store | None = None
+) -> ProviderWatch:
+    w = ProviderWatch(parts.definitions, parts.dispatcher, dismissals=book(store))
     if metrics is not None and parts.dispatcher.metrics is not None:
         parts.dispatcher.metrics.watch_providers(w)
     ticker = WatchTicker(w).start()
@@ -123,7 +133,7 @@ def for_watch(
     definitions = load_alerts(a.definitions)
     d, closers = dispatcher(config, definitions, bootstrap, store, metrics, "watch")
     parts = AlertingParts(definitions, d, closers=closers)
-    parts.watch = watch(parts, metrics)
+    parts.watch = watch(parts, metrics, store)
     sub = FactsSubscriber(bootstrap, a.facts_topic, parts.watch, dict(config.broker.client))
     sub.start()
     parts.closers.append(sub.stop)
