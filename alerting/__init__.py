@@ -49,6 +49,7 @@ from alerting._lifecycle import Lifecycle, Transition, fingerprint
 from alerting._metrics import AlertMetrics
 from alerting._notice import Notice, render
 from alerting._relay import FactsPublisher, FactsSubscriber
+from alerting._tune import Suggestion, suggest
 from alerting._watch import ProviderWatch, WatchTicker
 from alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionError
 
@@ -87,6 +88,7 @@ __all__ = [
     "SequenceGap",
     "SeverityDecision",
     "Stale",
+    "Suggestion",
     "TrailLag",
     "Transition",
     "UpdateRates",
@@ -111,6 +113,7 @@ __all__ = [
     "read_ical",
     "render",
     "shift",
+    "suggest",
     "write_action",
     "write_history",
 ]

@@ -24,7 +24,9 @@ from alerting import (
     load_alerts,
     prometheus_rules,
     prometheus_tests,
+    read_actions,
     read_history,
+    suggest,
     write_action,
 )
 from audit import AuditError
@@ -355,6 +357,46 @@ def dismiss(
         return
     out.print(f"dismissed {escape(fingerprint)} as {as_} ({count} time(s) as expected)",
               highlight=False)  # fmt: skip
+
+
+@alerts_app.command("tune")
+def tune(
+    since: Annotated[
+        str | None, typer.Option(help="A duration back from now (30d) or an ISO time.")
+    ] = None,
+    definitions: DefsOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Suggest `for` changes from the history and people's dismissals. Reports only: it
+    never changes a definition."""
+    parsed = _definitions(definitions, config)
+    start = _since(since)
+    try:
+        with open_store_for_query(store, database, config) as st:
+            found = suggest(parsed, read_history(st, start, 1_000_000), read_actions(st, start))
+    except AuditError as exc:
+        fail(f"the store could not answer: {escape(str(exc))}")
+    if json:
+        emit_json({"suggestions": [s.to_dict() for s in found]})
+        return
+    if not found:
+        out.print("no alerts in the history: nothing to suggest")
+        return
+    table = Table("alert", "fired", "median firing s", "dismissals", "for now", "suggested", "why")
+    for s in found:
+        table.add_row(
+            escape(s.alert_id),
+            str(s.fired),
+            "—" if s.median_firing_s is None else f"{s.median_firing_s:g}",
+            escape(", ".join(f"{k} {v}" for k, v in sorted(s.dismissals.items())) or "—"),
+            s.current_for or "—",
+            s.suggested_for or "—",
+            escape(s.why),
+        )
+    out.print(table)
 
 
 @alerts_app.command("watch")

@@ -7,7 +7,14 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from alerting import AlertmanagerClient, Dispatcher, Lifecycle, parse_alerts, read_actions
+from alerting import (
+    AlertmanagerClient,
+    Dispatcher,
+    Lifecycle,
+    fingerprint,
+    parse_alerts,
+    read_actions,
+)
 from audit import ChdbStore
 from stampline.cli import app
 from tests.alerting.conftest import Server
@@ -122,3 +129,42 @@ def test_snooze_creates_a_silence_and_records_it(
         app, ["alerts", "snooze", "--reason", "x", "--alertmanager", alertmanager.url]
     )
     assert bad.exit_code == 2
+
+
+def test_tune_suggests_a_for_from_noise_and_changes_nothing(
+    store: ChdbStore, tmp_path: Path
+) -> None:
+    """Four short firings, three dismissed as false positives, give a `for` just above their
+    p90 firing time; the definitions file is left as it was."""
+    defs_file = tmp_path / "alerts.yaml"
+    defs_file.write_text(PACKAGED.read_text())
+    before = defs_file.read_text()
+    defs = parse_alerts(before)
+    dispatcher = Dispatcher(defs, store=store)
+    fps = []
+    for i, (length, provider) in enumerate([(2, "a"), (3, "b"), (5, "c"), (60, "d")]):
+        life = Lifecycle("provider.silent", "provider_silent")
+        labels = (("provider", provider), ("venue", "X"))
+        start = (1_800_000_000 + i * 100) * S
+        dispatcher(life.observe(labels, start, active=True))
+        dispatcher(life.observe(labels, start + length * S, active=False))
+        fps.append(fingerprint("provider.silent", labels))
+    assert dispatcher.flush(30)
+    for fp in fps[:3]:
+        result = runner.invoke(
+            app,
+            ["alerts", "dismiss", fp, "--as", "false_positive", "--reason", "blip",
+             *store_args(store)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["alerts", "tune", "-d", str(defs_file), *store_args(store), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    (s,) = orjson.loads(result.output)["suggestions"]
+    assert (s["alert_id"], s["fired"], s["current_for"], s["suggested_for"]) == (
+        "provider.silent", 4, "0s", "6s",
+    )  # fmt: skip
+    assert s["dismissals"] == {"false_positive": 3}
+    assert defs_file.read_text() == before
+    dispatcher.close()
