@@ -17,8 +17,10 @@ Kinds and their expressions (metric names are the sidecars' and the watch's):
 - ``collector_down``: ``up == 0`` for the sidecars' scrape job.
 - ``sequence_gap``, ``stale``, ``divergence``: judged in-stream by the gates; the rule
   re-publishes ``stampline_alert_firing`` for teams that route everything via Prometheus.
-- ``completeness`` and ``clock_error`` have no metric to evaluate yet: not exported (listed
-  in the file's header comment), never a rule that can never fire.
+- ``clock_error``: the clock-error bound each sidecar reports (at start, from its
+  configuration or chrony) above the RTS 25 tier's limit.
+- ``completeness`` has no metric to evaluate yet: not exported (listed in the file's header
+  comment), never a rule that can never fire.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from alerting._definitions import (
     AlertDefinition,
     AlertsFile,
     Calendar,
+    ClockError,
     CollectorDown,
     DlqRate,
     LatencySlo,
@@ -41,7 +44,7 @@ from alerting._definitions import (
 )
 from alerting._durations import SECOND_NS, prometheus_duration
 
-NOT_EXPORTED = ("completeness", "clock_error")
+NOT_EXPORTED = ("completeness",)
 IN_STREAM = ("sequence_gap", "stale", "divergence")
 _WEEKDAYS = {
     "mon": "monday",
@@ -60,6 +63,7 @@ _DEFAULT_SUMMARY = {
     "latency_slo": "{provider}: stage {stage} hold time above the SLO",
     "trail_lag": "{topic}[{partition}]: consumer lag above the limit",
     "collector_down": "{instance} is down",
+    "clock_error": "{host} ({stage}): clock-error bound above the RTS 25 limit",
     "sequence_gap": "{provider}: sequence gap",
     "stale": "{provider}: stale quotes",
     "divergence": "{provider}: diverging prices",
@@ -116,6 +120,9 @@ def expression(d: AlertDefinition) -> str | None:
         return f"max by (topic, partition) (stampline_consumer_lag) > {d.threshold}"
     if isinstance(d, CollectorDown):
         return f'up{{job="{d.job}"}} == 0'
+    if isinstance(d, ClockError):
+        limit = d.limit_ns / SECOND_NS
+        return f"max by (host, stage) (stampline_clock_error_bound_seconds) > {limit:g}"
     if d.kind in IN_STREAM:
         keep = ["provider", "venue", *(["instrument"] if d.scope.instrument else [])]
         sel = _selector(f'alertname="{d.id}"', providers, venues)
@@ -255,6 +262,28 @@ def _case(d: AlertDefinition, definitions: AlertsFile) -> dict[str, Any] | None:
                         {"exp_labels": labels, "exp_annotations": _annotations(d, labels, 0)}
                     ],
                 },
+            ],
+        }
+    if isinstance(d, ClockError):
+        labels = {**base, "host": "gate-1", "stage": "gate"}
+        bound = d.limit_ns / SECOND_NS * 2
+        fire_at = _ceil15(for_s + 15)
+        return {
+            "interval": "15s",
+            "input_series": [
+                {
+                    "series": 'stampline_clock_error_bound_seconds{host="gate-1",stage="gate"}',
+                    "values": f"{bound:g}+0x{fire_at // 15 + 4}",
+                }
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": f"{fire_at}s",
+                    "alertname": d.id,
+                    "exp_alerts": [
+                        {"exp_labels": labels, "exp_annotations": _annotations(d, labels, bound)}
+                    ],
+                }
             ],
         }
     if isinstance(d, DlqRate) and not d.scope.providers:

@@ -48,7 +48,7 @@ def test_export_writes_both_files(tmp_path: Path) -> None:
         ["alerts", "export", "prometheus", "-d", str(PACKAGED), "--out", str(tmp_path), "--json"],
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "stampline.rules.yml").read_text().count("- alert: ") == 8
+    assert (tmp_path / "stampline.rules.yml").read_text().count("- alert: ") == 9
     assert "rule_files" in (tmp_path / "stampline.rules.test.yml").read_text()
     am = tmp_path / "am.yml"
     result = runner.invoke(

@@ -34,6 +34,9 @@ alerts:
   - {id: gates.down, kind: collector_down, for: 1m, job: gates}
   - {id: dl.rate, kind: dlq_rate, threshold: 0.3, window: 1m, for: 15s}
 """
+COMPLETENESS = (
+    "  - {id: lost.events, kind: completeness, from_stage: gate, to_stage: risk, threshold: 0.01}\n"
+)
 
 
 def tool(name: str) -> str:
@@ -63,7 +66,8 @@ def test_promtool_checks_and_runs_the_generated_tests(tmp_path: Path, text: str)
     fired = {
         case["alertname"] for t in tests for case in t["alert_rule_test"] if case["exp_alerts"]
     }
-    kinds = {a.id for a in definitions.alerts if a.kind in {"provider_silent", "collector_down"}}
+    testable = {"provider_silent", "collector_down", "clock_error"}
+    kinds = {a.id for a in definitions.alerts if a.kind in testable}
     assert kinds <= fired
 
 
@@ -80,7 +84,8 @@ def test_generated_tests_catch_a_wrong_rule(tmp_path: Path) -> None:
 
 
 def test_rules_carry_for_and_keep_firing_for() -> None:
-    """Durations, severity and kind travel into each rule; unexportable kinds are named."""
+    """Durations, severity and kind travel into each rule; the clock_error limit is the RTS 25
+    tier's; unexportable kinds are named."""
     definitions = load_alerts(PACKAGED)
     text = prometheus_rules(definitions)
     rules = {r["alert"]: r for r in yaml.safe_load(text)["groups"][0]["rules"]}
@@ -88,8 +93,9 @@ def test_rules_carry_for_and_keep_firing_for() -> None:
     assert rules["quote.stale"]["for"] == "1s"
     assert rules["provider.silent"]["labels"] == {"severity": "critical", "kind": "provider_silent"}
     assert "max by (provider, venue)" in rules["provider.silent"]["expr"]
-    assert "clock.rts25" not in rules
-    assert "Not exported (no metric to evaluate yet): clock.rts25" in text
+    assert rules["clock.rts25"]["expr"].endswith("> 0.001")  # RTS 25, other trading: 1 ms
+    text = prometheus_rules(parse_alerts(OVERNIGHT + COMPLETENESS))
+    assert "Not exported (no metric to evaluate yet): lost.events" in text
 
 
 def test_alertmanager_snippet(tmp_path: Path) -> None:
