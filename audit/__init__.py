@@ -4,7 +4,13 @@ Imports nothing else of stampline's.
 """
 
 from audit._chdb import ChdbStore
-from audit._clock import ClockSource, clock_error_bound, parse_chronyc_tracking
+from audit._clock import (
+    ClockBound,
+    ClockSource,
+    clock_error_bound,
+    parse_chronyc_tracking,
+    read_clock_bound,
+)
 from audit._ledger import BatchFinding, VerifyReport
 from audit._model import (
     AUTHORITY_STAMPER,
@@ -24,6 +30,7 @@ from audit._replay import (
     normalise_id,
     replay_decision,
     replay_event,
+    short_ids,
 )
 from audit._schema import MigrationReport, Retention, check_database_name
 from audit._server import ClickHouseStore
@@ -38,6 +45,7 @@ __all__ = [
     "BatchFinding",
     "ChdbStore",
     "ClickHouseStore",
+    "ClockBound",
     "ClockSource",
     "DeadLetter",
     "EventTrail",
@@ -62,6 +70,8 @@ __all__ = [
     "normalise_id",
     "parse_chronyc_tracking",
     "providers_compare",
+    "read_clock_bound",
     "replay_decision",
     "replay_event",
+    "short_ids",
 ]

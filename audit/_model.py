@@ -47,6 +47,9 @@ class Observation:
     prev_emitted_ns: int = 0
     prev_clock_err_ns: int = 0
     price: float = math.nan  # the record's price where it has one (cross-provider divergence)
+    # Where clock_err_ns came from (audit._clock.ClockBound.label()); "" when not said.
+    clock_source: str = ""
+    warnings: tuple[str, ...] = ()  # warn rules a forwarded record broke, "rule@vN"
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,9 @@ class Stamp:
     clock_err_ns: int | None = None
     received_ns: int | None = None
     host: str = ""
+    # Where the bound came from, as the trail recorded it (audit.ClockBound.label()); "" when
+    # the stamper did not say.
+    clock_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stage": self.stage, "kind": self.kind, "time_ns": self.time_ns}
@@ -43,6 +46,7 @@ class Stamp:
             d["received_ns"] = self.received_ns
         if self.clock_err_ns is not None:
             d["clock_err_ns"] = self.clock_err_ns
+            d["clock_source"] = self.clock_source or "unknown"
         if self.host:
             d["host"] = self.host
         return d
@@ -65,6 +69,8 @@ class EventTrail:
     rule_id: str
     parents: tuple[str, ...]
     stamps: tuple[Stamp, ...]
+    rule_version: int = 0
+    warnings: tuple[str, ...] = ()  # warn rules the event broke and still passed, "rule@vN"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +83,8 @@ class EventTrail:
             "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
             "outcome": self.outcome,
             "rule_id": self.rule_id,
+            "rule_version": self.rule_version,
+            "warnings": list(self.warnings),
             "parents": list(self.parents),
             "stamps": [s.to_dict() for s in self.stamps],
         }
@@ -89,8 +97,11 @@ class Sighting:
     event_id: str
     role: str
     stamp: Stamp
-    delta_from_origin_ns: int  # from this event's own origin
-    delta_from_first_ns: int  # from the earliest origin in the replay
+    # From this event's own origin; None when the event has none (a record too broken to
+    # carry an origin time), rather than a misleading zero on every row.
+    delta_from_origin_ns: int | None
+    # From the earliest origin in the replay, or the earliest stamp where no event has one.
+    delta_from_first_ns: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,8 +159,8 @@ SELECT toString(event_id) AS eid, stage,
        toUnixTimestamp64Nano(ingested) AS ingested_ns,
        clock_err_ns, host, topic, partition, offset,
        toUnixTimestamp64Milli(broker_time) AS broker_ms,
-       provider, instrument, seq, toString(outcome) AS outcome, rule_id,
-       arrayMap(p -> toString(p), parents) AS parents
+       provider, instrument, seq, toString(outcome) AS outcome, rule_id, rule_version,
+       arrayMap(p -> toString(p), parents) AS parents, clock_source, warnings
 FROM {db}.observations
 WHERE event_id IN {ids:Array(UUID)}
 ORDER BY event_id, stage, authority DESC, batch DESC
@@ -216,8 +227,20 @@ def _trail(
     if origin:
         stamps.append(Stamp("origin", "origin", origin))
     if ingested:
-        err = min(r["clock_err_ns"] for r in rows if r["ingested_ns"] == ingested)
-        stamps.append(Stamp("ingest", "ingest", ingested, clock_err_ns=err))
+        # The ingest stamp is the first stage's intake: its bound and source are that row's.
+        first_in = min(
+            (r for r in rows if r["ingested_ns"] == ingested), key=lambda r: r["clock_err_ns"]
+        )
+        stamps.append(
+            Stamp(
+                "ingest",
+                "ingest",
+                ingested,
+                clock_err_ns=first_in["clock_err_ns"],
+                host=first_in["host"],
+                clock_source=first_in["clock_source"],
+            )
+        )
     seen_topics: set[str] = set()
     for r in rows:
         if r["broker_ms"] > 0 and r["topic"] and r["topic"] not in seen_topics:
@@ -231,6 +254,7 @@ def _trail(
                 clock_err_ns=r["clock_err_ns"],
                 received_ns=r["received_ns"],
                 host=r["host"],
+                clock_source=r["clock_source"],
             )
         )
     stamps.sort(key=lambda s: (s.time_ns, _KIND_ORDER[s.kind]))
@@ -238,6 +262,7 @@ def _trail(
     first = min(rows, key=lambda r: r["received_ns"]) if rows else {}
     parents = sorted({p for r in rows for p in r["parents"] if p != _ZERO_UUID})
     dead = next((r for r in rows if r["outcome"] == "dead_lettered"), None)
+    warned = sorted({w for r in rows for w in r["warnings"].split(",") if w})
     return EventTrail(
         event_id=eid,
         role=role,
@@ -252,22 +277,38 @@ def _trail(
         rule_id=dead["rule_id"] if dead else "",
         parents=tuple(parents),
         stamps=tuple(stamps),
+        rule_version=dead["rule_version"] if dead else 0,
+        warnings=tuple(warned),
     )
 
 
 def _timeline(kind: Literal["event", "decision"], root: str, trails: list[EventTrail]) -> Timeline:
     origins = [t.origin_ns for t in trails if t.origin_ns]
-    first = min(origins, default=0)
+    first = min(origins, default=0) or min((s.time_ns for t in trails for s in t.stamps), default=0)
     sightings = [
         Sighting(
             event_id=t.event_id,
             role=t.role,
             stamp=s,
-            delta_from_origin_ns=s.time_ns - t.origin_ns if t.origin_ns else 0,
-            delta_from_first_ns=s.time_ns - first if first else 0,
+            delta_from_origin_ns=s.time_ns - t.origin_ns if t.origin_ns else None,
+            delta_from_first_ns=s.time_ns - first,
         )
         for t in trails
         for s in t.stamps
     ]
     sightings.sort(key=lambda s: (s.stamp.time_ns, _KIND_ORDER[s.stamp.kind]))
     return Timeline(kind=kind, root_id=root, events=tuple(trails), sightings=tuple(sightings))
+
+
+def short_ids(ids: list[str] | tuple[str, ...], minimum: int = 8) -> dict[str, str]:
+    """A short label per id that tells it apart from the others: its tail, "…" in front.
+
+    Time-ordered ids (UUIDv7, the gate's UUIDv8) share their first characters within a
+    millisecond, so a prefix names nothing; their tail is random or hashed. The tail grows
+    from ``minimum`` hex digits until every label is unique.
+    """
+    hexes = {i: i.replace("-", "") for i in ids}
+    n = minimum
+    while n < 32 and len({h[-n:] for h in hexes.values()}) < len(hexes):
+        n += 1
+    return {i: "…" + h[-n:] for i, h in hexes.items()}

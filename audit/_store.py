@@ -63,6 +63,8 @@ _OBS_COLUMN_SELECT = (
         "CAST(arrayFilter(p -> p != '', splitByChar(',', parents)) AS Array(UUID)))",
     ),
     ("authority", "authority"),
+    ("clock_source", "clock_source"),
+    ("warnings", "warnings"),
     ("batch", "toUInt64({batch})"),
 )
 _OBS_COLUMNS = ", ".join(name for name, _ in _OBS_COLUMN_SELECT)
@@ -98,6 +100,8 @@ def canonical_table(rows: Sequence[Observation]) -> pa.Table:
             "rule_version": pa.array([r.rule_version for r in rows], i64),
             "parents": [",".join(p.lower() for p in r.parents) for r in rows],
             "authority": pa.array([r.authority for r in rows], i64),
+            "clock_source": [r.clock_source for r in rows],
+            "warnings": [",".join(r.warnings) for r in rows],
         },
         schema=CANONICAL_SCHEMA,
     )
@@ -304,7 +308,7 @@ class Store(ABC):
                 f"WHERE batch = {seq} ORDER BY {CANONICAL_ORDER}",
                 None,
             )
-            digest, columns = digest_batch(canon)
+            digest, columns = digest_batch(canon, entry["columns"].keys())
             if digest == entry["digest"]:
                 continue
             changed = tuple(k for k, v in columns.items() if entry["columns"].get(k) != v)

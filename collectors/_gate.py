@@ -87,6 +87,8 @@ class GateSettings:
     group_id: str = "stampline-gate"
     stage: str = "gate"
     clock_err_ns: int = 1_000_000
+    # Where clock_err_ns came from, recorded on every trail row (audit.ClockBound.label()).
+    clock_source: str = "configured"
     host: str = field(default_factory=socket.gethostname)
     consume_batch: int = 1000
     poll_timeout_s: float = 0.1
@@ -550,7 +552,7 @@ class Gate:
         already = self._already
         rows = self._rows.rows
         first = len(rows)
-        stage, host, clock_err = s.stage, s.host, s.clock_err_ns
+        stage, host, clock_err, clock_source = s.stage, s.host, s.clock_err_ns, s.clock_source
         forwarded = late_count = 0
         for i, m in enumerate(good):
             failures = rejects.get(i, ())
@@ -608,10 +610,13 @@ class Gate:
                 prev = (upstream.stage, upstream.emitted_ns, upstream.clock_err_ns)
             else:
                 prev = (PREV_ORIGIN if origin else "", origin, 0)
+            warned = None
             if failures:
                 outcome = ("dead_lettered", failures[0].rule_id, failures[0].rule_version)
             else:
                 outcome = _FORWARDED
+                warned = warnings.get(i)
+            flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned) if warned else ""
             rows.append(
                 (
                     event_id.lower() if prior is not None else event_id,
@@ -636,13 +641,13 @@ class Gate:
                     *outcome,
                     ",".join(p.lower() for p in prior.parents) if prior else "",
                     AUTHORITY_STAMPER,
+                    clock_source,
+                    flags,
                 )
             )
             if not failures:
                 if written is None:
-                    warned = warnings.get(i)
                     if warned:
-                        flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
                         stamp_headers[:0] = [(H_WARN, flags.encode())]
                         for f in warned:
                             self.stats.warned[f.rule_id] += 1

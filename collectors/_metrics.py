@@ -164,6 +164,17 @@ class SidecarMetrics:
             ["provider"],
             registry=r,
         )
+        self.clock_bound_fallbacks = Counter(
+            "stampline_clock_bound_fallbacks",
+            "Times chrony was asked for the clock-error bound and could not answer, so the "
+            "configured bound was used (the trail records each such row as a fallback).",
+            registry=r,
+        )
+        self.clock_error_bound = Gauge(
+            "stampline_clock_error_bound_seconds",
+            "The clock-error bound this sidecar stamps with.",
+            registry=r,
+        )
         self.tap_observations = Counter(
             "stampline_tap_observations", "Observations recorded by a tap.", ["topic"], registry=r
         )

@@ -56,6 +56,7 @@ class TapSettings:
     flush_rows: int = 50_000
     flush_interval_s: float = 0.5
     clock_err_ns: int = 1_000_000
+    clock_source: str = "configured"  # where clock_err_ns came from (audit.ClockBound.label())
     host: str = field(default_factory=socket.gethostname)
     consumer: dict[str, Any] = field(default_factory=dict)
 
@@ -188,6 +189,8 @@ class Tap:
                             *_UNJUDGED,
                             parents,
                             AUTHORITY_TAP,
+                            "",  # a stamp read from headers does not say where its bound came from
+                            "",
                         )
                     )
                     prev = (st.stage, st.emitted_ns, st.clock_err_ns)
@@ -222,6 +225,8 @@ class Tap:
                     *_UNJUDGED,
                     parents,
                     AUTHORITY_TAP,
+                    s.clock_source,
+                    "",
                 )
             )
             per_topic[topic] = per_topic.get(topic, 0) + 1

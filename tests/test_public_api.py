@@ -81,3 +81,22 @@ def test_audit_surface_is_pinned() -> None:
         "StoreError",
         "AuditError",
     }
+
+
+def test_evidence_surface_is_pinned() -> None:
+    """The evidence report's public names (dashboards) and the audit names it reads by."""
+    import audit
+    import dashboards
+
+    assert set(audit.__all__) >= {"ClockBound", "read_clock_bound", "short_ids"}
+    assert set(dashboards.__all__) >= {
+        "SCHEMA",
+        "Context",
+        "InputFile",
+        "decision_evidence",
+        "event_evidence",
+        "period_evidence",
+        "write_bundle",
+        "print_pdf",
+        "dump_dom",
+    }

@@ -5,6 +5,7 @@ from stampline.cli import (  # noqa: F401  (registration)
     _broker,
     _config,
     _demo,
+    _evidence,
     _gate,
     _queries,
     _replay,

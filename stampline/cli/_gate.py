@@ -47,7 +47,7 @@ def gate(config: ConfigOpt = None) -> None:
                 cfg.topics.partitions,
             )
         with open_store(cfg) as store:
-            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store, metrics)
+            the_gate = Gate(gate_settings(cfg, bootstrap, metrics), rules, store, metrics)
             err.print(
                 f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
                 f"/ {cfg.topics.dead_letter}; trail in {cfg.store.path}",

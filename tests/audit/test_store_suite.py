@@ -71,9 +71,9 @@ class TestMigrations:
         """Opening the store applied every migration; migrating again changes nothing."""
         report = any_store.migrate()
         assert report.applied == []
-        assert report.already == ["001_trail", "002_ledger", "003_rollups"]
+        assert report.already == ["001_trail", "002_ledger", "003_rollups", "010_bound_source"]
         versions = any_store.query("SELECT version FROM {db}.schema_migrations ORDER BY version")
-        assert [r["version"] for r in versions] == [1, 2, 3]
+        assert [r["version"] for r in versions] == [1, 2, 3, 10]
 
     def test_an_edited_applied_migration_is_refused(self, any_store: Store) -> None:
         """A migration whose recorded checksum differs from the shipped file stops the migrate."""
