@@ -280,6 +280,11 @@ def run_demo(
             f"stampline replay --decision {summary['decision_id']} --store {store.path}"
             + ("" if store.database == "stampline" else f" --database {store.database}")
         )
+        summary["evidence_command"] = (
+            f"stampline evidence --decision {summary['decision_id']} --store {store.path}"
+            + ("" if store.database == "stampline" else f" --database {store.database}")
+            + f" --out evidence-{summary['decision_id']}"
+        )
         return DemoResult(summary, injected, topics, bootstrap)
 
 

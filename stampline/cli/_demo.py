@@ -89,6 +89,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     out.print(st)
     out.print(
         f"slowest decision [bold]{s['decision_id']}[/] spent {s['decision_stage_ms']} ms "
-        f"in stage risk.\nreplay it:  [bold]{s['replay_command']}[/]",
+        f"in stage risk.\nreplay it:  [bold]{s['replay_command']}[/]"
+        f"\nevidence for a regulator:  [bold]{s['evidence_command']}[/]",
         highlight=False,
     )
