@@ -21,8 +21,10 @@ from dashboards._evidence import (
 from dashboards._html import render_html
 from dashboards._period import parse_period, period_evidence
 from dashboards._regime import REGIMES, Regime, Tier, observed_granularity_ns, regime_tier
+from dashboards._schema import EVIDENCE_JSON_SCHEMA
 
 __all__ = [
+    "EVIDENCE_JSON_SCHEMA",
     "MANIFEST_SCHEMA",
     "REGIMES",
     "SCHEMA",

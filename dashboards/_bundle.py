@@ -1,4 +1,5 @@
-"""An evidence folder: report.html, report.pdf, evidence.json and the manifest.
+"""An evidence folder: report.html, report.pdf, evidence.json (and its JSON Schema) and the
+manifest.
 
 The manifest (manifest.json, and SHA256SUMS for ``sha256sum -c``) holds the SHA-256 of every
 file written and of every input the report was built from (configuration, rule files).
@@ -15,10 +16,12 @@ import orjson
 
 from dashboards._browser import BrowserError, print_pdf
 from dashboards._html import render_html
+from dashboards._schema import EVIDENCE_JSON_SCHEMA
 
 MANIFEST_SCHEMA = "stampline.evidence-manifest/1"
 JSON_NAME, HTML_NAME, PDF_NAME = "evidence.json", "report.html", "report.pdf"
 MANIFEST_NAME, SUMS_NAME = "manifest.json", "SHA256SUMS"
+SCHEMA_NAME = "evidence.schema.json"  # the JSON Schema of evidence.json, for whoever reads it
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,9 @@ def write_bundle(folder: Path, document: dict[str, Any], *, pdf: bool = True) ->
     (folder / JSON_NAME).write_bytes(
         orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
+    (folder / SCHEMA_NAME).write_bytes(
+        orjson.dumps(EVIDENCE_JSON_SCHEMA, option=orjson.OPT_INDENT_2) + b"\n"
+    )
     (folder / HTML_NAME).write_text(render_html(document), encoding="utf-8")
     pdf_error: str | None = "not asked for (--no-pdf)"
     (folder / PDF_NAME).unlink(missing_ok=True)
@@ -61,7 +67,7 @@ def write_bundle(folder: Path, document: dict[str, Any], *, pdf: bool = True) ->
             pdf_error = None
         except BrowserError as exc:
             pdf_error = str(exc)
-    names = [JSON_NAME, HTML_NAME] + ([PDF_NAME] if pdf_error is None else [])
+    names = [JSON_NAME, SCHEMA_NAME, HTML_NAME] + ([PDF_NAME] if pdf_error is None else [])
     files = {n: _sha(folder / n) for n in names}
     manifest = {
         "schema": MANIFEST_SCHEMA,

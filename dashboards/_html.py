@@ -8,6 +8,8 @@ import hashlib
 from html import escape
 from typing import Any
 
+from audit import format_ns
+
 # Stage colours: a fixed palette, picked by a stable hash of the stage name.
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 _KIND_COLOUR = {"origin": "#555555", "broker": "#aaaaaa"}
@@ -355,6 +357,22 @@ def _period_body(doc: dict[str, Any]) -> str:
     )
 
 
+def _timeline_table(doc: dict[str, Any]) -> str:
+    """Every stamp of every event in time order: the chart as a table."""
+    rows = "".join(
+        f'<tr><td class="mono nw">{_e(format_ns(t["time_ns"]))}</td>'
+        f'<td class="num">{"+" if t["delta_from_first_ns"] >= 0 else ""}'
+        f"{_e(ns_text(t['delta_from_first_ns']))}</td>"
+        f"<td>{_e(t['role'])} {_e(t['label'])}</td><td>{_e(t['stage'])}</td>"
+        f'<td class="num">± {_e(ns_text(t["bound_ns"]))}</td></tr>'
+        for t in doc["timeline"]
+    )
+    return (
+        "<table><tr><th>time (UTC)</th><th>from first</th><th>event</th><th>stamp</th>"
+        f"<th>bound</th></tr>{rows}</table>"
+    )
+
+
 def render_html(doc: dict[str, Any]) -> str:
     """The evidence document as a self-contained HTML page."""
     subject = doc["subject"]
@@ -387,7 +405,7 @@ def render_html(doc: dict[str, Any]) -> str:
         "</code></h1>"
         f"{_provenance(doc)}"
         f"<h2>Clock-accuracy regime</h2>{_regime(doc)}"
-        f"<h2>Lineage timeline</h2>{chart(doc)}"
+        f"<h2>Lineage timeline</h2>{chart(doc)}{_timeline_table(doc)}"
         + (f"<h2>Order flags</h2><ul>{flags}</ul>" if flags else "")
         + "<h2>Events, stamps and rule verdicts</h2>"
         + "".join(_event_section(e) for e in doc["events"])

@@ -212,7 +212,7 @@ def test_bundle_manifest_hashes_every_file_and_input(lineage: Lineage, tmp_path:
     bundle = write_bundle(tmp_path / "ev", doc, pdf=False)
     folder = tmp_path / "ev"
     manifest = orjson.loads((folder / "manifest.json").read_bytes())
-    assert set(manifest["files"]) == {"evidence.json", "report.html"}
+    assert set(manifest["files"]) == {"evidence.json", "evidence.schema.json", "report.html"}
     for name, sha in manifest["files"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha
     assert manifest["inputs"] == [
@@ -262,6 +262,7 @@ def test_cli_without_chromium_writes_html_and_json_and_says_how_to_get_the_pdf(
     assert sorted(p.name for p in out.iterdir()) == [
         "SHA256SUMS",
         "evidence.json",
+        "evidence.schema.json",
         "manifest.json",
         "report.html",
     ]
@@ -325,3 +326,34 @@ def test_cli_unknown_decision_exits_1(lineage: Lineage, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "no observation of decision" in result.stderr
     assert not (tmp_path / "ev").exists()
+
+
+def test_every_document_kind_validates_against_the_shipped_json_schema(
+    lineage: Lineage, tmp_path: Path
+) -> None:
+    """Decision, event and period documents all pass the schema written into the folder;
+    a stamp without its bound source, or with an unknown verdict, does not."""
+    import fastjsonschema
+
+    from dashboards import period_evidence
+
+    ctx = _ctx(lineage)
+    docs = [
+        decision_evidence(lineage.store, lineage.decision, ctx).to_dict(),
+        event_evidence(lineage.store, lineage.dead, ctx).to_dict(),
+        period_evidence(lineage.store, T0, T0 + 10**9, ctx).to_dict(),
+    ]
+    write_bundle(tmp_path / "ev", docs[0], pdf=False)
+    validate = fastjsonschema.compile(
+        orjson.loads((tmp_path / "ev" / "evidence.schema.json").read_bytes())
+    )
+    for doc in docs:
+        validate(doc)
+    broken = orjson.loads(orjson.dumps(docs[0]))
+    del broken["events"][1]["stamps"][1]["bound_source"]
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        validate(broken)
+    broken = orjson.loads(orjson.dumps(docs[0]))
+    broken["events"][1]["stamps"][1]["regime"]["verdict"] = "fine"
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        validate(broken)

@@ -158,6 +158,7 @@ def test_evidence_for_the_demo_decision_holds_the_facts_and_its_head_verifies(
     assert sorted(p.name for p in out.iterdir()) == [
         "SHA256SUMS",
         "evidence.json",
+        "evidence.schema.json",
         "manifest.json",
         "report.html",
         "report.pdf",
