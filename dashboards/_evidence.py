@@ -134,9 +134,12 @@ def _intervals(trail: EventTrail) -> list[dict[str, Any]]:
     # In the order an event lives through them (origin, ingest, then stages by time), not by
     # reading: a source clock running ahead puts the origin after the ingest, and that shows
     # as a negative span instead of a reordered one.
+    # A derived event (a decision) is born at its stage: its origin and ingest are that
+    # stage's own stamp, so only its stages make spans.
+    kinds = ("stage",) if trail.parents else ("origin", "ingest", "stage")
     life = {"origin": 0, "ingest": 1, "stage": 2}
     points = sorted(
-        (s for s in trail.stamps if s.kind != "broker"), key=lambda s: (life[s.kind], s.time_ns)
+        (s for s in trail.stamps if s.kind in kinds), key=lambda s: (life[s.kind], s.time_ns)
     )
     # A stage's own time is two readings of one host's clock: its bound counts twice, which
     # overstates it (the offset cancels) rather than understate it.

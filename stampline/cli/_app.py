@@ -86,7 +86,10 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
         store, database = cfg.store.path, database or cfg.store.database
     if not store.is_dir():
         fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
-    return ChdbStore(store, database or "stampline")
+    try:
+        return ChdbStore(store, database or "stampline")
+    except AuditError as exc:  # e.g. a migration refused: one line, not a traceback
+        fail(str(exc))
 
 
 def _version(value: bool) -> None:

@@ -114,6 +114,7 @@ def test_spans_are_value_plus_minus_combined_bound_flagged_when_uncertain(
     """A span within its combined bound is flagged uncertain; a negative one is flagged."""
     doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage)).to_dict()
     risk = {i["span"]: i for i in _event(doc, lineage.decision)["intervals"]}
+    assert list(risk) == ["in risk"], "a decision is born at its stage: no origin/ingest spans"
     assert risk["in risk"]["value_ns"] == 500_001
     assert risk["in risk"]["bound_ns"] == 4_000_000
     assert any("within bound" in f for f in risk["in risk"]["flags"])
@@ -357,3 +358,17 @@ def test_every_document_kind_validates_against_the_shipped_json_schema(
     broken["events"][1]["stamps"][1]["regime"]["verdict"] = "fine"
     with pytest.raises(fastjsonschema.JsonSchemaException):
         validate(broken)
+
+
+def test_a_store_refusing_to_migrate_is_a_one_line_error(lineage: Lineage) -> None:
+    """A store whose applied migration differs from the shipped one: exit 1, one line, no
+    traceback."""
+    lineage.store._execute(
+        f"INSERT INTO {lineage.store.database}.schema_migrations "
+        "VALUES (10, 'bound_source', 'edited', now64(3) + 1)"
+    )
+    lineage.store._execute(f"OPTIMIZE TABLE {lineage.store.database}.schema_migrations FINAL")
+    result = _cli(lineage, "--decision", lineage.decision, "--no-pdf")
+    assert result.exit_code == 1
+    assert "migration 010_bound_source was changed" in result.stderr
+    assert "Traceback" not in result.output
