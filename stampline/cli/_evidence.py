@@ -152,6 +152,8 @@ def evidence(
             fail(f"the store could not answer: {exc}")
     subject = doc.to_dict()["subject"]
     folder = out_dir or Path(f"evidence-{subject['kind']}-{str(subject['id'])[:36]}")
+    if pdf:
+        err.print("[dim]evidence:[/] printing the PDF with headless Chromium", highlight=False)
     bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
     if as_json:
         emit_json({**bundle.to_dict(), "subject": subject, "chain_head": doc.head})

@@ -372,3 +372,43 @@ def test_a_store_refusing_to_migrate_is_a_one_line_error(lineage: Lineage) -> No
     assert result.exit_code == 1
     assert "migration 010_bound_source was changed" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_cli_with_a_configuration_hashes_it_and_its_rule_files(
+    lineage: Lineage, tmp_path: Path
+) -> None:
+    """With --config the manifest holds the configuration's and its rule files' SHA-256, the
+    configuration hash covers them, and the re-verify command names the same configuration."""
+    from tests.stampline.conftest import EXAMPLE, MARKET_RULES
+
+    cfg = tmp_path / "stampline.yaml"
+    cfg.write_text(
+        EXAMPLE.read_text("utf-8")
+        .replace("../stampline/data/market_data.rules.yaml", str(MARKET_RULES))
+        .replace("path: ../stampline-data", f"path: {lineage.store.path}")
+        .replace("database: stampline", f"database: {lineage.store.database}"),
+        "utf-8",
+    )
+    out = tmp_path / "ev"
+    result = runner.invoke(
+        app,
+        ["evidence", "--event", lineage.alpha, "--config", str(cfg), "--out", str(out),
+         "--no-pdf", "--no-verify", "--rules", str(lineage.rules)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = orjson.loads((out / "evidence.json").read_bytes())
+    inputs = {(i["role"], Path(i["path"]).name): i for i in doc["produced"]["inputs"]}
+    assert set(inputs) == {
+        ("config", "stampline.yaml"),
+        ("rules", lineage.rules.name),
+        ("rules", MARKET_RULES.name),
+    }
+    assert (
+        inputs[("config", "stampline.yaml")]["sha256"]
+        == hashlib.sha256(cfg.read_bytes()).hexdigest()
+    )
+    assert len(doc["produced"]["config_sha256"]) == 64
+    assert f"--config {cfg.resolve()}" in doc["integrity"]["verify_command"]
+    assert doc["integrity"]["verified_at_production"] is None
+    manifest = orjson.loads((out / "manifest.json").read_bytes())
+    assert manifest["inputs"] == doc["produced"]["inputs"]

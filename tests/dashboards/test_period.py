@@ -7,6 +7,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from audit import ChdbStore, ClockBound, Observation, format_ns
@@ -134,3 +136,40 @@ def test_cli_period_writes_the_folder_with_the_excursion(clocks: ChdbStore, tmp_
     assert format_ns(T0 + 300 * MS) in html
     assert "5.000 ms" in html
     assert html.count('class="excursion"') == 1
+
+
+_hosts = iter(range(10**6))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    bounds=st.lists(
+        st.sampled_from([10_000, 900_000, 1_000_000, 1_000_001, 7 * MS]), min_size=1, max_size=30
+    )
+)
+def test_excursions_are_the_maximal_runs_over_the_tier(store: ChdbStore, bounds: list[int]) -> None:
+    """For any sequence of bounds, the excursions are exactly the maximal runs of stamps over
+    1 ms: starting at the first stamp out, ending at the next stamp back in (or the period's
+    end), with the run's peak and length."""
+    host = f"h{next(_hosts)}"
+    store.write_observations(_stamps(host, bounds, "configured", 1))
+    lo, hi = parse_period(PERIOD)
+    (clock,) = period_evidence(store, lo, hi, _ctx(), host=host).to_dict()["clocks"]
+    want = []
+    i = 0
+    while i < len(bounds):
+        if bounds[i] > MS:
+            j = i
+            while j < len(bounds) and bounds[j] > MS:
+                j += 1
+            end = T0 + j * 10 * MS if j < len(bounds) else hi
+            want.append((T0 + i * 10 * MS, end, max(bounds[i:j]), j - i))
+            i = j
+        else:
+            i += 1
+    got = [(x["start_ns"], x["end_ns"], x["peak_ns"], x["stamps"]) for x in clock["excursions"]]
+    assert got == want
+    within = sum(b <= MS for b in bounds) / len(bounds)
+    assert clock["within_tier_stamps_share"] == pytest.approx(within)
