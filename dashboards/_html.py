@@ -309,6 +309,10 @@ def _period_ns(doc: dict[str, Any]) -> tuple[int, int]:
     return ns(doc["subject"]["from"]), ns(doc["subject"]["to"])
 
 
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
 def _period_body(doc: dict[str, Any]) -> str:
     rows = []
     for c in doc["clocks"]:
@@ -323,7 +327,7 @@ def _period_body(doc: dict[str, Any]) -> str:
             f'<td class="num">{_e(ns_text(b["p50"]))}</td><td class="num">{_e(ns_text(b["p99"]))}'
             f'</td><td class="num">{_e(ns_text(b["max"]))}</td>'
             f'<td class="num">{c["within_tier_stamps_share"]:.2%}</td>'
-            f'<td class="num">{c["within_tier_time_share"]:.2%}</td>'
+            f'<td class="num">{_share(c["within_tier_time_share"])}</td>'
             f'<td class="{"ok" if c["granularity_ok"] else "warn"}">'
             f"≤ {_e(ns_text(c['observed_granularity_ns']))}</td><td>{_e(sources)}</td></tr>"
         )
@@ -337,7 +341,7 @@ def _period_body(doc: dict[str, Any]) -> str:
         f'<td class="mono">{_e(x["start"])}</td><td class="mono">{_e(x["end"])}</td>'
         f'<td class="num">{_e(ns_text(x["duration_ns"]))}</td>'
         f'<td class="num bad">{_e(ns_text(x["peak_ns"]))}</td><td class="num">{x["stamps"]}</td>'
-        f"<td>{'ongoing at period end' if x['ongoing_at_period_end'] else ''}</td></tr>"
+        f"<td>{'still out at the last stamp' if x['ongoing_at_last_stamp'] else ''}</td></tr>"
         for c in doc["clocks"]
         for x in c["excursions"]
     )

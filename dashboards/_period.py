@@ -110,7 +110,6 @@ def period_evidence(
     summary = store.query(_SUMMARY, params)
     sources = store.query(_SOURCES, params)
     runs = store.query(_RUNS, params)
-    span = hi_ns - lo_ns
     groups = []
     for s in summary:
         key = (s["host"], s["stage"])
@@ -119,9 +118,10 @@ def period_evidence(
         for i, r in enumerate(mine):
             if not r["out"]:
                 continue
-            # It lasts until the next stamp back within the tier, else to the period's end.
+            # It lasts until the next stamp back within the tier. After the last stamp the
+            # clock's state is not known: a run still out then ends at its last stamp.
             ongoing = i + 1 == len(mine)
-            end = hi_ns if ongoing else int(mine[i + 1]["start"])
+            end = int(r["last"]) if ongoing else int(mine[i + 1]["start"])
             excursions.append(
                 {
                     "start": format_ns(int(r["start"])),
@@ -131,10 +131,13 @@ def period_evidence(
                     "duration_ns": end - int(r["start"]),
                     "peak_ns": int(r["peak"]),
                     "stamps": int(r["stamps"]),
-                    "ongoing_at_period_end": ongoing,
+                    "ongoing_at_last_stamp": ongoing,
                 }
             )
+        # Time is counted over what the stamps cover, first to last: before the first stamp
+        # and after the last one nothing is known, so neither counts as within the tier.
         outside = sum(e["duration_ns"] for e in excursions)
+        covered = int(s["last_t"]) - int(s["first_t"])
         gran = int(s["granularity"])
         groups.append(
             {
@@ -150,7 +153,7 @@ def period_evidence(
                     "max": int(s["hi"]),
                 },
                 "within_tier_stamps_share": int(s["within"]) / int(s["stamps"]),
-                "within_tier_time_share": 1 - outside / span,
+                "within_tier_time_share": 1 - outside / covered if covered else None,
                 "observed_granularity_ns": gran,
                 "granularity_ok": gran <= ctx.tier.granularity_ns,
                 "sources": [_source(r) for r in sources if (r["host"], r["stage"]) == key],

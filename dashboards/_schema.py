@@ -177,7 +177,7 @@ _EXCURSION = _obj(
         "duration_ns": _NS,
         "peak_ns": _NS,
         "stamps": _NS,
-        "ongoing_at_period_end": {"type": "boolean"},
+        "ongoing_at_last_stamp": {"type": "boolean"},
     }
 )
 _PERIOD = _obj(
@@ -200,7 +200,11 @@ _PERIOD = _obj(
                     "stamps": _NS,
                     "bound_ns": _obj({"min": _NS, "p50": _NS, "p99": _NS, "max": _NS}),
                     "within_tier_stamps_share": {"type": "number", "minimum": 0, "maximum": 1},
-                    "within_tier_time_share": {"type": "number", "minimum": 0, "maximum": 1},
+                    "within_tier_time_share": {
+                        "type": ["number", "null"],
+                        "minimum": 0,
+                        "maximum": 1,
+                    },
                     "observed_granularity_ns": _NS,
                     "granularity_ok": {"type": "boolean"},
                     "sources": {"type": "array"},

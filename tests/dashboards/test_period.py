@@ -60,7 +60,7 @@ def _clock(doc: dict, host: str) -> dict:  # type: ignore[type-arg]
 
 def test_the_known_excursion_is_reported_with_its_span_and_peak(clocks: ChdbStore) -> None:
     """gw-1's bound exceeds 1 ms from stamp 30 to 49: one excursion, 300 ms to 500 ms, peak
-    5 ms; 80% of stamps and of time within the tier."""
+    5 ms; 80% of stamps within the tier, and all but 200 ms of the 990 ms they cover."""
     lo, hi = parse_period(PERIOD)
     doc = period_evidence(clocks, lo, hi, _ctx()).to_dict()
     gw1 = _clock(doc, "gw-1")
@@ -73,12 +73,13 @@ def test_the_known_excursion_is_reported_with_its_span_and_peak(clocks: ChdbStor
             "duration_ns": 200 * MS,
             "peak_ns": 5 * MS,
             "stamps": 20,
-            "ongoing_at_period_end": False,
+            "ongoing_at_last_stamp": False,
         }
     ]
     assert gw1["stamps"] == 100
     assert gw1["within_tier_stamps_share"] == pytest.approx(0.8)
-    assert gw1["within_tier_time_share"] == pytest.approx(0.8)
+    # over what the stamps cover, first (0 ms) to last (990 ms)
+    assert gw1["within_tier_time_share"] == pytest.approx(1 - 200 / 990)
     # quantileExact takes the value at floor(0.99 * 100): the 100th of 100, the peak
     assert gw1["bound_ns"] == {"min": 50_000, "p50": 50_000, "p99": 5 * MS, "max": 5 * MS}
     assert gw1["observed_granularity_ns"] == 1
@@ -97,13 +98,19 @@ def test_a_clean_host_has_no_excursion_and_its_chrony_source_is_listed(clocks: C
     ]
 
 
-def test_an_excursion_still_open_at_the_end_lasts_to_the_period_end(clocks: ChdbStore) -> None:
-    """gw-3's last three stamps are out: the excursion runs from stamp 7 to the period end."""
+def test_an_excursion_still_open_at_the_last_stamp_ends_there(clocks: ChdbStore) -> None:
+    """gw-3's last three stamps are out: the excursion runs from stamp 7 to stamp 9, the last
+    one seen (after it the clock's state is not known, so not counted either way)."""
     lo, hi = parse_period(PERIOD)
     doc = period_evidence(clocks, lo, hi, _ctx(), host="gw-3").to_dict()
     assert [c["host"] for c in doc["clocks"]] == ["gw-3"]
     (x,) = doc["clocks"][0]["excursions"]
-    assert (x["start_ns"], x["end_ns"], x["ongoing_at_period_end"]) == (T0 + 70 * MS, hi, True)
+    assert (x["start_ns"], x["end_ns"], x["ongoing_at_last_stamp"]) == (
+        T0 + 70 * MS,
+        T0 + 90 * MS,
+        True,
+    )
+    assert doc["clocks"][0]["within_tier_time_share"] == pytest.approx(1 - 20 / 90)
     assert doc["clocks"][0]["sources"][0] == {
         "kind": "fallback",
         "stamps": 10,
@@ -151,8 +158,8 @@ _hosts = iter(range(10**6))
 )
 def test_excursions_are_the_maximal_runs_over_the_tier(store: ChdbStore, bounds: list[int]) -> None:
     """For any sequence of bounds, the excursions are exactly the maximal runs of stamps over
-    1 ms: starting at the first stamp out, ending at the next stamp back in (or the period's
-    end), with the run's peak and length."""
+    1 ms: starting at the first stamp out, ending at the next stamp back in (or at the run's
+    last stamp when none follows), with the run's peak and length."""
     host = f"h{next(_hosts)}"
     store.write_observations(_stamps(host, bounds, "configured", 1))
     lo, hi = parse_period(PERIOD)
@@ -164,7 +171,7 @@ def test_excursions_are_the_maximal_runs_over_the_tier(store: ChdbStore, bounds:
             j = i
             while j < len(bounds) and bounds[j] > MS:
                 j += 1
-            end = T0 + j * 10 * MS if j < len(bounds) else hi
+            end = T0 + (j if j < len(bounds) else j - 1) * 10 * MS
             want.append((T0 + i * 10 * MS, end, max(bounds[i:j]), j - i))
             i = j
         else:
