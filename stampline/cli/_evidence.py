@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -93,13 +94,13 @@ def evidence(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the evidence a regulator asks for into a folder of four files.
+    """Write the evidence a regulator asks for into a folder.
 
     report.html (self-contained: no scripts, nothing fetched), report.pdf (the same page
     printed by headless Chromium; skipped, with the reason, where Chromium is missing),
-    evidence.json (the facts, schema stampline.evidence/1, see docs/evidence.md) and
-    manifest.json + SHA256SUMS (SHA-256 of every file and of the configuration and rule
-    files it was built from).
+    evidence.json (the facts, schema stampline.evidence/1, see docs/evidence.md) with its
+    JSON Schema, and manifest.json + SHA256SUMS (SHA-256 of every file and of the
+    configuration and rule files it was built from).
 
     With --decision or --event: every stamp with its host, clock-error bound and where the
     bound came from, judged against a MiFID II RTS 25 tier; stage and hop times as value ±
@@ -111,7 +112,8 @@ def evidence(
     of time within the tier, excursions (start, end, duration, peak), observed granularity
     and the bound's sources.
 
-    Exits 1 when the subject is not in the trail or the store cannot answer, 2 on bad usage.
+    Exits 1 when the subject is not in the trail, the store cannot answer, or the trail
+    fails verification (the folder is still written, and says so); 2 on bad usage.
     """
     if sum(x is not None for x in (decision, event, period)) != 1:
         fail("give exactly one of --decision ID, --event ID or --period FROM..TO", 2)
@@ -151,7 +153,9 @@ def evidence(
         except AuditError as exc:
             fail(f"the store could not answer: {exc}")
     subject = doc.to_dict()["subject"]
-    folder = out_dir or Path(f"evidence-{subject['kind']}-{str(subject['id'])[:36]}")
+    folder = out_dir or Path(
+        re.sub(r"[^A-Za-z0-9._-]+", "-", f"evidence-{subject['kind']}-{subject['id']}")
+    )
     if pdf:
         err.print("[dim]evidence:[/] printing the PDF with headless Chromium", highlight=False)
     bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
