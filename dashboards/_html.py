@@ -93,7 +93,8 @@ def chart(doc: dict[str, Any], width: int = 1000) -> str:
         parts.append(
             f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{height - 30}" '
             'stroke="#eee"/>'
-            f'<text x="{tx:.1f}" y="{height - 14}" font-size="10" text-anchor="middle">'
+            f'<text x="{tx:.1f}" y="{height - 14}" font-size="10" '
+            f'text-anchor="{"start" if i == 0 else "end" if i == 5 else "middle"}">'
             f"+{_e(ns_text(span * i // 5))}</text>"
         )
     for row, e in enumerate(events):
