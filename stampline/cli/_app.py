@@ -10,10 +10,11 @@ from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
-from rich.console import Console
 
 from audit import AuditError, ChdbStore, Store
 from stampline import __version__
+from stampline._redact import RedactingFormatter
+from stampline._terminal import SafeConsole, line
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 
 app = typer.Typer(
@@ -37,9 +38,10 @@ for _group, _name in [
 ]:
     app.add_typer(_group, name=_name)
 
-# Piped output keeps whole lines: tables are for people, --json is for scripts.
-out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped output keeps whole lines: tables are for people, --json is for scripts. Both
+# consoles show data as text (no markup, control codes escaped, secrets hidden).
+out = SafeConsole(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
+err = SafeConsole(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 ConfigOpt = Annotated[
@@ -55,7 +57,7 @@ def emit_json(obj: Any) -> None:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` on stderr and exit with ``code`` (1: a problem, 2: a usage error)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(line(("error:", "bold red"), " "), message, sep="", highlight=False)
     raise typer.Exit(code)
 
 
@@ -105,8 +107,6 @@ def _root(
         bool, typer.Option("--verbose", "-v", help="Log what the sidecars do.")
     ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from audit import AuditError, NotFoundError, Timeline, format_ns, replay_decision, replay_event
 from rules import format_duration
+from stampline._terminal import styled
 from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, fail, open_store_for_query, out
 
 
@@ -79,6 +80,6 @@ def _print_timeline(t: Timeline) -> None:
     out.print(table)
     for e in t.events:
         if not e.stamps:
-            out.print(f"[yellow]input {e.event_id} was never observed by stampline[/]")
+            out.print(styled(f"input {e.event_id} was never observed by stampline", "yellow"))
         elif e.outcome == "dead_lettered":
-            out.print(f"[red]{e.event_id} was dead-lettered by {e.rule_id}[/]")
+            out.print(styled(f"{e.event_id} was dead-lettered by {e.rule_id}", "red"))
