@@ -18,7 +18,7 @@ from collectors._dlq import (
 from collectors._eventtime import EventTime
 from collectors._gate import Gate, GateSettings, GateStats
 from collectors._ids import key_event_id, new_event_id, source_event_id
-from collectors._kafka import consumer_config, producer_config, take
+from collectors._kafka import admin_config, consumer_config, producer_config, take
 from collectors._metrics import MetricsSettings, SidecarMetrics
 from collectors._sdk import StageContext, stage
 from collectors._stamps import (
@@ -77,6 +77,7 @@ __all__ = [
     "TapSettings",
     "TapStats",
     "TrailSink",
+    "admin_config",
     "append_stamp",
     "consumer_config",
     "dead_letter_headers",

@@ -149,3 +149,16 @@ class RedactingFormatter(logging.Formatter):
         from stampline._terminal import visible
 
         return visible(scrub(super().format(record)), keep_newlines=True)
+
+
+def scrub_data(data: Any) -> Any:
+    """``data`` (JSON-like) with every remembered secret hidden in its strings."""
+    if _pattern is None:
+        return data
+    if isinstance(data, str):
+        return scrub(data)
+    if isinstance(data, Mapping):
+        return {scrub_data(k): scrub_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [scrub_data(v) for v in data]
+    return data

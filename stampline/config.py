@@ -35,6 +35,7 @@ from pydantic_settings import (
 
 from audit import check_database_name
 from rules import Extraction, OriginUnit, RuleFileError, RuleSet, parse_duration_ns
+from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
 from stampline._yaml import KeyPath, line_for, load_with_lines
 
 ENV_PREFIX = "STAMPLINE_"
@@ -319,6 +320,9 @@ def load_config(path: Path | str) -> Config:
         ConfigError: the file is unreadable, not YAML, or has invalid keys or values.
     """
     path = Path(path)
+    # Before anything can fail and quote a value: every secret the environment brings in is
+    # known, so no message that echoes it (ours, pydantic's, librdkafka's) can show it.
+    remember_environment(ENV_PREFIX)
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
@@ -329,9 +333,8 @@ def load_config(path: Path | str) -> Config:
     try:
         raw, lines = load_with_lines(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(path, [Problem("", f"not valid YAML: {exc}", line=line)]) from None
+        raise ConfigError(path, [_yaml_problem(exc)]) from None
+    remember_in(raw)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -389,6 +392,21 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     return config.model_copy(update={"store": store, "rules": rules})
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    # PyYAML's own message quotes the lines around the error, which may hold a secret the
+    # parser never got to: say what and where, not the text.
+    mark = getattr(exc, "problem_mark", None)
+    what = ", ".join(
+        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return Problem(
+        "",
+        f"not valid YAML: {what or type(exc).__name__}{where}",
+        line=mark.line + 1 if mark is not None else None,
+    )
+
+
 def _env_problems(exc: Exception) -> list[Problem]:
     """Environment values the settings source could not decode (not JSON where JSON is due)."""
     names = sorted(
@@ -398,12 +416,19 @@ def _env_problems(exc: Exception) -> list[Problem]:
         Problem(
             name.upper().removeprefix(ENV_PREFIX).lower().replace(ENV_NESTED_DELIMITER, "."),
             f"environment value cannot be decoded ({exc}); give mappings as JSON",
-            os.environ[name],
+            _shown(
+                name.upper().removeprefix(ENV_PREFIX).lower().replace("__", "."), os.environ[name]
+            ),
             env=name,
         )
         for name in names
         if not _decodes(os.environ[name])
     ] or [Problem("", f"environment overrides cannot be decoded: {exc}")]
+
+
+def _shown(key: str, value: Any) -> Any:
+    """``value`` as a problem may show it under ``key``: never a secret."""
+    return MASK if is_secret_key(key) and value is not None else redact(key, value)
 
 
 def _decodes(text: str) -> bool:
@@ -436,7 +461,7 @@ def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
         value = None  # the whole section is not the bad value; the message names the problem
     # A value from the environment has no line in the file worth pointing at.
     line = None if from_env else line_for(lines, loc)
-    return Problem(key, message, value, line=line, env=from_env)
+    return Problem(key, message, _shown(key, value), line=line, env=from_env)
 
 
 def _jsonable(value: Any) -> Any:

@@ -56,6 +56,7 @@ def test_collectors_surface_is_pinned() -> None:
         "Stamps",
         "StageStamp",
         "read_stamps",
+        "admin_config",
         "append_stamp",
         "source_event_id",
         "new_event_id",

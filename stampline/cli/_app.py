@@ -11,9 +11,9 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 
-from audit import AuditError, ChdbStore, Store
+from audit import AuditError, ChdbStore, Store, check_database_name
 from stampline import __version__
-from stampline._redact import RedactingFormatter
+from stampline._redact import RedactingFormatter, scrub_data
 from stampline._terminal import SafeConsole, line
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 
@@ -51,8 +51,8 @@ ConfigOpt = Annotated[
 
 
 def emit_json(obj: Any) -> None:
-    """Print ``obj`` as one JSON document on stdout."""
-    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+    """Print ``obj`` as one JSON document on stdout (with no remembered secret in it)."""
+    sys.stdout.write(orjson.dumps(scrub_data(obj), option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -71,6 +71,11 @@ def config_path(config: Path | None) -> Path:
 
 
 def open_store_for_query(store: Path | None, database: str | None, config: Path | None) -> Store:
+    if database is not None:
+        try:
+            check_database_name(database)
+        except ValueError as exc:
+            fail(f"--database: {exc}", 2)
     if store is None:
         if config is None and not os.environ.get(ENV_CONFIG_FILE):
             fail("say which trail: --store PATH (a chDB folder) or --config FILE", 2)
@@ -88,7 +93,13 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
         store, database = cfg.store.path, database or cfg.store.database
     if not store.is_dir():
         fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
-    return ChdbStore(store, database or "stampline")
+    try:
+        return ChdbStore(store, database or "stampline")
+    except AuditError as exc:
+        fail(str(exc).splitlines()[0])
+
+
+_NOISY_LIBRARIES = ("urllib3", "clickhouse_connect")
 
 
 def _version(value: bool) -> None:
@@ -109,4 +120,10 @@ def _root(
 ) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    if not verbose:
+        # The HTTP stack's retry warnings repeat what the one-line error then says (and
+        # clickhouse-connect sets urllib3's level itself, so a level here would not hold).
+        handler.addFilter(
+            lambda r: r.levelno >= logging.ERROR or not r.name.startswith(_NOISY_LIBRARIES)
+        )
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])

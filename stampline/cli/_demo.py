@@ -30,6 +30,7 @@ def demo(
     the command that replays one decision.
     """
     from stampline._feed import FeedPlan
+    from stampline.broker import BrokerError
     from stampline.demo import DemoError, run_demo
 
     def progress(message: str) -> None:
@@ -37,7 +38,7 @@ def demo(
 
     try:
         result = run_demo(store, plan=FeedPlan(rounds=rounds), progress=progress)
-    except DemoError as exc:
+    except (DemoError, BrokerError) as exc:
         fail(str(exc))
     summary = result.summary
     if as_json:
