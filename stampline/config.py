@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,7 +35,16 @@ from pydantic_settings import (
 )
 
 from audit import check_database_name
-from rules import Extraction, OriginUnit, RuleFileError, RuleSet, parse_duration_ns
+from rules import (
+    Extraction,
+    OriginUnit,
+    RuleFileError,
+    RuleSet,
+    YamlLimitError,
+    format_duration,
+    parse_duration_ns,
+    read_yaml_text,
+)
 from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
 from stampline._yaml import KeyPath, line_for, load_with_lines
 
@@ -54,8 +64,28 @@ Topic = Annotated[str, Field(pattern=_TOPIC.pattern, description="a Kafka topic 
 StageName = Annotated[str, Field(pattern=_STAGE.pattern)]
 
 
-def _duration(value: Any) -> int:
-    return parse_duration_ns(value)
+_S = 10**9
+# The largest value each duration setting may take: what the runtime can hold (Int64
+# nanoseconds, timers, TTLs) and what still makes sense. Smallest is 0 unless said.
+_DURATION_BOUNDS: dict[str, tuple[int, int]] = {
+    "raw_ns": (3600 * _S, 100 * 365 * 86_400 * _S),
+    "rollups_ns": (3600 * _S, 100 * 365 * 86_400 * _S),
+    "flush_interval_ns": (0, 3600 * _S),
+    "clock_error_ns": (0, 60 * _S),
+    "allowed_lateness_ns": (0, 7 * 86_400 * _S),
+    "reload_interval_ns": (0, 86_400 * _S),
+}
+
+
+def _duration(value: Any, field: str | None = None) -> int:
+    ns = parse_duration_ns(value)
+    if field in _DURATION_BOUNDS:
+        low, high = _DURATION_BOUNDS[field]
+        if ns < low:
+            raise ValueError(f"must be at least {format_duration(low)}")
+        if ns > high:
+            raise ValueError(f"must be at most {format_duration(high)}")
+    return ns
 
 
 def _list_from_env(value: Any) -> Any:
@@ -129,11 +159,8 @@ class RetentionConfig(_Section):
 
     @field_validator("raw_ns", "rollups_ns", mode="before")
     @classmethod
-    def _ttl(cls, v: Any) -> int:
-        ns = _duration(v)
-        if ns < 3600 * 10**9:
-            raise ValueError("retention must be at least 1h")
-        return ns
+    def _ttl(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
 
 
 class StoreConfig(_Section):
@@ -156,8 +183,8 @@ class StoreConfig(_Section):
 
     @field_validator("flush_interval_ns", mode="before")
     @classmethod
-    def _interval(cls, v: Any) -> int:
-        return _duration(v)
+    def _interval(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> StoreConfig:
@@ -193,8 +220,8 @@ class GateConfig(_Section):
 
     @field_validator("clock_error_ns", "allowed_lateness_ns", mode="before")
     @classmethod
-    def _clock(cls, v: Any) -> int:
-        return _duration(v)
+    def _clock(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
 
 
 class TapConfig(_Section):
@@ -234,8 +261,8 @@ class RulesConfig(_Section):
 
     @field_validator("reload_interval_ns", mode="before")
     @classmethod
-    def _reload(cls, v: Any) -> int:
-        return _duration(v)
+    def _reload(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
 
 
 class StageConfig(_Section):
@@ -324,12 +351,14 @@ def load_config(path: Path | str) -> Config:
     # known, so no message that echoes it (ours, pydantic's, librdkafka's) can show it.
     remember_environment(ENV_PREFIX)
     try:
-        text = path.read_text("utf-8")
+        text = read_yaml_text(path)
     except OSError as exc:
         raise ConfigError(path, [Problem("", f"cannot read: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         problem = Problem("", f"not UTF-8 text (byte {exc.start}): {exc.reason}")
         raise ConfigError(path, [problem]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [_yaml_problem(exc)]) from None
     try:
         raw, lines = load_with_lines(text)
     except yaml.YAMLError as exc:
@@ -400,9 +429,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> Problem:
         str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
     )
     where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    kind = "YAML past a limit" if isinstance(exc, YamlLimitError) else "not valid YAML"
     return Problem(
         "",
-        f"not valid YAML: {what or type(exc).__name__}{where}",
+        f"{kind}: {what or type(exc).__name__}{where}",
         line=mark.line + 1 if mark is not None else None,
     )
 
