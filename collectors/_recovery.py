@@ -32,7 +32,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from collectors._dlq import H_PARTITION, H_TOPIC
-from collectors._kafka import CONSUMER_DEFAULTS
+from collectors._kafka import CONSUMER_DEFAULTS, admin_config
 from collectors._stamps import H_EVENT_ID, H_STAMP, Headers, StageStamp, headers_of
 
 log = logging.getLogger("stampline.gate.recovery")
@@ -72,7 +72,7 @@ class OutputLedger:
         self.client = dict(client or {})
         self.idle_s = idle_s
         self.clock_margin_ms = clock_margin_ms
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, **self.client})
+        self._admin = AdminClient(admin_config(bootstrap, self.client))
         self._partitions: dict[str, list[int]] = {}
 
     def output_partitions(self) -> list[tuple[str, int]]:
