@@ -166,6 +166,9 @@ class RetentionConfig(_Section):
 class StoreConfig(_Section):
     backend: Literal["chdb", "clickhouse"] = "chdb"
     path: Path = Path("stampline-data")  # chdb: the data folder
+    # chdb: "private" creates the folder 0700 and files 0600 (the trail holds payload bytes);
+    # "umask" leaves both to the process umask.
+    permissions: Literal["private", "umask"] = "private"
     url: str | None = Field(default=None, description="clickhouse: http(s)://host:port")
     user: str = "default"
     password: SecretStr = SecretStr("")

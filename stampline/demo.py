@@ -187,8 +187,10 @@ def prepare_store_dir(path: Path) -> None:
         if not (path / _MARKER).exists():
             raise DemoError(f"{path} is not empty and not a demo store; choose another --store")
         shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / _MARKER).write_text("created by `stampline demo`; safe to delete\n")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    marker = path / _MARKER
+    marker.write_text("created by `stampline demo`; safe to delete\n")
+    marker.chmod(0o600)
 
 
 def run_demo(

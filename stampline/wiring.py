@@ -27,7 +27,13 @@ def open_store(config: Config, database: str | None = None, *, migrate: bool = T
             retention=retention(config),
             migrate=migrate,
         )
-    return ChdbStore(s.path, database or s.database, retention(config), migrate=migrate)
+    return ChdbStore(
+        s.path,
+        database or s.database,
+        retention(config),
+        migrate=migrate,
+        private=s.permissions == "private",
+    )
 
 
 def gate_settings(config: Config, bootstrap: str) -> GateSettings:

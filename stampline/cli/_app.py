@@ -76,6 +76,7 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
             check_database_name(database)
         except ValueError as exc:
             fail(f"--database: {exc}", 2)
+    private = True
     if store is None:
         if config is None and not os.environ.get(ENV_CONFIG_FILE):
             fail("say which trail: --store PATH (a chDB folder) or --config FILE", 2)
@@ -91,10 +92,11 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
             except AuditError as exc:
                 fail(str(exc))
         store, database = cfg.store.path, database or cfg.store.database
+        private = cfg.store.permissions == "private"
     if not store.is_dir():
         fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
     try:
-        return ChdbStore(store, database or "stampline")
+        return ChdbStore(store, database or "stampline", private=private)
     except AuditError as exc:
         fail(str(exc).splitlines()[0])
 
