@@ -106,3 +106,24 @@ def test_an_injected_database_name_is_a_usage_error(store: ChdbStore, args: list
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --database: database name 'x; DROP DATABASE y'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unanticipated_error_is_one_line_and_verbose_adds_the_traceback(
+    tmp_path: Path,
+) -> None:
+    """An error no command catches (export-gx writing into a missing folder) ends in one
+    `error:` line and exit 1; with --verbose the traceback follows through logging."""
+    pytest.importorskip("great_expectations")
+    target = tmp_path / "missing" / "suite.json"
+    args = ["rules", "export-gx", str(MARKET_RULES), "--output", str(target)]
+    quiet = _run(*args)
+    assert quiet.returncode == 1
+    errors = [ln for ln in quiet.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [
+        f"error: FileNotFoundError: [Errno 2] No such file or directory: '{target}' "
+        "(run with --verbose for the traceback)"
+    ]
+    assert "Traceback" not in quiet.stderr
+    verbose = _run("--verbose", *args)
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr
