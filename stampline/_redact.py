@@ -103,10 +103,14 @@ def _collect(data: Any, path: str, found: list[Any]) -> None:
     elif isinstance(data, list):
         for item in data:
             _collect(item, path, found)
-    elif isinstance(data, str) and data.lstrip().startswith("{"):
-        _collect_text(data, found)
+    elif isinstance(data, str):
+        found.extend(m.group(1) for m in _URL_PASSWORD.finditer(data))
+        if data.lstrip().startswith("{"):
+            _collect_text(data, found)
 
 
+# The password in a URL's user info: http://user:S3cr3t@host.
+_URL_PASSWORD = re.compile(r"://[^/:@\s]+:([^@/\s]+)@")
 # `"sasl.password": "S3cr3t"` or `sasl.password=S3cr3t` inside text that may not parse.
 _PAIR = re.compile(
     r"""["']?(?P<key>[A-Za-z0-9_.\-]+)["']?\s*[:=]\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^,}\s]+))"""
@@ -137,8 +141,8 @@ def remember_environment(prefix: str) -> None:
             continue
         if is_secret_key(name.lower().replace("__", ".")):
             found.append(value)
-        elif value.lstrip().startswith("{"):
-            _collect_text(value, found)
+        else:
+            _collect(value, "", found)
     remember(found)
 
 

@@ -112,6 +112,20 @@ def test_a_secret_from_an_environment_variable_is_hidden_when_echoed(
     _assert_hidden(result.stdout, result.stderr)
 
 
+def test_a_password_in_a_url_is_hidden_when_the_url_is_reported(
+    write_config: WriteConfig,
+) -> None:
+    """A ClickHouse URL carrying user:password is refused without showing the password."""
+    path = write_config(
+        _config(extra=f"store: {{backend: clickhouse, url: ['http://bob:{SECRET}@ch:8123']}}\n")
+    )
+    result = runner.invoke(app, ["config", "check", "--json", str(path)])
+    assert result.exit_code == 1
+    _assert_hidden(result.stdout)
+    (problem,) = orjson.loads(result.stdout)["problems"]
+    assert problem["value"] == ["http://bob:***@ch:8123"]
+
+
 def test_a_librdkafka_error_quoting_a_secret_value_is_scrubbed(write_config: WriteConfig) -> None:
     """librdkafka refusing a secret-looking setting echoes its value; `gate` prints it masked."""
     path = write_config(
