@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from stampline._terminal import SafeConsole, clean, line
 from stampline.cli import app
 from stampline.cli._demo import _print_summary
 from tests.audit.test_store_suite import pipeline
+from tests.stampline.conftest import MARKET_RULES
 
 runner = CliRunner()
 
@@ -86,7 +88,7 @@ def test_replay_table_shows_a_hostile_provider_and_stage_as_text(store: ChdbStor
     assert provider in result.stdout
 
 
-def test_an_error_quoting_a_hostile_value_shows_it_verbatim(tmp_path: object) -> None:
+def test_an_error_quoting_a_hostile_value_shows_it_verbatim() -> None:
     """A usage error that quotes the user's value (--since) prints the markup as typed."""
     result = runner.invoke(app, ["hotspots", "--since", "[/bold]", "--store", "/nonexistent"])
     assert result.exit_code == 2
@@ -148,3 +150,18 @@ def test_safe_console_never_interprets_markup_emoji_or_controls() -> None:
         assert clean(value) in text
     assert "[bold]title[/]" in text
     assert ":warning:" in text
+
+
+def test_rules_commands_show_a_markup_file_name_and_value_as_text(tmp_path: Path) -> None:
+    """`rules test` prints an example file named like markup, and the failing value it
+    quotes, literally."""
+    examples = tmp_path / "[red]evil"
+    examples.mkdir()
+    (examples / "[bold]x.jsonl").write_text(
+        '{"event": {"provider": "[link=http://evil.example]p", "instrument": "[/]", "seq": 1,'
+        ' "ts": 1700000000000, "type": "quote", "price": -1, "quantity": 1}, "expect": "pass"}\n'
+    )
+    result = runner.invoke(app, ["rules", "test", str(MARKET_RULES), "-e", str(examples)])
+    assert result.exit_code == 1
+    assert f"FAIL {examples / '[bold]x.jsonl'}:1: expected pass" in result.stdout
+    _no_live_sequences(result.stdout)
