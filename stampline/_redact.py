@@ -20,6 +20,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stampline._limits import json_text_problem
+
 MASK = "***"
 """What a secret value is shown as."""
 
@@ -119,6 +121,8 @@ _PAIR = re.compile(
 
 def _collect_text(text: str, found: list[Any]) -> None:
     try:
+        if json_text_problem(text):
+            raise ValueError("not decoded: past the limits")
         parsed = json.loads(text)
     except ValueError:
         # Not JSON (a trailing comma, a missing quote): find key/value pairs the way a

@@ -45,6 +45,7 @@ from rules import (
     parse_duration_ns,
     read_yaml_text,
 )
+from stampline._limits import json_text_problem
 from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
 from stampline._yaml import KeyPath, line_for, load_with_lines
 
@@ -350,6 +351,7 @@ def load_config(path: Path | str) -> Config:
         ConfigError: the file is unreadable, not YAML, or has invalid keys or values.
     """
     path = Path(path)
+    _check_environment(path)
     # Before anything can fail and quote a value: every secret the environment brings in is
     # known, so no message that echoes it (ours, pydantic's, librdkafka's) can show it.
     remember_environment(ENV_PREFIX)
@@ -422,6 +424,23 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     store = config.store.model_copy(update={"path": resolve(config.store.path)})
     rules = config.rules.model_copy(update={"files": [resolve(f) for f in config.rules.files]})
     return config.model_copy(update={"store": store, "rules": rules})
+
+
+def _check_environment(path: Path) -> None:
+    """Refuse environment values too long or too deep to decode, naming each variable."""
+    problems = [
+        Problem(_env_key(name), why, env=name)
+        for name, value in sorted(os.environ.items())
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in _NOT_KEYS
+        for why in [json_text_problem(value)]
+        if why
+    ]
+    if problems:
+        raise ConfigError(path, problems)
+
+
+def _env_key(name: str) -> str:
+    return name.upper().removeprefix(ENV_PREFIX).lower().replace(ENV_NESTED_DELIMITER, ".")
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> Problem:

@@ -172,3 +172,39 @@ def test_the_limit_error_is_a_yaml_error() -> None:
     """YamlLimitError is a yaml.YAMLError, so existing YAML handlers report it."""
     with pytest.raises(YamlLimitError):
         load_yaml(HOSTILE["deep lists"])
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("STAMPLINE_BROKER__CLIENT", '{"a": ' + "[" * 20_000 + "]" * 20_000 + "}", "nested"),
+        ("STAMPLINE_TOPICS__RAW", "[" * 20_000 + "]" * 20_000, "nested"),
+        ("STAMPLINE_STORE", '{"a":' * 5_000 + "1" + "}" * 5_000, "nested"),
+        ("STAMPLINE_GATE__GROUP_ID", "g" * 70_000, "longer than 65,536 characters"),
+    ],
+)
+def test_a_hostile_environment_value_is_one_clear_problem(
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    says: str,
+) -> None:
+    """20,000-deep JSON or a 70 kB value in a STAMPLINE_ variable is a problem naming the
+    variable, not a RecursionError."""
+    path = write_config(BASE + RULES)
+    monkeypatch.setenv(variable, value)
+    (problem,) = _check(path)
+    assert problem["env"] == variable
+    assert says in str(problem["message"])
+    assert problem["value"] is None
+
+
+def test_brackets_inside_json_strings_do_not_count_as_nesting(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client setting whose string value holds many brackets is not refused as deep."""
+    path = write_config(BASE + RULES)
+    monkeypatch.setenv("STAMPLINE_BROKER__CLIENT", '{"client.id": "' + "[" * 100 + '\\""}')
+    config = load_config(path)
+    assert config.broker.client["client.id"] == "[" * 100 + '"'
