@@ -151,12 +151,18 @@ def remember_environment(prefix: str) -> None:
 
 
 class RedactingFormatter(logging.Formatter):
-    """A log formatter whose lines carry no remembered secret and no terminal control code."""
+    """A log formatter whose lines carry no remembered secret and no terminal control code,
+    and whose message stays on one line (a newline in data cannot forge another log line);
+    only a traceback adds lines."""
 
     def format(self, record: logging.LogRecord) -> str:
         from stampline._terminal import visible
 
-        return visible(scrub(super().format(record)), keep_newlines=True)
+        # A copy: other handlers (a test's capture) see the record as it was logged.
+        one_line = logging.makeLogRecord(record.__dict__)
+        one_line.msg = visible(scrub(record.getMessage()), keep_newlines=False)
+        one_line.args = None
+        return visible(scrub(super().format(one_line)), keep_newlines=True)
 
 
 def scrub_data(data: Any) -> Any:

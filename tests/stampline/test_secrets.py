@@ -173,13 +173,18 @@ def test_gate_on_an_unreachable_broker_logs_no_secret_even_verbose(
 
 
 def test_log_lines_carry_no_remembered_secret_and_no_control_codes() -> None:
-    """The CLI's log formatter masks a known secret and escapes a terminal escape."""
+    """The CLI's log formatter masks a known secret, escapes a terminal escape, and keeps a
+    message with a newline from data on one line."""
     remember([SECRET])
     record = logging.LogRecord(
         "stampline.x", logging.WARNING, __file__, 1, "auth failed for %s\x1b[2J", (SECRET,), None
     )
     text = RedactingFormatter("%(message)s").format(record)
     assert text == "auth failed for ***\\x1b[2J"
+    forged = logging.LogRecord(
+        "stampline.x", logging.WARNING, __file__, 1, "bad name %s", ("a\nERROR forged",), None
+    )
+    assert RedactingFormatter("%(message)s").format(forged) == "bad name a\\x0aERROR forged"
 
 
 @pytest.mark.parametrize(
