@@ -9,6 +9,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from audit import ChdbStore, Observation
@@ -165,3 +167,23 @@ def test_rules_commands_show_a_markup_file_name_and_value_as_text(tmp_path: Path
     assert result.exit_code == 1
     assert f"FAIL {examples / '[bold]x.jsonl'}:1: expected pass" in result.stdout
     _no_live_sequences(result.stdout)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_no_text_reaches_the_terminal_as_control_codes(value: str) -> None:
+    """Whatever a value holds, SafeConsole prints no control character but newline and tab
+    (no colour system: rich adds none of its own), as a line, a styled line and a cell."""
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = SafeConsole(file=buffer, width=200, color_system=None, soft_wrap=True)
+    table = Table()
+    table.add_column("c")
+    table.add_row(value)
+    console.print(value)
+    console.print(line(("x", "bold"), value))
+    console.print(table)
+    printed = buffer.getvalue()
+    assert not [c for c in printed if c not in "\n\t" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F)]
+    assert not set(printed) & set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
