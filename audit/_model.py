@@ -49,9 +49,17 @@ class Observation:
     price: float = math.nan  # the record's price where it has one (cross-provider divergence)
 
 
+Severity = Literal["reject", "warn"]
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One rejected record, as the trail keeps it (the DLQ topic keeps the bytes)."""
+    """One rule verdict the trail keeps with its reason.
+
+    ``severity="reject"``: a rejected record (the DLQ topic keeps the bytes), stored in
+    ``dead_letters``. ``severity="warn"``: a forwarded record broke a warn rule; stored in
+    ``warnings``, one row per broken rule, without the payload (``value`` is ignored).
+    """
 
     event_id: str
     received_ns: int
@@ -63,3 +71,4 @@ class DeadLetter:
     rule_version: int
     reason: str
     value: bytes
+    severity: Severity = "reject"

@@ -121,6 +121,11 @@ class GateStats:
     def dead_lettered_total(self) -> int:
         return sum(self.dead_lettered.values())
 
+    @property
+    def warned_total(self) -> int:
+        """Warn verdicts (a record breaking two warn rules counts twice)."""
+        return sum(self.warned.values())
+
 
 @dataclass(slots=True)
 class _Segment:
@@ -608,8 +613,11 @@ class Gate:
                 prev = (upstream.stage, upstream.emitted_ns, upstream.clock_err_ns)
             else:
                 prev = (PREV_ORIGIN if origin else "", origin, 0)
+            warned = () if failures else warnings.get(i, ())
             if failures:
                 outcome = ("dead_lettered", failures[0].rule_id, failures[0].rule_version)
+            elif warned:  # forwarded, and the trail row names the (first) broken warn rule
+                outcome = ("forwarded", warned[0].rule_id, warned[0].rule_version)
             else:
                 outcome = _FORWARDED
             rows.append(
@@ -639,13 +647,12 @@ class Gate:
                 )
             )
             if not failures:
+                if warned:
+                    self._warned(m, warned, event_id, received, provider, written is None)
                 if written is None:
-                    warned = warnings.get(i)
                     if warned:
                         flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
                         stamp_headers[:0] = [(H_WARN, flags.encode())]
-                        for f in warned:
-                            self.stats.warned[f.rule_id] += 1
                     if headers:
                         stamp_headers[:0] = headers
                     produce(clean, values[i], m.key(), headers=stamp_headers, on_delivery=delivered)
@@ -715,6 +722,40 @@ class Gate:
                 value=m.value() or b"",
             )
         )
+
+    def _warned(
+        self,
+        m: Message,
+        warned: tuple[Failure, ...],
+        event_id: str,
+        received: int,
+        provider: str,
+        new: bool,
+    ) -> None:
+        """Keep each broken warn rule's verdict, with its reason, for the trail's warnings;
+        count it (once: not again for a record re-read after a crash)."""
+        topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+        for f in warned:
+            self._dead.append(
+                DeadLetter(
+                    event_id=event_id,
+                    received_ns=received,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    provider=provider,
+                    rule_id=f.rule_id,
+                    rule_version=f.rule_version,
+                    reason=f.reason,
+                    value=b"",
+                    severity="warn",
+                )
+            )
+            if new:
+                self.stats.warned[f.rule_id] += 1
+                if self.metrics is not None:
+                    label = self.metrics.provider(provider)
+                    self.metrics.warned.labels(label, self.metrics.rule(f.rule_id)).inc()
 
     def _count_late(self, provider: str, late: int) -> None:
         if self.metrics is not None:

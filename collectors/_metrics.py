@@ -80,6 +80,12 @@ class SidecarMetrics:
             ["provider", "reason"],
             registry=r,
         )
+        self.warned = Counter(
+            "stampline_events_warned",
+            "Records forwarded although they broke a warn rule, by provider and rule.",
+            ["provider", "rule"],
+            registry=r,
+        )
         self.duplicates_suppressed = Counter(
             "stampline_recovery_duplicates_suppressed",
             "Re-read records found already forwarded before a crash, not produced again.",
