@@ -4,7 +4,8 @@ tap's own lag, ranked (``hotspots``) or drawn over time (``heatmap``).
 A hop is the time from one stamp to the next: the previous stage let the event go
 (``prev_emitted``) until this stage took it in (``received``). A derived event (a decision
 made from inputs) is born at its stage; its hop starts where each input last left a stage,
-so a decision stage's inbound hop is measured from its lineage. A stage's hold time is
+so a decision stage's inbound hop is measured from its lineage. A dead-lettered record
+makes no hop (its origin is often why it was rejected). A stage's hold time is
 ``emitted - received`` at that stage. A tap's own sighting is not a stage: it measures its
 hop up to the broker timestamp (when the record reached the topic) and keeps its own
 consumption delay apart, as the tap's lag.
@@ -38,19 +39,20 @@ _HOPS = f"""
            toUnixTimestamp64Nano(received) AS at_ns, hop_ns AS hop,
            clock_err_ns + prev_clock_err_ns AS bound
     FROM (SELECT prev_stage, stage, received, hop_ns, clock_err_ns, prev_clock_err_ns
-          FROM {{db}}.observations WHERE {_WINDOW} AND prev_stage != '' {_ONE_PER_STAGE})
+          FROM {{db}}.observations
+          WHERE {_WINDOW} AND prev_stage != '' AND outcome != 'dead_lettered' {_ONE_PER_STAGE})
     UNION ALL
-    SELECT p.stage AS from_stage, d.stage AS to_stage, d.at_ns AS at_ns,
-           d.at_ns - p.emitted_ns AS hop, d.err + p.err AS bound
+    SELECT p.last_stage AS from_stage, d.stage AS to_stage, d.at_ns AS at_ns,
+           d.at_ns - p.left_ns AS hop, d.err + p.left_err AS bound
     FROM (SELECT stage, toUnixTimestamp64Nano(received) AS at_ns, clock_err_ns AS err,
                  arrayJoin(parents) AS parent
           FROM (SELECT stage, received, clock_err_ns, parents FROM {{db}}.observations
                 WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
                   AND NOT {TAP_SIGHTING} {_ONE_PER_STAGE})) AS d
     INNER JOIN (
-          SELECT event_id, argMax(stage, emitted) AS stage,
-                 toUnixTimestamp64Nano(max(emitted)) AS emitted_ns,
-                 argMax(clock_err_ns, emitted) AS err
+          SELECT event_id, argMax(stage, emitted) AS last_stage,
+                 toUnixTimestamp64Nano(max(emitted)) AS left_ns,
+                 argMax(clock_err_ns, emitted) AS left_err
           FROM {{db}}.observations
           WHERE event_id IN (SELECT arrayJoin(parents) FROM {{db}}.observations
                              WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents))
@@ -61,7 +63,7 @@ _HOPS = f"""
 
 def _hop_row(r: dict[str, Any], prev_p99: float | None) -> dict[str, Any]:
     p50, p99, p999 = quantiles(r["q"])
-    bound = int(r["bound"] or 0)
+    bound = int(r["bound_max"] or 0)
     flags = latency_flags(p99, bound)
     if r["negative"]:
         flags.append(f"{r['negative']} negative hop(s): clocks disagree")
@@ -91,7 +93,7 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
     pairs = store.query(
         f"""SELECT from_stage, to_stage, at_ns >= {{b:Int64}} AS current, count() AS n,
                    countIf(hop < 0) AS negative, countIf(abs(hop) <= bound) AS within_bound,
-                   max(bound) AS bound, max(hop) AS max_ns,
+                   max(bound) AS bound_max, max(hop) AS max_ns,
                    quantilesExact(0.5, 0.99, 0.999)(hop) AS q
             FROM ({_HOPS}) GROUP BY from_stage, to_stage, current""",
         params,

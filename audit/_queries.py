@@ -165,9 +165,8 @@ def providers_compare(
                    quantilesExactIf(0.5, 0.99, 0.999)(ingest_ns, outcome = 'forwarded') AS q,
                    minIf(ingest_ns, outcome = 'forwarded') AS offset_ns,
                    countIf(outcome = 'forwarded') AS forwarded,
-                   toUnixTimestamp64Nano(minIf(origin, origin > toDateTime64(0, 9)))
-                       AS first_ns,
-                   toUnixTimestamp64Nano(max(origin)) AS last_ns
+                   toUnixTimestamp64Nano(minIf(origin, outcome = 'forwarded')) AS first_ns,
+                   toUnixTimestamp64Nano(maxIf(origin, outcome = 'forwarded')) AS last_ns
             {gate_rows} GROUP BY {keys}""",
         window,
     )
@@ -177,7 +176,7 @@ def providers_compare(
                    arrayFilter(x -> x > {{gap:Int64}}, d) AS pauses,
                    length(pauses) AS n, arraySum(pauses) AS total,
                    arrayMax(arrayPushBack(pauses, 0)) AS longest
-            {gate_rows} AND origin > toDateTime64(0, 9) GROUP BY {keys}""",
+            {gate_rows} AND outcome = 'forwarded' GROUP BY {keys}""",
         {**window, "gap": gap_ns},
     )
     per_key, gaps = sequence_report(store, window, DEFAULT_SEQUENCE_KEY, limit=1_000_000)
@@ -226,7 +225,9 @@ def providers_compare(
             "sequence_missing": seq_by.get(key(r), [0, 0])[0],
             "sequence_duplicated": seq_by.get(key(r), [0, 0])[1],
             "active_span_ns": span_ns,
-            "updates_per_s": round((r["events"] - 1) / (span_ns / NS), 3) if span_ns > 0 else None,
+            "updates_per_s": (
+                round((r["forwarded"] - 1) / (span_ns / NS), 3) if span_ns > 0 else None
+            ),
             "dead_lettered_share": round(r["dead"] / r["events"], 6) if r["events"] else 0.0,
             "divergence_bps_max": d.get("bps_max"),
             "divergence_bps_sustained": d.get("bps_sustained"),
@@ -241,7 +242,7 @@ def providers_compare(
         "by": by,
         "gap_threshold_ns": gap_ns,
         "sustain_s": sustain_s,
-        "rate_basis": "(events - 1) / (last origin - first origin) of the provider in the window",
+        "rate_basis": "(forwarded - 1) / (last - first origin forwarded) in the window",
         "rows": rows,
     }
 
@@ -253,14 +254,15 @@ def _flag_offset(
     offsets: dict[tuple[str, ...], int],
     me: tuple[str, ...],
 ) -> None:
-    """Flag a clock-offset estimate that is negative or off its peers' median by > bound."""
+    """Flag a clock-offset estimate that is negative or off the providers' median by > bound."""
     if offset is None:
         return
     if offset < 0:
         row["clock_flags"].append("negative offset: the provider's clock runs ahead of the gate's")
-    # Peers: the other providers (on the same instrument, by instrument).
-    peers = sorted(v for k, v in offsets.items() if k != me and k[1:] == me[1:])
-    if not peers:
+    # The peers' median: over every provider (on the same instrument, by instrument), so
+    # with three or more one skewed clock moves the median little and flags only itself.
+    peers = sorted(v for k, v in offsets.items() if k[1:] == me[1:])
+    if len(peers) < 2:
         return
     mid = len(peers) // 2
     median = peers[mid] if len(peers) % 2 else (peers[mid - 1] + peers[mid]) // 2
@@ -296,7 +298,7 @@ def _divergence(
                 SELECT instrument, sec, median(last) AS mid FROM per
                 GROUP BY instrument, sec HAVING count() >= 2),
             each AS (
-                SELECT {own}, per.sec AS sec,
+                SELECT {own}, {"" if "instrument" in keys else "per.instrument,"} per.sec AS sec,
                        greatest(abs(hi - mid), abs(lo - mid)) / mid * 10000 AS bps
                 FROM per INNER JOIN ref ON per.instrument = ref.instrument AND per.sec = ref.sec),
             held AS (

@@ -49,6 +49,24 @@ class Stamp:
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """A broken rule recorded for an event: ``reject`` (dead-lettered) or ``warn``."""
+
+    severity: Literal["reject", "warn"]
+    rule_id: str
+    rule_version: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "rule_id": self.rule_id,
+            "rule_version": self.rule_version,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class EventTrail:
     """Everything the trail holds about one event."""
 
@@ -65,6 +83,9 @@ class EventTrail:
     rule_id: str
     parents: tuple[str, ...]
     stamps: tuple[Stamp, ...]
+    # Every rule verdict the trail keeps for it: a dead letter's, or each broken warn rule
+    # of a forwarded record, with version and reason.
+    verdicts: tuple[Verdict, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +100,7 @@ class EventTrail:
             "rule_id": self.rule_id,
             "parents": list(self.parents),
             "stamps": [s.to_dict() for s in self.stamps],
+            "verdicts": [v.to_dict() for v in self.verdicts],
         }
 
 
@@ -168,7 +190,7 @@ def replay_event(store: Queryable, event_id: str) -> Timeline:
     rows = _fetch(store, [eid])
     if eid not in rows:
         raise NotFoundError(f"no observation of event {eid} in the trail")
-    trail = _trail(eid, rows[eid], "event", 0)
+    trail = _trail(eid, rows[eid], "event", 0, _verdicts(store, [eid]).get(eid, ()))
     return _timeline("event", eid, [trail])
 
 
@@ -189,15 +211,28 @@ def replay_decision(store: Queryable, decision_id: str) -> Timeline:
         rows = _fetch(store, frontier)
         if depth == 0 and root not in rows:
             raise NotFoundError(f"no observation of decision {root} in the trail")
+        verdicts = _verdicts(store, frontier)
         next_ids: list[str] = []
         for eid in frontier:
             role: Literal["decision", "input"] = "decision" if depth == 0 else "input"
-            trail = _trail(eid, rows.get(eid, []), role, depth)
+            trail = _trail(eid, rows.get(eid, []), role, depth, verdicts.get(eid, ()))
             trails[eid] = trail
             next_ids.extend(p for p in trail.parents if p not in trails and p not in next_ids)
         frontier = next_ids
         depth += 1
     return _timeline("decision", root, list(trails.values()))
+
+
+_VERDICTS = """
+SELECT eid, severity, rule_id, rule_version, reason FROM (
+    SELECT toString(event_id) AS eid, 'reject' AS severity, rule_id, rule_version, reason
+    FROM {db}.dead_letters WHERE event_id IN {ids:Array(UUID)}
+    UNION ALL
+    SELECT toString(event_id) AS eid, 'warn' AS severity, rule_id, rule_version, reason
+    FROM {db}.warnings WHERE event_id IN {ids:Array(UUID)})
+ORDER BY eid, severity, rule_id, rule_version
+LIMIT 1 BY eid, severity, rule_id, rule_version
+"""
 
 
 def _fetch(store: Queryable, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -207,8 +242,20 @@ def _fetch(store: Queryable, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     return by_id
 
 
+def _verdicts(store: Queryable, ids: list[str]) -> dict[str, tuple[Verdict, ...]]:
+    by_id: dict[str, list[Verdict]] = {}
+    for r in store.query(_VERDICTS, {"ids": ids}):
+        v = Verdict(r["severity"], r["rule_id"], int(r["rule_version"]), r["reason"])
+        by_id.setdefault(r["eid"], []).append(v)
+    return {k: tuple(v) for k, v in by_id.items()}
+
+
 def _trail(
-    eid: str, rows: list[dict[str, Any]], role: Literal["event", "decision", "input"], depth: int
+    eid: str,
+    rows: list[dict[str, Any]],
+    role: Literal["event", "decision", "input"],
+    depth: int,
+    verdicts: tuple[Verdict, ...] = (),
 ) -> EventTrail:
     stamps: list[Stamp] = []
     origin = min((r["origin_ns"] for r in rows if r["origin_ns"] > 0), default=0)
@@ -252,6 +299,7 @@ def _trail(
         rule_id=dead["rule_id"] if dead else "",
         parents=tuple(parents),
         stamps=tuple(stamps),
+        verdicts=verdicts,
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from audit import AuditError, NotFoundError, Timeline, format_ns, replay_decision, replay_event
@@ -80,5 +81,12 @@ def _print_timeline(t: Timeline) -> None:
     for e in t.events:
         if not e.stamps:
             out.print(f"[yellow]input {e.event_id} was never observed by stampline[/]")
-        elif e.outcome == "dead_lettered":
-            out.print(f"[red]{e.event_id} was dead-lettered by {e.rule_id}[/]")
+        elif e.outcome == "dead_lettered" and not e.verdicts:
+            out.print(f"[red]{e.event_id} was dead-lettered by {escape(e.rule_id)}[/]")
+        for v in e.verdicts:
+            what = "dead-lettered by" if v.severity == "reject" else "forwarded with a warning:"
+            colour = "red" if v.severity == "reject" else "yellow"
+            out.print(
+                f"[{colour}]{e.event_id} {what} {escape(v.rule_id)}@v{v.rule_version}: "
+                f"{escape(v.reason)}[/]"
+            )
