@@ -1,6 +1,6 @@
 """The questions people ask the trail: provider comparison and completeness.
 
-Every window counts back from the newest data in the store (its "anchor"), so a store
+Every window counts back from the newest time in the store (its "anchor"), so a store
 written yesterday -- the demo's, a benchmark's -- answers as it would have then. Windows are
 exact: these reports read the raw trail (its `received` minmax index prunes the parts outside
 the window), not the per-minute rollups, which only know whole minutes. Latencies come with
@@ -31,8 +31,11 @@ JUDGED = "outcome != 'observed'"
 
 
 def anchor_ns(store: Queryable) -> int:
-    """The newest received time in the trail (0 for an empty store)."""
-    (row,) = store.query("SELECT toUnixTimestamp64Nano(max(received)) AS t FROM {db}.observations")
+    """The newest time in the trail, received or emitted (0 for an empty store)."""
+    (row,) = store.query(
+        "SELECT greatest(toUnixTimestamp64Nano(max(received)), "
+        "toUnixTimestamp64Nano(max(emitted))) AS t FROM {db}.observations"
+    )
     return int(row["t"] or 0)
 
 

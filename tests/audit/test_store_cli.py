@@ -26,6 +26,7 @@ def test_migrate_reports_nothing_to_apply_on_a_current_store(store: ChdbStore) -
         "001_trail",
         "002_ledger",
         "003_rollups",
+        "015_warnings",
     ]
 
 
