@@ -121,11 +121,6 @@ class GateStats:
     def dead_lettered_total(self) -> int:
         return sum(self.dead_lettered.values())
 
-    @property
-    def warned_total(self) -> int:
-        """Warn verdicts (a record breaking two warn rules counts twice)."""
-        return sum(self.warned.values())
-
 
 @dataclass(slots=True)
 class _Segment:
