@@ -18,13 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit._model import AUTHORITY_TAP
+from audit._model import TAP_SIGHTING
 from audit._queries import anchor_ns, latency_flags, quantiles
 from audit._replay import Queryable
-
-# A tap's own sighting: stage "<prefix>:<topic>" at tap authority (its readings of stamps in
-# headers carry the stamping stage's name instead).
-TAP_SIGHTING = f"(authority = {AUTHORITY_TAP} AND endsWith(stage, concat(':', topic)))"
 
 _WINDOW = (
     "received >= fromUnixTimestamp64Nano({lo:Int64}) "

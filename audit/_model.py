@@ -14,6 +14,9 @@ PREV_ORIGIN = "origin"  # prev_stage of a first stamp: the hop starts at the ori
 # beats a tap's reading of the same stamp from headers.
 AUTHORITY_STAMPER = 2
 AUTHORITY_TAP = 1
+# SQL: a tap's own sighting, stage "<prefix>:<topic>" at tap authority (its readings of stamps
+# in headers carry the stamping stage's name instead). Its `received` is the broker time.
+TAP_SIGHTING = f"(authority = {AUTHORITY_TAP} AND endsWith(stage, concat(':', topic)))"
 
 
 @dataclass(frozen=True, slots=True)

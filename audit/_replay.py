@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from audit._model import TAP_SIGHTING
 from audit.exceptions import NotFoundError
 
 _UUID = re.compile(
@@ -36,11 +37,16 @@ class Stamp:
     clock_err_ns: int | None = None
     received_ns: int | None = None
     host: str = ""
+    # A tap's own sighting: received is the broker time, so time - received is the tap's
+    # lag in reading the record, not a stage's hold time.
+    tap: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stage": self.stage, "kind": self.kind, "time_ns": self.time_ns}
         if self.received_ns is not None:
             d["received_ns"] = self.received_ns
+        if self.tap:
+            d["tap"] = True
         if self.clock_err_ns is not None:
             d["clock_err_ns"] = self.clock_err_ns
         if self.host:
@@ -162,7 +168,8 @@ def normalise_id(event_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_SELECT = """
+_SELECT = (
+    """
 SELECT toString(event_id) AS eid, stage,
        toUnixTimestamp64Nano(received) AS received_ns,
        toUnixTimestamp64Nano(emitted) AS emitted_ns,
@@ -171,12 +178,16 @@ SELECT toString(event_id) AS eid, stage,
        clock_err_ns, host, topic, partition, offset,
        toUnixTimestamp64Milli(broker_time) AS broker_ms,
        provider, instrument, seq, toString(outcome) AS outcome, rule_id,
-       arrayMap(p -> toString(p), parents) AS parents
+       arrayMap(p -> toString(p), parents) AS parents,
+       """
+    + TAP_SIGHTING
+    + """ AS tap_sighting
 FROM {db}.observations
 WHERE event_id IN {ids:Array(UUID)}
 ORDER BY event_id, stage, authority DESC, batch DESC
 LIMIT 1 BY event_id, stage
 """
+)
 
 
 def replay_event(store: Queryable, event_id: str) -> Timeline:
@@ -278,6 +289,7 @@ def _trail(
                 clock_err_ns=r["clock_err_ns"],
                 received_ns=r["received_ns"],
                 host=r["host"],
+                tap=bool(r["tap_sighting"]),
             )
         )
     stamps.sort(key=lambda s: (s.time_ns, _KIND_ORDER[s.kind]))

@@ -71,7 +71,8 @@ def _print_timeline(t: Timeline) -> None:
             f"{e.role} {who}" if e.provider else e.role,
             s.stamp.stage
             + (
-                f" (held {format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
+                f" ({'tap lag' if s.stamp.tap else 'held'} "
+                f"{format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
                 if s.stamp.received_ns
                 else ""
             ),

@@ -407,6 +407,9 @@ def test_hotspots_keeps_a_late_taps_lag_out_of_the_hops(run: Run) -> None:
     for pair, tap in (("gate", clean), ("risk", decisions)):
         assert lags[tap]["p50_ns"] >= TAP_LATE_S * S
         assert hops[(pair, tap)]["max_ns"] < lags[tap]["p50_ns"] - TAP_LATE_S * S / 2
+    # replay marks the tap's sighting as such: its time - received is the tap's lag
+    stamps = {s.stage: s for s in replay_event(run.store, run.decisions[0]).events[0].stamps}
+    assert (stamps[decisions].tap, stamps["risk"].tap) == (True, False)
 
 
 def test_hotspots_window_is_exact(run: Run) -> None:
