@@ -95,28 +95,38 @@ def sequence_report(
     where = f"{IN_WINDOW} AND {JUDGED} AND seq >= 0 AND {named}"
     per_key = store.query(
         f"""SELECT stage, {cols}, min(seq) AS lo, max(seq) AS hi, uniqExact(seq) AS distinct_seq,
-                   uniqExact(event_id) AS events
+                   uniqExact(event_id) AS events,
+                   arrayCount(d -> d > 1, arrayDifference(arraySort(groupUniqArray(seq)))) AS gaps
             FROM {{db}}.observations WHERE {where}
             GROUP BY stage, {cols} ORDER BY stage, {cols}""",
         params,
     )
-    gaps = store.query(
-        f"""SELECT stage, {cols}, prev + 1 AS first_missing, seq - prev - 1 AS size,
-                   at_ns, origin_ns
-            FROM (
-                SELECT stage, {cols}, seq, at_ns, origin_ns,
-                       lagInFrame(seq) OVER w AS prev, row_number() OVER w AS rn
+    gaps = []
+    if limit > 0:
+        # Per key, the numbers in order (with when each first arrived); a gap is two
+        # neighbours more than one apart, reported at the number after it.
+        gaps = store.query(
+            f"""SELECT stage, {cols}, g.1 + 1 AS first_missing, g.2 - g.1 - 1 AS size,
+                       g.3 AS at_ns, g.4 AS origin_ns
                 FROM (
-                    SELECT stage, {cols}, seq, min(toUnixTimestamp64Nano(received)) AS at_ns,
-                           min(toUnixTimestamp64Nano(origin)) AS origin_ns
-                    FROM {{db}}.observations WHERE {where}
-                    GROUP BY stage, {cols}, seq)
-                WINDOW w AS (PARTITION BY stage, {cols} ORDER BY seq
-                             ROWS BETWEEN 1 PRECEDING AND CURRENT ROW))
-            WHERE rn > 1 AND seq - prev > 1
-            ORDER BY at_ns, stage, {cols} LIMIT {int(limit)}""",
-        params,
-    )
+                    SELECT stage, {cols},
+                           arraySort(x -> x.1, groupArray((seq, at, born))) AS a,
+                           arrayFilter(x -> x.2 - x.1 > 1, arrayZip(
+                               arrayPopBack(arrayMap(x -> x.1, a)),
+                               arrayMap(x -> x.1, arrayPopFront(a)),
+                               arrayMap(x -> x.2, arrayPopFront(a)),
+                               arrayMap(x -> x.3, arrayPopFront(a)))) AS found
+                    FROM (
+                        SELECT stage, {cols}, seq, min(toUnixTimestamp64Nano(received)) AS at,
+                               min(toUnixTimestamp64Nano(origin)) AS born
+                        FROM {{db}}.observations WHERE {where}
+                        GROUP BY stage, {cols}, seq)
+                    GROUP BY stage, {cols}
+                    HAVING notEmpty(found))
+                ARRAY JOIN found AS g
+                ORDER BY at_ns, stage, {cols} LIMIT {int(limit)}""",
+            params,
+        )
     keyed = []
     for r in per_key:
         expected = int(r["hi"] - r["lo"] + 1)
@@ -129,6 +139,7 @@ def sequence_report(
                 "expected": expected,
                 "events": int(r["events"]),
                 "lost": expected - int(r["distinct_seq"]),
+                "gaps": int(r["gaps"]),
                 "duplicated": int(r["events"] - r["distinct_seq"]),
             }
         )
@@ -182,22 +193,19 @@ def providers_compare(
             {gate_rows} AND outcome = 'forwarded' GROUP BY {keys}""",
         {**window, "gap": gap_ns},
     )
-    per_key, gaps = sequence_report(store, window, DEFAULT_SEQUENCE_KEY, limit=1_000_000)
+    per_key, _ = sequence_report(store, window, DEFAULT_SEQUENCE_KEY, limit=0)
     divergence = _divergence(store, window, keys, sustain_s)
 
     def key(r: dict[str, Any]) -> tuple[str, ...]:
         return (r["provider"],) if by == "provider" else (r["provider"], r["instrument"])
 
-    seq_by: dict[tuple[str, ...], list[int]] = {}  # key -> [missing, duplicated]
+    seq_by: dict[tuple[str, ...], list[int]] = {}  # key -> [gaps, missing, duplicated]
     for k in per_key:
         kk = (k["key"]["provider"],) if by == "provider" else tuple(k["key"].values())
-        acc = seq_by.setdefault(kk, [0, 0])
-        acc[0] += k["lost"]
-        acc[1] += k["duplicated"]
-    gap_count: dict[tuple[str, ...], int] = {}
-    for g in gaps:
-        kk = (g["key"]["provider"],) if by == "provider" else tuple(g["key"].values())
-        gap_count[kk] = gap_count.get(kk, 0) + 1
+        acc = seq_by.setdefault(kk, [0, 0, 0])
+        acc[0] += k["gaps"]
+        acc[1] += k["lost"]
+        acc[2] += k["duplicated"]
     sil_by = {key(r): r for r in silences}
     div_by = {key(r): r for r in divergence}
     offsets = {key(r): int(r["offset_ns"]) for r in stats if r["forwarded"]}
@@ -224,9 +232,9 @@ def providers_compare(
             "silences": int(s.get("n", 0)),
             "silence_longest_ns": int(s.get("longest", 0)),
             "silence_total_ns": int(s.get("total", 0)),
-            "sequence_gaps": gap_count.get(key(r), 0),
-            "sequence_missing": seq_by.get(key(r), [0, 0])[0],
-            "sequence_duplicated": seq_by.get(key(r), [0, 0])[1],
+            "sequence_gaps": seq_by.get(key(r), [0, 0, 0])[0],
+            "sequence_missing": seq_by.get(key(r), [0, 0, 0])[1],
+            "sequence_duplicated": seq_by.get(key(r), [0, 0, 0])[2],
             "active_span_ns": span_ns,
             "updates_per_s": (
                 round((r["forwarded"] - 1) / (span_ns / NS), 3) if span_ns > 0 else None
