@@ -90,7 +90,8 @@ STAMP_CONTRACT_RULE = ("record.stamps", 1)
 UNPROCESSABLE_RULE = ("record.unprocessable", 1)
 _PRODUCE_RULE = SIZE_RULE  # librdkafka refuses a record on its own account for its size
 _RECOVERED = "written to the dead-letter topic before a restart"
-_STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
+_STOP_GRACE_S = 3.0
+_DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store  # how long a stopping gate still waits on the broker before it gives up
 _FORWARDED = ("forwarded", "", 0)  # outcome, rule id, rule version of a forwarded record
 _OUTCOME = 19  # where those three sit in a trail row (see TrailRows)
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
@@ -932,7 +933,9 @@ class Gate:
                 rule_id=failure.rule_id,
                 rule_version=failure.rule_version,
                 reason=failure.reason[:MAX_REASON],
-                value=m.value() or b"",
+                # The store keeps only the value's head; a 10 MB record's whole value must
+                # not wait in memory for the next flush.
+                value=(m.value() or b"")[:_DEAD_VALUE_HEAD],
             )
         )
 

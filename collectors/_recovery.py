@@ -91,6 +91,7 @@ class OutputLedger:
         stage: str,
         client: Mapping[str, Any] | None = None,
         idle_s: float = 0.5,
+        first_fetch_s: float = 3.0,
         clock_margin_ms: int = 2000,
     ) -> None:
         self.bootstrap = bootstrap
@@ -99,6 +100,9 @@ class OutputLedger:
         self.stage = stage
         self.client = dict(client or {})
         self.idle_s = idle_s
+        # A new consumer's first fetch can take longer than idle_s (metadata, connections):
+        # "nothing came yet" is not "nothing is there" until this much time has passed.
+        self.first_fetch_s = first_fetch_s
         self.clock_margin_ms = clock_margin_ms
         self._admin = AdminClient({"bootstrap.servers": bootstrap, **self.client})
         self._partitions: dict[str, list[int]] = {}
@@ -168,7 +172,7 @@ class OutputLedger:
             # writing, so "until idle" alone might never come. Quiet partitions end on idle.
             horizon_ms = int(time.time() * 1000) + self.clock_margin_ms
             open_parts = {(tp.topic, tp.partition) for tp in tps}
-            last = time.monotonic()
+            last = time.monotonic() + self.first_fetch_s - self.idle_s
             while open_parts and time.monotonic() - last < self.idle_s:
                 for m in consumer.consume(1000, 0.1):
                     where = (m.topic() or "", m.partition() or 0)
