@@ -936,6 +936,7 @@ class Gate:
                 # The store keeps only the value's head; a 10 MB record's whole value must
                 # not wait in memory for the next flush.
                 value=(m.value() or b"")[:_DEAD_VALUE_HEAD],
+                value_size=len(m.value() or b""),
             )
         )
 
