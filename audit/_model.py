@@ -62,4 +62,5 @@ class DeadLetter:
     rule_id: str
     rule_version: int
     reason: str
-    value: bytes
+    value: bytes  # the value, or its head: the store keeps only the first bytes
+    value_size: int | None = None  # the whole value's size, when ``value`` is only its head
