@@ -73,5 +73,6 @@ class DeadLetter:
     rule_id: str
     rule_version: int
     reason: str
-    value: bytes
+    value: bytes  # the value, or its head: the store keeps only the first bytes
     severity: Severity = "reject"
+    value_size: int | None = None  # the whole value's size, when ``value`` is only its head

@@ -249,7 +249,10 @@ class Store(ABC):
                 "rule_id": [r.rule_id for r in rows],
                 "rule_version": pa.array([r.rule_version for r in rows], pa.uint32()),
                 "reason": [r.reason for r in rows],
-                "value_size": pa.array([len(r.value) for r in rows], pa.uint64()),
+                "value_size": pa.array(
+                    [len(r.value) if r.value_size is None else r.value_size for r in rows],
+                    pa.uint64(),
+                ),
                 "value_head": pa.array([r.value[:_VALUE_HEAD_BYTES] for r in rows], pa.binary()),
             }
         )

@@ -22,7 +22,7 @@ def gate(config: ConfigOpt = None) -> None:
     Progress goes to stderr every few seconds. `gate.delivery: exactly_once` uses Kafka
     transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
-    from collectors import Gate
+    from collectors import BrokerCheckError, Gate
     from stampline.broker import EmbeddedBroker, ensure_topics
     from stampline.wiring import gate_settings, open_store, rules_holder, sidecar_metrics
 
@@ -69,7 +69,10 @@ def gate(config: ConfigOpt = None) -> None:
                         highlight=False,
                     )
 
-            the_gate.run(stop, on_flush=report)
+            try:
+                the_gate.run(stop, on_flush=report)
+            except BrokerCheckError as exc:  # found before any record was read
+                fail(f"gate: {exc}")
             s = the_gate.stats
             err.print(
                 f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
