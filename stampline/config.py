@@ -210,6 +210,19 @@ class GateConfig(_Section):
     instrument_field: str = "instrument"
     sequence_field: str = "seq"
     max_message_bytes: int = Field(default=1_048_576, ge=64, le=64 * 1_048_576)
+    # Larger keys or header sets are dead-lettered as record.size (see docs/gate.md).
+    max_key_bytes: int = Field(default=65_536, ge=16, le=16 * 1_048_576)
+    max_header_bytes: int = Field(default=65_536, ge=256, le=16 * 1_048_576)
+    # Longer provider or instrument names are dead-lettered as record.identity.
+    max_name_chars: int = Field(default=256, ge=1, le=65_536)
+    duplicate_keys: Literal["reject", "allow"] = Field(
+        default="reject",
+        description="reject: a JSON object with a repeated key is record.duplicate_keys",
+    )
+    transaction_probe: bool = Field(
+        default=True,
+        description="with exactly_once, check at start that the broker honours transactions",
+    )
     consume_batch: int = Field(default=1000, ge=1, le=100_000)
     clock_error_ns: int = Field(default=1_000_000, alias="clock_error")
     # "chrony": read the bound from `chronyc tracking`, falling back to clock_error.
@@ -414,6 +427,8 @@ def build_extraction(config: Config) -> Extraction:
         instrument_field=g.instrument_field,
         seq_field=g.sequence_field,
         max_message_bytes=g.max_message_bytes,
+        max_name_chars=g.max_name_chars,
+        duplicate_keys=g.duplicate_keys,
     )
 
 

@@ -372,7 +372,7 @@ def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, A
                quantilesExact(0.5, 0.99)(
                    toUnixTimestamp64Nano(emitted) - toUnixTimestamp64Nano(received)) AS q
            FROM {db}.trail
-           -- a tap's own sighting holds nothing (it only looks), so it has no stage time
+           -- a tap's own sighting is not a stage: its out - in is the tap's lag in reading
            WHERE stage NOT LIKE 'tap:%' GROUP BY stage ORDER BY stage"""
     )
     slowest = store.query(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audit import ChdbStore, ClickHouseStore, Retention, Store, clock_error_bound
-from collectors import GateSettings, MetricsSettings, SidecarMetrics, TapSettings
+from collectors import GateSettings, Limits, MetricsSettings, SidecarMetrics, TapSettings
 from rules import RulesHolder
 from stampline.config import Config, build_extraction
 
@@ -58,6 +58,12 @@ def gate_settings(config: Config, bootstrap: str) -> GateSettings:
         recovery_scan=config.gate.recovery_scan,
         queue_batches=config.gate.queue_batches,
         allowed_lateness_ns=config.gate.allowed_lateness_ns,
+        limits=Limits(
+            max_value_bytes=config.gate.max_message_bytes,
+            max_key_bytes=config.gate.max_key_bytes,
+            max_header_bytes=config.gate.max_header_bytes,
+        ),
+        transaction_probe=config.gate.transaction_probe,
     )
 
 

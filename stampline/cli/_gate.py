@@ -68,7 +68,8 @@ def gate(config: ConfigOpt = None) -> None:
                     last[0] = time.monotonic()
                     err.print(
                         f"gate: in {stats.events_in:,} forwarded {stats.forwarded:,} "
-                        f"dead-lettered {stats.dead_lettered_total:,}",
+                        f"dead-lettered {stats.dead_lettered_total:,} "
+                        f"warned {_warned(stats.warned)}",
                         highlight=False,
                     )
 
@@ -76,6 +77,16 @@ def gate(config: ConfigOpt = None) -> None:
             s = the_gate.stats
             err.print(
                 f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
-                f"dead-lettered {s.dead_lettered_total:,}",
+                f"dead-lettered {s.dead_lettered_total:,} warned {_warned(s.warned)}",
                 highlight=False,
             )
+
+
+def _warned(counts: Any) -> str:
+    """Warn verdicts, total and per rule: ``3 (price.tick 2, seq.gap 1)``."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    parts = ", ".join(f"{rule} {n:,}" for rule, n in counts.most_common(3))
+    more = ", …" if len(counts) > 3 else ""
+    return (f"{total:,} ({parts}{more})")

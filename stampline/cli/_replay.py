@@ -71,7 +71,8 @@ def _print_timeline(t: Timeline) -> None:
             f"{e.role} {who}" if e.provider else e.role,
             s.stamp.stage
             + (
-                f" (held {format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
+                f" ({'tap lag' if s.stamp.tap else 'held'} "
+                f"{format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
                 if s.stamp.received_ns
                 else ""
             ),
@@ -81,5 +82,11 @@ def _print_timeline(t: Timeline) -> None:
     for e in t.events:
         if not e.stamps:
             out.print(styled(f"input {e.event_id} was never observed by stampline", "yellow"))
-        elif e.outcome == "dead_lettered":
+        elif e.outcome == "dead_lettered" and not e.verdicts:
             out.print(styled(f"{e.event_id} was dead-lettered by {e.rule_id}", "red"))
+        for v in e.verdicts:
+            what = "dead-lettered by" if v.severity == "reject" else "forwarded with a warning:"
+            colour = "red" if v.severity == "reject" else "yellow"
+            out.print(
+                styled(f"{e.event_id} {what} {v.rule_id}@v{v.rule_version}: {v.reason}", colour)
+            )

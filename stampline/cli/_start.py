@@ -1,6 +1,7 @@
 """Starting a sidecar: the parts it needs are reachable, or one clear line says which is not.
 
-A broker that does not answer, a ClickHouse that refuses the connection or a database name
+A broker that does not answer or cannot give what the configuration asks (exactly_once on a
+broker without transaction markers), a ClickHouse that refuses the connection or a database name
 that is not one end the command with ``error: ...`` naming the address or the value and exit
 status 1 — never a traceback, never librdkafka's retry log.
 """
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from confluent_kafka import KafkaException
 
 from audit import AuditError
+from collectors import BrokerCheckError
 from stampline.broker import BrokerError
 from stampline.cli._app import fail
 
@@ -22,7 +24,7 @@ def one_line_errors(what: str) -> Iterator[None]:
     """Turn a part that cannot be reached or used into ``error: <what>: <reason>``, exit 1."""
     try:
         yield
-    except (BrokerError, AuditError) as exc:
+    except (BrokerError, AuditError, BrokerCheckError) as exc:
         fail(f"{what}: {_first_line(exc)}")
     except KafkaException as exc:
         error = exc.args[0] if exc.args else exc
