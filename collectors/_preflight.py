@@ -23,7 +23,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from collectors._kafka import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
+from collectors._kafka import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, admin_config
 from collectors._stamps import Headers
 from collectors.exceptions import BrokerCheckError
 
@@ -81,7 +81,7 @@ def topic_limits(
     bootstrap: str, topics: Iterable[str], client: Mapping[str, Any] | None = None
 ) -> dict[str, int | None]:
     """Each topic's ``max.message.bytes``, or None where the broker does not say."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(client or {})})
+    admin = AdminClient(admin_config(bootstrap, client))
     out: dict[str, int | None] = {}
     for topic in topics:
         try:
@@ -144,7 +144,7 @@ def probe_transactions(
         BrokerCheckError: the broker showed the aborted record, or the probe could not run.
     """
     extra = dict(client or {})
-    admin = AdminClient({"bootstrap.servers": bootstrap, **extra})
+    admin = AdminClient(admin_config(bootstrap, extra))
     try:
         futures = admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=10)
         for future in futures.values():
