@@ -11,6 +11,7 @@ from audit._clock import (
     parse_chronyc_tracking,
     read_clock_bound,
 )
+from audit._hotspots import heatmap, hotspots
 from audit._ledger import BatchFinding, VerifyReport
 from audit._model import (
     AUTHORITY_STAMPER,
@@ -20,12 +21,19 @@ from audit._model import (
     Observation,
     Outcome,
 )
-from audit._queries import completeness, hotspots, latency_flags, providers_compare
+from audit._queries import (
+    DEFAULT_SEQUENCE_KEY,
+    completeness,
+    latency_flags,
+    parse_sequence_key,
+    providers_compare,
+)
 from audit._replay import (
     EventTrail,
     Sighting,
     Stamp,
     Timeline,
+    Verdict,
     format_ns,
     normalise_id,
     replay_decision,
@@ -40,6 +48,7 @@ from audit.exceptions import AuditError, NotFoundError, StoreError
 __all__ = [
     "AUTHORITY_STAMPER",
     "AUTHORITY_TAP",
+    "DEFAULT_SEQUENCE_KEY",
     "PREV_ORIGIN",
     "AuditError",
     "BatchFinding",
@@ -59,16 +68,19 @@ __all__ = [
     "Store",
     "StoreError",
     "Timeline",
+    "Verdict",
     "VerifyReport",
     "canonical_table",
     "check_database_name",
     "clock_error_bound",
     "completeness",
     "format_ns",
+    "heatmap",
     "hotspots",
     "latency_flags",
     "normalise_id",
     "parse_chronyc_tracking",
+    "parse_sequence_key",
     "providers_compare",
     "read_clock_bound",
     "replay_decision",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from audit import ChdbStore, ClickHouseStore, ClockBound, Retention, Store, read_clock_bound
-from collectors import GateSettings, MetricsSettings, SidecarMetrics, TapSettings
+from collectors import GateSettings, Limits, MetricsSettings, SidecarMetrics, TapSettings
 from rules import RulesHolder
 from stampline.config import Config, build_extraction
 
@@ -31,7 +31,13 @@ def open_store(config: Config, database: str | None = None, *, migrate: bool = T
             retention=retention(config),
             migrate=migrate,
         )
-    return ChdbStore(s.path, database or s.database, retention(config), migrate=migrate)
+    return ChdbStore(
+        s.path,
+        database or s.database,
+        retention(config),
+        migrate=migrate,
+        private=s.permissions == "private",
+    )
 
 
 def clock_bound(config: Config, metrics: SidecarMetrics | None = None) -> ClockBound:
@@ -75,6 +81,12 @@ def gate_settings(
         recovery_scan=config.gate.recovery_scan,
         queue_batches=config.gate.queue_batches,
         allowed_lateness_ns=config.gate.allowed_lateness_ns,
+        limits=Limits(
+            max_value_bytes=config.gate.max_message_bytes,
+            max_key_bytes=config.gate.max_key_bytes,
+            max_header_bytes=config.gate.max_header_bytes,
+        ),
+        transaction_probe=config.gate.transaction_probe,
     )
 
 

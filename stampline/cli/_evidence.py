@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from audit import AuditError, NotFoundError, Store, VerifyReport
 from dashboards import (
@@ -22,6 +21,7 @@ from dashboards import (
     write_bundle,
 )
 from stampline import __version__
+from stampline._terminal import line, styled
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -157,25 +157,27 @@ def evidence(
         re.sub(r"[^A-Za-z0-9._-]+", "-", f"evidence-{subject['kind']}-{subject['id']}")
     )
     if pdf:
-        err.print("[dim]evidence:[/] printing the PDF with headless Chromium", highlight=False)
+        err.print(line(("evidence:", "dim"), " printing the PDF with headless Chromium"))
     bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
     if as_json:
         emit_json({**bundle.to_dict(), "subject": subject, "chain_head": doc.head})
     else:
         for name, sha in bundle.files.items():
-            out.print(f"{sha}  {escape(str(folder / name))}", highlight=False)
+            out.print(f"{sha}  {folder / name}", highlight=False)
         out.print(f"chain head {doc.head}", highlight=False)
     if bundle.pdf_error is not None and pdf:
-        err.print(f"[yellow]no PDF:[/] {escape(bundle.pdf_error)}", highlight=False)
+        err.print(line(("no PDF:", "yellow"), f" {bundle.pdf_error}"))
     if checked is not None and not checked.ok:
-        err.print("[bold red]the trail failed verification: see the report's integrity proof[/]")
+        err.print(
+            styled("the trail failed verification: see the report's integrity proof", "bold red")
+        )
         raise typer.Exit(1)
 
 
 def _verify(st: Store) -> VerifyReport:
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
-            err.print(f"[dim]verify:[/] batch {done:,}/{total:,}", highlight=False)
+            err.print(line(("verify:", "dim"), f" batch {done:,}/{total:,}"))
 
     return st.verify(progress)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from audit import (
@@ -20,6 +19,7 @@ from audit import (
     short_ids,
 )
 from rules import format_duration
+from stampline._terminal import styled
 from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, fail, open_store_for_query, out
 
 
@@ -89,10 +89,11 @@ def _print_timeline(t: Timeline) -> None:
             format_duration(s.delta_from_first_ns),
             "—" if s.delta_from_origin_ns is None else format_duration(s.delta_from_origin_ns),
             names[s.event_id],
-            escape(f"{e.role} {who}" if e.provider else e.role),
-            escape(s.stamp.stage)
+            (f"{e.role} {who}" if e.provider else e.role),
+            (s.stamp.stage)
             + (
-                f" (held {format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
+                f" ({'tap lag' if s.stamp.tap else 'held'} "
+                f"{format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
                 if s.stamp.received_ns
                 else ""
             ),
@@ -102,17 +103,23 @@ def _print_timeline(t: Timeline) -> None:
     out.print(table)
     for e in t.events:
         if not e.stamps:
-            out.print(f"[yellow]input {e.event_id} was never observed by stampline[/]")
-        elif e.outcome == "dead_lettered":
-            out.print(f"[red]{e.event_id} was dead-lettered by {escape(e.rule_id)}[/]")
-        elif e.warnings:
-            warned = escape(", ".join(e.warnings))
-            out.print(f"[yellow]{e.event_id} passed with warnings: {warned}[/]")
+            out.print(styled(f"input {e.event_id} was never observed by stampline", "yellow"))
+        elif e.outcome == "dead_lettered" and not e.verdicts:
+            out.print(styled(f"{e.event_id} was dead-lettered by {e.rule_id}", "red"))
+        for v in e.verdicts:
+            what = "dead-lettered by" if v.severity == "reject" else "forwarded with a warning:"
+            colour = "red" if v.severity == "reject" else "yellow"
+            out.print(
+                styled(f"{e.event_id} {what} {v.rule_id}@v{v.rule_version}: {v.reason}", colour)
+            )
     fallbacks = {s.stamp.host for s in t.sightings if s.stamp.clock_source.startswith("fallback")}
     if fallbacks:
         out.print(
-            f"[yellow]bound on {escape(', '.join(sorted(fallbacks)))} is the configured value: "
-            "chrony was asked for and could not answer (see the bound-from column)[/]"
+            styled(
+                f"bound on {', '.join(sorted(fallbacks))} is the configured value: chrony was "
+                "asked for and could not answer (see the bound-from column)",
+                "yellow",
+            )
         )
 
 
@@ -121,5 +128,5 @@ def _source(label: str) -> str:
     if b.kind == "chrony":
         return f"chrony (offset {format_duration(b.offset_ns or 0)})"
     if b.kind == "fallback":
-        return escape(f"fallback: {b.reason}")
+        return f"fallback: {b.reason}"
     return b.kind

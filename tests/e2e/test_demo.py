@@ -73,7 +73,8 @@ def test_injected_behaviours_show_in_the_summary(demo: DemoResult) -> None:
 
 
 def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
-    """`stampline demo --json` then `replay --decision --json` on its store show the lineage."""
+    """`stampline demo --json` then `replay --decision --json` on its store show the lineage;
+    the demo's stderr holds only its own progress lines, none of librdkafka's (`%6|...`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
     store = tmp_path / "demo-store"
     run = subprocess.run(
@@ -94,6 +95,7 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
         timeout=240,
     )
     assert run.returncode == 0, run.stderr
+    assert [ln for ln in run.stderr.splitlines() if not ln.startswith("demo: ")] == []
     summary = json.loads(run.stdout)
     for key in (
         "events_in",
