@@ -122,6 +122,7 @@ def test_demo_summary_prints_hostile_names_as_text(monkeypatch: pytest.MonkeyPat
         "decision_id": "[/]",
         "decision_stage_ms": 1.0,
         "replay_command": "replay [/]",
+        "evidence_command": "evidence --decision [/]",
     }
     monkeypatch.setattr("stampline.cli._demo.out", console)
     _print_summary(summary)
