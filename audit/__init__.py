@@ -4,7 +4,14 @@ Imports nothing else of stampline's.
 """
 
 from audit._chdb import ChdbStore
-from audit._clock import ClockSource, clock_error_bound, parse_chronyc_tracking
+from audit._clock import (
+    ClockBound,
+    ClockSource,
+    clock_error_bound,
+    parse_chronyc_tracking,
+    read_clock_bound,
+)
+from audit._hotspots import heatmap, hotspots
 from audit._ledger import BatchFinding, VerifyReport
 from audit._model import (
     AUTHORITY_STAMPER,
@@ -14,16 +21,24 @@ from audit._model import (
     Observation,
     Outcome,
 )
-from audit._queries import completeness, hotspots, latency_flags, providers_compare
+from audit._queries import (
+    DEFAULT_SEQUENCE_KEY,
+    completeness,
+    latency_flags,
+    parse_sequence_key,
+    providers_compare,
+)
 from audit._replay import (
     EventTrail,
     Sighting,
     Stamp,
     Timeline,
+    Verdict,
     format_ns,
     normalise_id,
     replay_decision,
     replay_event,
+    short_ids,
 )
 from audit._schema import MigrationReport, Retention, check_database_name
 from audit._server import ClickHouseStore
@@ -33,11 +48,13 @@ from audit.exceptions import AuditError, NotFoundError, StoreError
 __all__ = [
     "AUTHORITY_STAMPER",
     "AUTHORITY_TAP",
+    "DEFAULT_SEQUENCE_KEY",
     "PREV_ORIGIN",
     "AuditError",
     "BatchFinding",
     "ChdbStore",
     "ClickHouseStore",
+    "ClockBound",
     "ClockSource",
     "DeadLetter",
     "EventTrail",
@@ -51,17 +68,22 @@ __all__ = [
     "Store",
     "StoreError",
     "Timeline",
+    "Verdict",
     "VerifyReport",
     "canonical_table",
     "check_database_name",
     "clock_error_bound",
     "completeness",
     "format_ns",
+    "heatmap",
     "hotspots",
     "latency_flags",
     "normalise_id",
     "parse_chronyc_tracking",
+    "parse_sequence_key",
     "providers_compare",
+    "read_clock_bound",
     "replay_decision",
     "replay_event",
+    "short_ids",
 ]

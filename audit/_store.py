@@ -63,6 +63,8 @@ _OBS_COLUMN_SELECT = (
         "CAST(arrayFilter(p -> p != '', splitByChar(',', parents)) AS Array(UUID)))",
     ),
     ("authority", "authority"),
+    ("clock_source", "clock_source"),
+    ("warnings", "warnings"),
     ("batch", "toUInt64({batch})"),
 )
 _OBS_COLUMNS = ", ".join(name for name, _ in _OBS_COLUMN_SELECT)
@@ -98,6 +100,8 @@ def canonical_table(rows: Sequence[Observation]) -> pa.Table:
             "rule_version": pa.array([r.rule_version for r in rows], i64),
             "parents": [",".join(p.lower() for p in r.parents) for r in rows],
             "authority": pa.array([r.authority for r in rows], i64),
+            "clock_source": [r.clock_source for r in rows],
+            "warnings": [",".join(r.warnings) for r in rows],
         },
         schema=CANONICAL_SCHEMA,
     )
@@ -230,7 +234,12 @@ class Store(ABC):
             return seq
 
     def write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
-        """Insert a batch of dead letters (idempotent per source topic/partition/offset)."""
+        """Insert a batch of dead letters (idempotent per source topic/partition/offset) and
+        warn verdicts (``severity="warn"``: into ``warnings``, idempotent per record and rule)."""
+        warned = [r for r in rows if r.severity == "warn"]
+        if warned:
+            self._write_warnings(warned)
+            rows = [r for r in rows if r.severity != "warn"]
         if not rows:
             return
         table = pa.table(
@@ -244,7 +253,10 @@ class Store(ABC):
                 "rule_id": [r.rule_id for r in rows],
                 "rule_version": pa.array([r.rule_version for r in rows], pa.uint32()),
                 "reason": [r.reason for r in rows],
-                "value_size": pa.array([len(r.value) for r in rows], pa.uint64()),
+                "value_size": pa.array(
+                    [len(r.value) if r.value_size is None else r.value_size for r in rows],
+                    pa.uint64(),
+                ),
                 "value_head": pa.array([r.value[:_VALUE_HEAD_BYTES] for r in rows], pa.binary()),
             }
         )
@@ -254,6 +266,30 @@ class Store(ABC):
                 ", ".join(table.column_names),
                 "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
                 "offset, provider, rule_id, rule_version, reason, value_size, value_head",
+                table,
+                None,
+            )
+
+    def _write_warnings(self, rows: Sequence[DeadLetter]) -> None:
+        table = pa.table(
+            {
+                "event_id": [r.event_id for r in rows],
+                "received": pa.array([r.received_ns for r in rows], pa.int64()),
+                "topic": [r.topic for r in rows],
+                "partition": pa.array([r.partition for r in rows], pa.int32()),
+                "offset": pa.array([r.offset for r in rows], pa.int64()),
+                "provider": [r.provider for r in rows],
+                "rule_id": [r.rule_id for r in rows],
+                "rule_version": pa.array([r.rule_version for r in rows], pa.uint32()),
+                "reason": [r.reason for r in rows],
+            }
+        )
+        with self._write_lock:
+            self._insert(
+                "warnings",
+                ", ".join(table.column_names),
+                "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
+                "offset, provider, rule_id, rule_version, reason",
                 table,
                 None,
             )
@@ -304,7 +340,7 @@ class Store(ABC):
                 f"WHERE batch = {seq} ORDER BY {CANONICAL_ORDER}",
                 None,
             )
-            digest, columns = digest_batch(canon)
+            digest, columns = digest_batch(canon, entry["columns"].keys())
             if digest == entry["digest"]:
                 continue
             changed = tuple(k for k, v in columns.items() if entry["columns"].get(k) != v)

@@ -188,8 +188,10 @@ def prepare_store_dir(path: Path) -> None:
         if not (path / _MARKER).exists():
             raise DemoError(f"{path} is not empty and not a demo store; choose another --store")
         shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / _MARKER).write_text("created by `stampline demo`; safe to delete\n")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    marker = path / _MARKER
+    marker.write_text("created by `stampline demo`; safe to delete\n")
+    marker.chmod(0o600)
 
 
 def run_demo(
@@ -284,6 +286,11 @@ def run_demo(
         summary["replay_command"] = (
             f"stampline replay --decision {summary['decision_id']} --store {store.path}"
             + ("" if store.database == "stampline" else f" --database {store.database}")
+        )
+        summary["evidence_command"] = (
+            f"stampline evidence --decision {summary['decision_id']} --store {store.path}"
+            + ("" if store.database == "stampline" else f" --database {store.database}")
+            + f" --out evidence-{summary['decision_id']}"
         )
         return DemoResult(summary, injected, topics, bootstrap)
 
@@ -419,7 +426,7 @@ def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, A
                quantilesExact(0.5, 0.99)(
                    toUnixTimestamp64Nano(emitted) - toUnixTimestamp64Nano(received)) AS q
            FROM {db}.trail
-           -- a tap's own sighting holds nothing (it only looks), so it has no stage time
+           -- a tap's own sighting is not a stage: its out - in is the tap's lag in reading
            WHERE stage NOT LIKE 'tap:%' GROUP BY stage ORDER BY stage"""
     )
     slowest = store.query(

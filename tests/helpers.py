@@ -47,7 +47,7 @@ def produce(
 ) -> list[tuple[int, int]]:
     """Produce ``records`` (key, value[, headers]) and return each one's (partition, offset)."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 4_000_000}
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 20_000_000}
     )
     where: list[tuple[int, int] | None] = []
 

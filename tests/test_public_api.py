@@ -57,6 +57,7 @@ def test_collectors_surface_is_pinned() -> None:
         "Stamps",
         "StageStamp",
         "read_stamps",
+        "admin_config",
         "append_stamp",
         "source_event_id",
         "new_event_id",
@@ -78,7 +79,32 @@ def test_audit_surface_is_pinned() -> None:
         "replay_event",
         "replay_decision",
         "Timeline",
+        "Verdict",
+        "completeness",
+        "heatmap",
+        "hotspots",
+        "parse_sequence_key",
+        "providers_compare",
         "NotFoundError",
         "StoreError",
         "AuditError",
+    }
+
+
+def test_evidence_surface_is_pinned() -> None:
+    """The evidence report's public names (dashboards) and the audit names it reads by."""
+    import audit
+    import dashboards
+
+    assert set(audit.__all__) >= {"ClockBound", "read_clock_bound", "short_ids"}
+    assert set(dashboards.__all__) >= {
+        "SCHEMA",
+        "Context",
+        "InputFile",
+        "decision_evidence",
+        "event_evidence",
+        "period_evidence",
+        "write_bundle",
+        "print_pdf",
+        "dump_dom",
     }

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from alerting import (
@@ -71,14 +70,14 @@ def _definitions(definitions: Path | None, config: Path | None) -> AlertsFile:
         try:
             cfg = load_config(config_path(config))
         except ConfigError as exc:
-            fail(escape(str(exc)))
+            fail(str(exc))
         if cfg.alerting.definitions is None:
             fail("the configuration has no alerting.definitions", 2)
         definitions = cfg.alerting.definitions
     try:
         return load_alerts(definitions)
     except DefinitionError as exc:
-        fail(f"alert definitions are not usable:\n{escape(str(exc))}")
+        fail(f"alert definitions are not usable:\n{exc!s}")
 
 
 def _am(url: str | None, config: Path | None) -> AlertmanagerClient:
@@ -86,7 +85,7 @@ def _am(url: str | None, config: Path | None) -> AlertmanagerClient:
         try:
             url = load_config(config_path(config)).alerting.alertmanager_url
         except ConfigError as exc:
-            fail(escape(str(exc)))
+            fail(str(exc))
         if url is None:
             fail("no Alertmanager: --alertmanager URL or alerting.alertmanager_url", 2)
     return AlertmanagerClient(url)
@@ -164,12 +163,12 @@ def list_alerts(
         }
         table.add_row(
             _iso(r["at_ns"]),
-            escape(r["state"]),
-            escape(r["alert_id"]),
-            escape(r["severity"]),
-            escape(" ".join(f"{k}={v}" for k, v in sorted(labels.items()))),
-            escape(r["annotations"].get("summary", "")),
-            escape(r["fingerprint"]),
+            (r["state"]),
+            (r["alert_id"]),
+            (r["severity"]),
+            (" ".join(f"{k}={v}" for k, v in sorted(labels.items()))),
+            (r["annotations"].get("summary", "")),
+            (r["fingerprint"]),
         )
     out.print(table)
 
@@ -191,7 +190,7 @@ def export_prometheus(
     if json:
         emit_json({"rules": str(rules), "tests": str(tests)})
         return
-    out.print(f"wrote {escape(str(rules))} and {escape(str(tests))}", highlight=False)
+    out.print(f"wrote {rules!s} and {tests!s}", highlight=False)
     out.print(f"check them: promtool check rules {rules} && promtool test rules {tests}",
               highlight=False)  # fmt: skip
 
@@ -213,7 +212,7 @@ def export_alertmanager(
     if json:
         emit_json({"config": str(output)})
         return
-    out.print(f"wrote {escape(str(output))}; check it: amtool check-config {output}",
+    out.print(f"wrote {output!s}; check it: amtool check-config {output}",
               highlight=False)  # fmt: skip
 
 
@@ -275,7 +274,7 @@ def snooze(
             matchers, now, now + length, who, reason
         )
     except AlertDeliveryError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     recorded = _record(
         store, database, config, at_ns=now, action="snooze", alert_id=alert or "",
         matchers=matchers, until_ns=now + length, by=who, reason=reason, silence_id=silence_id,
@@ -285,7 +284,7 @@ def snooze(
     if json:
         emit_json(result)
         return
-    out.print(f"snoozed until {_iso(now + length)}: silence {escape(silence_id)}", highlight=False)
+    out.print(f"snoozed until {_iso(now + length)}: silence {(silence_id)}", highlight=False)
 
 
 @alerts_app.command("unsnooze")
@@ -303,7 +302,7 @@ def unsnooze(
     try:
         _am(alertmanager, config).delete_silence(silence_id)
     except AlertDeliveryError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     now = time.time_ns()
     recorded = _record(
         store, database, config, at_ns=now, action="unsnooze", until_ns=now,
@@ -312,7 +311,7 @@ def unsnooze(
     if json:
         emit_json({"silence_id": silence_id, "expired": True, "recorded": recorded})
         return
-    out.print(f"silence {escape(silence_id)} expired", highlight=False)
+    out.print(f"silence {(silence_id)} expired", highlight=False)
 
 
 @alerts_app.command("dismiss")
@@ -355,7 +354,7 @@ def dismiss(
     if json:
         emit_json({"fingerprint": fingerprint, "verdict": as_, "dismissed_as_expected": count})
         return
-    out.print(f"dismissed {escape(fingerprint)} as {as_} ({count} time(s) as expected)",
+    out.print(f"dismissed {(fingerprint)} as {as_} ({count} time(s) as expected)",
               highlight=False)  # fmt: skip
 
 
@@ -378,7 +377,7 @@ def tune(
         with open_store_for_query(store, database, config) as st:
             found = suggest(parsed, read_history(st, start, 1_000_000), read_actions(st, start))
     except AuditError as exc:
-        fail(f"the store could not answer: {escape(str(exc))}")
+        fail(f"the store could not answer: {exc!s}")
     if json:
         emit_json({"suggestions": [s.to_dict() for s in found]})
         return
@@ -388,13 +387,13 @@ def tune(
     table = Table("alert", "fired", "median firing s", "dismissals", "for now", "suggested", "why")
     for s in found:
         table.add_row(
-            escape(s.alert_id),
+            (s.alert_id),
             str(s.fired),
             "—" if s.median_firing_s is None else f"{s.median_firing_s:g}",
-            escape(", ".join(f"{k} {v}" for k, v in sorted(s.dismissals.items())) or "—"),
+            (", ".join(f"{k} {v}" for k, v in sorted(s.dismissals.items())) or "—"),
             s.current_for or "—",
             s.suggested_for or "—",
-            escape(s.why),
+            (s.why),
         )
     out.print(table)
 
@@ -413,7 +412,7 @@ def watch_cmd(config: ConfigOpt = None) -> None:
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     a = cfg.alerting
     if a.definitions is None or a.facts_topic is None or cfg.broker.bootstrap_servers is None:
         fail("alerts watch needs alerting.definitions, alerting.facts_topic and a broker", 2)
@@ -426,8 +425,8 @@ def watch_cmd(config: ConfigOpt = None) -> None:
     try:
         with open_store(cfg) as store:
             parts = for_watch(cfg, cfg.broker.bootstrap_servers, store, metrics)
-            err.print(f"alerts watch: facts from {escape(a.facts_topic)}", highlight=False)
+            err.print(f"alerts watch: facts from {(a.facts_topic)}", highlight=False)
             stop.wait()
             parts.close()
     except (DefinitionError, AuditError) as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
+from stampline._terminal import line, styled
 from stampline.cli._app import JsonOpt, app, emit_json, err, fail, out
 
 
@@ -30,14 +30,15 @@ def demo(
     the command that replays one decision.
     """
     from stampline._feed import FeedPlan
+    from stampline.broker import BrokerError
     from stampline.demo import DemoError, run_demo
 
     def progress(message: str) -> None:
-        err.print(f"[dim]demo:[/] {message}", highlight=False)
+        err.print(line(("demo:", "dim"), f" {message}"), highlight=False)
 
     try:
         result = run_demo(store, plan=FeedPlan(rounds=rounds), progress=progress)
-    except DemoError as exc:
+    except (DemoError, BrokerError) as exc:
         fail(str(exc))
     summary = result.summary
     if as_json:
@@ -52,9 +53,18 @@ def _ms(value: float | None) -> str:
 
 def _print_summary(s: dict[str, Any]) -> None:
     total_dead = sum(s["dead_lettered"].values())
+    out.print()
     out.print(
-        f"\n[bold]events in[/] {s['events_in']:,}   [bold]forwarded[/] {s['forwarded']:,}   "
-        f"[bold]dead-lettered[/] {total_dead:,}   [bold]decisions[/] {s['decisions']:,}"
+        line(
+            ("events in", "bold"),
+            f" {s['events_in']:,}   ",
+            ("forwarded", "bold"),
+            f" {s['forwarded']:,}   ",
+            ("dead-lettered", "bold"),
+            f" {total_dead:,}   ",
+            ("decisions", "bold"),
+            f" {s['decisions']:,}",
+        )
     )
     dl = Table(title="dead letters by rule", title_justify="left")
     dl.add_column("rule")
@@ -79,8 +89,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     for name, p in s["providers"].items():
         if p["latency_p50_ms"] is not None and p["latency_p50_ms"] < 0:
             out.print(
-                f"[yellow]{name}: origin times are later than ingestion — its clock runs "
-                "ahead of the gate's; latencies from it are not facts[/]"
+                styled(
+                    f"{name}: origin times are later than ingestion — its clock runs "
+                    "ahead of the gate's; latencies from it are not facts",
+                    "yellow",
+                )
             )
     alerts = s.get("alerts", [])
     at = Table(title="alerts (docs/alerting.md)", title_justify="left")
@@ -88,11 +101,11 @@ def _print_summary(s: dict[str, Any]) -> None:
         at.add_column(col)
     for a in alerts:
         at.add_row(
-            escape(a["id"]),
-            escape(" ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))),
+            (a["id"]),
+            (" ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))),
             a["fired_at"] or "—",
             a["resolved_at"] or "still firing",
-            escape(a["summary"]),
+            (a["summary"]),
         )
     if alerts:
         out.print(at)
@@ -103,7 +116,14 @@ def _print_summary(s: dict[str, Any]) -> None:
         st.add_row(name, f"{v['events']:,}", f"{v['p50_ms']:.3f}", f"{v['p99_ms']:.3f}")
     out.print(st)
     out.print(
-        f"slowest decision [bold]{s['decision_id']}[/] spent {s['decision_stage_ms']} ms "
-        f"in stage risk.\nreplay it:  [bold]{s['replay_command']}[/]",
+        line(
+            "slowest decision ",
+            (s["decision_id"], "bold"),
+            f" spent {s['decision_stage_ms']} ms in stage risk.",
+        ),
         highlight=False,
+    )
+    out.print(line("replay it:  ", (s["replay_command"], "bold")), highlight=False)
+    out.print(
+        line("evidence for a regulator:  ", (s["evidence_command"], "bold")), highlight=False
     )

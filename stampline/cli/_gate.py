@@ -7,8 +7,6 @@ import threading
 from contextlib import nullcontext
 from typing import Any
 
-from rich.markup import escape
-
 from rules import RuleFileError
 from stampline.cli._app import ConfigOpt, app, config_path, err, fail
 from stampline.config import ConfigError, load_config
@@ -23,7 +21,8 @@ def gate(config: ConfigOpt = None) -> None:
     transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
     from collectors import Gate
-    from stampline.broker import EmbeddedBroker, ensure_topics
+    from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
+    from stampline.cli._start import one_line_errors
     from stampline.wiring import gate_settings, open_store, rules_holder, sidecar_metrics
 
     path = config_path(config)
@@ -39,19 +38,26 @@ def gate(config: ConfigOpt = None) -> None:
     if cfg.metrics.enabled:
         metrics.serve()
         err.print(f"gate: metrics on {cfg.metrics.address}:{cfg.metrics.port}/metrics")
-    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
+    with (
+        one_line_errors("gate"),
+        EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker,
+    ):
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
+        check_reachable(bootstrap, cfg.broker.client)
         if cfg.topics.create_missing:
             ensure_topics(
                 bootstrap,
                 [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter],
                 cfg.topics.partitions,
+                client=cfg.broker.client,
             )
         with open_store(cfg) as store:
             alerting = _alerting(cfg, bootstrap, store, metrics, rules)
             detectors = alerting.detectors if alerting is not None else None
-            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store, metrics, detectors)
+            the_gate = Gate(
+                gate_settings(cfg, bootstrap, metrics), rules, store, metrics, detectors
+            )
             err.print(
                 f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
                 f"/ {cfg.topics.dead_letter}; trail in {cfg.store.path}",
@@ -66,7 +72,8 @@ def gate(config: ConfigOpt = None) -> None:
                     last[0] = time.monotonic()
                     err.print(
                         f"gate: in {stats.events_in:,} forwarded {stats.forwarded:,} "
-                        f"dead-lettered {stats.dead_lettered_total:,}",
+                        f"dead-lettered {stats.dead_lettered_total:,} "
+                        f"warned {_warned(stats.warned)}",
                         highlight=False,
                     )
 
@@ -78,7 +85,7 @@ def gate(config: ConfigOpt = None) -> None:
             s = the_gate.stats
             err.print(
                 f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
-                f"dead-lettered {s.dead_lettered_total:,}",
+                f"dead-lettered {s.dead_lettered_total:,} warned {_warned(s.warned)}",
                 highlight=False,
             )
 
@@ -91,4 +98,12 @@ def _alerting(cfg: Any, bootstrap: str, store: Any, metrics: Any, rules: Any) ->
     try:
         return for_gate(cfg, bootstrap, store, metrics, rules)
     except DefinitionError as exc:
-        fail(f"alerting.definitions is not usable:\n{escape(str(exc))}")
+        fail(f"alerting.definitions is not usable:\n{exc}")
+def _warned(counts: Any) -> str:
+    """Warn verdicts, total and per rule: ``3 (price.tick 2, seq.gap 1)``."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    parts = ", ".join(f"{rule} {n:,}" for rule, n in counts.most_common(3))
+    more = ", …" if len(counts) > 3 else ""
+    return (f"{total:,} ({parts}{more})")

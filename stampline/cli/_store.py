@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from audit import AuditError
+from stampline._terminal import line
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -68,7 +69,7 @@ def verify(
 
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
-            err.print(f"[dim]verify:[/] batch {done:,}/{total:,}", highlight=False)
+            err.print(line(("verify:", "dim"), f" batch {done:,}/{total:,}"), highlight=False)
 
     try:
         with open_store_for_query(store, database, config) as st:
@@ -78,10 +79,13 @@ def verify(
     if as_json:
         emit_json(report.to_dict())
     else:
-        state = "[green]intact[/]" if report.ok else "[bold red]TAMPERED[/]"
+        state = ("intact", "green") if report.ok else ("TAMPERED", "bold red")
         out.print(
-            f"{state}: {report.batches:,} batches, {report.rows:,} rows, "
-            f"{report.expired:,} expired; chain head {report.head}",
+            line(
+                state,
+                f": {report.batches:,} batches, {report.rows:,} rows, "
+                f"{report.expired:,} expired; chain head {report.head}",
+            ),
             highlight=False,
         )
         if report.findings:

@@ -31,7 +31,8 @@ def tap(
     Ctrl-C, then writes what is pending, commits and exits 0; progress goes to stderr.
     """
     from collectors import Tap
-    from stampline.broker import EmbeddedBroker
+    from stampline.broker import EmbeddedBroker, check_reachable
+    from stampline.cli._start import one_line_errors
     from stampline.wiring import open_store, sidecar_metrics, tap_settings
 
     path = config_path(config)
@@ -48,9 +49,13 @@ def tap(
     metrics = sidecar_metrics(cfg)
     if cfg.metrics.enabled:
         metrics.serve()
-    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
+    with (
+        one_line_errors("tap"),
+        EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker,
+    ):
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
+        check_reachable(bootstrap, cfg.broker.client)
         with open_store(cfg) as store:
             the_tap = Tap(tap_settings(cfg, bootstrap, topics), store, metrics)
             err.print(f"tap: observing {', '.join(topics)} at {bootstrap}", highlight=False)
