@@ -55,13 +55,6 @@ class AlertMetrics:
             registry=r,
         )
 
-        self.clock_bound = Gauge(
-            "stampline_clock_error_bound_seconds",
-            "The clock-error bound a sidecar stamps with (for the clock_error alert).",
-            ["host", "stage"],
-            registry=r,
-        )
-
     def update(self, notices: Sequence[Notice]) -> None:
         for n in notices:
             values = [n.labels.get(k, "") for k in FIRING_LABELS]

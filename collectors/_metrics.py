@@ -180,7 +180,8 @@ class SidecarMetrics:
         )
         self.clock_error_bound = Gauge(
             "stampline_clock_error_bound_seconds",
-            "The clock-error bound this sidecar stamps with.",
+            "The clock-error bound this sidecar stamps with (the clock_error alert reads it).",
+            ["host", "stage"],
             registry=r,
         )
         self.tap_observations = Counter(

@@ -19,7 +19,7 @@ from alerting import (
     WatchTicker,
     load_alerts,
 )
-from audit import Store, clock_error_bound
+from audit import Store
 from collectors import SidecarMetrics
 from rules import RuleSet, RulesHolder
 from stampline.config import Config
@@ -101,9 +101,7 @@ def for_gate(
     else:
         parts.watch = watch(parts, metrics, store)
         facts = parts.watch.add
-    if d.metrics is not None:
-        bound_ns = clock_error_bound(config.gate.clock_error_source, config.gate.clock_error_ns)[0]
-        d.metrics.clock_bound.labels(socket.gethostname(), config.gate.stage).set(bound_ns / 1e9)
+    # The bound the clock_error alert reads is the sidecar's own gauge (stampline.wiring).
     parts.detectors = KeyDetectors(
         definitions, rule_kinds(rules), d, facts, source=source, dismissals=book(store)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from audit import ChdbStore, ClickHouseStore, ClockBound, Retention, Store, read_clock_bound
 from collectors import GateSettings, Limits, MetricsSettings, SidecarMetrics, TapSettings
@@ -40,7 +41,9 @@ def open_store(config: Config, database: str | None = None, *, migrate: bool = T
     )
 
 
-def clock_bound(config: Config, metrics: SidecarMetrics | None = None) -> ClockBound:
+def clock_bound(
+    config: Config, metrics: SidecarMetrics | None = None, stage: str | None = None
+) -> ClockBound:
     """This host's clock-error bound as configured; a chrony fallback is logged and counted."""
     bound = read_clock_bound(config.gate.clock_error_source, config.gate.clock_error_ns)
     if bound.kind == "fallback":
@@ -53,7 +56,8 @@ def clock_bound(config: Config, metrics: SidecarMetrics | None = None) -> ClockB
         if metrics is not None:
             metrics.clock_bound_fallbacks.inc()
     if metrics is not None:
-        metrics.clock_error_bound.set(bound.bound_ns / 1e9)
+        host = socket.gethostname()
+        metrics.clock_error_bound.labels(host, stage or config.gate.stage).set(bound.bound_ns / 1e9)
     return bound
 
 
