@@ -4,7 +4,14 @@ Imports nothing else of stampline's.
 """
 
 from audit._chdb import ChdbStore
-from audit._clock import ClockSource, clock_error_bound, parse_chronyc_tracking
+from audit._clock import (
+    ClockBound,
+    ClockSource,
+    clock_error_bound,
+    parse_chronyc_tracking,
+    read_clock_bound,
+)
+from audit._hotspots import heatmap, hotspots
 from audit._ledger import BatchFinding, VerifyReport
 from audit._live import LIVE_FILE, LiveEndpoint, LiveStore, ReadOnlyError, find_live
 from audit._model import (
@@ -15,16 +22,24 @@ from audit._model import (
     Observation,
     Outcome,
 )
-from audit._queries import completeness, hotspots, latency_flags, providers_compare
+from audit._queries import (
+    DEFAULT_SEQUENCE_KEY,
+    completeness,
+    latency_flags,
+    parse_sequence_key,
+    providers_compare,
+)
 from audit._replay import (
     EventTrail,
     Sighting,
     Stamp,
     Timeline,
+    Verdict,
     format_ns,
     normalise_id,
     replay_decision,
     replay_event,
+    short_ids,
 )
 from audit._schema import MigrationReport, Retention, check_database_name
 from audit._server import ClickHouseStore
@@ -45,6 +60,7 @@ __all__ = [
     "AUTHORITY_STAMPER",
     "AUTHORITY_TAP",
     "DEAD_LETTER_SCHEMA",
+    "DEFAULT_SEQUENCE_KEY",
     "LIVE_FILE",
     "LOCAL_CHAIN",
     "PREV_ORIGIN",
@@ -55,6 +71,7 @@ __all__ = [
     "ChainHead",
     "ChdbStore",
     "ClickHouseStore",
+    "ClockBound",
     "ClockSource",
     "DeadLetter",
     "EventTrail",
@@ -73,6 +90,7 @@ __all__ = [
     "Timeline",
     "TrailFormatError",
     "TrailMessage",
+    "Verdict",
     "VerifyReport",
     "canonical_table",
     "check_database_name",
@@ -83,11 +101,15 @@ __all__ = [
     "encode_trail_messages",
     "find_live",
     "format_ns",
+    "heatmap",
     "hotspots",
     "latency_flags",
     "normalise_id",
     "parse_chronyc_tracking",
+    "parse_sequence_key",
     "providers_compare",
+    "read_clock_bound",
     "replay_decision",
     "replay_event",
+    "short_ids",
 ]

@@ -18,6 +18,7 @@ several recorders write one database and each chain still has exactly one writer
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,10 @@ CANONICAL: tuple[tuple[str, str, str], ...] = (
     ("rule_version", "toInt64(rule_version)", "int"),
     ("parents", "arrayStringConcat(arrayMap(p -> toString(p), parents), ',')", "str"),
     ("authority", "toInt64(authority)", "int"),
+    # Added by migration 010; a batch written before it is digested without them (see
+    # ``digest_batch``'s ``names``).
+    ("clock_source", "toString(clock_source)", "str"),
+    ("warnings", "toString(warnings)", "str"),
 )
 # Rows are digested in this order. The receipt time comes first because it is an integer and
 # almost unique, so sorting a batch (which arrives in near time order) is cheap; the columns
@@ -90,8 +95,13 @@ def digest_batch(
     canon: pa.Table,
     spec: tuple[tuple[str, str, str], ...] = CANONICAL,
     sort_keys: tuple[str, ...] = SORT_KEYS,
+    names: Collection[str] | None = None,
 ) -> tuple[str, dict[str, str]]:
     """The batch digest and the per-column digests of a canonical table (any row order).
+
+    ``names`` limits the digest to those columns (still in ``CANONICAL`` order): verification
+    passes the columns a batch's ledger entry names, so a batch written before a column was
+    added is checked over the columns it was written with.
 
     Each column's digest is SHA-256 over its values in canonical row order: integers as
     little-endian int64; strings as their little-endian int32 byte lengths, then their
@@ -110,9 +120,10 @@ def digest_batch(
             _update_with_strings(h, col)
         return h.hexdigest()
 
+    specs = [c for c in spec if names is None or c[0] in names]
     with ThreadPoolExecutor(_HASH_THREADS) as pool:
-        digests = list(pool.map(one, spec))
-    columns = {name: d for (name, _, _), d in zip(spec, digests, strict=True)}
+        digests = list(pool.map(one, specs))
+    columns = {name: d for (name, _, _), d in zip(specs, digests, strict=True)}
     total = hashlib.sha256(b"".join(bytes.fromhex(d) for d in digests))
     return total.hexdigest(), columns
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from audit._ledger import (
     CANONICAL,
@@ -70,6 +71,8 @@ _OBS_COLUMN_SELECT = (
         "CAST(arrayFilter(p -> p != '', splitByChar(',', parents)) AS Array(UUID)))",
     ),
     ("authority", "authority"),
+    ("clock_source", "clock_source"),
+    ("warnings", "warnings"),
     ("batch", "toUInt64({batch})"),
     ("chain_id", "{chain_id}"),
 )
@@ -144,6 +147,8 @@ def canonical_table(rows: Sequence[Observation]) -> pa.Table:
             "rule_version": pa.array([r.rule_version for r in rows], i64),
             "parents": [",".join(p.lower() for p in r.parents) for r in rows],
             "authority": pa.array([r.authority for r in rows], i64),
+            "clock_source": [r.clock_source for r in rows],
+            "warnings": [",".join(r.warnings) for r in rows],
         },
         schema=CANONICAL_SCHEMA,
     )
@@ -238,7 +243,8 @@ class Store(ABC):
         return self.write_batch("observations", canon)
 
     def write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
-        """Write a batch of dead letters as one ledgered batch of the ``local`` chain."""
+        """Write a batch of dead letters as one ledgered batch of the ``local`` chain (warn
+        verdicts, ``severity="warn"``, go to ``warnings``: see ``write_batch``)."""
         if rows:
             self.write_batch("dead_letters", dead_letter_table(rows))
 
@@ -295,6 +301,12 @@ class Store(ABC):
         an empty table or a skipped trail message).
         """
         spec, sort_keys, schema = _KINDS[kind]
+        if kind == "dead_letters" and "severity" in table.column_names:
+            # Warn verdicts travel with the dead letters (forwarded records' broken warn
+            # rules); they are kept in ``warnings``, one row per record and rule.
+            warn = pc.equal(table.column("severity"), "warn")
+            self._write_warning_table(table.filter(warn))
+            table = table.filter(pc.invert(warn))
         if table.num_rows == 0:
             return 0
         table = table.select(schema.names).cast(schema)
@@ -376,9 +388,49 @@ class Store(ABC):
             )
             return seq
 
+    def _write_warning_table(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        names = (
+            "event_id, received, topic, partition, offset, provider, rule_id, rule_version, reason"
+        )
+        with self._write_lock:
+            self._insert(
+                "warnings",
+                names,
+                "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
+                "offset, provider, rule_id, rule_version, reason",
+                table.select(names.split(", ")),
+                None,
+            )
+
     def written_head(self, chain_id: str) -> ChainHead | None:
         """The head of ``chain_id`` after this store object's last write to it, if any."""
         return self._written_heads.get(chain_id)
+
+    def _write_warnings(self, rows: Sequence[DeadLetter]) -> None:
+        table = pa.table(
+            {
+                "event_id": [r.event_id for r in rows],
+                "received": pa.array([r.received_ns for r in rows], pa.int64()),
+                "topic": [r.topic for r in rows],
+                "partition": pa.array([r.partition for r in rows], pa.int32()),
+                "offset": pa.array([r.offset for r in rows], pa.int64()),
+                "provider": [r.provider for r in rows],
+                "rule_id": [r.rule_id for r in rows],
+                "rule_version": pa.array([r.rule_version for r in rows], pa.uint32()),
+                "reason": [r.reason for r in rows],
+            }
+        )
+        with self._write_lock:
+            self._insert(
+                "warnings",
+                ", ".join(table.column_names),
+                "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
+                "offset, provider, rule_id, rule_version, reason",
+                table,
+                None,
+            )
 
     # -- verification --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ A reader refuses (as a dead letter of the trail, never by crashing) a message wh
 version it does not know, whose kind is unknown, whose row count differs from the header's,
 or whose columns do not match the kind's schema.
 
-The columns are those of ``CANONICAL_SCHEMA`` (observations) and ``DEAD_LETTER_SCHEMA``.
+The columns are those of ``CANONICAL_SCHEMA`` (observations) and ``DEAD_LETTER_TRAIL_SCHEMA``.
 Version 1 is this layout; any change to a column's name, type or meaning is a new version.
 """
 
@@ -62,6 +62,10 @@ DEAD_LETTER_SCHEMA = pa.schema(
         ("value_head", pa.binary()),
     ]
 )
+# On the trail topic a dead-letter message also carries each row's severity: "reject" for a
+# dead letter, "warn" for a forwarded record's broken warn rule (the store keeps those in
+# ``warnings``, outside the dead letters' chain).
+DEAD_LETTER_TRAIL_SCHEMA = DEAD_LETTER_SCHEMA.append(pa.field("severity", pa.string()))
 
 # Each message stays well under a broker's default 1 MiB message limit, before compression.
 TRAIL_MESSAGE_BYTES = 768 * 1024
@@ -85,10 +89,13 @@ def dead_letter_table(rows: Sequence[DeadLetter]) -> pa.Table:
             "rule_id": [r.rule_id for r in rows],
             "rule_version": pa.array([r.rule_version for r in rows], pa.int64()),
             "reason": [r.reason for r in rows],
-            "value_size": pa.array([len(r.value) for r in rows], pa.int64()),
+            "value_size": pa.array(
+                [len(r.value) if r.value_size is None else r.value_size for r in rows], pa.int64()
+            ),
             "value_head": pa.array([r.value[:VALUE_HEAD_BYTES] for r in rows], pa.binary()),
+            "severity": [r.severity for r in rows],
         },
-        schema=DEAD_LETTER_SCHEMA,
+        schema=DEAD_LETTER_TRAIL_SCHEMA,
     )
 
 
@@ -106,7 +113,7 @@ def schema_for(kind: str) -> pa.Schema:
     if kind == "observations":
         return CANONICAL_SCHEMA
     if kind == "dead_letters":
-        return DEAD_LETTER_SCHEMA
+        return DEAD_LETTER_TRAIL_SCHEMA
     raise TrailFormatError(f"unknown trail kind {kind!r} (known: {', '.join(KINDS)})")
 
 

@@ -8,19 +8,25 @@ from collectors._dlq import (
     H_CLASS,
     H_MESSAGE,
     H_OFFSET,
+    H_ORIGINAL_HEADERS,
+    H_ORIGINAL_KEY,
+    H_ORIGINAL_SHA256,
+    H_ORIGINAL_SIZE,
     H_PARTITION,
     H_REASON,
     H_RULE_ID,
     H_RULE_VERSION,
     H_STAGE,
     H_TOPIC,
+    H_TRUNCATED,
     dead_letter_headers,
 )
 from collectors._eventtime import EventTime
 from collectors._gate import Gate, GateSettings, GateStats
 from collectors._ids import key_event_id, new_event_id, source_event_id
-from collectors._kafka import consumer_config, producer_config, take
+from collectors._kafka import admin_config, consumer_config, producer_config, take
 from collectors._metrics import MetricsSettings, SidecarMetrics
+from collectors._preflight import Limits
 from collectors._recorder import (
     Recorder,
     RecorderMetrics,
@@ -48,7 +54,7 @@ from collectors._stamps import (
 from collectors._tap import Tap, TapSettings, TapStats, hop_latencies
 from collectors._trailrows import TrailSink
 from collectors._trailtopic import DEFAULT_TRAIL_TOPIC, TrailTopic
-from collectors.exceptions import CollectorError, DeliveryError, StampError
+from collectors.exceptions import BrokerCheckError, CollectorError, DeliveryError, StampError
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -61,6 +67,10 @@ __all__ = [
     "H_MESSAGE",
     "H_OFFSET",
     "H_ORIGIN",
+    "H_ORIGINAL_HEADERS",
+    "H_ORIGINAL_KEY",
+    "H_ORIGINAL_SHA256",
+    "H_ORIGINAL_SIZE",
     "H_PARENTS",
     "H_PARTITION",
     "H_REASON",
@@ -70,13 +80,16 @@ __all__ = [
     "H_STAMP",
     "H_TOPIC",
     "H_TRACEPARENT",
+    "H_TRUNCATED",
     "H_VERSION",
+    "BrokerCheckError",
     "CollectorError",
     "DeliveryError",
     "EventTime",
     "Gate",
     "GateSettings",
     "GateStats",
+    "Limits",
     "MetricsSettings",
     "Recorder",
     "RecorderMetrics",
@@ -92,6 +105,7 @@ __all__ = [
     "TapStats",
     "TrailSink",
     "TrailTopic",
+    "admin_config",
     "append_stamp",
     "consumer_config",
     "dead_letter_headers",

@@ -1,12 +1,13 @@
 """The tap: reads any topics as its own consumer group and records what it sees.
 
 It never produces, so it adds nothing to the audited pipeline's latency. For every record
-it writes one sighting of its own, stage ``<stage>:<topic>``, with the broker timestamp and
-the event id: the one in the stamp headers, or, when no producer stamped the record, one
-derived from configured payload key fields (so two taps on two topics derive the same id
-for the same event), or else one derived from where the record was read. Hop latency
-between two topics is then the difference of the two sightings' broker times
-(:func:`hop_latencies`).
+it writes one sighting of its own, stage ``<stage>:<topic>``, received at the broker
+timestamp (when the record reached the topic) and emitted when the tap read it (so its hold
+time is the tap's own lag, never part of a hop), with the event id: the one in the stamp
+headers, or, when no producer stamped the record, one derived from configured payload key
+fields (so two taps on two topics derive the same id for the same event), or else one
+derived from where the record was read. Hop latency between two topics is then the
+difference of the two sightings' broker times (:func:`hop_latencies`).
 
 Each stage stamp found in the headers also becomes an observation at tap authority; where
 the stamping collector wrote its own row (the gate does), that richer row is kept.
@@ -43,6 +44,7 @@ log = logging.getLogger("stampline.tap")
 _MISSING = object()
 # provider, instrument, seq, price, outcome, rule id, rule version of a row the tap writes
 _UNJUDGED = ("", "", -1, nan, "observed", "", 0)
+_MS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class TapSettings:
     flush_rows: int = 50_000
     flush_interval_s: float = 0.5
     clock_err_ns: int = 1_000_000
+    clock_source: str = "configured"  # where clock_err_ns came from (audit.ClockBound.label())
     host: str = field(default_factory=socket.gethostname)
     consumer: dict[str, Any] = field(default_factory=dict)
 
@@ -221,6 +224,8 @@ class Tap:
                             *_UNJUDGED,
                             parents,
                             AUTHORITY_TAP,
+                            "",  # a stamp read from headers does not say where its bound came from
+                            "",
                         )
                     )
                     prev = (st.stage, st.emitted_ns, st.clock_err_ns)
@@ -235,17 +240,20 @@ class Tap:
                 event_id = keyed or source_event_id(topic, partition, offset, broker_ms)
                 origin = ingested = broker_ms * 1_000_000
                 parents = ""
+            # Its own sighting starts when the record reached the topic (the broker time, to
+            # the millisecond: hence the extra bound), so a hop into it is pipeline latency;
+            # the tap's own delay in reading it is kept apart as its hold time (its lag).
             rows.append(
                 (
                     event_id,
                     self.stage_for(topic),
                     prev[0],
-                    now,
+                    broker_ms * 1_000_000 if broker_ms else now,
                     now,
                     prev[1],
                     origin,
                     ingested,
-                    clock_err,
+                    clock_err + _MS if broker_ms else clock_err,
                     prev[2],
                     host,
                     topic,
@@ -255,6 +263,8 @@ class Tap:
                     *_UNJUDGED,
                     parents,
                     AUTHORITY_TAP,
+                    s.clock_source,
+                    "",
                 )
             )
             per_topic[topic] = per_topic.get(topic, 0) + 1

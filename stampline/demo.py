@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Message, Producer
 
+from alerting import Dispatcher, KeyDetectors, ProviderWatch, parse_alerts
 from audit import ChdbStore
 from collectors import (
     Gate,
@@ -200,8 +201,10 @@ def prepare_store_dir(path: Path) -> None:
         if not (path / _MARKER).exists():
             raise DemoError(f"{path} is not empty and not a demo store; choose another --store")
         shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / _MARKER).write_text("created by `stampline demo`; safe to delete\n")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    marker = path / _MARKER
+    marker.write_text("created by `stampline demo`; safe to delete\n")
+    marker.chmod(0o600)
 
 
 def run_demo(
@@ -239,6 +242,7 @@ def run_demo(
             store = stack.enter_context(ChdbStore(Path(store).resolve(), database))
         say(f"store (chDB) at {store.path}, database {store.database}")
         rules = RuleSet.load([rules_file()], Extraction(max_message_bytes=plan.max_message_bytes))
+        alerts = _DemoAlerts(plan, store)
         gate = Gate(
             GateSettings(
                 bootstrap,
@@ -250,6 +254,7 @@ def run_demo(
             ),
             rules,
             TrailTopic(topics.trail, "gate@demo"),
+            detectors=alerts.detectors,
         )
         risk = RiskStage(bootstrap, topics, f"{topic_prefix}demo-risk", plan.providers)
         tap = Tap(
@@ -315,7 +320,9 @@ def run_demo(
                 if w.thread is not None:
                     w.thread.join(30)
         _raise_failed(workers)
+        alerts.dispatcher.close()
         summary = summarise(store, produced=produced, decisions=len(risk.decisions))
+        summary["alerts"] = alerts.listed()
         summary["store_path"] = str(store.path)
         summary["database"] = store.database
         summary["injected"] = dict(sorted(Counter(i.kind for i in injected).items()))
@@ -323,7 +330,56 @@ def run_demo(
             f"stampline replay --decision {summary['decision_id']} --store {store.path}"
             + ("" if store.database == "stampline" else f" --database {store.database}")
         )
+        summary["evidence_command"] = (
+            f"stampline evidence --decision {summary['decision_id']} --store {store.path}"
+            + ("" if store.database == "stampline" else f" --database {store.database}")
+            + f" --out evidence-{summary['decision_id']}"
+        )
         return DemoResult(summary, injected, topics, bootstrap)
+
+
+class _DemoAlerts:
+    """The demo's alerting: every feed provider registered, judged on the feed's own event
+    time (so a busy machine's processing lag is not mistaken for silence), history in the
+    store."""
+
+    MAX_GAP = "500ms"  # ten rounds; the skewed provider's clock runs 250 ms ahead
+
+    def __init__(self, plan: FeedPlan, store: ChdbStore) -> None:
+        registry = "\n".join(
+            f"  - {{provider: {p}, venue: DEMO, max_gap: {self.MAX_GAP}}}" for p in plan.providers
+        )
+        definitions = parse_alerts(
+            f"version: 1\nproviders:\n{registry}\nalerts:\n"
+            "  - {id: provider.silent, kind: provider_silent, severity: critical}\n"
+        )
+        self.dispatcher = Dispatcher(definitions, store=store, source="demo")
+        self.watch = ProviderWatch(definitions, self.dispatcher, event_clock=True)
+        self.detectors = KeyDetectors(definitions, {}, self.dispatcher, self.watch.add)
+
+    def listed(self) -> list[dict[str, Any]]:
+        """One entry per alert instance: id, kind, labels, fired_at, resolved_at (UTC ISO)."""
+        by: dict[str, dict[str, Any]] = {}
+        for n in self.dispatcher.recent:
+            t = n.transition
+            entry = by.setdefault(
+                n.fingerprint,
+                {"id": t.alert_id, "kind": t.kind, "labels": dict(t.labels),
+                 "summary": n.annotations.get("summary", ""), "fired_at": None,
+                 "resolved_at": None},
+            )  # fmt: skip
+            if t.state == "firing":
+                entry["fired_at"] = _iso(t.at_ns)
+                entry["summary"] = n.annotations.get("summary", "")
+            elif t.state == "resolved":
+                entry["resolved_at"] = _iso(t.at_ns)
+        return list(by.values())
+
+
+def _iso(ns: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
 def _produce_feed(
@@ -428,7 +484,7 @@ def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, A
                quantilesExact(0.5, 0.99)(
                    toUnixTimestamp64Nano(emitted) - toUnixTimestamp64Nano(received)) AS q
            FROM {db}.trail
-           -- a tap's own sighting holds nothing (it only looks), so it has no stage time
+           -- a tap's own sighting is not a stage: its out - in is the tap's lag in reading
            WHERE stage NOT LIKE 'tap:%' GROUP BY stage ORDER BY stage"""
     )
     slowest = store.query(

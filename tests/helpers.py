@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from alerting import BatchObserver
 from collectors import (
     Gate,
     GateSettings,
@@ -54,7 +55,7 @@ def produce(
 ) -> list[tuple[int, int]]:
     """Produce ``records`` (key, value[, headers]) and return each one's (partition, offset)."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 4_000_000}
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 20_000_000}
     )
     where: list[tuple[int, int] | None] = []
 
@@ -134,8 +135,9 @@ class GateRun:
         rules: RuleSet,
         trail: TrailSink | TrailTopic,
         metrics: SidecarMetrics | None = None,
+        detectors: BatchObserver | None = None,
     ) -> None:
-        self.gate = Gate(settings, rules, trail, metrics)
+        self.gate = Gate(settings, rules, trail, metrics, detectors)
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._body, daemon=True)

@@ -23,7 +23,8 @@ def gate(config: ConfigOpt = None) -> None:
     transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
     from collectors import Gate
-    from stampline.broker import EmbeddedBroker, ensure_topics
+    from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
+    from stampline.cli._start import one_line_errors
     from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
 
     path = config_path(config)
@@ -39,19 +40,27 @@ def gate(config: ConfigOpt = None) -> None:
     if cfg.metrics.enabled:
         metrics.serve()
         err.print(f"gate: metrics on {cfg.metrics.address}:{cfg.metrics.port}/metrics")
-    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
+    with (
+        one_line_errors("gate"),
+        EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker,
+    ):
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
+        check_reachable(bootstrap, cfg.broker.client)
         if cfg.topics.create_missing:
             ensure_topics(
                 bootstrap,
                 [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter, cfg.topics.trail],
                 cfg.topics.partitions,
+                client=cfg.broker.client,
             )
-        # The trail leaves on the broker: no store is opened here.
-        settings = gate_settings(cfg, bootstrap)
+        # The trail leaves on the broker: no store is opened here (alert history is not
+        # written from the gate either; Alertmanager, the alerts topic and metrics are).
+        alerting = _alerting(cfg, bootstrap, None, metrics, rules)
+        detectors = alerting.detectors if alerting is not None else None
+        settings = gate_settings(cfg, bootstrap, metrics)
         trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
-        the_gate = Gate(settings, rules, trail, metrics)
+        the_gate = Gate(settings, rules, trail, metrics, detectors)
         err.print(
             f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
             f"/ {cfg.topics.dead_letter}; trail → {cfg.topics.trail}",
@@ -66,14 +75,40 @@ def gate(config: ConfigOpt = None) -> None:
                 last[0] = time.monotonic()
                 err.print(
                     f"gate: in {stats.events_in:,} forwarded {stats.forwarded:,} "
-                    f"dead-lettered {stats.dead_lettered_total:,}",
+                    f"dead-lettered {stats.dead_lettered_total:,} "
+                    f"warned {_warned(stats.warned)}",
                     highlight=False,
                 )
 
-        the_gate.run(stop, on_flush=report)
+        try:
+            the_gate.run(stop, on_flush=report)
+        finally:
+            if alerting is not None:
+                alerting.close()
         s = the_gate.stats
         err.print(
             f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
-            f"dead-lettered {s.dead_lettered_total:,}",
+            f"dead-lettered {s.dead_lettered_total:,} warned {_warned(s.warned)}",
             highlight=False,
         )
+
+
+def _alerting(cfg: Any, bootstrap: str, store: Any, metrics: Any, rules: Any) -> Any:
+    """The gate's alerting parts (None without alerting.definitions); exits on a bad file."""
+    from alerting import DefinitionError
+    from stampline._alerts import for_gate
+
+    try:
+        return for_gate(cfg, bootstrap, store, metrics, rules)
+    except DefinitionError as exc:
+        fail(f"alerting.definitions is not usable:\n{exc}")
+
+
+def _warned(counts: Any) -> str:
+    """Warn verdicts, total and per rule: ``3 (price.tick 2, seq.gap 1)``."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    parts = ", ".join(f"{rule} {n:,}" for rule, n in counts.most_common(3))
+    more = ", …" if len(counts) > 3 else ""
+    return f"{total:,} ({parts}{more})"

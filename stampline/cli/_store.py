@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from audit import AuditError
+from stampline._terminal import line
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -110,7 +110,7 @@ def verify(
 
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
-            err.print(f"[dim]verify:[/] batch {done:,}/{total:,}", highlight=False)
+            err.print(line(("verify:", "dim"), f" batch {done:,}/{total:,}"), highlight=False)
 
     try:
         with open_store_for_query(store, database, config) as st:
@@ -120,15 +120,18 @@ def verify(
     if as_json:
         emit_json({**report.to_dict(), "expected_heads": [list(p) for p in expected]})
     else:
-        state = "[green]intact[/]" if report.ok else "[bold red]TAMPERED[/]"
+        state = ("intact", "green") if report.ok else ("TAMPERED", "bold red")
         out.print(
-            f"{state}: {report.batches:,} batches, {report.rows:,} rows, "
-            f"{report.dead_letters:,} dead letters, {report.expired:,} expired; "
-            f"{len(expected)} published heads checked",
+            line(
+                state,
+                f": {report.batches:,} batches, {report.rows:,} rows, "
+                f"{report.dead_letters:,} dead letters, {report.expired:,} expired; "
+                f"{len(expected)} published heads checked",
+            ),
             highlight=False,
         )
         for chain_id, head in sorted(report.heads.items()):
-            out.print(f"  chain {escape(chain_id)} head {head}", highlight=False)
+            out.print(f"  chain {chain_id} head {head}", highlight=False)
         if report.findings:
             t = Table(title="findings by batch", title_justify="left")
             for col in (
@@ -143,13 +146,13 @@ def verify(
                 t.add_column(col)
             for f in report.findings:
                 t.add_row(
-                    escape(f.chain_id),
+                    (f.chain_id),
                     f.kind,
                     str(f.seq),
                     f.problem,
                     str(f.expected_rows),
                     str(f.found_rows),
-                    escape(", ".join(f.columns)),
+                    (", ".join(f.columns)),
                 )
             out.print(t)
     if not report.ok:

@@ -32,7 +32,8 @@ def tap(
     The sightings go to the trail topic (`topics.trail`) for `stampline recorder`.
     """
     from collectors import Tap
-    from stampline.broker import EmbeddedBroker, ensure_topics
+    from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
+    from stampline.cli._start import one_line_errors
     from stampline.wiring import sidecar_metrics, tap_settings, trail_topic
 
     path = config_path(config)
@@ -49,11 +50,17 @@ def tap(
     metrics = sidecar_metrics(cfg)
     if cfg.metrics.enabled:
         metrics.serve()
-    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
+    with (
+        one_line_errors("tap"),
+        EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker,
+    ):
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
+        check_reachable(bootstrap, cfg.broker.client)
         if cfg.topics.create_missing:
-            ensure_topics(bootstrap, [cfg.topics.trail], cfg.topics.partitions)
+            ensure_topics(
+                bootstrap, [cfg.topics.trail], cfg.topics.partitions, client=cfg.broker.client
+            )
         # The trail leaves on the broker: no store is opened here.
         settings = tap_settings(cfg, bootstrap, topics)
         trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from audit import ChdbStore
 from stampline.cli import app
-from tests.audit.test_store_suite import pipeline
+from tests.audit.test_store_suite import SHIPPED_MIGRATIONS, pipeline
 
 runner = CliRunner()
 
@@ -22,12 +23,7 @@ def test_migrate_reports_nothing_to_apply_on_a_current_store(store: ChdbStore) -
     """`store migrate --json` lists every migration as already applied."""
     result = runner.invoke(app, ["store", "migrate", *_args(store)])
     assert result.exit_code == 0, result.output
-    assert orjson.loads(result.stdout)["already_applied"] == [
-        "001_trail",
-        "002_ledger",
-        "003_rollups",
-        "004_chains",
-    ]
+    assert orjson.loads(result.stdout)["already_applied"] == SHIPPED_MIGRATIONS
 
 
 def test_verify_exits_1_and_names_the_batch_when_tampered(store: ChdbStore) -> None:
@@ -93,3 +89,32 @@ def test_a_missing_store_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["completeness", "--store", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert "no store at" in result.stderr
+
+
+def test_names_from_the_data_are_shown_literally_in_every_table(store: ChdbStore) -> None:
+    """A provider or stage named like rich markup is printed as written, never interpreted."""
+    rows = [
+        replace(r, provider="[red]evil", stage="[bold]s" if r.stage == "risk" else r.stage)
+        for r in pipeline(10)
+    ]
+    store.write_observations([replace(r, seq=r.seq + 5 * (r.seq >= 5)) for r in rows])
+    for cmd, text in (
+        (["providers", "compare"], "[red]evil"),
+        (["hotspots"], "[bold]s"),
+        (["hotspots", "--heatmap"], "[bold]s"),
+        (["completeness", "--key", "provider"], "[red]evil"),
+    ):
+        table = runner.invoke(app, [*cmd, *_args(store)[:-1]], terminal_width=200)
+        assert table.exit_code == 0, table.output
+        assert text in table.stdout, (cmd, table.stdout)
+
+
+def test_zero_grace_is_accepted_and_a_negative_one_refused(store: ChdbStore) -> None:
+    """`completeness --grace 0s` runs; a grace that is not a duration names the option."""
+    store.write_observations(pipeline(5))
+    ok = runner.invoke(app, ["completeness", "--grace", "0s", *_args(store)])
+    assert ok.exit_code == 0, ok.output
+    assert orjson.loads(ok.stdout)["grace_ns"] == 0
+    bad = runner.invoke(app, ["completeness", "--grace", "later", *_args(store)])
+    assert bad.exit_code == 2
+    assert "--grace" in bad.stderr

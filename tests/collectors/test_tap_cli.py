@@ -53,7 +53,9 @@ def test_tap_process_records_sightings_and_reports_json_on_sigterm(
     """`stampline tap --topic T --json` writes one sighting per record and, on SIGTERM, prints
     its counts as JSON and exits 0."""
     topic, trail_topic = make_topics("clean", "trail", partitions=1)
-    stamped = Stamps("5f0c7a52-8a39-4b0e-8f7e-0c1d2e3f4a5b", 1, 2, 3).headers()
+    stamped = Stamps(
+        "5f0c7a52-8a39-4b0e-8f7e-0c1d2e3f4a5b", 1_750_000_000 * 10**9, 1_750_000_001 * 10**9, 3
+    ).headers()
     produce(bootstrap, topic, [(None, b'{"k":1}', stamped), (None, b'{"k":2}')])
     config = _config(tmp_path, bootstrap, trail_topic, group_id=f"{uid}-tap", key_fields=["k"])
     proc = subprocess.Popen(

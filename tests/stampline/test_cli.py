@@ -126,6 +126,16 @@ def test_help_teaches_every_command() -> None:
         assert text in result.stdout, (cmd, result.stdout)
 
 
+def _warn_rules(tmp_path: Path) -> Path:
+    """A warn rule beside the demo rules: large trades are forwarded, flagged and counted."""
+    path = tmp_path / "warn.rules.yaml"
+    path.write_text(
+        "version: 2\nrules:\n  - id: quantity.large\n    version: 2\n    kind: range\n"
+        "    field: quantity\n    max: 1000\n    severity: warn\n"
+    )
+    return path
+
+
 def _config(
     tmp_path: Path, bootstrap: str, raw: str, clean: str, dlq: str, group: str, trail: str = "t"
 ) -> Path:
@@ -138,7 +148,7 @@ def _config(
                 "topics": {"raw": [raw], "clean": clean, "dead_letter": dlq, "trail": trail},
                 "store": {"path": "trail", "flush_interval": "100ms"},
                 "gate": {"group_id": group, "max_message_bytes": 4096},
-                "rules": {"files": [str(rules_file())]},
+                "rules": {"files": [str(rules_file()), str(_warn_rules(tmp_path))]},
             }
         )
     )
@@ -162,7 +172,7 @@ def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
                 "ts": now,
                 "type": "trade",
                 "price": 10.5,
-                "quantity": 3,
+                "quantity": 5000 if i == 7 else 3,  # one large trade: a warning
             }
         )
         for i in range(30)
@@ -181,6 +191,7 @@ def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
     assert proc.returncode == 0, stderr
     assert "stopped cleanly" in stderr
     assert "in 32" in stderr
+    assert "warned 1 (quantity.large 1)" in stderr  # the progress line shows warn verdicts
     assert (len(forwarded), len(dead)) == (30, 2)
     event_id = (forwarded[0].header(H_EVENT_ID) or b"").decode()
     with ChdbStore(tmp_path / "trail", "stampline") as store:
