@@ -521,7 +521,8 @@ class Store(ABC):
                 f"WHERE chain_id = {_sql_string(cid)} AND batch = {seq}",
                 None,
             )
-            digest, columns = digest_batch(canon, spec, sort_keys)
+            # Over the columns the (chained) entry names: a column added later is not in it.
+            digest, columns = digest_batch(canon, spec, sort_keys, row["columns"].keys())
             if digest == row["digest"]:
                 continue
             changed = tuple(k for k, v in columns.items() if row["columns"].get(k) != v)

@@ -8,11 +8,9 @@ from audit import (
     ChdbStore,
     ClockBound,
     Observation,
-    canonical_table,
     replay_event,
     short_ids,
 )
-from audit._ledger import CANONICAL, GENESIS, chain, digest_batch
 
 T0 = 1_700_000_000_000_000_000
 FALLBACK = ClockBound(1_000_000, "fallback", reason="chronyc not found").label()
@@ -46,25 +44,6 @@ def test_a_changed_bound_source_is_caught_by_verify(store: ChdbStore) -> None:
     )
     (finding,) = store.verify().findings
     assert (finding.problem, finding.columns) == ("changed", ("clock_source",))
-
-
-def test_a_batch_ledgered_before_the_new_columns_verifies_over_its_own_columns(
-    store: ChdbStore,
-) -> None:
-    """A ledger entry naming only the columns of before migration 010 still verifies intact."""
-    rows = [_row(str(uuid.uuid4()), "")]
-    store.write_observations(rows)
-    old = [name for name, _, _ in CANONICAL if name not in ("clock_source", "warnings")]
-    digest, _ = digest_batch(canonical_table(rows), old)
-    store._execute(
-        f"ALTER TABLE {store.database}.batch_ledger UPDATE digest = '{digest}', "
-        f"chain = '{chain(GENESIS, digest)}', "
-        "columns = mapFilter((k, v) -> k NOT IN ('clock_source', 'warnings'), columns) "
-        "WHERE seq = 1 SETTINGS mutations_sync = 2"
-    )
-    report = store.verify()
-    assert report.ok, report.findings
-    assert report.head == chain(GENESIS, digest)
 
 
 def test_short_ids_tell_time_ordered_ids_apart() -> None:

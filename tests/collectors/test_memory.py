@@ -2,7 +2,8 @@
 
 Before names were limited, 8,000 records with 16-100 kB names took a gate from 425 MB to
 6.8 GB and one /metrics scrape to 477 MB. The bound stated in docs/gate.md is checked here on
-the gate's own process (its peak RSS, which includes the in-process chDB engine).
+the gate's own process (its peak RSS; the trail leaves on a topic, so no ClickHouse engine
+runs in it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from stampline.demo import rules_file
 from tests.collectors.test_gate import NOW_MS, js, quote
 from tests.helpers import produce, read_all
 
-PEAK_RSS_BOUND = 1_000 * 2**20  # the stated bound (docs/gate.md): a gate with chDB in-process
+PEAK_RSS_BOUND = 600 * 2**20  # the stated bound (docs/gate.md); measured ~360 MiB
 SCRAPE_BOUND = 2 * 2**20
 LONG = 4_000  # records with 16-100 kB names
 KEYS = 20_000  # distinct well-formed instruments
@@ -42,9 +43,9 @@ def test_long_names_and_many_keys_keep_the_gate_under_its_memory_bound(
     bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
 ) -> None:
     """4,000 records with 16-100 kB names are dead-lettered as record.identity and 20,000
-    distinct instruments forwarded, while the gate's peak RSS stays under 1,000 MiB, metric
+    distinct instruments forwarded, while the gate's peak RSS stays under 600 MiB, metric
     labels stay capped and a /metrics scrape stays small."""
-    raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=2)
+    raw, clean, dlq, trail = make_topics("raw", "clean", "dlq", "trail", partitions=2)
     port = _free_port()
     config = tmp_path / "gate.yaml"
     config.write_text(
@@ -52,7 +53,7 @@ def test_long_names_and_many_keys_keep_the_gate_under_its_memory_bound(
             {
                 "version": 1,
                 "broker": {"bootstrap_servers": bootstrap},
-                "topics": {"raw": [raw], "clean": clean, "dead_letter": dlq},
+                "topics": {"raw": [raw], "clean": clean, "dead_letter": dlq, "trail": trail},
                 "store": {"path": "trail", "flush_interval": "1s"},
                 "gate": {"group_id": f"{uid}-gate"},
                 "metrics": {"enabled": True, "port": port, "address": "127.0.0.1",
