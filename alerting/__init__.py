@@ -1,6 +1,119 @@
-"""Detectors, alert lifecycle, notifiers and Prometheus rules (issue-tracked; nothing exported yet).
+"""Alerting: definitions (expected providers, calendars, alerts), the lifecycle of alert
+instances, in-stream detectors, delivery (Alertmanager, alerts topic, store, metrics), and
+the Prometheus / Alertmanager files exported from the same definitions.
 
 May import ``audit``.
 """
 
-__all__: list[str] = []
+from alerting._alertmanager import AlertmanagerClient, am_alert
+from alerting._calendar import (
+    SeverityDecision,
+    decide_severity,
+    event_at,
+    in_quiet,
+    in_session,
+    read_ical,
+    shift,
+)
+from alerting._definitions import (
+    ALERT_ID_PATTERN,
+    RTS25_TIERS_NS,
+    SEVERITIES,
+    AlertDefinition,
+    AlertsFile,
+    Calendar,
+    ClockError,
+    CollectorDown,
+    Completeness,
+    Divergence,
+    DlqRate,
+    ExpectedProvider,
+    LatencySlo,
+    ProviderSilent,
+    ScheduledEvent,
+    Scope,
+    SequenceGap,
+    Stale,
+    TrailLag,
+    Window,
+    load_alerts,
+    parse_alerts,
+)
+from alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
+from alerting._dispatch import Dispatcher
+from alerting._durations import duration_ns, prometheus_duration
+from alerting._export import alertmanager_config, expression, prometheus_rules, prometheus_tests
+from alerting._history import read_actions, read_history, write_action, write_history
+from alerting._learning import DismissalBook, UpdateRates
+from alerting._lifecycle import Lifecycle, Transition, fingerprint
+from alerting._metrics import AlertMetrics
+from alerting._notice import Notice, render
+from alerting._relay import FactsPublisher, FactsSubscriber
+from alerting._tune import Suggestion, suggest
+from alerting._watch import ProviderWatch, WatchTicker
+from alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionError
+
+__all__ = [
+    "ALERT_ID_PATTERN",
+    "RTS25_TIERS_NS",
+    "SEVERITIES",
+    "AlertDefinition",
+    "AlertDeliveryError",
+    "AlertMetrics",
+    "AlertingError",
+    "AlertmanagerClient",
+    "AlertsFile",
+    "BatchObserver",
+    "Calendar",
+    "ClockError",
+    "CollectorDown",
+    "Completeness",
+    "DefinitionError",
+    "DismissalBook",
+    "Dispatcher",
+    "Divergence",
+    "DlqRate",
+    "ExpectedProvider",
+    "FactsPublisher",
+    "FactsSubscriber",
+    "KeyDetectors",
+    "LatencySlo",
+    "Lifecycle",
+    "Notice",
+    "ProviderFacts",
+    "ProviderSilent",
+    "ProviderWatch",
+    "ScheduledEvent",
+    "Scope",
+    "SequenceGap",
+    "SeverityDecision",
+    "Stale",
+    "Suggestion",
+    "TrailLag",
+    "Transition",
+    "UpdateRates",
+    "WatchTicker",
+    "Window",
+    "alertmanager_config",
+    "am_alert",
+    "decide_severity",
+    "duration_ns",
+    "event_at",
+    "expression",
+    "fingerprint",
+    "in_quiet",
+    "in_session",
+    "load_alerts",
+    "parse_alerts",
+    "prometheus_duration",
+    "prometheus_rules",
+    "prometheus_tests",
+    "read_actions",
+    "read_history",
+    "read_ical",
+    "render",
+    "shift",
+    "suggest",
+    "write_action",
+    "write_history",
+]

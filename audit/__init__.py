@@ -4,8 +4,16 @@ Imports nothing else of stampline's.
 """
 
 from audit._chdb import ChdbStore
-from audit._clock import ClockSource, clock_error_bound, parse_chronyc_tracking
+from audit._clock import (
+    ClockBound,
+    ClockSource,
+    clock_error_bound,
+    parse_chronyc_tracking,
+    read_clock_bound,
+)
+from audit._hotspots import heatmap, hotspots
 from audit._ledger import BatchFinding, VerifyReport
+from audit._live import LIVE_FILE, LiveEndpoint, LiveStore, ReadOnlyError, find_live
 from audit._model import (
     AUTHORITY_STAMPER,
     AUTHORITY_TAP,
@@ -14,54 +22,94 @@ from audit._model import (
     Observation,
     Outcome,
 )
-from audit._queries import completeness, hotspots, latency_flags, providers_compare
+from audit._queries import (
+    DEFAULT_SEQUENCE_KEY,
+    completeness,
+    latency_flags,
+    parse_sequence_key,
+    providers_compare,
+)
 from audit._replay import (
     EventTrail,
     Sighting,
     Stamp,
     Timeline,
+    Verdict,
     format_ns,
     normalise_id,
     replay_decision,
     replay_event,
+    short_ids,
 )
 from audit._schema import MigrationReport, Retention, check_database_name
 from audit._server import ClickHouseStore
-from audit._store import Store, canonical_table
+from audit._store import LOCAL_CHAIN, ChainHead, Store, canonical_table
+from audit._trailformat import (
+    DEAD_LETTER_SCHEMA,
+    TRAIL_FORMAT_VERSION,
+    TRAIL_MESSAGE_BYTES,
+    TrailFormatError,
+    TrailMessage,
+    dead_letter_table,
+    decode_trail_message,
+    encode_trail_messages,
+)
 from audit.exceptions import AuditError, NotFoundError, StoreError
 
 __all__ = [
     "AUTHORITY_STAMPER",
     "AUTHORITY_TAP",
+    "DEAD_LETTER_SCHEMA",
+    "DEFAULT_SEQUENCE_KEY",
+    "LIVE_FILE",
+    "LOCAL_CHAIN",
     "PREV_ORIGIN",
+    "TRAIL_FORMAT_VERSION",
+    "TRAIL_MESSAGE_BYTES",
     "AuditError",
     "BatchFinding",
+    "ChainHead",
     "ChdbStore",
     "ClickHouseStore",
+    "ClockBound",
     "ClockSource",
     "DeadLetter",
     "EventTrail",
+    "LiveEndpoint",
+    "LiveStore",
     "MigrationReport",
     "NotFoundError",
     "Observation",
     "Outcome",
+    "ReadOnlyError",
     "Retention",
     "Sighting",
     "Stamp",
     "Store",
     "StoreError",
     "Timeline",
+    "TrailFormatError",
+    "TrailMessage",
+    "Verdict",
     "VerifyReport",
     "canonical_table",
     "check_database_name",
     "clock_error_bound",
     "completeness",
+    "dead_letter_table",
+    "decode_trail_message",
+    "encode_trail_messages",
+    "find_live",
     "format_ns",
+    "heatmap",
     "hotspots",
     "latency_flags",
     "normalise_id",
     "parse_chronyc_tracking",
+    "parse_sequence_key",
     "providers_compare",
+    "read_clock_bound",
     "replay_decision",
     "replay_event",
+    "short_ids",
 ]

@@ -6,6 +6,7 @@ isolate themselves by database name.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,14 @@ _JSON_SETTINGS = "SETTINGS output_format_json_quote_64bit_integers = 0"
 
 
 class ChdbStore(Store):
-    """Audit store on chDB. Opening it applies any pending migration."""
+    """Audit store on chDB. Opening it applies any pending migration.
+
+    The trail holds the first bytes of every rejected payload, so by default (``private``)
+    a store folder this creates is 0700 and the files chDB writes in it 0600: chDB writes
+    from its own threads at any time (inserts, merges), so the only lever on their modes is
+    the process umask, which opening a private store tightens to 077 for the rest of the
+    process. An existing folder keeps its mode. ``private=False`` leaves both to the umask.
+    """
 
     backend = "chdb"
 
@@ -34,6 +42,7 @@ class ChdbStore(Store):
         retention: Retention | None = None,
         *,
         migrate: bool = True,
+        private: bool = True,
     ) -> None:
         from chdb import session  # imported late: loading the engine takes ~1 s
 
@@ -41,7 +50,10 @@ class ChdbStore(Store):
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            if private:
+                _private_folder(self.path)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
             self._session = session.Session(str(self.path))
         except Exception as exc:
             raise StoreError(f"cannot open chDB store at {self.path}: {exc}") from exc
@@ -56,6 +68,12 @@ class ChdbStore(Store):
                 return self._session.query(sql, fmt)
             except Exception as exc:
                 raise StoreError(f"chDB query failed: {exc}\n  in: {sql[:300]}") from exc
+
+    def raw_query(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
+        """Run one statement and return its result in ClickHouse format ``fmt``, as bytes
+        (what the live endpoint serves)."""
+        data: bytes = self._run(sql, params, fmt=fmt).bytes()
+        return data
 
     def _execute(self, sql: str, settings: Mapping[str, Any] | None = None) -> None:
         self._run(sql + _settings_clause(settings))
@@ -85,6 +103,15 @@ class ChdbStore(Store):
 
     def __enter__(self) -> ChdbStore:
         return self
+
+
+def _private_folder(path: Path) -> None:
+    """Tighten the umask to 077, and create ``path`` (if missing) readable by its owner only."""
+    old = os.umask(0o077)
+    os.umask(old | 0o077)
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask; say it outright
 
 
 def _settings_clause(settings: Mapping[str, Any] | None) -> str:

@@ -1,16 +1,24 @@
-"""Tamper evidence: each written batch is digested and chained in the batch ledger.
+"""Tamper evidence: each written batch is digested and chained in the ledger.
 
 A batch's digest is SHA-256 over its rows in a canonical order, column by column (so a
-mismatch also names the columns that changed). The chain links every batch to the one
-before: ``chain = SHA-256(prev_chain || digest)``, starting from 64 zeros. Changing,
-removing or adding a row changes its batch's digest or row count; rewriting the ledger to
-match breaks the chain after that batch unless every later entry is forged too, and the
-head of the chain can be published (``stampline audit verify --json`` prints it).
+mismatch also names the columns that changed). Observations and dead letters are both
+digested (``CANONICAL`` and ``DEAD_CANONICAL``). Each ledger entry is itself hashed over all
+of its fields -- chain id, sequence number, kind, trail offset, write time, expiry, row
+count, time range and the batch digest (``entry_digest``) -- and chained:
+``chain = SHA-256(prev_chain || entry_digest)``, starting from 64 zeros. So changing,
+removing or adding a row changes its batch's digest or row count; rewriting any ledger field
+(a back-dated write time, an earlier expiry) breaks the chain at that entry; rewriting the
+ledger to match breaks the chain after it unless every later entry is forged too, which the
+heads published outside the database (``audit verify --expect-head``) expose.
+
+There is one chain per writer: per trail partition for the recorder (``<topic>/<p>``), so
+several recorders write one database and each chain still has exactly one writer.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +55,10 @@ CANONICAL: tuple[tuple[str, str, str], ...] = (
     ("rule_version", "toInt64(rule_version)", "int"),
     ("parents", "arrayStringConcat(arrayMap(p -> toString(p), parents), ',')", "str"),
     ("authority", "toInt64(authority)", "int"),
+    # Added by migration 010; a batch written before it is digested without them (see
+    # ``digest_batch``'s ``names``).
+    ("clock_source", "toString(clock_source)", "str"),
+    ("warnings", "toString(warnings)", "str"),
 )
 # Rows are digested in this order. The receipt time comes first because it is an integer and
 # almost unique, so sorting a batch (which arrives in near time order) is cheap; the columns
@@ -60,15 +72,43 @@ CANONICAL_ORDER = ", ".join(SORT_KEYS)
 _HASH_THREADS = 2
 
 
-def digest_batch(canon: pa.Table) -> tuple[str, dict[str, str]]:
+# The dead letters' digest columns, in order (the table the trail topic carries).
+DEAD_CANONICAL: tuple[tuple[str, str, str], ...] = (
+    ("event_id", "toString(event_id)", "str"),
+    ("received", "toUnixTimestamp64Nano(received)", "int"),
+    ("topic", "toString(topic)", "str"),
+    ("partition", "toInt64(partition)", "int"),
+    ("offset", "offset", "int"),
+    ("provider", "toString(provider)", "str"),
+    ("rule_id", "toString(rule_id)", "str"),
+    ("rule_version", "toInt64(rule_version)", "int"),
+    ("reason", "reason", "str"),
+    ("value_size", "toInt64(value_size)", "int"),
+    ("value_head", "value_head", "str"),
+)
+DEAD_SORT_KEYS = ("topic", "partition", "offset", "event_id", "received", "reason")
+DEAD_SELECT = ", ".join(f"{expr} AS {name}" for name, expr, _ in DEAD_CANONICAL)
+DEAD_ORDER = ", ".join(DEAD_SORT_KEYS)
+
+
+def digest_batch(
+    canon: pa.Table,
+    spec: tuple[tuple[str, str, str], ...] = CANONICAL,
+    sort_keys: tuple[str, ...] = SORT_KEYS,
+    names: Collection[str] | None = None,
+) -> tuple[str, dict[str, str]]:
     """The batch digest and the per-column digests of a canonical table (any row order).
+
+    ``names`` limits the digest to those columns (still in ``CANONICAL`` order): verification
+    passes the columns a batch's ledger entry names, so a batch written before a column was
+    added is checked over the columns it was written with.
 
     Each column's digest is SHA-256 over its values in canonical row order: integers as
     little-endian int64; strings as their little-endian int32 byte lengths, then their
     concatenated bytes (together these fix every value). The batch digest is SHA-256 over
     the column digests in ``CANONICAL`` order.
     """
-    order = pc.sort_indices(canon, [(k, "ascending") for k in SORT_KEYS])
+    order = pc.sort_indices(canon, [(k, "ascending") for k in sort_keys])
 
     def one(spec: tuple[str, str, str]) -> str:
         name, _, kind = spec
@@ -80,9 +120,10 @@ def digest_batch(canon: pa.Table) -> tuple[str, dict[str, str]]:
             _update_with_strings(h, col)
         return h.hexdigest()
 
+    specs = [c for c in spec if names is None or c[0] in names]
     with ThreadPoolExecutor(_HASH_THREADS) as pool:
-        digests = list(pool.map(one, CANONICAL))
-    columns = {name: d for (name, _, _), d in zip(CANONICAL, digests, strict=True)}
+        digests = list(pool.map(one, specs))
+    columns = {name: d for (name, _, _), d in zip(specs, digests, strict=True)}
     total = hashlib.sha256(b"".join(bytes.fromhex(d) for d in digests))
     return total.hexdigest(), columns
 
@@ -107,23 +148,71 @@ def chain(prev_chain: str, digest: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One ledger row: every field but ``chain`` goes into the entry digest."""
+
+    chain_id: str
+    seq: int
+    kind: str
+    source_offset: int  # the trail message's offset; -1 for a direct write
+    written_us: int
+    expires_us: int
+    rows: int
+    first_received_ns: int
+    last_received_ns: int
+    digest: str
+    prev_chain: str
+
+    def entry_digest(self) -> str:
+        """SHA-256 over every field, each as a length-prefixed UTF-8 text (unambiguous)."""
+        h = hashlib.sha256()
+        for value in (
+            self.chain_id,
+            self.seq,
+            self.kind,
+            self.source_offset,
+            self.written_us,
+            self.expires_us,
+            self.rows,
+            self.first_received_ns,
+            self.last_received_ns,
+            self.digest,
+        ):
+            text = str(value).encode()
+            h.update(len(text).to_bytes(4, "little") + text)
+        return h.hexdigest()
+
+    @property
+    def chain(self) -> str:
+        return chain(self.prev_chain, self.entry_digest())
+
+
+@dataclass(frozen=True, slots=True)
 class BatchFinding:
     """What verification found wrong with one batch."""
 
     seq: int
-    problem: str  # changed | deleted | inserted | chain_broken | unledgered | expired
+    # changed | deleted | inserted | chain_broken | duplicate_entry | unledgered | head_missing
+    problem: str
     expected_rows: int
     found_rows: int
     columns: tuple[str, ...] = ()
+    chain_id: str = ""
+    kind: str = "observations"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
+            "chain": self.chain_id,
+            "kind": self.kind,
             "batch": self.seq,
             "problem": self.problem,
             "expected_rows": self.expected_rows,
             "found_rows": self.found_rows,
-            "changed_columns": list(self.columns),
+            "changed_columns": [] if self.problem == "head_missing" else list(self.columns),
         }
+        if self.problem == "head_missing":  # ``columns`` holds the head that was not found
+            out["missing_head"] = self.columns[0] if self.columns else ""
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +221,11 @@ class VerifyReport:
 
     batches: int
     rows: int
-    head: str
+    head: str  # the head of the only chain; with several chains, see ``heads``
     findings: tuple[BatchFinding, ...] = field(default=())
     expired: int = 0
+    heads: dict[str, str] = field(default_factory=dict)  # chain id -> head
+    dead_letters: int = 0
 
     @property
     def ok(self) -> bool:
@@ -145,7 +236,9 @@ class VerifyReport:
             "ok": self.ok,
             "batches": self.batches,
             "rows": self.rows,
+            "dead_letters": self.dead_letters,
             "expired_batches": self.expired,
             "chain_head": self.head,
+            "chain_heads": dict(sorted(self.heads.items())),
             "findings": [f.to_dict() for f in self.findings],
         }

@@ -14,6 +14,9 @@ PREV_ORIGIN = "origin"  # prev_stage of a first stamp: the hop starts at the ori
 # beats a tap's reading of the same stamp from headers.
 AUTHORITY_STAMPER = 2
 AUTHORITY_TAP = 1
+# SQL: a tap's own sighting, stage "<prefix>:<topic>" at tap authority (its readings of stamps
+# in headers carry the stamping stage's name instead). Its `received` is the broker time.
+TAP_SIGHTING = f"(authority = {AUTHORITY_TAP} AND endsWith(stage, concat(':', topic)))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +50,22 @@ class Observation:
     prev_emitted_ns: int = 0
     prev_clock_err_ns: int = 0
     price: float = math.nan  # the record's price where it has one (cross-provider divergence)
+    # Where clock_err_ns came from (audit._clock.ClockBound.label()); "" when not said.
+    clock_source: str = ""
+    warnings: tuple[str, ...] = ()  # warn rules a forwarded record broke, "rule@vN"
+
+
+Severity = Literal["reject", "warn"]
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One rejected record, as the trail keeps it (the DLQ topic keeps the bytes)."""
+    """One rule verdict the trail keeps with its reason.
+
+    ``severity="reject"``: a rejected record (the DLQ topic keeps the bytes), stored in
+    ``dead_letters``. ``severity="warn"``: a forwarded record broke a warn rule; stored in
+    ``warnings``, one row per broken rule, without the payload (``value`` is ignored).
+    """
 
     event_id: str
     received_ns: int
@@ -62,4 +76,6 @@ class DeadLetter:
     rule_id: str
     rule_version: int
     reason: str
-    value: bytes
+    value: bytes  # the value, or its head: the store keeps only the first bytes
+    severity: Severity = "reject"
+    value_size: int | None = None  # the whole value's size, when ``value`` is only its head

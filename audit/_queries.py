@@ -1,23 +1,41 @@
-"""The questions people ask the trail: provider comparison, hotspots, completeness.
+"""The questions people ask the trail: provider comparison and completeness.
 
-Every window counts back from the newest data in the store (its "anchor"), so a store
-written yesterday -- the demo's, a benchmark's -- answers as it would have then. Latencies
-come with the combined clock-error bound of the hosts that stamped them; a latency that is
-negative or inside its bound is flagged, never presented as a measured fact.
+Every window counts back from the newest time in the store (its "anchor"), so a store
+written yesterday -- the demo's, a benchmark's -- answers as it would have then. Windows are
+exact: these reports read the raw trail (its `received` minmax index prunes the parts outside
+the window), not the per-minute rollups, which only know whole minutes. Latencies come with
+the combined clock-error bound of the hosts that stamped them; a latency that is negative or
+inside its bound is flagged, never presented as a measured fact.
+
+Every column is defined in docs/reports.md (which stamp minus which).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from audit._replay import Queryable
 
 NS = 1_000_000_000
 
+SequenceKey = tuple[Literal["provider", "instrument"], ...]
+DEFAULT_SEQUENCE_KEY: SequenceKey = ("provider", "instrument")  # the sequence rule's key
+
+IN_WINDOW = (
+    "received >= fromUnixTimestamp64Nano({start:Int64}) "
+    "AND received <= fromUnixTimestamp64Nano({end:Int64})"
+)
+# Rows the gate wrote with its verdict (a tap's rows are 'observed' and judge nothing).
+JUDGED = "outcome != 'observed'"
+
 
 def anchor_ns(store: Queryable) -> int:
-    """The newest received time in the trail (0 for an empty store)."""
-    (row,) = store.query("SELECT toUnixTimestamp64Nano(max(received)) AS t FROM {db}.observations")
+    """The newest time in the trail, received or emitted (0 for an empty store)."""
+    (row,) = store.query(
+        "SELECT greatest(toUnixTimestamp64Nano(max(received)), "
+        "toUnixTimestamp64Nano(max(emitted))) AS t FROM {db}.observations"
+    )
     return int(row["t"] or 0)
 
 
@@ -32,11 +50,111 @@ def latency_flags(value_ns: float | None, bound_ns: int) -> list[str]:
     return []
 
 
-def _q(values: list[float] | None) -> tuple[float | None, float | None, float | None]:
+def quantiles(values: Sequence[float] | None) -> tuple[float | None, float | None, float | None]:
+    """(p50, p99, p99.9) from a ClickHouse ``quantiles*(0.5, 0.99, 0.999)`` array."""
     if not values:
         return None, None, None
     p50, p99, p999 = (float(v) for v in values)
     return p50, p99, p999
+
+
+def parse_sequence_key(text: str) -> SequenceKey:
+    """``provider``, ``instrument`` or ``provider,instrument`` (in any order, ``+`` too).
+
+    Raises:
+        ValueError: a part is not one of the identity fields the trail keeps.
+    """
+    parts = [p.strip() for p in text.replace("+", ",").split(",") if p.strip()]
+    if not parts:
+        raise ValueError("the sequence key names no field")
+    key: list[Literal["provider", "instrument"]] = []
+    for p in parts:
+        if p not in ("provider", "instrument"):
+            raise ValueError(
+                f"{p!r} is not a field the trail keeps; use provider, instrument or both"
+            )
+        if p not in key:
+            key.append(p)  # type: ignore[arg-type]
+    return tuple(key)
+
+
+def sequence_report(
+    store: Queryable,
+    params: dict[str, Any],
+    key: SequenceKey = DEFAULT_SEQUENCE_KEY,
+    limit: int = 1000,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per stage and key: expected, distinct and duplicated numbers; and the gaps themselves.
+
+    Only rows the gate judged count (a sequence number is the provider's, read by the gate).
+    Returns (per-key rows, gaps ordered by the time the number after the gap arrived, at most
+    ``limit`` of them).
+    """
+    cols = ", ".join(key)
+    named = " AND ".join(f"{k} != ''" for k in key)
+    where = f"{IN_WINDOW} AND {JUDGED} AND seq >= 0 AND {named}"
+    per_key = store.query(
+        f"""SELECT stage, {cols}, min(seq) AS lo, max(seq) AS hi, uniqExact(seq) AS distinct_seq,
+                   uniqExact(event_id) AS events,
+                   arrayCount(d -> d > 1, arrayDifference(arraySort(groupUniqArray(seq)))) AS gaps
+            FROM {{db}}.observations WHERE {where}
+            GROUP BY stage, {cols} ORDER BY stage, {cols}""",
+        params,
+    )
+    gaps = []
+    if limit > 0:
+        # Per key, the numbers in order (with when each first arrived); a gap is two
+        # neighbours more than one apart, reported at the number after it.
+        gaps = store.query(
+            f"""SELECT stage, {cols}, g.1 + 1 AS first_missing, g.2 - g.1 - 1 AS size,
+                       g.3 AS at_ns, g.4 AS origin_ns
+                FROM (
+                    SELECT stage, {cols},
+                           arraySort(x -> x.1, groupArray((seq, at, born))) AS a,
+                           arrayFilter(x -> x.2 - x.1 > 1, arrayZip(
+                               arrayPopBack(arrayMap(x -> x.1, a)),
+                               arrayMap(x -> x.1, arrayPopFront(a)),
+                               arrayMap(x -> x.2, arrayPopFront(a)),
+                               arrayMap(x -> x.3, arrayPopFront(a)))) AS found
+                    FROM (
+                        SELECT stage, {cols}, seq, min(toUnixTimestamp64Nano(received)) AS at,
+                               min(toUnixTimestamp64Nano(origin)) AS born
+                        FROM {{db}}.observations WHERE {where}
+                        GROUP BY stage, {cols}, seq)
+                    GROUP BY stage, {cols}
+                    HAVING notEmpty(found))
+                ARRAY JOIN found AS g
+                ORDER BY at_ns, stage, {cols} LIMIT {int(limit)}""",
+            params,
+        )
+    keyed = []
+    for r in per_key:
+        expected = int(r["hi"] - r["lo"] + 1)
+        keyed.append(
+            {
+                "stage": r["stage"],
+                "key": {k: r[k] for k in key},
+                "first": int(r["lo"]),
+                "last": int(r["hi"]),
+                "expected": expected,
+                "events": int(r["events"]),
+                "lost": expected - int(r["distinct_seq"]),
+                "gaps": int(r["gaps"]),
+                "duplicated": int(r["events"] - r["distinct_seq"]),
+            }
+        )
+    listed = [
+        {
+            "stage": g["stage"],
+            "key": {k: g[k] for k in key},
+            "first_missing": int(g["first_missing"]),
+            "size": int(g["size"]),
+            "at_ns": int(g["at_ns"]),  # received at the gate: the number after the gap
+            "origin_ns": int(g["origin_ns"]),
+        }
+        for g in gaps
+    ]
+    return keyed, listed
 
 
 def providers_compare(
@@ -45,84 +163,62 @@ def providers_compare(
     *,
     by: Literal["provider", "instrument"] = "provider",
     gap_ns: int = NS,
+    sustain_s: int = 5,
+    skew_bound_ns: int | None = None,
 ) -> dict[str, Any]:
-    """Per provider (or provider and instrument): latency, gaps, rate, dead letters, divergence.
-
-    Latency is ingestion - origin of forwarded events (the provider's delay to the gate).
-    A gap is a pause longer than ``gap_ns`` between consecutive origins. Divergence is the
-    distance in basis points from the cross-provider median of each instrument's last price
-    per minute.
-    """
+    """Per provider (or provider and instrument): latency, clock offset, silences, sequence
+    gaps, update rate, dead letters, divergence. See docs/reports.md for each column."""
     end = anchor_ns(store)
     start = end - since_ns
     window = {"start": start, "end": end}
     keys = "provider" if by == "provider" else "provider, instrument"
-    in_window = (
-        "received >= fromUnixTimestamp64Nano({start:Int64}) "
-        "AND received <= fromUnixTimestamp64Nano({end:Int64})"
+    gate_rows = f"FROM {{db}}.observations WHERE {JUDGED} AND {IN_WINDOW}"
+    stats = store.query(
+        f"""SELECT {keys}, count() AS events, countIf(outcome = 'dead_lettered') AS dead,
+                   max(clock_err_ns) AS bound,
+                   quantilesExactIf(0.5, 0.99, 0.999)(ingest_ns, outcome = 'forwarded') AS q,
+                   minIf(ingest_ns, outcome = 'forwarded') AS offset_ns,
+                   countIf(outcome = 'forwarded') AS forwarded,
+                   toUnixTimestamp64Nano(minIf(origin, outcome = 'forwarded')) AS first_ns,
+                   toUnixTimestamp64Nano(maxIf(origin, outcome = 'forwarded')) AS last_ns
+            {gate_rows} GROUP BY {keys}""",
+        window,
     )
-    gate_rows = f"FROM {{db}}.observations WHERE outcome != 'observed' AND {in_window}"
-    if by == "provider":
-        # Counts and quantiles come from the per-minute rollup, not the raw trail.
-        stats = store.query(
-            """SELECT provider, sum(events) AS events, sum(dead_lettered) AS dead,
-                      max(bound_max_ns) AS bound,
-                      quantilesTDigestMerge(0.5, 0.99, 0.999)(latency) AS q
-               FROM {db}.provider_activity_1m
-               WHERE minute >= toStartOfMinute(fromUnixTimestamp64Nano({start:Int64}))
-                 AND minute <= fromUnixTimestamp64Nano({end:Int64})
-               GROUP BY provider""",
-            window,
-        )
-    else:
-        stats = store.query(
-            f"""SELECT {keys}, count() AS events, countIf(outcome = 'dead_lettered') AS dead,
-                       max(clock_err_ns) AS bound,
-                       quantilesTDigestIf(0.5, 0.99, 0.999)(
-                           toUnixTimestamp64Nano(ingested) - toUnixTimestamp64Nano(origin),
-                           outcome = 'forwarded') AS q
-                {gate_rows} GROUP BY {keys}""",
-            window,
-        )
-    gaps = store.query(
+    silences = store.query(
         f"""SELECT {keys}, arrayDifference(arraySort(groupArray(
                        toUnixTimestamp64Nano(origin)))) AS d,
-                   arrayCount(x -> x > {{gap:Int64}}, d) AS gaps,
-                   arraySum(arrayFilter(x -> x > {{gap:Int64}}, d)) AS gap_ns
+                   arrayFilter(x -> x > {{gap:Int64}}, d) AS pauses,
+                   length(pauses) AS n, arraySum(pauses) AS total,
+                   arrayMax(arrayPushBack(pauses, 0)) AS longest
             {gate_rows} AND outcome = 'forwarded' GROUP BY {keys}""",
         {**window, "gap": gap_ns},
     )
-    divergence = store.query(
-        f"""WITH per AS (
-                SELECT provider, instrument, toStartOfMinute(received) AS m,
-                       argMax(price, origin) AS p
-                {gate_rows} AND outcome = 'forwarded' AND isFinite(price) AND price > 0
-                GROUP BY provider, instrument, m),
-            ref AS (
-                SELECT instrument, m, median(p) AS mid FROM per
-                GROUP BY instrument, m HAVING count() >= 2)
-            SELECT {", ".join("per." + k.strip() for k in keys.split(","))},
-                   quantile(0.5)(abs(p - mid) / mid * 10000) AS bps_p50,
-                   max(abs(p - mid) / mid * 10000) AS bps_max
-            FROM per INNER JOIN ref ON per.instrument = ref.instrument AND per.m = ref.m
-            GROUP BY {keys}""",
-        window,
-    )
+    per_key, _ = sequence_report(store, window, DEFAULT_SEQUENCE_KEY, limit=0)
+    divergence = _divergence(store, window, keys, sustain_s)
 
     def key(r: dict[str, Any]) -> tuple[str, ...]:
         return (r["provider"],) if by == "provider" else (r["provider"], r["instrument"])
 
-    gap_by = {key(r): r for r in gaps}
+    seq_by: dict[tuple[str, ...], list[int]] = {}  # key -> [gaps, missing, duplicated]
+    for k in per_key:
+        kk = (k["key"]["provider"],) if by == "provider" else tuple(k["key"].values())
+        acc = seq_by.setdefault(kk, [0, 0, 0])
+        acc[0] += k["gaps"]
+        acc[1] += k["lost"]
+        acc[2] += k["duplicated"]
+    sil_by = {key(r): r for r in silences}
     div_by = {key(r): r for r in divergence}
-    seconds = max(since_ns / NS, 1e-9)
+    offsets = {key(r): int(r["offset_ns"]) for r in stats if r["forwarded"]}
     rows = []
     for r in sorted(stats, key=key):
-        p50, p99, p999 = _q(r["q"]) if r["events"] > r["dead"] else (None, None, None)
+        p50, p99, p999 = quantiles(r["q"]) if r["forwarded"] else (None, None, None)
         bound = int(r["bound"] or 0)
-        g, d = gap_by.get(key(r), {}), div_by.get(key(r), {})
+        s, d = sil_by.get(key(r), {}), div_by.get(key(r), {})
+        span_ns = int(r["last_ns"] - r["first_ns"])
         row: dict[str, Any] = {"provider": r["provider"]}
         if by == "instrument":
             row["instrument"] = r["instrument"]
+        offset = offsets.get(key(r))
         row |= {
             "events": int(r["events"]),
             "latency_p50_ns": p50,
@@ -130,86 +226,134 @@ def providers_compare(
             "latency_p999_ns": p999,
             "clock_bound_ns": bound,
             "flags": latency_flags(p50, bound),
-            "gaps": int(g.get("gaps", 0)),
-            "gap_total_ns": int(g.get("gap_ns", 0)),
-            "updates_per_s": round(r["events"] / seconds, 3),
+            "clock_offset_ns": offset,
+            "clock_offset_vs_peers_ns": None,
+            "clock_flags": [],
+            "silences": int(s.get("n", 0)),
+            "silence_longest_ns": int(s.get("longest", 0)),
+            "silence_total_ns": int(s.get("total", 0)),
+            "sequence_gaps": seq_by.get(key(r), [0, 0, 0])[0],
+            "sequence_missing": seq_by.get(key(r), [0, 0, 0])[1],
+            "sequence_duplicated": seq_by.get(key(r), [0, 0, 0])[2],
+            "active_span_ns": span_ns,
+            "updates_per_s": (
+                round((r["forwarded"] - 1) / (span_ns / NS), 3) if span_ns > 0 else None
+            ),
             "dead_lettered_share": round(r["dead"] / r["events"], 6) if r["events"] else 0.0,
-            "divergence_bps_p50": d.get("bps_p50"),
             "divergence_bps_max": d.get("bps_max"),
+            "divergence_bps_sustained": d.get("bps_sustained"),
+            "divergence_bps_p50": d.get("bps_p50"),
+            "divergence_seconds": int(d.get("seconds", 0)),
         }
+        skew_bound = bound if skew_bound_ns is None else skew_bound_ns
+        _flag_offset(row, offset, skew_bound, offsets, key(r))
         rows.append(row)
-    return {"window": window, "by": by, "gap_threshold_ns": gap_ns, "rows": rows}
+    return {
+        "window": window,
+        "by": by,
+        "gap_threshold_ns": gap_ns,
+        "sustain_s": sustain_s,
+        "rate_basis": "(forwarded - 1) / (last - first origin forwarded) in the window",
+        "rows": rows,
+    }
 
 
-def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
-    """Stage pairs ranked by p99 hop latency, with the trend against the window before."""
-    end = anchor_ns(store)
-    params = {"a": end - 2 * since_ns, "b": end - since_ns, "c": end}
-    rows = store.query(
-        """SELECT prev_stage, stage,
-                  minute >= toStartOfMinute(fromUnixTimestamp64Nano({b:Int64})) AS current,
-                  sum(hops) AS hops, sum(negative) AS negative,
-                  sum(within_bound) AS within_bound, max(bound_max_ns) AS bound,
-                  quantilesTDigestMerge(0.5, 0.99, 0.999)(latency) AS q
-           FROM {db}.hop_latency_1m
-           WHERE minute >= toStartOfMinute(fromUnixTimestamp64Nano({a:Int64}))
-             AND minute <= fromUnixTimestamp64Nano({c:Int64})
-           GROUP BY prev_stage, stage, current""",
-        params,
-    )
-    before = {(r["prev_stage"], r["stage"]): r for r in rows if not r["current"]}
-    out = []
-    for r in (r for r in rows if r["current"]):
-        p50, p99, p999 = _q(r["q"])
-        prev = before.get((r["prev_stage"], r["stage"]))
-        prev_p99 = _q(prev["q"])[1] if prev else None
-        bound = int(r["bound"] or 0)
-        flags = latency_flags(p99, bound)
-        if r["negative"]:
-            flags.append(f"{r['negative']} negative hop(s): clocks disagree")
-        out.append(
-            {
-                "from_stage": r["prev_stage"],
-                "to_stage": r["stage"],
-                "hops": int(r["hops"]),
-                "p50_ns": p50,
-                "p99_ns": p99,
-                "p999_ns": p999,
-                "clock_bound_ns": bound,
-                "within_bound": int(r["within_bound"]),
-                "negative": int(r["negative"]),
-                "previous_p99_ns": prev_p99,
-                "trend": round(p99 / prev_p99, 3) if p99 and prev_p99 else None,
-                "flags": flags,
-            }
+def _flag_offset(
+    row: dict[str, Any],
+    offset: int | None,
+    bound: int,
+    offsets: dict[tuple[str, ...], int],
+    me: tuple[str, ...],
+) -> None:
+    """Flag a clock-offset estimate that is negative or off the providers' median by > bound."""
+    if offset is None:
+        return
+    if offset < 0:
+        row["clock_flags"].append("negative offset: the provider's clock runs ahead of the gate's")
+    # The peers' median: over every provider (on the same instrument, by instrument), so
+    # with three or more one skewed clock moves the median little and flags only itself.
+    peers = sorted(v for k, v in offsets.items() if k[1:] == me[1:])
+    if len(peers) < 2:
+        return
+    mid = len(peers) // 2
+    median = peers[mid] if len(peers) % 2 else (peers[mid - 1] + peers[mid]) // 2
+    row["clock_offset_vs_peers_ns"] = offset - median
+    if abs(offset - median) > bound:
+        row["clock_flags"].append(
+            f"offset {'below' if offset < median else 'above'} its peers' median by more than "
+            "the bound: a skewed clock or a different route"
         )
-    out.sort(key=lambda r: -(r["p99_ns"] or 0))
-    return {"window": {"start": params["b"], "end": end}, "rows": out}
 
 
-def completeness(store: Queryable, since_ns: int, grace_ns: int = 5 * NS) -> dict[str, Any]:
-    """Per stage pair: events seen upstream but never downstream (lost), or seen twice.
+def _divergence(
+    store: Queryable, window: dict[str, int], keys: str, sustain_s: int
+) -> list[dict[str, Any]]:
+    """Per key: divergence from the cross-provider median, aligned per second of origin time.
 
-    Between two stages the event id links the sightings. Between the origin and the first
-    stage, the provider's sequence numbers do: a missing number was lost before stampline
-    saw it, a number seen on two different events was duplicated. Events that left the
-    upstream stage within ``grace_ns`` of the window's end may still be in flight and are
-    not counted as lost.
+    Each provider's last price in a second is one voice in that second's median (seconds
+    with at least two providers); the provider's divergence in the second is its farthest
+    price in that second from the median. ``bps_sustained`` is the highest level held in
+    ``sustain_s`` consecutive compared seconds (a one-tick spike does not hold).
+    """
+    own = ", ".join("per." + k.strip() for k in keys.split(","))
+    return store.query(
+        f"""WITH per AS (
+                SELECT provider, instrument,
+                       intDiv(toUnixTimestamp64Nano(origin), 1000000000) AS sec,
+                       argMax(price, origin) AS last, min(price) AS lo, max(price) AS hi
+                FROM {{db}}.observations
+                WHERE {JUDGED} AND {IN_WINDOW} AND outcome = 'forwarded'
+                  AND isFinite(price) AND price > 0
+                GROUP BY provider, instrument, sec),
+            ref AS (
+                SELECT instrument, sec, median(last) AS mid FROM per
+                GROUP BY instrument, sec HAVING count() >= 2),
+            each AS (
+                SELECT {own}, {"" if "instrument" in keys else "per.instrument,"} per.sec AS sec,
+                       greatest(abs(hi - mid), abs(lo - mid)) / mid * 10000 AS bps
+                FROM per INNER JOIN ref ON per.instrument = ref.instrument AND per.sec = ref.sec),
+            held AS (
+                SELECT {keys}, bps,
+                       min(bps) OVER w AS floor_bps, count() OVER w AS n,
+                       min(sec) OVER w AS first_sec, max(sec) OVER w AS last_sec
+                FROM each
+                WINDOW w AS (PARTITION BY {keys}, instrument ORDER BY sec
+                             ROWS BETWEEN {int(sustain_s) - 1} PRECEDING AND CURRENT ROW))
+            SELECT {keys}, max(bps) AS bps_max, quantileExact(0.5)(bps) AS bps_p50,
+                   count() AS seconds,
+                   maxIf(floor_bps, n = {int(sustain_s)}
+                         AND last_sec - first_sec = {int(sustain_s) - 1}) AS bps_sustained
+            FROM held GROUP BY {keys}""",
+        window,
+    )
+
+
+def completeness(
+    store: Queryable,
+    since_ns: int,
+    grace_ns: int = 5 * NS,
+    key: SequenceKey = DEFAULT_SEQUENCE_KEY,
+    gap_limit: int = 1000,
+) -> dict[str, Any]:
+    """Per stage pair: events seen upstream but never downstream (lost), or seen twice; and
+    per sequence key, the numbers the provider skipped or repeated.
+
+    Between two stages the event id links the sightings. Between the origin and the gate,
+    the provider's sequence numbers do, per ``key`` (provider and instrument by default, as
+    the sequence rule keys them): a missing number was lost before stampline saw it, a number
+    seen on two different events was duplicated. Events that left the upstream stage within
+    ``grace_ns`` of the window's end may still be in flight and are not counted as lost.
     """
     end = anchor_ns(store)
     params = {"start": end - since_ns, "end": end, "settled": end - grace_ns}
-    in_window = (
-        "received >= fromUnixTimestamp64Nano({start:Int64}) "
-        "AND received <= fromUnixTimestamp64Nano({end:Int64})"
-    )
     stage_pairs = store.query(
         f"""WITH pairs AS (
                 SELECT DISTINCT prev_stage AS up, stage AS down FROM {{db}}.observations
-                WHERE {in_window} AND prev_stage NOT IN ('', 'origin')),
+                WHERE {IN_WINDOW} AND prev_stage NOT IN ('', 'origin')),
             seen AS (
                 SELECT event_id, stage, uniqExact(received, emitted) AS sightings,
                        max(emitted) AS left_at
-                FROM {{db}}.observations WHERE {in_window} GROUP BY event_id, stage)
+                FROM {{db}}.observations WHERE {IN_WINDOW} GROUP BY event_id, stage)
             SELECT pairs.up AS up, pairs.down AS down,
                    uniqExactIf(u.event_id, u.left_at <= fromUnixTimestamp64Nano({{settled:Int64}}))
                        AS upstream,
@@ -222,45 +366,55 @@ def completeness(store: Queryable, since_ns: int, grace_ns: int = 5 * NS) -> dic
             GROUP BY up, down ORDER BY up, down""",
         params,
     )
-    origin_pairs = store.query(
-        f"""SELECT stage AS down, provider, max(seq) - min(seq) + 1 AS expected,
-                   uniqExact(seq) AS distinct_seq, uniqExact(event_id) AS events
-            FROM {{db}}.observations
-            WHERE {in_window} AND prev_stage = 'origin' AND seq >= 0 AND provider != ''
-            GROUP BY stage, provider ORDER BY stage, provider""",
-        params,
-    )
-    rows = [
+    per_key, gaps = sequence_report(store, params, key, gap_limit)
+    rows: list[dict[str, Any]] = [
         {
             "from_stage": r["up"],
             "to_stage": r["down"],
             "provider": None,
+            "keys": None,
             "upstream": int(r["upstream"]),
             "lost": int(r["lost"]),
             "duplicated": int(r["duplicated"]),
         }
         for r in stage_pairs
     ]
-    rows.extend(
-        {
-            "from_stage": "origin",
-            "to_stage": r["down"],
-            "provider": r["provider"],
-            "upstream": int(r["expected"]),
-            "lost": int(r["expected"] - r["distinct_seq"]),
-            "duplicated": int(r["events"] - r["distinct_seq"]),
-        }
-        for r in origin_pairs
-    )
+    # Origin -> gate, summed per stage and provider over the keys (per key below).
+    summary: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for k in per_key:
+        group = (k["stage"], k["key"].get("provider"))
+        s = summary.setdefault(
+            group,
+            {
+                "from_stage": "origin",
+                "to_stage": group[0],
+                "provider": group[1],
+                "keys": 0,
+                "upstream": 0,
+                "lost": 0,
+                "duplicated": 0,
+            },
+        )
+        s["keys"] += 1
+        s["upstream"] += k["expected"]
+        s["lost"] += k["lost"]
+        s["duplicated"] += k["duplicated"]
+    rows.extend(summary[g] for g in sorted(summary, key=lambda g: (g[0], g[1] or "")))
     # Records too broken to name their provider (not JSON, oversized) still used up a
-    # sequence number: they are received and dead-lettered, yet show as missing above.
+    # sequence number: the gate received and dead-lettered them, yet they show as missing.
+    # Only the gate's judged rows count: a tap's rows name no provider by design.
     (unattributed,) = store.query(
         f"""SELECT uniqExact(event_id) AS n FROM {{db}}.observations
-            WHERE {in_window} AND prev_stage = 'origin' AND provider = ''""",
+            WHERE {IN_WINDOW} AND {JUDGED} AND provider = ''""",
         params,
     )
     return {
         "window": {"start": params["start"], "end": end},
+        "grace_ns": grace_ns,
+        "sequence_key": list(key),
         "rows": rows,
+        "sequence_keys": [k for k in per_key if k["lost"] or k["duplicated"]],
+        "sequence_gaps": gaps,
+        "sequence_gaps_listed_max": gap_limit,
         "unattributed": int(unattributed["n"]),
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from audit._model import TAP_SIGHTING
 from audit.exceptions import NotFoundError
 
 _UUID = re.compile(
@@ -36,16 +37,43 @@ class Stamp:
     clock_err_ns: int | None = None
     received_ns: int | None = None
     host: str = ""
+    # Where the bound came from, as the trail recorded it (audit.ClockBound.label()); "" when
+    # the stamper did not say.
+    clock_source: str = ""
+    # A tap's own sighting: received is the broker time, so time - received is the tap's
+    # lag in reading the record, not a stage's hold time.
+    tap: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stage": self.stage, "kind": self.kind, "time_ns": self.time_ns}
         if self.received_ns is not None:
             d["received_ns"] = self.received_ns
+        if self.tap:
+            d["tap"] = True
         if self.clock_err_ns is not None:
             d["clock_err_ns"] = self.clock_err_ns
+            d["clock_source"] = self.clock_source or "unknown"
         if self.host:
             d["host"] = self.host
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A broken rule recorded for an event: ``reject`` (dead-lettered) or ``warn``."""
+
+    severity: Literal["reject", "warn"]
+    rule_id: str
+    rule_version: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "rule_id": self.rule_id,
+            "rule_version": self.rule_version,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +93,11 @@ class EventTrail:
     rule_id: str
     parents: tuple[str, ...]
     stamps: tuple[Stamp, ...]
+    rule_version: int = 0
+    warnings: tuple[str, ...] = ()  # warn rules the event broke and still passed, "rule@vN"
+    # Every rule verdict the trail keeps for it: a dead letter's, or each broken warn rule
+    # of a forwarded record, with version and reason.
+    verdicts: tuple[Verdict, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,8 +110,11 @@ class EventTrail:
             "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
             "outcome": self.outcome,
             "rule_id": self.rule_id,
+            "rule_version": self.rule_version,
+            "warnings": list(self.warnings),
             "parents": list(self.parents),
             "stamps": [s.to_dict() for s in self.stamps],
+            "verdicts": [v.to_dict() for v in self.verdicts],
         }
 
 
@@ -89,8 +125,11 @@ class Sighting:
     event_id: str
     role: str
     stamp: Stamp
-    delta_from_origin_ns: int  # from this event's own origin
-    delta_from_first_ns: int  # from the earliest origin in the replay
+    # From this event's own origin; None when the event has none (a record too broken to
+    # carry an origin time), rather than a misleading zero on every row.
+    delta_from_origin_ns: int | None
+    # From the earliest origin in the replay, or the earliest stamp where no event has one.
+    delta_from_first_ns: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,7 +179,8 @@ def normalise_id(event_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_SELECT = """
+_SELECT = (
+    """
 SELECT toString(event_id) AS eid, stage,
        toUnixTimestamp64Nano(received) AS received_ns,
        toUnixTimestamp64Nano(emitted) AS emitted_ns,
@@ -148,13 +188,17 @@ SELECT toString(event_id) AS eid, stage,
        toUnixTimestamp64Nano(ingested) AS ingested_ns,
        clock_err_ns, host, topic, partition, offset,
        toUnixTimestamp64Milli(broker_time) AS broker_ms,
-       provider, instrument, seq, toString(outcome) AS outcome, rule_id,
-       arrayMap(p -> toString(p), parents) AS parents
+       provider, instrument, seq, toString(outcome) AS outcome, rule_id, rule_version,
+       arrayMap(p -> toString(p), parents) AS parents, clock_source, warnings,
+       """
+    + TAP_SIGHTING
+    + """ AS tap_sighting
 FROM {db}.observations
 WHERE event_id IN {ids:Array(UUID)}
 ORDER BY event_id, stage, authority DESC, batch DESC
 LIMIT 1 BY event_id, stage
 """
+)
 
 
 def replay_event(store: Queryable, event_id: str) -> Timeline:
@@ -168,7 +212,7 @@ def replay_event(store: Queryable, event_id: str) -> Timeline:
     rows = _fetch(store, [eid])
     if eid not in rows:
         raise NotFoundError(f"no observation of event {eid} in the trail")
-    trail = _trail(eid, rows[eid], "event", 0)
+    trail = _trail(eid, rows[eid], "event", 0, _verdicts(store, [eid]).get(eid, ()))
     return _timeline("event", eid, [trail])
 
 
@@ -189,15 +233,28 @@ def replay_decision(store: Queryable, decision_id: str) -> Timeline:
         rows = _fetch(store, frontier)
         if depth == 0 and root not in rows:
             raise NotFoundError(f"no observation of decision {root} in the trail")
+        verdicts = _verdicts(store, frontier)
         next_ids: list[str] = []
         for eid in frontier:
             role: Literal["decision", "input"] = "decision" if depth == 0 else "input"
-            trail = _trail(eid, rows.get(eid, []), role, depth)
+            trail = _trail(eid, rows.get(eid, []), role, depth, verdicts.get(eid, ()))
             trails[eid] = trail
             next_ids.extend(p for p in trail.parents if p not in trails and p not in next_ids)
         frontier = next_ids
         depth += 1
     return _timeline("decision", root, list(trails.values()))
+
+
+_VERDICTS = """
+SELECT eid, severity, rule_id, rule_version, reason FROM (
+    SELECT toString(event_id) AS eid, 'reject' AS severity, rule_id, rule_version, reason
+    FROM {db}.dead_letters WHERE event_id IN {ids:Array(UUID)}
+    UNION ALL
+    SELECT toString(event_id) AS eid, 'warn' AS severity, rule_id, rule_version, reason
+    FROM {db}.warnings WHERE event_id IN {ids:Array(UUID)})
+ORDER BY eid, severity, rule_id, rule_version
+LIMIT 1 BY eid, severity, rule_id, rule_version
+"""
 
 
 def _fetch(store: Queryable, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -207,8 +264,20 @@ def _fetch(store: Queryable, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     return by_id
 
 
+def _verdicts(store: Queryable, ids: list[str]) -> dict[str, tuple[Verdict, ...]]:
+    by_id: dict[str, list[Verdict]] = {}
+    for r in store.query(_VERDICTS, {"ids": ids}):
+        v = Verdict(r["severity"], r["rule_id"], int(r["rule_version"]), r["reason"])
+        by_id.setdefault(r["eid"], []).append(v)
+    return {k: tuple(v) for k, v in by_id.items()}
+
+
 def _trail(
-    eid: str, rows: list[dict[str, Any]], role: Literal["event", "decision", "input"], depth: int
+    eid: str,
+    rows: list[dict[str, Any]],
+    role: Literal["event", "decision", "input"],
+    depth: int,
+    verdicts: tuple[Verdict, ...] = (),
 ) -> EventTrail:
     stamps: list[Stamp] = []
     origin = min((r["origin_ns"] for r in rows if r["origin_ns"] > 0), default=0)
@@ -216,8 +285,20 @@ def _trail(
     if origin:
         stamps.append(Stamp("origin", "origin", origin))
     if ingested:
-        err = min(r["clock_err_ns"] for r in rows if r["ingested_ns"] == ingested)
-        stamps.append(Stamp("ingest", "ingest", ingested, clock_err_ns=err))
+        # The ingest stamp is the first stage's intake: its bound and source are that row's.
+        first_in = min(
+            (r for r in rows if r["ingested_ns"] == ingested), key=lambda r: r["clock_err_ns"]
+        )
+        stamps.append(
+            Stamp(
+                "ingest",
+                "ingest",
+                ingested,
+                clock_err_ns=first_in["clock_err_ns"],
+                host=first_in["host"],
+                clock_source=first_in["clock_source"],
+            )
+        )
     seen_topics: set[str] = set()
     for r in rows:
         if r["broker_ms"] > 0 and r["topic"] and r["topic"] not in seen_topics:
@@ -231,6 +312,8 @@ def _trail(
                 clock_err_ns=r["clock_err_ns"],
                 received_ns=r["received_ns"],
                 host=r["host"],
+                clock_source=r["clock_source"],
+                tap=bool(r["tap_sighting"]),
             )
         )
     stamps.sort(key=lambda s: (s.time_ns, _KIND_ORDER[s.kind]))
@@ -238,6 +321,7 @@ def _trail(
     first = min(rows, key=lambda r: r["received_ns"]) if rows else {}
     parents = sorted({p for r in rows for p in r["parents"] if p != _ZERO_UUID})
     dead = next((r for r in rows if r["outcome"] == "dead_lettered"), None)
+    warned = sorted({w for r in rows for w in r["warnings"].split(",") if w})
     return EventTrail(
         event_id=eid,
         role=role,
@@ -252,22 +336,39 @@ def _trail(
         rule_id=dead["rule_id"] if dead else "",
         parents=tuple(parents),
         stamps=tuple(stamps),
+        rule_version=dead["rule_version"] if dead else 0,
+        warnings=tuple(warned),
+        verdicts=verdicts,
     )
 
 
 def _timeline(kind: Literal["event", "decision"], root: str, trails: list[EventTrail]) -> Timeline:
     origins = [t.origin_ns for t in trails if t.origin_ns]
-    first = min(origins, default=0)
+    first = min(origins, default=0) or min((s.time_ns for t in trails for s in t.stamps), default=0)
     sightings = [
         Sighting(
             event_id=t.event_id,
             role=t.role,
             stamp=s,
-            delta_from_origin_ns=s.time_ns - t.origin_ns if t.origin_ns else 0,
-            delta_from_first_ns=s.time_ns - first if first else 0,
+            delta_from_origin_ns=s.time_ns - t.origin_ns if t.origin_ns else None,
+            delta_from_first_ns=s.time_ns - first,
         )
         for t in trails
         for s in t.stamps
     ]
     sightings.sort(key=lambda s: (s.stamp.time_ns, _KIND_ORDER[s.stamp.kind]))
     return Timeline(kind=kind, root_id=root, events=tuple(trails), sightings=tuple(sightings))
+
+
+def short_ids(ids: list[str] | tuple[str, ...], minimum: int = 8) -> dict[str, str]:
+    """A short label per id that tells it apart from the others: its tail, "…" in front.
+
+    Time-ordered ids (UUIDv7, the gate's UUIDv8) share their first characters within a
+    millisecond, so a prefix names nothing; their tail is random or hashed. The tail grows
+    from ``minimum`` hex digits until every label is unique.
+    """
+    hexes = {i: i.replace("-", "") for i in ids}
+    n = minimum
+    while n < 32 and len({h[-n:] for h in hexes.values()}) < len(hexes):
+        n += 1
+    return {i: "…" + h[-n:] for i, h in hexes.items()}

@@ -95,6 +95,7 @@ ENGINE = ReplacingMergeTree ORDER BY version"""
 _TTL = [
     ("observations", "written + toIntervalSecond({raw})"),
     ("dead_letters", "written + toIntervalSecond({raw})"),
+    ("warnings", "written + toIntervalSecond({raw})"),
     ("hop_latency_1m", "written + toIntervalSecond({rollups})"),
     ("provider_activity_1m", "written + toIntervalSecond({rollups})"),
 ]

@@ -5,6 +5,7 @@ Same DDL and SQL as chDB; inserts stream the same Arrow table through ``input()`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,7 +58,7 @@ class ClickHouseStore(Store):
                 settings={"output_format_json_quote_64bit_integers": 0},
             )
         except Exception as exc:
-            raise StoreError(f"cannot connect to ClickHouse at {self.url}: {exc}") from exc
+            raise StoreError(f"cannot connect to ClickHouse at {self.url}: {_reason(exc)}") from exc
         if migrate:
             self.migrate()
 
@@ -102,3 +103,13 @@ class ClickHouseStore(Store):
 
     def __enter__(self) -> ClickHouseStore:
         return self
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause in a connection error, without the driver's retry and URL details."""
+    text = str(exc)
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:300]

@@ -8,28 +8,36 @@ on a ClickHouse server.
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from audit._ledger import (
     CANONICAL,
-    CANONICAL_ORDER,
     CANONICAL_SELECT,
+    DEAD_CANONICAL,
+    DEAD_SELECT,
+    DEAD_SORT_KEYS,
     GENESIS,
+    SORT_KEYS,
     BatchFinding,
+    LedgerEntry,
     VerifyReport,
-    chain,
     digest_batch,
 )
 from audit._model import DeadLetter, Observation
 from audit._schema import MigrationReport, Retention, apply_migrations, check_database_name
+from audit._trailformat import CANONICAL_SCHEMA, DEAD_LETTER_SCHEMA, dead_letter_table
 from audit.exceptions import StoreError
 
-_VALUE_HEAD_BYTES = 256
+# The chain of direct writes (tests, embedding); the recorder keeps one per trail partition.
+LOCAL_CHAIN = "local"
 
 # The canonical Arrow table (what the ledger digests) to the observations table's stored
 # columns: emitted, prev_emitted, ingested and broker_time are stored as Int64 offsets (see
@@ -63,10 +71,51 @@ _OBS_COLUMN_SELECT = (
         "CAST(arrayFilter(p -> p != '', splitByChar(',', parents)) AS Array(UUID)))",
     ),
     ("authority", "authority"),
+    ("clock_source", "clock_source"),
+    ("warnings", "warnings"),
     ("batch", "toUInt64({batch})"),
+    ("chain_id", "{chain_id}"),
 )
 _OBS_COLUMNS = ", ".join(name for name, _ in _OBS_COLUMN_SELECT)
 _OBS_SELECT = ", ".join(expr for _, expr in _OBS_COLUMN_SELECT)
+_DEAD_COLUMNS = (
+    "event_id, received, topic, partition, offset, provider, rule_id, rule_version, reason, "
+    "value_size, value_head, batch, chain_id"
+)
+_DEAD_SELECT = (
+    "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, offset, "
+    "provider, rule_id, rule_version, reason, value_size, value_head, toUInt64({batch}), "
+    "{chain_id}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last ledger entry of one chain: what its one writer continues from."""
+
+    chain_id: str
+    seq: int
+    chain: str
+    source_offset: int  # the last trail offset written, -1 if none
+    # per kind, the last trail offset written: an entry covers a run of one kind's messages,
+    # so a re-read message is skipped when its own kind's entries already reach it
+    offsets: Mapping[str, int] = field(default_factory=dict)
+
+    def written(self, kind: str, offset: int) -> bool:
+        """Whether the trail message of ``kind`` at ``offset`` is already in the chain."""
+        return 0 <= offset <= self.offsets.get(kind, -1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain_id,
+            "seq": self.seq,
+            "head": self.chain,
+            "offset": self.source_offset,
+        }
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def canonical_table(rows: Sequence[Observation]) -> pa.Table:
@@ -98,14 +147,18 @@ def canonical_table(rows: Sequence[Observation]) -> pa.Table:
             "rule_version": pa.array([r.rule_version for r in rows], i64),
             "parents": [",".join(p.lower() for p in r.parents) for r in rows],
             "authority": pa.array([r.authority for r in rows], i64),
+            "clock_source": [r.clock_source for r in rows],
+            "warnings": [",".join(r.warnings) for r in rows],
         },
         schema=CANONICAL_SCHEMA,
     )
 
 
-CANONICAL_SCHEMA = pa.schema(
-    [(name, pa.int64() if kind == "int" else pa.string()) for name, _, kind in CANONICAL]
-)
+# kind -> (digest columns, digest row order, the table's Arrow schema)
+_KINDS: dict[str, tuple[tuple[tuple[str, str, str], ...], tuple[str, ...], pa.Schema]] = {
+    "observations": (CANONICAL, SORT_KEYS, CANONICAL_SCHEMA),
+    "dead_letters": (DEAD_CANONICAL, DEAD_SORT_KEYS, DEAD_LETTER_SCHEMA),
+}
 
 
 def insert_settings(token: str | None) -> dict[str, Any]:
@@ -130,6 +183,7 @@ class Store(ABC):
         self.database = check_database_name(database)
         self.retention = retention or Retention()
         self._write_lock = threading.Lock()
+        self._written_heads: dict[str, ChainHead] = {}
 
     # -- what a backend provides -------------------------------------------------------------
 
@@ -181,58 +235,180 @@ class Store(ABC):
             self.write_observation_table(canonical_table(rows))
 
     def write_observation_table(self, canon: pa.Table) -> int:
-        """Write a canonical Arrow table (see ``canonical_table``) as one ledgered batch.
+        """Write a canonical Arrow table (see ``canonical_table``) as one ledgered batch of
+        the ``local`` chain (direct writes; the recorder writes per trail partition).
 
         Returns the batch's ledger number (the existing one if it was written before).
         """
-        if canon.num_rows == 0:
+        return self.write_batch("observations", canon)
+
+    def write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
+        """Write a batch of dead letters as one ledgered batch of the ``local`` chain (warn
+        verdicts, ``severity="warn"``, go to ``warnings``: see ``write_batch``)."""
+        if rows:
+            self.write_batch("dead_letters", dead_letter_table(rows))
+
+    def chain_head(self, chain_id: str) -> ChainHead:
+        """The last entry of ``chain_id`` (seq 0 and the genesis hash when it has none)."""
+        rows = self._rows(
+            f"SELECT seq, chain, source_offset FROM {self.database}.ledger "
+            "WHERE chain_id = {c:String} ORDER BY seq DESC LIMIT 1",
+            {"c": chain_id},
+        )
+        if not rows:
+            return ChainHead(chain_id, 0, GENESIS, -1)
+        r = rows[0]
+        offsets = {
+            k["kind"]: int(k["o"])
+            for k in self._rows(
+                f"SELECT kind, max(source_offset) AS o FROM {self.database}.ledger "
+                "WHERE chain_id = {c:String} GROUP BY kind",
+                {"c": chain_id},
+            )
+        }
+        return ChainHead(chain_id, int(r["seq"]), r["chain"], int(r["source_offset"]), offsets)
+
+    def chain_heads(self) -> list[ChainHead]:
+        """The last entry of every chain in the ledger."""
+        rows = self._rows(
+            f"SELECT chain_id, max(seq) AS seq, argMax(chain, seq) AS chain, "
+            f"argMax(source_offset, seq) AS off FROM {self.database}.ledger "
+            "GROUP BY chain_id ORDER BY chain_id",
+            None,
+        )
+        return [ChainHead(r["chain_id"], int(r["seq"]), r["chain"], int(r["off"])) for r in rows]
+
+    def write_batch(
+        self,
+        kind: str,
+        table: pa.Table,
+        *,
+        chain_id: str = LOCAL_CHAIN,
+        source_offset: int = -1,
+        head: ChainHead | None = None,
+    ) -> int:
+        """Write one batch (observations or dead letters) as the next entry of a chain.
+
+        With ``source_offset`` >= 0 (the last trail offset the batch covers; a batch may
+        cover a run of messages of its kind), a batch at or before the chain's last written
+        offset of that kind was written already and is skipped: that, and the inserts'
+        deduplication tokens, make a re-read after a crash a no-op. A direct write (offset
+        -1) is skipped when the chain already holds a batch with the same digest. ``head``
+        is the chain's current head when the caller (its one writer) knows it; the head
+        after the write is ``written_head(chain_id)``.
+
+        Returns the batch's sequence number in the chain (the existing one if skipped, 0 for
+        an empty table or a skipped trail message).
+        """
+        spec, sort_keys, schema = _KINDS[kind]
+        if kind == "dead_letters" and "severity" in table.column_names:
+            # Warn verdicts travel with the dead letters (forwarded records' broken warn
+            # rules); they are kept in ``warnings``, one row per record and rule.
+            warn = pc.equal(table.column("severity"), "warn")
+            self._write_warning_table(table.filter(warn))
+            table = table.filter(pc.invert(warn))
+        if table.num_rows == 0:
             return 0
-        canon = canon.select(CANONICAL_SCHEMA.names).cast(CANONICAL_SCHEMA)
-        digest, columns = digest_batch(canon)
+        table = table.select(schema.names).cast(schema)
+        digest, columns = digest_batch(table, spec, sort_keys)
         with self._write_lock:
-            known = self._rows(
-                f"SELECT seq FROM {self.database}.batch_ledger WHERE digest = {{d:String}}",
-                {"d": digest},
+            if head is None:
+                head = self.chain_head(chain_id)
+            if head.written(kind, source_offset):
+                return 0
+            if source_offset < 0:
+                known = self._rows(
+                    f"SELECT seq FROM {self.database}.ledger "
+                    "WHERE chain_id = {c:String} AND digest = {d:String} LIMIT 1",
+                    {"c": chain_id, "d": digest},
+                )
+                if known:
+                    return int(known[0]["seq"])
+            seq = head.seq + 1
+            chain_sql = _sql_string(chain_id)
+            token = f"{chain_id}#{seq}:{digest}"
+            if kind == "observations":
+                select = _OBS_SELECT.format(batch=seq, chain_id=chain_sql)
+                self._insert("observations", _OBS_COLUMNS, select, table, token)
+                received = table.column("received").to_numpy()
+            else:
+                select = _DEAD_SELECT.format(batch=seq, chain_id=chain_sql)
+                self._insert("dead_letters", _DEAD_COLUMNS, select, table, token)
+                received = table.column("received").to_numpy()
+            written_us = time.time_ns() // 1000
+            entry = LedgerEntry(
+                chain_id=chain_id,
+                seq=seq,
+                kind=kind,
+                source_offset=source_offset,
+                written_us=written_us,
+                expires_us=written_us + self.retention.raw_s * 1_000_000,
+                rows=table.num_rows,
+                first_received_ns=int(received.min()),
+                last_received_ns=int(received.max()),
+                digest=digest,
+                prev_chain=head.chain,
             )
-            if known:
-                return int(known[0]["seq"])
-            head = self._rows(
-                f"SELECT seq, chain FROM {self.database}.batch_ledger ORDER BY seq DESC LIMIT 1",
-                None,
-            )
-            seq = int(head[0]["seq"]) + 1 if head else 1
-            prev = head[0]["chain"] if head else GENESIS
-            self._insert("observations", _OBS_COLUMNS, _OBS_SELECT.format(batch=seq), canon, digest)
-            received = canon.column("received").to_numpy()
             ledger = pa.table(
                 {
+                    "chain_id": [chain_id],
                     "seq": pa.array([seq], pa.uint64()),
-                    "rows": pa.array([canon.num_rows], pa.uint64()),
-                    "first": pa.array([int(received.min())], pa.int64()),
-                    "last": pa.array([int(received.max())], pa.int64()),
+                    "kind": [kind],
+                    "source_offset": pa.array([source_offset], pa.int64()),
+                    "written": pa.array([entry.written_us], pa.int64()),
+                    "expires": pa.array([entry.expires_us], pa.int64()),
+                    "rows": pa.array([table.num_rows], pa.uint64()),
+                    "first": pa.array([entry.first_received_ns], pa.int64()),
+                    "last": pa.array([entry.last_received_ns], pa.int64()),
                     "digest": [digest],
                     "names": pa.array([list(columns)], pa.list_(pa.string())),
                     "digests": pa.array([list(columns.values())], pa.list_(pa.string())),
-                    "prev": [prev],
-                    "chain": [chain(prev, digest)],
+                    "prev": [head.chain],
+                    "chain": [entry.chain],
                 }
             )
             self._insert(
-                "batch_ledger",
-                "seq, written, rows, first_received, last_received, digest, columns, "
-                "prev_chain, chain",
-                "seq, now64(6), rows, fromUnixTimestamp64Nano(first, 'UTC'), "
-                "fromUnixTimestamp64Nano(last, 'UTC'), digest, mapFromArrays(names, digests), "
-                "prev, chain",
+                "ledger",
+                "chain_id, seq, kind, source_offset, written, expires, rows, first_received, "
+                "last_received, digest, columns, prev_chain, chain",
+                "chain_id, seq, kind, source_offset, fromUnixTimestamp64Micro(written, 'UTC'), "
+                "fromUnixTimestamp64Micro(expires, 'UTC'), rows, "
+                "fromUnixTimestamp64Nano(first, 'UTC'), fromUnixTimestamp64Nano(last, 'UTC'), "
+                "digest, mapFromArrays(names, digests), prev, chain",
                 ledger,
+                # No token: a retry re-reads the head first, so it never repeats an entry
+                # that was written (a token would also drop a rewrite after a lost write).
                 None,
+            )
+            offsets = dict(head.offsets)
+            if source_offset >= 0:
+                offsets[kind] = source_offset
+            self._written_heads[chain_id] = ChainHead(
+                chain_id, seq, entry.chain, source_offset, offsets
             )
             return seq
 
-    def write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
-        """Insert a batch of dead letters (idempotent per source topic/partition/offset)."""
-        if not rows:
+    def _write_warning_table(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
             return
+        names = (
+            "event_id, received, topic, partition, offset, provider, rule_id, rule_version, reason"
+        )
+        with self._write_lock:
+            self._insert(
+                "warnings",
+                names,
+                "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
+                "offset, provider, rule_id, rule_version, reason",
+                table.select(names.split(", ")),
+                None,
+            )
+
+    def written_head(self, chain_id: str) -> ChainHead | None:
+        """The head of ``chain_id`` after this store object's last write to it, if any."""
+        return self._written_heads.get(chain_id)
+
+    def _write_warnings(self, rows: Sequence[DeadLetter]) -> None:
         table = pa.table(
             {
                 "event_id": [r.event_id for r in rows],
@@ -244,79 +420,128 @@ class Store(ABC):
                 "rule_id": [r.rule_id for r in rows],
                 "rule_version": pa.array([r.rule_version for r in rows], pa.uint32()),
                 "reason": [r.reason for r in rows],
-                "value_size": pa.array([len(r.value) for r in rows], pa.uint64()),
-                "value_head": pa.array([r.value[:_VALUE_HEAD_BYTES] for r in rows], pa.binary()),
             }
         )
         with self._write_lock:
             self._insert(
-                "dead_letters",
+                "warnings",
                 ", ".join(table.column_names),
                 "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
-                "offset, provider, rule_id, rule_version, reason, value_size, value_head",
+                "offset, provider, rule_id, rule_version, reason",
                 table,
                 None,
             )
 
     # -- verification --------------------------------------------------------------------------
 
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-        """Recompute every batch's digest from the stored rows, and the chain from the digests.
+    def verify(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        expect_heads: Sequence[tuple[str, str]] = (),
+    ) -> VerifyReport:
+        """Recompute every batch's digest from the stored rows (observations and dead
+        letters), every ledger entry's hash from its fields, and each chain from them.
 
-        A batch whose rows are past the raw retention is reported as expired, not tampered.
+        A batch past its chained expiry, with rows missing, is counted as expired, not
+        tampered. ``expect_heads`` are (chain id, head) pairs published elsewhere: each head
+        must be an entry of that chain (chain id ``""``: of any chain), else the chain was
+        truncated or re-chained.
         """
         ledger = self._rows(
-            f"""SELECT seq, rows, digest, columns, prev_chain, chain,
-                   toUnixTimestamp64Nano(written) AS written_ns
-                FROM {self.database}.batch_ledger FINAL ORDER BY seq""",
+            f"""SELECT chain_id, seq, kind, source_offset,
+                   toUnixTimestamp64Micro(written) AS written_us,
+                   toUnixTimestamp64Micro(expires) AS expires_us, rows,
+                   toUnixTimestamp64Nano(first_received) AS first_ns,
+                   toUnixTimestamp64Nano(last_received) AS last_ns,
+                   digest, columns, prev_chain, chain
+                FROM {self.database}.ledger ORDER BY chain_id, seq""",
             None,
         )
-        counts = {
-            int(r["batch"]): int(r["n"])
+        counts: dict[tuple[str, str, int], int] = {}
+        for kind in ("observations", "dead_letters"):
             for r in self._rows(
-                f"SELECT batch, count() AS n FROM {self.database}.observations GROUP BY batch",
+                f"SELECT chain_id, batch, count() AS n FROM {self.database}.{kind} "
+                "GROUP BY chain_id, batch",
                 None,
-            )
-        }
-        horizon = self._rows(
-            f"SELECT toUnixTimestamp64Nano(now64(9)) - {self.retention.raw_s} * 1000000000 AS h",
-            None,
-        )[0]["h"]
+            ):
+                counts[(kind, r["chain_id"], int(r["batch"]))] = int(r["n"])
+        now_us = int(self._rows("SELECT toUnixTimestamp64Micro(now64(6)) AS t", None)[0]["t"])
         findings: list[BatchFinding] = []
-        prev, expired, total = GENESIS, 0, 0
-        for i, entry in enumerate(ledger, 1):
-            seq, expected = int(entry["seq"]), int(entry["rows"])
-            found = counts.pop(seq, 0)
-            total += found
+        heads: dict[str, str] = {}
+        seen: dict[str, set[str]] = {}
+        expired = total = dead_total = 0
+        last_seq: dict[str, int] = {}
+        for i, row in enumerate(ledger, 1):
+            cid, seq, kind = row["chain_id"], int(row["seq"]), row["kind"]
+            expected = int(row["rows"])
             if progress is not None:
                 progress(i, len(ledger))
-            if entry["prev_chain"] != prev or chain(prev, entry["digest"]) != entry["chain"]:
-                findings.append(BatchFinding(seq, "chain_broken", expected, found))
-            prev = entry["chain"]
-            if entry["written_ns"] < horizon and found <= expected:
-                expired += 1  # TTL removes old rows; that is retention, not tampering
+            prev = heads.get(cid, GENESIS)
+            if last_seq.get(cid) == seq:
+                findings.append(BatchFinding(seq, "duplicate_entry", expected, 0, (), cid, kind))
+                continue
+            last_seq[cid] = seq
+            entry = LedgerEntry(
+                cid,
+                seq,
+                kind,
+                int(row["source_offset"]),
+                int(row["written_us"]),
+                int(row["expires_us"]),
+                expected,
+                int(row["first_ns"]),
+                int(row["last_ns"]),
+                row["digest"],
+                row["prev_chain"],
+            )
+            broken = row["prev_chain"] != prev or entry.chain != row["chain"]
+            if broken:
+                findings.append(BatchFinding(seq, "chain_broken", expected, 0, (), cid, kind))
+            heads[cid] = row["chain"]
+            seen.setdefault(cid, set()).add(row["chain"])
+            found = counts.pop((kind, cid, seq), 0)
+            if kind == "observations":
+                total += found
+            else:
+                dead_total += found
+            # Only an entry the chain vouches for may declare its rows expired.
+            if not broken and entry.expires_us < now_us and found <= expected:
+                expired += 1  # TTL removes old rows: retention (from a chained expiry)
                 continue
             if found == 0 and expected:
-                findings.append(BatchFinding(seq, "deleted", expected, 0))
+                findings.append(BatchFinding(seq, "deleted", expected, 0, (), cid, kind))
                 continue
+            spec, sort_keys, _ = _KINDS.get(kind, _KINDS["observations"])
+            if kind == "dead_letters":
+                select, table_name = DEAD_SELECT, "dead_letters"
+            else:
+                select, table_name = CANONICAL_SELECT, "observations"
             canon = self._arrow(
-                f"SELECT {CANONICAL_SELECT} FROM {self.database}.observations "
-                f"WHERE batch = {seq} ORDER BY {CANONICAL_ORDER}",
+                f"SELECT {select} FROM {self.database}.{table_name} "
+                f"WHERE chain_id = {_sql_string(cid)} AND batch = {seq}",
                 None,
             )
-            digest, columns = digest_batch(canon)
-            if digest == entry["digest"]:
+            # Over the columns the (chained) entry names: a column added later is not in it.
+            digest, columns = digest_batch(canon, spec, sort_keys, row["columns"].keys())
+            if digest == row["digest"]:
                 continue
-            changed = tuple(k for k, v in columns.items() if entry["columns"].get(k) != v)
+            changed = tuple(k for k, v in columns.items() if row["columns"].get(k) != v)
             problem = (
                 "deleted" if found < expected else "inserted" if found > expected else "changed"
             )
-            findings.append(BatchFinding(seq, problem, expected, found, changed))
-        findings.extend(
-            BatchFinding(batch, "unledgered", 0, n) for batch, n in sorted(counts.items())
-        )
-        total += sum(counts.values())
-        return VerifyReport(len(ledger), total, prev, tuple(findings), expired)
+            findings.append(BatchFinding(seq, problem, expected, found, changed, cid, kind))
+        for (kind, cid, batch), n in sorted(counts.items()):
+            findings.append(BatchFinding(batch, "unledgered", 0, n, (), cid, kind))
+            if kind == "observations":
+                total += n
+            else:
+                dead_total += n
+        for cid, head in expect_heads:
+            chains = [cid] if cid else list(seen)
+            if not any(head.lower() in seen.get(c, set()) for c in chains):
+                findings.append(BatchFinding(0, "head_missing", 0, 0, (head.lower(),), cid))
+        only = next(iter(heads.values())) if len(heads) == 1 else (GENESIS if not heads else "")
+        return VerifyReport(len(ledger), total, only, tuple(findings), expired, heads, dead_total)
 
     def __enter__(self) -> Store:
         return self

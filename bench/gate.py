@@ -9,16 +9,21 @@ mock cluster is unsuitable: its fetch path delivers ~6,000 msg/s per partition.
 
 Figures, all from one run:
     passthrough_events_per_s  raw consume -> produce, no processing (same-run baseline)
-    gate_events_per_s         JSON ~150 B, 8 rules, stamps, DLQ, observations written to chDB
+    gate_events_per_s         JSON ~150 B, 8 rules, stamps, DLQ, trail rows produced to the
+                              trail topic (the gate holds no store: the recorder writes it)
     gate_vs_passthrough       their ratio
-    tap_observations_per_s    the tap over the gate's stamped output, rows written to chDB
+    tap_observations_per_s    the tap over the gate's stamped output, rows to the trail topic
                               (two per record: its own sighting and the gate's stamp);
                               tap_records_per_s is the same run counted in records
     added_latency_p50_ms/p99  at a fixed 10,000 events/s: end-to-end through the gate minus
                               end-to-end through a passthrough forwarder (same producer and
                               reader; the gate and the forwarder each in a process of their
                               own, as deployed; the first 2 s of each run are warm-up)
+    gate_hold_p50_ms/p99      the gate's own hold per event in the latency run (out - in of
+                              its stamp), apart from the broker's hops
     rss_mb                    peak RSS of this process after the gate held 10,000 provider keys
+                              (no ClickHouse engine is loaded: this process opens no store)
+    gate_process_rss_mb       peak RSS of the latency run's gate process, as deployed
 """
 
 from __future__ import annotations
@@ -41,13 +46,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 # package: import from the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from audit import ChdbStore  # noqa: E402
 from bench._machine import machine  # noqa: E402
 from collectors import (  # noqa: E402
     Gate,
     GateSettings,
     Tap,
     TapSettings,
+    TrailTopic,
     consumer_config,
     producer_config,
     take,
@@ -137,12 +142,12 @@ def passthrough(bootstrap: str, src: str, dst: str, n: int) -> float:
 
 
 def run_gate(
-    bootstrap: str, store: ChdbStore, rules: RuleSet, raw: str, clean: str, dlq: str, n: int
+    bootstrap: str, trail: TrailTopic, rules: RuleSet, raw: str, clean: str, dlq: str, n: int
 ) -> tuple[float, Gate]:
     settings = GateSettings(
         bootstrap, (raw,), clean, dlq, group_id=f"bench-{uuid.uuid4().hex[:6]}", flush_rows=50_000
     )
-    gate = Gate(settings, rules, store)
+    gate = Gate(settings, rules, trail)
     stop = threading.Event()
     thread = threading.Thread(target=gate.run, args=(stop,))
     thread.start()
@@ -156,7 +161,7 @@ def run_gate(
     return n / (time.perf_counter() - t0), gate
 
 
-def run_tap(bootstrap: str, store: ChdbStore, topic: str, n: int) -> tuple[float, float]:
+def run_tap(bootstrap: str, trail: TrailTopic, topic: str, n: int) -> tuple[float, float]:
     """The tap over ``n`` stamped records: (observations per second, records per second).
 
     Each gate-stamped record gives two observations: the tap's own sighting and the gate's
@@ -166,7 +171,7 @@ def run_tap(bootstrap: str, store: ChdbStore, topic: str, n: int) -> tuple[float
         TapSettings(
             bootstrap, (topic,), group_id=f"tap-{uuid.uuid4().hex[:6]}", flush_rows=100_000
         ),
-        store,
+        trail,
     )
     stop = threading.Event()
     thread = threading.Thread(target=tap.run, args=(stop,))
@@ -183,7 +188,13 @@ def run_tap(bootstrap: str, store: ChdbStore, topic: str, n: int) -> tuple[float
 
 
 def paced_latency(
-    bootstrap: str, src: str, dst: str, rate: int, seconds: float, warmup_s: float = 2.0
+    bootstrap: str,
+    src: str,
+    dst: str,
+    rate: int,
+    seconds: float,
+    warmup_s: float = 2.0,
+    holds: list[float] | None = None,
 ) -> list[float]:
     """Produce to ``src`` at ``rate``/s with a send-time header; ms from send to read on ``dst``.
 
@@ -209,9 +220,14 @@ def paced_latency(
                 if m.error() is None:
                     now = time.time_ns()
                     seen[0] += 1
-                    sent = dict(m.headers() or []).get("bench.sent_ns")
+                    headers = dict(m.headers() or [])
+                    sent = headers.get("bench.sent_ns")
                     if sent and int(sent) >= counted_from:
                         got.append((now - int(sent)) / 1e6)
+                        stamp = headers.get("stampline.stamp")
+                        if holds is not None and isinstance(stamp, bytes):
+                            fields = dict(f.split("=", 1) for f in stamp.decode().split(";"))
+                            holds.append((int(fields["out"]) - int(fields["in"])) / 1e6)
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -242,9 +258,10 @@ def gate_process(
     bootstrap: str,
     topics: tuple[str, str, str],
     rules_path: str,
-    store_dir: str,
+    trail_topic: str,
     ready: Any,
     stop: Any,
+    rss_mb: Any,
 ) -> None:
     """A gate with low-latency client settings, in a process of its own, until ``stop``."""
     raw, clean, dlq = topics
@@ -257,16 +274,16 @@ def gate_process(
         producer=dict(LOW_LATENCY),
         consumer=dict(LOW_LATENCY_FETCH),
     )
-    with ChdbStore(Path(store_dir), "bench") as store:
-        gate = Gate(settings, RuleSet.load([Path(rules_path)]), store)
-        done = threading.Event()
-        thread = threading.Thread(target=gate.run, args=(done,))
-        thread.start()
-        gate.ready.wait(60)
-        ready.set()
-        stop.wait()
-        done.set()
-        thread.join()
+    gate = Gate(settings, RuleSet.load([Path(rules_path)]), TrailTopic(trail_topic, "bench"))
+    done = threading.Event()
+    thread = threading.Thread(target=gate.run, args=(done,))
+    thread.start()
+    gate.ready.wait(60)
+    ready.set()
+    stop.wait()
+    done.set()
+    thread.join()
+    rss_mb.value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def forward_loop(bootstrap: str, src: str, dst: str, stop: Any) -> None:
@@ -296,23 +313,23 @@ def main() -> None:
     rules_path.write_text(RULES.format(schema=schema))
     rules = RuleSet.load([rules_path])
     result: dict[str, Any] = {"machine": host, "events": n, "rules": 8}
-    with EmbeddedBroker() as broker, ChdbStore(tmp / "chdb", "bench") as store:
+    with EmbeddedBroker() as broker:
         bs = broker.bootstrap_servers
         u = uuid.uuid4().hex[:6]
-        raw, clean, dlq, pt = (f"{u}.{t}" for t in ("raw", "clean", "dlq", "pt"))
-        ensure_topics(bs, [raw, clean, dlq, pt], 3)
+        raw, clean, dlq, pt, trail = (f"{u}.{t}" for t in ("raw", "clean", "dlq", "pt", "trail"))
+        ensure_topics(bs, [raw, clean, dlq, pt, trail], 3)
         log(f"filling {raw} with {n:,} events")
         fill(bs, raw, n)
         log("passthrough (consume -> produce)")
         result["passthrough_events_per_s"] = round(passthrough(bs, raw, pt, n))
-        log("gate (8 rules, stamps, DLQ, trail in chDB)")
-        gate_rate, gate = run_gate(bs, store, rules, raw, clean, dlq, n)
+        log("gate (8 rules, stamps, DLQ, trail to the trail topic)")
+        gate_rate, gate = run_gate(bs, TrailTopic(trail, "bench"), rules, raw, clean, dlq, n)
         result["gate_events_per_s"] = round(gate_rate)
         result["gate_vs_passthrough"] = round(gate_rate / result["passthrough_events_per_s"], 3)
         result["provider_keys"] = len(gate.event_time.providers)
         result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         log("tap over the gate's stamped output")
-        tap_rows, tap_records = run_tap(bs, store, clean, gate.stats.forwarded)
+        tap_rows, tap_records = run_tap(bs, TrailTopic(trail, "tap"), clean, gate.stats.forwarded)
         result["tap_observations_per_s"] = round(tap_rows)
         result["tap_records_per_s"] = round(tap_records)
 
@@ -331,25 +348,30 @@ def main() -> None:
         base = paced_latency(bs, lpt_in, lpt_out, 10_000, lat_s)
         stop_fw.set()
         fw.join(60)
-        ready, stop_gate = spawn.Event(), spawn.Event()
+        ready, stop_gate, gate_rss = spawn.Event(), spawn.Event(), spawn.Value("d", 0.0)
         gp = spawn.Process(
             target=gate_process,
             args=(
                 bs,
                 (lraw, lclean, ldlq),
                 str(rules_path),
-                str(tmp / "chdb-latency"),
+                trail,
                 ready,
                 stop_gate,
+                gate_rss,
             ),
         )
         gp.start()
         if not ready.wait(90):
             raise SystemExit("the latency gate did not get its partitions in 90 s")
         time.sleep(0.5)
-        through = paced_latency(bs, lraw, lclean, 10_000, lat_s)
+        holds: list[float] = []
+        through = paced_latency(bs, lraw, lclean, 10_000, lat_s, holds=holds)
         stop_gate.set()
         gp.join(60)
+        result["gate_process_rss_mb"] = round(gate_rss.value, 1)
+        result["gate_hold_p50_ms"] = round(pct(holds, 0.5), 3)
+        result["gate_hold_p99_ms"] = round(pct(holds, 0.99), 3)
         result["passthrough_latency_p50_ms"] = round(pct(base, 0.5), 3)
         result["passthrough_latency_p99_ms"] = round(pct(base, 0.99), 3)
         result["gate_latency_p50_ms"] = round(pct(through, 0.5), 3)

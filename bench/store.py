@@ -86,6 +86,9 @@ def generate(events: int, first: int, rng: np.random.Generator, t0: int) -> pa.T
         cols["rule_version"].append(np.zeros(n, dtype=np.int64))
         cols["parents"].append(np.array([""] * n, dtype=object))
         cols["authority"].append(np.full(n, 2, dtype=np.int64))
+        # A sidecar stamps with one bound source; warn flags are rare.
+        cols["clock_source"].append(np.array(["configured"] * n, dtype=object))
+        cols["warnings"].append(np.where(idx % 500 == 0, "price.tick@v1", "").astype(object))
         prev_out, prev_stage, prev_err = emitted, np.array([stage] * n, dtype=object), err
     arrays = {
         k: pa.array(np.concatenate(v), CANONICAL_SCHEMA.field(k).type) for k, v in cols.items()
@@ -135,7 +138,9 @@ def main() -> None:
         insert_s += time.perf_counter() - started
         if written < 2_000_000:  # the baseline on the first batches only: same data, no extras
             started = time.perf_counter()
-            store._insert("baseline", _OBS_COLUMNS, _OBS_SELECT.format(batch=0), table, None)
+            store._insert(
+                "baseline", _OBS_COLUMNS, _OBS_SELECT.format(batch=0, chain_id="''"), table, None
+            )
             baseline_s += time.perf_counter() - started
             baseline_rows = written + table.num_rows
         written += table.num_rows

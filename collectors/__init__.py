@@ -1,4 +1,5 @@
-"""The sidecars: the inline gate, the passive tap, and the in-app stamping SDK.
+"""The sidecars: the inline gate, the passive tap, the recorder (trail topic → store), and the
+in-app stamping SDK.
 
 May import ``audit`` and ``rules``.
 """
@@ -7,19 +8,32 @@ from collectors._dlq import (
     H_CLASS,
     H_MESSAGE,
     H_OFFSET,
+    H_ORIGINAL_HEADERS,
+    H_ORIGINAL_KEY,
+    H_ORIGINAL_SHA256,
+    H_ORIGINAL_SIZE,
     H_PARTITION,
     H_REASON,
     H_RULE_ID,
     H_RULE_VERSION,
     H_STAGE,
     H_TOPIC,
+    H_TRUNCATED,
     dead_letter_headers,
 )
 from collectors._eventtime import EventTime
 from collectors._gate import Gate, GateSettings, GateStats
 from collectors._ids import key_event_id, new_event_id, source_event_id
-from collectors._kafka import consumer_config, producer_config, take
+from collectors._kafka import admin_config, consumer_config, producer_config, take
 from collectors._metrics import MetricsSettings, SidecarMetrics
+from collectors._preflight import Limits
+from collectors._recorder import (
+    Recorder,
+    RecorderMetrics,
+    RecorderSettings,
+    RecorderStats,
+    read_heads,
+)
 from collectors._sdk import StageContext, stage
 from collectors._stamps import (
     CONTRACT_VERSION,
@@ -39,10 +53,12 @@ from collectors._stamps import (
 )
 from collectors._tap import Tap, TapSettings, TapStats, hop_latencies
 from collectors._trailrows import TrailSink
-from collectors.exceptions import CollectorError, DeliveryError, StampError
+from collectors._trailtopic import DEFAULT_TRAIL_TOPIC, TrailTopic
+from collectors.exceptions import BrokerCheckError, CollectorError, DeliveryError, StampError
 
 __all__ = [
     "CONTRACT_VERSION",
+    "DEFAULT_TRAIL_TOPIC",
     "H_CLASS",
     "H_CLOCK_ERR",
     "H_EVENT_ID",
@@ -51,6 +67,10 @@ __all__ = [
     "H_MESSAGE",
     "H_OFFSET",
     "H_ORIGIN",
+    "H_ORIGINAL_HEADERS",
+    "H_ORIGINAL_KEY",
+    "H_ORIGINAL_SHA256",
+    "H_ORIGINAL_SIZE",
     "H_PARENTS",
     "H_PARTITION",
     "H_REASON",
@@ -60,14 +80,21 @@ __all__ = [
     "H_STAMP",
     "H_TOPIC",
     "H_TRACEPARENT",
+    "H_TRUNCATED",
     "H_VERSION",
+    "BrokerCheckError",
     "CollectorError",
     "DeliveryError",
     "EventTime",
     "Gate",
     "GateSettings",
     "GateStats",
+    "Limits",
     "MetricsSettings",
+    "Recorder",
+    "RecorderMetrics",
+    "RecorderSettings",
+    "RecorderStats",
     "SidecarMetrics",
     "StageContext",
     "StageStamp",
@@ -77,6 +104,8 @@ __all__ = [
     "TapSettings",
     "TapStats",
     "TrailSink",
+    "TrailTopic",
+    "admin_config",
     "append_stamp",
     "consumer_config",
     "dead_letter_headers",
@@ -84,6 +113,7 @@ __all__ = [
     "key_event_id",
     "new_event_id",
     "producer_config",
+    "read_heads",
     "read_stamps",
     "source_event_id",
     "stage",

@@ -34,20 +34,35 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import nan
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter
-from collectors._dlq import dead_letter_headers
+from collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from collectors._eventtime import EventTime
 from collectors._ids import hex_digits, source_event_ids
 from collectors._kafka import consumer_config, producer_config, take, where
 from collectors._metrics import SidecarMetrics
-from collectors._recovery import OutPositions, OutputLedger, Written
+from collectors._preflight import (
+    Limits,
+    check_limits,
+    header_bytes,
+    probe_transactions,
+    record_bytes,
+    topic_limits,
+)
+from collectors._recovery import Found, OutPositions, OutputLedger, Written
 from collectors._stamps import (
     CONTRACT_VERSION,
     H_CLOCK_ERR,
@@ -64,13 +79,25 @@ from collectors._stamps import (
     read_stamps,
 )
 from collectors._trailrows import TrailRows, TrailSink, write_table
+from collectors._trailtopic import TrailTopic
 from collectors.exceptions import DeliveryError, StampError
-from rules import BatchResult, Failure, RuleSet, RulesHolder
+from rules import SIZE_RULE, BatchResult, Failure, RuleSet, RulesHolder
+
+if TYPE_CHECKING:
+    from alerting import BatchObserver
 
 log = logging.getLogger("stampline.gate")
 
 STAMP_CONTRACT_RULE = ("record.stamps", 1)
+# A record whose processing raised (a defect the boundary checks did not foresee): it is
+# dead-lettered with the error as its reason, and the gate goes on.
+UNPROCESSABLE_RULE = ("record.unprocessable", 1)
+_PRODUCE_RULE = SIZE_RULE  # librdkafka refuses a record on its own account for its size
+_RECOVERED = "written to the dead-letter topic before a restart"
+_STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
+_DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
 _FORWARDED = ("forwarded", "", 0)  # outcome, rule id, rule version of a forwarded record
+_OUTCOME = 19  # where those three sit in a trail row (see TrailRows)
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
 
 Delivery = Literal["at_least_once", "exactly_once"]
@@ -87,6 +114,8 @@ class GateSettings:
     group_id: str = "stampline-gate"
     stage: str = "gate"
     clock_err_ns: int = 1_000_000
+    # Where clock_err_ns came from, recorded on every trail row (audit.ClockBound.label()).
+    clock_source: str = "configured"
     host: str = field(default_factory=socket.gethostname)
     consume_batch: int = 1000
     poll_timeout_s: float = 0.1
@@ -101,6 +130,10 @@ class GateSettings:
     store_retry_s: float = 300.0  # keep retrying a failing trail write this long, paused
     allowed_lateness_ns: int = 5_000_000_000
     skew_window_ns: int = 60_000_000_000
+    limits: Limits = field(default_factory=Limits)  # input sizes (output ones found at start)
+    # exactly_once: check first that the broker hides aborted transactions (see _preflight)
+    transaction_probe: bool = True
+    probe_topic: str = "stampline.transaction-probe"
 
 
 @dataclass(slots=True)
@@ -134,6 +167,30 @@ class _Segment:
 
 
 @dataclass(slots=True)
+class _Batch:
+    """One batch's columns, made once for the batch and read per record."""
+
+    received: int
+    values: list[bytes | None]
+    topics: list[str]
+    partitions: list[int]
+    offsets: list[int]
+    broker_ms: list[int]  # 0 where the broker gave no timestamp
+    headers: list[Headers | None]
+    providers: list[str]
+    instruments: list[str]
+    seqs: list[int]
+    origins: list[int]
+    payloads: Any
+    ids: list[str]
+    trace_text: bytes  # the batch's traceparents, 55 bytes each
+    stamp_head: bytes  # this gate's stamp up to "out="
+    ingest_header: tuple[str, bytes]
+    rejects: dict[int, tuple[Failure, ...]]
+    warnings: dict[int, tuple[Failure, ...]]
+
+
+@dataclass(slots=True)
 class _Flush:
     """Asks the evaluator to cut a segment now; ``done`` is set once it is committed."""
 
@@ -147,10 +204,14 @@ class Gate:
         self,
         settings: GateSettings,
         rules: RuleSet | RulesHolder,
-        trail: TrailSink,
+        trail: TrailSink | TrailTopic,
         metrics: SidecarMetrics | None = None,
+        detectors: BatchObserver | None = None,
     ) -> None:
+        """``trail`` is the trail topic (deployments: the gate never waits on the store) or,
+        for embedding and tests, a sink written directly (the store)."""
         self.settings = settings
+        self.detectors = detectors  # alerting: called once per batch, see _process
         self.rules = rules
         self.trail = trail
         self.metrics = metrics
@@ -174,7 +235,10 @@ class Gate:
         self._oldest_pending = 0.0
         self._delivery_errors: list[str] = []
         self._positions: OutPositions = {}  # highest output offset delivered + 1
-        self._already: dict[str, Written] = {}  # found by a recovery scan
+        self._already = Found()  # what a recovery scan found already written
+        self._limits = settings.limits  # with the output topics' limits once run() found them
+        self._clean_limit = self._limits.out_limit(dead_letter=False)
+        self._stop = threading.Event()  # the caller's stop, seen by every thread
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._ledger: OutputLedger | None = None
@@ -206,7 +270,9 @@ class Gate:
             StoreError: the trail could not be written for ``store_retry_s``.
         """
         s = self.settings
-        extra: dict[str, Any] = {}
+        self._stop = stop
+        self._preflight()
+        extra: dict[str, Any] = {"message.max.bytes": self._limits.producer_bytes}
         if self.transactional:
             tid = s.transactional_id or f"{s.group_id}.{s.host}.{os.getpid()}"
             extra["transactional.id"] = tid
@@ -263,6 +329,24 @@ class Gate:
             )
         if self._error is not None:
             raise self._error
+
+    def _preflight(self) -> None:
+        """Learn what the output topics accept; with exactly_once, that transactions hold.
+
+        Raises:
+            BrokerCheckError: the broker cannot give what the settings ask.
+        """
+        s = self.settings
+        found = topic_limits(s.bootstrap_servers, (s.clean_topic, s.dead_letter_topic), s.producer)
+        self._limits = replace(
+            s.limits,
+            clean_bytes=found.get(s.clean_topic),
+            dead_letter_bytes=found.get(s.dead_letter_topic),
+        )
+        check_limits(self._limits, s.clean_topic, s.dead_letter_topic)
+        self._clean_limit = self._limits.out_limit(dead_letter=False)
+        if self.transactional and s.transaction_probe:
+            probe_transactions(s.bootstrap_servers, s.probe_topic, s.producer)
 
     def _consume_once(self) -> None:
         assert self._consumer is not None
@@ -401,7 +485,7 @@ class Gate:
         # Commit what was processed before the partitions move to another gate.
         self._drain()
         self._commit_done(None)
-        self._already.clear()
+        self._already = Found()
 
     def _on_stats(self, raw: str) -> None:
         assert self.metrics is not None
@@ -497,7 +581,6 @@ class Gate:
         verdicts are made column-wise for the batch.
         """
         assert self._producer is not None
-        s = self.settings
         received = time.time_ns()
         good: list[Message] = []
         for m in messages:
@@ -523,14 +606,16 @@ class Gate:
         raw_headers = cast(list[Headers | None], [m.headers() for m in good])
         # One rule set per batch: a reload takes effect from the next batch on.
         rules = self.rules.current
-        result = rules.evaluate_records(values, received, topics, raw_headers)
+        try:
+            result = rules.evaluate_records(values, received, topics, raw_headers)
+        except Exception as exc:  # the rules engine should not raise; if it does, find who
+            if n > 1:
+                log.error("rules raised on a batch of %d, judging one by one: %r", n, exc)
+                for m in good:
+                    self._process([m])
+                return
+            result = _unjudgeable(exc)
         rejects, warnings = _judged(result)
-        # evaluate_records gives the identity fields as Python lists
-        providers: list[str] = result.identity[0]
-        instruments: list[str] = result.identity[1]
-        seqs: list[int] = result.identity[2]
-        origins: list[int] = result.origin_ns.tolist()
-        payloads = result.payloads
         ids, id_bytes = source_event_ids(topics, partitions, offsets, broker_ms)
         # "00-<32 hex digits of the id>-<16 random hex digits>-01", made for the batch at once
         trace = np.empty((n, 55), np.uint8)
@@ -539,128 +624,274 @@ class Gate:
         trace[:, 35] = ord("-")
         trace[:, 36:52] = hex_digits(self._span_rng.integers(0, 256, (n, 8), np.uint8))
         trace[:, 52:] = np.frombuffer(b"-01", np.uint8)
-        trace_text = trace.tobytes()
         received_text = str(received).encode()
-        stamp_head = self._stamp_head + received_text + b";out="
-        stamp_tail = self._stamp_tail
-        ingest_header = (H_INGEST, received_text)
-        version_header, err_header = self._version_header, self._err_header
-        produce, delivered, clock = self._producer.produce, self._delivered, time.time_ns
-        clean, observe = s.clean_topic, self.event_time.observe
-        already = self._already
-        rows = self._rows.rows
-        first = len(rows)
-        stage, host, clock_err = s.stage, s.host, s.clock_err_ns
-        forwarded = late_count = 0
+        batch = _Batch(
+            received=received,
+            values=values,
+            topics=topics,
+            partitions=partitions,
+            offsets=offsets,
+            broker_ms=[ms if kind else 0 for kind, ms in stamps],
+            headers=raw_headers,
+            # evaluate_records gives the identity fields as Python lists
+            providers=result.identity[0],
+            instruments=result.identity[1],
+            seqs=result.identity[2],
+            origins=result.origin_ns.tolist(),
+            payloads=result.payloads,
+            ids=ids,
+            trace_text=trace.tobytes(),
+            stamp_head=self._stamp_head + received_text + b";out=",
+            ingest_header=(H_INGEST, received_text),
+            rejects=rejects,
+            warnings=warnings,
+        )
+        first = len(self._rows)
         for i, m in enumerate(good):
-            failures = rejects.get(i, ())
-            headers = raw_headers[i]
-            prior: Stamps | None = None
-            if headers:
-                try:
-                    prior = read_stamps(headers)
-                except StampError as exc:
-                    if not failures:  # a broken stamp is a broken contract: dead-letter it
-                        failures = (Failure(*STAMP_CONTRACT_RULE, str(exc)),)
-            origin = origins[i]
-            if prior is None:
-                event_id, ingested, upstream = ids[i], received, None
-            else:
-                event_id = prior.event_id
-                origin = prior.origin_ns or origin
-                ingested = prior.ingest_ns or received
-                upstream = prior.stages[-1] if prior.stages else None
-            written = already.pop(event_id, None) if already else None
-            emitted = clock()
-            stamp_text = stamp_head + str(emitted).encode() + stamp_tail
-            if prior is not None:
-                stamp_headers: list[tuple[str, Any]] = [(H_STAMP, stamp_text)]
-            else:  # a new event gets the whole contract, in contract order
-                stamp_headers = [
-                    version_header,
-                    (H_EVENT_ID, event_id.encode()),
-                    (H_ORIGIN, str(origin).encode()),
-                    ingest_header,
-                    err_header,
-                    (H_TRACEPARENT, trace_text[i * 55 : i * 55 + 55]),
-                    (H_STAMP, stamp_text),
-                ]
-            provider = providers[i]
-            if origin and provider:
-                late = observe(provider, origin, ingested)
-                if late:
-                    stamp_headers.append((H_LATE, str(late).encode()))
-                    late_count += 1
-                    self._count_late(provider, late)
-            row_received, row_emitted = received, emitted
-            if written is not None:
-                self.stats.recovered += 1
-                if self.metrics is not None:
-                    self.metrics.duplicates_suppressed.inc()
-                if written.stamp is not None:
-                    # Already written before a crash: the trail keeps the times that were sent.
-                    row_received, row_emitted = written.stamp.received_ns, written.stamp.emitted_ns
-            payload = payloads[i] if payloads is not None else None
-            price = payload.get("price", nan) if payload is not None else nan
-            # The hop into this gate starts at the last upstream stamp, else at the origin;
-            # no origin time (an unparseable record): no hop into the gate to measure.
-            if upstream is not None:
-                prev = (upstream.stage, upstream.emitted_ns, upstream.clock_err_ns)
-            else:
-                prev = (PREV_ORIGIN if origin else "", origin, 0)
-            if failures:
-                outcome = ("dead_lettered", failures[0].rule_id, failures[0].rule_version)
-            else:
-                outcome = _FORWARDED
-            rows.append(
-                (
-                    event_id.lower() if prior is not None else event_id,
-                    stage,
-                    prev[0],
-                    row_received,
-                    row_emitted,
-                    prev[1],
-                    origin,
-                    ingested,
-                    clock_err,
-                    prev[2],
-                    host,
-                    topics[i],
-                    partitions[i],
-                    offsets[i],
-                    broker_ms[i] if stamps[i][0] else 0,
-                    provider,
-                    instruments[i],
-                    seqs[i],
-                    price if type(price) is float else _price(price),
-                    *outcome,
-                    ",".join(p.lower() for p in prior.parents) if prior else "",
-                    AUTHORITY_STAMPER,
-                )
-            )
-            if not failures:
-                if written is None:
-                    warned = warnings.get(i)
-                    if warned:
-                        flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
-                        stamp_headers[:0] = [(H_WARN, flags.encode())]
-                        for f in warned:
-                            self.stats.warned[f.rule_id] += 1
-                    if headers:
-                        stamp_headers[:0] = headers
-                    produce(clean, values[i], m.key(), headers=stamp_headers, on_delivery=delivered)
-                    forwarded += 1
-                continue
-            failure = failures[0]
-            self._dead_letter(m, failure, event_id, received, provider, written, stamp_headers)
-        self.stats.forwarded += forwarded
-        self.stats.late += late_count
+            try:
+                self._route(batch, i, m)
+            except DeliveryError:
+                raise  # the broker, not the record: stop without committing, resume here
+            except Exception as exc:  # whatever one record makes fail is that record's
+                self._unprocessable(batch, i, m, exc)
         self.stats.events_in += n
         for i in range(n):
             self._offsets[(topics[i], partitions[i])] = offsets[i] + 1
         self._producer.poll(0)
+        # Gap events pile up in the rule set until drained: drain them every batch.
+        events = rules.drain_events()
+        if self.detectors is not None:
+            try:
+                self.detectors.observe_batch(
+                    received, batch.providers, batch.instruments, batch.seqs, batch.origins,
+                    rejects, warnings, events,
+                )  # fmt: skip
+            except Exception as exc:  # alerting must never take down the gate it watches
+                log.error("alert detectors failed on a batch: %r", exc)
         if self.metrics is not None:
             self._count(n, first)
+
+    def _route(self, b: _Batch, i: int, m: Message) -> None:
+        """Stamp one record, then forward or dead-letter it, and add its trail row.
+
+        Everything that can fail on a record's account happens before anything is produced,
+        so a record that raises here has produced nothing and can be dead-lettered whole.
+        """
+        s = self.settings
+        failures = b.rejects.get(i, ())
+        headers = b.headers[i]
+        key = m.key()
+        value = b.values[i]
+        refused = self._refuse_size(key, headers)
+        if refused is not None:
+            failures = (refused,)
+        prior: Stamps | None = None
+        if headers and refused is None:
+            try:
+                prior = read_stamps(headers)
+            except StampError as exc:
+                if not failures:  # a broken stamp is a broken contract: dead-letter it
+                    failures = (Failure(*STAMP_CONTRACT_RULE, str(exc)),)
+        origin = b.origins[i]
+        topic, partition, offset = b.topics[i], b.partitions[i], b.offsets[i]
+        if prior is None:
+            event_id, ingested, upstream = b.ids[i], b.received, None
+        else:
+            event_id = prior.event_id
+            origin = prior.origin_ns or origin
+            ingested = prior.ingest_ns or b.received
+            upstream = prior.stages[-1] if prior.stages else None
+        written = self._found(event_id, topic, partition, offset)
+        row_received, row_emitted = b.received, time.time_ns()
+        if written is not None and written.stamp is not None:
+            # Written before a crash: the trail keeps the times that were sent.
+            row_received, row_emitted = written.stamp.received_ns, written.stamp.emitted_ns
+            if prior is None:
+                ingested = row_received
+        stamp_text = b.stamp_head + str(row_emitted).encode() + self._stamp_tail
+        if prior is not None:
+            stamp_headers: list[tuple[str, Any]] = [(H_STAMP, stamp_text)]
+        else:  # a new event gets the whole contract, in contract order
+            stamp_headers = [
+                self._version_header,
+                (H_EVENT_ID, event_id.encode()),
+                (H_ORIGIN, str(origin).encode()),
+                b.ingest_header,
+                self._err_header,
+                (H_TRACEPARENT, b.trace_text[i * 55 : i * 55 + 55]),
+                (H_STAMP, stamp_text),
+            ]
+        provider = b.providers[i]
+        # Only accepted records move event time: a record dated a day ahead and refused
+        # must not make every later record of its provider look a day late.
+        if origin and provider and not failures:
+            late = self.event_time.observe(provider, origin, ingested)
+            if late:
+                stamp_headers.append((H_LATE, str(late).encode()))
+                self.stats.late += 1
+                self._count_late(provider, late)
+        payload = b.payloads[i] if b.payloads is not None else None
+        price = payload.get("price", nan) if payload is not None else nan
+        # The hop into this gate starts at the last upstream stamp, else at the origin;
+        # no origin time (an unparseable record): no hop into the gate to measure.
+        if upstream is not None:
+            prev = (upstream.stage, upstream.emitted_ns, upstream.clock_err_ns)
+        else:
+            prev = (PREV_ORIGIN if origin else "", origin, 0)
+        row = [
+            event_id,
+            s.stage,
+            prev[0],
+            row_received,
+            row_emitted,
+            prev[1],
+            origin,
+            ingested,
+            s.clock_err_ns,
+            prev[2],
+            s.host,
+            topic,
+            partition,
+            offset,
+            b.broker_ms[i],
+            provider,
+            b.instruments[i],
+            b.seqs[i],
+            price if type(price) is float else _price(price),
+            *_FORWARDED,
+            ",".join(prior.parents) if prior else "",
+            AUTHORITY_STAMPER,
+        ]
+        warned = () if failures else b.warnings.get(i, ())
+        if warned:  # forwarded, and the trail row names the (first) broken warn rule
+            row[_OUTCOME + 1 : _OUTCOME + 3] = (warned[0].rule_id, warned[0].rule_version)
+        if written is not None:
+            self._recovered(written, row)
+            if written.rule_id is not None:  # the store's dead-letter row is idempotent
+                failure = failures[0] if failures else Failure(written.rule_id, 0, _RECOVERED)
+                self._dead_row(m, failure, event_id, b.received, provider)
+            elif warned:
+                self._warned(m, warned, event_id, b.received, provider, new=False)
+        elif not failures:
+            if warned:
+                flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
+                stamp_headers[:0] = [(H_WARN, flags.encode())]
+            out = [*headers, *stamp_headers] if headers else stamp_headers
+            refused = self._refuse_clean(key, value, out)
+            if refused is None:
+                try:
+                    self._produce(s.clean_topic, value, key, out)
+                except KafkaException as exc:
+                    refused = Failure(*_PRODUCE_RULE, f"the producer refused the record: {exc}")
+            if refused is None:
+                self.stats.forwarded += 1
+                if warned:
+                    self._warned(m, warned, event_id, b.received, provider, new=True)
+            else:
+                failures = (refused,)
+        if failures and written is None:
+            failure = failures[0]
+            row[_OUTCOME : _OUTCOME + 3] = ("dead_lettered", failure.rule_id, failure.rule_version)
+            self._dead_letter(m, failure, event_id, b.received, provider, stamp_headers)
+        # The bound's source, then the warn rules a forwarded record broke ("rule@vN,...").
+        flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
+        row += (s.clock_source, "" if row[_OUTCOME] == "dead_lettered" else flags)
+        self._rows.rows.append(tuple(row))
+
+    def _refuse_size(self, key: bytes | None, headers: Headers | None) -> Failure | None:
+        """A ``record.size`` failure when the key or the headers are over their limits."""
+        limits = self._limits
+        if key is not None and len(key) > limits.max_key_bytes:
+            why = f"key is {len(key):,} bytes, over the limit of {limits.max_key_bytes:,}"
+            return Failure(*SIZE_RULE, why)
+        if headers:
+            size = header_bytes(headers)
+            if size > limits.max_header_bytes:
+                why = (
+                    f"{len(headers):,} headers take {size:,} bytes, over the limit of "
+                    f"{limits.max_header_bytes:,}"
+                )
+                return Failure(*SIZE_RULE, why)
+        return None
+
+    def _refuse_clean(
+        self, key: bytes | None, value: bytes | None, headers: Headers
+    ) -> Failure | None:
+        """A ``record.size`` failure when the clean topic would not take the stamped record."""
+        if self._clean_limit >= self._limits.producer_bytes:
+            return None  # everything that passed the input limits fits
+        size = record_bytes(key, value, headers)
+        if size <= self._clean_limit:
+            return None
+        why = (
+            f"the stamped record is {size:,} bytes, over topic {self.settings.clean_topic!r}'s "
+            f"max.message.bytes of {self._clean_limit:,}"
+        )
+        return Failure(*SIZE_RULE, why)
+
+    def _found(self, event_id: str, topic: str, partition: int, offset: int) -> Written | None:
+        """What a recovery scan found already written for this record, if anything."""
+        found = self._already
+        if not found.by_id and not found.by_source:
+            return None
+        written = found.by_id.pop(event_id, None)
+        if written is None and found.by_source:
+            written = found.by_source.pop((topic, partition, offset), None)
+        return written
+
+    def _recovered(self, written: Written, row: list[Any]) -> None:
+        """Count a record a crashed predecessor had already written, as it was written."""
+        self.stats.recovered += 1
+        if self.metrics is not None:
+            self.metrics.duplicates_suppressed.inc()
+        if written.rule_id is None:
+            self.stats.forwarded += 1
+        else:
+            self.stats.dead_lettered[written.rule_id] += 1
+            row[_OUTCOME : _OUTCOME + 3] = ("dead_lettered", written.rule_id, written.rule_version)
+
+    def _unprocessable(self, b: _Batch, i: int, m: Message, exc: Exception) -> None:
+        """Dead-letter a record whose processing raised, with the error as its reason."""
+        topic, partition, offset = b.topics[i], b.partitions[i], b.offsets[i]
+        log.error("record could not be processed %s: %r", where(topic, partition, offset), exc)
+        failure = Failure(*UNPROCESSABLE_RULE, f"{type(exc).__name__}: {exc}"[:MAX_REASON])
+        event_id = b.ids[i]
+        self._dead_letter(
+            m, failure, event_id, b.received, "", [(H_EVENT_ID, event_id.encode())]
+        )
+        s = self.settings
+        provider = b.providers[i] if isinstance(b.providers[i], str) else ""
+        self._rows.rows.append(
+            (
+                *(event_id, s.stage, "", b.received, time.time_ns(), 0, 0, b.received),
+                *(s.clock_err_ns, 0, s.host, topic, partition, offset, b.broker_ms[i]),
+                *(provider, "", -1, nan, "dead_lettered", failure.rule_id, failure.rule_version),
+                *("", AUTHORITY_STAMPER, s.clock_source, ""),
+            )
+        )
+
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any) -> None:
+        """Produce one record, waiting while librdkafka's local queue is full.
+
+        Raises:
+            KafkaException: librdkafka refused the record itself (its size, for one).
+            DeliveryError: the queue stayed full after a stop was asked for.
+        """
+        assert self._producer is not None
+        waited_since = 0.0
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value, key, headers=headers, on_delivery=self._delivered
+                )
+                return
+            except BufferError:
+                # Delivery reports free the queue; a stopped gate does not wait for ever.
+                self._producer.poll(0.05)
+                if self._stop.is_set():
+                    waited_since = waited_since or time.monotonic()
+                    if time.monotonic() - waited_since > _STOP_GRACE_S:
+                        raise DeliveryError("stopping: the producer's queue stayed full") from None
 
     def _dead_letter(
         self,
@@ -669,38 +900,56 @@ class Gate:
         event_id: str,
         received: int,
         provider: str,
-        written: Written | None,
         stamp_headers: list[tuple[str, Any]],
     ) -> None:
         s = self.settings
-        assert self._producer is not None
         topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
-        if written is None:
-            log.info(
-                "dead-letter %s rule=%s v%d reason=%s",
+        log.info(
+            "dead-letter %s rule=%s v%d reason=%s",
+            where(topic, partition, offset),
+            failure.rule_id,
+            failure.rule_version,
+            failure.reason[:MAX_REASON],
+        )
+        added = dead_letter_headers(
+            [],
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            rule_id=failure.rule_id,
+            rule_version=failure.rule_version,
+            reason=failure.reason,
+            collector=f"stampline-{s.stage}",
+        )
+        key, value, headers = fit_dead_letter(
+            m.key(),
+            m.value(),
+            headers_of(m),
+            [*added, *stamp_headers],
+            self._limits.out_limit(dead_letter=True),
+            record_bytes,
+        )
+        try:
+            self._produce(s.dead_letter_topic, value, key, headers)
+        except KafkaException as exc:
+            # Still refused: the record is not lost (it stays at its source offset, and the
+            # store's dead-letter row below keeps its reason), but it is not in the topic.
+            log.error(
+                "dead letter not produced %s rule=%s: %s",
                 where(topic, partition, offset),
                 failure.rule_id,
-                failure.rule_version,
-                failure.reason,
+                exc,
             )
-            dl_headers = dead_letter_headers(
-                headers_of(m),
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                rule_id=failure.rule_id,
-                rule_version=failure.rule_version,
-                reason=failure.reason,
-                collector=f"stampline-{s.stage}",
-            )
-            self._producer.produce(
-                s.dead_letter_topic,
-                m.value(),
-                m.key(),
-                headers=[*dl_headers, *stamp_headers],
-                on_delivery=self._delivered,
-            )
-            self.stats.dead_lettered[failure.rule_id] += 1
+            if self.metrics is not None:
+                self.metrics.store_errors.inc()
+        self.stats.dead_lettered[failure.rule_id] += 1
+        self._dead_row(m, failure, event_id, received, provider)
+
+    def _dead_row(
+        self, m: Message, failure: Failure, event_id: str, received: int, provider: str
+    ) -> None:
+        """The store's row for a dead letter."""
+        topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
         self._dead.append(
             DeadLetter(
                 event_id=event_id,
@@ -711,10 +960,47 @@ class Gate:
                 provider=provider,
                 rule_id=failure.rule_id,
                 rule_version=failure.rule_version,
-                reason=failure.reason,
-                value=m.value() or b"",
+                reason=failure.reason[:MAX_REASON],
+                # The store keeps only the value's head; a 10 MB record's whole value must
+                # not wait in memory for the next flush.
+                value=(m.value() or b"")[:_DEAD_VALUE_HEAD],
+                value_size=len(m.value() or b""),
             )
         )
+
+    def _warned(
+        self,
+        m: Message,
+        warned: tuple[Failure, ...],
+        event_id: str,
+        received: int,
+        provider: str,
+        new: bool,
+    ) -> None:
+        """Keep each broken warn rule's verdict, with its reason, for the trail's warnings;
+        count it (once: not again for a record re-read after a crash)."""
+        topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+        for f in warned:
+            self._dead.append(
+                DeadLetter(
+                    event_id=event_id,
+                    received_ns=received,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    provider=provider,
+                    rule_id=f.rule_id,
+                    rule_version=f.rule_version,
+                    reason=f.reason[:MAX_REASON],
+                    value=b"",
+                    severity="warn",
+                )
+            )
+            if new:
+                self.stats.warned[f.rule_id] += 1
+                if self.metrics is not None:
+                    label = self.metrics.provider(provider)
+                    self.metrics.warned.labels(label, self.metrics.rule(f.rule_id)).inc()
 
     def _count_late(self, provider: str, late: int) -> None:
         if self.metrics is not None:
@@ -788,8 +1074,14 @@ class Gate:
         if not segment.offsets:
             self._commits.put((None, segment))
             return
+        if isinstance(self.trail, TrailTopic):
+            # Produced like the forwards, before the flush or inside the transaction, so the
+            # offsets commit only once the trail is on the broker too.
+            self.trail.produce(
+                self._producer, segment.rows.table(), segment.dead, self._trail_delivered
+            )
         if not self.transactional:
-            remaining = self._producer.flush(30)
+            remaining = self._flush(30)
             if remaining or self._delivery_errors:
                 errors = (
                     "; ".join(self._delivery_errors[:5]) or f"{remaining} records unacknowledged"
@@ -797,7 +1089,8 @@ class Gate:
                 raise DeliveryError(
                     f"broker did not take every record, offsets not committed: {errors}"
                 )
-        self._write_trail(segment)
+        if not isinstance(self.trail, TrailTopic):
+            self._write_trail(segment)
         if self.transactional:
             try:
                 self._producer.send_offsets_to_transaction(
@@ -818,9 +1111,29 @@ class Gate:
             self._commits.put((segment.offsets, segment))
         self.stats.flushes += 1
 
+    def _trail_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(
+                f"trail {where(msg.topic(), msg.partition(), msg.offset())}: {err}"
+            )
+
+    def _flush(self, timeout_s: float) -> int:
+        """Wait for the broker's acknowledgements; a stop cuts the wait to a few seconds.
+        Returns how many records are still unacknowledged."""
+        assert self._producer is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining: int = self._producer.flush(0.5)
+            if not remaining or time.monotonic() > deadline:
+                return remaining
+            if self._stop.is_set():
+                deadline = min(deadline, time.monotonic() + _STOP_GRACE_S)
+
     def _write_trail(self, segment: _Segment) -> None:
         """Write the segment's rows, retrying while the store fails (the queues fill and the
-        consumer pauses meanwhile: that is the backpressure)."""
+        consumer pauses meanwhile: that is the backpressure). A stop ends the retries: the
+        offsets are then not committed and a restart reads the records again."""
+        assert not isinstance(self.trail, TrailTopic)
         began = time.monotonic()
         delay = 0.05
         table = segment.rows.table()
@@ -832,10 +1145,15 @@ class Gate:
             except Exception as exc:
                 if time.monotonic() - began > self.settings.store_retry_s:
                     raise
+                if self._stop.is_set():
+                    raise DeliveryError(
+                        f"stopped while the trail could not be written ({exc}); "
+                        "offsets not committed, a restart resumes before this segment"
+                    ) from exc
                 log.warning("trail write failed, retrying in %.2fs: %s", delay, exc)
                 if self.metrics is not None:
                     self.metrics.store_errors.inc()
-                time.sleep(delay)
+                self._stop.wait(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             if self.metrics is not None:
@@ -862,6 +1180,14 @@ def _judged(
         if warned:
             warnings[row] = warned
     return rejects, warnings
+
+
+def _unjudgeable(exc: Exception) -> BatchResult:
+    """The result for one record the rules engine raised on: a failure naming the error."""
+    reason = f"the rules raised {type(exc).__name__}: {exc}"[:MAX_REASON]
+    return BatchResult(
+        1, {0: Failure(*UNPROCESSABLE_RULE, reason)}, [], ([""], [""], [-1]), np.zeros(1, np.int64)
+    )
 
 
 def _price(value: object) -> float:

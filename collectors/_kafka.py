@@ -8,8 +8,24 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message
 
-# librdkafka's own log lines go through Python logging (quiet unless --verbose), not stderr.
-_CLIENT_LOG = logging.getLogger("stampline.kafka")
+
+class _LibrdkafkaLog(logging.LoggerAdapter[logging.Logger]):
+    """librdkafka's own log, one step quieter than librdkafka rates it.
+
+    Its errors are retried connection attempts and the like, repeated many times a second
+    while a broker is away; what they mean for stampline surfaces once, as an error the
+    caller reports. So its errors and warnings are INFO and the rest DEBUG: seen with
+    --verbose, never as a flood on a normal run.
+    """
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(
+            logging.INFO if level >= logging.WARNING else logging.DEBUG, msg, *args, **kwargs
+        )
+
+
+# librdkafka's own log lines go through Python logging (see _LibrdkafkaLog), not stderr.
+_CLIENT_LOG = _LibrdkafkaLog(logging.getLogger("stampline.kafka"), {})
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,  # offsets are committed only after the trail is written
@@ -47,6 +63,11 @@ def consumer_config(
 def producer_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """librdkafka producer settings: defaults, then the deployment's ``extra``."""
     return {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, **(extra or {})}
+
+
+def admin_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka admin client settings: the deployment's ``extra``, logging through Python."""
+    return {"bootstrap.servers": bootstrap, **(extra or {}), "logger": _CLIENT_LOG}
 
 
 def where(topic: str | None, partition: int | None, offset: int | None) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 OTHER = "other"
+MAX_LABEL_CHARS = 256  # a label value longer than this is cut: a scrape must stay small
 
 # Stage and store latencies of an inline sidecar live between ~10 µs and seconds.
 _LATENCY_BUCKETS = (
@@ -43,6 +44,7 @@ class _Capped:
         self._lock = threading.Lock()
 
     def __call__(self, value: str) -> str:
+        value = value[:MAX_LABEL_CHARS]
         if value in self._seen:
             return value
         with self._lock:
@@ -78,6 +80,12 @@ class SidecarMetrics:
             "stampline_events_dead_lettered",
             "Records sent to the dead-letter topic, by provider and rule (the reason).",
             ["provider", "reason"],
+            registry=r,
+        )
+        self.warned = Counter(
+            "stampline_events_warned",
+            "Records forwarded although they broke a warn rule, by provider and rule.",
+            ["provider", "rule"],
             registry=r,
         )
         self.duplicates_suppressed = Counter(
@@ -162,6 +170,18 @@ class SidecarMetrics:
             "Estimated ingestion - origin offset of a provider's clock "
             "(minimum over a window: transit time plus skew; negative = provider clock ahead).",
             ["provider"],
+            registry=r,
+        )
+        self.clock_bound_fallbacks = Counter(
+            "stampline_clock_bound_fallbacks",
+            "Times chrony was asked for the clock-error bound and could not answer, so the "
+            "configured bound was used (the trail records each such row as a fallback).",
+            registry=r,
+        )
+        self.clock_error_bound = Gauge(
+            "stampline_clock_error_bound_seconds",
+            "The clock-error bound this sidecar stamps with (the clock_error alert reads it).",
+            ["host", "stage"],
             registry=r,
         )
         self.tap_observations = Counter(

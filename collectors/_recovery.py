@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
@@ -31,9 +31,17 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from collectors._dlq import H_PARTITION, H_TOPIC
-from collectors._kafka import CONSUMER_DEFAULTS
-from collectors._stamps import H_EVENT_ID, H_STAMP, Headers, StageStamp, headers_of
+from collectors._dlq import H_OFFSET, H_PARTITION, H_RULE_ID, H_RULE_VERSION, H_TOPIC
+from collectors._kafka import CONSUMER_DEFAULTS, admin_config
+from collectors._stamps import (
+    H_EVENT_ID,
+    H_STAMP,
+    Headers,
+    StageStamp,
+    canonical_uuid,
+    headers_of,
+)
+from collectors.exceptions import StampError
 
 log = logging.getLogger("stampline.gate.recovery")
 
@@ -46,6 +54,26 @@ class Written:
 
     topic: str
     stamp: StageStamp | None  # this gate stage's stamp on the written record
+    rule_id: str | None = None  # a dead letter's rule (None: forwarded)
+    rule_version: int = 0
+
+
+Source = tuple[str, int, int]  # topic, partition, offset a record was read from
+
+
+@dataclass(slots=True)
+class Found:
+    """What a scan found: forwarded records by event id, dead letters by their source."""
+
+    by_id: dict[str, Written] = field(default_factory=dict)
+    by_source: dict[Source, Written] = field(default_factory=dict)
+
+    def update(self, other: Found) -> None:
+        self.by_id.update(other.by_id)
+        self.by_source.update(other.by_source)
+
+    def __len__(self) -> int:
+        return len(self.by_id) + len(self.by_source)
 
 
 def checkpoint_group(group_id: str, topic: str, partition: int) -> str:
@@ -63,6 +91,7 @@ class OutputLedger:
         stage: str,
         client: Mapping[str, Any] | None = None,
         idle_s: float = 0.5,
+        first_fetch_s: float = 3.0,
         clock_margin_ms: int = 2000,
     ) -> None:
         self.bootstrap = bootstrap
@@ -71,8 +100,11 @@ class OutputLedger:
         self.stage = stage
         self.client = dict(client or {})
         self.idle_s = idle_s
+        # A new consumer's first fetch can take longer than idle_s (metadata, connections):
+        # "nothing came yet" is not "nothing is there" until this much time has passed.
+        self.first_fetch_s = first_fetch_s
         self.clock_margin_ms = clock_margin_ms
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, **self.client})
+        self._admin = AdminClient(admin_config(bootstrap, self.client))
         self._partitions: dict[str, list[int]] = {}
 
     def output_partitions(self) -> list[tuple[str, int]]:
@@ -113,7 +145,7 @@ class OutputLedger:
             return None
         return found
 
-    def scan(self, start: OutPositions, inputs: set[tuple[str, int]]) -> dict[str, Written]:
+    def scan(self, start: OutPositions, inputs: set[tuple[str, int]]) -> Found:
         """Event ids written to the outputs from ``start`` on, for records read from
         ``inputs``; a partition missing from ``start`` is read from its beginning."""
         consumer = Consumer(
@@ -126,7 +158,7 @@ class OutputLedger:
                 "isolation.level": "read_committed",
             }
         )
-        found: dict[str, Written] = {}
+        found = Found()
         began = time.monotonic()
         read = 0
         try:
@@ -140,7 +172,7 @@ class OutputLedger:
             # writing, so "until idle" alone might never come. Quiet partitions end on idle.
             horizon_ms = int(time.time() * 1000) + self.clock_margin_ms
             open_parts = {(tp.topic, tp.partition) for tp in tps}
-            last = time.monotonic()
+            last = time.monotonic() + self.first_fetch_s - self.idle_s
             while open_parts and time.monotonic() - last < self.idle_s:
                 for m in consumer.consume(1000, 0.1):
                     where = (m.topic() or "", m.partition() or 0)
@@ -151,9 +183,7 @@ class OutputLedger:
                         continue
                     last = time.monotonic()  # only what can matter keeps the scan going
                     read += 1
-                    written = self._written(m.topic() or "", headers_of(m), inputs)
-                    if written is not None:
-                        found[written[0]] = written[1]
+                    self._note(found, m.topic() or "", headers_of(m), inputs)
         finally:
             consumer.close()
         log.info(
@@ -164,28 +194,74 @@ class OutputLedger:
         )
         return found
 
-    def _written(
-        self, topic: str, headers: Headers, inputs: set[tuple[str, int]]
-    ) -> tuple[str, Written] | None:
-        event_id = source_topic = source_partition = None
-        stamp: StageStamp | None = None
+    def _note(
+        self, found: Found, topic: str, headers: Headers, inputs: set[tuple[str, int]]
+    ) -> None:
+        """Add what one output record says about itself to ``found``.
+
+        Only the headers this gate writes are read, and only where it writes them: the
+        headers a record arrived with are kept on the output and are anybody's (a re-driven
+        dead letter carries an earlier ``__connect.errors.*`` set; a hostile provider any
+        value at all). The gate appends its own after them, so the last one is the gate's;
+        and a forwarded record has no dead-letter headers of the gate's at all.
+        """
+        first_id: bytes | None = None
+        last: dict[str, bytes] = {}
         for k, v in headers:
             if v is None:
                 continue
             if k == H_EVENT_ID:
-                event_id = v.decode("ascii", "replace")
-            elif k == H_TOPIC:
-                source_topic = v.decode("utf-8", "replace")
-            elif k == H_PARTITION:
-                source_partition = int(v)
-            elif k == H_STAMP and v.startswith(b"stage=" + self.stage.encode() + b";"):
-                stamp = StageStamp.decode(v)
-        if event_id is None:
-            return None
-        # A dead letter names its source; a forwarded record is matched by id alone.
-        if source_topic is not None and (source_topic, source_partition or 0) not in inputs:
-            return None
-        return event_id, Written(topic, stamp)
+                if first_id is None:
+                    first_id = v
+            elif k == H_STAMP:
+                if v.startswith(self._own_stamp):
+                    last[k] = v
+            elif k in _DEAD_LETTER_HEADERS:
+                last[k] = v
+        stamp = None
+        if H_STAMP in last:
+            try:
+                stamp = StageStamp.decode(last[H_STAMP])
+            except StampError:
+                stamp = None
+        if topic == self.outputs[-1] and topic != self.outputs[0]:  # the dead-letter topic
+            source = _source(last)
+            if source is None or (source[0], source[1]) not in inputs:
+                return
+            rule = last.get(H_RULE_ID, b"").decode("utf-8", "replace")
+            found.by_source[source] = Written(
+                topic, stamp, rule or "unknown", _int(last.get(H_RULE_VERSION)) or 0
+            )
+            return
+        if first_id is None:
+            return
+        try:
+            event_id = canonical_uuid(H_EVENT_ID, first_id)
+        except StampError:
+            return  # not written by this gate: it refuses records whose id is not a UUID
+        found.by_id[event_id] = Written(topic, stamp)
+
+    @property
+    def _own_stamp(self) -> bytes:
+        return b"stage=" + self.stage.encode() + b";"
+
+
+_DEAD_LETTER_HEADERS = frozenset({H_TOPIC, H_PARTITION, H_OFFSET, H_RULE_ID, H_RULE_VERSION})
+
+
+def _int(raw: bytes | None) -> int | None:
+    if raw is None or not 0 < len(raw) <= 20 or not raw.isdigit():
+        return None
+    return int(raw)
+
+
+def _source(last: dict[str, bytes]) -> Source | None:
+    """A dead letter's source position, from the gate's own headers; None if unreadable."""
+    partition, offset = _int(last.get(H_PARTITION)), _int(last.get(H_OFFSET))
+    topic = last.get(H_TOPIC)
+    if topic is None or partition is None or offset is None:
+        return None
+    return topic.decode("utf-8", "replace"), partition, offset
 
 
 def _log_failure(fut: object) -> None:

@@ -14,12 +14,19 @@ Kafka tool (kcat, the console consumer) shows them as they are.
     traceparent             W3C trace context      trace id = the event id's hex digits
     stampline.late_ns       decimal ns             only on late events: how far behind its
                                                    provider's event-time watermark it was born
+
+Whatever comes in these headers came from outside: ``read_stamps`` is the boundary, and what it
+returns can be trusted by the rest of the code (times inside ``PLAUSIBLE_NS``, which the
+trail's Int64 and DateTime64(9) columns hold; ids and parents canonical UUIDs; stage names and
+hosts short ASCII). Anything else is a ``StampError``, which the gate turns into a
+``record.stamps`` dead letter.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +56,14 @@ Headers = list[tuple[str, bytes | None]]
 _READ = STAMP_HEADERS | {H_TRACEPARENT}  # the headers read_stamps takes (first one wins)
 
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_HOST = re.compile(r"^[\x21-\x3a\x3c-\x7e]{0,255}$")  # printable ASCII without ';' or space
+
+# Times a stamp may hold: 2000-01-01 to 2100-01-01 UTC, in ns. Far inside Int64 and the
+# trail's DateTime64(9) (1900-2262), and wide enough for any clock that is merely wrong.
+PLAUSIBLE_NS = (946_684_800 * 10**9, 4_102_444_800 * 10**9)
+MAX_CLOCK_ERR_NS = 86_400 * 10**9  # a bound over a day is no bound
+MAX_STAGES = 64  # stage stamps on one record
+MAX_PARENTS = 1024  # lineage ids on one record
 
 
 def check_stage_name(name: str) -> str:
@@ -90,23 +105,39 @@ class StageStamp:
                 and parts[3].startswith("err=")
                 and parts[4].startswith("host=")
             ):
-                return cls(
+                stamp = cls(
                     parts[0][6:],
                     int(parts[1][3:]),
                     int(parts[2][4:]),
                     int(parts[3][4:]),
                     parts[4][5:],
                 )
-            fields = dict(part.split("=", 1) for part in parts)
-            return cls(
-                stage=fields["stage"],
-                received_ns=int(fields["in"]),
-                emitted_ns=int(fields["out"]),
-                clock_err_ns=int(fields.get("err", "0")),
-                host=fields.get("host", ""),
-            )
+            else:
+                fields = dict(part.split("=", 1) for part in parts)
+                stamp = cls(
+                    stage=fields["stage"],
+                    received_ns=int(fields["in"]),
+                    emitted_ns=int(fields["out"]),
+                    clock_err_ns=int(fields.get("err", "0")),
+                    host=fields.get("host", ""),
+                )
         except (UnicodeDecodeError, ValueError, KeyError) as exc:
             raise StampError(f"{H_STAMP} header {raw[:120]!r} is not a stage stamp") from exc
+        stamp.check()
+        return stamp
+
+    def check(self) -> None:
+        """Raises: StampError naming the field that is out of its range."""
+        what = f"{H_STAMP} of stage {self.stage[:64]!r}"
+        if not _STAGE_NAME.match(self.stage):
+            raise StampError(f"{H_STAMP} stage name {self.stage[:80]!r} is not a stage name")
+        _check_time(f"{what} in=", self.received_ns)
+        _check_time(f"{what} out=", self.emitted_ns)
+        if self.emitted_ns < self.received_ns:
+            raise StampError(f"{what} has out= before in=")
+        _check_err(f"{what} err=", self.clock_err_ns)
+        if not _HOST.match(self.host):
+            raise StampError(f"{what} host= {self.host[:80]!r} is not a host name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,22 +198,65 @@ def read_stamps(headers: Sequence[tuple[str, bytes | None]] | None) -> Stamps | 
             single[key] = value
     if H_EVENT_ID not in single:
         return None
+    if len(stages) > MAX_STAGES:
+        raise StampError(f"{len(stages)} {H_STAMP} headers, over the limit of {MAX_STAGES}")
     try:
         version = int(single.get(H_VERSION, b"1"))
         if version != CONTRACT_VERSION:
             raise StampError(f"stamp contract version {version} is not supported (want 1)")
         parents = single.get(H_PARENTS, b"").decode("ascii")
-        return Stamps(
-            event_id=single[H_EVENT_ID].decode("ascii"),
+        stamps = Stamps(
+            event_id=canonical_uuid(H_EVENT_ID, single[H_EVENT_ID]),
             origin_ns=int(single.get(H_ORIGIN, b"0")),
             ingest_ns=int(single.get(H_INGEST, b"0")),
             clock_err_ns=int(single.get(H_CLOCK_ERR, b"0")),
             stages=tuple(stages),
-            parents=tuple(p for p in parents.split(",") if p),
-            traceparent=single.get(H_TRACEPARENT, b"").decode("ascii"),
+            parents=_parents(parents),
+            traceparent=single.get(H_TRACEPARENT, b"").decode("ascii")[:128],
         )
     except (UnicodeDecodeError, ValueError) as exc:
-        raise StampError(f"stamp headers are malformed: {exc}") from exc
+        raise StampError(f"stamp headers are malformed: {str(exc)[:200]}") from exc
+    # 0 means "not stamped" (a stage that only forwards); anything else must be a time.
+    if stamps.origin_ns:
+        _check_time(H_ORIGIN, stamps.origin_ns)
+    if stamps.ingest_ns:
+        _check_time(H_INGEST, stamps.ingest_ns)
+    _check_err(H_CLOCK_ERR, stamps.clock_err_ns)
+    return stamps
+
+
+def canonical_uuid(name: str, raw: bytes | str) -> str:
+    """``raw`` as a lower-case hyphenated UUID.
+
+    Raises:
+        StampError: it is not a UUID (two events must never share a trail row because
+            their ids were both unreadable).
+    """
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
+    if len(text) > 45:  # the longest spelling uuid.UUID accepts is 45 characters
+        raise StampError(f"{name} of {len(text):,} characters is not a UUID")
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise StampError(f"{name} {text!r} is not a UUID") from None
+
+
+def _parents(text: str) -> tuple[str, ...]:
+    ids = [p for p in text.split(",") if p]
+    if len(ids) > MAX_PARENTS:
+        raise StampError(f"{H_PARENTS} holds {len(ids):,} ids, over the limit of {MAX_PARENTS}")
+    return tuple(canonical_uuid(H_PARENTS, p.strip()) for p in ids)
+
+
+def _check_time(name: str, value: int) -> None:
+    low, high = PLAUSIBLE_NS
+    if not low <= value < high:
+        raise StampError(f"{name} {str(value)[:40]} is not a time between 2000 and 2100 in ns")
+
+
+def _check_err(name: str, value: int) -> None:
+    if not 0 <= value <= MAX_CLOCK_ERR_NS:
+        raise StampError(f"{name} {str(value)[:40]} is not a clock-error bound (0 to 1 day in ns)")
 
 
 def append_stamp(headers: Iterable[tuple[str, bytes | None]], stamp: StageStamp) -> Headers:

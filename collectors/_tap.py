@@ -1,12 +1,13 @@
 """The tap: reads any topics as its own consumer group and records what it sees.
 
 It never produces, so it adds nothing to the audited pipeline's latency. For every record
-it writes one sighting of its own, stage ``<stage>:<topic>``, with the broker timestamp and
-the event id: the one in the stamp headers, or, when no producer stamped the record, one
-derived from configured payload key fields (so two taps on two topics derive the same id
-for the same event), or else one derived from where the record was read. Hop latency
-between two topics is then the difference of the two sightings' broker times
-(:func:`hop_latencies`).
+it writes one sighting of its own, stage ``<stage>:<topic>``, received at the broker
+timestamp (when the record reached the topic) and emitted when the tap read it (so its hold
+time is the tap's own lag, never part of a hop), with the event id: the one in the stamp
+headers, or, when no producer stamped the record, one derived from configured payload key
+fields (so two taps on two topics derive the same id for the same event), or else one
+derived from where the record was read. Hop latency between two topics is then the
+difference of the two sightings' broker times (:func:`hop_latencies`).
 
 Each stage stamp found in the headers also becomes an observation at tap authority; where
 the stamping collector wrote its own row (the gate does), that richer row is kept.
@@ -27,21 +28,23 @@ from math import nan
 from typing import Any, Protocol
 
 import orjson
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, Producer
 
 from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation
 from collectors._ids import key_event_id, source_event_id
-from collectors._kafka import consumer_config, take, where
+from collectors._kafka import consumer_config, producer_config, take, where
 from collectors._metrics import SidecarMetrics
 from collectors._stamps import check_stage_name, read_stamps
 from collectors._trailrows import Row, TrailRows, TrailSink, observations_of, write_table
-from collectors.exceptions import StampError
+from collectors._trailtopic import TrailTopic
+from collectors.exceptions import DeliveryError, StampError
 
 log = logging.getLogger("stampline.tap")
 
 _MISSING = object()
 # provider, instrument, seq, price, outcome, rule id, rule version of a row the tap writes
 _UNJUDGED = ("", "", -1, nan, "observed", "", 0)
+_MS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class TapSettings:
     flush_rows: int = 50_000
     flush_interval_s: float = 0.5
     clock_err_ns: int = 1_000_000
+    clock_source: str = "configured"  # where clock_err_ns came from (audit.ClockBound.label())
     host: str = field(default_factory=socket.gethostname)
     consumer: dict[str, Any] = field(default_factory=dict)
 
@@ -73,14 +77,20 @@ class Tap:
     """Records observations from the records of its topics until ``stop`` is set."""
 
     def __init__(
-        self, settings: TapSettings, trail: TrailSink, metrics: SidecarMetrics | None = None
+        self,
+        settings: TapSettings,
+        trail: TrailSink | TrailTopic,
+        metrics: SidecarMetrics | None = None,
     ) -> None:
+        """``trail`` is the trail topic (its own producer; never the observed topics) or, for
+        embedding and tests, a sink written directly (the store)."""
         self.settings = settings
         self.trail = trail
         self.metrics = metrics
         self.stats = TapStats()
         self.ready = threading.Event()  # set once partitions are assigned
         self._stage_of: dict[str, str] = {}
+        self._producer: Producer | None = None
 
     def stage_for(self, topic: str) -> str:
         """The stage name of this tap's own sightings on ``topic``."""
@@ -91,6 +101,8 @@ class Tap:
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
+        if isinstance(self.trail, TrailTopic):
+            self._producer = Producer(producer_config(s.bootstrap_servers, s.consumer))
         consumer = Consumer(consumer_config(s.bootstrap_servers, s.group_id, s.consumer))
         consumer.subscribe(
             list(s.topics),
@@ -113,16 +125,40 @@ class Tap:
             self._flush(consumer, pending)
         finally:
             consumer.close()
+            if self._producer is not None:
+                self._producer.flush(10)
 
     def _flush(self, consumer: Consumer, pending: TrailRows) -> None:
         if not pending:
             return
         t0 = time.perf_counter()
-        write_table(self.trail, pending.table())
+        if isinstance(self.trail, TrailTopic):
+            self._produce_trail(pending)
+        else:
+            write_table(self.trail, pending.table())
         if self.metrics is not None:
             self.metrics.store_write.observe(time.perf_counter() - t0)
         consumer.commit(asynchronous=False)
         pending.rows.clear()
+
+    def _produce_trail(self, pending: TrailRows) -> None:
+        """Produce the rows to the trail topic and wait until the broker has them all, so
+        the offsets committed next never run ahead of the trail."""
+        assert self._producer is not None
+        assert isinstance(self.trail, TrailTopic)
+        errors: list[str] = []
+
+        def delivered(err: Any, msg: Message) -> None:
+            if err is not None:
+                errors.append(f"{where(msg.topic(), msg.partition(), msg.offset())}: {err}")
+
+        self.trail.produce(self._producer, pending.table(), (), delivered)
+        remaining = self._producer.flush(30)
+        if remaining or errors:
+            raise DeliveryError(
+                f"trail not acknowledged, offsets not committed: "
+                f"{'; '.join(errors[:5]) or f'{remaining} messages unacknowledged'}"
+            )
 
     def observe(self, messages: Sequence[Message]) -> list[Observation]:
         """The observations for ``messages`` (counted in ``stats``)."""
@@ -188,6 +224,8 @@ class Tap:
                             *_UNJUDGED,
                             parents,
                             AUTHORITY_TAP,
+                            "",  # a stamp read from headers does not say where its bound came from
+                            "",
                         )
                     )
                     prev = (st.stage, st.emitted_ns, st.clock_err_ns)
@@ -202,17 +240,20 @@ class Tap:
                 event_id = keyed or source_event_id(topic, partition, offset, broker_ms)
                 origin = ingested = broker_ms * 1_000_000
                 parents = ""
+            # Its own sighting starts when the record reached the topic (the broker time, to
+            # the millisecond: hence the extra bound), so a hop into it is pipeline latency;
+            # the tap's own delay in reading it is kept apart as its hold time (its lag).
             rows.append(
                 (
                     event_id,
                     self.stage_for(topic),
                     prev[0],
-                    now,
+                    broker_ms * 1_000_000 if broker_ms else now,
                     now,
                     prev[1],
                     origin,
                     ingested,
-                    clock_err,
+                    clock_err + _MS if broker_ms else clock_err,
                     prev[2],
                     host,
                     topic,
@@ -222,6 +263,8 @@ class Tap:
                     *_UNJUDGED,
                     parents,
                     AUTHORITY_TAP,
+                    s.clock_source,
+                    "",
                 )
             )
             per_topic[topic] = per_topic.get(topic, 0) + 1

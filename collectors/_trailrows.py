@@ -25,7 +25,7 @@ class TrailRows:
     event_id, stage, prev_stage, received, emitted, prev_emitted, origin, ingested,
     clock_err_ns, prev_clock_err_ns, host, topic, partition, offset, broker_time, provider,
     instrument, seq, price (a float), outcome, rule_id, rule_version, parents (ids joined
-    by commas), authority.
+    by commas), authority, clock_source, warnings (rule@vN joined by commas).
 
     One tuple per row is the cheapest thing to make per record in Python; the columns are
     made once per write by transposing.
@@ -110,6 +110,8 @@ def observations_of(table: pa.Table) -> list[Observation]:
                 prev_emitted_ns=row["prev_emitted"],
                 prev_clock_err_ns=row["prev_clock_err_ns"],
                 price=price,
+                clock_source=row["clock_source"],
+                warnings=tuple(w for w in row["warnings"].split(",") if w),
             )
         )
     return out

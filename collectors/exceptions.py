@@ -2,7 +2,8 @@
 
 CollectorError
 ├── StampError       stamp headers present but unreadable (a producer broke the contract)
-└── DeliveryError    the broker did not accept a forwarded or dead-lettered record
+├── DeliveryError    the broker did not accept a forwarded or dead-lettered record
+└── BrokerCheckError the broker cannot give what the configuration asks (checked at start)
 """
 
 from __future__ import annotations
@@ -18,3 +19,7 @@ class StampError(CollectorError):
 
 class DeliveryError(CollectorError):
     """The broker refused or lost a record the collector produced; offsets were not committed."""
+
+
+class BrokerCheckError(CollectorError):
+    """The broker cannot give what the configuration asks; found before any record is read."""

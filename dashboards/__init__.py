@@ -1,16 +1,33 @@
-"""Grafana dashboards as code (grafana-foundation-sdk), their provisioning, and the push to a
-running Grafana.
+"""Grafana dashboards and alert rules as code, their provisioning and the push to a running
+Grafana; and the evidence report for regulators.
+
+The evidence report: ``decision_evidence`` / ``event_evidence`` / ``period_evidence`` build
+the facts from the audit trail as a versioned JSON document (``SCHEMA``); ``write_bundle``
+writes it as a folder (HTML, PDF printed by headless Chromium, JSON, manifest).
 
 May import ``audit`` and ``alerting``.
 """
 
+from dashboards._browser import BrowserError, dump_dom, find_chromium, print_pdf
+from dashboards._bundle import MANIFEST_SCHEMA, Bundle, write_bundle
+from dashboards._chain import ChainProof, read_chain_head, read_chain_proof
 from dashboards._common import (
     CLICKHOUSE_UID,
     FOLDER_UID,
     PROMETHEUS_UID,
     PanelSql,
 )
+from dashboards._evidence import (
+    SCHEMA,
+    Context,
+    Evidence,
+    InputFile,
+    decision_evidence,
+    event_evidence,
+)
+from dashboards._html import render_html
 from dashboards._macros import ALL, TimeRange, expand
+from dashboards._period import parse_period, period_evidence
 from dashboards._provisioning import (
     DASHBOARD_UIDS,
     ENV_CLICKHOUSE_PASSWORD,
@@ -22,6 +39,8 @@ from dashboards._provisioning import (
     panel_queries,
 )
 from dashboards._push import Change, PushReport, push
+from dashboards._regime import REGIMES, Regime, Tier, observed_granularity_ns, regime_tier
+from dashboards._schema import EVIDENCE_JSON_SCHEMA
 from dashboards.exceptions import GrafanaError, PushError
 
 __all__ = [
@@ -29,20 +48,45 @@ __all__ = [
     "CLICKHOUSE_UID",
     "DASHBOARD_UIDS",
     "ENV_CLICKHOUSE_PASSWORD",
+    "EVIDENCE_JSON_SCHEMA",
     "FOLDER_UID",
+    "MANIFEST_SCHEMA",
     "PROMETHEUS_UID",
+    "REGIMES",
+    "SCHEMA",
     "AlertingSection",
+    "BrowserError",
+    "Bundle",
+    "ChainProof",
     "Change",
+    "Context",
+    "Evidence",
     "GrafanaError",
     "GrafanaSettings",
+    "InputFile",
     "PanelSql",
     "PushError",
     "PushReport",
+    "Regime",
+    "Tier",
     "TimeRange",
     "dashboards",
     "datasources",
+    "decision_evidence",
+    "dump_dom",
+    "event_evidence",
     "expand",
     "export",
+    "find_chromium",
+    "observed_granularity_ns",
     "panel_queries",
+    "parse_period",
+    "period_evidence",
+    "print_pdf",
     "push",
+    "read_chain_head",
+    "read_chain_proof",
+    "regime_tier",
+    "render_html",
+    "write_bundle",
 ]

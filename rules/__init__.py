@@ -41,6 +41,7 @@ from rules._ruleset import (
 )
 from rules._stateful import GapEvent
 from rules._verdict import Failure, Verdict
+from rules._yaml import YamlLimitError, load_yaml, read_yaml_text
 from rules.exceptions import GxMissingError, RuleFileError, RulesError
 
 __all__ = [
@@ -80,14 +81,17 @@ __all__ = [
     "StaleRule",
     "TickSizeRule",
     "Verdict",
+    "YamlLimitError",
     "check_compat",
     "export_gx",
     "format_duration",
     "gx_module",
     "gx_row_failures",
     "load_rule_file",
+    "load_yaml",
     "origin_ns",
     "parse_duration_ns",
+    "read_yaml_text",
     "run_examples",
     "validate_frames",
 ]

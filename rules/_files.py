@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rules._durations import parse_duration_ns
+from rules._yaml import load_yaml, read_yaml_text
 from rules.exceptions import RuleFileError
 
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
@@ -314,9 +315,7 @@ def load_rule_file(path: Path) -> RuleFile:
             and value.
     """
     try:
-        text = path.read_text("utf-8")
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw, node = load_yaml(read_yaml_text(path))
     except OSError as exc:
         raise RuleFileError(f"{path}: cannot read rule file: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import fastjsonschema
 import numpy as np
@@ -48,7 +49,16 @@ SIZE_RULE = ("record.size", 1)
 DECODE_RULE = ("record.decode", 1)
 NON_FINITE_RULE = ("record.non_finite", 1)
 ORIGIN_RULE = ("record.origin", 1)
-BUILTIN_RULES = (SIZE_RULE, DECODE_RULE, NON_FINITE_RULE, ORIGIN_RULE)
+IDENTITY_RULE = ("record.identity", 1)
+DUPLICATE_KEYS_RULE = ("record.duplicate_keys", 1)
+BUILTIN_RULES = (
+    SIZE_RULE,
+    DECODE_RULE,
+    NON_FINITE_RULE,
+    ORIGIN_RULE,
+    IDENTITY_RULE,
+    DUPLICATE_KEYS_RULE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,12 @@ class Extraction:
     instrument_field: str = "instrument"
     seq_field: str = "seq"
     max_message_bytes: int = 1_048_576
+    # Provider and instrument names longer than this are refused (record.identity): every
+    # name becomes state, metric labels and trail rows, so its length bounds their memory.
+    max_name_chars: int = 256
+    # "reject": a JSON object with a repeated key is refused (record.duplicate_keys), since
+    # consumers disagree on which value wins; "allow": the last one wins, as in orjson.
+    duplicate_keys: Literal["reject", "allow"] = "reject"
 
 
 @dataclass(slots=True)
@@ -281,9 +297,17 @@ class RuleSet:
         ext = self.extraction
         for i, value in enumerate(values):
             hdrs = headers[i] if headers is not None else None
-            payload, failure = self._decode(value, topics[i], hdrs)
+            payload, failure, readable = self._decode(value, topics[i], hdrs)
+            if readable is not None:
+                # Identity is read wherever it can be, also from a refused record.
+                providers[i], instruments[i], seqs[i] = _identity(readable, ext)
+                if failure is None:
+                    failure = _long_name(providers[i], instruments[i], ext)
+                    if failure is not None:
+                        payload = None  # its names must not become rule state
+                providers[i] = providers[i][: ext.max_name_chars]
+                instruments[i] = instruments[i][: ext.max_name_chars]
             if payload is not None:
-                providers[i], instruments[i], seqs[i] = _identity(payload, ext)
                 try:
                     origins[i] = origin_ns(get_field(payload, ext.origin_field), ext.origin_unit)
                 except (ValueError, TypeError) as exc:
@@ -419,20 +443,29 @@ class RuleSet:
 
     def _decode(
         self, value: bytes | None, topic: str, headers: Headers | None
-    ) -> tuple[dict[str, Any] | None, Failure | None]:
+    ) -> tuple[dict[str, Any] | None, Failure | None, dict[str, Any] | None]:
+        """The payload (None when refused), the failure, and whatever object could be read
+        for identity fields even when the payload is refused."""
         ext = self.extraction
         if value is None or len(value) == 0:
-            return None, Failure(*DECODE_RULE, "empty value (a tombstone or an empty message)")
+            why = "empty value (a tombstone or an empty message)"
+            return None, Failure(*DECODE_RULE, why), None
         if len(value) > ext.max_message_bytes:
             why = f"message is {len(value):,} bytes, over the limit of {ext.max_message_bytes:,}"
-            return None, Failure(*SIZE_RULE, why)
+            return None, Failure(*SIZE_RULE, why), None
         contract = self._contract_for(topic)
         if contract is not None and contract.avro:
             record, failure = contract.decode_avro(value, headers)
             if failure is not None:
-                return None, Failure(*DECODE_RULE, f"{contract.id}: {failure.reason}")
-            return record, None
-        return _decode_json(value)
+                return None, Failure(*DECODE_RULE, f"{contract.id}: {failure.reason}"), None
+            return record, None, record
+        payload, decoded, readable = _decode_json(value)
+        if payload is not None and ext.duplicate_keys == "reject":
+            repeated = _repeated_key(value, payload)
+            if repeated is not None:
+                why = f"key {repeated!r} appears more than once in one JSON object"
+                return None, Failure(*DUPLICATE_KEYS_RULE, why), payload
+        return payload, decoded, readable
 
     def _contract(
         self, payload: dict[str, Any], topic: str, headers: Headers | None
@@ -561,7 +594,9 @@ def _one_row(cols: Columns, row: int) -> Columns:
     )
 
 
-def _decode_json(value: bytes) -> tuple[dict[str, Any] | None, Failure | None]:
+def _decode_json(
+    value: bytes,
+) -> tuple[dict[str, Any] | None, Failure | None, dict[str, Any] | None]:
     try:
         payload = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -570,15 +605,69 @@ def _decode_json(value: bytes) -> tuple[dict[str, Any] | None, Failure | None]:
         try:
             lenient = json.loads(value)
         except (ValueError, RecursionError):
-            return None, Failure(*DECODE_RULE, f"not valid JSON: {exc}")
+            return None, Failure(*DECODE_RULE, f"not valid JSON: {exc}"), None
         path = _non_finite_path(lenient)
+        readable = lenient if isinstance(lenient, dict) else None
         if path is not None:
-            return None, Failure(*NON_FINITE_RULE, f"field {path!r} is not a finite number")
-        return None, Failure(*DECODE_RULE, f"not valid JSON: {exc}")
+            why = f"field {path!r} is not a finite number"
+            return None, Failure(*NON_FINITE_RULE, why), readable
+        return None, Failure(*DECODE_RULE, f"not valid JSON: {exc}"), readable
     if not isinstance(payload, dict):
         why = f"JSON {type(payload).__name__} where an object was expected"
-        return None, Failure(*DECODE_RULE, why)
-    return payload, None
+        return None, Failure(*DECODE_RULE, why), None
+    return payload, None, payload
+
+
+# A key's closing quote, then optional white space and the colon. Every key in a JSON text
+# matches once; a string value matches only where it holds an escaped quote before a colon.
+_KEY_END = re.compile(rb'"\s*:')
+
+
+def _repeated_key(value: bytes, payload: dict[str, Any]) -> str | None:
+    """A key that appears twice in one object of the JSON text ``value``, else None.
+
+    orjson keeps the last of repeated keys and says nothing. Counting key ends in the text
+    (an upper bound on the keys written) against keys parsed (after repeats collapsed) is
+    exact when they agree, and costs about a microsecond; only when they differ is the text
+    parsed again, slowly, to find the repeat (or to find the count was a string's colon).
+    """
+    if len(_KEY_END.findall(value)) == _count_keys(payload):
+        return None
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for k, _v in items:
+            if k in seen and not repeated:
+                repeated.append(k)
+            seen.add(k)
+        return dict(items)
+
+    try:
+        json.loads(value, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    return repeated[0][:200] if repeated else None
+
+
+def _count_keys(value: Any) -> int:
+    if isinstance(value, dict):
+        nested = (v for v in value.values() if isinstance(v, dict | list))
+        return len(value) + sum(_count_keys(v) for v in nested)
+    if isinstance(value, list):
+        return sum(_count_keys(v) for v in value if isinstance(v, dict | list))
+    return 0
+
+
+def _long_name(provider: str, instrument: str, ext: Extraction) -> Failure | None:
+    for field_name, name in ((ext.provider_field, provider), (ext.instrument_field, instrument)):
+        if len(name) > ext.max_name_chars:
+            why = (
+                f"field {field_name!r} is {len(name):,} characters, over the limit of "
+                f"{ext.max_name_chars:,}"
+            )
+            return Failure(*IDENTITY_RULE, why)
+    return None
 
 
 def _non_finite_path(value: Any, path: str = "") -> str | None:

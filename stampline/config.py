@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,7 +35,18 @@ from pydantic_settings import (
 )
 
 from audit import check_database_name
-from rules import Extraction, OriginUnit, RuleFileError, RuleSet, parse_duration_ns
+from rules import (
+    Extraction,
+    OriginUnit,
+    RuleFileError,
+    RuleSet,
+    YamlLimitError,
+    format_duration,
+    parse_duration_ns,
+    read_yaml_text,
+)
+from stampline._limits import json_text_problem
+from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
 from stampline._yaml import KeyPath, line_for, load_with_lines
 
 ENV_PREFIX = "STAMPLINE_"
@@ -53,8 +65,28 @@ Topic = Annotated[str, Field(pattern=_TOPIC.pattern, description="a Kafka topic 
 StageName = Annotated[str, Field(pattern=_STAGE.pattern)]
 
 
-def _duration(value: Any) -> int:
-    return parse_duration_ns(value)
+_S = 10**9
+# The largest value each duration setting may take: what the runtime can hold (Int64
+# nanoseconds, timers, TTLs) and what still makes sense. Smallest is 0 unless said.
+_DURATION_BOUNDS: dict[str, tuple[int, int]] = {
+    "raw_ns": (3600 * _S, 100 * 365 * 86_400 * _S),
+    "rollups_ns": (3600 * _S, 100 * 365 * 86_400 * _S),
+    "flush_interval_ns": (0, 3600 * _S),
+    "clock_error_ns": (0, 60 * _S),
+    "allowed_lateness_ns": (0, 7 * 86_400 * _S),
+    "reload_interval_ns": (0, 86_400 * _S),
+}
+
+
+def _duration(value: Any, field: str | None = None) -> int:
+    ns = parse_duration_ns(value)
+    if field in _DURATION_BOUNDS:
+        low, high = _DURATION_BOUNDS[field]
+        if ns < low:
+            raise ValueError(f"must be at least {format_duration(low)}")
+        if ns > high:
+            raise ValueError(f"must be at most {format_duration(high)}")
+    return ns
 
 
 def _list_from_env(value: Any) -> Any:
@@ -106,12 +138,18 @@ class TopicsConfig(_Section):
     clean: Topic
     dead_letter: Topic
     decisions: Topic = "decisions"
+    trail: Topic = Field(
+        default="stampline.trail", description="trail rows of gates and taps, for the recorder"
+    )
+    trail_heads: Topic = Field(
+        default="stampline.trail.heads", description="chain heads the recorder publishes"
+    )
     create_missing: bool = True
     partitions: int = Field(default=3, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _no_loops(self) -> TopicsConfig:
-        outputs = {"clean": self.clean, "dead_letter": self.dead_letter}
+        outputs = {"clean": self.clean, "dead_letter": self.dead_letter, "trail": self.trail}
         for name, topic in outputs.items():
             if topic in self.raw:
                 raise ValueError(f"{name} topic {topic!r} is also a raw topic: the gate would loop")
@@ -128,16 +166,16 @@ class RetentionConfig(_Section):
 
     @field_validator("raw_ns", "rollups_ns", mode="before")
     @classmethod
-    def _ttl(cls, v: Any) -> int:
-        ns = _duration(v)
-        if ns < 3600 * 10**9:
-            raise ValueError("retention must be at least 1h")
-        return ns
+    def _ttl(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
 
 
 class StoreConfig(_Section):
     backend: Literal["chdb", "clickhouse"] = "chdb"
     path: Path = Path("stampline-data")  # chdb: the data folder
+    # chdb: "private" creates the folder 0700 and files 0600 (the trail holds payload bytes);
+    # "umask" leaves both to the process umask.
+    permissions: Literal["private", "umask"] = "private"
     url: str | None = Field(default=None, description="clickhouse: http(s)://host:port")
     user: str = "default"
     password: SecretStr = SecretStr("")
@@ -155,8 +193,8 @@ class StoreConfig(_Section):
 
     @field_validator("flush_interval_ns", mode="before")
     @classmethod
-    def _interval(cls, v: Any) -> int:
-        return _duration(v)
+    def _interval(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> StoreConfig:
@@ -178,6 +216,19 @@ class GateConfig(_Section):
     instrument_field: str = "instrument"
     sequence_field: str = "seq"
     max_message_bytes: int = Field(default=1_048_576, ge=64, le=64 * 1_048_576)
+    # Larger keys or header sets are dead-lettered as record.size (see docs/gate.md).
+    max_key_bytes: int = Field(default=65_536, ge=16, le=16 * 1_048_576)
+    max_header_bytes: int = Field(default=65_536, ge=256, le=16 * 1_048_576)
+    # Longer provider or instrument names are dead-lettered as record.identity.
+    max_name_chars: int = Field(default=256, ge=1, le=65_536)
+    duplicate_keys: Literal["reject", "allow"] = Field(
+        default="reject",
+        description="reject: a JSON object with a repeated key is record.duplicate_keys",
+    )
+    transaction_probe: bool = Field(
+        default=True,
+        description="with exactly_once, check at start that the broker honours transactions",
+    )
     consume_batch: int = Field(default=1000, ge=1, le=100_000)
     clock_error_ns: int = Field(default=1_000_000, alias="clock_error")
     # "chrony": read the bound from `chronyc tracking`, falling back to clock_error.
@@ -192,8 +243,8 @@ class GateConfig(_Section):
 
     @field_validator("clock_error_ns", "allowed_lateness_ns", mode="before")
     @classmethod
-    def _clock(cls, v: Any) -> int:
-        return _duration(v)
+    def _clock(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
 
 
 class TapConfig(_Section):
@@ -209,6 +260,26 @@ class TapConfig(_Section):
         description="payload fields whose values identify an event a producer did not stamp",
     )
     consume_batch: int = Field(default=5000, ge=1, le=100_000)
+
+
+class RecorderConfig(_Section):
+    """The recorder: trail topic -> store (see docs/trail.md)."""
+
+    group_id: str = Field(default="stampline-recorder", min_length=1)
+    consume_batch: int = Field(default=200, ge=1, le=100_000)
+    retry_max_ns: int = Field(default=5_000_000_000, alias="retry_max")
+    heads_interval_ns: int = Field(default=10_000_000_000, alias="heads_interval")
+    # chDB only: the read-only live query endpoint (0: a port the OS picks; see docs/trail.md)
+    query_address: str = "127.0.0.1"
+    query_port: int = Field(default=0, ge=0, le=65535)
+
+    @field_validator("retry_max_ns", "heads_interval_ns", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> int:
+        ns = _duration(v)
+        if ns <= 0:
+            raise ValueError("must be a positive duration")
+        return ns
 
 
 class MetricsConfig(_Section):
@@ -233,8 +304,28 @@ class RulesConfig(_Section):
 
     @field_validator("reload_interval_ns", mode="before")
     @classmethod
-    def _reload(cls, v: Any) -> int:
-        return _duration(v)
+    def _reload(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
+
+
+class AlertingConfig(_Section):
+    """Alerting (docs/alerting.md): the definitions file and where alerts go."""
+
+    definitions: Path | None = Field(default=None, description="alert definitions YAML")
+    alertmanager_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    topic: Topic | None = Field(default=None, description="alerts topic (each transition)")
+    facts_topic: Topic | None = Field(
+        default=None, description="several gates: their provider facts meet here"
+    )
+    resend_interval_ns: int = Field(default=30_000_000_000, alias="resend_interval")
+
+    @field_validator("resend_interval_ns", mode="before")
+    @classmethod
+    def _resend(cls, v: Any) -> int:
+        ns = _duration(v)
+        if ns < 1_000_000_000:
+            raise ValueError("resend_interval must be at least 1s")
+        return ns
 
 
 class StageConfig(_Section):
@@ -262,7 +353,9 @@ class Config(BaseSettings):
     rules: RulesConfig
     stages: list[StageConfig] = Field(default_factory=list)
     tap: TapConfig = TapConfig()
+    recorder: RecorderConfig = RecorderConfig()
     metrics: MetricsConfig = MetricsConfig()
+    alerting: AlertingConfig = AlertingConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -319,19 +412,24 @@ def load_config(path: Path | str) -> Config:
         ConfigError: the file is unreadable, not YAML, or has invalid keys or values.
     """
     path = Path(path)
+    _check_environment(path)
+    # Before anything can fail and quote a value: every secret the environment brings in is
+    # known, so no message that echoes it (ours, pydantic's, librdkafka's) can show it.
+    remember_environment(ENV_PREFIX)
     try:
-        text = path.read_text("utf-8")
+        text = read_yaml_text(path)
     except OSError as exc:
         raise ConfigError(path, [Problem("", f"cannot read: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         problem = Problem("", f"not UTF-8 text (byte {exc.start}): {exc.reason}")
         raise ConfigError(path, [problem]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [_yaml_problem(exc)]) from None
     try:
         raw, lines = load_with_lines(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(path, [Problem("", f"not valid YAML: {exc}", line=line)]) from None
+        raise ConfigError(path, [_yaml_problem(exc)]) from None
+    remember_in(raw)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -355,6 +453,13 @@ def check_config(path: Path | str) -> tuple[Config | None, list[Problem]]:
         build_rules(config)
     except RuleFileError as exc:
         return config, [Problem("rules.files", str(exc))]
+    if config.alerting.definitions is not None:
+        from alerting import DefinitionError, load_alerts
+
+        try:
+            load_alerts(config.alerting.definitions)
+        except DefinitionError as exc:
+            return config, [Problem("alerting.definitions", str(exc))]
     return config, []
 
 
@@ -377,6 +482,8 @@ def build_extraction(config: Config) -> Extraction:
         instrument_field=g.instrument_field,
         seq_field=g.sequence_field,
         max_message_bytes=g.max_message_bytes,
+        max_name_chars=g.max_name_chars,
+        duplicate_keys=g.duplicate_keys,
     )
 
 
@@ -386,7 +493,42 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
     store = config.store.model_copy(update={"path": resolve(config.store.path)})
     rules = config.rules.model_copy(update={"files": [resolve(f) for f in config.rules.files]})
-    return config.model_copy(update={"store": store, "rules": rules})
+    defs = config.alerting.definitions
+    alerting = config.alerting.model_copy(update={"definitions": defs and resolve(defs)})
+    return config.model_copy(update={"store": store, "rules": rules, "alerting": alerting})
+
+
+def _check_environment(path: Path) -> None:
+    """Refuse environment values too long or too deep to decode, naming each variable."""
+    problems = [
+        Problem(_env_key(name), why, env=name)
+        for name, value in sorted(os.environ.items())
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in _NOT_KEYS
+        for why in [json_text_problem(value)]
+        if why
+    ]
+    if problems:
+        raise ConfigError(path, problems)
+
+
+def _env_key(name: str) -> str:
+    return name.upper().removeprefix(ENV_PREFIX).lower().replace(ENV_NESTED_DELIMITER, ".")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    # PyYAML's own message quotes the lines around the error, which may hold a secret the
+    # parser never got to: say what and where, not the text.
+    mark = getattr(exc, "problem_mark", None)
+    what = ", ".join(
+        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    kind = "YAML past a limit" if isinstance(exc, YamlLimitError) else "not valid YAML"
+    return Problem(
+        "",
+        f"{kind}: {what or type(exc).__name__}{where}",
+        line=mark.line + 1 if mark is not None else None,
+    )
 
 
 def _env_problems(exc: Exception) -> list[Problem]:
@@ -398,12 +540,19 @@ def _env_problems(exc: Exception) -> list[Problem]:
         Problem(
             name.upper().removeprefix(ENV_PREFIX).lower().replace(ENV_NESTED_DELIMITER, "."),
             f"environment value cannot be decoded ({exc}); give mappings as JSON",
-            os.environ[name],
+            _shown(
+                name.upper().removeprefix(ENV_PREFIX).lower().replace("__", "."), os.environ[name]
+            ),
             env=name,
         )
         for name in names
         if not _decodes(os.environ[name])
     ] or [Problem("", f"environment overrides cannot be decoded: {exc}")]
+
+
+def _shown(key: str, value: Any) -> Any:
+    """``value`` as a problem may show it under ``key``: never a secret."""
+    return MASK if is_secret_key(key) and value is not None else redact(key, value)
 
 
 def _decodes(text: str) -> bool:
@@ -436,7 +585,7 @@ def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
         value = None  # the whole section is not the bad value; the message names the problem
     # A value from the environment has no line in the file worth pointing at.
     line = None if from_env else line_for(lines, loc)
-    return Problem(key, message, value, line=line, env=from_env)
+    return Problem(key, message, _shown(key, value), line=line, env=from_env)
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,5 +1,8 @@
 """``stampline demo``: a synthetic market-data feed through the gate, a decision stage written
 with the SDK, and a tap, on an embedded broker and store, ending with a summary.
+
+The parts are wired as a deployment is: the gate and the tap send their trail to the trail
+topic and the recorder writes the store (see docs/trail.md).
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Message, Producer
 
+from alerting import Dispatcher, KeyDetectors, ProviderWatch, parse_alerts
 from audit import ChdbStore
 from collectors import (
     Gate,
     GateSettings,
+    Recorder,
+    RecorderSettings,
     Tap,
     TapSettings,
+    TrailTopic,
     consumer_config,
     producer_config,
     stage,
@@ -70,10 +77,17 @@ class Topics:
     clean: str
     dead_letter: str
     decisions: str
+    trail: str = "stampline.trail"
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
-        return cls(f"{prefix}md.raw", f"{prefix}md.clean", f"{prefix}md.dlq", f"{prefix}decisions")
+        return cls(
+            f"{prefix}md.raw",
+            f"{prefix}md.clean",
+            f"{prefix}md.dlq",
+            f"{prefix}decisions",
+            f"{prefix}stampline.trail",
+        )
 
 
 @dataclass(slots=True)
@@ -187,8 +201,10 @@ def prepare_store_dir(path: Path) -> None:
         if not (path / _MARKER).exists():
             raise DemoError(f"{path} is not empty and not a demo store; choose another --store")
         shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / _MARKER).write_text("created by `stampline demo`; safe to delete\n")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    marker = path / _MARKER
+    marker.write_text("created by `stampline demo`; safe to delete\n")
+    marker.chmod(0o600)
 
 
 def run_demo(
@@ -217,12 +233,16 @@ def run_demo(
             say("starting the embedded broker (Tansu)")
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
         say(f"broker at {bootstrap}")
-        ensure_topics(bootstrap, [topics.raw, topics.clean, topics.dead_letter, topics.decisions])
+        ensure_topics(
+            bootstrap,
+            [topics.raw, topics.clean, topics.dead_letter, topics.decisions, topics.trail],
+        )
         if not isinstance(store, ChdbStore):
             prepare_store_dir(Path(store).resolve())
             store = stack.enter_context(ChdbStore(Path(store).resolve(), database))
         say(f"store (chDB) at {store.path}, database {store.database}")
         rules = RuleSet.load([rules_file()], Extraction(max_message_bytes=plan.max_message_bytes))
+        alerts = _DemoAlerts(plan, store)
         gate = Gate(
             GateSettings(
                 bootstrap,
@@ -233,20 +253,42 @@ def run_demo(
                 flush_interval_s=0.2,
             ),
             rules,
-            store,
+            TrailTopic(topics.trail, "gate@demo"),
+            detectors=alerts.detectors,
         )
         risk = RiskStage(bootstrap, topics, f"{topic_prefix}demo-risk", plan.providers)
         tap = Tap(
-            TapSettings(bootstrap, (topics.decisions,), group_id=f"{topic_prefix}demo-tap"), store
+            TapSettings(bootstrap, (topics.decisions,), group_id=f"{topic_prefix}demo-tap"),
+            TrailTopic(topics.trail, "tap@demo"),
+        )
+        recorder = Recorder(
+            RecorderSettings(
+                bootstrap,
+                topics.trail,
+                group_id=f"{topic_prefix}demo-recorder",
+                heads_topic=None,
+                poll_timeout_s=0.1,
+            ),
+            store,
         )
         stop = threading.Event()
-        workers = [_Worker("gate", gate.run), _Worker("risk", risk.run), _Worker("tap", tap.run)]
+        workers = [
+            _Worker("gate", gate.run),
+            _Worker("risk", risk.run),
+            _Worker("tap", tap.run),
+            _Worker("recorder", recorder.run),
+        ]
         for w in workers:
             w.start(stop)
         try:
-            say("waiting for the gate, the risk stage and the tap to join their groups")
+            say("waiting for the gate, the risk stage, the tap and the recorder to join")
             _wait(
-                lambda: gate.ready.is_set() and risk.ready.is_set() and tap.ready.is_set(),
+                lambda: (
+                    gate.ready.is_set()
+                    and risk.ready.is_set()
+                    and tap.ready.is_set()
+                    and recorder.ready.is_set()
+                ),
                 _JOIN_TIMEOUT_S,
                 "consumers joining their groups",
                 workers,
@@ -266,19 +308,32 @@ def run_demo(
                 "the tap",
                 workers,
             )
+            _wait(
+                lambda: _caught_up(_recorded(store, topics.decisions), produced, risk.decisions),
+                _DRAIN_TIMEOUT_S,
+                "the recorder",
+                workers,
+            )
         finally:
             stop.set()
             for w in workers:
                 if w.thread is not None:
                     w.thread.join(30)
         _raise_failed(workers)
+        alerts.dispatcher.close()
         summary = summarise(store, produced=produced, decisions=len(risk.decisions))
+        summary["alerts"] = alerts.listed()
         summary["store_path"] = str(store.path)
         summary["database"] = store.database
         summary["injected"] = dict(sorted(Counter(i.kind for i in injected).items()))
         summary["replay_command"] = (
             f"stampline replay --decision {summary['decision_id']} --store {store.path}"
             + ("" if store.database == "stampline" else f" --database {store.database}")
+        )
+        summary["evidence_command"] = (
+            f"stampline evidence --decision {summary['decision_id']} --store {store.path}"
+            + ("" if store.database == "stampline" else f" --database {store.database}")
+            + f" --out evidence-{summary['decision_id']}"
         )
         return DemoResult(summary, injected, topics, bootstrap)
 
@@ -294,6 +349,48 @@ def produce_feed(
         DemoError: the broker did not take every record.
     """
     return _produce_feed(bootstrap, topic, plan, progress or (lambda _m: None))
+class _DemoAlerts:
+    """The demo's alerting: every feed provider registered, judged on the feed's own event
+    time (so a busy machine's processing lag is not mistaken for silence), history in the
+    store."""
+
+    MAX_GAP = "500ms"  # ten rounds; the skewed provider's clock runs 250 ms ahead
+
+    def __init__(self, plan: FeedPlan, store: ChdbStore) -> None:
+        registry = "\n".join(
+            f"  - {{provider: {p}, venue: DEMO, max_gap: {self.MAX_GAP}}}" for p in plan.providers
+        )
+        definitions = parse_alerts(
+            f"version: 1\nproviders:\n{registry}\nalerts:\n"
+            "  - {id: provider.silent, kind: provider_silent, severity: critical}\n"
+        )
+        self.dispatcher = Dispatcher(definitions, store=store, source="demo")
+        self.watch = ProviderWatch(definitions, self.dispatcher, event_clock=True)
+        self.detectors = KeyDetectors(definitions, {}, self.dispatcher, self.watch.add)
+
+    def listed(self) -> list[dict[str, Any]]:
+        """One entry per alert instance: id, kind, labels, fired_at, resolved_at (UTC ISO)."""
+        by: dict[str, dict[str, Any]] = {}
+        for n in self.dispatcher.recent:
+            t = n.transition
+            entry = by.setdefault(
+                n.fingerprint,
+                {"id": t.alert_id, "kind": t.kind, "labels": dict(t.labels),
+                 "summary": n.annotations.get("summary", ""), "fired_at": None,
+                 "resolved_at": None},
+            )  # fmt: skip
+            if t.state == "firing":
+                entry["fired_at"] = _iso(t.at_ns)
+                entry["summary"] = n.annotations.get("summary", "")
+            elif t.state == "resolved":
+                entry["resolved_at"] = _iso(t.at_ns)
+        return list(by.values())
+
+
+def _iso(ns: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
 def _produce_feed(
@@ -348,6 +445,21 @@ def _wait(done: Callable[[], bool], timeout_s: float, what: str, workers: list[_
         time.sleep(0.05)
 
 
+def _caught_up(recorded: tuple[int, int], produced: int, decisions: list[str]) -> bool:
+    gate_rows, tap_rows = recorded
+    return gate_rows >= produced and tap_rows >= len(decisions)
+
+
+def _recorded(store: ChdbStore, decisions_topic: str) -> tuple[int, int]:
+    """Gate rows and tap sightings of decisions the recorder has written so far."""
+    (row,) = store.query(
+        "SELECT countIf(stage = 'gate') AS gate, countIf(stage = {tap:String}) AS tap "
+        "FROM {db}.observations",
+        {"tap": f"tap:{decisions_topic}"},
+    )
+    return int(row["gate"]), int(row["tap"])
+
+
 def _raise_failed(workers: list[_Worker]) -> None:
     for w in workers:
         if w.error is not None:
@@ -383,7 +495,7 @@ def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, A
                quantilesExact(0.5, 0.99)(
                    toUnixTimestamp64Nano(emitted) - toUnixTimestamp64Nano(received)) AS q
            FROM {db}.trail
-           -- a tap's own sighting holds nothing (it only looks), so it has no stage time
+           -- a tap's own sighting is not a stage: its out - in is the tap's lag in reading
            WHERE stage NOT LIKE 'tap:%' GROUP BY stage ORDER BY stage"""
     )
     slowest = store.query(

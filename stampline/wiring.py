@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from audit import ChdbStore, ClickHouseStore, Retention, Store, clock_error_bound
-from collectors import GateSettings, MetricsSettings, SidecarMetrics, TapSettings
+import logging
+import socket
+
+from audit import ChdbStore, ClickHouseStore, ClockBound, Retention, Store, read_clock_bound
+from collectors import (
+    GateSettings,
+    Limits,
+    MetricsSettings,
+    RecorderSettings,
+    SidecarMetrics,
+    TapSettings,
+    TrailTopic,
+)
 from rules import RulesHolder
 from stampline.config import Config, build_extraction
+
+log = logging.getLogger("stampline.clock")
 
 
 def retention(config: Config) -> Retention:
@@ -27,12 +40,41 @@ def open_store(config: Config, database: str | None = None, *, migrate: bool = T
             retention=retention(config),
             migrate=migrate,
         )
-    return ChdbStore(s.path, database or s.database, retention(config), migrate=migrate)
+    return ChdbStore(
+        s.path,
+        database or s.database,
+        retention(config),
+        migrate=migrate,
+        private=s.permissions == "private",
+    )
 
 
-def gate_settings(config: Config, bootstrap: str) -> GateSettings:
+def clock_bound(
+    config: Config, metrics: SidecarMetrics | None = None, stage: str | None = None
+) -> ClockBound:
+    """This host's clock-error bound as configured; a chrony fallback is logged and counted."""
+    bound = read_clock_bound(config.gate.clock_error_source, config.gate.clock_error_ns)
+    if bound.kind == "fallback":
+        log.warning(
+            "clock_error_source=chrony but %s: stamping with the configured bound "
+            "clock_error_ns=%d (recorded on every trail row as a fallback)",
+            bound.reason,
+            bound.bound_ns,
+        )
+        if metrics is not None:
+            metrics.clock_bound_fallbacks.inc()
+    if metrics is not None:
+        host = socket.gethostname()
+        metrics.clock_error_bound.labels(host, stage or config.gate.stage).set(bound.bound_ns / 1e9)
+    return bound
+
+
+def gate_settings(
+    config: Config, bootstrap: str, metrics: SidecarMetrics | None = None
+) -> GateSettings:
     """The gate's settings for this deployment, talking to ``bootstrap``."""
     client = dict(config.broker.client)
+    bound = clock_bound(config, metrics)
     return GateSettings(
         bootstrap_servers=bootstrap,
         raw_topics=tuple(config.topics.raw),
@@ -40,9 +82,8 @@ def gate_settings(config: Config, bootstrap: str) -> GateSettings:
         dead_letter_topic=config.topics.dead_letter,
         group_id=config.gate.group_id,
         stage=config.gate.stage,
-        clock_err_ns=clock_error_bound(config.gate.clock_error_source, config.gate.clock_error_ns)[
-            0
-        ],
+        clock_err_ns=bound.bound_ns,
+        clock_source=bound.label(),
         consume_batch=config.gate.consume_batch,
         flush_rows=config.store.flush_rows,
         flush_interval_s=config.store.flush_interval_ns / 1e9,
@@ -52,11 +93,18 @@ def gate_settings(config: Config, bootstrap: str) -> GateSettings:
         recovery_scan=config.gate.recovery_scan,
         queue_batches=config.gate.queue_batches,
         allowed_lateness_ns=config.gate.allowed_lateness_ns,
+        limits=Limits(
+            max_value_bytes=config.gate.max_message_bytes,
+            max_key_bytes=config.gate.max_key_bytes,
+            max_header_bytes=config.gate.max_header_bytes,
+        ),
+        transaction_probe=config.gate.transaction_probe,
     )
 
 
 def tap_settings(config: Config, bootstrap: str, topics: list[str] | None = None) -> TapSettings:
     """The tap's settings: the configured topics unless ``topics`` names others."""
+    bound = clock_bound(config)
     return TapSettings(
         bootstrap_servers=bootstrap,
         topics=tuple(topics or config.tap.topics),
@@ -65,6 +113,8 @@ def tap_settings(config: Config, bootstrap: str, topics: list[str] | None = None
         key_fields=tuple(config.tap.key_fields),
         consume_batch=config.tap.consume_batch,
         consumer=dict(config.broker.client),
+        clock_err_ns=bound.bound_ns,
+        clock_source=bound.label(),
     )
 
 
@@ -92,4 +142,26 @@ def rules_holder(config: Config) -> RulesHolder:
         config.rules.files,
         build_extraction(config),
         interval_s=config.rules.reload_interval_ns / 1e9,
+    )
+
+
+def trail_topic(config: Config, source: str) -> TrailTopic:
+    """Where a gate or a tap sends its trail: the configured trail topic."""
+    return TrailTopic(config.topics.trail, source)
+
+
+def recorder_settings(config: Config, bootstrap: str) -> RecorderSettings:
+    """The recorder's settings for this deployment, talking to ``bootstrap``."""
+    r = config.recorder
+    client = dict(config.broker.client)
+    return RecorderSettings(
+        bootstrap_servers=bootstrap,
+        trail_topic=config.topics.trail,
+        group_id=r.group_id,
+        heads_topic=config.topics.trail_heads,
+        heads_interval_s=r.heads_interval_ns / 1e9,
+        consume_batch=r.consume_batch,
+        retry_max_s=r.retry_max_ns / 1e9,
+        consumer=client,
+        producer=client,
     )

@@ -10,7 +10,16 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from collectors import Gate, GateSettings, SidecarMetrics, TrailSink
+from alerting import BatchObserver
+from collectors import (
+    Gate,
+    GateSettings,
+    Recorder,
+    RecorderSettings,
+    SidecarMetrics,
+    TrailSink,
+    TrailTopic,
+)
 from rules import RuleSet
 
 Header = tuple[str, bytes | None]
@@ -46,7 +55,7 @@ def produce(
 ) -> list[tuple[int, int]]:
     """Produce ``records`` (key, value[, headers]) and return each one's (partition, offset)."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 4_000_000}
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 20_000_000}
     )
     where: list[tuple[int, int] | None] = []
 
@@ -124,10 +133,11 @@ class GateRun:
         self,
         settings: GateSettings,
         rules: RuleSet,
-        trail: TrailSink,
+        trail: TrailSink | TrailTopic,
         metrics: SidecarMetrics | None = None,
+        detectors: BatchObserver | None = None,
     ) -> None:
-        self.gate = Gate(settings, rules, trail, metrics)
+        self.gate = Gate(settings, rules, trail, metrics, detectors)
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._body, daemon=True)
@@ -166,3 +176,48 @@ def read_committed(
 ) -> list[Record]:
     """Like :func:`read_all`, as a ``read_committed`` consumer sees the topic."""
     return read_all(bootstrap, topic, expect, idle_s, {"isolation.level": "read_committed"})
+
+
+class RecorderRun:
+    """A recorder running in a thread, stopped by :meth:`stop`."""
+
+    def __init__(self, settings: RecorderSettings, store: Any, metrics: Any = None) -> None:
+        self.recorder = Recorder(settings, store, metrics)
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._body, daemon=True)
+        self.thread.start()
+
+    def _body(self) -> None:
+        try:
+            self.recorder.run(self.stop_event)
+        except BaseException as exc:
+            self.error = exc
+
+    def wait(self, done: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert self.error is None, f"recorder failed: {self.error!r}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "recorder did not stop within 60 s"
+        assert self.error is None, f"recorder failed: {self.error!r}"
+
+
+def record_until(
+    bootstrap: str, trail_topic: str, store: Any, group: str, done: Callable[[], bool]
+) -> RecorderRun:
+    """Run a recorder on ``trail_topic`` into ``store`` until ``done()``, then stop it."""
+    run = RecorderRun(
+        RecorderSettings(
+            bootstrap, trail_topic, group_id=group, heads_topic=None, poll_timeout_s=0.1
+        ),
+        store,
+    )
+    run.wait(done, f"the recorder to write {trail_topic}")
+    run.stop()
+    return run

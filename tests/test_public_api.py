@@ -34,6 +34,7 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
         ("audit", ["rules", "collectors", "alerting", "dashboards", "stampline"]),
         ("collectors", ["alerting", "dashboards", "stampline"]),
         ("dashboards", ["rules", "collectors", "stampline"]),
+        ("alerting", ["rules", "collectors", "dashboards", "stampline"]),
     ],
 )
 def test_imports_run_one_way(name: str, forbidden: list[str]) -> None:
@@ -57,6 +58,7 @@ def test_collectors_surface_is_pinned() -> None:
         "Stamps",
         "StageStamp",
         "read_stamps",
+        "admin_config",
         "append_stamp",
         "source_event_id",
         "new_event_id",
@@ -64,6 +66,11 @@ def test_collectors_surface_is_pinned() -> None:
         "StampError",
         "DeliveryError",
         "CollectorError",
+        "TrailTopic",
+        "Recorder",
+        "RecorderSettings",
+        "RecorderMetrics",
+        "read_heads",
     }
 
 
@@ -78,9 +85,40 @@ def test_audit_surface_is_pinned() -> None:
         "replay_event",
         "replay_decision",
         "Timeline",
+        "Verdict",
+        "completeness",
+        "heatmap",
+        "hotspots",
+        "parse_sequence_key",
+        "providers_compare",
         "NotFoundError",
         "StoreError",
         "AuditError",
+        "ChainHead",
+        "TRAIL_FORMAT_VERSION",
+        "TrailFormatError",
+        "encode_trail_messages",
+        "decode_trail_message",
+        "dead_letter_table",
+    }
+
+
+def test_evidence_surface_is_pinned() -> None:
+    """The evidence report's public names (dashboards) and the audit names it reads by."""
+    import audit
+    import dashboards
+
+    assert set(audit.__all__) >= {"ClockBound", "read_clock_bound", "short_ids"}
+    assert set(dashboards.__all__) >= {
+        "SCHEMA",
+        "Context",
+        "InputFile",
+        "decision_evidence",
+        "event_evidence",
+        "period_evidence",
+        "write_bundle",
+        "print_pdf",
+        "dump_dom",
     }
 
 

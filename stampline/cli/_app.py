@@ -10,10 +10,11 @@ from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
-from rich.console import Console
 
-from audit import AuditError, ChdbStore, Store
+from audit import AuditError, ChdbStore, LiveStore, Store, check_database_name, find_live
 from stampline import __version__
+from stampline._redact import RedactingFormatter, scrub_data
+from stampline._terminal import SafeConsole, line
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 
 app = typer.Typer(
@@ -37,9 +38,10 @@ for _group, _name in [
 ]:
     app.add_typer(_group, name=_name)
 
-# Piped output keeps whole lines: tables are for people, --json is for scripts.
-out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped output keeps whole lines: tables are for people, --json is for scripts. Both
+# consoles show data as text (no markup, control codes escaped, secrets hidden).
+out = SafeConsole(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
+err = SafeConsole(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 ConfigOpt = Annotated[
@@ -49,13 +51,13 @@ ConfigOpt = Annotated[
 
 
 def emit_json(obj: Any) -> None:
-    """Print ``obj`` as one JSON document on stdout."""
-    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+    """Print ``obj`` as one JSON document on stdout (with no remembered secret in it)."""
+    sys.stdout.write(orjson.dumps(scrub_data(obj), option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` on stderr and exit with ``code`` (1: a problem, 2: a usage error)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(line(("error:", "bold red"), " "), message, sep="", highlight=False)
     raise typer.Exit(code)
 
 
@@ -69,6 +71,12 @@ def config_path(config: Path | None) -> Path:
 
 
 def open_store_for_query(store: Path | None, database: str | None, config: Path | None) -> Store:
+    if database is not None:
+        try:
+            check_database_name(database)
+        except ValueError as exc:
+            fail(f"--database: {exc}", 2)
+    private = True
     if store is None:
         if config is None and not os.environ.get(ENV_CONFIG_FILE):
             fail("say which trail: --store PATH (a chDB folder) or --config FILE", 2)
@@ -84,9 +92,19 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
             except AuditError as exc:
                 fail(str(exc))
         store, database = cfg.store.path, database or cfg.store.database
+        private = cfg.store.permissions == "private"
     if not store.is_dir():
         fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
-    return ChdbStore(store, database or "stampline")
+    live = find_live(store)  # a running recorder holds the store: read through it
+    if live is not None:
+        return LiveStore(live["url"], database or "stampline")
+    try:
+        return ChdbStore(store, database or "stampline", private=private)
+    except AuditError as exc:
+        fail(str(exc).splitlines()[0])
+
+
+_NOISY_LIBRARIES = ("urllib3", "clickhouse_connect")
 
 
 def _version(value: bool) -> None:
@@ -105,8 +123,12 @@ def _root(
         bool, typer.Option("--verbose", "-v", help="Log what the sidecars do.")
     ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    if not verbose:
+        # The HTTP stack's retry warnings repeat what the one-line error then says (and
+        # clickhouse-connect sets urllib3's level itself, so a level here would not hold).
+        handler.addFilter(
+            lambda r: r.levelno >= logging.ERROR or not r.name.startswith(_NOISY_LIBRARIES)
+        )
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from audit import AuditError
 from rules import GxMissingError, gx_module, parse_duration_ns, validate_frames
+from stampline._terminal import styled
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -99,7 +100,7 @@ def validate(
                 s["table"],
                 s["expectation"],
                 cols,
-                "yes" if s["success"] else "[red]NO[/]",
+                "yes" if s["success"] else styled("NO", "red"),
                 f"{s['unexpected']:,}",
                 f"{s['rows']:,}",
             )

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from stampline._terminal import line, styled
 from stampline.cli._app import JsonOpt, app, emit_json, err, fail, out
 
 
@@ -29,14 +30,15 @@ def demo(
     the command that replays one decision.
     """
     from stampline._feed import FeedPlan
+    from stampline.broker import BrokerError
     from stampline.demo import DemoError, run_demo
 
     def progress(message: str) -> None:
-        err.print(f"[dim]demo:[/] {message}", highlight=False)
+        err.print(line(("demo:", "dim"), f" {message}"), highlight=False)
 
     try:
         result = run_demo(store, plan=FeedPlan(rounds=rounds), progress=progress)
-    except DemoError as exc:
+    except (DemoError, BrokerError) as exc:
         fail(str(exc))
     summary = result.summary
     if as_json:
@@ -51,9 +53,18 @@ def _ms(value: float | None) -> str:
 
 def _print_summary(s: dict[str, Any]) -> None:
     total_dead = sum(s["dead_lettered"].values())
+    out.print()
     out.print(
-        f"\n[bold]events in[/] {s['events_in']:,}   [bold]forwarded[/] {s['forwarded']:,}   "
-        f"[bold]dead-lettered[/] {total_dead:,}   [bold]decisions[/] {s['decisions']:,}"
+        line(
+            ("events in", "bold"),
+            f" {s['events_in']:,}   ",
+            ("forwarded", "bold"),
+            f" {s['forwarded']:,}   ",
+            ("dead-lettered", "bold"),
+            f" {total_dead:,}   ",
+            ("decisions", "bold"),
+            f" {s['decisions']:,}",
+        )
     )
     dl = Table(title="dead letters by rule", title_justify="left")
     dl.add_column("rule")
@@ -78,9 +89,26 @@ def _print_summary(s: dict[str, Any]) -> None:
     for name, p in s["providers"].items():
         if p["latency_p50_ms"] is not None and p["latency_p50_ms"] < 0:
             out.print(
-                f"[yellow]{name}: origin times are later than ingestion — its clock runs "
-                "ahead of the gate's; latencies from it are not facts[/]"
+                styled(
+                    f"{name}: origin times are later than ingestion — its clock runs "
+                    "ahead of the gate's; latencies from it are not facts",
+                    "yellow",
+                )
             )
+    alerts = s.get("alerts", [])
+    at = Table(title="alerts (docs/alerting.md)", title_justify="left")
+    for col in ("alert", "labels", "fired at", "resolved at", "summary"):
+        at.add_column(col)
+    for a in alerts:
+        at.add_row(
+            (a["id"]),
+            (" ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))),
+            a["fired_at"] or "—",
+            a["resolved_at"] or "still firing",
+            (a["summary"]),
+        )
+    if alerts:
+        out.print(at)
     st = Table(title="stages (time from taking an event in to letting it go)", title_justify="left")
     for col in ("stage", "events", "p50 ms", "p99 ms"):
         st.add_column(col, justify="left" if col == "stage" else "right")
@@ -88,7 +116,14 @@ def _print_summary(s: dict[str, Any]) -> None:
         st.add_row(name, f"{v['events']:,}", f"{v['p50_ms']:.3f}", f"{v['p99_ms']:.3f}")
     out.print(st)
     out.print(
-        f"slowest decision [bold]{s['decision_id']}[/] spent {s['decision_stage_ms']} ms "
-        f"in stage risk.\nreplay it:  [bold]{s['replay_command']}[/]",
+        line(
+            "slowest decision ",
+            (s["decision_id"], "bold"),
+            f" spent {s['decision_stage_ms']} ms in stage risk.",
+        ),
         highlight=False,
+    )
+    out.print(line("replay it:  ", (s["replay_command"], "bold")), highlight=False)
+    out.print(
+        line("evidence for a regulator:  ", (s["evidence_command"], "bold")), highlight=False
     )

@@ -16,13 +16,16 @@ from stampline.config import ConfigError, load_config
 def gate(config: ConfigOpt = None) -> None:
     """Run the gate: raw feed → rules → clean topic or dead letters, one trail row per event.
 
-    Runs until SIGTERM or Ctrl-C, then writes what is pending, commits and exits 0.
+    The trail rows go to the trail topic (`topics.trail`), never to the store: run
+    `stampline recorder` (or `stampline run`) to write them. The gate never waits on the
+    store. Runs until SIGTERM or Ctrl-C, then produces what is pending, commits and exits 0.
     Progress goes to stderr every few seconds. `gate.delivery: exactly_once` uses Kafka
     transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
     from collectors import Gate
-    from stampline.broker import EmbeddedBroker, ensure_topics
-    from stampline.wiring import gate_settings, open_store, rules_holder, sidecar_metrics
+    from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
+    from stampline.cli._start import one_line_errors
+    from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
 
     path = config_path(config)
     try:
@@ -37,39 +40,75 @@ def gate(config: ConfigOpt = None) -> None:
     if cfg.metrics.enabled:
         metrics.serve()
         err.print(f"gate: metrics on {cfg.metrics.address}:{cfg.metrics.port}/metrics")
-    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
+    with (
+        one_line_errors("gate"),
+        EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker,
+    ):
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
+        check_reachable(bootstrap, cfg.broker.client)
         if cfg.topics.create_missing:
             ensure_topics(
                 bootstrap,
-                [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter],
+                [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter, cfg.topics.trail],
                 cfg.topics.partitions,
+                client=cfg.broker.client,
             )
-        with open_store(cfg) as store:
-            the_gate = Gate(gate_settings(cfg, bootstrap), rules, store, metrics)
-            err.print(
-                f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
-                f"/ {cfg.topics.dead_letter}; trail in {cfg.store.path}",
-                highlight=False,
-            )
-            last = [0.0]
+        # The trail leaves on the broker: no store is opened here (alert history is not
+        # written from the gate either; Alertmanager, the alerts topic and metrics are).
+        alerting = _alerting(cfg, bootstrap, None, metrics, rules)
+        detectors = alerting.detectors if alerting is not None else None
+        settings = gate_settings(cfg, bootstrap, metrics)
+        trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
+        the_gate = Gate(settings, rules, trail, metrics, detectors)
+        err.print(
+            f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
+            f"/ {cfg.topics.dead_letter}; trail → {cfg.topics.trail}",
+            highlight=False,
+        )
+        last = [0.0]
 
-            def report(stats: Any) -> None:
-                import time
+        def report(stats: Any) -> None:
+            import time
 
-                if time.monotonic() - last[0] >= 5:
-                    last[0] = time.monotonic()
-                    err.print(
-                        f"gate: in {stats.events_in:,} forwarded {stats.forwarded:,} "
-                        f"dead-lettered {stats.dead_lettered_total:,}",
-                        highlight=False,
-                    )
+            if time.monotonic() - last[0] >= 5:
+                last[0] = time.monotonic()
+                err.print(
+                    f"gate: in {stats.events_in:,} forwarded {stats.forwarded:,} "
+                    f"dead-lettered {stats.dead_lettered_total:,} "
+                    f"warned {_warned(stats.warned)}",
+                    highlight=False,
+                )
 
+        try:
             the_gate.run(stop, on_flush=report)
-            s = the_gate.stats
-            err.print(
-                f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
-                f"dead-lettered {s.dead_lettered_total:,}",
-                highlight=False,
-            )
+        finally:
+            if alerting is not None:
+                alerting.close()
+        s = the_gate.stats
+        err.print(
+            f"gate: stopped cleanly; in {s.events_in:,} forwarded {s.forwarded:,} "
+            f"dead-lettered {s.dead_lettered_total:,} warned {_warned(s.warned)}",
+            highlight=False,
+        )
+
+
+def _alerting(cfg: Any, bootstrap: str, store: Any, metrics: Any, rules: Any) -> Any:
+    """The gate's alerting parts (None without alerting.definitions); exits on a bad file."""
+    from alerting import DefinitionError
+    from stampline._alerts import for_gate
+
+    try:
+        return for_gate(cfg, bootstrap, store, metrics, rules)
+    except DefinitionError as exc:
+        fail(f"alerting.definitions is not usable:\n{exc}")
+
+
+def _warned(counts: Any) -> str:
+    """Warn verdicts, total and per rule: ``3 (price.tick 2, seq.gap 1)``."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    parts = ", ".join(f"{rule} {n:,}" for rule, n in counts.most_common(3))
+    more = ", …" if len(counts) > 3 else ""
+    return f"{total:,} ({parts}{more})"

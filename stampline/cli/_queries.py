@@ -8,7 +8,15 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from audit import AuditError, completeness, hotspots, providers_compare
+from audit import (
+    AuditError,
+    completeness,
+    format_ns,
+    heatmap,
+    hotspots,
+    parse_sequence_key,
+    providers_compare,
+)
 from rules import format_duration, parse_duration_ns
 from stampline.cli._app import (
     ConfigOpt,
@@ -20,19 +28,25 @@ from stampline.cli._app import (
     out,
     providers_app,
 )
+from stampline.cli._heatmap import render_heatmap
 
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
 DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database in the store.")]
 
 
-def _window(since: str) -> int:
+def _window(since: str, option: str = "--since", zero: bool = False) -> int:
+    """A duration option's value in ns; ``zero`` allows 0 (a grace of none)."""
     try:
         ns = parse_duration_ns(since)
     except ValueError as exc:
-        fail(f"--since: {exc}", 2)
-    if ns <= 0:
-        fail(f"--since must be positive (got {since!r})", 2)
+        fail(f"{option}: {exc}", 2)
+    if ns < 0 or (ns == 0 and not zero):
+        fail(f"{option} must be {'zero or ' if zero else ''}positive (got {since!r})", 2)
     return ns
+
+
+def _d(value: float | None) -> str:
+    return "—" if value is None else format_duration(int(value))
 
 
 def _lat(value: float | None, bound: int) -> str:
@@ -58,94 +72,193 @@ def compare(
         Literal["provider", "instrument"],
         typer.Option(help="One row per provider or per instrument."),
     ] = "provider",
-    gap: Annotated[str, typer.Option(help="A pause longer than this is a gap.")] = "1s",
+    gap: Annotated[
+        str, typer.Option(help="A pause between two origins longer than this is a silence.")
+    ] = "1s",
+    sustain: Annotated[
+        str, typer.Option(help="Divergence counts as sustained when it holds this long.")
+    ] = "5s",
+    skew_bound: Annotated[
+        str | None,
+        typer.Option(help="Flag a clock offset this far from its peers' (default: clock bound)."),
+    ] = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare providers: latency p50/p99/p999, gaps, update rate, dead letters, divergence.
+    """Compare providers: latency, clock offset, silences, sequence gaps, rate, divergence.
 
     Latency is gate ingestion minus the provider's origin time, ± the gate's clock-error
-    bound (the provider's own clock is unknown); a '?' marks a latency that is negative or
-    inside the bound. Divergence is the distance, in basis points, of each provider's last
-    price per instrument and minute from the median across providers.
+    bound; '?' marks a latency that is negative or inside the bound. Clock offset is the
+    smallest ingestion − origin (transit plus skew), flagged '!' when negative or off its
+    peers'. Silences are pauses between origins longer than --gap; sequence gaps are
+    missing numbers per provider and instrument. The rate is over the provider's active
+    span. Divergence is from the cross-provider median, per second of origin time: max,
+    sustained (held for --sustain) and median. Every column: docs/reports.md.
     """
-    window, gap_ns = _window(since), _window(gap)
+    window, gap_ns = _window(since), _window(gap, "--gap")
+    sustain_ns = _window(sustain, "--sustain")
+    if sustain_ns % 1_000_000_000:
+        fail(f"--sustain must be whole seconds (got {sustain!r})", 2)
+    bound_ns = None if skew_bound is None else _window(skew_bound, "--skew-bound", zero=True)
     result = _run(
-        lambda st: providers_compare(st, window, by=by, gap_ns=gap_ns), store, database, config
+        lambda st: providers_compare(
+            st,
+            window,
+            by=by,
+            gap_ns=gap_ns,
+            sustain_s=sustain_ns // 1_000_000_000,
+            skew_bound_ns=bound_ns,
+        ),
+        store,
+        database,
+        config,
     )
     if as_json:
         emit_json(result)
         return
-    t = Table(title=f"providers over the last {since}", title_justify="left")
+    t = Table(title=f"providers over the last {(since)}", title_justify="left")
     cols = ["provider"] + (["instrument"] if by == "instrument" else [])
-    cols += ["events", "p50", "p99", "p99.9", "gaps", "gap time", "upd/s", "dead %", "div bps"]
+    cols += ["events", "p50", "p99", "clock offset", "silences", "longest", "seq gaps"]
+    cols += ["missing", "upd/s", "dead %", "div max", "div held", "div p50"]
     for c in cols:
         t.add_column(c, justify="left" if c in ("provider", "instrument") else "right")
     for r in result["rows"]:
         b = r["clock_bound_ns"]
-        div = r["divergence_bps_p50"]
+        offset = _d(r["clock_offset_ns"]) + (" !" if r["clock_flags"] else "")
         t.add_row(
             *(
-                [r["provider"] or "(unidentified)"]
-                + ([r["instrument"]] if by == "instrument" else [])
+                [(r["provider"] or "(unidentified)")]
+                + ([(r["instrument"])] if by == "instrument" else [])
             ),
             f"{r['events']:,}",
             _lat(r["latency_p50_ns"], b),
             _lat(r["latency_p99_ns"], b),
-            _lat(r["latency_p999_ns"], b),
-            str(r["gaps"]),
-            format_duration(r["gap_total_ns"]),
-            f"{r['updates_per_s']:.1f}",
+            offset,
+            str(r["silences"]),
+            format_duration(r["silence_longest_ns"]),
+            str(r["sequence_gaps"]),
+            f"{r['sequence_missing']:,}",
+            "—" if r["updates_per_s"] is None else f"{r['updates_per_s']:.1f}",
             f"{100 * r['dead_lettered_share']:.2f}",
-            "—" if div is None else f"{div:.1f}",
+            *(_bps(r[k]) for k in ("divergence_bps_max", "divergence_bps_sustained")),
+            _bps(r["divergence_bps_p50"]),
         )
     out.print(t)
+    for r in result["rows"]:
+        for flag in r["clock_flags"]:
+            out.print(f"! {(r['provider'])}: {(flag)}", highlight=False)
+    out.print(
+        f"rate: {result['rate_basis']}; divergence in basis points, held = for "
+        f"{result['sustain_s']}s",
+        style="dim",
+        highlight=False,
+    )
+
+
+def _bps(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
 
 
 @app.command("hotspots")
 def hotspots_cmd(
     since: Annotated[str, typer.Option(help="Window, counted back from the newest data.")] = "15m",
+    heat: Annotated[
+        bool, typer.Option("--heatmap", help="Draw stage pair × time, coloured by p99.")
+    ] = False,
+    buckets: Annotated[
+        int, typer.Option(min=1, max=1000, help="Time buckets across the heat map.")
+    ] = 30,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rank stage pairs by p99 hop latency, with the trend against the window before.
+    """Rank every stage pair by p99 hop latency, with each stage's hold time and taps' lag.
 
-    A hop is the time from one stamp to the next (origin → first stage, stage → stage), read
-    from the per-minute rollup. Each latency carries the two stamping hosts' combined
-    clock-error bound; '?' marks one that is negative or inside it.
+    A hop runs from one stamp to the next (origin → gate, gate → risk, risk → a tap's topic);
+    a decision's hop starts where its inputs left their last stage. Hold time is a stage's
+    out − in. A tap measures hops up to the broker time and reports its own lag apart.
+    Each latency carries the stamping hosts' combined clock-error bound; '?' marks one that
+    is negative or inside it. --heatmap draws the hops over time instead (--json: the
+    matrix). Every column: docs/reports.md.
     """
     window = _window(since)
+    if heat:
+        matrix = _run(lambda st: heatmap(st, window, buckets), store, database, config)
+        if as_json:
+            emit_json(matrix)
+        else:
+            out.print(render_heatmap(matrix, f"p99 hop latency over the last {since}"))
+        return
     result = _run(lambda st: hotspots(st, window), store, database, config)
     if as_json:
         emit_json(result)
         return
-    t = Table(title=f"hop latency over the last {since}, slowest first", title_justify="left")
-    for c in ("hop", "hops", "p50", "p99", "p99.9", "trend", "notes"):
+    t = Table(
+        title=f"hop latency over the last {(since)}, slowest first", title_justify="left"
+    )
+    for c in ("hop", "hops", "p50", "p99", "p99.9", "max", "trend", "notes"):
         t.add_column(c, justify="left" if c in ("hop", "notes") else "right")
     for r in result["rows"]:
         b = r["clock_bound_ns"]
         t.add_row(
-            f"{r['from_stage']} → {r['to_stage']}",
+            (f"{r['from_stage']} → {r['to_stage']}"),
             f"{r['hops']:,}",
             _lat(r["p50_ns"], b),
             _lat(r["p99_ns"], b),
             _lat(r["p999_ns"], b),
+            format_duration(r["max_ns"]),
             "—" if r["trend"] is None else f"×{r['trend']:.2f}",
-            "; ".join(r["flags"]),
+            ("; ".join(r["flags"])),
         )
     out.print(t)
+    h = Table(title="hold time per stage (out − in)", title_justify="left")
+    for c in ("stage", "events", "p50", "p99", "p99.9", "max"):
+        h.add_column(c, justify="left" if c == "stage" else "right")
+    for r in result["holds"]:
+        b = r["clock_bound_ns"]
+        h.add_row(
+            (r["stage"]),
+            f"{r['events']:,}",
+            _lat(r["p50_ns"], b),
+            _lat(r["p99_ns"], b),
+            _lat(r["p999_ns"], b),
+            format_duration(r["max_ns"]),
+        )
+    out.print(h)
+    if result["tap_lags"]:
+        lag = Table(
+            title="taps' own lag (read − broker time; not pipeline latency)", title_justify="left"
+        )
+        for c in ("tap", "records", "p50", "p99", "max"):
+            lag.add_column(c, justify="left" if c == "tap" else "right")
+        for r in result["tap_lags"]:
+            lag.add_row(
+                (r["stage"]),
+                f"{r['events']:,}",
+                _d(r["p50_ns"]),
+                _d(r["p99_ns"]),
+                format_duration(r["max_ns"]),
+            )
+        out.print(lag)
 
 
 @app.command("completeness")
 def completeness_cmd(
     since: Annotated[str, typer.Option(help="Window, counted back from the newest data.")] = "1h",
     grace: Annotated[
-        str, typer.Option(help="Events that left upstream this recently may be in flight.")
+        str,
+        typer.Option(help="Events that left upstream this recently may be in flight (0s: none)."),
     ] = "5s",
+    key: Annotated[
+        str,
+        typer.Option(
+            help="What sequence numbers count per: provider, instrument, or provider,instrument."
+        ),
+    ] = "provider,instrument",
+    limit: Annotated[int, typer.Option(min=0, help="List at most this many gaps.")] = 50,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
@@ -153,30 +266,54 @@ def completeness_cmd(
 ) -> None:
     """Per stage pair: events seen upstream but never downstream (lost) or seen twice.
 
-    Stage to stage, the event id links the sightings; origin to the first stage, each
-    provider's sequence numbers do (a missing number is lost, a number on two events is
-    duplicated).
+    Stage to stage, the event id links the sightings. Origin to the gate, the provider's
+    sequence numbers do, counted per --key (by default provider and instrument, as the
+    sequence rule keys them): a missing number is lost, a number on two events is
+    duplicated. Each gap is listed with its key, first missing number, size and time.
     """
-    window, grace_ns = _window(since), _window(grace)
-    result = _run(lambda st: completeness(st, window, grace_ns), store, database, config)
+    window, grace_ns = _window(since), _window(grace, "--grace", zero=True)
+    try:
+        seq_key = parse_sequence_key(key)
+    except ValueError as exc:
+        fail(f"--key: {exc}", 2)
+    result = _run(
+        lambda st: completeness(st, window, grace_ns, seq_key, limit), store, database, config
+    )
     if as_json:
         emit_json(result)
         return
-    t = Table(title=f"completeness over the last {since}", title_justify="left")
-    for c in ("hop", "provider", "upstream", "lost", "duplicated"):
+    t = Table(title=f"completeness over the last {(since)}", title_justify="left")
+    for c in ("hop", "provider", "keys", "upstream", "lost", "duplicated"):
         t.add_column(c, justify="left" if c in ("hop", "provider") else "right")
     for r in result["rows"]:
         t.add_row(
-            f"{r['from_stage']} → {r['to_stage']}",
-            r["provider"] or "",
+            (f"{r['from_stage']} → {r['to_stage']}"),
+            (r["provider"] or ""),
+            "" if r["keys"] is None else f"{r['keys']:,}",
             f"{r['upstream']:,}",
             f"{r['lost']:,}",
             f"{r['duplicated']:,}",
         )
     out.print(t)
+    if result["sequence_gaps"]:
+        g = Table(
+            title=f"sequence gaps (per {'+'.join(result['sequence_key'])}), oldest first",
+            title_justify="left",
+        )
+        for c in ("at (gate time, UTC)", "stage", "key", "first missing", "size"):
+            g.add_column(c, justify="right" if c in ("first missing", "size") else "left")
+        for gap in result["sequence_gaps"]:
+            g.add_row(
+                format_ns(gap["at_ns"]),
+                (gap["stage"]),
+                ("/".join(gap["key"].values())),
+                f"{gap['first_missing']:,}",
+                f"{gap['size']:,}",
+            )
+        out.print(g)
     if result["unattributed"]:
         out.print(
-            f"{result['unattributed']:,} record(s) reached the first stage without a readable "
+            f"{result['unattributed']:,} record(s) reached the gate without a readable "
             "provider (dead-lettered as unreadable); missing sequence numbers may be those, "
             "received rather than lost.",
             highlight=False,

@@ -8,8 +8,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from audit import AuditError, NotFoundError, Timeline, format_ns, replay_decision, replay_event
+from audit import (
+    AuditError,
+    ClockBound,
+    NotFoundError,
+    Timeline,
+    format_ns,
+    replay_decision,
+    replay_event,
+    short_ids,
+)
 from rules import format_duration
+from stampline._terminal import styled
 from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, fail, open_store_for_query, out
 
 
@@ -29,8 +39,10 @@ def replay(
     """Print every sighting of an event, or of a decision and all its inputs, in time order.
 
     Each line shows the stage, its UTC time to the nanosecond, the delta from the event's
-    own origin and from the first origin in the lineage, and the stamping host's
-    clock-error bound.
+    own origin and from the first origin in the lineage, the stamping host's clock-error
+    bound and where that bound came from (configured, chrony, or a fallback to the
+    configured value when chrony was asked for and could not answer). Events are named by
+    the tail of their id, the part that tells time-ordered ids apart.
     """
     if (event_id is None) == (decision is None):
         fail("give exactly one of EVENT_ID or --decision ID", 2)
@@ -53,9 +65,19 @@ def replay(
 
 def _print_timeline(t: Timeline) -> None:
     roles = {e.event_id: e for e in t.events}
+    names = short_ids([e.event_id for e in t.events])
     title = f"{t.kind} {t.root_id}: {len(t.events)} event(s), {len(t.sightings)} sightings"
     table = Table(title=title, title_justify="left")
-    for col in ("time (UTC)", "Δ first", "Δ origin", "event", "role", "stage", "± clock"):
+    for col in (
+        "time (UTC)",
+        "Δ first",
+        "Δ origin",
+        "event",
+        "role",
+        "stage",
+        "± clock",
+        "bound from",
+    ):
         table.add_column(
             col, justify="right" if col.startswith(("Δ", "±")) else "left", no_wrap=True
         )
@@ -65,20 +87,46 @@ def _print_timeline(t: Timeline) -> None:
         table.add_row(
             format_ns(s.stamp.time_ns),
             format_duration(s.delta_from_first_ns),
-            format_duration(s.delta_from_origin_ns),
-            s.event_id[:8],
-            f"{e.role} {who}" if e.provider else e.role,
-            s.stamp.stage
+            "—" if s.delta_from_origin_ns is None else format_duration(s.delta_from_origin_ns),
+            names[s.event_id],
+            (f"{e.role} {who}" if e.provider else e.role),
+            (s.stamp.stage)
             + (
-                f" (held {format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
+                f" ({'tap lag' if s.stamp.tap else 'held'} "
+                f"{format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
                 if s.stamp.received_ns
                 else ""
             ),
             format_duration(s.stamp.clock_err_ns) if s.stamp.clock_err_ns is not None else "?",
+            _source(s.stamp.clock_source) if s.stamp.clock_err_ns is not None else "",
         )
     out.print(table)
     for e in t.events:
         if not e.stamps:
-            out.print(f"[yellow]input {e.event_id} was never observed by stampline[/]")
-        elif e.outcome == "dead_lettered":
-            out.print(f"[red]{e.event_id} was dead-lettered by {e.rule_id}[/]")
+            out.print(styled(f"input {e.event_id} was never observed by stampline", "yellow"))
+        elif e.outcome == "dead_lettered" and not e.verdicts:
+            out.print(styled(f"{e.event_id} was dead-lettered by {e.rule_id}", "red"))
+        for v in e.verdicts:
+            what = "dead-lettered by" if v.severity == "reject" else "forwarded with a warning:"
+            colour = "red" if v.severity == "reject" else "yellow"
+            out.print(
+                styled(f"{e.event_id} {what} {v.rule_id}@v{v.rule_version}: {v.reason}", colour)
+            )
+    fallbacks = {s.stamp.host for s in t.sightings if s.stamp.clock_source.startswith("fallback")}
+    if fallbacks:
+        out.print(
+            styled(
+                f"bound on {', '.join(sorted(fallbacks))} is the configured value: chrony was "
+                "asked for and could not answer (see the bound-from column)",
+                "yellow",
+            )
+        )
+
+
+def _source(label: str) -> str:
+    b = ClockBound.from_label(label, 0)
+    if b.kind == "chrony":
+        return f"chrony (offset {format_duration(b.offset_ns or 0)})"
+    if b.kind == "fallback":
+        return f"fallback: {b.reason}"
+    return b.kind

@@ -20,6 +20,7 @@ from rules import (
     export_gx,
     run_examples,
 )
+from stampline._terminal import line
 from stampline.cli._app import JsonOpt, emit_json, err, fail, out, rules_app
 
 RulesArg = Annotated[
@@ -60,7 +61,9 @@ def check_compat_cmd(
     if as_json:
         emit_json({"old": str(old), "new": str(new), **result.to_dict()})
     else:
-        out.print(f"{old} → {new} ({result.format}): [bold]{result.level}[/] compatibility")
+        out.print(
+            line(f"{old} → {new} ({result.format}): ", (result.level, "bold"), " compatibility")
+        )
         for direction, problems in (("backward", result.backward), ("forward", result.forward)):
             verdict = "yes" if not problems else f"no, {len(problems)} breaking change(s)"
             out.print(f"  {direction}: {verdict}", highlight=False)
@@ -99,7 +102,9 @@ def contract_test_cmd(
         for o in report.failed:
             want = ", ".join(o.expected) or "pass"
             got = ", ".join(o.actual) or "pass"
-            out.print(f"[red]FAIL[/] {o.where}: expected {want}, got {got}", highlight=False)
+            out.print(
+                line(("FAIL", "red"), f" {o.where}: expected {want}, got {got}"), highlight=False
+            )
             for reason in o.reasons:
                 out.print(f"     {reason}", highlight=False)
         ok = len(report.outcomes) - len(report.failed)

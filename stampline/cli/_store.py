@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from audit import AuditError
+from stampline._terminal import line
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -52,50 +54,126 @@ def migrate(
         out.print(f"unchanged {name}")
 
 
+ExpectHeadOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--expect-head",
+        metavar="[CHAIN=]HEX",
+        help="A chain head published elsewhere (the recorder's heads topic or log): it must "
+        "be in that chain, else the chain was truncated or rewritten. Repeat per chain; a bare "
+        "HEX may be in any chain.",
+    ),
+]
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def parse_expected_heads(values: list[str]) -> list[tuple[str, str]]:
+    """``[CHAIN=]HEX`` values as (chain, head) pairs; exits 2 naming a malformed one."""
+    pairs = []
+    for value in values:
+        chain, _, head = value.rpartition("=")
+        if not _HEX64.match(head):
+            fail(f"--expect-head {value!r}: the head must be 64 hex digits, as [CHAIN=]HEX", 2)
+        pairs.append((chain, head.lower()))
+    return pairs
+
+
 @audit_app.command()
 def verify(
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
+    expect_head: ExpectHeadOpt = None,
+    published_heads: Annotated[
+        bool,
+        typer.Option(
+            "--published-heads",
+            help="Also check every head the recorder published on `topics.trail_heads` "
+            "(needs --config naming the broker).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Prove the trail unchanged: recompute every batch's digest and the ledger's hash chain.
+    """Prove the trail unchanged: recompute every batch's digest and each ledger chain.
 
+    Observations and dead letters are digested per batch; every ledger entry (its write
+    time and expiry included) is hashed into its chain, one chain per trail partition.
     Reports, per batch, rows changed (and which columns), deleted or inserted, rows in no
-    ledgered batch, and broken links in the chain. Batches older than the raw retention are
-    counted as expired, not tampered. Exits 1 when anything is wrong.
+    ledgered batch, broken links and duplicate entries. Batches past their chained expiry
+    are counted as expired, not tampered. A truncated or fully re-chained chain is
+    consistent inside the database: check it against heads published outside it with
+    `--expect-head CHAIN=HEX` or `--published-heads`. Exits 1 when anything is wrong.
     """
+    expected = parse_expected_heads(expect_head or [])
+    if published_heads:
+        expected += _published(config)
 
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
-            err.print(f"[dim]verify:[/] batch {done:,}/{total:,}", highlight=False)
+            err.print(line(("verify:", "dim"), f" batch {done:,}/{total:,}"), highlight=False)
 
     try:
         with open_store_for_query(store, database, config) as st:
-            report = st.verify(progress)
+            report = st.verify(progress, expected)
     except AuditError as exc:
         fail(str(exc))
     if as_json:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "expected_heads": [list(p) for p in expected]})
     else:
-        state = "[green]intact[/]" if report.ok else "[bold red]TAMPERED[/]"
+        state = ("intact", "green") if report.ok else ("TAMPERED", "bold red")
         out.print(
-            f"{state}: {report.batches:,} batches, {report.rows:,} rows, "
-            f"{report.expired:,} expired; chain head {report.head}",
+            line(
+                state,
+                f": {report.batches:,} batches, {report.rows:,} rows, "
+                f"{report.dead_letters:,} dead letters, {report.expired:,} expired; "
+                f"{len(expected)} published heads checked",
+            ),
             highlight=False,
         )
+        for chain_id, head in sorted(report.heads.items()):
+            out.print(f"  chain {chain_id} head {head}", highlight=False)
         if report.findings:
             t = Table(title="findings by batch", title_justify="left")
-            for col in ("batch", "problem", "expected rows", "found rows", "changed columns"):
+            for col in (
+                "chain",
+                "kind",
+                "batch",
+                "problem",
+                "expected rows",
+                "found rows",
+                "detail",
+            ):
                 t.add_column(col)
             for f in report.findings:
                 t.add_row(
+                    (f.chain_id),
+                    f.kind,
                     str(f.seq),
                     f.problem,
                     str(f.expected_rows),
                     str(f.found_rows),
-                    ", ".join(f.columns),
+                    (", ".join(f.columns)),
                 )
             out.print(t)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _published(config: Path | None) -> list[tuple[str, str]]:
+    """The latest head of each chain on the configured heads topic."""
+    from collectors import read_heads
+    from stampline.cli._app import config_path
+    from stampline.config import ConfigError, load_config
+
+    path = config_path(config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        fail(str(exc))
+    if cfg.broker.embedded or not cfg.broker.bootstrap_servers:
+        fail("--published-heads needs broker.bootstrap_servers (an embedded broker keeps none)", 2)
+    heads = read_heads(
+        cfg.broker.bootstrap_servers, cfg.topics.trail_heads, extra=dict(cfg.broker.client)
+    )
+    err.print(f"verify: {len(heads)} published heads on {cfg.topics.trail_heads}")
+    return [(chain, str(body["head"])) for chain, body in sorted(heads.items())]

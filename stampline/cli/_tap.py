@@ -29,10 +29,12 @@ def tap(
     an unstamped record's from the payload fields in `tap.key_fields` (so taps on two
     topics find the same event), else from where it was read. Runs until SIGTERM or
     Ctrl-C, then writes what is pending, commits and exits 0; progress goes to stderr.
+    The sightings go to the trail topic (`topics.trail`) for `stampline recorder`.
     """
     from collectors import Tap
-    from stampline.broker import EmbeddedBroker
-    from stampline.wiring import open_store, sidecar_metrics, tap_settings
+    from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
+    from stampline.cli._start import one_line_errors
+    from stampline.wiring import sidecar_metrics, tap_settings, trail_topic
 
     path = config_path(config)
     try:
@@ -48,15 +50,25 @@ def tap(
     metrics = sidecar_metrics(cfg)
     if cfg.metrics.enabled:
         metrics.serve()
-    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
+    with (
+        one_line_errors("tap"),
+        EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker,
+    ):
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
-        with open_store(cfg) as store:
-            the_tap = Tap(tap_settings(cfg, bootstrap, topics), store, metrics)
-            err.print(f"tap: observing {', '.join(topics)} at {bootstrap}", highlight=False)
-            progress = threading.Thread(target=_progress, args=(the_tap, stop), daemon=True)
-            progress.start()
-            the_tap.run(stop)
+        check_reachable(bootstrap, cfg.broker.client)
+        if cfg.topics.create_missing:
+            ensure_topics(
+                bootstrap, [cfg.topics.trail], cfg.topics.partitions, client=cfg.broker.client
+            )
+        # The trail leaves on the broker: no store is opened here.
+        settings = tap_settings(cfg, bootstrap, topics)
+        trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
+        the_tap = Tap(settings, trail, metrics)
+        err.print(f"tap: observing {', '.join(topics)} at {bootstrap}", highlight=False)
+        progress = threading.Thread(target=_progress, args=(the_tap, stop), daemon=True)
+        progress.start()
+        the_tap.run(stop)
     s = the_tap.stats
     if json_out:
         emit_json(

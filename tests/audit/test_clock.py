@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import clock_error_bound, parse_chronyc_tracking
+from audit import ClockBound, clock_error_bound, parse_chronyc_tracking, read_clock_bound
 
 TRACKING = """Reference ID    : C0A80001 (ntp.example)
 Stratum         : 3
@@ -45,7 +45,10 @@ def test_chronyc_output_is_used_when_the_binary_runs(tmp_path: Path) -> None:
     script = tmp_path / "chronyc"
     script.write_text(f"#!/bin/sh\ncat <<'X'\n{TRACKING}X\n")
     script.chmod(0o755)
-    assert clock_error_bound("chrony", 5_000, chronyc=str(script)) == (312_000, "chrony")
+    assert clock_error_bound("chrony", 5_000, chronyc=str(script)) == (
+        312_000,
+        "chrony offset_ns=-12000 root_dispersion_ns=100000 root_delay_ns=400000",
+    )
 
 
 def test_a_failing_chronyc_falls_back_to_the_configured_bound(tmp_path: Path) -> None:
@@ -55,4 +58,29 @@ def test_a_failing_chronyc_falls_back_to_the_configured_bound(tmp_path: Path) ->
     script.chmod(0o755)
     bound, source = clock_error_bound("chrony", 5_000, chronyc=str(script))
     assert bound == 5_000
-    assert source.startswith("configured (chrony unusable")
+    assert source.startswith("fallback: chrony unusable")
+
+
+def test_a_missing_chronyc_is_a_fallback_naming_the_reason() -> None:
+    """Asking for chrony where chronyc is absent records a fallback that says so."""
+    b = read_clock_bound("chrony", 7_000, chronyc="/nonexistent/chronyc")
+    assert (b.bound_ns, b.kind) == (7_000, "fallback")
+    assert "chrony unusable" in b.reason or "not found" in b.reason
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        ClockBound(1_000, "configured"),
+        ClockBound(2_000, "fallback", reason="chronyc not found"),
+        ClockBound(312_000, "chrony", "", -12_000, 100_000, 400_000),
+    ],
+)
+def test_a_bound_label_reads_back_as_the_same_bound(bound: ClockBound) -> None:
+    """label() and from_label() round-trip every kind the trail records."""
+    assert ClockBound.from_label(bound.label(), bound.bound_ns) == bound
+
+
+def test_an_empty_label_reads_back_as_unknown() -> None:
+    """A row that did not say where its bound came from is 'unknown', never 'configured'."""
+    assert ClockBound.from_label("", 5).kind == "unknown"

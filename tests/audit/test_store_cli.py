@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from audit import ChdbStore
 from stampline.cli import app
-from tests.audit.test_store_suite import pipeline
+from tests.audit.test_store_suite import SHIPPED_MIGRATIONS, pipeline
 
 runner = CliRunner()
 
@@ -22,12 +23,7 @@ def test_migrate_reports_nothing_to_apply_on_a_current_store(store: ChdbStore) -
     """`store migrate --json` lists every migration as already applied."""
     result = runner.invoke(app, ["store", "migrate", *_args(store)])
     assert result.exit_code == 0, result.output
-    assert orjson.loads(result.stdout)["already_applied"] == [
-        "001_trail",
-        "002_ledger",
-        "003_rollups",
-        "025_dashboard_rollups",
-    ]
+    assert orjson.loads(result.stdout)["already_applied"] == SHIPPED_MIGRATIONS
 
 
 def test_verify_exits_1_and_names_the_batch_when_tampered(store: ChdbStore) -> None:
@@ -48,6 +44,25 @@ def test_verify_exits_1_and_names_the_batch_when_tampered(store: ChdbStore) -> N
         "changed",
         ["seq"],
     )
+
+
+def test_verify_checks_expected_heads_and_refuses_a_malformed_one(store: ChdbStore) -> None:
+    """`audit verify --expect-head` passes for a head in the chain, fails (exit 1) for one
+    that is not, and refuses (exit 2, naming it) a value that is not 64 hex digits."""
+    store.write_observations(pipeline(3))
+    head = store.chain_head("local").chain
+    good = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", f"local={head}"])
+    assert good.exit_code == 0, good.output
+    assert orjson.loads(good.stdout)["chain_heads"] == {"local": head}
+    other = "ab" * 32
+    bad = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", other])
+    assert bad.exit_code == 1
+    (finding,) = orjson.loads(bad.stdout)["findings"]
+    assert (finding["problem"], finding["missing_head"]) == ("head_missing", other)
+    typo = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", "local=xyz"])
+    assert typo.exit_code == 2
+    assert "--expect-head 'local=xyz'" in typo.stderr
+    assert "64 hex digits" in typo.stderr
 
 
 def test_the_three_queries_answer_in_json_and_as_tables(store: ChdbStore) -> None:
@@ -74,3 +89,32 @@ def test_a_missing_store_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["completeness", "--store", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert "no store at" in result.stderr
+
+
+def test_names_from_the_data_are_shown_literally_in_every_table(store: ChdbStore) -> None:
+    """A provider or stage named like rich markup is printed as written, never interpreted."""
+    rows = [
+        replace(r, provider="[red]evil", stage="[bold]s" if r.stage == "risk" else r.stage)
+        for r in pipeline(10)
+    ]
+    store.write_observations([replace(r, seq=r.seq + 5 * (r.seq >= 5)) for r in rows])
+    for cmd, text in (
+        (["providers", "compare"], "[red]evil"),
+        (["hotspots"], "[bold]s"),
+        (["hotspots", "--heatmap"], "[bold]s"),
+        (["completeness", "--key", "provider"], "[red]evil"),
+    ):
+        table = runner.invoke(app, [*cmd, *_args(store)[:-1]], terminal_width=200)
+        assert table.exit_code == 0, table.output
+        assert text in table.stdout, (cmd, table.stdout)
+
+
+def test_zero_grace_is_accepted_and_a_negative_one_refused(store: ChdbStore) -> None:
+    """`completeness --grace 0s` runs; a grace that is not a duration names the option."""
+    store.write_observations(pipeline(5))
+    ok = runner.invoke(app, ["completeness", "--grace", "0s", *_args(store)])
+    assert ok.exit_code == 0, ok.output
+    assert orjson.loads(ok.stdout)["grace_ns"] == 0
+    bad = runner.invoke(app, ["completeness", "--grace", "later", *_args(store)])
+    assert bad.exit_code == 2
+    assert "--grace" in bad.stderr

@@ -23,15 +23,17 @@ from collectors import (
 )
 from tests.helpers import produce, read_all
 
+T0 = 1_750_000_000_000_000_000  # ns; stamps hold times between 2000 and 2100
+
 
 def _stamped_inputs(n: int) -> list[Stamps]:
     return [
         Stamps(
             str(uuid.uuid4()),
-            1_000 + i,
-            2_000 + i,
+            T0 + 1_000 + i,
+            T0 + 2_000 + i,
             500,
-            stages=(StageStamp("gate", 2_000 + i, 2_100 + i, 500),),
+            stages=(StageStamp("gate", T0 + 2_000 + i, T0 + 2_100 + i, 500),),
             traceparent=f"00-{uuid.uuid4().hex}-{'1' * 16}-01",
         )
         for i in range(n)
@@ -115,7 +117,12 @@ def test_tap_records_stamps_and_counts_what_it_cannot_use(
     good = _stamped_inputs(2)
     parent = str(uuid.uuid4())
     good[1] = Stamps(
-        good[1].event_id, 5, 5, 9, stages=(StageStamp("risk", 3, 5, 9),), parents=(parent,)
+        good[1].event_id,
+        T0 + 5,
+        T0 + 5,
+        9,
+        stages=(StageStamp("risk", T0 + 3, T0 + 5, 9),),
+        parents=(parent,),
     )
     produce(
         bootstrap,

@@ -22,16 +22,52 @@ from collectors import (
     read_stamps,
     source_event_id,
 )
+from collectors._stamps import (
+    H_CLOCK_ERR,
+    H_INGEST,
+    H_ORIGIN,
+    MAX_CLOCK_ERR_NS,
+    PLAUSIBLE_NS,
+)
 
 names = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
-ns = st.integers(min_value=0, max_value=2**63 - 1)
+ns = st.integers(min_value=PLAUSIBLE_NS[0], max_value=PLAUSIBLE_NS[1] - 1)
+T0 = 1_750_000_000_000_000_000  # a time in the plausible window, in ns
+ID = str(uuid.uuid4()).encode()
 
 
-@given(names, ns, ns, st.integers(0, 10**12), st.from_regex(r"[A-Za-z0-9.-]{0,30}", fullmatch=True))
-def test_stage_stamp_round_trips(stage: str, t_in: int, t_out: int, err: int, host: str) -> None:
+@given(
+    names,
+    ns,
+    st.integers(0, 10**12),
+    st.integers(0, MAX_CLOCK_ERR_NS),
+    st.from_regex(r"[A-Za-z0-9.-]{0,30}", fullmatch=True),
+)
+def test_stage_stamp_round_trips(stage: str, t_in: int, held: int, err: int, host: str) -> None:
     """Any valid stage stamp decodes to exactly what was encoded."""
-    stamp = StageStamp(stage, t_in, t_out, err, host)
+    stamp = StageStamp(stage, t_in, min(t_in + held, PLAUSIBLE_NS[1] - 1), err, host)
     assert StageStamp.decode(stamp.encode()) == stamp
+
+
+@given(
+    st.sampled_from(["in", "out", "err"]),
+    st.one_of(
+        st.integers(max_value=-1),
+        st.integers(min_value=PLAUSIBLE_NS[1]),
+        st.integers(min_value=0, max_value=PLAUSIBLE_NS[0] - 1),
+    ),
+)
+def test_stage_stamp_fields_out_of_range_are_refused(field: str, value: int) -> None:
+    """A stage stamp time outside 2000-2100, or a bound outside 0 to a day, is a StampError."""
+    parts = {"in": T0, "out": T0 + 5, "err": 1000}
+    parts[field] = value
+    if field == "err" and 0 <= value <= MAX_CLOCK_ERR_NS:
+        return  # small numbers are valid bounds
+    if field == "out" and PLAUSIBLE_NS[0] <= value < T0:
+        parts["in"] = PLAUSIBLE_NS[0]
+    raw = f"stage=s;in={parts['in']};out={parts['out']};err={parts['err']};host=h".encode()
+    with pytest.raises(StampError):
+        StageStamp.decode(raw)
 
 
 def test_stamps_round_trip_through_headers() -> None:
@@ -39,10 +75,13 @@ def test_stamps_round_trip_through_headers() -> None:
     parents = (str(uuid.uuid4()), str(uuid.uuid4()))
     stamps = Stamps(
         str(uuid.uuid4()),
-        10,
-        20,
+        T0 + 10,
+        T0 + 20,
         1_000,
-        stages=(StageStamp("gate", 20, 25, 1_000), StageStamp("risk", 30, 40, 2_000, "h2")),
+        stages=(
+            StageStamp("gate", T0 + 20, T0 + 25, 1_000),
+            StageStamp("risk", T0 + 30, T0 + 40, 2_000, "h2"),
+        ),
         parents=parents,
         traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
     )
@@ -60,11 +99,21 @@ def test_record_without_event_id_has_no_stamps() -> None:
 @pytest.mark.parametrize(
     ("headers", "needle"),
     [
-        ([(H_EVENT_ID, b"e"), (H_STAMP, b"not a stamp")], "not a stage stamp"),
-        ([(H_EVENT_ID, b"e"), (H_STAMP, b"stage=x;in=1;out=soon")], "not a stage stamp"),
-        ([(H_EVENT_ID, b"e"), ("stampline.origin_ns", b"yesterday")], "malformed"),
-        ([(H_EVENT_ID, b"e"), (H_VERSION, b"2")], "version 2"),
-        ([(H_EVENT_ID, b"\xff\xfe")], "malformed"),
+        ([(H_EVENT_ID, ID), (H_STAMP, b"not a stamp")], "not a stage stamp"),
+        ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=1;out=soon")], "not a stage stamp"),
+        ([(H_EVENT_ID, ID), ("stampline.origin_ns", b"yesterday")], "malformed"),
+        ([(H_EVENT_ID, ID), (H_VERSION, b"2")], "version 2"),
+        ([(H_EVENT_ID, b"\xff\xfe")], "not a UUID"),
+        ([(H_EVENT_ID, b"e")], "not a UUID"),
+        ([(H_EVENT_ID, b"0" * 10_000)], "not a UUID"),
+        ([(H_EVENT_ID, ID), (H_ORIGIN, b"1" + b"0" * 30)], "between 2000 and 2100"),
+        ([(H_EVENT_ID, ID), (H_INGEST, b"-5")], "between 2000 and 2100"),
+        ([(H_EVENT_ID, ID), (H_CLOCK_ERR, b"1" + b"0" * 30)], "clock-error bound"),
+        ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=1" + b"0" * 30 + b";out=2;host=")], "2000"),
+        ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;host=a b" % (T0, T0))], "host"),
+        ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;host=h" % (T0, T0 - 1))], "before"),
+        ([(H_EVENT_ID, ID), (H_PARENTS, b"not-a-uuid")], "stampline.parents"),
+        ([(H_EVENT_ID, ID), (H_PARENTS, b",".join([ID] * 2000))], "limit"),
     ],
 )
 def test_malformed_stamps_raise_a_clear_error(
@@ -79,11 +128,11 @@ def test_append_stamp_never_replaces_or_reorders() -> None:
     """Appending a stage stamp keeps every existing header, null values included, in order."""
     original: list[tuple[str, bytes | None]] = [
         ("a", b"1"),
-        (H_STAMP, StageStamp("s1", 1, 2, 0).encode()),
+        (H_STAMP, StageStamp("s1", T0 + 1, T0 + 2, 0).encode()),
         ("n", None),
         ("a", b"2"),
     ]
-    out = append_stamp(original, StageStamp("s2", 3, 4, 0))
+    out = append_stamp(original, StageStamp("s2", T0 + 3, T0 + 4, 0))
     assert out[:4] == original
     assert [StageStamp.decode(v or b"").stage for k, v in out if k == H_STAMP] == ["s1", "s2"]
 

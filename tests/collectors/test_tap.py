@@ -12,6 +12,8 @@ from audit import ChdbStore
 from collectors import Stamps, Tap, TapSettings, hop_latencies, key_event_id
 from tests.helpers import produce, read_all
 
+T0 = 1_750_000_000_000_000_000  # ns; stamps hold times between 2000 and 2100
+
 
 def _run_tap(tap: Tap, records: int) -> None:
     stop = threading.Event()
@@ -59,7 +61,7 @@ def test_tap_sighting_keeps_the_stamped_event_id_and_broker_time(
     """A stamped record's sighting carries its stamped id, origin and the broker timestamp;
     a record missing a key field falls back to an id from where it was read."""
     (topic,) = make_topics("clean", partitions=1)
-    stamps = Stamps("0b9e1c1e-4f7a-4b1e-9c53-1a2b3c4d5e6f", 1_000_000, 2_000_000, 7)
+    stamps = Stamps("0b9e1c1e-4f7a-4b1e-9c53-1a2b3c4d5e6f", T0, T0 + 1_000_000, 7)
     produce(
         bootstrap,
         topic,
@@ -78,7 +80,7 @@ def test_tap_sighting_keeps_the_stamped_event_id_and_broker_time(
     )
     assert len(rows) == 2
     assert rows[0]["id"] == stamps.event_id
-    assert rows[0]["origin"] == 1_000_000
+    assert rows[0]["origin"] == T0
     assert all(r["broker_ms"] > 0 for r in rows)
     assert rows[1]["id"] != rows[0]["id"]
     assert tap.stats.keyed == 0  # "seq" was missing, so the position named it

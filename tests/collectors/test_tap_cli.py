@@ -16,19 +16,24 @@ import yaml
 from audit import ChdbStore
 from collectors import Stamps
 from stampline.demo import rules_file
-from tests.helpers import produce
+from tests.helpers import produce, record_until
 
 STAMPLINE = [sys.executable, "-m", "stampline"]
 
 
-def _config(tmp_path: Path, bootstrap: str, **tap: object) -> Path:
+def _config(tmp_path: Path, bootstrap: str, trail: str = "unused.trail", **tap: object) -> Path:
     path = tmp_path / "tap.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "version": 1,
                 "broker": {"bootstrap_servers": bootstrap},
-                "topics": {"raw": ["unused.raw"], "clean": "unused.clean", "dead_letter": "x.d"},
+                "topics": {
+                    "raw": ["unused.raw"],
+                    "clean": "unused.clean",
+                    "dead_letter": "x.d",
+                    "trail": trail,
+                },
                 "store": {"path": "trail"},
                 "rules": {"files": [str(rules_file())]},
                 "tap": tap,
@@ -47,10 +52,12 @@ def test_tap_process_records_sightings_and_reports_json_on_sigterm(
 ) -> None:
     """`stampline tap --topic T --json` writes one sighting per record and, on SIGTERM, prints
     its counts as JSON and exits 0."""
-    (topic,) = make_topics("clean", partitions=1)
-    stamped = Stamps("5f0c7a52-8a39-4b0e-8f7e-0c1d2e3f4a5b", 1, 2, 3).headers()
+    topic, trail_topic = make_topics("clean", "trail", partitions=1)
+    stamped = Stamps(
+        "5f0c7a52-8a39-4b0e-8f7e-0c1d2e3f4a5b", 1_750_000_000 * 10**9, 1_750_000_001 * 10**9, 3
+    ).headers()
     produce(bootstrap, topic, [(None, b'{"k":1}', stamped), (None, b'{"k":2}')])
-    config = _config(tmp_path, bootstrap, group_id=f"{uid}-tap", key_fields=["k"])
+    config = _config(tmp_path, bootstrap, trail_topic, group_id=f"{uid}-tap", key_fields=["k"])
     proc = subprocess.Popen(
         [*STAMPLINE, "tap", "--config", str(config), "--topic", topic, "--json"],
         stdout=subprocess.PIPE,
@@ -79,11 +86,18 @@ def test_tap_process_records_sightings_and_reports_json_on_sigterm(
         "keyed": 1,
         "bad_stamps": 0,
     }
+    sql = "SELECT count() AS n FROM {db}.trail WHERE stage = {s:String}"
     with ChdbStore(tmp_path / "trail", "stampline") as trail:
-        (row,) = trail.query(
-            "SELECT count() AS n FROM {db}.trail WHERE stage = {s:String}",
-            {"s": f"tap:{topic}"},
+        # The tap wrote no store: its sightings are on the trail topic, for the recorder.
+        assert trail.query(sql, {"s": f"tap:{topic}"}) == [{"n": 0}]
+        record_until(
+            bootstrap,
+            trail_topic,
+            trail,
+            f"{uid}-rec",
+            lambda: trail.query(sql, {"s": f"tap:{topic}"})[0]["n"] >= 2,
         )
+        (row,) = trail.query(sql, {"s": f"tap:{topic}"})
     assert row["n"] == 2
 
 

@@ -12,7 +12,7 @@ from collectors import GateSettings
 from rules import RuleSet
 from stampline.demo import rules_file
 from tests.collectors.test_gate import NOW_MS, quote
-from tests.helpers import GateRun, event_ids, produce, read_committed
+from tests.helpers import GateRun, event_ids, produce, read_all
 
 
 def test_transactional_gate_commits_records_and_offsets_together(
@@ -34,6 +34,9 @@ def test_transactional_gate_commits_records_and_offsets_together(
         dlq,
         group_id=f"{uid}-g",
         delivery="exactly_once",
+        # Tansu does not honour transaction markers, and the probe says so (tested below):
+        # this test checks the transactional path's function, not its atomicity.
+        transaction_probe=False,
         flush_rows=100,
         consume_batch=50,
     )
@@ -41,8 +44,11 @@ def test_transactional_gate_commits_records_and_offsets_together(
     run.wait_for(n)
     run.stop()
     assert run.gate.stats.flushes >= n // 100
-    forwarded = read_committed(bootstrap, clean, n - 10, idle_s=0.5)
-    dead = read_committed(bootstrap, dlq, 10, idle_s=0.2)
+    # Read uncommitted: Tansu shows aborted records to read_committed readers anyway (so the
+    # isolation level proves nothing here), and under load its read_committed fetches were
+    # seen to return nothing for 30 s after the gate's last commit.
+    forwarded = read_all(bootstrap, clean, n - 10, idle_s=0.5)
+    dead = read_all(bootstrap, dlq, 10, idle_s=0.2)
     assert (len(forwarded), len(dead)) == (n - 10, 10)
     assert len(set(event_ids(forwarded) + event_ids(dead))) == n
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{uid}-g"})

@@ -208,7 +208,12 @@ def test_stampline_containers_see_their_config_and_rule_files(
     """STAMPLINE_CONFIG and the rule files it names resolve, inside the containers, to mounts of
     the repository files the host-side check loaded."""
     sidecars = {n: s for n, s in services.items() if n.startswith("stampline-")}
-    assert set(sidecars) >= {"stampline-migrate", "stampline-gate", "stampline-tap"}
+    assert set(sidecars) >= {
+        "stampline-migrate",
+        "stampline-gate",
+        "stampline-recorder",
+        "stampline-tap",
+    }
     for name, svc in sidecars.items():
         mounts = _mounts(svc)
         env = _env(svc)
@@ -234,7 +239,8 @@ def test_prometheus_scrapes_the_sidecars_and_alerts_through_alertmanager(
     cfg = yaml.safe_load((ROOT / mounts["/etc/prometheus/prometheus.yml"][0]).read_text())
     (job,) = cfg["scrape_configs"]
     targets = {t for sc in job["static_configs"] for t in sc["targets"]}
-    assert targets == {f"{n}:{stack.metrics.port}" for n in ("stampline-gate", "stampline-tap")}
+    sidecars = ("stampline-gate", "stampline-recorder", "stampline-tap")
+    assert targets == {f"{n}:{stack.metrics.port}" for n in sidecars}
     assert stack.metrics.enabled
     (am,) = [
         t

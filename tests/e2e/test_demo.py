@@ -19,7 +19,8 @@ from tests.helpers import read_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-PLAN = FeedPlan(rounds=24, silent_rounds=(8, 14), bad_per_kind=2)
+# bravo silent for 16 rounds of 50 ms: past the demo's 500 ms max_gap, so it alerts.
+PLAN = FeedPlan(rounds=34, silent_rounds=(8, 24), bad_per_kind=2)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,8 @@ def test_injected_behaviours_show_in_the_summary(demo: DemoResult) -> None:
 
 
 def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
-    """`stampline demo --json` then `replay --decision --json` on its store show the lineage."""
+    """`stampline demo --json` then `replay --decision --json` on its store show the lineage;
+    the demo's stderr holds only its own progress lines, none of librdkafka's (`%6|...`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
     store = tmp_path / "demo-store"
     run = subprocess.run(
@@ -94,8 +96,16 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
         timeout=240,
     )
     assert run.returncode == 0, run.stderr
+    assert [ln for ln in run.stderr.splitlines() if not ln.startswith("demo: ")] == []
     summary = json.loads(run.stdout)
-    for key in ("events_in", "forwarded", "dead_lettered", "decision_id", "store_path"):
+    for key in (
+        "events_in",
+        "forwarded",
+        "dead_lettered",
+        "decision_id",
+        "store_path",
+        "evidence_command",
+    ):
         assert key in summary
     assert isinstance(summary["dead_lettered"], dict)
     replay = subprocess.run(
@@ -128,3 +138,74 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
         assert times == sorted(times)
     assert {s["stage"] for e in inputs for s in e["stamps"]} >= {"gate"}
     assert any(s["stage"] == "risk" for s in events[0]["stamps"])
+
+
+def test_the_silent_provider_raises_one_alert_that_resolves(demo: DemoResult) -> None:
+    """The summary's alerts hold exactly one provider_silent alert, for bravo, fired and
+    resolved when it came back; the other providers raised none."""
+    (alert,) = demo.summary["alerts"]
+    assert (alert["id"], alert["kind"], alert["labels"]["provider"]) == (
+        "provider.silent",
+        "provider_silent",
+        "bravo",
+    )
+    assert alert["fired_at"] is not None
+    assert alert["resolved_at"] is not None
+    assert alert["fired_at"] < alert["resolved_at"]
+def test_evidence_for_the_demo_decision_holds_the_facts_and_its_head_verifies(
+    demo: DemoResult, chdb_dir: Path, tmp_path: Path
+) -> None:
+    """`stampline evidence --decision` on the demo's store writes HTML, PDF, JSON and manifest;
+    the JSON lists the decision and its inputs with each stamp's time, bound, bound source and
+    tier verdict, the rule verdicts and the integrity proof, whose head `audit verify` reports;
+    an input born after its decision by its own clock (the skewed provider) is flagged."""
+    from typer.testing import CliRunner
+
+    from stampline.cli import app
+
+    runner = CliRunner()
+    store = ["--store", str(chdb_dir), "--database", "e2e_demo"]
+    out = tmp_path / "evidence"
+    made = runner.invoke(
+        app, ["evidence", "--decision", demo.summary["decision_id"], "--out", str(out), *store]
+    )
+    assert made.exit_code == 0, made.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "SHA256SUMS",
+        "evidence.json",
+        "evidence.schema.json",
+        "manifest.json",
+        "report.html",
+        "report.pdf",
+    ]
+    doc = json.loads((out / "evidence.json").read_text())
+    decision, *inputs = doc["events"]
+    assert decision["event_id"] == demo.summary["decision_id"]
+    assert {e["event_id"] for e in inputs} == set(decision["parents"])
+    assert {e["provider"] for e in inputs} == set(PLAN.providers)
+    for e in doc["events"]:
+        assert e["rules"]["outcome"] in ("forwarded", "observed")
+        for s in e["stamps"]:
+            assert s["time"].endswith("Z")
+            assert s["regime"]["verdict"] in ("meets", "fails", "unproven", "outside")
+            if s["kind"] in ("ingest", "stage"):
+                assert s["bound_ns"] > 0
+                assert s["bound_source"]["kind"] in ("configured", "unknown")
+        if e["role"] == "input":
+            gate = next(s for s in e["stamps"] if s["stage"] == "gate")
+            assert gate["bound_source"] == {"kind": "configured"}
+    decided = next(s["time_ns"] for s in decision["stamps"] if s["stage"] == "risk")
+    born_late = {
+        e["event_id"]
+        for e in inputs
+        if next(s["time_ns"] for s in e["stamps"] if s["kind"] == "origin") > decided
+    }
+    flagged = {f["event_id"] for f in doc["order_flags"] if "after" in f["flag"]}
+    assert flagged == born_late
+    proof = doc["integrity"]
+    assert proof["verified_at_production"]["ok"] is True
+    held = {h.split("/")[0] for b in proof["batches"] for h in b["holds"]}
+    assert held == {e["event_id"] for e in doc["events"]}
+    verify = runner.invoke(app, ["audit", "verify", *store, "--json"])
+    assert verify.exit_code == 0, verify.output
+    assert json.loads(verify.stdout)["chain_head"] == proof["head"]

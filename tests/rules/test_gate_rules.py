@@ -36,13 +36,22 @@ def test_warn_forwards_flagged_reload_applies_and_broken_edit_is_refused(
 ) -> None:
     """A warn verdict is forwarded with the stampline.warn header, observe only counts; an
     edit reaches the running gate and its dead letters name the new version; a broken edit
-    leaves the old rules running."""
+    leaves the old rules running; the trail rows record the warn verdict and the bound's source."""
     raw_topic, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
     path = tmp_path / "live.rules.yaml"
     path.write_text(RULES, "utf-8")
     holder = RulesHolder([path], interval_s=0)
     run = GateRun(
-        GateSettings(bootstrap, (raw_topic,), clean, dlq, group_id=f"{uid}-g"), holder, store
+        GateSettings(
+            bootstrap,
+            (raw_topic,),
+            clean,
+            dlq,
+            group_id=f"{uid}-g",
+            clock_source="fallback: chronyc not found",
+        ),
+        holder,
+        store,
     )
     try:
         produce(
@@ -88,3 +97,14 @@ def test_warn_forwards_flagged_reload_applies_and_broken_edit_is_refused(
         ("qty.max", 2),
         ("qty.max", 2),
     ]
+    trail = store.query(
+        "SELECT toString(outcome) AS outcome, warnings, clock_source FROM {db}.trail "
+        "ORDER BY offset"
+    )
+    assert [(r["outcome"], r["warnings"]) for r in trail] == [
+        ("forwarded", "price.tick@v1"),
+        ("dead_lettered", ""),
+        ("dead_lettered", ""),
+        ("dead_lettered", ""),
+    ]
+    assert {r["clock_source"] for r in trail} == {"fallback: chronyc not found"}

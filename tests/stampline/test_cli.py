@@ -20,7 +20,7 @@ from audit import AUTHORITY_TAP, ChdbStore, Observation
 from collectors import H_EVENT_ID
 from stampline.cli import app
 from stampline.demo import rules_file
-from tests.helpers import produce, read_all
+from tests.helpers import produce, read_all, record_until
 
 runner = CliRunner()
 STAMPLINE = [sys.executable, "-m", "stampline"]
@@ -126,17 +126,29 @@ def test_help_teaches_every_command() -> None:
         assert text in result.stdout, (cmd, result.stdout)
 
 
-def _config(tmp_path: Path, bootstrap: str, raw: str, clean: str, dlq: str, group: str) -> Path:
+def _warn_rules(tmp_path: Path) -> Path:
+    """A warn rule beside the demo rules: large trades are forwarded, flagged and counted."""
+    path = tmp_path / "warn.rules.yaml"
+    path.write_text(
+        "version: 2\nrules:\n  - id: quantity.large\n    version: 2\n    kind: range\n"
+        "    field: quantity\n    max: 1000\n    severity: warn\n"
+    )
+    return path
+
+
+def _config(
+    tmp_path: Path, bootstrap: str, raw: str, clean: str, dlq: str, group: str, trail: str = "t"
+) -> Path:
     path = tmp_path / "stampline.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "version": 1,
                 "broker": {"bootstrap_servers": bootstrap},
-                "topics": {"raw": [raw], "clean": clean, "dead_letter": dlq},
+                "topics": {"raw": [raw], "clean": clean, "dead_letter": dlq, "trail": trail},
                 "store": {"path": "trail", "flush_interval": "100ms"},
                 "gate": {"group_id": group, "max_message_bytes": 4096},
-                "rules": {"files": [str(rules_file())]},
+                "rules": {"files": [str(rules_file()), str(_warn_rules(tmp_path))]},
             }
         )
     )
@@ -146,9 +158,10 @@ def _config(tmp_path: Path, bootstrap: str, raw: str, clean: str, dlq: str, grou
 def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
     bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
 ) -> None:
-    """`stampline gate` forwards and dead-letters, and on SIGTERM writes its trail and exits 0."""
-    raw, clean, dlq = make_topics("raw", "clean", "dlq")
-    config = _config(tmp_path, bootstrap, raw, clean, dlq, f"{uid}-gate")
+    """`stampline gate` forwards and dead-letters, and on SIGTERM sends its trail to the trail
+    topic and exits 0; once recorded, the forwarded event replays."""
+    raw, clean, dlq, trail = make_topics("raw", "clean", "dlq", "trail")
+    config = _config(tmp_path, bootstrap, raw, clean, dlq, f"{uid}-gate", trail)
     now = int(time.time() * 1000)
     good = [
         orjson.dumps(
@@ -159,7 +172,7 @@ def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
                 "ts": now,
                 "type": "trade",
                 "price": 10.5,
-                "quantity": 3,
+                "quantity": 5000 if i == 7 else 3,  # one large trade: a warning
             }
         )
         for i in range(30)
@@ -178,8 +191,17 @@ def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
     assert proc.returncode == 0, stderr
     assert "stopped cleanly" in stderr
     assert "in 32" in stderr
+    assert "warned 1 (quantity.large 1)" in stderr  # the progress line shows warn verdicts
     assert (len(forwarded), len(dead)) == (30, 2)
     event_id = (forwarded[0].header(H_EVENT_ID) or b"").decode()
+    with ChdbStore(tmp_path / "trail", "stampline") as store:
+        record_until(
+            bootstrap,
+            trail,
+            store,
+            f"{uid}-rec",
+            lambda: store.query("SELECT count() AS n FROM {db}.observations")[0]["n"] >= 32,
+        )
     replay = subprocess.run(
         [*STAMPLINE, "replay", event_id, "--store", str(tmp_path / "trail"), "--json"],
         capture_output=True,

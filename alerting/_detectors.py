@@ -1,0 +1,354 @@
+"""In-stream detectors that run inside each gate, once per batch.
+
+Where each kind is detected, so that one fault raises one alert whatever the number of gates
+(a gate sees only the partitions it was given):
+
+- Per-key kinds (``sequence_gap``, ``stale``, ``divergence``) are judged here, in the gate
+  that owns the key: the stateful rules keep their state per (provider, instrument), which
+  lives on one partition, so exactly one gate sees each fault.
+- Provider-wide kinds (``provider_silent``, ``dlq_rate``) are *not* judged here: a provider
+  absent from one gate's partitions is not silent. Each gate hands a compact per-batch
+  summary (:class:`ProviderFacts`) to one aggregation point, :class:`~alerting.ProviderWatch`
+  (in process for a single gate; over the facts topic for several).
+- Store- and Prometheus-derived kinds (``latency_slo``, ``completeness``, ``clock_error``,
+  ``trail_lag``, ``collector_down``) are exported as Prometheus rules, evaluated by
+  Prometheus over every sidecar's metrics at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Protocol
+
+from alerting._calendar import decide_severity
+from alerting._definitions import AlertsFile, Calendar, Divergence, SequenceGap, Stale
+from alerting._learning import DismissalBook, UpdateRates
+from alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
+
+log = logging.getLogger("stampline.alerting")
+
+# The rule kind (as the rules component names it) whose verdicts raise each per-key kind.
+RULE_KIND = {"sequence_gap": "sequence", "stale": "stale", "divergence": "divergence"}
+
+
+class FailureLike(Protocol):
+    """What the detectors read of a rule failure (the rules component's ``Failure``)."""
+
+    @property
+    def rule_id(self) -> str: ...
+
+
+class GapLike(Protocol):
+    """What the detectors read of a sequence gap event (the rules component's ``GapEvent``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def key(self) -> tuple[str, ...]: ...
+    @property
+    def first(self) -> int: ...
+    @property
+    def last(self) -> int: ...
+
+
+class BatchObserver(Protocol):
+    """What the gate calls once per batch (``Gate(detectors=...)``)."""
+
+    def observe_batch(
+        self,
+        received_ns: int,
+        providers: Sequence[str],
+        instruments: Sequence[str],
+        seqs: Sequence[int],
+        origins: Sequence[int],
+        rejects: Mapping[int, Sequence[FailureLike]],
+        warnings: Mapping[int, Sequence[FailureLike]],
+        gaps: Sequence[GapLike] = (),
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class ProviderFacts:
+    """One gate's view of one batch, per provider: what the provider-wide detectors need."""
+
+    at_ns: int  # when the gate took the batch in
+    last_origin: dict[str, int] = field(default_factory=dict)  # origin of the last record
+    events: dict[str, int] = field(default_factory=dict)
+    dead: dict[tuple[str, str], int] = field(default_factory=dict)  # (provider, rule) -> n
+    source: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "at_ns": self.at_ns,
+            "last_origin": self.last_origin,
+            "events": self.events,
+            "dead": [[p, r, n] for (p, r), n in self.dead.items()],
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object]) -> ProviderFacts:
+        """Read back :meth:`to_json`.
+
+        Raises:
+            ValueError: a field is missing or of the wrong type.
+        """
+        try:
+            dead_rows = obj.get("dead", [])
+            assert isinstance(dead_rows, list)
+            last = obj["last_origin"]
+            events = obj.get("events", {})
+            assert isinstance(last, dict)
+            assert isinstance(events, dict)
+            at = obj["at_ns"]
+            assert isinstance(at, int)
+            return cls(
+                at,
+                {str(k): int(v) for k, v in last.items()},
+                {str(k): int(v) for k, v in events.items()},
+                {(str(p), str(r)): int(n) for p, r, n in dead_rows},
+                str(obj.get("source", "")),
+            )
+        except (AssertionError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not provider facts: {exc!r}") from None
+
+
+_TICK_NS = 100_000_000
+
+
+def severity_fn(
+    alert_id: str,
+    defined: str,
+    definitions: AlertsFile,
+    calendar_of: Callable[[str], Calendar | None],
+    dismissals: DismissalBook | None,
+    rates: UpdateRates,
+) -> Callable[[Labels, int], str]:
+    """The severity an instance fires with: the evaluation order of ``_calendar`` with the
+    instance's dismissals-as-expected and its provider's volatility."""
+    learn = definitions.dismissals
+
+    def decide(labels: Labels, at_ns: int) -> str:
+        provider = dict(labels).get("provider", "")
+        dismissed = dismissals.count(fingerprint(alert_id, labels)) if dismissals else 0
+        volatile = dismissed > 0 and rates.ratio(provider) >= learn.volatile_rate_ratio
+        return decide_severity(
+            defined,
+            calendar=calendar_of(provider),
+            at_ns=at_ns,
+            dismissed_expected=dismissed,
+            downgrade_after=learn.downgrade_after,
+            volatile=volatile,
+        ).severity
+
+    return decide
+
+
+Deliver = Callable[[list[Transition]], None]
+
+
+class _KeyAlert:
+    """One per-key definition: which rules raise it, and its open instruments per label set."""
+
+    def __init__(
+        self,
+        definition: SequenceGap | Stale | Divergence,
+        rules: frozenset[str],
+        life: Lifecycle,
+    ) -> None:
+        self.definition = definition
+        self.rules = rules
+        self.life = life
+        self.open: dict[Labels, set[str]] = {}  # label set -> instruments in fault
+
+
+class KeyDetectors:
+    """The per-key kinds of one gate, plus the provider facts it hands on.
+
+    ``observe_batch`` is the gate's one call per batch; it never raises into the gate (a
+    detector bug is logged and counted) and costs a pass over the batch's identity columns.
+    """
+
+    def __init__(
+        self,
+        definitions: AlertsFile,
+        rule_kinds: Mapping[str, str],
+        deliver: Deliver,
+        facts: Callable[[ProviderFacts], None] | None = None,
+        *,
+        source: str = "gate",
+        ttl_ns: int = 3_600_000_000_000,
+        max_instances: int = 10_000,
+        dismissals: DismissalBook | None = None,
+    ) -> None:
+        self.definitions = definitions
+        self.dismissals = dismissals
+        self.rates = UpdateRates()
+        self.deliver = deliver
+        self.facts = facts
+        self.source = source
+        self.errors = 0
+        self._ticked = 0
+        self._venue = {p.provider: p.venue for p in definitions.providers}
+        self._calendar = {
+            p.provider: definitions.calendars[p.calendar]
+            for p in definitions.providers
+            if p.calendar is not None
+        }
+        self.alerts: list[_KeyAlert] = []
+        for d in definitions.alerts:
+            if not isinstance(d, SequenceGap | Stale | Divergence):
+                continue
+            want = RULE_KIND[d.kind]
+            rules = frozenset(
+                r for r, k in rule_kinds.items() if k == want and fnmatchcase(r, d.rule or "*")
+            )
+            life = Lifecycle(
+                d.id,
+                d.kind,
+                for_ns=d.for_ns,
+                keep_firing_for_ns=d.keep_firing_for_ns,
+                severity=self._severity_fn(d.id, d.severity),
+                ttl_ns=ttl_ns,
+                max_instances=max_instances,
+            )
+            self.alerts.append(_KeyAlert(d, rules, life))
+
+    def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
+        return severity_fn(
+            alert_id, defined, self.definitions, self._calendar.get, self.dismissals, self.rates
+        )
+
+    def labels(self, alert: _KeyAlert, provider: str, instrument: str) -> Labels:
+        out = [("provider", provider), ("venue", self._venue.get(provider, ""))]
+        if alert.definition.scope.instrument:
+            out.append(("instrument", instrument))
+        return tuple(sorted(out))
+
+    def observe_batch(
+        self,
+        received_ns: int,
+        providers: Sequence[str],
+        instruments: Sequence[str],
+        seqs: Sequence[int],
+        origins: Sequence[int],
+        rejects: Mapping[int, Sequence[FailureLike]],
+        warnings: Mapping[int, Sequence[FailureLike]],
+        gaps: Sequence[GapLike] = (),
+    ) -> None:
+        """One gate batch: identity columns, the broken rules of each row, gap events."""
+        try:
+            out = self._observe(
+                received_ns, providers, instruments, origins, rejects, warnings, gaps
+            )
+        except Exception:  # the gate must never stop for an alerting bug
+            self.errors += 1
+            log.exception("detector failed on a batch")
+            return
+        if out:
+            self.deliver(out)
+
+    def _observe(
+        self,
+        received_ns: int,
+        providers: Sequence[str],
+        instruments: Sequence[str],
+        origins: Sequence[int],
+        rejects: Mapping[int, Sequence[FailureLike]],
+        warnings: Mapping[int, Sequence[FailureLike]],
+        gaps: Sequence[GapLike],
+    ) -> list[Transition]:
+        out: list[Transition] = []
+        facts = ProviderFacts(received_ns, source=self.source) if self.facts else None
+        if facts is not None:
+            # C-speed passes: the origin of each provider's last record in arrival order (the
+            # watch keeps the maximum across batches), and the count per provider.
+            facts.last_origin = dict(zip(providers, origins, strict=True))
+            facts.events = dict(Counter(providers))
+            for row, failures in rejects.items():
+                key = (providers[row], failures[0].rule_id)
+                facts.dead[key] = facts.dead.get(key, 0) + 1
+        broken: dict[str, list[int]] = {}
+        for table in (rejects, warnings):
+            for row, failures in table.items():
+                for f in failures:
+                    broken.setdefault(f.rule_id, []).append(row)
+        for alert in self.alerts:
+            self._judge(alert, broken, gaps, providers, instruments, origins, received_ns, out)
+        now = max(origins, default=0) or received_ns
+        if now - self._ticked >= _TICK_NS:  # a pass over every instance, so not every batch
+            self._ticked = now
+            for alert in self.alerts:
+                out += alert.life.tick(now)
+                for labels in [k for k in alert.open if k not in alert.life.instances]:
+                    del alert.open[labels]  # expired or evicted by the lifecycle
+        if self.dismissals is not None:  # the volatility measure is needed only to learn
+            self.rates.add(facts.events if facts else dict(Counter(providers)), received_ns)
+        if facts is not None and self.facts is not None:
+            self.facts(facts)
+        return out
+
+    def _judge(
+        self,
+        alert: _KeyAlert,
+        broken: Mapping[str, list[int]],
+        gaps: Sequence[GapLike],
+        providers: Sequence[str],
+        instruments: Sequence[str],
+        origins: Sequence[int],
+        received_ns: int,
+        out: list[Transition],
+    ) -> None:
+        d = alert.definition
+        failing: set[int] = set()
+        for rule in alert.rules:
+            failing.update(broken.get(rule, ()))
+        figures: dict[tuple[str, str], dict[str, object]] = {}
+        if isinstance(d, SequenceGap):
+            # A gap is raised by its gap-open event (it knows the size), not by every row the
+            # sequence rule flags (reordered and duplicate rows fail it too).
+            failing = set()
+            opened: dict[tuple[str, str], dict[str, object]] = {}
+            for g in gaps:
+                missing = g.last - g.first + 1
+                if g.kind == "open" and g.rule_id in alert.rules and missing >= d.min_missing:
+                    key = (g.key[0], g.key[1] if len(g.key) > 1 else "")
+                    opened[key] = {"first": g.first, "last": g.last, "missing": missing}
+            if opened:
+                for row, key in enumerate(zip(providers, instruments, strict=True)):
+                    if key in opened and key not in figures:
+                        figures[key] = opened[key]
+                        failing.add(row)
+        if not failing and not alert.open:
+            return
+        # In arrival order: a failing row opens (or feeds) its key's fault, a passing row of
+        # a key in fault ends it.
+        scope, venue = d.scope, self._venue
+        for row, (p, i) in enumerate(zip(providers, instruments, strict=True)):
+            if row in failing:
+                if not scope.matches(p, venue.get(p, "")):
+                    continue
+                labels = self.labels(alert, p, i)
+                alert.open.setdefault(labels, set()).add(i)
+                fig = dict(figures.get((p, i), {}))
+                fig["instruments"] = len(alert.open[labels])
+                value = float(fig.get("missing", 1))  # type: ignore[arg-type]
+                at = origins[row] or received_ns
+                out += alert.life.observe(labels, at, active=True, value=value, figures=fig)
+                continue
+            if not alert.open:
+                continue
+            labels = self.labels(alert, p, i)
+            held = alert.open.get(labels)
+            if held is None or i not in held:
+                continue
+            held.discard(i)
+            if not held:
+                del alert.open[labels]
+                out += alert.life.observe(labels, origins[row] or received_ns, active=False)

@@ -1,0 +1,169 @@
+"""Where the pipeline is slow: every hop between two stamps, every stage's hold time, every
+tap's own lag, ranked (``hotspots``) or drawn over time (``heatmap``).
+
+A hop is the time from one stamp to the next: the previous stage let the event go
+(``prev_emitted``) until this stage took it in (``received``). A derived event (a decision
+made from inputs) is born at its stage; its hop starts where each input last left a stage,
+so a decision stage's inbound hop is measured from its lineage. A dead-lettered record
+makes no hop (its origin is often why it was rejected). A stage's hold time is
+``emitted - received`` at that stage. A tap's own sighting is not a stage: it measures its
+hop up to the broker timestamp (when the record reached the topic) and keeps its own
+consumption delay apart, as the tap's lag.
+
+Windows are exact (raw trail, `received` in the window), not whole rollup minutes.
+Columns are defined in docs/reports.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audit._model import TAP_SIGHTING
+from audit._queries import anchor_ns, latency_flags, quantiles
+from audit._replay import Queryable
+
+_WINDOW = (
+    "received >= fromUnixTimestamp64Nano({lo:Int64}) "
+    "AND received <= fromUnixTimestamp64Nano({hi:Int64})"
+)
+# One row per (event, stage): the stamper's own row beats a tap's reading of the same stamp.
+_ONE_PER_STAGE = "ORDER BY event_id, stage, authority DESC, batch DESC LIMIT 1 BY event_id, stage"
+
+# Every hop in the window: (from_stage, to_stage, received_ns, hop_ns, bound_ns).
+_HOPS = f"""
+    SELECT prev_stage AS from_stage, stage AS to_stage,
+           toUnixTimestamp64Nano(received) AS at_ns, hop_ns AS hop,
+           clock_err_ns + prev_clock_err_ns AS bound
+    FROM (SELECT prev_stage, stage, received, hop_ns, clock_err_ns, prev_clock_err_ns
+          FROM {{db}}.observations
+          WHERE {_WINDOW} AND prev_stage != '' AND outcome != 'dead_lettered' {_ONE_PER_STAGE})
+    UNION ALL
+    SELECT p.last_stage AS from_stage, d.stage AS to_stage, d.at_ns AS at_ns,
+           d.at_ns - p.left_ns AS hop, d.err + p.left_err AS bound
+    FROM (SELECT stage, toUnixTimestamp64Nano(received) AS at_ns, clock_err_ns AS err,
+                 arrayJoin(parents) AS parent
+          FROM (SELECT stage, received, clock_err_ns, parents FROM {{db}}.observations
+                WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
+                  AND NOT {TAP_SIGHTING} {_ONE_PER_STAGE})) AS d
+    INNER JOIN (
+          SELECT event_id, argMax(stage, emitted) AS last_stage,
+                 toUnixTimestamp64Nano(max(emitted)) AS left_ns,
+                 argMax(clock_err_ns, emitted) AS left_err
+          FROM {{db}}.observations
+          WHERE event_id IN (SELECT arrayJoin(parents) FROM {{db}}.observations
+                             WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents))
+            AND NOT {TAP_SIGHTING}
+          GROUP BY event_id) AS p ON d.parent = p.event_id
+"""
+
+
+def _hop_row(r: dict[str, Any], prev_p99: float | None) -> dict[str, Any]:
+    p50, p99, p999 = quantiles(r["q"])
+    bound = int(r["bound_max"] or 0)
+    flags = latency_flags(p99, bound)
+    if r["negative"]:
+        flags.append(f"{r['negative']} negative hop(s): clocks disagree")
+    return {
+        "from_stage": r["from_stage"],
+        "to_stage": r["to_stage"],
+        "hops": int(r["n"]),
+        "p50_ns": p50,
+        "p99_ns": p99,
+        "p999_ns": p999,
+        "max_ns": int(r["max_ns"]),
+        "clock_bound_ns": bound,
+        "within_bound": int(r["within_bound"]),
+        "negative": int(r["negative"]),
+        "previous_p99_ns": prev_p99,
+        "trend": round(p99 / prev_p99, 3) if p99 and prev_p99 else None,
+        "flags": flags,
+    }
+
+
+def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
+    """Every stage pair ranked by p99 hop latency (trend against the window before), each
+    stage's hold time, and each tap's own lag."""
+    end = anchor_ns(store)
+    start = end - since_ns
+    params = {"lo": end - 2 * since_ns, "hi": end, "b": start}
+    pairs = store.query(
+        f"""SELECT from_stage, to_stage, at_ns >= {{b:Int64}} AS current, count() AS n,
+                   countIf(hop < 0) AS negative, countIf(abs(hop) <= bound) AS within_bound,
+                   max(bound) AS bound_max, max(hop) AS max_ns,
+                   quantilesExact(0.5, 0.99, 0.999)(hop) AS q
+            FROM ({_HOPS}) GROUP BY from_stage, to_stage, current""",
+        params,
+    )
+    before = {(r["from_stage"], r["to_stage"]): r for r in pairs if not r["current"]}
+    rows = []
+    for r in (r for r in pairs if r["current"]):
+        prev = before.get((r["from_stage"], r["to_stage"]))
+        rows.append(_hop_row(r, quantiles(prev["q"])[1] if prev else None))
+    rows.sort(key=lambda r: (-(r["p99_ns"] or 0), r["from_stage"], r["to_stage"]))
+    now = {"lo": start, "hi": end}
+    held = store.query(
+        f"""SELECT stage, {TAP_SIGHTING} AS tap, count() AS n, max(clock_err_ns) AS bound,
+                   max(stage_ns) AS max_ns, quantilesExact(0.5, 0.99, 0.999)(stage_ns) AS q
+            FROM (SELECT stage, authority, topic, stage_ns, clock_err_ns
+                  FROM {{db}}.observations WHERE {_WINDOW} {_ONE_PER_STAGE})
+            GROUP BY stage, tap ORDER BY stage""",
+        now,
+    )
+    holds, lags = [], []
+    for r in held:
+        p50, p99, p999 = quantiles(r["q"])
+        row = {
+            "stage": r["stage"],
+            "events": int(r["n"]),
+            "p50_ns": p50,
+            "p99_ns": p99,
+            "p999_ns": p999,
+            "max_ns": int(r["max_ns"]),
+        }
+        if r["tap"]:
+            lags.append(row)
+        else:
+            bound = int(r["bound"] or 0)
+            # out and in come from one host's clock: its bound covers the pair
+            holds.append(row | {"clock_bound_ns": bound, "flags": latency_flags(p99, bound)})
+    holds.sort(key=lambda r: (-(r["p99_ns"] or 0), r["stage"]))
+    return {"window": {"start": start, "end": end}, "rows": rows, "holds": holds, "tap_lags": lags}
+
+
+def heatmap(store: Queryable, since_ns: int, buckets: int = 30) -> dict[str, Any]:
+    """Stage pair x time bucket: p99 hop latency (and hop count) in each cell.
+
+    The window ``[end - since, end]`` is cut into ``buckets`` equal buckets by the time the
+    hop ended (``received``); a cell with no hop is None.
+
+    Raises:
+        ValueError: ``buckets`` is not between 1 and 1000.
+    """
+    if not 1 <= buckets <= 1000:
+        raise ValueError(f"buckets must be between 1 and 1000 (got {buckets})")
+    end = anchor_ns(store)
+    start = end - since_ns
+    width = -(-since_ns // buckets)  # ceiling: the last bucket ends at or after `end`
+    cells = store.query(
+        f"""SELECT from_stage, to_stage,
+                   least(intDiv(at_ns - {{lo:Int64}}, {{w:Int64}}), {{last:Int64}}) AS bucket,
+                   count() AS n, quantileExact(0.99)(hop) AS p99
+            FROM ({_HOPS}) GROUP BY from_stage, to_stage, bucket""",
+        {"lo": start, "hi": end, "w": width, "last": buckets - 1},
+    )
+    pairs = sorted({(c["from_stage"], c["to_stage"]) for c in cells})
+    index = {p: i for i, p in enumerate(pairs)}
+    p99: list[list[int | None]] = [[None] * buckets for _ in pairs]
+    hops: list[list[int]] = [[0] * buckets for _ in pairs]
+    for c in cells:
+        i, b = index[(c["from_stage"], c["to_stage"])], int(c["bucket"])
+        p99[i][b] = int(c["p99"])
+        hops[i][b] = int(c["n"])
+    return {
+        "window": {"start": start, "end": end},
+        "bucket_ns": width,
+        "buckets": [start + b * width for b in range(buckets)],
+        "pairs": [{"from_stage": a, "to_stage": b} for a, b in pairs],
+        "p99_ns": p99,
+        "hops": hops,
+    }

@@ -1,0 +1,198 @@
+"""The trail topic's message format: one Arrow IPC stream per message, versioned.
+
+A sidecar (gate, tap) sends its trail rows to the trail topic instead of writing the store;
+the recorder decodes them and writes the store. One message carries one table of one kind:
+
+- value: an Arrow IPC *stream* (schema, then one or more record batches), LZ4-compressed
+  buffers. The schema's metadata repeats the header fields, so a message saved to a file
+  is still self-describing.
+- headers: ``stampline.trail.version`` (``TRAIL_FORMAT_VERSION``, decimal), ``…kind``
+  (``observations`` or ``dead_letters``), ``…rows`` (decimal row count) and ``…source``
+  (the producing collector, e.g. ``gate@host``; informational).
+- key: the producing collector's source name (so one collector's messages keep their order
+  on one partition; nothing depends on it).
+
+A reader refuses (as a dead letter of the trail, never by crashing) a message whose
+version it does not know, whose kind is unknown, whose row count differs from the header's,
+or whose columns do not match the kind's schema.
+
+The columns are those of ``CANONICAL_SCHEMA`` (observations) and ``DEAD_LETTER_TRAIL_SCHEMA``.
+Version 1 is this layout; any change to a column's name, type or meaning is a new version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+from audit._ledger import CANONICAL
+from audit._model import DeadLetter
+from audit.exceptions import AuditError
+
+TRAIL_FORMAT_VERSION = 1
+H_TRAIL_VERSION = "stampline.trail.version"
+H_TRAIL_KIND = "stampline.trail.kind"
+H_TRAIL_ROWS = "stampline.trail.rows"
+H_TRAIL_SOURCE = "stampline.trail.source"
+
+TrailKind = Literal["observations", "dead_letters"]
+KINDS: tuple[TrailKind, ...] = ("observations", "dead_letters")
+
+VALUE_HEAD_BYTES = 256  # the store keeps this much of a dead letter's payload
+
+# The observations' columns (the store's canonical table; see ``audit.canonical_table``).
+CANONICAL_SCHEMA = pa.schema(
+    [(name, pa.int64() if kind == "int" else pa.string()) for name, _, kind in CANONICAL]
+)
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("received", pa.int64()),
+        ("topic", pa.string()),
+        ("partition", pa.int64()),
+        ("offset", pa.int64()),
+        ("provider", pa.string()),
+        ("rule_id", pa.string()),
+        ("rule_version", pa.int64()),
+        ("reason", pa.string()),
+        ("value_size", pa.int64()),
+        ("value_head", pa.binary()),
+    ]
+)
+# On the trail topic a dead-letter message also carries each row's severity: "reject" for a
+# dead letter, "warn" for a forwarded record's broken warn rule (the store keeps those in
+# ``warnings``, outside the dead letters' chain).
+DEAD_LETTER_TRAIL_SCHEMA = DEAD_LETTER_SCHEMA.append(pa.field("severity", pa.string()))
+
+# Each message stays well under a broker's default 1 MiB message limit, before compression.
+TRAIL_MESSAGE_BYTES = 768 * 1024
+_IPC = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
+class TrailFormatError(AuditError):
+    """A trail message cannot be read: unknown version or kind, or its contents disagree."""
+
+
+def dead_letter_table(rows: Sequence[DeadLetter]) -> pa.Table:
+    """Dead letters as the table the trail topic carries and the store writes."""
+    return pa.table(
+        {
+            "event_id": [r.event_id.lower() for r in rows],
+            "received": pa.array([r.received_ns for r in rows], pa.int64()),
+            "topic": [r.topic for r in rows],
+            "partition": pa.array([r.partition for r in rows], pa.int64()),
+            "offset": pa.array([r.offset for r in rows], pa.int64()),
+            "provider": [r.provider for r in rows],
+            "rule_id": [r.rule_id for r in rows],
+            "rule_version": pa.array([r.rule_version for r in rows], pa.int64()),
+            "reason": [r.reason for r in rows],
+            "value_size": pa.array(
+                [len(r.value) if r.value_size is None else r.value_size for r in rows], pa.int64()
+            ),
+            "value_head": pa.array([r.value[:VALUE_HEAD_BYTES] for r in rows], pa.binary()),
+            "severity": [r.severity for r in rows],
+        },
+        schema=DEAD_LETTER_TRAIL_SCHEMA,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TrailMessage:
+    """One encoded trail message, ready to produce."""
+
+    kind: TrailKind
+    rows: int
+    value: bytes
+    headers: list[tuple[str, str | bytes | None]]
+
+
+def schema_for(kind: str) -> pa.Schema:
+    if kind == "observations":
+        return CANONICAL_SCHEMA
+    if kind == "dead_letters":
+        return DEAD_LETTER_TRAIL_SCHEMA
+    raise TrailFormatError(f"unknown trail kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def encode_trail_messages(
+    kind: TrailKind, table: pa.Table, source: str, max_bytes: int = TRAIL_MESSAGE_BYTES
+) -> list[TrailMessage]:
+    """``table`` as trail messages of at most about ``max_bytes`` (uncompressed) each."""
+    schema = schema_for(kind)
+    table = table.select(schema.names).cast(schema)
+    if table.num_rows == 0:
+        return []
+    per_row = max(1, table.nbytes // table.num_rows)
+    step = max(1, max_bytes // per_row)
+    out = []
+    for start in range(0, table.num_rows, step):
+        part = table.slice(start, step)
+        meta = {
+            H_TRAIL_VERSION: str(TRAIL_FORMAT_VERSION),
+            H_TRAIL_KIND: kind,
+            H_TRAIL_ROWS: str(part.num_rows),
+            H_TRAIL_SOURCE: source,
+        }
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, schema.with_metadata(meta), options=_IPC) as writer:
+            writer.write_table(part)
+        out.append(
+            TrailMessage(
+                kind,
+                part.num_rows,
+                sink.getvalue().to_pybytes(),
+                [(k, v.encode("utf-8", "replace")) for k, v in meta.items()],
+            )
+        )
+    return out
+
+
+def decode_trail_message(
+    value: bytes | None,
+    headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
+) -> tuple[TrailKind, pa.Table]:
+    """A trail message's kind and table.
+
+    Raises:
+        TrailFormatError: the message is not a trail message this version can read.
+    """
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or [])
+    head = {k: _text(v) for k, v in pairs}
+    version = head.get(H_TRAIL_VERSION)
+    if version is None:
+        raise TrailFormatError(f"not a trail message: no {H_TRAIL_VERSION} header")
+    if version != str(TRAIL_FORMAT_VERSION):
+        raise TrailFormatError(
+            f"trail format version {version!r} is not supported (this recorder reads "
+            f"{TRAIL_FORMAT_VERSION})"
+        )
+    kind = head.get(H_TRAIL_KIND, "")
+    schema = schema_for(kind)
+    try:
+        rows = int(head.get(H_TRAIL_ROWS, ""))
+    except ValueError:
+        raise TrailFormatError(
+            f"header {H_TRAIL_ROWS} is not a row count: {head.get(H_TRAIL_ROWS)!r}"
+        ) from None
+    try:
+        with pa.ipc.open_stream(value or b"") as reader:
+            table = reader.read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TrailFormatError(f"value is not an Arrow IPC stream: {exc}") from None
+    if table.num_rows != rows:
+        raise TrailFormatError(f"header says {rows} rows, the table holds {table.num_rows}")
+    if not table.schema.remove_metadata().equals(schema):
+        raise TrailFormatError(
+            f"columns do not match the {kind} schema of version {TRAIL_FORMAT_VERSION}: "
+            f"got {table.schema.names}"
+        )
+    return kind, table.replace_schema_metadata(None)  # type: ignore[return-value]
+
+
+def _text(value: str | bytes | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value or ""

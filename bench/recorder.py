@@ -1,0 +1,150 @@
+"""Recorder benchmark: trail topic -> store, rows/s into chDB, against a plain insert.
+
+    python bench/recorder.py [--quick] [--json] [--rows N] [--partitions P]
+
+Generates realistic observations (bench/store.py's generator), produces them to a trail
+topic on the embedded broker as trail messages (Arrow IPC, LZ4, ~768 KiB each), then runs
+one recorder over the topic into a fresh chDB store and times it until every row is
+written (decode, digest, ledger chain per partition, dedup token, rollup views included).
+Baselines in the same run, on the same Arrow data in the recorder's insert size: a plain
+INSERT into an unindexed MergeTree with no views and no ledger, and the store's own
+ledgered write without Kafka (so what the topic and decoding add shows).
+--quick: 1M rows; default 5M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import bench.store as gen  # noqa: E402
+from audit import ChdbStore, decode_trail_message, encode_trail_messages  # noqa: E402
+from audit._store import _OBS_COLUMNS, _OBS_SELECT  # noqa: E402
+from bench._machine import machine  # noqa: E402
+from collectors import Recorder, RecorderSettings, producer_config  # noqa: E402
+from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1M rows instead of 5M")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--rows", type=int, help="rows to write (overrides --quick)")
+    ap.add_argument("--partitions", type=int, default=2, help="trail topic partitions")
+    args = ap.parse_args()
+    host = machine()
+    rows = args.rows or (1_000_000 if args.quick else 5_000_000)
+
+    def say(msg: str) -> None:
+        print(f"bench/recorder: {msg}", file=sys.stderr, flush=True)
+
+    gen.TOTAL_EVENTS = rows // len(gen.STAGES)
+    rng = np.random.default_rng(11)
+    t0 = (time.time_ns() // gen.DAY_NS - 1) * gen.DAY_NS
+    tables = []
+    made = 0
+    while made < rows:
+        events = min(gen.BATCH_EVENTS, (rows - made) // len(gen.STAGES))
+        tables.append(gen.generate(events, made // len(gen.STAGES), rng, t0))
+        made += tables[-1].num_rows
+    table = pa.concat_tables(tables)
+    say(f"generated {table.num_rows:,} rows")
+    from confluent_kafka import Producer
+
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        bootstrap = broker.bootstrap_servers
+        topic = "bench.trail"
+        ensure_topics(bootstrap, [topic], args.partitions)
+        messages = encode_trail_messages("observations", table, "bench")
+        producer = Producer(producer_config(bootstrap, {"linger.ms": 20}))
+        started = time.perf_counter()
+        for m in messages:
+            while True:
+                try:
+                    producer.produce(topic, m.value, b"bench", headers=m.headers)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        assert producer.flush(120) == 0
+        produce_s = time.perf_counter() - started
+        say(f"produced {len(messages):,} trail messages in {produce_s:.1f}s")
+
+        store = ChdbStore(Path(tmp) / "store", "bench")
+        store._execute(
+            "CREATE TABLE bench.baseline AS bench.observations ENGINE = MergeTree ORDER BY tuple()"
+        )
+        # Baselines on the same rows, in the recorder's insert size (max_batch_rows).
+        step = RecorderSettings(bootstrap).max_batch_rows
+        sample = table.slice(0, min(table.num_rows, 4 * step))
+        chunks = [sample.slice(i, step) for i in range(0, sample.num_rows, step)]
+        started = time.perf_counter()
+        for part in chunks:
+            store._insert(
+                "baseline", _OBS_COLUMNS, _OBS_SELECT.format(batch=0, chain_id="''"), part, None
+            )
+        baseline = sample.num_rows / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for i, part in enumerate(chunks):
+            store.write_batch("observations", part, chain_id="bench/direct", source_offset=i)
+        direct = sample.num_rows / (time.perf_counter() - started)
+        say(f"baseline plain insert {baseline:,.0f} rows/s; ledgered write {direct:,.0f} rows/s")
+        decode_started = time.perf_counter()
+        for m in messages:
+            decode_trail_message(m.value, m.headers)
+        decode_rate = table.num_rows / (time.perf_counter() - decode_started)
+
+        recorder = Recorder(
+            RecorderSettings(bootstrap, topic, group_id="bench-rec", heads_topic=None), store
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=recorder.run, args=(stop,), daemon=True)
+        thread.start()
+        while not recorder.ready.is_set():
+            time.sleep(0.01)
+        started = time.perf_counter()
+        while recorder.stats.rows < table.num_rows:
+            time.sleep(0.01)
+            assert thread.is_alive(), "the recorder stopped"
+        recorder_s = time.perf_counter() - started
+        stop.set()
+        thread.join(60)
+        ok = store.verify().ok
+        store.close()
+    result = {
+        "benchmark": "recorder",
+        "rows": table.num_rows,
+        "trail_messages": len(messages),
+        "trail_partitions": args.partitions,
+        "bytes_per_message_avg": round(sum(len(m.value) for m in messages) / len(messages)),
+        "produce_rows_per_s": round(table.num_rows / produce_s),
+        "recorder_rows_per_s": round(table.num_rows / recorder_s),
+        "ledgered_write_rows_per_s": round(direct),
+        "decode_rows_per_s": round(decode_rate),
+        "baseline_insert_rows_per_s": round(baseline),
+        "recorder_vs_baseline": round(table.num_rows / recorder_s / baseline, 3),
+        "verified": ok,
+        "machine": host,
+    }
+    out_dir = Path(__file__).parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "recorder.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    if args.json:
+        print(orjson.dumps(result).decode())
+    for k, v in result.items():
+        if k != "machine":
+            say(f"{k:30} {v}")
+    say(f"machine: {host}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,463 @@
+"""The recorder: consumes the trail topic as a consumer group and writes the audit store.
+
+- **Exactly once per trail message.** Each trail partition is one hash chain in the store's
+  ledger (``<topic>/<partition>``), and each ledger entry names the trail offset it came
+  from. A message at or before its chain's last written offset was written before (a
+  re-read after a crash) and is skipped; the inserts carry a deduplication token derived
+  from the chain and its sequence number, so a write interrupted between the rows and the
+  ledger entry is not doubled either. The consumer group gives each partition one recorder,
+  so each chain has exactly one writer and N recorders can write one database.
+- **Commits after the write**, synchronously, per consumed batch.
+- **Never drops.** A failing write is retried with exponential back-off (capped) for as
+  long as it takes; meanwhile the partitions are paused and the consumer keeps polling, so
+  it stays in its group and follows rebalances. The recorder lags, and says so:
+  ``stampline_trail_lag_seconds`` and ``stampline_trail_lag_records``. A message that is not
+  a readable trail message becomes a dead letter of the trail (rule ``trail.format``), in
+  the store, chained like any other batch.
+- **Chain heads leave the database**: every ``heads_interval_s`` the head of each chain it
+  owns goes to the log and to ``heads_topic`` (JSON), so ``audit verify --expect-head`` has
+  something outside the database to check against.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from audit import (
+    ChainHead,
+    DeadLetter,
+    Store,
+    TrailFormatError,
+    dead_letter_table,
+    decode_trail_message,
+)
+from collectors._kafka import consumer_config, producer_config, take, where
+from collectors._trailtopic import DEFAULT_TRAIL_TOPIC
+
+log = logging.getLogger("stampline.recorder")
+
+TRAIL_FORMAT_RULE = ("trail.format", 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderSettings:
+    bootstrap_servers: str
+    trail_topic: str = DEFAULT_TRAIL_TOPIC
+    group_id: str = "stampline-recorder"
+    heads_topic: str | None = "stampline.trail.heads"
+    heads_interval_s: float = 10.0
+    consume_batch: int = 200  # trail messages per poll (each up to ~768 KiB of rows)
+    max_batch_rows: int = 500_000  # rows per store insert: consecutive messages combined
+    poll_timeout_s: float = 0.2
+    retry_initial_s: float = 0.1
+    retry_max_s: float = 5.0
+    consumer: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """One trail message, read."""
+
+    kind: str
+    table: pa.Table
+    offset: int
+    rejected: bool  # unreadable: ``table`` is its trail dead letter
+    broker_ms: int  # the message's timestamp: how old the trail is while it waits
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    messages: int = 0  # trail messages written
+    skipped: int = 0  # re-read messages found already written
+    rows: int = 0
+    dead_letters: int = 0
+    rejected: int = 0  # unreadable trail messages, kept as trail dead letters
+    retries: int = 0
+    heads_published: int = 0
+    lag_s: float = 0.0
+
+
+class RecorderMetrics:
+    """The recorder's instruments, on their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry if registry is not None else CollectorRegistry()
+        self.lag_seconds = Gauge(
+            "stampline_trail_lag_seconds",
+            "Age of the oldest trail message not yet written (0 when caught up).",
+            ["partition"],
+            registry=r,
+        )
+        self.lag_records = Gauge(
+            "stampline_trail_lag_records",
+            "Trail messages behind the partition's end (from the client's statistics).",
+            ["partition"],
+            registry=r,
+        )
+        self.rows = Counter(
+            "stampline_recorder_rows", "Rows written to the store.", ["kind"], registry=r
+        )
+        self.messages = Counter(
+            "stampline_recorder_messages", "Trail messages written.", registry=r
+        )
+        self.store_errors = Counter(
+            "stampline_recorder_store_errors",
+            "Store writes that failed and were retried.",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "stampline_recorder_rejected_messages",
+            "Unreadable trail messages, kept as dead letters of the trail.",
+            registry=r,
+        )
+
+    def serve(self, port: int, address: str = "127.0.0.1") -> object:
+        server, _thread = start_http_server(port, address, registry=self.registry)
+        return server
+
+
+class Recorder:
+    """Writes trail messages to ``store`` until ``stop`` is set."""
+
+    def __init__(
+        self, settings: RecorderSettings, store: Store, metrics: RecorderMetrics | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.stats = RecorderStats()
+        self.ready = threading.Event()  # set once partitions are assigned
+        self.heads: dict[str, ChainHead] = {}  # chains this recorder owns, as last written
+        self._assigned: set[int] = set()
+        self._written: dict[int, int] = {}  # partition -> next offset to commit
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._paused = False
+        self._last_heads = 0.0
+
+    def chain_id(self, partition: int) -> str:
+        return f"{self.settings.trail_topic}/{partition}"
+
+    def run(self, stop: threading.Event) -> None:
+        s = self.settings
+        extra: dict[str, Any] = {"isolation.level": "read_committed", **s.consumer}
+        if self.metrics is not None:
+            extra.setdefault("statistics.interval.ms", 5000)
+            extra["stats_cb"] = self._on_stats
+        self._consumer = consumer = Consumer(
+            consumer_config(s.bootstrap_servers, s.group_id, extra)
+        )
+        if s.heads_topic:
+            self._producer = Producer(producer_config(s.bootstrap_servers, s.producer))
+        consumer.subscribe([s.trail_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("recorder started topic=%s group=%s", s.trail_topic, s.group_id)
+        pending: list[Message] = []
+        try:
+            while not stop.is_set():
+                if not pending:
+                    pending = take(consumer, s.consume_batch, s.poll_timeout_s)
+                    if not pending:
+                        self._caught_up()
+                        self._maybe_publish_heads()
+                        continue
+                pending = self._write_all(pending, stop)
+                self._commit()
+                self._maybe_publish_heads()
+            self._commit()
+            self._publish_heads()
+        finally:
+            consumer.close()
+            if self._producer is not None:
+                self._producer.flush(10)
+            log.info(
+                "recorder stopped messages=%d rows=%d dead_letters=%d skipped=%d rejected=%d",
+                self.stats.messages,
+                self.stats.rows,
+                self.stats.dead_letters,
+                self.stats.skipped,
+                self.stats.rejected,
+            )
+
+    # ------------------------------------------------------------------ writing
+
+    def _write_all(self, messages: list[Message], stop: threading.Event) -> list[Message]:
+        """Write ``messages``: per partition, in order, in groups of consecutive messages (one
+        ledger entry per kind and group, so a store insert carries many messages' rows).
+        A partition revoked meanwhile, or ``stop`` while retrying, leaves the rest
+        uncommitted: its owner (or this recorder after a restart) reads it again."""
+        by_partition: dict[int, list[Message]] = {}
+        for m in messages:
+            if m.error() is not None:
+                at = where(m.topic(), m.partition(), m.offset())
+                log.warning("consume error %s: %s", at, m.error())
+                continue
+            by_partition.setdefault(m.partition() or 0, []).append(m)
+        cap = self.settings.max_batch_rows
+        for partition, msgs in by_partition.items():
+            i = 0
+            while i < len(msgs) and partition in self._assigned and not stop.is_set():
+                group: list[_Decoded] = []
+                rows = 0
+                while i < len(msgs) and (not group or rows < cap):
+                    group.append(self._decode(msgs[i]))
+                    rows += group[-1].table.num_rows
+                    i += 1
+                if not self._write_retrying(partition, group, stop):
+                    break
+                self._written[partition] = group[-1].offset + 1
+        self._set_paused(False)
+        return []
+
+    def _decode(self, m: Message) -> _Decoded:
+        ts_type, ms = m.timestamp()
+        ms = ms if ts_type else 0
+        self._note_lag(m.partition() or 0, ms)
+        try:
+            kind, table = decode_trail_message(m.value(), m.headers())
+        except TrailFormatError as exc:
+            rejected = self._rejected(m, str(exc))
+            return _Decoded("dead_letters", rejected, m.offset() or 0, True, ms)
+        return _Decoded(kind, table, m.offset() or 0, False, ms)
+
+    def _write_retrying(self, partition: int, group: list[_Decoded], stop: threading.Event) -> bool:
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                self._write(partition, group)
+                return True
+            except Exception as exc:  # a store error: retry, never drop
+                # What was written before the failure is in the chain: read its head again.
+                self.heads.pop(self.chain_id(partition), None)
+                self.stats.retries += 1
+                if self.metrics is not None:
+                    self.metrics.store_errors.inc()
+                log.warning(
+                    "store write failed for %s[%d]@%d..%d, retrying in %.2fs: %s",
+                    self.settings.trail_topic,
+                    partition,
+                    group[0].offset,
+                    group[-1].offset,
+                    delay,
+                    exc,
+                )
+                self._note_lag(partition, group[0].broker_ms)
+                self._wait_polling(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+                if stop.is_set() or partition not in self._assigned:
+                    return False
+
+    def _write(self, partition: int, group: list[_Decoded]) -> None:
+        """Write a group's messages not yet in the chain: one entry per kind."""
+        chain_id = self.chain_id(partition)
+        head = self.heads.get(chain_id)
+        if head is None:
+            head = self.store.chain_head(chain_id)
+        todo: dict[str, list[_Decoded]] = {}
+        for d in group:
+            if head.written(d.kind, d.offset):
+                self.stats.skipped += 1
+            else:
+                todo.setdefault(d.kind, []).append(d)
+        for kind, items in todo.items():
+            table = pa.concat_tables([d.table for d in items])
+            seq = self.store.write_batch(
+                kind, table, chain_id=chain_id, source_offset=items[-1].offset, head=head
+            )
+            written = self.store.written_head(chain_id) if seq else None
+            head = written if written is not None else self.store.chain_head(chain_id)
+            self.heads[chain_id] = head
+            self._count(kind, items, table.num_rows)
+        self.heads[chain_id] = head
+
+    def _count(self, kind: str, items: list[_Decoded], rows: int) -> None:
+        self.stats.messages += len(items)
+        rejected = sum(d.rejected for d in items)
+        self.stats.rejected += rejected
+        if kind == "observations":
+            self.stats.rows += rows
+        else:
+            self.stats.dead_letters += rows
+        if self.metrics is not None:
+            self.metrics.rejected.inc(rejected)
+            self.metrics.messages.inc(len(items))
+            self.metrics.rows.labels(kind).inc(rows)
+
+    def _rejected(self, m: Message, reason: str) -> Any:
+        log.error(
+            "unreadable trail message %s: %s", where(m.topic(), m.partition(), m.offset()), reason
+        )
+        topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+        return dead_letter_table(
+            [
+                DeadLetter(
+                    event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{topic}/{partition}/{offset}")),
+                    received_ns=time.time_ns(),
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    provider="",
+                    rule_id=TRAIL_FORMAT_RULE[0],
+                    rule_version=TRAIL_FORMAT_RULE[1],
+                    reason=reason,
+                    value=m.value() or b"",
+                )
+            ]
+        )
+
+    def _wait_polling(self, seconds: float) -> None:
+        """Wait, paused but polling: the consumer stays in its group and sees rebalances.
+        Anything a poll returns meanwhile is put back by seeking (paused partitions return
+        nothing new; this only guards a fetch that was already under way)."""
+        assert self._consumer is not None
+        self._set_paused(True)
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            m = self._consumer.poll(min(0.1, max(0.0, until - time.monotonic())))
+            if m is not None and m.error() is None and (m.partition() or 0) in self._assigned:
+                # Not ours to keep yet: rewind so it comes again after the write in hand.
+                self._consumer.seek(
+                    TopicPartition(m.topic() or "", m.partition() or 0, m.offset() or 0)
+                )
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self._paused or self._consumer is None:
+            return
+        assignment = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(assignment)
+            log.warning("store unavailable: trail partitions paused, lagging")
+        else:
+            self._consumer.resume(assignment)
+            log.info("store back: trail partitions resumed")
+        self._paused = paused
+
+    def _commit(self) -> None:
+        if not self._written or self._consumer is None:
+            return
+        offsets = [
+            TopicPartition(self.settings.trail_topic, p, o)
+            for p, o in self._written.items()
+            if p in self._assigned
+        ]
+        self._written.clear()
+        if offsets:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    # ------------------------------------------------------------------ group
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._assigned.add(tp.partition)
+            # Another recorder may have written this chain meanwhile: read its head afresh.
+            self.heads.pop(self.chain_id(tp.partition), None)
+        if self._paused:
+            _consumer.pause(partitions)
+        log.info("recorder assigned partitions=%s", sorted(self._assigned))
+        self.ready.set()
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit()
+        for tp in partitions:
+            self._assigned.discard(tp.partition)
+            self.heads.pop(self.chain_id(tp.partition), None)
+
+    # ------------------------------------------------------------------ lag and heads
+
+    def _note_lag(self, partition: int, broker_ms: int) -> None:
+        """The trail of ``partition`` is as old as the message at ``broker_ms`` waiting."""
+        lag = max(0.0, time.time() - broker_ms / 1000) if broker_ms > 0 else 0.0
+        self.stats.lag_s = lag
+        if self.metrics is not None:
+            self.metrics.lag_seconds.labels(str(partition)).set(lag)
+
+    def _caught_up(self) -> None:
+        self.stats.lag_s = 0.0
+        if self.metrics is not None:
+            for p in self._assigned:
+                self.metrics.lag_seconds.labels(str(p)).set(0)
+
+    def _on_stats(self, raw: str) -> None:
+        assert self.metrics is not None
+        try:
+            stats = json.loads(raw)
+            t = stats.get("topics", {}).get(self.settings.trail_topic, {})
+            for pid, p in t.get("partitions", {}).items():
+                lag = p.get("consumer_lag", -1)
+                if int(pid) >= 0 and lag >= 0:
+                    self.metrics.lag_records.labels(pid).set(lag)
+        except (ValueError, AttributeError, TypeError) as exc:
+            log.debug("unreadable client statistics: %s", exc)
+
+    def _maybe_publish_heads(self) -> None:
+        if time.monotonic() - self._last_heads >= self.settings.heads_interval_s:
+            self._publish_heads()
+
+    def _publish_heads(self) -> None:
+        """Send the head of every chain this recorder owns to the log and the heads topic."""
+        self._last_heads = time.monotonic()
+        for chain_id, head in sorted(self.heads.items()):
+            if head.seq == 0:
+                continue
+            log.info(
+                "chain head chain=%s seq=%d offset=%d head=%s",
+                chain_id,
+                head.seq,
+                head.source_offset,
+                head.chain,
+            )
+            if self._producer is not None and self.settings.heads_topic:
+                body = {**head.to_dict(), "published_ns": time.time_ns()}
+                self._producer.produce(
+                    self.settings.heads_topic, orjson.dumps(body), chain_id.encode()
+                )
+                self.stats.heads_published += 1
+        if self._producer is not None:
+            self._producer.poll(0)
+
+
+def read_heads(
+    bootstrap: str, topic: str, timeout_s: float = 5.0, extra: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The latest published head of each chain on ``topic`` (for ``--expect-head``)."""
+    from confluent_kafka import OFFSET_BEGINNING
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"stampline-heads-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            **(extra or {}),
+        }
+    )
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or not meta.partitions:
+            return found
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        last = time.monotonic()
+        while time.monotonic() - last < timeout_s:
+            for m in consumer.consume(500, 0.2):
+                if m.error() is not None:
+                    continue
+                last = time.monotonic()
+                try:
+                    body = orjson.loads(m.value() or b"")
+                    found[str(body["chain"])] = body
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    log.warning("unreadable head %s", where(m.topic(), m.partition(), m.offset()))
+    finally:
+        consumer.close()
+    return found

@@ -1,0 +1,419 @@
+"""The evidence document as one self-contained HTML page: inline styles, an inline SVG chart,
+no scripts and nothing fetched, so it renders the same offline, in a browser or as a PDF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from html import escape
+from typing import Any
+
+from audit import format_ns
+
+# Stage colours: a fixed palette, picked by a stable hash of the stage name.
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
+_KIND_COLOUR = {"origin": "#555555", "broker": "#aaaaaa"}
+
+_CSS = """
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;font-size:12px;color:#111;margin:24px}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:15px;margin:22px 0 6px;border-bottom:1px solid #ccc}
+h3{font-size:13px;margin:14px 0 4px}
+table{border-collapse:collapse;margin:4px 0 10px;width:100%}
+th,td{border:1px solid #ccc;padding:2px 5px;text-align:left;vertical-align:top}
+th{background:#f0f0f0} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+code,.mono{font-family:"DejaVu Sans Mono",monospace;font-size:11px;word-break:break-all}
+.nw{white-space:nowrap;word-break:normal}
+.ok{color:#1a7f37} .bad{color:#b42318;font-weight:bold} .warn{color:#9a6700}
+.meta td{border:none;padding:1px 8px 1px 0}
+svg{border:1px solid #ddd;background:#fff}
+@page{size:A4 landscape;margin:12mm} tr{page-break-inside:avoid}
+"""
+
+
+def _colour(stage: str, kind: str) -> str:
+    if kind in _KIND_COLOUR:
+        return _KIND_COLOUR[kind]
+    return _PALETTE[hashlib.sha256(stage.encode()).digest()[0] % len(_PALETTE)]
+
+
+def ns_text(ns: int | None) -> str:
+    """A duration in the unit that keeps it readable, exact to the nanosecond below 1 ms."""
+    if ns is None:
+        return "—"
+    a, sign = abs(ns), "-" if ns < 0 else ""
+    if a < 1_000:
+        return f"{sign}{a} ns"
+    if a < 1_000_000:
+        return f"{sign}{a / 1_000:.3f} µs"
+    if a < 1_000_000_000:
+        return f"{sign}{a / 1_000_000:.3f} ms"
+    return f"{sign}{a / 1_000_000_000:.3f} s"
+
+
+def _e(value: Any) -> str:
+    return escape(str(value), quote=True)
+
+
+def _source_text(src: dict[str, Any] | None) -> str:
+    if src is None:
+        return "—"
+    kind = src["kind"]
+    if kind == "chrony":
+        return (
+            f"chrony: offset {ns_text(src['offset_ns'])}, dispersion "
+            f"{ns_text(src['root_dispersion_ns'])}, delay {ns_text(src['root_delay_ns'])}"
+        )
+    if kind in ("fallback", "unknown"):
+        return f"{kind}: {src.get('reason', '')}"
+    return str(kind)
+
+
+def chart(doc: dict[str, Any], width: int = 1000) -> str:
+    """The lineage timeline: one lane per event, each stamp a dot on one time axis, its
+    clock-error bound as a bar around it, coloured by stage."""
+    events = [e for e in doc["events"] if e["stamps"]]
+    times = [s["time_ns"] for e in events for s in e["stamps"]]
+    if not times:
+        return '<p id="chart">No stamps to chart.</p>'
+    left, right, lane, top = 200, 20, 30, 30
+    height = top + lane * len(events) + 40
+    t0, t1 = min(times), max(times)
+    span = max(t1 - t0, 1)
+    plot = width - left - right
+
+    def x(t: int) -> float:
+        return float(left + (t - t0) / span * plot)
+
+    parts = [
+        f'<svg id="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="lineage timeline">'
+    ]
+    for i in range(6):
+        tx = left + plot * i / 5
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{height - 30}" '
+            'stroke="#eee"/>'
+            f'<text x="{tx:.1f}" y="{height - 14}" font-size="10" '
+            f'text-anchor="{"start" if i == 0 else "end" if i == 5 else "middle"}">'
+            f"+{_e(ns_text(span * i // 5))}</text>"
+        )
+    for row, e in enumerate(events):
+        y = top + lane * row + lane / 2
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 4:.1f}" font-size="11" text-anchor="end">'
+            f"{_e(e['role'])} {_e(e['label'])}</text>"
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ccc"/>'
+        )
+        for s in e["stamps"]:
+            cx, colour = x(s["time_ns"]), _colour(s["stage"], s["kind"])
+            bound = s.get("bound_ns")
+            if bound:
+                w = bound / span * plot
+                parts.append(
+                    f'<rect class="bound" x="{cx - w:.2f}" y="{y - 3:.1f}" width="{2 * w:.2f}" '
+                    f'height="6" fill="{colour}" opacity="0.25"/>'
+                )
+            parts.append(
+                f'<circle class="stamp" data-event="{_e(e["event_id"])}" '
+                f'data-stage="{_e(s["stage"])}" cx="{cx:.2f}" cy="{y:.1f}" r="5" '
+                f'fill="{colour}"><title>{_e(s["stage"])} {_e(s["time"])} '
+                f"± {_e(ns_text(bound))}</title></circle>"
+            )
+    parts.append(
+        f'<text x="{left}" y="{top - 14}" font-size="10">time from {_e(_first_time(doc))} '
+        "(UTC); bars: clock-error bound</text></svg>"
+    )
+    stages = sorted({(s["stage"], s["kind"]) for e in events for s in e["stamps"]})
+    legend = " ".join(f'<span style="color:{_colour(st, k)}">●</span> {_e(st)}' for st, k in stages)
+    return "".join(parts) + f'<p class="legend">{legend}</p>'
+
+
+def _first_time(doc: dict[str, Any]) -> str:
+    stamps = [s for e in doc["events"] for s in e["stamps"]]
+    return min(stamps, key=lambda s: s["time_ns"])["time"] if stamps else ""
+
+
+def _verdict_cell(regime: dict[str, Any]) -> str:
+    v = regime["verdict"]
+    cls = {"meets": "ok", "fails": "bad", "unproven": "warn"}.get(v, "")
+    extra = ""
+    if "observed_granularity_ns" in regime:
+        extra = f" (granularity ≤ {ns_text(regime['observed_granularity_ns'])})"
+    return f'<td class="verdict {cls}">{_e(v)}{_e(extra)}</td>'
+
+
+def _event_section(e: dict[str, Any]) -> str:
+    head = (
+        f'<h3 id="ev-{_e(e["event_id"])}">{_e(e["role"])} <code>{_e(e["event_id"])}</code>'
+        f" {_e(e['provider'])} {_e(e['instrument'])}</h3>"
+        f"<p>source {_e(e['source']['topic'])}[{_e(e['source']['partition'])}]"
+        f"@{_e(e['source']['offset'])}; outcome <b>{_e(e['rules']['outcome'])}</b>"
+        + (f"; parents {len(e['parents'])}" if e["parents"] else "")
+        + "</p>"
+    )
+    if not e["observed"]:
+        return head + '<p class="warn">Never observed by stampline: no stamps.</p>'
+    rows = "".join(
+        f'<tr class="stamp-row"><td>{_e(s["stage"])}</td><td>{_e(s["kind"])}</td>'
+        f'<td class="mono nw">{_e(s["time"])}</td><td>{_e(s["host"] or "—")}</td>'
+        f'<td class="num bound nw">{_e(ns_text(s["bound_ns"]))}</td>'
+        f"<td>{_e(_source_text(s['bound_source']))}</td>{_verdict_cell(s['regime'])}</tr>"
+        for s in e["stamps"]
+    )
+    stamps = (
+        "<table><tr><th>stamp</th><th>kind</th><th>time (UTC)</th><th>host</th>"
+        "<th>± bound</th><th>bound source</th><th>tier verdict</th></tr>"
+        f"{rows}</table>"
+    )
+    irows = "".join(
+        f'<tr><td>{_e(i["span"])}</td><td class="num">{_e(ns_text(i["value_ns"]))}</td>'
+        f'<td class="num">± {_e(ns_text(i["bound_ns"]))}</td>'
+        f'<td class="{"warn" if i["flags"] else "ok"}">{_e("; ".join(i["flags"]) or "certain")}'
+        "</td></tr>"
+        for i in e["intervals"]
+    )
+    intervals = (
+        "<table><tr><th>stage / hop</th><th>value</th><th>combined bound</th><th>flags</th></tr>"
+        f"{irows}</table>"
+        if irows
+        else ""
+    )
+    vrows = "".join(
+        f'<tr class="verdict-row"><td>{_e(v["rule_id"])}</td><td>v{_e(v["rule_version"])}</td>'
+        f'<td class="{"bad" if v["severity"] == "error" else "warn"}">{_e(v["severity"])}</td>'
+        f"<td>{_e(v['reason'] or '—')}</td><td>{_rule_file(v['rule_file'])}</td></tr>"
+        for v in e["rules"]["verdicts"]
+    )
+    verdicts = (
+        "<table><tr><th>rule</th><th>version</th><th>verdict</th><th>reason</th>"
+        f"<th>rule file (now)</th></tr>{vrows}</table>"
+        if vrows
+        else f"<p>Rule verdicts: passed every rule ({_e(e['rules']['outcome'])}).</p>"
+    )
+    return head + stamps + intervals + verdicts
+
+
+def _rule_file(f: dict[str, Any] | None) -> str:
+    if f is None:
+        return "not given"
+    same = "same version" if f["same_version"] else f"now v{f['version_now']}"
+    return f"{_e(f['path'])} <code>{_e(f['sha256'][:16])}…</code> ({_e(same)})"
+
+
+def _integrity(doc: dict[str, Any]) -> str:
+    i = doc["integrity"]
+    rows = "".join(
+        f'<tr><td class="num">{_e(b["batch"])}</td><td class="num">{_e(b["rows"])}</td>'
+        f'<td>{_e(b["written"])}</td><td class="mono">{_e(b["digest"])}</td>'
+        f'<td class="mono">{_e(b["chain"])}</td>'
+        f'<td class="num">{_e(i["links_to_head"][str(b["batch"])])}</td></tr>'
+        for b in i["batches"]
+    )
+    v = i["verified_at_production"]
+    if v is None:
+        checked = "<p>The chain was not verified when this report was produced.</p>"
+    elif v["ok"]:
+        checked = (
+            f'<p class="ok">Verified when produced: {_e(v["batches"])} batches, '
+            f"{_e(v['rows'])} rows, every digest and link intact.</p>"
+        )
+    else:
+        checked = (
+            f'<p class="bad">Verification FAILED when produced: {len(v["findings"])} '
+            "finding(s); see the JSON.</p>"
+        )
+    return (
+        f"<p>{_e(i['scheme'])}.</p>"
+        "<table><tr><th>batch</th><th>rows</th><th>written</th><th>digest</th><th>chain</th>"
+        f"<th>links to head</th></tr>{rows}</table>"
+        f'<p>Chain head (batch {_e(i["head_batch"])}): <code id="head">{_e(i["head"])}</code></p>'
+        f"{checked}<p>Re-verify: <code>{_e(i['verify_command'])}</code></p>"
+    )
+
+
+def _provenance(doc: dict[str, Any]) -> str:
+    p = doc["produced"]
+    inputs = "".join(
+        f"<tr><td>{_e(f['role'])}</td><td>{_e(f['path'])}</td>"
+        f'<td class="mono">{_e(f["sha256"])}</td></tr>'
+        for f in p["inputs"]
+    )
+    return (
+        f'<table class="meta"><tr><td>software</td><td>{_e(p["software"])}</td></tr>'
+        f"<tr><td>produced</td><td>{_e(p['at'])}</td></tr>"
+        f"<tr><td>configuration hash</td><td><code>{_e(p['config_sha256'] or 'none given')}"
+        "</code></td></tr></table>"
+        + (
+            f"<table><tr><th>input</th><th>path</th><th>SHA-256</th></tr>{inputs}</table>"
+            if inputs
+            else "<p>No configuration or rule files were given.</p>"
+        )
+    )
+
+
+def _regime(doc: dict[str, Any]) -> str:
+    r = doc["regime"]
+    return (
+        f"<p>{_e(r['title'])} ({_e(r['id'])} {_e(r['version'])}), tier <b>{_e(r['tier'])}</b>"
+        f" ({_e(r['applies_to'])}): divergence from UTC ≤ {_e(ns_text(r['max_divergence_ns']))}"
+        f", granularity ≤ {_e(ns_text(r['granularity_ns']))}. A stamp <i>meets</i> the tier "
+        "when its host's bound is within the divergence and its digits show the granularity; "
+        "<i>unproven</i> when its trailing zeros cannot show the granularity; origin and broker "
+        "stamps are other parties' clocks and <i>outside</i> it.</p>"
+    )
+
+
+def _period_chart(doc: dict[str, Any], width: int = 1000) -> str:
+    """One lane per host and stage across the period; excursions beyond the tier in red."""
+    clocks = doc["clocks"]
+    if not clocks:
+        return '<p id="chart">No stamps in this period.</p>'
+    lo, hi = clocks and _period_ns(doc)
+    left, right, lane, top = 200, 20, 26, 16
+    plot, span = width - left - right, max(hi - lo, 1)
+    height = top + lane * len(clocks) + 20
+    parts = [
+        f'<svg id="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="excursions over the period">'
+    ]
+    for row, c in enumerate(clocks):
+        y = top + lane * row
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 14}" font-size="11" text-anchor="end">'
+            f"{_e(c['host'])} / {_e(c['stage'])}</text>"
+            f'<rect class="lane" x="{left}" y="{y + 4}" width="{plot}" height="14" fill="#dff3e4"/>'
+        )
+        for x in c["excursions"]:
+            x0 = left + (x["start_ns"] - lo) / span * plot
+            w = max(x["duration_ns"] / span * plot, 1.0)
+            parts.append(
+                f'<rect class="excursion" x="{x0:.2f}" y="{y + 4}" width="{w:.2f}" height="14" '
+                f'fill="#d62728"><title>{_e(x["start"])} – {_e(x["end"])} peak '
+                f"{_e(ns_text(x['peak_ns']))}</title></rect>"
+            )
+    parts.append(
+        f'<text x="{left}" y="{height - 4}" font-size="10">{_e(doc["subject"]["from"])}</text>'
+        f'<text x="{width - right}" y="{height - 4}" font-size="10" text-anchor="end">'
+        f"{_e(doc['subject']['to'])}</text></svg>"
+    )
+    return "".join(parts)
+
+
+def _period_ns(doc: dict[str, Any]) -> tuple[int, int]:
+    from datetime import datetime
+
+    def ns(text: str) -> int:
+        whole, frac = text.rstrip("Z").split(".")
+        dt = datetime.fromisoformat(whole + "+00:00")
+        return int(dt.timestamp()) * 1_000_000_000 + int(frac)
+
+    return ns(doc["subject"]["from"]), ns(doc["subject"]["to"])
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
+def _period_body(doc: dict[str, Any]) -> str:
+    rows = []
+    for c in doc["clocks"]:
+        b = c["bound_ns"]
+        sources = "; ".join(
+            f"{s['kind']} ×{s['stamps']}" + (f" ({s['reason']})" if s.get("reason") else "")
+            for s in c["sources"]
+        )
+        rows.append(
+            f'<tr class="clock-row"><td>{_e(c["host"])}</td><td>{_e(c["stage"])}</td>'
+            f'<td class="num">{_e(c["stamps"])}</td>'
+            f'<td class="num">{_e(ns_text(b["p50"]))}</td><td class="num">{_e(ns_text(b["p99"]))}'
+            f'</td><td class="num">{_e(ns_text(b["max"]))}</td>'
+            f'<td class="num">{c["within_tier_stamps_share"]:.2%}</td>'
+            f'<td class="num">{_share(c["within_tier_time_share"])}</td>'
+            f'<td class="{"ok" if c["granularity_ok"] else "warn"}">'
+            f"≤ {_e(ns_text(c['observed_granularity_ns']))}</td><td>{_e(sources)}</td></tr>"
+        )
+    table = (
+        "<table><tr><th>host</th><th>stage</th><th>stamps</th><th>bound p50</th><th>p99</th>"
+        "<th>max</th><th>stamps within tier</th><th>time within tier</th>"
+        f"<th>granularity</th><th>bound sources</th></tr>{''.join(rows)}</table>"
+    )
+    ex = "".join(
+        f'<tr class="excursion-row"><td>{_e(c["host"])}</td><td>{_e(c["stage"])}</td>'
+        f'<td class="mono">{_e(x["start"])}</td><td class="mono">{_e(x["end"])}</td>'
+        f'<td class="num">{_e(ns_text(x["duration_ns"]))}</td>'
+        f'<td class="num bad">{_e(ns_text(x["peak_ns"]))}</td><td class="num">{x["stamps"]}</td>'
+        f"<td>{'still out at the last stamp' if x['ongoing_at_last_stamp'] else ''}</td></tr>"
+        for c in doc["clocks"]
+        for x in c["excursions"]
+    )
+    excursions = (
+        "<table><tr><th>host</th><th>stage</th><th>start</th><th>end</th><th>duration</th>"
+        f"<th>peak bound</th><th>stamps</th><th></th></tr>{ex}</table>"
+        if ex
+        else '<p class="ok">No excursion beyond the tier.</p>'
+    )
+    i = doc["integrity"]
+    return (
+        f"<h2>Clocks per host and stage</h2>{table}"
+        f"<h2>Excursions beyond the tier</h2>{_period_chart(doc)}{excursions}"
+        f"<h2>Clock alerts</h2><p>{_e(doc['alerts']['reason'])}.</p>"
+        f'<h2>Integrity</h2><p>Chain head (batch {_e(i["head_batch"])}): <code id="head">'
+        f"{_e(i['head'])}</code></p><p>Re-verify: <code>{_e(i['verify_command'])}</code></p>"
+    )
+
+
+def _timeline_table(doc: dict[str, Any]) -> str:
+    """Every stamp of every event in time order: the chart as a table."""
+    rows = "".join(
+        f'<tr><td class="mono nw">{_e(format_ns(t["time_ns"]))}</td>'
+        f'<td class="num">{"+" if t["delta_from_first_ns"] >= 0 else ""}'
+        f"{_e(ns_text(t['delta_from_first_ns']))}</td>"
+        f"<td>{_e(t['role'])} {_e(t['label'])}</td><td>{_e(t['stage'])}</td>"
+        f'<td class="num">± {_e(ns_text(t["bound_ns"]))}</td></tr>'
+        for t in doc["timeline"]
+    )
+    return (
+        "<table><tr><th>time (UTC)</th><th>from first</th><th>event</th><th>stamp</th>"
+        f"<th>bound</th></tr>{rows}</table>"
+    )
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    """The evidence document as a self-contained HTML page."""
+    subject = doc["subject"]
+    if subject["kind"] == "period":
+        return (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>Clock compliance {_e(subject['id'])}</title><style>{_CSS}</style></head>"
+            f'<body><h1>Clock compliance <span id="subject">{_e(subject["from"])} – '
+            f"{_e(subject['to'])}</span>"
+            + (f" on {_e(subject['host'])}" if subject["host"] else "")
+            + f"</h1>{_provenance(doc)}<h2>Clock-accuracy regime</h2>{_regime(doc)}"
+            + _period_body(doc)
+            + f"<p>Document schema {_e(doc['schema'])}.</p></body></html>"
+        )
+    flags = "".join(
+        f'<li class="bad">{_e(f["flag"])}: <code>{_e(f["event_id"])}</code>'
+        + (
+            f" by {_e(ns_text(f['by_ns']))} (± {_e(ns_text(f['bound_ns']))})"
+            if "by_ns" in f
+            else ""
+        )
+        + "</li>"
+        for f in doc["order_flags"]
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Evidence: {_e(subject['kind'])} {_e(subject['id'])}</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f'<h1>Timing evidence for {_e(subject["kind"])} <code id="subject">{_e(subject["id"])}'
+        "</code></h1>"
+        f"{_provenance(doc)}"
+        f"<h2>Clock-accuracy regime</h2>{_regime(doc)}"
+        f"<h2>Lineage timeline</h2>{chart(doc)}{_timeline_table(doc)}"
+        + (f"<h2>Order flags</h2><ul>{flags}</ul>" if flags else "")
+        + "<h2>Events, stamps and rule verdicts</h2>"
+        + "".join(_event_section(e) for e in doc["events"])
+        + f"<h2>Integrity proof</h2>{_integrity(doc)}"
+        + f"<p>Document schema {_e(doc['schema'])}.</p></body></html>"
+    )

@@ -1,0 +1,197 @@
+"""Clock compliance over a period: per stamping host and stage, how its bound behaved.
+
+For every stamp stampline's own sidecars made in [FROM, TO) (one per event and stage, as
+the trail view picks them): the bound's percentiles, the share of stamps and of time
+within the tier, excursions (maximal runs of stamps whose bound exceeds the tier: start,
+end, duration, peak), the granularity the stamps themselves show, and where the bound came
+from. Runs are found in the store with window functions, so one row comes back per run,
+not per stamp.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from audit import ClockBound, Store, VerifyReport, format_ns
+from dashboards._chain import read_chain_head, verify_command
+from dashboards._evidence import SCHEMA, Context, Evidence, produced, regime_block
+
+# The stamps of the period: one per (event, stage), the stamper's own row first.
+_STAMPS = """
+SELECT host, stage, toUnixTimestamp64Nano(received) AS t, clock_err_ns AS bound,
+       toUnixTimestamp64Nano(emitted) AS emitted_ns, clock_source
+FROM {db}.observations
+WHERE received >= fromUnixTimestamp64Nano({lo:Int64}, 'UTC')
+  AND received < fromUnixTimestamp64Nano({hi:Int64}, 'UTC')
+  AND clock_err_ns > 0 AND ({host:String} = '' OR host = {host:String})
+ORDER BY event_id, stage, authority DESC, batch DESC
+LIMIT 1 BY event_id, stage
+"""
+
+_GRANULARITY = (
+    "multiIf("
+    + ", ".join(f"emitted_ns % {10 ** (k + 1)} != 0, {10**k}" for k in range(9))
+    + ", 1000000000)"
+)
+
+_SUMMARY = f"""
+SELECT host, stage, count() AS stamps,
+       quantilesExact(0.5, 0.99)(bound) AS q, min(bound) AS lo, max(bound) AS hi,
+       countIf(bound <= {{limit:UInt64}}) AS within,
+       min({_GRANULARITY}) AS granularity,
+       min(t) AS first_t, max(t) AS last_t
+FROM ({_STAMPS}) GROUP BY host, stage ORDER BY host, stage
+"""
+
+_SOURCES = f"""
+SELECT host, stage, clock_source, count() AS stamps, max(bound) AS bound
+FROM ({_STAMPS}) GROUP BY host, stage, clock_source ORDER BY host, stage, clock_source
+"""
+
+# Runs of stamps on the same side of the tier's limit, per host and stage, in time order.
+_RUNS = f"""
+SELECT host, stage, run, any(out) AS out, min(t) AS start, max(t) AS last, max(bound) AS peak,
+       count() AS stamps
+FROM (
+    SELECT host, stage, t, bound, out,
+           sum(changed) OVER (PARTITION BY host, stage ORDER BY t
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run
+    FROM (
+        SELECT host, stage, t, bound, bound > {{limit:UInt64}} AS out,
+               out != lagInFrame(out, 1, 2) OVER (PARTITION BY host, stage ORDER BY t
+                                             ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS changed
+        FROM ({_STAMPS})
+    )
+)
+GROUP BY host, stage, run ORDER BY host, stage, run
+"""
+
+
+def parse_period(text: str) -> tuple[int, int]:
+    """``FROM..TO`` (ISO-8601; a time without a zone is UTC) as nanoseconds since the epoch.
+
+    Raises:
+        ValueError: not two times joined by ``..``, unreadable, or TO not after FROM.
+    """
+    parts = text.split("..")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise ValueError(
+            f"period {text!r} is not FROM..TO (e.g. 2026-11-27T09:00Z..2026-11-27T17:30Z)"
+        )
+    lo, hi = (_parse_time(p.strip()) for p in parts)
+    if hi <= lo:
+        raise ValueError(f"period {text!r} ends before it starts")
+    return lo, hi
+
+
+def _parse_time(text: str) -> int:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO-8601 time") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1_000
+
+
+def period_evidence(
+    store: Store,
+    lo_ns: int,
+    hi_ns: int,
+    ctx: Context,
+    *,
+    host: str | None = None,
+    verified: VerifyReport | None = None,
+) -> Evidence:
+    """The clock-compliance document for stamps received in [lo_ns, hi_ns)."""
+    limit = ctx.tier.max_divergence_ns
+    params: dict[str, Any] = {"lo": lo_ns, "hi": hi_ns, "host": host or "", "limit": limit}
+    summary = store.query(_SUMMARY, params)
+    sources = store.query(_SOURCES, params)
+    runs = store.query(_RUNS, params)
+    groups = []
+    for s in summary:
+        key = (s["host"], s["stage"])
+        mine = [r for r in runs if (r["host"], r["stage"]) == key]
+        excursions: list[dict[str, Any]] = []
+        for i, r in enumerate(mine):
+            if not r["out"]:
+                continue
+            # It lasts until the next stamp back within the tier. After the last stamp the
+            # clock's state is not known: a run still out then ends at its last stamp.
+            ongoing = i + 1 == len(mine)
+            end = int(r["last"]) if ongoing else int(mine[i + 1]["start"])
+            excursions.append(
+                {
+                    "start": format_ns(int(r["start"])),
+                    "start_ns": int(r["start"]),
+                    "end": format_ns(end),
+                    "end_ns": end,
+                    "duration_ns": end - int(r["start"]),
+                    "peak_ns": int(r["peak"]),
+                    "stamps": int(r["stamps"]),
+                    "ongoing_at_last_stamp": ongoing,
+                }
+            )
+        # Time is counted over what the stamps cover, first to last: before the first stamp
+        # and after the last one nothing is known, so neither counts as within the tier.
+        outside = sum(e["duration_ns"] for e in excursions)
+        covered = int(s["last_t"]) - int(s["first_t"])
+        gran = int(s["granularity"])
+        groups.append(
+            {
+                "host": s["host"],
+                "stage": s["stage"],
+                "stamps": int(s["stamps"]),
+                "first": format_ns(int(s["first_t"])),
+                "last": format_ns(int(s["last_t"])),
+                "bound_ns": {
+                    "min": int(s["lo"]),
+                    "p50": int(s["q"][0]),
+                    "p99": int(s["q"][1]),
+                    "max": int(s["hi"]),
+                },
+                "within_tier_stamps_share": int(s["within"]) / int(s["stamps"]),
+                "within_tier_time_share": 1 - outside / covered if covered else None,
+                "observed_granularity_ns": gran,
+                "granularity_ok": gran <= ctx.tier.granularity_ns,
+                "sources": [_source(r) for r in sources if (r["host"], r["stage"]) == key],
+                "excursions": excursions,
+            }
+        )
+    head_seq, head = read_chain_head(store)
+    document = {
+        "schema": SCHEMA,
+        "subject": {
+            "kind": "period",
+            "id": f"{format_ns(lo_ns)}..{format_ns(hi_ns)}",
+            "from": format_ns(lo_ns),
+            "to": format_ns(hi_ns),
+            "host": host,
+        },
+        "produced": produced(ctx),
+        "regime": regime_block(ctx),
+        "clocks": groups,
+        "alerts": {
+            "available": False,
+            "reason": "no clock-alert history is recorded in the store yet",
+        },
+        "integrity": {
+            "head_batch": head_seq,
+            "head": head,
+            "verify_command": verify_command(ctx.store_args, head),
+            "verified_at_production": None if verified is None else verified.to_dict(),
+        },
+    }
+    return Evidence(document)
+
+
+def _source(row: dict[str, Any]) -> dict[str, Any]:
+    b = ClockBound.from_label(row["clock_source"], int(row["bound"]))
+    d: dict[str, Any] = {"kind": b.kind, "stamps": int(row["stamps"]), "max_bound_ns": b.bound_ns}
+    if b.kind in ("fallback", "unknown") and b.reason:
+        d["reason"] = b.reason
+    if b.kind == "chrony":
+        d["offset_ns"] = b.offset_ns
+    return d

@@ -1,0 +1,230 @@
+"""The JSON Schema (draft-07) of ``stampline.evidence/1``, written into every evidence folder.
+
+Fields may be added within version 1 (objects allow more properties); a field renamed,
+removed or changing meaning makes version 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NS = {"type": "integer"}
+_NS_OR_NULL = {"type": ["integer", "null"]}
+_TIME = {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$"}
+_SHA = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **(optional or {})},
+    }
+
+
+_BOUND_SOURCE = {
+    "oneOf": [
+        {"type": "null"},
+        _obj(
+            {"kind": {"enum": ["configured", "chrony", "fallback", "unknown"]}},
+            {
+                "reason": {"type": "string"},
+                "offset_ns": _NS,
+                "root_dispersion_ns": _NS,
+                "root_delay_ns": _NS,
+            },
+        ),
+    ]
+}
+_STAMP = _obj(
+    {
+        "stage": {"type": "string"},
+        "kind": {"enum": ["origin", "broker", "ingest", "stage"]},
+        "time": _TIME,
+        "time_ns": _NS,
+        "host": {"type": "string"},
+        "bound_ns": _NS_OR_NULL,
+        "bound_source": _BOUND_SOURCE,
+        "regime": _obj(
+            {"verdict": {"enum": ["meets", "fails", "unproven", "outside"]}},
+            {
+                "bound_ok": {"type": "boolean"},
+                "observed_granularity_ns": _NS,
+                "granularity_ok": {"type": "boolean"},
+            },
+        ),
+    },
+    {"received_ns": _NS},
+)
+_VERDICT = _obj(
+    {
+        "rule_id": {"type": "string"},
+        "rule_version": _NS,
+        "severity": {"enum": ["error", "warn"]},
+        "reason": {"type": "string"},
+        "rule_file": {
+            "oneOf": [
+                {"type": "null"},
+                _obj(
+                    {
+                        "path": {"type": "string"},
+                        "sha256": _SHA,
+                        "version_now": _NS,
+                        "same_version": {"type": "boolean"},
+                    }
+                ),
+            ]
+        },
+    }
+)
+_EVENT = _obj(
+    {
+        "event_id": {"type": "string"},
+        "label": {"type": "string"},
+        "role": {"enum": ["decision", "input", "event"]},
+        "depth": _NS,
+        "provider": {"type": "string"},
+        "instrument": {"type": "string"},
+        "source": _obj({"topic": {"type": "string"}, "partition": _NS, "offset": _NS}),
+        "parents": {"type": "array", "items": {"type": "string"}},
+        "born": {"oneOf": [{"type": "null"}, _TIME]},
+        "observed": {"type": "boolean"},
+        "stamps": {"type": "array", "items": _STAMP},
+        "intervals": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "span": {"type": "string"},
+                    "value_ns": _NS,
+                    "bound_ns": _NS_OR_NULL,
+                    "flags": {"type": "array", "items": {"type": "string"}},
+                }
+            ),
+        },
+        "rules": _obj(
+            {"outcome": {"type": "string"}, "verdicts": {"type": "array", "items": _VERDICT}}
+        ),
+    }
+)
+_PRODUCED = _obj(
+    {
+        "software": {"type": "string"},
+        "at": _TIME,
+        "at_ns": _NS,
+        "inputs": {
+            "type": "array",
+            "items": _obj(
+                {"role": {"enum": ["config", "rules"]}, "path": {"type": "string"}, "sha256": _SHA},
+                {"rules": {"type": "object", "additionalProperties": _NS}},
+            ),
+        },
+        "config_sha256": {"oneOf": [{"type": "null"}, _SHA]},
+    }
+)
+_REGIME = _obj(
+    {
+        "id": {"type": "string"},
+        "version": {"type": "string"},
+        "title": {"type": "string"},
+        "tier": {"type": "string"},
+        "max_divergence_ns": _NS,
+        "granularity_ns": _NS,
+        "applies_to": {"type": "string"},
+    }
+)
+_BATCH = _obj(
+    {
+        "batch": _NS,
+        "rows": _NS,
+        "written": {"type": "string"},
+        "digest": _SHA,
+        "prev_chain": _SHA,
+        "chain": _SHA,
+        "holds": {"type": "array", "items": {"type": "string"}},
+    }
+)
+_LINEAGE = _obj(
+    {
+        "subject": _obj({"kind": {"enum": ["decision", "event"]}, "id": {"type": "string"}}),
+        "events": {"type": "array", "minItems": 1, "items": _EVENT},
+        "order_flags": {
+            "type": "array",
+            "items": _obj(
+                {"event_id": {"type": "string"}, "flag": {"type": "string"}},
+                {"by_ns": _NS, "bound_ns": _NS_OR_NULL},
+            ),
+        },
+        "timeline": {"type": "array"},
+        "integrity": _obj(
+            {
+                "scheme": {"type": "string"},
+                "batches": {"type": "array", "items": _BATCH},
+                "head_batch": _NS,
+                "head": _SHA,
+                "links_to_head": {"type": "object", "additionalProperties": _NS},
+                "verify_command": {"type": "string"},
+                "verified_at_production": {"type": ["object", "null"]},
+            }
+        ),
+    }
+)
+_EXCURSION = _obj(
+    {
+        "start": _TIME,
+        "start_ns": _NS,
+        "end": _TIME,
+        "end_ns": _NS,
+        "duration_ns": _NS,
+        "peak_ns": _NS,
+        "stamps": _NS,
+        "ongoing_at_last_stamp": {"type": "boolean"},
+    }
+)
+_PERIOD = _obj(
+    {
+        "subject": _obj(
+            {
+                "kind": {"const": "period"},
+                "id": {"type": "string"},
+                "from": _TIME,
+                "to": _TIME,
+                "host": {"type": ["string", "null"]},
+            }
+        ),
+        "clocks": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "host": {"type": "string"},
+                    "stage": {"type": "string"},
+                    "stamps": _NS,
+                    "bound_ns": _obj({"min": _NS, "p50": _NS, "p99": _NS, "max": _NS}),
+                    "within_tier_stamps_share": {"type": "number", "minimum": 0, "maximum": 1},
+                    "within_tier_time_share": {
+                        "type": ["number", "null"],
+                        "minimum": 0,
+                        "maximum": 1,
+                    },
+                    "observed_granularity_ns": _NS,
+                    "granularity_ok": {"type": "boolean"},
+                    "sources": {"type": "array"},
+                    "excursions": {"type": "array", "items": _EXCURSION},
+                }
+            ),
+        },
+        "alerts": _obj({"available": {"type": "boolean"}}),
+        "integrity": _obj({"head_batch": _NS, "head": _SHA, "verify_command": {"type": "string"}}),
+    }
+)
+
+EVIDENCE_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "stampline.evidence/1",
+    "title": "stampline evidence document, version 1 (docs/evidence.md)",
+    "allOf": [
+        _obj(
+            {"schema": {"const": "stampline.evidence/1"}, "produced": _PRODUCED, "regime": _REGIME}
+        ),
+        {"oneOf": [_LINEAGE, _PERIOD]},
+    ],
+}

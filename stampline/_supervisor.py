@@ -1,0 +1,133 @@
+"""Supervised child processes: what `stampline run` starts, restarts and stops.
+
+Each child is a stampline command in its own process (`gate`, `tap`, `recorder`). A child
+that exits while the deployment runs is restarted after a back-off that doubles with each
+quick failure (from ``backoff_s`` up to ``max_backoff_s``) and resets once the child has
+stayed up for ``stable_s``; every exit and restart is reported. ``stop`` sends SIGTERM to
+every child (each one finishes its work in hand, commits and exits), waits up to
+``stop_timeout_s``, then SIGKILLs what is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff_s: float = 0.0
+    next_start: float = 0.0
+    last_exit: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pid": self.proc.pid if self.proc is not None else None,
+            "running": self.proc is not None and self.proc.poll() is None,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        }
+
+
+Report = Callable[[str], None]
+
+
+class Supervisor:
+    """Keeps ``children`` running until ``stop`` is set, then stops them all."""
+
+    def __init__(
+        self,
+        children: Sequence[Child],
+        *,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        stable_s: float = 60.0,
+        stop_timeout_s: float = 60.0,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.children = list(children)
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.stable_s = stable_s
+        self.stop_timeout_s = stop_timeout_s
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self._lock = threading.Lock()
+
+    def start(self, child: Child, report: Report) -> None:
+        env = {**self.base_env, **child.env}
+        child.proc = subprocess.Popen(child.argv, env=env)
+        child.started = time.monotonic()
+        report(f"started {child.name} pid {child.proc.pid}")
+
+    def run(self, stop: threading.Event, report: Report) -> None:
+        """Start every child and keep them running until ``stop`` is set; then stop them."""
+        try:
+            for child in self.children:
+                self.start(child, report)
+            while not stop.wait(0.2):
+                self.check(report)
+        finally:
+            self.stop_all(report)
+
+    def check(self, report: Report) -> None:
+        """Notice exited children and restart those whose back-off has passed."""
+        now = time.monotonic()
+        for child in self.children:
+            proc = child.proc
+            if proc is not None and proc.poll() is not None:
+                child.last_exit = proc.returncode
+                child.proc = None
+                up = now - child.started
+                if up >= self.stable_s or child.backoff_s == 0:
+                    child.backoff_s = self.backoff_s
+                else:
+                    child.backoff_s = min(child.backoff_s * 2, self.max_backoff_s)
+                child.next_start = now + child.backoff_s
+                report(
+                    f"{child.name} exited with {_exit_text(proc.returncode)} after {up:.1f}s; "
+                    f"restarting in {child.backoff_s:.1f}s"
+                )
+            if child.proc is None and now >= child.next_start:
+                child.restarts += 1
+                self.start(child, report)
+
+    def stop_all(self, report: Report) -> None:
+        running = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for child in running:
+            assert child.proc is not None
+            child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout_s
+        for child in running:
+            assert child.proc is not None
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                report(f"{child.name} did not stop in {self.stop_timeout_s:.0f}s: killing it")
+                child.proc.kill()
+                child.proc.wait(10)
+            child.last_exit = child.proc.returncode
+            report(f"stopped {child.name} ({_exit_text(child.proc.returncode)})")
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"

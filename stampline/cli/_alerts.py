@@ -1,0 +1,432 @@
+"""`stampline alerts ...`: check definitions, list the history, export Prometheus and
+Alertmanager files, run the provider watch, snooze / unsnooze / dismiss."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.table import Table
+
+from alerting import (
+    AlertDeliveryError,
+    AlertmanagerClient,
+    AlertsFile,
+    DefinitionError,
+    alertmanager_config,
+    duration_ns,
+    load_alerts,
+    prometheus_rules,
+    prometheus_tests,
+    read_actions,
+    read_history,
+    suggest,
+    write_action,
+)
+from audit import AuditError
+from stampline.cli._app import (
+    ConfigOpt,
+    JsonOpt,
+    app,
+    config_path,
+    emit_json,
+    err,
+    fail,
+    open_store_for_query,
+    out,
+)
+from stampline.config import ConfigError, load_config
+
+alerts_app = typer.Typer(
+    help="Alerts: check definitions, list history, export rules, snooze and dismiss.\n\n"
+    "Reference: docs/alerting.md.",
+    no_args_is_help=True,
+)
+export_app = typer.Typer(help="Write Prometheus or Alertmanager files.", no_args_is_help=True)
+alerts_app.add_typer(export_app, name="export")
+app.add_typer(alerts_app, name="alerts")
+
+DefsOpt = Annotated[
+    Path | None,
+    typer.Option("--definitions", "-d", help="Alert definitions YAML (default: the config's)."),
+]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
+DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database in the store.")]
+AmOpt = Annotated[
+    str | None,
+    typer.Option("--alertmanager", help="Alertmanager URL (default: the config's)."),
+]
+
+
+def _definitions(definitions: Path | None, config: Path | None) -> AlertsFile:
+    if definitions is None:
+        if config is None and not os.environ.get("STAMPLINE_CONFIG"):
+            fail("say which definitions: --definitions FILE or --config FILE", 2)
+        try:
+            cfg = load_config(config_path(config))
+        except ConfigError as exc:
+            fail(str(exc))
+        if cfg.alerting.definitions is None:
+            fail("the configuration has no alerting.definitions", 2)
+        definitions = cfg.alerting.definitions
+    try:
+        return load_alerts(definitions)
+    except DefinitionError as exc:
+        fail(f"alert definitions are not usable:\n{exc!s}")
+
+
+def _am(url: str | None, config: Path | None) -> AlertmanagerClient:
+    if url is None:
+        try:
+            url = load_config(config_path(config)).alerting.alertmanager_url
+        except ConfigError as exc:
+            fail(str(exc))
+        if url is None:
+            fail("no Alertmanager: --alertmanager URL or alerting.alertmanager_url", 2)
+    return AlertmanagerClient(url)
+
+
+def _since(text: str | None) -> int:
+    """``--since``: a duration back from now (``1h``) or an ISO time."""
+    if text is None:
+        return 0
+    try:
+        return time.time_ns() - duration_ns(text)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--since: {text!r} is neither a duration (1h, 30m) nor an ISO time", 2)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1e9)
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
+
+
+@alerts_app.command("check")
+def check(definitions: DefsOpt = None, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Validate alert definitions; errors name file:line, key and the bad value (exit 1)."""
+    parsed = _definitions(definitions, config)
+    summary = {
+        "alerts": [{"id": a.id, "kind": a.kind, "severity": a.severity} for a in parsed.alerts],
+        "providers": [p.provider for p in parsed.providers],
+        "calendars": sorted(parsed.calendars),
+    }
+    if json:
+        emit_json(summary)
+        return
+    out.print(
+        f"ok: {len(parsed.alerts)} alert(s), {len(parsed.providers)} expected provider(s), "
+        f"{len(parsed.calendars)} calendar(s)",
+        highlight=False,
+    )
+
+
+@alerts_app.command("list")
+def list_alerts(
+    since: Annotated[
+        str | None, typer.Option(help="A duration back from now (1h) or an ISO time.")
+    ] = None,
+    alert: Annotated[str | None, typer.Option(help="Only this alert id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The alert history: every transition (pending, firing, resolved), oldest first."""
+    start = _since(since)
+    try:
+        with open_store_for_query(store, database, config) as st:
+            rows = read_history(st, start, limit, alert)
+    except AuditError as exc:
+        fail(f"the store could not answer: {exc}")
+    if json:
+        emit_json({"alerts": rows})
+        return
+    if not rows:
+        out.print("no alerts" + (f" since {_iso(start)}" if start else ""))
+        return
+    table = Table("at (UTC)", "state", "alert", "severity", "labels", "summary", "fingerprint")
+    for r in rows:
+        labels = {
+            k: v for k, v in r["labels"].items() if k not in {"alertname", "kind", "severity"}
+        }
+        table.add_row(
+            _iso(r["at_ns"]),
+            (r["state"]),
+            (r["alert_id"]),
+            (r["severity"]),
+            (" ".join(f"{k}={v}" for k, v in sorted(labels.items()))),
+            (r["annotations"].get("summary", "")),
+            (r["fingerprint"]),
+        )
+    out.print(table)
+
+
+@export_app.command("prometheus")
+def export_prometheus(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the two files.")] = Path("."),
+    definitions: DefsOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write stampline.rules.yml (Prometheus alerting rules) and stampline.rules.test.yml
+    (`promtool test rules` unit tests) equivalent to the definitions."""
+    parsed = _definitions(definitions, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rules, tests = out_dir / "stampline.rules.yml", out_dir / "stampline.rules.test.yml"
+    rules.write_text(prometheus_rules(parsed), "utf-8")
+    tests.write_text(prometheus_tests(parsed, rules.name), "utf-8")
+    if json:
+        emit_json({"rules": str(rules), "tests": str(tests)})
+        return
+    out.print(f"wrote {rules!s} and {tests!s}", highlight=False)
+    out.print(f"check them: promtool check rules {rules} && promtool test rules {tests}",
+              highlight=False)  # fmt: skip
+
+
+@export_app.command("alertmanager")
+def export_alertmanager(
+    output: Annotated[Path, typer.Option("--out", help="The file to write.")] = Path(
+        "alertmanager.stampline.yml"
+    ),
+    receiver: Annotated[str, typer.Option(help="Receiver name to route to.")] = "stampline",
+    definitions: DefsOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write an Alertmanager configuration: group_by, the inhibition of provider alerts while
+    a collector is down, and market-hours time_intervals per venue from the calendars."""
+    parsed = _definitions(definitions, config)
+    output.write_text(alertmanager_config(parsed, receiver), "utf-8")
+    if json:
+        emit_json({"config": str(output)})
+        return
+    out.print(f"wrote {output!s}; check it: amtool check-config {output}",
+              highlight=False)  # fmt: skip
+
+
+def _matchers(alert: str | None, match: list[str] | None) -> dict[str, str]:
+    matchers: dict[str, str] = {}
+    if alert:
+        matchers["alertname"] = alert
+    for m in match or []:
+        key, eq, value = m.partition("=")
+        if not eq or not key:
+            fail(f"--match {m!r}: give label=value", 2)
+        matchers[key.strip()] = value.strip()
+    if not matchers:
+        fail("say what to snooze: --alert ID and/or --match label=value", 2)
+    return matchers
+
+
+def _record(store: Path | None, database: str | None, config: Path | None, **action: Any) -> bool:
+    """Record an action in the store; False (with a warning) when there is no store."""
+    if store is None and config is None and not os.environ.get("STAMPLINE_CONFIG"):
+        err.print("warning: no --store or --config: the action is not recorded in the history")
+        return False
+    try:
+        with open_store_for_query(store, database, config) as st:
+            write_action(st, **action)
+    except AuditError as exc:
+        fail(f"the store refused the record: {exc}")
+    return True
+
+
+@alerts_app.command("snooze")
+def snooze(
+    reason: Annotated[str, typer.Option(help="Why (kept for compliance).")],
+    for_: Annotated[str, typer.Option("--for", help="How long, e.g. 30m, 2h.")] = "1h",
+    alert: Annotated[str | None, typer.Option("--alert", help="An alert id.")] = None,
+    match: Annotated[
+        list[str] | None, typer.Option("--match", help="label=value; repeat for more.")
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    alertmanager: AmOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Silence matching alerts in Alertmanager for a while, and record who, when, why and
+    until in the store."""
+    matchers = _matchers(alert, match)
+    try:
+        length = duration_ns(for_)
+    except ValueError as exc:
+        fail(f"--for: {exc}", 2)
+    if length <= 0:
+        fail("--for must be positive", 2)
+    who = by or getpass.getuser()
+    now = time.time_ns()
+    try:
+        silence_id = _am(alertmanager, config).create_silence(
+            matchers, now, now + length, who, reason
+        )
+    except AlertDeliveryError as exc:
+        fail(str(exc))
+    recorded = _record(
+        store, database, config, at_ns=now, action="snooze", alert_id=alert or "",
+        matchers=matchers, until_ns=now + length, by=who, reason=reason, silence_id=silence_id,
+    )  # fmt: skip
+    result = {"silence_id": silence_id, "until": _iso(now + length), "matchers": matchers,
+              "by": who, "recorded": recorded}  # fmt: skip
+    if json:
+        emit_json(result)
+        return
+    out.print(f"snoozed until {_iso(now + length)}: silence {(silence_id)}", highlight=False)
+
+
+@alerts_app.command("unsnooze")
+def unsnooze(
+    silence_id: Annotated[str, typer.Argument(help="The silence id `alerts snooze` printed.")],
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    alertmanager: AmOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """End a snooze early (expire its Alertmanager silence) and record it."""
+    try:
+        _am(alertmanager, config).delete_silence(silence_id)
+    except AlertDeliveryError as exc:
+        fail(str(exc))
+    now = time.time_ns()
+    recorded = _record(
+        store, database, config, at_ns=now, action="unsnooze", until_ns=now,
+        by=by or getpass.getuser(), reason=reason, silence_id=silence_id,
+    )  # fmt: skip
+    if json:
+        emit_json({"silence_id": silence_id, "expired": True, "recorded": recorded})
+        return
+    out.print(f"silence {(silence_id)} expired", highlight=False)
+
+
+@alerts_app.command("dismiss")
+def dismiss(
+    fingerprint: Annotated[str, typer.Argument(help="The alert instance (`alerts list`).")],
+    as_: Annotated[
+        Literal["expected", "false_positive", "fixed"],
+        typer.Option("--as", help="expected | false_positive | fixed"),
+    ],
+    reason: Annotated[str, typer.Option(help="Why.")],
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Dismiss an alert instance with a verdict. A pattern dismissed as expected
+    `dismissals.downgrade_after` times is downgraded one severity level (not on a volatile
+    market); nothing changes thresholds."""
+    try:
+        with open_store_for_query(store, database, config) as st:
+            found = st.query(
+                "SELECT alert_id FROM {db}.alert_history WHERE fingerprint = {f:String} LIMIT 1",
+                {"f": fingerprint},
+            )
+            if not found:
+                fail(f"no alert instance {fingerprint!r} in the history (see `alerts list`)")
+            write_action(
+                st, at_ns=time.time_ns(), action="dismiss", alert_id=found[0]["alert_id"],
+                fingerprint=fingerprint, by=by or getpass.getuser(), reason=reason,
+                verdict=as_,
+            )  # fmt: skip
+            count = st.query(
+                "SELECT count() AS n FROM {db}.alert_actions WHERE action = 'dismiss' "
+                "AND fingerprint = {f:String} AND verdict = 'expected'",
+                {"f": fingerprint},
+            )[0]["n"]
+    except AuditError as exc:
+        fail(f"the store could not answer: {exc}")
+    if json:
+        emit_json({"fingerprint": fingerprint, "verdict": as_, "dismissed_as_expected": count})
+        return
+    out.print(f"dismissed {(fingerprint)} as {as_} ({count} time(s) as expected)",
+              highlight=False)  # fmt: skip
+
+
+@alerts_app.command("tune")
+def tune(
+    since: Annotated[
+        str | None, typer.Option(help="A duration back from now (30d) or an ISO time.")
+    ] = None,
+    definitions: DefsOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Suggest `for` changes from the history and people's dismissals. Reports only: it
+    never changes a definition."""
+    parsed = _definitions(definitions, config)
+    start = _since(since)
+    try:
+        with open_store_for_query(store, database, config) as st:
+            found = suggest(parsed, read_history(st, start, 1_000_000), read_actions(st, start))
+    except AuditError as exc:
+        fail(f"the store could not answer: {exc!s}")
+    if json:
+        emit_json({"suggestions": [s.to_dict() for s in found]})
+        return
+    if not found:
+        out.print("no alerts in the history: nothing to suggest")
+        return
+    table = Table("alert", "fired", "median firing s", "dismissals", "for now", "suggested", "why")
+    for s in found:
+        table.add_row(
+            (s.alert_id),
+            str(s.fired),
+            "—" if s.median_firing_s is None else f"{s.median_firing_s:g}",
+            (", ".join(f"{k} {v}" for k, v in sorted(s.dismissals.items())) or "—"),
+            s.current_for or "—",
+            s.suggested_for or "—",
+            (s.why),
+        )
+    out.print(table)
+
+
+@alerts_app.command("watch")
+def watch_cmd(config: ConfigOpt = None) -> None:
+    """Run the provider watch of a multi-gate deployment: reads every gate's facts from
+    `alerting.facts_topic`, judges provider_silent and dlq_rate, delivers. Until SIGTERM."""
+    import signal
+    import threading
+
+    from stampline._alerts import for_watch
+    from stampline.wiring import open_store, sidecar_metrics
+
+    path = config_path(config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        fail(str(exc))
+    a = cfg.alerting
+    if a.definitions is None or a.facts_topic is None or cfg.broker.bootstrap_servers is None:
+        fail("alerts watch needs alerting.definitions, alerting.facts_topic and a broker", 2)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    metrics = sidecar_metrics(cfg)
+    if cfg.metrics.enabled:
+        metrics.serve()
+    try:
+        with open_store(cfg) as store:
+            parts = for_watch(cfg, cfg.broker.bootstrap_servers, store, metrics)
+            err.print(f"alerts watch: facts from {(a.facts_topic)}", highlight=False)
+            stop.wait()
+            parts.close()
+    except (DefinitionError, AuditError) as exc:
+        fail(str(exc))

@@ -1,0 +1,214 @@
+"""`stampline evidence`: a folder of evidence for a regulator (HTML, PDF, JSON, manifest)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audit import AuditError, NotFoundError, Store, VerifyReport
+from dashboards import (
+    Context,
+    InputFile,
+    decision_evidence,
+    event_evidence,
+    parse_period,
+    period_evidence,
+    regime_tier,
+    write_bundle,
+)
+from stampline import __version__
+from stampline._terminal import line, styled
+from stampline.cli._app import (
+    ConfigOpt,
+    JsonOpt,
+    app,
+    config_path,
+    emit_json,
+    err,
+    fail,
+    open_store_for_query,
+    out,
+)
+from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
+
+
+@app.command()
+def evidence(
+    decision: Annotated[
+        str | None,
+        typer.Option("--decision", "-d", help="Evidence for a decision and all its inputs."),
+    ] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", "-e", help="Evidence for one event.")
+    ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="Clock-compliance report for FROM..TO (ISO-8601 UTC times, e.g. "
+            "2026-11-27T09:00:00Z..2026-11-27T17:30:00Z).",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="With --period: only this stamping host.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder to write (default: evidence-<kind>-<id>)."),
+    ] = None,
+    tier: Annotated[
+        str,
+        typer.Option(
+            "--tier", help="Clock-accuracy tier to judge stamps against: hft, other or voice."
+        ),
+    ] = "other",
+    regime: Annotated[
+        str, typer.Option("--regime", help="Regime and its version the tier belongs to.")
+    ] = "rts25/2017/574",
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rules",
+            help="A rule file to hash into the manifest and match verdicts against "
+            "(repeatable; the configuration's rule files are added).",
+        ),
+    ] = None,
+    pdf: Annotated[
+        bool, typer.Option("--pdf/--no-pdf", help="Print the PDF with headless Chromium.")
+    ] = True,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Verify the whole trail's chain while producing (slow on a large store).",
+        ),
+    ] = True,
+    store: Annotated[Path | None, typer.Option("--store", help="chDB store folder.")] = None,
+    database: Annotated[
+        str | None, typer.Option("--database", help="Database in the store.")
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the evidence a regulator asks for into a folder.
+
+    report.html (self-contained: no scripts, nothing fetched), report.pdf (the same page
+    printed by headless Chromium; skipped, with the reason, where Chromium is missing),
+    evidence.json (the facts, schema stampline.evidence/1, see docs/evidence.md) with its
+    JSON Schema, and manifest.json + SHA256SUMS (SHA-256 of every file and of the
+    configuration and rule files it was built from).
+
+    With --decision or --event: every stamp with its host, clock-error bound and where the
+    bound came from, judged against a MiFID II RTS 25 tier; stage and hop times as value ±
+    combined bound, flagged where the bound makes them or their order uncertain; rule
+    verdicts (warnings included); and the integrity proof: the ledger batches holding the
+    rows, their digests, the chain head and the command that re-verifies it.
+
+    With --period FROM..TO: per host and stage, bound percentiles, the share of events and
+    of time within the tier, excursions (start, end, duration, peak), observed granularity
+    and the bound's sources.
+
+    Exits 1 when the subject is not in the trail, the store cannot answer, or the trail
+    fails verification (the folder is still written, and says so); 2 on bad usage.
+    """
+    if sum(x is not None for x in (decision, event, period)) != 1:
+        fail("give exactly one of --decision ID, --event ID or --period FROM..TO", 2)
+    if host is not None and period is None:
+        fail("--host goes with --period", 2)
+    try:
+        reg, the_tier = regime_tier(regime, tier)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    inputs = _inputs(config, rules or [])
+    ctx = Context(
+        software=f"stampline {__version__}",
+        regime=reg,
+        tier=the_tier,
+        store_args=_store_args(store, database, config),
+        inputs=tuple(inputs),
+    )
+    span = None
+    if period is not None:
+        try:
+            span = parse_period(period)
+        except ValueError as exc:
+            fail(str(exc), 2)
+    with open_store_for_query(store, database, config) as st:
+        try:
+            checked = _verify(st) if verify else None
+            if span is not None:
+                doc = period_evidence(st, span[0], span[1], ctx, host=host, verified=checked)
+            elif decision is not None:
+                doc = decision_evidence(st, decision, ctx, checked)
+            else:
+                doc = event_evidence(st, event or "", ctx, checked)
+        except ValueError as exc:
+            fail(str(exc), 2)
+        except NotFoundError as exc:
+            fail(str(exc))
+        except AuditError as exc:
+            fail(f"the store could not answer: {exc}")
+    subject = doc.to_dict()["subject"]
+    folder = out_dir or Path(
+        re.sub(r"[^A-Za-z0-9._-]+", "-", f"evidence-{subject['kind']}-{subject['id']}")
+    )
+    if pdf:
+        err.print(line(("evidence:", "dim"), " printing the PDF with headless Chromium"))
+    bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
+    if as_json:
+        emit_json({**bundle.to_dict(), "subject": subject, "chain_head": doc.head})
+    else:
+        for name, sha in bundle.files.items():
+            out.print(f"{sha}  {folder / name}", highlight=False)
+        out.print(f"chain head {doc.head}", highlight=False)
+    if bundle.pdf_error is not None and pdf:
+        err.print(line(("no PDF:", "yellow"), f" {bundle.pdf_error}"))
+    if checked is not None and not checked.ok:
+        err.print(
+            styled("the trail failed verification: see the report's integrity proof", "bold red")
+        )
+        raise typer.Exit(1)
+
+
+def _verify(st: Store) -> VerifyReport:
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            err.print(line(("verify:", "dim"), f" batch {done:,}/{total:,}"))
+
+    return st.verify(progress)
+
+
+def _store_args(store: Path | None, database: str | None, config: Path | None) -> str:
+    if store is not None:
+        return f"--store {store.resolve()}" + (f" --database {database}" if database else "")
+    path = config or (
+        Path(os.environ[ENV_CONFIG_FILE]) if os.environ.get(ENV_CONFIG_FILE) else None
+    )
+    return f"--config {path.resolve()}" if path else ""
+
+
+def _inputs(config: Path | None, rule_files: list[Path]) -> list[InputFile]:
+    """The configuration and rule files, each hashed, the rules' ids and versions listed."""
+    from rules import RuleFileError, load_rule_file
+
+    found: list[InputFile] = []
+    files = list(rule_files)
+    if config is not None or os.environ.get(ENV_CONFIG_FILE):
+        path = config_path(config)
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            fail(str(exc))
+        found.append(InputFile.read("config", path))
+        files += [f for f in cfg.rules.files if f not in files]
+    for f in files:
+        try:
+            rf = load_rule_file(f)
+        except (OSError, RuleFileError) as exc:
+            fail(f"rule file {f}: {exc}", 2)
+        found.append(InputFile.read("rules", f, {r.id: r.version for r in rf.rules}))
+    return found

@@ -1,0 +1,106 @@
+"""`stampline recorder`: the trail topic's consumer and the store's one writer."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import AbstractContextManager, nullcontext
+
+from audit import AuditError, ChdbStore, LiveEndpoint, Store
+from stampline.cli._app import ConfigOpt, JsonOpt, app, config_path, emit_json, err, fail
+from stampline.config import Config, ConfigError, load_config
+
+
+@app.command()
+def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+    """Write the trail topic to the store: exactly once per trail message, never dropping.
+
+    Consumes `topics.trail` as consumer group `recorder.group_id` (run several to share its
+    partitions) and writes the configured store (chDB or a ClickHouse server). Each trail
+    partition is one hash chain in the ledger; the chain heads go to `topics.trail_heads`
+    and the log every `recorder.heads_interval`. When the store is down the recorder
+    retries with back-off (capped at `recorder.retry_max`) and lags: see the metrics
+    `stampline_trail_lag_seconds` and `stampline_trail_lag_records`. Runs until SIGTERM or
+    Ctrl-C, then commits what it wrote and exits 0; progress goes to stderr.
+
+    On the embedded store (chDB) it also serves read-only live queries on 127.0.0.1
+    (`recorder.query_port`): `replay`, `hotspots`, `audit verify` … given the same `--store`
+    or `--config` find it and read through it while it runs.
+    """
+    from collectors import Recorder, RecorderMetrics
+    from stampline.broker import EmbeddedBroker, ensure_topics
+    from stampline.wiring import open_store, recorder_settings
+
+    path = config_path(config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        fail(f"{path}: configuration is not usable:\n{exc}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    metrics = RecorderMetrics()
+    if cfg.metrics.enabled:
+        metrics.serve(cfg.metrics.port, cfg.metrics.address)
+        err.print(f"recorder: metrics on {cfg.metrics.address}:{cfg.metrics.port}/metrics")
+    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
+        bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
+        assert bootstrap is not None
+        if cfg.topics.create_missing:
+            ensure_topics(
+                bootstrap, [cfg.topics.trail, cfg.topics.trail_heads], cfg.topics.partitions
+            )
+        try:
+            store = open_store(cfg)
+        except AuditError as exc:
+            fail(str(exc))
+        with store, _live_endpoint(cfg, store) as live:
+            if live is not None:
+                err.print(f"recorder: live read-only queries on {live.url}", highlight=False)
+            the_recorder = Recorder(recorder_settings(cfg, bootstrap), store, metrics)
+            where = cfg.store.url if cfg.store.backend == "clickhouse" else cfg.store.path
+            err.print(
+                f"recorder: {cfg.topics.trail} at {bootstrap} → {cfg.store.backend} {where}",
+                highlight=False,
+            )
+            progress = threading.Thread(target=_progress, args=(the_recorder, stop), daemon=True)
+            progress.start()
+            the_recorder.run(stop)
+    s = the_recorder.stats
+    if json_out:
+        emit_json(
+            {
+                "messages": s.messages,
+                "rows": s.rows,
+                "dead_letters": s.dead_letters,
+                "skipped": s.skipped,
+                "rejected": s.rejected,
+                "retries": s.retries,
+                "heads": {k: v.to_dict() for k, v in sorted(the_recorder.heads.items())},
+            }
+        )
+    err.print(
+        f"recorder: stopped cleanly; messages {s.messages:,} rows {s.rows:,} "
+        f"dead letters {s.dead_letters:,} skipped {s.skipped:,} rejected {s.rejected:,}",
+        highlight=False,
+    )
+
+
+def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndpoint | None]:
+    """The live query endpoint on an embedded store (a server answers queries itself)."""
+    if not isinstance(store, ChdbStore):
+        return nullcontext()
+    return LiveEndpoint(store, cfg.recorder.query_address, cfg.recorder.query_port)
+
+
+def _progress(the_recorder: object, stop: threading.Event) -> None:
+    last = time.monotonic()
+    while not stop.wait(5):
+        s = the_recorder.stats  # type: ignore[attr-defined]
+        if time.monotonic() - last >= 5:
+            last = time.monotonic()
+            err.print(
+                f"recorder: messages {s.messages:,} rows {s.rows:,} lag {s.lag_s:.1f}s",
+                highlight=False,
+            )

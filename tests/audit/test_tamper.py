@@ -1,0 +1,230 @@
+"""Tamper evidence, tried as an attacker with database access would: every kind of edit to the
+observations, the dead letters or the ledger is found by `verify`, and what a consistent
+rewrite of the whole chain hides is found against a head published elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit import (
+    ChdbStore,
+    DeadLetter,
+    canonical_table,
+    dead_letter_table,
+)
+from audit._ledger import LedgerEntry, digest_batch
+from tests.audit.test_store_suite import T0, pipeline
+
+CHAIN = "trail.topic/0"
+OTHER = "trail.topic/1"
+DAY_US = 86_400 * 1_000_000
+
+
+def _dead(n: int, offset0: int = 0) -> list[DeadLetter]:
+    return [
+        DeadLetter(
+            f"0190c6d8-0000-7000-8000-{offset0 + i:012x}",
+            T0 + i,
+            "md.raw",
+            0,
+            offset0 + i,
+            "alpha",
+            "quote.price",
+            1,
+            f"price -1 below 0 ({i})",
+            b'{"price": -1}',
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def filled(store: ChdbStore) -> ChdbStore:
+    """Two chains: observations at offsets 0, 2 and dead letters at 1 on the first; one
+    observation batch on the second."""
+    store.write_batch("observations", canonical_table(pipeline(4)), chain_id=CHAIN, source_offset=0)
+    store.write_batch("dead_letters", dead_letter_table(_dead(3)), chain_id=CHAIN, source_offset=1)
+    store.write_batch("observations", canonical_table(pipeline(4)), chain_id=CHAIN, source_offset=2)
+    store.write_batch("observations", canonical_table(pipeline(2)), chain_id=OTHER, source_offset=0)
+    report = store.verify()
+    assert report.ok, report.findings
+    assert (report.batches, report.rows, report.dead_letters) == (4, 30, 3)
+    return store
+
+
+def _tamper(store: ChdbStore, sql: str) -> list[tuple[str, str, int]]:
+    store._execute(sql.replace("{db}", store.database) + " SETTINGS mutations_sync = 2")
+    return _findings(store)
+
+
+def _findings(
+    store: ChdbStore, heads: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str, int]]:
+    return [(f.chain_id, f.problem, f.seq) for f in store.verify(expect_heads=heads or []).findings]
+
+
+def test_change_of_an_observation_is_found(filled: ChdbStore) -> None:
+    """Rewriting one stored value of an observation is reported as a change to its batch."""
+    assert _tamper(
+        filled,
+        f"ALTER TABLE {{db}}.observations UPDATE price = 1.0 "
+        f"WHERE chain_id = '{CHAIN}' AND batch = 3 AND stage = 'risk'",
+    ) == [(CHAIN, "changed", 3)]
+
+
+def test_change_of_a_dead_letter_reason_is_found(filled: ChdbStore) -> None:
+    """Rewriting every dead letter's reason is reported as a change to their batch, naming
+    the column."""
+    filled._execute(
+        f"ALTER TABLE {filled.database}.dead_letters UPDATE reason = 'fine' WHERE 1 "
+        "SETTINGS mutations_sync = 2"
+    )
+    (finding,) = filled.verify().findings
+    assert (finding.chain_id, finding.kind, finding.problem, finding.seq) == (
+        CHAIN,
+        "dead_letters",
+        "changed",
+        2,
+    )
+    assert finding.columns == ("reason",)
+
+
+def test_delete_of_a_dead_letter_is_found(filled: ChdbStore) -> None:
+    """Deleting one dead letter is reported as a deletion from its batch."""
+    assert _tamper(filled, "ALTER TABLE {db}.dead_letters DELETE WHERE offset = 1") == [
+        (CHAIN, "deleted", 2)
+    ]
+
+
+def test_delete_of_observations_is_found(filled: ChdbStore) -> None:
+    """Deleting a whole batch's rows is reported as that batch deleted."""
+    assert _tamper(
+        filled, f"ALTER TABLE {{db}}.observations DELETE WHERE chain_id = '{OTHER}'"
+    ) == [(OTHER, "deleted", 1)]
+
+
+def test_insert_of_rows_is_found(filled: ChdbStore) -> None:
+    """A row slipped into a ledgered batch, and a dead letter in no batch, are both found."""
+    filled._execute(
+        f"INSERT INTO {filled.database}.observations (event_id, stage, batch, chain_id) "
+        f"VALUES (generateUUIDv4(), 'gate', 1, '{CHAIN}')"
+    )
+    filled._execute(
+        f"INSERT INTO {filled.database}.dead_letters (event_id, received, topic, batch, chain_id) "
+        f"VALUES (generateUUIDv4(), now64(9), 'md.raw', 9, '{CHAIN}')"
+    )
+    assert _findings(filled) == [(CHAIN, "inserted", 1), (CHAIN, "unledgered", 9)]
+
+
+def test_back_dating_a_ledger_entry_to_expire_its_rows_is_found(filled: ChdbStore) -> None:
+    """Back-dating an entry's write time and expiry by 40 days, then deleting its rows, is
+    found: the dates are chained, so the entry no longer vouches for its own expiry."""
+    filled._execute(
+        f"ALTER TABLE {filled.database}.ledger UPDATE "
+        f"written = fromUnixTimestamp64Micro(toUnixTimestamp64Micro(written) - {40 * DAY_US}), "
+        f"expires = fromUnixTimestamp64Micro(toUnixTimestamp64Micro(written) - {10 * DAY_US}) "
+        f"WHERE chain_id = '{CHAIN}' AND seq = 1 SETTINGS mutations_sync = 2"
+    )
+    found = _tamper(
+        filled, f"ALTER TABLE {{db}}.observations DELETE WHERE chain_id = '{CHAIN}' AND batch = 1"
+    )
+    assert found == [(CHAIN, "chain_broken", 1), (CHAIN, "deleted", 1)]
+
+
+def test_a_back_dated_duplicate_ledger_row_is_found(filled: ChdbStore) -> None:
+    """Inserting a second, back-dated ledger row for a batch (what replaced the entry in a
+    replacing table) is itself a finding."""
+    filled._execute(
+        f"INSERT INTO {filled.database}.ledger SELECT chain_id, seq, kind, source_offset, "
+        f"written - INTERVAL 40 DAY, expires - INTERVAL 40 DAY, rows, first_received, "
+        f"last_received, digest, columns, prev_chain, chain FROM {filled.database}.ledger "
+        f"WHERE chain_id = '{CHAIN}' AND seq = 1"
+    )
+    assert (CHAIN, "duplicate_entry", 1) in _findings(filled)
+
+
+def test_tail_truncation_is_found_against_a_published_head(filled: ChdbStore) -> None:
+    """Cutting the last batch and its ledger entry leaves a self-consistent chain, which the
+    head published before the cut exposes."""
+    published = filled.chain_head(CHAIN).chain
+    filled._execute(
+        f"ALTER TABLE {filled.database}.observations DELETE "
+        f"WHERE chain_id = '{CHAIN}' AND batch = 3 SETTINGS mutations_sync = 2"
+    )
+    filled._execute(
+        f"ALTER TABLE {filled.database}.ledger DELETE WHERE chain_id = '{CHAIN}' AND seq = 3 "
+        "SETTINGS mutations_sync = 2"
+    )
+    assert _findings(filled) == [], "without an outside reference the cut is invisible"
+    assert _findings(filled, [(CHAIN, published)]) == [(CHAIN, "head_missing", 0)]
+
+
+def test_a_re_chained_rewrite_is_found_against_a_published_head(filled: ChdbStore) -> None:
+    """Changing a batch and recomputing its digest and every later link is consistent inside
+    the database; the published head is then no longer in the chain."""
+    published = filled.chain_head(CHAIN).chain
+    db = filled.database
+    filled._execute(
+        f"ALTER TABLE {db}.observations UPDATE provider = 'mallory' "
+        f"WHERE chain_id = '{CHAIN}' AND batch = 1 SETTINGS mutations_sync = 2"
+    )
+    from audit._ledger import CANONICAL_SELECT
+
+    canon = filled.query_arrow(
+        f"SELECT {CANONICAL_SELECT} FROM {{db}}.observations "
+        f"WHERE chain_id = '{CHAIN}' AND batch = 1"
+    )
+    forged_digest, _ = digest_batch(canon)
+    entries = filled.query(
+        "SELECT seq, kind, source_offset, toUnixTimestamp64Micro(written) AS w, "
+        "toUnixTimestamp64Micro(expires) AS e, rows, "
+        "toUnixTimestamp64Nano(first_received) AS f, toUnixTimestamp64Nano(last_received) AS l, "
+        "digest FROM {db}.ledger WHERE chain_id = {c:String} ORDER BY seq",
+        {"c": CHAIN},
+    )
+    prev = "0" * 64
+    for e in entries:
+        digest = forged_digest if e["seq"] == 1 else e["digest"]
+        entry = LedgerEntry(
+            CHAIN,
+            e["seq"],
+            e["kind"],
+            e["source_offset"],
+            e["w"],
+            e["e"],
+            e["rows"],
+            e["f"],
+            e["l"],
+            digest,
+            prev,
+        )
+        filled._execute(
+            f"ALTER TABLE {db}.ledger UPDATE digest = '{digest}', prev_chain = '{prev}', "
+            f"chain = '{entry.chain}' WHERE chain_id = '{CHAIN}' AND seq = {e['seq']} "
+            "SETTINGS mutations_sync = 2"
+        )
+        prev = entry.chain
+    assert _findings(filled) == [], "a full re-chain is consistent inside the database"
+    assert _findings(filled, [(CHAIN, published)]) == [(CHAIN, "head_missing", 0)]
+    assert _findings(filled, [("", published)]) == [("", "head_missing", 0)]
+
+
+def test_a_published_head_of_an_intact_chain_verifies_after_more_writes(
+    filled: ChdbStore,
+) -> None:
+    """A head published earlier stays valid while the chain grows past it."""
+    earlier = filled.chain_head(CHAIN).chain
+    filled.write_batch(
+        "observations", canonical_table(pipeline(1)), chain_id=CHAIN, source_offset=3
+    )
+    assert _findings(filled, [(CHAIN, earlier), ("", earlier)]) == []
+
+
+def test_the_same_trail_offset_is_written_once(store: ChdbStore) -> None:
+    """A trail message written again at the same offset (a re-read) adds nothing."""
+    table = canonical_table(pipeline(3))
+    assert store.write_batch("observations", table, chain_id=CHAIN, source_offset=5) == 1
+    assert store.write_batch("observations", table, chain_id=CHAIN, source_offset=5) == 0
+    assert store.write_batch("observations", table, chain_id=CHAIN, source_offset=4) == 0
+    assert store.query("SELECT count() AS n FROM {db}.observations") == [{"n": 9}]
+    assert store.chain_head(CHAIN).seq == 1

@@ -1,0 +1,99 @@
+"""The trail topic's message format: Arrow IPC per message, versioned headers, strict reading."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit import (
+    TRAIL_FORMAT_VERSION,
+    DeadLetter,
+    Observation,
+    TrailFormatError,
+    canonical_table,
+    dead_letter_table,
+    decode_trail_message,
+    encode_trail_messages,
+)
+
+T0 = 1_700_000_000_000_000_000
+
+
+def _obs(n: int) -> pa.Table:
+    return canonical_table(
+        [
+            Observation(f"0190c6d8-0000-7000-8000-{i:012x}", "gate", T0 + i, T0 + i + 5, T0, T0, 1)
+            for i in range(n)
+        ]
+    )
+
+
+def _headers(msg_headers: list[tuple[str, object]]) -> dict[str, bytes]:
+    return {k: v for k, v in msg_headers if isinstance(v, bytes)}
+
+
+def test_a_table_round_trips_with_a_header_naming_version_kind_and_rows() -> None:
+    """Encoding then decoding gives the same table back; the headers say version, kind, rows."""
+    table = _obs(50)
+    (msg,) = encode_trail_messages("observations", table, "gate@h1")
+    head = _headers(msg.headers)
+    assert head["stampline.trail.version"] == str(TRAIL_FORMAT_VERSION).encode()
+    assert head["stampline.trail.kind"] == b"observations"
+    assert head["stampline.trail.rows"] == b"50"
+    assert head["stampline.trail.source"] == b"gate@h1"
+    kind, back = decode_trail_message(msg.value, msg.headers)
+    assert kind == "observations"
+    assert back.equals(table)
+
+
+def test_a_large_table_is_split_into_messages_under_the_size_bound() -> None:
+    """A table bigger than the bound becomes several messages that together hold every row."""
+    table = _obs(5000)
+    messages = encode_trail_messages("observations", table, "gate", max_bytes=100_000)
+    assert len(messages) > 1
+    assert all(len(m.value) <= 100_000 for m in messages)
+    parts = [decode_trail_message(m.value, m.headers)[1] for m in messages]
+    assert pa.concat_tables(parts).equals(table)
+
+
+def test_dead_letters_keep_the_head_of_the_payload_and_its_size() -> None:
+    """A dead letter travels with the first 256 bytes of its payload and the full size."""
+    dl = DeadLetter(
+        "0190c6d8-0000-7000-8000-000000000001", T0, "raw", 1, 7, "alpha", "r", 2, "bad", b"x" * 1000
+    )
+    (msg,) = encode_trail_messages("dead_letters", dead_letter_table([dl]), "gate")
+    kind, back = decode_trail_message(msg.value, msg.headers)
+    assert kind == "dead_letters"
+    row = back.to_pylist()[0]
+    assert (row["value_size"], len(row["value_head"]), row["reason"]) == (1000, 256, "bad")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda h: h.pop("stampline.trail.version"), "no stampline.trail.version header"),
+        (lambda h: h.update({"stampline.trail.version": b"99"}), "version '99' is not supported"),
+        (lambda h: h.update({"stampline.trail.kind": b"spans"}), "unknown trail kind 'spans'"),
+        (lambda h: h.update({"stampline.trail.rows": b"7"}), "header says 7 rows"),
+        (lambda h: h.update({"stampline.trail.rows": b"many"}), "is not a row count: 'many'"),
+        (lambda h: h.update({"stampline.trail.kind": b"dead_letters"}), "columns do not match"),
+    ],
+)
+def test_a_bad_header_is_refused_with_a_reason(change: object, message: str) -> None:
+    """A message with a missing or wrong header is refused with an error naming the problem."""
+    (msg,) = encode_trail_messages("observations", _obs(3), "gate")
+    head = _headers(msg.headers)
+    change(head)  # type: ignore[operator]
+    with pytest.raises(TrailFormatError, match=message):
+        decode_trail_message(msg.value, list(head.items()))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_value_are_refused_never_crash(value: bytes) -> None:
+    """Whatever bytes a trail message holds, reading it gives a table or a TrailFormatError."""
+    (msg,) = encode_trail_messages("observations", _obs(1), "gate")
+    with pytest.raises(TrailFormatError):
+        decode_trail_message(value, msg.headers)

@@ -1,0 +1,417 @@
+"""No record can stop the gate: hostile and careless input against the real broker and chDB.
+
+One gate takes every case below in one run; each must land once, forwarded or dead-lettered
+with the named rule, with exact counts, and a gate restarted on the same group must not meet
+any of them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit import ChdbStore, DeadLetter, Observation
+from collectors import (
+    H_EVENT_ID,
+    H_OFFSET,
+    H_PARTITION,
+    H_RULE_ID,
+    GateSettings,
+    Stamps,
+)
+from collectors._dlq import (
+    H_ORIGINAL_HEADERS,
+    H_ORIGINAL_SHA256,
+    H_ORIGINAL_SIZE,
+    H_TRUNCATED,
+    fit_dead_letter,
+)
+from collectors._preflight import Limits, check_limits, probe_transactions, record_bytes
+from collectors._recovery import OutputLedger
+from collectors._stamps import H_INGEST, H_ORIGIN, H_PARENTS, H_STAMP
+from collectors.exceptions import BrokerCheckError, DeliveryError
+from rules import Extraction, RuleSet
+from stampline.broker import ensure_topics
+from stampline.demo import rules_file
+from tests.collectors.test_gate import NOW_MS, js, quote
+from tests.helpers import GateRun, Header, Record, produce, read_all
+
+NOW_NS = NOW_MS * 1_000_000
+HUGE = str(10**30).encode()
+LIMITS = Limits()  # the defaults a deployment gets: 1 MiB values, 64 KiB keys and headers
+
+
+def _stamped(**over: object) -> list[Header]:
+    """Valid upstream stamps with one field replaced by a hostile value."""
+    event_id = str(uuid.uuid4())
+    headers = dict(Stamps(event_id, NOW_NS, NOW_NS + 1, 500).headers())
+    headers[H_STAMP] = f"stage=adapter;in={NOW_NS};out={NOW_NS + 5};err=500;host=h1".encode()
+    for k, v in over.items():
+        headers[k.replace("__", ".")] = v  # type: ignore[assignment]
+    return list(headers.items())
+
+
+def _sized(n: int) -> bytes:
+    """A valid quote whose JSON is exactly ``n`` bytes."""
+    base = js(quote("alpha", 1, venue=""))
+    return base.replace(b'"venue":""', b'"venue":"' + b"V" * (n - len(base)) + b'"')
+
+
+# name -> (key, value, headers, rule id that must dead-letter it, or None to forward)
+Case = tuple[bytes | None, bytes | None, list[Header], str | None]
+CASES: dict[str, Case] = {
+    "valid_million_bytes": (None, _sized(1_000_000), [], None),
+    "value_2mb": (None, _sized(2_000_000), [], "record.size"),
+    "value_10mb": (None, _sized(10_000_000), [], "record.size"),
+    "headers_1_5mb": (None, js(quote()), [("x-pad", b"h" * 100_000)] * 15, "record.size"),
+    "key_1mb": (b"k" * 1_000_000, js(quote()), [], "record.size"),
+    "origin_header_1e30": (None, js(quote()), _stamped(stampline__origin_ns=HUGE), "record.stamps"),
+    "ingest_header_1e30": (None, js(quote()), _stamped(stampline__ingest_ns=HUGE), "record.stamps"),
+    "stamp_in_1e30": (
+        None,
+        js(quote()),
+        _stamped(stampline__stamp=b"stage=a;in=" + HUGE + b";out=1;err=0;host=h"),
+        "record.stamps",
+    ),
+    "stamp_out_1e30": (
+        None,
+        js(quote()),
+        _stamped(stampline__stamp=f"stage=a;in={NOW_NS};out=".encode() + HUGE + b";host=h"),
+        "record.stamps",
+    ),
+    "parents_not_uuids": (
+        None,
+        js(quote()),
+        _stamped(stampline__parents=b"abc,'); DROP TABLE x; --"),
+        "record.stamps",
+    ),
+    "forwarded_with_hostile_connect_headers": (
+        None,
+        js(quote("alpha", 9)),
+        [("__connect.errors.partition", b"abc"), ("__connect.errors.topic", b"\xff\xfe")],
+        None,
+    ),
+    "non_finite_keeps_identity": (
+        None,
+        js(quote("charlie")).replace(b'"price":101.25', b'"price":NaN'),
+        [],
+        "record.non_finite",
+    ),
+    "provider_100kb": (None, js(quote("P" * 100_000)), [], "record.identity"),
+    "instrument_20kb": (None, js(quote(instrument="I" * 20_000)), [], "record.identity"),
+    "duplicate_keys": (
+        None,
+        js(quote(quantity=-5))[:-1] + b',"quantity":300}',
+        [],
+        "record.duplicate_keys",
+    ),
+    "origin_float_1e30": (None, js(quote(ts=1e30)), [], "record.origin"),
+    "seq_huge_int": (None, js(quote(seq=2**64 - 1)), [], None),
+    "header_null_values": (None, js(quote("alpha", 10)), [("a", None), (H_EVENT_ID, None)], None),
+    **{
+        f"event_id_junk_{i}": (
+            None,
+            js(quote("alpha", 100 + i)),
+            _stamped(stampline__event_id=junk),
+            "record.stamps",
+        )
+        for i, junk in enumerate([b"", b"x", b"0" * 36, b"\xff" * 36, b"g" * 5000, b"{}", b"-1"])
+    },
+}
+
+
+@dataclass
+class Outcome:
+    raw: str
+    clean: list[Record]
+    dlq: list[Record]
+    store: ChdbStore
+    run: GateRun
+    placed: dict[str, tuple[int, int]]
+    restarted_in: int
+
+    def dead(self, case: str) -> list[Record]:
+        p, o = self.placed[case]
+        return [
+            r
+            for r in self.dlq
+            if (r.header_all(H_PARTITION)[-1], r.header_all(H_OFFSET)[-1])
+            == (str(p).encode(), str(o).encode())
+        ]
+
+
+@pytest.fixture(scope="module")
+def outcome(bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
+    uid = uuid.uuid4().hex[:10]
+    raw, clean, dlq = (f"{uid}.{n}" for n in ("raw", "clean", "dlq"))
+    ensure_topics(bootstrap, [raw, clean, dlq], 3)
+    rules = RuleSet.load([rules_file()], Extraction(max_message_bytes=LIMITS.max_value_bytes))
+    names = list(CASES)
+    placed = produce(bootstrap, raw, [CASES[n][:3] for n in names])
+    settings_ = GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-gate")
+    with ChdbStore(chdb_dir, f"hostile_{uid}") as store:
+        run = GateRun(settings_, rules, store)
+        run.wait_for(len(CASES))
+        run.stop()
+        # A restart on the same group must find every offset committed past these records.
+        again = GateRun(settings_, RuleSet.load([rules_file()]), store)
+        produce(bootstrap, raw, [(None, js(quote("alpha", 999)))])
+        again.wait_for(1)
+        time.sleep(1.0)
+        again.stop()
+        forwarded = sum(1 for c in CASES.values() if c[3] is None)
+        yield Outcome(
+            raw,
+            read_all(bootstrap, clean, forwarded + 1, extra={"fetch.max.bytes": 50_000_000}),
+            read_all(bootstrap, dlq, len(CASES) - forwarded),
+            store,
+            run,
+            dict(zip(names, placed, strict=True)),
+            again.gate.stats.events_in,
+        )
+
+
+def test_every_hostile_record_lands_once_and_the_gate_keeps_running(outcome: Outcome) -> None:
+    """Each case is forwarded or dead-lettered under its rule, exactly once, and the counts add
+    up: the gate neither stopped nor lost a record."""
+    stats = outcome.run.gate.stats
+    assert stats.events_in == len(CASES)
+    assert stats.events_in == stats.forwarded + stats.dead_lettered_total
+    expected_dead = [c[3] for c in CASES.values() if c[3] is not None]
+    assert sorted(stats.dead_lettered.elements()) == sorted(expected_dead)
+    for name, (_k, _v, _h, rule) in CASES.items():
+        dead = outcome.dead(name)
+        if rule is None:
+            assert dead == [], name
+        else:
+            assert len(dead) == 1, name
+            assert dead[0].header_all(H_RULE_ID)[-1] == rule.encode(), name
+    assert len(outcome.clean) == len(CASES) - len(expected_dead) + 1  # + the restart's record
+
+
+def test_a_restarted_gate_does_not_meet_them_again(outcome: Outcome) -> None:
+    """The gate restarted on the same group takes in only the one record produced after."""
+    assert outcome.restarted_in == 1
+
+
+def test_a_million_byte_record_within_the_limit_is_forwarded_whole(outcome: Outcome) -> None:
+    """A valid record under gate.max_message_bytes is forwarded, not refused by the producer."""
+    sizes = [len(r.value or b"") for r in outcome.clean]
+    assert 1_000_000 in sizes
+
+
+@pytest.mark.parametrize("case", ["value_2mb", "value_10mb"])
+def test_an_oversized_dead_letter_is_truncated_and_says_what_it_was(
+    outcome: Outcome, case: str
+) -> None:
+    """A dead letter too big for its topic keeps its reason and source, and names the original
+    value's size and SHA-256 beside the truncated value."""
+    (dead,) = outcome.dead(case)
+    original = CASES[case][1] or b""
+    assert dead.header(H_TRUNCATED) == b"value"
+    assert dead.header(H_ORIGINAL_SIZE) == str(len(original)).encode()
+    assert dead.header(H_ORIGINAL_SHA256) == hashlib.sha256(original).hexdigest().encode()
+    assert original.startswith(dead.value or b"")
+    size = record_bytes(dead.key, dead.value, dead.headers)
+    assert size <= LIMITS.out_limit(dead_letter=True)
+
+
+def test_a_dead_letter_with_too_many_header_bytes_drops_them_and_keeps_their_digest(
+    outcome: Outcome,
+) -> None:
+    """1.5 MB of headers cannot travel on: the dead letter names their count, size and digest."""
+    (dead,) = outcome.dead("headers_1_5mb")
+    assert b"headers" in (dead.header(H_TRUNCATED) or b"").split(b",")
+    assert (dead.header(H_ORIGINAL_HEADERS) or b"").startswith(b"count=15;")
+    assert dead.header("x-pad") is None
+
+
+def test_refused_records_keep_their_identity_and_junk_ids_never_share_a_row(
+    outcome: Outcome,
+) -> None:
+    """A non-finite record is filed under the provider its payload names, and every record has
+    its own trail row (ids that are not UUIDs are refused, not collapsed into one)."""
+    rows = outcome.store.query(
+        "SELECT provider, rule_id FROM {db}.trail WHERE rule_id = 'record.non_finite'"
+    )
+    assert rows == [{"provider": "charlie", "rule_id": "record.non_finite"}]
+    (count,) = outcome.store.query(
+        "SELECT count() AS n, uniqExact(event_id) AS ids FROM {db}.trail"
+    )
+    assert count == {"n": len(CASES) + 1, "ids": len(CASES) + 1}
+    long_names = outcome.store.query(
+        "SELECT max(length(provider)) AS p, max(length(instrument)) AS i FROM {db}.trail"
+    )
+    assert long_names == [{"p": 256, "i": 256}]  # kept to the name limit in the trail
+
+
+def test_refused_record_does_not_move_event_time(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """A record dated a day ahead is dead-lettered and leaves its provider's watermark and
+    clock-offset estimate alone: the good records after it are not late."""
+    raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
+    day_ms = 86_400_000
+    records = [(None, js(quote("delta", 0, ts=NOW_MS + day_ms)))]
+    records += [(None, js(quote("delta", i, ts=int(time.time() * 1000)))) for i in range(1, 6)]
+    produce(bootstrap, raw, records)
+    run = GateRun(GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g"),
+                  RuleSet.load([rules_file()]), store)
+    run.wait_for(len(records))
+    run.stop()
+    forwarded = read_all(bootstrap, clean, 5)
+    assert len(forwarded) == 5
+    assert all(r.header("stampline.late_ns") is None for r in forwarded)
+    offset = run.gate.event_time.clock_offset_ns("delta")
+    assert offset is not None
+    assert offset > -1_000_000_000  # not minus a day
+    assert run.gate.stats.late == 0
+
+
+class _FailingStore:
+    """A trail sink that always fails, standing for a store that refuses every row."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def write_observations(self, rows: Sequence[Observation]) -> None:
+        self.calls += 1
+        raise RuntimeError("store refuses every row")
+
+    def write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
+        raise RuntimeError("store refuses every row")
+
+
+def test_a_stop_ends_the_gate_while_the_trail_write_is_retrying(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """With the trail failing and 300 s of retries ahead, a stop ends the gate at once, with
+    a DeliveryError that says the offsets were not committed."""
+    raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
+    produce(bootstrap, raw, [(None, js(quote("alpha", i))) for i in range(20)])
+    sink = _FailingStore()
+    run = GateRun(
+        GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g", store_retry_s=300.0),
+        RuleSet.load([rules_file()]),
+        sink,
+    )
+    run.wait_for(20)
+    deadline = time.monotonic() + 30
+    while sink.calls < 2:  # retrying
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    run.stop_event.set()
+    run.thread.join(30)  # far less than the 300 s of retries left
+    assert not run.thread.is_alive()
+    assert isinstance(run.error, DeliveryError)
+    assert "offsets not committed" in str(run.error)
+
+
+def test_the_recovery_scan_reads_only_the_gates_own_headers(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """Hostile ``__connect.errors.*`` and id headers carried by records on the output topics do
+    not stop the scan, and dead letters are matched by the source the gate itself wrote."""
+    clean, dlq = make_topics("clean", "dlq", partitions=1)
+    good_id = str(uuid.uuid4())
+    produce(
+        bootstrap,
+        clean,
+        [
+            (None, b"{}", [("__connect.errors.partition", b"abc"), (H_EVENT_ID, good_id.encode())]),
+            (None, b"{}", [(H_EVENT_ID, b"not-a-uuid")]),
+            (None, b"{}", [(H_EVENT_ID, b"\xff" * 5000)]),
+        ],
+    )
+    produce(
+        bootstrap,
+        dlq,
+        [
+            (
+                None,
+                b"x",
+                [
+                    ("__connect.errors.topic", b"elsewhere"),  # the record's own, re-driven
+                    ("__connect.errors.partition", b"abc"),
+                    ("__connect.errors.topic", b"md.raw"),  # the gate's, appended last
+                    ("__connect.errors.partition", b"0"),
+                    ("__connect.errors.offset", b"41"),
+                    (H_RULE_ID, b"price.positive"),
+                ],
+            ),
+            (None, b"x", [("__connect.errors.topic", b"md.raw"), ("__connect.errors.offset", b"")]),
+        ],
+    )
+    ledger = OutputLedger(bootstrap, f"{uid}-g", (clean, dlq), "gate")
+    found = ledger.scan({}, {("md.raw", 0)})
+    assert set(found.by_id) == {good_id}
+    assert set(found.by_source) == {("md.raw", 0, 41)}
+    assert found.by_source[("md.raw", 0, 41)].rule_id == "price.positive"
+
+
+def test_exactly_once_is_refused_on_a_broker_without_transaction_markers(bootstrap: str) -> None:
+    """The embedded broker shows aborted records to read_committed readers: the probe finds it
+    and refuses, saying what to use instead."""
+    with pytest.raises(BrokerCheckError, match="at_least_once"):
+        probe_transactions(bootstrap, f"probe-{uuid.uuid4().hex[:8]}")
+
+
+def test_a_gate_asked_for_exactly_once_there_stops_with_that_reason(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """The gate runs the probe before reading anything and stops with the probe's error."""
+    raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
+    settings_ = GateSettings(
+        bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g", delivery="exactly_once",
+        probe_topic=f"{uid}.probe",
+    )
+    run = GateRun(settings_, RuleSet.load([rules_file()]), store)
+    run.thread.join(60)
+    assert isinstance(run.error, BrokerCheckError)
+    assert run.gate.stats.events_in == 0
+
+
+def test_a_dead_letter_topic_too_small_for_any_dead_letter_is_refused_at_start() -> None:
+    """A dead-letter topic that cannot take even a truncated dead letter is a start error
+    naming the topic and its limit."""
+    with pytest.raises(BrokerCheckError, match=r"'dlq'.*1,000 bytes"):
+        check_limits(Limits(dead_letter_bytes=1000), "clean", "dlq")
+
+
+headers_st = st.lists(
+    st.tuples(st.text(max_size=20), st.one_of(st.none(), st.binary(max_size=3000))), max_size=30
+)
+
+
+@given(
+    key=st.one_of(st.none(), st.binary(max_size=5000)),
+    value=st.one_of(st.none(), st.binary(max_size=20_000)),
+    original=headers_st,
+    limit=st.integers(2_000, 30_000),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_fitted_dead_letter_always_fits_and_keeps_its_reasons(
+    key: bytes | None, value: bytes | None, original: list[Header], limit: int
+) -> None:
+    """Whatever the record, the fitted dead letter fits the limit, keeps the gate's headers
+    whole and in order, and keeps a prefix of the value."""
+    added: list[Header] = [("stampline.rule.id", b"record.size"), ("stampline.reason", b"r" * 900)]
+    k, v, headers = fit_dead_letter(key, value, original, added, limit, record_bytes)
+    assert record_bytes(k, v, headers) <= limit
+    gate_headers = [h for h in headers if h in added]
+    assert gate_headers == added
+    assert (value or b"").startswith(v or b"")
+
+
+def test_cases_cover_every_header_the_contract_reads() -> None:
+    """The hostile cases reach each stamp header the gate parses."""
+    touched = {k for c in CASES.values() for k, _v in c[2]}
+    assert {H_ORIGIN, H_INGEST, H_STAMP, H_PARENTS, H_EVENT_ID} <= touched

@@ -1,0 +1,158 @@
+"""A real browser reads the report: headless Chromium renders the HTML and prints the PDF."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from audit import ChdbStore
+from dashboards import (
+    Context,
+    InputFile,
+    decision_evidence,
+    dump_dom,
+    event_evidence,
+    find_chromium,
+    parse_period,
+    period_evidence,
+    print_pdf,
+    regime_tier,
+    render_html,
+    write_bundle,
+)
+from tests.dashboards.conftest import Lineage
+
+pytestmark = pytest.mark.slow
+
+# Appended to a copy of the report for this test only (the report itself has no scripts):
+# it writes what the browser laid out into the DOM, which --dump-dom then returns.
+_MEASURE = """<script>
+const svg = document.getElementById('chart').getBoundingClientRect();
+const dots = [...document.querySelectorAll('#chart circle.stamp')].map(c => {
+  const r = c.getBoundingClientRect();
+  return {event: c.dataset.event, stage: c.dataset.stage, x: r.x, y: r.y, w: r.width, h: r.height};
+});
+const pre = document.createElement('pre');
+pre.id = 'measured';
+pre.textContent = JSON.stringify({svg: {x: svg.x, y: svg.y, w: svg.width, h: svg.height}, dots});
+document.body.appendChild(pre);
+</script></body>"""
+
+
+def _ctx(lin: Lineage) -> Context:
+    reg, tier = regime_tier("rts25/2017/574", "other")
+    return Context(
+        "stampline test",
+        reg,
+        tier,
+        f"--store {lin.store.path}",
+        (InputFile.read("rules", lin.rules, {"qty.max": 2, "price.tick": 1}),),
+    )
+
+
+def _facts(doc: dict[str, Any]) -> list[str]:
+    """What a reader must find: the subject, every stamp's time, bound and verdict, the rule
+    verdicts and the chain head."""
+    from dashboards._html import ns_text
+
+    facts = [doc["subject"]["id"], doc["integrity"]["head"]]
+    for e in doc["events"]:
+        facts.append(e["event_id"])
+        for s in e["stamps"]:
+            facts += [s["time"], ns_text(s["bound_ns"]), s["regime"]["verdict"]]
+        facts += [v["rule_id"] for v in e["rules"]["verdicts"]]
+    return facts
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def test_chromium_renders_every_fact_and_the_chart(lineage: Lineage, tmp_path: Path) -> None:
+    """The DOM Chromium builds holds the decision id, every stamp, bound and verdict, and the
+    chart's SVG is laid out with one visible dot per stamp inside it."""
+    assert find_chromium() is not None, "Chromium is required (system-packages.txt)"
+    doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage)).to_dict()
+    page = tmp_path / "measure.html"
+    page.write_text(render_html(doc).replace("</body>", _MEASURE), "utf-8")
+    dom = dump_dom(page)
+    text = _squash(re.sub(r"<[^>]+>", " ", dom).replace("&amp;", "&"))
+    for fact in _facts(doc):
+        assert _squash(fact) in text, fact
+    assert "warn" in text
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+    assert found is not None, "the measuring script did not run"
+    measured = orjson.loads(found[1])
+    svg = measured["svg"]
+    assert svg["w"] >= 900
+    assert svg["h"] >= 100
+    stamps = [(e["event_id"], s["stage"]) for e in doc["events"] for s in e["stamps"]]
+    assert sorted((d["event"], d["stage"]) for d in measured["dots"]) == sorted(stamps)
+    for d in measured["dots"]:
+        assert d["w"] > 0
+        assert d["h"] > 0
+        assert svg["x"] <= d["x"] <= d["x"] + d["w"] <= svg["x"] + svg["w"] + 1
+        assert svg["y"] <= d["y"] <= d["y"] + d["h"] <= svg["y"] + svg["h"] + 1
+    # Later stamps sit further right: the axis is time.
+    dots = {(d["event"], d["stage"]): d["x"] for d in measured["dots"]}
+    alpha = {s["stage"]: s["time_ns"] for s in doc["events"][2]["stamps"]}
+    assert (alpha["origin"] < alpha["gate"]) == (
+        dots[(lineage.alpha, "origin")] < dots[(lineage.alpha, "gate")]
+    )
+
+
+def test_the_printed_pdf_reads_back_with_the_same_facts(lineage: Lineage, tmp_path: Path) -> None:
+    """Chromium prints the report; pdftotext finds the decision id, every stamp, bound,
+    verdict, the rule verdicts and the chain head in it."""
+    doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage)).to_dict()
+    bundle = write_bundle(tmp_path / "ev", doc)
+    assert bundle.pdf_error is None
+    pdf = tmp_path / "ev" / "report.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    text = _squash(_pdf_text(pdf))
+    for fact in _facts(doc):
+        assert _squash(fact) in text, fact
+
+
+def test_a_dead_lettered_event_prints_its_rule_and_reason(lineage: Lineage, tmp_path: Path) -> None:
+    """The PDF of a dead-lettered event shows the rule, its version, the reason and the
+    fallback bound source."""
+    doc = event_evidence(lineage.store, lineage.dead, _ctx(lineage)).to_dict()
+    html = tmp_path / "dead.html"
+    html.write_text(render_html(doc), "utf-8")
+    text = _squash(_pdf_text(print_pdf(html, tmp_path / "dead.pdf")))
+    for fact in ("qty.max", "v2", "quantity 5000 is above 1000", "fallback: chronyc not found"):
+        assert _squash(fact) in text, fact
+
+
+def _pdf_text(pdf: Path) -> str:
+    binary = shutil.which("pdftotext")
+    assert binary is not None, "pdftotext is required (system-packages.txt: poppler-utils)"
+    return subprocess.run(
+        [binary, "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_the_period_report_prints_its_excursion(store: ChdbStore, tmp_path: Path) -> None:
+    """A clock-compliance PDF shows the host, the excursion's start, end and peak, and its
+    chart's excursion bar is laid out inside the chart."""
+    from tests.dashboards.test_period import PERIOD, _stamps
+    from tests.dashboards.test_period import _ctx as period_ctx
+
+    bounds = [50_000] * 20
+    bounds[5:8] = [4_000_000] * 3
+    store.write_observations(_stamps("gw-9", bounds, "configured", 11))
+    lo, hi = parse_period(PERIOD)
+    doc = period_evidence(store, lo, hi, period_ctx()).to_dict()
+    (x,) = doc["clocks"][0]["excursions"]
+    bundle = write_bundle(tmp_path / "p", doc)
+    assert bundle.pdf_error is None
+    text = _squash(_pdf_text(tmp_path / "p" / "report.pdf"))
+    for fact in ("gw-9", x["start"], x["end"], "4.000 ms", "30.000 ms"):
+        assert _squash(fact) in text, fact

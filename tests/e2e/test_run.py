@@ -1,0 +1,116 @@
+"""`stampline run` on the embedded default: one command runs gate, recorder and broker as
+supervised processes, and the trail can be queried live from other processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from collectors import H_EVENT_ID
+from stampline.demo import rules_file
+from tests.collectors.test_gate import quote
+from tests.helpers import produce, read_all
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+STAMPLINE = [sys.executable, "-m", "stampline"]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+
+
+def _wait_log(
+    log: Path, pattern: str, proc: subprocess.Popen[bytes], timeout_s: float = 90
+) -> re.Match[str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        m = re.search(pattern, log.read_text())
+        if m is not None:
+            return m
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"no {pattern!r} in:\n{log.read_text()}"
+        time.sleep(0.1)
+
+
+def _query(args: list[str], timeout_s: float = 60) -> dict[str, object]:
+    """Run a query command until it answers (the recorder may not have written yet)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = subprocess.run(
+            [*STAMPLINE, *args, "--json"], capture_output=True, text=True, env=_env(), timeout=60
+        )
+        if done.returncode == 0:
+            return json.loads(done.stdout)  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, done.stderr
+        time.sleep(0.5)
+
+
+def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_path: Path) -> None:
+    """While `stampline run` runs on the embedded default, another process replays a
+    just-forwarded event and asks hotspots; a SIGKILLed gate is restarted; SIGTERM stops
+    everything with exit 0."""
+    config = tmp_path / "stampline.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "broker": {"embedded": True},
+                "topics": {"raw": ["md.raw"], "clean": "md.clean", "dead_letter": "md.dlq"},
+                "store": {"path": "store", "flush_interval": "100ms"},
+                "rules": {"files": [str(rules_file())]},
+            }
+        )
+    )
+    log = tmp_path / "run.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*STAMPLINE, "run", "--config", str(config), "--workers", "1", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=_env(),
+        )
+    try:
+        bootstrap = _wait_log(log, r"run: broker at (\S+)", proc).group(1)
+        gate_pid = int(_wait_log(log, r"started gate-1 pid (\d+)", proc).group(1))
+        _wait_log(log, r"started recorder pid \d+", proc)
+        now = int(time.time() * 1000)
+        produce(
+            bootstrap,
+            "md.raw",
+            [(None, orjson.dumps(quote("alpha", i, ts=now))) for i in range(20)],
+        )
+        (first, *_) = read_all(bootstrap, "md.clean", 20, idle_s=0.3)
+        event_id = (first.header(H_EVENT_ID) or b"").decode()
+        replay = _query(["replay", event_id, "--config", str(config)])
+        (event,) = replay["events"]  # type: ignore[misc]
+        assert event["outcome"] == "forwarded"
+        hot = _query(["hotspots", "--config", str(config)])
+        assert any(r["to_stage"] == "gate" for r in hot["rows"])  # type: ignore[union-attr]
+        verify = _query(["audit", "verify", "--config", str(config)])
+        assert verify["ok"] is True
+        os.kill(gate_pid, signal.SIGKILL)
+        _wait_log(log, r"gate-1 exited with signal SIGKILL .* restarting", proc)
+        again = _wait_log(log, rf"started gate-1 pid (?!{gate_pid}\b)(\d+)", proc)
+        restarted = int(again.group(1))
+        assert restarted != gate_pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "run: stopped cleanly" in text
+    assert "recorder: stopped cleanly" in text
+    summary = json.loads(out)
+    assert [c["name"] for c in summary["children"]] == ["gate-1", "recorder"]
+    assert summary["children"][0]["restarts"] == 1

@@ -1,0 +1,59 @@
+"""The supervisor behind `stampline run`: restarts exited children with a growing back-off,
+and stops them all, killing one that ignores SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from stampline._supervisor import Child, Supervisor
+
+PY = sys.executable
+
+
+def test_an_exiting_child_is_restarted_with_a_doubling_back_off() -> None:
+    """A child that keeps failing at once is restarted after 0.1 s, then 0.2 s, then 0.4 s,
+    and each exit is reported with its exit code."""
+    child = Child("flaky", [PY, "-c", "raise SystemExit(3)"])
+    sup = Supervisor([child], backoff_s=0.1, max_backoff_s=0.4, stable_s=60)
+    messages: list[str] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=sup.run, args=(stop, messages.append))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while child.restarts < 4:
+        assert time.monotonic() < deadline, messages
+        time.sleep(0.05)
+    stop.set()
+    thread.join(30)
+    exits = [m for m in messages if m.startswith("flaky exited")]
+    assert exits[:4] == [
+        "flaky exited with exit code 3 after " + m.split(" after ")[1] for m in exits[:4]
+    ]
+    delays = [m.rsplit("restarting in ", 1)[1] for m in exits[:4]]
+    assert delays == ["0.1s", "0.2s", "0.4s", "0.4s"]
+
+
+def test_stop_sends_sigterm_and_kills_a_child_that_ignores_it() -> None:
+    """On stop a child that exits on SIGTERM stops cleanly; one that ignores SIGTERM is killed
+    after the timeout, and both are reported."""
+    polite = Child("polite", [PY, "-c", "import time; time.sleep(60)"])
+    stubborn = Child(
+        "stubborn",
+        [
+            PY,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)",
+        ],
+    )
+    sup = Supervisor([polite, stubborn], stop_timeout_s=1.0)
+    messages: list[str] = []
+    for child in (polite, stubborn):
+        sup.start(child, messages.append)
+    time.sleep(1.0)  # let the stubborn one install its handler
+    sup.stop_all(messages.append)
+    assert "stopped polite (signal SIGTERM)" in messages
+    assert "stubborn did not stop in 1s: killing it" in messages
+    assert "stopped stubborn (signal SIGKILL)" in messages
