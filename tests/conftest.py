@@ -28,6 +28,14 @@ def bootstrap(broker: EmbeddedBroker) -> str:
     return broker.bootstrap_servers
 
 
+@pytest.fixture(scope="module")
+def own_bootstrap() -> Iterator[str]:
+    """A broker of the module's own, for tests that pour hundreds of MB through it: the
+    embedded broker keeps every record in memory, and the session's broker stays fast."""
+    with EmbeddedBroker() as b:
+        yield b.bootstrap_servers
+
+
 @pytest.fixture(scope="session")
 def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("chdb")

@@ -149,7 +149,8 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def outcome(bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
+def outcome(own_bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
+    bootstrap = own_bootstrap  # 10 MB records: kept off the session's broker
     uid = uuid.uuid4().hex[:10]
     raw, clean, dlq = (f"{uid}.{n}" for n in ("raw", "clean", "dlq"))
     ensure_topics(bootstrap, [raw, clean, dlq], 3)

@@ -16,12 +16,12 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from stampline.broker import ensure_topics
 from stampline.demo import rules_file
 from tests.collectors.test_gate import NOW_MS, js, quote
 from tests.helpers import produce, read_all
@@ -40,12 +40,14 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_long_names_and_many_keys_keep_the_gate_under_its_memory_bound(
-    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
+    own_bootstrap: str, uid: str, tmp_path: Path
 ) -> None:
     """4,000 records with 16-100 kB names are dead-lettered as record.identity and 20,000
     distinct instruments forwarded, while the gate's peak RSS stays under 600 MiB, metric
     labels stay capped and a /metrics scrape stays small."""
-    raw, clean, dlq, trail = make_topics("raw", "clean", "dlq", "trail", partitions=2)
+    bootstrap = own_bootstrap
+    raw, clean, dlq, trail = (f"{uid}.{n}" for n in ("raw", "clean", "dlq", "trail"))
+    ensure_topics(bootstrap, [raw, clean, dlq, trail], 2)
     port = _free_port()
     config = tmp_path / "gate.yaml"
     config.write_text(
