@@ -12,7 +12,7 @@ from audit import ChdbStore, DeadLetter, Observation
 from collectors import GateSettings
 from rules import RuleSet
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, quote
+from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, event_ids, produce, read_all
 
 
@@ -50,7 +50,7 @@ def test_a_stalled_store_pauses_consumption_with_bounded_queues_and_loses_nothin
         bootstrap,
         raw,
         [
-            (None, b"{not json" if i in bad else orjson.dumps(quote("alpha", i, ts=NOW_MS)))
+            (None, b"{not json" if i in bad else orjson.dumps(quote("alpha", i, ts=now_ms())))
             for i in range(n)
         ],
     )

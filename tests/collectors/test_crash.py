@@ -20,7 +20,7 @@ import yaml
 
 from audit import ChdbStore
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, quote
+from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import event_ids, produce, read_committed, record_until
 
 N = 6000
@@ -104,7 +104,7 @@ def test_sigkill_mid_stream_then_restart_gives_every_event_exactly_once(
     records = [
         (
             None,
-            b"{broken" if i % BAD_EVERY == 0 else orjson.dumps(quote("alpha", i, ts=NOW_MS)),
+            b"{broken" if i % BAD_EVERY == 0 else orjson.dumps(quote("alpha", i, ts=now_ms())),
             _redriven(i) if redriven else [],
         )
         for i in range(N)
@@ -191,7 +191,7 @@ def test_sigkill_of_the_recorder_mid_stream_then_restart_writes_every_row_once(
     raw, clean, _dlq, trail_topic, _ = topics
     config = _config(tmp_path, bootstrap, topics, f"{uid}-gate", flush="100ms", flush_rows=150)
     records = [
-        (None, b"{broken" if i % BAD_EVERY == 0 else orjson.dumps(quote("alpha", i, ts=NOW_MS)))
+        (None, b"{broken" if i % BAD_EVERY == 0 else orjson.dumps(quote("alpha", i, ts=now_ms())))
         for i in range(N)
     ]
     produce(bootstrap, raw, records)

@@ -21,7 +21,7 @@ from audit import ChdbStore
 from collectors import H_REASON, H_RULE_ID, GateSettings
 from rules import RuleSet
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, quote
+from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, Header, produce, read_all
 
 CONTRACT_HEADERS = [
@@ -67,7 +67,7 @@ headers = st.lists(
 
 
 def _mutated_quote(field: str, value: Any) -> bytes:
-    event: dict[str, Any] = quote("fuzz", 1, ts=NOW_MS)
+    event: dict[str, Any] = quote("fuzz", 1, ts=now_ms())
     event[field] = value
     return json.dumps(event, allow_nan=True).encode()
 

@@ -38,7 +38,13 @@ from stampline.demo import rules_file
 from tests.helpers import GateRun, Record, produce, read_all
 
 MAX_BYTES = 64 * 1024
-NOW_MS = int(time.time() * 1000)
+
+
+def now_ms() -> int:
+    """The wall clock in ms. Event times must be read when a record is made, never at import:
+    the gate refuses an origin more than 5 minutes old (``origin.window``), and a full test
+    run takes longer than that."""
+    return time.time_ns() // 1_000_000
 
 
 def quote(provider: str = "alpha", seq: int = 0, **over: object) -> dict[str, object]:
@@ -46,7 +52,7 @@ def quote(provider: str = "alpha", seq: int = 0, **over: object) -> dict[str, ob
         "provider": provider,
         "instrument": "SYM001",
         "seq": seq,
-        "ts": NOW_MS,
+        "ts": now_ms(),
         "type": "quote",
         "price": 101.25,
         "quantity": 300,
@@ -60,53 +66,74 @@ def js(event: dict[str, object]) -> bytes:
 
 
 UPSTREAM_ID = str(uuid.uuid4())
-UPSTREAM_STAMP = StageStamp("venue-adapter", NOW_MS * 1_000_000, NOW_MS * 1_000_000 + 5, 500, "h1")
 
-# name -> (value, extra headers, rule id expected to dead-letter it, or None to forward)
-CASES: dict[str, tuple[bytes | None, list[tuple[str, bytes | None]], str | None]] = {
-    "good_alpha": (js(quote("alpha", 1)), [], None),
-    "good_bravo": (js(quote("bravo", 1, price=99.5)), [], None),
-    "good_with_headers": (
-        js(quote("alpha", 2)),
-        [("x-app", b"feed-7"), ("x-null", None), ("x-app", b"again")],
-        None,
-    ),
-    "good_upstream_stamped": (
-        js(quote("alpha", 3)),
-        Stamps(
-            UPSTREAM_ID, NOW_MS * 1_000_000, NOW_MS * 1_000_000 + 1, 500, stages=(UPSTREAM_STAMP,)
-        ).headers(),
-        None,
-    ),
-    "broken_stamp_header": (
-        js(quote("alpha", 4)),
-        [(H_EVENT_ID, str(uuid.uuid4()).encode()), (H_STAMP, b"garbage")],
-        "record.stamps",
-    ),
-    "malformed_json": (js(quote())[:-5], [], "record.decode"),
-    "json_array": (b"[1, 2, 3]", [], "record.decode"),
-    "empty_value": (None, [], "record.decode"),
-    "wrong_type_price": (js(quote(price="101.25")), [], "contract.market_data"),
-    "wrong_type_seq": (js(quote(seq=1.5)), [], "contract.market_data"),
-    "nan_price": (js(quote()).replace(b'"price":101.25', b'"price":NaN'), [], "record.non_finite"),
-    "infinite_quantity": (
-        js(quote()).replace(b'"quantity":300', b'"quantity":-Infinity'),
-        [],
-        "record.non_finite",
-    ),
-    "overflow_to_infinity": (
-        js(quote()).replace(b'"price":101.25', b'"price":1e400'),
-        [],
-        "record.non_finite",
-    ),
-    "negative_quantity": (js(quote(quantity=-5)), [], "quantity.non_negative"),
-    "zero_price": (js(quote(price=0)), [], "price.positive"),
-    "future_origin": (js(quote(ts=NOW_MS + 2 * 3_600_000)), [], "origin.window"),
-    "past_origin": (js(quote(ts=NOW_MS - 3 * 86_400_000)), [], "origin.window"),
-    "missing_origin": (js({k: v for k, v in quote().items() if k != "ts"}), [], "record.origin"),
-    "origin_not_a_number": (js(quote(ts="yesterday")), [], "record.origin"),
-    "oversized": (js(quote(venue="V" * (MAX_BYTES + 10))), [], "record.size"),
-}
+Case = tuple[bytes | None, list[tuple[str, bytes | None]], str | None]
+
+
+def upstream_stamp(now: int) -> StageStamp:
+    return StageStamp("venue-adapter", now * 1_000_000, now * 1_000_000 + 5, 500, "h1")
+
+
+def make_cases(now: int) -> dict[str, Case]:
+    """name -> (value, extra headers, rule id expected to dead-letter it, or None to forward),
+    with origins at ``now`` (ms)."""
+
+    def q(provider: str = "alpha", seq: int = 0, **over: object) -> dict[str, object]:
+        return quote(provider, seq, **{"ts": now, **over})
+
+    return {
+        "good_alpha": (js(q("alpha", 1)), [], None),
+        "good_bravo": (js(q("bravo", 1, price=99.5)), [], None),
+        "good_with_headers": (
+            js(q("alpha", 2)),
+            [("x-app", b"feed-7"), ("x-null", None), ("x-app", b"again")],
+            None,
+        ),
+        "good_upstream_stamped": (
+            js(q("alpha", 3)),
+            Stamps(
+                UPSTREAM_ID,
+                now * 1_000_000,
+                now * 1_000_000 + 1,
+                500,
+                stages=(upstream_stamp(now),),
+            ).headers(),
+            None,
+        ),
+        "broken_stamp_header": (
+            js(q("alpha", 4)),
+            [(H_EVENT_ID, str(uuid.uuid4()).encode()), (H_STAMP, b"garbage")],
+            "record.stamps",
+        ),
+        "malformed_json": (js(q())[:-5], [], "record.decode"),
+        "json_array": (b"[1, 2, 3]", [], "record.decode"),
+        "empty_value": (None, [], "record.decode"),
+        "wrong_type_price": (js(q(price="101.25")), [], "contract.market_data"),
+        "wrong_type_seq": (js(q(seq=1.5)), [], "contract.market_data"),
+        "nan_price": (js(q()).replace(b'"price":101.25', b'"price":NaN'), [], "record.non_finite"),
+        "infinite_quantity": (
+            js(q()).replace(b'"quantity":300', b'"quantity":-Infinity'),
+            [],
+            "record.non_finite",
+        ),
+        "overflow_to_infinity": (
+            js(q()).replace(b'"price":101.25', b'"price":1e400'),
+            [],
+            "record.non_finite",
+        ),
+        "negative_quantity": (js(q(quantity=-5)), [], "quantity.non_negative"),
+        "zero_price": (js(q(price=0)), [], "price.positive"),
+        "future_origin": (js(q(ts=now + 2 * 3_600_000)), [], "origin.window"),
+        "past_origin": (js(q(ts=now - 3 * 86_400_000)), [], "origin.window"),
+        "missing_origin": (js({k: v for k, v in q().items() if k != "ts"}), [], "record.origin"),
+        "origin_not_a_number": (js(q(ts="yesterday")), [], "record.origin"),
+        "oversized": (js(q(venue="V" * (MAX_BYTES + 10))), [], "record.size"),
+    }
+
+
+# name -> the rule expected to dead-letter it (None: forwarded); the values are made when the
+# records are produced (``Outcome.cases``).
+CASE_RULES: dict[str, str | None] = {n: c[2] for n, c in make_cases(now_ms()).items()}
 
 REASON_MENTIONS = {
     "negative_quantity": "-5",
@@ -125,6 +152,8 @@ REASON_MENTIONS = {
 
 @dataclass
 class Outcome:
+    cases: dict[str, Case]  # what was produced
+    now: int  # the cases' origin (ms)
     topics: dict[str, str]
     where: dict[str, tuple[int, int]]  # case -> (partition, offset) on the raw topic
     clean: list[Record]
@@ -160,12 +189,14 @@ def outcome(bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
     topics = {n: f"{uid}.{n}" for n in ("raw", "clean", "dlq")}
     ensure_topics(bootstrap, topics.values(), 3)
     rules = RuleSet.load([rules_file()], Extraction(max_message_bytes=MAX_BYTES))
+    now = now_ms()
+    cases = make_cases(now)
     with ChdbStore(chdb_dir, f"gate_{uid}") as store:
-        names = list(CASES)
+        names = list(cases)
         placed = produce(
             bootstrap,
             topics["raw"],
-            [(n.encode(), CASES[n][0], CASES[n][1]) for n in names],
+            [(n.encode(), cases[n][0], cases[n][1]) for n in names],
         )
         where = dict(zip(names, placed, strict=True))
         run = GateRun(
@@ -181,15 +212,17 @@ def outcome(bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
             rules,
             store,
         )
-        run.wait_for(len(CASES))
+        run.wait_for(len(cases))
         run.stop()
         rows = store.query("SELECT toString(event_id) AS id, partition, offset FROM {db}.trail")
         SOURCE_BY_ID.update({r["id"]: (r["partition"], r["offset"]) for r in rows})
         yield Outcome(
+            cases,
+            now,
             topics,
             where,
-            read_all(bootstrap, topics["clean"], sum(1 for c in CASES.values() if c[2] is None)),
-            read_all(bootstrap, topics["dlq"], sum(1 for c in CASES.values() if c[2])),
+            read_all(bootstrap, topics["clean"], sum(1 for c in cases.values() if c[2] is None)),
+            read_all(bootstrap, topics["dlq"], sum(1 for c in cases.values() if c[2])),
             store,
             bootstrap,
             f"{uid}-gate",
@@ -198,8 +231,8 @@ def outcome(bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
 
 def test_every_record_is_forwarded_or_dead_lettered_exactly_once(outcome: Outcome) -> None:
     """Each input lands once, in the clean topic or the dead-letter topic, never both or neither."""
-    assert len(outcome.clean) + len(outcome.dlq) == len(CASES)
-    for case, (_, _, rule) in CASES.items():
+    assert len(outcome.clean) + len(outcome.dlq) == len(CASE_RULES)
+    for case, rule in CASE_RULES.items():
         clean, dead = outcome.clean_for(case), outcome.dlq_for(case)
         if rule is None:
             assert (len(clean), len(dead)) == (1, 0), case
@@ -207,10 +240,10 @@ def test_every_record_is_forwarded_or_dead_lettered_exactly_once(outcome: Outcom
             assert (len(clean), len(dead)) == (0, 1), case
 
 
-@pytest.mark.parametrize("case", [c for c, (_, _, rule) in CASES.items() if rule])
+@pytest.mark.parametrize("case", [c for c, rule in CASE_RULES.items() if rule])
 def test_bad_input_is_dead_lettered_with_rule_and_reason(outcome: Outcome, case: str) -> None:
     """A bad record reaches the DLQ byte-for-byte, naming its source, rule, version and reason."""
-    value, headers, rule = CASES[case]
+    value, headers, rule = outcome.cases[case]
     (dead,) = outcome.dlq_for(case)
     assert dead.value == value
     assert dead.key == case.encode()
@@ -229,7 +262,7 @@ def test_bad_input_is_dead_lettered_with_rule_and_reason(outcome: Outcome, case:
 
 def test_forwarded_record_keeps_payload_and_headers_and_gains_stamps(outcome: Outcome) -> None:
     """The clean copy has the original bytes and headers, then the v1 stamp headers."""
-    value, headers, _ = CASES["good_with_headers"]
+    value, headers, _ = outcome.cases["good_with_headers"]
     (rec,) = outcome.clean_for("good_with_headers")
     assert rec.value == value
     assert rec.key == b"good_with_headers"
@@ -238,11 +271,11 @@ def test_forwarded_record_keeps_payload_and_headers_and_gains_stamps(outcome: Ou
     p, o = outcome.where["good_with_headers"]
     raw = [
         r
-        for r in read_all(outcome.bootstrap, outcome.topics["raw"], len(CASES))
+        for r in read_all(outcome.bootstrap, outcome.topics["raw"], len(CASE_RULES))
         if (r.partition, r.offset) == (p, o)
     ]
     assert event_id == source_event_id(outcome.topics["raw"], p, o, raw[0].timestamp_ms)
-    assert int(rec.header(H_ORIGIN) or b"") == NOW_MS * 1_000_000
+    assert int(rec.header(H_ORIGIN) or b"") == outcome.now * 1_000_000
     ingest = int(rec.header(H_INGEST) or b"")
     assert rec.header(H_CLOCK_ERR) == b"250000"
     (stamp_raw,) = rec.header_all(H_STAMP)
@@ -260,7 +293,7 @@ def test_upstream_stamped_record_keeps_its_id_and_gains_one_stamp(outcome: Outco
     assert rec.header_all(H_EVENT_ID) == [UPSTREAM_ID.encode()]
     stamps = [StageStamp.decode(v or b"") for v in rec.header_all(H_STAMP)]
     assert [s.stage for s in stamps] == ["venue-adapter", "gate"]
-    assert stamps[0] == UPSTREAM_STAMP
+    assert stamps[0] == upstream_stamp(outcome.now)
 
 
 def test_trail_has_one_row_per_event_with_outcome_and_rule(outcome: Outcome) -> None:
@@ -269,18 +302,18 @@ def test_trail_has_one_row_per_event_with_outcome_and_rule(outcome: Outcome) -> 
         "SELECT partition, offset, toString(outcome) AS outcome, rule_id, rule_version, "
         "clock_err_ns, host FROM {db}.trail WHERE stage = 'gate'"
     )
-    assert len(rows) == len(CASES)
+    assert len(rows) == len(CASE_RULES)
     by_source = {(r["partition"], r["offset"]): r for r in rows}
-    for case, (_, _, rule) in CASES.items():
+    for case, rule in CASE_RULES.items():
         row = by_source[outcome.where[case]]
         assert row["outcome"] == ("forwarded" if rule is None else "dead_lettered"), case
         assert row["rule_id"] == (rule or ""), case
         assert (row["clock_err_ns"], row["host"]) == (250_000, "test-host")
     dead = outcome.store.query("SELECT rule_id, reason, value_size FROM {db}.dead_letters FINAL")
-    assert sorted(d["rule_id"] for d in dead) == sorted(r for _, _, r in CASES.values() if r)
+    assert sorted(d["rule_id"] for d in dead) == sorted(r for r in CASE_RULES.values() if r)
     assert all(d["reason"] for d in dead)
     oversized = next(d for d in dead if d["rule_id"] == "record.size")
-    assert oversized["value_size"] == len(CASES["oversized"][0] or b"")
+    assert oversized["value_size"] == len(outcome.cases["oversized"][0] or b"")
 
 
 def test_offsets_are_committed_after_a_clean_stop(outcome: Outcome) -> None:

@@ -11,12 +11,12 @@ from audit import ChdbStore
 from collectors import H_EVENT_ID, GateSettings
 from rules import RuleSet
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, quote
+from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, produce, read_all
 
 
 def _feed(n: int) -> list[tuple[bytes, bytes]]:
-    return [(f"k{i}".encode(), orjson.dumps(quote("alpha", i, ts=NOW_MS))) for i in range(n)]
+    return [(f"k{i}".encode(), orjson.dumps(quote("alpha", i, ts=now_ms()))) for i in range(n)]
 
 
 def test_reprocessing_the_same_records_does_not_duplicate_the_trail(

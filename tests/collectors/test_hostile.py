@@ -41,10 +41,9 @@ from collectors.exceptions import BrokerCheckError, DeliveryError
 from rules import Extraction, RuleSet
 from stampline.broker import ensure_topics
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, js, quote
+from tests.collectors.test_gate import js, now_ms, quote
 from tests.helpers import GateRun, Header, Record, produce, read_all
 
-NOW_NS = NOW_MS * 1_000_000
 HUGE = str(10**30).encode()
 LIMITS = Limits()  # the defaults a deployment gets: 1 MiB values, 64 KiB keys and headers
 
@@ -52,8 +51,9 @@ LIMITS = Limits()  # the defaults a deployment gets: 1 MiB values, 64 KiB keys a
 def _stamped(**over: object) -> list[Header]:
     """Valid upstream stamps with one field replaced by a hostile value."""
     event_id = str(uuid.uuid4())
-    headers = dict(Stamps(event_id, NOW_NS, NOW_NS + 1, 500).headers())
-    headers[H_STAMP] = f"stage=adapter;in={NOW_NS};out={NOW_NS + 5};err=500;host=h1".encode()
+    now_ns = now_ms() * 1_000_000
+    headers = dict(Stamps(event_id, now_ns, now_ns + 1, 500).headers())
+    headers[H_STAMP] = f"stage=adapter;in={now_ns};out={now_ns + 5};err=500;host=h1".encode()
     for k, v in over.items():
         headers[k.replace("__", ".")] = v  # type: ignore[assignment]
     return list(headers.items())
@@ -67,69 +67,100 @@ def _sized(n: int) -> bytes:
 
 # name -> (key, value, headers, rule id that must dead-letter it, or None to forward)
 Case = tuple[bytes | None, bytes | None, list[Header], str | None]
-CASES: dict[str, Case] = {
-    "valid_million_bytes": (None, _sized(1_000_000), [], None),
-    "value_2mb": (None, _sized(2_000_000), [], "record.size"),
-    "value_10mb": (None, _sized(10_000_000), [], "record.size"),
-    "headers_1_5mb": (None, js(quote()), [("x-pad", b"h" * 100_000)] * 15, "record.size"),
-    "key_1mb": (b"k" * 1_000_000, js(quote()), [], "record.size"),
-    "origin_header_1e30": (None, js(quote()), _stamped(stampline__origin_ns=HUGE), "record.stamps"),
-    "ingest_header_1e30": (None, js(quote()), _stamped(stampline__ingest_ns=HUGE), "record.stamps"),
-    "stamp_in_1e30": (
-        None,
-        js(quote()),
-        _stamped(stampline__stamp=b"stage=a;in=" + HUGE + b";out=1;err=0;host=h"),
-        "record.stamps",
-    ),
-    "stamp_out_1e30": (
-        None,
-        js(quote()),
-        _stamped(stampline__stamp=f"stage=a;in={NOW_NS};out=".encode() + HUGE + b";host=h"),
-        "record.stamps",
-    ),
-    "parents_not_uuids": (
-        None,
-        js(quote()),
-        _stamped(stampline__parents=b"abc,'); DROP TABLE x; --"),
-        "record.stamps",
-    ),
-    "forwarded_with_hostile_connect_headers": (
-        None,
-        js(quote("alpha", 9)),
-        [("__connect.errors.partition", b"abc"), ("__connect.errors.topic", b"\xff\xfe")],
-        None,
-    ),
-    "non_finite_keeps_identity": (
-        None,
-        js(quote("charlie")).replace(b'"price":101.25', b'"price":NaN'),
-        [],
-        "record.non_finite",
-    ),
-    "provider_100kb": (None, js(quote("P" * 100_000)), [], "record.identity"),
-    "instrument_20kb": (None, js(quote(instrument="I" * 20_000)), [], "record.identity"),
-    "duplicate_keys": (
-        None,
-        js(quote(quantity=-5))[:-1] + b',"quantity":300}',
-        [],
-        "record.duplicate_keys",
-    ),
-    "origin_float_1e30": (None, js(quote(ts=1e30)), [], "record.origin"),
-    "seq_huge_int": (None, js(quote(seq=2**64 - 1)), [], None),
-    "header_null_values": (None, js(quote("alpha", 10)), [("a", None), (H_EVENT_ID, None)], None),
-    **{
-        f"event_id_junk_{i}": (
+
+
+def make_cases() -> dict[str, Case]:
+    """The cases, their origins read now (the gate refuses origins older than 5 minutes)."""
+    return {
+        "valid_million_bytes": (None, _sized(1_000_000), [], None),
+        "value_2mb": (None, _sized(2_000_000), [], "record.size"),
+        "value_10mb": (None, _sized(10_000_000), [], "record.size"),
+        "headers_1_5mb": (None, js(quote()), [("x-pad", b"h" * 100_000)] * 15, "record.size"),
+        "key_1mb": (b"k" * 1_000_000, js(quote()), [], "record.size"),
+        "origin_header_1e30": (
             None,
-            js(quote("alpha", 100 + i)),
-            _stamped(stampline__event_id=junk),
+            js(quote()),
+            _stamped(stampline__origin_ns=HUGE),
             "record.stamps",
-        )
-        for i, junk in enumerate([b"", b"x", b"0" * 36, b"\xff" * 36, b"g" * 5000, b"{}", b"-1"])
-    },
-}
+        ),
+        "ingest_header_1e30": (
+            None,
+            js(quote()),
+            _stamped(stampline__ingest_ns=HUGE),
+            "record.stamps",
+        ),
+        "stamp_in_1e30": (
+            None,
+            js(quote()),
+            _stamped(stampline__stamp=b"stage=a;in=" + HUGE + b";out=1;err=0;host=h"),
+            "record.stamps",
+        ),
+        "stamp_out_1e30": (
+            None,
+            js(quote()),
+            _stamped(
+                stampline__stamp=f"stage=a;in={now_ms() * 1_000_000};out=".encode()
+                + HUGE
+                + b";host=h"
+            ),
+            "record.stamps",
+        ),
+        "parents_not_uuids": (
+            None,
+            js(quote()),
+            _stamped(stampline__parents=b"abc,'); DROP TABLE x; --"),
+            "record.stamps",
+        ),
+        "forwarded_with_hostile_connect_headers": (
+            None,
+            js(quote("alpha", 9)),
+            [("__connect.errors.partition", b"abc"), ("__connect.errors.topic", b"\xff\xfe")],
+            None,
+        ),
+        "non_finite_keeps_identity": (
+            None,
+            js(quote("charlie")).replace(b'"price":101.25', b'"price":NaN'),
+            [],
+            "record.non_finite",
+        ),
+        "provider_100kb": (None, js(quote("P" * 100_000)), [], "record.identity"),
+        "instrument_20kb": (None, js(quote(instrument="I" * 20_000)), [], "record.identity"),
+        "duplicate_keys": (
+            None,
+            js(quote(quantity=-5))[:-1] + b',"quantity":300}',
+            [],
+            "record.duplicate_keys",
+        ),
+        "origin_float_1e30": (None, js(quote(ts=1e30)), [], "record.origin"),
+        "seq_huge_int": (None, js(quote(seq=2**64 - 1)), [], None),
+        "header_null_values": (
+            None,
+            js(quote("alpha", 10)),
+            [("a", None), (H_EVENT_ID, None)],
+            None,
+        ),
+        **{
+            f"event_id_junk_{i}": (
+                None,
+                js(quote("alpha", 100 + i)),
+                _stamped(stampline__event_id=junk),
+                "record.stamps",
+            )
+            for i, junk in enumerate(
+                [b"", b"x", b"0" * 36, b"\xff" * 36, b"g" * 5000, b"{}", b"-1"]
+            )
+        },
+    }
+
+
+# name -> the rule that must dead-letter it (None: forwarded); the produced values are
+# ``Outcome.cases``.
+CASE_RULES: dict[str, str | None] = {n: c[3] for n, c in make_cases().items()}
 
 
 @dataclass
 class Outcome:
+    cases: dict[str, Case]
     raw: str
     clean: list[Record]
     dlq: list[Record]
@@ -155,12 +186,13 @@ def outcome(own_bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
     raw, clean, dlq = (f"{uid}.{n}" for n in ("raw", "clean", "dlq"))
     ensure_topics(bootstrap, [raw, clean, dlq], 3)
     rules = RuleSet.load([rules_file()], Extraction(max_message_bytes=LIMITS.max_value_bytes))
-    names = list(CASES)
-    placed = produce(bootstrap, raw, [CASES[n][:3] for n in names])
+    cases = make_cases()
+    names = list(cases)
+    placed = produce(bootstrap, raw, [cases[n][:3] for n in names])
     settings_ = GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-gate")
     with ChdbStore(chdb_dir, f"hostile_{uid}") as store:
         run = GateRun(settings_, rules, store)
-        run.wait_for(len(CASES))
+        run.wait_for(len(cases))
         run.stop()
         # A restart on the same group must find every offset committed past these records.
         again = GateRun(settings_, RuleSet.load([rules_file()]), store)
@@ -168,11 +200,12 @@ def outcome(own_bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
         again.wait_for(1)
         time.sleep(1.0)
         again.stop()
-        forwarded = sum(1 for c in CASES.values() if c[3] is None)
+        forwarded = sum(1 for c in cases.values() if c[3] is None)
         yield Outcome(
+            cases,
             raw,
             read_all(bootstrap, clean, forwarded + 1, extra={"fetch.max.bytes": 50_000_000}),
-            read_all(bootstrap, dlq, len(CASES) - forwarded),
+            read_all(bootstrap, dlq, len(cases) - forwarded),
             store,
             run,
             dict(zip(names, placed, strict=True)),
@@ -184,18 +217,18 @@ def test_every_hostile_record_lands_once_and_the_gate_keeps_running(outcome: Out
     """Each case is forwarded or dead-lettered under its rule, exactly once, and the counts add
     up: the gate neither stopped nor lost a record."""
     stats = outcome.run.gate.stats
-    assert stats.events_in == len(CASES)
+    assert stats.events_in == len(CASE_RULES)
     assert stats.events_in == stats.forwarded + stats.dead_lettered_total
-    expected_dead = [c[3] for c in CASES.values() if c[3] is not None]
+    expected_dead = [rule for rule in CASE_RULES.values() if rule is not None]
     assert sorted(stats.dead_lettered.elements()) == sorted(expected_dead)
-    for name, (_k, _v, _h, rule) in CASES.items():
+    for name, rule in CASE_RULES.items():
         dead = outcome.dead(name)
         if rule is None:
             assert dead == [], name
         else:
             assert len(dead) == 1, name
             assert dead[0].header_all(H_RULE_ID)[-1] == rule.encode(), name
-    assert len(outcome.clean) == len(CASES) - len(expected_dead) + 1  # + the restart's record
+    assert len(outcome.clean) == len(CASE_RULES) - len(expected_dead) + 1  # + the restart's record
 
 
 def test_a_restarted_gate_does_not_meet_them_again(outcome: Outcome) -> None:
@@ -216,7 +249,7 @@ def test_an_oversized_dead_letter_is_truncated_and_says_what_it_was(
     """A dead letter too big for its topic keeps its reason and source, and names the original
     value's size and SHA-256 beside the truncated value."""
     (dead,) = outcome.dead(case)
-    original = CASES[case][1] or b""
+    original = outcome.cases[case][1] or b""
     assert dead.header(H_TRUNCATED) == b"value"
     assert dead.header(H_ORIGINAL_SIZE) == str(len(original)).encode()
     assert dead.header(H_ORIGINAL_SHA256) == hashlib.sha256(original).hexdigest().encode()
@@ -247,7 +280,7 @@ def test_refused_records_keep_their_identity_and_junk_ids_never_share_a_row(
     (count,) = outcome.store.query(
         "SELECT count() AS n, uniqExact(event_id) AS ids FROM {db}.trail"
     )
-    assert count == {"n": len(CASES) + 1, "ids": len(CASES) + 1}
+    assert count == {"n": len(CASE_RULES) + 1, "ids": len(CASE_RULES) + 1}
     long_names = outcome.store.query(
         "SELECT max(length(provider)) AS p, max(length(instrument)) AS i FROM {db}.trail"
     )
@@ -261,11 +294,14 @@ def test_refused_record_does_not_move_event_time(
     clock-offset estimate alone: the good records after it are not late."""
     raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
     day_ms = 86_400_000
-    records = [(None, js(quote("delta", 0, ts=NOW_MS + day_ms)))]
+    records = [(None, js(quote("delta", 0, ts=now_ms() + day_ms)))]
     records += [(None, js(quote("delta", i, ts=int(time.time() * 1000)))) for i in range(1, 6)]
     produce(bootstrap, raw, records)
-    run = GateRun(GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g"),
-                  RuleSet.load([rules_file()]), store)
+    run = GateRun(
+        GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g"),
+        RuleSet.load([rules_file()]),
+        store,
+    )
     run.wait_for(len(records))
     run.stop()
     forwarded = read_all(bootstrap, clean, 5)
@@ -371,7 +407,12 @@ def test_a_gate_asked_for_exactly_once_there_stops_with_that_reason(
     """The gate runs the probe before reading anything and stops with the probe's error."""
     raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
     settings_ = GateSettings(
-        bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g", delivery="exactly_once",
+        bootstrap,
+        (raw,),
+        clean,
+        dlq,
+        group_id=f"{uid}-g",
+        delivery="exactly_once",
         probe_topic=f"{uid}.probe",
     )
     run = GateRun(settings_, RuleSet.load([rules_file()]), store)
@@ -414,5 +455,5 @@ def test_a_fitted_dead_letter_always_fits_and_keeps_its_reasons(
 
 def test_cases_cover_every_header_the_contract_reads() -> None:
     """The hostile cases reach each stamp header the gate parses."""
-    touched = {k for c in CASES.values() for k, _v in c[2]}
+    touched = {k for c in make_cases().values() for k, _v in c[2]}
     assert {H_ORIGIN, H_INGEST, H_STAMP, H_PARENTS, H_EVENT_ID} <= touched

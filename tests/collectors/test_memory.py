@@ -23,7 +23,7 @@ import yaml
 
 from stampline.broker import ensure_topics
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, js, quote
+from tests.collectors.test_gate import js, now_ms, quote
 from tests.helpers import produce, read_all
 
 PEAK_RSS_BOUND = 600 * 2**20  # the stated bound (docs/gate.md); measured ~360 MiB
@@ -84,7 +84,7 @@ def test_long_names_and_many_keys_keep_the_gate_under_its_memory_bound(
                             quote(
                                 f"P{i}-" + "p" * rnd.randint(16_000, 100_000),
                                 i,
-                                ts=NOW_MS,
+                                ts=now_ms(),
                                 instrument=f"I{i}-" + "i" * rnd.randint(16_000, 50_000),
                             )
                         ),
@@ -97,7 +97,7 @@ def test_long_names_and_many_keys_keep_the_gate_under_its_memory_bound(
                 bootstrap,
                 raw,
                 [
-                    (None, js(quote(f"prov{i % 50}", 1, ts=NOW_MS, instrument=f"SYM{i:06d}")))
+                    (None, js(quote(f"prov{i % 50}", 1, ts=now_ms(), instrument=f"SYM{i:06d}")))
                     for i in range(start, start + 2_000)
                 ],
             )

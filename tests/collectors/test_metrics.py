@@ -12,7 +12,7 @@ from audit import ChdbStore
 from collectors import H_LATE, GateSettings, MetricsSettings, SidecarMetrics
 from rules import RuleSet
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, quote
+from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, produce, read_all
 
 NAMES = {
@@ -39,11 +39,12 @@ def test_metrics_endpoint_serves_every_named_metric_with_capped_provider_labels(
     clock offsets; a third provider past a cap of two is counted as "other"; a late event is
     counted and flagged in its headers."""
     raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
+    now = now_ms()
     records = [
-        orjson.dumps(quote("alpha", 1, ts=NOW_MS)),
-        orjson.dumps(quote("bravo", 1, ts=NOW_MS)),
-        orjson.dumps(quote("alpha", 2, ts=NOW_MS - 30_000)),  # 30 s behind alpha: late
-        orjson.dumps(quote("charlie", 1, ts=NOW_MS)),
+        orjson.dumps(quote("alpha", 1, ts=now)),
+        orjson.dumps(quote("bravo", 1, ts=now)),
+        orjson.dumps(quote("alpha", 2, ts=now - 30_000)),  # 30 s behind alpha: late
+        orjson.dumps(quote("charlie", 1, ts=now)),
         orjson.dumps(quote("alpha", 3, quantity=-5)),
     ]
     produce(bootstrap, raw, [(None, r) for r in records])

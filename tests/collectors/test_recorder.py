@@ -25,7 +25,7 @@ from collectors import (
 )
 from rules import RuleSet
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, quote
+from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, RecorderRun, event_ids, produce, read_all, read_committed
 
 
@@ -36,7 +36,7 @@ def rows(store: ChdbStore, sql: str) -> dict[str, Any]:
 
 def _feed(n: int, bad_every: int) -> list[tuple[bytes | None, bytes | None]]:
     return [
-        (None, b"{broken" if i % bad_every == 0 else orjson.dumps(quote("alpha", i, ts=NOW_MS)))
+        (None, b"{broken" if i % bad_every == 0 else orjson.dumps(quote("alpha", i, ts=now_ms())))
         for i in range(n)
     ]
 
@@ -142,7 +142,7 @@ def test_a_reread_trail_is_skipped_not_written_twice(
 def _obs_table(n: int) -> pa.Table:
     from audit import Observation, canonical_table
 
-    t0 = NOW_MS * 1_000_000
+    t0 = now_ms() * 1_000_000
     return canonical_table(
         [
             Observation(f"0190c6d8-0000-7000-8000-{i:012x}", "gate", t0 + i, t0 + i + 9, t0, t0, 1)

@@ -13,7 +13,7 @@ from audit import ChdbStore
 from collectors import GateSettings
 from rules import RuleSet
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, quote
+from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, event_ids, produce, read_all
 
 
@@ -25,7 +25,7 @@ def test_a_second_gate_joining_and_the_first_leaving_loses_and_duplicates_nothin
     forwarded once and trailed once, and both gates took a share."""
     raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=4)
     n = 4000
-    records = [(f"k{i}".encode(), orjson.dumps(quote("alpha", i, ts=NOW_MS))) for i in range(n)]
+    records = [(f"k{i}".encode(), orjson.dumps(quote("alpha", i, ts=now_ms()))) for i in range(n)]
     rules = RuleSet.load([rules_file()])
 
     def settings() -> GateSettings:

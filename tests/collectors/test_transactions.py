@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from audit import ChdbStore
@@ -11,27 +10,20 @@ from collectors import GateSettings
 from rules import RuleSet
 from stampline.broker import ensure_topics
 from stampline.demo import rules_file
-from tests.collectors.test_gate import NOW_MS, quote
+from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, event_ids, produce, read_all
 
 
-@pytest.mark.skip(
-    reason="in a full run (never alone) the transactionally written topic reads empty for 30 s "
-    "on Tansu, even on a broker of its own; under investigation (closing note 2026-11-27)"
-)
 def test_transactional_gate_commits_records_and_offsets_together(
-    own_bootstrap: str, store: ChdbStore, uid: str
+    bootstrap: str, store: ChdbStore, uid: str
 ) -> None:
     """With delivery=exactly_once the gate forwards and dead-letters through transactions, the
     committed offsets reach the end of the input, and the trail is complete."""
-    # A broker of its own: late in a full run the session's Tansu was seen to serve nothing
-    # from a topic written in transactions for 30 s (never when the test ran alone).
-    bootstrap = own_bootstrap
     raw, clean, dlq = (f"{uid}.{n}" for n in ("raw", "clean", "dlq"))
     ensure_topics(bootstrap, [raw, clean, dlq], 1)
     n = 500
     values = [
-        b"\xff not json" if i % 50 == 0 else orjson.dumps(quote("alpha", i, ts=NOW_MS))
+        b"\xff not json" if i % 50 == 0 else orjson.dumps(quote("alpha", i, ts=now_ms()))
         for i in range(n)
     ]
     produce(bootstrap, raw, [(None, v) for v in values])
@@ -52,9 +44,8 @@ def test_transactional_gate_commits_records_and_offsets_together(
     run.wait_for(n)
     run.stop()
     assert run.gate.stats.flushes >= n // 100
-    # Read uncommitted: Tansu shows aborted records to read_committed readers anyway (so the
-    # isolation level proves nothing here), and under load its read_committed fetches were
-    # seen to return nothing for 30 s after the gate's last commit.
+    # Read uncommitted: Tansu shows aborted records to read_committed readers anyway, so the
+    # isolation level would prove nothing here.
     forwarded = read_all(bootstrap, clean, n - 10, idle_s=0.5)
     dead = read_all(bootstrap, dlq, 10, idle_s=0.2)
     assert (len(forwarded), len(dead)) == (n - 10, 10)
