@@ -87,6 +87,11 @@ _DEAD_SELECT = (
     "provider, rule_id, rule_version, reason, value_size, value_head, toUInt64({batch}), "
     "{chain_id}"
 )
+# The INSERT of each evidence kind: (columns, SELECT over the Arrow table).
+_INSERTS = {
+    "observations": (_OBS_COLUMNS, _OBS_SELECT),
+    "dead_letters": (_DEAD_COLUMNS, _DEAD_SELECT),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,21 +306,28 @@ class Store(ABC):
         an empty table or a skipped trail message).
         """
         spec, sort_keys, schema = _KINDS[kind]
+        warnings = None
         if kind == "dead_letters" and "severity" in table.column_names:
             # Warn verdicts travel with the dead letters (forwarded records' broken warn
             # rules); they are kept in ``warnings``, one row per record and rule.
             warn = pc.equal(table.column("severity"), "warn")
-            self._write_warning_table(table.filter(warn))
+            warnings = table.filter(warn)
             table = table.filter(pc.invert(warn))
-        if table.num_rows == 0:
-            return 0
-        table = table.select(schema.names).cast(schema)
-        digest, columns = digest_batch(table, spec, sort_keys)
         with self._write_lock:
             if head is None:
                 head = self.chain_head(chain_id)
             if head.written(kind, source_offset):
                 return 0
+            if warnings is not None and warnings.num_rows:
+                # A trail message re-read after a crash carries the same warnings. The table
+                # is keyed by source position (merges fold repeats, readers take one per
+                # key); the token also drops the repeat at once on a replicated server.
+                token = f"{chain_id}#warnings@{source_offset}" if source_offset >= 0 else None
+                self._insert_warnings(warnings, token)
+            if table.num_rows == 0:
+                return 0
+            table = table.select(schema.names).cast(schema)
+            digest, columns = digest_batch(table, spec, sort_keys)
             if source_offset < 0:
                 known = self._rows(
                     f"SELECT seq FROM {self.database}.ledger "
@@ -327,14 +339,9 @@ class Store(ABC):
             seq = head.seq + 1
             chain_sql = _sql_string(chain_id)
             token = f"{chain_id}#{seq}:{digest}"
-            if kind == "observations":
-                select = _OBS_SELECT.format(batch=seq, chain_id=chain_sql)
-                self._insert("observations", _OBS_COLUMNS, select, table, token)
-                received = table.column("received").to_numpy()
-            else:
-                select = _DEAD_SELECT.format(batch=seq, chain_id=chain_sql)
-                self._insert("dead_letters", _DEAD_COLUMNS, select, table, token)
-                received = table.column("received").to_numpy()
+            names, select = _INSERTS[kind]
+            self._insert(kind, names, select.format(batch=seq, chain_id=chain_sql), table, token)
+            received = table.column("received").to_numpy()
             written_us = time.time_ns() // 1000
             entry = LedgerEntry(
                 chain_id=chain_id,
@@ -388,49 +395,22 @@ class Store(ABC):
             )
             return seq
 
-    def _write_warning_table(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
+    def _insert_warnings(self, table: pa.Table, token: str | None) -> None:
         names = (
             "event_id, received, topic, partition, offset, provider, rule_id, rule_version, reason"
         )
-        with self._write_lock:
-            self._insert(
-                "warnings",
-                names,
-                "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
-                "offset, provider, rule_id, rule_version, reason",
-                table.select(names.split(", ")),
-                None,
-            )
+        self._insert(
+            "warnings",
+            names,
+            "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
+            "offset, provider, rule_id, rule_version, reason",
+            table.select(names.split(", ")),
+            token,
+        )
 
     def written_head(self, chain_id: str) -> ChainHead | None:
         """The head of ``chain_id`` after this store object's last write to it, if any."""
         return self._written_heads.get(chain_id)
-
-    def _write_warnings(self, rows: Sequence[DeadLetter]) -> None:
-        table = pa.table(
-            {
-                "event_id": [r.event_id for r in rows],
-                "received": pa.array([r.received_ns for r in rows], pa.int64()),
-                "topic": [r.topic for r in rows],
-                "partition": pa.array([r.partition for r in rows], pa.int32()),
-                "offset": pa.array([r.offset for r in rows], pa.int64()),
-                "provider": [r.provider for r in rows],
-                "rule_id": [r.rule_id for r in rows],
-                "rule_version": pa.array([r.rule_version for r in rows], pa.uint32()),
-                "reason": [r.reason for r in rows],
-            }
-        )
-        with self._write_lock:
-            self._insert(
-                "warnings",
-                ", ".join(table.column_names),
-                "toUUID(event_id), fromUnixTimestamp64Nano(received, 'UTC'), topic, partition, "
-                "offset, provider, rule_id, rule_version, reason",
-                table,
-                None,
-            )
 
     # -- verification --------------------------------------------------------------------------
 

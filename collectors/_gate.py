@@ -946,10 +946,18 @@ class Gate:
         self._dead_row(m, failure, event_id, received, provider)
 
     def _dead_row(
-        self, m: Message, failure: Failure, event_id: str, received: int, provider: str
+        self,
+        m: Message,
+        failure: Failure,
+        event_id: str,
+        received: int,
+        provider: str,
+        severity: Literal["reject", "warn"] = "reject",
     ) -> None:
-        """The store's row for a dead letter."""
+        """The trail's row for a dead letter, or (``severity="warn"``) for a broken warn rule
+        of a forwarded record, which carries no value."""
         topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+        value = (m.value() or b"") if severity == "reject" else b""
         self._dead.append(
             DeadLetter(
                 event_id=event_id,
@@ -963,8 +971,9 @@ class Gate:
                 reason=failure.reason[:MAX_REASON],
                 # The store keeps only the value's head; a 10 MB record's whole value must
                 # not wait in memory for the next flush.
-                value=(m.value() or b"")[:_DEAD_VALUE_HEAD],
-                value_size=len(m.value() or b""),
+                value=value[:_DEAD_VALUE_HEAD],
+                value_size=len(value),
+                severity=severity,
             )
         )
 
@@ -979,23 +988,8 @@ class Gate:
     ) -> None:
         """Keep each broken warn rule's verdict, with its reason, for the trail's warnings;
         count it (once: not again for a record re-read after a crash)."""
-        topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
         for f in warned:
-            self._dead.append(
-                DeadLetter(
-                    event_id=event_id,
-                    received_ns=received,
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    provider=provider,
-                    rule_id=f.rule_id,
-                    rule_version=f.rule_version,
-                    reason=f.reason[:MAX_REASON],
-                    value=b"",
-                    severity="warn",
-                )
-            )
+            self._dead_row(m, f, event_id, received, provider, severity="warn")
             if new:
                 self.stats.warned[f.rule_id] += 1
                 if self.metrics is not None:
