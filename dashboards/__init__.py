@@ -1,6 +1,10 @@
 """Grafana dashboards and alert rules as code, their provisioning and the push to a running
 Grafana; and the evidence report for regulators.
 
+Alert rules: ``grafana_alerting`` renders the alerting component's definitions as Grafana
+alerting provisioning sections (rules, contact point, policy tree, mute timings), which
+``export`` writes and ``push`` sends.
+
 The evidence report: ``decision_evidence`` / ``event_evidence`` / ``period_evidence`` build
 the facts from the audit trail as a versioned JSON document (``SCHEMA``); ``write_bundle``
 writes it as a folder (HTML, PDF printed by headless Chromium, JSON, manifest).
@@ -8,6 +12,7 @@ writes it as a folder (HTML, PDF printed by headless Chromium, JSON, manifest).
 May import ``audit`` and ``alerting``.
 """
 
+from dashboards._alert_rules import GrafanaAlerting, grafana_alerting, rule_uid
 from dashboards._browser import BrowserError, dump_dom, find_chromium, print_pdf
 from dashboards._bundle import MANIFEST_SCHEMA, Bundle, write_bundle
 from dashboards._chain import ChainProof, read_chain_head, read_chain_proof
@@ -61,6 +66,7 @@ __all__ = [
     "Change",
     "Context",
     "Evidence",
+    "GrafanaAlerting",
     "GrafanaError",
     "GrafanaSettings",
     "InputFile",
@@ -78,6 +84,7 @@ __all__ = [
     "expand",
     "export",
     "find_chromium",
+    "grafana_alerting",
     "observed_granularity_ns",
     "panel_queries",
     "parse_period",
@@ -88,5 +95,6 @@ __all__ = [
     "read_chain_proof",
     "regime_tier",
     "render_html",
+    "rule_uid",
     "write_bundle",
 ]

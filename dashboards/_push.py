@@ -124,8 +124,10 @@ def push(
     for ds in datasources(settings):
         report.changes.append(_datasource(api, url, ds, password, dry_run))
     for section in alerting:
+        document = section.document(settings)
+        call = partial(_call, url)
         for kind, uid, action in push_alerting(
-            api, section.document(settings), section.name, partial(_call, url), dry_run
+            api, document, section.name, call, dry_run, int(major)
         ):
             report.changes.append(Change(kind, uid, action))  # type: ignore[arg-type]
     for uid, dash in dashboards(settings).items():
