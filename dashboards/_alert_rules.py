@@ -5,7 +5,8 @@ sections (``export`` writes each to ``alerting/<name>.yaml``, ``push`` sends the
 provisioning API):
 
 - ``stampline-rules``: one multi-dimensional rule per definition (one instance per provider,
-  host, stage...), in two groups: ``providers`` evaluated every 10 s (a silent provider must
+  host, stage...), in the folder *Stampline alerts* (see ``ALERTS_FOLDER_TITLE``), in two
+  groups: ``providers`` evaluated every 10 s (a silent provider must
   reach people within seconds) and ``pipeline`` every 30 s (its metrics are scraped every
   15 s; evaluating faster adds nothing).
 - ``stampline-notifications``: the venue calendars' sessions as mute timings (Grafana's
@@ -58,8 +59,13 @@ from alerting import (
     venue_sessions,
 )
 from dashboards import _compliance, _hotspots, _providers
-from dashboards._common import FOLDER_TITLE, PROMETHEUS, PROMETHEUS_UID
-from dashboards._provisioning import AlertingSection, GrafanaSettings, dashboards
+from dashboards._common import PROMETHEUS, PROMETHEUS_UID
+from dashboards._provisioning import (
+    ALERTS_FOLDER_TITLE,
+    AlertingSection,
+    GrafanaSettings,
+    dashboards,
+)
 from dashboards.exceptions import GrafanaError
 
 RULES_SECTION = "stampline-rules"
@@ -226,7 +232,13 @@ def grafana_alerting(
         uids[rendered["uid"]] = d.id
         by_group[group_of[d.kind]].append(rendered)
     groups: tuple[dict[str, Any], ...] = tuple(
-        {"orgId": 1, "name": name, "folder": FOLDER_TITLE, "interval": interval, "rules": rules}
+        {
+            "orgId": 1,
+            "name": name,
+            "folder": ALERTS_FOLDER_TITLE,
+            "interval": interval,
+            "rules": rules,
+        }
         for name, interval, _ in GROUPS
         if (rules := by_group[name])
     )

@@ -39,6 +39,12 @@ from dashboards.exceptions import GrafanaError
 
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
 DASHBOARDS_SUBDIR = "dashboards/stampline"
+# The alert rules' folder. Not the dashboards' one: a provisioning file names a rule's folder
+# by title only, and Grafana provisions alerting before dashboards, so at a first start a
+# rule file naming "Stampline" would create that folder under a random uid and the dashboards
+# provider (uid "stampline", same title) would then fail on the duplicate title.
+ALERTS_FOLDER_UID = "stampline-alerts"
+ALERTS_FOLDER_TITLE = "Stampline alerts"
 ENV_CLICKHOUSE_PASSWORD = "STAMPLINE_GRAFANA_CLICKHOUSE_PASSWORD"
 """Environment variable Grafana reads the ClickHouse password from (never written to a file)."""
 

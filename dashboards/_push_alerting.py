@@ -10,6 +10,7 @@ file key           API
 ``muteTimes``      ``GET|POST /api/v1/provisioning/mute-timings``, ``PUT .../{name}``
 ``policies``       ``GET|PUT /api/v1/provisioning/policies`` (the whole tree)
 ``groups``         ``GET|PUT /api/v1/provisioning/folder/{uid}/rule-groups/{group}``
+                   (in the folder ``ALERTS_FOLDER_UID``, which ``push`` creates first)
 =================  ==================================================================
 
 "Differs" compares only what we send: Grafana adds ids, timestamps and defaults, and
@@ -26,7 +27,7 @@ from typing import Any
 
 from grafana_client.api import GrafanaApi
 
-from dashboards._common import FOLDER_TITLE, FOLDER_UID
+from dashboards._provisioning import ALERTS_FOLDER_TITLE, ALERTS_FOLDER_UID
 from dashboards.exceptions import PushError
 
 Call = Callable[..., Any]
@@ -168,8 +169,8 @@ def _rule_group(
     where = f"alerting section {section!r}, group {name!r}"
     if not name:
         raise PushError(f"alerting section {section!r}: a rule group needs a name")
-    if group.get("folder", FOLDER_TITLE) != FOLDER_TITLE:
-        raise PushError(f"{where}: rules live in the {FOLDER_TITLE!r} folder")
+    if group.get("folder", ALERTS_FOLDER_TITLE) != ALERTS_FOLDER_TITLE:
+        raise PushError(f"{where}: rules live in the {ALERTS_FOLDER_TITLE!r} folder")
     rules = []
     for rule in group.get("rules", []):
         if not rule.get("uid"):
@@ -177,7 +178,7 @@ def _rule_group(
         body = {api_key: rule[k] for k, api_key in _RULE_KEYS.items() if k in rule}
         if grafana_major < KEEP_FIRING_FOR_SINCE:
             body.pop("keep_firing_for", None)
-        rules.append(body | {"folderUID": FOLDER_UID, "ruleGroup": name, "orgID": 1})
+        rules.append(body | {"folderUID": ALERTS_FOLDER_UID, "ruleGroup": name, "orgID": 1})
     body = {
         "title": name,
         "interval": _seconds(group.get("interval", "1m"), where),
@@ -185,10 +186,12 @@ def _rule_group(
     }
     ap = api.alertingprovisioning
     have = call(
-        f"read rule group {name}", lambda: ap.get_rule_group(FOLDER_UID, name), missing_ok=True
+        f"read rule group {name}",
+        lambda: ap.get_rule_group(ALERTS_FOLDER_UID, name),
+        missing_ok=True,
     )
     if have is not None and covers(have, body):
         return ("rule_group", name, "unchanged")
     if not dry_run:
-        call(f"save rule group {name}", lambda: ap.update_rule_group(FOLDER_UID, name, body))
+        call(f"save rule group {name}", lambda: ap.update_rule_group(ALERTS_FOLDER_UID, name, body))
     return ("rule_group", name, "create" if have is None else "update")
