@@ -34,6 +34,8 @@ from dashboards._html import render_html
 from dashboards._macros import ALL, TimeRange, expand
 from dashboards._period import parse_period, period_evidence
 from dashboards._provisioning import (
+    ALERTS_FOLDER_TITLE,
+    ALERTS_FOLDER_UID,
     DASHBOARD_UIDS,
     ENV_CLICKHOUSE_PASSWORD,
     AlertingSection,
@@ -49,6 +51,8 @@ from dashboards._schema import EVIDENCE_JSON_SCHEMA
 from dashboards.exceptions import GrafanaError, PushError
 
 __all__ = [
+    "ALERTS_FOLDER_TITLE",
+    "ALERTS_FOLDER_UID",
     "ALL",
     "CLICKHOUSE_UID",
     "DASHBOARD_UIDS",
