@@ -118,7 +118,7 @@ PANELS: dict[str, tuple[str, str]] = {
 }
 
 # Grafana 11 has the threshold types gt, lt, within_range and outside_range (eq, gte, lte
-# came with 11.6), so the others are written with these.
+# came later, grafana#99516), so the others are written with these.
 
 
 def _evaluator(s: PromSignal, threshold: float) -> dict[str, Any]:

@@ -207,7 +207,8 @@ _NO_DATA = {"Alerting", "NoData", "OK", "KeepLast"}
 _EXEC_ERR = {"Alerting", "Error", "OK", "KeepLast"}
 _DURATION = re.compile(r"^(0|((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?)$")
 _EXPRESSION_TYPES = {"math", "reduce", "resample", "classic_conditions", "threshold"}
-_THRESHOLDS_11 = {"gt", "lt", "within_range", "outside_range"}  # eq, gte... came with 11.6
+# Grafana 11's threshold types: eq, gte... came later (grafana#99516).
+_THRESHOLDS_11 = {"gt", "lt", "within_range", "outside_range"}
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTACT_TYPES = {"prometheus-alertmanager": "url", "webhook": "url", "email": "addresses"}
 _MATCH_OPS = {"=", "!=", "=~", "!~"}
