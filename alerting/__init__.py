@@ -1,6 +1,7 @@
 """Alerting: definitions (expected providers, calendars, alerts), the lifecycle of alert
 instances, in-stream detectors, delivery (Alertmanager, alerts topic, store, metrics), and
-the Prometheus / Alertmanager files exported from the same definitions.
+the Prometheus / Alertmanager files exported from the same definitions (their PromQL and
+routing parts are public, so Grafana-managed rules render from the very same strings).
 
 May import ``audit``.
 """
@@ -42,7 +43,20 @@ from alerting._definitions import (
 from alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
 from alerting._dispatch import Dispatcher
 from alerting._durations import duration_ns, prometheus_duration
-from alerting._export import alertmanager_config, expression, prometheus_rules, prometheus_tests
+from alerting._export import (
+    GROUP_BY,
+    NOT_EXPORTED,
+    ROUTE_TIMING,
+    PromSignal,
+    alertmanager_config,
+    expression,
+    prometheus_rules,
+    prometheus_tests,
+    session_intervals,
+    signal,
+    summary_template,
+    venue_sessions,
+)
 from alerting._history import read_actions, read_history, write_action, write_history
 from alerting._learning import DismissalBook, UpdateRates
 from alerting._lifecycle import Lifecycle, Transition, fingerprint
@@ -55,6 +69,9 @@ from alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionErr
 
 __all__ = [
     "ALERT_ID_PATTERN",
+    "GROUP_BY",
+    "NOT_EXPORTED",
+    "ROUTE_TIMING",
     "RTS25_TIERS_NS",
     "SEVERITIES",
     "AlertDefinition",
@@ -80,6 +97,7 @@ __all__ = [
     "LatencySlo",
     "Lifecycle",
     "Notice",
+    "PromSignal",
     "ProviderFacts",
     "ProviderSilent",
     "ProviderWatch",
@@ -112,8 +130,12 @@ __all__ = [
     "read_history",
     "read_ical",
     "render",
+    "session_intervals",
     "shift",
+    "signal",
     "suggest",
+    "summary_template",
+    "venue_sessions",
     "write_action",
     "write_history",
 ]

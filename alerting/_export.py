@@ -21,12 +21,17 @@ Kinds and their expressions (metric names are the sidecars' and the watch's):
   configuration or chrony) above the RTS 25 tier's limit.
 - ``completeness`` has no metric to evaluate yet: not exported (listed in the file's header
   comment), never a rule that can never fire.
+
+The PromQL is built once per definition (:func:`signal`: the value, its threshold, the
+session it is judged in) and the routing constants are shared: ``dashboards`` renders
+Grafana-managed rules and policies from the same parts, so the two cannot drift.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import yaml
 
@@ -46,6 +51,16 @@ from alerting._durations import SECOND_NS, prometheus_duration
 
 NOT_EXPORTED = ("completeness",)
 IN_STREAM = ("sequence_gap", "stale", "divergence")
+# Provider-level kinds: inhibited while a collector is down (it makes every provider look
+# silent), and routed by venue.
+PROVIDER_KINDS = ("provider_silent", "sequence_gap", "stale", "divergence", "dlq_rate")
+# How notifications are grouped and timed, for Alertmanager and Grafana's policy tree alike.
+GROUP_BY = ("alertname", "provider", "venue")
+ROUTE_TIMING = {
+    "group_wait": "0s",  # a silent provider must reach people within a second
+    "group_interval": "30s",
+    "repeat_interval": "4h",
+}
 _WEEKDAYS = {
     "mon": "monday",
     "tue": "tuesday",
@@ -82,61 +97,119 @@ def _selector(*parts: str) -> str:
     return "{" + inner + "}" if inner else ""
 
 
-def expression(d: AlertDefinition) -> str | None:
-    """The PromQL of one definition, or None for the kinds that have no metric yet."""
+@dataclass(frozen=True, slots=True)
+class PromSignal:
+    """One definition's PromQL in the parts both renderers use, so they cannot drift.
+
+    Prometheus compares them in one expression (:func:`expression`):
+    ``value op threshold [and on (by) (session == 1)]``. Grafana (``dashboards``) queries
+    ``value`` per instance and judges it with a threshold expression; where the threshold
+    is per instance (``threshold_vector``) or a session applies, it queries the difference
+    instead, so every instance stays a series whatever its state.
+    """
+
+    value: str  # the measured value per instance: what a summary's value shows
+    op: Literal[">", "=="]
+    by: tuple[str, ...]  # the labels that tell instances apart
+    threshold: float | None = None  # a number...
+    threshold_vector: str | None = None  # ...or one per instance, matched on `by`
+    session: str | None = None  # 1 while the instance's venue trades, else 0
+
+    def promql(self) -> str:
+        """The Prometheus alerting expression."""
+        on = f"on ({', '.join(self.by)}) "
+        vector = self.threshold_vector
+        limit = f"{self.threshold:g}" if vector is None else on + vector
+        expr = f"{self.value} {self.op} {limit}"
+        if self.session is not None:
+            expr += f" and {on}({self.session} == 1)"
+        return expr
+
+
+def signal(d: AlertDefinition) -> PromSignal | None:
+    """The PromQL parts of one definition, or None for the kinds that have no metric yet."""
     providers = _matcher("provider", d.scope.providers)
     venues = _matcher("venue", d.scope.venues)
     if isinstance(d, ProviderSilent):
         sel = _selector(providers, venues)
         by = "max by (provider, venue)"
-        gap = (
-            f"{d.threshold_ns / SECOND_NS:g}"
-            if d.threshold_ns is not None
-            else f"on (provider, venue) {by} (stampline_provider_expected_max_gap_seconds{sel})"
-        )
-        return (
-            f"(time() - {by} (stampline_provider_last_event_origin_timestamp_seconds{sel}))"
-            f" > {gap}"
-            f" and on (provider, venue) ({by} (stampline_provider_in_session{sel}) == 1)"
+        pv = ("provider", "venue")
+        gap = f"{by} (stampline_provider_expected_max_gap_seconds{sel})"
+        return PromSignal(
+            value=f"(time() - {by} (stampline_provider_last_event_origin_timestamp_seconds{sel}))",
+            op=">",
+            by=pv,
+            threshold=None if d.threshold_ns is None else d.threshold_ns / SECOND_NS,
+            threshold_vector=gap if d.threshold_ns is None else None,
+            session=f"{by} (stampline_provider_in_session{sel})",
         )
     if isinstance(d, DlqRate):
         w = prometheus_duration(d.window_ns)
         sel = _selector(providers)
-        return (
-            f"sum by (provider, reason) (rate(stampline_events_dead_lettered_total{sel}[{w}]))"
-            f" / on (provider) group_left sum by (provider)"
-            f" (rate(stampline_events_in_total{sel}[{w}])) > {d.threshold:g}"
+        return PromSignal(
+            value=(
+                f"sum by (provider, reason) (rate(stampline_events_dead_lettered_total{sel}[{w}]))"
+                f" / on (provider) group_left sum by (provider)"
+                f" (rate(stampline_events_in_total{sel}[{w}]))"
+            ),
+            op=">",
+            by=("provider", "reason"),
+            threshold=d.threshold,
         )
     if isinstance(d, LatencySlo):
         w = prometheus_duration(d.window_ns)
         stage = f'stage="{d.scope.stage}"' if d.scope.stage else ""
         sel = _selector(stage, providers)
-        return (
-            f"histogram_quantile({d.quantile:g}, sum by (le, stage, provider)"
-            f" (rate(stampline_stage_latency_seconds_bucket{sel}[{w}])))"
-            f" > {d.threshold_ns / SECOND_NS:g}"
+        return PromSignal(
+            value=(
+                f"histogram_quantile({d.quantile:g}, sum by (le, stage, provider)"
+                f" (rate(stampline_stage_latency_seconds_bucket{sel}[{w}])))"
+            ),
+            op=">",
+            by=("stage", "provider"),
+            threshold=d.threshold_ns / SECOND_NS,
         )
     if isinstance(d, TrailLag):
-        return f"max by (topic, partition) (stampline_consumer_lag) > {d.threshold}"
+        return PromSignal(
+            "max by (topic, partition) (stampline_consumer_lag)",
+            ">",
+            ("topic", "partition"),
+            threshold=d.threshold,
+        )
     if isinstance(d, CollectorDown):
-        return f'up{{job="{d.job}"}} == 0'
+        return PromSignal(f'up{{job="{d.job}"}}', "==", ("job", "instance"), threshold=0)
     if isinstance(d, ClockError):
-        limit = d.limit_ns / SECOND_NS
-        return f"max by (host, stage) (stampline_clock_error_bound_seconds) > {limit:g}"
+        return PromSignal(
+            "max by (host, stage) (stampline_clock_error_bound_seconds)",
+            ">",
+            ("host", "stage"),
+            threshold=d.limit_ns / SECOND_NS,
+        )
     if d.kind in IN_STREAM:
-        keep = ["provider", "venue", *(["instrument"] if d.scope.instrument else [])]
+        keep = ("provider", "venue", *(("instrument",) if d.scope.instrument else ()))
         sel = _selector(f'alertname="{d.id}"', providers, venues)
-        return f"max by ({', '.join(keep)}) (stampline_alert_firing{sel}) > 0"
+        return PromSignal(
+            f"max by ({', '.join(keep)}) (stampline_alert_firing{sel})", ">", keep, threshold=0
+        )
     return None
 
 
-def _go_template(text: str) -> str:
-    """A summary in Prometheus' template language: ``{label}`` → ``{{ $labels.label }}``,
-    ``{{value:FMT}}`` (our escaped form for the value) → ``{{ $value | printf ... }}``."""
+def expression(d: AlertDefinition) -> str | None:
+    """The PromQL of one definition, or None for the kinds that have no metric yet."""
+    s = signal(d)
+    return None if s is None else s.promql()
+
+
+def summary_template(d: AlertDefinition, value: str = "$value") -> str:
+    """The kind's summary in the Go template language Prometheus and Grafana share:
+    ``{label}`` → ``{{ $labels.label }}``, ``{{value:FMT}}`` (our escaped form for the value)
+    → ``{{ <value> | printf ... }}``; ``value`` is how the template names the value
+    (Prometheus ``$value``; Grafana ``$values.<refId>.Value``)."""
+    text = _DEFAULT_SUMMARY[d.kind]
     out = text.replace("{{value:.2%}}", "\x00pct\x00").replace("{{value:.1f}}", "\x00v1\x00")
     out = _PLACEHOLDER.sub(lambda m: "{{ $labels." + m.group(1) + " }}", out)
-    out = out.replace("\x00pct\x00", "{{ $value | humanizePercentage }}")
-    return out.replace("\x00v1\x00", '{{ $value | printf "%.1f" }}')
+    out = out.replace("\x00pct\x00", "{{ " + value + " | humanizePercentage }}")
+    return out.replace("\x00v1\x00", "{{ " + value + ' | printf "%.1f" }}')
 
 
 def _rule(d: AlertDefinition) -> dict[str, Any] | None:
@@ -149,7 +222,7 @@ def _rule(d: AlertDefinition) -> dict[str, Any] | None:
     if d.keep_firing_for_ns:
         rule["keep_firing_for"] = prometheus_duration(d.keep_firing_for_ns)
     rule["labels"] = {"severity": d.severity, "kind": d.kind}
-    annotations = {"summary": _go_template(_DEFAULT_SUMMARY[d.kind])}
+    annotations = {"summary": summary_template(d)}
     for name in ("description", "runbook_url", "dashboard_url"):
         if getattr(d, name):
             annotations[name] = getattr(d, name)
@@ -331,13 +404,31 @@ def _intervals(window: Window) -> list[dict[str, Any]]:
     ]
 
 
-def _time_interval(name: str, cal: Calendar) -> dict[str, Any]:
+def session_interval(name: str, cal: Calendar) -> dict[str, Any]:
+    """Calendar ``name``'s sessions as a named time interval (Alertmanager's
+    ``time_intervals`` entry; Grafana's mute timing has the same shape), each range with the
+    calendar's ``location``; overnight sessions are split at midnight."""
     entries = []
     for w in cal.sessions:
         for e in _intervals(w):
             e["location"] = cal.timezone
             entries.append(e)
     return {"name": f"{name}-session", "time_intervals": entries}
+
+
+def session_intervals(definitions: AlertsFile) -> list[dict[str, Any]]:
+    """Every calendar's sessions as a time interval, by calendar name."""
+    return [session_interval(n, c) for n, c in sorted(definitions.calendars.items())]
+
+
+def venue_sessions(definitions: AlertsFile) -> dict[str, str]:
+    """Venue → the name of the time interval its alerts are routed in (the first registered
+    provider of the venue with a calendar decides), sorted by venue."""
+    by_venue: dict[str, str] = {}
+    for p in definitions.providers:
+        if p.calendar and p.venue:
+            by_venue.setdefault(p.venue, f"{p.calendar}-session")
+    return dict(sorted(by_venue.items()))
 
 
 def alertmanager_config(definitions: AlertsFile, receiver: str = "stampline") -> str:
@@ -348,28 +439,17 @@ def alertmanager_config(definitions: AlertsFile, receiver: str = "stampline") ->
     collector makes every provider look silent). Replace the empty receiver with yours.
     """
     down = [d.id for d in definitions.alerts if d.kind == "collector_down"]
-    provider_kinds = "provider_silent|sequence_gap|stale|divergence|dlq_rate"
-    routes = []
-    intervals = [_time_interval(n, c) for n, c in sorted(definitions.calendars.items())]
-    by_venue: dict[str, str] = {}
-    for p in definitions.providers:
-        if p.calendar and p.venue:
-            by_venue.setdefault(p.venue, p.calendar)
-    for venue, cal in sorted(by_venue.items()):
-        routes.append(
-            {
-                "receiver": receiver,
-                "matchers": [f'venue="{venue}"'],
-                "active_time_intervals": [f"{cal}-session"],
-            }
-        )
+    provider_kinds = "|".join(PROVIDER_KINDS)
+    intervals = session_intervals(definitions)
+    routes = [
+        {"receiver": receiver, "matchers": [f'venue="{venue}"'], "active_time_intervals": [name]}
+        for venue, name in venue_sessions(definitions).items()
+    ]
     config: dict[str, Any] = {
         "route": {
             "receiver": receiver,
-            "group_by": ["alertname", "provider", "venue"],
-            "group_wait": "0s",  # a silent provider must reach people within a second
-            "group_interval": "30s",
-            "repeat_interval": "4h",
+            "group_by": list(GROUP_BY),
+            **ROUTE_TIMING,
             "routes": routes,
         },
         "receivers": [{"name": receiver}],

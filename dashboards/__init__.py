@@ -1,6 +1,10 @@
 """Grafana dashboards and alert rules as code, their provisioning and the push to a running
 Grafana; and the evidence report for regulators.
 
+Alert rules: ``grafana_alerting`` renders the alerting component's definitions as Grafana
+alerting provisioning sections (rules, contact point, policy tree, mute timings), which
+``export`` writes and ``push`` sends.
+
 The evidence report: ``decision_evidence`` / ``event_evidence`` / ``period_evidence`` build
 the facts from the audit trail as a versioned JSON document (``SCHEMA``); ``write_bundle``
 writes it as a folder (HTML, PDF printed by headless Chromium, JSON, manifest).
@@ -8,6 +12,7 @@ writes it as a folder (HTML, PDF printed by headless Chromium, JSON, manifest).
 May import ``audit`` and ``alerting``.
 """
 
+from dashboards._alert_rules import GrafanaAlerting, grafana_alerting, rule_uid
 from dashboards._browser import BrowserError, dump_dom, find_chromium, print_pdf
 from dashboards._bundle import MANIFEST_SCHEMA, Bundle, write_bundle
 from dashboards._chain import ChainProof, read_chain_head, read_chain_proof
@@ -29,6 +34,8 @@ from dashboards._html import render_html
 from dashboards._macros import ALL, TimeRange, expand
 from dashboards._period import parse_period, period_evidence
 from dashboards._provisioning import (
+    ALERTS_FOLDER_TITLE,
+    ALERTS_FOLDER_UID,
     DASHBOARD_UIDS,
     ENV_CLICKHOUSE_PASSWORD,
     AlertingSection,
@@ -44,6 +51,8 @@ from dashboards._schema import EVIDENCE_JSON_SCHEMA
 from dashboards.exceptions import GrafanaError, PushError
 
 __all__ = [
+    "ALERTS_FOLDER_TITLE",
+    "ALERTS_FOLDER_UID",
     "ALL",
     "CLICKHOUSE_UID",
     "DASHBOARD_UIDS",
@@ -61,6 +70,7 @@ __all__ = [
     "Change",
     "Context",
     "Evidence",
+    "GrafanaAlerting",
     "GrafanaError",
     "GrafanaSettings",
     "InputFile",
@@ -78,6 +88,7 @@ __all__ = [
     "expand",
     "export",
     "find_chromium",
+    "grafana_alerting",
     "observed_granularity_ns",
     "panel_queries",
     "parse_period",
@@ -88,5 +99,6 @@ __all__ = [
     "read_chain_proof",
     "regime_tier",
     "render_html",
+    "rule_uid",
     "write_bundle",
 ]

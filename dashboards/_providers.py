@@ -10,7 +10,6 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards._common import (
     CLICKHOUSE,
-    FOLDER_UID,
     ClickHouseQuery,
     PanelSql,
     SqlRegistry,
@@ -141,7 +140,7 @@ ORDER BY time, series""",
         "time_series",
     )
 )
-# Labels the provider alert rules carry (alerting definitions, rendered in a later step).
+# The label the provider alert rules carry (dashboards._alert_rules sets it on every rule).
 ALERT_LABEL_FILTER = 'stampline_dashboard="stampline-providers"'
 
 
@@ -186,8 +185,9 @@ def build(database: str = "stampline") -> dict[str, Any]:
                 "maxItems": 50,
                 "sortOrder": 1,
                 "dashboardAlerts": False,
+                # The label alone: the rules' folder has a uid only when pushed (a provisioning
+                # file names it by title, and Grafana gives it one of its own).
                 "alertInstanceLabelFilter": "{" + ALERT_LABEL_FILTER + "}",
-                "folder": {"uid": FOLDER_UID},
                 "stateFilter": {
                     "firing": True,
                     "pending": True,

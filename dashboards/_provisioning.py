@@ -10,8 +10,9 @@
 Mount ``DIR/provisioning`` read-only at ``/etc/grafana/provisioning``. Alerting is a list of
 sections (``AlertingSection``): each renders one file in Grafana's alerting provisioning
 format (``apiVersion: 1`` with ``groups``, ``contactPoints``, ``policies`` or
-``muteTimes``). The alert rules rendered from the alerting component's definitions plug in
-there; with none given the folder is created empty.
+``muteTimes``). The alert rules rendered from the alerting component's definitions
+(``grafana_alerting`` in ``_alert_rules``) plug in there; with none given the folder is
+created empty.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ from dashboards.exceptions import GrafanaError
 
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
 DASHBOARDS_SUBDIR = "dashboards/stampline"
+# The alert rules' folder. Not the dashboards' one: a provisioning file names a rule's folder
+# by title only, and Grafana provisions alerting before dashboards, so at a first start a
+# rule file naming "Stampline" would create that folder under a random uid and the dashboards
+# provider (uid "stampline", same title) would then fail on the duplicate title.
+ALERTS_FOLDER_UID = "stampline-alerts"
+ALERTS_FOLDER_TITLE = "Stampline alerts"
 ENV_CLICKHOUSE_PASSWORD = "STAMPLINE_GRAFANA_CLICKHOUSE_PASSWORD"
 """Environment variable Grafana reads the ClickHouse password from (never written to a file)."""
 
@@ -73,9 +80,15 @@ class GrafanaSettings:
 
 
 class AlertingSection(Protocol):
-    """One alerting provisioning file (rules, contact points, policies or mute timings)."""
+    """One alerting provisioning file (rules, contact points, policies or mute timings).
 
-    name: str  # file stem, e.g. "rules"
+    A section may also have a ``comment`` (text): it is written at the top of its file.
+    """
+
+    @property
+    def name(self) -> str:
+        """The file stem, e.g. "rules"."""
+        ...
 
     def document(self, settings: GrafanaSettings) -> dict[str, Any]:
         """The file's content: ``{"apiVersion": 1, ...}`` in Grafana's provisioning format."""
@@ -170,7 +183,10 @@ def export(
     if len(set(names)) != len(names):
         raise GrafanaError(f"alerting sections must have distinct names, got {names}")
     for section in alerting:
-        files[root / "alerting" / f"{section.name}.yaml"] = _yaml(section.document(settings))
+        comment = str(getattr(section, "comment", ""))
+        files[root / "alerting" / f"{section.name}.yaml"] = _yaml(
+            section.document(settings), comment
+        )
     try:
         (root / "alerting").mkdir(parents=True, exist_ok=True)
         for path, text in files.items():
@@ -181,7 +197,7 @@ def export(
     return sorted(files)
 
 
-def _yaml(doc: dict[str, Any]) -> str:
-    return "# Written by `stampline grafana export`; edit the code, not this file.\n" + yaml.dump(
-        doc, sort_keys=False, allow_unicode=True
-    )
+def _yaml(doc: dict[str, Any], comment: str = "") -> str:
+    head = "# Written by `stampline grafana export`; edit the code, not this file.\n"
+    head += "".join(f"# {line}\n" for line in comment.splitlines())
+    return head + yaml.dump(doc, sort_keys=False, allow_unicode=True)

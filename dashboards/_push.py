@@ -1,7 +1,8 @@
 """``stampline grafana push``: provision a running Grafana through its HTTP API (grafana-client).
 
-Idempotent: each object (the folder, the two data sources, the dashboards) is read first and
-written only when it differs from what the code renders, so a second push changes nothing.
+Idempotent: each object (the folders, the data sources, the alerting objects, the
+dashboards) is read first and written only when it differs from what the code renders, so a
+second push changes nothing.
 A dry run reads and reports what it would change, writing nothing. Targets Grafana 11-13
 (``/api/health`` tells the version; older ones are refused).
 
@@ -28,6 +29,8 @@ from grafana_client.client import (
 
 from dashboards._common import FOLDER_TITLE, FOLDER_UID
 from dashboards._provisioning import (
+    ALERTS_FOLDER_TITLE,
+    ALERTS_FOLDER_UID,
     ENV_CLICKHOUSE_PASSWORD,
     AlertingSection,
     GrafanaSettings,
@@ -119,14 +122,16 @@ def push(
             f"{url} runs Grafana {grafana_version}; the dashboards target {MIN_MAJOR}-{MAX_MAJOR}"
         )
     report = PushReport(grafana_version, dry_run)
-    report.changes.append(_folder(api, url, dry_run))
+    documents = [(section.name, section.document(settings)) for section in alerting]
+    report.changes.append(_folder(api, url, FOLDER_UID, FOLDER_TITLE, dry_run))
+    if any(doc.get("groups") for _, doc in documents):
+        report.changes.append(_folder(api, url, ALERTS_FOLDER_UID, ALERTS_FOLDER_TITLE, dry_run))
     password = os.environ.get(ENV_CLICKHOUSE_PASSWORD)
     for ds in datasources(settings):
         report.changes.append(_datasource(api, url, ds, password, dry_run))
-    for section in alerting:
-        for kind, uid, action in push_alerting(
-            api, section.document(settings), section.name, partial(_call, url), dry_run
-        ):
+    call = partial(_call, url)
+    for name, document in documents:
+        for kind, uid, action in push_alerting(api, document, name, call, dry_run, int(major)):
             report.changes.append(Change(kind, uid, action))  # type: ignore[arg-type]
     for uid, dash in dashboards(settings).items():
         report.changes.append(_dashboard(api, url, uid, dash, dry_run))
@@ -165,25 +170,25 @@ def _get(url: str, what: str, fn: Callable[[], Any]) -> Any | None:
     return _call(url, what, fn, missing_ok=True)
 
 
-def _folder(api: GrafanaApi, url: str, dry_run: bool) -> Change:
-    have = _get(url, f"read folder {FOLDER_UID}", lambda: api.folder.get_folder(FOLDER_UID))
-    if have is not None and have.get("title") == FOLDER_TITLE:
-        return Change("folder", FOLDER_UID, "unchanged")
+def _folder(api: GrafanaApi, url: str, uid: str, title: str, dry_run: bool) -> Change:
+    have = _get(url, f"read folder {uid}", lambda: api.folder.get_folder(uid))
+    if have is not None and have.get("title") == title:
+        return Change("folder", uid, "unchanged")
     action: Action = "create" if have is None else "update"
     if not dry_run:
         if have is None:
             _call(
                 url,
-                f"create folder {FOLDER_UID}",
-                lambda: api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID),
+                f"create folder {uid}",
+                lambda: api.folder.create_folder(title, uid=uid),
             )
         else:
             _call(
                 url,
-                f"rename folder {FOLDER_UID}",
-                lambda: api.folder.update_folder(FOLDER_UID, title=FOLDER_TITLE, overwrite=True),
+                f"rename folder {uid}",
+                lambda: api.folder.update_folder(uid, title=title, overwrite=True),
             )
-    return Change("folder", FOLDER_UID, action)
+    return Change("folder", uid, action)
 
 
 def _datasource(

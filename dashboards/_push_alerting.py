@@ -10,10 +10,13 @@ file key           API
 ``muteTimes``      ``GET|POST /api/v1/provisioning/mute-timings``, ``PUT .../{name}``
 ``policies``       ``GET|PUT /api/v1/provisioning/policies`` (the whole tree)
 ``groups``         ``GET|PUT /api/v1/provisioning/folder/{uid}/rule-groups/{group}``
+                   (in the folder ``ALERTS_FOLDER_UID``, which ``push`` creates first)
 =================  ==================================================================
 
 "Differs" compares only what we send: Grafana adds ids, timestamps and defaults, and
-redacts secrets (``[REDACTED]``), none of which is a change of ours.
+redacts secrets (``[REDACTED]``), none of which is a change of ours. A rule's
+``keepFiringFor`` is the API's ``keep_firing_for``, sent to Grafana 12 and later only: 11
+drops it, so it would read back as a difference on every push.
 """
 
 from __future__ import annotations
@@ -24,24 +27,28 @@ from typing import Any
 
 from grafana_client.api import GrafanaApi
 
-from dashboards._common import FOLDER_TITLE, FOLDER_UID
+from dashboards._provisioning import ALERTS_FOLDER_TITLE, ALERTS_FOLDER_UID
 from dashboards.exceptions import PushError
 
 Call = Callable[..., Any]
 REDACTED = "[REDACTED]"
 _DURATION = re.compile(r"^(\d+)([smh])$")
-_RULE_KEYS = (
-    "uid",
-    "title",
-    "condition",
-    "data",
-    "noDataState",
-    "execErrState",
-    "for",
-    "annotations",
-    "labels",
-    "isPaused",
-)
+# A rule's file key -> its key in the API. The file's dashboardUid/panelId are not sent: over
+# the API the __dashboardUid__/__panelId__ annotations say the same.
+_RULE_KEYS = {
+    "uid": "uid",
+    "title": "title",
+    "condition": "condition",
+    "data": "data",
+    "noDataState": "noDataState",
+    "execErrState": "execErrState",
+    "for": "for",
+    "keepFiringFor": "keep_firing_for",  # snake case in the API (Grafana 12+)
+    "annotations": "annotations",
+    "labels": "labels",
+    "isPaused": "isPaused",
+}
+KEEP_FIRING_FOR_SINCE = 12  # Grafana 11 ignores keep_firing_for (and would never read it back)
 
 
 def covers(have: Any, want: Any) -> bool:
@@ -69,9 +76,15 @@ def _seconds(value: Any, where: str) -> int:
 
 
 def push_alerting(
-    api: GrafanaApi, document: dict[str, Any], section: str, call: Call, dry_run: bool
+    api: GrafanaApi,
+    document: dict[str, Any],
+    section: str,
+    call: Call,
+    dry_run: bool,
+    grafana_major: int = KEEP_FIRING_FOR_SINCE,
 ) -> list[tuple[str, str, str]]:
-    """Push one section; returns (kind, name, action) per object."""
+    """Push one section to a Grafana of major version ``grafana_major``; returns (kind, name,
+    action) per object."""
     changes: list[tuple[str, str, str]] = []
     for cp in document.get("contactPoints", []):
         for receiver in cp.get("receivers", []):
@@ -84,7 +97,8 @@ def push_alerting(
         body = {k: v for k, v in tree.items() if k != "orgId"}
         changes.append(_policies(api, body, call, dry_run))
     changes.extend(
-        _rule_group(api, group, section, call, dry_run) for group in document.get("groups", [])
+        _rule_group(api, group, section, call, dry_run, grafana_major)
+        for group in document.get("groups", [])
     )
     return changes
 
@@ -144,22 +158,27 @@ def _policies(
 
 
 def _rule_group(
-    api: GrafanaApi, group: dict[str, Any], section: str, call: Call, dry_run: bool
+    api: GrafanaApi,
+    group: dict[str, Any],
+    section: str,
+    call: Call,
+    dry_run: bool,
+    grafana_major: int,
 ) -> tuple[str, str, str]:
     name = group.get("name")
     where = f"alerting section {section!r}, group {name!r}"
     if not name:
         raise PushError(f"alerting section {section!r}: a rule group needs a name")
-    if group.get("folder", FOLDER_TITLE) != FOLDER_TITLE:
-        raise PushError(f"{where}: rules live in the {FOLDER_TITLE!r} folder")
+    if group.get("folder", ALERTS_FOLDER_TITLE) != ALERTS_FOLDER_TITLE:
+        raise PushError(f"{where}: rules live in the {ALERTS_FOLDER_TITLE!r} folder")
     rules = []
     for rule in group.get("rules", []):
         if not rule.get("uid"):
             raise PushError(f"{where}: every rule needs a uid (it is how a push finds it again)")
-        rules.append(
-            {k: rule[k] for k in _RULE_KEYS if k in rule}
-            | {"folderUID": FOLDER_UID, "ruleGroup": name, "orgID": 1}
-        )
+        body = {api_key: rule[k] for k, api_key in _RULE_KEYS.items() if k in rule}
+        if grafana_major < KEEP_FIRING_FOR_SINCE:
+            body.pop("keep_firing_for", None)
+        rules.append(body | {"folderUID": ALERTS_FOLDER_UID, "ruleGroup": name, "orgID": 1})
     body = {
         "title": name,
         "interval": _seconds(group.get("interval", "1m"), where),
@@ -167,10 +186,12 @@ def _rule_group(
     }
     ap = api.alertingprovisioning
     have = call(
-        f"read rule group {name}", lambda: ap.get_rule_group(FOLDER_UID, name), missing_ok=True
+        f"read rule group {name}",
+        lambda: ap.get_rule_group(ALERTS_FOLDER_UID, name),
+        missing_ok=True,
     )
     if have is not None and covers(have, body):
         return ("rule_group", name, "unchanged")
     if not dry_run:
-        call(f"save rule group {name}", lambda: ap.update_rule_group(FOLDER_UID, name, body))
+        call(f"save rule group {name}", lambda: ap.update_rule_group(ALERTS_FOLDER_UID, name, body))
     return ("rule_group", name, "create" if have is None else "update")

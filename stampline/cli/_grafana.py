@@ -1,22 +1,33 @@
-"""`stampline grafana export|push`: the dashboards and data sources, as files or over the API."""
+"""`stampline grafana export|push`: the dashboards, data sources and alert rules, as files or
+over the API."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from dashboards import GrafanaError, GrafanaSettings, PushError, export, push
-from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, fail, out
-from stampline.config import ConfigError, load_config
+from alerting import DefinitionError, load_alerts
+from dashboards import (
+    GrafanaAlerting,
+    GrafanaError,
+    GrafanaSettings,
+    PushError,
+    export,
+    grafana_alerting,
+    push,
+)
+from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, err, fail, out
+from stampline.config import ENV_CONFIG_FILE, Config, ConfigError, load_config
 
 grafana_app = typer.Typer(
-    help="Grafana dashboards and data sources as code: export a provisioning tree, or push.",
+    help="Grafana dashboards, data sources and alert rules as code: export a provisioning "
+    "tree, or push.",
     no_args_is_help=True,
 )
 app.add_typer(grafana_app, name="grafana")
@@ -41,10 +52,38 @@ PrometheusOpt = Annotated[
     str,
     typer.Option("--prometheus-url", help="Prometheus as Grafana reaches it."),
 ]
+AlertsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--alerts",
+        help="Alert definitions YAML to render as Grafana alert rules "
+        "(default: the config's alerting.definitions).",
+    ),
+]
+AlertmanagerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--alertmanager-url",
+        help="Alertmanager as Grafana reaches it: adds a contact point sending there and the "
+        "notification policy tree (default: the config's alerting.alertmanager_url).",
+    ),
+]
+
+
+def _config(path: Path | None) -> Config | None:
+    """The deployment configuration: --config, else $STAMPLINE_CONFIG, else none."""
+    if path is None and os.environ.get(ENV_CONFIG_FILE):
+        path = Path(os.environ[ENV_CONFIG_FILE])
+    if path is None:
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def _settings(
-    config: Path | None,
+    cfg: Config | None,
     database: str | None,
     clickhouse_url: str | None,
     clickhouse_user: str,
@@ -52,11 +91,7 @@ def _settings(
 ) -> GrafanaSettings:
     base = GrafanaSettings()
     db, url = base.database, clickhouse_url
-    if config is not None:
-        try:
-            cfg = load_config(config)
-        except ConfigError as exc:
-            fail(escape(str(exc)))
+    if cfg is not None:
         db = cfg.store.database
         if url is None and cfg.store.backend == "clickhouse":
             url = cfg.store.url
@@ -65,15 +100,15 @@ def _settings(
         try:
             parsed = urlparse(url)
         except ValueError:  # e.g. an unclosed [ in the host part
-            fail(escape(f"--clickhouse-url {url!r} must be http(s)://host:port"), 2)
+            fail(f"--clickhouse-url {url!r} must be http(s)://host:port", 2)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            fail(escape(f"--clickhouse-url {url!r} must be http(s)://host:port"), 2)
+            fail(f"--clickhouse-url {url!r} must be http(s)://host:port", 2)
         secure = parsed.scheme == "https"
         host = parsed.hostname
         try:
             port = parsed.port or (8443 if secure else 8123)
         except ValueError:
-            fail(escape(f"--clickhouse-url {url!r} has a bad port"), 2)
+            fail(f"--clickhouse-url {url!r} has a bad port", 2)
     try:
         return GrafanaSettings(
             database=database or db,
@@ -84,7 +119,56 @@ def _settings(
             prometheus_url=prometheus_url,
         )
     except GrafanaError as exc:
-        fail(escape(str(exc)), 2)
+        fail(str(exc), 2)
+
+
+@dataclass(frozen=True, slots=True)
+class _Alerting:
+    """The alert rules to provision, or why there are none."""
+
+    rendered: GrafanaAlerting | None
+    source: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.rendered is None:
+            return {"definitions": None}
+        return {"definitions": str(self.source), **self.rendered.summary()}
+
+    def say(self) -> None:
+        """What became of the alert definitions, on stderr (stdout holds the result)."""
+        if self.rendered is None:
+            err.print(
+                "no alert definitions (--alerts FILE, or alerting.definitions in the config): "
+                "no alert rules provisioned",
+                highlight=False,
+            )
+            return
+        r = self.rendered
+        routing = (
+            "with a contact point and the policy tree"
+            if r.routed
+            else "without routing (no --alertmanager-url or alerting.alertmanager_url)"
+        )
+        err.print(f"alert rules from {self.source}: {r.rules} rule(s), {routing}", highlight=False)
+        for line in (*r.skipped, *r.notes):
+            err.print(f"  {line}", highlight=False)
+
+
+def _alerting(cfg: Config | None, alerts: Path | None, alertmanager_url: str | None) -> _Alerting:
+    if alerts is None and cfg is not None:
+        alerts = cfg.alerting.definitions
+    if alertmanager_url is None and cfg is not None:
+        alertmanager_url = cfg.alerting.alertmanager_url
+    if alerts is None:
+        return _Alerting(None, None)
+    try:
+        definitions = load_alerts(alerts)
+    except DefinitionError as exc:
+        fail(f"alert definitions are not usable:\n{exc!s}")
+    try:
+        return _Alerting(grafana_alerting(definitions, alertmanager_url=alertmanager_url), alerts)
+    except GrafanaError as exc:
+        fail(str(exc), 2)
 
 
 @grafana_app.command("export")
@@ -95,27 +179,39 @@ def export_command(
     clickhouse_url: ClickHouseUrlOpt = None,
     clickhouse_user: ClickHouseUserOpt = "grafana",
     prometheus_url: PrometheusOpt = "http://prometheus:9090",
+    alerts: AlertsOpt = None,
+    alertmanager_url: AlertmanagerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the provisioning tree Grafana loads at start.
 
     DIRECTORY/provisioning/ gets datasources/ (ClickHouse and Prometheus, fixed uids),
     dashboards/ (a file provider and the three dashboards: Pipeline hotspots, Providers,
-    Compliance) and alerting/. Mount it read-only at /etc/grafana/provisioning. The ClickHouse
-    password is read by Grafana from $STAMPLINE_GRAFANA_CLICKHOUSE_PASSWORD, never written.
+    Compliance) and alerting/: with alert definitions (--alerts, or the config's
+    alerting.definitions) one Grafana-managed rule per definition and the calendars' mute
+    timings, plus a contact point and the policy tree when an Alertmanager URL is known.
+    Mount it read-only at /etc/grafana/provisioning. The ClickHouse password is read by
+    Grafana from $STAMPLINE_GRAFANA_CLICKHOUSE_PASSWORD, never written.
 
     Example: stampline grafana export deploy/grafana --config deploy/stampline.yaml
     """
-    settings = _settings(config, database, clickhouse_url, clickhouse_user, prometheus_url)
+    cfg = _config(config)
+    settings = _settings(cfg, database, clickhouse_url, clickhouse_user, prometheus_url)
+    rules = _alerting(cfg, alerts, alertmanager_url)
+    sections = rules.rendered.sections if rules.rendered else ()
     try:
-        files = export(directory, settings)
+        files = export(directory, settings, alerting=sections)
     except GrafanaError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     if as_json:
-        emit_json({"directory": str(directory), "files": [str(f) for f in files]})
+        emit_json(
+            {"directory": str(directory), "files": [str(f) for f in files]}
+            | {"alerting": rules.to_dict()}
+        )
         return
     for f in files:
-        out.print(f"wrote {escape(str(f))}", highlight=False)
+        out.print(f"wrote {f}", highlight=False)
+    rules.say()
 
 
 @grafana_app.command("push")
@@ -140,9 +236,12 @@ def push_command(
     clickhouse_url: ClickHouseUrlOpt = None,
     clickhouse_user: ClickHouseUserOpt = "grafana",
     prometheus_url: PrometheusOpt = "http://prometheus:9090",
+    alerts: AlertsOpt = None,
+    alertmanager_url: AlertmanagerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Provision a running Grafana (11-13): the Stampline folder, data sources, dashboards.
+    """Provision a running Grafana (11-13): the Stampline folder, data sources, dashboards
+    and, with alert definitions, the alert rules, mute timings, contact point and policies.
 
     Idempotent: each object is read first and written only if it differs, so pushing twice
     changes nothing the second time. Exits 1 on a refused token, an unreachable URL or a
@@ -151,22 +250,26 @@ def push_command(
 
     Example: GRAFANA_TOKEN=glsa_... stampline grafana push --url http://localhost:3000 --dry-run
     """
-    settings = _settings(config, database, clickhouse_url, clickhouse_user, prometheus_url)
+    cfg = _config(config)
+    settings = _settings(cfg, database, clickhouse_url, clickhouse_user, prometheus_url)
+    rules = _alerting(cfg, alerts, alertmanager_url)
     token = os.environ.get(token_env, "")
     if not token:
-        fail(escape(f"no token: set ${token_env} to a Grafana service-account token"), 2)
+        fail(f"no token: set ${token_env} to a Grafana service-account token", 2)
+    sections = rules.rendered.sections if rules.rendered else ()
     try:
-        report = push(url, token, settings, dry_run=dry_run)
+        report = push(url, token, settings, dry_run=dry_run, alerting=sections)
     except PushError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     if as_json:
-        emit_json(report.to_dict())
+        emit_json(report.to_dict() | {"alerting": rules.to_dict()})
         return
     verb = "would change" if dry_run else "changed"
-    table = Table(title=f"Grafana {escape(report.grafana_version)} at {escape(url)}")
+    table = Table(title=f"Grafana {report.grafana_version} at {url}")
     for col in ("kind", "uid", "action"):
         table.add_column(col)
     for c in report.changes:
-        table.add_row(c.kind, escape(c.uid), c.action)
+        table.add_row(c.kind, c.uid, c.action)
     out.print(table)
-    out.print(f"{verb}: {report.changed} of {len(report.changes)}")
+    out.print(f"{verb}: {report.changed} of {len(report.changes)}", highlight=False)
+    rules.say()

@@ -43,6 +43,7 @@ def demo_store(bootstrap: str, chdb_dir: Path) -> Iterator[DemoStore]:
         )
         yield DemoStore(store, result, TimeRange(int(span["lo"]), int(span["hi"]) + 60_000))
 
+
 T0 = 1_700_000_000_000_000_000
 CHRONY = ClockBound(50_000, "chrony", "", -12_000, 30_000, 16_000).label()
 RULES = (

@@ -6,7 +6,14 @@ everything but ``/api/health``, JSON bodies, required fields (folder title, data
 name/type/access, dashboard title), uid rules (at most 40 characters of ``[A-Za-z0-9_-]``),
 data source names unique (409), a dashboard saved without ``overwrite`` over a newer version
 refused (412), and dashboards that the foundation SDK's own model reads back unchanged.
-Every request is recorded, so a test can say exactly what was sent.
+For alerting (``/api/v1/provisioning/...``) it checks what Grafana's validation does: rule
+uids, unique titles per folder, durations, refIds and the condition, data sources that exist,
+server-side expressions Grafana 11 can run (threshold types gt/lt/within_range/outside_range,
+one condition, a reference to another query), ``noDataState``/``execErrState``, the
+dashboard/panel annotations as a pair, receivers and time intervals a policy names, mute
+timings' fields, contact point types and their required settings. A Grafana 11 drops
+``keep_firing_for`` (it only came with 12), as the real one does. Every request is
+recorded, so a test can say exactly what was sent.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import copy
 import json
 import re
 import threading
+import zoneinfo
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -194,9 +202,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("PUT")
 
 
-_SECURE = {"password", "token", "authorization_credentials", "apiKey"}
+_SECURE = {"password", "token", "authorization_credentials", "apiKey", "basicAuthPassword"}
 _NO_DATA = {"Alerting", "NoData", "OK", "KeepLast"}
 _EXEC_ERR = {"Alerting", "Error", "OK", "KeepLast"}
+_DURATION = re.compile(r"^(0|((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?)$")
+_EXPRESSION_TYPES = {"math", "reduce", "resample", "classic_conditions", "threshold"}
+# Grafana 11's threshold types: eq, gte... came later (grafana#99516).
+_THRESHOLDS_11 = {"gt", "lt", "within_range", "outside_range"}
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTACT_TYPES = {"prometheus-alertmanager": "url", "webhook": "url", "email": "addresses"}
+_MATCH_OPS = {"=", "!=", "=~", "!~"}
+_WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
 def _alerting(st: GrafanaState, method: str, path: str, body: Any) -> tuple[int, Any]:
@@ -213,6 +230,11 @@ def _alerting(st: GrafanaState, method: str, path: str, body: Any) -> tuple[int,
         for key in ("name", "type", "settings"):
             if not body.get(key):
                 return 400, {"message": f"contact point {key} is required"}
+        need = _CONTACT_TYPES.get(body["type"])
+        if need is None:
+            return 400, {"message": f"unknown contact point type {body['type']!r}"}
+        if not body["settings"].get(need):
+            return 400, {"message": f"{body['type']} contact point: settings.{need} is required"}
         uid = body.get("uid") or path.removeprefix("contact-points/")
         if not _UID.match(uid):
             return 400, {"message": "uid contains illegal characters or is too long"}
@@ -230,6 +252,8 @@ def _alerting(st: GrafanaState, method: str, path: str, body: Any) -> tuple[int,
         if method in ("POST", "PUT"):
             if not body.get("name") or not isinstance(body.get("time_intervals"), list):
                 return 400, {"message": "a mute timing needs name and time_intervals"}
+            if problem := _time_intervals_problem(body["time_intervals"]):
+                return 400, {"message": f"mute timing {body['name']!r}: {problem}"}
             if method == "PUT" and name not in st.mute_timings:
                 return 404, {"message": "mute timing not found"}
             st.mute_timings[body["name"]] = body
@@ -245,28 +269,68 @@ def _alerting(st: GrafanaState, method: str, path: str, body: Any) -> tuple[int,
             st.policies = body
             return 202, {"message": "policies updated"}
     if m := re.fullmatch(r"folder/([^/]+)/rule-groups/([^/]+)", path):
-        key = (m.group(1), m.group(2))
+        group_key = (m.group(1), m.group(2))
         if method == "GET":
-            group = st.rule_groups.get(key)
+            group = st.rule_groups.get(group_key)
             return (200, group) if group else (404, {"message": "rule group not found"})
         if method == "PUT":
-            problem = _rule_group_problem(st, key, body)
+            problem = _rule_group_problem(st, group_key, body)
             if problem:
                 return 400, {"message": problem}
-            st.rule_groups[key] = {**body, "folderUid": key[0]}
-            return 200, st.rule_groups[key]
+            if int(st.version.split(".")[0]) < 12:  # Grafana 11 has no keep_firing_for
+                body = {
+                    **body,
+                    "rules": [
+                        {k: v for k, v in r.items() if k != "keep_firing_for"}
+                        for r in body["rules"]
+                    ],
+                }
+            st.rule_groups[group_key] = {**body, "folderUid": group_key[0]}
+            return 200, st.rule_groups[group_key]
     return 404, {"message": "Not found"}
 
 
-def _route_problem(route: dict[str, Any], receivers: set[str], mutes: set[str]) -> str | None:
+def _route_problem(
+    route: dict[str, Any], receivers: set[str], mutes: set[str], root: bool = True
+) -> str | None:
+    if root and not route.get("receiver"):
+        return "the root policy needs a receiver"
+    if root and (route.get("object_matchers") or route.get("matchers")):
+        return "the root policy must not have matchers"
     if "receiver" in route and route["receiver"] not in receivers:
         return f"receiver {route['receiver']!r} does not exist"
-    for name in route.get("mute_time_intervals", []):
-        if name not in mutes:
-            return f"mute timing {name!r} does not exist"
+    for key in ("mute_time_intervals", "active_time_intervals"):
+        for name in route.get(key, []):
+            if name not in mutes:
+                return f"{key}: time interval {name!r} does not exist"
+    for matcher in route.get("object_matchers", []):
+        if len(matcher) != 3 or matcher[1] not in _MATCH_OPS or not _LABEL.match(matcher[0]):
+            return f"object matcher {matcher!r} is not [label, op, value]"
+    for key in ("group_wait", "group_interval", "repeat_interval"):
+        if key in route and not _DURATION.match(str(route[key])):
+            return f"{key} {route[key]!r} is not a duration"
     for child in route.get("routes", []):
-        if problem := _route_problem(child, receivers, mutes):
+        if problem := _route_problem(child, receivers, mutes, root=False):
             return problem
+    return None
+
+
+def _time_intervals_problem(intervals: list[Any]) -> str | None:
+    for ti in intervals:
+        unknown = set(ti) - {"times", "weekdays", "days_of_month", "months", "years", "location"}
+        if unknown:
+            return f"unknown time interval field(s) {sorted(unknown)}"
+        for t in ti.get("times", []):
+            if not (_HHMM.match(t.get("start_time", "")) and _HHMM.match(t.get("end_time", ""))):
+                return f"times {t!r} are not HH:MM"
+        for day in ti.get("weekdays", []):
+            if any(d not in _WEEKDAYS for d in str(day).split(":")):
+                return f"weekday {day!r}"
+        if "location" in ti:
+            try:
+                zoneinfo.ZoneInfo(ti["location"])
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                return f"location {ti['location']!r} is not a time zone"
     return None
 
 
@@ -277,18 +341,88 @@ def _rule_group_problem(st: GrafanaState, key: tuple[str, str], body: Any) -> st
     interval = body.get("interval")
     if not isinstance(interval, int) or interval <= 0 or interval % 10:
         return "interval must be a positive multiple of 10 seconds"
+    titles = {
+        r["title"]
+        for (f, g), other in st.rule_groups.items()
+        if f == folder and g != group
+        for r in other["rules"]
+    }
     for rule in body.get("rules", []):
         for k in ("uid", "title", "condition", "data"):
             if not rule.get(k):
                 return f"rule {rule.get('title')!r}: {k} is required"
+        if problem := _rule_problem(st, rule):
+            return f"rule {rule['title']!r}: {problem}"
         if rule.get("folderUID") != folder or rule.get("ruleGroup") != group:
             return f"rule {rule['title']!r}: folderUID/ruleGroup do not match the path"
-        if rule["condition"] not in {q.get("refId") for q in rule["data"]}:
-            return f"rule {rule['title']!r}: condition {rule['condition']!r} is no query's refId"
-        if rule.get("noDataState", "NoData") not in _NO_DATA:
-            return f"rule {rule['title']!r}: noDataState {rule['noDataState']!r}"
-        if rule.get("execErrState", "Error") not in _EXEC_ERR:
-            return f"rule {rule['title']!r}: execErrState {rule['execErrState']!r}"
+        if rule["title"] in titles:
+            return f"rule {rule['title']!r}: a rule with this title exists in the folder"
+        titles.add(rule["title"])
+    return None
+
+
+def _rule_problem(st: GrafanaState, rule: dict[str, Any]) -> str | None:
+    if not _UID.match(rule["uid"]):
+        return f"uid {rule['uid']!r} contains illegal characters or is too long"
+    if len(rule["title"]) > 190:
+        return "title longer than 190 characters"
+    for key in ("for", "keep_firing_for"):
+        if key in rule and not _DURATION.match(str(rule[key])):
+            return f"{key} {rule[key]!r} is not a duration"
+    if rule.get("noDataState", "NoData") not in _NO_DATA:
+        return f"noDataState {rule['noDataState']!r}"
+    if rule.get("execErrState", "Error") not in _EXEC_ERR:
+        return f"execErrState {rule['execErrState']!r}"
+    refs = [q.get("refId") for q in rule["data"]]
+    if len(set(refs)) != len(refs) or not all(refs):
+        return f"refIds {refs} are not unique and non-empty"
+    if rule["condition"] not in refs:
+        return f"condition {rule['condition']!r} is no query's refId"
+    for q in rule["data"]:
+        if problem := _query_problem(st, q, set(refs) - {q["refId"]}):
+            return f"query {q['refId']}: {problem}"
+    for name in rule.get("labels", {}):
+        if not _LABEL.match(name):
+            return f"label name {name!r}"
+    notes = rule.get("annotations", {})
+    dash, panel = notes.get("__dashboardUid__"), notes.get("__panelId__")
+    if bool(dash) != bool(panel):
+        return "both annotations __dashboardUid__ and __panelId__ must be specified"
+    if panel is not None and not str(panel).isdigit():
+        return "annotation __panelId__ must be a valid integer Panel ID"
+    return None
+
+
+def _query_problem(st: GrafanaState, q: dict[str, Any], others: set[str]) -> str | None:
+    model = q.get("model") or {}
+    if model.get("refId", q["refId"]) != q["refId"]:
+        return "model.refId differs from refId"
+    uid = q.get("datasourceUid")
+    if uid != "__expr__":
+        if uid not in st.datasources:
+            return f"data source {uid!r} not found"
+        if st.datasources[uid]["type"] == "prometheus" and not model.get("expr"):
+            return "a Prometheus query needs expr"
+        return None
+    kind = model.get("type")
+    if kind not in _EXPRESSION_TYPES:
+        return f"expression type {kind!r}"
+    if kind in ("threshold", "reduce", "resample") and model.get("expression") not in others:
+        return f"expression {model.get('expression')!r} names no other query"
+    if kind == "math" and not model.get("expression"):
+        return "a math expression needs expression"
+    if kind == "threshold":
+        conditions = model.get("conditions") or []
+        if len(conditions) != 1:
+            return "threshold expression requires exactly one condition"
+        for part in ("evaluator", "unloadEvaluator"):
+            ev = conditions[0].get(part)
+            if ev is None and part == "unloadEvaluator":
+                continue
+            if not ev or ev.get("type") not in _THRESHOLDS_11:
+                return f"{part} {ev!r} is not one of Grafana 11's {sorted(_THRESHOLDS_11)}"
+            if not ev.get("params") or not all(isinstance(v, int | float) for v in ev["params"]):
+                return f"{part} params {ev.get('params')!r}"
     return None
 
 

@@ -84,7 +84,10 @@ class _Rules:
     name = "rules"
 
     def document(self, settings: GrafanaSettings) -> dict[str, Any]:
-        return {"apiVersion": 1, "groups": [{"name": "g", "folder": "Stampline", "rules": []}]}
+        return {
+            "apiVersion": 1,
+            "groups": [{"name": "g", "folder": "Stampline alerts", "rules": []}],
+        }
 
 
 def test_alerting_sections_plug_into_the_tree(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dashboards import (
+    ALERTS_FOLDER_UID,
     CLICKHOUSE_UID,
     DASHBOARD_UIDS,
     ENV_CLICKHOUSE_PASSWORD,
@@ -140,6 +141,7 @@ class _Alerting:
         self.threshold = threshold
 
     def document(self, settings: GrafanaSettings) -> dict[str, Any]:
+        above = {"type": "gt", "params": [self.threshold]}
         return {
             "apiVersion": 1,
             "contactPoints": [
@@ -170,7 +172,7 @@ class _Alerting:
                 {
                     "orgId": 1,
                     "name": "providers",
-                    "folder": "Stampline",
+                    "folder": "Stampline alerts",
                     "interval": "1m",
                     "rules": [
                         {
@@ -182,7 +184,11 @@ class _Alerting:
                                 {
                                     "refId": "B",
                                     "datasourceUid": "__expr__",
-                                    "model": {"type": "threshold", "threshold": self.threshold},
+                                    "model": {
+                                        "type": "threshold",
+                                        "expression": "A",
+                                        "conditions": [{"evaluator": above}],
+                                    },
                                 },
                             ],
                             "noDataState": "Alerting",
@@ -214,7 +220,8 @@ def test_alerting_sections_go_through_the_provisioning_api(grafana: RecordingGra
     ]
     (rules_group,) = st.rule_groups.values()
     assert rules_group["interval"] == 60
-    assert rules_group["rules"][0]["folderUID"] == FOLDER_UID
+    assert rules_group["rules"][0]["folderUID"] == ALERTS_FOLDER_UID
+    assert st.folders[ALERTS_FOLDER_UID]["title"] == "Stampline alerts"
     assert st.policies["receiver"] == "data-team"
 
 
