@@ -87,6 +87,22 @@ CASES: dict[str, Case] = {
         _stamped(stampline__stamp=f"stage=a;in={NOW_NS};out=".encode() + HUGE + b";host=h"),
         "record.stamps",
     ),
+    "stamp_src_unknown": (
+        None,
+        js(quote()),
+        _stamped(
+            stampline__stamp=f"stage=a;in={NOW_NS};out={NOW_NS};err=0;host=h;src=ntp".encode()
+        ),
+        "record.stamps",
+    ),
+    "stamp_src_chrony_kept": (
+        None,
+        js(quote("alpha", 11)),
+        _stamped(
+            stampline__stamp=f"stage=a;in={NOW_NS};out={NOW_NS};err=0;host=h;src=chrony".encode()
+        ),
+        None,
+    ),
     "parents_not_uuids": (
         None,
         js(quote()),
@@ -264,8 +280,11 @@ def test_refused_record_does_not_move_event_time(
     records = [(None, js(quote("delta", 0, ts=NOW_MS + day_ms)))]
     records += [(None, js(quote("delta", i, ts=int(time.time() * 1000)))) for i in range(1, 6)]
     produce(bootstrap, raw, records)
-    run = GateRun(GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g"),
-                  RuleSet.load([rules_file()]), store)
+    run = GateRun(
+        GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g"),
+        RuleSet.load([rules_file()]),
+        store,
+    )
     run.wait_for(len(records))
     run.stop()
     forwarded = read_all(bootstrap, clean, 5)
@@ -371,7 +390,12 @@ def test_a_gate_asked_for_exactly_once_there_stops_with_that_reason(
     """The gate runs the probe before reading anything and stops with the probe's error."""
     raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
     settings_ = GateSettings(
-        bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g", delivery="exactly_once",
+        bootstrap,
+        (raw,),
+        clean,
+        dlq,
+        group_id=f"{uid}-g",
+        delivery="exactly_once",
         probe_topic=f"{uid}.probe",
     )
     run = GateRun(settings_, RuleSet.load([rules_file()]), store)
@@ -416,3 +440,17 @@ def test_cases_cover_every_header_the_contract_reads() -> None:
     """The hostile cases reach each stamp header the gate parses."""
     touched = {k for c in CASES.values() for k, _v in c[2]}
     assert {H_ORIGIN, H_INGEST, H_STAMP, H_PARENTS, H_EVENT_ID} <= touched
+
+
+def test_a_stamp_naming_an_unknown_bound_source_is_refused_with_the_reason(
+    outcome: Outcome,
+) -> None:
+    """A stage stamp whose src= is not a known bound source is a broken contract: its record
+    is dead-lettered under record.stamps with the reason naming the value; a known one passes
+    with the stamp kept as it came."""
+    (dead,) = outcome.dead("stamp_src_unknown")
+    assert b"src= 'ntp' is not a bound source" in (dead.header("stampline.reason") or b"")
+    (kept,) = [
+        r for r in outcome.clean if any(b"src=chrony" in (v or b"") for v in r.header_all(H_STAMP))
+    ]
+    assert kept.header_all(H_STAMP)[0].endswith(b";src=chrony")  # type: ignore[union-attr]
