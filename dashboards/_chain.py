@@ -169,9 +169,11 @@ def read_chain_proof(store: Queryable, event_ids: Sequence[str]) -> ChainProof:
     head_of = {h.chain_id: h for h in heads}
     links: list[BatchLink] = []
     for e in entries:
-        key = (e["kind"], e["chain_id"], int(e["seq"]))
-        if key not in holds:
-            continue  # an entry of the same number in another chain, or of the other kind
+        held = holds.pop((e["kind"], e["chain_id"], int(e["seq"])), None)
+        # None: an entry of the same number in another chain or of the other kind, or a
+        # second entry for one batch (audit verify reports that as duplicate_entry).
+        if held is None:
+            continue
         head = head_of[e["chain_id"]]
         links.append(
             BatchLink(
@@ -185,7 +187,7 @@ def read_chain_proof(store: Queryable, event_ids: Sequence[str]) -> ChainProof:
                 digest=e["digest"],
                 prev_chain=e["prev_chain"],
                 chain=e["chain"],
-                holds=tuple(sorted(holds.pop(key))),
+                holds=tuple(sorted(held)),
                 links_to_head=head.seq - int(e["seq"]),
             )
         )

@@ -232,6 +232,28 @@ def test_a_dead_lettered_events_proof_holds_its_dead_letter_batch(lineage: Linea
     assert batches[1]["links_to_head"] == 0
 
 
+def test_a_shown_row_in_no_ledgered_batch_is_listed_as_unledgered(lineage: Lineage) -> None:
+    """A row slipped in under a batch number its chain never ledgered is shown apart, as
+    vouched for by no chain, and whole-store verification fails on it."""
+    lineage.store._execute(
+        f"INSERT INTO {lineage.store.database}.observations (event_id, stage, received, "
+        f"batch, chain_id) VALUES ('{lineage.alpha}', 'backfill', now64(9), 99, 'local')"
+    )
+    report = lineage.store.verify()
+    doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage), report).to_dict()
+    assert doc["integrity"]["unledgered"] == [
+        {
+            "chain_id": "local",
+            "batch": 99,
+            "kind": "observations",
+            "holds": [f"{lineage.alpha}/backfill"],
+        }
+    ]
+    assert [b["batch"] for b in doc["integrity"]["batches"]] == [1, 2]
+    assert doc["integrity"]["verified_at_production"]["ok"] is False
+    assert "Rows in no ledgered batch" in render_html(doc)
+
+
 def test_a_missing_or_malformed_subject_is_refused(lineage: Lineage) -> None:
     """An id the trail lacks raises NotFoundError; a non-UUID raises ValueError naming it."""
     with pytest.raises(NotFoundError):
