@@ -7,7 +7,8 @@ Every trail row records where its bound came from as ``ClockBound.label()``:
 
 - ``configured``: the deployment's configured value, as asked;
 - ``chrony offset_ns=N root_dispersion_ns=N root_delay_ns=N``: read from chrony, with the
-  three terms it was computed from at that time;
+  three terms it was computed from at that time; ``chrony`` alone where only the kind is
+  known (a stage stamp's ``src=chrony``: the stamp does not carry the terms);
 - ``fallback: <reason>``: chrony was asked for but could not be used, so the configured
   value stands in (a bound nobody measured: the evidence report flags it).
 """
@@ -44,6 +45,8 @@ class ClockBound:
     def label(self) -> str:
         """The text a trail row's ``clock_source`` holds (see the module docstring)."""
         if self.kind == "chrony":
+            if self.offset_ns is None:
+                return "chrony"  # the kind without its terms (read from a stage stamp)
             return (
                 f"chrony offset_ns={self.offset_ns} root_dispersion_ns={self.root_dispersion_ns}"
                 f" root_delay_ns={self.root_delay_ns}"
@@ -57,6 +60,8 @@ class ClockBound:
         """Read back a ``clock_source`` value; anything unrecognised is kind ``unknown``."""
         if label == "configured":
             return cls(bound_ns, "configured")
+        if label == "chrony":
+            return cls(bound_ns, "chrony")
         if label.startswith("fallback: "):
             return cls(bound_ns, "fallback", reason=label[len("fallback: ") :])
         m = _CHRONY_LABEL.match(label)

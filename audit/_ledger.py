@@ -59,6 +59,8 @@ CANONICAL: tuple[tuple[str, str, str], ...] = (
     # ``digest_batch``'s ``names``).
     ("clock_source", "toString(clock_source)", "str"),
     ("warnings", "toString(warnings)", "str"),
+    # Added by migration 011: the rule files' hashes at verdict time ("rule@vN=HEX,...").
+    ("rule_sha256", "toString(rule_sha256)", "str"),
 )
 # Rows are digested in this order. The receipt time comes first because it is an integer and
 # almost unique, so sorting a batch (which arrives in near time order) is cheap; the columns

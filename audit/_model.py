@@ -53,6 +53,9 @@ class Observation:
     # Where clock_err_ns came from (audit._clock.ClockBound.label()); "" when not said.
     clock_source: str = ""
     warnings: tuple[str, ...] = ()  # warn rules a forwarded record broke, "rule@vN"
+    # The SHA-256 of the rule file each named rule (rule_id, warnings) was loaded from when
+    # the verdict was made, "rule@vN=HEX"; built-in rules have no file and are left out.
+    rule_sha256: tuple[str, ...] = ()
 
 
 Severity = Literal["reject", "warn"]

@@ -98,6 +98,10 @@ class EventTrail:
     # Every rule verdict the trail keeps for it: a dead letter's, or each broken warn rule
     # of a forwarded record, with version and reason.
     verdicts: tuple[Verdict, ...] = ()
+    # The SHA-256 of the rule file each of those rules came from when the gate made the
+    # verdict, as the trail recorded it: "rule@vN=HEX" (none for built-in rules, or rows
+    # written before migration 011).
+    rule_sha256: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +119,7 @@ class EventTrail:
             "parents": list(self.parents),
             "stamps": [s.to_dict() for s in self.stamps],
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "rule_sha256": list(self.rule_sha256),
         }
 
 
@@ -190,6 +195,7 @@ SELECT toString(event_id) AS eid, stage,
        toUnixTimestamp64Milli(broker_time) AS broker_ms,
        provider, instrument, seq, toString(outcome) AS outcome, rule_id, rule_version,
        arrayMap(p -> toString(p), parents) AS parents, clock_source, warnings,
+       toString(rule_sha256) AS rule_sha256,
        """
     + TAP_SIGHTING
     + """ AS tap_sighting
@@ -322,6 +328,7 @@ def _trail(
     parents = sorted({p for r in rows for p in r["parents"] if p != _ZERO_UUID})
     dead = next((r for r in rows if r["outcome"] == "dead_lettered"), None)
     warned = sorted({w for r in rows for w in r["warnings"].split(",") if w})
+    hashes = sorted({h for r in rows for h in r["rule_sha256"].split(",") if h})
     return EventTrail(
         event_id=eid,
         role=role,
@@ -339,6 +346,7 @@ def _trail(
         rule_version=dead["rule_version"] if dead else 0,
         warnings=tuple(warned),
         verdicts=verdicts,
+        rule_sha256=tuple(hashes),
     )
 
 

@@ -73,6 +73,7 @@ _OBS_COLUMN_SELECT = (
     ("authority", "authority"),
     ("clock_source", "clock_source"),
     ("warnings", "warnings"),
+    ("rule_sha256", "rule_sha256"),
     ("batch", "toUInt64({batch})"),
     ("chain_id", "{chain_id}"),
 )
@@ -154,6 +155,7 @@ def canonical_table(rows: Sequence[Observation]) -> pa.Table:
             "authority": pa.array([r.authority for r in rows], i64),
             "clock_source": [r.clock_source for r in rows],
             "warnings": [",".join(r.warnings) for r in rows],
+            "rule_sha256": [",".join(r.rule_sha256) for r in rows],
         },
         schema=CANONICAL_SCHEMA,
     )

@@ -17,7 +17,17 @@ version it does not know, whose kind is unknown, whose row count differs from th
 or whose columns do not match the kind's schema.
 
 The columns are those of ``CANONICAL_SCHEMA`` (observations) and ``DEAD_LETTER_TRAIL_SCHEMA``.
-Version 1 is this layout; any change to a column's name, type or meaning is a new version.
+Any change to the columns -- one added, removed, renamed, retyped or meaning something else --
+is a new version: a reader compares a message's columns with its version's exactly, so a
+message with a column its version lacks would be refused, and the version number is what
+tells a reader whether it can read a message. A writer writes the newest version; a reader
+reads every version it knows (``READABLE_VERSIONS``), filling a column an older version lacks
+with its "not recorded" value. So recorders are upgraded before the sidecars that write to
+them.
+
+- Version 1: the observations' columns up to ``warnings``.
+- Version 2: observations add ``rule_sha256`` (the rule files' hashes at verdict time; ``''``
+  in a version 1 message: not recorded). Dead letters are unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ from audit._ledger import CANONICAL
 from audit._model import DeadLetter
 from audit.exceptions import AuditError
 
-TRAIL_FORMAT_VERSION = 1
+TRAIL_FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 H_TRAIL_VERSION = "stampline.trail.version"
 H_TRAIL_KIND = "stampline.trail.kind"
 H_TRAIL_ROWS = "stampline.trail.rows"
@@ -47,6 +58,8 @@ VALUE_HEAD_BYTES = 256  # the store keeps this much of a dead letter's payload
 CANONICAL_SCHEMA = pa.schema(
     [(name, pa.int64() if kind == "int" else pa.string()) for name, _, kind in CANONICAL]
 )
+# Columns each older version lacks, with the value a reader fills in (all: "not recorded").
+_ADDED_SINCE: dict[int, dict[str, str]] = {1: {"rule_sha256": ""}}
 DEAD_LETTER_SCHEMA = pa.schema(
     [
         ("event_id", pa.string()),
@@ -109,9 +122,11 @@ class TrailMessage:
     headers: list[tuple[str, str | bytes | None]]
 
 
-def schema_for(kind: str) -> pa.Schema:
+def schema_for(kind: str, version: int = TRAIL_FORMAT_VERSION) -> pa.Schema:
+    """The columns of a ``kind`` message of format ``version``."""
     if kind == "observations":
-        return CANONICAL_SCHEMA
+        missing = _ADDED_SINCE.get(version, {})
+        return pa.schema([f for f in CANONICAL_SCHEMA if f.name not in missing])
     if kind == "dead_letters":
         return DEAD_LETTER_TRAIL_SCHEMA
     raise TrailFormatError(f"unknown trail kind {kind!r} (known: {', '.join(KINDS)})")
@@ -161,16 +176,17 @@ def decode_trail_message(
     """
     pairs = headers.items() if isinstance(headers, Mapping) else (headers or [])
     head = {k: _text(v) for k, v in pairs}
-    version = head.get(H_TRAIL_VERSION)
-    if version is None:
+    text = head.get(H_TRAIL_VERSION)
+    if text is None:
         raise TrailFormatError(f"not a trail message: no {H_TRAIL_VERSION} header")
-    if version != str(TRAIL_FORMAT_VERSION):
+    version = int(text) if text.isascii() and text.isdigit() else -1
+    if version not in READABLE_VERSIONS:
         raise TrailFormatError(
-            f"trail format version {version!r} is not supported (this recorder reads "
-            f"{TRAIL_FORMAT_VERSION})"
+            f"trail format version {text!r} is not supported (this recorder reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
     kind = head.get(H_TRAIL_KIND, "")
-    schema = schema_for(kind)
+    schema = schema_for(kind, version)
     try:
         rows = int(head.get(H_TRAIL_ROWS, ""))
     except ValueError:
@@ -186,10 +202,14 @@ def decode_trail_message(
         raise TrailFormatError(f"header says {rows} rows, the table holds {table.num_rows}")
     if not table.schema.remove_metadata().equals(schema):
         raise TrailFormatError(
-            f"columns do not match the {kind} schema of version {TRAIL_FORMAT_VERSION}: "
-            f"got {table.schema.names}"
+            f"columns do not match the {kind} schema of version {version}: got {table.schema.names}"
         )
-    return kind, table.replace_schema_metadata(None)  # type: ignore[return-value]
+    table = table.replace_schema_metadata(None)
+    if kind == "observations" and version != TRAIL_FORMAT_VERSION:
+        for name, fill in _ADDED_SINCE.get(version, {}).items():
+            table = table.append_column(name, pa.array([fill] * table.num_rows, pa.string()))
+        table = table.select(CANONICAL_SCHEMA.names)
+    return kind, table  # type: ignore[return-value]
 
 
 def _text(value: str | bytes | None) -> str:

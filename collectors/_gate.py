@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from math import nan
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -188,6 +188,8 @@ class _Batch:
     ingest_header: tuple[str, bytes]
     rejects: dict[int, tuple[Failure, ...]]
     warnings: dict[int, tuple[Failure, ...]]
+    # (rule id, version) -> SHA-256 of its rule file, of the rule set judging this batch
+    rule_files: Mapping[tuple[str, int], str]
 
 
 @dataclass(slots=True)
@@ -645,6 +647,7 @@ class Gate:
             ingest_header=(H_INGEST, received_text),
             rejects=rejects,
             warnings=warnings,
+            rule_files=rules.rule_files,
         )
         first = len(self._rows)
         for i, m in enumerate(good):
@@ -738,7 +741,7 @@ class Gate:
             prev = (upstream.stage, upstream.emitted_ns, upstream.clock_err_ns)
         else:
             prev = (PREV_ORIGIN if origin else "", origin, 0)
-        row = [
+        row: list[Any] = [
             event_id,
             s.stage,
             prev[0],
@@ -793,9 +796,21 @@ class Gate:
             failure = failures[0]
             row[_OUTCOME : _OUTCOME + 3] = ("dead_lettered", failure.rule_id, failure.rule_version)
             self._dead_letter(m, failure, event_id, b.received, provider, stamp_headers)
-        # The bound's source, then the warn rules a forwarded record broke ("rule@vN,...").
+        # The bound's source, then the warn rules a forwarded record broke ("rule@vN,..."),
+        # then the hash of the rule file of every rule the row names, as loaded now.
+        dead = row[_OUTCOME] == "dead_lettered"
         flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
-        row += (s.clock_source, "" if row[_OUTCOME] == "dead_lettered" else flags)
+        hashes = ""
+        if row[_OUTCOME + 1]:  # only rows that broke a rule name one
+            named: list[tuple[str, int]] = [(row[_OUTCOME + 1], row[_OUTCOME + 2])]
+            if not dead:
+                named += [(f.rule_id, f.rule_version) for f in warned]
+            hashes = ",".join(
+                f"{rid}@v{ver}={b.rule_files[(rid, ver)]}"
+                for rid, ver in dict.fromkeys(named)
+                if (rid, ver) in b.rule_files
+            )
+        row += (s.clock_source, "" if dead else flags, hashes)
         self._rows.rows.append(tuple(row))
 
     def _refuse_size(self, key: bytes | None, headers: Headers | None) -> Failure | None:
@@ -856,9 +871,7 @@ class Gate:
         log.error("record could not be processed %s: %r", where(topic, partition, offset), exc)
         failure = Failure(*UNPROCESSABLE_RULE, f"{type(exc).__name__}: {exc}"[:MAX_REASON])
         event_id = b.ids[i]
-        self._dead_letter(
-            m, failure, event_id, b.received, "", [(H_EVENT_ID, event_id.encode())]
-        )
+        self._dead_letter(m, failure, event_id, b.received, "", [(H_EVENT_ID, event_id.encode())])
         s = self.settings
         provider = b.providers[i] if isinstance(b.providers[i], str) else ""
         self._rows.rows.append(
@@ -866,7 +879,7 @@ class Gate:
                 *(event_id, s.stage, "", b.received, time.time_ns(), 0, 0, b.received),
                 *(s.clock_err_ns, 0, s.host, topic, partition, offset, b.broker_ms[i]),
                 *(provider, "", -1, nan, "dead_lettered", failure.rule_id, failure.rule_version),
-                *("", AUTHORITY_STAMPER, s.clock_source, ""),
+                *("", AUTHORITY_STAMPER, s.clock_source, "", ""),
             )
         )
 

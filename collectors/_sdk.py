@@ -8,7 +8,13 @@
         st.forward("enriched", msg, value=enriched)   # the same event, one more stage stamp
 
 The stage stamp records when the stage took its inputs in (entering the block) and when it
-let the output go (the produce call), so stage time and hop latency both come out of it.
+let the output go (the produce call), so stage time and hop latency both come out of it. It
+also carries the host's clock-error bound and where that bound came from (``src=``):
+
+    clock = read_clock_bound("chrony", 1_000_000)    # audit: once, at start-up
+    with stage("risk", quote, producer=producer, clock=clock) as st: ...
+
+``clock_err_ns=N`` alone (or nothing: 1 ms) is a ``configured`` bound.
 
 The block is also an OpenTelemetry span (the ``tracer`` given, else the global one): a
 child of the first stamped input's ``traceparent`` and linked to every other input's, so a
@@ -30,8 +36,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from audit import ClockBound
 from collectors._ids import new_event_id
 from collectors._stamps import (
+    BOUND_SOURCES,
     H_TRACEPARENT,
     Headers,
     StageStamp,
@@ -70,6 +78,7 @@ class StageContext:
         clock_err_ns: int,
         host: str,
         span: Span | None = None,
+        clock_source: str = "configured",
     ) -> None:
         self.name = check_stage_name(name)
         self.received_ns = time.time_ns()
@@ -78,6 +87,7 @@ class StageContext:
         self.span = span if span is not None else trace.INVALID_SPAN
         self._producer = producer
         self._clock_err_ns = clock_err_ns
+        self._clock_source = clock_source if clock_source in BOUND_SOURCES else ""
         self._host = host
 
     def _traceparent(self) -> str | None:
@@ -94,7 +104,14 @@ class StageContext:
         return tuple(dict.fromkeys(s.event_id for s in self.inputs if s is not None))
 
     def _stamp(self, emitted: int) -> StageStamp:
-        return StageStamp(self.name, self.received_ns, emitted, self._clock_err_ns, self._host)
+        return StageStamp(
+            self.name,
+            self.received_ns,
+            emitted,
+            self._clock_err_ns,
+            self._host,
+            self._clock_source,
+        )
 
     def produce(
         self,
@@ -163,17 +180,32 @@ def stage(
     name: str,
     *inputs: _Record,
     producer: _Producer,
-    clock_err_ns: int = DEFAULT_CLOCK_ERR_NS,
+    clock_err_ns: int | None = None,
     host: str | None = None,
     tracer: trace.Tracer | None = None,
+    clock: ClockBound | None = None,
 ) -> Iterator[StageContext]:
     """Open a stage over ``inputs``; what it produces inside the block is stamped and traced.
 
+    The stamp's clock-error bound and its source come from ``clock`` (``audit.ClockBound``,
+    e.g. from ``audit.read_clock_bound``: configured, chrony or a fallback); without it,
+    ``clock_err_ns`` (default 1 ms) is a ``configured`` bound.
+
     Raises:
-        ValueError: ``name`` is not a valid stage name.
+        ValueError: ``name`` is not a valid stage name, or both ``clock`` and
+            ``clock_err_ns`` are given.
         StampError: an input carries malformed stamp headers.
     """
-    ctx = StageContext(name, inputs, producer, clock_err_ns, host or socket.gethostname())
+    if clock is not None and clock_err_ns is not None:
+        raise ValueError("give the bound as clock= or as clock_err_ns=, not both")
+    if clock is not None:
+        bound, source = clock.bound_ns, clock.kind
+    else:
+        bound = DEFAULT_CLOCK_ERR_NS if clock_err_ns is None else clock_err_ns
+        source = "configured"
+    ctx = StageContext(
+        name, inputs, producer, bound, host or socket.gethostname(), clock_source=source
+    )
     parents = [_span_context(s.traceparent) for s in ctx.inputs if s is not None]
     valid = [p for p in parents if p is not None]
     parent = trace.set_span_in_context(trace.NonRecordingSpan(valid[0])) if valid else None

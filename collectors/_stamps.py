@@ -8,8 +8,10 @@ Kafka tool (kcat, the console consumer) shows them as they are.
     stampline.origin_ns     decimal ns since epoch when the event was born at its source
     stampline.ingest_ns     decimal ns             when stampline first took custody of it
     stampline.clock_err_ns  decimal ns             clock-error bound of the host that ingested it
-    stampline.stamp         stage=…;in=…;out=…;err=…;host=…
-                                                   one per stage, appended in order, never replaced
+    stampline.stamp         stage=…;in=…;out=…;err=…;host=…[;src=…]
+                                                   one per stage, appended in order, never replaced;
+                                                   src= (optional): where err= came from,
+                                                   configured | chrony | fallback
     stampline.parents       UUID,UUID,…            lineage: the events a derived event was made from
     traceparent             W3C trace context      trace id = the event id's hex digits
     stampline.late_ns       decimal ns             only on late events: how far behind its
@@ -64,6 +66,11 @@ PLAUSIBLE_NS = (946_684_800 * 10**9, 4_102_444_800 * 10**9)
 MAX_CLOCK_ERR_NS = 86_400 * 10**9  # a bound over a day is no bound
 MAX_STAGES = 64  # stage stamps on one record
 MAX_PARENTS = 1024  # lineage ids on one record
+# Where a stage stamp's bound came from (``src=``; audit.ClockBound's kinds a stamper can
+# know). Optional: a stamp without it (written before it existed) says nothing.
+BOUND_SOURCES = frozenset({"configured", "chrony", "fallback"})
+# What the trail records for a stamp's ``fallback``: the stamp names the kind, not the reason.
+STAMPED_FALLBACK = "fallback: said by the stage's stamp, which carries no reason"
 
 
 def check_stage_name(name: str) -> str:
@@ -82,12 +89,23 @@ class StageStamp:
     emitted_ns: int
     clock_err_ns: int
     host: str = ""
+    source: str = ""  # where clock_err_ns came from (BOUND_SOURCES); "" when not said
 
     def encode(self) -> bytes:
-        return (
+        text = (
             f"stage={self.stage};in={self.received_ns};out={self.emitted_ns};"
             f"err={self.clock_err_ns};host={self.host}"
-        ).encode("ascii", "replace")
+        )
+        if self.source:
+            text += f";src={self.source}"
+        return text.encode("ascii", "replace")
+
+    def bound_label(self) -> str:
+        """The trail's ``clock_source`` for this stamp (``audit.ClockBound.label()``): the
+        kind the stamp names, ``""`` when it names none."""
+        if self.source == "fallback":
+            return STAMPED_FALLBACK
+        return self.source
 
     @classmethod
     def decode(cls, raw: bytes) -> StageStamp:
@@ -95,34 +113,45 @@ class StageStamp:
         try:
             text = raw.decode("ascii")
             parts = text.split(";")
-            # The shape every stampline stage writes, read by position; anything else (other
+            # The shapes every stampline stage writes, read by position; anything else (other
             # order, missing or repeated fields) by name below. Both give the same result.
+            src: str | None = None
             if (
-                len(parts) == 5
+                5 <= len(parts) <= 6
                 and parts[0].startswith("stage=")
                 and parts[1].startswith("in=")
                 and parts[2].startswith("out=")
                 and parts[3].startswith("err=")
                 and parts[4].startswith("host=")
+                and (len(parts) == 5 or parts[5].startswith("src="))
             ):
+                src = parts[5][4:] if len(parts) == 6 else None
                 stamp = cls(
                     parts[0][6:],
                     int(parts[1][3:]),
                     int(parts[2][4:]),
                     int(parts[3][4:]),
                     parts[4][5:],
+                    src or "",
                 )
             else:
                 fields = dict(part.split("=", 1) for part in parts)
+                src = fields.get("src")
                 stamp = cls(
                     stage=fields["stage"],
                     received_ns=int(fields["in"]),
                     emitted_ns=int(fields["out"]),
                     clock_err_ns=int(fields.get("err", "0")),
                     host=fields.get("host", ""),
+                    source=src or "",
                 )
         except (UnicodeDecodeError, ValueError, KeyError) as exc:
             raise StampError(f"{H_STAMP} header {raw[:120]!r} is not a stage stamp") from exc
+        if src is not None and src not in BOUND_SOURCES:  # present, so it must say something
+            raise StampError(
+                f"{H_STAMP} of stage {stamp.stage[:64]!r} src= {src[:80]!r} is not a bound "
+                f"source ({', '.join(sorted(BOUND_SOURCES))})"
+            )
         stamp.check()
         return stamp
 
@@ -138,6 +167,11 @@ class StageStamp:
         _check_err(f"{what} err=", self.clock_err_ns)
         if not _HOST.match(self.host):
             raise StampError(f"{what} host= {self.host[:80]!r} is not a host name")
+        if self.source and self.source not in BOUND_SOURCES:
+            raise StampError(
+                f"{what} src= {self.source[:80]!r} is not a bound source "
+                f"({', '.join(sorted(BOUND_SOURCES))})"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,7 +224,10 @@ class Tap:
                             *_UNJUDGED,
                             parents,
                             AUTHORITY_TAP,
-                            "",  # a stamp read from headers does not say where its bound came from
+                            # where the stamping host's bound came from, as its stamp says
+                            # ("" for a stamp that does not say: written before src=)
+                            st.bound_label(),
+                            "",
                             "",
                         )
                     )
@@ -264,6 +267,7 @@ class Tap:
                     parents,
                     AUTHORITY_TAP,
                     s.clock_source,
+                    "",
                     "",
                 )
             )

@@ -25,7 +25,8 @@ class TrailRows:
     event_id, stage, prev_stage, received, emitted, prev_emitted, origin, ingested,
     clock_err_ns, prev_clock_err_ns, host, topic, partition, offset, broker_time, provider,
     instrument, seq, price (a float), outcome, rule_id, rule_version, parents (ids joined
-    by commas), authority, clock_source, warnings (rule@vN joined by commas).
+    by commas), authority, clock_source, warnings (rule@vN joined by commas), rule_sha256
+    (rule@vN=HEX joined by commas: the rule files' hashes at verdict time).
 
     One tuple per row is the cheapest thing to make per record in Python; the columns are
     made once per write by transposing.
@@ -112,6 +113,7 @@ def observations_of(table: pa.Table) -> list[Observation]:
                 price=price,
                 clock_source=row["clock_source"],
                 warnings=tuple(w for w in row["warnings"].split(",") if w),
+                rule_sha256=tuple(h for h in row["rule_sha256"].split(",") if h),
             )
         )
     return out

@@ -15,7 +15,7 @@ May import ``audit`` and ``alerting``.
 from dashboards._alert_rules import GrafanaAlerting, grafana_alerting, rule_uid
 from dashboards._browser import BrowserError, dump_dom, find_chromium, print_pdf
 from dashboards._bundle import MANIFEST_SCHEMA, Bundle, write_bundle
-from dashboards._chain import ChainProof, read_chain_head, read_chain_proof
+from dashboards._chain import ChainProof, read_chain_heads, read_chain_proof, verify_command
 from dashboards._common import (
     CLICKHOUSE_UID,
     FOLDER_UID,
@@ -95,10 +95,11 @@ __all__ = [
     "period_evidence",
     "print_pdf",
     "push",
-    "read_chain_head",
+    "read_chain_heads",
     "read_chain_proof",
     "regime_tier",
     "render_html",
     "rule_uid",
+    "verify_command",
     "write_bundle",
 ]

@@ -33,7 +33,9 @@ from audit import (
 from dashboards._chain import read_chain_proof, verify_command
 from dashboards._regime import Regime, Tier, observed_granularity_ns
 
-SCHEMA = "stampline.evidence/1"
+# Version 2: the integrity proof is per chain (one hash chain per trail partition) and each
+# rule verdict carries the rule file's hash recorded when the verdict was made.
+SCHEMA = "stampline.evidence/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +83,20 @@ def config_hash(inputs: Sequence[InputFile]) -> str | None:
 def _source(stamp: Stamp) -> dict[str, Any]:
     b = ClockBound.from_label(stamp.clock_source, stamp.clock_err_ns or 0)
     d: dict[str, Any] = {"kind": b.kind}
-    if b.kind == "chrony":
+    if b.kind == "chrony" and b.offset_ns is not None:
         d.update(
             offset_ns=b.offset_ns,
             root_dispersion_ns=b.root_dispersion_ns,
             root_delay_ns=b.root_delay_ns,
         )
+    elif b.kind == "chrony":
+        d["reason"] = "named by the stage's stamp, which does not carry chrony's terms"
     elif b.kind == "fallback":
         d["reason"] = b.reason
     elif b.kind == "unknown":
         d["reason"] = (
-            "the trail does not say where this bound came from (stamp read from headers, "
-            "or written before bound sources were recorded)"
+            "the trail does not say where this bound came from (a stamp that does not name "
+            "its source, or a row written before bound sources were recorded)"
         )
     return d
 
@@ -219,43 +223,51 @@ def _order_flags(timeline: Timeline) -> list[dict[str, Any]]:
     return flags
 
 
+def _recorded_hashes(t: EventTrail) -> dict[tuple[str, int], str]:
+    """(rule id, version) -> the rule file's SHA-256 the gate recorded with the verdict."""
+    found: dict[tuple[str, int], str] = {}
+    for entry in t.rule_sha256:
+        rule, _, sha = entry.rpartition("=")
+        rule_id, _, version = rule.rpartition("@v")
+        if rule_id and version.isdigit():
+            found[(rule_id, int(version))] = sha
+    return found
+
+
 def _verdicts(
     t: EventTrail, reasons: dict[str, str], rule_files: Sequence[InputFile]
 ) -> dict[str, Any]:
-    def file_of(rule_id: str, version: int) -> dict[str, Any] | None:
+    recorded = _recorded_hashes(t)
+
+    def verdict(rule_id: str, version: int, severity: str, reason: str) -> dict[str, Any]:
+        # The hash recorded when the verdict was made; the file given now is compared to it.
+        then = recorded.get((rule_id, version))
+        now: dict[str, Any] | None = None
         for f in rule_files:
             if rule_id in f.rules:
-                return {
+                now = {
                     "path": f.path,
                     "sha256": f.sha256,
                     "version_now": f.rules[rule_id],
                     "same_version": f.rules[rule_id] == version,
+                    "same_file": None if then is None else then == f.sha256,
                 }
-        return None
+                break
+        return {
+            "rule_id": rule_id,
+            "rule_version": version,
+            "severity": severity,
+            "reason": reason,
+            "rule_file_sha256": then,
+            "rule_file": now,
+        }
 
     verdicts: list[dict[str, Any]] = []
     if t.outcome == "dead_lettered":
-        verdicts.append(
-            {
-                "rule_id": t.rule_id,
-                "rule_version": t.rule_version,
-                "severity": "error",
-                "reason": reasons.get(t.event_id, ""),
-                "rule_file": file_of(t.rule_id, t.rule_version),
-            }
-        )
+        verdicts.append(verdict(t.rule_id, t.rule_version, "error", reasons.get(t.event_id, "")))
     for w in t.warnings:
         rule_id, _, version = w.rpartition("@v")
-        v = int(version) if version.isdigit() else 0
-        verdicts.append(
-            {
-                "rule_id": rule_id,
-                "rule_version": v,
-                "severity": "warn",
-                "reason": "",
-                "rule_file": file_of(rule_id, v),
-            }
-        )
+        verdicts.append(verdict(rule_id, int(version) if version.isdigit() else 0, "warn", ""))
     return {"outcome": t.outcome, "verdicts": verdicts}
 
 
@@ -279,8 +291,9 @@ class Evidence:
         return str(self.document["subject"]["id"])
 
     @property
-    def head(self) -> str:
-        return str(self.document["integrity"]["head"])
+    def heads(self) -> dict[str, str]:
+        """Chain id -> head of every chain the document's integrity proof names."""
+        return {c["chain_id"]: c["head"] for c in self.document["integrity"]["chains"]}
 
     def to_dict(self) -> dict[str, Any]:
         return self.document
@@ -318,6 +331,21 @@ def produced(ctx: Context) -> dict[str, Any]:
         "at_ns": ctx.produced_ns,
         "inputs": [f.to_dict() for f in ctx.inputs],
         "config_sha256": config_hash(ctx.inputs),
+    }
+
+
+def verified_block(verified: VerifyReport | None) -> dict[str, Any] | None:
+    """What a whole-store verification found while the report was produced (None: not run)."""
+    if verified is None:
+        return None
+    return {
+        "ok": verified.ok,
+        "batches": verified.batches,
+        "rows": verified.rows,
+        "dead_letters": verified.dead_letters,
+        "expired_batches": verified.expired,
+        "chain_heads": dict(sorted(verified.heads.items())),
+        "findings": [f.to_dict() for f in verified.findings],
     }
 
 
@@ -359,18 +387,8 @@ def _evidence(
             }
         )
     integrity = proof.to_dict()
-    integrity["verify_command"] = verify_command(ctx.store_args, proof.head)
-    integrity["verified_at_production"] = (
-        None
-        if verified is None
-        else {
-            "ok": verified.ok,
-            "batches": verified.batches,
-            "rows": verified.rows,
-            "chain_head": verified.head,
-            "findings": [f.to_dict() for f in verified.findings],
-        }
-    )
+    integrity["verify_command"] = verify_command(ctx.store_args, proof.heads)
+    integrity["verified_at_production"] = verified_block(verified)
     document = {
         "schema": SCHEMA,
         "subject": {"kind": timeline.kind, "id": timeline.root_id},

@@ -181,12 +181,15 @@ def _event_section(e: dict[str, Any]) -> str:
     vrows = "".join(
         f'<tr class="verdict-row"><td>{_e(v["rule_id"])}</td><td>v{_e(v["rule_version"])}</td>'
         f'<td class="{"bad" if v["severity"] == "error" else "warn"}">{_e(v["severity"])}</td>'
-        f"<td>{_e(v['reason'] or '—')}</td><td>{_rule_file(v['rule_file'])}</td></tr>"
+        f"<td>{_e(v['reason'] or '—')}</td>"
+        f'<td class="mono rule-sha">{_e(v["rule_file_sha256"] or "not recorded")}</td>'
+        f"<td>{_rule_file(v['rule_file'])}</td></tr>"
         for v in e["rules"]["verdicts"]
     )
     verdicts = (
         "<table><tr><th>rule</th><th>version</th><th>verdict</th><th>reason</th>"
-        f"<th>rule file (now)</th></tr>{vrows}</table>"
+        "<th>rule file SHA-256 at the verdict</th><th>rule file given now</th></tr>"
+        f"{vrows}</table>"
         if vrows
         else f"<p>Rule verdicts: passed every rule ({_e(e['rules']['outcome'])}).</p>"
     )
@@ -196,38 +199,70 @@ def _event_section(e: dict[str, Any]) -> str:
 def _rule_file(f: dict[str, Any] | None) -> str:
     if f is None:
         return "not given"
-    same = "same version" if f["same_version"] else f"now v{f['version_now']}"
-    return f"{_e(f['path'])} <code>{_e(f['sha256'][:16])}…</code> ({_e(same)})"
+    notes = ["same version" if f["same_version"] else f"now v{f['version_now']}"]
+    if f["same_file"] is not None:
+        notes.append("same file" if f["same_file"] else "file changed since the verdict")
+    return f"{_e(f['path'])} <code>{_e(f['sha256'][:16])}…</code> ({_e(', '.join(notes))})"
+
+
+def _chains(i: dict[str, Any]) -> str:
+    rows = "".join(
+        f'<tr class="chain-row"><td class="mono nw">{_e(c["chain_id"])}</td>'
+        f'<td class="num">{_e(c["head_batch"])}</td>'
+        f'<td><code class="head">{_e(c["head"])}</code></td></tr>'
+        for c in i["chains"]
+    )
+    return (
+        f"<table><tr><th>chain</th><th>head batch</th><th>head (SHA-256)</th></tr>{rows}</table>"
+        if rows
+        else '<p class="warn">The ledger holds no chain.</p>'
+    )
+
+
+def _checked(i: dict[str, Any]) -> str:
+    v = i["verified_at_production"]
+    if v is None:
+        return "<p>The chains were not verified when this report was produced.</p>"
+    if v["ok"]:
+        return (
+            f'<p class="ok">Verified when produced: {_e(v["batches"])} batches, '
+            f"{_e(v['rows'])} rows, {_e(v['dead_letters'])} dead letters in "
+            f"{len(v['chain_heads'])} chain(s), every digest and link intact.</p>"
+        )
+    return (
+        f'<p class="bad">Verification FAILED when produced: {len(v["findings"])} '
+        "finding(s); see the JSON.</p>"
+    )
 
 
 def _integrity(doc: dict[str, Any]) -> str:
     i = doc["integrity"]
     rows = "".join(
-        f'<tr><td class="num">{_e(b["batch"])}</td><td class="num">{_e(b["rows"])}</td>'
-        f'<td>{_e(b["written"])}</td><td class="mono">{_e(b["digest"])}</td>'
-        f'<td class="mono">{_e(b["chain"])}</td>'
-        f'<td class="num">{_e(i["links_to_head"][str(b["batch"])])}</td></tr>'
+        f'<tr class="batch-row"><td class="mono nw">{_e(b["chain_id"])}</td>'
+        f'<td class="num">{_e(b["batch"])}</td><td>{_e(b["kind"])}</td>'
+        f'<td class="num">{_e(b["rows"])}</td><td class="mono nw">{_e(b["written"])}</td>'
+        f'<td class="mono">{_e(b["digest"])}</td><td class="mono">{_e(b["chain"])}</td>'
+        f'<td class="num">{_e(b["links_to_head"])}</td></tr>'
         for b in i["batches"]
     )
-    v = i["verified_at_production"]
-    if v is None:
-        checked = "<p>The chain was not verified when this report was produced.</p>"
-    elif v["ok"]:
-        checked = (
-            f'<p class="ok">Verified when produced: {_e(v["batches"])} batches, '
-            f"{_e(v['rows'])} rows, every digest and link intact.</p>"
-        )
-    else:
-        checked = (
-            f'<p class="bad">Verification FAILED when produced: {len(v["findings"])} '
-            "finding(s); see the JSON.</p>"
-        )
+    missing = "".join(
+        f"<li><code>{_e(u['chain_id'])}</code> batch {_e(u['batch'])} ({_e(u['kind'])}): "
+        f"{_e(', '.join(u['holds']))}</li>"
+        for u in i["unledgered"]
+    )
     return (
         f"<p>{_e(i['scheme'])}.</p>"
-        "<table><tr><th>batch</th><th>rows</th><th>written</th><th>digest</th><th>chain</th>"
-        f"<th>links to head</th></tr>{rows}</table>"
-        f'<p>Chain head (batch {_e(i["head_batch"])}): <code id="head">{_e(i["head"])}</code></p>'
-        f"{checked}<p>Re-verify: <code>{_e(i['verify_command'])}</code></p>"
+        "<h3>Batches holding the rows shown</h3>"
+        "<table><tr><th>chain</th><th>batch</th><th>kind</th><th>rows</th><th>written</th>"
+        f"<th>digest</th><th>chain value</th><th>links to head</th></tr>{rows}</table>"
+        + (
+            f'<p class="bad">Rows in no ledgered batch (no chain vouches for them):</p>'
+            f"<ul>{missing}</ul>"
+            if missing
+            else ""
+        )
+        + f"<h3>Chain heads when produced</h3>{_chains(i)}"
+        f"{_checked(i)}<p>Re-verify: <code>{_e(i['verify_command'])}</code></p>"
     )
 
 
@@ -357,8 +392,8 @@ def _period_body(doc: dict[str, Any]) -> str:
         f"<h2>Clocks per host and stage</h2>{table}"
         f"<h2>Excursions beyond the tier</h2>{_period_chart(doc)}{excursions}"
         f"<h2>Clock alerts</h2><p>{_e(doc['alerts']['reason'])}.</p>"
-        f'<h2>Integrity</h2><p>Chain head (batch {_e(i["head_batch"])}): <code id="head">'
-        f"{_e(i['head'])}</code></p><p>Re-verify: <code>{_e(i['verify_command'])}</code></p>"
+        f"<h2>Integrity</h2><p>{_e(i['scheme'])}.</p><h3>Chain heads when produced</h3>"
+        f"{_chains(i)}{_checked(i)}<p>Re-verify: <code>{_e(i['verify_command'])}</code></p>"
     )
 
 

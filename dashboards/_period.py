@@ -14,8 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audit import ClockBound, Store, VerifyReport, format_ns
-from dashboards._chain import read_chain_head, verify_command
-from dashboards._evidence import SCHEMA, Context, Evidence, produced, regime_block
+from dashboards._chain import SCHEME, read_chain_heads, verify_command
+from dashboards._evidence import (
+    SCHEMA,
+    Context,
+    Evidence,
+    produced,
+    regime_block,
+    verified_block,
+)
 
 # The stamps of the period: one per (event, stage), the stamper's own row first.
 _STAMPS = """
@@ -160,7 +167,8 @@ def period_evidence(
                 "excursions": excursions,
             }
         )
-    head_seq, head = read_chain_head(store)
+    # A period's rows may be in any batch of any chain: every chain's head is given.
+    heads = read_chain_heads(store)
     document = {
         "schema": SCHEMA,
         "subject": {
@@ -178,10 +186,10 @@ def period_evidence(
             "reason": "no clock-alert history is recorded in the store yet",
         },
         "integrity": {
-            "head_batch": head_seq,
-            "head": head,
-            "verify_command": verify_command(ctx.store_args, head),
-            "verified_at_production": None if verified is None else verified.to_dict(),
+            "scheme": SCHEME,
+            "chains": [h.to_dict() for h in heads],
+            "verify_command": verify_command(ctx.store_args, {h.chain_id: h.head for h in heads}),
+            "verified_at_production": verified_block(verified),
         },
     }
     return Evidence(document)
@@ -192,6 +200,6 @@ def _source(row: dict[str, Any]) -> dict[str, Any]:
     d: dict[str, Any] = {"kind": b.kind, "stamps": int(row["stamps"]), "max_bound_ns": b.bound_ns}
     if b.kind in ("fallback", "unknown") and b.reason:
         d["reason"] = b.reason
-    if b.kind == "chrony":
+    if b.kind == "chrony" and b.offset_ns is not None:
         d["offset_ns"] = b.offset_ns
     return d

@@ -1,7 +1,11 @@
-"""The JSON Schema (draft-07) of ``stampline.evidence/1``, written into every evidence folder.
+"""The JSON Schema (draft-07) of ``stampline.evidence/2``, written into every evidence folder.
 
-Fields may be added within version 1 (objects allow more properties); a field renamed,
-removed or changing meaning makes version 2.
+Fields may be added within a version (objects allow more properties); a field renamed,
+removed or changing meaning makes a new version. Version 2 (from 1): the integrity proof is
+per hash chain: the one ``head`` / ``head_batch`` became one entry per chain involved in
+``integrity.chains``, each batch names its chain, kind, trail offset and expiry and carries
+its own ``links_to_head``; and each rule verdict carries the rule file's hash recorded when
+the verdict was made.
 """
 
 from __future__ import annotations
@@ -56,12 +60,14 @@ _STAMP = _obj(
     },
     {"received_ns": _NS},
 )
+_SHA_OR_NULL = {"oneOf": [{"type": "null"}, _SHA]}
 _VERDICT = _obj(
     {
         "rule_id": {"type": "string"},
         "rule_version": _NS,
         "severity": {"enum": ["error", "warn"]},
         "reason": {"type": "string"},
+        "rule_file_sha256": _SHA_OR_NULL,
         "rule_file": {
             "oneOf": [
                 {"type": "null"},
@@ -71,6 +77,7 @@ _VERDICT = _obj(
                         "sha256": _SHA,
                         "version_now": _NS,
                         "same_version": {"type": "boolean"},
+                        "same_file": {"type": ["boolean", "null"]},
                     }
                 ),
             ]
@@ -132,17 +139,50 @@ _REGIME = _obj(
         "applies_to": {"type": "string"},
     }
 )
+_KIND = {"enum": ["observations", "dead_letters"]}
+_HOLDS = {"type": "array", "items": {"type": "string"}}
 _BATCH = _obj(
     {
+        "chain_id": {"type": "string"},
         "batch": _NS,
+        "kind": _KIND,
+        "trail_offset": _NS,
         "rows": _NS,
-        "written": {"type": "string"},
+        "written": _TIME,
+        "expires": _TIME,
         "digest": _SHA,
         "prev_chain": _SHA,
         "chain": _SHA,
-        "holds": {"type": "array", "items": {"type": "string"}},
+        "holds": _HOLDS,
+        "links_to_head": _NS,
     }
 )
+_UNLEDGERED = _obj({"chain_id": {"type": "string"}, "batch": _NS, "kind": _KIND, "holds": _HOLDS})
+_CHAIN = _obj(
+    {
+        "chain_id": {"type": "string"},
+        "head_batch": _NS,
+        "head": _SHA,
+        "expect_head": {"type": "string"},
+    }
+)
+_VERIFIED = {
+    "oneOf": [
+        {"type": "null"},
+        _obj(
+            {
+                "ok": {"type": "boolean"},
+                "batches": _NS,
+                "rows": _NS,
+                "dead_letters": _NS,
+                "expired_batches": _NS,
+                "chain_heads": {"type": "object", "additionalProperties": _SHA},
+                "findings": {"type": "array", "items": {"type": "object"}},
+            }
+        ),
+    ]
+}
+_CHAINS = {"type": "array", "items": _CHAIN}
 _LINEAGE = _obj(
     {
         "subject": _obj({"kind": {"enum": ["decision", "event"]}, "id": {"type": "string"}}),
@@ -158,12 +198,11 @@ _LINEAGE = _obj(
         "integrity": _obj(
             {
                 "scheme": {"type": "string"},
+                "chains": _CHAINS,
                 "batches": {"type": "array", "items": _BATCH},
-                "head_batch": _NS,
-                "head": _SHA,
-                "links_to_head": {"type": "object", "additionalProperties": _NS},
+                "unledgered": {"type": "array", "items": _UNLEDGERED},
                 "verify_command": {"type": "string"},
-                "verified_at_production": {"type": ["object", "null"]},
+                "verified_at_production": _VERIFIED,
             }
         ),
     }
@@ -213,17 +252,24 @@ _PERIOD = _obj(
             ),
         },
         "alerts": _obj({"available": {"type": "boolean"}}),
-        "integrity": _obj({"head_batch": _NS, "head": _SHA, "verify_command": {"type": "string"}}),
+        "integrity": _obj(
+            {
+                "scheme": {"type": "string"},
+                "chains": _CHAINS,
+                "verify_command": {"type": "string"},
+                "verified_at_production": _VERIFIED,
+            }
+        ),
     }
 )
 
 EVIDENCE_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
-    "$id": "stampline.evidence/1",
-    "title": "stampline evidence document, version 1 (docs/evidence.md)",
+    "$id": "stampline.evidence/2",
+    "title": "stampline evidence document, version 2 (docs/evidence.md)",
     "allOf": [
         _obj(
-            {"schema": {"const": "stampline.evidence/1"}, "produced": _PRODUCED, "regime": _REGIME}
+            {"schema": {"const": "stampline.evidence/2"}, "produced": _PRODUCED, "regime": _REGIME}
         ),
         {"oneOf": [_LINEAGE, _PERIOD]},
     ],

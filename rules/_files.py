@@ -9,6 +9,7 @@ and ``tick_size``, per-provider freshness windows, and the stateful kinds ``sequ
 
 from __future__ import annotations
 
+import hashlib
 import re
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -314,8 +315,19 @@ def load_rule_file(path: Path) -> RuleFile:
         RuleFileError: unreadable, not YAML, or invalid; the message names file, line, key
             and value.
     """
+    return read_rule_file(path)[0]
+
+
+def read_rule_file(path: Path) -> tuple[RuleFile, str]:
+    """Like :func:`load_rule_file`, with the SHA-256 (hex) of the very bytes parsed: the
+    file's identity at the moment its rules were loaded (an edit after the read is not in it).
+
+    Raises:
+        RuleFileError: as :func:`load_rule_file`.
+    """
     try:
-        raw, node = load_yaml(read_yaml_text(path))
+        text = read_yaml_text(path)
+        raw, node = load_yaml(text)
     except OSError as exc:
         raise RuleFileError(f"{path}: cannot read rule file: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
@@ -350,7 +362,9 @@ def load_rule_file(path: Path) -> RuleFile:
         c.model_copy(update={"versions": {v: path.parent / p for v, p in c.versions.items()}})
         for c in parsed.contracts
     ]
-    return parsed.model_copy(update={"rules": resolved, "contracts": contracts})
+    # read_yaml_text decoded the bytes as strict UTF-8, so encoding the text gives them back.
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return parsed.model_copy(update={"rules": resolved, "contracts": contracts}), sha256
 
 
 def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> str:

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +33,7 @@ from rules._files import (
     SequenceRule,
     StaleRule,
     StateConfig,
-    load_rule_file,
+    read_rule_file,
 )
 from rules._keys import KeyIndex
 from rules._origin import OriginUnit, origin_ns
@@ -171,8 +171,13 @@ class RuleSet:
         state: StateConfig | None = None,
         index: KeyIndex | None = None,
         instruments: KeyIndex | None = None,
+        rule_files: Mapping[tuple[str, int], str] | None = None,
     ) -> None:
         self.extraction = extraction
+        # (rule or contract id, version) -> SHA-256 of the rule file it was loaded from, as
+        # read then: every verdict can name the exact file it was made under. Built-in rules
+        # have no file and no entry.
+        self.rule_files: Mapping[tuple[str, int], str] = dict(rule_files or {})
         self.contracts = tuple(contracts)
         # Schema rules check whole records one by one; the rest run over columns.
         self._all = tuple(rules)
@@ -213,8 +218,12 @@ class RuleSet:
         seen: dict[tuple[str, bool], Path] = {}
         state: StateConfig | None = None
         builtin = {r for r, _ in BUILTIN_RULES}
+        hashes: dict[tuple[str, int], str] = {}
         for path in map(Path, files):
-            parsed = load_rule_file(path)
+            parsed, sha256 = read_rule_file(path)
+            for c in parsed.contracts:
+                hashes.update(((c.id, v), sha256) for v in c.versions)
+            hashes.update(((r.id, r.version), sha256) for r in parsed.rules)
             if "state" in parsed.model_fields_set:
                 state = parsed.state
             for contract in parsed.contracts:
@@ -253,7 +262,7 @@ class RuleSet:
             _compile(path, rule, index, instruments, old.get((rule.id, rule.version, rule.shadow)))
             for path, rule in specs
         ]
-        return cls(ext, contracts, compiled, state, index, instruments)
+        return cls(ext, contracts, compiled, state, index, instruments, hashes)
 
     @property
     def rule_ids(self) -> list[tuple[str, int]]:

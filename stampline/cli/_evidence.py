@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -98,15 +99,17 @@ def evidence(
 
     report.html (self-contained: no scripts, nothing fetched), report.pdf (the same page
     printed by headless Chromium; skipped, with the reason, where Chromium is missing),
-    evidence.json (the facts, schema stampline.evidence/1, see docs/evidence.md) with its
+    evidence.json (the facts, schema stampline.evidence/2, see docs/evidence.md) with its
     JSON Schema, and manifest.json + SHA256SUMS (SHA-256 of every file and of the
     configuration and rule files it was built from).
 
     With --decision or --event: every stamp with its host, clock-error bound and where the
     bound came from, judged against a MiFID II RTS 25 tier; stage and hop times as value ±
     combined bound, flagged where the bound makes them or their order uncertain; rule
-    verdicts (warnings included); and the integrity proof: the ledger batches holding the
-    rows, their digests, the chain head and the command that re-verifies it.
+    verdicts (warnings included) with the rule file's hash recorded at the verdict; and the
+    integrity proof: the ledger batches holding the rows (observations and dead letters),
+    their digests and links, the head of each hash chain involved, and the
+    `stampline audit verify --expect-head CHAIN=HEX` command that re-verifies them.
 
     With --period FROM..TO: per host and stage, bound percentiles, the share of events and
     of time within the tier, excursions (start, end, duration, peak), observed granularity
@@ -160,11 +163,12 @@ def evidence(
         err.print(line(("evidence:", "dim"), " printing the PDF with headless Chromium"))
     bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
     if as_json:
-        emit_json({**bundle.to_dict(), "subject": subject, "chain_head": doc.head})
+        emit_json({**bundle.to_dict(), "subject": subject, "chain_heads": doc.heads})
     else:
         for name, sha in bundle.files.items():
             out.print(f"{sha}  {folder / name}", highlight=False)
-        out.print(f"chain head {doc.head}", highlight=False)
+        for chain_id, head in sorted(doc.heads.items()):
+            out.print(f"chain {chain_id} head {head}", highlight=False)
     if bundle.pdf_error is not None and pdf:
         err.print(line(("no PDF:", "yellow"), f" {bundle.pdf_error}"))
     if checked is not None and not checked.ok:
@@ -183,12 +187,15 @@ def _verify(st: Store) -> VerifyReport:
 
 
 def _store_args(store: Path | None, database: str | None, config: Path | None) -> str:
+    """The options that reach the same store, quoted for a POSIX shell."""
     if store is not None:
-        return f"--store {store.resolve()}" + (f" --database {database}" if database else "")
-    path = config or (
-        Path(os.environ[ENV_CONFIG_FILE]) if os.environ.get(ENV_CONFIG_FILE) else None
-    )
-    return f"--config {path.resolve()}" if path else ""
+        args = ["--store", str(store.resolve())] + (["--database", database] if database else [])
+    else:
+        path = config or (
+            Path(os.environ[ENV_CONFIG_FILE]) if os.environ.get(ENV_CONFIG_FILE) else None
+        )
+        args = ["--config", str(path.resolve())] if path else []
+    return shlex.join(args)
 
 
 def _inputs(config: Path | None, rule_files: list[Path]) -> list[InputFile]:

@@ -97,3 +97,48 @@ def test_any_bytes_as_a_value_are_refused_never_crash(value: bytes) -> None:
     (msg,) = encode_trail_messages("observations", _obs(1), "gate")
     with pytest.raises(TrailFormatError):
         decode_trail_message(value, msg.headers)
+
+
+def _v1_message(table: pa.Table) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """``table`` as a version 1 sidecar wrote it: the observations without ``rule_sha256``."""
+    from audit._trailformat import schema_for
+
+    schema = schema_for("observations", 1)
+    meta = {
+        "stampline.trail.version": "1",
+        "stampline.trail.kind": "observations",
+        "stampline.trail.rows": str(table.num_rows),
+        "stampline.trail.source": "gate@old",
+    }
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema.with_metadata(meta)) as writer:
+        writer.write_table(table.select(schema.names))
+    return sink.getvalue().to_pybytes(), [(k, v.encode()) for k, v in meta.items()]
+
+
+def test_version_2_adds_the_rule_file_hashes_and_version_1_is_still_read() -> None:
+    """Writers write version 2, whose observations carry ``rule_sha256``; a version 1 message
+    (an older sidecar's) still reads, its rows with no hash recorded; a version 1 message
+    carrying the version 2 columns is refused (its columns are not version 1's)."""
+    assert TRAIL_FORMAT_VERSION == 2
+    rows = [
+        Observation(
+            "0190c6d8-0000-7000-8000-000000000001", "gate", T0, T0 + 5, T0, T0, 1,
+            outcome="dead_lettered", rule_id="qty.max", rule_version=2,
+            rule_sha256=("qty.max@v2=" + "ab" * 32,),
+        )
+    ]  # fmt: skip
+    table = canonical_table(rows)
+    (msg,) = encode_trail_messages("observations", table, "gate")
+    kind, back = decode_trail_message(msg.value, msg.headers)
+    assert back.column("rule_sha256").to_pylist() == ["qty.max@v2=" + "ab" * 32]
+    assert back.schema.names[-1] == "rule_sha256"
+    value, headers = _v1_message(table)
+    kind, old = decode_trail_message(value, headers)
+    assert kind == "observations"
+    assert old.schema.equals(back.schema)
+    assert old.column("rule_sha256").to_pylist() == [""]
+    assert old.drop_columns(["rule_sha256"]).equals(back.drop_columns(["rule_sha256"]))
+    relabelled = [(k, b"1" if k == "stampline.trail.version" else v) for k, v in headers]
+    with pytest.raises(TrailFormatError, match="schema of version 1"):
+        decode_trail_message(msg.value, relabelled)

@@ -59,6 +59,12 @@ def _stamped(**over: object) -> list[Header]:
     return list(headers.items())
 
 
+def _stage_stamp(src: str) -> bytes:
+    """A stage stamp at the current time naming ``src`` as its bound's source."""
+    now_ns = now_ms() * 1_000_000
+    return f"stage=a;in={now_ns};out={now_ns};err=0;host=h;src={src}".encode()
+
+
 def _sized(n: int) -> bytes:
     """A valid quote whose JSON is exactly ``n`` bytes."""
     base = js(quote("alpha", 1, venue=""))
@@ -104,6 +110,18 @@ def make_cases() -> dict[str, Case]:
                 + b";host=h"
             ),
             "record.stamps",
+        ),
+        "stamp_src_unknown": (
+            None,
+            js(quote()),
+            _stamped(stampline__stamp=_stage_stamp("ntp")),
+            "record.stamps",
+        ),
+        "stamp_src_chrony_kept": (
+            None,
+            js(quote("alpha", 11)),
+            _stamped(stampline__stamp=_stage_stamp("chrony")),
+            None,
         ),
         "parents_not_uuids": (
             None,
@@ -457,3 +475,17 @@ def test_cases_cover_every_header_the_contract_reads() -> None:
     """The hostile cases reach each stamp header the gate parses."""
     touched = {k for c in make_cases().values() for k, _v in c[2]}
     assert {H_ORIGIN, H_INGEST, H_STAMP, H_PARENTS, H_EVENT_ID} <= touched
+
+
+def test_a_stamp_naming_an_unknown_bound_source_is_refused_with_the_reason(
+    outcome: Outcome,
+) -> None:
+    """A stage stamp whose src= is not a known bound source is a broken contract: its record
+    is dead-lettered under record.stamps with the reason naming the value; a known one passes
+    with the stamp kept as it came."""
+    (dead,) = outcome.dead("stamp_src_unknown")
+    assert b"src= 'ntp' is not a bound source" in (dead.header("stampline.reason") or b"")
+    (kept,) = [
+        r for r in outcome.clean if any(b"src=chrony" in (v or b"") for v in r.header_all(H_STAMP))
+    ]
+    assert kept.header_all(H_STAMP)[0].endswith(b";src=chrony")  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from audit import ClockBound
 from collectors import (
     H_EVENT_ID,
     H_PARENTS,
@@ -23,11 +24,13 @@ from collectors import (
     source_event_id,
 )
 from collectors._stamps import (
+    BOUND_SOURCES,
     H_CLOCK_ERR,
     H_INGEST,
     H_ORIGIN,
     MAX_CLOCK_ERR_NS,
     PLAUSIBLE_NS,
+    STAMPED_FALLBACK,
 )
 
 names = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
@@ -42,11 +45,39 @@ ID = str(uuid.uuid4()).encode()
     st.integers(0, 10**12),
     st.integers(0, MAX_CLOCK_ERR_NS),
     st.from_regex(r"[A-Za-z0-9.-]{0,30}", fullmatch=True),
+    st.sampled_from(["", *sorted(BOUND_SOURCES)]),
 )
-def test_stage_stamp_round_trips(stage: str, t_in: int, held: int, err: int, host: str) -> None:
-    """Any valid stage stamp decodes to exactly what was encoded."""
-    stamp = StageStamp(stage, t_in, min(t_in + held, PLAUSIBLE_NS[1] - 1), err, host)
+def test_stage_stamp_round_trips(
+    stage: str, t_in: int, held: int, err: int, host: str, source: str
+) -> None:
+    """Any valid stage stamp decodes to exactly what was encoded, its bound's source too."""
+    stamp = StageStamp(stage, t_in, min(t_in + held, PLAUSIBLE_NS[1] - 1), err, host, source)
     assert StageStamp.decode(stamp.encode()) == stamp
+
+
+def test_stamp_source_is_an_optional_last_field() -> None:
+    """The source rides as `;src=KIND` after host=, only when known; a stamp without it (as
+    every stamper wrote before) reads with no source, and fields in another order read the
+    same."""
+    stamp = StageStamp("risk", T0, T0 + 5, 700, "risk-1", "chrony")
+    assert stamp.encode() == b"stage=risk;in=%d;out=%d;err=700;host=risk-1;src=chrony" % (
+        T0,
+        T0 + 5,
+    )
+    assert StageStamp("risk", T0, T0 + 5, 700, "risk-1").encode().endswith(b";host=risk-1")
+    old = StageStamp.decode(b"stage=risk;in=%d;out=%d;err=700;host=risk-1" % (T0, T0 + 5))
+    assert (old.source, old.bound_label()) == ("", "")
+    shuffled = StageStamp.decode(b"src=fallback;host=h;err=1;out=%d;in=%d;stage=s" % (T0, T0))
+    assert shuffled == StageStamp("s", T0, T0, 1, "h", "fallback")
+    assert shuffled.bound_label() == STAMPED_FALLBACK
+    assert StageStamp("s", T0, T0, 1, "h", "configured").bound_label() == "configured"
+
+
+def test_stamp_bound_labels_read_back_as_their_kind() -> None:
+    """What the tap records for a stamp's source is read back by the evidence as that kind."""
+    for source in sorted(BOUND_SOURCES):
+        label = StageStamp("s", T0, T0, 5, "h", source).bound_label()
+        assert ClockBound.from_label(label, 5).kind == source
 
 
 @given(
@@ -113,6 +144,18 @@ def test_record_without_event_id_has_no_stamps() -> None:
         ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;host=a b" % (T0, T0))], "host"),
         ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;host=h" % (T0, T0 - 1))], "before"),
         ([(H_EVENT_ID, ID), (H_PARENTS, b"not-a-uuid")], "stampline.parents"),
+        (
+            [(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;err=1;host=h;src=ntp" % (T0, T0))],
+            "src= 'ntp' is not a bound source",
+        ),
+        (
+            [(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;err=1;host=h;src=" % (T0, T0))],
+            "src= '' is not a bound source",
+        ),
+        (
+            [(H_EVENT_ID, ID), (H_STAMP, b"src=Chrony;stage=x;in=%d;out=%d;host=h" % (T0, T0))],
+            "src= 'Chrony' is not a bound source",
+        ),
         ([(H_EVENT_ID, ID), (H_PARENTS, b",".join([ID] * 2000))], "limit"),
     ],
 )

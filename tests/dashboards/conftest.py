@@ -5,12 +5,13 @@
 - ``lineage``: a small trail with a known lineage for the evidence report: two inputs and a
   decision, plus a dead-lettered event. Every value is chosen so the evidence has one thing
   of each kind to show: a chrony bound, a configured one, a fallback and an unknown source; a
-  bound over the 'other' tier; a warn verdict and a dead letter with its reason; an input born
-  after its decision.
+  bound over the 'other' tier; a warn verdict made under an earlier edit of the rule file and a
+  dead letter (with its reason) under the file as it is now; an input born after its decision.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,10 @@ RULES = (
     "  - {id: qty.max, version: 2, kind: range, field: quantity, max: 1000}\n"
     "  - {id: price.tick, version: 1, kind: tick_size, field: price, tick: 0.01, severity: warn}\n"
 )
+# The rule file as it was when alpha's warn verdict was made: edited since (a comment), so
+# the hash recorded with that verdict is not the file's hash now.
+RULES_THEN_SHA = hashlib.sha256(("# first cut\n" + RULES).encode()).hexdigest()
+RULES_SHA = hashlib.sha256(RULES.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ def lineage(store: ChdbStore, tmp_path: Path) -> Lineage:
                 host="gw-1", topic="md.raw", partition=0, offset=3, provider="alpha",
                 instrument="EURUSD", outcome="forwarded", prev_stage="origin",
                 prev_emitted_ns=T0, clock_source=CHRONY, warnings=("price.tick@v1",),
+                rule_sha256=(f"price.tick@v1={RULES_THEN_SHA}",),
             ),
             Observation(
                 charlie, "gate", T0 + 6_000, T0 + 8_000, T0 + 9_000_000, T0 + 6_000, 50_000,
@@ -99,6 +105,7 @@ def lineage(store: ChdbStore, tmp_path: Path) -> Lineage:
                 dead, "gate", T0 + 20_000, T0 + 21_000, 0, T0 + 20_000, 1_000_000,
                 host="gw-2", topic="md.raw", partition=2, offset=9, outcome="dead_lettered",
                 rule_id="qty.max", rule_version=2, clock_source="fallback: chronyc not found",
+                rule_sha256=(f"qty.max@v2={RULES_SHA}",),
             )
         ]
     )  # fmt: skip

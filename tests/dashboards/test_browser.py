@@ -58,10 +58,10 @@ def _ctx(lin: Lineage) -> Context:
 
 def _facts(doc: dict[str, Any]) -> list[str]:
     """What a reader must find: the subject, every stamp's time, bound and verdict, the rule
-    verdicts and the chain head."""
+    verdicts and the head of each chain."""
     from dashboards._html import ns_text
 
-    facts = [doc["subject"]["id"], doc["integrity"]["head"]]
+    facts = [doc["subject"]["id"], *(c["head"] for c in doc["integrity"]["chains"])]
     for e in doc["events"]:
         facts.append(e["event_id"])
         for s in e["stamps"]:
@@ -109,7 +109,7 @@ def test_chromium_renders_every_fact_and_the_chart(lineage: Lineage, tmp_path: P
 
 def test_the_printed_pdf_reads_back_with_the_same_facts(lineage: Lineage, tmp_path: Path) -> None:
     """Chromium prints the report; pdftotext finds the decision id, every stamp, bound,
-    verdict, the rule verdicts and the chain head in it."""
+    verdict, the rule verdicts and the chain heads in it."""
     doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage)).to_dict()
     bundle = write_bundle(tmp_path / "ev", doc)
     assert bundle.pdf_error is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from dashboards import (
     write_bundle,
 )
 from stampline.cli import app
-from tests.dashboards.conftest import T0, Lineage
+from tests.dashboards.conftest import RULES_SHA, RULES_THEN_SHA, T0, Lineage
 
 runner = CliRunner()
 
@@ -134,8 +135,10 @@ def test_spans_are_value_plus_minus_combined_bound_flagged_when_uncertain(
 def test_rule_verdicts_include_warnings_and_dead_letters_with_reason_and_file_hash(
     lineage: Lineage,
 ) -> None:
-    """A warn verdict and a dead letter each name rule, version, reason and the rule file."""
+    """A warn verdict and a dead letter each name rule, version, reason, the rule file's hash
+    recorded when the verdict was made, and the file given now with whether it is the same."""
     sha = hashlib.sha256(lineage.rules.read_bytes()).hexdigest()
+    assert sha == RULES_SHA != RULES_THEN_SHA
     doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage)).to_dict()
     assert _event(doc, lineage.alpha)["rules"] == {
         "outcome": "forwarded",
@@ -145,11 +148,13 @@ def test_rule_verdicts_include_warnings_and_dead_letters_with_reason_and_file_ha
                 "rule_version": 1,
                 "severity": "warn",
                 "reason": "",
+                "rule_file_sha256": RULES_THEN_SHA,  # the file was edited since
                 "rule_file": {
                     "path": str(lineage.rules),
                     "sha256": sha,
                     "version_now": 1,
                     "same_version": True,
+                    "same_file": False,
                 },
             }
         ],
@@ -162,28 +167,91 @@ def test_rule_verdicts_include_warnings_and_dead_letters_with_reason_and_file_ha
         "error",
     )
     assert verdict["reason"] == "quantity 5000 is above 1000"
+    assert verdict["rule_file_sha256"] == sha
+    assert verdict["rule_file"]["same_file"] is True
     gate = _stamp(dead["events"][0], "gate")
     assert gate["bound_source"] == {"kind": "fallback", "reason": "chronyc not found"}
+    html = render_html(doc)
+    assert RULES_THEN_SHA[:16] in html
 
 
 def test_integrity_proof_names_the_batches_holding_the_rows_and_the_head(
     lineage: Lineage,
 ) -> None:
-    """The proof lists each batch holding a shown row, its digest and link, and the head
-    that a full verification of the store reports."""
+    """The proof lists each ledger entry holding a shown row (its chain, kind, digest and
+    link), and the head of the chain as a full verification of the store reports it."""
     report = lineage.store.verify()
     doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage), report).to_dict()
     proof = doc["integrity"]
-    assert [b["batch"] for b in proof["batches"]] == [1, 2]
+    assert [(b["chain_id"], b["batch"], b["kind"]) for b in proof["batches"]] == [
+        ("local", 1, "observations"),
+        ("local", 2, "observations"),
+    ]
     assert proof["batches"][0]["holds"] == sorted(
         [f"{lineage.alpha}/gate", f"{lineage.charlie}/gate"]
     )
     assert proof["batches"][1]["holds"] == [f"{lineage.decision}/risk"]
     assert proof["batches"][1]["prev_chain"] == proof["batches"][0]["chain"]
-    assert (proof["head_batch"], proof["head"]) == (3, report.head)
-    assert proof["links_to_head"] == {"1": 2, "2": 1}
+    # The dead letter's batch (4) is the newest entry of the one chain of direct writes.
+    assert proof["chains"] == [
+        {
+            "chain_id": "local",
+            "head_batch": 4,
+            "head": report.heads["local"],
+            "expect_head": f"local={report.heads['local']}",
+        }
+    ]
+    assert [b["links_to_head"] for b in proof["batches"]] == [3, 2]
+    assert proof["unledgered"] == []
     assert proof["verified_at_production"]["ok"] is True
-    assert f"--store {lineage.store.path}" in proof["verify_command"]
+    assert proof["verified_at_production"]["chain_heads"] == report.heads
+    assert proof["verify_command"] == (
+        f"stampline audit verify --store {lineage.store.path} --database "
+        f"{lineage.store.database} --expect-head local={report.heads['local']}"
+    )
+
+
+def test_a_dead_lettered_events_proof_holds_its_dead_letter_batch(lineage: Lineage) -> None:
+    """A dead-lettered event's proof names the batch of its observation and the batch of its
+    dead letter, each with the digest and chain value the ledger holds for it."""
+    doc = event_evidence(lineage.store, lineage.dead, _ctx(lineage)).to_dict()
+    batches = doc["integrity"]["batches"]
+    assert [(b["batch"], b["kind"], b["holds"]) for b in batches] == [
+        (3, "observations", [f"{lineage.dead}/gate"]),
+        (4, "dead_letters", [f"{lineage.dead}/dead_letter"]),
+    ]
+    (entry,) = lineage.store.query(
+        "SELECT toString(digest) AS d, toString(chain) AS c, rows FROM {db}.ledger "
+        "WHERE chain_id = 'local' AND seq = 4"
+    )
+    assert (batches[1]["digest"], batches[1]["chain"], batches[1]["rows"]) == (
+        entry["d"],
+        entry["c"],
+        1,
+    )
+    assert batches[1]["links_to_head"] == 0
+
+
+def test_a_shown_row_in_no_ledgered_batch_is_listed_as_unledgered(lineage: Lineage) -> None:
+    """A row slipped in under a batch number its chain never ledgered is shown apart, as
+    vouched for by no chain, and whole-store verification fails on it."""
+    lineage.store._execute(
+        f"INSERT INTO {lineage.store.database}.observations (event_id, stage, received, "
+        f"batch, chain_id) VALUES ('{lineage.alpha}', 'backfill', now64(9), 99, 'local')"
+    )
+    report = lineage.store.verify()
+    doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage), report).to_dict()
+    assert doc["integrity"]["unledgered"] == [
+        {
+            "chain_id": "local",
+            "batch": 99,
+            "kind": "observations",
+            "holds": [f"{lineage.alpha}/backfill"],
+        }
+    ]
+    assert [b["batch"] for b in doc["integrity"]["batches"]] == [1, 2]
+    assert doc["integrity"]["verified_at_production"]["ok"] is False
+    assert "Rows in no ledgered batch" in render_html(doc)
 
 
 def test_a_missing_or_malformed_subject_is_refused(lineage: Lineage) -> None:
@@ -269,26 +337,33 @@ def test_cli_without_chromium_writes_html_and_json_and_says_how_to_get_the_pdf(
     ]
 
 
-def test_cli_head_verifies_on_the_untouched_store_and_fails_after_a_row_changes(
+def test_cli_verify_command_passes_untouched_and_fails_after_a_row_changes(
     lineage: Lineage, tmp_path: Path
 ) -> None:
-    """`audit verify` passes with the evidence's chain head, and fails once a row is changed."""
+    """The report's verify_command, run as it is written, passes on the untouched store and
+    fails once a row is changed; evidence made on the changed trail says so and exits 1."""
     out = tmp_path / "ev"
-    made = _cli(lineage, "--decision", lineage.decision, "--out", str(out), "--no-pdf")
+    made = _cli(lineage, "--decision", lineage.decision, "--out", str(out), "--no-pdf", "--json")
     assert made.exit_code == 0, made.output
-    head = orjson.loads((out / "evidence.json").read_bytes())["integrity"]["head"]
-    args = ["--store", str(lineage.store.path), "--database", lineage.store.database, "--json"]
-    ok = runner.invoke(app, ["audit", "verify", *args])
+    doc = orjson.loads((out / "evidence.json").read_bytes())
+    assert orjson.loads(made.stdout)["chain_heads"] == {
+        "local": doc["integrity"]["chains"][0]["head"]
+    }
+    argv = shlex.split(doc["integrity"]["verify_command"])
+    assert argv[:3] == ["stampline", "audit", "verify"]
+    ok = runner.invoke(app, [*argv[1:], "--json"])
     assert ok.exit_code == 0, ok.output
-    assert orjson.loads(ok.stdout)["chain_head"] == head
+    assert orjson.loads(ok.stdout)["expected_heads"] == [
+        ["local", doc["integrity"]["chains"][0]["head"]]
+    ]
     lineage.store._execute(
         f"ALTER TABLE {lineage.store.database}.observations UPDATE stage_ns = stage_ns - 1 "
         f"WHERE event_id = '{lineage.alpha}' SETTINGS mutations_sync = 2"
     )
-    bad = runner.invoke(app, ["audit", "verify", *args])
+    bad = runner.invoke(app, [*argv[1:], "--json"])
     assert bad.exit_code == 1
     (finding,) = orjson.loads(bad.stdout)["findings"]
-    assert (finding["batch"], finding["problem"]) == (1, "changed")
+    assert (finding["chain"], finding["batch"], finding["problem"]) == ("local", 1, "changed")
     again = _cli(lineage, "--decision", lineage.decision, "--out", str(tmp_path / "b"), "--no-pdf")
     assert again.exit_code == 1, "evidence on a tampered trail says so and exits 1"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,31 @@ class TestHotReload:
         verdict = holder.current.evaluate(raw(quantity=50, seq=2), T0_NS)
         assert (verdict.first.rule_id, verdict.first.rule_version) == ("qty.max", 2)
         assert holder.reloads == 1
+
+    def test_each_rule_set_knows_the_hash_of_the_file_each_rule_came_from(
+        self, path: Path, tmp_path: Path
+    ) -> None:
+        """A rule set maps every (rule, version) to the SHA-256 of the bytes it was loaded
+        from; after an edit the new set has the new file's hash, the old set keeps its own;
+        a rule of another file maps to that file's hash."""
+        other = tmp_path / "other.rules.yaml"
+        write(other, "  - {id: px.pos, version: 1, kind: range, field: price, min: 0}\n")
+        holder = RulesHolder([path, other], interval_s=0)
+        before = holder.current
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        other_sha = hashlib.sha256(other.read_bytes()).hexdigest()
+        assert before.rule_files == {
+            ("qty.max", 1): sha,
+            ("seq.ok", 1): sha,
+            ("px.pos", 1): other_sha,
+        }
+        write(path, V2 + SEQ)
+        after = holder.current
+        new_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert new_sha != sha
+        assert after.rule_files[("qty.max", 2)] == after.rule_files[("seq.ok", 1)] == new_sha
+        assert ("qty.max", 1) not in after.rule_files
+        assert before.rule_files[("seq.ok", 1)] == sha  # a batch in flight keeps its own
 
     def test_in_flight_batch_finishes_under_the_old_rules(self, path: Path) -> None:
         """A rule set taken for a batch keeps judging by the old version after a reload."""
