@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 
 def machine(**extra: Any) -> dict[str, Any]:
@@ -18,3 +22,19 @@ def machine(**extra: Any) -> dict[str, Any]:
         "load_average_1m": round(os.getloadavg()[0], 2),
         **extra,
     }
+
+
+def write_result(name: str, result: dict[str, Any], json_out: bool) -> None:
+    """Write ``bench/results/<name>.json``, print the figures as a table on stderr, and the
+    JSON on stdout with ``--json``."""
+    out = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    results = Path(__file__).with_name("results")
+    results.mkdir(exist_ok=True)
+    (results / f"{name}.json").write_text(out + "\n")
+    for k, v in result.items():
+        if k not in ("machine", "targets"):
+            line = f"{k:32} {v:>14,}" if isinstance(v, int | float) else f"{k:32} {v}"
+            print(line, file=sys.stderr)
+    print(f"machine: {result['machine']}", file=sys.stderr, flush=True)
+    if json_out:
+        print(out)

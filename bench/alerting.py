@@ -53,7 +53,7 @@ from alerting import (  # noqa: E402
     parse_alerts,
 )
 from audit import ChdbStore  # noqa: E402
-from bench._machine import machine  # noqa: E402
+from bench._machine import machine, write_result  # noqa: E402
 from bench.gate import RULES, fill  # noqa: E402
 from collectors import Gate, GateSettings  # noqa: E402
 from rules import RuleSet  # noqa: E402
@@ -288,16 +288,7 @@ def main() -> None:
     result["detector_us_per_1000_rows"] = round(detector_cost(), 1)
     result["alert_state_mb_10k_keys"] = round(state_memory(10_000), 1)
     result["targets"] = {"silence_to_webhook_p99_ms": 1000, "alert_state_mb_10k_keys": 300}
-    out = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
-    results = Path(__file__).with_name("results")
-    results.mkdir(exist_ok=True)
-    (results / "alerting.json").write_text(out + "\n")
-    for k, v in result.items():
-        if k not in ("machine", "targets"):
-            log(f"{k:32} {v:>14,}" if isinstance(v, int | float) else f"{k:32} {v}")
-    log(f"machine: {result['machine']}")
-    if args.json:
-        print(out)
+    write_result("alerting", result, args.json)
 
 
 if __name__ == "__main__":

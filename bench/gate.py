@@ -46,7 +46,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 # package: import from the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench._machine import machine  # noqa: E402
+from bench._machine import machine, write_result  # noqa: E402
 from collectors import (  # noqa: E402
     Gate,
     GateSettings,
@@ -385,16 +385,7 @@ def main() -> None:
         "added_latency_p99_ms": 2.0,
         "rss_mb": 300,
     }
-    out = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
-    results = Path(__file__).with_name("results")
-    results.mkdir(exist_ok=True)
-    (results / "gate.json").write_text(out + "\n")
-    for k, v in result.items():
-        if k not in ("machine", "targets"):
-            log(f"{k:32} {v:>14,}" if isinstance(v, int | float) else f"{k:32} {v}")
-    log(f"machine: {result['machine']}")
-    if args.json:
-        print(out)
+    write_result("gate", result, args.json)
 
 
 if __name__ == "__main__":

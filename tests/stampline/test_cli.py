@@ -156,7 +156,12 @@ def _config(
 
 
 def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
-    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
+    bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    uid: str,
+    tmp_path: Path,
+    store: ChdbStore,
+    chdb_dir: Path,
 ) -> None:
     """`stampline gate` forwards and dead-letters, and on SIGTERM sends its trail to the trail
     topic and exits 0; once recorded, the forwarded event replays."""
@@ -194,22 +199,19 @@ def test_gate_process_runs_until_sigterm_then_flushes_and_exits_cleanly(
     assert "warned 1 (quantity.large 1)" in stderr  # the progress line shows warn verdicts
     assert (len(forwarded), len(dead)) == (30, 2)
     event_id = (forwarded[0].header(H_EVENT_ID) or b"").decode()
-    with ChdbStore(tmp_path / "trail", "stampline") as store:
-        record_until(
-            bootstrap,
-            trail,
-            store,
-            f"{uid}-rec",
-            lambda: store.query("SELECT count() AS n FROM {db}.observations")[0]["n"] >= 32,
-        )
-    replay = subprocess.run(
-        [*STAMPLINE, "replay", event_id, "--store", str(tmp_path / "trail"), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
+    # Recorded into the session's store folder (one chDB folder per process), and replayed by
+    # the CLI in this process for the same reason.
+    record_until(
+        bootstrap,
+        trail,
+        store,
+        f"{uid}-rec",
+        lambda: store.query("SELECT count() AS n FROM {db}.observations")[0]["n"] >= 32,
     )
-    assert replay.returncode == 0, replay.stderr
+    replay = runner.invoke(
+        app, ["replay", event_id, "--store", str(chdb_dir), "--database", store.database, "--json"]
+    )
+    assert replay.exit_code == 0, replay.output
     (event,) = json.loads(replay.stdout)["events"]
     assert event["outcome"] == "forwarded"
     assert event["source"]["topic"] == raw

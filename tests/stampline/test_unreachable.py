@@ -54,23 +54,23 @@ def test_sidecar_on_an_unreachable_broker_says_so_in_one_line(
     assert line.startswith(f"error: {command}: cannot reach Kafka at 127.0.0.1:{closed_port}")
 
 
-def test_gate_on_an_unreachable_clickhouse_says_so_in_one_line(
+def test_recorder_on_an_unreachable_clickhouse_says_so_in_one_line(
     bootstrap: str, write_config: WriteConfig, closed_port: int, uid: str
 ) -> None:
-    """A gate whose ClickHouse URL refuses connections exits 1 naming the URL (the broker is
-    the real one, so the store is the only missing part)."""
+    """The recorder (the store's one writer; the gate never opens the store) whose ClickHouse
+    URL refuses connections exits 1 naming the URL in one line (the broker is the real one,
+    so the store is the only missing part)."""
     path = write_config(
         _config(
             f"bootstrap_servers: '{bootstrap}'",
             f"{{backend: clickhouse, url: 'http://127.0.0.1:{closed_port}'}}",
         ).replace("md.", f"{uid}.")
     )
-    proc = _run("gate", "--config", str(path))
+    proc = _run("recorder", "--config", str(path))
     assert proc.returncode == 1
-    assert _one_error_line(proc.stderr) == (
-        f"error: gate: cannot connect to ClickHouse at http://127.0.0.1:{closed_port}: "
-        "Connection refused"
-    )
+    line = _one_error_line(proc.stderr)
+    assert line.startswith("error: ")
+    assert f"cannot connect to ClickHouse at http://127.0.0.1:{closed_port}" in line
 
 
 def test_a_query_on_an_unreachable_clickhouse_says_so_in_one_line(
