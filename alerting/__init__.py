@@ -15,6 +15,7 @@ from alerting._calendar import (
     read_ical,
     shift,
 )
+from alerting._completeness import CompletenessDetector
 from alerting._definitions import (
     ALERT_ID_PATTERN,
     RTS25_TIERS_NS,
@@ -43,7 +44,15 @@ from alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
 from alerting._dispatch import Dispatcher
 from alerting._durations import duration_ns, prometheus_duration
 from alerting._export import alertmanager_config, expression, prometheus_rules, prometheus_tests
-from alerting._history import read_actions, read_history, write_action, write_history
+from alerting._history import (
+    action_record,
+    read_actions,
+    read_history,
+    read_record,
+    write_action,
+    write_history,
+)
+from alerting._intake import AlertIntake, IntakeResult
 from alerting._learning import DismissalBook, UpdateRates
 from alerting._lifecycle import Lifecycle, Transition, fingerprint
 from alerting._metrics import AlertMetrics
@@ -59,6 +68,7 @@ __all__ = [
     "SEVERITIES",
     "AlertDefinition",
     "AlertDeliveryError",
+    "AlertIntake",
     "AlertMetrics",
     "AlertingError",
     "AlertmanagerClient",
@@ -68,6 +78,7 @@ __all__ = [
     "ClockError",
     "CollectorDown",
     "Completeness",
+    "CompletenessDetector",
     "DefinitionError",
     "DismissalBook",
     "Dispatcher",
@@ -76,6 +87,7 @@ __all__ = [
     "ExpectedProvider",
     "FactsPublisher",
     "FactsSubscriber",
+    "IntakeResult",
     "KeyDetectors",
     "LatencySlo",
     "Lifecycle",
@@ -94,6 +106,7 @@ __all__ = [
     "UpdateRates",
     "WatchTicker",
     "Window",
+    "action_record",
     "alertmanager_config",
     "am_alert",
     "decide_severity",
@@ -111,6 +124,7 @@ __all__ = [
     "read_actions",
     "read_history",
     "read_ical",
+    "read_record",
     "render",
     "shift",
     "suggest",

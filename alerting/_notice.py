@@ -47,6 +47,7 @@ class Notice:
     def to_json(self) -> dict[str, object]:
         t = self.transition
         return {
+            "type": "transition",  # the alerts topic also carries people's actions
             "alert_id": t.alert_id,
             "kind": t.kind,
             "state": t.state,
