@@ -17,10 +17,10 @@ Kinds and their expressions (metric names are the sidecars' and the watch's):
 - ``collector_down``: ``up == 0`` for the sidecars' scrape job.
 - ``sequence_gap``, ``stale``, ``divergence``: judged in-stream by the gates; the rule
   re-publishes ``stampline_alert_firing`` for teams that route everything via Prometheus.
-- ``clock_error``: the clock-error bound each sidecar reports (at start, from its
-  configuration or chrony) above the RTS 25 tier's limit.
-- ``completeness`` has no metric to evaluate yet: not exported (listed in the file's header
-  comment), never a rule that can never fire.
+- ``completeness``: judged by the recorder (it sees every stage); re-published the same way,
+  per provider, venue and stage pair.
+- ``clock_error``: the clock-error bound each sidecar reports (read at start and re-read
+  while it runs, from its configuration or chrony) above the RTS 25 tier's limit.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from alerting._definitions import (
 )
 from alerting._durations import SECOND_NS, prometheus_duration
 
-NOT_EXPORTED = ("completeness",)
-IN_STREAM = ("sequence_gap", "stale", "divergence")
+NOT_EXPORTED: tuple[str, ...] = ()  # every kind has a metric now
+IN_STREAM = ("sequence_gap", "stale", "divergence", "completeness")
 _WEEKDAYS = {
     "mon": "monday",
     "tue": "tuesday",
@@ -67,6 +67,7 @@ _DEFAULT_SUMMARY = {
     "sequence_gap": "{provider}: sequence gap",
     "stale": "{provider}: stale quotes",
     "divergence": "{provider}: diverging prices",
+    "completeness": "{provider}: events lost between {from_stage} and {to_stage}",
 }
 
 
@@ -125,6 +126,8 @@ def expression(d: AlertDefinition) -> str | None:
         return f"max by (host, stage) (stampline_clock_error_bound_seconds) > {limit:g}"
     if d.kind in IN_STREAM:
         keep = ["provider", "venue", *(["instrument"] if d.scope.instrument else [])]
+        if d.kind == "completeness":
+            keep += ["from_stage", "to_stage"]
         sel = _selector(f'alertname="{d.id}"', providers, venues)
         return f"max by ({', '.join(keep)}) (stampline_alert_firing{sel}) > 0"
     return None
@@ -348,7 +351,9 @@ def alertmanager_config(definitions: AlertsFile, receiver: str = "stampline") ->
     collector makes every provider look silent). Replace the empty receiver with yours.
     """
     down = [d.id for d in definitions.alerts if d.kind == "collector_down"]
-    provider_kinds = "provider_silent|sequence_gap|stale|divergence|dlq_rate"
+    # A dead collector makes providers look silent, and a dead tap or stage makes the events
+    # after it look lost: both are held back while it is down.
+    provider_kinds = "provider_silent|sequence_gap|stale|divergence|dlq_rate|completeness"
     routes = []
     intervals = [_time_interval(n, c) for n, c in sorted(definitions.calendars.items())]
     by_venue: dict[str, str] = {}

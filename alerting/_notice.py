@@ -17,6 +17,8 @@ _DEFAULT_SUMMARY = {
     "stale": "{provider}: stale quotes",
     "divergence": "{provider}: price off the other providers' median",
     "dlq_rate": "{provider}: {rate:.1%} dead-lettered by {rule}",
+    "completeness": "{provider}: {lost} of {judged} events lost between {from_stage} and "
+    "{to_stage}",
 }
 
 
