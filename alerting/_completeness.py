@@ -17,7 +17,9 @@ the pair's time moves on by ``idle`` past its newest row: nothing more came, so 
 is judged.
 
 **Judging.** An A sighting waits until the watermark passes its time + ``grace``; seen at B
-by then, it arrived, else it is *lost*. B sightings that come before the A sighting (another
+by then, it arrived, else it is *lost*. Waiting events are judged in arrival order (close
+to time order; one that came out of order waits behind a later one: judged a little late,
+never early), which keeps the cost to about 1 µs per trail row. B sightings that come before the A sighting (another
 partition, read first) are remembered until their A comes or they age out; events judged
 recently are remembered too, so a duplicate A row (a gate re-sending its trail after a
 crash, a tap reading back the gate's stamp) is not judged twice. Dead-lettered events are
@@ -38,9 +40,9 @@ the lifecycles have their cap and TTL.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -74,8 +76,8 @@ class _Pair:
     definitions: list[tuple[Completeness, Lifecycle]]
     bucket: int  # ns of A time per count bucket
     horizon: int  # ns of counts kept behind the judged frontier
-    pending: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (t_a, provider)
-    heap: list[tuple[int, str]] = field(default_factory=list)  # (t_a, id), lazily cleaned
+    # id -> (t_a, provider), in arrival order (close to time order; see ``_judge_all``)
+    pending: OrderedDict[str, tuple[int, str]] = field(default_factory=OrderedDict)
     early: dict[str, int] = field(default_factory=dict)  # seen at B before A: id -> t_b
     done: set[str] = field(default_factory=set)  # judged recently (this generation)
     done_before: set[str] = field(default_factory=set)  # the generation before
@@ -218,65 +220,71 @@ class CompletenessDetector:
                 self._sources[(stage, host)] = _Source(newest, now)
             elif newest > src.newest:
                 src.newest, src.moved = newest, now
-        ids, stages, received, _hosts, providers, outcomes = (
-            rows.column(c).to_pylist() for c in _COLUMNS
-        )
+        stage, outcome = rows.column("stage"), rows.column("outcome")
         for pair in self.pairs:
-            self._take(pair, ids, stages, received, providers, outcomes)
+            a = rows.filter(
+                pc.and_(pc.equal(stage, pair.a), pc.not_equal(outcome, "dead_lettered"))
+            )
+            b = rows.filter(pc.equal(stage, pair.b))
+            self._take(
+                pair,
+                a.column("event_id").to_pylist(),
+                a.column("received").to_pylist(),
+                a.column("provider").to_pylist(),
+                b.column("event_id").to_pylist(),
+                b.column("received").to_pylist(),
+            )
         return self._judge_all()
 
     def _take(
         self,
         pair: _Pair,
-        ids: list[str],
-        stages: list[str],
-        received: list[int],
-        providers: list[str],
-        outcomes: list[str],
+        a_ids: list[str],
+        a_times: list[int],
+        a_providers: list[str],
+        b_ids: list[str],
+        b_times: list[int],
     ) -> None:
-        a, b = pair.a, pair.b
+        """A sightings (dead letters left out), then B sightings, of one table. A first: a
+        table holding both rows of one event (a tap's reading of the gate's stamp beside its
+        own sighting) then matches within itself."""
         pending, early = pair.pending, pair.early
-        # A sightings first: a table holding both rows of one event (a tap's reading of the
-        # gate's stamp beside its own sighting) then matches within itself.
-        for eid, stage, t, provider, outcome in zip(
-            ids, stages, received, providers, outcomes, strict=True
-        ):
-            if stage != a or outcome == "dead_lettered":
-                continue
+        arrived: dict[tuple[str, int], int] = {}  # (provider, bucket) -> events matched
+        matched: list[str] = []
+        bucket = pair.bucket
+        for eid, t, provider in zip(a_ids, a_times, a_providers, strict=True):
             if eid in pending or eid in pair.done or eid in pair.done_before:
                 continue
-            t_b = early.pop(eid, None)
-            if t_b is not None:  # seen at B already: arrived
-                self._count(pair, provider, t, lost=False)
-                self._judged(pair, eid)
+            if early.pop(eid, None) is not None:  # seen at B already: arrived
+                key = (provider, t // bucket)
+                arrived[key] = arrived.get(key, 0) + 1
+                matched.append(eid)
                 continue
             pending[eid] = (t, provider)
-            heapq.heappush(pair.heap, (t, eid))
-            if len(pending) > self.max_pending:
-                self._drop_oldest(pair)
-        for eid, stage, t in zip(ids, stages, received, strict=True):
-            if stage != b:
-                continue
+        while len(pending) > self.max_pending:
+            pending.popitem(last=False)  # the oldest waiting: dropped unjudged, counted
+            self.unjudged += 1
+        for eid, t in zip(b_ids, b_times, strict=True):
             seen = pending.pop(eid, None)
             if seen is not None:
-                self._count(pair, seen[1], seen[0], lost=False)
-                self._judged(pair, eid)
+                key = (seen[1], seen[0] // bucket)
+                arrived[key] = arrived.get(key, 0) + 1
+                matched.append(eid)
             elif eid not in pair.done and eid not in pair.done_before:
                 early[eid] = t
-                if len(early) > self.max_pending:
-                    del early[next(iter(early))]  # the oldest remembered
+        while len(early) > self.max_pending:
+            del early[next(iter(early))]  # the oldest remembered
+        for (provider, k), n in arrived.items():
+            c = pair.counts.setdefault(provider, {}).setdefault(k, [0, 0])
+            c[0] += n
+            pair.judged_total += n
+        self._judged(pair, matched)
 
-    def _judged(self, pair: _Pair, eid: str) -> None:
-        pair.done.add(eid)
+    def _judged(self, pair: _Pair, ids: list[str]) -> None:
+        """Remember judged events (a duplicate sighting later is not judged again)."""
+        pair.done.update(ids)
         if len(pair.done) > self.max_pending:  # bounded like the rest: start a generation
             pair.done_before, pair.done = pair.done, set()
-
-    def _drop_oldest(self, pair: _Pair) -> None:
-        while pair.heap:
-            _t, eid = heapq.heappop(pair.heap)
-            if pair.pending.pop(eid, None) is not None:
-                self.unjudged += 1
-                return
 
     def _count(self, pair: _Pair, provider: str, t_a: int, *, lost: bool) -> None:
         c = pair.counts.setdefault(provider, {}).setdefault(t_a // pair.bucket, [0, 0])
@@ -317,14 +325,17 @@ class CompletenessDetector:
                 continue
             pair.watermark = wm
             frontier = wm - pair.grace
-            heap, pending = pair.heap, pair.pending
-            while heap and heap[0][0] <= frontier:
-                t, eid = heapq.heappop(heap)
-                seen = pending.pop(eid, None)
-                if seen is None:
-                    continue  # arrived (matched) meanwhile
-                self._count(pair, seen[1], t, lost=True)
-                self._judged(pair, eid)
+            # In arrival order, up to the first event not yet due: an event that arrived out
+            # of order waits behind a later one (judged a little late, never early).
+            pending, lost = pair.pending, []
+            while pending:
+                eid, (t, provider) = next(iter(pending.items()))
+                if t > frontier:
+                    break
+                pending.popitem(last=False)
+                self._count(pair, provider, t, lost=True)
+                lost.append(eid)
+            self._judged(pair, lost)
             self._age(pair, wm)
             out += self._sample(pair, frontier)
         return out
