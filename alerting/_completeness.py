@@ -19,11 +19,11 @@ is judged.
 **Judging.** An A sighting waits until the watermark passes its time + ``grace``; seen at B
 by then, it arrived, else it is *lost*. Waiting events are judged in arrival order (close
 to time order; one that came out of order waits behind a later one: judged a little late,
-never early), which keeps the cost to about 1 µs per trail row. B sightings that come before the A sighting (another
-partition, read first) are remembered until their A comes or they age out; events judged
-recently are remembered too, so a duplicate A row (a gate re-sending its trail after a
-crash, a tap reading back the gate's stamp) is not judged twice. Dead-lettered events are
-not expected at B and are ignored.
+never early), which keeps the cost to about 1 µs per trail row. B sightings that come
+before the A sighting (another partition, read first) are remembered until their A comes
+or they age out; events judged recently are remembered too, so a duplicate A row (a gate
+re-sending its trail after a crash, a tap reading back the gate's stamp) is not judged
+twice. Dead-lettered events are not expected at B and are ignored.
 
 **One alert per fault.** Judged events are counted per provider and stage pair in buckets of
 A time; each definition samples, per provider, the lost fraction over its ``window`` ending
