@@ -162,22 +162,31 @@ def for_gate(
         parts.closers.append(publisher.close)
         facts: Any = publisher
     else:
-        parts.watch = watch(parts, metrics, store, config)
+        parts.watch = watch(parts, metrics, store, config, server=False)  # in the gate
         facts = parts.watch.add
     # The bound the clock_error alert reads is the sidecar's own gauge (stampline.wiring).
     parts.detectors = KeyDetectors(
-        definitions, rule_kinds(rules), d, facts, source=source, dismissals=book(store, config)
+        definitions,
+        rule_kinds(rules),
+        d,
+        facts,
+        source=source,
+        # never a ClickHouse server here: a gate must not wait on the store to start
+        dismissals=book(store, config, server=False),
     )
     return parts
 
 
-def reading_store(config: Config) -> Store | None:
-    """The store to *read* while another process may hold it: a ClickHouse server, or the
-    live endpoint of the recorder holding the embedded store; None when neither answers
-    (an embedded store is never opened here: that would keep the recorder out of it)."""
+def reading_store(config: Config, *, server: bool = True) -> Store | None:
+    """The store to *read* while another process may hold it: a ClickHouse server (unless
+    ``server`` is False), or the live endpoint of the recorder holding the embedded store;
+    None when neither answers (an embedded store is never opened here: that would keep the
+    recorder out of it)."""
     s = config.store
     try:
         if s.backend == "clickhouse":
+            if not server:
+                return None
             from stampline.wiring import open_store
 
             return open_store(config, migrate=False)
@@ -188,12 +197,14 @@ def reading_store(config: Config) -> Store | None:
         return None
 
 
-def book(store: Store | None, config: Config | None = None) -> DismissalBook | None:
+def book(
+    store: Store | None, config: Config | None = None, *, server: bool = True
+) -> DismissalBook | None:
     """What people dismissed as expected so far (read once, at start), from ``store`` or,
     without one, from the store another process holds (see :func:`reading_store`). None,
     logged, when no store answers: alerts then fire at their defined severity."""
     if store is None and config is not None:
-        store = reading_store(config)
+        store = reading_store(config, server=server)
     if store is None:
         return None
     try:
@@ -208,8 +219,12 @@ def watch(
     metrics: SidecarMetrics | None,
     store: Store | None = None,
     config: Config | None = None,
+    *,
+    server: bool = True,
 ) -> ProviderWatch:
-    w = ProviderWatch(parts.definitions, parts.dispatcher, dismissals=book(store, config))
+    w = ProviderWatch(
+        parts.definitions, parts.dispatcher, dismissals=book(store, config, server=server)
+    )
     if metrics is not None and parts.dispatcher.metrics is not None:
         parts.dispatcher.metrics.watch_providers(w)
     ticker = WatchTicker(w).start()
