@@ -22,7 +22,9 @@ def gate(config: ConfigOpt = None) -> None:
     Progress goes to stderr every few seconds. `gate.delivery: exactly_once` uses Kafka
     transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
+    from audit import ClockBound
     from collectors import Gate
+    from stampline._clockwatch import refresher_for
     from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
     from stampline.cli._start import one_line_errors
     from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
@@ -59,6 +61,12 @@ def gate(config: ConfigOpt = None) -> None:
         alerting = _alerting(cfg, bootstrap, None, metrics, rules)
         detectors = alerting.detectors if alerting is not None else None
         settings = gate_settings(cfg, bootstrap, metrics)
+        # With chrony the bound moves: its gauge is read again while the gate runs.
+        g = cfg.gate
+        refresher = refresher_for(
+            g.clock_error_source, g.clock_error_ns, g.clock_error_refresh_ns, metrics,
+            settings.stage, ClockBound.from_label(settings.clock_source, settings.clock_err_ns),
+        )  # fmt: skip
         trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
         the_gate = Gate(settings, rules, trail, metrics, detectors)
         err.print(
@@ -83,6 +91,8 @@ def gate(config: ConfigOpt = None) -> None:
         try:
             the_gate.run(stop, on_flush=report)
         finally:
+            if refresher is not None:
+                refresher.stop()
             if alerting is not None:
                 alerting.close()
         s = the_gate.stats
