@@ -7,8 +7,9 @@ sidecar's ``stampline_clock_error_bound_seconds{host, stage}`` gauge follows it:
 ``clock_error`` alert (a Prometheus rule over that gauge) sees an excursion during a run,
 not only the value at start. A configured bound never changes, so it is not re-read.
 
-What the gate stamps on its rows stays the bound read at start (the gate's stamps are fixed
-when it starts); the gauge is the host's current measured bound.
+Each read is also handed to ``on_read``: the gate stamps with the bound from its next batch
+on (``Gate.set_clock_bound``), so its stamps and trail rows carry the bound in force when the
+record was taken in, not the one read at start.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ClockBoundRefresher:
         *,
         first: ClockBound | None = None,
         read: Callable[[ClockSource, int], ClockBound] = read_clock_bound,
+        on_read: Callable[[ClockBound], None] | None = None,
     ) -> None:
         self.source = source
         self.configured_ns = configured_ns
@@ -45,6 +47,7 @@ class ClockBoundRefresher:
         self.reads = 0
         self.last = first
         self._read = read
+        self._on_read = on_read
         self._gauge = metrics.clock_error_bound.labels(socket.gethostname(), stage)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clock-bound", daemon=True)
@@ -65,6 +68,8 @@ class ClockBoundRefresher:
         elif bound.kind != "fallback" and was == "fallback":
             log.info("clock-error bound: chrony answers again bound_ns=%d", bound.bound_ns)
         self._gauge.set(bound.bound_ns / 1e9)
+        if self._on_read is not None:
+            self._on_read(bound)
         self.last = bound
         return bound
 
@@ -92,11 +97,12 @@ def refresher_for(
     metrics: SidecarMetrics,
     stage: str,
     first: ClockBound | None = None,
+    on_read: Callable[[ClockBound], None] | None = None,
 ) -> ClockBoundRefresher | None:
     """A started refresher when the bound can change (chrony, a positive interval), else
     None."""
     if source != "chrony" or interval_ns <= 0:
         return None
     return ClockBoundRefresher(
-        source, configured_ns, metrics, stage, interval_ns / 1e9, first=first
+        source, configured_ns, metrics, stage, interval_ns / 1e9, first=first, on_read=on_read
     ).start()

@@ -61,14 +61,16 @@ def gate(config: ConfigOpt = None) -> None:
         alerting = _alerting(cfg, bootstrap, None, metrics, rules)
         detectors = alerting.detectors if alerting is not None else None
         settings = gate_settings(cfg, bootstrap, metrics)
-        # With chrony the bound moves: its gauge is read again while the gate runs.
+        trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
+        the_gate = Gate(settings, rules, trail, metrics, detectors)
+        # With chrony the bound moves: it is read again while the gate runs, and both its
+        # gauge and the gate's stamps follow it.
         g = cfg.gate
         refresher = refresher_for(
             g.clock_error_source, g.clock_error_ns, g.clock_error_refresh_ns, metrics,
             settings.stage, ClockBound.from_label(settings.clock_source, settings.clock_err_ns),
+            on_read=lambda b: the_gate.set_clock_bound(b.bound_ns, b.label()),
         )  # fmt: skip
-        trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
-        the_gate = Gate(settings, rules, trail, metrics, detectors)
         err.print(
             f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
             f"/ {cfg.topics.dead_letter}; trail → {cfg.topics.trail}",

@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors import SidecarMetrics
+from collectors import H_CLOCK_ERR, H_STAMP, SidecarMetrics
 from stampline._clockwatch import refresher_for
 from stampline.config import load_config
 from stampline.demo import rules_file
 from stampline.wiring import gate_settings
 from tests.alerting.conftest import free_port
+from tests.collectors.test_gate import js, quote
+from tests.helpers import produce, read_all
 
 CALM = "0.000010000 seconds fast"  # 10 µs + 50 µs dispersion + 200/2 µs delay = 160 µs
 EXCURSION = "0.002000000 seconds slow"  # 2 ms + 150 µs = 2.15 ms: past RTS 25's 1 ms
@@ -151,7 +153,8 @@ def test_a_running_gate_serves_the_refreshed_bound(
     tmp_path: Path, chronyc: tuple[Path, Path], bootstrap: str, uid: str
 ) -> None:
     """`stampline gate` with chrony: its /metrics shows 160 µs, then 2.15 ms after chrony's
-    answer changes, without a restart."""
+    answer changes, without a restart; the records it stamps follow (err= and the clock-error
+    header of a record taken in after the change carry 2.15 ms)."""
     folder, answer = chronyc
     port = free_port()
     path = config(
@@ -180,10 +183,22 @@ def test_a_running_gate_serves_the_refreshed_bound(
                       re.MULTILINE)  # fmt: skip
         return float(m.group(1)) if m else None
 
+    def stamped_err(seq: int) -> tuple[bytes | None, bytes]:
+        """Feed one quote; its forwarded copy's clock-error header and the gate stamp's err=."""
+        produce(bootstrap, f"{uid}.raw", [(None, js(quote("alpha", seq)))])
+        until(lambda: len(read_all(bootstrap, f"{uid}.clean", idle_s=0.1)) >= seq, "a forward")
+        rec = read_all(bootstrap, f"{uid}.clean", seq, idle_s=0.1)[-1]
+        (stamp,) = rec.header_all(H_STAMP)
+        err = re.search(rb";err=(\d+);", stamp or b"")
+        assert err is not None, stamp
+        return rec.header(H_CLOCK_ERR), err.group(1)
+
     try:
         until(lambda: scraped() == pytest.approx(160e-6), "the start bound on /metrics", 90)
+        assert stamped_err(1) == (b"160000", b"160000")
         answer.write_text(tracking(EXCURSION))
         until(lambda: scraped() == pytest.approx(2.15e-3), "the excursion on /metrics", 30)
+        assert stamped_err(2) == (b"2150000", b"2150000")
     finally:
         gate.send_signal(signal.SIGTERM)
         _out, err = gate.communicate(timeout=90)
