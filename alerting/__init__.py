@@ -16,6 +16,7 @@ from alerting._calendar import (
     read_ical,
     shift,
 )
+from alerting._completeness import CompletenessDetector
 from alerting._definitions import (
     ALERT_ID_PATTERN,
     RTS25_TIERS_NS,
@@ -57,7 +58,15 @@ from alerting._export import (
     summary_template,
     venue_sessions,
 )
-from alerting._history import read_actions, read_history, write_action, write_history
+from alerting._history import (
+    action_record,
+    read_actions,
+    read_history,
+    read_record,
+    write_action,
+    write_history,
+)
+from alerting._intake import AlertIntake, IntakeResult
 from alerting._learning import DismissalBook, UpdateRates
 from alerting._lifecycle import Lifecycle, Transition, fingerprint
 from alerting._metrics import AlertMetrics
@@ -76,6 +85,7 @@ __all__ = [
     "SEVERITIES",
     "AlertDefinition",
     "AlertDeliveryError",
+    "AlertIntake",
     "AlertMetrics",
     "AlertingError",
     "AlertmanagerClient",
@@ -85,6 +95,7 @@ __all__ = [
     "ClockError",
     "CollectorDown",
     "Completeness",
+    "CompletenessDetector",
     "DefinitionError",
     "DismissalBook",
     "Dispatcher",
@@ -93,6 +104,7 @@ __all__ = [
     "ExpectedProvider",
     "FactsPublisher",
     "FactsSubscriber",
+    "IntakeResult",
     "KeyDetectors",
     "LatencySlo",
     "Lifecycle",
@@ -112,6 +124,7 @@ __all__ = [
     "UpdateRates",
     "WatchTicker",
     "Window",
+    "action_record",
     "alertmanager_config",
     "am_alert",
     "decide_severity",
@@ -129,6 +142,7 @@ __all__ = [
     "read_actions",
     "read_history",
     "read_ical",
+    "read_record",
     "render",
     "session_intervals",
     "shift",

@@ -256,19 +256,31 @@ class DlqRate(_Alert):
 
 
 class Completeness(_Alert):
-    """Events lost between two stages: the fraction seen at ``from_stage`` and missing at
-    ``to_stage`` over ``window``."""
+    """Events lost between two stages: seen at ``from_stage`` and not at ``to_stage`` within
+    ``grace`` (of the ``from_stage`` sighting, in event time); fires while the lost fraction
+    of a provider's events over ``window`` is above ``threshold``. Judged by the recorder,
+    which sees every stage's trail rows."""
 
     kind: Literal["completeness"]
     from_stage: str = Field(pattern=NAME_PATTERN)
     to_stage: str = Field(pattern=NAME_PATTERN)
-    threshold: float = Field(gt=0, le=1)
+    threshold: float = Field(gt=0, le=1, description="fraction of the events, e.g. 0.001")
     window_ns: int = Field(default=300_000_000_000, alias="window")
+    grace_ns: int = Field(default=5_000_000_000, alias="grace")
 
-    @field_validator("window_ns", mode="before")
+    @field_validator("window_ns", "grace_ns", mode="before")
     @classmethod
     def _d(cls, v: Any) -> int:
-        return _dur(v)
+        ns = _dur(v)
+        if ns <= 0:
+            raise ValueError("must be more than 0")
+        return ns
+
+    @model_validator(mode="after")
+    def _two_stages(self) -> Completeness:
+        if self.from_stage == self.to_stage:
+            raise ValueError("from_stage and to_stage must differ")
+        return self
 
 
 class ClockError(_Alert):

@@ -10,9 +10,11 @@ Where each kind is detected, so that one fault raises one alert whatever the num
   absent from one gate's partitions is not silent. Each gate hands a compact per-batch
   summary (:class:`ProviderFacts`) to one aggregation point, :class:`~alerting.ProviderWatch`
   (in process for a single gate; over the facts topic for several).
-- Store- and Prometheus-derived kinds (``latency_slo``, ``completeness``, ``clock_error``,
-  ``trail_lag``, ``collector_down``) are exported as Prometheus rules, evaluated by
-  Prometheus over every sidecar's metrics at once.
+- ``completeness`` needs every stage's rows: the recorder judges it
+  (:class:`~alerting.CompletenessDetector`).
+- Prometheus-derived kinds (``latency_slo``, ``clock_error``, ``trail_lag``,
+  ``collector_down``) are exported as Prometheus rules, evaluated by Prometheus over every
+  sidecar's metrics at once.
 """
 
 from __future__ import annotations

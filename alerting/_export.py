@@ -17,10 +17,10 @@ Kinds and their expressions (metric names are the sidecars' and the watch's):
 - ``collector_down``: ``up == 0`` for the sidecars' scrape job.
 - ``sequence_gap``, ``stale``, ``divergence``: judged in-stream by the gates; the rule
   re-publishes ``stampline_alert_firing`` for teams that route everything via Prometheus.
-- ``clock_error``: the clock-error bound each sidecar reports (at start, from its
-  configuration or chrony) above the RTS 25 tier's limit.
-- ``completeness`` has no metric to evaluate yet: not exported (listed in the file's header
-  comment), never a rule that can never fire.
+- ``completeness``: judged by the recorder (it sees every stage); re-published the same way,
+  per provider, venue and stage pair.
+- ``clock_error``: the clock-error bound each sidecar reports (read at start and re-read
+  while it runs, from its configuration or chrony) above the RTS 25 tier's limit.
 
 The PromQL is built once per definition (:func:`signal`: the value, its threshold, the
 session it is judged in) and the routing constants are shared: ``dashboards`` renders
@@ -49,11 +49,19 @@ from alerting._definitions import (
 )
 from alerting._durations import SECOND_NS, prometheus_duration
 
-NOT_EXPORTED = ("completeness",)
-IN_STREAM = ("sequence_gap", "stale", "divergence")
-# Provider-level kinds: inhibited while a collector is down (it makes every provider look
-# silent), and routed by venue.
-PROVIDER_KINDS = ("provider_silent", "sequence_gap", "stale", "divergence", "dlq_rate")
+NOT_EXPORTED: tuple[str, ...] = ()  # every kind has a metric now
+IN_STREAM = ("sequence_gap", "stale", "divergence", "completeness")
+# Provider-level kinds: inhibited while a collector is down (a dead collector makes providers
+# look silent, and a dead tap or stage makes the events after it look lost), and routed by
+# venue.
+PROVIDER_KINDS = (
+    "provider_silent",
+    "sequence_gap",
+    "stale",
+    "divergence",
+    "dlq_rate",
+    "completeness",
+)
 # How notifications are grouped and timed, for Alertmanager and Grafana's policy tree alike.
 GROUP_BY = ("alertname", "provider", "venue")
 ROUTE_TIMING = {
@@ -82,6 +90,7 @@ _DEFAULT_SUMMARY = {
     "sequence_gap": "{provider}: sequence gap",
     "stale": "{provider}: stale quotes",
     "divergence": "{provider}: diverging prices",
+    "completeness": "{provider}: events lost between {from_stage} and {to_stage}",
 }
 
 
@@ -187,6 +196,8 @@ def signal(d: AlertDefinition) -> PromSignal | None:
         )
     if d.kind in IN_STREAM:
         keep = ("provider", "venue", *(("instrument",) if d.scope.instrument else ()))
+        if d.kind == "completeness":
+            keep += ("from_stage", "to_stage")
         sel = _selector(f'alertname="{d.id}"', providers, venues)
         return PromSignal(
             f"max by ({', '.join(keep)}) (stampline_alert_firing{sel})", ">", keep, threshold=0

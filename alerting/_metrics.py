@@ -21,7 +21,17 @@ from alerting._durations import SECOND_NS
 from alerting._notice import Notice
 from alerting._watch import ProviderWatch
 
-FIRING_LABELS = ("alertname", "kind", "severity", "provider", "venue", "instrument", "rule")
+FIRING_LABELS = (
+    "alertname",
+    "kind",
+    "severity",
+    "provider",
+    "venue",
+    "instrument",
+    "rule",
+    "from_stage",  # completeness: the stage pair the events were lost between
+    "to_stage",
+)
 
 
 class AlertMetrics:

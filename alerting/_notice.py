@@ -17,6 +17,8 @@ _DEFAULT_SUMMARY = {
     "stale": "{provider}: stale quotes",
     "divergence": "{provider}: price off the other providers' median",
     "dlq_rate": "{provider}: {rate:.1%} dead-lettered by {rule}",
+    "completeness": "{provider}: {lost} of {judged} events lost between {from_stage} and "
+    "{to_stage}",
 }
 
 
@@ -47,6 +49,7 @@ class Notice:
     def to_json(self) -> dict[str, object]:
         t = self.transition
         return {
+            "type": "transition",  # the alerts topic also carries people's actions
             "alert_id": t.alert_id,
             "kind": t.kind,
             "state": t.state,

@@ -59,7 +59,8 @@ class ReadOnlyError(StoreError):
 
 
 def code_outside_quotes(sql: str) -> str:
-    """``sql`` with string literals, quoted names and comments blanked out (same length)."""
+    """``sql`` with string literals and quoted names replaced by ``_`` and comments blanked
+    out (same length). A literal is never blank: a statement ending in one keeps its end."""
     out = []
     i, n = 0, len(sql)
     while i < n:
@@ -68,7 +69,7 @@ def code_outside_quotes(sql: str) -> str:
             j = i + 1
             while j < n and sql[j] != c:
                 j += 2 if sql[j] == "\\" else 1
-            out.append(" " * (min(j, n - 1) - i + 1))
+            out.append("_" * (min(j, n - 1) - i + 1))
             i = j + 1
         elif sql.startswith("--", i) or c == "#":
             j = sql.find("\n", i)

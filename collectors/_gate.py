@@ -190,6 +190,23 @@ class _Batch:
     warnings: dict[int, tuple[Failure, ...]]
     # (rule id, version) -> SHA-256 of its rule file, of the rule set judging this batch
     rule_files: Mapping[tuple[str, int], str]
+    clock: _Clock  # the clock-error bound when the batch was taken in
+
+
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    """The stamping host's clock-error bound, its source, and the stamp parts made of it:
+    replaced whole (one assignment) when the bound is read again, read once per batch."""
+
+    err_ns: int
+    source: str
+    stamp_tail: bytes  # ";err=NS;host=HOST"
+    err_header: tuple[str, bytes]
+
+    @classmethod
+    def of(cls, err_ns: int, source: str, host: str) -> _Clock:
+        tail = f";err={err_ns};host={host}".encode("ascii", "replace")
+        return cls(err_ns, source, tail, (H_CLOCK_ERR, str(err_ns).encode()))
 
 
 @dataclass(slots=True)
@@ -224,11 +241,8 @@ class Gate:
         self._rows = TrailRows()
         # The constant parts of the stamp headers, encoded once.
         self._stamp_head = f"stage={settings.stage};in=".encode("ascii", "replace")
-        self._stamp_tail = f";err={settings.clock_err_ns};host={settings.host}".encode(
-            "ascii", "replace"
-        )
+        self._clock = _Clock.of(settings.clock_err_ns, settings.clock_source, settings.host)
         self._version_header = (H_VERSION, str(CONTRACT_VERSION).encode())
-        self._err_header = (H_CLOCK_ERR, str(settings.clock_err_ns).encode())
         # Span ids of new traceparents: random, and drawn per batch without a system call per
         # record (one that releases the GIL waits for it again behind the other threads).
         self._span_rng = np.random.default_rng(int.from_bytes(os.urandom(16), "big"))
@@ -648,6 +662,7 @@ class Gate:
             rejects=rejects,
             warnings=warnings,
             rule_files=rules.rule_files,
+            clock=self._clock,
         )
         first = len(self._rows)
         for i, m in enumerate(good):
@@ -711,7 +726,7 @@ class Gate:
             row_received, row_emitted = written.stamp.received_ns, written.stamp.emitted_ns
             if prior is None:
                 ingested = row_received
-        stamp_text = b.stamp_head + str(row_emitted).encode() + self._stamp_tail
+        stamp_text = b.stamp_head + str(row_emitted).encode() + b.clock.stamp_tail
         if prior is not None:
             stamp_headers: list[tuple[str, Any]] = [(H_STAMP, stamp_text)]
         else:  # a new event gets the whole contract, in contract order
@@ -720,7 +735,7 @@ class Gate:
                 (H_EVENT_ID, event_id.encode()),
                 (H_ORIGIN, str(origin).encode()),
                 b.ingest_header,
-                self._err_header,
+                b.clock.err_header,
                 (H_TRACEPARENT, b.trace_text[i * 55 : i * 55 + 55]),
                 (H_STAMP, stamp_text),
             ]
@@ -750,7 +765,7 @@ class Gate:
             prev[1],
             origin,
             ingested,
-            s.clock_err_ns,
+            b.clock.err_ns,
             prev[2],
             s.host,
             topic,
@@ -810,7 +825,7 @@ class Gate:
                 for rid, ver in dict.fromkeys(named)
                 if (rid, ver) in b.rule_files
             )
-        row += (s.clock_source, "" if dead else flags, hashes)
+        row += (b.clock.source, "" if dead else flags, hashes)
         self._rows.rows.append(tuple(row))
 
     def _refuse_size(self, key: bytes | None, headers: Headers | None) -> Failure | None:
@@ -877,9 +892,9 @@ class Gate:
         self._rows.rows.append(
             (
                 *(event_id, s.stage, "", b.received, time.time_ns(), 0, 0, b.received),
-                *(s.clock_err_ns, 0, s.host, topic, partition, offset, b.broker_ms[i]),
+                *(b.clock.err_ns, 0, s.host, topic, partition, offset, b.broker_ms[i]),
                 *(provider, "", -1, nan, "dead_lettered", failure.rule_id, failure.rule_version),
-                *("", AUTHORITY_STAMPER, s.clock_source, "", ""),
+                *("", AUTHORITY_STAMPER, b.clock.source, "", ""),
             )
         )
 
@@ -957,6 +972,12 @@ class Gate:
                 self.metrics.store_errors.inc()
         self.stats.dead_lettered[failure.rule_id] += 1
         self._dead_row(m, failure, event_id, received, provider)
+
+    def set_clock_bound(self, err_ns: int, source: str) -> None:
+        """Stamp with this clock-error bound from the next batch on (the bound was read again,
+        e.g. from chrony; see stampline/_clockwatch.py). Safe from another thread."""
+        if (err_ns, source) != (self._clock.err_ns, self._clock.source):
+            self._clock = _Clock.of(err_ns, source, self.settings.host)
 
     def _dead_row(
         self,

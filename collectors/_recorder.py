@@ -17,6 +17,15 @@
 - **Chain heads leave the database**: every ``heads_interval_s`` the head of each chain it
   owns goes to the log and to ``heads_topic`` (JSON), so ``audit verify --expect-head`` has
   something outside the database to check against.
+- **The alerts topic too** (``alerts_topic``, with an ``alerts`` writer): alert transitions
+  and people's actions reach the store through the same consumer, commits and retries,
+  exactly once per alerts message (the writer skips what a partition already wrote). An
+  unreadable alerts message becomes a dead letter (rule ``alerts.format``) chained per alerts
+  partition. The writer and the trail observers are handed in by the caller (the shell wires
+  ``alerting``'s), so this module imports nothing of alerting.
+- **Trail observers** (``observers``) see every observations table once it is written (the
+  recorder sees every stage's rows: the completeness detector runs there), and ``tick``
+  when the trail is quiet. An observer that fails is logged and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -48,6 +58,28 @@ from collectors._trailtopic import DEFAULT_TRAIL_TOPIC
 log = logging.getLogger("stampline.recorder")
 
 TRAIL_FORMAT_RULE = ("trail.format", 1)
+ALERTS_FORMAT_RULE = ("alerts.format", 1)
+
+TopicPartition_ = tuple[str, int]  # (topic, partition): the trail's and the alerts topic's
+
+
+class AlertsWriterLike(Protocol):
+    """Writes alerts-topic messages to the store (``alerting.AlertIntake``)."""
+
+    def forget(self, src: str) -> None: ...
+
+    def write(self, src: str, messages: Sequence[tuple[int, bytes | None]]) -> Any:
+        """Returns an object with ``history``, ``actions``, ``skipped`` (ints) and
+        ``unreadable`` (a list of (offset, reason))."""
+        ...
+
+
+class TrailObserver(Protocol):
+    """Sees the observations the recorder wrote (``alerting.CompletenessDetector``)."""
+
+    def observe_table(self, table: pa.Table) -> None: ...
+
+    def tick(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +94,7 @@ class RecorderSettings:
     poll_timeout_s: float = 0.2
     retry_initial_s: float = 0.1
     retry_max_s: float = 5.0
+    alerts_topic: str | None = None  # also write this topic's alert history (with ``alerts``)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +120,11 @@ class RecorderStats:
     retries: int = 0
     heads_published: int = 0
     lag_s: float = 0.0
+    alerts_history: int = 0  # alert transitions written from the alerts topic
+    alerts_actions: int = 0  # people's actions written from the alerts topic
+    alerts_skipped: int = 0  # alerts messages found already written (a re-read)
+    alerts_rejected: int = 0  # unreadable alerts messages, kept as dead letters
+    observer_errors: int = 0
 
 
 class RecorderMetrics:
@@ -132,23 +170,37 @@ class Recorder:
     """Writes trail messages to ``store`` until ``stop`` is set."""
 
     def __init__(
-        self, settings: RecorderSettings, store: Store, metrics: RecorderMetrics | None = None
+        self,
+        settings: RecorderSettings,
+        store: Store,
+        metrics: RecorderMetrics | None = None,
+        *,
+        alerts: AlertsWriterLike | None = None,
+        observers: Sequence[TrailObserver] = (),
     ) -> None:
+        if settings.alerts_topic and alerts is None:
+            raise ValueError("alerts_topic needs an alerts writer (alerting.AlertIntake)")
         self.settings = settings
         self.store = store
         self.metrics = metrics
+        self.alerts = alerts if settings.alerts_topic else None
+        self.observers = list(observers)
         self.stats = RecorderStats()
         self.ready = threading.Event()  # set once partitions are assigned
         self.heads: dict[str, ChainHead] = {}  # chains this recorder owns, as last written
-        self._assigned: set[int] = set()
-        self._written: dict[int, int] = {}  # partition -> next offset to commit
+        self._assigned: set[TopicPartition_] = set()
+        self._written: dict[TopicPartition_, int] = {}  # -> next offset to commit
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._paused = False
         self._last_heads = 0.0
 
-    def chain_id(self, partition: int) -> str:
-        return f"{self.settings.trail_topic}/{partition}"
+    def chain_id(self, partition: int, topic: str | None = None) -> str:
+        return f"{topic or self.settings.trail_topic}/{partition}"
+
+    def _topics(self) -> list[str]:
+        s = self.settings
+        return [s.trail_topic, *([s.alerts_topic] if s.alerts_topic else [])]
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
@@ -161,8 +213,8 @@ class Recorder:
         )
         if s.heads_topic:
             self._producer = Producer(producer_config(s.bootstrap_servers, s.producer))
-        consumer.subscribe([s.trail_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        log.info("recorder started topic=%s group=%s", s.trail_topic, s.group_id)
+        consumer.subscribe(self._topics(), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("recorder started topics=%s group=%s", ",".join(self._topics()), s.group_id)
         pending: list[Message] = []
         try:
             while not stop.is_set():
@@ -170,6 +222,7 @@ class Recorder:
                     pending = take(consumer, s.consume_batch, s.poll_timeout_s)
                     if not pending:
                         self._caught_up()
+                        self._tick_observers()
                         self._maybe_publish_heads()
                         continue
                 pending = self._write_all(pending, stop)
@@ -197,17 +250,22 @@ class Recorder:
         ledger entry per kind and group, so a store insert carries many messages' rows).
         A partition revoked meanwhile, or ``stop`` while retrying, leaves the rest
         uncommitted: its owner (or this recorder after a restart) reads it again."""
-        by_partition: dict[int, list[Message]] = {}
+        by_partition: dict[TopicPartition_, list[Message]] = {}
         for m in messages:
             if m.error() is not None:
                 at = where(m.topic(), m.partition(), m.offset())
                 log.warning("consume error %s: %s", at, m.error())
                 continue
-            by_partition.setdefault(m.partition() or 0, []).append(m)
+            by_partition.setdefault((m.topic() or "", m.partition() or 0), []).append(m)
         cap = self.settings.max_batch_rows
-        for partition, msgs in by_partition.items():
+        for tp, msgs in by_partition.items():
+            if tp[0] != self.settings.trail_topic:
+                if tp in self._assigned and self._write_alerts_retrying(tp, msgs, stop):
+                    self._written[tp] = (msgs[-1].offset() or 0) + 1
+                continue
+            partition = tp[1]
             i = 0
-            while i < len(msgs) and partition in self._assigned and not stop.is_set():
+            while i < len(msgs) and tp in self._assigned and not stop.is_set():
                 group: list[_Decoded] = []
                 rows = 0
                 while i < len(msgs) and (not group or rows < cap):
@@ -216,7 +274,7 @@ class Recorder:
                     i += 1
                 if not self._write_retrying(partition, group, stop):
                     break
-                self._written[partition] = group[-1].offset + 1
+                self._written[tp] = group[-1].offset + 1
         self._set_paused(False)
         return []
 
@@ -255,7 +313,7 @@ class Recorder:
                 self._note_lag(partition, group[0].broker_ms)
                 self._wait_polling(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
-                if stop.is_set() or partition not in self._assigned:
+                if stop.is_set() or (self.settings.trail_topic, partition) not in self._assigned:
                     return False
 
     def _write(self, partition: int, group: list[_Decoded]) -> None:
@@ -279,7 +337,78 @@ class Recorder:
             head = written if written is not None else self.store.chain_head(chain_id)
             self.heads[chain_id] = head
             self._count(kind, items, table.num_rows)
+            if kind == "observations":
+                self._observe(table)
         self.heads[chain_id] = head
+
+    # ------------------------------------------------------------------ alerts topic
+
+    def _write_alerts_retrying(
+        self, tp: TopicPartition_, msgs: list[Message], stop: threading.Event
+    ) -> bool:
+        """Write one alerts partition's messages; retried like the trail, never dropped."""
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                self._write_alerts(tp, msgs)
+                return True
+            except Exception as exc:  # a store error: retry, never drop
+                self.heads.pop(self.chain_id(tp[1], tp[0]), None)
+                self.stats.retries += 1
+                if self.metrics is not None:
+                    self.metrics.store_errors.inc()
+                log.warning(
+                    "store write failed for %s[%d]@%d..%d, retrying in %.2fs: %s",
+                    tp[0], tp[1], msgs[0].offset(), msgs[-1].offset(), delay, exc,
+                )  # fmt: skip
+                self._wait_polling(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+                if stop.is_set() or tp not in self._assigned:
+                    return False
+
+    def _write_alerts(self, tp: TopicPartition_, msgs: list[Message]) -> None:
+        assert self.alerts is not None
+        src = self.chain_id(tp[1], tp[0])
+        got = self.alerts.write(src, [(m.offset() or 0, m.value()) for m in msgs])
+        self.stats.alerts_history += got.history
+        self.stats.alerts_actions += got.actions
+        self.stats.alerts_skipped += got.skipped
+        if not got.unreadable:
+            return
+        # Unreadable: kept as dead letters of the alerts topic, chained per alerts partition
+        # (the chain's own offsets make a re-read skip them).
+        by_offset = {m.offset() or 0: m for m in msgs}
+        head = self.heads.get(src) or self.store.chain_head(src)
+        for offset, reason in got.unreadable:
+            if head.written("dead_letters", offset):
+                continue
+            table = self._rejected(by_offset[offset], reason, ALERTS_FORMAT_RULE)
+            self.store.write_batch(
+                "dead_letters", table, chain_id=src, source_offset=offset, head=head
+            )
+            head = self.store.written_head(src) or self.store.chain_head(src)
+            self.heads[src] = head
+            self.stats.alerts_rejected += 1
+            if self.metrics is not None:
+                self.metrics.rejected.inc()
+
+    # ------------------------------------------------------------------ observers
+
+    def _observe(self, table: pa.Table) -> None:
+        for o in self.observers:
+            try:
+                o.observe_table(table)
+            except Exception:  # detection must never stop the store's writer
+                self.stats.observer_errors += 1
+                log.exception("trail observer failed on a batch")
+
+    def _tick_observers(self) -> None:
+        for o in self.observers:
+            try:
+                o.tick()
+            except Exception:
+                self.stats.observer_errors += 1
+                log.exception("trail observer failed on a tick")
 
     def _count(self, kind: str, items: list[_Decoded], rows: int) -> None:
         self.stats.messages += len(items)
@@ -294,9 +423,12 @@ class Recorder:
             self.metrics.messages.inc(len(items))
             self.metrics.rows.labels(kind).inc(rows)
 
-    def _rejected(self, m: Message, reason: str) -> Any:
+    def _rejected(self, m: Message, reason: str, rule: tuple[str, int] = TRAIL_FORMAT_RULE) -> Any:
         log.error(
-            "unreadable trail message %s: %s", where(m.topic(), m.partition(), m.offset()), reason
+            "unreadable %s message %s: %s",
+            "trail" if rule == TRAIL_FORMAT_RULE else "alerts",
+            where(m.topic(), m.partition(), m.offset()),
+            reason,
         )
         topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
         return dead_letter_table(
@@ -308,8 +440,8 @@ class Recorder:
                     partition=partition,
                     offset=offset,
                     provider="",
-                    rule_id=TRAIL_FORMAT_RULE[0],
-                    rule_version=TRAIL_FORMAT_RULE[1],
+                    rule_id=rule[0],
+                    rule_version=rule[1],
                     reason=reason,
                     value=m.value() or b"",
                 )
@@ -325,7 +457,7 @@ class Recorder:
         until = time.monotonic() + seconds
         while time.monotonic() < until:
             m = self._consumer.poll(min(0.1, max(0.0, until - time.monotonic())))
-            if m is not None and m.error() is None and (m.partition() or 0) in self._assigned:
+            if m is not None and m.error() is None and (m.topic(), m.partition()) in self._assigned:
                 # Not ours to keep yet: rewind so it comes again after the write in hand.
                 self._consumer.seek(
                     TopicPartition(m.topic() or "", m.partition() or 0, m.offset() or 0)
@@ -346,11 +478,8 @@ class Recorder:
     def _commit(self) -> None:
         if not self._written or self._consumer is None:
             return
-        offsets = [
-            TopicPartition(self.settings.trail_topic, p, o)
-            for p, o in self._written.items()
-            if p in self._assigned
-        ]
+        written = self._written.items()
+        offsets = [TopicPartition(*tp, o) for tp, o in written if tp in self._assigned]
         self._written.clear()
         if offsets:
             self._consumer.commit(offsets=offsets, asynchronous=False)
@@ -359,19 +488,28 @@ class Recorder:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._assigned.add(tp.partition)
+            self._assigned.add((tp.topic, tp.partition))
             # Another recorder may have written this chain meanwhile: read its head afresh.
-            self.heads.pop(self.chain_id(tp.partition), None)
+            self._forget(tp)
         if self._paused:
             _consumer.pause(partitions)
-        log.info("recorder assigned partitions=%s", sorted(self._assigned))
+        log.info(
+            "recorder assigned partitions=%s",
+            ",".join(f"{t}[{p}]" for t, p in sorted(self._assigned)),
+        )
         self.ready.set()
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
         for tp in partitions:
-            self._assigned.discard(tp.partition)
-            self.heads.pop(self.chain_id(tp.partition), None)
+            self._assigned.discard((tp.topic, tp.partition))
+            self._forget(tp)
+
+    def _forget(self, tp: TopicPartition) -> None:
+        chain = self.chain_id(tp.partition, tp.topic)
+        self.heads.pop(chain, None)
+        if self.alerts is not None and tp.topic == self.settings.alerts_topic:
+            self.alerts.forget(chain)
 
     # ------------------------------------------------------------------ lag and heads
 
@@ -385,8 +523,9 @@ class Recorder:
     def _caught_up(self) -> None:
         self.stats.lag_s = 0.0
         if self.metrics is not None:
-            for p in self._assigned:
-                self.metrics.lag_seconds.labels(str(p)).set(0)
+            for t, p in self._assigned:
+                if t == self.settings.trail_topic:
+                    self.metrics.lag_seconds.labels(str(p)).set(0)
 
     def _on_stats(self, raw: str) -> None:
         assert self.metrics is not None

@@ -80,7 +80,11 @@ EXEC_ERR_STATE = "Error"
 # (group, evaluation interval, kinds): Grafana's intervals are multiples of 10 s.
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("providers", "10s", ("provider_silent", "sequence_gap", "stale", "divergence", "dlq_rate")),
-    ("pipeline", "30s", ("latency_slo", "trail_lag", "collector_down", "clock_error")),
+    (
+        "pipeline",
+        "30s",
+        ("latency_slo", "completeness", "trail_lag", "collector_down", "clock_error"),
+    ),
 )
 
 # What "no series at all" means, per kind.
@@ -98,6 +102,7 @@ NO_DATA: dict[str, str] = {
     "stale": "OK",
     "divergence": "OK",
     "dlq_rate": "OK",
+    "completeness": "OK",  # the recorder's firing gauge: a series only while events are lost
     # Metrics of running sidecars: none means no sidecar runs, which collector_down reports.
     "latency_slo": "OK",
     "trail_lag": "OK",
@@ -112,6 +117,7 @@ PANELS: dict[str, tuple[str, str]] = {
     "divergence": (_providers.UID, _providers.RATIO.panel),
     "dlq_rate": (_providers.UID, _providers.DEAD.panel),
     "latency_slo": (_hotspots.UID, _hotspots.HOLD.panel),
+    "completeness": (_hotspots.UID, _hotspots.HOTSPOTS.panel),
     "trail_lag": (_hotspots.UID, _hotspots.PROMETHEUS_PANELS[2][0]),
     "collector_down": (_hotspots.UID, _hotspots.PROMETHEUS_PANELS[0][0]),
     "clock_error": (_compliance.UID, _compliance.BOUND.panel),
@@ -403,6 +409,7 @@ def _investigate(d: AlertDefinition, definitions: AlertsFile) -> str:
             "per provider: stampline providers compare --since 1h"
         ),
         "latency_slo": "stampline hotspots --since 15m",
+        "completeness": "stampline completeness --since 1h",
         "trail_lag": "stampline completeness --since 15m",
         "collector_down": "stampline completeness --since 15m",
         "clock_error": "stampline evidence --period FROM..TO --host {{ $labels.host }}"

@@ -1,15 +1,27 @@
-"""Alerting wired from a configuration: detectors for a gate, the provider watch, delivery."""
+"""Alerting wired from a configuration: detectors for a gate, the provider watch, delivery,
+and the recorder's part (the alerts topic into the store, the completeness detector).
+
+Where alert history reaches the store: with ``alerting.topic`` set, every process sends its
+transitions to the topic and the recorder (the store's one writer) writes them, exactly once
+per message; no process writes history directly. Without a topic, a process that holds a
+store writes its own history (a single-process deployment, tests, the demo).
+"""
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from alerting import (
+    AlertIntake,
     AlertmanagerClient,
     AlertMetrics,
     AlertsFile,
+    Completeness,
+    CompletenessDetector,
     DismissalBook,
     Dispatcher,
     FactsPublisher,
@@ -19,10 +31,12 @@ from alerting import (
     WatchTicker,
     load_alerts,
 )
-from audit import Store
-from collectors import SidecarMetrics
+from audit import AuditError, LiveStore, Store, find_live
+from collectors import RecorderMetrics, SidecarMetrics
 from rules import RuleSet, RulesHolder
 from stampline.config import Config
+
+log = logging.getLogger("stampline.alerting")
 
 
 @dataclass
@@ -51,16 +65,21 @@ def dispatcher(
     definitions: AlertsFile,
     bootstrap: str | None,
     store: Store | None,
-    metrics: SidecarMetrics | None,
+    metrics: SidecarMetrics | RecorderMetrics | None,
     source: str,
 ) -> tuple[Dispatcher, list[Any]]:
+    """Delivery as configured. With an alerts topic, history goes to the store only through
+    the topic (the recorder writes it), so ``store`` is not written here."""
     a = config.alerting
     closers: list[Any] = []
     topic = None
     if a.topic and bootstrap:
+        store = None
         from confluent_kafka import Producer
 
-        producer = Producer({"bootstrap.servers": bootstrap, **config.broker.client})
+        from collectors import producer_config
+
+        producer = Producer(producer_config(bootstrap, config.broker.client))
         topic = (producer, a.topic)
         closers.append(lambda: producer.flush(5))
     am = AlertmanagerClient(a.alertmanager_url) if a.alertmanager_url else None
@@ -75,6 +94,50 @@ def dispatcher(
         resend_s=a.resend_interval_ns / 1e9,
     )
     return d, closers
+
+
+@dataclass
+class RecorderAlerting:
+    """What the recorder runs for alerting: the alerts topic's writer and the detectors
+    that need every stage's rows."""
+
+    intake: AlertIntake | None = None
+    completeness: CompletenessDetector | None = None
+    dispatcher: Dispatcher | None = None
+    closers: list[Any] = field(default_factory=list)
+
+    @property
+    def observers(self) -> list[CompletenessDetector]:
+        return [self.completeness] if self.completeness is not None else []
+
+    def close(self) -> None:
+        for c in reversed(self.closers):
+            c()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+
+
+def for_recorder(
+    config: Config, bootstrap: str, store: Store, metrics: RecorderMetrics | None
+) -> RecorderAlerting:
+    """The recorder's alerting: it writes the alerts topic (``alerting.topic``) into the
+    store, and judges the ``completeness`` definitions.
+
+    Raises:
+        DefinitionError: the definitions file is not usable.
+    """
+    a = config.alerting
+    parts = RecorderAlerting(intake=AlertIntake(store) if a.topic else None)
+    if a.definitions is None:
+        return parts
+    definitions = load_alerts(a.definitions)
+    if not any(isinstance(d, Completeness) for d in definitions.alerts):
+        return parts
+    source = f"recorder@{socket.gethostname()}"
+    d, closers = dispatcher(config, definitions, bootstrap, store, metrics, source)
+    parts.dispatcher, parts.closers = d, closers
+    parts.completeness = CompletenessDetector(definitions, d, dismissals=book(store))
+    return parts
 
 
 def for_gate(
@@ -99,24 +162,69 @@ def for_gate(
         parts.closers.append(publisher.close)
         facts: Any = publisher
     else:
-        parts.watch = watch(parts, metrics, store)
+        parts.watch = watch(parts, metrics, store, config, server=False)  # in the gate
         facts = parts.watch.add
     # The bound the clock_error alert reads is the sidecar's own gauge (stampline.wiring).
     parts.detectors = KeyDetectors(
-        definitions, rule_kinds(rules), d, facts, source=source, dismissals=book(store)
+        definitions,
+        rule_kinds(rules),
+        d,
+        facts,
+        source=source,
+        # never a ClickHouse server here: a gate must not wait on the store to start
+        dismissals=book(store, config, server=False),
     )
     return parts
 
 
-def book(store: Store | None) -> DismissalBook | None:
-    """What people dismissed as expected so far (read once, at start)."""
-    return DismissalBook.from_store(store) if store is not None else None
+def reading_store(config: Config, *, server: bool = True) -> Store | None:
+    """The store to *read* while another process may hold it: a ClickHouse server (unless
+    ``server`` is False), or the live endpoint of the recorder holding the embedded store;
+    None when neither answers (an embedded store is never opened here: that would keep the
+    recorder out of it)."""
+    s = config.store
+    try:
+        if s.backend == "clickhouse":
+            if not server:
+                return None
+            from stampline.wiring import open_store
+
+            return open_store(config, migrate=False)
+        live = find_live(Path(s.path))
+        return LiveStore(live["url"], s.database) if live is not None else None
+    except AuditError as exc:
+        log.warning("store not readable: %s", exc)
+        return None
+
+
+def book(
+    store: Store | None, config: Config | None = None, *, server: bool = True
+) -> DismissalBook | None:
+    """What people dismissed as expected so far (read once, at start), from ``store`` or,
+    without one, from the store another process holds (see :func:`reading_store`). None,
+    logged, when no store answers: alerts then fire at their defined severity."""
+    if store is None and config is not None:
+        store = reading_store(config, server=server)
+    if store is None:
+        return None
+    try:
+        return DismissalBook.from_store(store)
+    except AuditError as exc:
+        log.warning("dismissals not read (alerts fire at their defined severity): %s", exc)
+        return None
 
 
 def watch(
-    parts: AlertingParts, metrics: SidecarMetrics | None, store: Store | None = None
+    parts: AlertingParts,
+    metrics: SidecarMetrics | None,
+    store: Store | None = None,
+    config: Config | None = None,
+    *,
+    server: bool = True,
 ) -> ProviderWatch:
-    w = ProviderWatch(parts.definitions, parts.dispatcher, dismissals=book(store))
+    w = ProviderWatch(
+        parts.definitions, parts.dispatcher, dismissals=book(store, config, server=server)
+    )
     if metrics is not None and parts.dispatcher.metrics is not None:
         parts.dispatcher.metrics.watch_providers(w)
     ticker = WatchTicker(w).start()
@@ -134,7 +242,7 @@ def for_watch(
     definitions = load_alerts(a.definitions)
     d, closers = dispatcher(config, definitions, bootstrap, store, metrics, "watch")
     parts = AlertingParts(definitions, d, closers=closers)
-    parts.watch = watch(parts, metrics, store)
+    parts.watch = watch(parts, metrics, store, config)
     sub = FactsSubscriber(bootstrap, a.facts_topic, parts.watch, dict(config.broker.client))
     sub.start()
     parts.closers.append(sub.stop)

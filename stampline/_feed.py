@@ -1,8 +1,10 @@
 """A synthetic market-data feed with known faults, for the demo and the tests.
 
 Providers quote the same instruments, numbered per provider and instrument. Injected:
-one provider goes silent for a stretch, one runs with a skewed clock, and bad records of
-nine kinds arrive, each with the rule id that must dead-letter it.
+one provider goes silent for a stretch, one runs with a skewed clock, one skips sequence
+numbers on one instrument, one quotes one instrument far off the others for a stretch (a
+sustained divergence) and another for a single round (a spike, which must not alert), and
+bad records of ten kinds arrive, each with the rule id that must dead-letter it.
 """
 
 from __future__ import annotations
@@ -35,10 +37,17 @@ class FeedPlan:
     rounds: int = 40
     round_interval_s: float = 0.05
     silent_provider: str = "bravo"
-    # [from, to) rounds with nothing from it: 25 rounds of 50 ms, past the 1 s gap default.
-    silent_rounds: tuple[int, int] = (10, 35)
+    # [from, to) rounds with nothing from it: 12 rounds of 50 ms, past the demo's 500 ms gap.
+    silent_rounds: tuple[int, int] = (10, 22)
     skewed_provider: str = "charlie"
     skew_ms: int = 250  # its clock runs ahead: origin later than truth
+    # (provider, instrument index, round, numbers skipped): a sequence gap; None for none
+    gap: tuple[str, int, int, int] | None = ("charlie", 5, 15, 3)
+    # (provider, instrument index, from round, to round): prices 10% off the others' for
+    # [from, to), 8 rounds (400 ms): longer than the divergence rule's sustain
+    divergence: tuple[str, int, int, int] | None = ("alpha", 10, 25, 33)
+    # (provider, instrument index, round): one price 10% off, one round only
+    spike: tuple[str, int, int] | None = ("alpha", 20, 27)
     bad_per_kind: int = 2
     max_message_bytes: int = 16_384
     seed: int = 7
@@ -74,9 +83,13 @@ def generate(
             # sequence rule and `stampline completeness` key them by default).
             slot = f"{provider}/{instrument}"
             seq = state.get(slot, 0)
+            if plan.gap is not None and (provider, i, round_no) == plan.gap[:3]:
+                seq += plan.gap[3]  # numbers the provider never sent
             state[slot] = seq + 1
             origin = now_ms + (plan.skew_ms if provider == plan.skewed_provider else 0)
             mid = 100 + i + rng.random()
+            if _off(plan, provider, i, round_no):
+                mid *= 1.10
             event = {
                 "provider": provider,
                 "instrument": instrument,
@@ -95,16 +108,32 @@ def generate(
             )
 
 
+def _off(plan: FeedPlan, provider: str, i: int, round_no: int) -> bool:
+    """Whether this quote is priced off the others' (the divergence or the spike)."""
+    d, s = plan.divergence, plan.spike
+    return (d is not None and (provider, i) == d[:2] and d[2] <= round_no < d[3]) or (
+        s is not None and (provider, i, round_no) == s
+    )
+
+
+def faulty_keys(plan: FeedPlan) -> set[tuple[str, int]]:
+    """(provider, instrument index) of the gap, the divergence and the spike."""
+    return {f[:2] for f in (plan.gap, plan.divergence, plan.spike) if f is not None}
+
+
 def plan_bad_slots(plan: FeedPlan, rng: random.Random) -> dict[tuple[int, str, int], str]:
-    """Where each bad record goes: (round, provider, instrument index) -> kind."""
+    """Where each bad record goes: (round, provider, instrument index) -> kind. Never on a
+    key that carries another fault (a bad record there would change what that fault shows)."""
     slots: dict[tuple[int, str, int], str] = {}
     lo, hi = plan.silent_rounds
+    busy = faulty_keys(plan)
     candidates = [
         (r, p, i)
         for r in range(2, plan.rounds)
         for p in plan.providers
         if not (p == plan.silent_provider and lo <= r < hi)
         for i in range(plan.instruments)
+        if (p, i) not in busy
     ]
     picks = rng.sample(candidates, plan.bad_per_kind * len(BAD_KINDS))
     for n, slot in enumerate(picks):

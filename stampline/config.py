@@ -73,6 +73,7 @@ _DURATION_BOUNDS: dict[str, tuple[int, int]] = {
     "rollups_ns": (3600 * _S, 100 * 365 * 86_400 * _S),
     "flush_interval_ns": (0, 3600 * _S),
     "clock_error_ns": (0, 60 * _S),
+    "clock_error_refresh_ns": (0, 86_400 * _S),
     "allowed_lateness_ns": (0, 7 * 86_400 * _S),
     "reload_interval_ns": (0, 86_400 * _S),
 }
@@ -233,6 +234,9 @@ class GateConfig(_Section):
     clock_error_ns: int = Field(default=1_000_000, alias="clock_error")
     # "chrony": read the bound from `chronyc tracking`, falling back to clock_error.
     clock_error_source: Literal["configured", "chrony"] = "configured"
+    # With chrony: how often the bound is read again while the gate runs (its gauge, which the
+    # clock_error alert judges); 0 reads it once, at start.
+    clock_error_refresh_ns: int = Field(default=30 * _S, alias="clock_error_refresh")
     delivery: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",
         description="exactly_once: Kafka transactions (needs a broker that implements them)",
@@ -241,7 +245,9 @@ class GateConfig(_Section):
     queue_batches: int = Field(default=4, ge=1, le=1000)
     allowed_lateness_ns: int = Field(default=5_000_000_000, alias="allowed_lateness")
 
-    @field_validator("clock_error_ns", "allowed_lateness_ns", mode="before")
+    @field_validator(
+        "clock_error_ns", "clock_error_refresh_ns", "allowed_lateness_ns", mode="before"
+    )
     @classmethod
     def _clock(cls, v: Any, info: ValidationInfo) -> int:
         return _duration(v, info.field_name)

@@ -60,6 +60,12 @@ def rules_file() -> Path:
     return Path(str(resources.files("stampline").joinpath("data", "market_data.rules.yaml")))
 
 
+def stateful_rules_file() -> Path:
+    """The demo's sequence and divergence rules (warn only), whose verdicts raise its
+    sequence-gap and divergence alerts."""
+    return Path(str(resources.files("stampline").joinpath("data", "demo_stateful.rules.yaml")))
+
+
 @dataclass(frozen=True, slots=True)
 class Injected:
     """A bad record the feed sent on purpose, where it landed, and the rule that must catch it."""
@@ -241,8 +247,11 @@ def run_demo(
             prepare_store_dir(Path(store).resolve())
             store = stack.enter_context(ChdbStore(Path(store).resolve(), database))
         say(f"store (chDB) at {store.path}, database {store.database}")
-        rules = RuleSet.load([rules_file()], Extraction(max_message_bytes=plan.max_message_bytes))
-        alerts = _DemoAlerts(plan, store)
+        rules = RuleSet.load(
+            [rules_file(), stateful_rules_file()],
+            Extraction(max_message_bytes=plan.max_message_bytes),
+        )
+        alerts = _DemoAlerts(plan, store, rules)
         gate = Gate(
             GateSettings(
                 bootstrap,
@@ -349,24 +358,31 @@ def produce_feed(
         DemoError: the broker did not take every record.
     """
     return _produce_feed(bootstrap, topic, plan, progress or (lambda _m: None))
+
+
 class _DemoAlerts:
     """The demo's alerting: every feed provider registered, judged on the feed's own event
     time (so a busy machine's processing lag is not mistaken for silence), history in the
-    store."""
+    store. A silent provider, a sequence gap and a sustained divergence each raise one alert;
+    the one-round price spike raises none (the divergence rule's sustain)."""
 
     MAX_GAP = "500ms"  # ten rounds; the skewed provider's clock runs 250 ms ahead
+    ALERTS = (
+        "  - {id: provider.silent, kind: provider_silent, severity: critical}\n"
+        # a gap of one is a record the gate dead-lettered itself (the feed's bad records)
+        "  - {id: sequence.gap, kind: sequence_gap, min_missing: 2, scope: {instrument: true}}\n"
+        "  - {id: price.divergence, kind: divergence, scope: {instrument: true}}\n"
+    )
 
-    def __init__(self, plan: FeedPlan, store: ChdbStore) -> None:
+    def __init__(self, plan: FeedPlan, store: ChdbStore, rules: RuleSet) -> None:
         registry = "\n".join(
             f"  - {{provider: {p}, venue: DEMO, max_gap: {self.MAX_GAP}}}" for p in plan.providers
         )
-        definitions = parse_alerts(
-            f"version: 1\nproviders:\n{registry}\nalerts:\n"
-            "  - {id: provider.silent, kind: provider_silent, severity: critical}\n"
-        )
+        definitions = parse_alerts(f"version: 1\nproviders:\n{registry}\nalerts:\n{self.ALERTS}")
         self.dispatcher = Dispatcher(definitions, store=store, source="demo")
         self.watch = ProviderWatch(definitions, self.dispatcher, event_clock=True)
-        self.detectors = KeyDetectors(definitions, {}, self.dispatcher, self.watch.add)
+        kinds = {r.id: r.kind for r in rules.rules}
+        self.detectors = KeyDetectors(definitions, kinds, self.dispatcher, self.watch.add)
 
     def listed(self) -> list[dict[str, Any]]:
         """One entry per alert instance: id, kind, labels, fired_at, resolved_at (UTC ISO)."""

@@ -1,15 +1,23 @@
 """`stampline alerts ...`: check definitions, list the history, export Prometheus and
-Alertmanager files, run the provider watch, snooze / unsnooze / dismiss."""
+Alertmanager files, run the provider watch, snooze / unsnooze / dismiss.
+
+People's actions are recorded in the store. While a recorder holds an embedded store (it
+serves it read-only), an action goes to the alerts topic instead, and the recorder (the
+store's one writer) writes it; the command waits a little to see it written.
+"""
 
 from __future__ import annotations
 
 import getpass
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 import typer
 from rich.table import Table
 
@@ -18,6 +26,7 @@ from alerting import (
     AlertmanagerClient,
     AlertsFile,
     DefinitionError,
+    action_record,
     alertmanager_config,
     duration_ns,
     load_alerts,
@@ -28,7 +37,7 @@ from alerting import (
     suggest,
     write_action,
 )
-from audit import AuditError
+from audit import AuditError, LiveStore, Store
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -112,6 +121,87 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
+@contextmanager
+def _opened(
+    store: Path | None, database: str | None, config: Path | None, failing: str
+) -> Iterator[Store]:
+    """The store to read or record in (a live recorder's, read-only, when one holds it); a
+    store error anywhere inside exits with ``failing: <the error>``."""
+    try:
+        with open_store_for_query(store, database, config) as st:
+            yield st
+    except AuditError as exc:
+        fail(f"{failing}: {exc}")
+
+
+_SEEN_TIMEOUT_S = 10.0
+
+
+def _record_in(st: Store, config: Path | None, action: dict[str, Any]) -> str:
+    """Record ``action`` (the keywords of ``write_action``): directly in a store this
+    process may write, else through the alerts topic to the recorder holding it. Returns
+    how: ``store``, ``recorder`` (written by it) or ``alerts_topic`` (sent, not yet seen)."""
+    if not isinstance(st, LiveStore):
+        write_action(st, **action)
+        return "store"
+    if config is None and not os.environ.get("STAMPLINE_CONFIG"):
+        fail(
+            "the store is held by a running recorder (read-only here): pass --config FILE "
+            "with alerting.topic, which the recorder writes into the store"
+        )
+    try:
+        cfg = load_config(config_path(config))
+    except ConfigError as exc:
+        fail(str(exc))
+    topic, bootstrap = cfg.alerting.topic, cfg.broker.bootstrap_servers
+    if topic is None or bootstrap is None or cfg.broker.embedded:
+        fail(
+            "the store is held by a running recorder (read-only here), and actions reach it "
+            "only through alerting.topic on a shared broker: set alerting.topic and "
+            "broker.bootstrap_servers"
+        )
+    from confluent_kafka import KafkaException, Producer
+
+    from collectors import producer_config
+
+    where: list[tuple[int, int]] = []
+    errors: list[str] = []
+
+    def delivered(error: Any, msg: Any) -> None:
+        if error is not None:
+            errors.append(str(error))
+        else:
+            where.append((msg.partition(), msg.offset()))
+
+    record = action_record(**action)
+    try:
+        producer = Producer(producer_config(bootstrap, cfg.broker.client))
+        key = (record["fingerprint"] or record["silence_id"] or record["action"]).encode()
+        producer.produce(topic, orjson.dumps(record), key, on_delivery=delivered)
+        left = producer.flush(10)
+    except (KafkaException, BufferError) as exc:
+        fail(f"the action could not be sent to {topic}: {exc}")
+    if left or errors or not where:
+        fail(f"the action could not be sent to {topic}: {errors[:1] or 'no acknowledgement'}")
+    partition, offset = where[0]
+    deadline = time.monotonic() + _SEEN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        (row,) = st.query(
+            "SELECT count() AS n FROM {db}.alert_actions "
+            "WHERE src = {src:String} AND src_offset = {o:Int64}",
+            {"src": f"{topic}/{partition}", "o": offset},
+        )
+        if int(row["n"]):
+            return "recorder"
+        time.sleep(0.1)
+    err.print(
+        f"warning: sent to {topic}[{partition}]@{offset}; the recorder has not written it "
+        f"yet (it will when it catches up)",
+        highlight=False,
+    )
+    return "alerts_topic"
+
+
 @alerts_app.command("check")
 def check(definitions: DefsOpt = None, config: ConfigOpt = None, json: JsonOpt = False) -> None:
     """Validate alert definitions; errors name file:line, key and the bad value (exit 1)."""
@@ -145,11 +235,8 @@ def list_alerts(
 ) -> None:
     """The alert history: every transition (pending, firing, resolved), oldest first."""
     start = _since(since)
-    try:
-        with open_store_for_query(store, database, config) as st:
-            rows = read_history(st, start, limit, alert)
-    except AuditError as exc:
-        fail(f"the store could not answer: {exc}")
+    with _opened(store, database, config, "the store could not answer") as st:
+        rows = read_history(st, start, limit, alert)
     if json:
         emit_json({"alerts": rows})
         return
@@ -230,17 +317,13 @@ def _matchers(alert: str | None, match: list[str] | None) -> dict[str, str]:
     return matchers
 
 
-def _record(store: Path | None, database: str | None, config: Path | None, **action: Any) -> bool:
-    """Record an action in the store; False (with a warning) when there is no store."""
+def _record(store: Path | None, database: str | None, config: Path | None, **action: Any) -> str:
+    """Record an action (see :func:`_record_in`); ``""`` (with a warning) without a store."""
     if store is None and config is None and not os.environ.get("STAMPLINE_CONFIG"):
         err.print("warning: no --store or --config: the action is not recorded in the history")
-        return False
-    try:
-        with open_store_for_query(store, database, config) as st:
-            write_action(st, **action)
-    except AuditError as exc:
-        fail(f"the store refused the record: {exc}")
-    return True
+        return ""
+    with _opened(store, database, config, "the store refused the record") as st:
+        return _record_in(st, config, action)
 
 
 @alerts_app.command("snooze")
@@ -275,12 +358,12 @@ def snooze(
         )
     except AlertDeliveryError as exc:
         fail(str(exc))
-    recorded = _record(
+    via = _record(
         store, database, config, at_ns=now, action="snooze", alert_id=alert or "",
         matchers=matchers, until_ns=now + length, by=who, reason=reason, silence_id=silence_id,
     )  # fmt: skip
     result = {"silence_id": silence_id, "until": _iso(now + length), "matchers": matchers,
-              "by": who, "recorded": recorded}  # fmt: skip
+              "by": who, "recorded": via in ("store", "recorder"), "recorded_via": via}  # fmt: skip
     if json:
         emit_json(result)
         return
@@ -304,12 +387,13 @@ def unsnooze(
     except AlertDeliveryError as exc:
         fail(str(exc))
     now = time.time_ns()
-    recorded = _record(
+    via = _record(
         store, database, config, at_ns=now, action="unsnooze", until_ns=now,
         by=by or getpass.getuser(), reason=reason, silence_id=silence_id,
     )  # fmt: skip
     if json:
-        emit_json({"silence_id": silence_id, "expired": True, "recorded": recorded})
+        emit_json({"silence_id": silence_id, "expired": True,
+                   "recorded": via in ("store", "recorder"), "recorded_via": via})  # fmt: skip
         return
     out.print(f"silence {(silence_id)} expired", highlight=False)
 
@@ -331,28 +415,27 @@ def dismiss(
     """Dismiss an alert instance with a verdict. A pattern dismissed as expected
     `dismissals.downgrade_after` times is downgraded one severity level (not on a volatile
     market); nothing changes thresholds."""
-    try:
-        with open_store_for_query(store, database, config) as st:
-            found = st.query(
-                "SELECT alert_id FROM {db}.alert_history WHERE fingerprint = {f:String} LIMIT 1",
-                {"f": fingerprint},
-            )
-            if not found:
-                fail(f"no alert instance {fingerprint!r} in the history (see `alerts list`)")
-            write_action(
-                st, at_ns=time.time_ns(), action="dismiss", alert_id=found[0]["alert_id"],
-                fingerprint=fingerprint, by=by or getpass.getuser(), reason=reason,
-                verdict=as_,
-            )  # fmt: skip
-            count = st.query(
-                "SELECT count() AS n FROM {db}.alert_actions WHERE action = 'dismiss' "
-                "AND fingerprint = {f:String} AND verdict = 'expected'",
-                {"f": fingerprint},
-            )[0]["n"]
-    except AuditError as exc:
-        fail(f"the store could not answer: {exc}")
+    with _opened(store, database, config, "the store could not answer") as st:
+        found = st.query(
+            "SELECT alert_id FROM {db}.alert_history WHERE fingerprint = {f:String} LIMIT 1",
+            {"f": fingerprint},
+        )
+        if not found:
+            fail(f"no alert instance {fingerprint!r} in the history (see `alerts list`)")
+        via = _record_in(
+            st, config, {"at_ns": time.time_ns(), "action": "dismiss",
+                         "alert_id": found[0]["alert_id"], "fingerprint": fingerprint,
+                         "by": by or getpass.getuser(), "reason": reason, "verdict": as_},
+        )  # fmt: skip
+        # (parameters, not literals: a live endpoint cuts a query's trailing string literal)
+        count = st.query(
+            "SELECT count() AS n FROM {db}.alert_actions WHERE action = {a:String} "
+            "AND fingerprint = {f:String} AND verdict = {v:String}",
+            {"a": "dismiss", "f": fingerprint, "v": "expected"},
+        )[0]["n"]
     if json:
-        emit_json({"fingerprint": fingerprint, "verdict": as_, "dismissed_as_expected": count})
+        emit_json({"fingerprint": fingerprint, "verdict": as_, "dismissed_as_expected": count,
+                   "recorded_via": via})  # fmt: skip
         return
     out.print(f"dismissed {(fingerprint)} as {as_} ({count} time(s) as expected)",
               highlight=False)  # fmt: skip
@@ -373,11 +456,8 @@ def tune(
     never changes a definition."""
     parsed = _definitions(definitions, config)
     start = _since(since)
-    try:
-        with open_store_for_query(store, database, config) as st:
-            found = suggest(parsed, read_history(st, start, 1_000_000), read_actions(st, start))
-    except AuditError as exc:
-        fail(f"the store could not answer: {exc!s}")
+    with _opened(store, database, config, "the store could not answer") as st:
+        found = suggest(parsed, read_history(st, start, 1_000_000), read_actions(st, start))
     if json:
         emit_json({"suggestions": [s.to_dict() for s in found]})
         return
@@ -423,6 +503,15 @@ def watch_cmd(config: ConfigOpt = None) -> None:
     if cfg.metrics.enabled:
         metrics.serve()
     try:
+        if a.topic:
+            # The history goes through the alerts topic to the recorder: this process only
+            # reads the store (dismissals), and never opens one the recorder must hold.
+            parts = for_watch(cfg, cfg.broker.bootstrap_servers, None, metrics)
+            err.print(f"alerts watch: facts from {a.facts_topic}, alerts to {a.topic}",
+                      highlight=False)  # fmt: skip
+            stop.wait()
+            parts.close()
+            return
         with open_store(cfg) as store:
             parts = for_watch(cfg, cfg.broker.bootstrap_servers, store, metrics)
             err.print(f"alerts watch: facts from {(a.facts_topic)}", highlight=False)

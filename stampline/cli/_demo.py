@@ -25,9 +25,10 @@ def demo(
     """Run a synthetic market-data feed through the whole pipeline on embedded parts.
 
     Starts an embedded broker and store, feeds 3 providers × 50 instruments with injected
-    faults (a silent provider, bad records of ten kinds, a latency spike, clock skew)
-    through the gate and a decision stage built with the SDK, then prints a summary and
-    the command that replays one decision.
+    faults (a silent provider, a sequence gap, a sustained price divergence and a one-round
+    price spike, bad records of ten kinds, a latency spike, clock skew) through the gate and
+    a decision stage built with the SDK, then prints a summary — with the alerts raised and
+    resolved (the spike raises none) — and the command that replays one decision.
     """
     from stampline._feed import FeedPlan
     from stampline.broker import BrokerError

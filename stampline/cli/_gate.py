@@ -22,7 +22,9 @@ def gate(config: ConfigOpt = None) -> None:
     Progress goes to stderr every few seconds. `gate.delivery: exactly_once` uses Kafka
     transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
+    from audit import ClockBound
     from collectors import Gate
+    from stampline._clockwatch import refresher_for
     from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
     from stampline.cli._start import one_line_errors
     from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
@@ -61,6 +63,14 @@ def gate(config: ConfigOpt = None) -> None:
         settings = gate_settings(cfg, bootstrap, metrics)
         trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
         the_gate = Gate(settings, rules, trail, metrics, detectors)
+        # With chrony the bound moves: it is read again while the gate runs, and both its
+        # gauge and the gate's stamps follow it.
+        g = cfg.gate
+        refresher = refresher_for(
+            g.clock_error_source, g.clock_error_ns, g.clock_error_refresh_ns, metrics,
+            settings.stage, ClockBound.from_label(settings.clock_source, settings.clock_err_ns),
+            on_read=lambda b: the_gate.set_clock_bound(b.bound_ns, b.label()),
+        )  # fmt: skip
         err.print(
             f"gate: {', '.join(cfg.topics.raw)} at {bootstrap} → {cfg.topics.clean} "
             f"/ {cfg.topics.dead_letter}; trail → {cfg.topics.trail}",
@@ -83,6 +93,8 @@ def gate(config: ConfigOpt = None) -> None:
         try:
             the_gate.run(stop, on_flush=report)
         finally:
+            if refresher is not None:
+                refresher.stop()
             if alerting is not None:
                 alerting.close()
         s = the_gate.stats

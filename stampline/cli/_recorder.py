@@ -27,8 +27,17 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     On the embedded store (chDB) it also serves read-only live queries on 127.0.0.1
     (`recorder.query_port`): `replay`, `hotspots`, `audit verify` … given the same `--store`
     or `--config` find it and read through it while it runs.
+
+    With `alerting.topic` set it also writes the alerts topic (every process's alert
+    transitions, and the snoozes and dismissals `stampline alerts` sends while the store is
+    held) into the store's alert history, exactly once per message. With `completeness`
+    definitions in `alerting.definitions` it judges events lost between stages.
     """
+    import dataclasses
+
+    from alerting import DefinitionError
     from collectors import Recorder, RecorderMetrics
+    from stampline._alerts import for_recorder
     from stampline.broker import EmbeddedBroker, ensure_topics
     from stampline.wiring import open_store, recorder_settings
 
@@ -47,18 +56,35 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
+        alerts_topic = cfg.alerting.topic
         if cfg.topics.create_missing:
             ensure_topics(
-                bootstrap, [cfg.topics.trail, cfg.topics.trail_heads], cfg.topics.partitions
+                bootstrap,
+                [
+                    cfg.topics.trail,
+                    cfg.topics.trail_heads,
+                    *([alerts_topic] if alerts_topic else []),
+                ],
+                cfg.topics.partitions,
             )
         try:
             store = open_store(cfg)
         except AuditError as exc:
             fail(str(exc))
+        try:
+            alerting = for_recorder(cfg, bootstrap, store, metrics)
+        except DefinitionError as exc:
+            store.close()
+            fail(f"alerting.definitions is not usable:\n{exc}")
         with store, _live_endpoint(cfg, store) as live:
             if live is not None:
                 err.print(f"recorder: live read-only queries on {live.url}", highlight=False)
-            the_recorder = Recorder(recorder_settings(cfg, bootstrap), store, metrics)
+            settings = dataclasses.replace(
+                recorder_settings(cfg, bootstrap), alerts_topic=alerts_topic
+            )
+            the_recorder = Recorder(
+                settings, store, metrics, alerts=alerting.intake, observers=alerting.observers
+            )
             where = cfg.store.url if cfg.store.backend == "clickhouse" else cfg.store.path
             err.print(
                 f"recorder: {cfg.topics.trail} at {bootstrap} → {cfg.store.backend} {where}",
@@ -66,7 +92,10 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             )
             progress = threading.Thread(target=_progress, args=(the_recorder, stop), daemon=True)
             progress.start()
-            the_recorder.run(stop)
+            try:
+                the_recorder.run(stop)
+            finally:
+                alerting.close()
     s = the_recorder.stats
     if json_out:
         emit_json(
@@ -77,6 +106,10 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                 "skipped": s.skipped,
                 "rejected": s.rejected,
                 "retries": s.retries,
+                "alerts_history": s.alerts_history,
+                "alerts_actions": s.alerts_actions,
+                "alerts_skipped": s.alerts_skipped,
+                "alerts_rejected": s.alerts_rejected,
                 "heads": {k: v.to_dict() for k, v in sorted(the_recorder.heads.items())},
             }
         )

@@ -50,7 +50,11 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("text", [PACKAGED.read_text(), OVERNIGHT], ids=["packaged", "overnight"])
+@pytest.mark.parametrize(
+    "text",
+    [PACKAGED.read_text(), OVERNIGHT, OVERNIGHT + COMPLETENESS],
+    ids=["packaged", "overnight", "completeness"],
+)
 def test_promtool_checks_and_runs_the_generated_tests(tmp_path: Path, text: str) -> None:
     """`promtool check rules` accepts the rules and `promtool test rules` passes the tests
     generated beside them, with at least one firing expectation per testable kind."""
@@ -85,7 +89,8 @@ def test_generated_tests_catch_a_wrong_rule(tmp_path: Path) -> None:
 
 def test_rules_carry_for_and_keep_firing_for() -> None:
     """Durations, severity and kind travel into each rule; the clock_error limit is the RTS 25
-    tier's; unexportable kinds are named."""
+    tier's; completeness (judged by the recorder) re-publishes its firing gauge per stage
+    pair."""
     definitions = load_alerts(PACKAGED)
     text = prometheus_rules(definitions)
     rules = {r["alert"]: r for r in yaml.safe_load(text)["groups"][0]["rules"]}
@@ -95,7 +100,12 @@ def test_rules_carry_for_and_keep_firing_for() -> None:
     assert "max by (provider, venue)" in rules["provider.silent"]["expr"]
     assert rules["clock.rts25"]["expr"].endswith("> 0.001")  # RTS 25, other trading: 1 ms
     text = prometheus_rules(parse_alerts(OVERNIGHT + COMPLETENESS))
-    assert "Not exported (no metric to evaluate yet): lost.events" in text
+    (lost,) = [r for r in yaml.safe_load(text)["groups"][0]["rules"] if r["alert"] == "lost.events"]
+    assert lost["expr"] == (
+        "max by (provider, venue, from_stage, to_stage) "
+        '(stampline_alert_firing{alertname="lost.events"}) > 0'
+    )
+    assert "Not exported" not in text
 
 
 def test_alertmanager_snippet(tmp_path: Path) -> None:

@@ -89,3 +89,38 @@ def test_no_definitions_no_alerting(tmp_path: Path, store: ChdbStore) -> None:
     """A configuration without alerting.definitions runs the gate without detectors."""
     cfg = load_config(write(tmp_path, ""))
     assert for_gate(cfg, "127.0.0.1:1", store, None, RuleSet.load([rules_file()])) is None
+
+
+def test_a_gate_without_a_store_reads_dismissals_through_the_live_endpoint(
+    tmp_path: Path, store: ChdbStore
+) -> None:
+    """A gate has no store; while a recorder serves the embedded store, the gate's detectors
+    and in-process watch read the dismissals through it (dismiss and learn keeps working)."""
+    from alerting import fingerprint, write_action
+    from audit import LiveEndpoint
+
+    fp = fingerprint("provider.silent", (("provider", "alpha"), ("venue", "XLON")))
+    for _ in range(2):
+        write_action(store, at_ns=1, action="dismiss", fingerprint=fp, verdict="expected")
+    where = f"store: {{path: '{store.path}', database: {store.database}}}\n"
+    cfg = load_config(write(tmp_path, where + f"alerting: {{definitions: {PACKAGED}}}\n"))
+    with LiveEndpoint(store):
+        parts = for_gate(cfg, "127.0.0.1:1", None, None, RuleSet.load([rules_file()]))
+    assert parts is not None
+    try:
+        assert parts.detectors is not None
+        assert parts.detectors.dismissals is not None
+        assert parts.detectors.dismissals.count(fp) == 2
+        assert parts.watch is not None
+        assert parts.watch.dismissals is not None
+        assert parts.watch.dismissals.count(fp) == 2
+    finally:
+        parts.close()
+    # Nobody serving it: no dismissals, and the embedded store is not opened by the gate.
+    parts = for_gate(cfg, "127.0.0.1:1", None, None, RuleSet.load([rules_file()]))
+    assert parts is not None
+    try:
+        assert parts.detectors is not None
+        assert parts.detectors.dismissals is None
+    finally:
+        parts.close()

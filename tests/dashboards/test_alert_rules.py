@@ -138,19 +138,17 @@ def test_every_rule_has_the_shape_grafana_requires(tmp_path: Path, name: str) ->
     assert len(uids) == len(set(uids))
 
 
-def test_one_rule_per_definition_and_completeness_is_listed_not_rendered(tmp_path: Path) -> None:
-    """Every definition with a metric is one rule titled with its id (Grafana's alertname);
-    completeness, which has none, is named in the file's header and the report instead."""
+def test_one_rule_per_definition_completeness_included(tmp_path: Path) -> None:
+    """Every definition is one rule titled with its id (Grafana's alertname), completeness too
+    (the recorder judges it and re-publishes it as a metric); nothing is skipped."""
     tree = _tree(tmp_path, DEFINITIONS["packaged"])
     definitions = parse_alerts(DEFINITIONS["packaged"])
     titles = [r["title"] for r in _rules(tree)]
-    assert sorted(titles) == sorted(a.id for a in definitions.alerts if a.kind != "completeness")
+    assert sorted(titles) == sorted(a.id for a in definitions.alerts)
+    assert "lost.events" in titles
     header = tree["alerting_text"]["stampline-rules"].split("apiVersion")[0]
-    assert "# Not rendered: lost.events (completeness): no metric" in header
-    assert tree["rendered"].skipped == (
-        "lost.events (completeness): no metric to evaluate yet "
-        "(a rule that can never fire is not rendered)",
-    )
+    assert "Not rendered" not in header
+    assert tree["rendered"].skipped == ()
 
 
 def test_no_data_and_error_states_are_the_documented_choices(tmp_path: Path) -> None:
@@ -550,9 +548,9 @@ def test_cli_export_writes_the_alerting_provisioning(tmp_path: Path) -> None:
         "stampline-notifications.yaml",
         "stampline-rules.yaml",
     ]
-    assert body["alerting"]["rules"] == 9
+    assert body["alerting"]["rules"] == 10
     assert body["alerting"]["routed"] is True
-    assert body["alerting"]["skipped"][0].startswith("lost.events (completeness)")
+    assert body["alerting"]["skipped"] == []
 
 
 def test_cli_export_takes_definitions_and_alertmanager_from_the_config(tmp_path: Path) -> None:

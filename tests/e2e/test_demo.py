@@ -20,8 +20,31 @@ from tests.helpers import read_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-# bravo silent for 16 rounds of 50 ms: past the demo's 500 ms max_gap, so it alerts.
+# bravo silent for 16 rounds of 50 ms: past the demo's 500 ms max_gap, so it alerts; the
+# feed's other faults (a gap of 3 on charlie SYM005 at round 15, alpha SYM010 10% off for
+# rounds 25-32, a one-round spike on alpha SYM020 at 27) are at their defaults.
 PLAN = FeedPlan(rounds=34, silent_rounds=(8, 24), bad_per_kind=2)
+DEMO_ALERTS = {
+    ("provider.silent", "provider_silent"): {"provider": "bravo", "venue": "DEMO"},
+    ("sequence.gap", "sequence_gap"): {"provider": "charlie", "venue": "DEMO",
+                                       "instrument": "SYM005"},
+    ("price.divergence", "divergence"): {"provider": "alpha", "venue": "DEMO",
+                                         "instrument": "SYM010"},
+}  # fmt: skip
+
+
+def check_demo_alerts(alerts: list[dict[str, object]]) -> None:
+    """Exactly the silent provider, the gap and the sustained divergence, each fired and
+    resolved; nothing for the spike or anyone else."""
+    got = {(a["id"], a["kind"]): a["labels"] for a in alerts}
+    assert len(alerts) == 3, alerts
+    assert got == DEMO_ALERTS
+    for a in alerts:
+        assert isinstance(a["fired_at"], str)
+        assert isinstance(a["resolved_at"], str)
+        assert a["fired_at"] < a["resolved_at"], a
+    (gap,) = [a for a in alerts if a["id"] == "sequence.gap"]
+    assert gap["summary"] == "charlie SYM005: 3 sequence number(s) missing"
 
 
 @pytest.fixture(scope="module")
@@ -75,22 +98,14 @@ def test_injected_behaviours_show_in_the_summary(demo: DemoResult) -> None:
 
 
 def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
-    """`stampline demo --json` then `replay --decision --json` on its store show the lineage;
-    the demo's stderr holds only its own progress lines, none of librdkafka's (`%6|...`)."""
+    """`stampline demo --json` (its default feed) lists exactly its three alerts — silence,
+    sequence gap, sustained divergence, each fired and resolved, none for the one-round
+    spike — and `replay --decision --json` on its store shows the lineage; the demo's stderr
+    holds only its own progress lines, none of librdkafka's (`%6|...`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
     store = tmp_path / "demo-store"
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stampline",
-            "demo",
-            "--json",
-            "--rounds",
-            "8",
-            "--store",
-            str(store),
-        ],
+        [sys.executable, "-m", "stampline", "demo", "--json", "--store", str(store)],
         capture_output=True,
         text=True,
         env=env,
@@ -109,6 +124,7 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
     ):
         assert key in summary
     assert isinstance(summary["dead_lettered"], dict)
+    check_demo_alerts(summary["alerts"])
     replay = subprocess.run(
         [
             sys.executable,
@@ -141,18 +157,23 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
     assert any(s["stage"] == "risk" for s in events[0]["stamps"])
 
 
-def test_the_silent_provider_raises_one_alert_that_resolves(demo: DemoResult) -> None:
-    """The summary's alerts hold exactly one provider_silent alert, for bravo, fired and
-    resolved when it came back; the other providers raised none."""
-    (alert,) = demo.summary["alerts"]
-    assert (alert["id"], alert["kind"], alert["labels"]["provider"]) == (
-        "provider.silent",
-        "provider_silent",
-        "bravo",
-    )
-    assert alert["fired_at"] is not None
-    assert alert["resolved_at"] is not None
-    assert alert["fired_at"] < alert["resolved_at"]
+def test_the_demo_raises_exactly_its_three_alerts(demo: DemoResult, chdb_dir: Path) -> None:
+    """The summary's alerts are the silent provider, the sequence gap and the sustained
+    divergence, each fired and resolved; the one-round spike and the other providers raised
+    none; the store's alert history holds the same firings and resolves."""
+    check_demo_alerts(demo.summary["alerts"])
+    with ChdbStore(chdb_dir, "e2e_demo") as store:
+        rows = store.query(
+            "SELECT alert_id, state, labels['provider'] AS provider FROM {db}.alert_history "
+            "FINAL ORDER BY alert_id, state"
+        )
+    assert [(r["alert_id"], r["state"], r["provider"]) for r in rows] == [
+        ("price.divergence", "firing", "alpha"), ("price.divergence", "resolved", "alpha"),
+        ("provider.silent", "firing", "bravo"), ("provider.silent", "resolved", "bravo"),
+        ("sequence.gap", "firing", "charlie"), ("sequence.gap", "resolved", "charlie"),
+    ]  # fmt: skip
+
+
 def test_evidence_for_the_demo_decision_holds_the_facts_and_its_head_verifies(
     demo: DemoResult, chdb_dir: Path, tmp_path: Path
 ) -> None:

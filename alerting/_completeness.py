@@ -1,0 +1,395 @@
+"""``completeness``: events lost between two stages, judged where every stage's rows meet.
+
+The recorder writes every stage's trail rows, so it is the one place that sees an event at
+``from_stage`` (A) and, or not, at ``to_stage`` (B): the detector runs there, once per
+written observations table (:meth:`CompletenessDetector.observe_table`), and on the
+recorder's quiet polls (:meth:`~CompletenessDetector.tick`).
+
+**Event time.** An event's time is its A sighting's ``received``. Each trail source — a
+(stage, host) pair — has a clock: the newest ``received`` it reported. The *watermark* of a
+stage pair is the minimum of its sources' clocks, so one lagging gate, tap or trail
+partition holds judging back instead of turning its late rows into losses. A source whose
+clock has not moved for ``idle`` (wall time) is left out of the minimum, as Flink's
+``withIdleness`` leaves out an idle split: a stage that stopped reporting (it crashed, or
+drops everything) must not stop the judging of the others. A stage never seen at all
+counts as idle once the detector has run for ``idle``. When every source of a pair is idle,
+the pair's time moves on by ``idle`` past its newest row: nothing more came, so what waited
+is judged.
+
+**Judging.** An A sighting waits until the watermark passes its time + ``grace``; seen at B
+by then, it arrived, else it is *lost*. Waiting events are judged in arrival order (close
+to time order; one that came out of order waits behind a later one: judged a little late,
+never early), which keeps the cost to about 1 µs per trail row. B sightings that come
+before the A sighting (another partition, read first) are remembered until their A comes
+or they age out; events judged recently are remembered too, so a duplicate A row (a gate
+re-sending its trail after a crash, a tap reading back the gate's stamp) is not judged
+twice. Dead-lettered events are not expected at B and are ignored.
+
+**One alert per fault.** Judged events are counted per provider and stage pair in buckets of
+A time; each definition samples, per provider, the lost fraction over its ``window`` ending
+at the judged frontier (watermark − grace) into a :class:`~alerting.Lifecycle` (threshold
+``threshold``): one instance per (provider, venue, from_stage, to_stage), whatever the
+number of events lost, with the counts as figures (``lost``, ``judged``).
+
+**Bounded.** At most ``max_pending`` events wait per stage pair (past it the oldest is
+dropped unjudged and counted in ``unjudged``: never called lost on no evidence); remembered
+B sightings and judged ids are capped the same way and forgotten past 2 × ``grace``; counts
+older than the longest window are dropped; sources silent for ``source_ttl`` are forgotten;
+the lifecycles have their cap and TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from alerting._definitions import AlertsFile, Calendar, Completeness
+from alerting._detectors import Deliver, severity_fn
+from alerting._durations import SECOND_NS
+from alerting._learning import DismissalBook, UpdateRates
+from alerting._lifecycle import Labels, Lifecycle, Transition
+
+log = logging.getLogger("stampline.alerting")
+
+_COLUMNS = ("event_id", "stage", "received", "host", "provider", "outcome")
+
+
+@dataclass(slots=True)
+class _Source:
+    newest: int  # newest ``received`` reported (event time)
+    moved: int  # wall time it last moved
+
+
+@dataclass(slots=True)
+class _Pair:
+    """One (from_stage, to_stage) and the definitions judged over it."""
+
+    a: str
+    b: str
+    grace: int
+    definitions: list[tuple[Completeness, Lifecycle]]
+    bucket: int  # ns of A time per count bucket
+    horizon: int  # ns of counts kept behind the judged frontier
+    # id -> (t_a, provider), in arrival order (close to time order; see ``_judge_all``)
+    pending: OrderedDict[str, tuple[int, str]] = field(default_factory=OrderedDict)
+    early: dict[str, int] = field(default_factory=dict)  # seen at B before A: id -> t_b
+    done: set[str] = field(default_factory=set)  # judged recently (this generation)
+    done_before: set[str] = field(default_factory=set)  # the generation before
+    generation: int = 0  # event time the current generation started
+    counts: dict[str, dict[int, list[int]]] = field(default_factory=dict)  # provider -> b -> [j, l]
+    watermark: int = 0
+    lost_total: int = 0
+    judged_total: int = 0
+
+
+class CompletenessDetector:
+    """The ``completeness`` definitions of a deployment, fed by the recorder.
+
+    Not thread-safe: one caller thread (the recorder's). ``deliver`` receives transitions
+    (a :class:`~alerting.Dispatcher`).
+    """
+
+    def __init__(
+        self,
+        definitions: AlertsFile,
+        deliver: Deliver,
+        *,
+        wall: Callable[[], int] = time.monotonic_ns,
+        idle_ns: int = 30 * SECOND_NS,
+        max_pending: int = 200_000,
+        source_ttl_ns: int = 3600 * SECOND_NS,
+        ttl_ns: int = 3600 * SECOND_NS,
+        max_instances: int = 10_000,
+        dismissals: DismissalBook | None = None,
+    ) -> None:
+        self.definitions = definitions
+        self.deliver = deliver
+        self.wall = wall
+        self.idle_ns = idle_ns
+        self.max_pending = max_pending
+        self.source_ttl_ns = source_ttl_ns
+        self.started = wall()
+        self.unjudged = 0  # events dropped unjudged past max_pending
+        self.errors = 0
+        self._venue = {p.provider: p.venue for p in definitions.providers}
+        self._calendar: Mapping[str, Calendar] = {
+            p.provider: definitions.calendars[p.calendar]
+            for p in definitions.providers
+            if p.calendar is not None
+        }
+        self._rates = UpdateRates()
+        self._sources: dict[tuple[str, str], _Source] = {}
+        pairs: dict[tuple[str, str], list[Completeness]] = {}
+        for d in definitions.alerts:
+            if isinstance(d, Completeness):
+                pairs.setdefault((d.from_stage, d.to_stage), []).append(d)
+        self.pairs: list[_Pair] = []
+        for (a, b), defs in pairs.items():
+            lives = [
+                (
+                    d,
+                    Lifecycle(
+                        d.id,
+                        d.kind,
+                        for_ns=d.for_ns,
+                        keep_firing_for_ns=d.keep_firing_for_ns,
+                        threshold=d.threshold,
+                        severity=self._severity_fn(d, dismissals),
+                        ttl_ns=ttl_ns,
+                        max_instances=max_instances,
+                    ),
+                )
+                for d in defs
+            ]
+            # The pair's events wait for its longest grace; counts cover its longest window.
+            window = max(d.window_ns for d in defs)
+            self.pairs.append(
+                _Pair(
+                    a,
+                    b,
+                    grace=max(d.grace_ns for d in defs),
+                    definitions=lives,
+                    bucket=max(window // 50, 100_000_000),
+                    horizon=window,
+                )
+            )
+        self._stages = sorted({s for p in self.pairs for s in (p.a, p.b)})
+
+    def _severity_fn(
+        self, d: Completeness, dismissals: DismissalBook | None
+    ) -> Callable[[Labels, int], str]:
+        return severity_fn(
+            d.id, d.severity, self.definitions, self._calendar.get, dismissals, self._rates
+        )
+
+    @property
+    def pending(self) -> int:
+        """Events waiting to be judged, over every stage pair."""
+        return sum(len(p.pending) for p in self.pairs)
+
+    # ------------------------------------------------------------------ input
+
+    def observe_table(self, table: pa.Table) -> None:
+        """The observations one recorder write stored (the trail's canonical columns)."""
+        if not self.pairs or table.num_rows == 0:
+            return
+        try:
+            out = self._observe(table)
+        except Exception:  # the recorder must never stop for an alerting bug
+            self.errors += 1
+            log.exception("completeness detector failed on a batch")
+            return
+        if out:
+            self.deliver(out)
+
+    def tick(self) -> None:
+        """Let wall time pass: idle sources leave the watermark, so judging goes on."""
+        if not self.pairs:
+            return
+        try:
+            out = self._judge_all()
+        except Exception:
+            self.errors += 1
+            log.exception("completeness detector failed on a tick")
+            return
+        if out:
+            self.deliver(out)
+
+    def _observe(self, table: pa.Table) -> list[Transition]:
+        rows = table.select(list(_COLUMNS)).filter(
+            pc.is_in(table.column("stage"), pa.array(self._stages))
+        )
+        if rows.num_rows == 0:
+            return []
+        now = self.wall()
+        clocks = rows.group_by(["stage", "host"]).aggregate([("received", "max")])
+        for stage, host, newest in zip(
+            clocks.column("stage").to_pylist(),
+            clocks.column("host").to_pylist(),
+            clocks.column("received_max").to_pylist(),
+            strict=True,
+        ):
+            src = self._sources.get((stage, host))
+            if src is None:
+                self._sources[(stage, host)] = _Source(newest, now)
+            elif newest > src.newest:
+                src.newest, src.moved = newest, now
+        stage, outcome = rows.column("stage"), rows.column("outcome")
+        for pair in self.pairs:
+            a = rows.filter(
+                pc.and_(pc.equal(stage, pair.a), pc.not_equal(outcome, "dead_lettered"))
+            )
+            b = rows.filter(pc.equal(stage, pair.b))
+            self._take(
+                pair,
+                a.column("event_id").to_pylist(),
+                a.column("received").to_pylist(),
+                a.column("provider").to_pylist(),
+                b.column("event_id").to_pylist(),
+                b.column("received").to_pylist(),
+            )
+        return self._judge_all()
+
+    def _take(
+        self,
+        pair: _Pair,
+        a_ids: list[str],
+        a_times: list[int],
+        a_providers: list[str],
+        b_ids: list[str],
+        b_times: list[int],
+    ) -> None:
+        """A sightings (dead letters left out), then B sightings, of one table. A first: a
+        table holding both rows of one event (a tap's reading of the gate's stamp beside its
+        own sighting) then matches within itself."""
+        pending, early = pair.pending, pair.early
+        arrived: dict[tuple[str, int], int] = {}  # (provider, bucket) -> events matched
+        matched: list[str] = []
+        bucket = pair.bucket
+        for eid, t, provider in zip(a_ids, a_times, a_providers, strict=True):
+            if eid in pending or eid in pair.done or eid in pair.done_before:
+                continue
+            if early.pop(eid, None) is not None:  # seen at B already: arrived
+                key = (provider, t // bucket)
+                arrived[key] = arrived.get(key, 0) + 1
+                matched.append(eid)
+                continue
+            pending[eid] = (t, provider)
+        while len(pending) > self.max_pending:
+            pending.popitem(last=False)  # the oldest waiting: dropped unjudged, counted
+            self.unjudged += 1
+        for eid, t in zip(b_ids, b_times, strict=True):
+            seen = pending.pop(eid, None)
+            if seen is not None:
+                key = (seen[1], seen[0] // bucket)
+                arrived[key] = arrived.get(key, 0) + 1
+                matched.append(eid)
+            elif eid not in pair.done and eid not in pair.done_before:
+                early[eid] = t
+        while len(early) > self.max_pending:
+            del early[next(iter(early))]  # the oldest remembered
+        for (provider, k), n in arrived.items():
+            c = pair.counts.setdefault(provider, {}).setdefault(k, [0, 0])
+            c[0] += n
+            pair.judged_total += n
+        self._judged(pair, matched)
+
+    def _judged(self, pair: _Pair, ids: list[str]) -> None:
+        """Remember judged events (a duplicate sighting later is not judged again)."""
+        pair.done.update(ids)
+        if len(pair.done) > self.max_pending:  # bounded like the rest: start a generation
+            pair.done_before, pair.done = pair.done, set()
+
+    def _count(self, pair: _Pair, provider: str, t_a: int, *, lost: bool) -> None:
+        c = pair.counts.setdefault(provider, {}).setdefault(t_a // pair.bucket, [0, 0])
+        c[0] += 1
+        c[1] += lost
+        pair.judged_total += 1
+        pair.lost_total += lost
+
+    # ------------------------------------------------------------------ judging
+
+    def watermark(self, pair: _Pair, now: int | None = None) -> int | None:
+        """The event time up to which every source of ``pair`` has reported (see the module
+        docstring), or None while a stage has not reported and may still."""
+        now = self.wall() if now is None else now
+        live: list[int] = []
+        every: list[int] = []
+        for stage in (pair.a, pair.b):
+            found = [s for (st, _h), s in self._sources.items() if st == stage]
+            if not found and now - self.started < self.idle_ns:
+                return None  # not heard from yet, and not for long
+            for s in found:
+                every.append(s.newest)
+                if now - s.moved < self.idle_ns:
+                    live.append(s.newest)
+        if not every:
+            return None
+        # Every source idle: nothing has come for `idle`, so the pair's time moves on by that
+        # much (all of it is final once `idle` >= grace; later rows are newer anyway).
+        return min(live) if live else max(every) + self.idle_ns
+
+    def _judge_all(self) -> list[Transition]:
+        now = self.wall()
+        self._forget_sources(now)
+        out: list[Transition] = []
+        for pair in self.pairs:
+            wm = self.watermark(pair, now)
+            if wm is None or wm <= pair.watermark:
+                continue
+            pair.watermark = wm
+            frontier = wm - pair.grace
+            # In arrival order, up to the first event not yet due: an event that arrived out
+            # of order waits behind a later one (judged a little late, never early).
+            pending, lost = pair.pending, []
+            while pending:
+                eid, (t, provider) = next(iter(pending.items()))
+                if t > frontier:
+                    break
+                pending.popitem(last=False)
+                self._count(pair, provider, t, lost=True)
+                lost.append(eid)
+            self._judged(pair, lost)
+            self._age(pair, wm)
+            out += self._sample(pair, frontier)
+        return out
+
+    def _age(self, pair: _Pair, wm: int) -> None:
+        """Forget judged ids, early B sightings and counts that can no longer matter."""
+        if wm - pair.generation >= 2 * pair.grace:
+            pair.done_before, pair.done = pair.done, set()
+            pair.generation = wm
+            old = wm - 2 * pair.grace
+            for eid in [e for e, t in pair.early.items() if t < old]:
+                del pair.early[eid]
+        oldest = (wm - pair.grace - pair.horizon) // pair.bucket
+        for provider in list(pair.counts):
+            buckets = pair.counts[provider]
+            for k in [k for k in buckets if k < oldest]:
+                del buckets[k]
+            if not buckets:
+                del pair.counts[provider]
+
+    def _sample(self, pair: _Pair, frontier: int) -> list[Transition]:
+        out: list[Transition] = []
+        for d, life in pair.definitions:
+            lo = (frontier - d.window_ns) // pair.bucket
+            hi = frontier // pair.bucket
+            open_ = {dict(labels).get("provider", "") for labels in life.instances}
+            for provider in set(pair.counts) | open_:
+                venue = self._venue.get(provider, "")
+                if not d.scope.matches(provider, venue):
+                    continue
+                judged = lost = 0
+                for k, (j, n) in pair.counts.get(provider, {}).items():
+                    if lo < k <= hi:
+                        judged += j
+                        lost += n
+                if not judged and provider not in open_:
+                    continue
+                labels: Labels = (
+                    ("from_stage", pair.a),
+                    ("provider", provider),
+                    ("to_stage", pair.b),
+                    ("venue", venue),
+                )
+                fraction = lost / judged if judged else 0.0
+                figures = {
+                    "lost": lost,
+                    "judged": judged,
+                    "window_s": d.window_ns / SECOND_NS,
+                    "grace_s": d.grace_ns / SECOND_NS,
+                }
+                out += life.observe(labels, frontier, value=fraction, figures=figures)
+            out += life.tick(frontier)
+        return out
+
+    def _forget_sources(self, now: int) -> None:
+        for key in [k for k, s in self._sources.items() if now - s.moved >= self.source_ttl_ns]:
+            del self._sources[key]
