@@ -162,6 +162,7 @@ def test_no_data_and_error_states_are_the_documented_choices(tmp_path: Path) -> 
         "stale": "OK",
         "divergence": "OK",
         "dlq_rate": "OK",
+        "completeness": "OK",
         "latency_slo": "OK",
         "trail_lag": "OK",
         "clock_error": "OK",
@@ -485,7 +486,7 @@ def test_push_provisions_rules_contact_point_policies_and_mute_timings(
     assert st.folders[ALERTS_FOLDER_UID]["title"] == ALERTS_FOLDER_TITLE
     assert {g: len(v["rules"]) for (_, g), v in st.rule_groups.items()} == {
         "providers": 5,
-        "pipeline": 4,
+        "pipeline": 5,
     }
     silent = next(
         r for v in st.rule_groups.values() for r in v["rules"] if r["title"] == "provider.silent"
