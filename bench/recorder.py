@@ -9,17 +9,23 @@ written (decode, digest, ledger chain per partition, dedup token, rollup views i
 Baselines in the same run, on the same Arrow data in the recorder's insert size: a plain
 INSERT into an unindexed MergeTree with no views and no ledger, and the store's own
 ledgered write without Kafka (so what the topic and decoding add shows).
---quick: 1M rows; default 5M.
+Then the trail lag while a gate runs at its full rate: a raw topic is filled, a gate (in a
+process of its own, as deployed) forwards it as fast as it can while the recorder writes its
+trail; the recorder's lag (age of the oldest trail message not yet written) is sampled every
+100 ms, and the time the store needs after the gate has committed everything is reported.
+--quick: 1M rows and 100k gate events; default 5M and 400k.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -33,6 +39,86 @@ from audit._store import _OBS_COLUMNS, _OBS_SELECT  # noqa: E402
 from bench._machine import machine  # noqa: E402
 from collectors import Recorder, RecorderSettings, producer_config  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+
+
+def _gate(
+    bootstrap: str, topics: tuple[str, str, str, str], rules: str, group: str, stop: Any
+) -> None:
+    """A gate in a process of its own, at its full rate, until ``stop``."""
+    from collectors import Gate, GateSettings, TrailTopic
+    from rules import RuleSet
+
+    raw, clean, dlq, trail = topics
+    gate = Gate(
+        GateSettings(bootstrap, (raw,), clean, dlq, group_id=group),
+        RuleSet.load([Path(rules)]),
+        TrailTopic(trail, "bench-gate"),
+    )
+    gate.run(stop)
+
+
+def lag_under_gate(bootstrap: str, store: ChdbStore, tmp: Path, n: int, say: Any) -> dict[str, Any]:
+    """Trail lag while a gate forwards ``n`` events at its full rate (see the module doc)."""
+    from bench.gate import RULES, fill
+    from bench.run import committed
+    from stampline.demo import rules_file
+
+    raw, clean, dlq, trail = (f"lag.{t}" for t in ("raw", "clean", "dlq", "trail"))
+    ensure_topics(bootstrap, [raw, clean, dlq], 4)
+    ensure_topics(bootstrap, [trail], 2)
+    rules = tmp / "lag.rules.yaml"
+    rules.write_text(RULES.format(schema=Path(rules_file()).with_name("market_data.schema.json")))
+    say(f"filling {raw} with {n:,} events")
+    fill(bootstrap, raw, n)
+    recorder = Recorder(
+        RecorderSettings(bootstrap, trail, group_id="lag-rec", heads_topic=None), store
+    )
+    stop_rec = threading.Event()
+    rec_thread = threading.Thread(target=recorder.run, args=(stop_rec,), daemon=True)
+    rec_thread.start()
+    recorder.ready.wait(60)
+    spawn = multiprocessing.get_context("spawn")
+    stop_gate = spawn.Event()
+    group = "lag-gate"
+    gp = spawn.Process(
+        target=_gate, args=(bootstrap, (raw, clean, dlq, trail), str(rules), group, stop_gate)
+    )
+    say("gate at full rate, recorder writing its trail")
+    started = time.perf_counter()
+    gp.start()
+    samples: list[float] = []
+    gate_s = store_s = 0.0
+    try:
+        while True:
+            time.sleep(0.1)
+            samples.append(recorder.stats.lag_s)
+            assert rec_thread.is_alive(), "the recorder stopped"
+            if not gate_s and committed(bootstrap, group, raw, 4) >= n:
+                gate_s = time.perf_counter() - started
+            if (
+                gate_s
+                and store.query(
+                    "SELECT count() AS n FROM {db}.observations WHERE chain_id LIKE 'lag.trail/%'"
+                )[0]["n"]
+                >= n
+            ):
+                store_s = time.perf_counter() - started
+                break
+            if time.perf_counter() - started > 900:
+                raise SystemExit("the gate and recorder did not finish in 900 s")
+    finally:
+        stop_gate.set()
+        gp.join(60)
+        stop_rec.set()
+        rec_thread.join(60)
+    ordered = sorted(samples)
+    return {
+        "lag_events": n,
+        "lag_gate_events_per_s": round(n / gate_s),
+        "lag_trail_lag_max_s": round(ordered[-1], 3),
+        "lag_trail_lag_p50_s": round(ordered[len(ordered) // 2], 3),
+        "lag_store_behind_gate_s": round(store_s - gate_s, 3),
+    }
 
 
 def main() -> None:
@@ -119,6 +205,7 @@ def main() -> None:
         stop.set()
         thread.join(60)
         ok = store.verify().ok
+        lag = lag_under_gate(bootstrap, store, Path(tmp), 100_000 if args.quick else 400_000, say)
         store.close()
     result = {
         "benchmark": "recorder",
@@ -133,6 +220,7 @@ def main() -> None:
         "baseline_insert_rows_per_s": round(baseline),
         "recorder_vs_baseline": round(table.num_rows / recorder_s / baseline, 3),
         "verified": ok,
+        **lag,
         "machine": host,
     }
     out_dir = Path(__file__).parent / "results"

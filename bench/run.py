@@ -35,11 +35,11 @@ from stampline.demo import rules_file
 PARTITIONS = 4
 
 
-def committed(bootstrap: str, group: str, topic: str) -> int:
+def committed(bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS) -> int:
     """Records the group has committed on ``topic`` (sum of next offsets)."""
     c = Consumer(consumer_config(bootstrap, group))
     try:
-        parts = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+        parts = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return sum(max(tp.offset, 0) for tp in parts)
     finally:
         c.close()
