@@ -3,9 +3,14 @@ tap's own lag, ranked (``hotspots``) or drawn over time (``heatmap``).
 
 A hop is the time from one stamp to the next: the previous stage let the event go
 (``prev_emitted``) until this stage took it in (``received``). A derived event (a decision
-made from inputs) is born at its stage; its hop starts where each input last left a stage,
-so a decision stage's inbound hop is measured from its lineage. A dead-lettered record
-makes no hop (its origin is often why it was rejected). A stage's hold time is
+made from inputs) is born at its stage; its hops start where each input last left a stage,
+as the SDK read it from the input's stamps and wrote it into the decision
+(``stampline.parent_stamps``, stored as ``parent_stage``/``parent_emitted``), so a
+decision stage's inbound hops are measured from its lineage, one per parent. (A decision
+written before those columns existed is joined to its parents' rows instead: the stage of
+each parent's latest ``emitted`` over its non-tap rows.) A dead-lettered record makes no
+hop (its origin is often why it was rejected). Each (event, stage) counts once: the
+stamper's own row beats a tap's reading of the same stamp. A stage's hold time is
 ``emitted - received`` at that stage. A tap's own sighting is not a stage: it measures its
 hop up to the broker timestamp (when the record reached the topic) and keeps its own
 consumption delay apart, as the tap's lag.
@@ -29,7 +34,10 @@ _WINDOW = (
 # One row per (event, stage): the stamper's own row beats a tap's reading of the same stamp.
 _ONE_PER_STAGE = "ORDER BY event_id, stage, authority DESC, batch DESC LIMIT 1 BY event_id, stage"
 
-# Every hop in the window: (from_stage, to_stage, received_ns, hop_ns, bound_ns).
+# Every hop in the window: (from_stage, to_stage, received_ns, hop_ns, bound_ns). Three parts:
+# hops between two stamps of one event; a derived event's lineage hops as its birth row
+# carries them (parent_stamps, what the rollup counts too); and, for birth rows written
+# before those columns existed, the lineage hops joined from the parents' own rows.
 _HOPS = f"""
     SELECT prev_stage AS from_stage, stage AS to_stage,
            toUnixTimestamp64Nano(received) AS at_ns, hop_ns AS hop,
@@ -38,12 +46,25 @@ _HOPS = f"""
           FROM {{db}}.observations
           WHERE {_WINDOW} AND prev_stage != '' AND outcome != 'dead_lettered' {_ONE_PER_STAGE})
     UNION ALL
+    SELECT from_stage, stage AS to_stage, toUnixTimestamp64Nano(received) AS at_ns,
+           toUnixTimestamp64Nano(received) - toUnixTimestamp64Nano(left_at) AS hop,
+           clock_err_ns + left_err AS bound
+    FROM (SELECT stage, received, clock_err_ns, parent_stage, parent_emitted,
+                 parent_clock_err_ns
+          FROM {{db}}.observations
+          WHERE {_WINDOW} AND notEmpty(parent_stage) AND outcome != 'dead_lettered'
+          {_ONE_PER_STAGE})
+    ARRAY JOIN parent_stage AS from_stage, parent_emitted AS left_at,
+               parent_clock_err_ns AS left_err
+    WHERE from_stage != ''
+    UNION ALL
     SELECT p.last_stage AS from_stage, d.stage AS to_stage, d.at_ns AS at_ns,
            d.at_ns - p.left_ns AS hop, d.err + p.left_err AS bound
     FROM (SELECT stage, toUnixTimestamp64Nano(received) AS at_ns, clock_err_ns AS err,
                  arrayJoin(parents) AS parent
           FROM (SELECT stage, received, clock_err_ns, parents FROM {{db}}.observations
                 WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
+                  AND empty(parent_stage) AND outcome != 'dead_lettered'
                   AND NOT {TAP_SIGHTING} {_ONE_PER_STAGE})) AS d
     INNER JOIN (
           SELECT event_id, argMax(stage, emitted) AS last_stage,
@@ -51,7 +72,8 @@ _HOPS = f"""
                  argMax(clock_err_ns, emitted) AS left_err
           FROM {{db}}.observations
           WHERE event_id IN (SELECT arrayJoin(parents) FROM {{db}}.observations
-                             WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents))
+                             WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
+                               AND empty(parent_stage))
             AND NOT {TAP_SIGHTING}
           GROUP BY event_id) AS p ON d.parent = p.event_id
 """

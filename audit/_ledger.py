@@ -61,6 +61,15 @@ CANONICAL: tuple[tuple[str, str, str], ...] = (
     ("warnings", "toString(warnings)", "str"),
     # Added by migration 011: the rule files' hashes at verdict time ("rule@vN=HEX,...").
     ("rule_sha256", "toString(rule_sha256)", "str"),
+    # Added by migration 026: where each parent of a derived event last left a stage, as
+    # audit.encode_parent_stamps writes it ("stage/emitted_ns/err_ns" or "-", by commas).
+    (
+        "parent_stamps",
+        "arrayStringConcat(arrayMap((s, t, e) -> if(s = '', '-', concat(s, '/', "
+        "toString(toUnixTimestamp64Nano(t)), '/', toString(e))), "
+        "parent_stage, parent_emitted, parent_clock_err_ns), ',')",
+        "str",
+    ),
 )
 # Rows are digested in this order. The receipt time comes first because it is an integer and
 # almost unique, so sorting a batch (which arrives in near time order) is cheap; the columns

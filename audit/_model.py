@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +18,31 @@ AUTHORITY_TAP = 1
 # SQL: a tap's own sighting, stage "<prefix>:<topic>" at tap authority (its readings of stamps
 # in headers carry the stamping stage's name instead). Its `received` is the broker time.
 TAP_SIGHTING = f"(authority = {AUTHORITY_TAP} AND endsWith(stage, concat(':', topic)))"
+
+# Where one parent of a derived event last left a stage: (stage, emitted ns, that stamp's
+# clock-error bound ns). ("", 0, 0): not known. A lineage hop runs from there to the derived
+# event's `received`.
+ParentStamp = tuple[str, int, int]
+UNKNOWN_PARENT: ParentStamp = ("", 0, 0)
+
+
+def encode_parent_stamps(stamps: Sequence[ParentStamp]) -> str:
+    """The text form (the ``stampline.parent_stamps`` header's, and the trail's canonical
+    column): ``stage/emitted_ns/err_ns`` per parent, ``-`` where not known, joined by commas."""
+    return ",".join(f"{s}/{t}/{e}" if s else "-" for s, t, e in stamps)
+
+
+def decode_parent_stamps(text: str) -> tuple[ParentStamp, ...]:
+    """The inverse of ``encode_parent_stamps`` for text a stampline writer made (trusted:
+    headers are read by ``collectors._stamps``, which validates)."""
+    out: list[ParentStamp] = []
+    for part in text.split(",") if text else ():
+        if part == "-":
+            out.append(UNKNOWN_PARENT)
+        else:
+            stage, emitted, err = part.rsplit("/", 2)
+            out.append((stage, int(emitted), int(err)))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +82,9 @@ class Observation:
     # The SHA-256 of the rule file each named rule (rule_id, warnings) was loaded from when
     # the verdict was made, "rule@vN=HEX"; built-in rules have no file and are left out.
     rule_sha256: tuple[str, ...] = ()
+    # A derived event's birth row: where each of its parents last left a stage, aligned with
+    # ``parents`` (its lineage hops); () on every other row.
+    parent_stamps: tuple[ParentStamp, ...] = ()
 
 
 Severity = Literal["reject", "warn"]

@@ -31,13 +31,19 @@ from audit._ledger import (
     VerifyReport,
     digest_batch,
 )
-from audit._model import DeadLetter, Observation
+from audit._model import DeadLetter, Observation, encode_parent_stamps
 from audit._schema import MigrationReport, Retention, apply_migrations, check_database_name
 from audit._trailformat import CANONICAL_SCHEMA, DEAD_LETTER_SCHEMA, dead_letter_table
 from audit.exceptions import StoreError
 
 # The chain of direct writes (tests, embedding); the recorder keeps one per trail partition.
 LOCAL_CHAIN = "local"
+
+
+def _parent_part(expr: str) -> str:
+    """One array of the parent stamps: ``expr`` over each comma-separated entry ``x``."""
+    return f"arrayMap(x -> {expr}, if(parent_stamps = '', [], splitByChar(',', parent_stamps)))"
+
 
 # The canonical Arrow table (what the ledger digests) to the observations table's stored
 # columns: emitted, prev_emitted, ingested and broker_time are stored as Int64 offsets (see
@@ -74,6 +80,15 @@ _OBS_COLUMN_SELECT = (
     ("clock_source", "clock_source"),
     ("warnings", "warnings"),
     ("rule_sha256", "rule_sha256"),
+    # the canonical "stage/emitted_ns/err_ns,..." text as three aligned arrays ("-": not known)
+    ("parent_stage", _parent_part("if(x = '-', '', splitByChar('/', x)[1])")),
+    (
+        "parent_emitted",
+        _parent_part(
+            "fromUnixTimestamp64Nano(if(x = '-', 0, toInt64(splitByChar('/', x)[2])), 'UTC')"
+        ),
+    ),
+    ("parent_clock_err_ns", _parent_part("if(x = '-', 0, toUInt64(splitByChar('/', x)[3]))")),
     ("batch", "toUInt64({batch})"),
     ("chain_id", "{chain_id}"),
 )
@@ -156,6 +171,7 @@ def canonical_table(rows: Sequence[Observation]) -> pa.Table:
             "clock_source": [r.clock_source for r in rows],
             "warnings": [",".join(r.warnings) for r in rows],
             "rule_sha256": [",".join(r.rule_sha256) for r in rows],
+            "parent_stamps": [encode_parent_stamps(r.parent_stamps) for r in rows],
         },
         schema=CANONICAL_SCHEMA,
     )

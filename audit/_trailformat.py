@@ -28,6 +28,10 @@ them.
 - Version 1: the observations' columns up to ``warnings``.
 - Version 2: observations add ``rule_sha256`` (the rule files' hashes at verdict time; ``''``
   in a version 1 message: not recorded). Dead letters are unchanged.
+- Version 3: observations add ``parent_stamps`` (a derived event's birth row: where each
+  parent last left a stage, ``audit.encode_parent_stamps``; ``''`` in an older message: not
+  recorded, and ``hotspots`` falls back to joining the parents' rows). Dead letters are
+  unchanged.
 """
 
 from __future__ import annotations
@@ -42,8 +46,8 @@ from audit._ledger import CANONICAL
 from audit._model import DeadLetter
 from audit.exceptions import AuditError
 
-TRAIL_FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+TRAIL_FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 H_TRAIL_VERSION = "stampline.trail.version"
 H_TRAIL_KIND = "stampline.trail.kind"
 H_TRAIL_ROWS = "stampline.trail.rows"
@@ -59,7 +63,10 @@ CANONICAL_SCHEMA = pa.schema(
     [(name, pa.int64() if kind == "int" else pa.string()) for name, _, kind in CANONICAL]
 )
 # Columns each older version lacks, with the value a reader fills in (all: "not recorded").
-_ADDED_SINCE: dict[int, dict[str, str]] = {1: {"rule_sha256": ""}}
+_ADDED_SINCE: dict[int, dict[str, str]] = {
+    1: {"rule_sha256": "", "parent_stamps": ""},
+    2: {"parent_stamps": ""},
+}
 DEAD_LETTER_SCHEMA = pa.schema(
     [
         ("event_id", pa.string()),

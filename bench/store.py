@@ -89,6 +89,9 @@ def generate(events: int, first: int, rng: np.random.Generator, t0: int) -> pa.T
         # A sidecar stamps with one bound source; warn flags are rare.
         cols["clock_source"].append(np.array(["configured"] * n, dtype=object))
         cols["warnings"].append(np.where(idx % 500 == 0, "price.tick@v1", "").astype(object))
+        # no rule file hashes (nothing broke a file's rule) and no derived events
+        cols["rule_sha256"].append(np.array([""] * n, dtype=object))
+        cols["parent_stamps"].append(np.array([""] * n, dtype=object))
         prev_out, prev_stage, prev_err = emitted, np.array([stage] * n, dtype=object), err
     arrays = {
         k: pa.array(np.concatenate(v), CANONICAL_SCHEMA.field(k).type) for k, v in cols.items()

@@ -825,7 +825,8 @@ class Gate:
                 for rid, ver in dict.fromkeys(named)
                 if (rid, ver) in b.rule_files
             )
-        row += (b.clock.source, "" if dead else flags, hashes)
+        # (no parent stamps: the gate's row is never a derived event's birth row)
+        row += (b.clock.source, "" if dead else flags, hashes, "")
         self._rows.rows.append(tuple(row))
 
     def _refuse_size(self, key: bytes | None, headers: Headers | None) -> Failure | None:
@@ -894,7 +895,7 @@ class Gate:
                 *(event_id, s.stage, "", b.received, time.time_ns(), 0, 0, b.received),
                 *(b.clock.err_ns, 0, s.host, topic, partition, offset, b.broker_ms[i]),
                 *(provider, "", -1, nan, "dead_lettered", failure.rule_id, failure.rule_version),
-                *("", AUTHORITY_STAMPER, b.clock.source, "", ""),
+                *("", AUTHORITY_STAMPER, b.clock.source, "", "", ""),
             )
         )
 

@@ -85,9 +85,7 @@ def topic_limits(
     out: dict[str, int | None] = {}
     for topic in topics:
         try:
-            (future,) = admin.describe_configs(
-                [ConfigResource(ResourceType.TOPIC, topic)]
-            ).values()
+            (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
             entry = future.result(10).get("max.message.bytes")
             out[topic] = int(entry.value) if entry is not None and entry.value else None
         except (KafkaException, ValueError, TypeError) as exc:

@@ -3,6 +3,7 @@
     with stage("risk", quote, producer=producer) as st:
         decision = decide(quote)
         st.produce("decisions", value=decision)      # a derived event: new id, lineage = [quote]
+                                                     # and where the quote last left a stage
 
     with stage("enrich", msg, producer=producer) as st:
         st.forward("enriched", msg, value=enriched)   # the same event, one more stage stamp
@@ -36,7 +37,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from audit import ClockBound
+from audit import ClockBound, ParentStamp
 from collectors._ids import new_event_id
 from collectors._stamps import (
     BOUND_SOURCES,
@@ -48,6 +49,7 @@ from collectors._stamps import (
     check_stage_name,
     headers_of,
     new_traceparent,
+    parent_stamp_of,
     read_stamps,
     trace_of,
 )
@@ -103,6 +105,17 @@ class StageContext:
         """Event ids of the stamped inputs, in the order given, without repeats."""
         return tuple(dict.fromkeys(s.event_id for s in self.inputs if s is not None))
 
+    @property
+    def parent_stamps(self) -> tuple[ParentStamp, ...]:
+        """Aligned with ``parent_ids``: where each input last left a stage (its latest stamp),
+        as its headers say. A derived event carries them, so its lineage hops (that stage ->
+        this one) are known from its own trail row, without a join in the store."""
+        first: dict[str, Stamps] = {}
+        for s in self.inputs:
+            if s is not None:
+                first.setdefault(s.event_id, s)
+        return tuple(parent_stamp_of(s) for s in first.values())
+
     def _stamp(self, emitted: int) -> StageStamp:
         return StageStamp(
             self.name,
@@ -136,6 +149,7 @@ class StageContext:
             clock_err_ns=self._clock_err_ns,
             stages=(self._stamp(emitted),),
             parents=self.parent_ids,
+            parent_stamps=self.parent_stamps,
             traceparent=self._traceparent()
             or new_traceparent(event_id, trace_of(first.traceparent) if first else None),
         )

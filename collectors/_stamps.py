@@ -13,6 +13,11 @@ Kafka tool (kcat, the console consumer) shows them as they are.
                                                    src= (optional): where err= came from,
                                                    configured | chrony | fallback
     stampline.parents       UUID,UUID,…            lineage: the events a derived event was made from
+    stampline.parent_stamps stage/out/err,…        optional, aligned with parents: where each
+                                                   parent last left a stage (its latest stamp's
+                                                   stage, out= and err=; "origin/origin_ns/0"
+                                                   for a parent with no stage stamp, "-" when
+                                                   not known), so a lineage hop needs no join
     traceparent             W3C trace context      trace id = the event id's hex digits
     stampline.late_ns       decimal ns             only on late events: how far behind its
                                                    provider's event-time watermark it was born
@@ -33,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from audit import PREV_ORIGIN, UNKNOWN_PARENT, ParentStamp, encode_parent_stamps
 from collectors._ids import trace_id_of
 from collectors.exceptions import StampError
 
@@ -45,11 +51,12 @@ H_INGEST = "stampline.ingest_ns"
 H_CLOCK_ERR = "stampline.clock_err_ns"
 H_STAMP = "stampline.stamp"
 H_PARENTS = "stampline.parents"
+H_PARENT_STAMPS = "stampline.parent_stamps"
 H_TRACEPARENT = "traceparent"
 H_LATE = "stampline.late_ns"
 
 STAMP_HEADERS = frozenset(
-    {H_VERSION, H_EVENT_ID, H_ORIGIN, H_INGEST, H_CLOCK_ERR, H_STAMP, H_PARENTS}
+    {H_VERSION, H_EVENT_ID, H_ORIGIN, H_INGEST, H_CLOCK_ERR, H_STAMP, H_PARENTS, H_PARENT_STAMPS}
 )
 
 # Kafka headers as confluent-kafka gives them; a header value may be null.
@@ -185,6 +192,9 @@ class Stamps:
     stages: tuple[StageStamp, ...] = ()
     parents: tuple[str, ...] = ()
     traceparent: str = ""
+    # aligned with ``parents`` when given: where each parent last left a stage
+    # (``audit.ParentStamp``; ``audit.UNKNOWN_PARENT`` where not known)
+    parent_stamps: tuple[ParentStamp, ...] = ()
 
     def headers(self) -> Headers:
         """The contract headers for these stamps, in contract order."""
@@ -197,6 +207,8 @@ class Stamps:
         ]
         if self.parents:
             out.append((H_PARENTS, ",".join(self.parents).encode()))
+        if self.parent_stamps:
+            out.append((H_PARENT_STAMPS, encode_parent_stamps(self.parent_stamps).encode()))
         out.append((H_TRACEPARENT, (self.traceparent or new_traceparent(self.event_id)).encode()))
         out.extend((H_STAMP, s.encode()) for s in self.stages)
         return out
@@ -238,15 +250,17 @@ def read_stamps(headers: Sequence[tuple[str, bytes | None]] | None) -> Stamps | 
         version = int(single.get(H_VERSION, b"1"))
         if version != CONTRACT_VERSION:
             raise StampError(f"stamp contract version {version} is not supported (want 1)")
-        parents = single.get(H_PARENTS, b"").decode("ascii")
+        parents = _parents(single.get(H_PARENTS, b"").decode("ascii"))
+        left = single.get(H_PARENT_STAMPS)
         stamps = Stamps(
             event_id=canonical_uuid(H_EVENT_ID, single[H_EVENT_ID]),
             origin_ns=int(single.get(H_ORIGIN, b"0")),
             ingest_ns=int(single.get(H_INGEST, b"0")),
             clock_err_ns=int(single.get(H_CLOCK_ERR, b"0")),
             stages=tuple(stages),
-            parents=_parents(parents),
+            parents=parents,
             traceparent=single.get(H_TRACEPARENT, b"").decode("ascii")[:128],
+            parent_stamps=() if left is None else _parent_stamps(left, len(parents)),
         )
     except (UnicodeDecodeError, ValueError) as exc:
         raise StampError(f"stamp headers are malformed: {str(exc)[:200]}") from exc
@@ -280,6 +294,53 @@ def _parents(text: str) -> tuple[str, ...]:
     if len(ids) > MAX_PARENTS:
         raise StampError(f"{H_PARENTS} holds {len(ids):,} ids, over the limit of {MAX_PARENTS}")
     return tuple(canonical_uuid(H_PARENTS, p.strip()) for p in ids)
+
+
+def _parent_stamps(raw: bytes, parents: int) -> tuple[ParentStamp, ...]:
+    """The ``stampline.parent_stamps`` header: one ``stage/out/err`` (or ``-``) per parent.
+
+    Raises:
+        StampError: naming the entry that is not one, or the count that does not match.
+    """
+    # Each entry is at most ~100 characters; a longer header cannot be valid, and is not
+    # split into a list first.
+    if len(raw) > 128 * max(parents, 1):
+        raise StampError(
+            f"{H_PARENT_STAMPS} of {len(raw):,} bytes is too long for {parents} parent(s)"
+        )
+    entries = raw.decode("ascii").split(",")
+    if len(entries) != parents:
+        raise StampError(
+            f"{H_PARENT_STAMPS} holds {len(entries):,} entries for {parents} "
+            f"{H_PARENTS} id(s): they must be aligned"
+        )
+    out: list[ParentStamp] = []
+    for n, entry in enumerate(entries, 1):
+        if entry == "-":
+            out.append(UNKNOWN_PARENT)
+            continue
+        what = f"{H_PARENT_STAMPS} entry {n} {entry[:80]!r}"
+        parts = entry.split("/")
+        if len(entry) > 128 or len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            raise StampError(f"{what} is not stage/out_ns/err_ns")
+        stage, emitted, err = parts[0], int(parts[1]), int(parts[2])
+        if not _STAGE_NAME.match(stage):
+            raise StampError(f"{what}: {stage[:80]!r} is not a stage name")
+        _check_time(f"{what} out", emitted)
+        _check_err(f"{what} err", err)
+        out.append((stage, emitted, err))
+    return tuple(out)
+
+
+def parent_stamp_of(stamps: Stamps) -> ParentStamp:
+    """Where the event of ``stamps`` last left a stage: its latest stage stamp, else its
+    origin (born at the source, no stage in between), else not known."""
+    if stamps.stages:
+        last = max(stamps.stages, key=lambda s: s.emitted_ns)
+        return (last.stage, last.emitted_ns, last.clock_err_ns)
+    if stamps.origin_ns:
+        return (PREV_ORIGIN, stamps.origin_ns, 0)
+    return UNKNOWN_PARENT
 
 
 def _check_time(name: str, value: int) -> None:

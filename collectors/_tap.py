@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import Consumer, Message, Producer
 
-from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation
+from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation, encode_parent_stamps
 from collectors._ids import key_event_id, source_event_id
 from collectors._kafka import consumer_config, producer_config, take, where
 from collectors._metrics import SidecarMetrics
@@ -200,9 +200,11 @@ class Tap:
                 origin, ingested = stamps.origin_ns, stamps.ingest_ns
                 parents = ",".join(p.lower() for p in stamps.parents)
                 # Each stamp's hop starts at the stamp before it; the first one's at the
-                # origin, unless the event was derived (born at that stage: no hop into it).
+                # origin, unless the event was derived (born at that stage): then its hops
+                # start where each parent last left a stage, kept on that first row.
                 if not stamps.parents:
                     prev = (PREV_ORIGIN, origin, 0)
+                lineage = encode_parent_stamps(stamps.parent_stamps)
                 for st in stamps.stages:
                     rows.append(
                         (
@@ -229,9 +231,11 @@ class Tap:
                             st.bound_label(),
                             "",
                             "",
+                            lineage,
                         )
                     )
                     prev = (st.stage, st.emitted_ns, st.clock_err_ns)
+                    lineage = ""
                 # Its own sighting's hop starts where the last stage let the record go.
                 if not stamps.stages:
                     prev = ("", 0, 0)
@@ -267,6 +271,7 @@ class Tap:
                     parents,
                     AUTHORITY_TAP,
                     s.clock_source,
+                    "",
                     "",
                     "",
                 )

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from audit import DeadLetter, Observation, canonical_table
+from audit import DeadLetter, Observation, canonical_table, decode_parent_stamps
 
 CANONICAL_SCHEMA = canonical_table([]).schema  # the store's canonical columns and types
 
@@ -26,7 +26,8 @@ class TrailRows:
     clock_err_ns, prev_clock_err_ns, host, topic, partition, offset, broker_time, provider,
     instrument, seq, price (a float), outcome, rule_id, rule_version, parents (ids joined
     by commas), authority, clock_source, warnings (rule@vN joined by commas), rule_sha256
-    (rule@vN=HEX joined by commas: the rule files' hashes at verdict time).
+    (rule@vN=HEX joined by commas: the rule files' hashes at verdict time), parent_stamps
+    (``audit.encode_parent_stamps``: a derived event's birth row only, else "").
 
     One tuple per row is the cheapest thing to make per record in Python; the columns are
     made once per write by transposing.
@@ -114,6 +115,7 @@ def observations_of(table: pa.Table) -> list[Observation]:
                 clock_source=row["clock_source"],
                 warnings=tuple(w for w in row["warnings"].split(",") if w),
                 rule_sha256=tuple(h for h in row["rule_sha256"].split(",") if h),
+                parent_stamps=decode_parent_stamps(row["parent_stamps"]),
             )
         )
     return out

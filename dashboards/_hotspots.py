@@ -26,6 +26,17 @@ UID = "stampline-hotspots"
 TITLE = "Stampline · Pipeline hotspots"
 SQL = SqlRegistry()
 
+
+def _counted_once(time_filter: str) -> str:
+    """The condition that keeps, per stage pair and minute, only the hop_latency_1m rows of
+    the highest authority present: a stamp the gate recorded itself is also read from
+    headers by a tap (lower authority), and must count once. Both copies share `received`,
+    so they fall in the same minute; a stage only the SDK stamps has only tap readings."""
+    return f"""(prev_stage, stage, minute, authority) IN (
+          SELECT prev_stage, stage, minute, max(authority) FROM {{db}}.hop_latency_1m
+          WHERE {time_filter} GROUP BY prev_stage, stage, minute)"""
+
+
 HEATMAP = SQL.add(
     PanelSql(
         UID,
@@ -34,6 +45,7 @@ HEATMAP = SQL.add(
        arrayElement(quantilesTDigestMerge(0.5, 0.99, 0.999)(latency), 2) / 1e6 AS p99_ms
 FROM {{db}}.hop_latency_1m
 WHERE $__timeFilter(minute) AND {where_filters("provider", "stage")}
+  AND {_counted_once("$__timeFilter(minute)")}
 GROUP BY time, hop
 ORDER BY time, hop""",
         ("time", "hop", "p99_ms"),
@@ -85,6 +97,9 @@ ORDER BY end_to_end_ms""",
     )
 )
 # The window before has the same length as the dashboard's: [from - (to - from), from).
+_BOTH_WINDOWS = """(minute >= toStartOfMinute($__fromTime)
+            - toIntervalSecond(toUnixTimestamp($__toTime) - toUnixTimestamp($__fromTime))
+        AND minute <= $__toTime)"""
 HOTSPOTS = SQL.add(
     PanelSql(
         UID,
@@ -103,10 +118,9 @@ FROM
 (
     SELECT *, minute >= toStartOfMinute($__fromTime) AS current
     FROM {{db}}.hop_latency_1m
-    WHERE minute >= toStartOfMinute($__fromTime)
-                    - toIntervalSecond(toUnixTimestamp($__toTime) - toUnixTimestamp($__fromTime))
-      AND minute <= $__toTime
+    WHERE {_BOTH_WINDOWS}
       AND {where_filters("provider", "stage")}
+      AND {_counted_once(_BOTH_WINDOWS)}
 )
 GROUP BY from_stage, to_stage
 HAVING hops > 0
@@ -202,8 +216,9 @@ def build(database: str = "stampline") -> dict[str, Any]:
         heatmap.Panel()
         .title(HEATMAP.panel)
         .description(
-            "One row per hop (previous stamp → stage), one cell per minute, coloured by the "
-            "hop's p99 in ms (hop_latency_1m). A hot row that lights up is where time goes."
+            "One row per hop (previous stamp → stage, or a decision's input → the stage that "
+            "made it), one cell per minute, coloured by the hop's p99 in ms (hop_latency_1m). "
+            "A hot row that lights up is where time goes."
         )
         .grid_pos(_pos(0, 0, 24, 9))
         .datasource(CLICKHOUSE)
@@ -247,8 +262,9 @@ def build(database: str = "stampline") -> dict[str, Any]:
         .title(HOTSPOTS.panel)
         .description(
             "Hops ranked by p99 over the dashboard range, against the same length of time "
-            "before it (trend > 1: slower). Latencies inside the clock-error bound or negative "
-            "are counted apart: they are not facts."
+            "before it (trend > 1: slower); each hop counted once, the same hops as "
+            "`stampline hotspots` (a decision's lineage hops included). Latencies inside the "
+            "clock-error bound or negative are counted apart: they are not facts."
         )
         .grid_pos(_pos(0, 17, 24, 8))
         .datasource(CLICKHOUSE)

@@ -378,6 +378,33 @@ def test_hotspots_shows_every_hop_and_nothing_else(run: Run) -> None:
     }
 
 
+def test_the_hop_rollup_counts_each_hop_once_as_hotspots_does(run: Run) -> None:
+    """The gate records its own stamps and the tap reads them again from headers: the hotspot
+    panel (the per-minute rollup) still counts every hop once, lineage hop gate → risk
+    included, so its counts per hop are `hotspots`'s."""
+    from dashboards import ALL, TimeRange, expand
+    from dashboards._hotspots import HOTSPOTS
+
+    cli = {(r["from_stage"], r["to_stage"]): r["hops"] for r in hotspots(run.store, WINDOW)["rows"]}
+    (span,) = run.store.query(
+        "SELECT toUnixTimestamp(min(minute)) AS lo, toUnixTimestamp(max(minute)) AS hi"
+        " FROM {db}.hop_latency_1m"
+    )
+    window = TimeRange(int(span["lo"]) * 1000, (int(span["hi"]) + 60) * 1000)
+    sql = expand(
+        HOTSPOTS.sql.replace("{db}", run.store.database), window, {"provider": ALL, "stage": ALL}
+    )
+    panel = {(r["from_stage"], r["to_stage"]): r["hops"] for r in run.store.query(sql)}
+    assert panel == cli
+    assert panel[("origin", "gate")] == 1700
+    assert panel[("gate", "risk")] == ROUNDS
+    (copies,) = run.store.query(
+        "SELECT groupUniqArray(authority) AS a FROM {db}.hop_latency_1m"
+        " WHERE prev_stage = 'origin' AND stage = 'gate'"
+    )
+    assert sorted(copies["a"]) == [1, 2]  # the gate's rows and the tap's: both kept, one read
+
+
 def test_hotspots_hold_time_shows_the_slow_stage(run: Run) -> None:
     """Risk held each event at least 30 ms; its max equals the slowest hold replay shows."""
     result = hotspots(run.store, WINDOW)

@@ -161,6 +161,48 @@ class TestIdempotentWrites:
         assert rows == [{"topic": "", "provider": "alpha"}]
 
 
+class TestHopRollup:
+    def test_each_hop_counts_once_as_hotspots_counts_it(self, any_store: Store) -> None:
+        """The gate writes its own row of its stamp and a tap reads the same stamp from
+        headers (the other stages are known only from the tap), and one record is
+        dead-lettered: the hotspot panel's per-hop counts from the rollup are the true ones,
+        and equal `hotspots`'s."""
+        from dashboards import ALL, TimeRange, expand
+        from dashboards._hotspots import HOTSPOTS
+
+        n = 40
+        rows = pipeline(n)
+        gate_rows = [r for r in rows if r.stage == "gate"]
+        tap_readings = [replace(r, provider="", authority=AUTHORITY_TAP) for r in rows]
+        (rejected, *_) = pipeline(1, t0=T0 + 5 * MS)
+        rejected = replace(
+            rejected, event_id=str(uuid.uuid4()), outcome="dead_lettered", rule_id="qty.max"
+        )
+        any_store.write_observations([*gate_rows, rejected])
+        any_store.write_observations(tap_readings)
+        truth = {("origin", "gate"): n, ("gate", "enrich"): n, ("enrich", "risk"): n}
+        (both,) = any_store.query(
+            "SELECT sum(hops) AS n FROM {db}.hop_latency_1m WHERE prev_stage = 'origin'"
+        )
+        assert both["n"] == 2 * n  # both copies are kept; readers choose
+        cli = {
+            (r["from_stage"], r["to_stage"]): r["hops"] for r in hotspots(any_store, HOUR)["rows"]
+        }
+        assert cli == truth
+        (span,) = any_store.query(
+            "SELECT toUnixTimestamp(min(minute)) AS lo, toUnixTimestamp(max(minute)) AS hi"
+            " FROM {db}.hop_latency_1m"
+        )
+        window = TimeRange(int(span["lo"]) * 1000, (int(span["hi"]) + 60) * 1000)
+        sql = expand(
+            HOTSPOTS.sql.replace("{db}", any_store.database),
+            window,
+            {"provider": ALL, "stage": ALL},
+        )
+        panel = {(r["from_stage"], r["to_stage"]): r["hops"] for r in any_store.query(sql)}
+        assert panel == truth
+
+
 class TestStoredOffsets:
     @pytest.mark.parametrize(
         ("received", "emitted", "prev_emitted", "origin", "ingested", "broker_ms"),

@@ -99,13 +99,14 @@ def test_any_bytes_as_a_value_are_refused_never_crash(value: bytes) -> None:
         decode_trail_message(value, msg.headers)
 
 
-def _v1_message(table: pa.Table) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """``table`` as a version 1 sidecar wrote it: the observations without ``rule_sha256``."""
+def _v1_message(table: pa.Table, version: int = 1) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """``table`` as a sidecar of an older format ``version`` wrote it: version 1 without
+    ``rule_sha256`` and ``parent_stamps``, version 2 without ``parent_stamps``."""
     from audit._trailformat import schema_for
 
-    schema = schema_for("observations", 1)
+    schema = schema_for("observations", version)
     meta = {
-        "stampline.trail.version": "1",
+        "stampline.trail.version": str(version),
         "stampline.trail.kind": "observations",
         "stampline.trail.rows": str(table.num_rows),
         "stampline.trail.source": "gate@old",
@@ -117,10 +118,9 @@ def _v1_message(table: pa.Table) -> tuple[bytes, list[tuple[str, bytes]]]:
 
 
 def test_version_2_adds_the_rule_file_hashes_and_version_1_is_still_read() -> None:
-    """Writers write version 2, whose observations carry ``rule_sha256``; a version 1 message
-    (an older sidecar's) still reads, its rows with no hash recorded; a version 1 message
-    carrying the version 2 columns is refused (its columns are not version 1's)."""
-    assert TRAIL_FORMAT_VERSION == 2
+    """Version 2's observations carry ``rule_sha256``; a version 1 message (an older
+    sidecar's) still reads, its rows with no hash recorded; a version 1 message carrying the
+    newer columns is refused (its columns are not version 1's)."""
     rows = [
         Observation(
             "0190c6d8-0000-7000-8000-000000000001", "gate", T0, T0 + 5, T0, T0, 1,
@@ -132,13 +132,42 @@ def test_version_2_adds_the_rule_file_hashes_and_version_1_is_still_read() -> No
     (msg,) = encode_trail_messages("observations", table, "gate")
     kind, back = decode_trail_message(msg.value, msg.headers)
     assert back.column("rule_sha256").to_pylist() == ["qty.max@v2=" + "ab" * 32]
-    assert back.schema.names[-1] == "rule_sha256"
     value, headers = _v1_message(table)
     kind, old = decode_trail_message(value, headers)
     assert kind == "observations"
     assert old.schema.equals(back.schema)
     assert old.column("rule_sha256").to_pylist() == [""]
+    assert old.column("parent_stamps").to_pylist() == [""]
     assert old.drop_columns(["rule_sha256"]).equals(back.drop_columns(["rule_sha256"]))
     relabelled = [(k, b"1" if k == "stampline.trail.version" else v) for k, v in headers]
     with pytest.raises(TrailFormatError, match="schema of version 1"):
+        decode_trail_message(msg.value, relabelled)
+
+
+def test_version_3_adds_the_parent_stamps_and_version_2_is_still_read() -> None:
+    """Writers write version 3, whose observations carry ``parent_stamps`` (a derived event's
+    lineage: where each parent last left a stage); a version 2 message still reads, with none
+    recorded; a version 2 message carrying version 3's columns is refused."""
+    assert TRAIL_FORMAT_VERSION == 3
+    rows = [
+        Observation(
+            "0190c6d8-0000-7000-8000-000000000002", "risk", T0 + 9, T0 + 20, T0 + 20, T0 + 20,
+            7, parents=("0190c6d8-0000-7000-8000-00000000000a",
+                        "0190c6d8-0000-7000-8000-00000000000b"),
+            parent_stamps=(("gate", T0 + 3, 500), ("", 0, 0)),
+        )
+    ]  # fmt: skip
+    table = canonical_table(rows)
+    (msg,) = encode_trail_messages("observations", table, "tap")
+    _, back = decode_trail_message(msg.value, msg.headers)
+    assert back.column("parent_stamps").to_pylist() == [f"gate/{T0 + 3}/500,-"]
+    assert back.schema.names[-1] == "parent_stamps"
+    value, headers = _v1_message(table, version=2)
+    kind, old = decode_trail_message(value, headers)
+    assert kind == "observations"
+    assert old.schema.equals(back.schema)
+    assert old.column("parent_stamps").to_pylist() == [""]
+    assert old.drop_columns(["parent_stamps"]).equals(back.drop_columns(["parent_stamps"]))
+    relabelled = [(k, b"2" if k == "stampline.trail.version" else v) for k, v in headers]
+    with pytest.raises(TrailFormatError, match="schema of version 2"):
         decode_trail_message(msg.value, relabelled)

@@ -36,7 +36,7 @@ from collectors._dlq import (
 )
 from collectors._preflight import Limits, check_limits, probe_transactions, record_bytes
 from collectors._recovery import OutputLedger
-from collectors._stamps import H_INGEST, H_ORIGIN, H_PARENTS, H_STAMP
+from collectors._stamps import H_INGEST, H_ORIGIN, H_PARENT_STAMPS, H_PARENTS, H_STAMP
 from collectors.exceptions import BrokerCheckError, DeliveryError
 from rules import Extraction, RuleSet
 from stampline.broker import ensure_topics
@@ -63,6 +63,14 @@ def _stage_stamp(src: str) -> bytes:
     """A stage stamp at the current time naming ``src`` as its bound's source."""
     now_ns = now_ms() * 1_000_000
     return f"stage=a;in={now_ns};out={now_ns};err=0;host=h;src={src}".encode()
+
+
+PARENT = str(uuid.uuid4()).encode()
+
+
+def _left() -> bytes:
+    """A valid parent stamp (where a parent last left a stage) at the current time."""
+    return f"gate/{now_ms() * 1_000_000}/500".encode()
 
 
 def _sized(n: int) -> bytes:
@@ -128,6 +136,32 @@ def make_cases() -> dict[str, Case]:
             js(quote()),
             _stamped(stampline__parents=b"abc,'); DROP TABLE x; --"),
             "record.stamps",
+        ),
+        # where a derived event's parents last left a stage: one entry per parent, each a
+        # stage name, a time in 2000-2100 and a bound, or the record is refused with the reason
+        "parent_stamps_garbage": (
+            None,
+            js(quote()),
+            _stamped(stampline__parents=PARENT, stampline__parent_stamps=b"'); DROP TABLE x; --"),
+            "record.stamps",
+        ),
+        "parent_stamps_1e30": (
+            None,
+            js(quote()),
+            _stamped(stampline__parents=PARENT, stampline__parent_stamps=b"gate/" + HUGE + b"/0"),
+            "record.stamps",
+        ),
+        "parent_stamps_miscounted": (
+            None,
+            js(quote()),
+            _stamped(stampline__parents=PARENT, stampline__parent_stamps=_left() + b",-"),
+            "record.stamps",
+        ),
+        "parent_stamps_kept": (
+            None,
+            js(quote("alpha", 12)),
+            _stamped(stampline__parents=PARENT, stampline__parent_stamps=_left()),
+            None,
         ),
         "forwarded_with_hostile_connect_headers": (
             None,
@@ -474,7 +508,7 @@ def test_a_fitted_dead_letter_always_fits_and_keeps_its_reasons(
 def test_cases_cover_every_header_the_contract_reads() -> None:
     """The hostile cases reach each stamp header the gate parses."""
     touched = {k for c in make_cases().values() for k, _v in c[2]}
-    assert {H_ORIGIN, H_INGEST, H_STAMP, H_PARENTS, H_EVENT_ID} <= touched
+    assert {H_ORIGIN, H_INGEST, H_STAMP, H_PARENTS, H_PARENT_STAMPS, H_EVENT_ID} <= touched
 
 
 def test_a_stamp_naming_an_unknown_bound_source_is_refused_with_the_reason(
@@ -489,3 +523,20 @@ def test_a_stamp_naming_an_unknown_bound_source_is_refused_with_the_reason(
         r for r in outcome.clean if any(b"src=chrony" in (v or b"") for v in r.header_all(H_STAMP))
     ]
     assert kept.header_all(H_STAMP)[0].endswith(b";src=chrony")  # type: ignore[union-attr]
+
+
+def test_parent_stamps_out_of_contract_are_refused_with_the_reason(outcome: Outcome) -> None:
+    """A parent stamps header that is garbage, holds a time far outside 2000-2100, or does
+    not have one entry per parent is a broken contract, dead-lettered naming the header and
+    what is wrong; a valid one is forwarded as it came."""
+    reasons = {
+        case: (outcome.dead(case)[0].header("stampline.reason") or b"").decode()
+        for case in ("parent_stamps_garbage", "parent_stamps_1e30", "parent_stamps_miscounted")
+    }
+    assert "stampline.parent_stamps entry 1" in reasons["parent_stamps_garbage"]
+    assert "is not stage/out_ns/err_ns" in reasons["parent_stamps_garbage"]
+    assert "is not a time between 2000 and 2100" in reasons["parent_stamps_1e30"]
+    assert "holds 2 entries for 1 stampline.parents id(s)" in reasons["parent_stamps_miscounted"]
+    sent = dict(outcome.cases["parent_stamps_kept"][2])[H_PARENT_STAMPS]
+    (kept,) = [r for r in outcome.clean if r.header(H_PARENT_STAMPS) is not None]
+    assert kept.header(H_PARENT_STAMPS) == sent

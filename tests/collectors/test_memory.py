@@ -58,8 +58,12 @@ def test_long_names_and_many_keys_keep_the_gate_under_its_memory_bound(
                 "topics": {"raw": [raw], "clean": clean, "dead_letter": dlq, "trail": trail},
                 "store": {"path": "trail", "flush_interval": "1s"},
                 "gate": {"group_id": f"{uid}-gate"},
-                "metrics": {"enabled": True, "port": port, "address": "127.0.0.1",
-                            "max_label_values": 100},
+                "metrics": {
+                    "enabled": True,
+                    "port": port,
+                    "address": "127.0.0.1",
+                    "max_label_values": 100,
+                },
                 "rules": {"files": [str(rules_file())]},
             }
         )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
-from audit import AUTHORITY_STAMPER, ChdbStore, Observation
+from audit import AUTHORITY_STAMPER, ChdbStore, Observation, hotspots
 from collectors import (
     H_EVENT_ID,
     H_STAMP,
@@ -188,3 +188,66 @@ def test_tap_row_never_replaces_the_stampers_own_row(store: ChdbStore) -> None:
         {"id": eid},
     )
     assert row == {"topic": "md.raw", "offset": 7, "provider": "alpha"}
+
+
+def test_a_decision_with_n_parents_adds_n_lineage_hops(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """A decision made from three inputs carries where each last left a stage (its latest
+    stamp; the origin for one with no stage stamp); the tap keeps them on the decision's row,
+    and the rollup and `hotspots` each count three lineage hops into the deciding stage, of
+    exactly `received` minus each parent's last `emitted`, bounded by both stamps' bounds."""
+    clean, decisions = make_topics("clean", "decisions", partitions=1)
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    inputs = [
+        Stamps(ids[0], T0, T0 + 10, 500, stages=(
+            StageStamp("gate", T0 + 10, T0 + 20, 500),
+            StageStamp("enrich", T0 + 30, T0 + 45, 300),
+        )),
+        Stamps(ids[1], T0 + 1, T0 + 11, 500, stages=(StageStamp("gate", T0 + 11, T0 + 27, 400),)),
+        Stamps(ids[2], T0 + 2, T0 + 2, 800),  # no stage stamp: it left its origin
+    ]  # fmt: skip
+    produce(bootstrap, clean, [(b"k", b"{}", s.headers()) for s in inputs])
+    messages = _consume(bootstrap, clean, 3)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    with stage("risk", *messages, producer=producer, clock_err_ns=70) as st:
+        decision = st.produce(decisions, b"{}")
+    producer.flush(10)
+    left = [("enrich", T0 + 45, 300), ("gate", T0 + 27, 400), ("origin", T0 + 2, 0)]
+    assert st.parent_stamps == tuple(left)
+    tap = Tap(TapSettings(bootstrap, (decisions,), group_id=f"{uid}-tap"), store)
+    stop = threading.Event()
+    thread = threading.Thread(target=tap.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while tap.stats.records < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(30)
+    (row,) = store.query(
+        "SELECT toUnixTimestamp64Nano(received) AS received, parent_stage,"
+        " arrayMap(t -> toUnixTimestamp64Nano(t), parent_emitted) AS parent_emitted,"
+        " parent_clock_err_ns FROM {db}.trail WHERE event_id = {id:UUID} AND stage = 'risk'",
+        {"id": decision},
+    )
+    assert row["received"] == st.received_ns
+    assert list(zip(row["parent_stage"], row["parent_emitted"], row["parent_clock_err_ns"],
+                    strict=True)) == left  # fmt: skip
+    expected = {(s, "risk"): (st.received_ns - t, 70 + e) for s, t, e in left}
+    rollup = store.query(
+        "SELECT prev_stage, stage, sum(hops) AS n, max(bound_max_ns) AS bound,"
+        " quantilesTDigestMerge(0.5)(latency)[1] AS p50"
+        " FROM {db}.hop_latency_1m WHERE stage = 'risk' GROUP BY prev_stage, stage"
+    )
+    assert {(r["prev_stage"], r["stage"]): (r["n"], r["bound"]) for r in rollup} == {
+        pair: (1, bound) for pair, (_, bound) in expected.items()
+    }
+    for r in rollup:
+        hop = expected[(r["prev_stage"], r["stage"])][0]
+        assert r["p50"] == pytest.approx(hop, rel=1e-6)  # the digest keeps float32
+    ranked = {
+        (r["from_stage"], r["to_stage"]): (r["hops"], r["max_ns"], r["clock_bound_ns"])
+        for r in hotspots(store, 3600 * 10**9)["rows"]
+        if r["to_stage"] == "risk"
+    }
+    assert ranked == {pair: (1, hop, bound) for pair, (hop, bound) in expected.items()}

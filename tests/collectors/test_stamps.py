@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from audit import ClockBound
 from collectors import (
     H_EVENT_ID,
+    H_PARENT_STAMPS,
     H_PARENTS,
     H_STAMP,
     H_VERSION,
@@ -121,6 +122,42 @@ def test_stamps_round_trip_through_headers() -> None:
     assert dict(stamps.headers())[H_PARENTS] == ",".join(parents).encode()
 
 
+def test_parent_stamps_round_trip_aligned_with_the_parents() -> None:
+    """A derived event's parent stamps (one per parent; "-" where not known) read back as
+    written, and a record written before the header existed still reads, with none."""
+    parents = (str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()))
+    stamps = Stamps(
+        str(uuid.uuid4()),
+        T0,
+        T0,
+        1_000,
+        stages=(StageStamp("risk", T0 - 50, T0, 1_000),),
+        parents=parents,
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        parent_stamps=(("gate", T0 - 90, 500), ("origin", T0 - 400, 0), ("", 0, 0)),
+    )
+    headers = stamps.headers()
+    assert dict(headers)[H_PARENT_STAMPS] == f"gate/{T0 - 90}/500,origin/{T0 - 400}/0,-".encode()
+    assert read_stamps(headers) == stamps
+    older = [(k, v) for k, v in headers if k != H_PARENT_STAMPS]
+    back = read_stamps(older)
+    assert back is not None
+    assert (back.parents, back.parent_stamps) == (parents, ())
+
+
+@given(
+    st.lists(st.tuples(names, ns, st.integers(0, MAX_CLOCK_ERR_NS)) | st.just(("", 0, 0)),
+             min_size=1, max_size=20)
+)  # fmt: skip
+def test_any_valid_parent_stamps_round_trip(left: list[tuple[str, int, int]]) -> None:
+    """Every stage name, time and bound the contract allows survives the header."""
+    parents = tuple(str(uuid.uuid4()) for _ in left)
+    stamps = Stamps(str(uuid.uuid4()), T0, T0, 0, parents=parents, parent_stamps=tuple(left))
+    back = read_stamps(stamps.headers())
+    assert back is not None
+    assert back.parent_stamps == tuple(left)
+
+
 def test_record_without_event_id_has_no_stamps() -> None:
     """Headers with no event id (an unstamped producer) read as None, not as an error."""
     assert read_stamps(None) is None
@@ -157,6 +194,54 @@ def test_record_without_event_id_has_no_stamps() -> None:
             "src= 'Chrony' is not a bound source",
         ),
         ([(H_EVENT_ID, ID), (H_PARENTS, b",".join([ID] * 2000))], "limit"),
+        # where each parent last left a stage: aligned with the parents, each a stage, a time
+        # and a bound
+        ([(H_EVENT_ID, ID), (H_PARENT_STAMPS, b"gate/%d/5" % T0)], "1 entries for 0"),
+        (
+            [(H_EVENT_ID, ID), (H_PARENTS, ID), (H_PARENT_STAMPS, b"gate/%d/5,-" % T0)],
+            "2 entries for 1 stampline.parents id",
+        ),
+        ([(H_EVENT_ID, ID), (H_PARENTS, ID), (H_PARENT_STAMPS, b"")], "not stage/out_ns/err_ns"),
+        (
+            [(H_EVENT_ID, ID), (H_PARENTS, ID), (H_PARENT_STAMPS, b"'); DROP TABLE x; --")],
+            "entry 1 .* is not stage/out_ns/err_ns",
+        ),
+        (
+            [(H_EVENT_ID, ID), (H_PARENTS, ID), (H_PARENT_STAMPS, b"gate/-5/0")],
+            "not stage/out_ns/err_ns",
+        ),
+        (
+            [(H_EVENT_ID, ID), (H_PARENTS, ID), (H_PARENT_STAMPS, b"a b/%d/0" % T0)],
+            "'a b' is not a stage name",
+        ),
+        (
+            [(H_EVENT_ID, ID), (H_PARENTS, ID), (H_PARENT_STAMPS, b"gate/1" + b"0" * 30 + b"/0")],
+            "out 1000.* is not a time between 2000 and 2100",
+        ),
+        (
+            [
+                (H_EVENT_ID, ID),
+                (H_PARENTS, ID),
+                (H_PARENT_STAMPS, b"gate/%d/1%s" % (T0, b"0" * 30)),
+            ],
+            "err 1000.* is not a clock-error bound",
+        ),
+        (
+            [
+                (H_EVENT_ID, ID),
+                (H_PARENTS, ID),
+                (H_PARENT_STAMPS, b"gate/%d/%s" % (T0, b"9" * 5000)),
+            ],
+            "5,0.. bytes is too long for 1 parent",
+        ),
+        (
+            [
+                (H_EVENT_ID, ID),
+                (H_PARENTS, ID),
+                (H_PARENT_STAMPS, b"gate/%d/0" % T0 + "é".encode()),
+            ],
+            "malformed",
+        ),
     ],
 )
 def test_malformed_stamps_raise_a_clear_error(
