@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -298,15 +299,23 @@ def test_the_demo_answers_live_queries_and_fails_naming_a_crashed_child(tmp_path
         config = _wait_log(log, r"demo: query it live: stampline hotspots --config (\S+)", proc)
         gate_pid = int(_wait_log(log, r"demo: started gate-1 pid (\d+)", proc).group(1))
         _wait_log(log, r"demo: feed: round 10/", proc)
-        rows = _query(["hotspots", "--config", config.group(1)])["rows"]
-        assert isinstance(rows, list)
-        assert any(r["to_stage"] == "gate" for r in rows)
+        deadline = time.monotonic() + 60
+        while True:  # the recorder writes what the gate stamped a moment later
+            rows = _query(["hotspots", "--config", config.group(1)])["rows"]
+            assert isinstance(rows, list)
+            if any(r["to_stage"] == "gate" for r in rows):
+                break
+            assert time.monotonic() < deadline, rows
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.5)
         os.kill(gate_pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+        assert proc.stdout is not None
+        proc.stdout.close()
     text = log.read_text()
     assert proc.returncode == 1, text
     assert out == b""
