@@ -465,7 +465,7 @@ def _stopped(child: Child) -> str:
     last = child.last_line()
     return (
         f"the {child.name} child stopped ({exit_text(code)})"
-        + (f": {last}" if last else "")
+        + (f"; last log line: {last}" if last else "")
         + (f" (log: {child.log})" if child.log else "")
     )
 
