@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,10 +43,17 @@ def demo(
     def progress(message: str) -> None:
         err.print(line(("demo:", "dim"), f" {message}"), highlight=False)
 
+    def stopped(*_: object) -> None:
+        raise KeyboardInterrupt  # unwinds run_demo, which stops its children and broker
+
+    # SIGTERM's default would end this process at once and leave the children running.
+    signal.signal(signal.SIGTERM, stopped)
     try:
         result = run_demo(store, plan=FeedPlan(rounds=rounds), progress=progress)
     except (DemoError, BrokerError) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("stopped before the end (its children are stopped too)")
     summary = result.summary
     if as_json:
         emit_json(summary)

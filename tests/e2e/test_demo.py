@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -311,9 +312,9 @@ def test_the_demo_answers_live_queries_and_fails_naming_a_crashed_child(tmp_path
         os.kill(gate_pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+        if proc.poll() is None:  # the demo stops its children on SIGTERM
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
         assert proc.stdout is not None
         proc.stdout.close()
     text = log.read_text()
@@ -323,3 +324,30 @@ def test_the_demo_answers_live_queries_and_fails_naming_a_crashed_child(tmp_path
     assert last.startswith("error: the gate-1 child stopped (signal SIGKILL)"), text
     assert text.count("started gate-1") == 1, "not restarted"
     assert not (tmp_path / "s" / ".stampline-live.json").exists(), "the recorder was stopped"
+
+
+def test_sigterm_stops_the_demo_and_its_children(tmp_path: Path) -> None:
+    """SIGTERM to a running demo stops it with a clear error and stops every child it
+    started (none is left running behind it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+    log = tmp_path / "demo.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*STAMPLINE, "demo", "--rounds", "2000", "--store", str(tmp_path / "s")],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+        )
+    try:
+        _wait_log(log, r"demo: feed: round 10/", proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+    text = log.read_text()
+    assert proc.returncode == 1, text
+    assert "error: stopped before the end (its children are stopped too)" in text
+    pids = [int(p) for p in re.findall(r"demo: started \S+ pid (\d+)", text)]
+    assert len(pids) == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
