@@ -223,7 +223,10 @@ def watch(
     server: bool = True,
 ) -> ProviderWatch:
     w = ProviderWatch(
-        parts.definitions, parts.dispatcher, dismissals=book(store, config, server=server)
+        parts.definitions,
+        parts.dispatcher,
+        event_clock=config is not None and config.alerting.watch_clock == "event",
+        dismissals=book(store, config, server=server),
     )
     if metrics is not None and parts.dispatcher.metrics is not None:
         parts.dispatcher.metrics.watch_providers(w)

@@ -6,6 +6,10 @@ quick failure (from ``backoff_s`` up to ``max_backoff_s``) and resets once the c
 stayed up for ``stable_s``; every exit and restart is reported. ``stop`` sends SIGTERM to
 every child (each one finishes its work in hand, commits and exits), waits up to
 ``stop_timeout_s``, then SIGKILLs what is left.
+
+With ``restart=False`` (the demo: a short run that must fail, not limp on) an exited child
+is reported and listed in ``exited`` instead of restarted. A child with a ``log`` writes its
+stdout and stderr there instead of the parent's terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -27,12 +32,28 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    log: Path | None = None  # stdout and stderr go here (appended) instead of the terminal
+    nice: int = 0  # added to the child's niceness: a part off the critical path yields CPU
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
     backoff_s: float = 0.0
     next_start: float = 0.0
     last_exit: int | None = None
+    stopped: bool = False  # stopped on purpose: not an exit to report or restart
+
+    def last_line(self) -> str:
+        """The last non-empty line the child logged ("" without a log): why it stopped."""
+        if self.log is None:
+            return ""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+                tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +80,7 @@ class Supervisor:
         stable_s: float = 60.0,
         stop_timeout_s: float = 60.0,
         base_env: Mapping[str, str] | None = None,
+        restart: bool = True,
     ) -> None:
         self.children = list(children)
         self.backoff_s = backoff_s
@@ -66,19 +88,33 @@ class Supervisor:
         self.stable_s = stable_s
         self.stop_timeout_s = stop_timeout_s
         self.base_env = dict(os.environ if base_env is None else base_env)
+        self.restart = restart
+        self.exited: list[Child] = []  # with restart=False: children that exited, in order
         self._lock = threading.Lock()
 
     def start(self, child: Child, report: Report) -> None:
         env = {**self.base_env, **child.env}
-        child.proc = subprocess.Popen(child.argv, env=env)
+        nice = child.nice
+        renice = (lambda: os.nice(nice) and None) if nice else None
+        if child.log is not None:
+            with child.log.open("ab") as log:  # the child keeps its own descriptor
+                child.proc = subprocess.Popen(
+                    child.argv, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=renice
+                )
+        else:
+            child.proc = subprocess.Popen(child.argv, env=env, preexec_fn=renice)
         child.started = time.monotonic()
         report(f"started {child.name} pid {child.proc.pid}")
+
+    def start_all(self, report: Report) -> None:
+        """Start every child at once: each is its own process, so their start-ups overlap."""
+        for child in self.children:
+            self.start(child, report)
 
     def run(self, stop: threading.Event, report: Report) -> None:
         """Start every child and keep them running until ``stop`` is set; then stop them."""
         try:
-            for child in self.children:
-                self.start(child, report)
+            self.start_all(report)
             while not stop.wait(0.2):
                 self.check(report)
         finally:
@@ -88,18 +124,25 @@ class Supervisor:
         """Notice exited children and restart those whose back-off has passed."""
         now = time.monotonic()
         for child in self.children:
+            if child.stopped:
+                continue
             proc = child.proc
             if proc is not None and proc.poll() is not None:
                 child.last_exit = proc.returncode
                 child.proc = None
                 up = now - child.started
+                if not self.restart:
+                    self.exited.append(child)
+                    child.next_start = float("inf")
+                    report(f"{child.name} exited with {exit_text(proc.returncode)} after {up:.1f}s")
+                    continue
                 if up >= self.stable_s or child.backoff_s == 0:
                     child.backoff_s = self.backoff_s
                 else:
                     child.backoff_s = min(child.backoff_s * 2, self.max_backoff_s)
                 child.next_start = now + child.backoff_s
                 report(
-                    f"{child.name} exited with {_exit_text(proc.returncode)} after {up:.1f}s; "
+                    f"{child.name} exited with {exit_text(proc.returncode)} after {up:.1f}s; "
                     f"restarting in {child.backoff_s:.1f}s"
                 )
             if child.proc is None and now >= child.next_start:
@@ -107,7 +150,13 @@ class Supervisor:
                 self.start(child, report)
 
     def stop_all(self, report: Report) -> None:
-        running = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        self.stop(self.children, report)
+
+    def stop(self, children: Sequence[Child], report: Report) -> None:
+        """SIGTERM ``children`` together, wait for each (SIGKILL after ``stop_timeout_s``)."""
+        for child in children:
+            child.stopped = True
+        running = [c for c in children if c.proc is not None and c.proc.poll() is None]
         for child in running:
             assert child.proc is not None
             child.proc.send_signal(signal.SIGTERM)
@@ -121,10 +170,10 @@ class Supervisor:
                 child.proc.kill()
                 child.proc.wait(10)
             child.last_exit = child.proc.returncode
-            report(f"stopped {child.name} ({_exit_text(child.proc.returncode)})")
+            report(f"stopped {child.name} ({exit_text(child.proc.returncode)})")
 
 
-def _exit_text(code: int) -> str:
+def exit_text(code: int) -> str:
     if code < 0:
         try:
             return f"signal {signal.Signals(-code).name}"

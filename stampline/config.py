@@ -324,6 +324,10 @@ class AlertingConfig(_Section):
         default=None, description="several gates: their provider facts meet here"
     )
     resend_interval_ns: int = Field(default=30_000_000_000, alias="resend_interval")
+    # "event": silence is judged on the feed's own origin times (replays, the demo), so a
+    # busy machine's processing lag is not mistaken for silence; it cannot see every
+    # provider going silent at once, so deployments keep the wall clock.
+    watch_clock: Literal["wall", "event"] = "wall"
 
     @field_validator("resend_interval_ns", mode="before")
     @classmethod

@@ -1,12 +1,18 @@
 """``stampline demo``: a synthetic market-data feed through the gate, a decision stage written
 with the SDK, and a tap, on an embedded broker and store, ending with a summary.
 
-The parts are wired as a deployment is: the gate and the tap send their trail to the trail
-topic and the recorder writes the store (see docs/trail.md).
+The demo is `stampline run` plus a feed and a decision stage: it writes a deployment config
+and starts the gate, the tap and the recorder from it as supervised child processes (see
+stampline/_deployment.py), exactly as `stampline run` does; only the customer's parts, the
+feed producer and the SDK decision stage, run in this process. The gate and the tap send
+their trail to the trail topic, the recorder writes the store and serves it live (see
+docs/trail.md), and the summary is read from the store through that live endpoint.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import shutil
 import statistics
@@ -21,27 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Message, Producer
+import yaml
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from alerting import Dispatcher, KeyDetectors, ProviderWatch, parse_alerts
-from audit import ChdbStore
-from collectors import (
-    Gate,
-    GateSettings,
-    Recorder,
-    RecorderSettings,
-    Tap,
-    TapSettings,
-    TrailTopic,
-    consumer_config,
-    producer_config,
-    stage,
-    take,
-)
-from rules import Extraction, RuleSet
+from audit import LiveStore, Store, find_live
+from collectors import consumer_config, producer_config, stage, take
+from stampline import _deployment
 from stampline._feed import BAD_KINDS, FeedPlan, generate, plan_bad_slots
+from stampline._supervisor import Child, Supervisor, exit_text
 from stampline.broker import EmbeddedBroker, ensure_topics
+from stampline.config import ConfigError, load_config
 
+log = logging.getLogger("stampline.demo")
 UNIDENTIFIED = "(unidentified)"  # records too broken to name their provider
 DEFAULT_STORE = Path(".stampline-demo") / "store"
 _MARKER = ".stampline-demo-store"  # the demo only ever wipes a folder that carries this
@@ -84,6 +81,8 @@ class Topics:
     dead_letter: str
     decisions: str
     trail: str = "stampline.trail"
+    trail_heads: str = "stampline.trail.heads"
+    alerts: str = "stampline.alerts"
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
@@ -93,6 +92,8 @@ class Topics:
             f"{prefix}md.dlq",
             f"{prefix}decisions",
             f"{prefix}stampline.trail",
+            f"{prefix}stampline.trail.heads",
+            f"{prefix}stampline.alerts",
         )
 
 
@@ -102,6 +103,8 @@ class DemoResult:
     injected: list[Injected]
     topics: Topics
     bootstrap: str
+    config: Path  # the deployment config the demo wrote and ran its children with
+    children: list[dict[str, Any]] = field(default_factory=list)  # name, pid, last_exit
 
 
 class RiskStage:
@@ -178,23 +181,25 @@ class RiskStage:
             )
 
 
-@dataclass(slots=True)
-class _Worker:
-    name: str
-    target: Callable[[threading.Event], None]
-    error: BaseException | None = None
-    thread: threading.Thread | None = field(default=None)
+class _Thread:
+    """An in-process part (the decision stage) whose failure the demo reports."""
 
-    def start(self, stop: threading.Event) -> None:
+    def __init__(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        self.name = name
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
         def body() -> None:
             try:
-                self.target(stop)
+                target(self.stop)
             except BaseException as exc:  # reported by the demo, which then stops
                 self.error = exc
-                stop.set()
 
-        self.thread = threading.Thread(target=body, name=self.name, daemon=True)
-        self.thread.start()
+        self.thread = threading.Thread(target=body, name=name, daemon=True)
+
+    def join(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
 
 
 def prepare_store_dir(path: Path) -> None:
@@ -213,20 +218,95 @@ def prepare_store_dir(path: Path) -> None:
     marker.chmod(0o600)
 
 
+# The demo's alerting. Every feed provider is registered and judged on the feed's own event
+# time (`watch_clock: event`), so a busy machine's processing lag is not mistaken for
+# silence and the end of the feed is no silence either. A silent provider, a sequence gap
+# and a sustained divergence each raise one alert; the one-round price spike raises none
+# (the divergence rule's sustain). MAX_GAP is ten rounds; the skewed provider's clock runs
+# 250 ms ahead.
+MAX_GAP = "500ms"
+ALERTS = (
+    "  - {id: provider.silent, kind: provider_silent, severity: critical}\n"
+    # a gap of one is a record the gate dead-lettered itself (the feed's bad records)
+    "  - {id: sequence.gap, kind: sequence_gap, min_missing: 2, scope: {instrument: true}}\n"
+    "  - {id: price.divergence, kind: divergence, scope: {instrument: true}}\n"
+)
+
+
+def alert_definitions(plan: FeedPlan) -> str:
+    """The demo's alert definitions file."""
+    registry = "\n".join(
+        f"  - {{provider: {p}, venue: DEMO, max_gap: {MAX_GAP}}}" for p in plan.providers
+    )
+    return f"version: 1\nproviders:\n{registry}\nalerts:\n{ALERTS}"
+
+
+def deployment_config(
+    *,
+    bootstrap: str,
+    store: Path,
+    database: str,
+    topics: Topics,
+    alerts_file: Path,
+    plan: FeedPlan,
+    group_prefix: str = "",
+) -> dict[str, Any]:
+    """The deployment the demo runs: a real `stampline run` configuration."""
+    return {
+        "version": 1,
+        # the broker `stampline demo` started in its own process, shared by every child
+        "broker": {"bootstrap_servers": bootstrap},
+        "topics": {
+            "raw": [topics.raw],
+            "clean": topics.clean,
+            "dead_letter": topics.dead_letter,
+            "decisions": topics.decisions,
+            "trail": topics.trail,
+            "trail_heads": topics.trail_heads,
+        },
+        "store": {"path": str(store), "database": database, "flush_interval": "200ms"},
+        "gate": {
+            "group_id": f"{group_prefix}demo-gate",
+            "max_message_bytes": plan.max_message_bytes,
+        },
+        "tap": {"group_id": f"{group_prefix}demo-tap", "topics": [topics.decisions]},
+        "recorder": {"group_id": f"{group_prefix}demo-recorder"},
+        "rules": {"files": [str(rules_file()), str(stateful_rules_file())]},
+        "alerting": {
+            "definitions": str(alerts_file),
+            "topic": topics.alerts,
+            "watch_clock": "event",
+        },
+        "metrics": {"enabled": False},  # the demo's children serve no /metrics
+    }
+
+
 def run_demo(
-    store: Path | ChdbStore = DEFAULT_STORE,
+    store: Path = DEFAULT_STORE,
     *,
     plan: FeedPlan | None = None,
     bootstrap: str | None = None,
     database: str = "stampline",
     topic_prefix: str = "",
+    fresh: bool = True,
+    data_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> DemoResult:
     """Run the whole demo and return its summary.
 
-    ``store`` is a folder to create a fresh demo store in, or a store already open (its
-    database is used as it is). With ``bootstrap`` None an embedded broker is started and
-    stopped; otherwise the demo's topics (named with ``topic_prefix``) are created there.
+    The demo is `stampline run` plus a feed and a decision stage: it writes a deployment
+    config (``<data_dir>/stampline.yaml``, ``data_dir`` defaulting to the store folder),
+    starts the gate, the tap and the recorder from it as supervised child processes (their
+    output in ``<data_dir>/logs/``), and runs only the customer's parts here: the synthetic
+    feed and the SDK decision stage. It reads the store live through the recorder's
+    endpoint, then stops the children with SIGTERM. A child that exits before that fails
+    the demo at once, naming it (no restarts: the demo is a short run).
+
+    ``store`` is the chDB folder: with ``fresh`` it is wiped first (only ever a folder the
+    demo made); otherwise the demo writes its own ``database`` in it, which no process may
+    hold open meanwhile (the recorder child opens it). With ``bootstrap`` None an embedded
+    broker is started here and stopped; otherwise the demo's topics (named with
+    ``topic_prefix``) are created there.
 
     Raises:
         DemoError: a part failed or did not finish in time.
@@ -234,117 +314,136 @@ def run_demo(
     plan = plan or FeedPlan()
     say = progress or (lambda _m: None)
     topics = Topics.with_prefix(topic_prefix)
+    store = Path(store).resolve()
+    if fresh:
+        prepare_store_dir(store)
+    else:
+        store.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = Path(data_dir).resolve() if data_dir is not None else store
+    logs = data / "logs"
+    logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in logs.glob("*.log"):
+        old.unlink()
     with ExitStack() as stack:
         if bootstrap is None:
             say("starting the embedded broker (Tansu)")
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
         say(f"broker at {bootstrap}")
-        ensure_topics(
-            bootstrap,
-            [topics.raw, topics.clean, topics.dead_letter, topics.decisions, topics.trail],
+        alerts_file = data / "demo.alerts.yaml"
+        alerts_file.write_text(alert_definitions(plan))
+        config_file = data / "stampline.yaml"
+        spec = deployment_config(
+            bootstrap=bootstrap, store=store, database=database, topics=topics,
+            alerts_file=alerts_file, plan=plan, group_prefix=topic_prefix,
+        )  # fmt: skip
+        config_file.write_text(
+            "# written by `stampline demo`: the deployment it ran (`stampline run --config`\n"
+            "# runs the same parts, given a broker at this address)\n"
+            + yaml.safe_dump(spec, sort_keys=False)
         )
-        if not isinstance(store, ChdbStore):
-            prepare_store_dir(Path(store).resolve())
-            store = stack.enter_context(ChdbStore(Path(store).resolve(), database))
-        say(f"store (chDB) at {store.path}, database {store.database}")
-        rules = RuleSet.load(
-            [rules_file(), stateful_rules_file()],
-            Extraction(max_message_bytes=plan.max_message_bytes),
-        )
-        alerts = _DemoAlerts(plan, store, rules)
-        gate = Gate(
-            GateSettings(
-                bootstrap,
-                (topics.raw,),
-                topics.clean,
-                topics.dead_letter,
-                group_id=f"{topic_prefix}demo-gate",
-                flush_interval_s=0.2,
-            ),
-            rules,
-            TrailTopic(topics.trail, "gate@demo"),
-            detectors=alerts.detectors,
-        )
-        risk = RiskStage(bootstrap, topics, f"{topic_prefix}demo-risk", plan.providers)
-        tap = Tap(
-            TapSettings(bootstrap, (topics.decisions,), group_id=f"{topic_prefix}demo-tap"),
-            TrailTopic(topics.trail, "tap@demo"),
-        )
-        recorder = Recorder(
-            RecorderSettings(
-                bootstrap,
-                topics.trail,
-                group_id=f"{topic_prefix}demo-recorder",
-                heads_topic=None,
-                poll_timeout_s=0.1,
-            ),
-            store,
-        )
-        stop = threading.Event()
-        workers = [
-            _Worker("gate", gate.run),
-            _Worker("risk", risk.run),
-            _Worker("tap", tap.run),
-            _Worker("recorder", recorder.run),
-        ]
-        for w in workers:
-            w.start(stop)
         try:
-            say("waiting for the gate, the risk stage, the tap and the recorder to join")
-            _wait(
-                lambda: (
-                    gate.ready.is_set()
-                    and risk.ready.is_set()
-                    and tap.ready.is_set()
-                    and recorder.ready.is_set()
-                ),
-                _JOIN_TIMEOUT_S,
-                "consumers joining their groups",
-                workers,
-            )
-            produced, injected = _produce_feed(bootstrap, topics.raw, plan, say)
-            say(f"feed done: {produced:,} events; waiting for the pipeline to drain")
-            _wait(lambda: gate.stats.events_in >= produced, _DRAIN_TIMEOUT_S, "the gate", workers)
-            _wait(
-                lambda: risk.consumed >= gate.stats.forwarded,
-                _DRAIN_TIMEOUT_S,
-                "the risk stage",
-                workers,
-            )
-            _wait(
-                lambda: tap.stats.records >= len(risk.decisions),
-                _DRAIN_TIMEOUT_S,
-                "the tap",
-                workers,
-            )
-            _wait(
-                lambda: _caught_up(_recorded(store, topics.decisions), produced, risk.decisions),
-                _DRAIN_TIMEOUT_S,
-                "the recorder",
-                workers,
-            )
-        finally:
-            stop.set()
-            for w in workers:
-                if w.thread is not None:
-                    w.thread.join(30)
-        _raise_failed(workers)
-        alerts.dispatcher.close()
-        summary = summarise(store, produced=produced, decisions=len(risk.decisions))
-        summary["alerts"] = alerts.listed()
-        summary["store_path"] = str(store.path)
-        summary["database"] = store.database
-        summary["injected"] = dict(sorted(Counter(i.kind for i in injected).items()))
-        summary["replay_command"] = (
-            f"stampline replay --decision {summary['decision_id']} --store {store.path}"
-            + ("" if store.database == "stampline" else f" --database {store.database}")
+            cfg = load_config(config_file)  # what the children load: checked here first
+        except ConfigError as exc:
+            raise DemoError(f"the demo's own config is not usable: {exc}") from exc
+        # The children read the config file and nothing else: a STAMPLINE_* variable in
+        # this shell would otherwise override what the demo wrote.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+        children = _deployment.children(cfg, config_file, bootstrap, 1, log_dir=logs)
+        for child in children:
+            # The gate's start-up is the demo's critical path (the feed waits for it); the
+            # tap and the recorder catch up while the feed runs. Two cores are common.
+            child.nice = 0 if child.name.startswith("gate") else 10
+        supervisor = Supervisor(
+            children,
+            base_env=env,
+            restart=False,
+            stop_timeout_s=30,
         )
-        summary["evidence_command"] = (
-            f"stampline evidence --decision {summary['decision_id']} --store {store.path}"
-            + ("" if store.database == "stampline" else f" --database {store.database}")
-            + f" --out evidence-{summary['decision_id']}"
+        # The children start at once (each its own process: imports and chDB overlap) while
+        # this process creates the topics.
+        supervisor.start_all(say)
+        stack.callback(supervisor.stop_all, lambda _m: None)
+        say(f"config at {config_file} (children's logs in {logs})")
+        say(f"query it live: stampline hotspots --config {config_file}")
+        ensure_topics(bootstrap, _deployment.topics(cfg), cfg.topics.partitions)
+        risk = RiskStage(bootstrap, topics, f"{topic_prefix}demo-risk", plan.providers)
+        stage_thread = _Thread("risk", risk.run)
+        stage_thread.thread.start()
+        stack.callback(stage_thread.join)
+
+        def check() -> None:
+            supervisor.check(lambda _m: None)
+            for child in supervisor.exited:
+                raise DemoError(_stopped(child))
+            if stage_thread.error is not None:
+                e = stage_thread.error
+                raise DemoError(f"the risk stage stopped: {type(e).__name__}: {e}") from e
+
+        # The feed starts once the gate and the risk stage hold their partitions, so the
+        # latencies measure the pipeline, not its start-up. The tap and the recorder read
+        # from the earliest offset and measure nothing the summary shows: they join
+        # meanwhile, and the drain below waits for what they write.
+        say("waiting for the gate and the risk stage to join")
+        _wait(
+            lambda: risk.ready.is_set() and _groups_stable(bootstrap, [cfg.gate.group_id]),
+            _JOIN_TIMEOUT_S,
+            "consumers joining their groups",
+            check,
         )
-        return DemoResult(summary, injected, topics, bootstrap)
+        produced, injected = _produce_feed(bootstrap, topics.raw, plan, say, check)
+        say(f"feed done: {produced:,} events; waiting for the pipeline to drain")
+        live = _wait_live(store, database, check)
+        _wait(
+            lambda: _recorded(live, topics.decisions)[0] >= produced,
+            _DRAIN_TIMEOUT_S,
+            "the gate's trail",
+            check,
+        )
+        forwarded = _recorded(live, topics.decisions)[2]
+        _wait(lambda: risk.consumed >= forwarded, _DRAIN_TIMEOUT_S, "the risk stage", check)
+        stage_thread.join()
+        check()
+        _wait(
+            lambda: _recorded(live, topics.decisions)[1] >= len(risk.decisions),
+            _DRAIN_TIMEOUT_S,
+            "the tap's trail",
+            check,
+        )
+        # The gate sends its last alert transitions as it stops; the recorder then writes
+        # them before it is stopped too.
+        feeders = [c for c in supervisor.children if c.name != "recorder"]
+        supervisor.stop(feeders, lambda _m: None)
+        _check_clean(feeders)
+        _wait(
+            lambda: _written_all(bootstrap, cfg.recorder.group_id, topics.alerts),
+            _DRAIN_TIMEOUT_S,
+            "the recorder to write the alerts",
+            check,
+        )
+        summary = summarise(live, produced=produced, decisions=len(risk.decisions))
+        summary["alerts"] = listed_alerts(live)
+        recorder = [c for c in supervisor.children if c.name == "recorder"]
+        supervisor.stop(recorder, lambda _m: None)
+        _check_clean(recorder)
+        say("stopped the gate, the tap and the recorder cleanly")
+    summary["store_path"] = str(store)
+    summary["database"] = database
+    summary["injected"] = dict(sorted(Counter(i.kind for i in injected).items()))
+    summary["config_path"] = str(config_file)
+    summary["replay_command"] = (
+        f"stampline replay --decision {summary['decision_id']} --store {store}"
+        + ("" if database == "stampline" else f" --database {database}")
+    )
+    summary["evidence_command"] = (
+        f"stampline evidence --decision {summary['decision_id']} --store {store}"
+        + ("" if database == "stampline" else f" --database {database}")
+        + f" --out evidence-{summary['decision_id']}"
+    )
+    ran = [
+        {"name": c.name, "pid": c.proc.pid if c.proc else None, "last_exit": c.last_exit}
+        for c in supervisor.children
+    ]
+    return DemoResult(summary, injected, topics, bootstrap, config_file, ran)
 
 
 def produce_feed(
@@ -360,47 +459,101 @@ def produce_feed(
     return _produce_feed(bootstrap, topic, plan, progress or (lambda _m: None))
 
 
-class _DemoAlerts:
-    """The demo's alerting: every feed provider registered, judged on the feed's own event
-    time (so a busy machine's processing lag is not mistaken for silence), history in the
-    store. A silent provider, a sequence gap and a sustained divergence each raise one alert;
-    the one-round price spike raises none (the divergence rule's sustain)."""
-
-    MAX_GAP = "500ms"  # ten rounds; the skewed provider's clock runs 250 ms ahead
-    ALERTS = (
-        "  - {id: provider.silent, kind: provider_silent, severity: critical}\n"
-        # a gap of one is a record the gate dead-lettered itself (the feed's bad records)
-        "  - {id: sequence.gap, kind: sequence_gap, min_missing: 2, scope: {instrument: true}}\n"
-        "  - {id: price.divergence, kind: divergence, scope: {instrument: true}}\n"
+def _stopped(child: Child) -> str:
+    """One line: which child stopped, how, its last words, and where its log is."""
+    code = child.last_exit if child.last_exit is not None else 0
+    last = child.last_line()
+    return (
+        f"the {child.name} child stopped ({exit_text(code)})"
+        + (f"; last log line: {last}" if last else "")
+        + (f" (log: {child.log})" if child.log else "")
     )
 
-    def __init__(self, plan: FeedPlan, store: ChdbStore, rules: RuleSet) -> None:
-        registry = "\n".join(
-            f"  - {{provider: {p}, venue: DEMO, max_gap: {self.MAX_GAP}}}" for p in plan.providers
-        )
-        definitions = parse_alerts(f"version: 1\nproviders:\n{registry}\nalerts:\n{self.ALERTS}")
-        self.dispatcher = Dispatcher(definitions, store=store, source="demo")
-        self.watch = ProviderWatch(definitions, self.dispatcher, event_clock=True)
-        kinds = {r.id: r.kind for r in rules.rules}
-        self.detectors = KeyDetectors(definitions, kinds, self.dispatcher, self.watch.add)
 
-    def listed(self) -> list[dict[str, Any]]:
-        """One entry per alert instance: id, kind, labels, fired_at, resolved_at (UTC ISO)."""
-        by: dict[str, dict[str, Any]] = {}
-        for n in self.dispatcher.recent:
-            t = n.transition
-            entry = by.setdefault(
-                n.fingerprint,
-                {"id": t.alert_id, "kind": t.kind, "labels": dict(t.labels),
-                 "summary": n.annotations.get("summary", ""), "fired_at": None,
-                 "resolved_at": None},
-            )  # fmt: skip
-            if t.state == "firing":
-                entry["fired_at"] = _iso(t.at_ns)
-                entry["summary"] = n.annotations.get("summary", "")
-            elif t.state == "resolved":
-                entry["resolved_at"] = _iso(t.at_ns)
-        return list(by.values())
+def _check_clean(children: list[Child]) -> None:
+    """Each stopped child exited 0 (it committed what it did)."""
+    for child in children:
+        if child.last_exit != 0:
+            raise DemoError(_stopped(child))
+
+
+def _groups_stable(bootstrap: str, groups: list[str]) -> bool:
+    """Every group has joined (its consumers hold their partitions)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    for group, future in admin.describe_consumer_groups(groups, request_timeout=5).items():
+        try:
+            if future.result(5).state != ConsumerGroupState.STABLE:
+                return False
+        except Exception:  # not known yet: the group has not formed
+            log.debug("group %s not described yet", group)
+            return False
+    return True
+
+
+def _wait_live(store: Path, database: str, check: Callable[[], None]) -> LiveStore:
+    """The store as the recorder serves it, once its endpoint answers."""
+    found: list[LiveStore] = []
+
+    def answers() -> bool:
+        live = find_live(store)
+        if live is None:
+            return False
+        found.append(LiveStore(live["url"], database))
+        return True
+
+    _wait(answers, _JOIN_TIMEOUT_S, "the recorder's live endpoint", check)
+    return found[-1]
+
+
+def _written_all(bootstrap: str, group: str, topic: str) -> bool:
+    """``group`` has committed every message of ``topic``: the recorder wrote them all."""
+    consumer = Consumer(consumer_config(bootstrap, group, {"enable.auto.commit": False}))
+    try:
+        meta = consumer.list_topics(topic, timeout=5).topics[topic]
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=5)}
+        for tp in parts:
+            high = consumer.get_watermark_offsets(tp, timeout=5)[1]
+            if high > 0 and committed.get(tp.partition, -1) < high:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+_NOT_LABELS = frozenset({"alertname", "kind", "severity"})
+
+
+def listed_alerts(store: Store) -> list[dict[str, Any]]:
+    """One entry per alert instance, from the store's alert history (the recorder wrote it
+    from the alerts topic): id, kind, labels, summary, fired_at, resolved_at (UTC ISO)."""
+    rows = store.query(
+        """SELECT fingerprint, any(alert_id) AS id, any(kind) AS kind,
+               argMax(labels, at) AS labels,
+               argMaxIf(annotations['summary'], at, state = 'firing') AS summary,
+               maxIf(toUnixTimestamp64Nano(at), state = 'firing') AS fired_ns,
+               countIf(state = 'firing') AS fired,
+               maxIf(toUnixTimestamp64Nano(at), state = 'resolved') AS resolved_ns,
+               countIf(state = 'resolved') AS resolved
+           FROM {db}.alert_history FINAL
+           GROUP BY fingerprint ORDER BY min(at), fingerprint"""
+    )
+    return [
+        {
+            "id": r["id"],
+            "kind": r["kind"],
+            # the identifying labels: the name, kind and severity Alertmanager also gets
+            # are the entry's own fields
+            "labels": {k: v for k, v in r["labels"].items() if k not in _NOT_LABELS},
+            "summary": r["summary"],
+            "fired_at": _iso(int(r["fired_ns"])) if r["fired"] else None,
+            "resolved_at": _iso(int(r["resolved_ns"])) if r["resolved"] else None,
+        }
+        for r in rows
+    ]
 
 
 def _iso(ns: int) -> str:
@@ -410,7 +563,11 @@ def _iso(ns: int) -> str:
 
 
 def _produce_feed(
-    bootstrap: str, topic: str, plan: FeedPlan, say: Progress
+    bootstrap: str,
+    topic: str,
+    plan: FeedPlan,
+    say: Progress,
+    check: Callable[[], None] | None = None,
 ) -> tuple[int, list[Injected]]:
     rng = random.Random(plan.seed)
     slots = plan_bad_slots(plan, rng)
@@ -444,6 +601,8 @@ def _produce_feed(
             )
             produced += 1
         producer.poll(0)
+        if check is not None:
+            check()  # a part that stopped fails the demo now, not after the whole feed
         if round_no % 10 == 9:
             say(f"feed: round {round_no + 1}/{plan.rounds}, {produced:,} events")
         time.sleep(max(0.0, plan.round_interval_s - (time.monotonic() - started)))
@@ -452,44 +611,34 @@ def _produce_feed(
     return produced, injected
 
 
-def _wait(done: Callable[[], bool], timeout_s: float, what: str, workers: list[_Worker]) -> None:
+def _wait(done: Callable[[], bool], timeout_s: float, what: str, check: Callable[[], None]) -> None:
+    """Wait for ``done``; ``check`` raises at once when a part has stopped."""
     deadline = time.monotonic() + timeout_s
-    while not done():
-        _raise_failed(workers)
+    while True:
+        check()
+        if done():
+            return
         if time.monotonic() > deadline:
             raise DemoError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
-def _caught_up(recorded: tuple[int, int], produced: int, decisions: list[str]) -> bool:
-    gate_rows, tap_rows = recorded
-    return gate_rows >= produced and tap_rows >= len(decisions)
-
-
-def _recorded(store: ChdbStore, decisions_topic: str) -> tuple[int, int]:
-    """Gate rows and tap sightings of decisions the recorder has written so far."""
+def _recorded(store: Store, decisions_topic: str) -> tuple[int, int, int]:
+    """Gate rows, tap sightings of decisions, and forwarded gate rows written so far."""
     (row,) = store.query(
-        "SELECT countIf(stage = 'gate') AS gate, countIf(stage = {tap:String}) AS tap "
-        "FROM {db}.observations",
+        "SELECT countIf(stage = 'gate') AS gate, countIf(stage = {tap:String}) AS tap, "
+        "countIf(stage = 'gate' AND outcome = 'forwarded') AS fwd FROM {db}.observations",
         {"tap": f"tap:{decisions_topic}"},
     )
-    return int(row["gate"]), int(row["tap"])
+    return int(row["gate"]), int(row["tap"]), int(row["fwd"])
 
 
-def _raise_failed(workers: list[_Worker]) -> None:
-    for w in workers:
-        if w.error is not None:
-            raise DemoError(
-                f"the {w.name} stopped: {type(w.error).__name__}: {w.error}"
-            ) from w.error
-
-
-def summarise(store: ChdbStore, *, produced: int, decisions: int) -> dict[str, Any]:
+def summarise(store: Store, *, produced: int, decisions: int) -> dict[str, Any]:
     """The demo's summary, computed from the trail (not from the collectors' counters)."""
     gate_rows = "FROM {db}.trail WHERE stage = 'gate'"
-    totals = store.query(f"SELECT count() AS n, countIf(outcome = 'forwarded') AS fwd {gate_rows}")[
-        0
-    ]
+    (totals,) = store.query(
+        f"SELECT count() AS n, countIf(outcome = 'forwarded') AS fwd {gate_rows}"
+    )
     dead = store.query(
         f"SELECT rule_id, count() AS n {gate_rows} AND outcome = 'dead_lettered' "
         "GROUP BY rule_id ORDER BY rule_id"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import logging
 import socket
 
-from audit import ChdbStore, ClickHouseStore, ClockBound, Retention, Store, read_clock_bound
+from audit import (
+    TRAIL_MESSAGE_BYTES,
+    ChdbStore,
+    ClickHouseStore,
+    ClockBound,
+    Retention,
+    Store,
+    read_clock_bound,
+)
 from collectors import (
     GateSettings,
     Limits,
@@ -146,8 +154,21 @@ def rules_holder(config: Config) -> RulesHolder:
 
 
 def trail_topic(config: Config, source: str) -> TrailTopic:
-    """Where a gate or a tap sends its trail: the configured trail topic."""
-    return TrailTopic(config.topics.trail, source)
+    """Where a gate or a tap sends its trail: the configured trail topic.
+
+    Trail messages go out on the gate's own producer, whose message.max.bytes follows
+    `gate.max_message_bytes` (see ``Limits.producer_bytes``): they are cut at half of that
+    (their size is estimated before encoding), never at more than the format's default, so
+    a gate that fell behind and flushes many rows at once does not fail on its own trail.
+    """
+    g = config.gate
+    producer_bytes = Limits(
+        max_value_bytes=g.max_message_bytes,
+        max_key_bytes=g.max_key_bytes,
+        max_header_bytes=g.max_header_bytes,
+    ).producer_bytes
+    cap = min(TRAIL_MESSAGE_BYTES, producer_bytes // 2)
+    return TrailTopic(config.topics.trail, source, max_message_bytes=cap)
 
 
 def recorder_settings(config: Config, bootstrap: str) -> RecorderSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,8 @@ from stampline.cli._app import JsonOpt, app, emit_json, err, fail, out
 @app.command()
 def demo(
     store: Annotated[
-        Path, typer.Option("--store", help="Folder for the demo's trail (wiped first).")
+        Path,
+        typer.Option("--store", help="Folder for the demo's store, config and logs (wiped first)."),
     ] = Path(".stampline-demo/store"),
     rounds: Annotated[
         int, typer.Option(min=5, max=10_000, help="Feed rounds (150 events each).")
@@ -24,7 +26,11 @@ def demo(
 ) -> None:
     """Run a synthetic market-data feed through the whole pipeline on embedded parts.
 
-    Starts an embedded broker and store, feeds 3 providers × 50 instruments with injected
+    The demo is `stampline run` plus a feed and a decision stage: it starts an embedded
+    broker, writes a deployment config into the store folder (`stampline.yaml`) and starts
+    the gate, the tap and the recorder from it as child processes (logs in `logs/`); query
+    it live meanwhile with `stampline hotspots --config <that file>`. A child that exits
+    early fails the demo, naming it. It feeds 3 providers × 50 instruments with injected
     faults (a silent provider, a sequence gap, a sustained price divergence and a one-round
     price spike, bad records of ten kinds, a latency spike, clock skew) through the gate and
     a decision stage built with the SDK, then prints a summary — with the alerts raised and
@@ -37,10 +43,17 @@ def demo(
     def progress(message: str) -> None:
         err.print(line(("demo:", "dim"), f" {message}"), highlight=False)
 
+    def stopped(*_: object) -> None:
+        raise KeyboardInterrupt  # unwinds run_demo, which stops its children and broker
+
+    # SIGTERM's default would end this process at once and leave the children running.
+    signal.signal(signal.SIGTERM, stopped)
     try:
         result = run_demo(store, plan=FeedPlan(rounds=rounds), progress=progress)
     except (DemoError, BrokerError) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("stopped before the end (its children are stopped too)")
     summary = result.summary
     if as_json:
         emit_json(summary)

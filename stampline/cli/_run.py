@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import threading
 from contextlib import nullcontext
 from typing import Annotated
@@ -40,8 +38,9 @@ def run(
     queries: run `stampline replay`, `hotspots`, … with the same --config meanwhile.
     SIGTERM or Ctrl-C stops every child cleanly (each commits what it did) and exits 0.
     """
-    from stampline._supervisor import Child, Supervisor
-    from stampline.broker import EmbeddedBroker, ensure_topics, partition_count
+    from stampline import _deployment
+    from stampline._supervisor import Supervisor
+    from stampline.broker import EmbeddedBroker, ensure_topics
 
     path = config_path(config).resolve()
     try:
@@ -55,34 +54,12 @@ def run(
         bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
         assert bootstrap is not None
         err.print(f"run: broker at {bootstrap}", highlight=False)
-        t = cfg.topics
-        if t.create_missing:
-            ensure_topics(
-                bootstrap,
-                [*t.raw, t.clean, t.dead_letter, t.trail, t.trail_heads, *cfg.tap.topics],
-                t.partitions,
-            )
-        partitions = sum(partition_count(bootstrap, topic) for topic in t.raw)
-        n = min(workers or os.cpu_count() or 1, max(1, partitions))
+        if cfg.topics.create_missing:
+            ensure_topics(bootstrap, _deployment.topics(cfg), cfg.topics.partitions)
+        n, partitions = _deployment.gate_workers(cfg, bootstrap, workers)
         if workers and workers > n:
             err.print(f"run: {workers} workers asked, {n} started (raw partitions: {partitions})")
-        # Children share this broker, never start their own.
-        env = {
-            "STAMPLINE_BROKER__EMBEDDED": "false",
-            "STAMPLINE_BROKER__BOOTSTRAP_SERVERS": bootstrap,
-        }
-        base = [sys.executable, "-m", "stampline"]
-        names = [*(f"gate-{i + 1}" for i in range(n)), "recorder"]
-        commands = [*(["gate"] for _ in range(n)), ["recorder"]]
-        if cfg.tap.topics:
-            names.append("tap")
-            commands.append(["tap"])
-        children = []
-        for i, (name, command) in enumerate(zip(names, commands, strict=True)):
-            child_env = dict(env)
-            if cfg.metrics.enabled:
-                child_env["STAMPLINE_METRICS__PORT"] = str(cfg.metrics.port + i)
-            children.append(Child(name, [*base, *command, "--config", str(path)], child_env))
+        children = _deployment.children(cfg, path, bootstrap, n)
         supervisor = Supervisor(children)
 
         def report(message: str) -> None:

@@ -33,11 +33,23 @@ class DemoStore:
     window: TimeRange  # a dashboard range that covers the whole run
 
 
-@pytest.fixture(scope="session")
-def demo_store(bootstrap: str, chdb_dir: Path) -> Iterator[DemoStore]:
-    """The demo's trail, with a dashboard time range around it."""
+@pytest.fixture(scope="package")
+def demo_store(
+    bootstrap: str, chdb_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoStore]:
+    """The demo's trail, with a dashboard time range around it. The demo's recorder is a
+    child process that holds the chDB folder while it runs, so the store is opened here
+    only afterwards, and closed with the package (before another demo needs the folder)."""
+    result = run_demo(
+        chdb_dir,
+        database="grafana_demo",
+        fresh=False,
+        data_dir=tmp_path_factory.mktemp("grafana-demo"),
+        plan=PLAN,
+        bootstrap=bootstrap,
+        topic_prefix="grafana-demo.",
+    )
     with ChdbStore(chdb_dir, "grafana_demo") as store:
-        result = run_demo(store, plan=PLAN, bootstrap=bootstrap, topic_prefix="grafana-demo.")
         (span,) = store.query(
             "SELECT toUnixTimestamp(min(minute)) * 1000 AS lo,"
             " toUnixTimestamp(max(minute)) * 1000 AS hi FROM {db}.hop_latency_1m"

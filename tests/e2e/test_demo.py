@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +18,9 @@ import pytest
 from audit import ChdbStore
 from collectors import H_OFFSET, H_PARTITION, H_RULE_ID
 from stampline._feed import BAD_KINDS, FeedPlan
-from stampline.demo import DemoResult, run_demo
+from stampline.config import load_config
+from stampline.demo import DemoResult, rules_file, run_demo, stateful_rules_file
+from tests.e2e.test_run import STAMPLINE, _query, _wait_log
 from tests.helpers import read_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -48,9 +53,44 @@ def check_demo_alerts(alerts: list[dict[str, object]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def demo(bootstrap: str, chdb_dir: Path) -> DemoResult:
-    with ChdbStore(chdb_dir, "e2e_demo") as store:
-        return run_demo(store, plan=PLAN, bootstrap=bootstrap, topic_prefix="e2e-demo.")
+def demo(bootstrap: str, chdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    # The demo's recorder (a child process) holds the session's chDB folder while it runs:
+    # this process opens it only afterwards.
+    return run_demo(
+        chdb_dir,
+        database="e2e_demo",
+        fresh=False,
+        data_dir=tmp_path_factory.mktemp("e2e-demo"),
+        plan=PLAN,
+        bootstrap=bootstrap,
+        topic_prefix="e2e-demo.",
+    )
+
+
+def test_the_demo_is_stampline_run_plus_a_feed_and_a_decision_stage(
+    demo: DemoResult, chdb_dir: Path
+) -> None:
+    """The demo wrote a real deployment config (broker, topics, store, rules incl. the
+    stateful demo rules, alert definitions, no metrics) and ran the gate, the recorder and
+    the tap from it as child processes that each stopped cleanly on SIGTERM."""
+    cfg = load_config(demo.config)
+    assert cfg.broker.bootstrap_servers == demo.bootstrap
+    assert cfg.topics.raw == [demo.topics.raw]
+    assert cfg.tap.topics == [demo.topics.decisions]
+    assert (cfg.store.path, cfg.store.database) == (chdb_dir.resolve(), "e2e_demo")
+    assert cfg.rules.files == [rules_file(), stateful_rules_file()]
+    assert cfg.alerting.definitions is not None
+    assert cfg.alerting.definitions.exists()
+    assert (cfg.alerting.topic, cfg.alerting.watch_clock) == (demo.topics.alerts, "event")
+    assert cfg.metrics.enabled is False
+    assert [(c["name"], c["last_exit"]) for c in demo.children] == [
+        ("gate-1", 0), ("recorder", 0), ("tap", 0)
+    ]  # fmt: skip
+    assert all(c["pid"] != os.getpid() for c in demo.children)
+    assert demo.summary["config_path"] == str(demo.config)
+    logs = demo.config.parent / "logs"
+    assert "gate: stopped cleanly" in (logs / "gate-1.log").read_text()
+    assert "recorder: stopped cleanly" in (logs / "recorder.log").read_text()
 
 
 def test_events_in_equals_forwarded_plus_dead_lettered(demo: DemoResult) -> None:
@@ -114,6 +154,9 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert [ln for ln in run.stderr.splitlines() if not ln.startswith("demo: ")] == []
     summary = json.loads(run.stdout)
+    config = summary["config_path"]
+    assert f"demo: query it live: stampline hotspots --config {config}" in run.stderr
+    assert Path(config).parent == Path(summary["store_path"])
     for key in (
         "events_in",
         "forwarded",
@@ -121,6 +164,8 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
         "decision_id",
         "store_path",
         "evidence_command",
+        "replay_command",
+        "config_path",
     ):
         assert key in summary
     assert isinstance(summary["dead_lettered"], dict)
@@ -236,3 +281,73 @@ def test_evidence_for_the_demo_decision_holds_the_facts_and_its_head_verifies(
     assert verify.exit_code == 0, verify.output
     heads = json.loads(verify.stdout)["chain_heads"]
     assert {c["chain_id"]: c["head"] for c in proof["chains"]}.items() <= heads.items()
+
+
+def test_the_demo_answers_live_queries_and_fails_naming_a_crashed_child(tmp_path: Path) -> None:
+    """While `stampline demo` runs, `stampline hotspots --config` from another process
+    answers through the recorder's live endpoint; a SIGKILLed gate then fails the demo at
+    once with one line naming the gate (no restart, no hang)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+    log = tmp_path / "demo.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*STAMPLINE, "demo", "--json", "--rounds", "2000", "--store", str(tmp_path / "s")],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+        )
+    try:
+        config = _wait_log(log, r"demo: query it live: stampline hotspots --config (\S+)", proc)
+        gate_pid = int(_wait_log(log, r"demo: started gate-1 pid (\d+)", proc).group(1))
+        _wait_log(log, r"demo: feed: round 10/", proc)
+        deadline = time.monotonic() + 60
+        while True:  # the recorder writes what the gate stamped a moment later
+            rows = _query(["hotspots", "--config", config.group(1)])["rows"]
+            assert isinstance(rows, list)
+            if any(r["to_stage"] == "gate" for r in rows):
+                break
+            assert time.monotonic() < deadline, rows
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.5)
+        os.kill(gate_pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the demo stops its children on SIGTERM
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    text = log.read_text()
+    assert proc.returncode == 1, text
+    assert out == b""
+    (last,) = [ln for ln in text.splitlines() if ln.startswith("error:")]
+    assert last.startswith("error: the gate-1 child stopped (signal SIGKILL)"), text
+    assert text.count("started gate-1") == 1, "not restarted"
+    assert not (tmp_path / "s" / ".stampline-live.json").exists(), "the recorder was stopped"
+
+
+def test_sigterm_stops_the_demo_and_its_children(tmp_path: Path) -> None:
+    """SIGTERM to a running demo stops it with a clear error and stops every child it
+    started (none is left running behind it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+    log = tmp_path / "demo.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*STAMPLINE, "demo", "--rounds", "2000", "--store", str(tmp_path / "s")],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+        )
+    try:
+        _wait_log(log, r"demo: feed: round 10/", proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+    text = log.read_text()
+    assert proc.returncode == 1, text
+    assert "error: stopped before the end (its children are stopped too)" in text
+    pids = [int(p) for p in re.findall(r"demo: started \S+ pid (\d+)", text)]
+    assert len(pids) == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

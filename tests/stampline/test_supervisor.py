@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from pathlib import Path
 
 from stampline._supervisor import Child, Supervisor
 
@@ -57,3 +58,37 @@ def test_stop_sends_sigterm_and_kills_a_child_that_ignores_it() -> None:
     assert "stopped polite (signal SIGTERM)" in messages
     assert "stubborn did not stop in 1s: killing it" in messages
     assert "stopped stubborn (signal SIGKILL)" in messages
+
+
+def test_without_restarts_an_exited_child_is_listed_with_its_last_logged_line(
+    tmp_path: Path,
+) -> None:
+    """With restart=False (the demo) a child that exits is reported and listed, never
+    restarted, and the last line it wrote to its log says why; a child stopped on purpose
+    is not an exit."""
+    crash = Child(
+        "crash",
+        [PY, "-c", "import sys; print('starting'); sys.exit('crash: the broker went away')"],
+        log=tmp_path / "crash.log",
+    )
+    calm = Child("calm", [PY, "-c", "import time; time.sleep(60)"], log=tmp_path / "calm.log")
+    sup = Supervisor([crash, calm], restart=False, stop_timeout_s=5)
+    messages: list[str] = []
+    sup.start_all(messages.append)
+    deadline = time.monotonic() + 30
+    while not sup.exited:
+        assert time.monotonic() < deadline, messages
+        sup.check(messages.append)
+        time.sleep(0.05)
+    sup.stop([calm], messages.append)
+    for _ in range(5):
+        sup.check(messages.append)
+    assert sup.exited == [crash]
+    assert crash.restarts == 0
+    assert crash.last_exit == 1
+    assert crash.last_line() == "crash: the broker went away"
+    assert "stopped calm (signal SIGTERM)" in messages
+    exits = [m for m in messages if "exited" in m]
+    assert len(exits) == 1
+    assert exits[0].startswith("crash exited with exit code 1 after ")
+    assert "restarting" not in exits[0]
