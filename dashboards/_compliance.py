@@ -15,6 +15,7 @@ from dashboards._common import (
     ClickHouseQuery,
     PanelSql,
     SqlRegistry,
+    counted_once,
     text_panel,
     to_dict,
     variables,
@@ -72,6 +73,7 @@ FROM
     FROM {{db}}.stage_time_1m
     WHERE $__timeFilter(minute) AND prev_stage = ''
       AND {where_filters("stage")}
+      AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
     GROUP BY time, stage
 )
 ORDER BY time, stage""",
@@ -92,6 +94,7 @@ FROM
     FROM {{db}}.stage_time_1m
     WHERE $__timeFilter(minute) AND prev_stage = ''
       AND {where_filters("stage")}
+      AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
     GROUP BY stage
 )
 ORDER BY stage""",

@@ -16,6 +16,7 @@ from dashboards._common import (
     ClickHouseQuery,
     PanelSql,
     SqlRegistry,
+    counted_once,
     promql,
     to_dict,
     variables,
@@ -27,16 +28,6 @@ TITLE = "Stampline · Pipeline hotspots"
 SQL = SqlRegistry()
 
 
-def _counted_once(time_filter: str) -> str:
-    """The condition that keeps, per stage pair and minute, only the hop_latency_1m rows of
-    the highest authority present: a stamp the gate recorded itself is also read from
-    headers by a tap (lower authority), and must count once. Both copies share `received`,
-    so they fall in the same minute; a stage only the SDK stamps has only tap readings."""
-    return f"""(prev_stage, stage, minute, authority) IN (
-          SELECT prev_stage, stage, minute, max(authority) FROM {{db}}.hop_latency_1m
-          WHERE {time_filter} GROUP BY prev_stage, stage, minute)"""
-
-
 HEATMAP = SQL.add(
     PanelSql(
         UID,
@@ -45,7 +36,7 @@ HEATMAP = SQL.add(
        arrayElement(quantilesTDigestMerge(0.5, 0.99, 0.999)(latency), 2) / 1e6 AS p99_ms
 FROM {{db}}.hop_latency_1m
 WHERE $__timeFilter(minute) AND {where_filters("provider", "stage")}
-  AND {_counted_once("$__timeFilter(minute)")}
+  AND {counted_once("hop_latency_1m", "$__timeFilter(minute)")}
 GROUP BY time, hop
 ORDER BY time, hop""",
         ("time", "hop", "p99_ms"),
@@ -61,6 +52,7 @@ HOLD = SQL.add(
 FROM {{db}}.stage_time_1m
 WHERE $__timeFilter(minute) AND stage NOT LIKE 'tap:%'
   AND {where_filters("provider", "venue", "stage")}
+  AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
 GROUP BY time, stage
 ORDER BY time, stage""",
         ("time", "stage", "hold_p99_ms"),
@@ -81,6 +73,7 @@ FROM
     FROM {{db}}.stage_time_1m
     WHERE $__timeFilter(minute) AND stage NOT LIKE 'tap:%'
       AND {where_filters("provider", "venue", "stage")}
+      AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
     GROUP BY stage, from_stage
 )
 ORDER BY end_to_end_ms""",
@@ -120,7 +113,7 @@ FROM
     FROM {{db}}.hop_latency_1m
     WHERE {_BOTH_WINDOWS}
       AND {where_filters("provider", "stage")}
-      AND {_counted_once(_BOTH_WINDOWS)}
+      AND {counted_once("hop_latency_1m", _BOTH_WINDOWS)}
 )
 GROUP BY from_stage, to_stage
 HAVING hops > 0

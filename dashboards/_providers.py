@@ -13,6 +13,7 @@ from dashboards._common import (
     ClickHouseQuery,
     PanelSql,
     SqlRegistry,
+    counted_once,
     to_dict,
     variables,
     where_filters,
@@ -53,6 +54,7 @@ LEFT JOIN
     SELECT provider, sum(events) AS n, uniqExact(minute) AS active, max(minute) AS last
     FROM {{db}}.stage_time_1m
     WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND {where_filters("venue")}
+      AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
     GROUP BY provider
 ) AS seen ON seen.provider = known.provider
 ORDER BY status = 'ok', silent_for_s DESC, provider""",
@@ -75,6 +77,7 @@ RATE = SQL.add(
 FROM {{db}}.stage_time_1m
 WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND provider != ''
   AND {where_filters("provider", "venue")}
+  AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
 GROUP BY time, provider
 ORDER BY time, provider""",
         ("time", "provider", "updates_per_s"),
@@ -93,6 +96,7 @@ FROM
     FROM {{db}}.hop_latency_1m
     WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND provider != ''
       AND {where_filters("provider")}
+      AND {counted_once("hop_latency_1m", "$__timeFilter(minute)")}
     GROUP BY time, provider
 )
 ORDER BY time, provider""",

@@ -405,6 +405,34 @@ def test_the_hop_rollup_counts_each_hop_once_as_hotspots_does(run: Run) -> None:
     assert sorted(copies["a"]) == [1, 2]  # the gate's rows and the tap's: both kept, one read
 
 
+def test_the_stage_time_rollup_counts_each_event_once(run: Run) -> None:
+    """With the tap reading the gate's stamps again, the decomposition panel and the providers'
+    update rate (the stage-time rollup) count every gate event once: as many as `hotspots`
+    holds at the gate, though the rollup keeps both copies."""
+    from dashboards import ALL, TimeRange, expand
+    from dashboards._hotspots import DECOMPOSITION
+    from dashboards._providers import RATE
+
+    gate_events = next(r for r in hotspots(run.store, WINDOW)["holds"] if r["stage"] == "gate")
+    (span,) = run.store.query(
+        "SELECT toUnixTimestamp(min(minute)) AS lo, toUnixTimestamp(max(minute)) AS hi"
+        " FROM {db}.stage_time_1m"
+    )
+    window = TimeRange(int(span["lo"]) * 1000, (int(span["hi"]) + 60) * 1000)
+    every = {"provider": ALL, "venue": ALL, "stage": ALL}
+
+    def panel(sql: str) -> list[dict[str, Any]]:
+        return run.store.query(expand(sql.replace("{db}", run.store.database), window, every))
+
+    (gate,) = [r for r in panel(DECOMPOSITION.sql) if r["stage"] == "gate"]
+    assert gate["events"] == gate_events["events"] == 1700
+    assert sum(r["updates_per_s"] for r in panel(RATE.sql)) * 60 == pytest.approx(1700)
+    (copies,) = run.store.query(
+        "SELECT groupUniqArray(authority) AS a FROM {db}.stage_time_1m WHERE stage = 'gate'"
+    )
+    assert sorted(copies["a"]) == [1, 2]  # the gate's rows and the tap's: both kept, one read
+
+
 def test_hotspots_hold_time_shows_the_slow_stage(run: Run) -> None:
     """Risk held each event at least 30 ms; its max equals the slowest hold replay shows."""
     result = hotspots(run.store, WINDOW)
