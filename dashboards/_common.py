@@ -180,6 +180,11 @@ def to_dict(dash: cogbuilder.Builder[Any]) -> dict[str, Any]:
     return out
 
 
+def grid(x: int, y: int, w: int, h: int) -> model.GridPos:
+    """A panel's place on the dashboard's 24-column grid."""
+    return model.GridPos(h=h, w=w, x=x, y=y)
+
+
 def text_panel(title: str, markdown: str, w: int = 24, h: int = 6) -> db.Panel:
     """A markdown panel (explanations, how-tos); no query."""
     return (

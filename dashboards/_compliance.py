@@ -16,6 +16,7 @@ from dashboards._common import (
     PanelSql,
     SqlRegistry,
     counted_once,
+    grid,
     text_panel,
     to_dict,
     variables,
@@ -118,10 +119,6 @@ zero; a bound above the RTS 25 tier line above makes a host's stamps unfit as ev
 """
 
 
-def _pos(x: int, y: int, w: int, h: int) -> model.GridPos:
-    return model.GridPos(h=h, w=w, x=x, y=y)
-
-
 def build(database: str = "stampline") -> dict[str, Any]:
     """The Compliance dashboard as Grafana JSON."""
     tiers = (
@@ -152,7 +149,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
             f"{RTS25_HFT_US} µs (high-frequency trading) and {RTS25_OTHER_US} µs (other "
             "trading), MiFID II RTS 25."
         )
-        .grid_pos(_pos(0, 0, 16, 9))
+        .grid_pos(grid(0, 0, 16, 9))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(BOUND, database))
         .unit("µs")
@@ -164,14 +161,14 @@ def build(database: str = "stampline") -> dict[str, Any]:
     dash.with_panel(
         table.Panel()
         .title(HOSTS.panel)
-        .grid_pos(_pos(16, 0, 8, 9))
+        .grid_pos(grid(16, 0, 8, 9))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(HOSTS, database))
     )
     dash.with_panel(
         timeseries.Panel()
         .title(DECISIONS.panel)
-        .grid_pos(_pos(0, 9, 16, 8))
+        .grid_pos(grid(0, 9, 16, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(DECISIONS, database))
         .unit("ms")
@@ -179,7 +176,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
     dash.with_panel(
         table.Panel()
         .title(DISTRIBUTION.panel)
-        .grid_pos(_pos(16, 9, 8, 8))
+        .grid_pos(grid(16, 9, 8, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(DISTRIBUTION, database))
     )

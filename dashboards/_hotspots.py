@@ -17,6 +17,7 @@ from dashboards._common import (
     PanelSql,
     SqlRegistry,
     counted_once,
+    grid,
     promql,
     to_dict,
     variables,
@@ -189,10 +190,6 @@ PROMETHEUS_PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
 ]
 
 
-def _pos(x: int, y: int, w: int, h: int) -> model.GridPos:
-    return model.GridPos(h=h, w=w, x=x, y=y)
-
-
 def build(database: str = "stampline") -> dict[str, Any]:
     """The Pipeline hotspots dashboard as Grafana JSON."""
     dash = (
@@ -213,7 +210,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
             "made it), one cell per minute, coloured by the hop's p99 in ms (hop_latency_1m). "
             "A hot row that lights up is where time goes."
         )
-        .grid_pos(_pos(0, 0, 24, 9))
+        .grid_pos(grid(0, 0, 24, 9))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(HEATMAP, database))
         .calculate(False)
@@ -232,7 +229,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
         timeseries.Panel()
         .title(HOLD.panel)
         .description("How long each stage held an event (stamp out − stamp in), p99 per minute.")
-        .grid_pos(_pos(0, 9, 12, 8))
+        .grid_pos(grid(0, 9, 12, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(HOLD, database))
         .unit("ms")
@@ -246,7 +243,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
             "and `unexplained_ns` shows the residual (0). Percentiles do not add up: summing "
             "per-hop p99s overstates the end-to-end p99."
         )
-        .grid_pos(_pos(12, 9, 12, 8))
+        .grid_pos(grid(12, 9, 12, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(DECOMPOSITION, database))
     )
@@ -259,7 +256,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
             "`stampline hotspots` (a decision's lineage hops included). Latencies inside the "
             "clock-error bound or negative are counted apart: they are not facts."
         )
-        .grid_pos(_pos(0, 17, 24, 8))
+        .grid_pos(grid(0, 17, 24, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(HOTSPOTS, database))
     )
@@ -269,7 +266,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
         panel = (
             panel.title(title)
             .datasource(PROMETHEUS)
-            .grid_pos(_pos((i % 3) * 8, y + (i // 3) * 7, 8, 7))
+            .grid_pos(grid((i % 3) * 8, y + (i // 3) * 7, 8, 7))
             .unit(unit)
         )
         for j, (expr, legend) in enumerate(exprs):

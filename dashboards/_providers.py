@@ -14,6 +14,7 @@ from dashboards._common import (
     PanelSql,
     SqlRegistry,
     counted_once,
+    grid,
     to_dict,
     variables,
     where_filters,
@@ -148,10 +149,6 @@ ORDER BY time, series""",
 ALERT_LABEL_FILTER = 'stampline_dashboard="stampline-providers"'
 
 
-def _pos(x: int, y: int, w: int, h: int) -> model.GridPos:
-    return model.GridPos(h=h, w=w, x=x, y=y)
-
-
 def build(database: str = "stampline") -> dict[str, Any]:
     """The Providers dashboard as Grafana JSON."""
     dash = (
@@ -172,7 +169,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
             "(status `silent`). Resolution is the rollup's minute: sub-minute gaps are in "
             "`stampline providers compare`."
         )
-        .grid_pos(_pos(0, 0, 12, 9))
+        .grid_pos(grid(0, 0, 12, 9))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(SILENCE, database))
     )
@@ -181,7 +178,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
         .type("alertlist")
         .title("Provider alerts")
         .description("Firing and pending provider alerts (silence, gaps, latency, divergence).")
-        .grid_pos(_pos(12, 0, 12, 9))
+        .grid_pos(grid(12, 0, 12, 9))
         .options(
             {
                 "viewMode": "list",
@@ -205,7 +202,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
     dash.with_panel(
         timeseries.Panel()
         .title(RATE.panel)
-        .grid_pos(_pos(0, 9, 12, 8))
+        .grid_pos(grid(0, 9, 12, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(RATE, database))
         .unit("reqps")
@@ -214,7 +211,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
         timeseries.Panel()
         .title(LATENCY.panel)
         .description("Ingestion delay: the provider's origin time to the gate's receipt.")
-        .grid_pos(_pos(12, 9, 12, 8))
+        .grid_pos(grid(12, 9, 12, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(LATENCY, database))
         .unit("ms")
@@ -222,7 +219,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
     dash.with_panel(
         table.Panel()
         .title(DEAD.panel)
-        .grid_pos(_pos(0, 17, 8, 9))
+        .grid_pos(grid(0, 17, 8, 9))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(DEAD, database))
     )
@@ -233,7 +230,7 @@ def build(database: str = "stampline") -> dict[str, Any]:
             "Each provider's last price per minute ÷ the median across providers (1 = agree). "
             "A single spike is noise; a ratio that stays off 1 is a real difference."
         )
-        .grid_pos(_pos(8, 17, 16, 9))
+        .grid_pos(grid(8, 17, 16, 9))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(RATIO, database))
     )
