@@ -182,7 +182,18 @@ class RecorderRun:
     """A recorder running in a thread, stopped by :meth:`stop`."""
 
     def __init__(self, settings: RecorderSettings, store: Any, metrics: Any = None) -> None:
-        self.recorder = Recorder(settings, store, metrics)
+        self._start(Recorder(settings, store, metrics), 60.0)
+
+    @classmethod
+    def of(cls, recorder: Recorder, wait_s: float = 60.0) -> RecorderRun:
+        """Run an already built recorder (with alerting parts, observers, …)."""
+        run = cls.__new__(cls)
+        run._start(recorder, wait_s)
+        return run
+
+    def _start(self, recorder: Recorder, wait_s: float) -> None:
+        self.recorder = recorder
+        self.wait_s = wait_s  # how long :meth:`wait` waits unless told
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._body, daemon=True)
@@ -194,8 +205,8 @@ class RecorderRun:
         except BaseException as exc:
             self.error = exc
 
-    def wait(self, done: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
+    def wait(self, done: Callable[[], bool], what: str, timeout_s: float | None = None) -> None:
+        deadline = time.monotonic() + (self.wait_s if timeout_s is None else timeout_s)
         while not done():
             assert self.error is None, f"recorder failed: {self.error!r}"
             assert time.monotonic() < deadline, f"timed out waiting for {what}"

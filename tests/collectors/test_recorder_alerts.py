@@ -38,40 +38,10 @@ from collectors import (
 )
 from rules import RuleSet
 from stampline.demo import rules_file
-from tests.helpers import GateRun, produce
+from tests.helpers import GateRun, RecorderRun, produce
 
 S = 1_000_000_000
 DEFS = parse_alerts("version: 1\nalerts:\n  - {id: provider.silent, kind: provider_silent}\n")
-
-
-class Run:
-    """A recorder (with its alerting parts) in a thread."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._body, daemon=True)
-        self.thread.start()
-
-    def _body(self) -> None:
-        try:
-            self.recorder.run(self.stop_event)
-        except BaseException as exc:
-            self.error = exc
-
-    def wait(self, done: Callable[[], bool], what: str, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            assert self.error is None, f"recorder failed: {self.error!r}"
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        assert self.error is None, f"recorder failed: {self.error!r}"
 
 
 def transitions() -> list[Transition]:
@@ -112,10 +82,10 @@ def test_alerts_topic_is_written_once_and_unreadable_messages_are_kept(
     ]
     produce(bootstrap, alerts, messages)
 
-    def recorder(group: str) -> Run:
+    def recorder(group: str) -> RecorderRun:
         settings = RecorderSettings(bootstrap, trail, group_id=group, heads_topic=None,
                                     poll_timeout_s=0.1, alerts_topic=alerts)  # fmt: skip
-        return Run(Recorder(settings, store, alerts=AlertIntake(store)))
+        return RecorderRun.of(Recorder(settings, store, alerts=AlertIntake(store)), 90.0)
 
     first = recorder(f"{uid}-rec1")
     s = first.recorder.stats
@@ -239,7 +209,7 @@ def run_pipeline(
     rec_settings = RecorderSettings(
         bootstrap, trail, group_id=f"{uid}-r", heads_topic=None, poll_timeout_s=0.1
     )
-    rec = Run(Recorder(rec_settings, store, observers=[detector]))
+    rec = RecorderRun.of(Recorder(rec_settings, store, observers=[detector]), 90.0)
     stop = threading.Event()
     threads = [threading.Thread(target=w, args=(stop,), daemon=True) for w in (enrich.run, tap.run)]
     for t in threads:
