@@ -659,13 +659,18 @@ def _repeated_key(value: bytes, payload: dict[str, Any]) -> str | None:
     return repeated[0][:200] if repeated else None
 
 
-def _count_keys(value: Any) -> int:
-    if isinstance(value, dict):
-        nested = (v for v in value.values() if isinstance(v, dict | list))
-        return len(value) + sum(_count_keys(v) for v in nested)
-    if isinstance(value, list):
-        return sum(_count_keys(v) for v in value if isinstance(v, dict | list))
-    return 0
+def _count_keys(value: dict[str, Any] | list[Any]) -> int:
+    """Keys in every object of a value orjson made (exact ``dict`` and ``list`` types: a
+    ``type`` test is several times cheaper than ``isinstance`` here, and this runs per record)."""
+    if type(value) is dict:
+        n = len(value)
+        items: Iterable[Any] = value.values()
+    else:
+        n, items = 0, value
+    for v in items:
+        if type(v) is dict or type(v) is list:
+            n += _count_keys(v)
+    return n
 
 
 def _long_name(provider: str, instrument: str, ext: Extraction) -> Failure | None:
