@@ -14,6 +14,7 @@ import pytest
 
 from audit import ChdbStore
 from stampline.broker import EmbeddedBroker, ensure_topics
+from tests.helpers import drop_database
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +50,11 @@ def uid() -> str:
 
 @pytest.fixture
 def store(chdb_dir: Path, uid: str) -> Iterator[ChdbStore]:
-    """A fresh audit store: its own database in the session's chDB directory."""
+    """A fresh audit store: its own database in the session's chDB directory, dropped after
+    the test."""
     with ChdbStore(chdb_dir, f"t_{uid}") as s:
         yield s
+        drop_database(s)
 
 
 @pytest.fixture

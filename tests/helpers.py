@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from alerting import BatchObserver
+from audit import ChdbStore, StoreError
 from collectors import (
     Gate,
     GateSettings,
@@ -232,3 +233,17 @@ def record_until(
     run.wait(done, f"the recorder to write {trail_topic}")
     run.stop()
     return run
+
+
+def drop_database(store: ChdbStore) -> None:
+    """Drop ``store``'s database, reopening the folder if the test closed the store.
+
+    Opening a chDB session attaches every database in its folder: with each test's database
+    kept, opening a store took 0.6 s in an empty folder and 5.4 s after 120 tests, which
+    made up most of the suite's time."""
+    sql = f"DROP DATABASE IF EXISTS {store.database} SYNC"
+    try:
+        store._execute(sql)
+    except StoreError:  # closed by the test, e.g. to let another process open the folder
+        with ChdbStore(store.path, store.database, migrate=False) as again:
+            again._execute(sql)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from audit import ChdbStore, ClickHouseStore, Store
+from tests.helpers import drop_database
 
 ENV_URL = "STAMPLINE_CLICKHOUSE_URL"
 
@@ -19,6 +20,7 @@ def any_store(request: pytest.FixtureRequest, chdb_dir: Path, uid: str) -> Itera
     if request.param == "chdb":
         with ChdbStore(chdb_dir, f"t_{uid}") as s:
             yield s
+            drop_database(s)
         return
     url = os.environ.get(ENV_URL)
     if not url:
