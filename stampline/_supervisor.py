@@ -7,6 +7,11 @@ stayed up for ``stable_s``; every exit and restart is reported. ``stop`` sends S
 every child (each one finishes its work in hand, commits and exits), waits up to
 ``stop_timeout_s``, then SIGKILLs what is left.
 
+On Linux a child also gets SIGTERM when the supervising process dies without stopping it
+(SIGKILL, the OOM killer; see stampline/_orphans.py), so it stops the same clean way. That
+signal follows the thread that started the child: run ``run``, ``start`` and ``check`` from
+one thread that outlives the children.
+
 With ``restart=False`` (the demo: a short run that must fail, not limp on) an exited child
 is reported and listed in ``exited`` instead of restarted. A child with a ``log`` writes its
 stdout and stderr there instead of the parent's terminal.
@@ -23,6 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stampline._orphans import die_with_parent
 
 
 @dataclass(slots=True)
@@ -96,13 +103,15 @@ class Supervisor:
         env = {**self.base_env, **child.env}
         nice = child.nice
         renice = (lambda: os.nice(nice) and None) if nice else None
+        # SIGTERM when this process dies, even by SIGKILL: no orphan keeps the store lock.
+        pre = die_with_parent(renice)
         if child.log is not None:
             with child.log.open("ab") as log:  # the child keeps its own descriptor
                 child.proc = subprocess.Popen(
-                    child.argv, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=renice
+                    child.argv, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pre
                 )
         else:
-            child.proc = subprocess.Popen(child.argv, env=env, preexec_fn=renice)
+            child.proc = subprocess.Popen(child.argv, env=env, preexec_fn=pre)
         child.started = time.monotonic()
         report(f"started {child.name} pid {child.proc.pid}")
 

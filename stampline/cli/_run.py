@@ -36,7 +36,9 @@ def run(
     each child serves its own /metrics: gate workers on `metrics.port`, `port+1`, …, then
     the recorder, then the tap. On the embedded store the recorder serves live read-only
     queries: run `stampline replay`, `hotspots`, … with the same --config meanwhile.
-    SIGTERM or Ctrl-C stops every child cleanly (each commits what it did) and exits 0.
+    SIGTERM or Ctrl-C stops every child cleanly (each commits what it did) and exits 0. On
+    Linux, if `run` is killed outright (SIGKILL, OOM), its children and broker get SIGTERM
+    and stop the same way.
     """
     from stampline import _deployment
     from stampline._supervisor import Supervisor

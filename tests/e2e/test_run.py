@@ -19,7 +19,7 @@ import yaml
 from collectors import H_EVENT_ID
 from stampline.demo import rules_file
 from tests.collectors.test_gate import quote
-from tests.helpers import produce, read_all
+from tests.helpers import children_of, produce, read_all, running, wait_gone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -56,10 +56,8 @@ def _query(args: list[str], timeout_s: float = 60) -> dict[str, object]:
         time.sleep(0.5)
 
 
-def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_path: Path) -> None:
-    """While `stampline run` runs on the embedded default, another process replays a
-    just-forwarded event and asks hotspots; a SIGKILLed gate is restarted; SIGTERM stops
-    everything with exit 0."""
+def _embedded_config(tmp_path: Path) -> Path:
+    """A deployment on the embedded default: its own broker, a chDB store in ``tmp_path``."""
     config = tmp_path / "stampline.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -72,14 +70,27 @@ def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_pat
             }
         )
     )
-    log = tmp_path / "run.log"
+    return config
+
+
+def _start_run(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`stampline run` with one gate worker, its stderr (and its children's) in ``log``."""
     with log.open("wb") as stderr:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [*STAMPLINE, "run", "--config", str(config), "--workers", "1", "--json"],
             stdout=subprocess.PIPE,
             stderr=stderr,
             env=_env(),
         )
+
+
+def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_path: Path) -> None:
+    """While `stampline run` runs on the embedded default, another process replays a
+    just-forwarded event and asks hotspots; a SIGKILLed gate is restarted; SIGTERM stops
+    everything with exit 0."""
+    config = _embedded_config(tmp_path)
+    log = tmp_path / "run.log"
+    proc = _start_run(config, log)
     try:
         bootstrap = _wait_log(log, r"run: broker at (\S+)", proc).group(1)
         gate_pid = int(_wait_log(log, r"started gate-1 pid (\d+)", proc).group(1))
@@ -114,3 +125,48 @@ def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_pat
     summary = json.loads(out)
     assert [c["name"] for c in summary["children"]] == ["gate-1", "recorder"]
     assert summary["children"][0]["restarts"] == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux-only")
+def test_children_of_a_sigkilled_run_stop_cleanly_and_free_the_store(tmp_path: Path) -> None:
+    """When `stampline run` is killed with SIGKILL its gate, recorder and embedded broker stop
+    by themselves within 30 s (gate and recorder through their clean SIGTERM path), and a
+    second `run` on the same config then opens the store and stops cleanly."""
+    config = _embedded_config(tmp_path)
+    log = tmp_path / "run.log"
+    proc = _start_run(config, log)
+    children: dict[int, str] = {}
+    try:
+        gate = int(_wait_log(log, r"started gate-1 pid (\d+)", proc).group(1))
+        recorder = int(_wait_log(log, r"started recorder pid (\d+)", proc).group(1))
+        _wait_log(log, r"gate: md\.raw at \S+ → md\.clean", proc)  # consuming
+        _wait_log(log, r"recorder: \S+ at \S+ → chdb", proc)  # the store is open
+        children = children_of(proc.pid)
+        (broker,) = [pid for pid, cmd in children.items() if "tansu" in cmd]
+        assert set(children) == {gate, recorder, broker}, children
+        proc.kill()
+        proc.wait(10)
+        wait_gone(children, 30)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for pid in children:  # after a failure: leave no orphan to the rest of the suite
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    text = log.read_text()
+    assert "gate: stopped cleanly" in text, text
+    assert "recorder: stopped cleanly" in text, text
+
+    again_log = tmp_path / "again.log"
+    again = _start_run(config, again_log)
+    try:
+        _wait_log(again_log, r"recorder: \S+ at \S+ → chdb", again)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.communicate(timeout=120)
+    text = again_log.read_text()
+    assert again.returncode == 0, text
+    assert " exited with " not in text, text
+    assert "recorder: stopped cleanly" in text

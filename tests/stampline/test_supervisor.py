@@ -3,12 +3,18 @@ and stops them all, killing one that ignores SIGTERM."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from stampline._supervisor import Child, Supervisor
+from tests.helpers import running, wait_gone
 
 PY = sys.executable
 
@@ -92,3 +98,46 @@ def test_without_restarts_an_exited_child_is_listed_with_its_last_logged_line(
     assert len(exits) == 1
     assert exits[0].startswith("crash exited with exit code 1 after ")
     assert "restarting" not in exits[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux-only")
+def test_a_child_gets_sigterm_when_its_supervising_process_is_killed(tmp_path: Path) -> None:
+    """When the process that supervises a child dies by SIGKILL, the child gets SIGTERM and
+    stops through its own handler instead of running on; its added niceness still applies."""
+    mark = tmp_path / "child.txt"
+    child_code = (
+        "import os, signal, sys, time\n"
+        f"mark = {str(mark)!r}\n"
+        "def stop(*_):\n"
+        "    open(mark, 'a').write('SIGTERM\\n')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "open(mark, 'a').write(f'ready {os.nice(0)}\\n')\n"
+        "time.sleep(60)\n"
+    )
+    parent_code = (
+        "import sys, time\n"
+        "from stampline._supervisor import Child, Supervisor\n"
+        f"child = Child('child', [sys.executable, '-c', {child_code!r}], nice=3)\n"
+        "Supervisor([child]).start(child, print)\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([PY, "-c", parent_code], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline().rsplit(" ", 1)[1])
+        deadline = time.monotonic() + 30
+        while not mark.exists() or "ready" not in mark.read_text():
+            assert time.monotonic() < deadline, "the child did not start"
+            time.sleep(0.05)
+        parent.kill()
+        parent.wait(10)
+        wait_gone({child: "child"}, 10)
+    finally:
+        parent.kill()
+        if child and running(child):  # after a failure: it holds the parent's stdout
+            os.kill(child, signal.SIGKILL)
+        parent.communicate(timeout=10)
+    assert mark.read_text() == f"ready {os.nice(0) + 3}\nSIGTERM\n"
