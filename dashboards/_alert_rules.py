@@ -31,8 +31,10 @@ instance, so no reduce step is needed.
 (``NO_DATA``); ``execErrState`` is ``Error`` everywhere: a query that fails (Prometheus
 unreachable) becomes Grafana's DatasourceError alert naming the rule, never a claim that a
 provider is silent. Each rule carries ``severity``, ``kind`` and ``stampline_dashboard``
-labels and is annotated with its dashboard and panel (``__dashboardUid__``, ``__panelId__``)
-and the command to investigate with.
+labels and is annotated with its summary (the definition's own, else the kind's: the
+exported Prometheus rule's text, ``alerting.summary_template``, with ``$values.A.Value``; a
+placeholder shown as written there is a note here), its dashboard and panel
+(``__dashboardUid__``, ``__panelId__``) and the command to investigate with.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from alerting import (
     prometheus_duration,
     session_intervals,
     signal,
+    summary_notes,
     summary_template,
     venue_sessions,
 )
@@ -367,6 +370,7 @@ def _rule(
     if (dashboard, title) not in panels:
         raise GrafanaError(f"alert {d.id}: dashboard {dashboard} has no panel {title!r}")
     panel = panels[(dashboard, title)]
+    notes.extend(summary_notes(d))
     annotations = {
         "summary": summary_template(d, "$values.A.Value"),
         "investigate": _investigate(d, definitions),
