@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from pathlib import Path
 
@@ -23,11 +25,13 @@ PERIOD = "2023-11-14T22:13:20Z..2023-11-14T22:13:21Z"
 runner = CliRunner()
 
 
-def _stamps(host: str, bounds: list[int], source: str, emitted_extra: int) -> list[Observation]:
+def _stamps(
+    host: str, bounds: list[int], source: str, emitted_extra: int, t0: int = T0
+) -> list[Observation]:
     return [
         Observation(
-            str(uuid.uuid4()), "gate", T0 + i * 10 * MS, T0 + i * 10 * MS + emitted_extra,
-            T0 + i * 10 * MS - MS, T0 + i * 10 * MS, bound, host=host, clock_source=source,
+            str(uuid.uuid4()), "gate", t0 + i * 10 * MS, t0 + i * 10 * MS + emitted_extra,
+            t0 + i * 10 * MS - MS, t0 + i * 10 * MS, bound, host=host, clock_source=source,
             outcome="forwarded",
         )
         for i, bound in enumerate(bounds)
@@ -180,3 +184,48 @@ def test_excursions_are_the_maximal_runs_over_the_tier(store: ChdbStore, bounds:
     assert got == want
     within = sum(b <= MS for b in bounds) / len(bounds)
     assert clock["within_tier_stamps_share"] == pytest.approx(within)
+
+
+NOW = 1_800_000_000_000_000_000
+S = 1_000_000_000
+
+
+def test_a_period_may_be_relative_to_now() -> None:
+    """`now` and `now-DURATION` (the alert definitions' durations) count back from the time
+    the period is read; they mix with absolute times."""
+    assert parse_period("now-1h..now", NOW) == (NOW - 3600 * S, NOW)
+    assert parse_period("now-1h30m..now-15m", NOW) == (NOW - 5400 * S, NOW - 900 * S)
+    assert parse_period(" 2023-11-14T22:13:20Z .. now ", NOW) == (T0, NOW)
+    before = time.time_ns()
+    lo, hi = parse_period("now-1m..now")
+    assert before <= hi <= time.time_ns()
+    assert hi - lo == 60 * S
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("now-soon..now", "'now-soon' is not now-DURATION (e.g. now-1h, now-90m)"),
+        ("now+1h..now", "'now+1h' is not an ISO-8601 time, now or now-DURATION"),
+        ("now..now-1h", "period 'now..now-1h' ends before it starts"),
+        ("now-0s..now", "period 'now-0s..now' ends before it starts"),
+        ("now-1h", "period 'now-1h' is not FROM..TO"),
+    ],
+)
+def test_a_bad_relative_period_says_why(text: str, message: str) -> None:
+    """A relative end that is not `now` or `now-DURATION`, or a period that does not move
+    forward, is refused with the reason."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_period(text, NOW)
+
+
+@given(a=st.integers(1, 10**7), b=st.integers(0, 10**7))
+def test_relative_ends_are_now_minus_their_duration(a: int, b: int) -> None:
+    """For any two look-backs, `now-As..now-Bs` is [now - A s, now - B s), refused exactly
+    when it does not move forward."""
+    text = f"now-{a}s..now-{b}s"
+    if a <= b:
+        with pytest.raises(ValueError, match="ends before it starts"):
+            parse_period(text, NOW)
+    else:
+        assert parse_period(text, NOW) == (NOW - a * S, NOW - b * S)
