@@ -79,6 +79,7 @@ UID_PREFIX = "stampline-"
 MAX_UID = 40  # Grafana's limit; characters [A-Za-z0-9_-]
 QUERY_WINDOW_S = 600  # relativeTimeRange of the instant queries (the rate windows are in PromQL)
 EXEC_ERR_STATE = "Error"
+INVESTIGATE_LOOKBACK_NS = 3_600_000_000_000  # how far back an `investigate` command looks
 
 # (group, evaluation interval, kinds): Grafana's intervals are multiples of 10 s.
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -404,6 +405,7 @@ def _investigate(d: AlertDefinition, definitions: AlertsFile) -> str:
     if isinstance(d, ProviderSilent):
         gap = prometheus_duration(min(_in_scope(d, definitions)))
         return f"stampline providers compare --since 1h --gap {gap}"
+    lookback = prometheus_duration(INVESTIGATE_LOOKBACK_NS + d.for_ns)
     return {
         "sequence_gap": "stampline providers compare --since 1h --by instrument",
         "stale": "stampline providers compare --since 1h",
@@ -416,7 +418,11 @@ def _investigate(d: AlertDefinition, definitions: AlertsFile) -> str:
         "completeness": "stampline completeness --since 1h",
         "trail_lag": "stampline completeness --since 15m",
         "collector_down": "stampline completeness --since 15m",
-        "clock_error": "stampline evidence --period FROM..TO --host {{ $labels.host }}"
+        # Annotation templates see labels and values, never a time: the period is relative
+        # to when the command runs, reaching back an hour beyond `for` (when the excursion
+        # began, for a command run within the hour of the alert firing).
+        "clock_error": f"stampline evidence --period now-{lookback}..now"
+        + " --host {{ $labels.host }}"
         + f" --tier {getattr(d, 'tier', 'other')}",
     }[d.kind]
 

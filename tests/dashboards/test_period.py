@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import time
 import uuid
 from pathlib import Path
@@ -13,8 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from alerting import parse_alerts
 from audit import ChdbStore, ClockBound, Observation, format_ns
-from dashboards import Context, parse_period, period_evidence, regime_tier
+from dashboards import (
+    Context,
+    GrafanaSettings,
+    grafana_alerting,
+    parse_period,
+    period_evidence,
+    regime_tier,
+)
 from stampline.cli import app
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
@@ -229,3 +238,38 @@ def test_relative_ends_are_now_minus_their_duration(a: int, b: int) -> None:
             parse_period(text, NOW)
     else:
         assert parse_period(text, NOW) == (NOW - a * S, NOW - b * S)
+
+
+def test_a_clock_alerts_investigate_command_runs(store: ChdbStore, tmp_path: Path) -> None:
+    """The Grafana rule of a clock_error alert names a command that runs as written (its
+    host label filled in, store options added): its period, read by the CLI's own parser,
+    covers an excursion of the last minutes on that host."""
+    definitions = parse_alerts(
+        "version: 1\nalerts: [{id: clock.rts25, kind: clock_error, for: 2m}]"
+    )
+    ((rule,),) = [
+        [r for g in s.document(GrafanaSettings())["groups"] for r in g["rules"]]
+        for s in grafana_alerting(definitions).sections
+        if s.name == "stampline-rules"
+    ]
+    command = rule["annotations"]["investigate"]
+    assert command == (
+        "stampline evidence --period now-1h2m..now --host {{ $labels.host }} --tier other"
+    )
+    args = shlex.split(command.replace("{{ $labels.host }}", "gw-live"))
+    assert args[0] == "stampline"
+    recent = time.time_ns() - 10 * 60 * S
+    store.write_observations(_stamps("gw-live", [50_000, 3 * MS, 50_000], "configured", 1, recent))
+    store.write_observations(_stamps("gw-other", [3 * MS], "configured", 1, recent))
+    out = tmp_path / "clock"
+    result = runner.invoke(
+        app,
+        [*args[1:], "--out", str(out), "--no-pdf", "--store", str(store.path),
+         "--database", store.database, "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = orjson.loads((out / "evidence.json").read_bytes())
+    (clock,) = doc["clocks"]
+    assert clock["host"] == "gw-live"
+    (excursion,) = clock["excursions"]
+    assert excursion["start_ns"] == recent + 10 * MS
