@@ -55,6 +55,7 @@ from alerting._export import (
     prometheus_tests,
     session_intervals,
     signal,
+    summary_notes,
     summary_template,
     venue_sessions,
 )
@@ -148,6 +149,7 @@ __all__ = [
     "shift",
     "signal",
     "suggest",
+    "summary_notes",
     "summary_template",
     "venue_sessions",
     "write_action",

@@ -31,8 +31,10 @@ instance, so no reduce step is needed.
 (``NO_DATA``); ``execErrState`` is ``Error`` everywhere: a query that fails (Prometheus
 unreachable) becomes Grafana's DatasourceError alert naming the rule, never a claim that a
 provider is silent. Each rule carries ``severity``, ``kind`` and ``stampline_dashboard``
-labels and is annotated with its dashboard and panel (``__dashboardUid__``, ``__panelId__``)
-and the command to investigate with.
+labels and is annotated with its summary (the definition's own, else the kind's: the
+exported Prometheus rule's text, ``alerting.summary_template``, with ``$values.A.Value``; a
+placeholder shown as written there is a note here), its dashboard and panel
+(``__dashboardUid__``, ``__panelId__``) and the command to investigate with.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from alerting import (
     prometheus_duration,
     session_intervals,
     signal,
+    summary_notes,
     summary_template,
     venue_sessions,
 )
@@ -76,6 +79,7 @@ UID_PREFIX = "stampline-"
 MAX_UID = 40  # Grafana's limit; characters [A-Za-z0-9_-]
 QUERY_WINDOW_S = 600  # relativeTimeRange of the instant queries (the rate windows are in PromQL)
 EXEC_ERR_STATE = "Error"
+INVESTIGATE_LOOKBACK_NS = 3_600_000_000_000  # how far back an `investigate` command looks
 
 # (group, evaluation interval, kinds): Grafana's intervals are multiples of 10 s.
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -367,6 +371,7 @@ def _rule(
     if (dashboard, title) not in panels:
         raise GrafanaError(f"alert {d.id}: dashboard {dashboard} has no panel {title!r}")
     panel = panels[(dashboard, title)]
+    notes.extend(summary_notes(d))
     annotations = {
         "summary": summary_template(d, "$values.A.Value"),
         "investigate": _investigate(d, definitions),
@@ -400,6 +405,7 @@ def _investigate(d: AlertDefinition, definitions: AlertsFile) -> str:
     if isinstance(d, ProviderSilent):
         gap = prometheus_duration(min(_in_scope(d, definitions)))
         return f"stampline providers compare --since 1h --gap {gap}"
+    lookback = prometheus_duration(INVESTIGATE_LOOKBACK_NS + d.for_ns)
     return {
         "sequence_gap": "stampline providers compare --since 1h --by instrument",
         "stale": "stampline providers compare --since 1h",
@@ -412,7 +418,11 @@ def _investigate(d: AlertDefinition, definitions: AlertsFile) -> str:
         "completeness": "stampline completeness --since 1h",
         "trail_lag": "stampline completeness --since 15m",
         "collector_down": "stampline completeness --since 15m",
-        "clock_error": "stampline evidence --period FROM..TO --host {{ $labels.host }}"
+        # Annotation templates see labels and values, never a time: the period is relative
+        # to when the command runs, reaching back an hour beyond `for` (when the excursion
+        # began, for a command run within the hour of the alert firing).
+        "clock_error": f"stampline evidence --period now-{lookback}..now"
+        + " --host {{ $labels.host }}"
         + f" --tier {getattr(d, 'tier', 'other')}",
     }[d.kind]
 

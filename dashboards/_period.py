@@ -5,14 +5,17 @@ the trail view picks them): the bound's percentiles, the share of stamps and of 
 within the tier, excursions (maximal runs of stamps whose bound exceeds the tier: start,
 end, duration, peak), the granularity the stamps themselves show, and where the bound came
 from. Runs are found in the store with window functions, so one row comes back per run,
-not per stamp.
+not per stamp. FROM and TO are times, or relative to now (``now-1h..now``,
+:func:`parse_period`): what a clock alert's ``investigate`` command names.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+from alerting import duration_ns
 from audit import ClockBound, Store, VerifyReport, format_ns
 from dashboards._chain import SCHEME, read_chain_heads, verify_command
 from dashboards._evidence import (
@@ -75,8 +78,11 @@ GROUP BY host, stage, run ORDER BY host, stage, run
 """
 
 
-def parse_period(text: str) -> tuple[int, int]:
-    """``FROM..TO`` (ISO-8601; a time without a zone is UTC) as nanoseconds since the epoch.
+def parse_period(text: str, now_ns: int | None = None) -> tuple[int, int]:
+    """``FROM..TO`` as nanoseconds since the epoch. Each end is an ISO-8601 time (one
+    without a zone is UTC), ``now``, or ``now-DURATION`` (``now-1h``, ``now-1h30m``: the
+    durations of the alert definitions), counted from ``now_ns`` (default: the clock now),
+    so an alert can name a period that is still right when someone runs its command.
 
     Raises:
         ValueError: not two times joined by ``..``, unreadable, or TO not after FROM.
@@ -84,19 +90,28 @@ def parse_period(text: str) -> tuple[int, int]:
     parts = text.split("..")
     if len(parts) != 2 or not all(p.strip() for p in parts):
         raise ValueError(
-            f"period {text!r} is not FROM..TO (e.g. 2026-11-27T09:00Z..2026-11-27T17:30Z)"
+            f"period {text!r} is not FROM..TO (e.g. 2026-11-27T09:00Z..2026-11-27T17:30Z, "
+            "or now-1h..now)"
         )
-    lo, hi = (_parse_time(p.strip()) for p in parts)
+    now = time.time_ns() if now_ns is None else now_ns
+    lo, hi = (_parse_time(p.strip(), now) for p in parts)
     if hi <= lo:
         raise ValueError(f"period {text!r} ends before it starts")
     return lo, hi
 
 
-def _parse_time(text: str) -> int:
+def _parse_time(text: str, now_ns: int) -> int:
+    if text == "now":
+        return now_ns
+    if text.startswith("now-"):
+        try:
+            return now_ns - duration_ns(text.removeprefix("now-"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not now-DURATION (e.g. now-1h, now-90m)") from None
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO-8601 time") from None
+        raise ValueError(f"{text!r} is not an ISO-8601 time, now or now-DURATION") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1_000

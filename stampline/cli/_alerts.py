@@ -35,6 +35,7 @@ from alerting import (
     read_actions,
     read_history,
     suggest,
+    summary_notes,
     write_action,
 )
 from audit import AuditError, LiveStore, Store
@@ -268,14 +269,21 @@ def export_prometheus(
     json: JsonOpt = False,
 ) -> None:
     """Write stampline.rules.yml (Prometheus alerting rules) and stampline.rules.test.yml
-    (`promtool test rules` unit tests) equivalent to the definitions."""
+    (`promtool test rules` unit tests) equivalent to the definitions.
+
+    A definition's own summary is exported as a Go template; a placeholder the exported rule
+    has no value for (a figure only the in-stream detector knows) is shown as written, and
+    named in a note on stderr and in the rules file's header."""
     parsed = _definitions(definitions, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     rules, tests = out_dir / "stampline.rules.yml", out_dir / "stampline.rules.test.yml"
     rules.write_text(prometheus_rules(parsed), "utf-8")
     tests.write_text(prometheus_tests(parsed, rules.name), "utf-8")
+    notes = [n for d in parsed.alerts for n in summary_notes(d)]
+    for note in notes:  # also a comment in the rules file's header
+        err.print(f"note: {note}", highlight=False)
     if json:
-        emit_json({"rules": str(rules), "tests": str(tests)})
+        emit_json({"rules": str(rules), "tests": str(tests), "notes": notes})
         return
     out.print(f"wrote {rules!s} and {tests!s}", highlight=False)
     out.print(f"check them: promtool check rules {rules} && promtool test rules {tests}",

@@ -50,8 +50,9 @@ def evidence(
         str | None,
         typer.Option(
             "--period",
-            help="Clock-compliance report for FROM..TO (ISO-8601 UTC times, e.g. "
-            "2026-11-27T09:00:00Z..2026-11-27T17:30:00Z).",
+            help="Clock-compliance report for FROM..TO: ISO-8601 times (UTC unless a zone "
+            "is given), e.g. 2026-11-27T09:00:00Z..2026-11-27T17:30:00Z, or relative to now: "
+            "now, now-DURATION, e.g. now-1h..now.",
         ),
     ] = None,
     host: Annotated[
@@ -113,7 +114,8 @@ def evidence(
 
     With --period FROM..TO: per host and stage, bound percentiles, the share of events and
     of time within the tier, excursions (start, end, duration, peak), observed granularity
-    and the bound's sources.
+    and the bound's sources. FROM and TO may be relative to now (now-1h..now), as a clock
+    alert's investigate command gives them.
 
     Exits 1 when the subject is not in the trail, the store cannot answer, or the trail
     fails verification (the folder is still written, and says so); 2 on bad usage.

@@ -41,14 +41,21 @@ def test_check_good_and_bad(tmp_path: Path) -> None:
 
 
 def test_export_writes_both_files(tmp_path: Path) -> None:
-    """`alerts export prometheus` writes the rules and their tests; `export alertmanager` the
-    routing file."""
+    """`alerts export prometheus` writes the rules and their tests, and names a summary's
+    placeholders shown as written; `export alertmanager` the routing file."""
     result = runner.invoke(
         app,
         ["alerts", "export", "prometheus", "-d", str(PACKAGED), "--out", str(tmp_path), "--json"],
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "stampline.rules.yml").read_text().count("- alert: ") == 9
+    # sequence.gap's summary names the gate's figures: shown as written, and said so
+    note = (
+        "sequence.gap: summary placeholder(s) {missing}, {first}, {last} have no value in the "
+        "exported rule and are shown as written"
+    )
+    assert orjson.loads(result.stdout)["notes"] == [note]
+    assert f"note: {note}" in result.stderr.replace("\n", "")
     assert "rule_files" in (tmp_path / "stampline.rules.test.yml").read_text()
     am = tmp_path / "am.yml"
     result = runner.invoke(

@@ -31,6 +31,7 @@ from alerting import (
     alertmanager_config,
     expression,
     parse_alerts,
+    prometheus_rules,
     signal,
 )
 from dashboards import (
@@ -47,7 +48,7 @@ from dashboards import (
 from dashboards._alert_rules import NO_DATA
 from stampline.cli import app
 from tests.alerting.conftest import Server, start, stop
-from tests.alerting.test_export import COMPLETENESS, OVERNIGHT, PACKAGED
+from tests.alerting.test_export import COMPLETENESS, CUSTOM, OVERNIGHT, PACKAGED
 from tests.dashboards.grafana_api import RecordingGrafana
 
 runner = CliRunner()
@@ -200,6 +201,46 @@ def test_queries_are_the_exported_prometheus_rules_own() -> None:
             assert condition == {"type": "gt", "params": [s.threshold]}
         else:  # up == 0, and up is 0 or 1
             assert condition == {"type": "lt", "params": [1]}
+
+
+def test_a_definition_with_its_own_summary_is_the_rules_summary(tmp_path: Path) -> None:
+    """A definition's own summary is the Grafana rule's, in the provisioning file: the
+    Prometheus rule's text with the value as `$values.A.Value`; a placeholder the rule has
+    no value for is a note of the export (and the file's header); a literal `{{ ... }}` stays
+    text."""
+    tree = _tree(tmp_path, CUSTOM)
+    summary = {r["title"]: r["annotations"]["summary"] for r in _rules(tree)}
+    assert summary["crypto.silent"] == (
+        "crypto.silent [critical]: {{ $labels.provider }}@{{ $labels.venue }} quiet for "
+        '{{ $values.A.Value | printf "%+08.2f" }}s (limit 45s) {{ "{{ $labels.venue }}" }}'
+    )
+    assert summary["dl.rate"] == (
+        "{{ $labels.provider }}: {{ $values.A.Value | humanizePercentage }} dead-lettered by "
+        "{{ $labels.reason }}"
+    )
+    prometheus = {
+        r["alert"]: r["annotations"]["summary"]
+        for r in yaml.safe_load(prometheus_rules(parse_alerts(CUSTOM)))["groups"][0]["rules"]
+    }
+    assert {k: v.replace("$values.A.Value", "$value") for k, v in summary.items()} == prometheus
+    note = (
+        "seq.gap: summary placeholder(s) {instrument}, {missing}, {value:.0f}, {provider:>8} "
+        "have no value in the exported rule and are shown as written"
+    )
+    assert tree["rendered"].notes == (note,)
+    assert f"Note: {note}" in tree["alerting_text"]["stampline-rules"].split("apiVersion")[0]
+
+
+def test_a_definition_without_a_summary_keeps_the_kinds_default(tmp_path: Path) -> None:
+    """No summary of its own: the kind's default, and no note."""
+    tree = _tree(tmp_path, OVERNIGHT)
+    summary = {r["title"]: r["annotations"]["summary"] for r in _rules(tree)}
+    assert summary["crypto.silent"] == (
+        "{{ $labels.provider }} ({{ $labels.venue }}) silent for "
+        '{{ $values.A.Value | printf "%.1f" }}s'
+    )
+    assert summary["gates.down"] == "{{ $labels.instance }} is down"
+    assert tree["rendered"].notes == ()
 
 
 def test_uids_are_stable_short_and_distinct() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import time
 import uuid
 from pathlib import Path
 
@@ -11,8 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from alerting import parse_alerts
 from audit import ChdbStore, ClockBound, Observation, format_ns
-from dashboards import Context, parse_period, period_evidence, regime_tier
+from dashboards import (
+    Context,
+    GrafanaSettings,
+    grafana_alerting,
+    parse_period,
+    period_evidence,
+    regime_tier,
+)
 from stampline.cli import app
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
@@ -23,11 +34,13 @@ PERIOD = "2023-11-14T22:13:20Z..2023-11-14T22:13:21Z"
 runner = CliRunner()
 
 
-def _stamps(host: str, bounds: list[int], source: str, emitted_extra: int) -> list[Observation]:
+def _stamps(
+    host: str, bounds: list[int], source: str, emitted_extra: int, t0: int = T0
+) -> list[Observation]:
     return [
         Observation(
-            str(uuid.uuid4()), "gate", T0 + i * 10 * MS, T0 + i * 10 * MS + emitted_extra,
-            T0 + i * 10 * MS - MS, T0 + i * 10 * MS, bound, host=host, clock_source=source,
+            str(uuid.uuid4()), "gate", t0 + i * 10 * MS, t0 + i * 10 * MS + emitted_extra,
+            t0 + i * 10 * MS - MS, t0 + i * 10 * MS, bound, host=host, clock_source=source,
             outcome="forwarded",
         )
         for i, bound in enumerate(bounds)
@@ -180,3 +193,83 @@ def test_excursions_are_the_maximal_runs_over_the_tier(store: ChdbStore, bounds:
     assert got == want
     within = sum(b <= MS for b in bounds) / len(bounds)
     assert clock["within_tier_stamps_share"] == pytest.approx(within)
+
+
+NOW = 1_800_000_000_000_000_000
+S = 1_000_000_000
+
+
+def test_a_period_may_be_relative_to_now() -> None:
+    """`now` and `now-DURATION` (the alert definitions' durations) count back from the time
+    the period is read; they mix with absolute times."""
+    assert parse_period("now-1h..now", NOW) == (NOW - 3600 * S, NOW)
+    assert parse_period("now-1h30m..now-15m", NOW) == (NOW - 5400 * S, NOW - 900 * S)
+    assert parse_period(" 2023-11-14T22:13:20Z .. now ", NOW) == (T0, NOW)
+    before = time.time_ns()
+    lo, hi = parse_period("now-1m..now")
+    assert before <= hi <= time.time_ns()
+    assert hi - lo == 60 * S
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("now-soon..now", "'now-soon' is not now-DURATION (e.g. now-1h, now-90m)"),
+        ("now+1h..now", "'now+1h' is not an ISO-8601 time, now or now-DURATION"),
+        ("now..now-1h", "period 'now..now-1h' ends before it starts"),
+        ("now-0s..now", "period 'now-0s..now' ends before it starts"),
+        ("now-1h", "period 'now-1h' is not FROM..TO"),
+    ],
+)
+def test_a_bad_relative_period_says_why(text: str, message: str) -> None:
+    """A relative end that is not `now` or `now-DURATION`, or a period that does not move
+    forward, is refused with the reason."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_period(text, NOW)
+
+
+@given(a=st.integers(1, 10**7), b=st.integers(0, 10**7))
+def test_relative_ends_are_now_minus_their_duration(a: int, b: int) -> None:
+    """For any two look-backs, `now-As..now-Bs` is [now - A s, now - B s), refused exactly
+    when it does not move forward."""
+    text = f"now-{a}s..now-{b}s"
+    if a <= b:
+        with pytest.raises(ValueError, match="ends before it starts"):
+            parse_period(text, NOW)
+    else:
+        assert parse_period(text, NOW) == (NOW - a * S, NOW - b * S)
+
+
+def test_a_clock_alerts_investigate_command_runs(store: ChdbStore, tmp_path: Path) -> None:
+    """The Grafana rule of a clock_error alert names a command that runs as written (its
+    host label filled in, store options added): its period, read by the CLI's own parser,
+    covers an excursion of the last minutes on that host."""
+    definitions = parse_alerts(
+        "version: 1\nalerts: [{id: clock.rts25, kind: clock_error, for: 2m}]"
+    )
+    ((rule,),) = [
+        [r for g in s.document(GrafanaSettings())["groups"] for r in g["rules"]]
+        for s in grafana_alerting(definitions).sections
+        if s.name == "stampline-rules"
+    ]
+    command = rule["annotations"]["investigate"]
+    assert command == (
+        "stampline evidence --period now-1h2m..now --host {{ $labels.host }} --tier other"
+    )
+    args = shlex.split(command.replace("{{ $labels.host }}", "gw-live"))
+    assert args[0] == "stampline"
+    recent = time.time_ns() - 10 * 60 * S
+    store.write_observations(_stamps("gw-live", [50_000, 3 * MS, 50_000], "configured", 1, recent))
+    store.write_observations(_stamps("gw-other", [3 * MS], "configured", 1, recent))
+    out = tmp_path / "clock"
+    result = runner.invoke(
+        app,
+        [*args[1:], "--out", str(out), "--no-pdf", "--store", str(store.path),
+         "--database", store.database, "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = orjson.loads((out / "evidence.json").read_bytes())
+    (clock,) = doc["clocks"]
+    assert clock["host"] == "gw-live"
+    (excursion,) = clock["excursions"]
+    assert excursion["start_ns"] == recent + 10 * MS
