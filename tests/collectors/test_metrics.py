@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Callable
 
@@ -61,8 +62,15 @@ def test_metrics_endpoint_serves_every_named_metric_with_capped_provider_labels(
     try:
         run.wait_for(5)
         forwarded = read_all(bootstrap, clean, 4, idle_s=0.5)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-            body = resp.read().decode()
+        # Records are forwarded before their trail rows are written: scrape after the write.
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+                body = resp.read().decode()
+            if "stampline_store_write_seconds_count 0.0" not in body:
+                break
+            assert time.monotonic() < deadline, "the gate never wrote its trail"
+            time.sleep(0.05)
     finally:
         run.stop()
         server.shutdown()  # type: ignore[attr-defined]
