@@ -138,6 +138,4 @@ def _print_summary(s: dict[str, Any]) -> None:
         highlight=False,
     )
     out.print(line("replay it:  ", (s["replay_command"], "bold")), highlight=False)
-    out.print(
-        line("evidence for a regulator:  ", (s["evidence_command"], "bold")), highlight=False
-    )
+    out.print(line("evidence for a regulator:  ", (s["evidence_command"], "bold")), highlight=False)

@@ -196,9 +196,7 @@ def hotspots_cmd(
     if as_json:
         emit_json(result)
         return
-    t = Table(
-        title=f"hop latency over the last {(since)}, slowest first", title_justify="left"
-    )
+    t = Table(title=f"hop latency over the last {(since)}, slowest first", title_justify="left")
     for c in ("hop", "hops", "p50", "p99", "p99.9", "max", "trend", "notes"):
         t.add_column(c, justify="left" if c in ("hop", "notes") else "right")
     for r in result["rows"]:

@@ -94,7 +94,6 @@ def test_a_semicolon_inside_a_string_is_not_a_second_statement() -> None:
         read_only_statement("SELECT 'a' ; SELECT 2", None)
 
 
-
 def test_a_statement_ending_in_a_string_literal_keeps_it() -> None:
     """A query whose last token is a quoted value (a filter on a text column) is passed on
     whole, with or without a FORMAT clause after it."""
@@ -105,6 +104,7 @@ def test_a_statement_ending_in_a_string_literal_keeps_it() -> None:
     text, fmt = read_only_statement(sql + " FORMAT JSONEachRow", None)
     assert text.endswith("verdict = 'expected'\n) SETTINGS readonly = 1")
     assert fmt == "JSONEachRow"
+
 
 def test_writes_through_the_live_store_are_refused(live: tuple[ChdbStore, LiveStore]) -> None:
     """The live store cannot write: a batch of observations is refused with a clear error."""
