@@ -32,9 +32,13 @@ def write_result(name: str, result: dict[str, Any], json_out: bool) -> None:
     results.mkdir(exist_ok=True)
     (results / f"{name}.json").write_text(out + "\n")
     for k, v in result.items():
-        if k not in ("machine", "targets"):
-            line = f"{k:32} {v:>14,}" if isinstance(v, int | float) else f"{k:32} {v}"
-            print(line, file=sys.stderr)
+        if k in ("machine", "targets"):
+            continue
+        for name, value in v.items() if isinstance(v, dict) else [(k, v)]:
+            label = f"{k}.{name}" if isinstance(v, dict) else k
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            text = f"{value:>14,}" if is_number else str(value)
+            print(f"{label:32} {text}", file=sys.stderr)
     print(f"machine: {result['machine']}", file=sys.stderr, flush=True)
     if json_out:
         print(out)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -36,7 +35,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import bench.store as gen  # noqa: E402
 from audit import ChdbStore, decode_trail_message, encode_trail_messages  # noqa: E402
 from audit._store import _OBS_COLUMNS, _OBS_SELECT  # noqa: E402
-from bench._machine import machine  # noqa: E402
+from bench._machine import machine, write_result  # noqa: E402
 from collectors import Recorder, RecorderSettings, producer_config  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 
@@ -223,15 +222,7 @@ def main() -> None:
         **lag,
         "machine": host,
     }
-    out_dir = Path(__file__).parent / "results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / "recorder.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    if args.json:
-        print(orjson.dumps(result).decode())
-    for k, v in result.items():
-        if k != "machine":
-            say(f"{k:30} {v}")
-    say(f"machine: {host}")
+    write_result("recorder", result, args.json)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # package: import from the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench._machine import machine  # noqa: E402
+from bench._machine import machine, write_result  # noqa: E402
 from rules import RuleSet, export_gx  # noqa: E402
 from rules._gx import gx_batch  # noqa: E402
 from rules._synthetic import market_batch  # noqa: E402
@@ -190,13 +190,7 @@ def main() -> None:
         "speedup_vs_gx": ">= 3",
         "stateful_events_per_s": ">= 1,000,000",
     }
-    out = HERE / "results" / "rules.json"
-    out.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
-    for k, v in report.items():
-        if not isinstance(v, dict):
-            log(f"  {k:32} {v}")
-    if args.json:
-        print(orjson.dumps(report).decode())
+    write_result("rules", report, args.json)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 # Run as a script, sys.path[0] is this folder, where bench/rules.py would shadow the rules
@@ -29,7 +28,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from audit import ChdbStore, hotspots, providers_compare, replay_event  # noqa: E402
 from audit._store import _OBS_COLUMNS, _OBS_SELECT, CANONICAL_SCHEMA  # noqa: E402
-from bench._machine import machine  # noqa: E402
+from bench._machine import machine, write_result  # noqa: E402
 from collectors import source_event_id  # noqa: E402
 
 STAGES = ("gate", "norm", "enrich", "risk", "publish")
@@ -192,15 +191,7 @@ def main() -> None:
         "machine": host,
     }
     store.close()
-    out_dir = Path(__file__).parent / "results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / "store.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    if args.json:
-        print(orjson.dumps(result).decode())
-    for k, v in result.items():
-        if k not in ("bytes_per_column", "machine"):
-            say(f"{k:30} {v}")
-    say("bytes per column: " + ", ".join(f"{k} {v}" for k, v in result["bytes_per_column"].items()))
+    write_result("store", result, args.json)
 
 
 if __name__ == "__main__":
