@@ -36,6 +36,18 @@ dropped unjudged and counted in ``unjudged``: never called lost on no evidence);
 B sightings and judged ids are capped the same way and forgotten past 2 × ``grace``; counts
 older than the longest window are dropped; sources silent for ``source_ttl`` are forgotten;
 the lifecycles have their cap and TTL.
+
+**Restart.** The state lives in memory, so a recorder that starts (after a crash, a deploy,
+``stampline run`` restarting it) rebuilds it before it reads the trail:
+:meth:`~CompletenessDetector.seed` replays the stored trail rows of the watched stages from
+the last :meth:`~CompletenessDetector.seed_horizon_ns` before the trail's newest row (at most
+2 × ``max_pending`` rows per stage pair, the newest), in time order and in slices of event
+time, through the same code as live tables, on a clock that follows the rows' times (so a
+source that went quiet is idle as it was live). Its transitions are checked against the
+alert history (what was notified of each instance): only what was never notified is
+delivered; a pending instance the history says fired is taken as firing; and a live
+transition no later in event time than what the history already holds for its instance (the
+tail a stopped detector had judged once every source was idle, judged again) is dropped.
 """
 
 from __future__ import annotations
@@ -45,19 +57,52 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from alerting._definitions import AlertsFile, Calendar, Completeness
 from alerting._detectors import Deliver, severity_fn
 from alerting._durations import SECOND_NS
+from alerting._history import last_states
 from alerting._learning import DismissalBook, UpdateRates
-from alerting._lifecycle import Labels, Lifecycle, Transition
+from alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
+from audit import AuditError, Store
 
 log = logging.getLogger("stampline.alerting")
 
 _COLUMNS = ("event_id", "stage", "received", "host", "provider", "outcome")
+_SCHEMA = pa.schema([(c, pa.int64() if c == "received" else pa.string()) for c in _COLUMNS])
+# The trail rows a seeding replays: the newest first (a LIMIT keeps the newest), as the
+# recorder hands live tables over (event ids as text, times as integer nanoseconds).
+_SEED_ROWS = """
+SELECT toString(o.event_id) AS event_id, toString(o.stage) AS stage,
+       toUnixTimestamp64Nano(o.received) AS received, toString(o.host) AS host,
+       toString(o.provider) AS provider, toString(o.outcome) AS outcome
+FROM {db}.observations AS o
+WHERE o.received >= fromUnixTimestamp64Nano({since:Int64}, 'UTC')
+  AND o.stage IN {stages:Array(String)} AND startsWith(o.chain_id, {chains:String})
+ORDER BY o.received DESC LIMIT {limit:UInt64}"""
+# The trail's newest row, from the ledger (one row per written batch: cheap on any store).
+_SEED_NEWEST = """
+SELECT count() AS n, toUnixTimestamp64Nano(max(last_received)) AS newest
+FROM {db}.ledger WHERE kind = 'observations' AND startsWith(chain_id, {chains:String})"""
+
+
+@dataclass(frozen=True, slots=True)
+class SeedReport:
+    """What :meth:`CompletenessDetector.seed` rebuilt from the store."""
+
+    rows: int  # trail rows replayed
+    truncated: bool  # the row limit left the horizon's oldest rows out
+    horizon_ns: int
+    delivered: int  # transitions of the replay never notified before: delivered
+    suppressed: int  # transitions of the replay already notified: dropped
+    held: int  # pending instances the history says fired: taken as firing
+    history: bool  # the alert history was read (else nothing of the replay is delivered)
+    seconds: float
 
 
 @dataclass(slots=True)
@@ -117,6 +162,13 @@ class CompletenessDetector:
         self.started = wall()
         self.unjudged = 0  # events dropped unjudged past max_pending
         self.errors = 0
+        self.max_instances = max_instances
+        self.seeded: SeedReport | None = None
+        self.suppressed = 0  # live transitions dropped as notified before a restart
+        # fingerprint -> event time up to which its instance was notified before a restart
+        # (the alert history read by `seed`); dropped once every pair's judging is past it
+        self._notified: dict[str, int] = {}
+        self._notified_until = 0
         self._venue = {p.provider: p.venue for p in definitions.providers}
         self._calendar: Mapping[str, Calendar] = {
             p.provider: definitions.calendars[p.calendar]
@@ -185,6 +237,7 @@ class CompletenessDetector:
             self.errors += 1
             log.exception("completeness detector failed on a batch")
             return
+        out = self._unnotified(out)
         if out:
             self.deliver(out)
 
@@ -198,6 +251,7 @@ class CompletenessDetector:
             self.errors += 1
             log.exception("completeness detector failed on a tick")
             return
+        out = self._unnotified(out)
         if out:
             self.deliver(out)
 
@@ -292,6 +346,165 @@ class CompletenessDetector:
         c[1] += lost
         pair.judged_total += 1
         pair.lost_total += lost
+
+    # ------------------------------------------------------------------ restart
+
+    def seed_horizon_ns(self) -> int:
+        """How far behind the trail's newest row a running detector still holds state: what
+        :meth:`seed` reads. Derived from the definitions, because each term is a reason a
+        row that old can still change what is judged or raised:
+
+        - the watermark trails the newest row by up to ``idle`` (a source holds it back until
+          it is left out as idle), and an event waits ``grace`` past it to be judged;
+        - a judged event counts in the sampled fraction for ``window`` after that;
+        - the lifecycle fires ``for`` after the condition's run began and holds a cleared
+          firing instance ``keep_firing_for``: replaying the run from its start fires it at
+          the same event time instead of later (which would be a second firing);
+        - judged ids are remembered for two generations of 2 x ``grace`` (duplicates).
+        """
+        defs = [d for pair in self.pairs for d, _life in pair.definitions]
+        if not defs:
+            return 0
+        need = max(
+            d.grace_ns + max(d.window_ns + d.for_ns + d.keep_firing_for_ns, 3 * d.grace_ns)
+            for d in defs
+        )
+        return self.idle_ns + need
+
+    def seed(self, store: Store, chains: str = "") -> SeedReport | None:
+        """Rebuild, before the first live table, the state a detector that never stopped
+        would hold: the trail rows of the watched stages that ``store`` holds (in chains
+        whose id starts with ``chains``: the recorder passes ``<trail topic>/``) from
+        :meth:`seed_horizon_ns` before the trail's newest row, at most 2 x ``max_pending``
+        per stage pair (the newest), replayed in time order through the live code path.
+
+        Alerts already raised are not raised again: the replay's transitions are checked
+        against the alert history (``alert_history``, written by the delivery of the
+        detector before the restart, directly or through the alerts topic) and only those
+        that tell something never notified are delivered. Without a readable history none is
+        (a loss is then missed rather than raised twice). Never raises: a failure is logged
+        and counted in ``errors``, and the detector goes on with what it rebuilt.
+        """
+        if not self.pairs:
+            return None
+        began = time.monotonic()
+        try:
+            report, out = self._seed(store, chains, began)
+        except Exception:  # the recorder must start whatever the store holds
+            self.errors += 1
+            log.exception("completeness detector could not seed from the store")
+            return None
+        self.seeded = report
+        if out:
+            self.deliver(out)
+        log.info(
+            "completeness seeded rows=%d truncated=%s horizon_s=%.1f pending=%d delivered=%d "
+            "suppressed=%d held=%d history=%s seconds=%.3f",
+            report.rows, report.truncated, report.horizon_ns / SECOND_NS, self.pending,
+            report.delivered, report.suppressed, report.held, report.history, report.seconds,
+        )  # fmt: skip
+        return report
+
+    def _seed(self, store: Store, chains: str, began: float) -> tuple[SeedReport, list[Transition]]:
+        horizon = self.seed_horizon_ns()
+        # Each pair holds at most max_pending waiting A sightings and as many B sightings seen
+        # first: the newest rows are those, so this many rows per pair is what can matter.
+        limit = 2 * self.max_pending * len(self.pairs)
+        (top,) = store.query(_SEED_NEWEST, {"chains": chains})
+        rows = pa.Table.from_batches([], _SCHEMA)
+        newest = 0
+        if int(top["n"]):
+            newest = int(top["newest"])
+            found = store.query_arrow(
+                _SEED_ROWS,
+                {"since": newest - horizon, "stages": self._stages, "chains": chains,
+                 "limit": limit},
+            )  # fmt: skip
+            rows = found.select(list(_COLUMNS)).cast(_SCHEMA).sort_by("received")
+        ids = sorted({d.id for pair in self.pairs for d, _life in pair.definitions})
+        notified: dict[str, tuple[str, int]] | None
+        try:
+            notified = last_states(store, ids, limit=self.max_instances * len(ids))
+        except AuditError as exc:
+            log.warning("completeness seeding without alert history (none of its alerts "
+                        "delivered): %s", exc)  # fmt: skip
+            notified = None
+        replayed = self._replay(rows, newest) if rows.num_rows else []
+        out, held = self._reconcile(replayed, notified)
+        report = SeedReport(
+            rows=rows.num_rows,
+            truncated=rows.num_rows >= limit,
+            horizon_ns=horizon,
+            delivered=len(out),
+            suppressed=len(replayed) - len(out),
+            held=held,
+            history=notified is not None,
+            seconds=time.monotonic() - began,
+        )
+        return report, out
+
+    def _replay(self, rows: pa.Table, newest: int) -> list[Transition]:
+        """Observe ``rows`` (in time order) in slices of one count bucket of event time, each
+        after a tick at its start (the recorder ticks when the trail is quiet), on a wall
+        clock that follows the rows: sources idle and are forgotten as they did live. Then
+        the sources' clocks are moved to the real wall clock, as old relative to now as they
+        were to the trail's newest row."""
+        real_wall, real_started = self.wall, self.started
+        times = rows.column("received").to_numpy()
+        first, end = int(times[0]), max(newest, int(times[-1]))
+        now = [first]
+        self.wall = lambda: now[0]
+        self.started = first
+        out: list[Transition] = []
+        try:
+            step = min(pair.bucket for pair in self.pairs)
+            keys = (times - first) // step
+            cuts = [0, *(np.flatnonzero(np.diff(keys)) + 1).tolist(), len(times)]
+            for lo, hi in pairwise(cuts):
+                now[0] = first + int(keys[lo]) * step
+                out += self._judge_all()
+                now[0] = int(times[hi - 1])
+                out += self._observe(rows.slice(lo, hi - lo))
+            now[0] = end  # the trail's newest row may be another stage's: time went on
+            out += self._judge_all()
+        finally:
+            self.wall, self.started = real_wall, real_started
+            wall_now = real_wall()
+            for src in self._sources.values():
+                src.moved = wall_now - max(0, end - src.moved)
+        return out
+
+    def _reconcile(
+        self, replayed: list[Transition], notified: dict[str, tuple[str, int]] | None
+    ) -> tuple[list[Transition], int]:
+        """The replay's transitions never notified, and how many pending instances were
+        taken as firing; keeps the history's times for :meth:`_unnotified`."""
+        if notified is None:
+            return [], 0
+        known = dict(notified)
+        out = [t for t in replayed if _news(known, t)]
+        held = 0
+        for pair in self.pairs:
+            for d, life in pair.definitions:
+                for labels in list(life.instances):
+                    seen = known.get(fingerprint(d.id, labels))
+                    if seen is not None and seen[0] == "firing" and life.hold(labels):
+                        held += 1
+        self._notified = {fp: at for fp, (_state, at) in notified.items()}
+        self._notified_until = max(self._notified.values(), default=0)
+        return out, held
+
+    def _unnotified(self, out: list[Transition]) -> list[Transition]:
+        """Live transitions, less those the history already covers: no later in event time
+        than the last notified transition of their instance (judging that a detector stopped
+        after idle judging does again, at the same event time)."""
+        if not self._notified:
+            return out
+        keep = [t for t in out if t.at_ns > self._notified.get(t.fingerprint, -1)]
+        self.suppressed += len(out) - len(keep)
+        if all(p.watermark - p.grace > self._notified_until for p in self.pairs):
+            self._notified = {}
+        return keep
 
     # ------------------------------------------------------------------ judging
 
@@ -393,3 +606,18 @@ class CompletenessDetector:
     def _forget_sources(self, now: int) -> None:
         for key in [k for k, s in self._sources.items() if now - s.moved >= self.source_ttl_ns]:
             del self._sources[key]
+
+
+def _news(known: dict[str, tuple[str, int]], t: Transition) -> bool:
+    """Whether ``t`` tells something not yet notified of its instance; ``known`` holds, per
+    fingerprint, the last notified (state, event time) and takes ``t`` if so. Not news: a
+    transition no later than the last notified one, the same state again, or anything but a
+    resolve while the instance is notified as firing."""
+    fp = t.fingerprint
+    seen = known.get(fp)
+    if seen is not None:
+        state, at = seen
+        if t.at_ns <= at or state == t.state or (state == "firing" and t.state != "resolved"):
+            return False
+    known[fp] = (t.state, t.at_ns)
+    return True

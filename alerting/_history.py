@@ -295,3 +295,22 @@ def read_actions(store: Store, since_ns: int = 0) -> list[dict[str, Any]]:
             WHERE at >= fromUnixTimestamp64Nano({since:Int64}, 'UTC') ORDER BY at""",
         {"since": since_ns},
     )
+
+
+def last_states(
+    store: Store, alert_ids: Sequence[str], limit: int = 100_000
+) -> dict[str, tuple[str, int]]:
+    """Per fingerprint of ``alert_ids``, the last transition the history holds: (state, at_ns)
+    — what was notified of each instance, at most ``limit`` instances (the newest)."""
+    if not alert_ids:
+        return {}
+    rows = store.query(
+        """SELECT fingerprint,
+               argMax(state, (at, indexOf(['pending', 'firing', 'resolved'], state))) AS state,
+               toUnixTimestamp64Nano(max(at)) AS at_ns
+            FROM {db}.alert_history FINAL
+            WHERE alert_id IN {ids:Array(String)}
+            GROUP BY fingerprint ORDER BY at_ns DESC LIMIT {limit:UInt32}""",
+        {"ids": list(alert_ids), "limit": limit},
+    )
+    return {r["fingerprint"]: (r["state"], int(r["at_ns"])) for r in rows}

@@ -196,6 +196,16 @@ class Lifecycle:
             self._advance(labels, inst, now_ns, inst.cleared is None, out)
         return out
 
+    def hold(self, labels: Labels) -> bool:
+        """Take a pending instance as firing, without a transition: its firing was notified
+        before (a detector rebuilding its state after a restart). Returns whether it was
+        pending."""
+        inst = self.instances.get(labels)
+        if inst is None or inst.phase != "pending":
+            return False
+        inst.phase = "firing"
+        return True
+
     def firing(self) -> list[Labels]:
         return [k for k, v in self.instances.items() if v.phase == "firing"]
 

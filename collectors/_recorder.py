@@ -25,7 +25,10 @@
   ``alerting``'s), so this module imports nothing of alerting.
 - **Trail observers** (``observers``) see every observations table once it is written (the
   recorder sees every stage's rows: the completeness detector runs there), and ``tick``
-  when the trail is quiet. An observer that fails is logged and counted, never fatal.
+  when the trail is quiet. An observer that fails is logged and counted, never fatal. They
+  keep their state in memory, so each is first ``seed``-ed from the store (the rows this
+  recorder's trail wrote there before), once, when the first trail partition is assigned:
+  after any wait to join the group, before the first trail message is read.
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ class TrailObserver(Protocol):
     def observe_table(self, table: pa.Table) -> None: ...
 
     def tick(self) -> None: ...
+
+    def seed(self, store: Store, chains: str) -> object:
+        """Rebuild the state from the trail rows ``store`` holds in chains whose id starts
+        with ``chains``; never raises."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,7 @@ class Recorder:
         self._producer: Producer | None = None
         self._paused = False
         self._last_heads = 0.0
+        self._seeded = False
 
     def chain_id(self, partition: int, topic: str | None = None) -> str:
         return f"{topic or self.settings.trail_topic}/{partition}"
@@ -497,7 +506,21 @@ class Recorder:
             "recorder assigned partitions=%s",
             ",".join(f"{t}[{p}]" for t, p in sorted(self._assigned)),
         )
+        if not self._seeded and any(t == self.settings.trail_topic for t, _p in self._assigned):
+            self._seed_observers()
         self.ready.set()
+
+    def _seed_observers(self) -> None:
+        """Rebuild the observers' state from the store, before the first trail message is
+        read: here, not at start, so that time spent joining the group does not count as
+        the trail's sources being idle."""
+        self._seeded = True
+        for o in self.observers:
+            try:
+                o.seed(self.store, f"{self.settings.trail_topic}/")
+            except Exception:
+                self.stats.observer_errors += 1
+                log.exception("trail observer failed to seed")
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()

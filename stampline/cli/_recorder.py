@@ -31,7 +31,9 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     With `alerting.topic` set it also writes the alerts topic (every process's alert
     transitions, and the snoozes and dismissals `stampline alerts` sends while the store is
     held) into the store's alert history, exactly once per message. With `completeness`
-    definitions in `alerting.definitions` it judges events lost between stages.
+    definitions in `alerting.definitions` it judges events lost between stages; at start it
+    rebuilds that judging's state from the store (the trail's recent rows), raising again
+    nothing the alert history holds.
     """
     import dataclasses
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting import CompletenessDetector, Transition, parse_alerts
+from alerting import CompletenessDetector, Transition, parse_alerts, render, write_history
+from audit import ChdbStore, Observation, canonical_table
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -254,3 +256,156 @@ def test_lost_count_is_exact_for_any_arrival_order(drop: set[int], seed: int, pe
     assert d.pairs[0].judged_total == 300
     fired = [t for t in got if t.state == "firing"]
     assert len(fired) <= 1 if drop else fired == []
+
+
+# ---------------------------------------------------------------------- restart (seeding)
+
+CHAIN = "trail/0"  # the recorder's chain of trail partition 0
+
+
+def store_rows(store: ChdbStore, rows: list[Row], chain: str = CHAIN) -> None:
+    """Write trail rows as the recorder does (one ledgered batch in ``chain``)."""
+    obs = [
+        Observation(eid, stage, t, t + MS, t - 5 * MS, t - 4 * MS, 1000, host=host,
+                    provider=provider, outcome=outcome)  # type: ignore[arg-type]
+        for eid, stage, t, host, provider, outcome in rows
+    ]  # fmt: skip
+    store.write_batch("observations", canonical_table(obs), chain_id=chain)
+
+
+def record(d: CompletenessDetector, store: ChdbStore, gate: list[Row], enrich: list[Row],
+           per: int = 50) -> None:  # fmt: skip
+    """What a recorder does: write each table, then hand it to the detector."""
+    for i in range(0, max(len(gate), len(enrich)), per):
+        for rows in (gate[i : i + per], enrich[i : i + per]):
+            if rows:
+                store_rows(store, rows)
+                d.observe_table(table(rows))
+
+
+def notify(store: ChdbStore, transitions: list[Transition]) -> None:
+    """The history the first detector's delivery wrote."""
+    defs = parse_alerts(DEFINITIONS)
+    write_history(store, [render(defs, t, "recorder@test") for t in transitions])
+
+
+def test_a_seeded_detector_holds_what_the_stopped_one_held(store: ChdbStore) -> None:
+    """The stopped detector had ten lost events waiting (enrich had not passed them); the
+    one seeded from the store holds the same, and raises the same alert, with lost=10, on
+    the same rows afterwards."""
+    got1: list[Transition] = []
+    d1 = detector(got1, Wall())
+    gate, enrich = pipeline(1000, drop=set(range(590, 600)))
+    record(d1, store, gate[:600], enrich[:590])
+    assert got1 == []
+    assert d1.pending == 10
+    got2: list[Transition] = []
+    d2 = detector(got2, Wall())
+    report = d2.seed(store, "trail/")
+    assert report is not None
+    assert (report.rows, report.truncated, report.delivered) == (1190, False, 0)
+    assert report.history
+    assert d2.pending == 10
+    assert set(d2.pairs[0].pending) == set(d1.pairs[0].pending)
+    p1, p2 = d1.pairs[0], d2.pairs[0]
+    assert (p2.watermark, p2.judged_total, p2.lost_total) == (p1.watermark, p1.judged_total, 0)
+    feed_in_step(d1, gate[600:], enrich[590:])
+    feed_in_step(d2, gate[600:], enrich[590:])
+    assert [t.state for t in got2] == ["pending", "firing", "resolved"]
+    assert got2 == got1
+    assert got2[1].figures["lost"] == 10
+
+
+def test_alerts_notified_before_the_restart_are_not_raised_again(store: ChdbStore) -> None:
+    """The stopped detector's alert fired (and is in the history): the seeded one replays
+    it without delivering it, takes it as firing, and delivers only its resolve."""
+    got1: list[Transition] = []
+    d1 = detector(got1, Wall())
+    gate, enrich = pipeline(800, drop=set(range(200, 212)))
+    record(d1, store, gate[:400], enrich[:400])
+    assert [t.state for t in got1] == ["pending", "firing"]
+    notify(store, got1)
+    got2: list[Transition] = []
+    d2 = detector(got2, Wall())
+    report = d2.seed(store, "trail/")
+    assert report is not None
+    assert report.delivered == 0
+    assert report.suppressed >= 1
+    assert got2 == []
+    assert d2.pairs[0].lost_total == 12
+    before = len(got1)
+    feed_in_step(d1, gate[400:], enrich[400:])
+    feed_in_step(d2, gate[400:], enrich[400:])
+    assert [t.state for t in got2] == ["resolved"]
+    assert [(t.at_ns, t.figures) for t in got2] == [(t.at_ns, t.figures) for t in got1[before:]]
+
+
+def test_a_pending_instance_the_history_says_fired_is_held_as_firing(store: ChdbStore) -> None:
+    """The history says the instance fired, the replay only gets it pending (the stopped
+    detector judged further, e.g. once every source was idle): it is taken as firing, so
+    it does not fire a second time; its resolve comes once."""
+    got1: list[Transition] = []
+    d1 = detector(got1, Wall())
+    gate, enrich = pipeline(800, drop=set(range(200, 212)))
+    record(d1, store, gate[:330], enrich[:330])
+    (pending,) = got1
+    assert pending.state == "pending"
+    notify(store, [pending, replace(pending, state="firing", at_ns=pending.at_ns + 500 * MS)])
+    got2: list[Transition] = []
+    d2 = detector(got2, Wall())
+    report = d2.seed(store, "trail/")
+    assert report is not None
+    assert (report.delivered, report.held) == (0, 1)
+    feed_in_step(d2, gate[330:], enrich[330:])
+    assert [t.state for t in got2] == ["resolved"]
+
+
+def test_the_tail_judged_once_idle_is_not_raised_again(store: ChdbStore) -> None:
+    """The stopped detector judged its last events once every source was idle, and its
+    alert (no `for`) fired there; the seeded one judges them again after `idle` at the same
+    event time: nothing is delivered a second time."""
+    # no `for`, and a window longer than idle: the idle judging's one sample still sees the loss
+    text = DEFINITIONS.replace("for: 500ms", "for: 0s").replace("window: 2s", "window: 10s")
+    got1: list[Transition] = []
+    wall1 = Wall()
+    d1 = detector(got1, wall1, text)
+    gate, enrich = pipeline(300, drop=set(range(295, 300)))
+    record(d1, store, gate, enrich)
+    wall1.ns += 6 * S
+    d1.tick()
+    assert [t.state for t in got1] == ["firing"]
+    notify(store, got1)
+    got2: list[Transition] = []
+    wall2 = Wall()
+    d2 = detector(got2, wall2, text)
+    report = d2.seed(store, "trail/")
+    assert report is not None
+    assert report.delivered == 0
+    assert d2.pending == 5
+    wall2.ns += 6 * S
+    d2.tick()
+    assert d2.pairs[0].lost_total == 5
+    assert got2 == []
+    assert d2.suppressed == 1
+
+
+def test_seeding_reads_the_horizon_of_this_trail_at_most_its_limit(store: ChdbStore) -> None:
+    """Rows older than the horizon (idle + grace + window + for, behind the newest row),
+    rows of another trail and rows past 2 x max_pending per pair are not replayed."""
+    gate, enrich = pipeline(200, drop=set(), step=100 * MS)  # 20 s of events
+    store_rows(store, gate + enrich)
+    store_rows(store, [(str(uuid.UUID(int=10**6)), "gate", T0 + 19 * S, "g", "alpha",
+                        "forwarded")], chain="other/0")  # fmt: skip
+    d = detector([], Wall())
+    # idle + grace + max(window + for, 3 x grace)
+    assert d.seed_horizon_ns() == 5 * S + 1 * S + 3 * S
+    report = d.seed(store, "trail/")
+    assert report is not None
+    newest = T0 + 199 * 100 * MS + 2 * MS
+    inside = [r for r in gate + enrich if r[2] >= newest - d.seed_horizon_ns()]
+    assert (report.rows, report.truncated) == (len(inside), False)
+    small = detector([], Wall(), max_pending=10)
+    report = small.seed(store, "trail/")
+    assert report is not None
+    assert (report.rows, report.truncated) == (20, True)
+    assert small.pending <= 10

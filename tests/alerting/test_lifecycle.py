@@ -164,3 +164,16 @@ def test_late_sample_does_not_reopen_the_past() -> None:
     life.observe(KEY, 101 * S, active=False)
     (tr,) = life.observe(KEY, 50 * S, active=False) or life.tick(106 * S)
     assert (tr.state, tr.at_ns) == ("resolved", 106 * S)
+
+
+def test_a_held_pending_instance_is_firing_without_a_transition() -> None:
+    """``hold`` takes a pending instance as firing (notified before a restart): it never
+    fires again, and resolves once its condition clears; a firing or unknown one is left."""
+    life = Lifecycle("a", "k", for_ns=2 * S)
+    assert [t.state for t in life.observe(KEY, 0, active=True)] == ["pending"]
+    assert life.hold(KEY)
+    assert not life.hold(KEY)
+    assert not life.hold((("provider", "beta"),))
+    assert life.firing() == [KEY]
+    assert life.observe(KEY, 3 * S, active=True) == []
+    assert [t.state for t in life.observe(KEY, 4 * S, active=False)] == ["resolved"]

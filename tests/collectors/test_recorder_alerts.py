@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, Producer
 from alerting import (
     AlertIntake,
     CompletenessDetector,
+    Dispatcher,
     Lifecycle,
     Transition,
     action_record,
@@ -282,3 +283,206 @@ def test_a_clean_pipeline_raises_no_completeness_alert(
     assert dropped == 0
     assert detector.pairs[0].lost_total == 0
     assert got == []
+
+
+# ---------------------------------------------------------------------- completeness restarts
+
+# A window much longer than a recorder's restart: the trail's times jump by the restart when
+# the feed pauses for it, and the lost fraction is sampled over the window.
+RESTART_DEFS = COMPLETENESS.replace("window: 2s", "window: 30s")
+ALPHA = (("from_stage", "gate"), ("provider", "alpha"), ("to_stage", "enrich"),
+         ("venue", "XLON"))  # fmt: skip
+
+
+class Restarts:
+    """gate → enrich (SDK) → tap, and recorders started and stopped one after the other on
+    the same store, trail topic and consumer group, each with its own completeness detector
+    delivering to the alerts topic (which the recorder writes into the alert history), as
+    `stampline recorder` runs with `alerting.topic`."""
+
+    def __init__(self, bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]],
+                 uid: str) -> None:  # fmt: skip
+        self.bootstrap, self.store, self.uid = bootstrap, store, uid
+        raw, clean, dlq, enriched, self.trail, self.alerts = make_topics(
+            "raw", "clean", "dlq", "enriched", "trail", "alerts", partitions=1
+        )
+        self.raw = raw
+        self.lost_steps: set[int] = set()  # alpha's quotes of these steps never reach enrich
+        self.stop_event = threading.Event()
+        settings = GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g",
+                                flush_interval_s=0.1)  # fmt: skip
+        trail = TrailTopic(self.trail, "gate@test")
+        self.gate = GateRun(settings, RuleSet.load([rules_file()]), trail)
+        self.enrich = EnrichStage(
+            bootstrap, clean, enriched, f"{uid}-e",
+            lambda q: q["provider"] == "alpha" and q["seq"] in self.lost_steps,
+        )  # fmt: skip
+        tap = TapSettings(bootstrap, (enriched,), group_id=f"{uid}-t", flush_interval_s=0.1)
+        self.tap = Tap(tap, TrailTopic(self.trail, "tap@test"))
+        self.threads = [threading.Thread(target=w, args=(self.stop_event,), daemon=True)
+                        for w in (self.enrich.run, self.tap.run)]  # fmt: skip
+        for t in self.threads:
+            t.start()
+        self.producer = Producer(producer_config(bootstrap, {"linger.ms": 1}))
+        self.sent = 0
+        self.dispatchers: list[Dispatcher] = []
+        assert self.gate.gate.ready.wait(60)
+        assert self.enrich.ready.wait(60)
+        assert self.tap.ready.wait(60)
+
+    def recorder(self, idle_s: float) -> tuple[RecorderRun, CompletenessDetector, list[Transition]]:
+        """A recorder (seeded from the store as it starts), its detector and what it raised."""
+        defs = parse_alerts(RESTART_DEFS)
+        producer = Producer(producer_config(self.bootstrap, {"linger.ms": 1}))
+        dispatcher = Dispatcher(defs, topic=(producer, self.alerts), source="recorder@test")
+        self.dispatchers.append(dispatcher)
+        got: list[Transition] = []
+
+        def deliver(ts: list[Transition]) -> None:
+            got.extend(ts)
+            dispatcher(ts)
+
+        detector = CompletenessDetector(defs, deliver, idle_ns=int(idle_s * S))
+        settings = RecorderSettings(self.bootstrap, self.trail, group_id=f"{self.uid}-r",
+                                    heads_topic=None, poll_timeout_s=0.1,
+                                    alerts_topic=self.alerts)  # fmt: skip
+        recorder = Recorder(settings, self.store, alerts=AlertIntake(self.store),
+                            observers=[detector])  # fmt: skip
+        run = RecorderRun.of(recorder, 90.0)
+        assert recorder.ready.wait(60)
+        return run, detector, got
+
+    def stop_recorder(self, run: RecorderRun) -> None:
+        """Stop a recorder the way `stampline recorder` stops: its alerts delivered, then
+        the recorder stopped (with the alerts topic written up to them)."""
+        assert self.dispatchers[-1].flush(30)
+        run.stop()
+        assert run.recorder.stats.observer_errors == 0
+
+    def send(self, steps: range, providers: tuple[str, ...] = PROVIDERS) -> None:
+        """One quote per provider and instrument every STEP_S, ``seq`` = the step."""
+        for step in steps:
+            started = time.monotonic()
+            now_ms = int(time.time() * 1000)
+            for p in providers:
+                for i in INSTRUMENTS:
+                    quote = {"provider": p, "instrument": i, "seq": step, "ts": now_ms,
+                             "type": "quote", "price": 100.5, "quantity": 100}  # fmt: skip
+                    self.producer.produce(self.raw, orjson.dumps(quote), f"{p}/{i}".encode())
+                    self.sent += 1
+            self.producer.poll(0)
+            time.sleep(max(0.0, STEP_S - (time.monotonic() - started)))
+        assert self.producer.flush(30) == 0
+
+    def close(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(30)
+        self.gate.stop()
+        for d in self.dispatchers:
+            d.close()
+
+
+def history_of(store: ChdbStore, state: str) -> list[dict[str, Any]]:
+    return [r for r in read_history(store, alert_id="events.lost") if r["state"] == state]
+
+
+@pytest.mark.slow
+def test_events_lost_before_a_recorder_restart_are_judged_after_it(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """Alpha's quotes of 4 steps pass the gate and never reach enrich; the recorder stops
+    after writing their gate rows, before its watermark passed them; a new recorder on the
+    same store and trail, seeded from the store, raises the one alert: alpha, lost=12."""
+    p = Restarts(bootstrap, store, make_topics, uid)
+    try:
+        rec1, det1, got1 = p.recorder(idle_s=60)
+        p.lost_steps = set(range(20, 24))
+        p.send(range(20))
+        p.send(range(20, 24), ("alpha",))  # the last of the feed: enrich's clock stays before
+        p.gate.wait_for(p.sent)
+        rec1.wait(lambda: det1.pending == 12 and det1.pairs[0].judged_total == p.sent - 12,
+                  "every gate row written, the lost ones waiting")  # fmt: skip
+        p.stop_recorder(rec1)
+        assert got1 == []
+        assert det1.pairs[0].lost_total == 0
+
+        rec2, det2, got2 = p.recorder(idle_s=60)
+        assert det2.seeded is not None
+        assert det2.pending == 12
+        assert det2.pairs[0].judged_total == p.sent - 12
+        p.send(range(24, 104))  # the feed goes on: enrich's clock passes the lost quotes
+        rec2.wait(lambda: any(t.state == "firing" for t in got2), "the alert")
+        rec2.wait(lambda: len(history_of(store, "firing")) == 1, "the alert in the history")
+        p.stop_recorder(rec2)
+    finally:
+        p.close()
+    firing = [t for t in got2 if t.state == "firing"]
+    assert [t.labels for t in firing] == [ALPHA]
+    assert firing[0].figures["lost"] == 12
+    assert {t.labels for t in got2} == {ALPHA}
+    assert det2.pairs[0].lost_total == 12
+    (row,) = history_of(store, "firing")
+    assert row["labels"]["provider"] == "alpha"
+
+
+@pytest.mark.slow
+def test_an_alert_raised_before_a_recorder_restart_is_not_raised_again(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """The alert fired (and reached the history through the alerts topic) before the
+    restart; the new recorder rebuilds it from the store, firing, and raises nothing again
+    while the feed goes on."""
+    p = Restarts(bootstrap, store, make_topics, uid)
+    try:
+        rec1, _det1, got1 = p.recorder(idle_s=60)
+        p.lost_steps = set(range(10, 14))
+        p.send(range(80))
+        rec1.wait(lambda: any(t.state == "firing" for t in got1), "the alert")
+        rec1.wait(lambda: len(history_of(store, "firing")) == 1, "the alert in the history")
+        p.stop_recorder(rec1)
+
+        rec2, det2, got2 = p.recorder(idle_s=60)
+        assert det2.seeded is not None
+        assert det2.seeded.suppressed >= 1
+        assert det2.seeded.delivered == 0
+        p.send(range(80, 120))
+        rec2.wait(lambda: det2.pairs[0].judged_total + det2.pending == p.sent,
+                  "every gate row judged or waiting")  # fmt: skip
+        p.stop_recorder(rec2)
+    finally:
+        p.close()
+    assert [(t.state, t.labels) for t in got1] == [("pending", ALPHA), ("firing", ALPHA)]
+    assert got2 == []
+    assert det2.pairs[0].lost_total == 12
+    assert ALPHA in det2.pairs[0].definitions[0][1].firing()  # held firing: it may resolve
+    assert len(history_of(store, "firing")) == 1
+    assert len(history_of(store, "pending")) == 1
+
+
+@pytest.mark.slow
+def test_a_clean_pipeline_restarted_mid_stream_raises_nothing(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """The recorder restarts while the feed runs (rows of both stages in flight): every
+    event is judged once, across the two, none lost, no alert."""
+    p = Restarts(bootstrap, store, make_topics, uid)
+    feed = threading.Thread(target=p.send, args=(range(120),), daemon=True)
+    try:
+        rec1, det1, got1 = p.recorder(idle_s=5)
+        feed.start()
+        rec1.wait(lambda: det1.pairs[0].judged_total >= 120, "some of the feed judged")
+        p.stop_recorder(rec1)
+        assert feed.is_alive(), "the feed ended before the restart"
+        rec2, det2, got2 = p.recorder(idle_s=5)
+        feed.join(60)
+        p.gate.wait_for(p.sent)
+        rec2.wait(lambda: det2.pairs[0].judged_total == p.sent and det2.pending == 0,
+                  "every event judged")  # fmt: skip
+        p.stop_recorder(rec2)
+    finally:
+        p.close()
+    assert (got1, got2) == ([], [])
+    assert (det1.pairs[0].lost_total, det2.pairs[0].lost_total) == (0, 0)
+    assert det2.seeded is not None
+    assert det2.seeded.rows > 0
