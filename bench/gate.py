@@ -24,7 +24,8 @@ Figures, all from one run:
                               its stamp), apart from the broker's hops
     rss_mb                    peak RSS of this process after the gate held 10,000 provider keys
                               (no ClickHouse engine is loaded: this process opens no store)
-    gate_process_rss_mb       peak RSS of the latency run's gate process, as deployed
+    gate_process_rss_mb       peak RSS of the latency run's gate process, as deployed (it sees
+                              all 10,000 provider keys): the figure the 300 MB target is for
 """
 
 from __future__ import annotations
@@ -255,6 +256,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS since it started its program, in MB.
+
+    Not ``ru_maxrss`` in a spawned child: the child is forked from this benchmark before it
+    execs Python, and Linux keeps the fork's high-water mark (the parent's whole RSS) across
+    exec, so ``ru_maxrss`` reported the parent's size, 340-350 MB, for a gate of ~200 MB.
+    ``VmHWM`` belongs to the memory map exec made."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def gate_process(
     bootstrap: str,
     topics: tuple[str, str, str],
@@ -284,7 +298,7 @@ def gate_process(
     stop.wait()
     done.set()
     thread.join()
-    rss_mb.value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb.value = peak_rss_mb()
 
 
 def forward_loop(bootstrap: str, src: str, dst: str, stop: Any) -> None:
@@ -386,7 +400,7 @@ def main() -> None:
         "gate_vs_passthrough": 0.5,
         "tap_observations_per_s": 500_000,
         "added_latency_p99_ms": 2.0,
-        "rss_mb": 300,
+        "gate_process_rss_mb": 300,
     }
     write_result("gate", result, args.json)
 
