@@ -157,6 +157,27 @@ PROVIDERS = ("alpha", "beta")
 INSTRUMENTS = ("SYM001", "SYM002", "SYM003")
 
 
+def send_quotes(
+    producer: Producer, raw: str, steps: range, providers: tuple[str, ...] = PROVIDERS
+) -> int:
+    """One quote per provider and instrument every STEP_S, ``seq`` = the step, all
+    acknowledged; returns how many were sent."""
+    sent = 0
+    for step in steps:
+        started = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        for p in providers:
+            for i in INSTRUMENTS:
+                quote = {"provider": p, "instrument": i, "seq": step, "ts": now_ms,
+                         "type": "quote", "price": 100.5, "quantity": 100}  # fmt: skip
+                producer.produce(raw, orjson.dumps(quote), f"{p}/{i}".encode())
+                sent += 1
+        producer.poll(0)
+        time.sleep(max(0.0, STEP_S - (time.monotonic() - started)))
+    assert producer.flush(30) == 0
+    return sent
+
+
 class EnrichStage:
     """A customer's stage written with the SDK: forwards every quote from the clean topic to
     the enriched topic, stamped `enrich`, except the ones ``drop`` names."""
@@ -221,19 +242,7 @@ def run_pipeline(
         assert tap.ready.wait(60)
         assert rec.recorder.ready.wait(60)
         producer = Producer(producer_config(bootstrap, {"linger.ms": 1}))
-        sent = 0
-        for step in range(STEPS):
-            started = time.monotonic()
-            now_ms = int(time.time() * 1000)
-            for p in PROVIDERS:
-                for i in INSTRUMENTS:
-                    quote = {"provider": p, "instrument": i, "seq": step, "ts": now_ms,
-                             "type": "quote", "price": 100.5, "quantity": 100}  # fmt: skip
-                    producer.produce(raw, orjson.dumps(quote), f"{p}/{i}".encode())
-                    sent += 1
-            producer.poll(0)
-            time.sleep(max(0.0, STEP_S - (time.monotonic() - started)))
-        assert producer.flush(30) == 0
+        sent = send_quotes(producer, raw, range(STEPS))
         gate.wait_for(sent)
         # Everything judged: the stages go idle after the feed, so the rest is final.
         rec.wait(lambda: detector.pairs[0].judged_total == sent and detector.pending == 0,
@@ -360,19 +369,7 @@ class Restarts:
         assert run.recorder.stats.observer_errors == 0
 
     def send(self, steps: range, providers: tuple[str, ...] = PROVIDERS) -> None:
-        """One quote per provider and instrument every STEP_S, ``seq`` = the step."""
-        for step in steps:
-            started = time.monotonic()
-            now_ms = int(time.time() * 1000)
-            for p in providers:
-                for i in INSTRUMENTS:
-                    quote = {"provider": p, "instrument": i, "seq": step, "ts": now_ms,
-                             "type": "quote", "price": 100.5, "quantity": 100}  # fmt: skip
-                    self.producer.produce(self.raw, orjson.dumps(quote), f"{p}/{i}".encode())
-                    self.sent += 1
-            self.producer.poll(0)
-            time.sleep(max(0.0, STEP_S - (time.monotonic() - started)))
-        assert self.producer.flush(30) == 0
+        self.sent += send_quotes(self.producer, self.raw, steps, providers)
 
     def close(self) -> None:
         self.stop_event.set()
