@@ -15,6 +15,7 @@ import yaml
 
 from alerting import (
     AlertDefinition,
+    AlertsFile,
     Transition,
     alertmanager_config,
     load_alerts,
@@ -85,6 +86,20 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
+def promtool_passes(definitions: AlertsFile, where: Path) -> list[dict[str, Any]]:
+    """Export ``definitions`` and their generated tests into ``where``; assert that `promtool
+    check rules` accepts the rules and `promtool test rules` passes; the generated tests."""
+    promtool = tool("promtool")
+    (where / "rules.yml").write_text(prometheus_rules(definitions))
+    (where / "rules.test.yml").write_text(prometheus_tests(definitions, "rules.yml"))
+    checked = run(promtool, "check", "rules", "rules.yml", cwd=where)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = run(promtool, "test", "rules", "rules.test.yml", cwd=where)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    tests: list[dict[str, Any]] = yaml.safe_load((where / "rules.test.yml").read_text())["tests"]
+    return tests
+
+
 @pytest.mark.parametrize(
     "text",
     [PACKAGED.read_text(), OVERNIGHT, OVERNIGHT + COMPLETENESS, CUSTOM],
@@ -93,15 +108,8 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_checks_and_runs_the_generated_tests(tmp_path: Path, text: str) -> None:
     """`promtool check rules` accepts the rules and `promtool test rules` passes the tests
     generated beside them, with at least one firing expectation per testable kind."""
-    promtool = tool("promtool")
     definitions = parse_alerts(text)
-    (tmp_path / "rules.yml").write_text(prometheus_rules(definitions))
-    (tmp_path / "rules.test.yml").write_text(prometheus_tests(definitions, "rules.yml"))
-    checked = run(promtool, "check", "rules", "rules.yml", cwd=tmp_path)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = run(promtool, "test", "rules", "rules.test.yml", cwd=tmp_path)
-    assert tested.returncode == 0, tested.stdout + tested.stderr
-    tests = yaml.safe_load((tmp_path / "rules.test.yml").read_text())["tests"]
+    tests = promtool_passes(definitions, tmp_path)
     fired = {
         case["alertname"] for t in tests for case in t["alert_rule_test"] if case["exp_alerts"]
     }
@@ -288,19 +296,12 @@ LITERALS = [
 def test_literal_braces_in_a_summary_stay_text(tmp_path: Path) -> None:
     """Whatever literal text a summary holds, Prometheus shows it as the notice would:
     promtool runs the generated tests, which expect exactly the in-process text."""
-    promtool = tool("promtool")
     alerts = [
         {"id": f"down.n{i}", "kind": "collector_down", "summary": text}
         for i, text in enumerate(LITERALS)
     ]
     definitions = parse_alerts(yaml.safe_dump({"version": 1, "alerts": alerts}))
-    (tmp_path / "rules.yml").write_text(prometheus_rules(definitions))
-    (tmp_path / "rules.test.yml").write_text(prometheus_tests(definitions, "rules.yml"))
-    checked = run(promtool, "check", "rules", "rules.yml", cwd=tmp_path)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = run(promtool, "test", "rules", "rules.test.yml", cwd=tmp_path)
-    assert tested.returncode == 0, tested.stdout + tested.stderr
-    tests = yaml.safe_load((tmp_path / "rules.test.yml").read_text())["tests"]
+    tests = promtool_passes(definitions, tmp_path)
     got = [
         alert["exp_annotations"]["summary"]
         for t in tests
