@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from audit import ChdbStore, DeadLetter, Observation
-from collectors import GateSettings
+from collectors import GateSettings, TrailTopic
 from rules import RuleSet
 from stampline.demo import rules_file
 from tests.collectors.test_gate import now_ms, quote
@@ -94,9 +94,7 @@ def test_a_stalled_store_pauses_consumption_with_bounded_queues_and_loses_nothin
     assert row == {"n": n, "ids": n}
 
 
-def test_a_busy_evaluator_joins_the_batches_waiting_for_it_up_to_consume_batch(
-    store: ChdbStore,
-) -> None:
+def test_a_busy_evaluator_joins_the_batches_waiting_for_it_up_to_consume_batch() -> None:
     """Small fetches that queued up while the evaluator worked are judged as one batch (the
     per-batch cost is paid once) until they reach ``consume_batch`` records, and a flush or stop
     queued behind them comes after them, in order."""
@@ -105,7 +103,7 @@ def test_a_busy_evaluator_joins_the_batches_waiting_for_it_up_to_consume_batch(
     settings = GateSettings(
         "127.0.0.1:1", ("raw",), "clean", "dlq", consume_batch=10, queue_batches=8
     )
-    gate = Gate(settings, RuleSet.load([rules_file()]), store)
+    gate = Gate(settings, RuleSet.load([rules_file()]), TrailTopic())  # never run: no broker
     for batch in ([1, 2, 3], [4, 5], [6, 7, 8, 9, 10], [11, 12], [13]):
         gate._q_in.put(batch)  # type: ignore[arg-type]  # records stand in for messages
     assert gate._next_batch() == (list(range(1, 11)), False)  # reached 10: stop joining
