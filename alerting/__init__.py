@@ -6,8 +6,9 @@ routing parts are public, so Grafana-managed rules render from the very same str
 May import ``audit``.
 """
 
-from alerting._alertmanager import AlertmanagerClient, am_alert
-from alerting._calendar import (
+from stampline._common import imported_as_part_of_stampline
+from stampline.alerting._alertmanager import AlertmanagerClient, am_alert
+from stampline.alerting._calendar import (
     SeverityDecision,
     decide_severity,
     event_at,
@@ -16,8 +17,8 @@ from alerting._calendar import (
     read_ical,
     shift,
 )
-from alerting._completeness import CompletenessDetector
-from alerting._definitions import (
+from stampline.alerting._completeness import CompletenessDetector
+from stampline.alerting._definitions import (
     ALERT_ID_PATTERN,
     RTS25_TIERS_NS,
     SEVERITIES,
@@ -41,10 +42,10 @@ from alerting._definitions import (
     load_alerts,
     parse_alerts,
 )
-from alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
-from alerting._dispatch import Dispatcher
-from alerting._durations import duration_ns, prometheus_duration
-from alerting._export import (
+from stampline.alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
+from stampline.alerting._dispatch import Dispatcher
+from stampline.alerting._durations import duration_ns, prometheus_duration
+from stampline.alerting._export import (
     GROUP_BY,
     NOT_EXPORTED,
     ROUTE_TIMING,
@@ -59,7 +60,7 @@ from alerting._export import (
     summary_template,
     venue_sessions,
 )
-from alerting._history import (
+from stampline.alerting._history import (
     action_record,
     read_actions,
     read_history,
@@ -67,15 +68,15 @@ from alerting._history import (
     write_action,
     write_history,
 )
-from alerting._intake import AlertIntake, IntakeResult
-from alerting._learning import DismissalBook, UpdateRates
-from alerting._lifecycle import Lifecycle, Transition, fingerprint
-from alerting._metrics import AlertMetrics
-from alerting._notice import Notice, render
-from alerting._relay import FactsPublisher, FactsSubscriber
-from alerting._tune import Suggestion, suggest
-from alerting._watch import ProviderWatch, WatchTicker
-from alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionError
+from stampline.alerting._intake import AlertIntake, IntakeResult
+from stampline.alerting._learning import DismissalBook, UpdateRates
+from stampline.alerting._lifecycle import Lifecycle, Transition, fingerprint
+from stampline.alerting._metrics import AlertMetrics
+from stampline.alerting._notice import Notice, render
+from stampline.alerting._relay import FactsPublisher, FactsSubscriber
+from stampline.alerting._tune import Suggestion, suggest
+from stampline.alerting._watch import ProviderWatch, WatchTicker
+from stampline.alerting.exceptions import AlertDeliveryError, AlertingError, DefinitionError
 
 __all__ = [
     "ALERT_ID_PATTERN",
@@ -155,3 +156,6 @@ __all__ = [
     "write_action",
     "write_history",
 ]
+
+# Never as a top-level `alerting` (from the repository root): see stampline/_common/_namespace.py.
+imported_as_part_of_stampline(__name__)

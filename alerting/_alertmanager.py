@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from alerting._notice import Notice, iso
-from alerting.exceptions import AlertDeliveryError
+from stampline.alerting._notice import Notice, iso
+from stampline.alerting.exceptions import AlertDeliveryError
 
 
 class AlertmanagerClient:

@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from alerting._definitions import SEVERITIES, Calendar, ScheduledEvent, Window
-from alerting.exceptions import DefinitionError
+from stampline.alerting._definitions import SEVERITIES, Calendar, ScheduledEvent, Window
+from stampline.alerting.exceptions import DefinitionError
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

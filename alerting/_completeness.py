@@ -63,13 +63,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from alerting._definitions import AlertsFile, Calendar, Completeness
-from alerting._detectors import Deliver, severity_fn
-from alerting._durations import SECOND_NS
-from alerting._history import last_states
-from alerting._learning import DismissalBook, UpdateRates
-from alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
-from audit import AuditError, Store
+from stampline.alerting._definitions import AlertsFile, Calendar, Completeness
+from stampline.alerting._detectors import Deliver, severity_fn
+from stampline.alerting._durations import SECOND_NS
+from stampline.alerting._history import last_states
+from stampline.alerting._learning import DismissalBook, UpdateRates
+from stampline.alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
+from stampline.audit import AuditError, Store
 
 log = logging.getLogger("stampline.alerting")
 

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from alerting._durations import duration_ns
-from alerting.exceptions import DefinitionError
+from stampline.alerting._durations import duration_ns
+from stampline.alerting.exceptions import DefinitionError
 
 ALERT_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
 NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"

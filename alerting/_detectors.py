@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Protocol
 
-from alerting._calendar import decide_severity
-from alerting._definitions import AlertsFile, Calendar, Divergence, SequenceGap, Stale
-from alerting._learning import DismissalBook, UpdateRates
-from alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
+from stampline.alerting._calendar import decide_severity
+from stampline.alerting._definitions import AlertsFile, Calendar, Divergence, SequenceGap, Stale
+from stampline.alerting._learning import DismissalBook, UpdateRates
+from stampline.alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
 
 log = logging.getLogger("stampline.alerting")
 

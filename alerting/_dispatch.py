@@ -20,13 +20,13 @@ from typing import Any
 
 import orjson
 
-from alerting._alertmanager import AlertmanagerClient, am_alert
-from alerting._definitions import AlertsFile
-from alerting._history import write_history
-from alerting._lifecycle import Transition
-from alerting._metrics import AlertMetrics
-from alerting._notice import Notice, render
-from audit import Store
+from stampline.alerting._alertmanager import AlertmanagerClient, am_alert
+from stampline.alerting._definitions import AlertsFile
+from stampline.alerting._history import write_history
+from stampline.alerting._lifecycle import Transition
+from stampline.alerting._metrics import AlertMetrics
+from stampline.alerting._notice import Notice, render
+from stampline.audit import Store
 
 log = logging.getLogger("stampline.alerting")
 

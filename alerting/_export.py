@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
-from alerting._definitions import (
+from stampline.alerting._definitions import (
     AlertDefinition,
     AlertsFile,
     Calendar,
@@ -47,8 +47,8 @@ from alerting._definitions import (
     TrailLag,
     Window,
 )
-from alerting._durations import SECOND_NS, prometheus_duration
-from alerting._summary import Summary, exported_summary
+from stampline.alerting._durations import SECOND_NS, prometheus_duration
+from stampline.alerting._summary import Summary, exported_summary
 
 NOT_EXPORTED: tuple[str, ...] = ()  # every kind has a metric now
 IN_STREAM = ("sequence_gap", "stale", "divergence", "completeness")

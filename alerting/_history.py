@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from alerting._notice import Notice
-from audit import Store
+from stampline.alerting._notice import Notice
+from stampline.audit import Store
 
 _HISTORY_STRUCTURE = (
     "at Int64, alert_id String, kind String, state String, fingerprint String, "

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerting._history import read_record, write_rows, written_offsets
-from audit import Store
+from stampline.alerting._history import read_record, write_rows, written_offsets
+from stampline.audit import Store
 
 log = logging.getLogger("stampline.alerting")
 

@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Mapping
 
-from audit import Store
+from stampline.audit import Store
 
 
 class DismissalBook:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from alerting._definitions import AlertsFile
-from alerting._lifecycle import Transition
+from stampline.alerting._definitions import AlertsFile
+from stampline.alerting._lifecycle import Transition
 
 _DEFAULT_SUMMARY = {
     "provider_silent": "{provider} silent for {value:.1f}s",

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 
-from alerting._detectors import ProviderFacts
-from alerting._watch import ProviderWatch
+from stampline.alerting._detectors import ProviderFacts
+from stampline.alerting._watch import ProviderWatch
 
 log = logging.getLogger("stampline.alerting")
 

@@ -19,12 +19,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from alerting._calendar import in_session
-from alerting._definitions import AlertsFile, Calendar, DlqRate, ExpectedProvider, ProviderSilent
-from alerting._detectors import Deliver, ProviderFacts, severity_fn
-from alerting._durations import SECOND_NS
-from alerting._learning import DismissalBook, UpdateRates
-from alerting._lifecycle import Labels, Lifecycle, Transition
+from stampline.alerting._calendar import in_session
+from stampline.alerting._definitions import (
+    AlertsFile,
+    Calendar,
+    DlqRate,
+    ExpectedProvider,
+    ProviderSilent,
+)
+from stampline.alerting._detectors import Deliver, ProviderFacts, severity_fn
+from stampline.alerting._durations import SECOND_NS
+from stampline.alerting._learning import DismissalBook, UpdateRates
+from stampline.alerting._lifecycle import Labels, Lifecycle, Transition
 
 
 class ProviderWatch:

@@ -3,18 +3,19 @@
 Imports nothing else of stampline's.
 """
 
-from audit._chdb import ChdbStore
-from audit._clock import (
+from stampline._common import imported_as_part_of_stampline
+from stampline.audit._chdb import ChdbStore
+from stampline.audit._clock import (
     ClockBound,
     ClockSource,
     clock_error_bound,
     parse_chronyc_tracking,
     read_clock_bound,
 )
-from audit._hotspots import heatmap, hotspots
-from audit._ledger import BatchFinding, VerifyReport
-from audit._live import LIVE_FILE, LiveEndpoint, LiveStore, ReadOnlyError, find_live
-from audit._model import (
+from stampline.audit._hotspots import heatmap, hotspots
+from stampline.audit._ledger import BatchFinding, VerifyReport
+from stampline.audit._live import LIVE_FILE, LiveEndpoint, LiveStore, ReadOnlyError, find_live
+from stampline.audit._model import (
     AUTHORITY_STAMPER,
     AUTHORITY_TAP,
     PREV_ORIGIN,
@@ -26,14 +27,14 @@ from audit._model import (
     decode_parent_stamps,
     encode_parent_stamps,
 )
-from audit._queries import (
+from stampline.audit._queries import (
     DEFAULT_SEQUENCE_KEY,
     completeness,
     latency_flags,
     parse_sequence_key,
     providers_compare,
 )
-from audit._replay import (
+from stampline.audit._replay import (
     EventTrail,
     Sighting,
     Stamp,
@@ -45,10 +46,10 @@ from audit._replay import (
     replay_event,
     short_ids,
 )
-from audit._schema import MigrationReport, Retention, check_database_name
-from audit._server import ClickHouseStore
-from audit._store import LOCAL_CHAIN, ChainHead, Store, canonical_table
-from audit._trailformat import (
+from stampline.audit._schema import MigrationReport, Retention, check_database_name
+from stampline.audit._server import ClickHouseStore
+from stampline.audit._store import LOCAL_CHAIN, ChainHead, Store, canonical_table
+from stampline.audit._trailformat import (
     DEAD_LETTER_SCHEMA,
     TRAIL_FORMAT_VERSION,
     TRAIL_MESSAGE_BYTES,
@@ -58,7 +59,7 @@ from audit._trailformat import (
     decode_trail_message,
     encode_trail_messages,
 )
-from audit.exceptions import AuditError, NotFoundError, StoreError
+from stampline.audit.exceptions import AuditError, NotFoundError, StoreError
 
 __all__ = [
     "AUTHORITY_STAMPER",
@@ -121,3 +122,6 @@ __all__ = [
     "replay_event",
     "short_ids",
 ]
+
+# Never as a top-level `audit` (from the repository root): see stampline/_common/_namespace.py.
+imported_as_part_of_stampline(__name__)

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from audit._schema import Retention
-from audit._store import Store, insert_settings
-from audit.exceptions import StoreError
+from stampline.audit._schema import Retention
+from stampline.audit._store import Store, insert_settings
+from stampline.audit.exceptions import StoreError
 
 # JSON 64-bit integers unquoted: nanosecond times must come back as numbers.
 _JSON_SETTINGS = "SETTINGS output_format_json_quote_64bit_integers = 0"

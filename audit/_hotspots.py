@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit._model import TAP_SIGHTING
-from audit._queries import anchor_ns, latency_flags, quantiles
-from audit._replay import Queryable
+from stampline.audit._model import TAP_SIGHTING
+from stampline.audit._queries import anchor_ns, latency_flags, quantiles
+from stampline.audit._replay import Queryable
 
 _WINDOW = (
     "received >= fromUnixTimestamp64Nano({lo:Int64}) "

@@ -38,9 +38,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from audit._schema import MigrationReport, Retention, migrations
-from audit._store import Store
-from audit.exceptions import StoreError
+from stampline.audit._schema import MigrationReport, Retention, migrations
+from stampline.audit._store import Store
+from stampline.audit.exceptions import StoreError
 
 log = logging.getLogger("stampline.live")
 

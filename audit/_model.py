@@ -34,7 +34,7 @@ def encode_parent_stamps(stamps: Sequence[ParentStamp]) -> str:
 
 def decode_parent_stamps(text: str) -> tuple[ParentStamp, ...]:
     """The inverse of ``encode_parent_stamps`` for text a stampline writer made (trusted:
-    headers are read by ``collectors._stamps``, which validates)."""
+    headers are read by ``stampline.collectors._stamps``, which validates)."""
     out: list[ParentStamp] = []
     for part in text.split(",") if text else ():
         if part == "-":
@@ -76,7 +76,7 @@ class Observation:
     prev_emitted_ns: int = 0
     prev_clock_err_ns: int = 0
     price: float = math.nan  # the record's price where it has one (cross-provider divergence)
-    # Where clock_err_ns came from (audit._clock.ClockBound.label()); "" when not said.
+    # Where clock_err_ns came from (stampline.audit._clock.ClockBound.label()); "" when not said.
     clock_source: str = ""
     warnings: tuple[str, ...] = ()  # warn rules a forwarded record broke, "rule@vN"
     # The SHA-256 of the rule file each named rule (rule_id, warnings) was loaded from when

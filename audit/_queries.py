@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from audit._replay import Queryable
+from stampline.audit._replay import Queryable
 
 NS = 1_000_000_000
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from audit._model import TAP_SIGHTING
-from audit.exceptions import NotFoundError
+from stampline.audit._model import TAP_SIGHTING
+from stampline.audit.exceptions import NotFoundError
 
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"

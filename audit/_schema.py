@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from audit.exceptions import StoreError
+from stampline.audit.exceptions import StoreError
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -71,7 +71,7 @@ class Migration:
 
 def migrations() -> list[Migration]:
     """Every migration shipped with this version, in order."""
-    folder = resources.files("audit").joinpath("sql")
+    folder = resources.files("stampline.audit").joinpath("sql")
     found = []
     for entry in folder.iterdir():
         m = _FILE.match(entry.name)

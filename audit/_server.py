@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from audit._schema import Retention
-from audit._store import Store, arrow_structure, insert_settings
-from audit.exceptions import StoreError
+from stampline.audit._schema import Retention
+from stampline.audit._store import Store, arrow_structure, insert_settings
+from stampline.audit.exceptions import StoreError
 
 
 class ClickHouseStore(Store):

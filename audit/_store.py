@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audit._ledger import (
+from stampline.audit._ledger import (
     CANONICAL,
     CANONICAL_SELECT,
     DEAD_CANONICAL,
@@ -31,10 +31,15 @@ from audit._ledger import (
     VerifyReport,
     digest_batch,
 )
-from audit._model import DeadLetter, Observation, encode_parent_stamps
-from audit._schema import MigrationReport, Retention, apply_migrations, check_database_name
-from audit._trailformat import CANONICAL_SCHEMA, DEAD_LETTER_SCHEMA, dead_letter_table
-from audit.exceptions import StoreError
+from stampline.audit._model import DeadLetter, Observation, encode_parent_stamps
+from stampline.audit._schema import (
+    MigrationReport,
+    Retention,
+    apply_migrations,
+    check_database_name,
+)
+from stampline.audit._trailformat import CANONICAL_SCHEMA, DEAD_LETTER_SCHEMA, dead_letter_table
+from stampline.audit.exceptions import StoreError
 
 # The chain of direct writes (tests, embedding); the recorder keeps one per trail partition.
 LOCAL_CHAIN = "local"

@@ -42,9 +42,9 @@ from typing import Literal
 
 import pyarrow as pa
 
-from audit._ledger import CANONICAL
-from audit._model import DeadLetter
-from audit.exceptions import AuditError
+from stampline.audit._ledger import CANONICAL
+from stampline.audit._model import DeadLetter
+from stampline.audit.exceptions import AuditError
 
 TRAIL_FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)

@@ -42,7 +42,9 @@ import orjson
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from alerting import (  # noqa: E402
+from bench._machine import machine, write_result  # noqa: E402
+from bench.gate import RULES, fill  # noqa: E402
+from stampline.alerting import (  # noqa: E402
     AlertmanagerClient,
     Dispatcher,
     KeyDetectors,
@@ -52,13 +54,11 @@ from alerting import (  # noqa: E402
     WatchTicker,
     parse_alerts,
 )
-from audit import ChdbStore  # noqa: E402
-from bench._machine import machine, write_result  # noqa: E402
-from bench.gate import RULES, fill  # noqa: E402
-from collectors import Gate, GateSettings  # noqa: E402
-from rules import RuleSet  # noqa: E402
+from stampline.audit import ChdbStore  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from stampline.collectors import Gate, GateSettings  # noqa: E402
 from stampline.demo import rules_file  # noqa: E402
+from stampline.rules import RuleSet  # noqa: E402
 
 MAX_GAP_S = 0.5
 

@@ -36,12 +36,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from audit import ChdbStore  # noqa: E402
 from bench._machine import machine  # noqa: E402
-from collectors import H_REASON, H_RULE_ID, Gate, GateSettings  # noqa: E402
-from rules import RuleSet  # noqa: E402
+from stampline.audit import ChdbStore  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from stampline.collectors import H_REASON, H_RULE_ID, Gate, GateSettings  # noqa: E402
 from stampline.demo import rules_file  # noqa: E402
+from stampline.rules import RuleSet  # noqa: E402
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
 STAMP_HEADERS = [

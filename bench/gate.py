@@ -49,7 +49,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench._machine import machine, write_result  # noqa: E402
-from collectors import (  # noqa: E402
+from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from stampline.collectors import (  # noqa: E402
     Gate,
     GateSettings,
     Tap,
@@ -59,9 +60,8 @@ from collectors import (  # noqa: E402
     producer_config,
     take,
 )
-from rules import RuleSet  # noqa: E402
-from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from stampline.demo import rules_file  # noqa: E402
+from stampline.rules import RuleSet  # noqa: E402
 
 KEYS = 10_000
 # The latency runs use the same low-linger producer on every path: librdkafka's batching wait

@@ -33,19 +33,19 @@ import pyarrow as pa
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import bench.store as gen  # noqa: E402
-from audit import ChdbStore, decode_trail_message, encode_trail_messages  # noqa: E402
-from audit._store import _OBS_COLUMNS, _OBS_SELECT  # noqa: E402
 from bench._machine import machine, write_result  # noqa: E402
-from collectors import Recorder, RecorderSettings, producer_config  # noqa: E402
+from stampline.audit import ChdbStore, decode_trail_message, encode_trail_messages  # noqa: E402
+from stampline.audit._store import _OBS_COLUMNS, _OBS_SELECT  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from stampline.collectors import Recorder, RecorderSettings, producer_config  # noqa: E402
 
 
 def _gate(
     bootstrap: str, topics: tuple[str, str, str, str], rules: str, group: str, stop: Any
 ) -> None:
     """A gate in a process of its own, at its full rate, until ``stop``."""
-    from collectors import Gate, GateSettings, TrailTopic
-    from rules import RuleSet
+    from stampline.collectors import Gate, GateSettings, TrailTopic
+    from stampline.rules import RuleSet
 
     raw, clean, dlq, trail = topics
     gate = Gate(

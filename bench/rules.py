@@ -35,9 +35,9 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench._machine import machine, write_result  # noqa: E402
-from rules import RuleSet, export_gx  # noqa: E402
-from rules._gx import gx_batch  # noqa: E402
-from rules._synthetic import market_batch  # noqa: E402
+from stampline.rules import RuleSet, export_gx  # noqa: E402
+from stampline.rules._gx import gx_batch  # noqa: E402
+from stampline.rules._synthetic import market_batch  # noqa: E402
 
 STATELESS = ROOT / "stampline" / "data" / "market_data_stateless.rules.yaml"
 STATEFUL = """version: 2

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._machine import machine, write_result
 from bench.gate import RULES, fill, log
-from collectors._kafka import consumer_config
 from stampline.broker import EmbeddedBroker, ensure_topics
+from stampline.collectors._kafka import consumer_config
 from stampline.demo import rules_file
 
 PARTITIONS = 4

@@ -26,10 +26,10 @@ import pyarrow as pa
 # package: import from the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from audit import ChdbStore, hotspots, providers_compare, replay_event  # noqa: E402
-from audit._store import _OBS_COLUMNS, _OBS_SELECT, CANONICAL_SCHEMA  # noqa: E402
 from bench._machine import machine, write_result  # noqa: E402
-from collectors import source_event_id  # noqa: E402
+from stampline.audit import ChdbStore, hotspots, providers_compare, replay_event  # noqa: E402
+from stampline.audit._store import _OBS_COLUMNS, _OBS_SELECT, CANONICAL_SCHEMA  # noqa: E402
+from stampline.collectors import source_event_id  # noqa: E402
 
 STAGES = ("gate", "norm", "enrich", "risk", "publish")
 PROVIDERS = ("lse", "nyse", "tse", "cme")

@@ -4,7 +4,8 @@ in-app stamping SDK.
 May import ``audit`` and ``rules``.
 """
 
-from collectors._dlq import (
+from stampline._common import imported_as_part_of_stampline
+from stampline.collectors._dlq import (
     H_CLASS,
     H_MESSAGE,
     H_OFFSET,
@@ -21,21 +22,21 @@ from collectors._dlq import (
     H_TRUNCATED,
     dead_letter_headers,
 )
-from collectors._eventtime import EventTime
-from collectors._gate import Gate, GateSettings, GateStats
-from collectors._ids import key_event_id, new_event_id, source_event_id
-from collectors._kafka import admin_config, consumer_config, producer_config, take
-from collectors._metrics import MetricsSettings, SidecarMetrics
-from collectors._preflight import Limits
-from collectors._recorder import (
+from stampline.collectors._eventtime import EventTime
+from stampline.collectors._gate import Gate, GateSettings, GateStats
+from stampline.collectors._ids import key_event_id, new_event_id, source_event_id
+from stampline.collectors._kafka import admin_config, consumer_config, producer_config, take
+from stampline.collectors._metrics import MetricsSettings, SidecarMetrics
+from stampline.collectors._preflight import Limits
+from stampline.collectors._recorder import (
     Recorder,
     RecorderMetrics,
     RecorderSettings,
     RecorderStats,
     read_heads,
 )
-from collectors._sdk import StageContext, stage
-from collectors._stamps import (
+from stampline.collectors._sdk import StageContext, stage
+from stampline.collectors._stamps import (
     CONTRACT_VERSION,
     H_CLOCK_ERR,
     H_EVENT_ID,
@@ -52,10 +53,15 @@ from collectors._stamps import (
     append_stamp,
     read_stamps,
 )
-from collectors._tap import Tap, TapSettings, TapStats, hop_latencies
-from collectors._trailrows import TrailSink
-from collectors._trailtopic import DEFAULT_TRAIL_TOPIC, TrailTopic
-from collectors.exceptions import BrokerCheckError, CollectorError, DeliveryError, StampError
+from stampline.collectors._tap import Tap, TapSettings, TapStats, hop_latencies
+from stampline.collectors._trailrows import TrailSink
+from stampline.collectors._trailtopic import DEFAULT_TRAIL_TOPIC, TrailTopic
+from stampline.collectors.exceptions import (
+    BrokerCheckError,
+    CollectorError,
+    DeliveryError,
+    StampError,
+)
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -121,3 +127,6 @@ __all__ = [
     "stage",
     "take",
 ]
+
+# Never as a top-level `collectors` (from the repository root): see stampline/_common/_namespace.py.
+imported_as_part_of_stampline(__name__)

@@ -49,13 +49,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter
-from collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
-from collectors._eventtime import EventTime
-from collectors._ids import hex_digits, source_event_ids
-from collectors._kafka import consumer_config, producer_config, take, where
-from collectors._metrics import SidecarMetrics
-from collectors._preflight import (
+from stampline.audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter
+from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
+from stampline.collectors._eventtime import EventTime
+from stampline.collectors._ids import hex_digits, source_event_ids
+from stampline.collectors._kafka import consumer_config, producer_config, take, where
+from stampline.collectors._metrics import SidecarMetrics
+from stampline.collectors._preflight import (
     Limits,
     check_limits,
     header_bytes,
@@ -63,8 +63,8 @@ from collectors._preflight import (
     record_bytes,
     topic_limits,
 )
-from collectors._recovery import Found, OutPositions, OutputLedger, Written
-from collectors._stamps import (
+from stampline.collectors._recovery import Found, OutPositions, OutputLedger, Written
+from stampline.collectors._stamps import (
     CONTRACT_VERSION,
     H_CLOCK_ERR,
     H_EVENT_ID,
@@ -79,13 +79,13 @@ from collectors._stamps import (
     headers_of,
     read_stamps,
 )
-from collectors._trailrows import TrailRows, TrailSink, write_table
-from collectors._trailtopic import TrailTopic
-from collectors.exceptions import DeliveryError, StampError
-from rules import SIZE_RULE, BatchResult, Failure, RuleSet, RulesHolder
+from stampline.collectors._trailrows import TrailRows, TrailSink, write_table
+from stampline.collectors._trailtopic import TrailTopic
+from stampline.collectors.exceptions import DeliveryError, StampError
+from stampline.rules import SIZE_RULE, BatchResult, Failure, RuleSet, RulesHolder
 
 if TYPE_CHECKING:
-    from alerting import BatchObserver
+    from stampline.alerting import BatchObserver
 
 log = logging.getLogger("stampline.gate")
 

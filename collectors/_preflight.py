@@ -23,9 +23,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from collectors._kafka import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, admin_config
-from collectors._stamps import Headers
-from collectors.exceptions import BrokerCheckError
+from stampline.collectors._kafka import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, admin_config
+from stampline.collectors._stamps import Headers
+from stampline.collectors.exceptions import BrokerCheckError
 
 log = logging.getLogger("stampline.gate.preflight")
 

@@ -47,7 +47,7 @@ import pyarrow as pa
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from audit import (
+from stampline.audit import (
     ChainHead,
     DeadLetter,
     Store,
@@ -55,8 +55,8 @@ from audit import (
     dead_letter_table,
     decode_trail_message,
 )
-from collectors._kafka import consumer_config, producer_config, take, where
-from collectors._trailtopic import DEFAULT_TRAIL_TOPIC
+from stampline.collectors._kafka import consumer_config, producer_config, take, where
+from stampline.collectors._trailtopic import DEFAULT_TRAIL_TOPIC
 
 log = logging.getLogger("stampline.recorder")
 

@@ -31,9 +31,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from collectors._dlq import H_OFFSET, H_PARTITION, H_RULE_ID, H_RULE_VERSION, H_TOPIC
-from collectors._kafka import CONSUMER_DEFAULTS, admin_config
-from collectors._stamps import (
+from stampline.collectors._dlq import H_OFFSET, H_PARTITION, H_RULE_ID, H_RULE_VERSION, H_TOPIC
+from stampline.collectors._kafka import CONSUMER_DEFAULTS, admin_config
+from stampline.collectors._stamps import (
     H_EVENT_ID,
     H_STAMP,
     Headers,
@@ -41,7 +41,7 @@ from collectors._stamps import (
     canonical_uuid,
     headers_of,
 )
-from collectors.exceptions import StampError
+from stampline.collectors.exceptions import StampError
 
 log = logging.getLogger("stampline.gate.recovery")
 

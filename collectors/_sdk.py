@@ -37,9 +37,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from audit import ClockBound, ParentStamp
-from collectors._ids import new_event_id
-from collectors._stamps import (
+from stampline.audit import ClockBound, ParentStamp
+from stampline.collectors._ids import new_event_id
+from stampline.collectors._stamps import (
     BOUND_SOURCES,
     H_TRACEPARENT,
     Headers,

@@ -38,9 +38,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from audit import PREV_ORIGIN, UNKNOWN_PARENT, ParentStamp, encode_parent_stamps
-from collectors._ids import trace_id_of
-from collectors.exceptions import StampError
+from stampline.audit import PREV_ORIGIN, UNKNOWN_PARENT, ParentStamp, encode_parent_stamps
+from stampline.collectors._ids import trace_id_of
+from stampline.collectors.exceptions import StampError
 
 CONTRACT_VERSION = 1
 

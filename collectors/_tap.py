@@ -30,14 +30,14 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import Consumer, Message, Producer
 
-from audit import AUTHORITY_TAP, PREV_ORIGIN, Observation, encode_parent_stamps
-from collectors._ids import key_event_id, source_event_id
-from collectors._kafka import consumer_config, producer_config, take, where
-from collectors._metrics import SidecarMetrics
-from collectors._stamps import check_stage_name, read_stamps
-from collectors._trailrows import Row, TrailRows, TrailSink, observations_of, write_table
-from collectors._trailtopic import TrailTopic
-from collectors.exceptions import DeliveryError, StampError
+from stampline.audit import AUTHORITY_TAP, PREV_ORIGIN, Observation, encode_parent_stamps
+from stampline.collectors._ids import key_event_id, source_event_id
+from stampline.collectors._kafka import consumer_config, producer_config, take, where
+from stampline.collectors._metrics import SidecarMetrics
+from stampline.collectors._stamps import check_stage_name, read_stamps
+from stampline.collectors._trailrows import Row, TrailRows, TrailSink, observations_of, write_table
+from stampline.collectors._trailtopic import TrailTopic
+from stampline.collectors.exceptions import DeliveryError, StampError
 
 log = logging.getLogger("stampline.tap")
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from audit import DeadLetter, Observation, canonical_table, decode_parent_stamps
+from stampline.audit import DeadLetter, Observation, canonical_table, decode_parent_stamps
 
 CANONICAL_SCHEMA = canonical_table([]).schema  # the store's canonical columns and types
 

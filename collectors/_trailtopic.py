@@ -3,7 +3,8 @@
 The gate and the tap hand their rows to a ``TrailTopic`` instead of writing the store; the
 messages go out on the sidecar's own producer (the gate's, inside its transaction when
 ``exactly_once``), so the inline path waits on the broker only, never on ClickHouse. The
-recorder (``collectors._recorder``) writes them to the store. Format: ``audit._trailformat``.
+recorder (``stampline.collectors._recorder``) writes them to the store. Format:
+``stampline.audit._trailformat``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from typing import Any
 import pyarrow as pa
 from confluent_kafka import Producer
 
-from audit import TRAIL_MESSAGE_BYTES, DeadLetter, dead_letter_table, encode_trail_messages
+from stampline.audit import (
+    TRAIL_MESSAGE_BYTES,
+    DeadLetter,
+    dead_letter_table,
+    encode_trail_messages,
+)
 
 DEFAULT_TRAIL_TOPIC = "stampline.trail"
 

@@ -12,17 +12,23 @@ writes it as a folder (HTML, PDF printed by headless Chromium, JSON, manifest).
 May import ``audit`` and ``alerting``.
 """
 
-from dashboards._alert_rules import GrafanaAlerting, grafana_alerting, rule_uid
-from dashboards._browser import BrowserError, dump_dom, find_chromium, print_pdf
-from dashboards._bundle import MANIFEST_SCHEMA, Bundle, write_bundle
-from dashboards._chain import ChainProof, read_chain_heads, read_chain_proof, verify_command
-from dashboards._common import (
+from stampline._common import imported_as_part_of_stampline
+from stampline.dashboards._alert_rules import GrafanaAlerting, grafana_alerting, rule_uid
+from stampline.dashboards._browser import BrowserError, dump_dom, find_chromium, print_pdf
+from stampline.dashboards._bundle import MANIFEST_SCHEMA, Bundle, write_bundle
+from stampline.dashboards._chain import (
+    ChainProof,
+    read_chain_heads,
+    read_chain_proof,
+    verify_command,
+)
+from stampline.dashboards._common import (
     CLICKHOUSE_UID,
     FOLDER_UID,
     PROMETHEUS_UID,
     PanelSql,
 )
-from dashboards._evidence import (
+from stampline.dashboards._evidence import (
     SCHEMA,
     Context,
     Evidence,
@@ -30,10 +36,10 @@ from dashboards._evidence import (
     decision_evidence,
     event_evidence,
 )
-from dashboards._html import render_html
-from dashboards._macros import ALL, TimeRange, expand
-from dashboards._period import parse_period, period_evidence
-from dashboards._provisioning import (
+from stampline.dashboards._html import render_html
+from stampline.dashboards._macros import ALL, TimeRange, expand
+from stampline.dashboards._period import parse_period, period_evidence
+from stampline.dashboards._provisioning import (
     ALERTS_FOLDER_TITLE,
     ALERTS_FOLDER_UID,
     DASHBOARD_UIDS,
@@ -45,10 +51,10 @@ from dashboards._provisioning import (
     export,
     panel_queries,
 )
-from dashboards._push import Change, PushReport, push
-from dashboards._regime import REGIMES, Regime, Tier, observed_granularity_ns, regime_tier
-from dashboards._schema import EVIDENCE_JSON_SCHEMA
-from dashboards.exceptions import GrafanaError, PushError
+from stampline.dashboards._push import Change, PushReport, push
+from stampline.dashboards._regime import REGIMES, Regime, Tier, observed_granularity_ns, regime_tier
+from stampline.dashboards._schema import EVIDENCE_JSON_SCHEMA
+from stampline.dashboards.exceptions import GrafanaError, PushError
 
 __all__ = [
     "ALERTS_FOLDER_TITLE",
@@ -103,3 +109,6 @@ __all__ = [
     "verify_command",
     "write_bundle",
 ]
+
+# Never as a top-level `dashboards` (from the repository root): see stampline/_common/_namespace.py.
+imported_as_part_of_stampline(__name__)

@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from alerting import (
+from stampline.alerting import (
     GROUP_BY,
     NOT_EXPORTED,
     ROUTE_TIMING,
@@ -61,15 +61,15 @@ from alerting import (
     summary_template,
     venue_sessions,
 )
-from dashboards import _compliance, _hotspots, _providers
-from dashboards._common import PROMETHEUS, PROMETHEUS_UID
-from dashboards._provisioning import (
+from stampline.dashboards import _compliance, _hotspots, _providers
+from stampline.dashboards._common import PROMETHEUS, PROMETHEUS_UID
+from stampline.dashboards._provisioning import (
     ALERTS_FOLDER_TITLE,
     AlertingSection,
     GrafanaSettings,
     dashboards,
 )
-from dashboards.exceptions import GrafanaError
+from stampline.dashboards.exceptions import GrafanaError
 
 RULES_SECTION = "stampline-rules"
 NOTIFICATIONS_SECTION = "stampline-notifications"

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from audit import format_ns
+from stampline.audit import format_ns
 
 
 class Queryable(Protocol):

@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards._common import (
+from stampline.dashboards._common import (
     CLICKHOUSE,
     ClickHouseQuery,
     PanelSql,

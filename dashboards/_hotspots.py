@@ -10,7 +10,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import heatmap as heatmap_model
 
-from dashboards._common import (
+from stampline.dashboards._common import (
     CLICKHOUSE,
     PROMETHEUS,
     ClickHouseQuery,

@@ -8,7 +8,7 @@ import hashlib
 from html import escape
 from typing import Any
 
-from audit import format_ns
+from stampline.audit import format_ns
 
 # Stage colours: a fixed palette, picked by a stable hash of the stage name.
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")

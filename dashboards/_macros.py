@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dashboards.exceptions import GrafanaError
+from stampline.dashboards.exceptions import GrafanaError
 
 ALL = "$__all"
 _VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")

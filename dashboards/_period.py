@@ -15,10 +15,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from alerting import duration_ns
-from audit import ClockBound, Store, VerifyReport, format_ns
-from dashboards._chain import SCHEME, read_chain_heads, verify_command
-from dashboards._evidence import (
+from stampline.alerting import duration_ns
+from stampline.audit import ClockBound, Store, VerifyReport, format_ns
+from stampline.dashboards._chain import SCHEME, read_chain_heads, verify_command
+from stampline.dashboards._evidence import (
     SCHEMA,
     Context,
     Evidence,

@@ -8,7 +8,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards._common import (
+from stampline.dashboards._common import (
     CLICKHOUSE,
     ClickHouseQuery,
     PanelSql,
@@ -145,7 +145,8 @@ ORDER BY time, series""",
         "time_series",
     )
 )
-# The label the provider alert rules carry (dashboards._alert_rules sets it on every rule).
+# The label the provider alert rules carry (stampline.dashboards._alert_rules sets it on
+# every rule).
 ALERT_LABEL_FILTER = 'stampline_dashboard="stampline-providers"'
 
 

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from dashboards import _compliance, _hotspots, _providers
-from dashboards._common import (
+from stampline.dashboards import _compliance, _hotspots, _providers
+from stampline.dashboards._common import (
     CLICKHOUSE_TYPE,
     CLICKHOUSE_UID,
     FOLDER_TITLE,
@@ -35,7 +35,7 @@ from dashboards._common import (
     PROMETHEUS_UID,
     PanelSql,
 )
-from dashboards.exceptions import GrafanaError
+from stampline.dashboards.exceptions import GrafanaError
 
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
 DASHBOARDS_SUBDIR = "dashboards/stampline"

@@ -27,8 +27,8 @@ from grafana_client.client import (
     GrafanaUnauthorizedError,
 )
 
-from dashboards._common import FOLDER_TITLE, FOLDER_UID
-from dashboards._provisioning import (
+from stampline.dashboards._common import FOLDER_TITLE, FOLDER_UID
+from stampline.dashboards._provisioning import (
     ALERTS_FOLDER_TITLE,
     ALERTS_FOLDER_UID,
     ENV_CLICKHOUSE_PASSWORD,
@@ -37,8 +37,8 @@ from dashboards._provisioning import (
     dashboards,
     datasources,
 )
-from dashboards._push_alerting import push_alerting
-from dashboards.exceptions import PushError
+from stampline.dashboards._push_alerting import push_alerting
+from stampline.dashboards.exceptions import PushError
 
 MIN_MAJOR, MAX_MAJOR = 11, 13
 _DASHBOARD_META = ("id", "version")  # set by Grafana, not by us

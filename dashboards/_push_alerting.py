@@ -27,8 +27,8 @@ from typing import Any
 
 from grafana_client.api import GrafanaApi
 
-from dashboards._provisioning import ALERTS_FOLDER_TITLE, ALERTS_FOLDER_UID
-from dashboards.exceptions import PushError
+from stampline.dashboards._provisioning import ALERTS_FOLDER_TITLE, ALERTS_FOLDER_UID
+from stampline.dashboards.exceptions import PushError
 
 Call = Callable[..., Any]
 REDACTED = "[REDACTED]"

@@ -3,10 +3,11 @@
 Imports nothing else of stampline's.
 """
 
-from rules._compat import Compatibility, check_compat
-from rules._durations import format_duration, parse_duration_ns
-from rules._examples import ExampleOutcome, ExampleReport, run_examples
-from rules._files import (
+from stampline._common import imported_as_part_of_stampline
+from stampline.rules._compat import Compatibility, check_compat
+from stampline.rules._durations import format_duration, parse_duration_ns
+from stampline.rules._examples import ExampleOutcome, ExampleReport, run_examples
+from stampline.rules._files import (
     CompareRule,
     Contract,
     DivergenceRule,
@@ -24,11 +25,11 @@ from rules._files import (
     TickSizeRule,
     load_rule_file,
 )
-from rules._gx import GxSuite, export_gx, gx_row_failures, validate_frames
-from rules._gx import gx as gx_module
-from rules._origin import OriginUnit, origin_ns
-from rules._reload import RulesHolder
-from rules._ruleset import (
+from stampline.rules._gx import GxSuite, export_gx, gx_row_failures, validate_frames
+from stampline.rules._gx import gx as gx_module
+from stampline.rules._origin import OriginUnit, origin_ns
+from stampline.rules._reload import RulesHolder
+from stampline.rules._ruleset import (
     BUILTIN_RULES,
     DECODE_RULE,
     NON_FINITE_RULE,
@@ -39,10 +40,10 @@ from rules._ruleset import (
     RuleSet,
     RuleStats,
 )
-from rules._stateful import GapEvent
-from rules._verdict import Failure, Verdict
-from rules._yaml import YamlLimitError, load_yaml, read_yaml_text
-from rules.exceptions import GxMissingError, RuleFileError, RulesError
+from stampline.rules._stateful import GapEvent
+from stampline.rules._verdict import Failure, Verdict
+from stampline.rules._yaml import YamlLimitError, load_yaml, read_yaml_text
+from stampline.rules.exceptions import GxMissingError, RuleFileError, RulesError
 
 __all__ = [
     "BUILTIN_RULES",
@@ -95,3 +96,6 @@ __all__ = [
     "run_examples",
     "validate_frames",
 ]
+
+# Never as a top-level `rules` (from the repository root): see stampline/_common/_namespace.py.
+imported_as_part_of_stampline(__name__)

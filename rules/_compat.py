@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from rules.exceptions import RuleFileError
+from stampline.rules.exceptions import RuleFileError
 
 _PROMOTIONS = {
     "int": {"int", "long", "float", "double"},

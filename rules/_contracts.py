@@ -18,9 +18,9 @@ import fastavro
 import fastjsonschema
 import orjson
 
-from rules._columns import MISSING, get_field
-from rules._files import Contract
-from rules.exceptions import RuleFileError
+from stampline.rules._columns import MISSING, get_field
+from stampline.rules._files import Contract
+from stampline.rules.exceptions import RuleFileError
 
 Headers = Sequence[tuple[str, bytes | None]]
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 
-from rules._columns import get_field
-from rules._origin import origin_ns
-from rules._ruleset import Extraction, RuleSet
-from rules.exceptions import RuleFileError
+from stampline.rules._columns import get_field
+from stampline.rules._origin import origin_ns
+from stampline.rules._ruleset import Extraction, RuleSet
+from stampline.rules.exceptions import RuleFileError
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rules._durations import parse_duration_ns
-from rules._yaml import load_yaml, read_yaml_text
-from rules.exceptions import RuleFileError
+from stampline.rules._durations import parse_duration_ns
+from stampline.rules._yaml import load_yaml, read_yaml_text
+from stampline.rules.exceptions import RuleFileError
 
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
 Severity = Literal["reject", "warn", "observe"]

@@ -1,7 +1,7 @@
 """Great Expectations interop: the stateless rules as a GX 1.x expectation suite.
 
 GX is an optional extra (``pip install 'stampline[gx]'``); every function here raises
-:class:`~rules.exceptions.GxMissingError` with the install line when it is absent. GX runs
+:class:`~stampline.rules.exceptions.GxMissingError` with the install line when it is absent. GX runs
 offline: its usage statistics are switched off before it is imported.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules._files import CompareRule, EnumRule, NotNullRule, RangeRule, RegexRule
-from rules._ruleset import RuleSet
-from rules.exceptions import GxMissingError
+from stampline.rules._files import CompareRule, EnumRule, NotNullRule, RangeRule, RegexRule
+from stampline.rules._ruleset import RuleSet
+from stampline.rules.exceptions import GxMissingError
 
 
 def gx() -> Any:

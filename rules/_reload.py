@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from rules._ruleset import Extraction, RuleSet
-from rules.exceptions import RuleFileError
+from stampline.rules._ruleset import Extraction, RuleSet
+from stampline.rules.exceptions import RuleFileError
 
 log = logging.getLogger("stampline.rules")
 

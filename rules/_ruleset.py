@@ -24,9 +24,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from rules._columns import MISSING, BoolArray, Columns, as_strings, get_field
-from rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
-from rules._files import (
+from stampline.rules._columns import MISSING, BoolArray, Columns, as_strings, get_field
+from stampline.rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
+from stampline.rules._files import (
     DivergenceRule,
     SchemaRule,
     Scope,
@@ -35,12 +35,12 @@ from rules._files import (
     StateConfig,
     read_rule_file,
 )
-from rules._keys import KeyIndex
-from rules._origin import OriginUnit, origin_ns
-from rules._stateful import DivergenceCheck, GapEvent, SequenceCheck, StaleCheck
-from rules._stateless import TEMPLATE_SAMPLES, Check, Reason, compile_stateless, fill
-from rules._verdict import Failure, Verdict
-from rules.exceptions import RuleFileError
+from stampline.rules._keys import KeyIndex
+from stampline.rules._origin import OriginUnit, origin_ns
+from stampline.rules._stateful import DivergenceCheck, GapEvent, SequenceCheck, StaleCheck
+from stampline.rules._stateless import TEMPLATE_SAMPLES, Check, Reason, compile_stateless, fill
+from stampline.rules._verdict import Failure, Verdict
+from stampline.rules.exceptions import RuleFileError
 
 log = logging.getLogger("stampline.rules")
 

@@ -3,8 +3,8 @@
 Each batch's rows are sorted by key (stably, so arrival order holds within a key) and the
 per-key questions become segmented scans: "highest sequence so far", "last change", "start
 of the current divergence run". The state carried between batches is one row per key in
-a :class:`~rules._keys.KeyIndex` table. Rows that need more than arithmetic (a gap opens, a
-late number fills one) are rare and are handled one by one.
+a :class:`~stampline.rules._keys.KeyIndex` table. Rows that need more than arithmetic (a gap
+opens, a late number fills one) are rare and are handled one by one.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rules._columns import BoolArray, Columns, FloatArray, IntArray
-from rules._durations import format_duration
-from rules._files import DivergenceRule, SequenceRule, StaleRule
-from rules._keys import KeyIndex
-from rules._stateless import fill
+from stampline.rules._columns import BoolArray, Columns, FloatArray, IntArray
+from stampline.rules._durations import format_duration
+from stampline.rules._files import DivergenceRule, SequenceRule, StaleRule
+from stampline.rules._keys import KeyIndex
+from stampline.rules._stateless import fill
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rules._columns import MISSING, BoolArray, Columns
-from rules._durations import format_duration
-from rules._files import (
+from stampline.rules._columns import MISSING, BoolArray, Columns
+from stampline.rules._durations import format_duration
+from stampline.rules._files import (
     CompareRule,
     EnumRule,
     FreshnessRule,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rules._files import Severity
+from stampline.rules._files import Severity
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alerting import (
+from stampline.alerting import (
     AlertIntake,
     AlertmanagerClient,
     AlertMetrics,
@@ -31,10 +31,10 @@ from alerting import (
     WatchTicker,
     load_alerts,
 )
-from audit import AuditError, LiveStore, Store, find_live
-from collectors import RecorderMetrics, SidecarMetrics
-from rules import RuleSet, RulesHolder
+from stampline.audit import AuditError, LiveStore, Store, find_live
+from stampline.collectors import RecorderMetrics, SidecarMetrics
 from stampline.config import Config
+from stampline.rules import RuleSet, RulesHolder
 
 log = logging.getLogger("stampline.alerting")
 
@@ -77,7 +77,7 @@ def dispatcher(
         store = None
         from confluent_kafka import Producer
 
-        from collectors import producer_config
+        from stampline.collectors import producer_config
 
         producer = Producer(producer_config(bootstrap, config.broker.client))
         topic = (producer, a.topic)

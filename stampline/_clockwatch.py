@@ -19,8 +19,8 @@ import socket
 import threading
 from collections.abc import Callable
 
-from audit import ClockBound, ClockSource, read_clock_bound
-from collectors import SidecarMetrics
+from stampline.audit import ClockBound, ClockSource, read_clock_bound
+from stampline.collectors import SidecarMetrics
 
 log = logging.getLogger("stampline.clock")
 

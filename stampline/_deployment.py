@@ -55,7 +55,8 @@ def children(
     `tap.topics` is set. With `metrics.enabled` each serves /metrics on its own port: the
     gates on `metrics.port`, `port+1`, …, then the recorder, then the tap. With ``log_dir``
     each child's output goes to ``<log_dir>/<name>.log``."""
-    base = [sys.executable, "-m", "stampline"]
+    # -P: the working directory is not put on sys.path, so no folder there can shadow a package.
+    base = [sys.executable, "-P", "-m", "stampline"]
     parts = [*((f"gate-{i + 1}", "gate") for i in range(gates)), ("recorder", "recorder")]
     if config.tap.topics:
         parts.append(("tap", "tap"))

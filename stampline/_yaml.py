@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from rules import load_yaml
+from stampline.rules import load_yaml
 
 KeyPath = tuple[str | int, ...]
 

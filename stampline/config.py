@@ -34,8 +34,11 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from audit import check_database_name
-from rules import (
+from stampline._limits import json_text_problem
+from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
+from stampline._yaml import KeyPath, line_for, load_with_lines
+from stampline.audit import check_database_name
+from stampline.rules import (
     Extraction,
     OriginUnit,
     RuleFileError,
@@ -45,9 +48,6 @@ from rules import (
     parse_duration_ns,
     read_yaml_text,
 )
-from stampline._limits import json_text_problem
-from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
-from stampline._yaml import KeyPath, line_for, load_with_lines
 
 ENV_PREFIX = "STAMPLINE_"
 """Prefix of every environment variable that overrides a configuration key."""
@@ -464,7 +464,7 @@ def check_config(path: Path | str) -> tuple[Config | None, list[Problem]]:
     except RuleFileError as exc:
         return config, [Problem("rules.files", str(exc))]
     if config.alerting.definitions is not None:
-        from alerting import DefinitionError, load_alerts
+        from stampline.alerting import DefinitionError, load_alerts
 
         try:
             load_alerts(config.alerting.definitions)

@@ -30,12 +30,12 @@ import orjson
 import yaml
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from audit import LiveStore, Store, find_live
-from collectors import consumer_config, producer_config, stage, take
 from stampline import _deployment
 from stampline._feed import BAD_KINDS, FeedPlan, generate, plan_bad_slots
 from stampline._supervisor import Child, Supervisor, exit_text
+from stampline.audit import LiveStore, Store, find_live
 from stampline.broker import EmbeddedBroker, ensure_topics
+from stampline.collectors import consumer_config, producer_config, stage, take
 from stampline.config import ConfigError, load_config
 
 log = logging.getLogger("stampline.demo")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from audit import (
+from stampline.audit import (
     TRAIL_MESSAGE_BYTES,
     ChdbStore,
     ClickHouseStore,
@@ -14,7 +14,7 @@ from audit import (
     Store,
     read_clock_bound,
 )
-from collectors import (
+from stampline.collectors import (
     GateSettings,
     Limits,
     MetricsSettings,
@@ -23,8 +23,8 @@ from collectors import (
     TapSettings,
     TrailTopic,
 )
-from rules import RulesHolder
 from stampline.config import Config, build_extraction
+from stampline.rules import RulesHolder
 
 log = logging.getLogger("stampline.clock")
 

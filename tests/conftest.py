@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import ChdbStore
+from stampline.audit import ChdbStore
 from stampline.broker import EmbeddedBroker, ensure_topics
 from tests.helpers import drop_database
 

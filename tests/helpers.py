@@ -12,9 +12,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from alerting import BatchObserver
-from audit import ChdbStore, StoreError
-from collectors import (
+from stampline.alerting import BatchObserver
+from stampline.audit import ChdbStore, StoreError
+from stampline.collectors import (
     Gate,
     GateSettings,
     Recorder,
@@ -23,7 +23,7 @@ from collectors import (
     TrailSink,
     TrailTopic,
 )
-from rules import RuleSet
+from stampline.rules import RuleSet
 
 Header = tuple[str, bytes | None]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ def _isort_order(name: str) -> tuple[int, str]:
 @pytest.mark.parametrize("name", COMPONENTS)
 def test_all_is_sorted_unique_and_importable(name: str) -> None:
     """``__all__`` is sorted (constants, classes, functions), has no repeats, and resolves."""
-    module = importlib.import_module(name)
+    module = importlib.import_module(f"stampline.{name}")
     exported = list(module.__all__)
     assert exported == sorted(exported, key=_isort_order)
     assert len(set(exported)) == len(exported)
@@ -28,25 +29,47 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "forbidden"),
+    ("name", "allowed"),
     [
-        ("rules", ["audit", "collectors", "alerting", "dashboards", "stampline"]),
-        ("audit", ["rules", "collectors", "alerting", "dashboards", "stampline"]),
-        ("collectors", ["alerting", "dashboards", "stampline"]),
-        ("dashboards", ["rules", "collectors", "stampline"]),
-        ("alerting", ["rules", "collectors", "dashboards", "stampline"]),
+        ("rules", []),
+        ("audit", []),
+        ("alerting", ["audit"]),
+        ("collectors", ["audit", "rules", "alerting"]),
+        ("dashboards", ["audit", "alerting"]),
     ],
 )
-def test_imports_run_one_way(name: str, forbidden: list[str]) -> None:
-    """Importing a component loads none of the packages DESIGN.md says it may not import."""
-    code = f"import sys, {name}; print(','.join(m for m in {forbidden!r} if m in sys.modules))"
+def test_imports_run_one_way(name: str, allowed: list[str]) -> None:
+    """Importing a component loads only itself, the leaf package and the components DESIGN.md
+    lets it import: no other component and nothing of the shell."""
+    ok = ["stampline", "stampline._common", f"stampline.{name}"] + [
+        f"stampline.{a}" for a in allowed
+    ]
+    code = (
+        f"import sys, stampline.{name}; ok = {ok!r}; print(','.join(sorted(m for m in "
+        "sys.modules if m.split('.')[0] == 'stampline' and not any(m == o or "
+        "m.startswith(o + '.') for o in ok))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_components_import_only_under_the_stampline_namespace(name: str, tmp_path: Path) -> None:
+    """A component is ``stampline.NAME``: ``import NAME`` fails, from the repository root (where
+    the folder is) and from anywhere else, so no folder or other distribution can stand in."""
+    root = Path(__file__).resolve().parents[1]
+    for cwd in (root, tmp_path):
+        out = subprocess.run(
+            [sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=cwd
+        )
+        assert out.returncode != 0
+        assert "Error" in out.stderr.splitlines()[-1]
+    assert importlib.import_module(f"stampline.{name}").__name__ == f"stampline.{name}"
+
+
 def test_collectors_surface_is_pinned() -> None:
     """The collectors' public names change only on purpose."""
-    import collectors
+    import stampline.collectors as collectors
 
     assert set(collectors.__all__) >= {
         "Gate",
@@ -76,7 +99,7 @@ def test_collectors_surface_is_pinned() -> None:
 
 def test_audit_surface_is_pinned() -> None:
     """The audit store's public names change only on purpose."""
-    import audit
+    import stampline.audit as audit
 
     assert set(audit.__all__) >= {
         "ChdbStore",
@@ -105,8 +128,8 @@ def test_audit_surface_is_pinned() -> None:
 
 def test_evidence_surface_is_pinned() -> None:
     """The evidence report's public names (dashboards) and the audit names it reads by."""
-    import audit
-    import dashboards
+    import stampline.audit as audit
+    import stampline.dashboards as dashboards
 
     assert set(audit.__all__) >= {"ClockBound", "read_clock_bound", "short_ids"}
     assert set(dashboards.__all__) >= {
@@ -124,7 +147,7 @@ def test_evidence_surface_is_pinned() -> None:
 
 def test_dashboards_surface_is_pinned() -> None:
     """The dashboards component's public names change only on purpose."""
-    import dashboards
+    import stampline.dashboards as dashboards
 
     assert set(dashboards.__all__) >= {
         "DASHBOARD_UIDS",

@@ -21,7 +21,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from alerting import (
+from stampline.alerting import (
     AlertDeliveryError,
     AlertmanagerClient,
     AlertsFile,
@@ -38,7 +38,7 @@ from alerting import (
     summary_notes,
     write_action,
 )
-from audit import AuditError, LiveStore, Store
+from stampline.audit import AuditError, LiveStore, Store
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -163,7 +163,7 @@ def _record_in(st: Store, config: Path | None, action: dict[str, Any]) -> str:
         )
     from confluent_kafka import KafkaException, Producer
 
-    from collectors import producer_config
+    from stampline.collectors import producer_config
 
     where: list[tuple[int, int]] = []
     errors: list[str] = []

@@ -11,10 +11,10 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 
-from audit import AuditError, ChdbStore, LiveStore, Store, check_database_name, find_live
 from stampline import __version__
 from stampline._redact import RedactingFormatter, scrub_data
 from stampline._terminal import SafeConsole, line
+from stampline.audit import AuditError, ChdbStore, LiveStore, Store, check_database_name, find_live
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 
 app = typer.Typer(

@@ -9,9 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from audit import AuditError
-from rules import GxMissingError, gx_module, parse_duration_ns, validate_frames
 from stampline._terminal import styled
+from stampline.audit import AuditError
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -22,6 +21,7 @@ from stampline.cli._app import (
     open_store_for_query,
     out,
 )
+from stampline.rules import GxMissingError, gx_module, parse_duration_ns, validate_frames
 
 # Only columns every store version keeps; the trail's layout may grow around them.
 _OBSERVATIONS = """

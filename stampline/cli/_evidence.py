@@ -10,19 +10,9 @@ from typing import Annotated
 
 import typer
 
-from audit import AuditError, NotFoundError, Store, VerifyReport
-from dashboards import (
-    Context,
-    InputFile,
-    decision_evidence,
-    event_evidence,
-    parse_period,
-    period_evidence,
-    regime_tier,
-    write_bundle,
-)
 from stampline import __version__
 from stampline._terminal import line, styled
+from stampline.audit import AuditError, NotFoundError, Store, VerifyReport
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -35,6 +25,16 @@ from stampline.cli._app import (
     out,
 )
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
+from stampline.dashboards import (
+    Context,
+    InputFile,
+    decision_evidence,
+    event_evidence,
+    parse_period,
+    period_evidence,
+    regime_tier,
+    write_bundle,
+)
 
 
 @app.command()
@@ -202,7 +202,7 @@ def _store_args(store: Path | None, database: str | None, config: Path | None) -
 
 def _inputs(config: Path | None, rule_files: list[Path]) -> list[InputFile]:
     """The configuration and rule files, each hashed, the rules' ids and versions listed."""
-    from rules import RuleFileError, load_rule_file
+    from stampline.rules import RuleFileError, load_rule_file
 
     found: list[InputFile] = []
     files = list(rule_files)

@@ -7,9 +7,9 @@ import threading
 from contextlib import nullcontext
 from typing import Any
 
-from rules import RuleFileError
 from stampline.cli._app import ConfigOpt, app, config_path, err, fail
 from stampline.config import ConfigError, load_config
+from stampline.rules import RuleFileError
 
 
 @app.command()
@@ -22,11 +22,11 @@ def gate(config: ConfigOpt = None) -> None:
     Progress goes to stderr every few seconds. `gate.delivery: exactly_once` uses Kafka
     transactions; `metrics.enabled: true` serves Prometheus metrics on `metrics.port`.
     """
-    from audit import ClockBound
-    from collectors import Gate
     from stampline._clockwatch import refresher_for
+    from stampline.audit import ClockBound
     from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
     from stampline.cli._start import one_line_errors
+    from stampline.collectors import Gate
     from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
 
     path = config_path(config)
@@ -107,8 +107,8 @@ def gate(config: ConfigOpt = None) -> None:
 
 def _alerting(cfg: Any, bootstrap: str, store: Any, metrics: Any, rules: Any) -> Any:
     """The gate's alerting parts (None without alerting.definitions); exits on a bad file."""
-    from alerting import DefinitionError
     from stampline._alerts import for_gate
+    from stampline.alerting import DefinitionError
 
     try:
         return for_gate(cfg, bootstrap, store, metrics, rules)

@@ -12,8 +12,10 @@ from urllib.parse import urlparse
 import typer
 from rich.table import Table
 
-from alerting import DefinitionError, load_alerts
-from dashboards import (
+from stampline.alerting import DefinitionError, load_alerts
+from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, err, fail, out
+from stampline.config import ENV_CONFIG_FILE, Config, ConfigError, load_config
+from stampline.dashboards import (
     GrafanaAlerting,
     GrafanaError,
     GrafanaSettings,
@@ -22,8 +24,6 @@ from dashboards import (
     grafana_alerting,
     push,
 )
-from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, err, fail, out
-from stampline.config import ENV_CONFIG_FILE, Config, ConfigError, load_config
 
 grafana_app = typer.Typer(
     help="Grafana dashboards, data sources and alert rules as code: export a provisioning "

@@ -14,8 +14,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from audit import format_ns
-from rules import format_duration
+from stampline.audit import format_ns
+from stampline.rules import format_duration
 
 # Green (fast) to red (slow), five steps.
 PALETTE = ("#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from audit import (
+from stampline.audit import (
     AuditError,
     completeness,
     format_ns,
@@ -17,7 +17,6 @@ from audit import (
     parse_sequence_key,
     providers_compare,
 )
-from rules import format_duration, parse_duration_ns
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -29,6 +28,7 @@ from stampline.cli._app import (
     providers_app,
 )
 from stampline.cli._heatmap import render_heatmap
+from stampline.rules import format_duration, parse_duration_ns
 
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
 DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database in the store.")]

@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 
-from audit import AuditError, ChdbStore, LiveEndpoint, Store
+from stampline.audit import AuditError, ChdbStore, LiveEndpoint, Store
 from stampline.cli._app import ConfigOpt, JsonOpt, app, config_path, emit_json, err, fail
 from stampline.config import Config, ConfigError, load_config
 
@@ -37,10 +37,10 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """
     import dataclasses
 
-    from alerting import DefinitionError
-    from collectors import Recorder, RecorderMetrics
     from stampline._alerts import for_recorder
+    from stampline.alerting import DefinitionError
     from stampline.broker import EmbeddedBroker, ensure_topics
+    from stampline.collectors import Recorder, RecorderMetrics
     from stampline.wiring import open_store, recorder_settings
 
     path = config_path(config)

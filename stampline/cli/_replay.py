@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from audit import (
+from stampline._terminal import styled
+from stampline.audit import (
     AuditError,
     ClockBound,
     NotFoundError,
@@ -18,9 +19,8 @@ from audit import (
     replay_event,
     short_ids,
 )
-from rules import format_duration
-from stampline._terminal import styled
 from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, fail, open_store_for_query, out
+from stampline.rules import format_duration
 
 
 @app.command()

@@ -11,7 +11,9 @@ import orjson
 import typer
 from rich.table import Table
 
-from rules import (
+from stampline._terminal import line
+from stampline.cli._app import JsonOpt, emit_json, err, fail, out, rules_app
+from stampline.rules import (
     Extraction,
     GxMissingError,
     RuleFileError,
@@ -20,8 +22,6 @@ from rules import (
     export_gx,
     run_examples,
 )
-from stampline._terminal import line
-from stampline.cli._app import JsonOpt, emit_json, err, fail, out, rules_app
 
 RulesArg = Annotated[
     list[Path], typer.Argument(help="Rule files (YAML), applied in order.", show_default=False)

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 
 from confluent_kafka import KafkaException
 
-from audit import AuditError
-from collectors import BrokerCheckError
+from stampline.audit import AuditError
 from stampline.broker import BrokerError
 from stampline.cli._app import fail
+from stampline.collectors import BrokerCheckError
 
 
 @contextmanager

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from audit import AuditError
 from stampline._terminal import line
+from stampline.audit import AuditError
 from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
@@ -161,8 +161,8 @@ def verify(
 
 def _published(config: Path | None) -> list[tuple[str, str]]:
     """The latest head of each chain on the configured heads topic."""
-    from collectors import read_heads
     from stampline.cli._app import config_path
+    from stampline.collectors import read_heads
     from stampline.config import ConfigError, load_config
 
     path = config_path(config)

@@ -31,9 +31,9 @@ def tap(
     Ctrl-C, then writes what is pending, commits and exits 0; progress goes to stderr.
     The sightings go to the trail topic (`topics.trail`) for `stampline recorder`.
     """
-    from collectors import Tap
     from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
     from stampline.cli._start import one_line_errors
+    from stampline.collectors import Tap
     from stampline.wiring import sidecar_metrics, tap_settings, trail_topic
 
     path = config_path(config)

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from alerting import (
+from stampline.alerting import (
     AlertmanagerClient,
     Dispatcher,
     Lifecycle,
@@ -15,7 +15,7 @@ from alerting import (
     parse_alerts,
     read_actions,
 )
-from audit import ChdbStore
+from stampline.audit import ChdbStore
 from stampline.cli import app
 from tests.alerting.conftest import Server
 from tests.alerting.test_definitions import GOOD, PACKAGED

@@ -19,8 +19,8 @@ import orjson
 import pytest
 import yaml
 
-from collectors import H_CLOCK_ERR, H_STAMP, SidecarMetrics
 from stampline._clockwatch import refresher_for
+from stampline.collectors import H_CLOCK_ERR, H_STAMP, SidecarMetrics
 from stampline.config import load_config
 from stampline.demo import rules_file
 from stampline.wiring import gate_settings

@@ -16,8 +16,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting import CompletenessDetector, Transition, parse_alerts, render, write_history
-from audit import ChdbStore, Observation, canonical_table
+from stampline.alerting import CompletenessDetector, Transition, parse_alerts, render, write_history
+from stampline.audit import ChdbStore, Observation, canonical_table
 
 MS = 1_000_000
 S = 1_000_000_000

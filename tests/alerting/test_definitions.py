@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alerting import (
+from stampline.alerting import (
     AlertsFile,
     DefinitionError,
     ProviderSilent,

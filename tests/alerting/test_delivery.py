@@ -12,7 +12,7 @@ import orjson
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry, generate_latest
 
-from alerting import (
+from stampline.alerting import (
     AlertmanagerClient,
     AlertMetrics,
     Dispatcher,
@@ -22,7 +22,7 @@ from alerting import (
     parse_alerts,
     read_history,
 )
-from audit import ChdbStore
+from stampline.audit import ChdbStore
 from tests.alerting.conftest import Server, Webhook
 from tests.helpers import read_all
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerting import duration_ns, prometheus_duration
-from rules import parse_duration_ns
+from stampline.alerting import duration_ns, prometheus_duration
+from stampline.rules import parse_duration_ns
 
 UNITS = ("ns", "us", "µs", "ms", "s", "m", "h", "d")
 SAMPLES = [

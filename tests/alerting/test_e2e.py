@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from prometheus_client import start_http_server
 from typer.testing import CliRunner
 
-from alerting import (
+from stampline.alerting import (
     AlertmanagerClient,
     AlertMetrics,
     Dispatcher,
@@ -30,10 +30,10 @@ from alerting import (
     parse_alerts,
     prometheus_rules,
 )
-from audit import ChdbStore
-from collectors import GateSettings, SidecarMetrics
-from rules import RuleSet
+from stampline.audit import ChdbStore
 from stampline.cli import app
+from stampline.collectors import GateSettings, SidecarMetrics
+from stampline.rules import RuleSet
 from tests.alerting.conftest import Server, Webhook, start_prometheus, stop
 from tests.alerting.test_faults import RULES, rule_kinds
 from tests.helpers import GateRun

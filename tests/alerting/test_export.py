@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alerting import (
+from stampline.alerting import (
     AlertDefinition,
     AlertsFile,
     Transition,
@@ -26,7 +26,7 @@ from alerting import (
     summary_notes,
     summary_template,
 )
-from alerting._summary import Summary, exported_summary, go_float
+from stampline.alerting._summary import Summary, exported_summary, go_float
 
 PACKAGED = Path(str(resources.files("stampline").joinpath("data", "market_data.alerts.yaml")))
 OVERNIGHT = """\

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from alerting import KeyDetectors, ProviderWatch, Transition, parse_alerts
-from audit import ChdbStore
-from collectors import GateSettings
-from rules import RuleSet
+from stampline.alerting import KeyDetectors, ProviderWatch, Transition, parse_alerts
+from stampline.audit import ChdbStore
+from stampline.collectors import GateSettings
+from stampline.rules import RuleSet
 from tests.alerting.feed import Faults, chunks, feed, t0_ms
 from tests.helpers import GateRun, produce
 

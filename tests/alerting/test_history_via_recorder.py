@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from audit import LiveStore, find_live
+from stampline.audit import LiveStore, find_live
 from stampline.cli import app
 from tests.alerting.test_e2e import LiveFeed
 from tests.alerting.test_faults import RULES

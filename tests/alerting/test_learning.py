@@ -3,7 +3,7 @@ one level, and re-escalated while its provider's update rate is far above its ba
 
 from __future__ import annotations
 
-from alerting import (
+from stampline.alerting import (
     DismissalBook,
     KeyDetectors,
     Transition,
@@ -13,8 +13,8 @@ from alerting import (
     read_actions,
     write_action,
 )
-from audit import ChdbStore
-from rules import Failure
+from stampline.audit import ChdbStore
+from stampline.rules import Failure
 
 S = 1_000_000_000
 DEFS = parse_alerts(

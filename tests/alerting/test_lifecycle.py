@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting import Lifecycle, Transition
+from stampline.alerting import Lifecycle, Transition
 
 S = 1_000_000_000
 KEY = (("provider", "alpha"),)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from alerting import (
+from stampline.alerting import (
     FactsPublisher,
     FactsSubscriber,
     KeyDetectors,
@@ -17,9 +17,9 @@ from alerting import (
     Transition,
     parse_alerts,
 )
-from audit import ChdbStore
-from collectors import GateSettings
-from rules import RuleSet
+from stampline.audit import ChdbStore
+from stampline.collectors import GateSettings
+from stampline.rules import RuleSet
 from tests.alerting.feed import Faults, chunks, feed, t0_ms
 from tests.alerting.test_faults import RULES, rule_kinds
 from tests.helpers import GateRun, produce

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from alerting import FactsPublisher, ProviderWatch
-from audit import ChdbStore
-from collectors import SidecarMetrics
-from rules import RuleSet
 from stampline._alerts import for_gate
+from stampline.alerting import FactsPublisher, ProviderWatch
+from stampline.audit import ChdbStore
+from stampline.collectors import SidecarMetrics
 from stampline.config import ConfigError, check_config, load_config
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.alerting.test_definitions import GOOD, PACKAGED
 
 BASE = f"""\
@@ -96,8 +96,8 @@ def test_a_gate_without_a_store_reads_dismissals_through_the_live_endpoint(
 ) -> None:
     """A gate has no store; while a recorder serves the embedded store, the gate's detectors
     and in-process watch read the dismissals through it (dismiss and learn keeps working)."""
-    from alerting import fingerprint, write_action
-    from audit import LiveEndpoint
+    from stampline.alerting import fingerprint, write_action
+    from stampline.audit import LiveEndpoint
 
     fp = fingerprint("provider.silent", (("provider", "alpha"), ("venue", "XLON")))
     for _ in range(2):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import ChdbStore, ClickHouseStore, Store
+from stampline.audit import ChdbStore, ClickHouseStore, Store
 from tests.helpers import drop_database
 
 ENV_URL = "STAMPLINE_CLICKHOUSE_URL"

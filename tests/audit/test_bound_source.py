@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from audit import (
+from stampline.audit import (
     ChdbStore,
     ClockBound,
     Observation,

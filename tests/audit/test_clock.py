@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import ClockBound, clock_error_bound, parse_chronyc_tracking, read_clock_bound
+from stampline.audit import ClockBound, clock_error_bound, parse_chronyc_tracking, read_clock_bound
 
 TRACKING = """Reference ID    : C0A80001 (ntp.example)
 Stratum         : 3

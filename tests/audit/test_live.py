@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from audit import (
+from stampline.audit import (
     LIVE_FILE,
     ChdbStore,
     ClickHouseStore,
@@ -22,7 +22,7 @@ from audit import (
     find_live,
     replay_event,
 )
-from audit._live import read_only_statement
+from stampline.audit._live import read_only_statement
 from tests.audit.test_store_suite import pipeline
 
 

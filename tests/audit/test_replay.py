@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from audit import (
+from stampline.audit import (
     AUTHORITY_TAP,
     ChdbStore,
     NotFoundError,

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 from typer.testing import CliRunner
 
-from audit import (
+from stampline.audit import (
     ChdbStore,
     completeness,
     heatmap,
@@ -44,12 +44,12 @@ from audit import (
     providers_compare,
     replay_event,
 )
-from collectors import GateSettings, SidecarMetrics, Tap, TapSettings, stage
-from collectors._kafka import consumer_config, take
-from rules import RuleSet
 from stampline.broker import ensure_topics
 from stampline.cli import app
 from stampline.cli._heatmap import render_heatmap
+from stampline.collectors import GateSettings, SidecarMetrics, Tap, TapSettings, stage
+from stampline.collectors._kafka import consumer_config, take
+from stampline.rules import RuleSet
 from tests.helpers import GateRun, produce
 
 pytestmark = pytest.mark.slow
@@ -382,8 +382,8 @@ def test_the_hop_rollup_counts_each_hop_once_as_hotspots_does(run: Run) -> None:
     """The gate records its own stamps and the tap reads them again from headers: the hotspot
     panel (the per-minute rollup) still counts every hop once, lineage hop gate → risk
     included, so its counts per hop are `hotspots`'s."""
-    from dashboards import ALL, TimeRange, expand
-    from dashboards._hotspots import HOTSPOTS
+    from stampline.dashboards import ALL, TimeRange, expand
+    from stampline.dashboards._hotspots import HOTSPOTS
 
     cli = {(r["from_stage"], r["to_stage"]): r["hops"] for r in hotspots(run.store, WINDOW)["rows"]}
     (span,) = run.store.query(
@@ -409,9 +409,9 @@ def test_the_stage_time_rollup_counts_each_event_once(run: Run) -> None:
     """With the tap reading the gate's stamps again, the decomposition panel and the providers'
     update rate (the stage-time rollup) count every gate event once: as many as `hotspots`
     holds at the gate, though the rollup keeps both copies."""
-    from dashboards import ALL, TimeRange, expand
-    from dashboards._hotspots import DECOMPOSITION
-    from dashboards._providers import RATE
+    from stampline.dashboards import ALL, TimeRange, expand
+    from stampline.dashboards._hotspots import DECOMPOSITION
+    from stampline.dashboards._providers import RATE
 
     gate_events = next(r for r in hotspots(run.store, WINDOW)["holds"] if r["stage"] == "gate")
     (span,) = run.store.query(

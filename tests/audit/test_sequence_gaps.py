@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit import PREV_ORIGIN, ChdbStore, Observation, completeness
+from stampline.audit import PREV_ORIGIN, ChdbStore, Observation, completeness
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from audit import ChdbStore, DeadLetter, Observation, check_database_name
-from audit._schema import statements
+from stampline.audit import ChdbStore, DeadLetter, Observation, check_database_name
+from stampline.audit._schema import statements
 
 
 def obs(

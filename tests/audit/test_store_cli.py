@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from audit import ChdbStore
+from stampline.audit import ChdbStore
 from stampline.cli import app
 from tests.audit.test_store_suite import SHIPPED_MIGRATIONS, pipeline
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import (
+from stampline.audit import (
     AUTHORITY_TAP,
     PREV_ORIGIN,
     Observation,
@@ -167,8 +167,8 @@ class TestHopRollup:
         headers (the other stages are known only from the tap), and one record is
         dead-lettered: the hotspot panel's per-hop counts from the rollup are the true ones,
         and equal `hotspots`'s."""
-        from dashboards import ALL, TimeRange, expand
-        from dashboards._hotspots import HOTSPOTS
+        from stampline.dashboards import ALL, TimeRange, expand
+        from stampline.dashboards._hotspots import HOTSPOTS
 
         n = 40
         rows = pipeline(n)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from audit import (
+from stampline.audit import (
     ChdbStore,
     DeadLetter,
     canonical_table,
     dead_letter_table,
 )
-from audit._ledger import LedgerEntry, digest_batch
+from stampline.audit._ledger import LedgerEntry, digest_batch
 from tests.audit.test_store_suite import T0, pipeline
 
 CHAIN = "trail.topic/0"
@@ -168,7 +168,7 @@ def test_a_re_chained_rewrite_is_found_against_a_published_head(filled: ChdbStor
         f"ALTER TABLE {db}.observations UPDATE provider = 'mallory' "
         f"WHERE chain_id = '{CHAIN}' AND batch = 1 SETTINGS mutations_sync = 2"
     )
-    from audit._ledger import CANONICAL_SELECT
+    from stampline.audit._ledger import CANONICAL_SELECT
 
     canon = filled.query_arrow(
         f"SELECT {CANONICAL_SELECT} FROM {{db}}.observations "

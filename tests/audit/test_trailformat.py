@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit import (
+from stampline.audit import (
     TRAIL_FORMAT_VERSION,
     DeadLetter,
     Observation,
@@ -102,7 +102,7 @@ def test_any_bytes_as_a_value_are_refused_never_crash(value: bytes) -> None:
 def _v1_message(table: pa.Table, version: int = 1) -> tuple[bytes, list[tuple[str, bytes]]]:
     """``table`` as a sidecar of an older format ``version`` wrote it: version 1 without
     ``rule_sha256`` and ``parent_stamps``, version 2 without ``parent_stamps``."""
-    from audit._trailformat import schema_for
+    from stampline.audit._trailformat import schema_for
 
     schema = schema_for("observations", version)
     meta = {

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from audit import ChdbStore, DeadLetter, Observation
-from collectors import GateSettings, TrailTopic
-from rules import RuleSet
+from stampline.audit import ChdbStore, DeadLetter, Observation
+from stampline.collectors import GateSettings, TrailTopic
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, event_ids, produce, read_all
 
@@ -98,7 +98,7 @@ def test_a_busy_evaluator_joins_the_batches_waiting_for_it_up_to_consume_batch()
     """Small fetches that queued up while the evaluator worked are judged as one batch (the
     per-batch cost is paid once) until they reach ``consume_batch`` records, and a flush or stop
     queued behind them comes after them, in order."""
-    from collectors._gate import Gate, _Flush
+    from stampline.collectors._gate import Gate, _Flush
 
     settings = GateSettings(
         "127.0.0.1:1", ("raw",), "clean", "dlq", consume_batch=10, queue_batches=8

@@ -18,7 +18,7 @@ import orjson
 import pytest
 import yaml
 
-from audit import ChdbStore
+from stampline.audit import ChdbStore
 from stampline.demo import rules_file
 from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import event_ids, produce, read_committed, record_until

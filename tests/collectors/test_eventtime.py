@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors import EventTime
+from stampline.collectors import EventTime
 
 ALLOWED = 1_000
 

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit import ChdbStore
-from collectors import H_REASON, H_RULE_ID, GateSettings
-from rules import RuleSet
+from stampline.audit import ChdbStore
+from stampline.collectors import H_REASON, H_RULE_ID, GateSettings
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, Header, produce, read_all
 

@@ -13,8 +13,9 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from audit import ChdbStore, replay_event
-from collectors import (
+from stampline.audit import ChdbStore, replay_event
+from stampline.broker import ensure_topics
+from stampline.collectors import (
     H_CLOCK_ERR,
     H_EVENT_ID,
     H_INGEST,
@@ -32,9 +33,8 @@ from collectors import (
     Stamps,
     source_event_id,
 )
-from rules import Extraction, RuleSet
-from stampline.broker import ensure_topics
 from stampline.demo import rules_file
+from stampline.rules import Extraction, RuleSet
 from tests.helpers import GateRun, Record, produce, read_all
 
 MAX_BYTES = 64 * 1024

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from audit import ChdbStore
-from collectors import H_EVENT_ID, GateSettings
-from rules import RuleSet
+from stampline.audit import ChdbStore
+from stampline.collectors import H_EVENT_ID, GateSettings
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, produce, read_all
 

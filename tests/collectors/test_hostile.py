@@ -18,8 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit import ChdbStore, DeadLetter, Observation
-from collectors import (
+from stampline.audit import ChdbStore, DeadLetter, Observation
+from stampline.broker import ensure_topics
+from stampline.collectors import (
     H_EVENT_ID,
     H_OFFSET,
     H_PARTITION,
@@ -27,20 +28,19 @@ from collectors import (
     GateSettings,
     Stamps,
 )
-from collectors._dlq import (
+from stampline.collectors._dlq import (
     H_ORIGINAL_HEADERS,
     H_ORIGINAL_SHA256,
     H_ORIGINAL_SIZE,
     H_TRUNCATED,
     fit_dead_letter,
 )
-from collectors._preflight import Limits, check_limits, probe_transactions, record_bytes
-from collectors._recovery import OutputLedger
-from collectors._stamps import H_INGEST, H_ORIGIN, H_PARENT_STAMPS, H_PARENTS, H_STAMP
-from collectors.exceptions import BrokerCheckError, DeliveryError
-from rules import Extraction, RuleSet
-from stampline.broker import ensure_topics
+from stampline.collectors._preflight import Limits, check_limits, probe_transactions, record_bytes
+from stampline.collectors._recovery import OutputLedger
+from stampline.collectors._stamps import H_INGEST, H_ORIGIN, H_PARENT_STAMPS, H_PARENTS, H_STAMP
+from stampline.collectors.exceptions import BrokerCheckError, DeliveryError
 from stampline.demo import rules_file
+from stampline.rules import Extraction, RuleSet
 from tests.collectors.test_gate import js, now_ms, quote
 from tests.helpers import GateRun, Header, Record, produce, read_all
 

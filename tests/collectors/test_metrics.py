@@ -9,10 +9,10 @@ from collections.abc import Callable
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from audit import ChdbStore
-from collectors import H_LATE, GateSettings, MetricsSettings, SidecarMetrics
-from rules import RuleSet
+from stampline.audit import ChdbStore
+from stampline.collectors import H_LATE, GateSettings, MetricsSettings, SidecarMetrics
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, produce, read_all
 

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
 
-from audit import ChdbStore, StoreError, encode_trail_messages
-from collectors import (
+from stampline.audit import ChdbStore, StoreError, encode_trail_messages
+from stampline.collectors import (
     GateSettings,
     RecorderMetrics,
     RecorderSettings,
@@ -23,8 +23,8 @@ from collectors import (
     TrailTopic,
     read_heads,
 )
-from rules import RuleSet
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, RecorderRun, event_ids, produce, read_all, read_committed
 
@@ -143,7 +143,7 @@ def test_a_reread_trail_is_skipped_not_written_twice(
 
 
 def _obs_table(n: int) -> pa.Table:
-    from audit import Observation, canonical_table
+    from stampline.audit import Observation, canonical_table
 
     t0 = now_ms() * 1_000_000
     return canonical_table(

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from alerting import (
+from stampline.alerting import (
     AlertIntake,
     CompletenessDetector,
     Dispatcher,
@@ -24,8 +24,8 @@ from alerting import (
     read_history,
     render,
 )
-from audit import ChdbStore
-from collectors import (
+from stampline.audit import ChdbStore
+from stampline.collectors import (
     GateSettings,
     Recorder,
     RecorderSettings,
@@ -37,8 +37,8 @@ from collectors import (
     stage,
     take,
 )
-from rules import RuleSet
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.helpers import GateRun, RecorderRun, produce
 
 S = 1_000_000_000

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from audit import ChdbStore
-from collectors import GateSettings
-from rules import RuleSet
+from stampline.audit import ChdbStore
+from stampline.collectors import GateSettings
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, event_ids, produce, read_all
 

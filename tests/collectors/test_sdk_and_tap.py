@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
-from audit import AUTHORITY_STAMPER, ChdbStore, Observation, hotspots
-from collectors import (
+from stampline.audit import AUTHORITY_STAMPER, ChdbStore, Observation, hotspots
+from stampline.collectors import (
     H_EVENT_ID,
     H_STAMP,
     StageStamp,

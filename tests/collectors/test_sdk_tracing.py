@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from collectors import H_TRACEPARENT, stage
+from stampline.collectors import H_TRACEPARENT, stage
 from tests.collectors.test_sdk_and_tap import _consume, _stamped_inputs
 from tests.helpers import produce
 

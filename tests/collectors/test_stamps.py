@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit import ClockBound
-from collectors import (
+from stampline.audit import ClockBound
+from stampline.collectors import (
     H_EVENT_ID,
     H_PARENT_STAMPS,
     H_PARENTS,
@@ -24,7 +24,7 @@ from collectors import (
     read_stamps,
     source_event_id,
 )
-from collectors._stamps import (
+from stampline.collectors._stamps import (
     BOUND_SOURCES,
     H_CLOCK_ERR,
     H_INGEST,

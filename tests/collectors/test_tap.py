@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import orjson
 
-from audit import ChdbStore
-from collectors import Stamps, Tap, TapSettings, hop_latencies, key_event_id
+from stampline.audit import ChdbStore
+from stampline.collectors import Stamps, Tap, TapSettings, hop_latencies, key_event_id
 from tests.helpers import produce, read_all
 
 T0 = 1_750_000_000_000_000_000  # ns; stamps hold times between 2000 and 2100

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from audit import ChdbStore
-from collectors import Stamps
+from stampline.audit import ChdbStore
+from stampline.collectors import Stamps
 from stampline.demo import rules_file
 from tests.helpers import produce, record_until
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from audit import ChdbStore
-from collectors import GateSettings
-from rules import RuleSet
+from stampline.audit import ChdbStore
 from stampline.broker import ensure_topics
+from stampline.collectors import GateSettings
 from stampline.demo import rules_file
+from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
 from tests.helpers import GateRun, event_ids, produce, read_all
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from audit import AUTHORITY_TAP, ChdbStore, ClockBound, DeadLetter, Observation
-from dashboards import TimeRange
 from stampline._feed import FeedPlan
+from stampline.audit import AUTHORITY_TAP, ChdbStore, ClockBound, DeadLetter, Observation
+from stampline.dashboards import TimeRange
 from stampline.demo import DemoResult, run_demo
 
 PLAN = FeedPlan(rounds=24, silent_rounds=(8, 14), bad_per_kind=1)

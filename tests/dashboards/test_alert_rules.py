@@ -23,7 +23,7 @@ import yaml
 from prometheus_client import start_http_server
 from typer.testing import CliRunner
 
-from alerting import (
+from stampline.alerting import (
     AlertMetrics,
     AlertsFile,
     ProviderFacts,
@@ -34,7 +34,8 @@ from alerting import (
     prometheus_rules,
     signal,
 )
-from dashboards import (
+from stampline.cli import app
+from stampline.dashboards import (
     ALERTS_FOLDER_TITLE,
     ALERTS_FOLDER_UID,
     DASHBOARD_UIDS,
@@ -45,8 +46,7 @@ from dashboards import (
     push,
     rule_uid,
 )
-from dashboards._alert_rules import NO_DATA
-from stampline.cli import app
+from stampline.dashboards._alert_rules import NO_DATA
 from tests.alerting.conftest import Server, start, stop
 from tests.alerting.test_export import COMPLETENESS, CUSTOM, OVERNIGHT, PACKAGED
 from tests.dashboards.grafana_api import RecordingGrafana

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from audit import ChdbStore
-from dashboards import (
+from stampline.audit import ChdbStore
+from stampline.dashboards import (
     Context,
     InputFile,
     decision_evidence,
@@ -59,7 +59,7 @@ def _ctx(lin: Lineage) -> Context:
 def _facts(doc: dict[str, Any]) -> list[str]:
     """What a reader must find: the subject, every stamp's time, bound and verdict, the rule
     verdicts and the head of each chain."""
-    from dashboards._html import ns_text
+    from stampline.dashboards._html import ns_text
 
     facts = [doc["subject"]["id"], *(c["head"] for c in doc["integrity"]["chains"])]
     for e in doc["events"]:

@@ -20,14 +20,14 @@ import jsonschema
 import pytest
 import yaml
 
-from dashboards import (
+from stampline.config import Config, load_config
+from stampline.dashboards import (
     CLICKHOUSE_UID,
     ENV_CLICKHOUSE_PASSWORD,
     PROMETHEUS_UID,
     GrafanaSettings,
     export,
 )
-from stampline.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

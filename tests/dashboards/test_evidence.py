@@ -12,8 +12,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from audit import NotFoundError, format_ns
-from dashboards import (
+from stampline.audit import NotFoundError, format_ns
+from stampline.cli import app
+from stampline.dashboards import (
     SCHEMA,
     Context,
     InputFile,
@@ -23,7 +24,6 @@ from dashboards import (
     render_html,
     write_bundle,
 )
-from stampline.cli import app
 from tests.dashboards.conftest import RULES_SHA, RULES_THEN_SHA, T0, Lineage
 
 runner = CliRunner()
@@ -411,7 +411,7 @@ def test_every_document_kind_validates_against_the_shipped_json_schema(
     a stamp without its bound source, or with an unknown verdict, does not."""
     import fastjsonschema
 
-    from dashboards import period_evidence
+    from stampline.dashboards import period_evidence
 
     ctx = _ctx(lineage)
     docs = [

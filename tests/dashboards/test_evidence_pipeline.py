@@ -32,8 +32,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from typer.testing import CliRunner
 
-from audit import ChdbStore, read_clock_bound, replay_decision
-from collectors import (
+from stampline.audit import ChdbStore, read_clock_bound, replay_decision
+from stampline.broker import ensure_topics
+from stampline.cli import app
+from stampline.collectors import (
     H_STAMP,
     GateSettings,
     RecorderSettings,
@@ -43,10 +45,8 @@ from collectors import (
     TrailTopic,
     stage,
 )
-from collectors._stamps import STAMPED_FALLBACK
-from rules import RulesHolder
-from stampline.broker import ensure_topics
-from stampline.cli import app
+from stampline.collectors._stamps import STAMPED_FALLBACK
+from stampline.rules import RulesHolder
 from tests.collectors.test_gate import js, quote
 from tests.helpers import GateRun, RecorderRun, produce, read_all
 

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dashboards import (
+from stampline.cli import app
+from stampline.dashboards import (
     CLICKHOUSE_UID,
     DASHBOARD_UIDS,
     FOLDER_UID,
@@ -24,8 +25,7 @@ from dashboards import (
     dashboards,
     export,
 )
-from dashboards._hotspots import PROMETHEUS_PANELS
-from stampline.cli import app
+from stampline.dashboards._hotspots import PROMETHEUS_PANELS
 from tests.dashboards.grafana_api import RecordingGrafana
 
 runner = CliRunner()

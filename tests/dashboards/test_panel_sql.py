@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dashboards import (
+from stampline.dashboards import (
     ALL,
     CLICKHOUSE_UID,
     PanelSql,
@@ -17,7 +17,7 @@ from dashboards import (
     expand,
     panel_queries,
 )
-from dashboards._common import VARIABLE_SQL
+from stampline.dashboards._common import VARIABLE_SQL
 from tests.dashboards.conftest import DemoStore
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ def _targets(database: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 
 def dashboards_for(database: str) -> dict[str, dict[str, Any]]:
-    from dashboards import GrafanaSettings
+    from stampline.dashboards import GrafanaSettings
 
     return dashboards(GrafanaSettings(database=database))
 
@@ -139,7 +139,7 @@ def test_a_silent_provider_is_a_row_not_a_missing_series(demo_store: DemoStore) 
 
 def test_hotspot_table_agrees_with_the_hotspots_command(demo_store: DemoStore) -> None:
     """Over the same window, the panel's p99 per hop is what `stampline hotspots` reports."""
-    from audit import hotspots
+    from stampline.audit import hotspots
 
     store = demo_store.store
     (end,) = store.query("SELECT toUnixTimestamp64Nano(max(received)) AS t FROM {db}.observations")

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from alerting import parse_alerts
-from audit import ChdbStore, ClockBound, Observation, format_ns
-from dashboards import (
+from stampline.alerting import parse_alerts
+from stampline.audit import ChdbStore, ClockBound, Observation, format_ns
+from stampline.cli import app
+from stampline.dashboards import (
     Context,
     GrafanaSettings,
     grafana_alerting,
@@ -24,7 +25,6 @@ from dashboards import (
     period_evidence,
     regime_tier,
 )
-from stampline.cli import app
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
 MS = 1_000_000

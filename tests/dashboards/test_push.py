@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dashboards import (
+from stampline.dashboards import (
     ALERTS_FOLDER_UID,
     CLICKHOUSE_UID,
     DASHBOARD_UIDS,

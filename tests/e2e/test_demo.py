@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from audit import ChdbStore
-from collectors import H_OFFSET, H_PARTITION, H_RULE_ID
 from stampline._feed import BAD_KINDS, FeedPlan
+from stampline.audit import ChdbStore
+from stampline.collectors import H_OFFSET, H_PARTITION, H_RULE_ID
 from stampline.config import load_config
 from stampline.demo import DemoResult, rules_file, run_demo, stateful_rules_file
 from tests.e2e.test_run import STAMPLINE, _query, _wait_log

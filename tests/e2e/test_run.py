@@ -16,7 +16,7 @@ import orjson
 import pytest
 import yaml
 
-from collectors import H_EVENT_ID
+from stampline.collectors import H_EVENT_ID
 from stampline.demo import rules_file
 from tests.collectors.test_gate import quote
 from tests.helpers import children_of, produce, read_all, running, wait_gone
@@ -125,6 +125,42 @@ def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_pat
     summary = json.loads(out)
     assert [c["name"] for c in summary["children"]] == ["gate-1", "recorder"]
     assert summary["children"][0]["restarts"] == 1
+
+
+def test_run_works_from_a_folder_of_lookalike_packages(tmp_path: Path) -> None:
+    """`stampline run` started from a folder holding `rules/`, `audit/`, `collectors/` (and the
+    other component names, and a `stampline/`), each a package that raises on import, runs the
+    deployment: the gate forwards, and it stops cleanly with exit 0 and no ImportError."""
+    here = tmp_path / "deploy"
+    for name in ("rules", "audit", "collectors", "alerting", "dashboards", "stampline"):
+        (here / name).mkdir(parents=True)
+        (here / name / "__init__.py").write_text(f"raise ImportError('the lookalike {name}')\n")
+    config = _embedded_config(here)
+    log = tmp_path / "run.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [Path(sys.executable).parent / "stampline", "run", "-c", config.name, "-w", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=_env(),
+            cwd=here,
+        )
+    try:
+        bootstrap = _wait_log(log, r"run: broker at (\S+)", proc).group(1)
+        _wait_log(log, r"started recorder pid \d+", proc)
+        now = int(time.time() * 1000)
+        produce(
+            bootstrap, "md.raw", [(None, orjson.dumps(quote("alpha", i, ts=now))) for i in range(5)]
+        )
+        assert len(read_all(bootstrap, "md.clean", 5, idle_s=0.3)) == 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "lookalike" not in text
+    assert "ImportError" not in text
+    assert "recorder: stopped cleanly" in text
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux-only")

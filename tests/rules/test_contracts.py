@@ -11,7 +11,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from rules import RuleFileError, RuleSet, check_compat
+from stampline.rules import RuleFileError, RuleSet, check_compat
 from tests.rules.conftest import T0_NS, event, raw
 
 DATA = Path(str(resources.files("stampline").joinpath("data")))

@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules import Extraction, RuleSet
-from rules._ruleset import _repeated_key
 from stampline.demo import rules_file
+from stampline.rules import Extraction, RuleSet
+from stampline.rules._ruleset import _repeated_key
 
 keys = st.text(max_size=6)
 scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)

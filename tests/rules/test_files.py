@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rules import (
+from stampline.rules import (
     FreshnessRule,
     RangeRule,
     RuleFile,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from audit import ChdbStore
-from collectors import GateSettings
-from rules import RulesHolder
+from stampline.audit import ChdbStore
+from stampline.collectors import GateSettings
+from stampline.rules import RulesHolder
 from tests.helpers import GateRun, produce, read_all
 from tests.rules.conftest import raw
 

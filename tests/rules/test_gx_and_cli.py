@@ -13,9 +13,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from rules import RuleSet, export_gx, gx_row_failures
-from rules._synthetic import market_batch
 from stampline.cli import app
+from stampline.rules import RuleSet, export_gx, gx_row_failures
+from stampline.rules._synthetic import market_batch
 
 DATA = Path(str(resources.files("stampline").joinpath("data")))
 STATELESS = DATA / "market_data_stateless.rules.yaml"
@@ -167,7 +167,7 @@ class TestRulesCommands:
 
 WRITE_TRAIL = """
 import sys, time
-from audit import ChdbStore, DeadLetter, Observation
+from stampline.audit import ChdbStore, DeadLetter, Observation
 now = time.time_ns()
 with ChdbStore(sys.argv[1], "v") as s:
     s.write_observations([Observation(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from rules import RuleFileError, RuleSet
+from stampline.rules import RuleFileError, RuleSet
 from tests.rules.conftest import T0_NS, raw
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules import OriginUnit, origin_ns, parse_duration_ns
+from stampline.rules import OriginUnit, origin_ns, parse_duration_ns
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z, in seconds
 UNIT_NS = {

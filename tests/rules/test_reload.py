@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rules import RuleFileError, RulesHolder
+from stampline.rules import RuleFileError, RulesHolder
 from tests.rules.conftest import T0_NS, raw
 
 V1 = "  - {id: qty.max, version: 1, kind: range, field: quantity, max: 1000}\n"

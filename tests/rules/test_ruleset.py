@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import rules
-from rules import (
+import stampline.rules as rules
+from stampline.rules import (
     BUILTIN_RULES,
     DECODE_RULE,
     NON_FINITE_RULE,

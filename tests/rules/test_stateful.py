@@ -17,7 +17,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules import RuleSet
+from stampline.rules import RuleSet
 from tests.rules.conftest import T0_MS, T0_NS, raw
 
 SEQ = "  - {id: seq.ok, version: 1, kind: sequence, field: seq, max_open_gaps: 1024}\n"

@@ -16,9 +16,9 @@ import orjson
 import yaml
 from typer.testing import CliRunner
 
-from audit import AUTHORITY_TAP, ChdbStore, Observation
-from collectors import H_EVENT_ID
+from stampline.audit import AUTHORITY_TAP, ChdbStore, Observation
 from stampline.cli import app
+from stampline.collectors import H_EVENT_ID
 from stampline.demo import rules_file
 from tests.helpers import produce, read_all, record_until
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors import SidecarMetrics
+from stampline.collectors import SidecarMetrics
 from stampline.config import load_config
 from stampline.wiring import gate_settings, tap_settings
 from tests.stampline.conftest import EXAMPLE, MARKET_RULES

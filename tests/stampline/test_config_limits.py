@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from rules import YamlLimitError, load_yaml
-from rules._yaml import MAX_ALIASES, MAX_BYTES, MAX_DEPTH
 from stampline.cli import app
 from stampline.config import ConfigError, load_config
+from stampline.rules import YamlLimitError, load_yaml
+from stampline.rules._yaml import MAX_ALIASES, MAX_BYTES, MAX_DEPTH
 from tests.stampline.conftest import MARKET_RULES, WriteConfig
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from audit import ChdbStore, Observation
 from stampline._terminal import SafeConsole, clean, line
+from stampline.audit import ChdbStore, Observation
 from stampline.cli import app
 from stampline.cli._demo import _print_summary
 from tests.audit.test_store_suite import pipeline

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from audit import ChdbStore
+from stampline.audit import ChdbStore
 from stampline.cli import app
 from tests.stampline.conftest import MARKET_RULES, WriteConfig
 

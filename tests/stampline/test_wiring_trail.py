@@ -12,8 +12,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from audit import Observation, canonical_table
-from collectors import Limits, producer_config
+from stampline.audit import Observation, canonical_table
+from stampline.collectors import Limits, producer_config
 from stampline.config import load_config
 from stampline.demo import rules_file
 from stampline.wiring import trail_topic
