@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-COMPONENTS = ["audit", "rules", "collectors", "alerting", "dashboards"]
+COMPONENTS = ["audit", "rules", "collectors", "alerting", "dashboards", "evidence"]
 
 
 def _isort_order(name: str) -> tuple[int, str]:
@@ -36,6 +36,7 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
         ("alerting", ["audit"]),
         ("collectors", ["audit", "rules", "alerting"]),
         ("dashboards", ["audit", "alerting"]),
+        ("evidence", ["audit", "alerting"]),
     ],
 )
 def test_imports_run_one_way(name: str, allowed: list[str]) -> None:
@@ -127,12 +128,12 @@ def test_audit_surface_is_pinned() -> None:
 
 
 def test_evidence_surface_is_pinned() -> None:
-    """The evidence report's public names (dashboards) and the audit names it reads by."""
+    """The evidence report's public names and the audit names it reads by."""
     import stampline.audit as audit
-    import stampline.dashboards as dashboards
+    import stampline.evidence as evidence
 
     assert set(audit.__all__) >= {"ClockBound", "read_clock_bound", "short_ids"}
-    assert set(dashboards.__all__) >= {
+    assert set(evidence.__all__) >= {
         "SCHEMA",
         "Context",
         "InputFile",

@@ -25,7 +25,7 @@ from stampline.cli._app import (
     out,
 )
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
-from stampline.dashboards import (
+from stampline.evidence import (
     Context,
     InputFile,
     decision_evidence,

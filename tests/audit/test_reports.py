@@ -382,7 +382,11 @@ def test_the_hop_rollup_counts_each_hop_once_as_hotspots_does(run: Run) -> None:
     """The gate records its own stamps and the tap reads them again from headers: the hotspot
     panel (the per-minute rollup) still counts every hop once, lineage hop gate → risk
     included, so its counts per hop are `hotspots`'s."""
-    from stampline.dashboards import ALL, TimeRange, expand
+    from stampline.dashboards import (
+        ALL,
+        TimeRange,
+        expand,
+    )
     from stampline.dashboards._hotspots import HOTSPOTS
 
     cli = {(r["from_stage"], r["to_stage"]): r["hops"] for r in hotspots(run.store, WINDOW)["rows"]}
@@ -409,7 +413,11 @@ def test_the_stage_time_rollup_counts_each_event_once(run: Run) -> None:
     """With the tap reading the gate's stamps again, the decomposition panel and the providers'
     update rate (the stage-time rollup) count every gate event once: as many as `hotspots`
     holds at the gate, though the rollup keeps both copies."""
-    from stampline.dashboards import ALL, TimeRange, expand
+    from stampline.dashboards import (
+        ALL,
+        TimeRange,
+        expand,
+    )
     from stampline.dashboards._hotspots import DECOMPOSITION
     from stampline.dashboards._providers import RATE
 

@@ -167,7 +167,11 @@ class TestHopRollup:
         headers (the other stages are known only from the tap), and one record is
         dead-lettered: the hotspot panel's per-hop counts from the rollup are the true ones,
         and equal `hotspots`'s."""
-        from stampline.dashboards import ALL, TimeRange, expand
+        from stampline.dashboards import (
+            ALL,
+            TimeRange,
+            expand,
+        )
         from stampline.dashboards._hotspots import HOTSPOTS
 
         n = 40

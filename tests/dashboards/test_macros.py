@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from stampline.audit import ChdbStore
-from stampline.dashboards import ALL, GrafanaError, TimeRange, expand
+from stampline.dashboards import (
+    ALL,
+    GrafanaError,
+    TimeRange,
+    expand,
+)
 
 WINDOW = TimeRange(from_ms=1_700_000_000_123, to_ms=1_700_003_600_456, interval_ms=30_000)
 

@@ -49,7 +49,9 @@ def _targets(database: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 
 def dashboards_for(database: str) -> dict[str, dict[str, Any]]:
-    from stampline.dashboards import GrafanaSettings
+    from stampline.dashboards import (
+        GrafanaSettings,
+    )
 
     return dashboards(GrafanaSettings(database=database))
 

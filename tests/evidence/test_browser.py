@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from stampline.audit import ChdbStore
-from stampline.dashboards import (
+from stampline.evidence import (
     Context,
     InputFile,
     decision_evidence,
@@ -26,7 +26,7 @@ from stampline.dashboards import (
     render_html,
     write_bundle,
 )
-from tests.dashboards.conftest import Lineage
+from tests.evidence.conftest import Lineage
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def _ctx(lin: Lineage) -> Context:
 def _facts(doc: dict[str, Any]) -> list[str]:
     """What a reader must find: the subject, every stamp's time, bound and verdict, the rule
     verdicts and the head of each chain."""
-    from stampline.dashboards._html import ns_text
+    from stampline.evidence._html import ns_text
 
     facts = [doc["subject"]["id"], *(c["head"] for c in doc["integrity"]["chains"])]
     for e in doc["events"]:
@@ -142,8 +142,8 @@ def _pdf_text(pdf: Path) -> str:
 def test_the_period_report_prints_its_excursion(store: ChdbStore, tmp_path: Path) -> None:
     """A clock-compliance PDF shows the host, the excursion's start, end and peak, and its
     chart's excursion bar is laid out inside the chart."""
-    from tests.dashboards.test_period import PERIOD, _stamps
-    from tests.dashboards.test_period import _ctx as period_ctx
+    from tests.evidence.test_period import PERIOD, _stamps
+    from tests.evidence.test_period import _ctx as period_ctx
 
     bounds = [50_000] * 20
     bounds[5:8] = [4_000_000] * 3

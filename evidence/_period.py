@@ -17,8 +17,8 @@ from typing import Any
 
 from stampline.alerting import duration_ns
 from stampline.audit import ClockBound, Store, VerifyReport, format_ns
-from stampline.dashboards._chain import SCHEME, read_chain_heads, verify_command
-from stampline.dashboards._evidence import (
+from stampline.evidence._chain import SCHEME, read_chain_heads, verify_command
+from stampline.evidence._evidence import (
     SCHEMA,
     Context,
     Evidence,

@@ -30,8 +30,8 @@ from stampline.audit import (
     replay_event,
     short_ids,
 )
-from stampline.dashboards._chain import read_chain_proof, verify_command
-from stampline.dashboards._regime import Regime, Tier, observed_granularity_ns
+from stampline.evidence._chain import read_chain_proof, verify_command
+from stampline.evidence._regime import Regime, Tier, observed_granularity_ns
 
 # Version 2: the integrity proof is per chain (one hash chain per trail partition) and each
 # rule verdict carries the rule file's hash recorded when the verdict was made.

@@ -18,9 +18,11 @@ from stampline.alerting import parse_alerts
 from stampline.audit import ChdbStore, ClockBound, Observation, format_ns
 from stampline.cli import app
 from stampline.dashboards import (
-    Context,
     GrafanaSettings,
     grafana_alerting,
+)
+from stampline.evidence import (
+    Context,
     parse_period,
     period_evidence,
     regime_tier,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from stampline.audit import NotFoundError, format_ns
 from stampline.cli import app
-from stampline.dashboards import (
+from stampline.evidence import (
     SCHEMA,
     Context,
     InputFile,
@@ -24,7 +24,7 @@ from stampline.dashboards import (
     render_html,
     write_bundle,
 )
-from tests.dashboards.conftest import RULES_SHA, RULES_THEN_SHA, T0, Lineage
+from tests.evidence.conftest import RULES_SHA, RULES_THEN_SHA, T0, Lineage
 
 runner = CliRunner()
 
@@ -411,7 +411,9 @@ def test_every_document_kind_validates_against_the_shipped_json_schema(
     a stamp without its bound source, or with an unknown verdict, does not."""
     import fastjsonschema
 
-    from stampline.dashboards import period_evidence
+    from stampline.evidence import (
+        period_evidence,
+    )
 
     ctx = _ctx(lineage)
     docs = [
