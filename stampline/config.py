@@ -34,19 +34,23 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from stampline._common import (
+    file_line,
+    format_duration,
+    line_of,
+    load_yaml,
+    parse_duration_ns,
+    read_yaml_text,
+    yaml_problem,
+)
 from stampline._limits import json_text_problem
 from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
-from stampline._yaml import KeyPath, line_for, load_with_lines
 from stampline.audit import check_database_name
 from stampline.rules import (
     Extraction,
     OriginUnit,
     RuleFileError,
     RuleSet,
-    YamlLimitError,
-    format_duration,
-    parse_duration_ns,
-    read_yaml_text,
 )
 
 ENV_PREFIX = "STAMPLINE_"
@@ -391,10 +395,10 @@ class Problem:
     env: str | None = None  # the environment variable the bad value came from
 
     def render(self, file: Path | str) -> str:
-        where = f"{file}:{self.line}" if self.line else str(file)
         got = f" (got {self.value!r})" if self.value is not None else ""
         source = f" [from ${self.env}]" if self.env else ""
-        return f"{where}: {self.key or '(top level)'}: {self.message}{got}{source}"
+        key = self.key or "(top level)"
+        return f"{file_line(file, self.line)}: {key}: {self.message}{got}{source}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -436,7 +440,7 @@ def load_config(path: Path | str) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(path, [_yaml_problem(exc)]) from None
     try:
-        raw, lines = load_with_lines(text)
+        raw, node = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(path, [_yaml_problem(exc)]) from None
     remember_in(raw)
@@ -447,7 +451,7 @@ def load_config(path: Path | str) -> Config:
     try:
         config = Config(**raw)
     except ValidationError as exc:
-        raise ConfigError(path, [_problem(e, lines) for e in exc.errors()]) from None
+        raise ConfigError(path, [_problem(e, node) for e in exc.errors()]) from None
     except (SettingsError, json.JSONDecodeError) as exc:
         raise ConfigError(path, _env_problems(exc)) from None
     return _resolve_paths(config, path.parent)
@@ -526,19 +530,8 @@ def _env_key(name: str) -> str:
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> Problem:
-    # PyYAML's own message quotes the lines around the error, which may hold a secret the
-    # parser never got to: say what and where, not the text.
-    mark = getattr(exc, "problem_mark", None)
-    what = ", ".join(
-        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
-    )
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-    kind = "YAML past a limit" if isinstance(exc, YamlLimitError) else "not valid YAML"
-    return Problem(
-        "",
-        f"{kind}: {what or type(exc).__name__}{where}",
-        line=mark.line + 1 if mark is not None else None,
-    )
+    message, line = yaml_problem(exc)
+    return Problem("", message, line=line)
 
 
 def _env_problems(exc: Exception) -> list[Problem]:
@@ -575,8 +568,8 @@ def _decodes(text: str) -> bool:
     return True
 
 
-def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
-    loc: KeyPath = tuple(error["loc"])
+def _problem(error: Any, node: yaml.Node | None) -> Problem:
+    loc: tuple[str | int, ...] = tuple(error["loc"])
     # pydantic names union branches and validator kinds in the path; people think in keys.
     loc = tuple(
         p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))
@@ -594,7 +587,7 @@ def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
     if isinstance(value, dict) and error["type"] not in {"dict_type", "model_type"}:
         value = None  # the whole section is not the bad value; the message names the problem
     # A value from the environment has no line in the file worth pointing at.
-    line = None if from_env else line_for(lines, loc)
+    line = None if from_env else line_of(node, loc)
     return Problem(key, message, _shown(key, value), line=line, env=from_env)
 
 

@@ -321,11 +321,11 @@ class TestInvalidFiles:
         )
 
     def test_yaml_syntax_error(self, write: Callable[..., Path]) -> None:
-        """A YAML syntax error is reported with the file and the line of the problem."""
+        """A YAML syntax error is reported as file:line, at the line the parser stopped at."""
         path = write("syntax.yaml", "version: 1\nrules:\n  - {id: a.b, version: 1\n  kind: [\n")
         message = load_error(path)
-        assert message.startswith(f"{path}: not valid YAML: ")
-        assert "line 3" in message
+        assert message.startswith(f"{path}:4: not valid YAML: ")
+        assert message.endswith("(line 4, column 7)")
 
     @pytest.mark.parametrize(
         ("text", "shown"), [("- 1\n- 2\n", "[1, 2]"), ("", "None"), ("just text\n", "'just text'")]

@@ -1,9 +1,12 @@
-"""YAML from people, read within limits.
+"""YAML from people, read within limits, with the line of every problem.
 
-A configuration or rule file is small and shallow. A hostile or broken one is not: 1.5 kB
-of nested aliases ("billion laughs") expands to billions of nodes, 20,000 nested brackets
-exhaust Python's recursion, a multi-gigabyte file exhausts memory. Each is refused here,
-fast and with one message naming the limit, before anything walks the data.
+A configuration, rule or alert definitions file is small and shallow. A hostile or broken
+one is not: 1.5 kB of nested aliases ("billion laughs") expands to billions of nodes, 20,000
+nested brackets exhaust Python's recursion, a multi-gigabyte file exhausts memory. Each is
+refused here, fast and with one message naming the limit, before anything walks the data.
+
+A file that loads can still be wrong; :func:`line_of` finds the line of the key a
+validation error names, so every message reads ``file:line: key: problem``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from stampline._common._errors import StamplineError
 
 MAX_BYTES = 1 << 20
 """Largest YAML file read, in bytes (1 MiB)."""
@@ -23,8 +28,11 @@ MAX_NODES = 100_000
 """Most values in the document once every alias is expanded."""
 
 
-class YamlLimitError(yaml.MarkedYAMLError):
-    """The YAML text goes past one of the limits; ``problem`` says which."""
+class YamlLimitError(yaml.MarkedYAMLError, StamplineError):
+    """The YAML text goes past one of the limits; ``problem`` says which.
+
+    A ``yaml.YAMLError`` too, so a handler for bad YAML reports it the same way.
+    """
 
 
 class _LimitedLoader(yaml.SafeLoader):
@@ -110,3 +118,48 @@ def _check_expansion(root: yaml.Node) -> None:
         return sizes[key]
 
     size(root)
+
+
+def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest part of the key path ``loc`` present under ``node``.
+
+    A part absent from a mapping is passed over: pydantic puts union tags and validator names
+    in its error paths, and a missing key is reported at the line of its parent.
+    """
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if str(key.value) == str(part):
+                    line, node = key.start_mark.line + 1, value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def yaml_problem(exc: yaml.YAMLError) -> tuple[str, int | None]:
+    """What is wrong with a YAML text, and the 1-based line where the parser stopped.
+
+    The message says what and where (line and column) and never quotes the text: the lines
+    around an error may hold a secret the parser never got to.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    what = ", ".join(
+        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    kind = "YAML past a limit" if isinstance(exc, YamlLimitError) else "not valid YAML"
+    return f"{kind}: {what or type(exc).__name__}{where}", mark.line + 1 if mark else None
+
+
+def file_line(path: Path | str, line: int | None) -> str:
+    """``path:line``, or the path alone when the line is not known: how a problem is placed."""
+    return f"{path}:{line}" if line else str(path)
