@@ -10,6 +10,7 @@ from stampline._common._durations import (
 )
 from stampline._common._errors import StamplineError
 from stampline._common._namespace import imported_as_part_of_stampline
+from stampline._common._where import where
 from stampline._common._yaml import (
     YamlLimitError,
     file_line,
@@ -31,5 +32,6 @@ __all__ = [
     "parse_duration_ns",
     "prometheus_duration",
     "read_yaml_text",
+    "where",
     "yaml_problem",
 ]
