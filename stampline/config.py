@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 
 from stampline._common import (
+    StamplineError,
     file_line,
     format_duration,
     line_of,
@@ -410,7 +411,7 @@ class Problem:
         }
 
 
-class ConfigError(Exception):
+class ConfigError(StamplineError):
     """The configuration cannot be used. ``problems`` lists every reason, each with its key."""
 
     def __init__(self, path: Path | str, problems: list[Problem]) -> None:

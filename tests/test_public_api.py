@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from stampline import StamplineError
+
 COMPONENTS = ["audit", "rules", "collectors", "alerting", "dashboards", "evidence"]
 
 
@@ -17,7 +19,7 @@ def _isort_order(name: str) -> tuple[int, str]:
     return kind, name
 
 
-@pytest.mark.parametrize("name", COMPONENTS)
+@pytest.mark.parametrize("name", [*COMPONENTS, "_common"])
 def test_all_is_sorted_unique_and_importable(name: str) -> None:
     """``__all__`` is sorted (constants, classes, functions), has no repeats, and resolves."""
     module = importlib.import_module(f"stampline.{name}")
@@ -52,6 +54,39 @@ def test_imports_run_one_way(name: str, allowed: list[str]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("module", ["stampline", "stampline._common"])
+def test_the_leaf_imports_nothing_of_ours(module: str) -> None:
+    """Importing the leaf package, or the ``stampline`` package every component imports first,
+    loads no other module of ours: anything may import the leaf without a cycle."""
+    code = (
+        f"import sys, {module}; print(','.join(sorted(m for m in sys.modules if "
+        "m.split('.')[0] == 'stampline' and m != 'stampline' and m != 'stampline._common' "
+        "and not m.startswith('stampline._common.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("name", [*COMPONENTS, "_common"])
+def test_every_exported_exception_is_a_stampline_error(name: str) -> None:
+    """Every exception class a component exports hangs under StamplineError, so one except
+    clause catches everything stampline refuses."""
+    module = importlib.import_module(f"stampline.{name}")
+    exported = [getattr(module, attr) for attr in module.__all__]
+    errors = [e for e in exported if isinstance(e, type) and issubclass(e, BaseException)]
+    assert errors, f"stampline.{name} exports no exception"
+    assert [e.__name__ for e in errors if not issubclass(e, StamplineError)] == []
+
+
+def test_the_shell_errors_are_stampline_errors() -> None:
+    """The shell's own errors (configuration, embedded broker, demo) join the same tree."""
+    from stampline.broker import BrokerError
+    from stampline.config import ConfigError
+    from stampline.demo import DemoError
+
+    assert all(issubclass(e, StamplineError) for e in (BrokerError, ConfigError, DemoError))
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
