@@ -18,12 +18,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stampline._common import (
+    YamlFileError,
     file_line,
     line_of,
-    load_yaml,
     parse_duration_ns,
-    read_yaml_text,
-    yaml_problem,
+    parse_yaml,
+    read_yaml_file,
 )
 from stampline.alerting.exceptions import DefinitionError
 
@@ -390,14 +390,10 @@ def load_alerts(path: Path | str) -> AlertsFile:
     """
     path = Path(path)
     try:
-        text = read_yaml_text(path)
-    except OSError as exc:
-        raise DefinitionError(path, [f"{path}: cannot read: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        raise DefinitionError(path, [f"{path}: not UTF-8 text (byte {exc.start})"]) from None
-    except yaml.YAMLError as exc:  # larger than the limit
-        raise DefinitionError(path, [f"{path}: {yaml_problem(exc)[0]}"]) from None
-    return parse_alerts(text, path)
+        doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise DefinitionError(path, [str(exc)]) from None
+    return _validate(doc.data, doc.node, path)
 
 
 def parse_alerts(text: str, path: Path | str = "<alerts>") -> AlertsFile:
@@ -407,10 +403,13 @@ def parse_alerts(text: str, path: Path | str = "<alerts>") -> AlertsFile:
         DefinitionError: not YAML, or invalid.
     """
     try:
-        raw, node = load_yaml(text)
-    except yaml.YAMLError as exc:
-        message, line = yaml_problem(exc)
-        raise DefinitionError(path, [f"{file_line(path, line)}: {message}"]) from None
+        raw, node = parse_yaml(text, path)
+    except YamlFileError as exc:
+        raise DefinitionError(path, [str(exc)]) from None
+    return _validate(raw, node, path)
+
+
+def _validate(raw: Any, node: yaml.Node | None, path: Path | str) -> AlertsFile:
     if not isinstance(raw, dict):
         got = type(raw).__name__
         raise DefinitionError(path, [f"{path}: the file must hold a mapping (got {got})"])

@@ -15,16 +15,14 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stampline._common import (
+    YamlFileError,
     file_line,
     line_of,
-    load_yaml,
     parse_duration_ns,
-    read_yaml_text,
-    yaml_problem,
+    read_yaml_file,
 )
 from stampline.rules.exceptions import RuleFileError
 
@@ -332,21 +330,15 @@ def read_rule_file(path: Path) -> tuple[RuleFile, str]:
         RuleFileError: as :func:`load_rule_file`.
     """
     try:
-        text = read_yaml_text(path)
-        raw, node = load_yaml(text)
-    except OSError as exc:
-        raise RuleFileError(f"{path}: cannot read rule file: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise RuleFileError(f"{path}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
-    except yaml.YAMLError as exc:
-        message, line = yaml_problem(exc)
-        raise RuleFileError(f"{file_line(path, line)}: {message}") from None
+        doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise RuleFileError(str(exc)) from None
     try:
-        parsed = RuleFile.model_validate(raw)
+        parsed = RuleFile.model_validate(doc.data)
     except ValidationError as exc:
         problems = "\n".join(
-            f"  {file_line(path, line_of(node, e['loc']))}: {'.'.join(str(p) for p in e['loc'])}: "
-            f"{e['msg']} (got {e.get('input')!r})"
+            f"  {file_line(path, line_of(doc.node, e['loc']))}: "
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
             for e in exc.errors()
         )
         raise RuleFileError(f"{path}: invalid rule file:\n{problems}") from None
@@ -369,6 +361,6 @@ def read_rule_file(path: Path) -> tuple[RuleFile, str]:
         c.model_copy(update={"versions": {v: path.parent / p for v, p in c.versions.items()}})
         for c in parsed.contracts
     ]
-    # read_yaml_text decoded the bytes as strict UTF-8, so encoding the text gives them back.
-    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # read_yaml_file decoded the bytes as strict UTF-8, so encoding the text gives them back.
+    sha256 = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
     return parsed.model_copy(update={"rules": resolved, "contracts": contracts}), sha256

@@ -36,13 +36,12 @@ from pydantic_settings import (
 
 from stampline._common import (
     StamplineError,
+    YamlFileError,
     file_line,
     format_duration,
     line_of,
-    load_yaml,
     parse_duration_ns,
-    read_yaml_text,
-    yaml_problem,
+    read_yaml_file,
 )
 from stampline._limits import json_text_problem
 from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
@@ -432,18 +431,10 @@ def load_config(path: Path | str) -> Config:
     # known, so no message that echoes it (ours, pydantic's, librdkafka's) can show it.
     remember_environment(ENV_PREFIX)
     try:
-        text = read_yaml_text(path)
-    except OSError as exc:
-        raise ConfigError(path, [Problem("", f"cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        problem = Problem("", f"not UTF-8 text (byte {exc.start}): {exc.reason}")
-        raise ConfigError(path, [problem]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [_yaml_problem(exc)]) from None
-    try:
-        raw, node = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [_yaml_problem(exc)]) from None
+        doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise ConfigError(path, [Problem("", exc.problem, line=exc.line)]) from None
+    raw, node = doc.data, doc.node
     remember_in(raw)
     if raw is None:
         raw = {}
@@ -528,11 +519,6 @@ def _check_environment(path: Path) -> None:
 
 def _env_key(name: str) -> str:
     return name.upper().removeprefix(ENV_PREFIX).lower().replace(ENV_NESTED_DELIMITER, ".")
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> Problem:
-    message, line = yaml_problem(exc)
-    return Problem("", message, line=line)
 
 
 def _env_problems(exc: Exception) -> list[Problem]:

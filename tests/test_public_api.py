@@ -30,6 +30,19 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
         assert hasattr(module, attr), f"{name}.{attr} is exported but missing"
 
 
+def _loads_beyond(module: str, ok: list[str]) -> str:
+    """The modules of ours that importing ``module`` in a fresh interpreter loads, other than
+    ``stampline``, the leaf and the packages in ``ok`` (comma-separated; empty when none)."""
+    ok = ["stampline", "stampline._common", *ok]
+    code = (
+        f"import sys, {module}; ok = {ok!r}; print(','.join(sorted(m for m in "
+        "sys.modules if m.split('.')[0] == 'stampline' and not any(m == o or "
+        "m.startswith(o + '.') for o in ok))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 @pytest.mark.parametrize(
     ("name", "allowed"),
     [
@@ -44,29 +57,15 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
 def test_imports_run_one_way(name: str, allowed: list[str]) -> None:
     """Importing a component loads only itself, the leaf package and the components DESIGN.md
     lets it import: no other component and nothing of the shell."""
-    ok = ["stampline", "stampline._common", f"stampline.{name}"] + [
-        f"stampline.{a}" for a in allowed
-    ]
-    code = (
-        f"import sys, stampline.{name}; ok = {ok!r}; print(','.join(sorted(m for m in "
-        "sys.modules if m.split('.')[0] == 'stampline' and not any(m == o or "
-        "m.startswith(o + '.') for o in ok))))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    ok = [f"stampline.{name}"] + [f"stampline.{a}" for a in allowed]
+    assert _loads_beyond(f"stampline.{name}", ok) == ""
 
 
 @pytest.mark.parametrize("module", ["stampline", "stampline._common"])
 def test_the_leaf_imports_nothing_of_ours(module: str) -> None:
     """Importing the leaf package, or the ``stampline`` package every component imports first,
     loads no other module of ours: anything may import the leaf without a cycle."""
-    code = (
-        f"import sys, {module}; print(','.join(sorted(m for m in sys.modules if "
-        "m.split('.')[0] == 'stampline' and m != 'stampline' and m != 'stampline._common' "
-        "and not m.startswith('stampline._common.'))))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert _loads_beyond(module, []) == ""
 
 
 @pytest.mark.parametrize("name", [*COMPONENTS, "_common"])

@@ -12,17 +12,21 @@ from stampline._common._errors import StamplineError
 from stampline._common._namespace import imported_as_part_of_stampline
 from stampline._common._where import where
 from stampline._common._yaml import (
+    YamlDocument,
+    YamlFileError,
     YamlLimitError,
     file_line,
     line_of,
     load_yaml,
-    read_yaml_text,
-    yaml_problem,
+    parse_yaml,
+    read_yaml_file,
 )
 
 __all__ = [
     "SECOND_NS",
     "StamplineError",
+    "YamlDocument",
+    "YamlFileError",
     "YamlLimitError",
     "file_line",
     "format_duration",
@@ -30,8 +34,8 @@ __all__ = [
     "line_of",
     "load_yaml",
     "parse_duration_ns",
+    "parse_yaml",
     "prometheus_duration",
-    "read_yaml_text",
+    "read_yaml_file",
     "where",
-    "yaml_problem",
 ]

@@ -5,6 +5,7 @@ hang directly under it. A caller catches ``StamplineError`` for anything stampli
 and lets a real bug through::
 
     StamplineError
+    ├── YamlFileError         a YAML file cannot be read or parsed (components re-raise it)
     ├── YamlLimitError        a YAML text goes past a limit (also a yaml.YAMLError)
     ├── RulesError            stampline.rules
     │   ├── RuleFileError     a rule file or contract is unreadable or invalid

@@ -5,12 +5,15 @@ one is not: 1.5 kB of nested aliases ("billion laughs") expands to billions of n
 nested brackets exhaust Python's recursion, a multi-gigabyte file exhausts memory. Each is
 refused here, fast and with one message naming the limit, before anything walks the data.
 
-A file that loads can still be wrong; :func:`line_of` finds the line of the key a
-validation error names, so every message reads ``file:line: key: problem``.
+:func:`read_yaml_file` reads a file (:func:`parse_yaml` a text) and raises every problem as
+one :class:`YamlFileError` reading ``file:line: problem``, never quoting the text. A file that
+loads can still be wrong: :func:`line_of` finds the line of the key a validation error names,
+so those messages read ``file:line: key: problem`` too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,28 @@ class YamlLimitError(yaml.MarkedYAMLError, StamplineError):
 
     A ``yaml.YAMLError`` too, so a handler for bad YAML reports it the same way.
     """
+
+
+class YamlFileError(StamplineError):
+    """A YAML file cannot be read or parsed: ``problem`` says why, ``line`` where (or None).
+
+    The message is ``path:line: problem``; a component re-raises it as its own error.
+    """
+
+    def __init__(self, path: Path | str, problem: str, line: int | None = None) -> None:
+        self.path = path
+        self.problem = problem
+        self.line = line
+        super().__init__(f"{file_line(path, line)}: {problem}")
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A YAML file as read: its text, its data, and its node tree (for :func:`line_of`)."""
+
+    text: str
+    data: Any
+    node: yaml.Node | None
 
 
 class _LimitedLoader(yaml.SafeLoader):
@@ -61,7 +86,7 @@ class _LimitedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def read_yaml_text(path: Path) -> str:
+def _read_text(path: Path) -> str:
     """The text of ``path``, refusing a file larger than :data:`MAX_BYTES`.
 
     Raises:
@@ -74,6 +99,36 @@ def read_yaml_text(path: Path) -> str:
     if len(data) > MAX_BYTES:
         raise YamlLimitError(problem=f"the file is larger than {MAX_BYTES:,} bytes")
     return data.decode("utf-8")
+
+
+def read_yaml_file(path: Path) -> YamlDocument:
+    """Read and parse the YAML file ``path`` within the limits.
+
+    Raises:
+        YamlFileError: unreadable, not UTF-8, not YAML, or past a limit.
+    """
+    try:
+        text = _read_text(path)
+    except OSError as exc:
+        raise YamlFileError(path, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise YamlFileError(path, f"not UTF-8 text (byte {exc.start}): {exc.reason}") from None
+    except yaml.YAMLError as exc:
+        raise YamlFileError(path, *_problem(exc)) from None
+    data, node = parse_yaml(text, path)
+    return YamlDocument(text, data, node)
+
+
+def parse_yaml(text: str, path: Path | str) -> tuple[Any, yaml.Node | None]:
+    """:func:`load_yaml`, with a problem raised as a :class:`YamlFileError` naming ``path``.
+
+    Raises:
+        YamlFileError: not YAML, or past a limit.
+    """
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise YamlFileError(path, *_problem(exc)) from None
 
 
 def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
@@ -145,7 +200,7 @@ def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def yaml_problem(exc: yaml.YAMLError) -> tuple[str, int | None]:
+def _problem(exc: yaml.YAMLError) -> tuple[str, int | None]:
     """What is wrong with a YAML text, and the 1-based line where the parser stopped.
 
     The message says what and where (line and column) and never quotes the text: the lines
