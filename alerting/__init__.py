@@ -6,7 +6,8 @@ routing parts are public, so Grafana-managed rules render from the very same str
 May import ``audit``.
 """
 
-from stampline._common import imported_as_part_of_stampline
+from stampline._common import imported_as_part_of_stampline, prometheus_duration
+from stampline._common import parse_duration_ns as duration_ns
 from stampline.alerting._alertmanager import AlertmanagerClient, am_alert
 from stampline.alerting._calendar import (
     SeverityDecision,
@@ -44,7 +45,6 @@ from stampline.alerting._definitions import (
 )
 from stampline.alerting._detectors import BatchObserver, KeyDetectors, ProviderFacts
 from stampline.alerting._dispatch import Dispatcher
-from stampline.alerting._durations import duration_ns, prometheus_duration
 from stampline.alerting._export import (
     GROUP_BY,
     NOT_EXPORTED,

@@ -17,7 +17,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stampline.alerting._durations import duration_ns
+from stampline._common import (
+    YamlFileError,
+    file_line,
+    line_of,
+    parse_duration_ns,
+    parse_yaml,
+    read_yaml_file,
+)
 from stampline.alerting.exceptions import DefinitionError
 
 ALERT_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
@@ -43,7 +50,7 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 def _dur(v: Any) -> int:
-    return duration_ns(v)
+    return parse_duration_ns(v)
 
 
 class _Model(BaseModel):
@@ -383,12 +390,10 @@ def load_alerts(path: Path | str) -> AlertsFile:
     """
     path = Path(path)
     try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise DefinitionError(path, [f"{path}: cannot read: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        raise DefinitionError(path, [f"{path}: not UTF-8 text (byte {exc.start})"]) from None
-    return parse_alerts(text, path)
+        doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise DefinitionError(path, [str(exc)]) from None
+    return _validate(doc.data, doc.node, path)
 
 
 def parse_alerts(text: str, path: Path | str = "<alerts>") -> AlertsFile:
@@ -398,13 +403,13 @@ def parse_alerts(text: str, path: Path | str = "<alerts>") -> AlertsFile:
         DefinitionError: not YAML, or invalid.
     """
     try:
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DefinitionError(path, [f"{where}: not valid YAML: {problem}"]) from None
+        raw, node = parse_yaml(text, path)
+    except YamlFileError as exc:
+        raise DefinitionError(path, [str(exc)]) from None
+    return _validate(raw, node, path)
+
+
+def _validate(raw: Any, node: yaml.Node | None, path: Path | str) -> AlertsFile:
     if not isinstance(raw, dict):
         got = type(raw).__name__
         raise DefinitionError(path, [f"{path}: the file must hold a mapping (got {got})"])
@@ -438,30 +443,7 @@ def _problem(path: Path | str, node: yaml.Node | None, error: Any) -> str:
     got = "" if error["type"] == "missing" else f" (got {error.get('input')!r})"
     if isinstance(error.get("input"), dict) and error["type"] not in {"dict_type", "model_type"}:
         got = ""
-    return f"{path}{_line(node, loc)}: {key}: {message}{got}"
+    return f"{file_line(path, line_of(node, loc))}: {key}: {message}{got}"
 
 
 _KINDS = frozenset(Kind.__args__)  # type: ignore[attr-defined]
-
-
-def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> str:
-    """``:N``, the line of the deepest part of ``loc`` present in the YAML."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if node is None:
-            break
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if str(key.value) == str(part):
-                    line, node = key.start_mark.line + 1, value
-                    break
-            else:
-                break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return f":{line}" if line else ""

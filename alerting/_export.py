@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
+from stampline._common import SECOND_NS, prometheus_duration
 from stampline.alerting._definitions import (
     AlertDefinition,
     AlertsFile,
@@ -47,7 +48,6 @@ from stampline.alerting._definitions import (
     TrailLag,
     Window,
 )
-from stampline.alerting._durations import SECOND_NS, prometheus_duration
 from stampline.alerting._summary import Summary, exported_summary
 
 NOT_EXPORTED: tuple[str, ...] = ()  # every kind has a metric now

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from stampline._common import SECOND_NS
 from stampline.alerting._calendar import in_session
-from stampline.alerting._durations import SECOND_NS
 from stampline.alerting._notice import Notice
 from stampline.alerting._watch import ProviderWatch
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from stampline._common import SECOND_NS
 from stampline.alerting._definitions import AlertDefinition, Completeness, DlqRate, ProviderSilent
-from stampline.alerting._durations import SECOND_NS
 
 # The kinds' summaries when a definition has none, in the notice's template language.
 DEFAULT_SUMMARY = {

@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from stampline._common import prometheus_duration
 from stampline.alerting._definitions import AlertsFile
-from stampline.alerting._durations import prometheus_duration
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
+from stampline._common import SECOND_NS
 from stampline.alerting._calendar import in_session
 from stampline.alerting._definitions import (
     AlertsFile,
@@ -28,7 +29,6 @@ from stampline.alerting._definitions import (
     ProviderSilent,
 )
 from stampline.alerting._detectors import Deliver, ProviderFacts, severity_fn
-from stampline.alerting._durations import SECOND_NS
 from stampline.alerting._learning import DismissalBook, UpdateRates
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition
 

@@ -1,4 +1,5 @@
-"""Errors raised by the alerting component.
+"""Errors raised by the alerting component, under
+stampline's root ``StamplineError`` (the whole tree: stampline/_common/_errors.py).
 
 AlertingError
 ├── DefinitionError      an alert definitions file is unreadable or invalid; names file:line, key
@@ -8,8 +9,10 @@ AlertingError
 
 from __future__ import annotations
 
+from stampline._common import StamplineError
 
-class AlertingError(Exception):
+
+class AlertingError(StamplineError):
     """Root of every error the alerting component raises."""
 
 

@@ -1,4 +1,5 @@
-"""Errors raised by the audit store.
+"""Errors raised by the audit store, under
+stampline's root ``StamplineError`` (the whole tree: stampline/_common/_errors.py).
 
 AuditError
 ├── StoreError        the store could not be opened, written or queried
@@ -7,8 +8,10 @@ AuditError
 
 from __future__ import annotations
 
+from stampline._common import StamplineError
 
-class AuditError(Exception):
+
+class AuditError(StamplineError):
     """Root of every error the audit component raises."""
 
 

@@ -49,11 +49,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from stampline._common import where
 from stampline.audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter
 from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from stampline.collectors._eventtime import EventTime
 from stampline.collectors._ids import hex_digits, source_event_ids
-from stampline.collectors._kafka import consumer_config, producer_config, take, where
+from stampline.collectors._kafka import consumer_config, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._preflight import (
     Limits,

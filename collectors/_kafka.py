@@ -70,11 +70,6 @@ def admin_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> dict
     return {"bootstrap.servers": bootstrap, **(extra or {}), "logger": _CLIENT_LOG}
 
 
-def where(topic: str | None, partition: int | None, offset: int | None) -> str:
-    """``topic[partition]@offset``: how every report names a record's origin."""
-    return f"{topic}[{partition}]@{offset}"
-
-
 def take(consumer: Consumer, max_records: int, timeout_s: float) -> list[Message]:
     """Up to ``max_records`` records: wait up to ``timeout_s`` for the first, then take only
     what is already fetched. ``Consumer.consume`` alone waits for a full batch or the whole

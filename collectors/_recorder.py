@@ -47,6 +47,7 @@ import pyarrow as pa
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from stampline._common import where
 from stampline.audit import (
     ChainHead,
     DeadLetter,
@@ -55,7 +56,7 @@ from stampline.audit import (
     dead_letter_table,
     decode_trail_message,
 )
-from stampline.collectors._kafka import consumer_config, producer_config, take, where
+from stampline.collectors._kafka import consumer_config, producer_config, take
 from stampline.collectors._trailtopic import DEFAULT_TRAIL_TOPIC
 
 log = logging.getLogger("stampline.recorder")

@@ -30,9 +30,10 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import Consumer, Message, Producer
 
+from stampline._common import where
 from stampline.audit import AUTHORITY_TAP, PREV_ORIGIN, Observation, encode_parent_stamps
 from stampline.collectors._ids import key_event_id, source_event_id
-from stampline.collectors._kafka import consumer_config, producer_config, take, where
+from stampline.collectors._kafka import consumer_config, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._stamps import check_stage_name, read_stamps
 from stampline.collectors._trailrows import Row, TrailRows, TrailSink, observations_of, write_table

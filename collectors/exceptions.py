@@ -1,4 +1,5 @@
-"""Errors raised by the collectors.
+"""Errors raised by the collectors, under
+stampline's root ``StamplineError`` (the whole tree: stampline/_common/_errors.py).
 
 CollectorError
 ├── StampError       stamp headers present but unreadable (a producer broke the contract)
@@ -8,8 +9,10 @@ CollectorError
 
 from __future__ import annotations
 
+from stampline._common import StamplineError
 
-class CollectorError(Exception):
+
+class CollectorError(StamplineError):
     """Root of every error the collectors raise."""
 
 

@@ -1,4 +1,5 @@
-"""Errors raised by the dashboards component.
+"""Errors raised by the dashboards component, under
+stampline's root ``StamplineError`` (the whole tree: stampline/_common/_errors.py).
 
 GrafanaError            a dashboard, a provisioning tree or a query could not be made
 └── PushError           a running Grafana refused or could not be reached
@@ -6,8 +7,10 @@ GrafanaError            a dashboard, a provisioning tree or a query could not be
 
 from __future__ import annotations
 
+from stampline._common import StamplineError
 
-class GrafanaError(Exception):
+
+class GrafanaError(StamplineError):
     """Root of every error the dashboards component raises."""
 
 

@@ -9,7 +9,7 @@ May import ``audit`` and ``alerting``.
 """
 
 from stampline._common import imported_as_part_of_stampline
-from stampline.evidence._browser import BrowserError, dump_dom, find_chromium, print_pdf
+from stampline.evidence._browser import dump_dom, find_chromium, print_pdf
 from stampline.evidence._bundle import MANIFEST_SCHEMA, Bundle, write_bundle
 from stampline.evidence._chain import (
     ChainProof,
@@ -29,6 +29,7 @@ from stampline.evidence._html import render_html
 from stampline.evidence._period import parse_period, period_evidence
 from stampline.evidence._regime import REGIMES, Regime, Tier, observed_granularity_ns, regime_tier
 from stampline.evidence._schema import EVIDENCE_JSON_SCHEMA
+from stampline.evidence.exceptions import BrowserError, EvidenceError
 
 __all__ = [
     "EVIDENCE_JSON_SCHEMA",
@@ -40,6 +41,7 @@ __all__ = [
     "ChainProof",
     "Context",
     "Evidence",
+    "EvidenceError",
     "InputFile",
     "Regime",
     "Tier",

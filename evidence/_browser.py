@@ -12,16 +12,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from stampline.evidence.exceptions import BrowserError
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = (
     "install Chromium (Debian: apt-get install chromium) and run the same command again, "
     "or open report.html in a browser and print it to PDF"
 )
 _TIMEOUT_S = 120
-
-
-class BrowserError(Exception):
-    """Chromium is missing or did not produce what it was asked for."""
 
 
 def find_chromium() -> str | None:

@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
-from stampline.evidence._browser import BrowserError, print_pdf
+from stampline.evidence._browser import print_pdf
 from stampline.evidence._html import render_html
 from stampline.evidence._schema import EVIDENCE_JSON_SCHEMA
+from stampline.evidence.exceptions import BrowserError
 
 MANIFEST_SCHEMA = "stampline.evidence-manifest/1"
 JSON_NAME, HTML_NAME, PDF_NAME = "evidence.json", "report.html", "report.pdf"

@@ -8,6 +8,7 @@ import hashlib
 from html import escape
 from typing import Any
 
+from stampline._common import where
 from stampline.audit import format_ns
 
 # Stage colours: a fixed palette, picked by a stable hash of the stage name.
@@ -143,11 +144,11 @@ def _verdict_cell(regime: dict[str, Any]) -> str:
 
 
 def _event_section(e: dict[str, Any]) -> str:
+    source = where(e["source"]["topic"], e["source"]["partition"], e["source"]["offset"])
     head = (
         f'<h3 id="ev-{_e(e["event_id"])}">{_e(e["role"])} <code>{_e(e["event_id"])}</code>'
         f" {_e(e['provider'])} {_e(e['instrument'])}</h3>"
-        f"<p>source {_e(e['source']['topic'])}[{_e(e['source']['partition'])}]"
-        f"@{_e(e['source']['offset'])}; outcome <b>{_e(e['rules']['outcome'])}</b>"
+        f"<p>source {_e(source)}; outcome <b>{_e(e['rules']['outcome'])}</b>"
         + (f"; parents {len(e['parents'])}" if e["parents"] else "")
         + "</p>"
     )

@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from stampline.alerting import duration_ns
+from stampline._common import parse_duration_ns
 from stampline.audit import ClockBound, Store, VerifyReport, format_ns
 from stampline.evidence._chain import SCHEME, read_chain_heads, verify_command
 from stampline.evidence._evidence import (
@@ -105,7 +105,7 @@ def _parse_time(text: str, now_ns: int) -> int:
         return now_ns
     if text.startswith("now-"):
         try:
-            return now_ns - duration_ns(text.removeprefix("now-"))
+            return now_ns - parse_duration_ns(text.removeprefix("now-"))
         except ValueError:
             raise ValueError(f"{text!r} is not now-DURATION (e.g. now-1h, now-90m)") from None
     try:

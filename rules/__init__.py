@@ -3,9 +3,8 @@
 Imports nothing else of stampline's.
 """
 
-from stampline._common import imported_as_part_of_stampline
+from stampline._common import format_duration, imported_as_part_of_stampline, parse_duration_ns
 from stampline.rules._compat import Compatibility, check_compat
-from stampline.rules._durations import format_duration, parse_duration_ns
 from stampline.rules._examples import ExampleOutcome, ExampleReport, run_examples
 from stampline.rules._files import (
     CompareRule,
@@ -42,7 +41,6 @@ from stampline.rules._ruleset import (
 )
 from stampline.rules._stateful import GapEvent
 from stampline.rules._verdict import Failure, Verdict
-from stampline.rules._yaml import YamlLimitError, load_yaml, read_yaml_text
 from stampline.rules.exceptions import GxMissingError, RuleFileError, RulesError
 
 __all__ = [
@@ -82,17 +80,14 @@ __all__ = [
     "StaleRule",
     "TickSizeRule",
     "Verdict",
-    "YamlLimitError",
     "check_compat",
     "export_gx",
     "format_duration",
     "gx_module",
     "gx_row_failures",
     "load_rule_file",
-    "load_yaml",
     "origin_ns",
     "parse_duration_ns",
-    "read_yaml_text",
     "run_examples",
     "validate_frames",
 ]

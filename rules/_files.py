@@ -15,11 +15,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stampline.rules._durations import parse_duration_ns
-from stampline.rules._yaml import load_yaml, read_yaml_text
+from stampline._common import (
+    YamlFileError,
+    file_line,
+    line_of,
+    parse_duration_ns,
+    read_yaml_file,
+)
 from stampline.rules.exceptions import RuleFileError
 
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
@@ -326,20 +330,15 @@ def read_rule_file(path: Path) -> tuple[RuleFile, str]:
         RuleFileError: as :func:`load_rule_file`.
     """
     try:
-        text = read_yaml_text(path)
-        raw, node = load_yaml(text)
-    except OSError as exc:
-        raise RuleFileError(f"{path}: cannot read rule file: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise RuleFileError(f"{path}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
-    except yaml.YAMLError as exc:
-        raise RuleFileError(f"{path}: not valid YAML: {exc}") from exc
+        doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise RuleFileError(str(exc)) from None
     try:
-        parsed = RuleFile.model_validate(raw)
+        parsed = RuleFile.model_validate(doc.data)
     except ValidationError as exc:
         problems = "\n".join(
-            f"  {path}{_line(node, e['loc'])}: {'.'.join(str(p) for p in e['loc'])}: "
-            f"{e['msg']} (got {e.get('input')!r})"
+            f"  {file_line(path, line_of(doc.node, e['loc']))}: "
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
             for e in exc.errors()
         )
         raise RuleFileError(f"{path}: invalid rule file:\n{problems}") from None
@@ -362,26 +361,6 @@ def read_rule_file(path: Path) -> tuple[RuleFile, str]:
         c.model_copy(update={"versions": {v: path.parent / p for v, p in c.versions.items()}})
         for c in parsed.contracts
     ]
-    # read_yaml_text decoded the bytes as strict UTF-8, so encoding the text gives them back.
-    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # read_yaml_file decoded the bytes as strict UTF-8, so encoding the text gives them back.
+    sha256 = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
     return parsed.model_copy(update={"rules": resolved, "contracts": contracts}), sha256
-
-
-def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> str:
-    """``:N``, the line of the deepest part of ``loc`` found in the YAML, or nothing."""
-    line = None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            # A part absent from the file (pydantic's kind tag, a missing field) keeps the line.
-            for key, value in node.value:
-                if str(key.value) == str(part):
-                    line, node = key.start_mark.line + 1, value
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            node = node.value[part] if part < len(node.value) else None
-        else:
-            break
-    return f":{line}" if line else ""

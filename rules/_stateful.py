@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from stampline._common import format_duration
 from stampline.rules._columns import BoolArray, Columns, FloatArray, IntArray
-from stampline.rules._durations import format_duration
 from stampline.rules._files import DivergenceRule, SequenceRule, StaleRule
 from stampline.rules._keys import KeyIndex
 from stampline.rules._stateless import fill

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stampline._common import format_duration
 from stampline.rules._columns import MISSING, BoolArray, Columns
-from stampline.rules._durations import format_duration
 from stampline.rules._files import (
     CompareRule,
     EnumRule,

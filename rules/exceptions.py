@@ -1,4 +1,5 @@
-"""Errors raised while loading rules and contracts.
+"""Errors raised while loading rules and contracts, under
+stampline's root ``StamplineError`` (the whole tree: stampline/_common/_errors.py).
 
 RulesError
 ├── RuleFileError     a rule file or contract is unreadable or invalid; names file and key
@@ -7,8 +8,10 @@ RulesError
 
 from __future__ import annotations
 
+from stampline._common import StamplineError
 
-class RulesError(Exception):
+
+class RulesError(StamplineError):
     """Root of every error the rules component raises."""
 
 

@@ -2,7 +2,8 @@
 
 An environment value may be JSON (a mapping of client settings, a list of topics). Python's
 JSON decoder recurses per nesting level, so 20,000 nested brackets raise RecursionError; the
-same limits as for YAML files (``rules.load_yaml``) apply here, checked by one linear scan.
+same limits as for YAML files (``stampline._common.load_yaml``) apply here, checked by one
+linear scan.
 """
 
 from __future__ import annotations

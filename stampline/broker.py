@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from stampline._common import StamplineError
 from stampline._orphans import die_with_parent
 from stampline.collectors import admin_config
 
@@ -37,7 +38,7 @@ ENV_TANSU_BIN = "STAMPLINE_TANSU_BIN"
 _START_ATTEMPTS = 5
 
 
-class BrokerError(Exception):
+class BrokerError(StamplineError):
     """The embedded broker could not be started, or a broker could not be reached or used."""
 
 

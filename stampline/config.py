@@ -34,19 +34,23 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from stampline._common import (
+    StamplineError,
+    YamlFileError,
+    file_line,
+    format_duration,
+    line_of,
+    parse_duration_ns,
+    read_yaml_file,
+)
 from stampline._limits import json_text_problem
 from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
-from stampline._yaml import KeyPath, line_for, load_with_lines
 from stampline.audit import check_database_name
 from stampline.rules import (
     Extraction,
     OriginUnit,
     RuleFileError,
     RuleSet,
-    YamlLimitError,
-    format_duration,
-    parse_duration_ns,
-    read_yaml_text,
 )
 
 ENV_PREFIX = "STAMPLINE_"
@@ -391,10 +395,10 @@ class Problem:
     env: str | None = None  # the environment variable the bad value came from
 
     def render(self, file: Path | str) -> str:
-        where = f"{file}:{self.line}" if self.line else str(file)
         got = f" (got {self.value!r})" if self.value is not None else ""
         source = f" [from ${self.env}]" if self.env else ""
-        return f"{where}: {self.key or '(top level)'}: {self.message}{got}{source}"
+        key = self.key or "(top level)"
+        return f"{file_line(file, self.line)}: {key}: {self.message}{got}{source}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -406,7 +410,7 @@ class Problem:
         }
 
 
-class ConfigError(Exception):
+class ConfigError(StamplineError):
     """The configuration cannot be used. ``problems`` lists every reason, each with its key."""
 
     def __init__(self, path: Path | str, problems: list[Problem]) -> None:
@@ -427,18 +431,10 @@ def load_config(path: Path | str) -> Config:
     # known, so no message that echoes it (ours, pydantic's, librdkafka's) can show it.
     remember_environment(ENV_PREFIX)
     try:
-        text = read_yaml_text(path)
-    except OSError as exc:
-        raise ConfigError(path, [Problem("", f"cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        problem = Problem("", f"not UTF-8 text (byte {exc.start}): {exc.reason}")
-        raise ConfigError(path, [problem]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [_yaml_problem(exc)]) from None
-    try:
-        raw, lines = load_with_lines(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [_yaml_problem(exc)]) from None
+        doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise ConfigError(path, [Problem("", exc.problem, line=exc.line)]) from None
+    raw, node = doc.data, doc.node
     remember_in(raw)
     if raw is None:
         raw = {}
@@ -447,7 +443,7 @@ def load_config(path: Path | str) -> Config:
     try:
         config = Config(**raw)
     except ValidationError as exc:
-        raise ConfigError(path, [_problem(e, lines) for e in exc.errors()]) from None
+        raise ConfigError(path, [_problem(e, node) for e in exc.errors()]) from None
     except (SettingsError, json.JSONDecodeError) as exc:
         raise ConfigError(path, _env_problems(exc)) from None
     return _resolve_paths(config, path.parent)
@@ -525,22 +521,6 @@ def _env_key(name: str) -> str:
     return name.upper().removeprefix(ENV_PREFIX).lower().replace(ENV_NESTED_DELIMITER, ".")
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> Problem:
-    # PyYAML's own message quotes the lines around the error, which may hold a secret the
-    # parser never got to: say what and where, not the text.
-    mark = getattr(exc, "problem_mark", None)
-    what = ", ".join(
-        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
-    )
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-    kind = "YAML past a limit" if isinstance(exc, YamlLimitError) else "not valid YAML"
-    return Problem(
-        "",
-        f"{kind}: {what or type(exc).__name__}{where}",
-        line=mark.line + 1 if mark is not None else None,
-    )
-
-
 def _env_problems(exc: Exception) -> list[Problem]:
     """Environment values the settings source could not decode (not JSON where JSON is due)."""
     names = sorted(
@@ -575,8 +555,8 @@ def _decodes(text: str) -> bool:
     return True
 
 
-def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
-    loc: KeyPath = tuple(error["loc"])
+def _problem(error: Any, node: yaml.Node | None) -> Problem:
+    loc: tuple[str | int, ...] = tuple(error["loc"])
     # pydantic names union branches and validator kinds in the path; people think in keys.
     loc = tuple(
         p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))
@@ -594,7 +574,7 @@ def _problem(error: Any, lines: dict[KeyPath, int]) -> Problem:
     if isinstance(value, dict) and error["type"] not in {"dict_type", "model_type"}:
         value = None  # the whole section is not the bad value; the message names the problem
     # A value from the environment has no line in the file worth pointing at.
-    line = None if from_env else line_for(lines, loc)
+    line = None if from_env else line_of(node, loc)
     return Problem(key, message, _shown(key, value), line=line, env=from_env)
 
 

@@ -31,6 +31,7 @@ import yaml
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from stampline import _deployment
+from stampline._common import StamplineError
 from stampline._feed import BAD_KINDS, FeedPlan, generate, plan_bad_slots
 from stampline._supervisor import Child, Supervisor, exit_text
 from stampline.audit import LiveStore, Store, find_live
@@ -48,7 +49,7 @@ _DRAIN_TIMEOUT_S = 120.0
 Progress = Callable[[str], None]
 
 
-class DemoError(Exception):
+class DemoError(StamplineError):
     """The demo could not run to the end; the message says which part stopped."""
 
 

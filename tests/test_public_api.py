@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from stampline import StamplineError
+
 COMPONENTS = ["audit", "rules", "collectors", "alerting", "dashboards", "evidence"]
 
 
@@ -17,7 +19,7 @@ def _isort_order(name: str) -> tuple[int, str]:
     return kind, name
 
 
-@pytest.mark.parametrize("name", COMPONENTS)
+@pytest.mark.parametrize("name", [*COMPONENTS, "_common"])
 def test_all_is_sorted_unique_and_importable(name: str) -> None:
     """``__all__`` is sorted (constants, classes, functions), has no repeats, and resolves."""
     module = importlib.import_module(f"stampline.{name}")
@@ -26,6 +28,19 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
     assert len(set(exported)) == len(exported)
     for attr in exported:
         assert hasattr(module, attr), f"{name}.{attr} is exported but missing"
+
+
+def _loads_beyond(module: str, ok: list[str]) -> str:
+    """The modules of ours that importing ``module`` in a fresh interpreter loads, other than
+    ``stampline``, the leaf and the packages in ``ok`` (comma-separated; empty when none)."""
+    ok = ["stampline", "stampline._common", *ok]
+    code = (
+        f"import sys, {module}; ok = {ok!r}; print(','.join(sorted(m for m in "
+        "sys.modules if m.split('.')[0] == 'stampline' and not any(m == o or "
+        "m.startswith(o + '.') for o in ok))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
 
 
 @pytest.mark.parametrize(
@@ -42,16 +57,35 @@ def test_all_is_sorted_unique_and_importable(name: str) -> None:
 def test_imports_run_one_way(name: str, allowed: list[str]) -> None:
     """Importing a component loads only itself, the leaf package and the components DESIGN.md
     lets it import: no other component and nothing of the shell."""
-    ok = ["stampline", "stampline._common", f"stampline.{name}"] + [
-        f"stampline.{a}" for a in allowed
-    ]
-    code = (
-        f"import sys, stampline.{name}; ok = {ok!r}; print(','.join(sorted(m for m in "
-        "sys.modules if m.split('.')[0] == 'stampline' and not any(m == o or "
-        "m.startswith(o + '.') for o in ok))))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    ok = [f"stampline.{name}"] + [f"stampline.{a}" for a in allowed]
+    assert _loads_beyond(f"stampline.{name}", ok) == ""
+
+
+@pytest.mark.parametrize("module", ["stampline", "stampline._common"])
+def test_the_leaf_imports_nothing_of_ours(module: str) -> None:
+    """Importing the leaf package, or the ``stampline`` package every component imports first,
+    loads no other module of ours: anything may import the leaf without a cycle."""
+    assert _loads_beyond(module, []) == ""
+
+
+@pytest.mark.parametrize("name", [*COMPONENTS, "_common"])
+def test_every_exported_exception_is_a_stampline_error(name: str) -> None:
+    """Every exception class a component exports hangs under StamplineError, so one except
+    clause catches everything stampline refuses."""
+    module = importlib.import_module(f"stampline.{name}")
+    exported = [getattr(module, attr) for attr in module.__all__]
+    errors = [e for e in exported if isinstance(e, type) and issubclass(e, BaseException)]
+    assert errors, f"stampline.{name} exports no exception"
+    assert [e.__name__ for e in errors if not issubclass(e, StamplineError)] == []
+
+
+def test_the_shell_errors_are_stampline_errors() -> None:
+    """The shell's own errors (configuration, embedded broker, demo) join the same tree."""
+    from stampline.broker import BrokerError
+    from stampline.config import ConfigError
+    from stampline.demo import DemoError
+
+    assert all(issubclass(e, StamplineError) for e in (BrokerError, ConfigError, DemoError))
 
 
 @pytest.mark.parametrize("name", COMPONENTS)

@@ -2,7 +2,40 @@
 anything may import it (DESIGN.md, "Layout").
 """
 
+from stampline._common._durations import (
+    SECOND_NS,
+    format_duration,
+    parse_duration_ns,
+    prometheus_duration,
+)
 from stampline._common._errors import StamplineError
 from stampline._common._namespace import imported_as_part_of_stampline
+from stampline._common._where import where
+from stampline._common._yaml import (
+    YamlDocument,
+    YamlFileError,
+    YamlLimitError,
+    file_line,
+    line_of,
+    load_yaml,
+    parse_yaml,
+    read_yaml_file,
+)
 
-__all__ = ["StamplineError", "imported_as_part_of_stampline"]
+__all__ = [
+    "SECOND_NS",
+    "StamplineError",
+    "YamlDocument",
+    "YamlFileError",
+    "YamlLimitError",
+    "file_line",
+    "format_duration",
+    "imported_as_part_of_stampline",
+    "line_of",
+    "load_yaml",
+    "parse_duration_ns",
+    "parse_yaml",
+    "prometheus_duration",
+    "read_yaml_file",
+    "where",
+]

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from stampline._common import where
 from stampline.audit import NotFoundError, format_ns
 from stampline.cli import app
 from stampline.evidence import (
@@ -173,6 +174,8 @@ def test_rule_verdicts_include_warnings_and_dead_letters_with_reason_and_file_ha
     assert gate["bound_source"] == {"kind": "fallback", "reason": "chronyc not found"}
     html = render_html(doc)
     assert RULES_THEN_SHA[:16] in html
+    src = _event(doc, lineage.alpha)["source"]
+    assert f"<p>source {where(src['topic'], src['partition'], src['offset'])}; outcome" in html
 
 
 def test_integrity_proof_names_the_batches_holding_the_rows_and_the_head(

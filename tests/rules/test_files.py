@@ -321,11 +321,11 @@ class TestInvalidFiles:
         )
 
     def test_yaml_syntax_error(self, write: Callable[..., Path]) -> None:
-        """A YAML syntax error is reported with the file and the line of the problem."""
+        """A YAML syntax error is reported as file:line, at the line the parser stopped at."""
         path = write("syntax.yaml", "version: 1\nrules:\n  - {id: a.b, version: 1\n  kind: [\n")
         message = load_error(path)
-        assert message.startswith(f"{path}: not valid YAML: ")
-        assert "line 3" in message
+        assert message.startswith(f"{path}:4: not valid YAML: ")
+        assert message.endswith("(line 4, column 7)")
 
     @pytest.mark.parametrize(
         ("text", "shown"), [("- 1\n- 2\n", "[1, 2]"), ("", "None"), ("just text\n", "'just text'")]
@@ -342,11 +342,11 @@ class TestInvalidFiles:
     def test_missing_rule_file(self, tmp_path: Path) -> None:
         """A missing rule file is reported with its path and the system's reason."""
         path = tmp_path / "nowhere.yaml"
-        assert load_error(path) == f"{path}: cannot read rule file: No such file or directory"
+        assert load_error(path) == f"{path}: cannot read: No such file or directory"
 
     def test_folder_instead_of_a_rule_file(self, tmp_path: Path) -> None:
         """A folder given as a rule file is reported as unreadable."""
-        assert load_error(tmp_path) == f"{tmp_path}: cannot read rule file: Is a directory"
+        assert load_error(tmp_path) == f"{tmp_path}: cannot read: Is a directory"
 
     @pytest.mark.skipif(
         not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file"
@@ -356,7 +356,7 @@ class TestInvalidFiles:
         path = write("secret.yaml", "version: 1\nrules: []\n")
         path.chmod(0)
         try:
-            assert load_error(path) == f"{path}: cannot read rule file: Permission denied"
+            assert load_error(path) == f"{path}: cannot read: Permission denied"
         finally:
             path.chmod(0o600)
 

@@ -587,7 +587,7 @@ class TestCheckConfig:
         assert config is not None
         assert [p.key for p in problems] == ["rules.files"]
         assert str(path.parent / "missing.rules.yaml") in problems[0].message
-        assert "cannot read rule file" in problems[0].message
+        assert "cannot read: " in problems[0].message
 
     def test_invalid_rule_file_is_reported(self, write_config: WriteConfig) -> None:
         """A rule file with a bad rule is reported with the rule's key path."""

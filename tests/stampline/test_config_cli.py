@@ -165,7 +165,7 @@ class TestProblems:
         result = check(str(path))
         assert result.exit_code == 1
         assert result.stderr.splitlines() == [
-            f"{path}: rules.files: {path.parent / 'gone.rules.yaml'}: cannot read rule file: "
+            f"{path}: rules.files: {path.parent / 'gone.rules.yaml'}: cannot read: "
             "No such file or directory",
             f"1 problem(s) in {path}",
         ]

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from stampline._common import YamlLimitError, load_yaml
+from stampline._common._yaml import MAX_ALIASES, MAX_BYTES, MAX_DEPTH
 from stampline.cli import app
 from stampline.config import ConfigError, load_config
-from stampline.rules import YamlLimitError, load_yaml
-from stampline.rules._yaml import MAX_ALIASES, MAX_BYTES, MAX_DEPTH
 from tests.stampline.conftest import MARKET_RULES, WriteConfig
 
 runner = CliRunner()
@@ -86,6 +86,18 @@ def test_a_hostile_rule_file_is_one_clear_problem(
     (problem,) = _check(path)
     assert problem["key"] == "rules.files"
     assert says in str(problem["message"])
+
+
+def test_a_hostile_alerts_file_is_one_clear_problem(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """The alert definitions file a configuration names is read within the same limits."""
+    alerts = tmp_path / "hostile.alerts.yaml"
+    alerts.write_text("version: 1\n" + HOSTILE["many aliases"])
+    path = write_config(BASE + RULES + f"alerting: {{definitions: {alerts}}}\n")
+    (problem,) = _check(path)
+    assert problem["key"] == "alerting.definitions"
+    assert f"{alerts}:3: YAML past a limit: more than 100 aliases" in str(problem["message"])
 
 
 # (section, key, value as written in YAML, what the message says)
