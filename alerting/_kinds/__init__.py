@@ -18,6 +18,7 @@ from stampline.alerting._kinds import (
     divergence,
     dlq_rate,
     latency_slo,
+    provider_latency,
     provider_silent,
     sequence_gap,
     stale,
@@ -40,6 +41,7 @@ KINDS: Mapping[str, AlertKind] = MappingProxyType(
             clock_error.KIND,
             trail_lag.KIND,
             collector_down.KIND,
+            provider_latency.KIND,
         )
     }
 )
