@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,6 +35,18 @@ PROMETHEUS = "prometheus"
 def dur(v: Any) -> int:
     """A duration field's value in nanoseconds (the YAML spells it ``5s``, ``250ms``...)."""
     return duration_ns(v)
+
+
+def positive_dur(v: Any) -> int:
+    """A duration field that must be more than 0, in nanoseconds.
+
+    Raises:
+        ValueError: not a duration, or 0.
+    """
+    ns = dur(v)
+    if ns <= 0:
+        raise ValueError("must be more than 0")
+    return ns
 
 
 class Model(BaseModel):
@@ -320,4 +332,40 @@ def firing_case(d: Alert, definitions: AlertsFile, **labels: str) -> PromCase | 
         every,
         1.0,
         quiet_at_s=15,
+    )
+
+
+def per_key(
+    model: type[RuleAlert],
+    rule_kind: str,
+    *,
+    summary: str,
+    notice: str,
+    panel: str,
+    investigate: str,
+    example: Mapping[str, object],
+) -> AlertKind:
+    """A kind raised by a rule's verdicts per (provider, instrument) key, judged in the gate
+    that owns the key (``KeyDetectors``: the rule keeps its state per key, which lives on
+    one partition, so exactly one gate sees each fault); exported as its firing gauge;
+    rendered in Grafana's ``providers`` group, on the Providers dashboard's ``panel``."""
+    name = get_args(model.model_fields["kind"].annotation)[0]
+    return AlertKind(
+        name=name,
+        model=model,
+        example=example,
+        detected_by="stampline.alerting._detectors:KeyDetectors",
+        signal=firing_signal,
+        case=firing_case,
+        summary=summary,
+        notice=notice,
+        grafana=GrafanaRule(
+            no_data="OK",  # the firing gauge exists only while something fires
+            group="providers",
+            panel=("stampline-providers", panel),
+            investigate=command(investigate),
+        ),
+        firing_gauge=True,
+        provider_level=True,
+        rule_kind=rule_kind,
     )

@@ -19,9 +19,9 @@ from stampline.alerting._kinds._kind import (
     PromCase,
     PromSignal,
     command,
-    dur,
     firing_case,
     firing_signal,
+    positive_dur,
 )
 
 if TYPE_CHECKING:
@@ -44,10 +44,7 @@ class Completeness(Alert):
     @field_validator("window_ns", "grace_ns", mode="before")
     @classmethod
     def _d(cls, v: Any) -> int:
-        ns = dur(v)
-        if ns <= 0:
-            raise ValueError("must be more than 0")
-        return ns
+        return positive_dur(v)
 
     @model_validator(mode="after")
     def _two_stages(self) -> Completeness:

@@ -1,21 +1,11 @@
-"""``divergence``: a divergence rule (already sustained by its own ``sustain``) fails a
-key's records.
-
-Detected in the gate that owns the key (``KeyDetectors``); exported as its firing gauge.
-"""
+"""``divergence``: a divergence rule fails a key's records (already sustained by the rule's
+own ``sustain``: a single spike never fails); see ``_kind.per_key``."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from stampline.alerting._kinds._kind import (
-    AlertKind,
-    GrafanaRule,
-    RuleAlert,
-    command,
-    firing_case,
-    firing_signal,
-)
+from stampline.alerting._kinds._kind import RuleAlert, per_key
 
 
 class Divergence(RuleAlert):
@@ -24,22 +14,12 @@ class Divergence(RuleAlert):
     kind: Literal["divergence"]
 
 
-KIND = AlertKind(
-    name="divergence",
-    model=Divergence,
+KIND = per_key(
+    Divergence,
+    "divergence",
     example={"scope": {"instrument": True}},
-    detected_by="stampline.alerting._detectors:KeyDetectors",
-    signal=firing_signal,
-    case=firing_case,
     summary="{provider}: diverging prices",
     notice="{provider}: price off the other providers' median",
-    grafana=GrafanaRule(
-        no_data="OK",  # the firing gauge exists only while something fires
-        group="providers",
-        panel=("stampline-providers", "Price ratio to the cross-provider median, per instrument"),
-        investigate=command("stampline providers compare --since 1h --by instrument"),
-    ),
-    firing_gauge=True,
-    provider_level=True,
-    rule_kind="divergence",
+    panel="Price ratio to the cross-provider median, per instrument",
+    investigate="stampline providers compare --since 1h --by instrument",
 )

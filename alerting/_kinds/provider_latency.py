@@ -44,9 +44,9 @@ from stampline.alerting._kinds._kind import (
     WatchContext,
     ceil15,
     command,
-    dur,
     example_subject,
     matcher,
+    positive_dur,
     selector,
 )
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition
@@ -73,10 +73,7 @@ class ProviderLatency(Alert):
     @field_validator("window_ns", "baseline_ns", mode="before")
     @classmethod
     def _d(cls, v: Any) -> int:
-        ns = dur(v)
-        if ns <= 0:
-            raise ValueError("must be more than 0")
-        return ns
+        return positive_dur(v)
 
     @model_validator(mode="after")
     def _longer_baseline(self) -> ProviderLatency:

@@ -1,8 +1,7 @@
 """``sequence_gap``: a sequence rule saw numbers skipped on a key.
 
-Detected in the gate that owns the key (``KeyDetectors``: the rule keeps its state per
-(provider, instrument), which lives on one partition, so exactly one gate sees each fault),
-from the rule's gap-open events; exported as the detector's firing gauge.
+Judged in the gate that owns the key, from the rule's gap-open events (first, last,
+missing); see ``_kind.per_key``.
 """
 
 from __future__ import annotations
@@ -11,14 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from stampline.alerting._kinds._kind import (
-    AlertKind,
-    GrafanaRule,
-    RuleAlert,
-    command,
-    firing_case,
-    firing_signal,
-)
+from stampline.alerting._kinds._kind import RuleAlert, per_key
 
 
 class SequenceGap(RuleAlert):
@@ -28,22 +20,12 @@ class SequenceGap(RuleAlert):
     min_missing: int = Field(default=1, ge=1)
 
 
-KIND = AlertKind(
-    name="sequence_gap",
-    model=SequenceGap,
+KIND = per_key(
+    SequenceGap,
+    "sequence",
     example={"scope": {"instrument": True}},
-    detected_by="stampline.alerting._detectors:KeyDetectors",
-    signal=firing_signal,
-    case=firing_case,
     summary="{provider}: sequence gap",
     notice="{provider} {instrument}: {missing} sequence number(s) missing",
-    grafana=GrafanaRule(
-        no_data="OK",  # the firing gauge exists only while something fires
-        group="providers",
-        panel=("stampline-providers", "Silence and gaps per provider"),
-        investigate=command("stampline providers compare --since 1h --by instrument"),
-    ),
-    firing_gauge=True,
-    provider_level=True,
-    rule_kind="sequence",
+    panel="Silence and gaps per provider",
+    investigate="stampline providers compare --since 1h --by instrument",
 )

@@ -1,20 +1,10 @@
-"""``stale``: a stale rule fails a key's records.
-
-Detected in the gate that owns the key (``KeyDetectors``); exported as its firing gauge.
-"""
+"""``stale``: a stale rule fails a key's records; see ``_kind.per_key``."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from stampline.alerting._kinds._kind import (
-    AlertKind,
-    GrafanaRule,
-    RuleAlert,
-    command,
-    firing_case,
-    firing_signal,
-)
+from stampline.alerting._kinds._kind import RuleAlert, per_key
 
 
 class Stale(RuleAlert):
@@ -23,22 +13,12 @@ class Stale(RuleAlert):
     kind: Literal["stale"]
 
 
-KIND = AlertKind(
-    name="stale",
-    model=Stale,
+KIND = per_key(
+    Stale,
+    "stale",
     example={},
-    detected_by="stampline.alerting._detectors:KeyDetectors",
-    signal=firing_signal,
-    case=firing_case,
     summary="{provider}: stale quotes",
     notice="{provider}: stale quotes",
-    grafana=GrafanaRule(
-        no_data="OK",  # the firing gauge exists only while something fires
-        group="providers",
-        panel=("stampline-providers", "Provider latency p50 / p99 (origin → gate)"),
-        investigate=command("stampline providers compare --since 1h"),
-    ),
-    firing_gauge=True,
-    provider_level=True,
-    rule_kind="stale",
+    panel="Provider latency p50 / p99 (origin → gate)",
+    investigate="stampline providers compare --since 1h",
 )
