@@ -1,4 +1,5 @@
-"""Alerting: definitions (expected providers, calendars, alerts), the lifecycle of alert
+"""Alerting: definitions (expected providers, calendars, alerts; one module per alert kind
+under ``_kinds/``, listed in the registry ``KINDS``), the lifecycle of alert
 instances, in-stream detectors, delivery (Alertmanager, alerts topic, store, metrics), and
 the Prometheus / Alertmanager files exported from the same definitions (their PromQL and
 routing parts are public, so Grafana-managed rules render from the very same strings).
@@ -20,25 +21,11 @@ from stampline.alerting._calendar import (
 )
 from stampline.alerting._completeness import CompletenessDetector
 from stampline.alerting._definitions import (
-    ALERT_ID_PATTERN,
-    RTS25_TIERS_NS,
-    SEVERITIES,
     AlertDefinition,
     AlertsFile,
     Calendar,
-    ClockError,
-    CollectorDown,
-    Completeness,
-    Divergence,
-    DlqRate,
     ExpectedProvider,
-    LatencySlo,
-    ProviderSilent,
     ScheduledEvent,
-    Scope,
-    SequenceGap,
-    Stale,
-    TrailLag,
     Window,
     load_alerts,
     parse_alerts,
@@ -47,9 +34,7 @@ from stampline.alerting._detectors import BatchObserver, KeyDetectors, ProviderF
 from stampline.alerting._dispatch import Dispatcher
 from stampline.alerting._export import (
     GROUP_BY,
-    NOT_EXPORTED,
     ROUTE_TIMING,
-    PromSignal,
     alertmanager_config,
     expression,
     prometheus_rules,
@@ -69,6 +54,27 @@ from stampline.alerting._history import (
     write_history,
 )
 from stampline.alerting._intake import AlertIntake, IntakeResult
+from stampline.alerting._kinds import KINDS
+from stampline.alerting._kinds._kind import (
+    ALERT_ID_PATTERN,
+    PROMETHEUS,
+    SEVERITIES,
+    AlertKind,
+    GrafanaRule,
+    PromCase,
+    PromSignal,
+    Scope,
+)
+from stampline.alerting._kinds.clock_error import RTS25_TIERS_NS, ClockError
+from stampline.alerting._kinds.collector_down import CollectorDown
+from stampline.alerting._kinds.completeness import Completeness
+from stampline.alerting._kinds.divergence import Divergence
+from stampline.alerting._kinds.dlq_rate import DlqRate
+from stampline.alerting._kinds.latency_slo import LatencySlo
+from stampline.alerting._kinds.provider_silent import ProviderSilent
+from stampline.alerting._kinds.sequence_gap import SequenceGap
+from stampline.alerting._kinds.stale import Stale
+from stampline.alerting._kinds.trail_lag import TrailLag
 from stampline.alerting._learning import DismissalBook, UpdateRates
 from stampline.alerting._lifecycle import Lifecycle, Transition, fingerprint
 from stampline.alerting._metrics import AlertMetrics
@@ -81,13 +87,15 @@ from stampline.alerting.exceptions import AlertDeliveryError, AlertingError, Def
 __all__ = [
     "ALERT_ID_PATTERN",
     "GROUP_BY",
-    "NOT_EXPORTED",
+    "KINDS",
+    "PROMETHEUS",
     "ROUTE_TIMING",
     "RTS25_TIERS_NS",
     "SEVERITIES",
     "AlertDefinition",
     "AlertDeliveryError",
     "AlertIntake",
+    "AlertKind",
     "AlertMetrics",
     "AlertingError",
     "AlertmanagerClient",
@@ -106,11 +114,13 @@ __all__ = [
     "ExpectedProvider",
     "FactsPublisher",
     "FactsSubscriber",
+    "GrafanaRule",
     "IntakeResult",
     "KeyDetectors",
     "LatencySlo",
     "Lifecycle",
     "Notice",
+    "PromCase",
     "PromSignal",
     "ProviderFacts",
     "ProviderSilent",

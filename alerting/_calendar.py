@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from stampline.alerting._definitions import SEVERITIES, Calendar, ScheduledEvent, Window
+from stampline.alerting._definitions import Calendar, ScheduledEvent, Window
+from stampline.alerting._kinds._kind import SEVERITIES
 from stampline.alerting.exceptions import DefinitionError
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

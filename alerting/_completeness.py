@@ -64,9 +64,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stampline._common import SECOND_NS
-from stampline.alerting._definitions import AlertsFile, Calendar, Completeness
+from stampline.alerting._definitions import AlertsFile, Calendar
 from stampline.alerting._detectors import Deliver, severity_fn
 from stampline.alerting._history import last_states
+from stampline.alerting._kinds.completeness import Completeness
 from stampline.alerting._learning import DismissalBook, UpdateRates
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
 from stampline.audit import AuditError, Store

@@ -7,57 +7,38 @@ Every duration is stored in nanoseconds (``*_ns``); the YAML spells it ``5s``, `
 
 from __future__ import annotations
 
+import operator
 import re
 from datetime import datetime
-from fnmatch import fnmatchcase
+from functools import reduce
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from stampline._common import (
     YamlFileError,
     file_line,
     line_of,
-    parse_duration_ns,
     parse_yaml,
     read_yaml_file,
 )
+from stampline.alerting._kinds import KINDS
+from stampline.alerting._kinds._kind import (
+    NAME_PATTERN,
+    Alert,
+    Model,
+    dur,
+)
 from stampline.alerting.exceptions import DefinitionError
 
-ALERT_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
-NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
-Severity = Literal["info", "warning", "critical"]
-Kind = Literal[
-    "provider_silent",
-    "sequence_gap",
-    "stale",
-    "divergence",
-    "latency_slo",
-    "dlq_rate",
-    "completeness",
-    "clock_error",
-    "trail_lag",
-    "collector_down",
-]
-# MiFID II RTS 25 (Delegated Regulation (EU) 2017/574): the maximum divergence from UTC.
-RTS25_TIERS_NS = {"hft": 100_000, "other": 1_000_000, "voice": 1_000_000_000}
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-def _dur(v: Any) -> int:
-    return parse_duration_ns(v)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Window(_Model):
+class Window(Model):
     """A weekly window in a calendar's time zone: these days, from ``start`` to ``end``
     (``end`` before ``start`` runs past midnight into the next day)."""
 
@@ -88,7 +69,7 @@ class Window(_Model):
         return m(self.start), m(self.end)
 
 
-class ScheduledEvent(_Model):
+class ScheduledEvent(Model):
     """A dated window (a central-bank announcement): alerts inside it are downgraded."""
 
     name: str = Field(min_length=1)
@@ -109,7 +90,7 @@ class ScheduledEvent(_Model):
         return self
 
 
-class Calendar(_Model):
+class Calendar(Model):
     """A venue's trading sessions, scheduled events and quiet periods."""
 
     timezone: str = "UTC"
@@ -131,7 +112,7 @@ class Calendar(_Model):
         return v
 
 
-class ExpectedProvider(_Model):
+class ExpectedProvider(Model):
     """A provider that must keep publishing: silence past ``max_gap`` (inside its venue's
     session) is an alert, including a provider that never showed up."""
 
@@ -143,200 +124,23 @@ class ExpectedProvider(_Model):
     @field_validator("max_gap_ns", mode="before")
     @classmethod
     def _gap(cls, v: Any) -> int:
-        ns = _dur(v)
+        ns = dur(v)
         if ns <= 0:
             raise ValueError("max_gap must be more than 0")
         return ns
 
 
-class Scope(_Model):
-    """Which subjects an alert watches (shell patterns, empty = all) and which labels it
-    carries. ``instrument: true`` makes the instrument a label (opt-in: cardinality)."""
-
-    providers: tuple[str, ...] = ()
-    venues: tuple[str, ...] = ()
-    stage: str | None = None
-    instrument: bool = False
-
-    def matches(self, provider: str, venue: str = "") -> bool:
-        return (not self.providers or any(fnmatchcase(provider, p) for p in self.providers)) and (
-            not self.venues or any(fnmatchcase(venue, p) for p in self.venues)
-        )
+# The union of the registered kinds' models, told apart by ``kind``. Type checkers see the
+# common base (narrow it with isinstance); pydantic sees the discriminated union.
+if TYPE_CHECKING:
+    AlertDefinition: TypeAlias = Alert
+else:
+    AlertDefinition = Annotated[
+        reduce(operator.or_, (k.model for k in KINDS.values())), Field(discriminator="kind")
+    ]
 
 
-class _Alert(_Model):
-    id: str = Field(pattern=ALERT_ID_PATTERN, description="dotted, lower case")
-    severity: Severity = "warning"
-    for_ns: int = Field(default=0, alias="for")
-    keep_firing_for_ns: int = Field(default=0, alias="keep_firing_for")
-    scope: Scope = Scope()
-    runbook_url: str = ""
-    dashboard_url: str = ""
-    summary: str = ""
-    description: str = ""
-
-    @field_validator("for_ns", "keep_firing_for_ns", mode="before")
-    @classmethod
-    def _durations(cls, v: Any) -> int:
-        return _dur(v)
-
-    @field_validator("runbook_url", "dashboard_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if v and not re.match(r"^https?://\S+$", v):
-            raise ValueError(f"{v!r} is not an http(s) URL")
-        return v
-
-
-class ProviderSilent(_Alert):
-    """No event from a registered provider for longer than its ``max_gap`` (or ``threshold``).
-    Resolves once events flow again (hysteresis: the gap must fall below ``clear``)."""
-
-    kind: Literal["provider_silent"]
-    threshold_ns: int | None = Field(default=None, alias="threshold")
-    clear_ns: int | None = Field(default=None, alias="clear")
-
-    @field_validator("threshold_ns", "clear_ns", mode="before")
-    @classmethod
-    def _opt(cls, v: Any) -> int | None:
-        return None if v is None else _dur(v)
-
-
-class _RuleAlert(_Alert):
-    rule: str | None = Field(
-        default=None, description="the rule id (shell pattern) whose verdicts raise it"
-    )
-
-
-class SequenceGap(_RuleAlert):
-    """A sequence rule saw numbers skipped on a key; figures: first, last and missing."""
-
-    kind: Literal["sequence_gap"]
-    min_missing: int = Field(default=1, ge=1)
-
-
-class Stale(_RuleAlert):
-    """A stale rule fails a key's records."""
-
-    kind: Literal["stale"]
-
-
-class Divergence(_RuleAlert):
-    """A divergence rule (already sustained by its own ``sustain``) fails a key's records."""
-
-    kind: Literal["divergence"]
-
-
-class LatencySlo(_Alert):
-    """A stage's hold time at ``quantile`` over ``window`` above ``threshold``."""
-
-    kind: Literal["latency_slo"]
-    quantile: float = Field(default=0.99, gt=0, lt=1)
-    threshold_ns: int = Field(alias="threshold")
-    window_ns: int = Field(default=300_000_000_000, alias="window")
-
-    @field_validator("threshold_ns", "window_ns", mode="before")
-    @classmethod
-    def _d(cls, v: Any) -> int:
-        return _dur(v)
-
-
-class DlqRate(_Alert):
-    """Dead letters as a fraction of a provider's records over ``window``, per rule."""
-
-    kind: Literal["dlq_rate"]
-    threshold: float = Field(gt=0, le=1, description="fraction of records, e.g. 0.05")
-    clear: float | None = Field(default=None, ge=0, le=1)
-    window_ns: int = Field(default=60_000_000_000, alias="window")
-    min_events: int = Field(default=20, ge=1)
-
-    @field_validator("window_ns", mode="before")
-    @classmethod
-    def _d(cls, v: Any) -> int:
-        return _dur(v)
-
-    @model_validator(mode="after")
-    def _clear_below(self) -> DlqRate:
-        if self.clear is not None and self.clear > self.threshold:
-            raise ValueError("clear must not exceed threshold (it is the hysteresis floor)")
-        return self
-
-
-class Completeness(_Alert):
-    """Events lost between two stages: seen at ``from_stage`` and not at ``to_stage`` within
-    ``grace`` (of the ``from_stage`` sighting, in event time); fires while the lost fraction
-    of a provider's events over ``window`` is above ``threshold``. Judged by the recorder,
-    which sees every stage's trail rows."""
-
-    kind: Literal["completeness"]
-    from_stage: str = Field(pattern=NAME_PATTERN)
-    to_stage: str = Field(pattern=NAME_PATTERN)
-    threshold: float = Field(gt=0, le=1, description="fraction of the events, e.g. 0.001")
-    window_ns: int = Field(default=300_000_000_000, alias="window")
-    grace_ns: int = Field(default=5_000_000_000, alias="grace")
-
-    @field_validator("window_ns", "grace_ns", mode="before")
-    @classmethod
-    def _d(cls, v: Any) -> int:
-        ns = _dur(v)
-        if ns <= 0:
-            raise ValueError("must be more than 0")
-        return ns
-
-    @model_validator(mode="after")
-    def _two_stages(self) -> Completeness:
-        if self.from_stage == self.to_stage:
-            raise ValueError("from_stage and to_stage must differ")
-        return self
-
-
-class ClockError(_Alert):
-    """A host's clock-error bound past the RTS 25 tier's limit (or an explicit threshold)."""
-
-    kind: Literal["clock_error"]
-    tier: Literal["hft", "other", "voice"] = "other"
-    threshold_ns: int | None = Field(default=None, alias="threshold")
-
-    @field_validator("threshold_ns", mode="before")
-    @classmethod
-    def _d(cls, v: Any) -> int | None:
-        return None if v is None else _dur(v)
-
-    @property
-    def limit_ns(self) -> int:
-        return self.threshold_ns if self.threshold_ns is not None else RTS25_TIERS_NS[self.tier]
-
-
-class TrailLag(_Alert):
-    """The recorder (or a gate) behind its input by more than ``threshold`` records."""
-
-    kind: Literal["trail_lag"]
-    threshold: int = Field(ge=1, description="records behind the partition end")
-
-
-class CollectorDown(_Alert):
-    """A sidecar's metrics endpoint stopped answering Prometheus."""
-
-    kind: Literal["collector_down"]
-    job: str = Field(default="stampline", min_length=1)
-
-
-AlertDefinition = Annotated[
-    ProviderSilent
-    | SequenceGap
-    | Stale
-    | Divergence
-    | LatencySlo
-    | DlqRate
-    | Completeness
-    | ClockError
-    | TrailLag
-    | CollectorDown,
-    Field(discriminator="kind"),
-]
-
-
-class Dismissals(_Model):
+class Dismissals(Model):
     """How "dismiss and learn" downgrades a pattern dismissed as expected."""
 
     downgrade_after: int = Field(default=3, ge=1)
@@ -345,7 +149,7 @@ class Dismissals(_Model):
     )
 
 
-class AlertsFile(_Model):
+class AlertsFile(Model):
     """A YAML file of alert definitions."""
 
     version: Literal[1]
@@ -432,7 +236,7 @@ def _problem(path: Path | str, node: yaml.Node | None, error: Any) -> str:
     loc = tuple(
         p
         for p in error["loc"]
-        if not (isinstance(p, str) and (p.startswith(("function-", "tagged-")) or p in _KINDS))
+        if not (isinstance(p, str) and (p.startswith(("function-", "tagged-")) or p in KINDS))
     )
     key = ".".join(str(p) for p in loc) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
@@ -444,6 +248,3 @@ def _problem(path: Path | str, node: yaml.Node | None, error: Any) -> str:
     if isinstance(error.get("input"), dict) and error["type"] not in {"dict_type", "model_type"}:
         got = ""
     return f"{file_line(path, line_of(node, loc))}: {key}: {message}{got}"
-
-
-_KINDS = frozenset(Kind.__args__)  # type: ignore[attr-defined]

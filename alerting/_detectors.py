@@ -27,14 +27,14 @@ from fnmatch import fnmatchcase
 from typing import Protocol
 
 from stampline.alerting._calendar import decide_severity
-from stampline.alerting._definitions import AlertsFile, Calendar, Divergence, SequenceGap, Stale
+from stampline.alerting._definitions import AlertsFile, Calendar
+from stampline.alerting._kinds import KINDS
+from stampline.alerting._kinds._kind import BatchView, RuleAlert
+from stampline.alerting._kinds.sequence_gap import SequenceGap
 from stampline.alerting._learning import DismissalBook, UpdateRates
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
 
 log = logging.getLogger("stampline.alerting")
-
-# The rule kind (as the rules component names it) whose verdicts raise each per-key kind.
-RULE_KIND = {"sequence_gap": "sequence", "stale": "stale", "divergence": "divergence"}
 
 
 class FailureLike(Protocol):
@@ -84,6 +84,8 @@ class ProviderFacts:
     events: dict[str, int] = field(default_factory=dict)
     dead: dict[tuple[str, str], int] = field(default_factory=dict)  # (provider, rule) -> n
     source: str = ""
+    # kind -> what its plug-in detector's `batch_facts` made of the batch (JSON-able)
+    kinds: dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -92,6 +94,7 @@ class ProviderFacts:
             "events": self.events,
             "dead": [[p, r, n] for (p, r), n in self.dead.items()],
             "source": self.source,
+            "kinds": self.kinds,
         }
 
     @classmethod
@@ -110,12 +113,15 @@ class ProviderFacts:
             assert isinstance(events, dict)
             at = obj["at_ns"]
             assert isinstance(at, int)
+            kinds = obj.get("kinds", {})
+            assert isinstance(kinds, dict)
             return cls(
                 at,
                 {str(k): int(v) for k, v in last.items()},
                 {str(k): int(v) for k, v in events.items()},
                 {(str(p), str(r)): int(n) for p, r, n in dead_rows},
                 str(obj.get("source", "")),
+                {str(k): v for k, v in kinds.items()},
             )
         except (AssertionError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not provider facts: {exc!r}") from None
@@ -160,7 +166,7 @@ class _KeyAlert:
 
     def __init__(
         self,
-        definition: SequenceGap | Stale | Divergence,
+        definition: RuleAlert,
         rules: frozenset[str],
         life: Lifecycle,
     ) -> None:
@@ -205,9 +211,9 @@ class KeyDetectors:
         }
         self.alerts: list[_KeyAlert] = []
         for d in definitions.alerts:
-            if not isinstance(d, SequenceGap | Stale | Divergence):
+            want = KINDS[d.kind].rule_kind
+            if want is None or not isinstance(d, RuleAlert):
                 continue
-            want = RULE_KIND[d.kind]
             rules = frozenset(
                 r for r, k in rule_kinds.items() if k == want and fnmatchcase(r, d.rule or "*")
             )
@@ -221,6 +227,14 @@ class KeyDetectors:
                 max_instances=max_instances,
             )
             self.alerts.append(_KeyAlert(d, rules, life))
+        # The plug-in provider-wide kinds defined here: each summarises every batch for the
+        # provider watch (their detectors run there, where every gate's facts meet).
+        defined = {d.kind for d in definitions.alerts}
+        self._batch_facts = {
+            k.name: k.batch_facts
+            for k in KINDS.values()
+            if k.batch_facts is not None and k.name in defined
+        }
 
     def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
         return severity_fn(
@@ -276,6 +290,10 @@ class KeyDetectors:
             for row, failures in rejects.items():
                 key = (providers[row], failures[0].rule_id)
                 facts.dead[key] = facts.dead.get(key, 0) + 1
+            if self._batch_facts:
+                view = BatchView(received_ns, providers, instruments, origins, rejects)
+                for kind, summarise in self._batch_facts.items():
+                    facts.kinds[kind] = summarise(view)
         broken: dict[str, list[int]] = {}
         for table in (rejects, warnings):
             for row, failures in table.items():

@@ -9,17 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stampline.alerting._definitions import AlertsFile
+from stampline.alerting._kinds import KINDS
 from stampline.alerting._lifecycle import Transition
-
-_DEFAULT_SUMMARY = {
-    "provider_silent": "{provider} silent for {value:.1f}s",
-    "sequence_gap": "{provider} {instrument}: {missing} sequence number(s) missing",
-    "stale": "{provider}: stale quotes",
-    "divergence": "{provider}: price off the other providers' median",
-    "dlq_rate": "{provider}: {rate:.1%} dead-lettered by {rule}",
-    "completeness": "{provider}: {lost} of {judged} events lost between {from_stage} and "
-    "{to_stage}",
-}
 
 
 class _Safe(dict[str, Any]):
@@ -80,7 +71,9 @@ def render(definitions: AlertsFile, t: Transition, source: str = "") -> Notice:
     values = _Safe(labels)
     values.update(dict(t.figures))
     values["value"] = t.value
-    template = (d.summary if d is not None else "") or _DEFAULT_SUMMARY.get(t.kind, "{alertname}")
+    kind = KINDS.get(t.kind)  # a transition from the store may name a kind no longer known
+    default = kind.notice if kind is not None else "{alertname}"
+    template = (d.summary if d is not None else "") or default
     try:
         summary = template.format_map(values)
     except (ValueError, TypeError, IndexError, KeyError):

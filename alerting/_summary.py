@@ -6,18 +6,18 @@ The notice fills a summary from the instance's labels, its figures and its value
 rule has less: the labels its query keeps (``PromSignal.by``), the query's value, and what the
 definition itself fixes. So a placeholder becomes
 
-- a label the query keeps → ``{{ $labels.<name> }}``; ``{rule}`` of ``dlq_rate`` (the notice's
-  name for the dead-lettering rule) is the metric's ``reason`` label;
-- ``{value}``, and the figures that are that value (``seconds_since_last_event`` of
-  ``provider_silent``, ``rate`` of ``dlq_rate``) → the value expression the caller names
-  (Prometheus ``$value``, Grafana ``$values.A.Value``), through ``printf`` for an ``f``, ``e``
-  or ``g`` format spec (sign, zero padding, width and precision kept) and
-  ``humanizePercentage`` for ``%``. Not for the kinds judged in stream (``IN_STREAM``): their
-  rule's value is the firing gauge, 1, not the notice's value;
+- a label the query keeps → ``{{ $labels.<name> }}``, and so do the kind's ``label_figures``
+  (``{rule}`` of ``dlq_rate``, the notice's name for the metric's ``reason`` label);
+- ``{value}``, and the figures that are that value (the kind's ``value_figures``, e.g.
+  ``seconds_since_last_event`` of ``provider_silent``) → the value expression the caller
+  names (Prometheus ``$value``, Grafana ``$values.A.Value``), through ``printf`` for an ``f``,
+  ``e`` or ``g`` format spec (sign, zero padding, width and precision kept) and
+  ``humanizePercentage`` for ``%``. Not for the kinds whose rule re-publishes an in-stream
+  detector's firing gauge (``AlertKind.firing_gauge``): that rule's value is 1;
 - ``{alertname}``, ``{kind}``, ``{severity}`` (the exported rule's fixed label), ``{stage}`` of
   a scoped definition whose query has no stage label, and the figures the definition fixes
-  (``max_gap_s`` with an explicit ``threshold``, ``window_s`` and ``grace_s`` of
-  ``completeness``) → their text, formatted here with the placeholder's spec, as the notice
+  (the kind's ``summary_figures``: ``max_gap_s`` with an explicit ``threshold``...) → their
+  text, formatted here with the placeholder's spec, as the notice
   formats them.
 
 Anything else (a figure only the detector knows, such as ``{missing}``; a label the query
@@ -39,22 +39,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from stampline._common import SECOND_NS
-from stampline.alerting._definitions import AlertDefinition, Completeness, DlqRate, ProviderSilent
+from stampline.alerting._definitions import AlertDefinition
+from stampline.alerting._kinds import KINDS
 
-# The kinds' summaries when a definition has none, in the notice's template language.
-DEFAULT_SUMMARY = {
-    "provider_silent": "{provider} ({venue}) silent for {value:.1f}s",
-    "dlq_rate": "{provider}: {value:.2%} of records dead-lettered by {reason}",
-    "latency_slo": "{provider}: stage {stage} hold time above the SLO",
-    "trail_lag": "{topic}[{partition}]: consumer lag above the limit",
-    "collector_down": "{instance} is down",
-    "clock_error": "{host} ({stage}): clock-error bound above the RTS 25 limit",
-    "sequence_gap": "{provider}: sequence gap",
-    "stale": "{provider}: stale quotes",
-    "divergence": "{provider}: diverging prices",
-    "completeness": "{provider}: events lost between {from_stage} and {to_stage}",
-}
 # Python's format spec, the part Go's printf can follow: sign, zero padding, width,
 # precision and a float type ("" behaves as g). Fill, alignment, grouping and "#" cannot.
 _SPEC = re.compile(
@@ -133,18 +120,15 @@ class Summary:
         return "".join(out)
 
 
-def exported_summary(
-    d: AlertDefinition, labels: tuple[str, ...], *, has_value: bool = True
-) -> Summary:
-    """``d``'s summary (its own, else the kind's) for a rule whose query keeps ``labels``;
-    ``has_value``: the rule's value is the one the notice shows."""
-    template = d.summary or DEFAULT_SUMMARY[d.kind]
+def exported_summary(d: AlertDefinition, labels: tuple[str, ...]) -> Summary:
+    """``d``'s summary (its own, else the kind's) for a rule whose query keeps ``labels``."""
+    template = d.summary or KINDS[d.kind].summary
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
         # The notice shows a template str.format cannot read as written: so does the export.
         return Summary((Part("text", template),), unreadable=str(exc))
-    known = _known(d, labels, has_value)
+    known = _known(d, labels)
     parts: list[Part] = []
     unexported: list[str] = []
     for literal, name, spec, conversion in fields:
@@ -167,11 +151,10 @@ def exported_summary(
     return Summary(_merged(parts), tuple(dict.fromkeys(unexported)))
 
 
-def _known(
-    d: AlertDefinition, labels: tuple[str, ...], has_value: bool
-) -> dict[str, Part | str | float]:
+def _known(d: AlertDefinition, labels: tuple[str, ...]) -> dict[str, Part | str | float]:
     """What each placeholder name is in the exported rule: a label or value part, or a
     constant of the definition (str or float, formatted with the placeholder's spec)."""
+    kind = KINDS[d.kind]
     known: dict[str, Part | str | float] = {
         "alertname": d.id,
         "kind": d.kind,
@@ -179,22 +162,17 @@ def _known(
     }
     if d.scope.stage:
         known["stage"] = d.scope.stage  # the notice's default; a stage label wins below
-    if isinstance(d, ProviderSilent) and d.threshold_ns is not None:
-        known["max_gap_s"] = d.threshold_ns / SECOND_NS
-    if isinstance(d, Completeness):
-        known["window_s"] = d.window_ns / SECOND_NS
-        known["grace_s"] = d.grace_ns / SECOND_NS
+    known.update(kind.summary_figures(d))
     for name in labels:
         known[name] = Part("label", name)
-    if isinstance(d, DlqRate) and "reason" in labels:
-        known["rule"] = Part("label", "reason")
-    if has_value:
+    for figure, label in kind.label_figures.items():
+        if label in labels:
+            known[figure] = Part("label", label)
+    if not kind.firing_gauge:  # else the rule's value is the firing gauge, 1
         value = Part("value", "")
         known["value"] = value
-        if isinstance(d, ProviderSilent):
-            known["seconds_since_last_event"] = value
-        if isinstance(d, DlqRate):
-            known["rate"] = value
+        for figure in kind.value_figures:
+            known[figure] = value
     return known
 
 

@@ -1,4 +1,6 @@
-"""The one aggregation point for provider-wide kinds: ``provider_silent`` and ``dlq_rate``.
+"""The one aggregation point for provider-wide kinds: ``provider_silent``, ``dlq_rate``, and
+the kinds that plug a detector in (``AlertKind.watch``: it is handed its kind's part of every
+gate's facts, and ticked with the others).
 
 Every gate hands it :class:`~alerting.ProviderFacts` per batch (directly, or through the facts
 topic when gates run in several processes); it keeps, per registered provider, the newest
@@ -14,6 +16,7 @@ provider going silent at once; deployments use the wall clock.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -21,16 +24,16 @@ from collections.abc import Callable, Mapping
 
 from stampline._common import SECOND_NS
 from stampline.alerting._calendar import in_session
-from stampline.alerting._definitions import (
-    AlertsFile,
-    Calendar,
-    DlqRate,
-    ExpectedProvider,
-    ProviderSilent,
-)
+from stampline.alerting._definitions import AlertsFile, Calendar, ExpectedProvider
 from stampline.alerting._detectors import Deliver, ProviderFacts, severity_fn
+from stampline.alerting._kinds import KINDS
+from stampline.alerting._kinds._kind import WatchContext, WatchDetector
+from stampline.alerting._kinds.dlq_rate import DlqRate
+from stampline.alerting._kinds.provider_silent import ProviderSilent
 from stampline.alerting._learning import DismissalBook, UpdateRates
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition
+
+log = logging.getLogger("stampline.alerting")
 
 
 class ProviderWatch:
@@ -95,6 +98,12 @@ class ProviderWatch:
             if isinstance(d, DlqRate)
         ]
         self._window_ns = max((d.window_ns for d, _ in self._dlq), default=0)
+        context = WatchContext(definitions, self._severity_fn, max_instances)
+        self._plugins: list[tuple[str, str, WatchDetector]] = [
+            (d.kind, d.id, make(d, context))
+            for d in definitions.alerts
+            if (make := KINDS[d.kind].watch) is not None
+        ]
 
     def clock(self) -> int:
         """Now: the wall clock, or with ``event_clock`` the newest origin time seen."""
@@ -135,6 +144,14 @@ class ProviderWatch:
                 out = self._judge_silence(self.clock())
             else:  # resolve a provider that came back at once; the ticker finds new silences
                 out = self._judge_silence(self.clock(), only=seen)
+            for kind, alert_id, detector in self._plugins:
+                part = facts.kinds.get(kind)
+                if part is None:
+                    continue
+                try:
+                    out += detector.add(facts.at_ns, part)
+                except Exception:  # facts may come over a topic: one bad part is not fatal
+                    log.exception("alert %s: facts from %r not usable", alert_id, facts.source)
         if out:
             self.deliver(out)
 
@@ -144,6 +161,8 @@ class ProviderWatch:
         with self._lock:
             out = self._judge_silence(now)
             out += self._judge_dlq(now)
+            for _kind, _id, detector in self._plugins:
+                out += detector.tick(now)
         if out:
             self.deliver(out)
         return out
@@ -251,9 +270,7 @@ class WatchTicker:
             try:
                 self.watch.tick()
             except Exception:  # keep ticking: one bad tick must not end silence detection
-                import logging
-
-                logging.getLogger("stampline.alerting").exception("provider watch tick failed")
+                log.exception("provider watch tick failed")
 
     def stop(self) -> None:
         self._stop.set()

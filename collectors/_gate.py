@@ -1075,6 +1075,10 @@ class Gate:
             by_provider[provider] += 1
             if row[19] == "forwarded":
                 out[provider] += 1
+                if row[6]:  # an origin time: how long the record took to reach the gate
+                    # A provider clock ahead of ours reads as no delay: the skew itself is
+                    # stampline_provider_clock_offset_seconds.
+                    m.origin_latency.labels(provider).observe(max(row[7] - row[6], 0) / 1e9)
             else:
                 dead[(provider, m.rule(row[20]))] += 1
             held = (row[4] - row[3]) / 1e9

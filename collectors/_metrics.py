@@ -22,6 +22,11 @@ _LATENCY_BUCKETS = (
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000)
+# Origin to ingestion spans a colocated feed's sub-millisecond to a vendor's minutes.
+_ORIGIN_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 300.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,14 @@ class SidecarMetrics:
             "Time an event spent in a stage (stamp out - in).",
             ["stage", "provider"],
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.origin_latency = Histogram(
+            "stampline_origin_latency_seconds",
+            "Origin to ingestion (ingest - origin time) of the records a gate accepted, by "
+            "provider; refused records are left out (their origin time is not to be trusted).",
+            ["provider"],
+            buckets=_ORIGIN_BUCKETS,
             registry=r,
         )
         self.instrument_latency = (

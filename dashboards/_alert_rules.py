@@ -27,8 +27,9 @@ registered* provider, seen or not (one never seen counts from the watch's start)
 definitions' ``clear``. Queries are instant: their results are already one number per
 instance, so no reduce step is needed.
 
-``noDataState`` (what an evaluation that returns no series at all means) is chosen per kind
-(``NO_DATA``); ``execErrState`` is ``Error`` everywhere: a query that fails (Prometheus
+``noDataState`` (what an evaluation that returns no series at all means), the group, the
+panel and the command to investigate with are the kind's (``alerting.KINDS``, each kind's
+``grafana``); ``execErrState`` is ``Error`` everywhere: a query that fails (Prometheus
 unreachable) becomes Grafana's DatasourceError alert naming the rule, never a claim that a
 provider is silent. Each rule carries ``severity``, ``kind`` and ``stampline_dashboard``
 labels and is annotated with its summary (the definition's own, else the kind's: the
@@ -48,12 +49,11 @@ from typing import Any
 
 from stampline.alerting import (
     GROUP_BY,
-    NOT_EXPORTED,
+    KINDS,
     ROUTE_TIMING,
     AlertDefinition,
     AlertsFile,
     PromSignal,
-    ProviderSilent,
     prometheus_duration,
     session_intervals,
     signal,
@@ -61,7 +61,6 @@ from stampline.alerting import (
     summary_template,
     venue_sessions,
 )
-from stampline.dashboards import _compliance, _hotspots, _providers
 from stampline.dashboards._common import PROMETHEUS, PROMETHEUS_UID
 from stampline.dashboards._provisioning import (
     ALERTS_FOLDER_TITLE,
@@ -79,53 +78,13 @@ UID_PREFIX = "stampline-"
 MAX_UID = 40  # Grafana's limit; characters [A-Za-z0-9_-]
 QUERY_WINDOW_S = 600  # relativeTimeRange of the instant queries (the rate windows are in PromQL)
 EXEC_ERR_STATE = "Error"
-INVESTIGATE_LOOKBACK_NS = 3_600_000_000_000  # how far back an `investigate` command looks
 
-# (group, evaluation interval, kinds): Grafana's intervals are multiples of 10 s.
-GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("providers", "10s", ("provider_silent", "sequence_gap", "stale", "divergence", "dlq_rate")),
-    (
-        "pipeline",
-        "30s",
-        ("latency_slo", "completeness", "trail_lag", "collector_down", "clock_error"),
-    ),
-)
-
-# What "no series at all" means, per kind.
-NO_DATA: dict[str, str] = {
-    # The watch exports a series for every registered provider while it runs: none at all
-    # means no watch is exported, so nobody judges silence. Grafana then raises its own
-    # DatasourceNoData alert naming the rule, which says exactly that (Alerting would claim
-    # a silent provider and carry no provider label).
-    "provider_silent": "NoData",
-    # No `up` series for the job: Prometheus scrapes no sidecar of it at all.
-    "collector_down": "NoData",
-    # These series exist only while something fires (the gates' in-stream alerts) or once
-    # dead letters were counted: none is the healthy state.
-    "sequence_gap": "OK",
-    "stale": "OK",
-    "divergence": "OK",
-    "dlq_rate": "OK",
-    "completeness": "OK",  # the recorder's firing gauge: a series only while events are lost
-    # Metrics of running sidecars: none means no sidecar runs, which collector_down reports.
-    "latency_slo": "OK",
-    "trail_lag": "OK",
-    "clock_error": "OK",
-}
-
-# Where a person looks first: (dashboard uid, panel title).
-PANELS: dict[str, tuple[str, str]] = {
-    "provider_silent": (_providers.UID, _providers.SILENCE.panel),
-    "sequence_gap": (_providers.UID, _providers.SILENCE.panel),
-    "stale": (_providers.UID, _providers.LATENCY.panel),
-    "divergence": (_providers.UID, _providers.RATIO.panel),
-    "dlq_rate": (_providers.UID, _providers.DEAD.panel),
-    "latency_slo": (_hotspots.UID, _hotspots.HOLD.panel),
-    "completeness": (_hotspots.UID, _hotspots.HOTSPOTS.panel),
-    "trail_lag": (_hotspots.UID, _hotspots.PROMETHEUS_PANELS[2][0]),
-    "collector_down": (_hotspots.UID, _hotspots.PROMETHEUS_PANELS[0][0]),
-    "clock_error": (_compliance.UID, _compliance.BOUND.panel),
-}
+# (group, evaluation interval): Grafana's intervals are multiples of 10 s. Each kind names
+# its group (a silent provider must reach people within seconds; pipeline metrics are
+# scraped every 15 s, so evaluating them faster adds nothing).
+GROUPS: tuple[tuple[str, str], ...] = (("providers", "10s"), ("pipeline", "30s"))
+# What "no series at all" means, per kind (each kind's module says why).
+NO_DATA: dict[str, str] = {name: k.grafana.no_data for name, k in KINDS.items()}
 
 # Grafana 11 has the threshold types gt, lt, within_range and outside_range (eq, gte, lte
 # came later, grafana#99516), so the others are written with these.
@@ -224,8 +183,7 @@ def grafana_alerting(
             missing from the dashboards (a renamed panel).
     """
     panels = _panel_ids()
-    by_group: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in GROUPS}
-    group_of = {kind: name for name, _, kinds in GROUPS for kind in kinds}
+    by_group: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in GROUPS}
     skipped: list[str] = []
     notes: list[str] = []
     uids: dict[str, str] = {}
@@ -240,7 +198,7 @@ def grafana_alerting(
                 f"{rendered['uid']!r}; rename one"
             )
         uids[rendered["uid"]] = d.id
-        by_group[group_of[d.kind]].append(rendered)
+        by_group[KINDS[d.kind].grafana.group].append(rendered)
     groups: tuple[dict[str, Any], ...] = tuple(
         {
             "orgId": 1,
@@ -249,7 +207,7 @@ def grafana_alerting(
             "interval": interval,
             "rules": rules,
         }
-        for name, interval, _ in GROUPS
+        for name, interval in GROUPS
         if (rules := by_group[name])
     )
     comment = "".join(f"Not rendered: {s}\n" for s in skipped) + "".join(
@@ -310,16 +268,6 @@ def _threshold(ref: str, of: str, condition: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _in_scope(d: AlertDefinition, definitions: AlertsFile) -> list[int]:
-    """The thresholds (ns) of the registered providers ``d`` watches."""
-    assert isinstance(d, ProviderSilent)
-    return [
-        d.threshold_ns if d.threshold_ns is not None else p.max_gap_ns
-        for p in definitions.providers
-        if d.scope.matches(p.provider, p.venue)
-    ]
-
-
 def _condition(
     d: AlertDefinition, s: PromSignal, definitions: AlertsFile, notes: list[str]
 ) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
@@ -339,8 +287,9 @@ def _condition(
         excess = f"({excess}) * {on}{s.session}"
     condition = {"evaluator": _evaluator(s, 0)}
     clear_ns = getattr(d, "clear_ns", None)
-    if clear_ns is not None:
-        thresholds = set(_in_scope(d, definitions))
+    registered = KINDS[d.kind].registered
+    if clear_ns is not None and registered is not None:
+        thresholds = set(registered(d, definitions))
         if len(thresholds) == 1:
             (t,) = thresholds
             # As the watch: active above the threshold, clear at or below min(clear, it).
@@ -360,21 +309,20 @@ def _rule(
     notes: list[str],
 ) -> dict[str, Any] | str:
     """The rule for ``d``, or why there is none."""
-    s = signal(d)
-    if s is None:
-        assert d.kind in NOT_EXPORTED
-        return "no metric to evaluate yet (a rule that can never fire is not rendered)"
-    if isinstance(d, ProviderSilent) and not _in_scope(d, definitions):
+    kind = KINDS[d.kind]
+    registered = kind.registered
+    if registered is not None and not registered(d, definitions):
         return "no registered provider in its scope (its query would return nothing)"
+    s = signal(d)
     of, condition, extra = _condition(d, s, definitions, notes)
-    dashboard, title = PANELS[d.kind]
+    dashboard, title = kind.grafana.panel
     if (dashboard, title) not in panels:
         raise GrafanaError(f"alert {d.id}: dashboard {dashboard} has no panel {title!r}")
     panel = panels[(dashboard, title)]
     notes.extend(summary_notes(d))
     annotations = {
         "summary": summary_template(d, "$values.A.Value"),
-        "investigate": _investigate(d, definitions),
+        "investigate": kind.grafana.investigate(d, definitions),
         "__dashboardUid__": dashboard,
         "__panelId__": str(panel),
     }
@@ -388,7 +336,7 @@ def _rule(
         "data": [_prometheus("A", s.value), *extra, _threshold("C", of, condition)],
         "dashboardUid": dashboard,
         "panelId": panel,
-        "noDataState": NO_DATA[d.kind],
+        "noDataState": kind.grafana.no_data,
         "execErrState": EXEC_ERR_STATE,
         "for": prometheus_duration(d.for_ns),
     }
@@ -398,33 +346,6 @@ def _rule(
     rule["labels"] = {"severity": d.severity, "kind": d.kind, "stampline_dashboard": dashboard}
     rule["isPaused"] = False
     return rule
-
-
-def _investigate(d: AlertDefinition, definitions: AlertsFile) -> str:
-    """The stampline command that shows the fault from the store."""
-    if isinstance(d, ProviderSilent):
-        gap = prometheus_duration(min(_in_scope(d, definitions)))
-        return f"stampline providers compare --since 1h --gap {gap}"
-    lookback = prometheus_duration(INVESTIGATE_LOOKBACK_NS + d.for_ns)
-    return {
-        "sequence_gap": "stampline providers compare --since 1h --by instrument",
-        "stale": "stampline providers compare --since 1h",
-        "divergence": "stampline providers compare --since 1h --by instrument",
-        "dlq_rate": (
-            "stampline replay EVENT_ID (the id is in a dead letter's stamp headers); "
-            "per provider: stampline providers compare --since 1h"
-        ),
-        "latency_slo": "stampline hotspots --since 15m",
-        "completeness": "stampline completeness --since 1h",
-        "trail_lag": "stampline completeness --since 15m",
-        "collector_down": "stampline completeness --since 15m",
-        # Annotation templates see labels and values, never a time: the period is relative
-        # to when the command runs, reaching back an hour beyond `for` (when the excursion
-        # began, for a command run within the hour of the alert firing).
-        "clock_error": f"stampline evidence --period now-{lookback}..now"
-        + " --host {{ $labels.host }}"
-        + f" --tier {getattr(d, 'tier', 'other')}",
-    }[d.kind]
 
 
 def _notifications(definitions: AlertsFile, alertmanager_url: str | None) -> Notifications:

@@ -21,6 +21,7 @@ NAMES = {
     "stampline_events_out",
     "stampline_events_dead_lettered",
     "stampline_stage_latency_seconds",
+    "stampline_origin_latency_seconds",
     "stampline_consumer_lag",
     "stampline_batch_size",
     "stampline_store_write_seconds",
@@ -36,9 +37,9 @@ def test_metrics_endpoint_serves_every_named_metric_with_capped_provider_labels(
     bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
 ) -> None:
     """A scrape of /metrics shows events in/out/dead-lettered by provider and reason, latency
-    histograms, lag, batch sizes, store writes, backpressure, last-event time, watermarks and
-    clock offsets; a third provider past a cap of two is counted as "other"; a late event is
-    counted and flagged in its headers."""
+    histograms (origin to gate of accepted records only), lag, batch sizes, store writes,
+    backpressure, last-event time, watermarks and clock offsets; a third provider past a cap
+    of two is counted as "other"; a late event is counted and flagged in its headers."""
     raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
     now = now_ms()
     records = [
@@ -100,6 +101,10 @@ def test_metrics_endpoint_serves_every_named_metric_with_capped_provider_labels(
         ]
         == 3
     )
+    # alpha's two forwarded records, one 30 s old; its refused record is left out.
+    origin = (("provider", "alpha"),)
+    assert samples[("stampline_origin_latency_seconds_count", origin)] == 2
+    assert 30 <= samples[("stampline_origin_latency_seconds_sum", origin)] < 60
     assert not any(
         s.labels.get("provider") == "charlie" for f in families.values() for s in f.samples
     )

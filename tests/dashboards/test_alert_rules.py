@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 from typer.testing import CliRunner
 
 from stampline.alerting import (
+    KINDS,
     AlertMetrics,
     AlertsFile,
     ProviderFacts,
@@ -49,6 +50,7 @@ from stampline.dashboards import (
 from stampline.dashboards._alert_rules import NO_DATA
 from tests.alerting.conftest import Server, start, stop
 from tests.alerting.test_export import COMPLETENESS, CUSTOM, OVERNIGHT, PACKAGED
+from tests.alerting.test_kinds import every_kind
 from tests.dashboards.grafana_api import RecordingGrafana
 
 runner = CliRunner()
@@ -57,6 +59,7 @@ AM_URL = "http://alertmanager:9093"
 DEFINITIONS = {
     "packaged": PACKAGED.read_text() + COMPLETENESS,
     "overnight": OVERNIGHT,
+    "every kind": every_kind(),
 }
 UID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 # Grafana's model.ParseDuration (Prometheus' syntax).
@@ -152,6 +155,22 @@ def test_one_rule_per_definition_completeness_included(tmp_path: Path) -> None:
     assert tree["rendered"].skipped == ()
 
 
+def test_every_registered_kind_renders_a_grafana_rule(tmp_path: Path) -> None:
+    """One definition of each registered kind renders one rule each, in its kind's group,
+    with its no-data state and its panel; none is left out."""
+    rendered = grafana_alerting(parse_alerts(every_kind()))
+    assert rendered.skipped == ()
+    tree = _tree(tmp_path, every_kind())
+    groups = tree["alerting"]["stampline-rules"]["groups"]
+    placed = {r["labels"]["kind"]: (g["name"], r) for g in groups for r in g["rules"]}
+    assert set(placed) == set(KINDS)
+    for name, (group, rule) in placed.items():
+        grafana = KINDS[name].grafana
+        assert group == grafana.group
+        assert rule["noDataState"] == grafana.no_data
+        assert rule["dashboardUid"] == grafana.panel[0]
+
+
 def test_no_data_and_error_states_are_the_documented_choices(tmp_path: Path) -> None:
     """A query that returns no series at all is a DatasourceNoData alert where the series must
     always exist (the registry's providers, the scrape targets) and OK where they exist only
@@ -167,6 +186,7 @@ def test_no_data_and_error_states_are_the_documented_choices(tmp_path: Path) -> 
         "latency_slo": "OK",
         "trail_lag": "OK",
         "clock_error": "OK",
+        "provider_latency": "OK",  # the gates' histogram: none means no gate runs
     }
     assert expected == NO_DATA
     for rule in _rules(_tree(tmp_path, DEFINITIONS["packaged"])):
