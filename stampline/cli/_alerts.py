@@ -490,26 +490,17 @@ def tune(
 def watch_cmd(config: ConfigOpt = None) -> None:
     """Run the provider watch of a multi-gate deployment: reads every gate's facts from
     `alerting.facts_topic`, judges provider_silent and dlq_rate, delivers. Until SIGTERM."""
-    import signal
-    import threading
-
     from stampline._alerts import for_watch
+    from stampline.cli._start import serve_metrics, start_sidecar
     from stampline.wiring import open_store, sidecar_metrics
 
-    path = config_path(config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        fail(str(exc))
+    started = start_sidecar(config)
+    cfg, stop = started.config, started.stop
     a = cfg.alerting
     if a.definitions is None or a.facts_topic is None or cfg.broker.bootstrap_servers is None:
         fail("alerts watch needs alerting.definitions, alerting.facts_topic and a broker", 2)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     metrics = sidecar_metrics(cfg)
-    if cfg.metrics.enabled:
-        metrics.serve()
+    serve_metrics("alerts watch", cfg, metrics.serve)
     try:
         if a.topic:
             # The history goes through the alerts topic to the recorder: this process only
