@@ -41,7 +41,9 @@ from stampline.alerting import (
 from stampline.audit import AuditError, LiveStore, Store
 from stampline.cli._app import (
     ConfigOpt,
+    DatabaseOpt,
     JsonOpt,
+    StoreOpt,
     app,
     config_path,
     emit_json,
@@ -65,8 +67,6 @@ DefsOpt = Annotated[
     Path | None,
     typer.Option("--definitions", "-d", help="Alert definitions YAML (default: the config's)."),
 ]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
-DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database in the store.")]
 AmOpt = Annotated[
     str | None,
     typer.Option("--alertmanager", help="Alertmanager URL (default: the config's)."),

@@ -48,6 +48,10 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help=f"Deployment YAML (default: ${ENV_CONFIG_FILE})."),
 ]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database", help="Database in the store (default: the config's).")
+]
 
 
 def emit_json(obj: Any) -> None:
