@@ -511,7 +511,7 @@ def watch_cmd(config: ConfigOpt = None) -> None:
             stop.wait()
             parts.close()
             return
-        with open_store(cfg) as store:
+        with open_store(cfg.store) as store:
             parts = for_watch(cfg, cfg.broker.bootstrap_servers, store, metrics)
             err.print(f"alerts watch: facts from {(a.facts_topic)}", highlight=False)
             stop.wait()

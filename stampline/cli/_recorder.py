@@ -60,7 +60,7 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                 cfg.topics.partitions,
             )
         try:
-            store = open_store(cfg)
+            store = open_store(cfg.store)
         except AuditError as exc:
             fail(str(exc))
         try:
