@@ -20,8 +20,7 @@ def gate(config: ConfigOpt = None) -> None:
     """
     from stampline._clockwatch import refresher_for
     from stampline.audit import ClockBound
-    from stampline.broker import check_reachable, ensure_topics
-    from stampline.cli._start import broker, one_line_errors, serve_metrics, start_sidecar
+    from stampline.cli._start import serve_metrics, sidecar_broker, start_sidecar
     from stampline.collectors import Gate
     from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
 
@@ -33,15 +32,8 @@ def gate(config: ConfigOpt = None) -> None:
         fail(f"{started.path}: configuration is not usable:\n{exc}")
     metrics = sidecar_metrics(cfg)
     serve_metrics("gate", cfg, metrics.serve)
-    with one_line_errors("gate"), broker(cfg) as bootstrap:
-        check_reachable(bootstrap, cfg.broker.client)
-        if cfg.topics.create_missing:
-            ensure_topics(
-                bootstrap,
-                [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter, cfg.topics.trail],
-                cfg.topics.partitions,
-                client=cfg.broker.client,
-            )
+    t = cfg.topics
+    with sidecar_broker("gate", cfg, [*t.raw, t.clean, t.dead_letter, t.trail]) as bootstrap:
         # The trail leaves on the broker: no store is opened here (alert history is not
         # written from the gate either; Alertmanager, the alerts topic and metrics are).
         alerting = _alerting(cfg, bootstrap, None, metrics, rules)

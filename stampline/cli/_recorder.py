@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from contextlib import AbstractContextManager, nullcontext
 
 from stampline.audit import AuditError, ChdbStore, LiveEndpoint, Store
@@ -39,7 +37,7 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     from stampline._alerts import for_recorder
     from stampline.alerting import DefinitionError
     from stampline.broker import ensure_topics
-    from stampline.cli._start import broker, serve_metrics, start_sidecar
+    from stampline.cli._start import broker, report_progress, serve_metrics, start_sidecar
     from stampline.collectors import Recorder, RecorderMetrics
     from stampline.wiring import open_store, recorder_settings
 
@@ -82,8 +80,14 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                 f"recorder: {cfg.topics.trail} at {bootstrap} → {cfg.store.backend} {where}",
                 highlight=False,
             )
-            progress = threading.Thread(target=_progress, args=(the_recorder, stop), daemon=True)
-            progress.start()
+            stats = the_recorder.stats
+            report_progress(
+                stop,
+                lambda: (
+                    f"recorder: messages {stats.messages:,} rows {stats.rows:,} "
+                    f"lag {stats.lag_s:.1f}s"
+                ),
+            )
             try:
                 the_recorder.run(stop)
             finally:
@@ -120,15 +124,3 @@ def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndp
         return LiveEndpoint(store, cfg.recorder.query_address, cfg.recorder.query_port)
     except OSError as exc:  # names the address (host:port) it could not bind
         fail(f"recorder: live queries: {exc}")
-
-
-def _progress(the_recorder: object, stop: threading.Event) -> None:
-    last = time.monotonic()
-    while not stop.wait(5):
-        s = the_recorder.stats  # type: ignore[attr-defined]
-        if time.monotonic() - last >= 5:
-            last = time.monotonic()
-            err.print(
-                f"recorder: messages {s.messages:,} rows {s.rows:,} lag {s.lag_s:.1f}s",
-                highlight=False,
-            )

@@ -73,6 +73,30 @@ def broker(config: Config) -> Iterator[str]:
 
 
 @contextmanager
+def sidecar_broker(what: str, config: Config, topics: list[str]) -> Iterator[str]:
+    """The sidecar's broker (see :func:`broker`), reachable, with ``topics`` created when
+    `topics.create_missing`; a part that cannot be reached or used inside ends the command
+    in one line (see :func:`one_line_errors`)."""
+    from stampline.broker import check_reachable, ensure_topics
+
+    with one_line_errors(what), broker(config) as bootstrap:
+        check_reachable(bootstrap, config.broker.client)
+        if config.topics.create_missing:
+            ensure_topics(bootstrap, topics, config.topics.partitions, client=config.broker.client)
+        yield bootstrap
+
+
+def report_progress(stop: threading.Event, line: Callable[[], str], every_s: float = 5) -> None:
+    """Print ``line()`` on stderr every ``every_s`` until ``stop`` is set (a daemon thread)."""
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            err.print(line(), highlight=False)
+
+    threading.Thread(target=loop, name="progress", daemon=True).start()
+
+
+@contextmanager
 def one_line_errors(what: str) -> Iterator[None]:
     """Turn a part that cannot be reached or used into ``error: <what>: <reason>``, exit 1."""
     try:

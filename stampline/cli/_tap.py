@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
 import typer
@@ -28,8 +27,7 @@ def tap(
     Ctrl-C, then writes what is pending, commits and exits 0; progress goes to stderr.
     The sightings go to the trail topic (`topics.trail`) for `stampline recorder`.
     """
-    from stampline.broker import check_reachable, ensure_topics
-    from stampline.cli._start import broker, one_line_errors, serve_metrics, start_sidecar
+    from stampline.cli._start import report_progress, serve_metrics, sidecar_broker, start_sidecar
     from stampline.collectors import Tap
     from stampline.wiring import sidecar_metrics, tap_settings, trail_topic
 
@@ -40,19 +38,19 @@ def tap(
         fail("no topics to observe: pass --topic NAME or set tap.topics in the file", 2)
     metrics = sidecar_metrics(cfg)
     serve_metrics("tap", cfg, metrics.serve)
-    with one_line_errors("tap"), broker(cfg) as bootstrap:
-        check_reachable(bootstrap, cfg.broker.client)
-        if cfg.topics.create_missing:
-            ensure_topics(
-                bootstrap, [cfg.topics.trail], cfg.topics.partitions, client=cfg.broker.client
-            )
+    with sidecar_broker("tap", cfg, [cfg.topics.trail]) as bootstrap:
         # The trail leaves on the broker: no store is opened here.
         settings = tap_settings(cfg, bootstrap, topics)
         trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
         the_tap = Tap(settings, trail, metrics)
         err.print(f"tap: observing {', '.join(topics)} at {bootstrap}", highlight=False)
-        progress = threading.Thread(target=_progress, args=(the_tap, stop), daemon=True)
-        progress.start()
+        report_progress(
+            stop,
+            lambda: (
+                f"tap: records {the_tap.stats.records:,} "
+                f"observations {the_tap.stats.observations:,}"
+            ),
+        )
         the_tap.run(stop)
     s = the_tap.stats
     if json_out:
@@ -70,12 +68,3 @@ def tap(
         f"unstamped {s.unstamped:,} (by key {s.keyed:,}) bad stamps {s.bad_stamps:,}",
         highlight=False,
     )
-
-
-def _progress(the_tap: object, stop: threading.Event) -> None:
-    while not stop.wait(5):
-        stats = the_tap.stats  # type: ignore[attr-defined]
-        err.print(
-            f"tap: records {stats.records:,} observations {stats.observations:,}",
-            highlight=False,
-        )
