@@ -198,8 +198,16 @@ class LiveEndpoint:
     """Serves read-only queries on ``store`` (a ``ChdbStore``) until closed."""
 
     def __init__(self, store: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Binds ``host:port`` (0: one the OS chooses).
+
+        Raises:
+            OSError: the address cannot be bound; its ``filename`` is ``host:port``.
+        """
         self.store = store
-        self._server = _Server((host, port), self._run)
+        try:
+            self._server = _Server((host, port), self._run)
+        except OSError as exc:  # the socket's own error does not say which address
+            raise OSError(exc.errno, exc.strerror, f"{host}:{port}") from exc
         address = self._server.server_address
         self.host = str(address[0] if isinstance(address[0], str) else address[0].decode())
         self.port = int(address[1])

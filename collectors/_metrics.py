@@ -202,8 +202,19 @@ class SidecarMetrics:
         )
 
     def serve(self) -> object:
-        """Serve ``/metrics`` on the configured address and port; returns the server."""
-        server, _thread = start_http_server(
-            self.settings.port, self.settings.address, registry=self.registry
-        )
-        return server
+        """Serve ``/metrics`` on the configured address and port; returns the server.
+
+        Raises:
+            OSError: the address cannot be bound; its ``filename`` is ``host:port``.
+        """
+        return serve_metrics(self.registry, self.settings.address, self.settings.port)
+
+
+def serve_metrics(registry: CollectorRegistry, address: str, port: int) -> object:
+    """Serve ``registry`` on ``address:port``; a bind failure names that address (``Address
+    already in use: '127.0.0.1:9464'``), which the socket's own error does not."""
+    try:
+        server, _thread = start_http_server(port, address, registry=registry)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, f"{address}:{port}") from exc
+    return server

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import orjson
 import pyarrow as pa
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from stampline._common import where
 from stampline.audit import (
@@ -57,6 +57,7 @@ from stampline.audit import (
     decode_trail_message,
 )
 from stampline.collectors._kafka import consumer_config, producer_config, take
+from stampline.collectors._metrics import serve_metrics
 from stampline.collectors._trailtopic import DEFAULT_TRAIL_TOPIC
 
 log = logging.getLogger("stampline.recorder")
@@ -171,8 +172,9 @@ class RecorderMetrics:
         )
 
     def serve(self, port: int, address: str = "127.0.0.1") -> object:
-        server, _thread = start_http_server(port, address, registry=self.registry)
-        return server
+        """Serve ``/metrics`` on ``address:port`` (a bind failure names it, see
+        ``serve_metrics``)."""
+        return serve_metrics(self.registry, address, port)
 
 
 class Recorder:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from stampline.alerting import (
@@ -31,7 +30,7 @@ from stampline.alerting import (
     WatchTicker,
     load_alerts,
 )
-from stampline.audit import AuditError, LiveStore, Store, find_live
+from stampline.audit import AuditError, Store
 from stampline.collectors import RecorderMetrics, SidecarMetrics
 from stampline.config import Config
 from stampline.rules import RuleSet, RulesHolder
@@ -182,16 +181,13 @@ def reading_store(config: Config, *, server: bool = True) -> Store | None:
     ``server`` is False), or the live endpoint of the recorder holding the embedded store;
     None when neither answers (an embedded store is never opened here: that would keep the
     recorder out of it)."""
+    from stampline.wiring import live_store, open_store
+
     s = config.store
     try:
         if s.backend == "clickhouse":
-            if not server:
-                return None
-            from stampline.wiring import open_store
-
-            return open_store(config, migrate=False)
-        live = find_live(Path(s.path))
-        return LiveStore(live["url"], s.database) if live is not None else None
+            return open_store(s, migrate=False) if server else None
+        return live_store(s)
     except AuditError as exc:
         log.warning("store not readable: %s", exc)
         return None

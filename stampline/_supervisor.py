@@ -3,9 +3,14 @@
 Each child is a stampline command in its own process (`gate`, `tap`, `recorder`). A child
 that exits while the deployment runs is restarted after a back-off that doubles with each
 quick failure (from ``backoff_s`` up to ``max_backoff_s``) and resets once the child has
-stayed up for ``stable_s``; every exit and restart is reported. ``stop`` sends SIGTERM to
-every child (each one finishes its work in hand, commits and exits), waits up to
-``stop_timeout_s``, then SIGKILLs what is left.
+stayed up for ``stable_s``; every exit and restart is reported, with the last line the child
+logged. ``stop`` sends SIGTERM to every child (each one finishes its work in hand, commits
+and exits), waits up to ``stop_timeout_s``, then SIGKILLs what is left.
+
+A child *came up* once a run of it lasted ``stable_s``. One that exited on its own within
+``stable_s`` of starting ``CRASH_LOOP`` times in a row (and has not come up since), or that is
+down (exited, waiting to restart) when the deployment stops, is *failing*: ``failing()``
+lists them, and `stampline run` exits non-zero for them.
 
 On Linux a child also gets SIGTERM when the supervising process dies without stopping it
 (SIGKILL, the OOM killer; see stampline/_orphans.py), so it stops the same clean way. That
@@ -31,6 +36,8 @@ from typing import Any
 
 from stampline._orphans import die_with_parent
 
+CRASH_LOOP = 2  # quick exits in a row that make a crash loop (one may be an outside kill)
+
 
 @dataclass(slots=True)
 class Child:
@@ -48,6 +55,8 @@ class Child:
     next_start: float = 0.0
     last_exit: int | None = None
     stopped: bool = False  # stopped on purpose: not an exit to report or restart
+    quick_exits: int = 0  # exits in a row within ``stable_s`` of starting
+    came_up: bool = False  # a run of it lasted ``stable_s``
 
     def last_line(self) -> str:
         """The last non-empty line the child logged ("" without a log): why it stopped."""
@@ -69,7 +78,21 @@ class Child:
             "running": self.proc is not None and self.proc.poll() is None,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            "quick_exits": self.quick_exits,
+            "came_up": self.came_up,
         }
+
+    def trouble(self) -> str:
+        """Why this failing child is failing, with the last line it logged."""
+        if not self.came_up:
+            how = "never came up"
+        elif self.quick_exits >= CRASH_LOOP:
+            how = "was crash-looping at stop"
+        else:
+            how = "was down at stop"
+        text = f"{self.name} {how} ({self.quick_exits} quick exit(s) in a row)"
+        last = self.last_line()
+        return f"{text}; last log line: {last}" if last else text
 
 
 Report = Callable[[str], None]
@@ -136,30 +159,39 @@ class Supervisor:
             if child.stopped:
                 continue
             proc = child.proc
+            up = now - child.started
+            if proc is not None and up >= self.stable_s:
+                child.came_up, child.quick_exits = True, 0
             if proc is not None and proc.poll() is not None:
                 child.last_exit = proc.returncode
                 child.proc = None
-                up = now - child.started
+                exited = f"{child.name} exited with {exit_text(proc.returncode)} after {up:.1f}s"
+                last = child.last_line()
+                why = f": {last}" if last else ""
                 if not self.restart:
                     self.exited.append(child)
                     child.next_start = float("inf")
-                    report(f"{child.name} exited with {exit_text(proc.returncode)} after {up:.1f}s")
+                    report(exited + why)
                     continue
                 if up >= self.stable_s or child.backoff_s == 0:
                     child.backoff_s = self.backoff_s
                 else:
                     child.backoff_s = min(child.backoff_s * 2, self.max_backoff_s)
+                if up < self.stable_s:
+                    child.quick_exits += 1
                 child.next_start = now + child.backoff_s
-                report(
-                    f"{child.name} exited with {exit_text(proc.returncode)} after {up:.1f}s; "
-                    f"restarting in {child.backoff_s:.1f}s"
-                )
+                report(f"{exited}; restarting in {child.backoff_s:.1f}s{why}")
             if child.proc is None and now >= child.next_start:
                 child.restarts += 1
                 self.start(child, report)
 
     def stop_all(self, report: Report) -> None:
         self.stop(self.children, report)
+
+    def failing(self) -> list[Child]:
+        """The children that are failing (see the module's docstring): crash-looping, or down
+        (exited, waiting to restart). Asked after ``stop`` it judges them as they were then."""
+        return [c for c in self.children if c.quick_exits >= CRASH_LOOP or c.proc is None]
 
     def stop(self, children: Sequence[Child], report: Report) -> None:
         """SIGTERM ``children`` together, wait for each (SIGKILL after ``stop_timeout_s``)."""

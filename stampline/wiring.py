@@ -10,8 +10,10 @@ from stampline.audit import (
     ChdbStore,
     ClickHouseStore,
     ClockBound,
+    LiveStore,
     Retention,
     Store,
+    find_live,
     read_clock_bound,
 )
 from stampline.collectors import (
@@ -23,38 +25,56 @@ from stampline.collectors import (
     TapSettings,
     TrailTopic,
 )
-from stampline.config import Config, build_extraction
+from stampline.config import Config, StoreConfig, build_extraction
 from stampline.rules import RulesHolder
 
 log = logging.getLogger("stampline.clock")
 
 
-def retention(config: Config) -> Retention:
-    r = config.store.retention
+def retention(store: StoreConfig) -> Retention:
+    r = store.retention
     return Retention(raw_s=r.raw_ns // 10**9, rollups_s=r.rollups_ns // 10**9)
 
 
-def open_store(config: Config, database: str | None = None, *, migrate: bool = True) -> Store:
-    """The configured store (chDB or a ClickHouse server), its schema applied."""
-    s = config.store
-    if s.backend == "clickhouse":
+def open_store(
+    store: StoreConfig, database: str | None = None, *, migrate: bool = True, live: bool = False
+) -> Store:
+    """The configured store, its schema applied unless ``migrate`` is False: the one place
+    the backend is chosen (a ClickHouse server, or chDB on a local folder).
+
+    With ``live`` (a reader), a chDB folder that a running recorder holds is read through
+    that recorder's live endpoint instead: opening the folder would keep the recorder out.
+
+    Raises:
+        AuditError: the store cannot be opened.
+    """
+    db = database or store.database
+    if store.backend == "clickhouse":
         return ClickHouseStore(
-            s.url or "",
-            database or s.database,
-            user=s.user,
-            password=s.password.get_secret_value(),
-            secure=s.secure,
-            verify_tls=s.verify_tls,
-            retention=retention(config),
+            store.url or "",
+            db,
+            user=store.user,
+            password=store.password.get_secret_value(),
+            secure=store.secure,
+            verify_tls=store.verify_tls,
+            retention=retention(store),
             migrate=migrate,
         )
+    held = live_store(store, db) if live else None
+    if held is not None:
+        return held
     return ChdbStore(
-        s.path,
-        database or s.database,
-        retention(config),
-        migrate=migrate,
-        private=s.permissions == "private",
+        store.path, db, retention(store), migrate=migrate, private=store.permissions == "private"
     )
+
+
+def live_store(store: StoreConfig, database: str | None = None) -> LiveStore | None:
+    """The live endpoint of the recorder holding the chDB folder ``store.path``; None when no
+    running recorder serves it (or the store is a ClickHouse server, which serves itself)."""
+    if store.backend != "chdb":
+        return None
+    found = find_live(store.path)
+    return LiveStore(found["url"], database or store.database) if found is not None else None
 
 
 def clock_bound(

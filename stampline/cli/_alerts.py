@@ -41,7 +41,9 @@ from stampline.alerting import (
 from stampline.audit import AuditError, LiveStore, Store
 from stampline.cli._app import (
     ConfigOpt,
+    DatabaseOpt,
     JsonOpt,
+    StoreOpt,
     app,
     config_path,
     emit_json,
@@ -65,8 +67,6 @@ DefsOpt = Annotated[
     Path | None,
     typer.Option("--definitions", "-d", help="Alert definitions YAML (default: the config's)."),
 ]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
-DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database in the store.")]
 AmOpt = Annotated[
     str | None,
     typer.Option("--alertmanager", help="Alertmanager URL (default: the config's)."),
@@ -490,26 +490,17 @@ def tune(
 def watch_cmd(config: ConfigOpt = None) -> None:
     """Run the provider watch of a multi-gate deployment: reads every gate's facts from
     `alerting.facts_topic`, judges provider_silent and dlq_rate, delivers. Until SIGTERM."""
-    import signal
-    import threading
-
     from stampline._alerts import for_watch
+    from stampline.cli._start import serve_metrics, start_sidecar
     from stampline.wiring import open_store, sidecar_metrics
 
-    path = config_path(config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        fail(str(exc))
+    started = start_sidecar(config)
+    cfg, stop = started.config, started.stop
     a = cfg.alerting
     if a.definitions is None or a.facts_topic is None or cfg.broker.bootstrap_servers is None:
         fail("alerts watch needs alerting.definitions, alerting.facts_topic and a broker", 2)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     metrics = sidecar_metrics(cfg)
-    if cfg.metrics.enabled:
-        metrics.serve()
+    serve_metrics("alerts watch", cfg, metrics.serve)
     try:
         if a.topic:
             # The history goes through the alerts topic to the recorder: this process only
@@ -520,7 +511,7 @@ def watch_cmd(config: ConfigOpt = None) -> None:
             stop.wait()
             parts.close()
             return
-        with open_store(cfg) as store:
+        with open_store(cfg.store) as store:
             parts = for_watch(cfg, cfg.broker.bootstrap_servers, store, metrics)
             err.print(f"alerts watch: facts from {(a.facts_topic)}", highlight=False)
             stop.wait()

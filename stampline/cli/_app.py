@@ -14,8 +14,8 @@ import typer
 from stampline import __version__
 from stampline._redact import RedactingFormatter, scrub_data
 from stampline._terminal import SafeConsole, line
-from stampline.audit import AuditError, ChdbStore, LiveStore, Store, check_database_name, find_live
-from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
+from stampline.audit import AuditError, Store, check_database_name
+from stampline.config import ENV_CONFIG_FILE, ConfigError, StoreConfig, load_config
 
 app = typer.Typer(
     help="Audit streaming pipelines for latency and data quality.\n\n"
@@ -48,6 +48,10 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help=f"Deployment YAML (default: ${ENV_CONFIG_FILE})."),
 ]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database", help="Database in the store (default: the config's).")
+]
 
 
 def emit_json(obj: Any) -> None:
@@ -76,32 +80,25 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
             check_database_name(database)
         except ValueError as exc:
             fail(f"--database: {exc}", 2)
-    private = True
     if store is None:
         if config is None and not os.environ.get(ENV_CONFIG_FILE):
             fail("say which trail: --store PATH (a chDB folder) or --config FILE", 2)
         try:
-            cfg = load_config(config_path(config))
+            settings = load_config(config_path(config)).store
         except ConfigError as exc:
             fail(str(exc))
-        if cfg.store.backend != "chdb":
-            from stampline.wiring import open_store
+    else:
+        settings = StoreConfig(path=store)
+    if settings.backend == "chdb" and not settings.path.is_dir():
+        fail(f"no store at {settings.path} (run `stampline demo` first, or pass the right --store)")
+    from stampline.wiring import open_store
 
-            try:
-                return open_store(cfg, database)
-            except AuditError as exc:
-                fail(str(exc))
-        store, database = cfg.store.path, database or cfg.store.database
-        private = cfg.store.permissions == "private"
-    if not store.is_dir():
-        fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
-    live = find_live(store)  # a running recorder holds the store: read through it
-    if live is not None:
-        return LiveStore(live["url"], database or "stampline")
     try:
-        return ChdbStore(store, database or "stampline", private=private)
+        return open_store(settings, database, live=True)
     except AuditError as exc:
-        fail(str(exc).splitlines()[0])
+        message = str(exc)
+        # chDB's errors append the SQL and engine trace; the first line says what failed.
+        fail(message.splitlines()[0] if settings.backend == "chdb" else message)
 
 
 _NOISY_LIBRARIES = ("urllib3", "clickhouse_connect")

@@ -13,7 +13,9 @@ from stampline._terminal import styled
 from stampline.audit import AuditError
 from stampline.cli._app import (
     ConfigOpt,
+    DatabaseOpt,
     JsonOpt,
+    StoreOpt,
     audit_app,
     emit_json,
     err,
@@ -43,10 +45,8 @@ def validate(
     docs: Annotated[Path, typer.Option(help="Folder for the Data Docs site (HTML).")] = Path(
         "stampline-data-docs"
     ),
-    store: Annotated[Path | None, typer.Option("--store", help="chDB store folder.")] = None,
-    database: Annotated[
-        str | None, typer.Option("--database", help="Database in the store.")
-    ] = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -15,7 +15,9 @@ from stampline._terminal import line, styled
 from stampline.audit import AuditError, NotFoundError, Store, VerifyReport
 from stampline.cli._app import (
     ConfigOpt,
+    DatabaseOpt,
     JsonOpt,
+    StoreOpt,
     app,
     config_path,
     emit_json,
@@ -89,10 +91,8 @@ def evidence(
             help="Verify the whole trail's chain while producing (slow on a large store).",
         ),
     ] = True,
-    store: Annotated[Path | None, typer.Option("--store", help="chDB store folder.")] = None,
-    database: Annotated[
-        str | None, typer.Option("--database", help="Database in the store.")
-    ] = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

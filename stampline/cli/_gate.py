@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from contextlib import nullcontext
 from typing import Any
 
-from stampline.cli._app import ConfigOpt, app, config_path, err, fail
-from stampline.config import ConfigError, load_config
+from stampline.cli._app import ConfigOpt, app, err, fail
 from stampline.rules import RuleFileError
 
 
@@ -24,38 +20,20 @@ def gate(config: ConfigOpt = None) -> None:
     """
     from stampline._clockwatch import refresher_for
     from stampline.audit import ClockBound
-    from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
-    from stampline.cli._start import one_line_errors
+    from stampline.cli._start import serve_metrics, sidecar_broker, start_sidecar
     from stampline.collectors import Gate
     from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
 
-    path = config_path(config)
+    started = start_sidecar(config)
+    cfg, stop = started.config, started.stop
     try:
-        cfg = load_config(path)
         rules = rules_holder(cfg)
-    except (ConfigError, RuleFileError) as exc:
-        fail(f"{path}: configuration is not usable:\n{exc}")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    except RuleFileError as exc:
+        fail(f"{started.path}: configuration is not usable:\n{exc}")
     metrics = sidecar_metrics(cfg)
-    if cfg.metrics.enabled:
-        metrics.serve()
-        err.print(f"gate: metrics on {cfg.metrics.address}:{cfg.metrics.port}/metrics")
-    with (
-        one_line_errors("gate"),
-        EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker,
-    ):
-        bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
-        assert bootstrap is not None
-        check_reachable(bootstrap, cfg.broker.client)
-        if cfg.topics.create_missing:
-            ensure_topics(
-                bootstrap,
-                [*cfg.topics.raw, cfg.topics.clean, cfg.topics.dead_letter, cfg.topics.trail],
-                cfg.topics.partitions,
-                client=cfg.broker.client,
-            )
+    serve_metrics("gate", cfg, metrics.serve)
+    t = cfg.topics
+    with sidecar_broker("gate", cfg, [*t.raw, t.clean, t.dead_letter, t.trail]) as bootstrap:
         # The trail leaves on the broker: no store is opened here (alert history is not
         # written from the gate either; Alertmanager, the alerts topic and metrics are).
         alerting = _alerting(cfg, bootstrap, None, metrics, rules)

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from stampline.alerting import DefinitionError, load_alerts
-from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, err, fail, out
+from stampline.cli._app import ConfigOpt, DatabaseOpt, JsonOpt, app, emit_json, err, fail, out
 from stampline.config import ENV_CONFIG_FILE, Config, ConfigError, load_config
 from stampline.dashboards import (
     GrafanaAlerting,
@@ -34,9 +34,6 @@ app.add_typer(grafana_app, name="grafana")
 
 DEFAULT_TOKEN_ENV = "GRAFANA_TOKEN"
 
-DatabaseOpt = Annotated[
-    str | None, typer.Option("--database", help="Store database (default: the config's).")
-]
 ClickHouseUrlOpt = Annotated[
     str | None,
     typer.Option(

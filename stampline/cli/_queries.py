@@ -19,7 +19,9 @@ from stampline.audit import (
 )
 from stampline.cli._app import (
     ConfigOpt,
+    DatabaseOpt,
     JsonOpt,
+    StoreOpt,
     app,
     emit_json,
     fail,
@@ -29,9 +31,6 @@ from stampline.cli._app import (
 )
 from stampline.cli._heatmap import render_heatmap
 from stampline.rules import format_duration, parse_duration_ns
-
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
-DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database in the store.")]
 
 
 def _window(since: str, option: str = "--since", zero: bool = False) -> int:

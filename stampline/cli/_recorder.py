@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-import time
 from contextlib import AbstractContextManager, nullcontext
 
 from stampline.audit import AuditError, ChdbStore, LiveEndpoint, Store
-from stampline.cli._app import ConfigOpt, JsonOpt, app, config_path, emit_json, err, fail
-from stampline.config import Config, ConfigError, load_config
+from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, err, fail
+from stampline.config import Config
 
 
 @app.command()
@@ -39,25 +36,16 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
 
     from stampline._alerts import for_recorder
     from stampline.alerting import DefinitionError
-    from stampline.broker import EmbeddedBroker, ensure_topics
+    from stampline.broker import ensure_topics
+    from stampline.cli._start import broker, report_progress, serve_metrics, start_sidecar
     from stampline.collectors import Recorder, RecorderMetrics
     from stampline.wiring import open_store, recorder_settings
 
-    path = config_path(config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        fail(f"{path}: configuration is not usable:\n{exc}")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    started = start_sidecar(config)
+    cfg, stop = started.config, started.stop
     metrics = RecorderMetrics()
-    if cfg.metrics.enabled:
-        metrics.serve(cfg.metrics.port, cfg.metrics.address)
-        err.print(f"recorder: metrics on {cfg.metrics.address}:{cfg.metrics.port}/metrics")
-    with EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker:
-        bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
-        assert bootstrap is not None
+    serve_metrics("recorder", cfg, lambda: metrics.serve(cfg.metrics.port, cfg.metrics.address))
+    with broker(cfg) as bootstrap:
         alerts_topic = cfg.alerting.topic
         if cfg.topics.create_missing:
             ensure_topics(
@@ -70,7 +58,7 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                 cfg.topics.partitions,
             )
         try:
-            store = open_store(cfg)
+            store = open_store(cfg.store)
         except AuditError as exc:
             fail(str(exc))
         try:
@@ -92,8 +80,14 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                 f"recorder: {cfg.topics.trail} at {bootstrap} → {cfg.store.backend} {where}",
                 highlight=False,
             )
-            progress = threading.Thread(target=_progress, args=(the_recorder, stop), daemon=True)
-            progress.start()
+            stats = the_recorder.stats
+            report_progress(
+                stop,
+                lambda: (
+                    f"recorder: messages {stats.messages:,} rows {stats.rows:,} "
+                    f"lag {stats.lag_s:.1f}s"
+                ),
+            )
             try:
                 the_recorder.run(stop)
             finally:
@@ -126,16 +120,7 @@ def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndp
     """The live query endpoint on an embedded store (a server answers queries itself)."""
     if not isinstance(store, ChdbStore):
         return nullcontext()
-    return LiveEndpoint(store, cfg.recorder.query_address, cfg.recorder.query_port)
-
-
-def _progress(the_recorder: object, stop: threading.Event) -> None:
-    last = time.monotonic()
-    while not stop.wait(5):
-        s = the_recorder.stats  # type: ignore[attr-defined]
-        if time.monotonic() - last >= 5:
-            last = time.monotonic()
-            err.print(
-                f"recorder: messages {s.messages:,} rows {s.rows:,} lag {s.lag_s:.1f}s",
-                highlight=False,
-            )
+    try:
+        return LiveEndpoint(store, cfg.recorder.query_address, cfg.recorder.query_port)
+    except OSError as exc:  # names the address (host:port) it could not bind
+        fail(f"recorder: live queries: {exc}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,7 +18,17 @@ from stampline.audit import (
     replay_event,
     short_ids,
 )
-from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, fail, open_store_for_query, out
+from stampline.cli._app import (
+    ConfigOpt,
+    DatabaseOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    emit_json,
+    fail,
+    open_store_for_query,
+    out,
+)
 from stampline.rules import format_duration
 
 
@@ -29,10 +38,8 @@ def replay(
     decision: Annotated[
         str | None, typer.Option("--decision", "-d", help="Replay a decision and its lineage.")
     ] = None,
-    store: Annotated[Path | None, typer.Option("--store", help="chDB store folder.")] = None,
-    database: Annotated[
-        str | None, typer.Option("--database", help="Database in the store.")
-    ] = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -13,7 +13,9 @@ from stampline._terminal import line
 from stampline.audit import AuditError
 from stampline.cli._app import (
     ConfigOpt,
+    DatabaseOpt,
     JsonOpt,
+    StoreOpt,
     audit_app,
     emit_json,
     err,
@@ -22,9 +24,6 @@ from stampline.cli._app import (
     out,
     store_app,
 )
-
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
-DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database in the store.")]
 
 
 @store_app.command()

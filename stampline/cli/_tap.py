@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from contextlib import nullcontext
 from typing import Annotated
 
 import typer
 
-from stampline.cli._app import ConfigOpt, JsonOpt, app, config_path, emit_json, err, fail
-from stampline.config import ConfigError, load_config
+from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, err, fail
 
 
 @app.command()
@@ -31,43 +27,30 @@ def tap(
     Ctrl-C, then writes what is pending, commits and exits 0; progress goes to stderr.
     The sightings go to the trail topic (`topics.trail`) for `stampline recorder`.
     """
-    from stampline.broker import EmbeddedBroker, check_reachable, ensure_topics
-    from stampline.cli._start import one_line_errors
+    from stampline.cli._start import report_progress, serve_metrics, sidecar_broker, start_sidecar
     from stampline.collectors import Tap
     from stampline.wiring import sidecar_metrics, tap_settings, trail_topic
 
-    path = config_path(config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        fail(f"{path}: configuration is not usable:\n{exc}")
+    started = start_sidecar(config)
+    cfg, stop = started.config, started.stop
     topics = topic or cfg.tap.topics
     if not topics:
         fail("no topics to observe: pass --topic NAME or set tap.topics in the file", 2)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     metrics = sidecar_metrics(cfg)
-    if cfg.metrics.enabled:
-        metrics.serve()
-    with (
-        one_line_errors("tap"),
-        EmbeddedBroker() if cfg.broker.embedded else nullcontext() as broker,
-    ):
-        bootstrap = broker.bootstrap_servers if broker else cfg.broker.bootstrap_servers
-        assert bootstrap is not None
-        check_reachable(bootstrap, cfg.broker.client)
-        if cfg.topics.create_missing:
-            ensure_topics(
-                bootstrap, [cfg.topics.trail], cfg.topics.partitions, client=cfg.broker.client
-            )
+    serve_metrics("tap", cfg, metrics.serve)
+    with sidecar_broker("tap", cfg, [cfg.topics.trail]) as bootstrap:
         # The trail leaves on the broker: no store is opened here.
         settings = tap_settings(cfg, bootstrap, topics)
         trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
         the_tap = Tap(settings, trail, metrics)
         err.print(f"tap: observing {', '.join(topics)} at {bootstrap}", highlight=False)
-        progress = threading.Thread(target=_progress, args=(the_tap, stop), daemon=True)
-        progress.start()
+        report_progress(
+            stop,
+            lambda: (
+                f"tap: records {the_tap.stats.records:,} "
+                f"observations {the_tap.stats.observations:,}"
+            ),
+        )
         the_tap.run(stop)
     s = the_tap.stats
     if json_out:
@@ -85,12 +68,3 @@ def tap(
         f"unstamped {s.unstamped:,} (by key {s.keyed:,}) bad stamps {s.bad_stamps:,}",
         highlight=False,
     )
-
-
-def _progress(the_tap: object, stop: threading.Event) -> None:
-    while not stop.wait(5):
-        stats = the_tap.stats  # type: ignore[attr-defined]
-        err.print(
-            f"tap: records {stats.records:,} observations {stats.observations:,}",
-            highlight=False,
-        )

@@ -165,3 +165,12 @@ def test_the_server_backend_reads_the_embedded_store_through_the_endpoint(
     finally:
         server.close()
     assert store.query("SELECT count() AS n FROM {db}.observations") == [{"n": 15}]
+
+
+def test_an_address_in_use_is_named_in_the_error(store: ChdbStore) -> None:
+    """Binding the live endpoint to an address another endpoint holds fails with an error
+    that names that host:port."""
+    with LiveEndpoint(store) as first:
+        taken = f"Address already in use: '127.0.0.1:{first.port}'"
+        with pytest.raises(OSError, match=taken):
+            LiveEndpoint(store, "127.0.0.1", first.port)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.request
 from collections.abc import Callable
 
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stampline.audit import ChdbStore
-from stampline.collectors import H_LATE, GateSettings, MetricsSettings, SidecarMetrics
+from stampline.collectors import (
+    H_LATE,
+    GateSettings,
+    MetricsSettings,
+    RecorderMetrics,
+    SidecarMetrics,
+)
 from stampline.demo import rules_file
 from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
@@ -111,3 +119,18 @@ def test_metrics_endpoint_serves_every_named_metric_with_capped_provider_labels(
     late = [r for r in forwarded if r.header(H_LATE) is not None]
     assert len(late) == 1
     assert int(late[0].header(H_LATE) or b"0") == 25_000_000_000  # 30 s behind, 5 s allowed
+
+
+def test_a_metrics_port_in_use_is_named_in_the_error() -> None:
+    """A sidecar's or the recorder's metrics server on a port already bound fails with an
+    error that names the host:port, not only "Address already in use"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = MetricsSettings(enabled=True, port=port, address="127.0.0.1")
+        sidecar = SidecarMetrics(settings=settings)
+        with pytest.raises(OSError, match=f"Address already in use: '127.0.0.1:{port}'"):
+            sidecar.serve()
+        with pytest.raises(OSError, match=f"Address already in use: '127.0.0.1:{port}'"):
+            RecorderMetrics().serve(port)

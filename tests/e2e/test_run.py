@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,16 +32,27 @@ def _env() -> dict[str, str]:
 
 
 def _wait_log(
-    log: Path, pattern: str, proc: subprocess.Popen[bytes], timeout_s: float = 90
+    log: Path,
+    pattern: str,
+    proc: subprocess.Popen[bytes],
+    timeout_s: float = 90,
+    *,
+    start: int = 0,
 ) -> re.Match[str]:
+    """The first match of ``pattern`` in ``log`` (from character ``start``), once written."""
     deadline = time.monotonic() + timeout_s
     while True:
-        m = re.search(pattern, log.read_text())
+        m = re.search(pattern, log.read_text()[start:]) if log.exists() else None
         if m is not None:
             return m
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, f"no {pattern!r} in:\n{log.read_text()}"
+        assert proc.poll() is None, log.read_text() if log.exists() else ""
+        assert time.monotonic() < deadline, f"no {pattern!r} in {log}"
         time.sleep(0.1)
+
+
+def _child_logs(config_dir: Path) -> str:
+    """Every child's log of a `run` whose config is in ``config_dir`` (its default log folder)."""
+    return "".join(f.read_text() for f in sorted((config_dir / "stampline-logs").glob("*.log")))
 
 
 def _query(args: list[str], timeout_s: float = 60) -> dict[str, object]:
@@ -111,7 +123,7 @@ def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_pat
         verify = _query(["audit", "verify", "--config", str(config)])
         assert verify["ok"] is True
         os.kill(gate_pid, signal.SIGKILL)
-        _wait_log(log, r"gate-1 exited with signal SIGKILL .* restarting", proc)
+        _wait_log(log, r"gate-1 exited with signal SIGKILL .* restarting in \S+: gate: ", proc)
         again = _wait_log(log, rf"started gate-1 pid (?!{gate_pid}\b)(\d+)", proc)
         restarted = int(again.group(1))
         assert restarted != gate_pid
@@ -121,10 +133,47 @@ def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_pat
     text = log.read_text()
     assert proc.returncode == 0, text
     assert "run: stopped cleanly" in text
-    assert "recorder: stopped cleanly" in text
+    assert f"children's logs in {tmp_path / 'stampline-logs'}" in text
+    assert "recorder: stopped cleanly" in (tmp_path / "stampline-logs" / "recorder.log").read_text()
     summary = json.loads(out)
     assert [c["name"] for c in summary["children"]] == ["gate-1", "recorder"]
     assert summary["children"][0]["restarts"] == 1
+    assert summary["failing"] == []
+
+
+def test_a_child_that_cannot_start_is_named_with_its_last_log_line_and_fails_the_run(
+    tmp_path: Path,
+) -> None:
+    """A gate whose metrics port is taken fails at every start: `run` reports each exit with
+    the gate's last log line (which names the address), restarts it with a doubling back-off,
+    and after SIGTERM exits 3 with a final line naming the gate and that line."""
+    config = _embedded_config(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        spec = yaml.safe_load(config.read_text())
+        # gate-1's port; the recorder's is port+1
+        spec["metrics"] = {"enabled": True, "port": port, "address": "127.0.0.1"}
+        config.write_text(yaml.safe_dump(spec))
+        log = tmp_path / "run.log"
+        proc = _start_run(config, log)
+        try:
+            address = re.escape(f"127.0.0.1:{port}")
+            first = rf"gate-1 exited with exit code 1 after \S+; restarting in 0\.5s: .*{address}"
+            _wait_log(log, first, proc)
+            _wait_log(log, r"gate-1 exited with exit code 1 after \S+; restarting in 1\.0s", proc)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=120)
+    text = log.read_text()
+    assert proc.returncode == 3, text
+    assert "run: stopped cleanly" not in text
+    final = [ln for ln in text.splitlines() if ln.startswith("run: gate-1 never came up")]
+    assert len(final) == 1, text
+    assert re.search(rf"last log line: .*Address already in use.*{address}", final[0]), final
+    assert "gate-1" in json.loads(out)["failing"]
+    assert "Address already in use" in (tmp_path / "stampline-logs" / "gate-1.log").read_text()
 
 
 def test_run_works_from_a_folder_of_lookalike_packages(tmp_path: Path) -> None:
@@ -156,7 +205,7 @@ def test_run_works_from_a_folder_of_lookalike_packages(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
-    text = log.read_text()
+    text = log.read_text() + _child_logs(here)
     assert proc.returncode == 0, text
     assert "lookalike" not in text
     assert "ImportError" not in text
@@ -175,8 +224,9 @@ def test_children_of_a_sigkilled_run_stop_cleanly_and_free_the_store(tmp_path: P
     try:
         gate = int(_wait_log(log, r"started gate-1 pid (\d+)", proc).group(1))
         recorder = int(_wait_log(log, r"started recorder pid (\d+)", proc).group(1))
-        _wait_log(log, r"gate: md\.raw at \S+ → md\.clean", proc)  # consuming
-        _wait_log(log, r"recorder: \S+ at \S+ → chdb", proc)  # the store is open
+        logs = tmp_path / "stampline-logs"
+        _wait_log(logs / "gate-1.log", r"gate: md\.raw at \S+ → md\.clean", proc)  # consuming
+        _wait_log(logs / "recorder.log", r"recorder: \S+ at \S+ → chdb", proc)  # store open
         children = children_of(proc.pid)
         (broker,) = [pid for pid, cmd in children.items() if "tansu" in cmd]
         assert set(children) == {gate, recorder, broker}, children
@@ -191,18 +241,20 @@ def test_children_of_a_sigkilled_run_stop_cleanly_and_free_the_store(tmp_path: P
                 os.kill(pid, signal.SIGKILL)
         assert proc.stdout is not None
         proc.stdout.close()
-    text = log.read_text()
+    text = _child_logs(tmp_path)
     assert "gate: stopped cleanly" in text, text
     assert "recorder: stopped cleanly" in text, text
 
     again_log = tmp_path / "again.log"
+    recorder_log = tmp_path / "stampline-logs" / "recorder.log"
+    before = len(recorder_log.read_text())
     again = _start_run(config, again_log)
     try:
-        _wait_log(again_log, r"recorder: \S+ at \S+ → chdb", again)
+        _wait_log(recorder_log, r"recorder: \S+ at \S+ → chdb", again, start=before)
     finally:
         again.send_signal(signal.SIGTERM)
         again.communicate(timeout=120)
     text = again_log.read_text()
     assert again.returncode == 0, text
     assert " exited with " not in text, text
-    assert "recorder: stopped cleanly" in text
+    assert "recorder: stopped cleanly" in recorder_log.read_text()[before:]

@@ -66,7 +66,7 @@ def test_the_children_are_stampline_commands_on_the_shared_broker(tmp_path: Path
     kids = _deployment.children(cfg, path, "127.0.0.1:1", 2, log_dir=tmp_path / "logs")
     assert [c.name for c in kids] == ["gate-1", "gate-2", "recorder", "tap"]
     assert [c.argv for c in kids][1:] == [
-        [sys.executable, "-m", "stampline", part, "--config", str(path)]
+        [sys.executable, "-P", "-m", "stampline", part, "--config", str(path)]
         for part in ("gate", "recorder", "tap")
     ]
     for c in kids:

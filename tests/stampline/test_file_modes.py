@@ -23,7 +23,7 @@ os.umask(0o022)  # a typical login umask: without stampline's care, files would 
 from stampline.config import load_config
 from stampline.wiring import open_store
 from tests.audit.test_store_suite import pipeline
-with open_store(load_config(sys.argv[1])) as store:
+with open_store(load_config(sys.argv[1]).store) as store:
     store.write_observations(pipeline(50))
     store.write_observations(pipeline(50))
 """

@@ -40,9 +40,9 @@ def test_the_password_is_a_secret(tmp_path: Path) -> None:
 
 def test_retention_defaults_and_overrides(tmp_path: Path) -> None:
     """Raw trail 30 days and rollups 400 days by default; durations override them."""
-    assert retention(_load(tmp_path, "")).raw_s == 30 * 86_400
+    assert retention(_load(tmp_path, "").store).raw_s == 30 * 86_400
     cfg = _load(tmp_path, "store: {retention: {raw: 7d, rollups: 90d}}\n")
-    r = retention(cfg)
+    r = retention(cfg.store)
     assert (r.raw_s, r.rollups_s) == (7 * 86_400, 90 * 86_400)
 
 

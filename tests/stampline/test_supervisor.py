@@ -141,3 +141,48 @@ def test_a_child_gets_sigterm_when_its_supervising_process_is_killed(tmp_path: P
             os.kill(child, signal.SIGKILL)
         parent.communicate(timeout=10)
     assert mark.read_text() == f"ready {os.nice(0) + 3}\nSIGTERM\n"
+
+
+def test_a_crash_looping_child_is_failing_with_its_last_log_line_and_a_recovered_one_is_not(
+    tmp_path: Path,
+) -> None:
+    """A child that exits at every start is failing ("never came up", with the last line it
+    logged, in every exit report too); one that failed once and now runs, and one that never
+    exited, are not."""
+    crash = Child(
+        "crash",
+        [PY, "-c", "import sys; sys.exit('boom: the port is taken')"],
+        log=tmp_path / "crash.log",
+    )
+    mark = tmp_path / "once"
+    once = Child(
+        "once",
+        [
+            PY,
+            "-c",
+            f"import pathlib, sys, time; m = pathlib.Path({str(mark)!r})\n"
+            "if not m.exists(): m.touch(); sys.exit('first start fails')\n"
+            "time.sleep(60)",
+        ],
+        log=tmp_path / "once.log",
+    )
+    steady = Child("steady", [PY, "-c", "import time; time.sleep(60)"])
+    sup = Supervisor([crash, once, steady], backoff_s=0.05, stable_s=60, stop_timeout_s=5)
+    messages: list[str] = []
+    sup.start_all(messages.append)
+    deadline = time.monotonic() + 60
+    while crash.quick_exits < 3 or once.restarts < 1 or once.proc is None:
+        assert time.monotonic() < deadline, messages
+        sup.check(messages.append)
+        time.sleep(0.05)
+    time.sleep(0.5)  # "once" is past its failing first start, and keeps running
+    sup.check(messages.append)
+    sup.stop_all(messages.append)
+    assert sup.failing() == [crash]
+    assert crash.trouble().startswith("crash never came up (")
+    assert crash.trouble().endswith(
+        "quick exit(s) in a row); last log line: boom: the port is taken"
+    )
+    assert once.quick_exits == 1
+    exits = [m for m in messages if m.startswith("crash exited")]
+    assert all(m.endswith("s: boom: the port is taken") for m in exits), exits
