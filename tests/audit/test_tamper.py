@@ -12,7 +12,7 @@ from stampline.audit import (
     canonical_table,
     dead_letter_table,
 )
-from stampline.audit._ledger import LedgerEntry, digest_batch
+from stampline.audit._ledger import CANONICAL_SELECT, GENESIS, LedgerEntry, digest_batch
 from tests.audit.test_store_suite import T0, pipeline
 
 CHAIN = "trail.topic/0"
@@ -147,6 +147,7 @@ def test_tail_truncation_is_found_against_a_published_head(filled: ChdbStore) ->
     """Cutting the last batch and its ledger entry leaves a self-consistent chain, which the
     head published before the cut exposes."""
     published = filled.chain_head(CHAIN).chain
+    other = (OTHER, filled.chain_head(OTHER).chain)
     filled._execute(
         f"ALTER TABLE {filled.database}.observations DELETE "
         f"WHERE chain_id = '{CHAIN}' AND batch = 3 SETTINGS mutations_sync = 2"
@@ -156,20 +157,19 @@ def test_tail_truncation_is_found_against_a_published_head(filled: ChdbStore) ->
         "SETTINGS mutations_sync = 2"
     )
     assert _findings(filled) == [], "without an outside reference the cut is invisible"
-    assert _findings(filled, [(CHAIN, published)]) == [(CHAIN, "head_missing", 0)]
+    assert _findings(filled, [(CHAIN, published), other]) == [(CHAIN, "head_missing", 0)]
 
 
 def test_a_re_chained_rewrite_is_found_against_a_published_head(filled: ChdbStore) -> None:
     """Changing a batch and recomputing its digest and every later link is consistent inside
     the database; the published head is then no longer in the chain."""
     published = filled.chain_head(CHAIN).chain
+    other = (OTHER, filled.chain_head(OTHER).chain)
     db = filled.database
     filled._execute(
         f"ALTER TABLE {db}.observations UPDATE provider = 'mallory' "
         f"WHERE chain_id = '{CHAIN}' AND batch = 1 SETTINGS mutations_sync = 2"
     )
-    from stampline.audit._ledger import CANONICAL_SELECT
-
     canon = filled.query_arrow(
         f"SELECT {CANONICAL_SELECT} FROM {{db}}.observations "
         f"WHERE chain_id = '{CHAIN}' AND batch = 1"
@@ -205,8 +205,11 @@ def test_a_re_chained_rewrite_is_found_against_a_published_head(filled: ChdbStor
         )
         prev = entry.chain
     assert _findings(filled) == [], "a full re-chain is consistent inside the database"
-    assert _findings(filled, [(CHAIN, published)]) == [(CHAIN, "head_missing", 0)]
-    assert _findings(filled, [("", published)]) == [("", "head_missing", 0)]
+    assert _findings(filled, [(CHAIN, published), other]) == [(CHAIN, "head_missing", 0)]
+    assert _findings(filled, [("", published), other]) == [
+        ("", "head_missing", 0),
+        (CHAIN, "chain_without_head", 0),
+    ]
 
 
 def test_a_published_head_of_an_intact_chain_verifies_after_more_writes(
@@ -214,10 +217,11 @@ def test_a_published_head_of_an_intact_chain_verifies_after_more_writes(
 ) -> None:
     """A head published earlier stays valid while the chain grows past it."""
     earlier = filled.chain_head(CHAIN).chain
+    other = (OTHER, filled.chain_head(OTHER).chain)
     filled.write_batch(
         "observations", canonical_table(pipeline(1)), chain_id=CHAIN, source_offset=3
     )
-    assert _findings(filled, [(CHAIN, earlier), ("", earlier)]) == []
+    assert _findings(filled, [(CHAIN, earlier), ("", earlier), other]) == []
 
 
 def test_the_same_trail_offset_is_written_once(store: ChdbStore) -> None:
@@ -228,3 +232,83 @@ def test_the_same_trail_offset_is_written_once(store: ChdbStore) -> None:
     assert store.write_batch("observations", table, chain_id=CHAIN, source_offset=4) == 0
     assert store.query("SELECT count() AS n FROM {db}.observations") == [{"n": 9}]
     assert store.chain_head(CHAIN).seq == 1
+
+
+FORGED = "trail.topic/9"
+
+
+def _forge_chain(store: ChdbStore, seq: int) -> None:
+    """Copy batch 3 of CHAIN into a made-up chain FORGED at batch ``seq`` with doubled prices,
+    written a second later, digest it the documented way and ledger it as a chain of its own
+    from the genesis."""
+    db = store.database
+    store._execute(
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('{FORGED}' AS chain_id, {seq} AS batch, "
+        f"price * 2 AS price, written + 1 AS written) FROM (SELECT * FROM {db}.observations "
+        f"WHERE chain_id = '{CHAIN}' AND batch = 3)"
+    )
+    canon = store.query_arrow(
+        f"SELECT {CANONICAL_SELECT} FROM {{db}}.observations "
+        f"WHERE chain_id = '{FORGED}' AND batch = {seq}"
+    )
+    digest, columns = digest_batch(canon)
+    (real,) = store.query(
+        "SELECT toUnixTimestamp64Micro(written) AS w, toUnixTimestamp64Micro(expires) AS e, "
+        "rows, toUnixTimestamp64Nano(first_received) AS f, "
+        "toUnixTimestamp64Nano(last_received) AS l FROM {db}.ledger "
+        f"WHERE chain_id = '{CHAIN}' AND seq = 3"
+    )
+    entry = LedgerEntry(
+        FORGED,
+        seq,
+        "observations",
+        2,
+        real["w"],
+        real["e"],
+        real["rows"],
+        real["f"],
+        real["l"],
+        digest,
+        GENESIS,
+    )
+    cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+    store._execute(
+        f"INSERT INTO {db}.ledger VALUES ('{FORGED}', {seq}, 'observations', 2, "
+        f"fromUnixTimestamp64Micro({real['w']}), fromUnixTimestamp64Micro({real['e']}), "
+        f"{real['rows']}, fromUnixTimestamp64Nano({real['f']}), "
+        f"fromUnixTimestamp64Nano({real['l']}), '{digest}', {cols}, '{GENESIS}', "
+        f"'{entry.chain}')"
+    )
+
+
+def _shown_prices(store: ChdbStore) -> list[float]:
+    return [
+        r["price"]
+        for r in store.query(
+            "SELECT price FROM {db}.trail WHERE event_id IN (SELECT event_id "
+            "FROM {db}.observations "
+            f"WHERE chain_id = '{CHAIN}' AND batch = 3) ORDER BY event_id, stage"
+        )
+    ]
+
+
+def test_a_forged_chain_from_batch_1000000_is_found_and_shadows_nothing(filled: ChdbStore) -> None:
+    """A made-up chain whose only entry is batch 1000000 (doubled prices, digested and
+    chained from the genesis the documented way) is found by its sequence, and the trail view
+    keeps showing the real chain's prices."""
+    before = _shown_prices(filled)
+    _forge_chain(filled, 1_000_000)
+    assert _findings(filled) == [(FORGED, "seq_gap", 1_000_000)]
+    assert _shown_prices(filled) == before
+    assert filled.verify().lengths == {CHAIN: 3, OTHER: 1, FORGED: 1}
+
+
+def test_a_forged_chain_from_batch_1_is_found_against_the_published_heads(
+    filled: ChdbStore,
+) -> None:
+    """A made-up chain that starts at batch 1 is consistent inside the store; with the real
+    chains' heads given it is the chain no head accounts for."""
+    heads = [(h.chain_id, h.chain) for h in filled.chain_heads()]
+    _forge_chain(filled, 1)
+    assert _findings(filled) == [], "a well-formed made-up chain is invisible without heads"
+    assert _findings(filled, heads) == [(FORGED, "chain_without_head", 0)]
