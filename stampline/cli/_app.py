@@ -14,7 +14,15 @@ import typer
 from stampline import __version__
 from stampline._redact import RedactingFormatter, scrub_data
 from stampline._terminal import SafeConsole, line
-from stampline.audit import AuditError, ChdbStore, LiveStore, Store, check_database_name, find_live
+from stampline.audit import (
+    AuditError,
+    ChdbStore,
+    LiveStore,
+    Store,
+    check_database_name,
+    find_live,
+    store_holder,
+)
 from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 
 app = typer.Typer(
@@ -70,7 +78,13 @@ def config_path(config: Path | None) -> Path:
     fail(f"no configuration: pass --config FILE or set ${ENV_CONFIG_FILE}", 2)
 
 
-def open_store_for_query(store: Path | None, database: str | None, config: Path | None) -> Store:
+def open_store_for_query(
+    store: Path | None, database: str | None, config: Path | None, *, follow_live: bool = True
+) -> Store:
+    """The store named by ``--store`` or the configuration. A chDB folder that a running
+    recorder holds is read through the live endpoint its ``.stampline-live.json`` names,
+    unless ``follow_live`` is false (verification: nothing inside the store may vouch for it),
+    which refuses a held folder instead."""
     if database is not None:
         try:
             check_database_name(database)
@@ -95,9 +109,19 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
         private = cfg.store.permissions == "private"
     if not store.is_dir():
         fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
-    live = find_live(store)  # a running recorder holds the store: read through it
-    if live is not None:
-        return LiveStore(live["url"], database or "stampline")
+    if not follow_live:
+        holder = store_holder(store)
+        if holder is not None:
+            fail(
+                f"the store at {store} is open in process {holder} (a running recorder or "
+                "`stampline run`?). Verification reads the folder's files itself, never "
+                "through an endpoint the folder names: stop that process and verify again, "
+                "or verify a copy made while it was stopped (or a filesystem snapshot)"
+            )
+    else:
+        live = find_live(store)  # a running recorder holds the store: read through it
+        if live is not None:
+            return LiveStore(live["url"], database or "stampline")
     try:
         return ChdbStore(store, database or "stampline", private=private)
     except AuditError as exc:

@@ -84,9 +84,13 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             settings = dataclasses.replace(
                 recorder_settings(cfg, bootstrap), alerts_topic=alerts_topic
             )
-            the_recorder = Recorder(
-                settings, store, metrics, alerts=alerting.intake, observers=alerting.observers
-            )
+            try:
+                the_recorder = Recorder(
+                    settings, store, metrics, alerts=alerting.intake, observers=alerting.observers
+                )
+            except AuditError as exc:  # the signing key: unreadable, exposed, in the store
+                alerting.close()
+                fail(str(exc))
             where = cfg.store.url if cfg.store.backend == "clickhouse" else cfg.store.path
             err.print(
                 f"recorder: {cfg.topics.trail} at {bootstrap} → {cfg.store.backend} {where}",

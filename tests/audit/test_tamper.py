@@ -4,16 +4,31 @@ rewrite of the whole chain hides is found against a head published elsewhere."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
 import pytest
+from typer.testing import CliRunner
 
 from stampline.audit import (
+    LIVE_FILE,
     ChdbStore,
     DeadLetter,
     canonical_table,
     dead_letter_table,
+    find_live,
+    store_holder,
 )
 from stampline.audit._ledger import CANONICAL_SELECT, GENESIS, LedgerEntry, digest_batch
+from stampline.cli import app
 from tests.audit.test_store_suite import T0, pipeline
+from tests.helpers import drop_database
 
 CHAIN = "trail.topic/0"
 OTHER = "trail.topic/1"
@@ -312,3 +327,98 @@ def test_a_forged_chain_from_batch_1_is_found_against_the_published_heads(
     _forge_chain(filled, 1)
     assert _findings(filled) == [], "a well-formed made-up chain is invisible without heads"
     assert _findings(filled, heads) == [(FORGED, "chain_without_head", 0)]
+
+
+class _Decoy(ThreadingHTTPServer):
+    """Any ClickHouse-HTTP-like server: answers /ping, and every query from ``intact``."""
+
+    def __init__(self, intact: ChdbStore, tampered_db: str) -> None:
+        super().__init__(("127.0.0.1", 0), _DecoyHandler)
+        self.intact, self.tampered_db = intact, tampered_db
+        self.queries = 0
+
+
+class _DecoyHandler(BaseHTTPRequestHandler):
+    server: _Decoy
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self._reply(b"Ok.\n")
+
+    def do_POST(self) -> None:
+        self.server.queries += 1
+        sql = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        fmt = parse_qs(urlsplit(self.path).query)["default_format"][0]
+        sql = sql.replace(self.server.tampered_db, self.server.intact.database)
+        self._reply(self.server.intact.raw_query(sql, None, fmt))
+
+    def _reply(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_a_decoy_endpoint_named_inside_the_store_is_never_followed(
+    filled: ChdbStore, chdb_dir: Path, uid: str
+) -> None:
+    """A store whose prices were doubled fails `audit verify --store` even when a
+    `.stampline-live.json` in its folder names a live, pid-1 endpoint serving an intact copy:
+    verify reads the folder itself and never asks the endpoint."""
+    with ChdbStore(chdb_dir, f"t_{uid}_copy") as intact:
+        db = filled.database
+        for table in ("observations", "ledger", "dead_letters"):  # the copy before tampering
+            intact._execute(f"DROP TABLE {intact.database}.{table}")
+            intact._execute(f"CREATE TABLE {intact.database}.{table} AS {db}.{table}")
+            intact._execute(f"INSERT INTO {intact.database}.{table} SELECT * FROM {db}.{table}")
+        filled._execute(
+            f"ALTER TABLE {db}.observations UPDATE price = price * 2 WHERE 1 "
+            "SETTINGS mutations_sync = 2"
+        )
+        decoy = _Decoy(intact, db)
+        threading.Thread(target=decoy.serve_forever, daemon=True).start()
+        live = Path(filled.path) / LIVE_FILE
+        url = f"http://127.0.0.1:{decoy.server_address[1]}"
+        live.write_text(json.dumps({"url": url, "database": db, "pid": 1}))
+        try:
+            assert find_live(filled.path) is not None, "the decoy passes for a live recorder"
+            args = ["audit", "verify", "--store", str(filled.path), "--database", db, "--json"]
+            result = CliRunner().invoke(app, args)
+        finally:
+            live.unlink()
+            decoy.shutdown()
+            decoy.server_close()
+            drop_database(intact)
+    assert result.exit_code == 1, result.output
+    problems = {(f["chain"], f["problem"]) for f in orjson.loads(result.stdout)["findings"]}
+    assert problems == {(CHAIN, "changed"), (OTHER, "changed")}
+    assert decoy.queries == 0
+
+
+def test_verify_refuses_a_store_another_process_holds(tmp_path: Path) -> None:
+    """A chDB folder open in another process (a running recorder) is refused, naming that
+    process, and is not read through any endpoint."""
+    folder = tmp_path / "held"
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        assert store_holder(folder) == holder.pid
+        result = CliRunner().invoke(app, ["audit", "verify", "--store", str(folder)])
+        holder.terminate()
+    assert result.exit_code == 1
+    assert f"open in process {holder.pid}" in result.stderr
+    assert "verify a copy" in result.stderr
+
+
+_HOLD = """
+import sys, time
+from chdb import session
+s = session.Session(sys.argv[1])
+s.query("SELECT 1")
+print("held", flush=True)
+time.sleep(120)
+"""
