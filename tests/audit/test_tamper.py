@@ -14,15 +14,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from typer.testing import CliRunner
 
 from stampline.audit import (
     LIVE_FILE,
     ChdbStore,
     DeadLetter,
+    PublishedHead,
     canonical_table,
     dead_letter_table,
     find_live,
+    generate_key,
+    load_private_key,
+    load_public_key,
     store_holder,
 )
 from stampline.audit._ledger import CANONICAL_SELECT, GENESIS, LedgerEntry, digest_batch
@@ -422,3 +427,72 @@ s.query("SELECT 1")
 print("held", flush=True)
 time.sleep(120)
 """
+
+
+def _published(store: ChdbStore, key: Ed25519PrivateKey | None) -> list[PublishedHead]:
+    """Every chain's head as the recorder publishes it, signed with ``key``."""
+    owned = {h.chain_id: h.seq for h in store.chain_heads()}
+    return [
+        PublishedHead.from_message(
+            PublishedHead(h.chain_id, h.seq, h.chain, h.source_offset, 1, owned).message(key)
+        )
+        for h in store.chain_heads()
+    ]
+
+
+def _keys(tmp_path: Path, name: str) -> tuple[Ed25519PrivateKey, Ed25519PublicKey]:
+    generate_key(tmp_path / name, tmp_path / f"{name}.pub")
+    return load_private_key(tmp_path / name), load_public_key(tmp_path / f"{name}.pub")
+
+
+def test_a_forged_chain_with_a_head_forged_on_the_broker_is_found_by_the_signature(
+    filled: ChdbStore, tmp_path: Path
+) -> None:
+    """An insider who writes both the store and the heads topic can make up a chain and
+    publish a head for it; unsigned, or signed with a key not the recorder's, the head does
+    not count, so the made-up chain is the one no head accounts for."""
+    recorder, public = _keys(tmp_path, "recorder")
+    mallory, _ = _keys(tmp_path, "mallory")
+    published = _published(filled, recorder)
+    assert filled.verify(published=published, public_key=public).ok
+    _forge_chain(filled, 1)
+    (forged,) = (h for h in _published(filled, None) if h.chain == FORGED)
+    (signed_by_mallory,) = (h for h in _published(filled, mallory) if h.chain == FORGED)
+    found = filled.verify(
+        published=[*published, forged, signed_by_mallory], public_key=public
+    ).findings
+    assert [(f.chain_id, f.problem) for f in found] == [
+        (FORGED, "head_unsigned"),
+        (FORGED, "head_bad_signature"),
+        (FORGED, "chain_without_head"),
+    ]
+    unchecked = filled.verify(published=[*published, forged])
+    assert unchecked.ok, "without the public key a head on the broker is taken at its word"
+
+
+def test_every_published_head_is_checked_in_order(filled: ChdbStore, tmp_path: Path) -> None:
+    """Each published head must be the entry at its batch, never going back, and each chain
+    it names at least as long as it says: an earlier head that no longer matches, a head
+    published after a later one, and a chain cut below its published length are all found."""
+    recorder, public = _keys(tmp_path, "recorder")
+    earlier = _published(filled, recorder)
+    filled.write_batch(
+        "observations", canonical_table(pipeline(1)), chain_id=OTHER, source_offset=1
+    )
+    later = _published(filled, recorder)
+    assert filled.verify(published=[*earlier, *later], public_key=public).ok
+    found = filled.verify(published=[*later, *earlier], public_key=public).findings
+    assert [(f.chain_id, f.problem, f.seq) for f in found] == [(OTHER, "head_out_of_order", 1)]
+    filled._execute(
+        f"ALTER TABLE {filled.database}.ledger DELETE WHERE chain_id = '{OTHER}' AND seq = 2 "
+        "SETTINGS mutations_sync = 2"
+    )
+    filled._execute(
+        f"ALTER TABLE {filled.database}.observations DELETE "
+        f"WHERE chain_id = '{OTHER}' AND batch = 2 SETTINGS mutations_sync = 2"
+    )
+    found = filled.verify(published=[*earlier, *later], public_key=public).findings
+    assert [(f.chain_id, f.problem, f.seq) for f in found] == [
+        (OTHER, "chain_truncated", 2),  # named with its length by CHAIN's head
+        (OTHER, "head_missing", 2),
+    ]
