@@ -235,5 +235,7 @@ def _published(config: Path | None) -> list[PublishedHead]:
     heads = read_heads(
         cfg.broker.bootstrap_servers, cfg.topics.trail_heads, extra=dict(cfg.broker.client)
     )
+    if not heads:  # else a deleted heads topic would switch the chain inventory off
+        fail(f"no published heads on {cfg.topics.trail_heads}: nothing outside the store to check")
     err.print(line(f"verify: {len(heads)} published heads on {cfg.topics.trail_heads}"))
     return heads
