@@ -95,12 +95,15 @@ class PublishedHead:
             isinstance(k, str) and isinstance(v, int) for k, v in chains.items()
         ):
             raise ValueError("chains is not an object of chain lengths")
+        offset, published_ns = body.get("offset", -1), body.get("published_ns", 0)
+        if not isinstance(offset, int) or not isinstance(published_ns, int):
+            raise ValueError("offset or published_ns is not an integer")
         return cls(
             chain,
             seq,
             head.lower(),
-            int(body.get("offset", -1)),
-            int(body.get("published_ns", 0)),
+            offset,
+            published_ns,
             chains,
             str(body.get("key_id", "")),
             str(body.get("sig", "")),

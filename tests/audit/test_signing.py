@@ -60,3 +60,26 @@ def test_a_key_others_can_read_or_inside_the_store_is_refused(tmp_path: Path) ->
     (store / "k").chmod(0o644)
     with pytest.raises(SigningKeyError, match=r"readable by others \(mode 644\)"):
         load_private_key(store / "k")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[1]", "not a JSON object"),
+        (b'{"seq": 1, "head": "' + b"a" * 64 + b'"}', "no chain"),
+        (b'{"chain": "t/0", "seq": 1, "head": "ab"}', "head is not 64 hex digits"),
+        (b'{"chain": "t/0", "seq": 0, "head": "' + b"a" * 64 + b'"}', "seq is not a positive"),
+        (
+            b'{"chain": "t/0", "seq": 1, "head": "' + b"a" * 64 + b'", "chains": [1]}',
+            "chains is not an object",
+        ),
+        (
+            b'{"chain": "t/0", "seq": 1, "head": "' + b"a" * 64 + b'", "offset": [1]}',
+            "offset or published_ns is not an integer",
+        ),
+    ],
+)
+def test_an_unreadable_head_is_refused_naming_the_field(body: bytes, reason: str) -> None:
+    """A message on the heads topic that is not a head is refused with the field it lacks."""
+    with pytest.raises(ValueError, match=reason):
+        PublishedHead.from_message(body)
