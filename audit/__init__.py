@@ -4,7 +4,7 @@ Imports nothing else of stampline's.
 """
 
 from stampline._common import imported_as_part_of_stampline
-from stampline.audit._chdb import ChdbStore
+from stampline.audit._chdb import ChdbStore, store_holder
 from stampline.audit._clock import (
     ClockBound,
     ClockSource,
@@ -12,6 +12,7 @@ from stampline.audit._clock import (
     parse_chronyc_tracking,
     read_clock_bound,
 )
+from stampline.audit._heads import HEAD_SCHEMA, PublishedHead
 from stampline.audit._hotspots import heatmap, hotspots
 from stampline.audit._ledger import BatchFinding, VerifyReport
 from stampline.audit._live import LIVE_FILE, LiveEndpoint, LiveStore, ReadOnlyError, find_live
@@ -48,6 +49,12 @@ from stampline.audit._replay import (
 )
 from stampline.audit._schema import MigrationReport, Retention, check_database_name
 from stampline.audit._server import ClickHouseStore
+from stampline.audit._signing import (
+    SigningKeyError,
+    generate_key,
+    load_private_key,
+    load_public_key,
+)
 from stampline.audit._store import LOCAL_CHAIN, ChainHead, Store, canonical_table
 from stampline.audit._trailformat import (
     DEAD_LETTER_SCHEMA,
@@ -66,6 +73,7 @@ __all__ = [
     "AUTHORITY_TAP",
     "DEAD_LETTER_SCHEMA",
     "DEFAULT_SEQUENCE_KEY",
+    "HEAD_SCHEMA",
     "LIVE_FILE",
     "LOCAL_CHAIN",
     "PREV_ORIGIN",
@@ -88,9 +96,11 @@ __all__ = [
     "Observation",
     "Outcome",
     "ParentStamp",
+    "PublishedHead",
     "ReadOnlyError",
     "Retention",
     "Sighting",
+    "SigningKeyError",
     "Stamp",
     "Store",
     "StoreError",
@@ -110,9 +120,12 @@ __all__ = [
     "encode_trail_messages",
     "find_live",
     "format_ns",
+    "generate_key",
     "heatmap",
     "hotspots",
     "latency_flags",
+    "load_private_key",
+    "load_public_key",
     "normalise_id",
     "parse_chronyc_tracking",
     "parse_sequence_key",
@@ -121,6 +134,7 @@ __all__ = [
     "replay_decision",
     "replay_event",
     "short_ids",
+    "store_holder",
 ]
 
 # Never as a top-level `audit` (from the repository root): see stampline/_common/_namespace.py.

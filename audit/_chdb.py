@@ -6,7 +6,10 @@ isolate themselves by database name.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,6 +106,34 @@ class ChdbStore(Store):
 
     def __enter__(self) -> ChdbStore:
         return self
+
+
+def store_holder(path: str | Path) -> int | None:
+    """The process id of another process that has the chDB store at ``path`` open, else None.
+
+    chDB, like ClickHouse, holds an exclusive ``flock`` on ``<path>/status`` while it has the
+    folder open and writes its pid there; the lock is the proof, the pid only names the
+    holder (-1 when unreadable). This process's own hold does not count: it shares the
+    engine.
+    """
+    try:
+        fd = os.open(Path(path) / "status", os.O_RDONLY)
+    except OSError:
+        return None  # no status file: nobody has the folder open
+    try:
+        m = re.search(rb"PID: (\d+)", os.read(fd, 4096))
+        pid = int(m.group(1)) if m else -1
+        if pid == os.getpid():
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return pid
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _private_folder(path: Path) -> None:

@@ -203,13 +203,16 @@ class BatchFinding:
     """What verification found wrong with one batch."""
 
     seq: int
-    # changed | deleted | inserted | chain_broken | duplicate_entry | unledgered | head_missing
+    # changed | deleted | inserted | chain_broken | duplicate_entry | unledgered | seq_gap
+    # | head_missing | chain_without_head | chain_truncated | head_out_of_order
+    # | head_unsigned | head_bad_signature (see docs/evidence.md, "What each check defeats")
     problem: str
     expected_rows: int
     found_rows: int
     columns: tuple[str, ...] = ()
     chain_id: str = ""
     kind: str = "observations"
+    detail: str = ""  # what a chain or head check saw, in words
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -223,6 +226,8 @@ class BatchFinding:
         }
         if self.problem == "head_missing":  # ``columns`` holds the head that was not found
             out["missing_head"] = self.columns[0] if self.columns else ""
+        if self.detail:
+            out["detail"] = self.detail
         return out
 
 
@@ -237,6 +242,8 @@ class VerifyReport:
     expired: int = 0
     heads: dict[str, str] = field(default_factory=dict)  # chain id -> head
     dead_letters: int = 0
+    lengths: dict[str, int] = field(default_factory=dict)  # chain id -> entries found
+    published_heads: int = 0  # published heads checked
 
     @property
     def ok(self) -> bool:
@@ -251,5 +258,10 @@ class VerifyReport:
             "expired_batches": self.expired,
             "chain_head": self.head,
             "chain_heads": dict(sorted(self.heads.items())),
+            "chains": [
+                {"chain": c, "entries": self.lengths.get(c, 0), "head": h}
+                for c, h in sorted(self.heads.items())
+            ],
+            "published_heads_checked": self.published_heads,
             "findings": [f.to_dict() for f in self.findings],
         }

@@ -17,16 +17,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from stampline.audit._heads import PublishedHead
 from stampline.audit._ledger import (
     CANONICAL,
-    CANONICAL_SELECT,
     DEAD_CANONICAL,
-    DEAD_SELECT,
     DEAD_SORT_KEYS,
     GENESIS,
     SORT_KEYS,
-    BatchFinding,
     LedgerEntry,
     VerifyReport,
     digest_batch,
@@ -299,12 +298,13 @@ class Store(ABC):
     def chain_heads(self) -> list[ChainHead]:
         """The last entry of every chain in the ledger."""
         rows = self._rows(
-            f"SELECT chain_id, max(seq) AS seq, argMax(chain, seq) AS chain, "
+            # Aliases unlike the columns: ClickHouse would read an alias inside argMax.
+            f"SELECT chain_id, max(seq) AS last, argMax(chain, seq) AS head, "
             f"argMax(source_offset, seq) AS off FROM {self.database}.ledger "
             "GROUP BY chain_id ORDER BY chain_id",
             None,
         )
-        return [ChainHead(r["chain_id"], int(r["seq"]), r["chain"], int(r["off"])) for r in rows]
+        return [ChainHead(r["chain_id"], int(r["last"]), r["head"], int(r["off"])) for r in rows]
 
     def write_batch(
         self,
@@ -441,110 +441,24 @@ class Store(ABC):
         self,
         progress: Callable[[int, int], None] | None = None,
         expect_heads: Sequence[tuple[str, str]] = (),
+        published: Sequence[PublishedHead] = (),
+        public_key: Ed25519PublicKey | None = None,
     ) -> VerifyReport:
         """Recompute every batch's digest from the stored rows (observations and dead
-        letters), every ledger entry's hash from its fields, and each chain from them.
+        letters), every ledger entry's hash from its fields, and each chain from them; each
+        chain must run 1, 2, ... without a gap.
 
         A batch past its chained expiry, with rows missing, is counted as expired, not
         tampered. ``expect_heads`` are (chain id, head) pairs published elsewhere: each head
         must be an entry of that chain (chain id ``""``: of any chain), else the chain was
-        truncated or re-chained.
+        truncated or re-chained. ``published`` heads (as read from the heads topic, in order)
+        must each be the entry at their ``seq``, never going back, and the chains they name
+        at least as long as they say; with ``public_key`` only heads it signed count. Once
+        any head is given, a chain no head accounts for is a finding.
         """
-        ledger = self._rows(
-            f"""SELECT chain_id, seq, kind, source_offset,
-                   toUnixTimestamp64Micro(written) AS written_us,
-                   toUnixTimestamp64Micro(expires) AS expires_us, rows,
-                   toUnixTimestamp64Nano(first_received) AS first_ns,
-                   toUnixTimestamp64Nano(last_received) AS last_ns,
-                   digest, columns, prev_chain, chain
-                FROM {self.database}.ledger ORDER BY chain_id, seq""",
-            None,
-        )
-        counts: dict[tuple[str, str, int], int] = {}
-        for kind in ("observations", "dead_letters"):
-            for r in self._rows(
-                f"SELECT chain_id, batch, count() AS n FROM {self.database}.{kind} "
-                "GROUP BY chain_id, batch",
-                None,
-            ):
-                counts[(kind, r["chain_id"], int(r["batch"]))] = int(r["n"])
-        now_us = int(self._rows("SELECT toUnixTimestamp64Micro(now64(6)) AS t", None)[0]["t"])
-        findings: list[BatchFinding] = []
-        heads: dict[str, str] = {}
-        seen: dict[str, set[str]] = {}
-        expired = total = dead_total = 0
-        last_seq: dict[str, int] = {}
-        for i, row in enumerate(ledger, 1):
-            cid, seq, kind = row["chain_id"], int(row["seq"]), row["kind"]
-            expected = int(row["rows"])
-            if progress is not None:
-                progress(i, len(ledger))
-            prev = heads.get(cid, GENESIS)
-            if last_seq.get(cid) == seq:
-                findings.append(BatchFinding(seq, "duplicate_entry", expected, 0, (), cid, kind))
-                continue
-            last_seq[cid] = seq
-            entry = LedgerEntry(
-                cid,
-                seq,
-                kind,
-                int(row["source_offset"]),
-                int(row["written_us"]),
-                int(row["expires_us"]),
-                expected,
-                int(row["first_ns"]),
-                int(row["last_ns"]),
-                row["digest"],
-                row["prev_chain"],
-            )
-            broken = row["prev_chain"] != prev or entry.chain != row["chain"]
-            if broken:
-                findings.append(BatchFinding(seq, "chain_broken", expected, 0, (), cid, kind))
-            heads[cid] = row["chain"]
-            seen.setdefault(cid, set()).add(row["chain"])
-            found = counts.pop((kind, cid, seq), 0)
-            if kind == "observations":
-                total += found
-            else:
-                dead_total += found
-            # Only an entry the chain vouches for may declare its rows expired.
-            if not broken and entry.expires_us < now_us and found <= expected:
-                expired += 1  # TTL removes old rows: retention (from a chained expiry)
-                continue
-            if found == 0 and expected:
-                findings.append(BatchFinding(seq, "deleted", expected, 0, (), cid, kind))
-                continue
-            spec, sort_keys, _ = _KINDS.get(kind, _KINDS["observations"])
-            if kind == "dead_letters":
-                select, table_name = DEAD_SELECT, "dead_letters"
-            else:
-                select, table_name = CANONICAL_SELECT, "observations"
-            canon = self._arrow(
-                f"SELECT {select} FROM {self.database}.{table_name} "
-                f"WHERE chain_id = {_sql_string(cid)} AND batch = {seq}",
-                None,
-            )
-            # Over the columns the (chained) entry names: a column added later is not in it.
-            digest, columns = digest_batch(canon, spec, sort_keys, row["columns"].keys())
-            if digest == row["digest"]:
-                continue
-            changed = tuple(k for k, v in columns.items() if row["columns"].get(k) != v)
-            problem = (
-                "deleted" if found < expected else "inserted" if found > expected else "changed"
-            )
-            findings.append(BatchFinding(seq, problem, expected, found, changed, cid, kind))
-        for (kind, cid, batch), n in sorted(counts.items()):
-            findings.append(BatchFinding(batch, "unledgered", 0, n, (), cid, kind))
-            if kind == "observations":
-                total += n
-            else:
-                dead_total += n
-        for cid, head in expect_heads:
-            chains = [cid] if cid else list(seen)
-            if not any(head.lower() in seen.get(c, set()) for c in chains):
-                findings.append(BatchFinding(0, "head_missing", 0, 0, (head.lower(),), cid))
-        only = next(iter(heads.values())) if len(heads) == 1 else (GENESIS if not heads else "")
-        return VerifyReport(len(ledger), total, only, tuple(findings), expired, heads, dead_total)
+        from stampline.audit._verify import verify_store
+
+        return verify_store(self, progress, expect_heads, published, public_key)
 
     def __enter__(self) -> Store:
         return self

@@ -24,6 +24,7 @@ from stampline.collectors._dlq import (
 )
 from stampline.collectors._eventtime import EventTime
 from stampline.collectors._gate import Gate, GateSettings, GateStats
+from stampline.collectors._heads import read_heads
 from stampline.collectors._ids import key_event_id, new_event_id, source_event_id
 from stampline.collectors._kafka import admin_config, consumer_config, producer_config, take
 from stampline.collectors._metrics import MetricsSettings, SidecarMetrics
@@ -33,7 +34,6 @@ from stampline.collectors._recorder import (
     RecorderMetrics,
     RecorderSettings,
     RecorderStats,
-    read_heads,
 )
 from stampline.collectors._sdk import StageContext, stage
 from stampline.collectors._stamps import (

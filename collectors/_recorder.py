@@ -40,9 +40,9 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
 import pyarrow as pa
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -51,10 +51,12 @@ from stampline._common import where
 from stampline.audit import (
     ChainHead,
     DeadLetter,
+    PublishedHead,
     Store,
     TrailFormatError,
     dead_letter_table,
     decode_trail_message,
+    load_private_key,
 )
 from stampline.collectors._kafka import consumer_config, producer_config, take
 from stampline.collectors._metrics import serve_metrics
@@ -99,6 +101,7 @@ class RecorderSettings:
     group_id: str = "stampline-recorder"
     heads_topic: str | None = "stampline.trail.heads"
     heads_interval_s: float = 10.0
+    signing_key: Path | None = None  # Ed25519 key signing the heads (0600, outside the store)
     consume_batch: int = 200  # trail messages per poll (each up to ~768 KiB of rows)
     max_batch_rows: int = 500_000  # rows per store insert: consecutive messages combined
     poll_timeout_s: float = 0.2
@@ -206,6 +209,9 @@ class Recorder:
         self._paused = False
         self._last_heads = 0.0
         self._seeded = False
+        folder = getattr(store, "path", None)
+        folder = folder if isinstance(folder, Path) else None  # a chDB folder, not a URL
+        self._key = load_private_key(settings.signing_key, folder) if settings.signing_key else None
 
     def chain_id(self, partition: int, topic: str | None = None) -> str:
         return f"{topic or self.settings.trail_topic}/{partition}"
@@ -572,6 +578,7 @@ class Recorder:
     def _publish_heads(self) -> None:
         """Send the head of every chain this recorder owns to the log and the heads topic."""
         self._last_heads = time.monotonic()
+        owned = {c: h.seq for c, h in self.heads.items() if h.seq}
         for chain_id, head in sorted(self.heads.items()):
             if head.seq == 0:
                 continue
@@ -583,46 +590,10 @@ class Recorder:
                 head.chain,
             )
             if self._producer is not None and self.settings.heads_topic:
-                body = {**head.to_dict(), "published_ns": time.time_ns()}
-                self._producer.produce(
-                    self.settings.heads_topic, orjson.dumps(body), chain_id.encode()
-                )
+                body = PublishedHead(
+                    chain_id, head.seq, head.chain, head.source_offset, time.time_ns(), owned
+                ).message(self._key)
+                self._producer.produce(self.settings.heads_topic, body, chain_id.encode())
                 self.stats.heads_published += 1
         if self._producer is not None:
             self._producer.poll(0)
-
-
-def read_heads(
-    bootstrap: str, topic: str, timeout_s: float = 5.0, extra: dict[str, Any] | None = None
-) -> dict[str, dict[str, Any]]:
-    """The latest published head of each chain on ``topic`` (for ``--expect-head``)."""
-    from confluent_kafka import OFFSET_BEGINNING
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"stampline-heads-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            **(extra or {}),
-        }
-    )
-    found: dict[str, dict[str, Any]] = {}
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or not meta.partitions:
-            return found
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        last = time.monotonic()
-        while time.monotonic() - last < timeout_s:
-            for m in consumer.consume(500, 0.2):
-                if m.error() is not None:
-                    continue
-                last = time.monotonic()
-                try:
-                    body = orjson.loads(m.value() or b"")
-                    found[str(body["chain"])] = body
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    log.warning("unreadable head %s", where(m.topic(), m.partition(), m.offset()))
-    finally:
-        consumer.close()
-    return found

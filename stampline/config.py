@@ -282,6 +282,9 @@ class RecorderConfig(_Section):
     # chDB only: the read-only live query endpoint (0: a port the OS picks; see docs/trail.md)
     query_address: str = "127.0.0.1"
     query_port: int = Field(default=0, ge=0, le=65535)
+    # The Ed25519 key the chain heads are signed with (`stampline audit keygen`): a 0600 file
+    # outside the store folder; None publishes unsigned heads (see docs/evidence.md).
+    signing_key: Path | None = None
 
     @field_validator("retry_max_ns", "heads_interval_ns", mode="before")
     @classmethod
@@ -370,6 +373,17 @@ class Config(BaseSettings):
     recorder: RecorderConfig = RecorderConfig()
     metrics: MetricsConfig = MetricsConfig()
     alerting: AlertingConfig = AlertingConfig()
+
+    @model_validator(mode="after")
+    def _key_outside_the_store(self) -> Config:
+        key, folder = self.recorder.signing_key, self.store.path
+        chdb = self.store.backend == "chdb"
+        if key is not None and chdb and key.resolve().is_relative_to(folder.resolve()):
+            raise ValueError(
+                f"recorder.signing_key {key} is inside store.path {folder}: "
+                "whoever can write the store could sign heads; keep the key elsewhere"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -201,6 +201,7 @@ def recorder_settings(config: Config, bootstrap: str) -> RecorderSettings:
         group_id=r.group_id,
         heads_topic=config.topics.trail_heads,
         heads_interval_s=r.heads_interval_ns / 1e9,
+        signing_key=r.signing_key,
         consume_batch=r.consume_batch,
         retry_max_s=r.retry_max_ns / 1e9,
         consumer=client,

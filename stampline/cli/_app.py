@@ -14,7 +14,7 @@ import typer
 from stampline import __version__
 from stampline._redact import RedactingFormatter, scrub_data
 from stampline._terminal import SafeConsole, line
-from stampline.audit import AuditError, Store, check_database_name
+from stampline.audit import AuditError, Store, check_database_name, store_holder
 from stampline.config import ENV_CONFIG_FILE, ConfigError, StoreConfig, load_config
 
 app = typer.Typer(
@@ -74,7 +74,13 @@ def config_path(config: Path | None) -> Path:
     fail(f"no configuration: pass --config FILE or set ${ENV_CONFIG_FILE}", 2)
 
 
-def open_store_for_query(store: Path | None, database: str | None, config: Path | None) -> Store:
+def open_store_for_query(
+    store: Path | None, database: str | None, config: Path | None, *, follow_live: bool = True
+) -> Store:
+    """The store named by ``--store`` or the configuration. A chDB folder that a running
+    recorder holds is read through the live endpoint its ``.stampline-live.json`` names,
+    unless ``follow_live`` is false (verification: nothing inside the store may vouch for it),
+    which refuses a held folder instead."""
     if database is not None:
         try:
             check_database_name(database)
@@ -93,8 +99,17 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
         fail(f"no store at {settings.path} (run `stampline demo` first, or pass the right --store)")
     from stampline.wiring import open_store
 
+    if settings.backend == "chdb" and not follow_live:
+        holder = store_holder(settings.path)
+        if holder is not None:
+            fail(
+                f"the store at {settings.path} is open in process {holder} (a running recorder "
+                "or `stampline run`?). Verification reads the folder's files itself, never "
+                "through an endpoint the folder names: stop that process and verify again, "
+                "or verify a copy made while it was stopped (or a filesystem snapshot)"
+            )
     try:
-        return open_store(settings, database, live=True)
+        return open_store(settings, database, live=follow_live)
     except AuditError as exc:
         message = str(exc)
         # chDB's errors append the SQL and engine trace; the first line says what failed.

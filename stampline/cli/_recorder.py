@@ -16,14 +16,16 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     Consumes `topics.trail` as consumer group `recorder.group_id` (run several to share its
     partitions) and writes the configured store (chDB or a ClickHouse server). Each trail
     partition is one hash chain in the ledger; the chain heads go to `topics.trail_heads`
-    and the log every `recorder.heads_interval`. When the store is down the recorder
+    and the log every `recorder.heads_interval`, signed with `recorder.signing_key` when
+    one is set (`stampline audit keygen`). When the store is down the recorder
     retries with back-off (capped at `recorder.retry_max`) and lags: see the metrics
     `stampline_trail_lag_seconds` and `stampline_trail_lag_records`. Runs until SIGTERM or
     Ctrl-C, then commits what it wrote and exits 0; progress goes to stderr.
 
     On the embedded store (chDB) it also serves read-only live queries on 127.0.0.1
-    (`recorder.query_port`): `replay`, `hotspots`, `audit verify` … given the same `--store`
-    or `--config` find it and read through it while it runs.
+    (`recorder.query_port`): `replay`, `hotspots` … given the same `--store` or `--config`
+    find it and read through it while it runs. `audit verify` does not: it reads the folder
+    itself, so it refuses the folder while the recorder holds it.
 
     With `alerting.topic` set it also writes the alerts topic (every process's alert
     transitions, and the snoozes and dismissals `stampline alerts` sends while the store is
@@ -72,9 +74,13 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             settings = dataclasses.replace(
                 recorder_settings(cfg, bootstrap), alerts_topic=alerts_topic
             )
-            the_recorder = Recorder(
-                settings, store, metrics, alerts=alerting.intake, observers=alerting.observers
-            )
+            try:
+                the_recorder = Recorder(
+                    settings, store, metrics, alerts=alerting.intake, observers=alerting.observers
+                )
+            except AuditError as exc:  # the signing key: unreadable, exposed, in the store
+                alerting.close()
+                fail(str(exc))
             where = cfg.store.url if cfg.store.backend == "clickhouse" else cfg.store.path
             err.print(
                 f"recorder: {cfg.topics.trail} at {bootstrap} → {cfg.store.backend} {where}",

@@ -57,8 +57,9 @@ def test_verify_checks_expected_heads_and_refuses_a_malformed_one(store: ChdbSto
     other = "ab" * 32
     bad = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", other])
     assert bad.exit_code == 1
-    (finding,) = orjson.loads(bad.stdout)["findings"]
-    assert (finding["problem"], finding["missing_head"]) == ("head_missing", other)
+    missing, unaccounted = orjson.loads(bad.stdout)["findings"]
+    assert (missing["problem"], missing["missing_head"]) == ("head_missing", other)
+    assert (unaccounted["chain"], unaccounted["problem"]) == ("local", "chain_without_head")
     typo = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", "local=xyz"])
     assert typo.exit_code == 2
     assert "--expect-head 'local=xyz'" in typo.stderr

@@ -4,16 +4,36 @@ rewrite of the whole chain hides is found against a head published elsewhere."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typer.testing import CliRunner
 
 from stampline.audit import (
+    LIVE_FILE,
     ChdbStore,
     DeadLetter,
+    PublishedHead,
     canonical_table,
     dead_letter_table,
+    find_live,
+    generate_key,
+    load_private_key,
+    load_public_key,
+    store_holder,
 )
-from stampline.audit._ledger import LedgerEntry, digest_batch
+from stampline.audit._ledger import CANONICAL_SELECT, GENESIS, LedgerEntry, digest_batch
+from stampline.cli import app
 from tests.audit.test_store_suite import T0, pipeline
+from tests.helpers import drop_database
 
 CHAIN = "trail.topic/0"
 OTHER = "trail.topic/1"
@@ -147,6 +167,7 @@ def test_tail_truncation_is_found_against_a_published_head(filled: ChdbStore) ->
     """Cutting the last batch and its ledger entry leaves a self-consistent chain, which the
     head published before the cut exposes."""
     published = filled.chain_head(CHAIN).chain
+    other = (OTHER, filled.chain_head(OTHER).chain)
     filled._execute(
         f"ALTER TABLE {filled.database}.observations DELETE "
         f"WHERE chain_id = '{CHAIN}' AND batch = 3 SETTINGS mutations_sync = 2"
@@ -156,20 +177,19 @@ def test_tail_truncation_is_found_against_a_published_head(filled: ChdbStore) ->
         "SETTINGS mutations_sync = 2"
     )
     assert _findings(filled) == [], "without an outside reference the cut is invisible"
-    assert _findings(filled, [(CHAIN, published)]) == [(CHAIN, "head_missing", 0)]
+    assert _findings(filled, [(CHAIN, published), other]) == [(CHAIN, "head_missing", 0)]
 
 
 def test_a_re_chained_rewrite_is_found_against_a_published_head(filled: ChdbStore) -> None:
     """Changing a batch and recomputing its digest and every later link is consistent inside
     the database; the published head is then no longer in the chain."""
     published = filled.chain_head(CHAIN).chain
+    other = (OTHER, filled.chain_head(OTHER).chain)
     db = filled.database
     filled._execute(
         f"ALTER TABLE {db}.observations UPDATE provider = 'mallory' "
         f"WHERE chain_id = '{CHAIN}' AND batch = 1 SETTINGS mutations_sync = 2"
     )
-    from stampline.audit._ledger import CANONICAL_SELECT
-
     canon = filled.query_arrow(
         f"SELECT {CANONICAL_SELECT} FROM {{db}}.observations "
         f"WHERE chain_id = '{CHAIN}' AND batch = 1"
@@ -205,8 +225,11 @@ def test_a_re_chained_rewrite_is_found_against_a_published_head(filled: ChdbStor
         )
         prev = entry.chain
     assert _findings(filled) == [], "a full re-chain is consistent inside the database"
-    assert _findings(filled, [(CHAIN, published)]) == [(CHAIN, "head_missing", 0)]
-    assert _findings(filled, [("", published)]) == [("", "head_missing", 0)]
+    assert _findings(filled, [(CHAIN, published), other]) == [(CHAIN, "head_missing", 0)]
+    assert _findings(filled, [("", published), other]) == [
+        ("", "head_missing", 0),
+        (CHAIN, "chain_without_head", 0),
+    ]
 
 
 def test_a_published_head_of_an_intact_chain_verifies_after_more_writes(
@@ -214,10 +237,11 @@ def test_a_published_head_of_an_intact_chain_verifies_after_more_writes(
 ) -> None:
     """A head published earlier stays valid while the chain grows past it."""
     earlier = filled.chain_head(CHAIN).chain
+    other = (OTHER, filled.chain_head(OTHER).chain)
     filled.write_batch(
         "observations", canonical_table(pipeline(1)), chain_id=CHAIN, source_offset=3
     )
-    assert _findings(filled, [(CHAIN, earlier), ("", earlier)]) == []
+    assert _findings(filled, [(CHAIN, earlier), ("", earlier), other]) == []
 
 
 def test_the_same_trail_offset_is_written_once(store: ChdbStore) -> None:
@@ -228,3 +252,247 @@ def test_the_same_trail_offset_is_written_once(store: ChdbStore) -> None:
     assert store.write_batch("observations", table, chain_id=CHAIN, source_offset=4) == 0
     assert store.query("SELECT count() AS n FROM {db}.observations") == [{"n": 9}]
     assert store.chain_head(CHAIN).seq == 1
+
+
+FORGED = "trail.topic/9"
+
+
+def _forge_chain(store: ChdbStore, seq: int) -> None:
+    """Copy batch 3 of CHAIN into a made-up chain FORGED at batch ``seq`` with doubled prices,
+    written a second later, digest it the documented way and ledger it as a chain of its own
+    from the genesis."""
+    db = store.database
+    store._execute(
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('{FORGED}' AS chain_id, {seq} AS batch, "
+        f"price * 2 AS price, written + 1 AS written) FROM (SELECT * FROM {db}.observations "
+        f"WHERE chain_id = '{CHAIN}' AND batch = 3)"
+    )
+    canon = store.query_arrow(
+        f"SELECT {CANONICAL_SELECT} FROM {{db}}.observations "
+        f"WHERE chain_id = '{FORGED}' AND batch = {seq}"
+    )
+    digest, columns = digest_batch(canon)
+    (real,) = store.query(
+        "SELECT toUnixTimestamp64Micro(written) AS w, toUnixTimestamp64Micro(expires) AS e, "
+        "rows, toUnixTimestamp64Nano(first_received) AS f, "
+        "toUnixTimestamp64Nano(last_received) AS l FROM {db}.ledger "
+        f"WHERE chain_id = '{CHAIN}' AND seq = 3"
+    )
+    entry = LedgerEntry(
+        FORGED,
+        seq,
+        "observations",
+        2,
+        real["w"],
+        real["e"],
+        real["rows"],
+        real["f"],
+        real["l"],
+        digest,
+        GENESIS,
+    )
+    cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+    store._execute(
+        f"INSERT INTO {db}.ledger VALUES ('{FORGED}', {seq}, 'observations', 2, "
+        f"fromUnixTimestamp64Micro({real['w']}), fromUnixTimestamp64Micro({real['e']}), "
+        f"{real['rows']}, fromUnixTimestamp64Nano({real['f']}), "
+        f"fromUnixTimestamp64Nano({real['l']}), '{digest}', {cols}, '{GENESIS}', "
+        f"'{entry.chain}')"
+    )
+
+
+def _shown_prices(store: ChdbStore) -> list[float]:
+    return [
+        r["price"]
+        for r in store.query(
+            "SELECT price FROM {db}.trail WHERE event_id IN (SELECT event_id "
+            "FROM {db}.observations "
+            f"WHERE chain_id = '{CHAIN}' AND batch = 3) ORDER BY event_id, stage"
+        )
+    ]
+
+
+def test_a_forged_chain_from_batch_1000000_is_found_and_shadows_nothing(filled: ChdbStore) -> None:
+    """A made-up chain whose only entry is batch 1000000 (doubled prices, digested and
+    chained from the genesis the documented way) is found by its sequence, and the trail view
+    keeps showing the real chain's prices."""
+    before = _shown_prices(filled)
+    _forge_chain(filled, 1_000_000)
+    assert _findings(filled) == [(FORGED, "seq_gap", 1_000_000)]
+    assert _shown_prices(filled) == before
+    assert filled.verify().lengths == {CHAIN: 3, OTHER: 1, FORGED: 1}
+
+
+def test_a_forged_chain_from_batch_1_is_found_against_the_published_heads(
+    filled: ChdbStore,
+) -> None:
+    """A made-up chain that starts at batch 1 is consistent inside the store; with the real
+    chains' heads given it is the chain no head accounts for."""
+    heads = [(h.chain_id, h.chain) for h in filled.chain_heads()]
+    _forge_chain(filled, 1)
+    assert _findings(filled) == [], "a well-formed made-up chain is invisible without heads"
+    assert _findings(filled, heads) == [(FORGED, "chain_without_head", 0)]
+
+
+class _Decoy(ThreadingHTTPServer):
+    """Any ClickHouse-HTTP-like server: answers /ping, and every query from ``intact``."""
+
+    def __init__(self, intact: ChdbStore, tampered_db: str) -> None:
+        super().__init__(("127.0.0.1", 0), _DecoyHandler)
+        self.intact, self.tampered_db = intact, tampered_db
+        self.queries = 0
+
+
+class _DecoyHandler(BaseHTTPRequestHandler):
+    server: _Decoy
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self._reply(b"Ok.\n")
+
+    def do_POST(self) -> None:
+        self.server.queries += 1
+        sql = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        fmt = parse_qs(urlsplit(self.path).query)["default_format"][0]
+        sql = sql.replace(self.server.tampered_db, self.server.intact.database)
+        self._reply(self.server.intact.raw_query(sql, None, fmt))
+
+    def _reply(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_a_decoy_endpoint_named_inside_the_store_is_never_followed(
+    filled: ChdbStore, chdb_dir: Path, uid: str
+) -> None:
+    """A store whose prices were doubled fails `audit verify --store` even when a
+    `.stampline-live.json` in its folder names a live, pid-1 endpoint serving an intact copy:
+    verify reads the folder itself and never asks the endpoint."""
+    with ChdbStore(chdb_dir, f"t_{uid}_copy") as intact:
+        db = filled.database
+        for table in ("observations", "ledger", "dead_letters"):  # the copy before tampering
+            intact._execute(f"DROP TABLE {intact.database}.{table}")
+            intact._execute(f"CREATE TABLE {intact.database}.{table} AS {db}.{table}")
+            intact._execute(f"INSERT INTO {intact.database}.{table} SELECT * FROM {db}.{table}")
+        filled._execute(
+            f"ALTER TABLE {db}.observations UPDATE price = price * 2 WHERE 1 "
+            "SETTINGS mutations_sync = 2"
+        )
+        decoy = _Decoy(intact, db)
+        threading.Thread(target=decoy.serve_forever, daemon=True).start()
+        live = Path(filled.path) / LIVE_FILE
+        url = f"http://127.0.0.1:{decoy.server_address[1]}"
+        live.write_text(json.dumps({"url": url, "database": db, "pid": 1}))
+        try:
+            assert find_live(filled.path) is not None, "the decoy passes for a live recorder"
+            args = ["audit", "verify", "--store", str(filled.path), "--database", db, "--json"]
+            result = CliRunner().invoke(app, args)
+        finally:
+            live.unlink()
+            decoy.shutdown()
+            decoy.server_close()
+            drop_database(intact)
+    assert result.exit_code == 1, result.output
+    problems = {(f["chain"], f["problem"]) for f in orjson.loads(result.stdout)["findings"]}
+    assert problems == {(CHAIN, "changed"), (OTHER, "changed")}
+    assert decoy.queries == 0
+
+
+def test_verify_refuses_a_store_another_process_holds(tmp_path: Path) -> None:
+    """A chDB folder open in another process (a running recorder) is refused, naming that
+    process, and is not read through any endpoint."""
+    folder = tmp_path / "held"
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        assert store_holder(folder) == holder.pid
+        result = CliRunner().invoke(app, ["audit", "verify", "--store", str(folder)])
+        holder.terminate()
+    assert result.exit_code == 1
+    assert f"open in process {holder.pid}" in result.stderr
+    assert "verify a copy" in result.stderr
+
+
+_HOLD = """
+import sys, time
+from chdb import session
+s = session.Session(sys.argv[1])
+s.query("SELECT 1")
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def _published(store: ChdbStore, key: Ed25519PrivateKey | None) -> list[PublishedHead]:
+    """Every chain's head as the recorder publishes it, signed with ``key``."""
+    owned = {h.chain_id: h.seq for h in store.chain_heads()}
+    return [
+        PublishedHead.from_message(
+            PublishedHead(h.chain_id, h.seq, h.chain, h.source_offset, 1, owned).message(key)
+        )
+        for h in store.chain_heads()
+    ]
+
+
+def _keys(tmp_path: Path, name: str) -> tuple[Ed25519PrivateKey, Ed25519PublicKey]:
+    generate_key(tmp_path / name, tmp_path / f"{name}.pub")
+    return load_private_key(tmp_path / name), load_public_key(tmp_path / f"{name}.pub")
+
+
+def test_a_forged_chain_with_a_head_forged_on_the_broker_is_found_by_the_signature(
+    filled: ChdbStore, tmp_path: Path
+) -> None:
+    """An insider who writes both the store and the heads topic can make up a chain and
+    publish a head for it; unsigned, or signed with a key not the recorder's, the head does
+    not count, so the made-up chain is the one no head accounts for."""
+    recorder, public = _keys(tmp_path, "recorder")
+    mallory, _ = _keys(tmp_path, "mallory")
+    published = _published(filled, recorder)
+    assert filled.verify(published=published, public_key=public).ok
+    _forge_chain(filled, 1)
+    (forged,) = (h for h in _published(filled, None) if h.chain == FORGED)
+    (signed_by_mallory,) = (h for h in _published(filled, mallory) if h.chain == FORGED)
+    found = filled.verify(
+        published=[*published, forged, signed_by_mallory], public_key=public
+    ).findings
+    assert [(f.chain_id, f.problem) for f in found] == [
+        (FORGED, "head_unsigned"),
+        (FORGED, "head_bad_signature"),
+        (FORGED, "chain_without_head"),
+    ]
+    unchecked = filled.verify(published=[*published, forged])
+    assert unchecked.ok, "without the public key a head on the broker is taken at its word"
+
+
+def test_every_published_head_is_checked_in_order(filled: ChdbStore, tmp_path: Path) -> None:
+    """Each published head must be the entry at its batch, never going back, and each chain
+    it names at least as long as it says: an earlier head that no longer matches, a head
+    published after a later one, and a chain cut below its published length are all found."""
+    recorder, public = _keys(tmp_path, "recorder")
+    earlier = _published(filled, recorder)
+    filled.write_batch(
+        "observations", canonical_table(pipeline(1)), chain_id=OTHER, source_offset=1
+    )
+    later = _published(filled, recorder)
+    assert filled.verify(published=[*earlier, *later], public_key=public).ok
+    found = filled.verify(published=[*later, *earlier], public_key=public).findings
+    assert [(f.chain_id, f.problem, f.seq) for f in found] == [(OTHER, "head_out_of_order", 1)]
+    filled._execute(
+        f"ALTER TABLE {filled.database}.ledger DELETE WHERE chain_id = '{OTHER}' AND seq = 2 "
+        "SETTINGS mutations_sync = 2"
+    )
+    filled._execute(
+        f"ALTER TABLE {filled.database}.observations DELETE "
+        f"WHERE chain_id = '{OTHER}' AND batch = 2 SETTINGS mutations_sync = 2"
+    )
+    found = filled.verify(published=[*earlier, *later], public_key=public).findings
+    assert [(f.chain_id, f.problem, f.seq) for f in found] == [
+        (OTHER, "chain_truncated", 2),  # named with its length by CHAIN's head
+        (OTHER, "head_missing", 2),
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,7 +14,13 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
 
-from stampline.audit import ChdbStore, StoreError, encode_trail_messages
+from stampline.audit import (
+    ChdbStore,
+    StoreError,
+    encode_trail_messages,
+    generate_key,
+    load_public_key,
+)
 from stampline.collectors import (
     GateSettings,
     RecorderMetrics,
@@ -300,22 +307,33 @@ def test_tap_sends_its_sightings_to_the_trail_topic(
     )
 
 
-def test_chain_heads_are_published_to_the_heads_topic(
+def test_chain_heads_are_published_signed_and_verify_the_store(
     bootstrap: str,
     store: ChdbStore,
     make_topics: Callable[..., list[str]],
     recorder_settings: Callable[..., RecorderSettings],
+    tmp_path: Path,
 ) -> None:
-    """The recorder publishes each chain's head; the published head verifies the store."""
+    """The recorder publishes each chain's head, with its length and the chains it owns,
+    signed with its key; every published head verifies the store under the public key."""
+    key = tmp_path / "heads.key"
+    generate_key(key, tmp_path / "heads.key.pub")
     trail, heads = make_topics("trail", "heads", partitions=1)
     producer = Producer({"bootstrap.servers": bootstrap})
     for m in encode_trail_messages("observations", _obs_table(50), "t", max_bytes=5000):
         producer.produce(trail, m.value, headers=m.headers)
     assert producer.flush(10) == 0
-    rec = RecorderRun(recorder_settings(trail, heads_topic=heads, heads_interval_s=0.2), store)
+    settings = recorder_settings(trail, heads_topic=heads, heads_interval_s=0.2, signing_key=key)
+    rec = RecorderRun(settings, store)
     rec.wait(lambda: rec.recorder.stats.rows >= 50, "the recorder")
     rec.stop()
     published = read_heads(bootstrap, heads, timeout_s=1.0)
-    head = published[f"{trail}/0"]
-    assert head["head"] == store.chain_head(f"{trail}/0").chain
-    assert store.verify(expect_heads=[(f"{trail}/0", head["head"])]).ok
+    last = published[-1]
+    chain = store.chain_head(f"{trail}/0")
+    assert (last.chain, last.seq, last.head) == (chain.chain_id, chain.seq, chain.chain)
+    assert dict(last.chains) == {chain.chain_id: chain.seq}
+    report = store.verify(
+        published=published, public_key=load_public_key(tmp_path / "heads.key.pub")
+    )
+    assert report.ok, report.findings
+    assert report.published_heads == len(published) >= 1

@@ -276,7 +276,7 @@ def test_evidence_for_the_demo_decision_holds_the_facts_and_its_head_verifies(
     held = {h.split("/")[0] for b in proof["batches"] for h in b["holds"]}
     assert held == {e["event_id"] for e in doc["events"]}
     argv = shlex.split(proof["verify_command"])
-    assert argv.count("--expect-head") == len(proof["chains"]) >= 1
+    assert argv.count("--expect-head") >= len(proof["chains"]) >= 1  # every chain in the store
     verify = runner.invoke(app, [*argv[1:], "--json"])
     assert verify.exit_code == 0, verify.output
     heads = json.loads(verify.stdout)["chain_heads"]

@@ -60,3 +60,15 @@ def test_clock_error_source_is_validated(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="clock_error_source"):
         _load(tmp_path, "gate: {clock_error_source: ntp}\n")
+
+
+def test_a_signing_key_inside_the_store_folder_is_refused(tmp_path: Path) -> None:
+    """recorder.signing_key inside store.path is refused, naming the key."""
+    with pytest.raises(ConfigError, match=r"recorder\.signing_key .* is inside store\.path"):
+        _load(
+            tmp_path, f"store: {{path: {tmp_path}/s}}\nrecorder: {{signing_key: {tmp_path}/s/k}}\n"
+        )
+    cfg = _load(
+        tmp_path, f"store: {{path: {tmp_path}/s}}\nrecorder: {{signing_key: {tmp_path}/k}}\n"
+    )
+    assert cfg.recorder.signing_key == tmp_path / "k"
