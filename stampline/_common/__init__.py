@@ -4,5 +4,20 @@ anything may import it (DESIGN.md, "Layout").
 
 from stampline._common._errors import StamplineError
 from stampline._common._namespace import imported_as_part_of_stampline
+from stampline._common._shown import (
+    MASK,
+    control_characters,
+    mask_urls,
+    url_credentials,
+    visible,
+)
 
-__all__ = ["StamplineError", "imported_as_part_of_stampline"]
+__all__ = [
+    "MASK",
+    "StamplineError",
+    "control_characters",
+    "imported_as_part_of_stampline",
+    "mask_urls",
+    "url_credentials",
+    "visible",
+]
