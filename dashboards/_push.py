@@ -38,6 +38,7 @@ from stampline.dashboards._provisioning import (
     datasources,
 )
 from stampline.dashboards._push_alerting import push_alerting
+from stampline.dashboards._secret_refs import fill
 from stampline.dashboards.exceptions import PushError
 
 MIN_MAJOR, MAX_MAJOR = 11, 13
@@ -122,7 +123,8 @@ def push(
             f"{url} runs Grafana {grafana_version}; the dashboards target {MIN_MAJOR}-{MAX_MAJOR}"
         )
     report = PushReport(grafana_version, dry_run)
-    documents = [(section.name, section.document(settings)) for section in alerting]
+    # The API does not expand the references a written file holds: send the values.
+    documents = [(s.name, fill(s.document(settings), getattr(s, "secrets", {}))) for s in alerting]
     report.changes.append(_folder(api, url, FOLDER_UID, FOLDER_TITLE, dry_run))
     if any(doc.get("groups") for _, doc in documents):
         report.changes.append(_folder(api, url, ALERTS_FOLDER_UID, ALERTS_FOLDER_TITLE, dry_run))

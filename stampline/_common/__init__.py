@@ -7,6 +7,7 @@ from stampline._common._namespace import imported_as_part_of_stampline
 from stampline._common._shown import (
     MASK,
     control_characters,
+    is_secret_param,
     mask_urls,
     url_credentials,
     visible,
@@ -17,6 +18,7 @@ __all__ = [
     "StamplineError",
     "control_characters",
     "imported_as_part_of_stampline",
+    "is_secret_param",
     "mask_urls",
     "url_credentials",
     "visible",

@@ -45,13 +45,18 @@ def control_characters(text: str, *, keep_newlines: bool = True) -> list[tuple[i
 _USERINFO = re.compile(
     r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\s@]*(?:@[^/?#\s@]*)*)@"
 )
-# A query parameter whose name says it carries a credential (`?token=`, `&api_key=`,
-# `&X-Amz-Signature=`), its value up to the next separator.
+# Words in the name of a query parameter that carries a credential (`token`, `api_key`,
+# `X-Amz-Signature`, ...).
+_SECRET_WORDS = "token|secret|passw|pwd|key|auth|sig|credential|session"
 _SECRET_PARAM = re.compile(
-    r"(?P<name>[?&;][^=&#\s]*(?:token|secret|passw|pwd|key|auth|sig|credential|session)"
-    r"[^=&#\s]*=)[^&#\s\"'<>]*",
-    re.IGNORECASE,
+    rf"(?P<name>[?&;][^=&#\s]*(?:{_SECRET_WORDS})[^=&#\s]*=)[^&#\s\"'<>]*", re.IGNORECASE
 )
+_SECRET_NAME = re.compile(_SECRET_WORDS, re.IGNORECASE)
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a URL query parameter named ``name`` carries a credential."""
+    return _SECRET_NAME.search(name) is not None
 
 
 def _mask_info(m: re.Match[str]) -> str:
