@@ -11,7 +11,13 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import generate_latest
 
-from stampline.alerting import AlertmanagerClient, AlertMetrics, Dispatcher
+from stampline.alerting import (
+    AlertmanagerClient,
+    AlertMetrics,
+    Dispatcher,
+    FactsPublisher,
+    ProviderFacts,
+)
 from tests.alerting.conftest import FlakyServer, Server, Webhook, free_port
 from tests.alerting.test_delivery import DEFS, S, silence
 
@@ -125,3 +131,12 @@ def test_the_alerts_topic_counts_only_acknowledged_transitions() -> None:
     assert worker.lost == 2
     text = generate_latest(metrics.registry).decode()
     assert 'stampline_alert_delivery_failures_total{sink="topic"}' in text
+
+
+def test_facts_count_as_published_only_on_their_delivery_report() -> None:
+    """A gate's provider facts to an unreachable broker are counted dropped when their
+    delivery report fails, never published."""
+    publisher = FactsPublisher(f"127.0.0.1:{free_port()}", "facts", {"message.timeout.ms": 300})
+    publisher(ProviderFacts(time.time_ns(), {"alpha": time.time_ns()}, {"alpha": 1}))
+    publisher.close()  # waits for the report (message.timeout.ms is shorter)
+    assert (publisher.published, publisher.dropped) == (0, 1)
