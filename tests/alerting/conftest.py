@@ -270,8 +270,10 @@ class FlakyServer:
         """Answer as ``mode`` from now on (listening from the first call on)."""
         self.forward_to = forward_to
         self.mode = mode
-        if mode != "hang":
-            self._released.set()
+        if mode == "hang":
+            self._released.clear()
+        else:
+            self._released.set()  # hung requests end, unanswered
         if self._thread is None:
             self._server.server_activate()
             self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
