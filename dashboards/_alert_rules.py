@@ -469,7 +469,7 @@ def _notifications(definitions: AlertsFile, alertmanager_url: str | None) -> Not
     if routes:
         policy["routes"] = routes
     comment = "".join(
-        f"Grafana reads ${{{name}}} from its environment: set it where Grafana runs.\n"
+        f"Grafana reads ${name} from its environment: set it where Grafana runs.\n"
         for name in sorted(secrets)
     )
     return Notifications((contact,), mute_times, (policy,), comment, secrets=secrets)

@@ -1,10 +1,11 @@
 """Secrets in provisioning files are references Grafana resolves, never values.
 
-Grafana expands ``$VAR`` / ``${VAR}`` from its own environment in every provisioning file
-(its provisioning docs, "Use environment variables"). So a written file holds
-``${STAMPLINE_ALERTMANAGER_PASSWORD}`` where the Alertmanager password goes, and the person
-who runs Grafana sets that variable; ``grafana push`` (an API call, which Grafana does not
-expand) fills the values in just before sending.
+Grafana expands ``$VAR`` and ``${VAR}`` from its own environment in every provisioning file,
+and reads ``$$`` as a literal ``$`` (its provisioning docs, "Use environment variables").
+So a written file holds ``$STAMPLINE_ALERTMANAGER_PASSWORD`` where the Alertmanager password
+goes — without braces, which Grafana would expand a second time, breaking a password holding
+``$`` — and the person who runs Grafana sets that variable. ``grafana push`` (an API call,
+which Grafana does not expand) fills the values in just before sending.
 """
 
 from __future__ import annotations
@@ -18,44 +19,64 @@ from stampline._common import is_secret_param, url_credentials
 PASSWORD_ENV = "STAMPLINE_ALERTMANAGER_PASSWORD"
 """The environment variable Grafana reads the Alertmanager basic-auth password from."""
 
-_REF = re.compile(r"\$\{(STAMPLINE_ALERTMANAGER_[A-Z0-9_]+)\}")
+_REF = re.compile(r"\$\$|\$(STAMPLINE_ALERTMANAGER_[A-Z0-9_]+)")
+
+
+def _literal(text: str) -> str:
+    return text.replace("$", "$$")
 
 
 def alertmanager_settings(url: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The ``prometheus-alertmanager`` contact point settings for ``url``, with references
-    in place of its secrets, and the secrets by variable name.
+    """The ``prometheus-alertmanager`` contact point settings for ``url`` as a provisioning
+    file holds them — references in place of its secrets, every other ``$`` doubled — and
+    the secrets by variable name.
 
     User info becomes ``basicAuthUser`` and a ``basicAuthPassword`` reference; the value of
-    a token-like query parameter becomes ``${STAMPLINE_ALERTMANAGER_<NAME>}``.
+    a token-like query parameter becomes ``$STAMPLINE_ALERTMANAGER_<NAME>``.
     """
     bare, user, password = url_credentials(url)
     secrets: dict[str, str] = {}
     parts = urlsplit(bare)
-    if parts.query:
-        query = []
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if is_secret_param(name):
-                env = "STAMPLINE_ALERTMANAGER_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
-                secrets[env] = value
-                value = "${" + env + "}"
-            query.append((name, value))
-        bare = parts._replace(query=urlencode(query, safe="${}")).geturl()
-    settings = {"url": bare}
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if is_secret_param(name):
+            env = "STAMPLINE_ALERTMANAGER_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+            secrets[env] = value
+            query.append((_literal(name), "$" + env))
+        else:
+            query.append((_literal(name), _literal(value)))
+    written = _literal(parts._replace(query="").geturl())
+    if query:
+        written += "?" + urlencode(query, safe="$")
+    settings = {"url": written}
     if user:
-        settings["basicAuthUser"] = user
+        settings["basicAuthUser"] = _literal(user)
     if password is not None:
-        settings["basicAuthPassword"] = "${" + PASSWORD_ENV + "}"
+        settings["basicAuthPassword"] = "$" + PASSWORD_ENV
         secrets[PASSWORD_ENV] = password
     return settings, secrets
 
 
-def fill(document: Any, secrets: dict[str, str]) -> Any:
-    """``document`` with every ``${STAMPLINE_ALERTMANAGER_...}`` reference replaced by its
-    value from ``secrets`` (for the API, which does not expand references)."""
-    if isinstance(document, str):
-        return _REF.sub(lambda m: secrets.get(m.group(1), m.group(0)), document)
-    if isinstance(document, dict):
-        return {k: fill(v, secrets) for k, v in document.items()}
-    if isinstance(document, list):
-        return [fill(v, secrets) for v in document]
-    return document
+def fill(document: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+    """``document`` as the API takes it: in each contact point's settings, references
+    replaced by their values from ``secrets`` and ``$$`` read back as ``$``."""
+
+    def value(text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        return _REF.sub(lambda m: "$" if m.group(1) is None else secrets[m.group(1)], text)
+
+    points = document.get("contactPoints")
+    if not points:
+        return document
+    filled = [
+        {
+            **cp,
+            "receivers": [
+                {**r, "settings": {k: value(v) for k, v in r.get("settings", {}).items()}}
+                for r in cp.get("receivers", [])
+            ],
+        }
+        for cp in points
+    ]
+    return {**document, "contactPoints": filled}

@@ -329,7 +329,7 @@ def test_grafana_export_writes_references_not_the_alertmanager_secrets(tmp_path:
     Grafana resolves from its environment, never the values."""
     alerts = tmp_path / "alerts.yaml"
     alerts.write_text(PACKAGED_ALERTS)
-    url = f"http://bob:{URL_SECRET}@alertmanager:9093/?token={URL_TOKEN}"
+    url = f"http://bo$b:{URL_SECRET}@alertmanager:9093/?token={URL_TOKEN}"
     result = runner.invoke(
         app, ["grafana", "export", str(tmp_path / "out"), "--alerts", str(alerts),
               "--alertmanager-url", url],
@@ -342,21 +342,23 @@ def test_grafana_export_writes_references_not_the_alertmanager_secrets(tmp_path:
     )
     (receiver,) = notifications["contactPoints"][0]["receivers"]
     assert receiver["settings"] == {
-        "url": "http://alertmanager:9093/?token=${STAMPLINE_ALERTMANAGER_TOKEN}",
-        "basicAuthUser": "bob",
-        "basicAuthPassword": "${STAMPLINE_ALERTMANAGER_PASSWORD}",
+        "url": "http://alertmanager:9093/?token=$STAMPLINE_ALERTMANAGER_TOKEN",
+        "basicAuthUser": "bo$$b",  # Grafana's literal $
+        "basicAuthPassword": "$STAMPLINE_ALERTMANAGER_PASSWORD",
     }
 
 
 def test_grafana_push_sends_the_alertmanager_password_itself() -> None:
-    """Over the API, which expands no reference, the contact point gets the values."""
-    url = f"http://bob:{URL_SECRET}@alertmanager:9093/"
+    """Over the API, which expands no reference, the contact point gets the values, a `$`
+    in them as it was."""
+    url = f"http://bo$b:{URL_SECRET}$x@alertmanager:9093/?token={URL_TOKEN}"
     rendered = grafana_alerting(parse_alerts(PACKAGED_ALERTS), alertmanager_url=url)
     with RecordingGrafana(GRAFANA_TOKEN) as grafana:
         push(grafana.url, GRAFANA_TOKEN, alerting=rendered.sections)
         settings = grafana.state.contact_points["stampline-alertmanager"]["settings"]
-    assert settings["basicAuthPassword"] == URL_SECRET
-    assert settings["url"] == "http://alertmanager:9093/"
+    assert settings["basicAuthUser"] == "bo$b"
+    assert settings["basicAuthPassword"] == URL_SECRET + "$x"
+    assert settings["url"] == f"http://alertmanager:9093/?token={URL_TOKEN}"
 
 
 def test_snooze_and_push_errors_do_not_show_a_url_password(
