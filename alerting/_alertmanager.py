@@ -3,6 +3,7 @@ on the standard library's HTTP client: no extra dependency for three calls."""
 
 from __future__ import annotations
 
+import base64
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -10,36 +11,57 @@ from typing import Any
 
 import orjson
 
+from stampline._common import mask_urls, url_credentials
 from stampline.alerting._notice import Notice, iso
 from stampline.alerting.exceptions import AlertDeliveryError
 
 
 class AlertmanagerClient:
-    """Talks to one Alertmanager at ``url`` (``http://host:9093``)."""
+    """Talks to one Alertmanager at ``url`` (``http://host:9093``).
 
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
-        self.url = url.rstrip("/")
+    Basic auth comes from ``username``/``password`` or from the URL's user info
+    (``http://user:PW@host:9093``); either way the credentials travel in an ``Authorization``
+    header, and every message shows the URL masked (:func:`~stampline._common.mask_urls`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 2.0,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        bare, url_user, url_password = url_credentials(url.rstrip("/"))
+        self.url = bare
+        self.shown = mask_urls(bare)  # the URL as messages show it
         self.timeout_s = timeout_s
+        user = username if username is not None else url_user
+        secret = password if password is not None else url_password
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if user is not None or secret is not None:
+            token = base64.b64encode(f"{user or ''}:{secret or ''}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
 
     def _call(self, method: str, path: str, body: object | None = None) -> Any:
         data = orjson.dumps(body) if body is not None else None
         request = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            self.url + path, data=data, method=method, headers=self._headers
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace")
+            detail = mask_urls(exc.read()[:300].decode("utf-8", "replace"))
             raise AlertDeliveryError(
-                f"Alertmanager {method} {path}: HTTP {exc.code}: {detail}"
+                f"Alertmanager {method} {mask_urls(path)}: HTTP {exc.code}: {detail}"
             ) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise AlertDeliveryError(f"Alertmanager at {self.url} unreachable: {reason}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            # ValueError: a URL urllib cannot use (a port that is not a number)
+            reason = mask_urls(str(getattr(exc, "reason", exc)))
+            raise AlertDeliveryError(
+                f"Alertmanager at {self.shown} unreachable: {reason}"
+            ) from None
         return orjson.loads(raw) if raw.strip() else None
 
     def post_alerts(self, alerts: Sequence[Mapping[str, object]]) -> None:

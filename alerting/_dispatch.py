@@ -2,11 +2,18 @@
 the metrics, without ever making the detectors (and so the gate) wait.
 
 The detectors call the :class:`Dispatcher` with transitions; it renders them, updates the
-metrics in place (cheap), and offers them to one bounded queue per sink, each drained by its
-own daemon thread. A full queue drops its oldest notice and counts it; a sink that fails is
-retried a few times, then the failure is counted and logged. Alertmanager's worker also
-re-sends every firing alert each ``resend_s`` (with ``endsAt`` ahead), as Prometheus does,
-so Alertmanager keeps it active; a resolve is sent with ``endsAt`` = the resolve time.
+metrics in place (cheap), and offers them to one :class:`~alerting._outbox.Outbox` per sink:
+a bounded queue drained by its own daemon thread, which retries a failed delivery with
+back-off until it goes or is superseded (see there).
+
+- Alertmanager: one instance's transitions are posted in order. When several waited (an
+  outage), consecutive firings collapse into the newest (it says all the older did) and the
+  rest are posted ``spacing_s`` apart, so Alertmanager notifies each: an alert that fired and
+  resolved during an outage arrives as a firing, then a resolve. The worker also re-sends
+  every firing alert each ``resend_s`` (with ``endsAt`` ahead), as Prometheus does, so
+  Alertmanager keeps it active; a resolve is sent with ``endsAt`` = the resolve time.
+- Alerts topic: a notice counts as sent on its delivery report, never before.
+- Store: the history rows, one insert per batch.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+from confluent_kafka import KafkaException
 
 from stampline.alerting._alertmanager import AlertmanagerClient, am_alert
 from stampline.alerting._definitions import AlertsFile
@@ -26,120 +34,97 @@ from stampline.alerting._history import write_history
 from stampline.alerting._lifecycle import Transition
 from stampline.alerting._metrics import AlertMetrics
 from stampline.alerting._notice import Notice, render
+from stampline.alerting._outbox import RETRY_MAX_S, Outbox, PartialDeliveryError, Waiting
 from stampline.audit import Store
 
 log = logging.getLogger("stampline.alerting")
 
-SendFn = Callable[[list[Notice]], None]
 
-
-class _Worker:
-    """One sink's bounded queue and thread."""
+class _AlertmanagerSink:
+    """Posts notices to Alertmanager, one transition per instance at a time (see above)."""
 
     def __init__(
-        self,
-        name: str,
-        send: SendFn,
-        metrics: AlertMetrics | None,
-        max_queue: int,
-        retries: int = 3,
-        every: tuple[float, Callable[[], None]] | None = None,
+        self, client: AlertmanagerClient, resend_ns: int, spacing_s: float, clock: Callable[[], int]
     ) -> None:
-        self.name = name
-        self._send = send
-        self._metrics = metrics
-        self._queue: deque[Notice] = deque()
-        self._max = max_queue
-        self._retries = retries
-        self._every = every
-        self._cv = threading.Condition()
-        self._busy = False
-        self._stop = False
-        self.sent = 0
-        self.failures = 0  # batches given up on
-        self.lost = 0  # notices in them
-        self.dropped = 0  # notices pushed out of the full queue
-        self._thread = threading.Thread(target=self._run, name=f"alert-{name}", daemon=True)
-        self._thread.start()
+        self.client = client
+        self.resend_ns = resend_ns
+        self.spacing_s = spacing_s
+        self.clock = clock
+        self._spaced_until: dict[str, float] = {}  # fingerprint -> its next may go then
 
-    def offer(self, notices: Sequence[Notice]) -> None:
-        with self._cv:
-            for n in notices:
-                if len(self._queue) >= self._max:
-                    self._queue.popleft()
-                    self.dropped += 1
-                    if self._metrics is not None:
-                        self._metrics.dropped.labels(self.name).inc()
-                self._queue.append(n)
-            self._cv.notify()
+    def __call__(self, batch: list[Notice]) -> Waiting:
+        now = time.monotonic()
+        self._spaced_until = {fp: t for fp, t in self._spaced_until.items() if t > now}
+        post: list[Notice] = []
+        posted_at: dict[str, int] = {}  # fingerprint -> its index in post
+        held: set[str] = set()
+        waiting: list[Notice] = []
+        for n in batch:
+            fp, state = n.fingerprint, n.transition.state
+            if state == "pending":
+                continue  # ours alone: Alertmanager hears of an alert once it fires
+            i = posted_at.get(fp)
+            if fp in held or fp in self._spaced_until:
+                held.add(fp)
+                waiting.append(n)
+            elif i is None:
+                posted_at[fp] = len(post)
+                post.append(n)
+            elif state == "firing" and post[i].transition.state == "firing":
+                post[i] = n  # superseded: the newer firing says all the older one did
+            else:
+                held.add(fp)
+                waiting.append(n)
+        at = self.clock()
+        self.client.post_alerts([am_alert(n, at, self.resend_ns) for n in post])
+        for fp in held & posted_at.keys():
+            self._spaced_until[fp] = now + self.spacing_s
+        after = min((self._spaced_until[fp] for fp in held), default=now)
+        return waiting, max(0.0, after - now)
 
-    def _run(self) -> None:
-        interval = self._every[0] if self._every else None
-        due = time.monotonic() + interval if interval else None
-        while True:
-            with self._cv:
-                while not self._queue and not self._stop:
-                    timeout = max(0.0, due - time.monotonic()) if due is not None else None
-                    if not self._cv.wait(timeout) and due is not None:
-                        break
-                if self._stop and not self._queue:
-                    return
-                batch = list(self._queue)
-                self._queue.clear()
-                self._busy = True
-            try:
-                if batch:
-                    self._deliver(batch)
-                if self._every is not None and due is not None and time.monotonic() >= due:
-                    due = time.monotonic() + self._every[0]
-                    self._guarded(self._every[1])
-            finally:
-                with self._cv:
-                    self._busy = False
-                    self._cv.notify_all()
 
-    def _deliver(self, batch: list[Notice]) -> None:
-        delay = 0.05
-        for attempt in range(self._retries):
-            try:
-                self._send(batch)
-                self.sent += len(batch)
-                return
-            except Exception as exc:
-                if attempt + 1 == self._retries:
-                    self.failures += 1
-                    self.lost += len(batch)
-                    if self._metrics is not None:
-                        self._metrics.delivery_failures.labels(self.name).inc()
-                    log.warning("alert delivery failed sink=%s notices=%d error=%s",
-                                self.name, len(batch), exc)  # fmt: skip
-                    return
-                time.sleep(delay)
-                delay *= 4
+class _TopicSink:
+    """Produces notices to the alerts topic; sent only once the broker acknowledged them."""
 
-    def _guarded(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            log.warning("alert re-send failed sink=%s error=%s", self.name, exc)
+    def __init__(self, producer: Any, topic: str) -> None:  # a confluent_kafka Producer
+        self.producer = producer
+        self.topic = topic
 
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until everything offered so far was handled; False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        with self._cv:
-            while self._queue or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cv.wait(left)
-        return True
+    def __call__(self, batch: list[Notice]) -> Waiting:
+        failed: dict[int, str] = {}  # index in batch -> the delivery error
+        reported: set[int] = set()
 
-    def close(self, timeout_s: float) -> None:
-        self.flush(timeout_s)
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-        self._thread.join(timeout_s)
+        def report(i: int) -> Callable[[Any, Any], None]:
+            def on_delivery(err: Any, _msg: Any) -> None:
+                reported.add(i)
+                if err is not None:
+                    failed[i] = str(err)
+
+            return on_delivery
+
+        for i, n in enumerate(batch):
+            value, key = orjson.dumps(n.to_json()), n.fingerprint.encode()
+            while True:
+                try:
+                    self.producer.produce(self.topic, value, key, on_delivery=report(i))
+                    break
+                except BufferError:  # the local queue is full: let it drain
+                    self.producer.poll(0.1)
+                except KafkaException as exc:  # refused at once: tried again with the rest
+                    reported.add(i)
+                    failed[i] = str(exc)
+                    break
+        # The producer retries on its own until message.timeout.ms; every message gets
+        # exactly one report, delivered or failed.
+        while len(reported) < len(batch):
+            self.producer.poll(0.1)
+        if failed:
+            first = failed[min(failed)]
+            raise PartialDeliveryError(
+                f"{len(failed)} of {len(batch)} not delivered: {first}",
+                [batch[i] for i in sorted(failed)],
+            )
+        return [], 0.0
 
 
 class Dispatcher:
@@ -156,6 +141,8 @@ class Dispatcher:
         metrics: AlertMetrics | None = None,
         source: str = "",
         resend_s: float = 30.0,
+        spacing_s: float = 30.0,
+        retry_max_s: float = RETRY_MAX_S,
         max_queue: int = 10_000,
         keep: int = 10_000,
         clock: Callable[[], int] = time.time_ns,
@@ -168,30 +155,32 @@ class Dispatcher:
         self.firing: dict[str, Notice] = {}  # fingerprint -> the firing notice
         self.recent: deque[Notice] = deque(maxlen=keep)  # every transition, newest last
         self._lock = threading.Lock()
-        self.workers: list[_Worker] = []
+        self.workers: list[Outbox] = []
         self.alertmanager = alertmanager
         if alertmanager is not None:
+            sink = _AlertmanagerSink(alertmanager, self.resend_ns, spacing_s, clock)
             self.workers.append(
-                _Worker(
+                Outbox(
                     "alertmanager",
-                    self._to_alertmanager,
+                    sink,
                     metrics,
                     max_queue,
+                    retry_max_s=retry_max_s,
                     every=(resend_s, self._resend),
                 )
             )
         if topic is not None:
-            producer, name = topic
-
-            def produce(batch: list[Notice]) -> None:
-                for n in batch:
-                    producer.produce(name, orjson.dumps(n.to_json()), n.fingerprint.encode())
-                producer.flush(10)
-
-            self.workers.append(_Worker("topic", produce, metrics, max_queue))
-        if store is not None:
             self.workers.append(
-                _Worker("store", lambda batch: write_history(store, batch), metrics, max_queue)
+                Outbox("topic", _TopicSink(*topic), metrics, max_queue, retry_max_s=retry_max_s)
+            )
+        if store is not None:
+
+            def history(batch: list[Notice]) -> Waiting:
+                write_history(store, batch)
+                return [], 0.0
+
+            self.workers.append(
+                Outbox("store", history, metrics, max_queue, retry_max_s=retry_max_s)
             )
 
     def __call__(self, transitions: list[Transition]) -> None:
@@ -207,15 +196,6 @@ class Dispatcher:
             self.metrics.update(notices)
         for w in self.workers:
             w.offer(notices)
-
-    def _to_alertmanager(self, batch: list[Notice]) -> None:
-        assert self.alertmanager is not None
-        now = self.clock()
-        # Pending is ours alone: Alertmanager hears of an alert once it fires.
-        alerts = [
-            am_alert(n, now, self.resend_ns) for n in batch if n.transition.state != "pending"
-        ]
-        self.alertmanager.post_alerts(alerts)
 
     def _resend(self) -> None:
         assert self.alertmanager is not None

@@ -54,13 +54,13 @@ class AlertMetrics:
         )
         self.delivery_failures = Counter(
             "stampline_alert_delivery_failures",
-            "Deliveries a sink gave up on after its retries.",
+            "Failed delivery tries of a sink (each is retried with back-off).",
             ["sink"],
             registry=r,
         )
         self.dropped = Counter(
             "stampline_alert_dropped",
-            "Notices dropped because a sink's bounded queue was full.",
+            "Notices dropped, oldest first, because a sink's bounded queue was full.",
             ["sink"],
             registry=r,
         )

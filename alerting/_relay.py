@@ -1,9 +1,11 @@
 """Provider facts between processes: each gate publishes its per-batch facts to the facts
 topic; the one :class:`~alerting.ProviderWatch` of the deployment reads them all.
 
-Publishing never blocks the gate: a full local queue drops the facts and counts them (the
-next batch's facts carry the provider's newest origin again, so a drop delays a resolve by
-one batch at most; silence is judged by the watch's clock regardless).
+Publishing never blocks the gate: a full local queue drops the facts and counts them, and so
+does a failed delivery report (the producer retried until ``message.timeout.ms``): the next
+batch's facts carry the provider's newest origin again, so a drop delays a resolve by one
+batch at most; silence is judged by the watch's clock regardless. Facts count as published
+only on their delivery report.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class FactsPublisher:
 
     def __init__(self, bootstrap: str, topic: str, extra: dict[str, Any] | None = None) -> None:
         self.topic = topic
-        self.dropped = 0
+        self.dropped = 0  # refused by the local queue, or reported undelivered
+        self.published = 0  # acknowledged by the broker
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -38,11 +41,20 @@ class FactsPublisher:
 
     def __call__(self, facts: ProviderFacts) -> None:
         try:
-            self._producer.produce(self.topic, orjson.dumps(facts.to_json()))
+            self._producer.produce(
+                self.topic, orjson.dumps(facts.to_json()), on_delivery=self._report
+            )
         except (BufferError, KafkaException) as exc:
             self.dropped += 1
             log.warning("provider facts dropped topic=%s error=%s", self.topic, exc)
         self._producer.poll(0)
+
+    def _report(self, err: Any, _msg: Any) -> None:
+        if err is None:
+            self.published += 1
+            return
+        self.dropped += 1
+        log.warning("provider facts not delivered topic=%s error=%s", self.topic, err)
 
     def close(self) -> None:
         self._producer.flush(5)

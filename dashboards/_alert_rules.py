@@ -44,9 +44,10 @@ import copy
 import hashlib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from stampline._common import mask_urls
 from stampline.alerting import (
     GROUP_BY,
     KINDS,
@@ -68,6 +69,7 @@ from stampline.dashboards._provisioning import (
     GrafanaSettings,
     dashboards,
 )
+from stampline.dashboards._secret_refs import alertmanager_settings
 from stampline.dashboards.exceptions import GrafanaError
 
 RULES_SECTION = "stampline-rules"
@@ -126,6 +128,8 @@ class Notifications:
     policies: tuple[dict[str, Any], ...] = ()
     comment: str = ""
     name: str = NOTIFICATIONS_SECTION
+    # Variable name -> value of the secrets the contact point references (never written).
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def document(self, settings: GrafanaSettings) -> dict[str, Any]:
         doc: dict[str, Any] = {"apiVersion": 1}
@@ -353,7 +357,10 @@ def _notifications(definitions: AlertsFile, alertmanager_url: str | None) -> Not
     if alertmanager_url is None:
         return Notifications(mute_times=mute_times)
     if not re.match(r"^https?://\S+$", alertmanager_url):
-        raise GrafanaError(f"Alertmanager URL {alertmanager_url!r} must be http(s)://...")
+        raise GrafanaError(
+            f"Alertmanager URL {mask_urls(alertmanager_url)!r} must be http(s)://..."
+        )
+    settings, secrets = alertmanager_settings(alertmanager_url)
     contact = {
         "orgId": 1,
         "name": CONTACT_POINT,
@@ -361,7 +368,7 @@ def _notifications(definitions: AlertsFile, alertmanager_url: str | None) -> Not
             {
                 "uid": CONTACT_POINT,
                 "type": "prometheus-alertmanager",
-                "settings": {"url": alertmanager_url},
+                "settings": settings,
                 "disableResolveMessage": False,
             }
         ],
@@ -382,4 +389,8 @@ def _notifications(definitions: AlertsFile, alertmanager_url: str | None) -> Not
     }
     if routes:
         policy["routes"] = routes
-    return Notifications((contact,), mute_times, (policy,))
+    comment = "".join(
+        f"Grafana reads ${name} from its environment: set it where Grafana runs.\n"
+        for name in sorted(secrets)
+    )
+    return Notifications((contact,), mute_times, (policy,), comment, secrets=secrets)

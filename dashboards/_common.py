@@ -98,9 +98,9 @@ def promql(expr: str, legend: str, ref_id: str = "A") -> prometheus.Dataquery:
     )
 
 
-# Template variables. A filter is written `$__conditionalAll(col IN (${v:singlequote}), $v)`:
-# with "All" selected the plugin replaces it by `1=1`, so a value with no data in the
-# variable's lookup window still shows (a silent provider is a row, not a missing series).
+# Template variables. A filter is written `$__conditionalAll(<col is selected>, $v)`: with
+# "All" selected the plugin replaces it by `1=1`, so a value with no data in the variable's
+# lookup window still shows (a silent provider is a row, not a missing series).
 VARIABLE_LOOKBACK = "INTERVAL 30 DAY"
 
 
@@ -150,13 +150,30 @@ def variables(database: str) -> list[cogbuilder.Builder[model.VariableModel]]:
     return [_query_variable(n, _LABELS[n], sql, database) for n, sql in VARIABLE_SQL.items()]
 
 
+def selected(column: str, name: str) -> str:
+    """The ClickHouse condition "``column`` is one of the values selected in ``$name``".
+
+    Names come from the data (a provider may be called ``evil\\`` or ``') OR 1=1 --``), so
+    they never reach the SQL as written: Grafana's ``singlequote`` and ``sqlstring`` formats
+    leave ``\\`` alone, which ClickHouse reads as an escape. ``percentencode`` is the one
+    format whose output holds only ``[A-Za-z0-9-_.~%]``, so it cannot leave the literal;
+    several values arrive as one encoded ``{a,b}``, split at the encoded comma and decoded
+    here. (A name holding a comma cannot be told from two names in a multiple selection:
+    it then matches too much, never breaks out.)
+    """
+    v = f"'${{{name}:percentencode}}'"
+    parts = (
+        f"if(startsWith({v}, '%7B') AND endsWith({v}, '%7D'), "
+        f"splitByString('%2C', substring({v}, 4, length({v}) - 6)), [{v}])"
+    )
+    return f"has(arrayMap(x -> decodeURLComponent(x), {parts}), {column})"
+
+
 def where_filters(*names: str) -> str:
     """``AND``-joined conditional filters on the named variables (column = variable name,
     except venue, which is the ``topic`` column)."""
     column = {"venue": "topic"}
-    return " AND ".join(
-        f"$__conditionalAll({column.get(n, n)} IN (${{{n}:singlequote}}), ${n})" for n in names
-    )
+    return " AND ".join(f"$__conditionalAll({selected(column.get(n, n), n)}, ${n})" for n in names)
 
 
 def counted_once(table: str, time_filter: str) -> str:

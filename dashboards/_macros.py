@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from stampline.dashboards.exceptions import GrafanaError
 
@@ -61,9 +62,11 @@ def _conditional_all(sql: str, variables: Mapping[str, Sequence[str] | str]) -> 
     return sql
 
 
-def _format(name: str, values: Sequence[str], fmt: str | None) -> str:
-    if fmt == "singlequote":
-        return ",".join("'" + v.replace("'", "\\'") + "'" for v in values)
+def _format(name: str, values: Sequence[str], fmt: str | None, many: bool) -> str:
+    if fmt == "percentencode":
+        # Grafana's encodeURIComponentStrict: everything but [A-Za-z0-9-_.~] as %XX of the
+        # UTF-8 bytes; a multi-value selection (a list, even of one) as one encoded "{a,b}".
+        return quote("{" + ",".join(values) + "}" if many else values[0], safe="")
     if fmt == "csv" or (fmt is None and len(values) != 1):
         return ",".join(values)
     if fmt is None:
@@ -102,7 +105,7 @@ def expand(
             values = [value]
         else:
             values = list(value)
-        return _format(name, values, m.group(2))
+        return _format(name, values, m.group(2), value == ALL or not isinstance(value, str))
 
     sql = _VAR.sub(var, sql)
     f_s, t_s = time_range.from_ms // 1000, time_range.to_ms // 1000

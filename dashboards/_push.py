@@ -27,6 +27,7 @@ from grafana_client.client import (
     GrafanaUnauthorizedError,
 )
 
+from stampline._common import mask_urls
 from stampline.dashboards._common import FOLDER_TITLE, FOLDER_UID
 from stampline.dashboards._provisioning import (
     ALERTS_FOLDER_TITLE,
@@ -38,6 +39,7 @@ from stampline.dashboards._provisioning import (
     datasources,
 )
 from stampline.dashboards._push_alerting import push_alerting
+from stampline.dashboards._secret_refs import fill
 from stampline.dashboards.exceptions import PushError
 
 MIN_MAJOR, MAX_MAJOR = 11, 13
@@ -105,7 +107,7 @@ def push(
     """
     settings = settings or GrafanaSettings()
     if not url.startswith(("http://", "https://")):
-        raise PushError(f"--url {url!r} must start with http:// or https://")
+        raise PushError(f"--url {mask_urls(url)!r} must start with http:// or https://")
     if not token:
         raise PushError("no API token: set a service-account token (see --token-env)")
     api = GrafanaApi.from_url(url.rstrip("/"), credential=token, timeout=timeout_s)
@@ -116,13 +118,15 @@ def push(
     grafana_version = str(version.get("version", "")) if isinstance(version, dict) else ""
     major = grafana_version.split(".")[0]
     if not major.isdigit():
-        raise PushError(f"{url} does not answer /api/health like Grafana does")
+        raise PushError(f"{mask_urls(url)} does not answer /api/health like Grafana does")
     if not MIN_MAJOR <= int(major) <= MAX_MAJOR:
         raise PushError(
-            f"{url} runs Grafana {grafana_version}; the dashboards target {MIN_MAJOR}-{MAX_MAJOR}"
+            f"{mask_urls(url)} runs Grafana {grafana_version}; "
+            f"the dashboards target {MIN_MAJOR}-{MAX_MAJOR}"
         )
     report = PushReport(grafana_version, dry_run)
-    documents = [(section.name, section.document(settings)) for section in alerting]
+    # The API does not expand the references a written file holds: send the values.
+    documents = [(s.name, fill(s.document(settings), getattr(s, "secrets", {}))) for s in alerting]
     report.changes.append(_folder(api, url, FOLDER_UID, FOLDER_TITLE, dry_run))
     if any(doc.get("groups") for _, doc in documents):
         report.changes.append(_folder(api, url, ALERTS_FOLDER_UID, ALERTS_FOLDER_TITLE, dry_run))
@@ -147,7 +151,7 @@ def _call(url: str, what: str, fn: Callable[[], Any], *, missing_ok: bool = Fals
         return fn()
     except GrafanaUnauthorizedError as exc:
         raise PushError(
-            f"Grafana at {url} refused the token (401) when trying to {what}: "
+            f"Grafana at {mask_urls(url)} refused the token (401) when trying to {what}: "
             "is it a valid service-account token?"
         ) from exc
     except GrafanaClientError as exc:
@@ -155,14 +159,14 @@ def _call(url: str, what: str, fn: Callable[[], Any], *, missing_ok: bool = Fals
             return None
         if exc.status_code == 403:
             raise PushError(
-                f"Grafana at {url} allowed the token but not to {what} (403): "
+                f"Grafana at {mask_urls(url)} allowed the token but not to {what} (403): "
                 "the service account needs the Editor or Admin role"
             ) from exc
-        raise PushError(f"Grafana at {url} refused to {what}: {exc.message}") from exc
+        raise PushError(f"Grafana at {mask_urls(url)} refused to {what}: {exc.message}") from exc
     except GrafanaException as exc:
-        raise PushError(f"Grafana at {url} failed to {what}: {exc.message}") from exc
+        raise PushError(f"Grafana at {mask_urls(url)} failed to {what}: {exc.message}") from exc
     except (niquests.exceptions.RequestException, OSError, ValueError) as exc:
-        raise PushError(f"cannot reach Grafana at {url} to {what}: {exc}") from exc
+        raise PushError(f"cannot reach Grafana at {mask_urls(url)} to {what}: {exc}") from exc
 
 
 def _get(url: str, what: str, fn: Callable[[], Any]) -> Any | None:

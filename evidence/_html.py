@@ -8,7 +8,7 @@ import hashlib
 from html import escape
 from typing import Any
 
-from stampline._common import where
+from stampline._common import control_characters, visible, where
 from stampline.audit import format_ns
 
 # Stage colours: a fixed palette, picked by a stable hash of the stage name.
@@ -27,6 +27,7 @@ code,.mono{font-family:"DejaVu Sans Mono",monospace;font-size:11px;word-break:br
 .ok{color:#1a7f37} .bad{color:#b42318;font-weight:bold} .warn{color:#9a6700}
 .meta td{border:none;padding:1px 8px 1px 0}
 svg{border:1px solid #ddd;background:#fff}
+.ctl{font-family:"DejaVu Sans Mono",monospace;color:#b42318;background:#fde8e8}
 @page{size:A4 landscape;margin:12mm} tr{page-break-inside:avoid}
 """
 
@@ -51,8 +52,25 @@ def ns_text(ns: int | None) -> str:
     return f"{sign}{a / 1_000_000_000:.3f} s"
 
 
+def _a(value: Any) -> str:
+    """A value for an attribute, a ``<title>`` or SVG text: escaped, control and bidi
+    characters shown as ``\\u202e``-style escapes (no markup fits there)."""
+    return escape(visible(str(value), keep_newlines=False), quote=True)
+
+
 def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
+    """A value for the page's text: escaped, and each control or bidirectional character
+    (ESC, U+202E, ...) shown as its escape in a marked span, so it can neither reorder what
+    the reader sees nor pass for ordinary text."""
+    text = str(value)
+    out: list[str] = []
+    last = 0
+    for start, end in control_characters(text):
+        out.append(escape(text[last:start], quote=True))
+        out.append(f'<span class="ctl">{escape(visible(text[start:end]))}</span>')
+        last = end
+    out.append(escape(text[last:], quote=True))
+    return "".join(out)
 
 
 def _source_text(src: dict[str, Any] | None) -> str:
@@ -96,13 +114,13 @@ def chart(doc: dict[str, Any], width: int = 1000) -> str:
             'stroke="#eee"/>'
             f'<text x="{tx:.1f}" y="{height - 14}" font-size="10" '
             f'text-anchor="{"start" if i == 0 else "end" if i == 5 else "middle"}">'
-            f"+{_e(ns_text(span * i // 5))}</text>"
+            f"+{_a(ns_text(span * i // 5))}</text>"
         )
     for row, e in enumerate(events):
         y = top + lane * row + lane / 2
         parts.append(
             f'<text x="{left - 8}" y="{y + 4:.1f}" font-size="11" text-anchor="end">'
-            f"{_e(e['role'])} {_e(e['label'])}</text>"
+            f"{_a(e['role'])} {_a(e['label'])}</text>"
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ccc"/>'
         )
         for s in e["stamps"]:
@@ -115,13 +133,13 @@ def chart(doc: dict[str, Any], width: int = 1000) -> str:
                     f'height="6" fill="{colour}" opacity="0.25"/>'
                 )
             parts.append(
-                f'<circle class="stamp" data-event="{_e(e["event_id"])}" '
-                f'data-stage="{_e(s["stage"])}" cx="{cx:.2f}" cy="{y:.1f}" r="5" '
-                f'fill="{colour}"><title>{_e(s["stage"])} {_e(s["time"])} '
-                f"± {_e(ns_text(bound))}</title></circle>"
+                f'<circle class="stamp" data-event="{_a(e["event_id"])}" '
+                f'data-stage="{_a(s["stage"])}" cx="{cx:.2f}" cy="{y:.1f}" r="5" '
+                f'fill="{colour}"><title>{_a(s["stage"])} {_a(s["time"])} '
+                f"± {_a(ns_text(bound))}</title></circle>"
             )
     parts.append(
-        f'<text x="{left}" y="{top - 14}" font-size="10">time from {_e(_first_time(doc))} '
+        f'<text x="{left}" y="{top - 14}" font-size="10">time from {_a(_first_time(doc))} '
         "(UTC); bars: clock-error bound</text></svg>"
     )
     stages = sorted({(s["stage"], s["kind"]) for e in events for s in e["stamps"]})
@@ -316,7 +334,7 @@ def _period_chart(doc: dict[str, Any], width: int = 1000) -> str:
         y = top + lane * row
         parts.append(
             f'<text x="{left - 8}" y="{y + 14}" font-size="11" text-anchor="end">'
-            f"{_e(c['host'])} / {_e(c['stage'])}</text>"
+            f"{_a(c['host'])} / {_a(c['stage'])}</text>"
             f'<rect class="lane" x="{left}" y="{y + 4}" width="{plot}" height="14" fill="#dff3e4"/>'
         )
         for x in c["excursions"]:
@@ -324,13 +342,13 @@ def _period_chart(doc: dict[str, Any], width: int = 1000) -> str:
             w = max(x["duration_ns"] / span * plot, 1.0)
             parts.append(
                 f'<rect class="excursion" x="{x0:.2f}" y="{y + 4}" width="{w:.2f}" height="14" '
-                f'fill="#d62728"><title>{_e(x["start"])} – {_e(x["end"])} peak '
-                f"{_e(ns_text(x['peak_ns']))}</title></rect>"
+                f'fill="#d62728"><title>{_a(x["start"])} – {_a(x["end"])} peak '
+                f"{_a(ns_text(x['peak_ns']))}</title></rect>"
             )
     parts.append(
-        f'<text x="{left}" y="{height - 4}" font-size="10">{_e(doc["subject"]["from"])}</text>'
+        f'<text x="{left}" y="{height - 4}" font-size="10">{_a(doc["subject"]["from"])}</text>'
         f'<text x="{width - right}" y="{height - 4}" font-size="10" text-anchor="end">'
-        f"{_e(doc['subject']['to'])}</text></svg>"
+        f"{_a(doc['subject']['to'])}</text></svg>"
     )
     return "".join(parts)
 
@@ -420,7 +438,7 @@ def render_html(doc: dict[str, Any]) -> str:
     if subject["kind"] == "period":
         return (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>Clock compliance {_e(subject['id'])}</title><style>{_CSS}</style></head>"
+            f"<title>Clock compliance {_a(subject['id'])}</title><style>{_CSS}</style></head>"
             f'<body><h1>Clock compliance <span id="subject">{_e(subject["from"])} – '
             f"{_e(subject['to'])}</span>"
             + (f" on {_e(subject['host'])}" if subject["host"] else "")
@@ -440,7 +458,7 @@ def render_html(doc: dict[str, Any]) -> str:
     )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Evidence: {_e(subject['kind'])} {_e(subject['id'])}</title>"
+        f"<title>Evidence: {_a(subject['kind'])} {_a(subject['id'])}</title>"
         f"<style>{_CSS}</style></head><body>"
         f'<h1>Timing evidence for {_e(subject["kind"])} <code id="subject">{_e(subject["id"])}'
         "</code></h1>"

@@ -81,7 +81,7 @@ def dispatcher(
         producer = Producer(producer_config(bootstrap, config.broker.client))
         topic = (producer, a.topic)
         closers.append(lambda: producer.flush(5))
-    am = AlertmanagerClient(a.alertmanager_url) if a.alertmanager_url else None
+    am = alertmanager_client(config)
     alert_metrics = AlertMetrics(metrics.registry) if metrics is not None else None
     d = Dispatcher(
         definitions,
@@ -91,8 +91,24 @@ def dispatcher(
         metrics=alert_metrics,
         source=source,
         resend_s=a.resend_interval_ns / 1e9,
+        spacing_s=a.replay_spacing_ns / 1e9,
     )
     return d, closers
+
+
+def alertmanager_client(config: Config, url: str | None = None) -> AlertmanagerClient | None:
+    """The Alertmanager at ``url`` (default: ``alerting.alertmanager_url``), with the basic
+    auth of ``alerting.alertmanager_username``/``password`` or of the URL's user info."""
+    a = config.alerting
+    url = url or a.alertmanager_url
+    if url is None:
+        return None
+    password = a.alertmanager_password
+    return AlertmanagerClient(
+        url,
+        username=a.alertmanager_username,
+        password=password.get_secret_value() if password is not None else None,
+    )
 
 
 @dataclass

@@ -20,10 +20,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stampline._common import MASK, mask_urls, visible
 from stampline._limits import json_text_problem
-
-MASK = "***"
-"""What a secret value is shown as."""
 
 # A key path part naming a secret. `sasl.*` and `ssl.key.*` are librdkafka's credential
 # families; the rest are words every credential key uses somewhere.
@@ -83,9 +81,10 @@ def forget_all() -> None:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every remembered secret value replaced by ``***``."""
+    """``text`` with every remembered secret value replaced by ``***``, and the credentials
+    of every URL in it masked (user info, token-like query parameters)."""
     pattern = _pattern
-    return text if pattern is None else pattern.sub(MASK, text)
+    return mask_urls(text if pattern is None else pattern.sub(MASK, text))
 
 
 def remember_in(data: Any, path: str = "") -> None:
@@ -111,8 +110,8 @@ def _collect(data: Any, path: str, found: list[Any]) -> None:
             _collect_text(data, found)
 
 
-# The password in a URL's user info: http://user:S3cr3t@host.
-_URL_PASSWORD = re.compile(r"://[^/:@\s]+:([^@/\s]+)@")
+# The password in a URL's user info: http://user:S3cr3t@host (or http://:S3cr3t@host).
+_URL_PASSWORD = re.compile(r"://[^/:@\s]*:([^@/\s]+)@")
 # `"sasl.password": "S3cr3t"` or `sasl.password=S3cr3t` inside text that may not parse.
 _PAIR = re.compile(
     r"""["']?(?P<key>[A-Za-z0-9_.\-]+)["']?\s*[:=]\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^,}\s]+))"""
@@ -156,8 +155,6 @@ class RedactingFormatter(logging.Formatter):
     only a traceback adds lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from stampline._terminal import visible
-
         # A copy: other handlers (a test's capture) see the record as it was logged.
         one_line = logging.makeLogRecord(record.__dict__)
         one_line.msg = visible(scrub(record.getMessage()), keep_newlines=False)
@@ -167,8 +164,6 @@ class RedactingFormatter(logging.Formatter):
 
 def scrub_data(data: Any) -> Any:
     """``data`` (JSON-like) with every remembered secret hidden in its strings."""
-    if _pattern is None:
-        return data
     if isinstance(data, str):
         return scrub(data)
     if isinstance(data, Mapping):

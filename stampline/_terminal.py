@@ -10,35 +10,14 @@ output is built with :func:`line` from (text, style) parts instead of markup.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
+from stampline._common import visible
 from stampline._redact import scrub
-
-# C0 and C1 control characters, DEL, and the Unicode bidirectional controls that can
-# reorder what a terminal shows ("Trojan Source"). Newline and tab are handled apart.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_OR_LINES = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
-)
-
-
-def _escape(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str, *, keep_newlines: bool = True) -> str:
-    """``text`` with every control character shown as an escape (``\\x1b``, ``\\u202e``).
-
-    ``keep_newlines`` keeps newlines and tabs as they are (a message of several lines);
-    without it, a value is forced onto one line.
-    """
-    return (_CONTROL if keep_newlines else _CONTROL_OR_LINES).sub(_escape, text)
 
 
 def clean(value: Any) -> str:

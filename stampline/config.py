@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 
 from stampline._common import (
+    MASK,
     StamplineError,
     YamlFileError,
     file_line,
@@ -44,7 +45,7 @@ from stampline._common import (
     read_yaml_file,
 )
 from stampline._limits import json_text_problem
-from stampline._redact import MASK, is_secret_key, redact, remember_environment, remember_in
+from stampline._redact import is_secret_key, redact, remember_environment, remember_in
 from stampline.audit import check_database_name
 from stampline.rules import (
     Extraction,
@@ -80,6 +81,7 @@ _DURATION_BOUNDS: dict[str, tuple[int, int]] = {
     "clock_error_refresh_ns": (0, 86_400 * _S),
     "allowed_lateness_ns": (0, 7 * 86_400 * _S),
     "reload_interval_ns": (0, 86_400 * _S),
+    "replay_spacing_ns": (0, 600 * _S),
 }
 
 
@@ -326,15 +328,26 @@ class AlertingConfig(_Section):
 
     definitions: Path | None = Field(default=None, description="alert definitions YAML")
     alertmanager_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    # Basic auth for Alertmanager; the URL's own user info works too (these win).
+    alertmanager_username: str | None = None
+    alertmanager_password: SecretStr | None = None
     topic: Topic | None = Field(default=None, description="alerts topic (each transition)")
     facts_topic: Topic | None = Field(
         default=None, description="several gates: their provider facts meet here"
     )
     resend_interval_ns: int = Field(default=30_000_000_000, alias="resend_interval")
+    # After an outage, the transitions of one alert instance that waited are posted this far
+    # apart, so Alertmanager notifies each (at least the receiving route's group_wait).
+    replay_spacing_ns: int = Field(default=30_000_000_000, alias="replay_spacing")
     # "event": silence is judged on the feed's own origin times (replays, the demo), so a
     # busy machine's processing lag is not mistaken for silence; it cannot see every
     # provider going silent at once, so deployments keep the wall clock.
     watch_clock: Literal["wall", "event"] = "wall"
+
+    @field_validator("replay_spacing_ns", mode="before")
+    @classmethod
+    def _spacing(cls, v: Any, info: ValidationInfo) -> int:
+        return _duration(v, info.field_name)
 
     @field_validator("resend_interval_ns", mode="before")
     @classmethod

@@ -10,6 +10,14 @@ from stampline._common._durations import (
 )
 from stampline._common._errors import StamplineError
 from stampline._common._namespace import imported_as_part_of_stampline
+from stampline._common._shown import (
+    MASK,
+    control_characters,
+    is_secret_param,
+    mask_urls,
+    url_credentials,
+    visible,
+)
 from stampline._common._where import where
 from stampline._common._yaml import (
     YamlDocument,
@@ -23,19 +31,25 @@ from stampline._common._yaml import (
 )
 
 __all__ = [
+    "MASK",
     "SECOND_NS",
     "StamplineError",
     "YamlDocument",
     "YamlFileError",
     "YamlLimitError",
+    "control_characters",
     "file_line",
     "format_duration",
     "imported_as_part_of_stampline",
+    "is_secret_param",
     "line_of",
     "load_yaml",
+    "mask_urls",
     "parse_duration_ns",
     "parse_yaml",
     "prometheus_duration",
     "read_yaml_file",
+    "url_credentials",
+    "visible",
     "where",
 ]

@@ -21,6 +21,7 @@ import orjson
 import typer
 from rich.table import Table
 
+from stampline._alerts import alertmanager_client
 from stampline.alerting import (
     AlertDeliveryError,
     AlertmanagerClient,
@@ -91,14 +92,15 @@ def _definitions(definitions: Path | None, config: Path | None) -> AlertsFile:
 
 
 def _am(url: str | None, config: Path | None) -> AlertmanagerClient:
-    if url is None:
-        try:
-            url = load_config(config_path(config)).alerting.alertmanager_url
-        except ConfigError as exc:
-            fail(str(exc))
-        if url is None:
-            fail("no Alertmanager: --alertmanager URL or alerting.alertmanager_url", 2)
-    return AlertmanagerClient(url)
+    if url is not None:
+        return AlertmanagerClient(url)
+    try:
+        client = alertmanager_client(load_config(config_path(config)))
+    except ConfigError as exc:
+        fail(str(exc))
+    if client is None:
+        fail("no Alertmanager: --alertmanager URL or alerting.alertmanager_url", 2)
+    return client
 
 
 def _since(text: str | None) -> int:

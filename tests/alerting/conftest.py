@@ -202,3 +202,97 @@ scrape_configs:
         "/-/ready",
         "prometheus",
     )
+
+
+class FlakyServer:
+    """Alertmanager's API as an outage shows it: a local HTTP server in a thread, on a
+    127.0.0.1 port the OS picks, that is ``down`` (bound, not listening: connections
+    refused), answers ``500``, ``hang``s (accepts and never answers), answers ``ok`` (200),
+    or ``forward``s to a real Alertmanager. It records every request it answered."""
+
+    def __init__(self) -> None:
+        self.mode = "down"
+        self.forward_to = ""
+        self.requests: list[tuple[str, str, dict[str, str], Any]] = []  # method, path, ...
+        self._released = threading.Event()
+        self._thread: threading.Thread | None = None
+        flaky = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                mode = flaky.mode
+                if mode == "hang":
+                    flaky._released.wait(60)
+                    self.close_connection = True
+                    return
+                if mode == "500":
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b"down for maintenance")
+                    return
+                flaky.requests.append(
+                    (self.command, self.path, dict(self.headers), orjson.loads(body or b"null"))
+                )
+                status, answer = 200, b""
+                if mode == "forward":
+                    request = urllib.request.Request(
+                        flaky.forward_to + self.path,
+                        data=body or None,
+                        method=self.command,
+                        headers={"Content-Type": "application/json"},
+                    )
+                    with urllib.request.urlopen(request, timeout=10) as r:
+                        status, answer = r.status, r.read()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_POST(self) -> None:
+                self._answer()
+
+            def do_DELETE(self) -> None:
+                self._answer()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self._server.daemon_threads = True
+        self._server.server_bind()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def up(self, mode: str, forward_to: str = "") -> None:
+        """Answer as ``mode`` from now on (listening from the first call on)."""
+        self.forward_to = forward_to
+        self.mode = mode
+        if mode == "hang":
+            self._released.clear()
+        else:
+            self._released.set()  # hung requests end, unanswered
+        if self._thread is None:
+            self._server.server_activate()
+            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+            self._thread.start()
+
+    def posted_alerts(self) -> list[dict[str, Any]]:
+        """Every alert posted to ``/api/v2/alerts`` and answered, in arrival order."""
+        return [a for m, p, _h, body in self.requests if p == "/api/v2/alerts" for a in body]
+
+    def close(self) -> None:
+        self._released.set()
+        if self._thread is not None:
+            self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def flaky() -> Iterator[FlakyServer]:
+    """An Alertmanager stand-in that is down until told otherwise."""
+    server = FlakyServer()
+    yield server
+    server.close()

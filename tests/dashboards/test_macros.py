@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from stampline.audit import ChdbStore
@@ -11,6 +13,7 @@ from stampline.dashboards import (
     TimeRange,
     expand,
 )
+from stampline.dashboards._common import selected
 
 WINDOW = TimeRange(from_ms=1_700_000_000_123, to_ms=1_700_003_600_456, interval_ms=30_000)
 
@@ -32,19 +35,20 @@ def test_time_macros_expand_as_the_plugin_does() -> None:
 
 
 def test_conditional_all_is_1_eq_1_for_all_and_the_condition_otherwise() -> None:
-    """With "All" the filter disappears; with chosen values it stays, values single-quoted."""
+    """With "All" the filter disappears; with chosen values it stays, values percent-encoded
+    as Grafana's percentencode does (a list as one encoded "{a,b}")."""
     sql = (
-        "WHERE $__conditionalAll(p IN (${p:singlequote}), $p)"
-        " AND $__conditionalAll(s IN (${s:singlequote}), $s)"
+        "WHERE $__conditionalAll(p = '${p:percentencode}', $p)"
+        " AND $__conditionalAll(s = '${s:percentencode}', $s)"
     )
     assert expand(sql, WINDOW, {"p": ALL, "s": ["a", "o'b"]}) == (
-        "WHERE 1=1 AND s IN ('a','o\\'b')"
+        "WHERE 1=1 AND s = '%7Ba%2Co%27b%7D'"
     )
 
 
 def test_all_outside_conditional_all_stands_for_every_value() -> None:
     """A variable used bare with "All" becomes all its values, as Grafana does without allValue."""
-    assert expand("IN (${p:singlequote})", WINDOW, {"p": ALL}, {"p": ["x", "y"]}) == "IN ('x','y')"
+    assert expand("'${p:percentencode}'", WINDOW, {"p": ALL}, {"p": ["x", "y"]}) == "'%7Bx%2Cy%7D'"
 
 
 @pytest.mark.parametrize(
@@ -65,8 +69,33 @@ def test_malformed_queries_name_the_problem(sql: str, message: str) -> None:
         expand(sql, WINDOW, {"p": ["v"]} if "json" in sql else {})
 
 
-@pytest.mark.parametrize("values", [["alpha"], ["o'brien", "x y"], ["a,b", "'", "SYM001"]])
-def test_single_quoted_values_reach_clickhouse_intact(store: ChdbStore, values: list[str]) -> None:
-    """Values formatted with :singlequote read back from ClickHouse exactly as chosen."""
-    sql = expand("SELECT [${v:singlequote}] AS got", WINDOW, {"v": values})
-    assert store.query(sql) == [{"got": values}]
+HOSTILE = [
+    "evil\\",
+    ") OR 1=1 --",
+    "x' OR 1=1 --",
+    "o'brien",
+    "x y",
+    "\u00e9t\u00e9",
+    "{x}",
+    "a%2Cb",
+]
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [["alpha"], "evil\\", ["evil\\"], [") OR 1=1 --", "x' OR 1=1 --"], ["o'brien", "{x}"], HOSTILE],
+)
+def test_a_selection_matches_exactly_its_names_however_hostile(
+    store: ChdbStore, chosen: list[str] | str
+) -> None:
+    """The panels' filter (`selected`, through Grafana's percentencode) keeps exactly the
+    chosen names on ClickHouse, whatever quotes, backslashes or SQL they hold."""
+    names = ["alpha", "beta", *HOSTILE]
+    literal = ",".join(f"base64Decode('{base64.b64encode(n.encode()).decode()}')" for n in names)
+    sql = expand(
+        f"SELECT name FROM (SELECT arrayJoin([{literal}]) AS name) WHERE {selected('name', 'v')}",
+        WINDOW,
+        {"v": chosen},
+    )
+    want = [chosen] if isinstance(chosen, str) else chosen
+    assert sorted(r["name"] for r in store.query(sql)) == sorted(want)

@@ -79,6 +79,22 @@ def test_panel_sql_runs_with_chosen_values(demo_store: DemoStore, q: PanelSql) -
         assert set(table.column("provider").to_pylist()) <= {"alpha"}
 
 
+@pytest.mark.parametrize("q", QUERIES, ids=lambda q: f"{q.dashboard}:{q.panel}")
+def test_hostile_names_are_names_not_sql(demo_store: DemoStore, q: PanelSql) -> None:
+    """Chosen names holding a backslash, quotes or SQL run as plain names: every panel's
+    query runs with its columns and returns what an unknown name returns."""
+    hostile = {
+        "provider": ["evil\\", ") OR 1=1 --"],
+        "venue": ["x' OR 1=1 --"],
+        "stage": ["gate\\"],
+        "instrument": ["') OR 1=1 --"],
+    }
+    unknown = {name: ["no-such-name"] for name in hostile}
+    table = _run(demo_store, q, demo_store.window, hostile)
+    assert tuple(table.column_names) == q.columns
+    assert table.num_rows == _run(demo_store, q, demo_store.window, unknown).num_rows
+
+
 def test_every_clickhouse_target_is_a_registered_query() -> None:
     """No ClickHouse target reaches the dashboards without its SQL being in the tested set."""
     registered = {q.sql.replace("{db}", "stampline") for q in QUERIES}

@@ -278,6 +278,20 @@ def test_html_is_self_contained_and_escapes_data(lineage: Lineage) -> None:
     assert html.count('class="stamp"') == sum(len(e["stamps"]) for e in doc["events"])
 
 
+def test_html_shows_bidi_and_control_characters_as_marked_escapes(lineage: Lineage) -> None:
+    """A name holding U+202E (right-to-left override) or ESC reaches the page as a visible
+    escape in a marked span, in text and attributes alike, never as the raw character."""
+    doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage)).to_dict()
+    doc["events"][1]["provider"] = "alpha\u202egpj.exe"
+    doc["events"][1]["stamps"][0]["stage"] = "gate\x1b[31m"
+    html = render_html(doc)
+    assert "\u202e" not in html
+    assert "\x1b" not in html
+    assert 'alpha<span class="ctl">\\u202e</span>gpj.exe' in html
+    assert '<td>gate<span class="ctl">\\x1b</span>[31m</td>' in html
+    assert 'data-stage="gate\\x1b[31m"' in html  # no markup fits in an attribute
+
+
 def test_bundle_manifest_hashes_every_file_and_input(lineage: Lineage, tmp_path: Path) -> None:
     """manifest.json and SHA256SUMS hold the SHA-256 of each file; the inputs are listed."""
     doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage)).to_dict()

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from stampline import _redact
+from stampline._alerts import alertmanager_client
 from stampline._redact import RedactingFormatter, is_secret_key, redact, remember, scrub
+from stampline.alerting import AlertmanagerClient, Dispatcher, Lifecycle, parse_alerts
 from stampline.cli import app
+from stampline.config import load_config
+from stampline.dashboards import grafana_alerting, push
+from tests.alerting.conftest import FlakyServer
+from tests.dashboards.grafana_api import RecordingGrafana
+from tests.dashboards.test_alert_rules import DEFINITIONS
 from tests.stampline.conftest import MARKET_RULES, WriteConfig
 
 runner = CliRunner()
@@ -218,3 +229,150 @@ def test_redact_masks_nested_secret_entries_and_scrub_longest_first() -> None:
     }
     remember(["abcd", "abcdef"])
     assert scrub("x abcdef y abcd") == "x *** y ***"
+
+
+PACKAGED_ALERTS = DEFINITIONS["packaged"]
+GRAFANA_TOKEN = "glsa_secrets-test"
+URL_SECRET = "Pw-in-the-URL"
+URL_TOKEN = "tok-in-the-query"
+
+
+def _hidden_url_secrets(*texts: str) -> None:
+    for text in texts:
+        assert URL_SECRET not in text
+        assert URL_TOKEN not in text
+
+
+def test_scrub_masks_url_user_info_and_token_parameters_without_remembering() -> None:
+    """Any URL in a line has its password (also with an empty user) and token-like query
+    parameters masked, whether or not the configuration brought them in."""
+    line = f"at http://:{URL_SECRET}@am:9093/api?token={URL_TOKEN}&x=1 and http://u:{URL_SECRET}@h"
+    assert scrub(line) == "at http://:***@am:9093/api?token=***&x=1 and http://u:***@h"
+
+
+def test_alertmanager_basic_auth_from_the_url_and_from_settings(
+    write_config: WriteConfig,
+) -> None:
+    """Credentials in the Alertmanager URL, or in alerting.alertmanager_username/password,
+    reach Alertmanager as a basic Authorization header, and the request works."""
+    server = FlakyServer()
+    server.up("ok")
+    try:
+        port = server.url.rsplit(":", 1)[1]
+        AlertmanagerClient(f"http://bob:{URL_SECRET}@127.0.0.1:{port}").post_alerts([{"a": 1}])
+        path = write_config(
+            _config(
+                extra=(
+                    f"alerting: {{alertmanager_url: 'http://127.0.0.1:{port}', "
+                    f"alertmanager_username: ann, alertmanager_password: {URL_SECRET}}}\n"
+                )
+            )
+        )
+        client = alertmanager_client(load_config(path))
+        assert client is not None
+        client.post_alerts([{"a": 2}])
+    finally:
+        server.close()
+    sent = [h.get("Authorization") for _m, _p, h, _b in server.requests]
+    assert sent == [
+        "Basic " + base64.b64encode(f"bob:{URL_SECRET}".encode()).decode(),
+        "Basic " + base64.b64encode(f"ann:{URL_SECRET}".encode()).decode(),
+    ]
+
+
+def test_alert_delivery_logs_never_show_the_alertmanager_url_secrets(
+    caplog: pytest.LogCaptureFixture, closed_port: int
+) -> None:
+    """A gate's failed deliveries, and its re-sends to an Alertmanager that stopped
+    answering, log the URL with its password and token masked."""
+    defs = parse_alerts(
+        "version: 1\nproviders: [{provider: a, venue: V, max_gap: 2s}]\n"
+        "alerts: [{id: s, kind: provider_silent, severity: critical}]\n"
+    )
+    life = Lifecycle("s", "provider_silent", severity="critical")
+    firing = life.observe((("provider", "a"), ("venue", "V")), 1, active=True, value=3.0)
+    caplog.set_level(logging.WARNING, "stampline.alerting")
+    down = f"http://:{URL_SECRET}@127.0.0.1:{closed_port}/?token={URL_TOKEN}"
+    server = FlakyServer()
+    server.up("ok")
+    hangs = server.url.replace("http://", f"http://bob:{URL_SECRET}@") + f"/?token={URL_TOKEN}"
+    dispatchers = [
+        Dispatcher(
+            defs,
+            alertmanager=AlertmanagerClient(url, timeout_s=0.2),
+            resend_s=0.1,
+            retry_max_s=0.1,
+        )
+        for url in (down, hangs)
+    ]
+    for d in dispatchers:
+        d(list(firing))
+    try:
+        assert dispatchers[1].flush(30)
+        server.up("hang")
+        deadline = time.monotonic() + 30
+        while not any("re-send failed" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no re-send logged"
+            time.sleep(0.05)
+    finally:
+        for d in dispatchers:
+            d.close(0.5)
+        server.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("delivery failed" in ln and "127.0.0.1" in ln for ln in lines)
+    assert any("re-send failed" in ln and "127.0.0.1" in ln for ln in lines)
+    _hidden_url_secrets(*lines)
+
+
+def test_grafana_export_writes_references_not_the_alertmanager_secrets(tmp_path: Path) -> None:
+    """`grafana export --alertmanager-url` with a password and a token writes references
+    Grafana resolves from its environment, never the values."""
+    alerts = tmp_path / "alerts.yaml"
+    alerts.write_text(PACKAGED_ALERTS)
+    url = f"http://bo$b:{URL_SECRET}@alertmanager:9093/?token={URL_TOKEN}"
+    result = runner.invoke(
+        app, ["grafana", "export", str(tmp_path / "out"), "--alerts", str(alerts),
+              "--alertmanager-url", url],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = [p.read_text() for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    _hidden_url_secrets(result.output, *written)
+    notifications = yaml.safe_load(
+        next((tmp_path / "out").rglob("stampline-notifications.yaml")).read_text()
+    )
+    (receiver,) = notifications["contactPoints"][0]["receivers"]
+    assert receiver["settings"] == {
+        "url": "http://alertmanager:9093/?token=$STAMPLINE_ALERTMANAGER_TOKEN",
+        "basicAuthUser": "bo$$b",  # Grafana's literal $
+        "basicAuthPassword": "$STAMPLINE_ALERTMANAGER_PASSWORD",
+    }
+
+
+def test_grafana_push_sends_the_alertmanager_password_itself() -> None:
+    """Over the API, which expands no reference, the contact point gets the values, a `$`
+    in them as it was."""
+    url = f"http://bo$b:{URL_SECRET}$x@alertmanager:9093/?token={URL_TOKEN}"
+    rendered = grafana_alerting(parse_alerts(PACKAGED_ALERTS), alertmanager_url=url)
+    with RecordingGrafana(GRAFANA_TOKEN) as grafana:
+        push(grafana.url, GRAFANA_TOKEN, alerting=rendered.sections)
+        settings = grafana.state.contact_points["stampline-alertmanager"]["settings"]
+    assert settings["basicAuthUser"] == "bo$b"
+    assert settings["basicAuthPassword"] == URL_SECRET + "$x"
+    assert settings["url"] == f"http://alertmanager:9093/?token={URL_TOKEN}"
+
+
+def test_snooze_and_push_errors_do_not_show_a_url_password(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`alerts snooze --alertmanager URL` and `grafana push --url URL` failing on an
+    unreachable address print the URL with its password masked."""
+    url = f"http://bob:{URL_SECRET}@127.0.0.1:{closed_port}/?token={URL_TOKEN}"
+    snooze = runner.invoke(
+        app, ["alerts", "snooze", "--reason", "r", "--alert", "x", "--alertmanager", url]
+    )
+    monkeypatch.setenv("GRAFANA_TOKEN", "glsa_x")
+    push_ = runner.invoke(app, ["grafana", "push", "--url", url])
+    for result in (snooze, push_):
+        assert result.exit_code == 1, result.output
+        assert "error:" in result.output
+        _hidden_url_secrets(result.output)
