@@ -30,12 +30,19 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import Consumer, Message, Producer
 
-from stampline.audit import AUTHORITY_TAP, PREV_ORIGIN, Observation, encode_parent_stamps
+from stampline.audit import (
+    AUTHORITY_TAP,
+    PREV_ORIGIN,
+    Observation,
+    TrailRow,
+    encode_parent_stamps,
+    trail_row,
+)
 from stampline.collectors._ids import key_event_id, source_event_id
 from stampline.collectors._kafka import consumer_config, producer_config, take, where
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._stamps import check_stage_name, read_stamps
-from stampline.collectors._trailrows import Row, TrailRows, TrailSink, observations_of, write_table
+from stampline.collectors._trailrows import TrailRows, TrailSink, observations_of, write_table
 from stampline.collectors._trailtopic import TrailTopic
 from stampline.collectors.exceptions import DeliveryError, StampError
 
@@ -166,8 +173,12 @@ class Tap:
         self._observe(messages, rows.rows)
         return observations_of(rows.table())
 
-    def _observe(self, messages: Sequence[Message], rows: list[Row]) -> None:
-        """Add the trail rows of ``messages`` to ``rows`` (see ``TrailRows`` for their order)."""
+    def _observe(self, messages: Sequence[Message], rows: list[TrailRow]) -> None:
+        """Add the trail rows of ``messages`` to ``rows``.
+
+        A record gives its own sighting's row and one per stamp it carries, each built by
+        position (``audit.trail_row`` says why).
+        """
         s = self.settings
         now = time.time_ns()
         host, clock_err = s.host, s.clock_err_ns
@@ -207,7 +218,7 @@ class Tap:
                 lineage = encode_parent_stamps(stamps.parent_stamps)
                 for st in stamps.stages:
                     rows.append(
-                        (
+                        trail_row(
                             event_id,
                             st.stage,
                             prev[0],
@@ -251,7 +262,7 @@ class Tap:
             # the millisecond: hence the extra bound), so a hop into it is pipeline latency;
             # the tap's own delay in reading it is kept apart as its hold time (its lag).
             rows.append(
-                (
+                trail_row(
                     event_id,
                     self.stage_for(topic),
                     prev[0],
