@@ -49,8 +49,6 @@ from stampline.collectors.exceptions import DeliveryError, StampError
 log = logging.getLogger("stampline.tap")
 
 _MISSING = object()
-# provider, instrument, seq, price, outcome, rule id, rule version of a row the tap writes
-_UNJUDGED = ("", "", -1, nan, "observed", "", 0)
 _MS = 1_000_000
 
 
@@ -177,7 +175,9 @@ class Tap:
         """Add the trail rows of ``messages`` to ``rows``.
 
         A record gives its own sighting's row and one per stamp it carries, each built by
-        position (``audit.trail_row`` says why).
+        position (``audit.trail_row`` says why) with its unjudged columns written out (provider,
+        instrument, seq, price, outcome, rule_id, rule_version: the tap reads no payload): a
+        call with a ``*tuple`` among its arguments cost ~30% more.
         """
         s = self.settings
         now = time.time_ns()
@@ -234,7 +234,7 @@ class Tap:
                             partition,
                             offset,
                             broker_ms,
-                            *_UNJUDGED,
+                            "", "", -1, nan, "observed", "", 0,  # judged by none: _observe says
                             parents,
                             AUTHORITY_TAP,
                             # where the stamping host's bound came from, as its stamp says
@@ -244,7 +244,7 @@ class Tap:
                             "",
                             lineage,
                         )
-                    )
+                    )  # fmt: skip
                     prev = (st.stage, st.emitted_ns, st.clock_err_ns)
                     lineage = ""
                 # Its own sighting's hop starts where the last stage let the record go.
@@ -278,7 +278,7 @@ class Tap:
                     partition,
                     offset,
                     broker_ms,
-                    *_UNJUDGED,
+                    "", "", -1, nan, "observed", "", 0,  # judged by none: _observe says
                     parents,
                     AUTHORITY_TAP,
                     s.clock_source,
@@ -286,7 +286,7 @@ class Tap:
                     "",
                     "",
                 )
-            )
+            )  # fmt: skip
             per_topic[topic] = per_topic.get(topic, 0) + 1
         self.stats.observations += len(rows) - added
         if self.metrics is not None:
