@@ -62,9 +62,12 @@ from stampline.audit._trailformat import (
     TRAIL_MESSAGE_BYTES,
     TrailFormatError,
     TrailMessage,
+    TrailRow,
     dead_letter_table,
     decode_trail_message,
     encode_trail_messages,
+    trail_fields,
+    trail_row,
 )
 from stampline.audit.exceptions import AuditError, NotFoundError, StoreError
 
@@ -107,6 +110,7 @@ __all__ = [
     "Timeline",
     "TrailFormatError",
     "TrailMessage",
+    "TrailRow",
     "Verdict",
     "VerifyReport",
     "canonical_table",
@@ -135,6 +139,8 @@ __all__ = [
     "replay_event",
     "short_ids",
     "store_holder",
+    "trail_fields",
+    "trail_row",
 ]
 
 # Never as a top-level `audit` (from the repository root): see stampline/_common/_namespace.py.

@@ -12,9 +12,13 @@ Figures, all from one run:
     gate_events_per_s         JSON ~150 B, 8 rules, stamps, DLQ, trail rows produced to the
                               trail topic (the gate holds no store: the recorder writes it)
     gate_vs_passthrough       their ratio
+    gate_cpu_us_per_event     this process's CPU time per event in that run (the gate's threads
+                              and librdkafka's, not the broker's): on a shared, busy machine a
+                              steadier figure than the rate
     tap_observations_per_s    the tap over the gate's stamped output, rows to the trail topic
                               (two per record: its own sighting and the gate's stamp);
-                              tap_records_per_s is the same run counted in records
+                              tap_records_per_s is the same run counted in records;
+                              tap_cpu_us_per_record the CPU time per record, likewise
     added_latency_p50_ms/p99  at a fixed 10,000 events/s: end-to-end through the gate minus
                               end-to-end through a passthrough forwarder (same producer and
                               reader; the gate and the forwarder each in a process of their
@@ -145,7 +149,8 @@ def passthrough(bootstrap: str, src: str, dst: str, n: int) -> float:
 
 def run_gate(
     bootstrap: str, trail: TrailTopic, rules: RuleSet, raw: str, clean: str, dlq: str, n: int
-) -> tuple[float, Gate]:
+) -> tuple[float, float, Gate]:
+    """The gate over ``n`` records: (events per second, CPU µs per event, the gate)."""
     settings = GateSettings(
         bootstrap, (raw,), clean, dlq, group_id=f"bench-{uuid.uuid4().hex[:6]}", flush_rows=50_000
     )
@@ -155,16 +160,18 @@ def run_gate(
     thread.start()
     while gate.stats.events_in == 0:
         time.sleep(0.001)
-    t0 = time.perf_counter()
+    t0, cpu0, in0 = time.perf_counter(), time.process_time(), gate.stats.events_in
     while gate.stats.events_in < n:
         time.sleep(0.005)
+    cpu = (time.process_time() - cpu0) / (gate.stats.events_in - in0) * 1e6
     stop.set()
     thread.join()  # includes the last flush: producer acks, trail rows, commit
-    return n / (time.perf_counter() - t0), gate
+    return n / (time.perf_counter() - t0), cpu, gate
 
 
-def run_tap(bootstrap: str, trail: TrailTopic, topic: str, n: int) -> tuple[float, float]:
-    """The tap over ``n`` stamped records: (observations per second, records per second).
+def run_tap(bootstrap: str, trail: TrailTopic, topic: str, n: int) -> tuple[float, float, float]:
+    """The tap over ``n`` stamped records: (observations per second, records per second, CPU µs
+    per record).
 
     Each gate-stamped record gives two observations: the tap's own sighting and the gate's
     stamp read from the headers.
@@ -180,13 +187,14 @@ def run_tap(bootstrap: str, trail: TrailTopic, topic: str, n: int) -> tuple[floa
     thread.start()
     while tap.stats.records == 0:
         time.sleep(0.001)
-    t0 = time.perf_counter()
+    t0, cpu0, in0 = time.perf_counter(), time.process_time(), tap.stats.records
     while tap.stats.records < n:
         time.sleep(0.005)
+    cpu = (time.process_time() - cpu0) / (tap.stats.records - in0) * 1e6
     stop.set()
     thread.join()
     elapsed = time.perf_counter() - t0
-    return tap.stats.observations / elapsed, n / elapsed
+    return tap.stats.observations / elapsed, n / elapsed, cpu
 
 
 def paced_latency(
@@ -383,15 +391,21 @@ def main() -> None:
         log("passthrough (consume -> produce)")
         result["passthrough_events_per_s"] = round(passthrough(bs, raw, pt, n))
         log("gate (8 rules, stamps, DLQ, trail to the trail topic)")
-        gate_rate, gate = run_gate(bs, TrailTopic(trail, "bench"), rules, raw, clean, dlq, n)
+        gate_rate, gate_cpu, gate = run_gate(
+            bs, TrailTopic(trail, "bench"), rules, raw, clean, dlq, n
+        )
         result["gate_events_per_s"] = round(gate_rate)
+        result["gate_cpu_us_per_event"] = round(gate_cpu, 2)
         result["gate_vs_passthrough"] = round(gate_rate / result["passthrough_events_per_s"], 3)
         result["provider_keys"] = len(gate.event_time.providers)
         result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         log("tap over the gate's stamped output")
-        tap_rows, tap_records = run_tap(bs, TrailTopic(trail, "tap"), clean, gate.stats.forwarded)
+        tap_rows, tap_records, tap_cpu = run_tap(
+            bs, TrailTopic(trail, "tap"), clean, gate.stats.forwarded
+        )
         result["tap_observations_per_s"] = round(tap_rows)
         result["tap_records_per_s"] = round(tap_records)
+        result["tap_cpu_us_per_record"] = round(tap_cpu, 2)
 
     log(f"latency at 10,000 events/s for {lat_s:.0f} s: passthrough, then gate")
     result.update(latency(rules_path, lat_s))

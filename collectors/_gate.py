@@ -50,7 +50,7 @@ from confluent_kafka import (
 )
 
 from stampline._common import where
-from stampline.audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter
+from stampline.audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter, trail_fields, trail_row
 from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from stampline.collectors._eventtime import EventTime
 from stampline.collectors._ids import hex_digits, source_event_ids
@@ -98,8 +98,10 @@ _PRODUCE_RULE = SIZE_RULE  # librdkafka refuses a record on its own account for 
 _RECOVERED = "written to the dead-letter topic before a restart"
 _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
 _DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
-_FORWARDED = ("forwarded", "", 0)  # outcome, rule id, rule version of a forwarded record
-_OUTCOME = 19  # where those three sit in a trail row (see TrailRows)
+# What a batch's metrics read of each trail row.
+_COUNTED = trail_fields(
+    "provider", "outcome", "rule_id", "received", "emitted", "instrument", "origin", "ingested"
+)
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
 
 Delivery = Literal["at_least_once", "exactly_once"]
@@ -774,42 +776,25 @@ class Gate:
                 self._count_late(provider, late)
         payload = b.payloads[i] if b.payloads is not None else None
         price = payload.get("price", nan) if payload is not None else nan
+        price = price if type(price) is float else _price(price)
+        parents = ",".join(prior.parents) if prior else ""
         # The hop into this gate starts at the last upstream stamp, else at the origin;
         # no origin time (an unparseable record): no hop into the gate to measure.
         if upstream is not None:
             prev = (upstream.stage, upstream.emitted_ns, upstream.clock_err_ns)
         else:
             prev = (PREV_ORIGIN if origin else "", origin, 0)
-        row: list[Any] = [
-            event_id,
-            s.stage,
-            prev[0],
-            row_received,
-            row_emitted,
-            prev[1],
-            origin,
-            ingested,
-            b.clock.err_ns,
-            prev[2],
-            s.host,
-            topic,
-            partition,
-            offset,
-            b.broker_ms[i],
-            provider,
-            b.instruments[i],
-            b.seqs[i],
-            price if type(price) is float else _price(price),
-            *_FORWARDED,
-            ",".join(prior.parents) if prior else "",
-            AUTHORITY_STAMPER,
-        ]
+        # The row's verdict: forwarded (naming the first broken warn rule, if any) unless
+        # the record turns out dead-lettered below.
+        outcome, rule_id, rule_version = "forwarded", "", 0
         warned = () if failures else b.warnings.get(i, ())
-        if warned:  # forwarded, and the trail row names the (first) broken warn rule
-            row[_OUTCOME + 1 : _OUTCOME + 3] = (warned[0].rule_id, warned[0].rule_version)
+        if warned:
+            rule_id, rule_version = warned[0].rule_id, warned[0].rule_version
         if written is not None:
-            self._recovered(written, row)
+            self._recovered(written)
             if written.rule_id is not None:  # the store's dead-letter row is idempotent
+                outcome = "dead_lettered"
+                rule_id, rule_version = written.rule_id, written.rule_version
                 failure = failures[0] if failures else Failure(written.rule_id, 0, _RECOVERED)
                 self._dead_row(m, failure, event_id, b.received, provider)
             elif warned:
@@ -833,15 +818,15 @@ class Gate:
                 failures = (refused,)
         if failures and written is None:
             failure = failures[0]
-            row[_OUTCOME : _OUTCOME + 3] = ("dead_lettered", failure.rule_id, failure.rule_version)
+            outcome, rule_id, rule_version = "dead_lettered", failure.rule_id, failure.rule_version
             self._dead_letter(m, failure, event_id, b.received, provider, stamp_headers)
-        # The bound's source, then the warn rules a forwarded record broke ("rule@vN,..."),
-        # then the hash of the rule file of every rule the row names, as loaded now.
-        dead = row[_OUTCOME] == "dead_lettered"
+        # The warn rules a forwarded record broke ("rule@vN,..."), then the hash of the rule
+        # file of every rule the row names, as loaded now.
+        dead = outcome == "dead_lettered"
         flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
         hashes = ""
-        if row[_OUTCOME + 1]:  # only rows that broke a rule name one
-            named: list[tuple[str, int]] = [(row[_OUTCOME + 1], row[_OUTCOME + 2])]
+        if rule_id:  # only rows that broke a rule name one
+            named: list[tuple[str, int]] = [(rule_id, rule_version)]
             if not dead:
                 named += [(f.rule_id, f.rule_version) for f in warned]
             hashes = ",".join(
@@ -849,9 +834,16 @@ class Gate:
                 for rid, ver in dict.fromkeys(named)
                 if (rid, ver) in b.rule_files
             )
-        # (no parent stamps: the gate's row is never a derived event's birth row)
-        row += (b.clock.source, "" if dead else flags, hashes, "")
-        self._rows.rows.append(tuple(row))
+        # By position, not keyword: one row per event, and so it costs what a tuple does.
+        self._rows.rows.append(
+            trail_row(
+                event_id, s.stage, prev[0], row_received, row_emitted, prev[1], origin, ingested,
+                b.clock.err_ns, prev[2], s.host, topic, partition, offset, b.broker_ms[i],
+                provider, b.instruments[i], b.seqs[i], price, outcome, rule_id, rule_version,
+                parents, AUTHORITY_STAMPER, b.clock.source, "" if dead else flags, hashes,
+                "",  # no parent stamps: the gate's row is never a derived event's birth row
+            )
+        )  # fmt: skip
 
     def _refuse_size(self, key: bytes | None, headers: Headers | None) -> Failure | None:
         """A ``record.size`` failure when the key or the headers are over their limits."""
@@ -894,7 +886,7 @@ class Gate:
             written = found.by_source.pop((topic, partition, offset), None)
         return written
 
-    def _recovered(self, written: Written, row: list[Any]) -> None:
+    def _recovered(self, written: Written) -> None:
         """Count a record a crashed predecessor had already written, as it was written."""
         self.stats.recovered += 1
         if self.metrics is not None:
@@ -903,7 +895,6 @@ class Gate:
             self.stats.forwarded += 1
         else:
             self.stats.dead_lettered[written.rule_id] += 1
-            row[_OUTCOME : _OUTCOME + 3] = ("dead_lettered", written.rule_id, written.rule_version)
 
     def _unprocessable(self, b: _Batch, i: int, m: Message, exc: Exception) -> None:
         """Dead-letter a record whose processing raised, with the error as its reason."""
@@ -915,11 +906,35 @@ class Gate:
         s = self.settings
         provider = b.providers[i] if isinstance(b.providers[i], str) else ""
         self._rows.rows.append(
-            (
-                *(event_id, s.stage, "", b.received, time.time_ns(), 0, 0, b.received),
-                *(b.clock.err_ns, 0, s.host, topic, partition, offset, b.broker_ms[i]),
-                *(provider, "", -1, nan, "dead_lettered", failure.rule_id, failure.rule_version),
-                *("", AUTHORITY_STAMPER, b.clock.source, "", "", ""),
+            trail_row(
+                event_id=event_id,
+                stage=s.stage,
+                prev_stage="",
+                received=b.received,
+                emitted=time.time_ns(),
+                prev_emitted=0,
+                origin=0,
+                ingested=b.received,
+                clock_err_ns=b.clock.err_ns,
+                prev_clock_err_ns=0,
+                host=s.host,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                broker_time=b.broker_ms[i],
+                provider=provider,
+                instrument="",
+                seq=-1,
+                price=nan,
+                outcome="dead_lettered",
+                rule_id=failure.rule_id,
+                rule_version=failure.rule_version,
+                parents="",
+                authority=AUTHORITY_STAMPER,
+                clock_source=b.clock.source,
+                warnings="",
+                rule_sha256="",
+                parent_stamps="",
             )
         )
 
@@ -1071,20 +1086,23 @@ class Gate:
         out: Counter[str] = Counter()
         dead: Counter[tuple[str, str]] = Counter()
         for row in self._rows.rows[first:]:
-            provider = m.provider(row[15])
+            provider, outcome, rule_id, received, emitted, instrument, origin, ingested = _COUNTED(
+                row
+            )
+            provider = m.provider(provider)
             by_provider[provider] += 1
-            if row[19] == "forwarded":
+            if outcome == "forwarded":
                 out[provider] += 1
-                if row[6]:  # an origin time: how long the record took to reach the gate
+                if origin:  # an origin time: how long the record took to reach the gate
                     # A provider clock ahead of ours reads as no delay: the skew itself is
                     # stampline_provider_clock_offset_seconds.
-                    m.origin_latency.labels(provider).observe(max(row[7] - row[6], 0) / 1e9)
+                    m.origin_latency.labels(provider).observe(max(ingested - origin, 0) / 1e9)
             else:
-                dead[(provider, m.rule(row[20]))] += 1
-            held = (row[4] - row[3]) / 1e9
+                dead[(provider, m.rule(rule_id))] += 1
+            held = (emitted - received) / 1e9
             m.stage_latency.labels(stage, provider).observe(held)
             if m.instrument_latency is not None:
-                m.instrument_latency.labels(stage, m.instrument(row[16])).observe(held)
+                m.instrument_latency.labels(stage, m.instrument(instrument)).observe(held)
         now = time.time()
         for provider, count in by_provider.items():
             m.events_in.labels(provider).inc(count)

@@ -8,26 +8,23 @@ the store writes the table as it is (``write_observation_table``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 
-from stampline.audit import DeadLetter, Observation, canonical_table, decode_parent_stamps
+from stampline.audit import (
+    DeadLetter,
+    Observation,
+    TrailRow,
+    canonical_table,
+    decode_parent_stamps,
+)
 
 CANONICAL_SCHEMA = canonical_table([]).schema  # the store's canonical columns and types
 
-Row = tuple[Any, ...]  # one observation, its values in canonical column order (see below)
-
 
 class TrailRows:
-    """Observations as tuples in the canonical table's column order:
-
-    event_id, stage, prev_stage, received, emitted, prev_emitted, origin, ingested,
-    clock_err_ns, prev_clock_err_ns, host, topic, partition, offset, broker_time, provider,
-    instrument, seq, price (a float), outcome, rule_id, rule_version, parents (ids joined
-    by commas), authority, clock_source, warnings (rule@vN joined by commas), rule_sha256
-    (rule@vN=HEX joined by commas: the rule files' hashes at verdict time), parent_stamps
-    (``audit.encode_parent_stamps``: a derived event's birth row only, else "").
+    """Observations as ``audit.trail_row`` tuples, in the canonical table's column order.
 
     One tuple per row is the cheapest thing to make per record in Python; the columns are
     made once per write by transposing.
@@ -36,7 +33,7 @@ class TrailRows:
     __slots__ = ("rows",)
 
     def __init__(self) -> None:
-        self.rows: list[Row] = []
+        self.rows: list[TrailRow] = []
 
     def __len__(self) -> int:
         return len(self.rows)
