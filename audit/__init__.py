@@ -14,7 +14,7 @@ from stampline.audit._clock import (
 )
 from stampline.audit._hotspots import heatmap, hotspots
 from stampline.audit._ledger import BatchFinding, VerifyReport
-from stampline.audit._live import LIVE_FILE, LiveEndpoint, LiveStore, ReadOnlyError, find_live
+from stampline.audit._live import LIVE_FILE, TOKEN_FILE, LiveEndpoint, LiveStore, find_live
 from stampline.audit._model import (
     AUTHORITY_STAMPER,
     AUTHORITY_TAP,
@@ -34,6 +34,7 @@ from stampline.audit._queries import (
     parse_sequence_key,
     providers_compare,
 )
+from stampline.audit._readonly import QueryLimits, ReadOnlyError
 from stampline.audit._replay import (
     EventTrail,
     Sighting,
@@ -69,6 +70,7 @@ __all__ = [
     "LIVE_FILE",
     "LOCAL_CHAIN",
     "PREV_ORIGIN",
+    "TOKEN_FILE",
     "TRAIL_FORMAT_VERSION",
     "TRAIL_MESSAGE_BYTES",
     "UNKNOWN_PARENT",
@@ -88,6 +90,7 @@ __all__ = [
     "Observation",
     "Outcome",
     "ParentStamp",
+    "QueryLimits",
     "ReadOnlyError",
     "Retention",
     "Sighting",
