@@ -191,7 +191,7 @@ def reading_store(config: Config, *, server: bool = True) -> Store | None:
 
             return open_store(config, migrate=False)
         live = find_live(Path(s.path))
-        return LiveStore(live["url"], s.database) if live is not None else None
+        return LiveStore.found(live, s.database) if live is not None else None
     except AuditError as exc:
         log.warning("store not readable: %s", exc)
         return None

@@ -278,8 +278,12 @@ class RecorderConfig(_Section):
     # chDB only: the read-only live query endpoint (0: a port the OS picks; see docs/trail.md)
     query_address: str = "127.0.0.1"
     query_port: int = Field(default=0, ge=0, le=65535)
+    # what every live query must carry (unset: a random one, written beside the live file);
+    # required to bind an address other than loopback
+    query_token: SecretStr | None = None
+    query_timeout_ns: int = Field(default=60_000_000_000, alias="query_timeout")
 
-    @field_validator("retry_max_ns", "heads_interval_ns", mode="before")
+    @field_validator("retry_max_ns", "heads_interval_ns", "query_timeout_ns", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> int:
         ns = _duration(v)

@@ -97,7 +97,7 @@ def open_store_for_query(store: Path | None, database: str | None, config: Path 
         fail(f"no store at {store} (run `stampline demo` first, or pass the right --store)")
     live = find_live(store)  # a running recorder holds the store: read through it
     if live is not None:
-        return LiveStore(live["url"], database or "stampline")
+        return LiveStore.found(live, database or "stampline")
     try:
         return ChdbStore(store, database or "stampline", private=private)
     except AuditError as exc:

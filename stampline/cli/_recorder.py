@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 
-from stampline.audit import AuditError, ChdbStore, LiveEndpoint, Store
+from stampline.audit import AuditError, ChdbStore, LiveEndpoint, QueryLimits, Store
 from stampline.cli._app import ConfigOpt, JsonOpt, app, config_path, emit_json, err, fail
 from stampline.config import Config, ConfigError, load_config
 
@@ -126,7 +126,17 @@ def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndp
     """The live query endpoint on an embedded store (a server answers queries itself)."""
     if not isinstance(store, ChdbStore):
         return nullcontext()
-    return LiveEndpoint(store, cfg.recorder.query_address, cfg.recorder.query_port)
+    r = cfg.recorder
+    try:
+        return LiveEndpoint(
+            store,
+            r.query_address,
+            r.query_port,
+            token=r.query_token.get_secret_value() if r.query_token else None,
+            limits=QueryLimits(timeout_s=r.query_timeout_ns / 1e9),
+        )
+    except AuditError as exc:
+        fail(str(exc))  # the store is closed by the `with` that opened it
 
 
 def _progress(the_recorder: object, stop: threading.Event) -> None:
