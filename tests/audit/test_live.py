@@ -205,7 +205,7 @@ def test_480_concurrent_queries_are_all_answered(live: tuple[ChdbStore, LiveStor
     assert answers == [(200, f"{i}\n".encode()) for i in range(480)]
 
 
-def _slow_query(remote: LiveStore) -> socket.socket:
+def slow_query(remote: LiveStore) -> socket.socket:
     """A never-ending query sent and left running (its answer never read)."""
     host, port = remote.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=60)
@@ -238,7 +238,7 @@ def test_a_slow_query_never_holds_up_the_writer_and_dies_with_its_client(
     """While a never-ending live query runs, the store writes and reads as usual; when its
     client hangs up the query is killed."""
     store, remote = live
-    sock = _slow_query(remote)
+    sock = slow_query(remote)
     _until(lambda: _running(store) == 1, "the slow query to start")
     store.write_observations(pipeline(2))
     assert store.query("SELECT count() AS n FROM {db}.observations") == [{"n": 21}]
@@ -251,7 +251,7 @@ def test_closing_the_endpoint_kills_the_queries_still_running(store: ChdbStore) 
     """An endpoint closed while a never-ending query runs returns (its queries killed), and
     the store is usable after."""
     endpoint = LiveEndpoint(store).start()
-    sock = _slow_query(LiveStore(endpoint.url, store.database, token=endpoint.token))
+    sock = slow_query(LiveStore(endpoint.url, store.database, token=endpoint.token))
     try:
         _until(lambda: _running(store) == 1, "the slow query to start")
         done = threading.Thread(target=endpoint.close)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 from confluent_kafka import Producer
 
 from stampline.audit import (
@@ -23,45 +21,9 @@ from stampline.audit import (
     encode_trail_messages,
     find_live,
 )
-from stampline.demo import rules_file
+from tests.audit.test_live import slow_query
+from tests.collectors.test_crash import _config
 from tests.collectors.test_gate import now_ms
-
-
-def _config(tmp_path: Path, bootstrap: str, topics: list[str], group: str) -> Path:
-    raw, clean, dlq, trail, heads = topics
-    path = tmp_path / "stampline.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "version": 1,
-                "broker": {"bootstrap_servers": bootstrap},
-                "topics": {
-                    "raw": [raw],
-                    "clean": clean,
-                    "dead_letter": dlq,
-                    "trail": trail,
-                    "trail_heads": heads,
-                    "create_missing": False,
-                },
-                "store": {"path": str(tmp_path / "store")},
-                "recorder": {"group_id": group, "heads_interval": "1h"},
-                "rules": {"files": [str(rules_file())]},
-            }
-        )
-    )
-    return path
-
-
-def _slow_query(live: LiveStore) -> socket.socket:
-    """A never-ending query sent and left running (its answer never read)."""
-    host, port = live.url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=60)
-    sql = b"SELECT count() FROM numbers(1000000000000)"
-    sock.sendall(
-        b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + str(live._token).encode()
-        + b"\r\nContent-Length: " + str(len(sql)).encode() + b"\r\n\r\n" + sql
-    )  # fmt: skip
-    return sock
 
 
 def _wait(
@@ -83,7 +45,7 @@ def test_slow_live_queries_hold_up_neither_the_recorders_writes_nor_its_stop(
     waiting for its answer: trail messages sent meanwhile are written, and SIGTERM stops the
     recorder (exit 0) without waiting for the query."""
     topics = make_topics("raw", "clean", "dlq", "trail", "heads", partitions=1)
-    config = _config(tmp_path, bootstrap, topics, f"{uid}-rec")
+    config = _config(tmp_path, bootstrap, topics, uid)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
     log = tmp_path / "recorder.log"
     with log.open("wb") as stderr:
@@ -108,15 +70,15 @@ def test_slow_live_queries_hold_up_neither_the_recorders_writes_nor_its_stop(
         return int(live.query("SELECT count() AS n FROM {db}.observations")[0]["n"])
 
     try:
-        found = _wait(lambda: find_live(tmp_path / "store"), "the live endpoint", recorder, log)
+        found = _wait(lambda: find_live(tmp_path / "trail"), "the live endpoint", recorder, log)
         assert isinstance(found, dict)
         live = LiveStore.found(found, "stampline")
-        gone = _slow_query(live)
+        gone = slow_query(live)
         time.sleep(2)
         gone.close()  # the client hung up; its query would run for ever
         send(0, 5)
         _wait(lambda: stored() == 5, "the first trail message", recorder, log)
-        waiting = _slow_query(live)
+        waiting = slow_query(live)
         send(5, 7)
         _wait(lambda: stored() == 12, "the second trail message", recorder, log)
         recorder.send_signal(signal.SIGTERM)
