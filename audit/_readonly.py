@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from stampline.audit.exceptions import StoreError
 
 log = logging.getLogger("stampline.live")
@@ -173,8 +175,6 @@ class LiveReader:
         data = self._control.query(
             "SELECT name, alias_to, case_insensitive FROM system.functions", "JSONCompactEachRow"
         ).bytes()
-        import orjson
-
         names: dict[str, str] = {}
         for line in data.splitlines():
             name, alias, ci = orjson.loads(line)
@@ -235,15 +235,9 @@ class LiveReader:
         """
         if not sql.strip():
             raise ReadOnlyError("empty query", 62)
-        try:
-            data = _query(
-                s, "SELECT formatQuery({q:String})", "JSONCompactEachRow", {"q": _escaped(sql)}
-            )
-        except StoreError as exc:
-            raise ReadOnlyError(_engine_message(exc), 62) from None
-        import orjson
-
-        (text,) = orjson.loads(data.bytes())
+        text = _one_statement(s, sql)
+        # The rendering parses as one statement too, so EXPLAIN below cannot run a second.
+        _one_statement(s, text)
         tree = _ast(_query(s, f"EXPLAIN AST {text}", "TabSeparatedRaw", params).bytes())
         return Statement(text, self._judge(tree))
 
@@ -315,6 +309,22 @@ def _query(s: Any, sql: str, fmt: str, params: Mapping[str, str] | None = None) 
         return s.query(sql, fmt, params=dict(params or {}))
     except Exception as exc:
         raise StoreError(str(exc).strip()) from None
+
+
+def _one_statement(s: Any, sql: str) -> str:
+    """The engine's rendering of ``sql``, which it parsed as exactly one statement.
+
+    Raises:
+        ReadOnlyError: the engine's parser refused it (syntax, or more than one statement).
+    """
+    try:
+        data = _query(
+            s, "SELECT formatQuery({q:String})", "JSONCompactEachRow", {"q": _escaped(sql)}
+        )
+    except StoreError as exc:
+        raise ReadOnlyError(_engine_message(exc), 62) from None
+    (text,) = orjson.loads(data.bytes())
+    return str(text)
 
 
 def _escaped(value: str) -> str:

@@ -25,8 +25,10 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     Ctrl-C, then commits what it wrote and exits 0; progress goes to stderr.
 
     On the embedded store (chDB) it also serves read-only live queries on 127.0.0.1
-    (`recorder.query_port`): `replay`, `hotspots`, `audit verify` … given the same `--store`
-    or `--config` find it and read through it while it runs.
+    (`recorder.query_port`), each request carrying a token it writes (0600) beside
+    `<store>/.stampline-live.json`: `replay`, `hotspots`, `audit verify` … given the same
+    `--store` or `--config` find it and read through it while it runs. A
+    `recorder.query_address` other than loopback needs `recorder.query_token`.
 
     With `alerting.topic` set it also writes the alerts topic (every process's alert
     transitions, and the snoozes and dismissals `stampline alerts` sends while the store is
