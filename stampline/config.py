@@ -76,6 +76,7 @@ _DURATION_BOUNDS: dict[str, tuple[int, int]] = {
     "clock_error_refresh_ns": (0, 86_400 * _S),
     "allowed_lateness_ns": (0, 7 * 86_400 * _S),
     "reload_interval_ns": (0, 86_400 * _S),
+    "query_timeout_ns": (_S, 86_400 * _S),
 }
 
 
@@ -285,8 +286,8 @@ class RecorderConfig(_Section):
 
     @field_validator("retry_max_ns", "heads_interval_ns", "query_timeout_ns", mode="before")
     @classmethod
-    def _durations(cls, v: Any) -> int:
-        ns = _duration(v)
+    def _durations(cls, v: Any, info: ValidationInfo) -> int:
+        ns = _duration(v, info.field_name)
         if ns <= 0:
             raise ValueError("must be a positive duration")
         return ns
