@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from confluent_kafka import Producer
 
 from stampline.audit import (
@@ -90,3 +91,27 @@ def test_slow_live_queries_hold_up_neither_the_recorders_writes_nor_its_stop(
             recorder.wait(30)
     assert recorder.returncode == 0, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.e2e
+def test_the_recorder_will_not_serve_other_machines_without_a_token(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
+) -> None:
+    """`recorder.query_address: 0.0.0.0` without `recorder.query_token` stops the recorder
+    at start with an error naming the key; no live file is left."""
+    topics = make_topics("raw", "clean", "dlq", "trail", "heads", partitions=1)
+    config = _config(tmp_path, bootstrap, topics, uid)
+    data = yaml.safe_load(config.read_text())
+    data["recorder"]["query_address"] = "0.0.0.0"
+    config.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "stampline", "recorder", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "recorder.query_token" in done.stderr
+    assert find_live(tmp_path / "trail") is None
