@@ -15,7 +15,7 @@ from stampline.audit._clock import (
 from stampline.audit._heads import HEAD_SCHEMA, PublishedHead
 from stampline.audit._hotspots import heatmap, hotspots
 from stampline.audit._ledger import BatchFinding, VerifyReport
-from stampline.audit._live import LIVE_FILE, LiveEndpoint, LiveStore, ReadOnlyError, find_live
+from stampline.audit._live import LIVE_FILE, TOKEN_FILE, LiveEndpoint, LiveStore, find_live
 from stampline.audit._model import (
     AUTHORITY_STAMPER,
     AUTHORITY_TAP,
@@ -35,6 +35,7 @@ from stampline.audit._queries import (
     parse_sequence_key,
     providers_compare,
 )
+from stampline.audit._readonly import QueryLimits, ReadOnlyError
 from stampline.audit._replay import (
     EventTrail,
     Sighting,
@@ -80,6 +81,7 @@ __all__ = [
     "LIVE_FILE",
     "LOCAL_CHAIN",
     "PREV_ORIGIN",
+    "TOKEN_FILE",
     "TRAIL_FORMAT_VERSION",
     "TRAIL_MESSAGE_BYTES",
     "UNKNOWN_PARENT",
@@ -100,6 +102,7 @@ __all__ = [
     "Outcome",
     "ParentStamp",
     "PublishedHead",
+    "QueryLimits",
     "ReadOnlyError",
     "Retention",
     "Sighting",

@@ -72,11 +72,19 @@ class ChdbStore(Store):
             except Exception as exc:
                 raise StoreError(f"chDB query failed: {exc}\n  in: {sql[:300]}") from exc
 
-    def raw_query(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
-        """Run one statement and return its result in ClickHouse format ``fmt``, as bytes
-        (what the live endpoint serves)."""
-        data: bytes = self._run(sql, params, fmt=fmt).bytes()
-        return data
+    def open_session(self, settings: Mapping[str, Any]) -> Any:
+        """Another chDB session on this store, with ``settings`` as its own (the live
+        endpoint's readers: ``readonly = 1`` there holds for every query it runs). It runs
+        beside this store's session: a query on it never waits for a write, nor a write
+        for it. Close it before the store."""
+        from urllib.parse import urlencode
+
+        from chdb import session
+
+        try:
+            return session.Session(f"{self.path}?{urlencode(settings)}")
+        except Exception as exc:
+            raise StoreError(f"cannot open a reader on chDB store {self.path}: {exc}") from exc
 
     def _execute(self, sql: str, settings: Mapping[str, Any] | None = None) -> None:
         self._run(sql + _settings_clause(settings))

@@ -2,30 +2,33 @@
 and a store backend other processes use to read through it.
 
 chDB lets one process open a store. The recorder holds it, so it also serves queries: a
-subset of ClickHouse's HTTP interface on 127.0.0.1 (``GET /ping``; ``GET``/``POST /`` with
-the query in ``query`` and/or the body, ``param_<name>`` query parameters,
-``default_format`` or a trailing ``FORMAT <name>``). Errors come back as ClickHouse's do:
-a non-200 status, ``X-ClickHouse-Exception-Code`` and ``Code: N. DB::Exception: …``.
+subset of ClickHouse's HTTP interface (``GET /ping``; ``GET``/``POST /`` with the query in
+``query`` and/or the body, ``param_<name>`` query parameters, ``default_format`` or a
+``FORMAT <name>`` clause). Errors come back as ClickHouse's do: a non-200 status,
+``X-ClickHouse-Exception-Code`` and ``Code: N. DB::Exception: …``.
 
-Read-only by construction, three ways: a statement must start with SELECT, WITH, SHOW,
-DESCRIBE, DESC or EXISTS; it must be one statement (a ``;`` outside quotes and comments is
-refused, since chDB would run a second one); SELECT/WITH queries run wrapped as
-``SELECT * FROM (<query>) SETTINGS readonly = 1``, so ClickHouse itself refuses writes,
-setting changes and table functions (``file()``, ``url()``, ``Python()``); the other reads
-cannot be wrapped, so they may not hold a parenthesis (no table function to describe).
+What a request may do is ``_readonly``'s to decide (one SELECT, judged by ClickHouse's own
+parser and an allow-list, run on a read-only session of its own with limits). Every
+request but ``/ping`` carries the endpoint's token (``Authorization: Bearer``, or as the
+password of Basic auth or ``X-ClickHouse-Key``, as ClickHouse clients send it).
 
-The process writes ``<store path>/.stampline-live.json`` (URL, database, pid) while it
-serves; ``find_live`` reads it, so the query commands find the endpoint with the same
-``--store``/``--config`` flags as before.
+The process writes ``<store path>/.stampline-live.json`` (URL, database, pid) and, readable
+by its owner only, ``.stampline-live.token`` while it serves; ``find_live`` reads both, so
+the query commands find the endpoint with the same ``--store``/``--config`` flags as before.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hmac
+import ipaddress
 import json
 import logging
 import os
 import re
+import secrets
 import threading
 import urllib.error
 import urllib.parse
@@ -38,6 +41,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from stampline.audit._readonly import LiveReader, QueryLimits, ReadOnlyError
 from stampline.audit._schema import MigrationReport, Retention, migrations
 from stampline.audit._store import Store
 from stampline.audit.exceptions import StoreError
@@ -45,84 +49,17 @@ from stampline.audit.exceptions import StoreError
 log = logging.getLogger("stampline.live")
 
 LIVE_FILE = ".stampline-live.json"
-_READ_ONLY_CODE = 164  # ClickHouse's READONLY
+TOKEN_FILE = ".stampline-live.token"
+MAX_BODY = 1 << 20  # a query is text; ClickHouse's own max_query_size is 256 KiB
+_AUTH_CODE = 516  # ClickHouse's AUTHENTICATION_FAILED
 _SYNTAX_CODE = 62
-_WRAPPABLE = frozenset({"SELECT", "WITH"})
-_READS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS"})
-_FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
-_FORMAT_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-_PASSED_SETTINGS = frozenset({"output_format_json_quote_64bit_integers"})
-
-
-class ReadOnlyError(StoreError):
-    """The endpoint refused a statement that is not a single read."""
-
-
-def code_outside_quotes(sql: str) -> str:
-    """``sql`` with string literals and quoted names replaced by ``_`` and comments blanked
-    out (same length). A literal is never blank: a statement ending in one keeps its end."""
-    out = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in "'\"`":
-            j = i + 1
-            while j < n and sql[j] != c:
-                j += 2 if sql[j] == "\\" else 1
-            out.append("_" * (min(j, n - 1) - i + 1))
-            i = j + 1
-        elif sql.startswith("--", i) or c == "#":
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-            out.append(" " * (j - i))
-            i = j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append(" " * (j - i))
-            i = j
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)[:n]
-
-
-def read_only_statement(sql: str, fmt: str | None) -> tuple[str, str | None]:
-    """The statement to run for ``sql`` on a read-only endpoint, and its output format.
-
-    Raises:
-        ReadOnlyError: ``sql`` is not a single read.
-    """
-    code = code_outside_quotes(sql).rstrip()
-    body_end = len(code)
-    m = _FORMAT.search(code)
-    if m is not None:
-        fmt = m.group(1)
-        body_end = m.start()
-    elif code.endswith(";"):
-        body_end = len(code) - 1
-    if ";" in code[:body_end]:
-        raise ReadOnlyError("read-only endpoint: one statement per request (found ';')")
-    words = code[:body_end].split()
-    keyword = words[0].upper() if words else ""
-    if keyword not in _READS:
-        raise ReadOnlyError(
-            f"read-only endpoint: {keyword or 'an empty query'} is not a read "
-            f"(allowed: {', '.join(sorted(_READS))})"
-        )
-    if re.search(r"\bINTO\s+OUTFILE\b", code[:body_end], re.IGNORECASE):
-        raise ReadOnlyError("read-only endpoint: INTO OUTFILE is not a read")
-    if keyword not in _WRAPPABLE and "(" in code[:body_end]:
-        raise ReadOnlyError(f"read-only endpoint: {keyword} may not call a table function")
-    text = sql[:body_end].strip()
-    if keyword in _WRAPPABLE:
-        text = f"SELECT * FROM (\n{text}\n) SETTINGS readonly = 1"
-    return text, fmt
+_STATUS = {62: 400, 73: 400, 164: 403, 202: 503, 210: 503, 497: 403, 516: 401}
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    timeout = 30  # a client that stops sending in the middle of a request is dropped
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("live query %s", format % args)
@@ -131,14 +68,41 @@ class _Handler(BaseHTTPRequestHandler):
         if urllib.parse.urlsplit(self.path).path.rstrip("/") == "/ping":
             self._send(200, b"Ok.\n", "text/plain; charset=UTF-8")
             return
-        self._query(b"")
+        if self._authorised():
+            self._query(b"")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self._query(self.rfile.read(length) if length else b"")
+        if self.headers.get("Transfer-Encoding"):
+            self._refuse(411, "send the query with a Content-Length (no chunked bodies)")
+            return
+        text = self.headers.get("Content-Length") or "0"
+        if not text.isdigit():
+            self._refuse(400, f"bad Content-Length {text[:40]!r}")
+            return
+        if int(text) > MAX_BODY:
+            self._refuse(413, f"a query body is at most {MAX_BODY:,} bytes")
+            return
+        if not self._authorised():
+            self.close_connection = True  # the body is left unread
+            return
+        self._query(self.rfile.read(int(text)))
 
     def do_PUT(self) -> None:
-        self._error(405, _READ_ONLY_CODE, "read-only endpoint: PUT is not a read")
+        self._refuse(405, "read-only endpoint: PUT is not a read", 164)
+
+    def _refuse(self, status: int, message: str, code: int = _SYNTAX_CODE) -> None:
+        self.close_connection = True  # whatever body came is left unread
+        self._error(status, code, message)
+
+    def _authorised(self) -> bool:
+        offered = _offered_token(self.headers)
+        if offered is not None and hmac.compare_digest(
+            offered.encode(), self.server.token.encode()
+        ):
+            return True
+        self.close_connection = True
+        self._error(401, _AUTH_CODE, "live endpoint: a valid token is required", auth=True)
+        return False
 
     def _query(self, body: bytes) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -146,33 +110,26 @@ class _Handler(BaseHTTPRequestHandler):
         one = {k: v[-1] for k, v in args.items()}
         sql = " ".join(p for p in (one.get("query", ""), body.decode("utf-8", "replace")) if p)
         params = {k.removeprefix("param_"): v for k, v in one.items() if k.startswith("param_")}
-        settings = {k: v for k, v in one.items() if k in _PASSED_SETTINGS}
         try:
-            statement, fmt = read_only_statement(sql, one.get("default_format"))
+            data, fmt = self.server.reader.answer(
+                sql, params, one.get("default_format") or "TabSeparated", self.connection
+            )
         except ReadOnlyError as exc:
-            self._error(403, _READ_ONLY_CODE, str(exc))
+            self._error(_STATUS.get(exc.code, 403), exc.code, str(exc))
             return
-        fmt = fmt or "TabSeparated"
-        if not _FORMAT_NAME.match(fmt):
-            self._error(400, _SYNTAX_CODE, f"unknown format {fmt!r}")
-            return
-        try:
-            data = self.server.run(statement, params, fmt, settings)
-        except Exception as exc:
+        except StoreError as exc:
             text = str(exc)
             m = re.search(r"Code: (\d+)", text)
             self._error(500, int(m.group(1)) if m else 1001, text)
             return
         self._send(200, data, "application/octet-stream", {"X-ClickHouse-Format": fmt})
 
-    def _error(self, status: int, code: int, message: str) -> None:
+    def _error(self, status: int, code: int, message: str, *, auth: bool = False) -> None:
         text = message if message.startswith("Code:") else f"Code: {code}. DB::Exception: {message}"
-        self._send(
-            status,
-            (text + "\n").encode(),
-            "text/plain; charset=UTF-8",
-            {"X-ClickHouse-Exception-Code": str(code)},
-        )
+        headers = {"X-ClickHouse-Exception-Code": str(code)}
+        if auth:
+            headers["WWW-Authenticate"] = 'Bearer realm="stampline live queries"'
+        self._send(status, (text + "\n").encode(), "text/plain; charset=UTF-8", headers)
 
     def _send(
         self, status: int, data: bytes, ctype: str, headers: Mapping[str, str] | None = None
@@ -182,31 +139,86 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
 
+def _offered_token(headers: Any) -> str | None:
+    """The token a request carries: Bearer, the password of Basic, or X-ClickHouse-Key."""
+    key = headers.get("X-ClickHouse-Key")
+    if key:
+        return str(key)
+    scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of clients waits in the backlog, not reset
 
-    def __init__(self, address: tuple[str, int], run: Any) -> None:
+    def __init__(self, address: tuple[str, int], reader: LiveReader, token: str) -> None:
         super().__init__(address, _Handler)
-        self.run = run
+        self.reader = reader
+        self.token = token
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that breaks off (reset, timeout) is not the endpoint's failure: no trace
+        import sys
+
+        exc = sys.exc_info()[1]
+        log.info("live query from %s broke off: %s", client_address[0], type(exc).__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is only reachable from this machine."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class LiveEndpoint:
-    """Serves read-only queries on ``store`` (a ``ChdbStore``) until closed."""
+    """Serves read-only queries on ``store`` (a ``ChdbStore``) until closed.
 
-    def __init__(self, store: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Binds ``host:port`` (0: one the OS chooses).
+    ``token`` is what every request must carry; without one a random token is made. Both
+    are written, owner-readable only, beside the live file. Binding an address other
+    machines reach needs a token given (they cannot read that file).
 
-        Raises:
-            OSError: the address cannot be bound; its ``filename`` is ``host:port``.
-        """
+    Raises:
+        StoreError: a non-loopback ``host`` without a ``token``.
+        OSError: the address cannot be bound; its ``filename`` is ``host:port``.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        limits: QueryLimits | None = None,
+    ) -> None:
+        if token is None and not is_loopback(host):
+            raise StoreError(
+                f"the live endpoint binds {host}, which other machines reach: set "
+                "recorder.query_token (a secret clients send) or bind 127.0.0.1"
+            )
         self.store = store
+        self.token = token or secrets.token_urlsafe(32)
+        self._reader = LiveReader(store.open_session, limits or QueryLimits())
         try:
-            self._server = _Server((host, port), self._run)
+            self._server = _Server((host, port), self._reader, self.token)
         except OSError as exc:  # the socket's own error does not say which address
+            self._reader.close()
             raise OSError(exc.errno, exc.strerror, f"{host}:{port}") from exc
         address = self._server.server_address
         self.host = str(address[0] if isinstance(address[0], str) else address[0].decode())
@@ -214,41 +226,34 @@ class LiveEndpoint:
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="live-queries", daemon=True
         )
-        self._file: Path | None = None
+        self._files: list[Path] = []
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def _run(
-        self, sql: str, params: Mapping[str, str], fmt: str, settings: Mapping[str, str]
-    ) -> bytes:
-        if settings:
-            sql += (" , " if "SETTINGS readonly" in sql else " SETTINGS ") + ", ".join(
-                f"{k} = {int(v)}" for k, v in settings.items() if v.isdigit()
-            )
-        data: bytes = self.store.raw_query(sql, params, fmt)
-        return data
-
     def start(self) -> LiveEndpoint:
         self._thread.start()
         path = getattr(self.store, "path", None)
         if path is not None:
-            self._file = Path(path) / LIVE_FILE
-            tmp = self._file.with_suffix(".tmp")
-            tmp.write_text(
-                json.dumps({"url": self.url, "database": self.store.database, "pid": os.getpid()})
+            folder = Path(path)
+            _write_private(folder / TOKEN_FILE, self.token)
+            _write_private(
+                folder / LIVE_FILE,
+                json.dumps({"url": self.url, "database": self.store.database, "pid": os.getpid()}),
             )
-            tmp.replace(self._file)
-        log.info("live queries on %s (read-only)", self.url)
+            self._files = [folder / LIVE_FILE, folder / TOKEN_FILE]
+        log.info("live queries on %s (read-only, token required)", self.url)
         return self
 
     def close(self) -> None:
-        if self._file is not None:
+        """Stop serving: forget the files, kill the queries still running, close."""
+        for file in self._files:
             with contextlib.suppress(FileNotFoundError):
-                self._file.unlink()
+                file.unlink()
         self._server.shutdown()
         self._server.server_close()
+        self._reader.close()
 
     def __enter__(self) -> LiveEndpoint:
         return self.start()
@@ -257,8 +262,20 @@ class LiveEndpoint:
         self.close()
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` readable by its owner only (0600 from its creation), atomically."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
 def find_live(path: str | Path) -> dict[str, Any] | None:
-    """The live endpoint serving the chDB store at ``path``, if its process still runs."""
+    """The live endpoint serving the chDB store at ``path``, if its process still runs:
+    its ``url``, ``database``, ``pid`` and ``token`` (None if this user cannot read it)."""
     file = Path(path) / LIVE_FILE
     try:
         info: dict[str, Any] = json.loads(file.read_text())
@@ -266,6 +283,10 @@ def find_live(path: str | Path) -> dict[str, Any] | None:
         url = str(info["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    try:
+        info["token"] = (Path(path) / TOKEN_FILE).read_text().strip()
+    except OSError:
+        info["token"] = None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -288,19 +309,32 @@ class LiveStore(Store):
     backend = "live"
 
     def __init__(
-        self, url: str, database: str = "stampline", retention: Retention | None = None
+        self,
+        url: str,
+        database: str = "stampline",
+        retention: Retention | None = None,
+        *,
+        token: str | None = None,
     ) -> None:
         super().__init__(database, retention)
         self.url = url.rstrip("/")
         self.path = url
+        self._token = token
+
+    @classmethod
+    def found(cls, live: Mapping[str, Any], database: str) -> LiveStore:
+        """The store behind an endpoint ``find_live`` found."""
+        return cls(live["url"], database, token=live.get("token"))
 
     def raw(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
-        query = {"default_format": fmt, "output_format_json_quote_64bit_integers": "0"}
+        query = {"default_format": fmt}
         for k, v in (params or {}).items():
             query[f"param_{k}"] = _param_text(v)
         request = urllib.request.Request(
             f"{self.url}/?{urllib.parse.urlencode(query)}", data=sql.encode(), method="POST"
         )
+        if self._token:
+            request.add_header("Authorization", f"Bearer {self._token}")
         try:
             with urllib.request.urlopen(request, timeout=300) as r:
                 data: bytes = r.read()

@@ -82,6 +82,7 @@ _DURATION_BOUNDS: dict[str, tuple[int, int]] = {
     "allowed_lateness_ns": (0, 7 * 86_400 * _S),
     "reload_interval_ns": (0, 86_400 * _S),
     "replay_spacing_ns": (0, 600 * _S),
+    "query_timeout_ns": (_S, 86_400 * _S),
 }
 
 
@@ -287,11 +288,15 @@ class RecorderConfig(_Section):
     # The Ed25519 key the chain heads are signed with (`stampline audit keygen`): a 0600 file
     # outside the store folder; None publishes unsigned heads (see docs/evidence.md).
     signing_key: Path | None = None
+    # what every live query must carry (unset: a random one, written beside the live file);
+    # required to bind an address other than loopback
+    query_token: SecretStr | None = None
+    query_timeout_ns: int = Field(default=60_000_000_000, alias="query_timeout")
 
-    @field_validator("retry_max_ns", "heads_interval_ns", mode="before")
+    @field_validator("retry_max_ns", "heads_interval_ns", "query_timeout_ns", mode="before")
     @classmethod
-    def _durations(cls, v: Any) -> int:
-        ns = _duration(v)
+    def _durations(cls, v: Any, info: ValidationInfo) -> int:
+        ns = _duration(v, info.field_name)
         if ns <= 0:
             raise ValueError("must be a positive duration")
         return ns

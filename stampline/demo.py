@@ -502,7 +502,7 @@ def _wait_live(store: Path, database: str, check: Callable[[], None]) -> LiveSto
         live = find_live(store)
         if live is None:
             return False
-        found.append(LiveStore(live["url"], database))
+        found.append(LiveStore.found(live, database))
         return True
 
     _wait(answers, _JOIN_TIMEOUT_S, "the recorder's live endpoint", check)

@@ -74,7 +74,7 @@ def live_store(store: StoreConfig, database: str | None = None) -> LiveStore | N
     if store.backend != "chdb":
         return None
     found = find_live(store.path)
-    return LiveStore(found["url"], database or store.database) if found is not None else None
+    return LiveStore.found(found, database or store.database) if found is not None else None
 
 
 def clock_bound(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 
-from stampline.audit import AuditError, ChdbStore, LiveEndpoint, Store
+from stampline.audit import AuditError, ChdbStore, LiveEndpoint, QueryLimits, Store
 from stampline.cli._app import ConfigOpt, JsonOpt, app, emit_json, err, fail
 from stampline.config import Config
 
@@ -23,9 +23,11 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     Ctrl-C, then commits what it wrote and exits 0; progress goes to stderr.
 
     On the embedded store (chDB) it also serves read-only live queries on 127.0.0.1
-    (`recorder.query_port`): `replay`, `hotspots` … given the same `--store` or `--config`
-    find it and read through it while it runs. `audit verify` does not: it reads the folder
-    itself, so it refuses the folder while the recorder holds it.
+    (`recorder.query_port`), each request carrying a token it writes (0600) beside
+    `<store>/.stampline-live.json`: `replay`, `hotspots` … given the same `--store` or
+    `--config` find it and read through it while it runs. `audit verify` does not: it reads
+    the folder itself, so it refuses the folder while the recorder holds it. A
+    `recorder.query_address` other than loopback needs `recorder.query_token`.
 
     With `alerting.topic` set it also writes the alerts topic (every process's alert
     transitions, and the snoozes and dismissals `stampline alerts` sends while the store is
@@ -126,7 +128,16 @@ def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndp
     """The live query endpoint on an embedded store (a server answers queries itself)."""
     if not isinstance(store, ChdbStore):
         return nullcontext()
+    r = cfg.recorder
     try:
-        return LiveEndpoint(store, cfg.recorder.query_address, cfg.recorder.query_port)
+        return LiveEndpoint(
+            store,
+            r.query_address,
+            r.query_port,
+            token=r.query_token.get_secret_value() if r.query_token else None,
+            limits=QueryLimits(timeout_s=r.query_timeout_ns / 1e9),
+        )
+    except AuditError as exc:
+        fail(str(exc))  # the store is closed by the `with` that opened it
     except OSError as exc:  # names the address (host:port) it could not bind
         fail(f"recorder: live queries: {exc}")

@@ -132,7 +132,7 @@ def test_gate_alerts_reach_the_store_through_the_recorder_once(
     procs = [recorder, gate]
     try:
         live = wait(lambda: find_live(tmp_path / "store"), "the recorder's live endpoint", procs)
-        store = LiveStore(live["url"], "history_e2e")
+        store = LiveStore.found(live, "history_e2e")
         # The feed flows through the gate into the store.
         wait(lambda: store.query("SELECT count() AS n FROM {db}.observations")[0]["n"] > 50,
              "the trail", procs)  # fmt: skip
@@ -178,7 +178,7 @@ def test_gate_alerts_reach_the_store_through_the_recorder_once(
         recorder = start("recorder", config2)
         procs = [recorder, gate]
         live = wait(lambda: find_live(tmp_path / "store"), "the second live endpoint", procs)
-        store = LiveStore(live["url"], "history_e2e")
+        store = LiveStore.found(live, "history_e2e")
         # Sent after everything else on the one alerts partition: once it is written, the
         # re-read before it is done.
         dismissed = runner.invoke(

@@ -108,6 +108,8 @@ BOUNDS = [
     ("gate", "clock_error", "'10**12'", "not a duration"),
     ("gate", "allowed_lateness", "30d", "at most 7d"),
     ("rules", "reload_interval", "400d", "at most 24h00m"),
+    ("recorder", "query_timeout", "0.5", "at least 1.0s"),
+    ("recorder", "query_timeout", "2d", "at most 24h00m"),
     ("store.retention", "raw", "1000y", "not a duration"),
     ("store.retention", "raw", "9999999999", "at most"),
     ("store.retention", "rollups", "30m", "at least 1h"),
