@@ -2,6 +2,7 @@
 
 AuditError
 ├── StoreError        the store could not be opened, written or queried
+│   └── BatchRefusedError  a batch holds a value the store would refuse or change
 └── NotFoundError     a replay asked for an event or decision the trail does not hold
 """
 
@@ -14,6 +15,11 @@ class AuditError(Exception):
 
 class StoreError(AuditError):
     """The store could not be opened, written or queried."""
+
+
+class BatchRefusedError(StoreError):
+    """A batch holds a value the store would refuse or silently change: its content is at
+    fault, not the store, so writing it again cannot succeed (the reason names the value)."""
 
 
 class NotFoundError(AuditError):
