@@ -4,6 +4,7 @@ Imports nothing else of stampline's.
 """
 
 from stampline._common import imported_as_part_of_stampline
+from stampline.audit._batchcheck import check_batch
 from stampline.audit._chdb import ChdbStore
 from stampline.audit._clock import (
     ClockBound,
@@ -59,7 +60,7 @@ from stampline.audit._trailformat import (
     decode_trail_message,
     encode_trail_messages,
 )
-from stampline.audit.exceptions import AuditError, NotFoundError, StoreError
+from stampline.audit.exceptions import AuditError, BatchRefusedError, NotFoundError, StoreError
 
 __all__ = [
     "AUTHORITY_STAMPER",
@@ -74,6 +75,7 @@ __all__ = [
     "UNKNOWN_PARENT",
     "AuditError",
     "BatchFinding",
+    "BatchRefusedError",
     "ChainHead",
     "ChdbStore",
     "ClickHouseStore",
@@ -100,6 +102,7 @@ __all__ = [
     "Verdict",
     "VerifyReport",
     "canonical_table",
+    "check_batch",
     "check_database_name",
     "clock_error_bound",
     "completeness",
