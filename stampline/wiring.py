@@ -182,6 +182,8 @@ def recorder_settings(config: Config, bootstrap: str) -> RecorderSettings:
         heads_topic=config.topics.trail_heads,
         heads_interval_s=r.heads_interval_ns / 1e9,
         consume_batch=r.consume_batch,
+        max_message_rows=r.max_message_rows,
+        max_batch_rows=r.max_batch_rows,
         retry_max_s=r.retry_max_ns / 1e9,
         consumer=client,
         producer=client,
