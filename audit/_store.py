@@ -313,6 +313,21 @@ class Store(ABC):
         }
         return ChainHead(chain_id, int(r["seq"]), r["chain"], int(r["source_offset"]), offsets)
 
+    def orphan_rows(self, chain_id: str, after_seq: int) -> dict[str, int]:
+        """Rows of ``chain_id`` stored under a sequence number past ``after_seq`` (its last
+        ledger entry), per kind: a batch whose writer stopped between the rows and the
+        entry. Its one writer completes it (the recorder) before writing on."""
+        found = {}
+        for kind in _INSERTS:
+            (row,) = self._rows(
+                f"SELECT count() AS n FROM {self.database}.{kind} "
+                "WHERE chain_id = {c:String} AND batch > {s:UInt64}",
+                {"c": chain_id, "s": after_seq},
+            )
+            if int(row["n"]):
+                found[kind] = int(row["n"])
+        return found
+
     def chain_heads(self) -> list[ChainHead]:
         """The last entry of every chain in the ledger."""
         rows = self._rows(
