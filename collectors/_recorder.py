@@ -295,12 +295,15 @@ class Recorder:
                 continue
             partition = tp[1]
             i = 0
+            carried: _Decoded | None = None  # read, but left for the next group by the cap
             while i < len(msgs) and tp in self._assigned and not stop.is_set():
                 group: list[_Decoded] = []
                 rows = 0
                 while i < len(msgs):
-                    d = self._decode(msgs[i])
+                    d = carried or self._decode(msgs[i])
+                    carried = None
                     if group and rows + d.table.num_rows > cap:
+                        carried = d
                         break
                     group.append(d)
                     rows += d.table.num_rows
