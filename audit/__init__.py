@@ -4,6 +4,7 @@ Imports nothing else of stampline's.
 """
 
 from stampline._common import imported_as_part_of_stampline
+from stampline.audit._batchcheck import check_batch
 from stampline.audit._chdb import ChdbStore, store_holder
 from stampline.audit._clock import (
     ClockBound,
@@ -70,7 +71,7 @@ from stampline.audit._trailformat import (
     trail_fields,
     trail_row,
 )
-from stampline.audit.exceptions import AuditError, NotFoundError, StoreError
+from stampline.audit.exceptions import AuditError, BatchRefusedError, NotFoundError, StoreError
 
 __all__ = [
     "AUTHORITY_STAMPER",
@@ -87,6 +88,7 @@ __all__ = [
     "UNKNOWN_PARENT",
     "AuditError",
     "BatchFinding",
+    "BatchRefusedError",
     "ChainHead",
     "ChdbStore",
     "ClickHouseStore",
@@ -117,6 +119,7 @@ __all__ = [
     "Verdict",
     "VerifyReport",
     "canonical_table",
+    "check_batch",
     "check_database_name",
     "clock_error_bound",
     "completeness",

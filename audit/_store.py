@@ -7,6 +7,7 @@ on a ClickHouse server.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from stampline.audit._batchcheck import check_batch
 from stampline.audit._heads import PublishedHead
 from stampline.audit._ledger import (
     CANONICAL,
@@ -38,7 +40,22 @@ from stampline.audit._schema import (
     check_database_name,
 )
 from stampline.audit._trailformat import CANONICAL_SCHEMA, DEAD_LETTER_SCHEMA, dead_letter_table
-from stampline.audit.exceptions import StoreError
+from stampline.audit.exceptions import BatchRefusedError, StoreError
+
+# ClickHouse error codes that blame an insert's data, not the store: a value that does not
+# parse or convert (https://github.com/ClickHouse/ClickHouse/blob/master/src/Common/ErrorCodes.cpp).
+# Anything else -- a connection, a disk, memory, a timeout -- is the store's and waits.
+_CONTENT_ERRORS = frozenset(
+    {6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 376, 407, 691}
+)
+_CODE = re.compile(r"Code: (\d+)\.")
+
+
+def _refused(exc: StoreError) -> bool:
+    """Whether a failed insert was refused for its data (see ``_CONTENT_ERRORS``)."""
+    found = _CODE.search(str(exc))
+    return found is not None and int(found.group(1)) in _CONTENT_ERRORS
+
 
 # The chain of direct writes (tests, embedding); the recorder keeps one per trail partition.
 LOCAL_CHAIN = "local"
@@ -295,6 +312,21 @@ class Store(ABC):
         }
         return ChainHead(chain_id, int(r["seq"]), r["chain"], int(r["source_offset"]), offsets)
 
+    def orphan_rows(self, chain_id: str, after_seq: int) -> dict[str, int]:
+        """Rows of ``chain_id`` stored under a sequence number past ``after_seq`` (its last
+        ledger entry), per kind: a batch whose writer stopped between the rows and the
+        entry. Its one writer completes it (the recorder) before writing on."""
+        found = {}
+        for kind in _INSERTS:
+            (row,) = self._rows(
+                f"SELECT count() AS n FROM {self.database}.{kind} "
+                "WHERE chain_id = {c:String} AND batch > {s:UInt64}",
+                {"c": chain_id, "s": after_seq},
+            )
+            if int(row["n"]):
+                found[kind] = int(row["n"])
+        return found
+
     def chain_heads(self) -> list[ChainHead]:
         """The last entry of every chain in the ledger."""
         rows = self._rows(
@@ -327,8 +359,16 @@ class Store(ABC):
 
         Returns the batch's sequence number in the chain (the existing one if skipped, 0 for
         an empty table or a skipped trail message).
+
+        Raises:
+            BatchRefusedError: the batch holds a value the store would refuse or change
+                (``check_batch``); nothing of it was written.
+            StoreError: the store could not be written (an outage: try again).
         """
         spec, sort_keys, schema = _KINDS[kind]
+        problem = check_batch(kind, table)
+        if problem is not None:
+            raise BatchRefusedError(problem)
         warnings = None
         if kind == "dead_letters" and "severity" in table.column_names:
             # Warn verdicts travel with the dead letters (forwarded records' broken warn
@@ -346,7 +386,7 @@ class Store(ABC):
                 # is keyed by source position (merges fold repeats, readers take one per
                 # key); the token also drops the repeat at once on a replicated server.
                 token = f"{chain_id}#warnings@{source_offset}" if source_offset >= 0 else None
-                self._insert_warnings(warnings, token)
+                self._refusing(self._insert_warnings, warnings, token)
             if table.num_rows == 0:
                 return 0
             table = table.select(schema.names).cast(schema)
@@ -363,7 +403,14 @@ class Store(ABC):
             chain_sql = _sql_string(chain_id)
             token = f"{chain_id}#{seq}:{digest}"
             names, select = _INSERTS[kind]
-            self._insert(kind, names, select.format(batch=seq, chain_id=chain_sql), table, token)
+            self._refusing(
+                self._insert,
+                kind,
+                names,
+                select.format(batch=seq, chain_id=chain_sql),
+                table,
+                token,
+            )
             received = table.column("received").to_numpy()
             written_us = time.time_ns() // 1000
             entry = LedgerEntry(
@@ -417,6 +464,20 @@ class Store(ABC):
                 chain_id, seq, entry.chain, source_offset, offsets
             )
             return seq
+
+    @staticmethod
+    def _refusing(insert: Callable[..., None], *args: Any) -> None:
+        """Run ``insert``; a refusal for the data raises ``BatchRefusedError`` (nothing was
+        written: the pipeline fails before its block is), anything else stays a
+        ``StoreError``."""
+        try:
+            insert(*args)
+        except BatchRefusedError:
+            raise
+        except StoreError as exc:
+            if _refused(exc):
+                raise BatchRefusedError(f"the store refused the batch: {exc}") from exc
+            raise
 
     def _insert_warnings(self, table: pa.Table, token: str | None) -> None:
         names = (

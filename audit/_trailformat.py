@@ -237,8 +237,12 @@ def encode_trail_messages(
 def decode_trail_message(
     value: bytes | None,
     headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
+    max_rows: int | None = None,
 ) -> tuple[TrailKind, pa.Table]:
     """A trail message's kind and table.
+
+    ``max_rows`` refuses a bigger message before its rows are read (by its row header, and
+    batch by batch should the header understate them), so a reader's memory stays bounded.
 
     Raises:
         TrailFormatError: the message is not a trail message this version can read.
@@ -262,9 +266,18 @@ def decode_trail_message(
         raise TrailFormatError(
             f"header {H_TRAIL_ROWS} is not a row count: {head.get(H_TRAIL_ROWS)!r}"
         ) from None
+    if max_rows is not None and rows > max_rows:
+        raise TrailFormatError(f"{rows:,} rows: more than the {max_rows:,} a message may hold")
+    batches = []
+    read = 0
     try:
         with pa.ipc.open_stream(value or b"") as reader:
-            table = reader.read_all()
+            for batch in reader:
+                read += batch.num_rows
+                if read > rows:
+                    raise TrailFormatError(f"header says {rows} rows, the table holds more")
+                batches.append(batch)
+            table = pa.Table.from_batches(batches, reader.schema)
     except (pa.ArrowInvalid, OSError) as exc:
         raise TrailFormatError(f"value is not an Arrow IPC stream: {exc}") from None
     if table.num_rows != rows:

@@ -3,6 +3,7 @@ stampline's root ``StamplineError`` (the whole tree: stampline/_common/_errors.p
 
 AuditError
 ├── StoreError        the store could not be opened, written or queried
+│   └── BatchRefusedError  a batch holds a value the store would refuse or change
 └── NotFoundError     a replay asked for an event or decision the trail does not hold
 """
 
@@ -17,6 +18,11 @@ class AuditError(StamplineError):
 
 class StoreError(AuditError):
     """The store could not be opened, written or queried."""
+
+
+class BatchRefusedError(StoreError):
+    """A batch holds a value the store would refuse or silently change: its content is at
+    fault, not the store, so writing it again cannot succeed (the reason names the value)."""
 
 
 class NotFoundError(AuditError):

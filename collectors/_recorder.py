@@ -1,19 +1,24 @@
 """The recorder: consumes the trail topic as a consumer group and writes the audit store.
 
-- **Exactly once per trail message.** Each trail partition is one hash chain in the store's
-  ledger (``<topic>/<partition>``), and each ledger entry names the trail offset it came
-  from. A message at or before its chain's last written offset was written before (a
-  re-read after a crash) and is skipped; the inserts carry a deduplication token derived
-  from the chain and its sequence number, so a write interrupted between the rows and the
-  ledger entry is not doubled either. The consumer group gives each partition one recorder,
-  so each chain has exactly one writer and N recorders can write one database.
+- **Exactly once per trail message, under any kill.** Each trail partition is one hash
+  chain in the store's ledger (``<topic>/<partition>``), and each ledger entry names the
+  trail offset it came from. A message at or before its chain's last written offset was
+  written before (a re-read after a crash) and is skipped. A writer stopped between a
+  batch's rows and its ledger entry leaves orphan rows; the chain's next writer completes
+  that batch before anything else (``_complete_orphan``): the same messages, read again,
+  make the same deduplication token, so the store drops the repeat and the entry is
+  written. The consumer group gives each partition one recorder, so each chain has exactly
+  one writer and N recorders can write one database.
 - **Commits after the write**, synchronously, per consumed batch.
-- **Never drops.** A failing write is retried with exponential back-off (capped) for as
-  long as it takes; meanwhile the partitions are paused and the consumer keeps polling, so
-  it stays in its group and follows rebalances. The recorder lags, and says so:
-  ``stampline_trail_lag_seconds`` and ``stampline_trail_lag_records``. A message that is not
-  a readable trail message becomes a dead letter of the trail (rule ``trail.format``), in
-  the store, chained like any other batch.
+- **No message stops a partition; only an outage waits.** A message that is not a readable
+  trail message, or holds more than ``max_message_rows`` rows, is set aside as a dead letter
+  of the trail (rule ``trail.format``); one holding a value the store would refuse or
+  change (``audit.check_batch``, or the store's own refusal) as ``trail.value``; both in
+  the store, chained like any other batch, naming the message's position. A store outage is
+  retried with exponential back-off (capped) for as long as it takes; meanwhile the
+  partitions are paused and the consumer keeps polling, so it stays in its group and
+  follows rebalances. The recorder lags, and says so: ``stampline_trail_lag_seconds`` and
+  ``stampline_trail_lag_records``.
 - **Chain heads leave the database**: every ``heads_interval_s`` the head of each chain it
   owns goes to the log and to ``heads_topic`` (JSON), so ``audit verify --expect-head`` has
   something outside the database to check against.
@@ -44,16 +49,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+import pyarrow.compute as pc
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from stampline._common import where
 from stampline.audit import (
+    BatchRefusedError,
     ChainHead,
     DeadLetter,
     PublishedHead,
     Store,
+    StoreError,
     TrailFormatError,
+    check_batch,
     dead_letter_table,
     decode_trail_message,
     load_private_key,
@@ -65,6 +74,7 @@ from stampline.collectors._trailtopic import DEFAULT_TRAIL_TOPIC
 log = logging.getLogger("stampline.recorder")
 
 TRAIL_FORMAT_RULE = ("trail.format", 1)
+TRAIL_VALUE_RULE = ("trail.value", 1)  # readable, but holds a value the store cannot keep
 ALERTS_FORMAT_RULE = ("alerts.format", 1)
 
 TopicPartition_ = tuple[str, int]  # (topic, partition): the trail's and the alerts topic's
@@ -103,7 +113,9 @@ class RecorderSettings:
     heads_interval_s: float = 10.0
     signing_key: Path | None = None  # Ed25519 key signing the heads (0600, outside the store)
     consume_batch: int = 200  # trail messages per poll (each up to ~768 KiB of rows)
-    max_batch_rows: int = 500_000  # rows per store insert: consecutive messages combined
+    max_batch_rows: int = 200_000  # rows per store insert: consecutive messages combined
+    max_message_rows: int = 100_000  # a bigger trail message is refused (a dead letter)
+    recovery_timeout_s: float = 60.0  # reading back a batch a killed recorder left unledgered
     poll_timeout_s: float = 0.2
     retry_initial_s: float = 0.1
     retry_max_s: float = 5.0
@@ -121,6 +133,15 @@ class _Decoded:
     offset: int
     rejected: bool  # unreadable: ``table`` is its trail dead letter
     broker_ms: int  # the message's timestamp: how old the trail is while it waits
+    message: Message
+
+    @property
+    def kept_rows(self) -> int:
+        """The rows of ``table`` its kind's store table keeps (warn verdicts go elsewhere)."""
+        t = self.table
+        if self.kind != "dead_letters" or "severity" not in t.column_names:
+            return int(t.num_rows)
+        return int(t.num_rows - pc.sum(pc.equal(t.column("severity"), "warn")).as_py() or 0)
 
 
 @dataclass(slots=True)
@@ -283,12 +304,18 @@ class Recorder:
                 continue
             partition = tp[1]
             i = 0
+            carried: _Decoded | None = None  # read, but left for the next group by the cap
             while i < len(msgs) and tp in self._assigned and not stop.is_set():
                 group: list[_Decoded] = []
                 rows = 0
-                while i < len(msgs) and (not group or rows < cap):
-                    group.append(self._decode(msgs[i]))
-                    rows += group[-1].table.num_rows
+                while i < len(msgs):
+                    d = carried or self._decode(msgs[i])
+                    carried = None
+                    if group and rows + d.table.num_rows > cap:
+                        carried = d
+                        break
+                    group.append(d)
+                    rows += d.table.num_rows
                     i += 1
                 if not self._write_retrying(partition, group, stop):
                     break
@@ -301,11 +328,17 @@ class Recorder:
         ms = ms if ts_type else 0
         self._note_lag(m.partition() or 0, ms)
         try:
-            kind, table = decode_trail_message(m.value(), m.headers())
+            kind, table = decode_trail_message(
+                m.value(), m.headers(), self.settings.max_message_rows
+            )
         except TrailFormatError as exc:
             rejected = self._rejected(m, str(exc))
-            return _Decoded("dead_letters", rejected, m.offset() or 0, True, ms)
-        return _Decoded(kind, table, m.offset() or 0, False, ms)
+            return _Decoded("dead_letters", rejected, m.offset() or 0, True, ms, m)
+        problem = check_batch(kind, table)
+        if problem is not None:  # the store would refuse it or change it: set it aside
+            rejected = self._rejected(m, problem, TRAIL_VALUE_RULE)
+            return _Decoded("dead_letters", rejected, m.offset() or 0, True, ms, m)
+        return _Decoded(kind, table, m.offset() or 0, False, ms, m)
 
     def _write_retrying(self, partition: int, group: list[_Decoded], stop: threading.Event) -> bool:
         delay = self.settings.retry_initial_s
@@ -337,9 +370,7 @@ class Recorder:
     def _write(self, partition: int, group: list[_Decoded]) -> None:
         """Write a group's messages not yet in the chain: one entry per kind."""
         chain_id = self.chain_id(partition)
-        head = self.heads.get(chain_id)
-        if head is None:
-            head = self.store.chain_head(chain_id)
+        head = self._head(partition)
         todo: dict[str, list[_Decoded]] = {}
         for d in group:
             if head.written(d.kind, d.offset):
@@ -347,17 +378,124 @@ class Recorder:
             else:
                 todo.setdefault(d.kind, []).append(d)
         for kind, items in todo.items():
-            table = pa.concat_tables([d.table for d in items])
-            seq = self.store.write_batch(
-                kind, table, chain_id=chain_id, source_offset=items[-1].offset, head=head
-            )
-            written = self.store.written_head(chain_id) if seq else None
-            head = written if written is not None else self.store.chain_head(chain_id)
-            self.heads[chain_id] = head
-            self._count(kind, items, table.num_rows)
-            if kind == "observations":
-                self._observe(table)
+            try:
+                head = self._write_batch(chain_id, kind, items, head)
+            except BatchRefusedError:
+                # One message holds what the store refuses: write them one by one, and set
+                # aside the one it refuses; the others are written.
+                for d in items:
+                    head = self._write_or_set_aside(chain_id, d, head)
         self.heads[chain_id] = head
+
+    def _write_batch(
+        self, chain_id: str, kind: str, items: list[_Decoded], head: ChainHead
+    ) -> ChainHead:
+        table = pa.concat_tables([d.table for d in items])
+        seq = self.store.write_batch(
+            kind, table, chain_id=chain_id, source_offset=items[-1].offset, head=head
+        )
+        written = self.store.written_head(chain_id) if seq else None
+        head = written if written is not None else self.store.chain_head(chain_id)
+        self.heads[chain_id] = head
+        self._count(kind, items, table.num_rows)
+        if kind == "observations":
+            self._observe(table)
+        return head
+
+    def _write_or_set_aside(self, chain_id: str, d: _Decoded, head: ChainHead) -> ChainHead:
+        """Write one message; if the store refuses its content, its dead letter instead
+        (``trail.value``, with the store's reason): the message stays on the trail topic,
+        where the dead letter names it."""
+        try:
+            return self._write_batch(chain_id, d.kind, [d], head)
+        except BatchRefusedError as exc:
+            if head.written("dead_letters", d.offset):  # set aside before a restart
+                return head
+            table = self._rejected(d.message, str(exc), TRAIL_VALUE_RULE)
+            dead = _Decoded("dead_letters", table, d.offset, True, d.broker_ms, d.message)
+            return self._write_batch(chain_id, "dead_letters", [dead], head)
+
+    # ------------------------------------------------------------------ after a kill
+
+    def _head(self, partition: int) -> ChainHead:
+        """The chain's head: as this recorder last wrote it, else read from the store, where
+        a batch a killed writer left without its ledger entry is completed first."""
+        chain_id = self.chain_id(partition)
+        head = self.heads.get(chain_id)
+        if head is None:
+            head = self._complete_orphan(partition, self.store.chain_head(chain_id))
+            self.heads[chain_id] = head
+        return head
+
+    def _complete_orphan(self, partition: int, head: ChainHead) -> ChainHead:
+        """Finish the batch a writer stopped between its rows and its ledger entry.
+
+        Its rows carry the next sequence number; they came from the first messages of one
+        kind the chain does not hold yet, which are still on the trail topic (offsets are
+        committed after the ledger entry). Those same messages, read again in order until
+        their rows add up to the orphan rows, make the same table, digest and deduplication
+        token: the store drops the repeated insert (and its rollups) and the ledger entry is
+        written. So whatever moment a kill chose, each trail message is written once.
+        """
+        chain_id = self.chain_id(partition)
+        orphans = self.store.orphan_rows(chain_id, head.seq)
+        if not orphans:
+            return head
+        if len(orphans) > 1:
+            raise StoreError(f"{chain_id}: rows of two kinds after batch {head.seq}: {orphans}")
+        ((kind, rows),) = orphans.items()
+        items = self._read_orphan(partition, kind, rows, head)
+        self._write_batch(chain_id, kind, items, head)
+        log.warning(
+            "completed batch %d of %s: %d %s rows from %s a stopped writer left unledgered",
+            head.seq + 1,
+            chain_id,
+            rows,
+            kind,
+            where(self.settings.trail_topic, partition, items[0].offset),
+        )
+        return self.store.written_head(chain_id) or self.store.chain_head(chain_id)
+
+    def _read_orphan(self, partition: int, kind: str, rows: int, head: ChainHead) -> list[_Decoded]:
+        """The messages whose ``kind`` rows make the orphan batch: read from the committed
+        offset by a consumer of its own (the group's position stays where it is)."""
+        s = self.settings
+        assert self._consumer is not None
+        (at,) = self._consumer.committed([TopicPartition(s.trail_topic, partition)], timeout=10)
+        start = at.offset if at.offset >= 0 else OFFSET_BEGINNING
+        reader = Consumer(
+            consumer_config(
+                s.bootstrap_servers,
+                f"{s.group_id}-recovery",
+                {"isolation.level": "read_committed", **s.consumer, "enable.auto.commit": False},
+            )
+        )
+        items: list[_Decoded] = []
+        found = 0
+        deadline = time.monotonic() + s.recovery_timeout_s
+        try:
+            reader.assign([TopicPartition(s.trail_topic, partition, start)])
+            while found < rows:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{self.chain_id(partition)}: found {found} of the {rows} {kind} rows "
+                        f"written after batch {head.seq} on the trail topic"
+                    )
+                for m in reader.consume(100, 0.5):
+                    if m.error() is not None or found >= rows:
+                        continue
+                    d = self._decode(m)
+                    if d.kind == kind and not head.written(kind, d.offset):
+                        items.append(d)
+                        found += d.kept_rows
+        finally:
+            reader.close()
+        if found != rows:
+            raise StoreError(
+                f"{self.chain_id(partition)}: the {rows} {kind} rows written after batch "
+                f"{head.seq} match no run of trail messages"
+            )
+        return items
 
     # ------------------------------------------------------------------ alerts topic
 
@@ -443,9 +581,10 @@ class Recorder:
 
     def _rejected(self, m: Message, reason: str, rule: tuple[str, int] = TRAIL_FORMAT_RULE) -> Any:
         log.error(
-            "unreadable %s message %s: %s",
-            "trail" if rule == TRAIL_FORMAT_RULE else "alerts",
+            "%s message %s set aside (%s): %s",
+            "alerts" if rule == ALERTS_FORMAT_RULE else "trail",
             where(m.topic(), m.partition(), m.offset()),
+            rule[0],
             reason,
         )
         topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
@@ -453,7 +592,8 @@ class Recorder:
             [
                 DeadLetter(
                     event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{topic}/{partition}/{offset}")),
-                    received_ns=time.time_ns(),
+                    # the message's own time: read again, it makes the same dead letter
+                    received_ns=max(0, m.timestamp()[1]) * 1_000_000,
                     topic=topic,
                     partition=partition,
                     offset=offset,

@@ -280,6 +280,9 @@ class RecorderConfig(_Section):
 
     group_id: str = Field(default="stampline-recorder", min_length=1)
     consume_batch: int = Field(default=200, ge=1, le=100_000)
+    # memory bounds: a bigger trail message is refused (dead letter); inserts stay this small
+    max_message_rows: int = Field(default=100_000, ge=1, le=10_000_000)
+    max_batch_rows: int = Field(default=200_000, ge=1, le=10_000_000)
     retry_max_ns: int = Field(default=5_000_000_000, alias="retry_max")
     heads_interval_ns: int = Field(default=10_000_000_000, alias="heads_interval")
     # chDB only: the read-only live query endpoint (0: a port the OS picks; see docs/trail.md)

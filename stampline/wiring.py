@@ -203,6 +203,8 @@ def recorder_settings(config: Config, bootstrap: str) -> RecorderSettings:
         heads_interval_s=r.heads_interval_ns / 1e9,
         signing_key=r.signing_key,
         consume_batch=r.consume_batch,
+        max_message_rows=r.max_message_rows,
+        max_batch_rows=r.max_batch_rows,
         retry_max_s=r.retry_max_ns / 1e9,
         consumer=client,
         producer=client,

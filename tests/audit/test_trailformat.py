@@ -171,3 +171,15 @@ def test_version_3_adds_the_parent_stamps_and_version_2_is_still_read() -> None:
     relabelled = [(k, b"2" if k == "stampline.trail.version" else v) for k, v in headers]
     with pytest.raises(TrailFormatError, match="schema of version 2"):
         decode_trail_message(msg.value, relabelled)
+
+
+def test_a_message_over_the_row_cap_is_refused_by_its_header_and_by_its_batches() -> None:
+    """A message with more rows than ``max_rows`` is refused naming both counts; one whose
+    header understates its rows is refused at the first record batch that passes the header."""
+    (msg,) = encode_trail_messages("observations", _obs(50), "gate@h1")
+    assert decode_trail_message(msg.value, msg.headers, max_rows=50)[1].num_rows == 50
+    with pytest.raises(TrailFormatError, match="50 rows: more than the 49 a message may hold"):
+        decode_trail_message(msg.value, msg.headers, max_rows=49)
+    lying = {**_headers(msg.headers), "stampline.trail.rows": b"10"}
+    with pytest.raises(TrailFormatError, match="header says 10 rows, the table holds more"):
+        decode_trail_message(msg.value, lying, max_rows=49)

@@ -221,7 +221,14 @@ def test_sigkill_of_the_recorder_mid_stream_then_restart_writes_every_row_once(
     assert recorder.returncode == -signal.SIGKILL
     again = _start("recorder", config, log)
     try:
-        time.sleep(3.0)  # a few seconds of writing: then SIGTERM, which commits and exits
+        # In the group (its SIGTERM handler set: a busy machine takes seconds to start it),
+        # then a few seconds of writing: then SIGTERM, which commits and exits.
+        deadline = time.monotonic() + 90
+        while log.read_text().count("recorder assigned") < 2:
+            assert again.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the restarted recorder joined no group"
+            time.sleep(0.05)
+        time.sleep(3.0)
     finally:
         again.send_signal(signal.SIGTERM)
         again.wait(60)

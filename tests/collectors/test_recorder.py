@@ -33,6 +33,7 @@ from stampline.collectors import (
 from stampline.demo import rules_file
 from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
+from tests.collectors.trailmsgs import message, observations, send
 from tests.helpers import GateRun, RecorderRun, event_ids, produce, read_all, read_committed
 
 
@@ -337,3 +338,24 @@ def test_chain_heads_are_published_signed_and_verify_the_store(
     )
     assert report.ok, report.findings
     assert report.published_heads == len(published) >= 1
+
+
+def test_an_insert_never_holds_more_than_max_batch_rows(
+    bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    store: ChdbStore,
+    recorder_settings: Callable[..., RecorderSettings],
+) -> None:
+    """Consecutive messages are combined into one insert only up to ``max_batch_rows``."""
+    (trail,) = make_topics("trail", partitions=1)
+    send(bootstrap, trail, 0, [message("observations", observations(10, 0, i)) for i in range(6)])
+    run = RecorderRun(recorder_settings(trail, max_batch_rows=25), store)
+    try:
+        run.wait(
+            lambda: rows(store, "SELECT count() AS n FROM {db}.observations")["n"] >= 60, "rows"
+        )
+    finally:
+        run.stop()
+    entries = store.query("SELECT rows FROM {db}.ledger ORDER BY seq")
+    assert sum(e["rows"] for e in entries) == 60
+    assert max(e["rows"] for e in entries) <= 25, entries
