@@ -98,8 +98,9 @@ def _start_run(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_path: Path) -> None:
     """While `stampline run` runs on the embedded default, another process replays a
-    just-forwarded event and asks hotspots; a SIGKILLed gate is restarted; SIGTERM stops
-    everything with exit 0."""
+    just-forwarded event and asks hotspots, while `audit verify` refuses the held store (it
+    never reads through the recorder); a SIGKILLed gate is restarted; SIGTERM stops
+    everything with exit 0, and the stopped store then verifies."""
     config = _embedded_config(tmp_path)
     log = tmp_path / "run.log"
     proc = _start_run(config, log)
@@ -120,8 +121,15 @@ def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_pat
         assert event["outcome"] == "forwarded"
         hot = _query(["hotspots", "--config", str(config)])
         assert any(r["to_stage"] == "gate" for r in hot["rows"])  # type: ignore[union-attr]
-        verify = _query(["audit", "verify", "--config", str(config)])
-        assert verify["ok"] is True
+        held = subprocess.run(
+            [*STAMPLINE, "audit", "verify", "--config", str(config), "--json"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+        )
+        assert held.returncode == 1
+        assert "is open in process" in held.stderr
         os.kill(gate_pid, signal.SIGKILL)
         _wait_log(log, r"gate-1 exited with signal SIGKILL .* restarting in \S+: gate: ", proc)
         again = _wait_log(log, rf"started gate-1 pid (?!{gate_pid}\b)(\d+)", proc)
@@ -139,6 +147,7 @@ def test_run_serves_live_replay_and_hotspots_and_restarts_a_killed_child(tmp_pat
     assert [c["name"] for c in summary["children"]] == ["gate-1", "recorder"]
     assert summary["children"][0]["restarts"] == 1
     assert summary["failing"] == []
+    assert _query(["audit", "verify", "--config", str(config)])["ok"] is True
 
 
 def test_a_child_that_cannot_start_is_named_with_its_last_log_line_and_fails_the_run(
