@@ -250,3 +250,38 @@ def test_cli_export_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["grafana", "export", str(target)])
     assert result.exit_code == 1
     assert "cannot write the provisioning tree" in result.output
+
+
+def test_cli_export_says_plainly_grafana_cannot_reach_an_embedded_store(tmp_path: Path) -> None:
+    """On the embedded (chDB) default the export says the store is not reachable by Grafana
+    and where the data source points instead, on stderr and in --json; a ClickHouse
+    deployment gets no such note."""
+    (tmp_path / "r.yaml").write_text("version: 1\nrules: []\n")
+    base = {
+        "version": 1,
+        "broker": {"bootstrap_servers": "kafka:9092"},
+        "topics": {"raw": ["md.raw"], "clean": "md.clean", "dead_letter": "md.dlq"},
+        "rules": {"files": [str(tmp_path / "r.yaml")]},
+    }
+    embedded, server = tmp_path / "embedded.yaml", tmp_path / "server.yaml"
+    embedded.write_text(yaml.safe_dump(base | {"store": {"path": str(tmp_path / "store")}}))
+    server.write_text(
+        yaml.safe_dump(base | {"store": {"backend": "clickhouse", "url": "http://ch:8123"}})
+    )
+    said = runner.invoke(app, ["grafana", "export", str(tmp_path / "a"), "-c", str(embedded)])
+    assert said.exit_code == 0, said.output
+    assert "(embedded): Grafana cannot reach that store" in said.stderr
+    assert "clickhouse:8123" in said.stderr
+    as_json = runner.invoke(
+        app, ["grafana", "export", str(tmp_path / "b"), "-c", str(embedded), "--json"]
+    )
+    assert "Grafana cannot reach" in orjson.loads(as_json.stdout)["clickhouse_note"]
+    quiet = runner.invoke(app, ["grafana", "export", str(tmp_path / "c"), "-c", str(server)])
+    assert quiet.exit_code == 0, quiet.output
+    assert "cannot reach" not in quiet.stderr
+    pointed = runner.invoke(
+        app,
+        ["grafana", "export", str(tmp_path / "d"), "-c", str(embedded), "--clickhouse-url",
+         "http://ch:8123"],
+    )  # fmt: skip
+    assert "cannot reach" not in pointed.stderr
