@@ -26,6 +26,20 @@ IN_WINDOW = (
     "received >= fromUnixTimestamp64Nano({start:Int64}) "
     "AND received <= fromUnixTimestamp64Nano({end:Int64})"
 )
+# The broker as a place on an event's way: "kafka:<topic>", the record's timestamp there.
+# That timestamp has millisecond resolution (it may read up to 1 ms early) and no clock-error
+# bound of its own.
+BROKER_PREFIX = "kafka:"
+BROKER_RESOLUTION_NS = 1_000_000
+# SQL, per trail row: broker append -> the stage took it in (the stage's queue), and
+# born -> broker append (the provider's part); meaningful where BROKER_KNOWN holds.
+BROKER_KNOWN = "toUnixTimestamp64Milli(broker_time) > 0"
+QUEUE_NS = (
+    "(toUnixTimestamp64Nano(received) - toInt64(toUnixTimestamp64Milli(broker_time)) * 1000000)"
+)
+TO_BROKER_NS = (
+    "(toInt64(toUnixTimestamp64Milli(broker_time)) * 1000000 - toUnixTimestamp64Nano(origin))"
+)
 # Rows the gate wrote with its verdict (a tap's rows are 'observed' and judge nothing).
 JUDGED = "outcome != 'observed'"
 
@@ -180,7 +194,15 @@ def providers_compare(
                    minIf(ingest_ns, outcome = 'forwarded') AS offset_ns,
                    countIf(outcome = 'forwarded') AS forwarded,
                    toUnixTimestamp64Nano(minIf(origin, outcome = 'forwarded')) AS first_ns,
-                   toUnixTimestamp64Nano(maxIf(origin, outcome = 'forwarded')) AS last_ns
+                   toUnixTimestamp64Nano(maxIf(origin, outcome = 'forwarded')) AS last_ns,
+                   countIf(outcome = 'forwarded' AND {BROKER_KNOWN}) AS brokered,
+                   quantilesExactIf(0.5, 0.99, 0.999)({TO_BROKER_NS},
+                       outcome = 'forwarded' AND {BROKER_KNOWN}) AS q_broker,
+                   minIf({TO_BROKER_NS}, outcome = 'forwarded' AND {BROKER_KNOWN})
+                       AS broker_offset_ns,
+                   countIf({BROKER_KNOWN}) AS queued,
+                   quantilesExactIf(0.5, 0.99, 0.999)({QUEUE_NS}, {BROKER_KNOWN}) AS q_queue,
+                   maxIf({QUEUE_NS}, {BROKER_KNOWN}) AS queue_max_ns
             {gate_rows} GROUP BY {keys}""",
         window,
     )
@@ -208,10 +230,18 @@ def providers_compare(
         acc[2] += k["duplicated"]
     sil_by = {key(r): r for r in silences}
     div_by = {key(r): r for r in divergence}
-    offsets = {key(r): int(r["offset_ns"]) for r in stats if r["forwarded"]}
+    # The provider is judged on provider -> broker, never on the gate's queue; only a provider
+    # whose records carry no broker time falls back to origin -> gate (flagged).
+    offsets = {
+        key(r): int(r["broker_offset_ns"] if r["brokered"] else r["offset_ns"])
+        for r in stats
+        if r["forwarded"]
+    }
     rows = []
     for r in sorted(stats, key=key):
         p50, p99, p999 = quantiles(r["q"]) if r["forwarded"] else (None, None, None)
+        b50, b99, b999 = quantiles(r["q_broker"]) if r["brokered"] else (None, None, None)
+        g50, g99, g999 = quantiles(r["q_queue"]) if r["queued"] else (None, None, None)
         bound = int(r["bound"] or 0)
         s, d = sil_by.get(key(r), {}), div_by.get(key(r), {})
         span_ns = int(r["last_ns"] - r["first_ns"])
@@ -226,9 +256,21 @@ def providers_compare(
             "latency_p999_ns": p999,
             "clock_bound_ns": bound,
             "flags": latency_flags(p50, bound),
+            "to_broker_p50_ns": b50,
+            "to_broker_p99_ns": b99,
+            "to_broker_p999_ns": b999,
+            "gate_queue_p50_ns": g50,
+            "gate_queue_p99_ns": g99,
+            "gate_queue_p999_ns": g999,
+            "gate_queue_max_ns": int(r["queue_max_ns"]) if r["queued"] else None,
             "clock_offset_ns": offset,
+            "clock_offset_basis": "provider → broker" if r["brokered"] else "origin → gate",
             "clock_offset_vs_peers_ns": None,
-            "clock_flags": [],
+            "clock_flags": (
+                []
+                if r["brokered"] or not r["forwarded"]
+                else ["no broker time: offset from origin → gate, the gate's queue included"]
+            ),
             "silences": int(s.get("n", 0)),
             "silence_longest_ns": int(s.get("longest", 0)),
             "silence_total_ns": int(s.get("total", 0)),
@@ -245,7 +287,9 @@ def providers_compare(
             "divergence_bps_p50": d.get("bps_p50"),
             "divergence_seconds": int(d.get("seconds", 0)),
         }
-        skew_bound = bound if skew_bound_ns is None else skew_bound_ns
+        # Offsets from broker times are as exact as those times' millisecond resolution.
+        default = BROKER_RESOLUTION_NS if r["brokered"] else bound
+        skew_bound = default if skew_bound_ns is None else skew_bound_ns
         _flag_offset(row, offset, skew_bound, offsets, key(r))
         rows.append(row)
     return {
@@ -269,7 +313,12 @@ def _flag_offset(
     if offset is None:
         return
     if offset < 0:
-        row["clock_flags"].append("negative offset: the provider's clock runs ahead of the gate's")
+        clock = (
+            "broker time's" if row.get("clock_offset_basis") == "provider → broker" else "gate's"
+        )
+        row["clock_flags"].append(
+            f"negative offset: the provider's clock runs ahead of the {clock}"
+        )
     # The peers' median: over every provider (on the same instrument, by instrument), so
     # with three or more one skewed clock moves the median little and flags only itself.
     peers = sorted(v for k, v in offsets.items() if k[1:] == me[1:])

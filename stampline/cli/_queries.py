@@ -89,13 +89,16 @@ def compare(
 ) -> None:
     """Compare providers: latency, clock offset, silences, sequence gaps, rate, divergence.
 
-    Latency is gate ingestion minus the provider's origin time, ± the gate's clock-error
-    bound; '?' marks a latency that is negative or inside the bound. Clock offset is the
-    smallest ingestion − origin (transit plus skew), flagged '!' when negative or off its
-    peers'. Silences are pauses between origins longer than --gap; sequence gaps are
-    missing numbers per provider and instrument. The rate is over the provider's active
-    span. Divergence is from the cross-provider median, per second of origin time: max,
-    sustained (held for --sustain) and median. Every column: docs/reports.md.
+    Latency (p50, p99) is gate ingestion minus the provider's origin time, ± the gate's
+    clock-error bound; '?' marks a latency that is negative or inside the bound. It splits at
+    the record's broker timestamp: "to broker" is the provider's part (origin → broker),
+    "gate queue" the gate's backlog (broker → gate), never the provider's. Clock offset is
+    the smallest broker time − origin (transit plus skew; ingestion − origin only where no
+    broker time was kept), flagged '!' when negative or off its peers'. Silences are pauses
+    between origins longer than --gap; sequence gaps are missing numbers per provider and
+    instrument. The rate is over the provider's active span. Divergence is from the
+    cross-provider median, per second of origin time: max, sustained (held for --sustain)
+    and median. Every column: docs/reports.md.
     """
     window, gap_ns = _window(since), _window(gap, "--gap")
     sustain_ns = _window(sustain, "--sustain")
@@ -120,7 +123,8 @@ def compare(
         return
     t = Table(title=f"providers over the last {(since)}", title_justify="left")
     cols = ["provider"] + (["instrument"] if by == "instrument" else [])
-    cols += ["events", "p50", "p99", "clock offset", "silences", "longest", "seq gaps"]
+    cols += ["events", "p50", "p99", "to broker p99", "gate queue p99", "clock offset"]
+    cols += ["silences", "longest", "seq gaps"]
     cols += ["missing", "upd/s", "dead %", "div max", "div held", "div p50"]
     for c in cols:
         t.add_column(c, justify="left" if c in ("provider", "instrument") else "right")
@@ -135,6 +139,8 @@ def compare(
             f"{r['events']:,}",
             _lat(r["latency_p50_ns"], b),
             _lat(r["latency_p99_ns"], b),
+            _d(r["to_broker_p99_ns"]),
+            _d(r["gate_queue_p99_ns"]),
             offset,
             str(r["silences"]),
             format_duration(r["silence_longest_ns"]),
