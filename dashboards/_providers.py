@@ -23,6 +23,8 @@ from stampline.dashboards._common import (
 UID = "stampline-providers"
 TITLE = "Stampline · Providers"
 SQL = SqlRegistry()
+# Alert kinds link to this panel by its title (alerting/_kinds/stale.py, provider_latency.py).
+LATENCY_TITLE = "Provider latency p50 / p99 (origin → broker)"
 
 # Providers are "registered" by having sent anything in the 30 days before the range's end
 # (read from the rollup, not the trail): a provider silent over the whole range is still a
@@ -85,23 +87,32 @@ ORDER BY time, provider""",
         "time_series",
     )
 )
+# The provider's part (origin -> the broker, migration 030) apart from the gate's queue
+# (the broker -> the gate): a provider is never blamed for the gate's backlog. An event whose
+# record had no broker time has only origin -> gate, counted as the provider's.
 LATENCY = SQL.add(
     PanelSql(
         UID,
-        "Provider latency p50 / p99 (origin → gate)",
-        f"""SELECT time, provider, q[1] / 1e6 AS p50_ms, q[2] / 1e6 AS p99_ms
+        LATENCY_TITLE,
+        f"""SELECT time, provider,
+       to_broker[1] / 1e6 AS to_broker_p50_ms, to_broker[2] / 1e6 AS to_broker_p99_ms,
+       queue[2] / 1e6 AS gate_queue_p99_ms
 FROM
 (
     SELECT minute AS time, provider,
-           quantilesTDigestMerge(0.5, 0.99, 0.999)(latency) AS q
+           quantilesTDigestMergeIf(0.5, 0.99, 0.999)(latency, prev_stage = 'origin')
+               AS to_broker,
+           quantilesTDigestMergeIf(0.5, 0.99, 0.999)(latency, startsWith(prev_stage, 'kafka:'))
+               AS queue
     FROM {{db}}.hop_latency_1m
-    WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND provider != ''
+    WHERE $__timeFilter(minute) AND provider != ''
+      AND (prev_stage = 'origin' OR startsWith(prev_stage, 'kafka:'))
       AND {where_filters("provider")}
       AND {counted_once("hop_latency_1m", "$__timeFilter(minute)")}
     GROUP BY time, provider
 )
 ORDER BY time, provider""",
-        ("time", "provider", "p50_ms", "p99_ms"),
+        ("time", "provider", "to_broker_p50_ms", "to_broker_p99_ms", "gate_queue_p99_ms"),
         "time_series",
     )
 )
@@ -211,7 +222,11 @@ def build(database: str = "stampline") -> dict[str, Any]:
     dash.with_panel(
         timeseries.Panel()
         .title(LATENCY.panel)
-        .description("Ingestion delay: the provider's origin time to the gate's receipt.")
+        .description(
+            "The provider's part: its origin time to the record's broker timestamp (p50, p99); "
+            "and the gate's queue apart: broker timestamp to the gate's receipt (p99). A "
+            "backlog at the gate shows in the queue, never as the provider's latency."
+        )
         .grid_pos(grid(12, 9, 12, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(LATENCY, database))

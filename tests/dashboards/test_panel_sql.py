@@ -122,12 +122,20 @@ def test_decomposition_adds_up_to_end_to_end(demo_store: DemoStore) -> None:
 
 
 def test_heat_map_has_a_row_per_hop(demo_store: DemoStore) -> None:
-    """The heat map's series are the demo pipeline's hops: into the gate, risk → the tap, and
-    gate → risk: a decision is a new event, and its lineage hops run from where each quote
-    it was made from left the gate."""
+    """The heat map's series are the demo pipeline's hops: into the gate in two (the provider's
+    part up to the broker, then the gate's queue), risk → the tap, and gate → risk: a
+    decision is a new event, and its lineage hops run from where each quote it was made from
+    left the gate."""
     (q,) = [q for q in QUERIES if q.panel == "Hop latency p99 by stage"]
     hops = set(_run(demo_store, q, demo_store.window, ALL_SELECTED).column("hop").to_pylist())
-    assert {"origin → gate", "gate → risk", "risk → tap:grafana-demo.decisions"} <= hops
+    raw = "kafka:grafana-demo.md.raw"
+    assert {
+        f"origin → {raw}",
+        f"{raw} → gate",
+        "gate → risk",
+        "risk → tap:grafana-demo.decisions",
+    } <= hops
+    assert "origin → gate" not in hops  # the tap's reading of the gate's stamp: not again
 
 
 def test_a_silent_provider_is_a_row_not_a_missing_series(demo_store: DemoStore) -> None:
