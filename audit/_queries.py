@@ -179,9 +179,14 @@ def providers_compare(
     gap_ns: int = NS,
     sustain_s: int = 5,
     skew_bound_ns: int | None = None,
+    expected: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Per provider (or provider and instrument): latency, clock offset, silences, sequence
-    gaps, update rate, dead letters, divergence. See docs/reports.md for each column."""
+    gaps, update rate, dead letters, divergence. See docs/reports.md for each column.
+
+    ``expected``: the providers that must keep publishing (the alert definitions'
+    registry); one that sent nothing in the window is a row too, marked absent, with the
+    time since its last event (or since the deployment's start when it never sent one)."""
     end = anchor_ns(store)
     start = end - since_ns
     window = {"start": start, "end": end}
@@ -250,6 +255,7 @@ def providers_compare(
             row["instrument"] = r["instrument"]
         offset = offsets.get(key(r))
         row |= {
+            "absent": False,
             "events": int(r["events"]),
             "latency_p50_ns": p50,
             "latency_p99_ns": p99,
@@ -292,14 +298,94 @@ def providers_compare(
         skew_bound = default if skew_bound_ns is None else skew_bound_ns
         _flag_offset(row, offset, skew_bound, offsets, key(r))
         rows.append(row)
+    absent = absent_providers(store, expected, {r["provider"] for r in stats}, end)
+    for a in absent:
+        row = {"provider": a["provider"]} | ({"instrument": ""} if by == "instrument" else {})
+        rows.append(row | _ABSENT_ROW | a)
     return {
         "window": window,
         "by": by,
+        "absent": absent,
         "gap_threshold_ns": gap_ns,
         "sustain_s": sustain_s,
         "rate_basis": "(forwarded - 1) / (last - first origin forwarded) in the window",
         "rows": rows,
     }
+
+
+# The columns of a provider that sent nothing in the window: nothing to measure.
+_ABSENT_ROW: dict[str, Any] = {
+    "absent": True,
+    "events": 0,
+    **dict.fromkeys(
+        (
+            "latency_p50_ns",
+            "latency_p99_ns",
+            "latency_p999_ns",
+            "to_broker_p50_ns",
+            "to_broker_p99_ns",
+            "to_broker_p999_ns",
+            "gate_queue_p50_ns",
+            "gate_queue_p99_ns",
+            "gate_queue_p999_ns",
+            "gate_queue_max_ns",
+            "clock_offset_ns",
+            "clock_offset_basis",
+            "clock_offset_vs_peers_ns",
+            "updates_per_s",
+            "divergence_bps_max",
+            "divergence_bps_sustained",
+            "divergence_bps_p50",
+        )
+    ),
+    "clock_bound_ns": 0,
+    "flags": [],
+    "clock_flags": [],
+    "silences": 0,
+    "silence_longest_ns": 0,
+    "silence_total_ns": 0,
+    "sequence_gaps": 0,
+    "sequence_missing": 0,
+    "sequence_duplicated": 0,
+    "active_span_ns": 0,
+    "dead_lettered_share": 0.0,
+    "divergence_seconds": 0,
+}
+
+
+def absent_providers(
+    store: Queryable, expected: Sequence[str], present: set[str], end_ns: int
+) -> list[dict[str, Any]]:
+    """The ``expected`` providers not in ``present``: each with its last accepted event in
+    the whole store (``last_event_ns``, None: never) and how long it has been silent at
+    ``end_ns`` (``silent_for_ns``): since that event, or since the deployment's start (the
+    first record the store holds) when it never sent one."""
+    missing = sorted(set(expected) - present)
+    if not missing:
+        return []
+    last = {
+        r["provider"]: int(r["last_ns"])
+        for r in store.query(
+            f"""SELECT provider, toUnixTimestamp64Nano(max(received)) AS last_ns
+                FROM {{db}}.observations
+                WHERE {JUDGED} AND outcome = 'forwarded' AND provider IN {{names:Array(String)}}
+                GROUP BY provider""",
+            {"names": missing},
+        )
+    }
+    (first,) = store.query(
+        "SELECT toUnixTimestamp64Nano(min(received)) AS t FROM {db}.observations"
+    )
+    start = int(first["t"] or end_ns)
+    return [
+        {
+            "provider": p,
+            "last_event_ns": last.get(p),
+            "silent_for_ns": max(end_ns - last.get(p, start), 0),
+            "silent_since": "last event" if p in last else "deployment start",
+        }
+        for p in missing
+    ]
 
 
 def _flag_offset(
@@ -383,9 +469,12 @@ def completeness(
     grace_ns: int = 5 * NS,
     key: SequenceKey = DEFAULT_SEQUENCE_KEY,
     gap_limit: int = 1000,
+    expected: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Per stage pair: events seen upstream but never downstream (lost), or seen twice; and
-    per sequence key, the numbers the provider skipped or repeated.
+    per sequence key, the numbers the provider skipped or repeated. An ``expected`` provider
+    (the alert definitions' registry) that sent nothing in the window is listed as absent,
+    as ``providers_compare`` lists it.
 
     Between two stages the event id links the sightings. Between the origin and the gate,
     the provider's sequence numbers do, per ``key`` (provider and instrument by default, as
@@ -457,8 +546,16 @@ def completeness(
             WHERE {IN_WINDOW} AND {JUDGED} AND provider = ''""",
         params,
     )
+    present = {
+        r["provider"]
+        for r in store.query(
+            f"SELECT DISTINCT provider FROM {{db}}.observations WHERE {IN_WINDOW} AND {JUDGED}",
+            params,
+        )
+    }
     return {
         "window": {"start": params["start"], "end": end},
+        "absent": absent_providers(store, expected, present, end),
         "grace_ns": grace_ns,
         "sequence_key": list(key),
         "rows": rows,

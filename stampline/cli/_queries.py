@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
+from stampline.alerting import DefinitionError, load_alerts
 from stampline.audit import (
     AuditError,
     completeness,
@@ -21,6 +23,7 @@ from stampline.cli._app import (
     ConfigOpt,
     JsonOpt,
     app,
+    config_path,
     emit_json,
     fail,
     open_store_for_query,
@@ -28,9 +31,18 @@ from stampline.cli._app import (
     providers_app,
 )
 from stampline.cli._heatmap import render_heatmap
+from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 from stampline.rules import format_duration, parse_duration_ns
 
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="chDB store folder.")]
+AlertsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--alerts",
+        help="Alert definitions whose registered providers must be there (default: the "
+        "config's alerting.definitions); one that sent nothing is listed as absent.",
+    ),
+]
 DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database in the store.")]
 
 
@@ -55,6 +67,32 @@ def _lat(value: float | None, bound: int) -> str:
         return "—"
     mark = " ?" if value < 0 or value <= bound else ""
     return f"{format_duration(int(value))} ± {format_duration(bound)}{mark}"
+
+
+def _expected(alerts: Path | None, config: Path | None) -> list[str]:
+    """The registered providers: from --alerts, else the deployment's alert definitions."""
+    if alerts is None and (config is not None or os.environ.get(ENV_CONFIG_FILE)):
+        try:
+            alerts = load_config(config_path(config)).alerting.definitions
+        except ConfigError as exc:
+            fail(str(exc))
+    if alerts is None:
+        return []
+    try:
+        return [p.provider for p in load_alerts(alerts).providers]
+    except DefinitionError as exc:
+        fail(f"alert definitions are not usable:\n{exc!s}")
+
+
+def _absent(result: dict[str, Any]) -> None:
+    """One line per registered provider that sent nothing in the window."""
+    for a in result["absent"]:
+        last = "never" if a["last_event_ns"] is None else format_ns(a["last_event_ns"])
+        out.print(
+            f"absent: {a['provider']}: nothing in the window; last event {last}, silent for "
+            f"{format_duration(a['silent_for_ns'])} (since its {a['silent_since']})",
+            highlight=False,
+        )
 
 
 def _run(fn: Any, store: Path | None, database: str | None, config: Path | None) -> Any:
@@ -82,6 +120,7 @@ def compare(
         str | None,
         typer.Option(help="Flag a clock offset this far from its peers' (default: clock bound)."),
     ] = None,
+    alerts: AlertsOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
@@ -98,13 +137,16 @@ def compare(
     between origins longer than --gap; sequence gaps are missing numbers per provider and
     instrument. The rate is over the provider's active span. Divergence is from the
     cross-provider median, per second of origin time: max, sustained (held for --sustain)
-    and median. Every column: docs/reports.md.
+    and median. A provider the alert definitions register (--alerts, or the config's) that
+    sent nothing is a row marked absent, with the time since its last event or "never".
+    Every column: docs/reports.md.
     """
     window, gap_ns = _window(since), _window(gap, "--gap")
     sustain_ns = _window(sustain, "--sustain")
     if sustain_ns % 1_000_000_000:
         fail(f"--sustain must be whole seconds (got {sustain!r})", 2)
     bound_ns = None if skew_bound is None else _window(skew_bound, "--skew-bound", zero=True)
+    expected = _expected(alerts, config)
     result = _run(
         lambda st: providers_compare(
             st,
@@ -113,6 +155,7 @@ def compare(
             gap_ns=gap_ns,
             sustain_s=sustain_ns // 1_000_000_000,
             skew_bound_ns=bound_ns,
+            expected=expected,
         ),
         store,
         database,
@@ -129,6 +172,8 @@ def compare(
     for c in cols:
         t.add_column(c, justify="left" if c in ("provider", "instrument") else "right")
     for r in result["rows"]:
+        if r["absent"]:
+            continue  # listed below the table
         b = r["clock_bound_ns"]
         offset = _d(r["clock_offset_ns"]) + (" !" if r["clock_flags"] else "")
         t.add_row(
@@ -152,6 +197,7 @@ def compare(
             _bps(r["divergence_bps_p50"]),
         )
     out.print(t)
+    _absent(result)
     for r in result["rows"]:
         for flag in r["clock_flags"]:
             out.print(f"! {(r['provider'])}: {(flag)}", highlight=False)
@@ -263,6 +309,7 @@ def completeness_cmd(
         ),
     ] = "provider,instrument",
     limit: Annotated[int, typer.Option(min=0, help="List at most this many gaps.")] = 50,
+    alerts: AlertsOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
@@ -273,15 +320,21 @@ def completeness_cmd(
     Stage to stage, the event id links the sightings. Origin to the gate, the provider's
     sequence numbers do, counted per --key (by default provider and instrument, as the
     sequence rule keys them): a missing number is lost, a number on two events is
-    duplicated. Each gap is listed with its key, first missing number, size and time.
+    duplicated. Each gap is listed with its key, first missing number, size and time. A
+    provider the alert definitions register (--alerts, or the config's) that sent nothing
+    is listed as absent, with the time since its last event or "never".
     """
     window, grace_ns = _window(since), _window(grace, "--grace", zero=True)
     try:
         seq_key = parse_sequence_key(key)
     except ValueError as exc:
         fail(f"--key: {exc}", 2)
+    expected = _expected(alerts, config)
     result = _run(
-        lambda st: completeness(st, window, grace_ns, seq_key, limit), store, database, config
+        lambda st: completeness(st, window, grace_ns, seq_key, limit, expected),
+        store,
+        database,
+        config,
     )
     if as_json:
         emit_json(result)
@@ -299,6 +352,7 @@ def completeness_cmd(
             f"{r['duplicated']:,}",
         )
     out.print(t)
+    _absent(result)
     if result["sequence_gaps"]:
         g = Table(
             title=f"sequence gaps (per {'+'.join(result['sequence_key'])}), oldest first",

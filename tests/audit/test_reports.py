@@ -603,3 +603,88 @@ def test_heatmap_renders_as_in_the_snapshot() -> None:
     console.print(render_heatmap(matrix, "p99 hop latency over the last 1m"))
     snapshot = Path(__file__).parent / "snapshots" / "heatmap.ansi"
     assert buf.getvalue() == snapshot.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- expected providers
+
+ALERTS = """
+version: 1
+providers:
+  - {provider: alpha, venue: XLON, max_gap: 2s}
+  - {provider: delta, venue: XNYS, max_gap: 2s}
+alerts:
+  - id: provider.silent
+    kind: provider_silent
+"""
+
+
+def _first_and_anchor(run: Run) -> tuple[int, int]:
+    (row,) = run.store.query(
+        """SELECT toUnixTimestamp64Nano(min(received)) AS first,
+                  greatest(toUnixTimestamp64Nano(max(received)),
+                           toUnixTimestamp64Nano(max(emitted))) AS anchor
+           FROM {db}.observations"""
+    )
+    return int(row["first"]), int(row["anchor"])
+
+
+def test_a_registered_provider_that_sent_nothing_is_absent_in_both_reports(run: Run) -> None:
+    """delta is registered and never sent a record: providers compare has it as a row marked
+    absent and completeness lists it, silent since the deployment's start (the store's
+    first record), last event never; registered alpha, which sent, is not absent."""
+    first, anchor = _first_and_anchor(run)
+    compared = providers_compare(run.store, WINDOW, expected=["alpha", "delta"])
+    rows = by_provider(compared["rows"])
+    assert set(rows) == {"alpha", "bravo", "charlie", "delta"}
+    assert (rows["alpha"]["absent"], rows["delta"]["absent"]) == (False, True)
+    assert rows["delta"]["events"] == 0
+    expected = [
+        {
+            "provider": "delta",
+            "last_event_ns": None,
+            "silent_for_ns": anchor - first,
+            "silent_since": "deployment start",
+        }
+    ]
+    assert compared["absent"] == expected
+    assert rows["delta"]["silent_for_ns"] == anchor - first
+    assert completeness(run.store, WINDOW, expected=["alpha", "delta"])["absent"] == expected
+    assert completeness(run.store, WINDOW)["absent"] == []
+
+
+def test_a_registered_provider_silent_in_the_window_counts_from_its_last_event(
+    run: Run,
+) -> None:
+    """In a window after the gate's one batch, alpha sent nothing: it is absent, silent since
+    its last accepted event (the gate's batch), not since the deployment's start."""
+    (row,) = run.store.query(
+        """SELECT toUnixTimestamp64Nano(max(received)) AS gate FROM {db}.observations
+           WHERE stage = 'gate' AND provider = 'alpha' AND outcome = 'forwarded'"""
+    )
+    _, anchor = _first_and_anchor(run)
+    since = anchor - row["gate"] - 1  # the window starts just after the gate's batch
+    (absent,) = providers_compare(run.store, since, expected=["alpha"])["absent"]
+    assert absent["last_event_ns"] == row["gate"]
+    assert absent["silent_for_ns"] == anchor - row["gate"]
+    assert absent["silent_since"] == "last event"
+
+
+def test_reports_cli_list_the_absent_provider_from_the_alert_definitions(
+    run: Run, tmp_path: Path
+) -> None:
+    """`providers compare` and `completeness` with --alerts print delta as absent, never seen;
+    --json carries the same row."""
+    alerts = tmp_path / "a.alerts.yaml"
+    alerts.write_text(ALERTS)
+    for cmd in (["providers", "compare"], ["completeness"]):
+        result = CliRunner().invoke(
+            app, [*cmd, "--since", "15m", "--alerts", str(alerts), *_store_args(run)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "absent: delta: nothing in the window; last event never" in result.stdout
+        assert "absent: alpha" not in result.stdout
+        as_json = CliRunner().invoke(
+            app, [*cmd, "--since", "15m", "--alerts", str(alerts), *_store_args(run), "--json"]
+        )
+        (absent,) = orjson.loads(as_json.stdout)["absent"]
+        assert (absent["provider"], absent["last_event_ns"]) == ("delta", None)
