@@ -124,7 +124,9 @@ VARIABLE_SQL: dict[str, str] = {
         "SELECT DISTINCT provider FROM {db}.stage_time_1m "
         f"WHERE minute >= now() - {VARIABLE_LOOKBACK} AND provider != '' ORDER BY provider"
     ),
-    "venue": (
+    # The feed topic an event arrived on. Not called a venue: venues are the alert
+    # definitions' (a provider's exchange), which the trail does not know.
+    "topic": (
         "SELECT DISTINCT topic FROM {db}.stage_time_1m "
         f"WHERE minute >= now() - {VARIABLE_LOOKBACK} AND prev_stage = 'origin' ORDER BY topic"
     ),
@@ -139,14 +141,14 @@ VARIABLE_SQL: dict[str, str] = {
 }
 _LABELS = {
     "provider": "Provider",
-    "venue": "Venue (feed topic)",
+    "topic": "Feed topic",
     "stage": "Stage",
     "instrument": "Instrument",
 }
 
 
 def variables(database: str) -> list[cogbuilder.Builder[model.VariableModel]]:
-    """provider, venue, stage, instrument: multi-select with "All", from the rollups."""
+    """provider, topic, stage, instrument: multi-select with "All", from the rollups."""
     return [_query_variable(n, _LABELS[n], sql, database) for n, sql in VARIABLE_SQL.items()]
 
 

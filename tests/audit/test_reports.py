@@ -430,7 +430,7 @@ def test_the_stage_time_rollup_counts_each_event_once(run: Run) -> None:
         " FROM {db}.stage_time_1m"
     )
     window = TimeRange(int(span["lo"]) * 1000, (int(span["hi"]) + 60) * 1000)
-    every = {"provider": ALL, "venue": ALL, "stage": ALL}
+    every = {"provider": ALL, "topic": ALL, "stage": ALL}
 
     def panel(sql: str) -> list[dict[str, Any]]:
         return run.store.query(expand(sql.replace("{db}", run.store.database), window, every))
@@ -688,3 +688,29 @@ def test_reports_cli_list_the_absent_provider_from_the_alert_definitions(
         )
         (absent,) = orjson.loads(as_json.stdout)["absent"]
         assert (absent["provider"], absent["last_event_ns"]) == ("delta", None)
+
+
+def test_silence_panel_shows_a_gap_shorter_than_a_minute(run: Run) -> None:
+    """bravo's 11 s pause (rounds 40-49) is shorter than a minute (and all of it reached the
+    gate in one batch): the Providers dashboard's "Silence and gaps" table, run on chDB,
+    shows it as bravo's one gap of 11 s; alpha and charlie, a quote every second, have
+    none. (Silent minutes count by the gate's receipt, here minutes after the origins.)"""
+    from stampline.dashboards import ALL, TimeRange, expand
+    from stampline.dashboards._providers import SILENCE
+
+    (span,) = run.store.query(
+        "SELECT toUnixTimestamp(min(second)) AS lo,"
+        " (SELECT toUnixTimestamp(max(received)) FROM {db}.observations) AS hi"
+        " FROM {db}.provider_seconds_1s"
+    )  # from the first origin to past the gate's receipt (the providers' registry is there)
+    window = TimeRange(int(span["lo"]) * 1000, (int(span["hi"]) + 60) * 1000)
+    sql = expand(
+        SILENCE.sql.replace("{db}", run.store.database), window, {"provider": ALL, "topic": ALL}
+    )
+    rows = by_provider(run.store.query(sql))
+    assert set(rows) == {"alpha", "bravo", "charlie"}
+    assert (rows["bravo"]["gaps"], rows["bravo"]["status"]) == (1, "gaps")
+    assert rows["bravo"]["longest_gap_s"] == pytest.approx(11.0)
+    for p in ("alpha", "charlie"):
+        assert rows[p]["gaps"] == 0
+        assert rows[p]["longest_gap_s"] == pytest.approx(1.0)

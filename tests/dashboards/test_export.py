@@ -29,7 +29,7 @@ from stampline.dashboards._hotspots import PROMETHEUS_PANELS
 from tests.dashboards.grafana_api import RecordingGrafana
 
 runner = CliRunner()
-VARIABLES = ["provider", "venue", "stage", "instrument"]
+VARIABLES = ["provider", "topic", "stage", "instrument"]
 
 
 def _by_title(dash: dict[str, Any], title: str) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def test_heat_map_panel_is_stage_by_time_from_the_hop_rollup() -> None:
 
 @pytest.mark.parametrize("uid", DASHBOARD_UIDS)
 def test_every_dashboard_has_the_four_multi_select_variables(uid: str) -> None:
-    """provider, venue, stage, instrument: multi-select, with "All", on the ClickHouse source."""
+    """provider, topic, stage, instrument: multi-select, with "All", on the ClickHouse source."""
     variables = dashboards()[uid]["templating"]["list"]
     assert [v["name"] for v in variables] == VARIABLES
     for v in variables:
@@ -285,3 +285,17 @@ def test_cli_export_says_plainly_grafana_cannot_reach_an_embedded_store(tmp_path
          "http://ch:8123"],
     )  # fmt: skip
     assert "cannot reach" not in pointed.stderr
+
+
+@pytest.mark.parametrize("uid", DASHBOARD_UIDS)
+def test_no_dashboard_calls_the_feed_topic_a_venue(uid: str) -> None:
+    """Venue means venue (the alert definitions' label): the feed-topic variable is named and
+    labelled topic, and no panel query names a column or variable venue."""
+    dash = dashboards()[uid]
+    names = {v["name"]: v.get("label", "") for v in dash["templating"]["list"]}
+    assert "venue" not in names
+    assert names["topic"] == "Feed topic"
+    text = json.dumps(dash["panels"])
+    assert "$venue" not in text
+    assert "${venue" not in text
+    assert not re.search(r"\bAS venue\b", text)

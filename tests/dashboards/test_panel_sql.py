@@ -25,12 +25,13 @@ pytestmark = pytest.mark.slow
 ROLLUPS = {
     "hop_latency_1m",
     "provider_activity_1m",
+    "provider_seconds_1s",
     "stage_time_1m",
     "dead_letters_1m",
     "provider_price_1m",
     "clock_bound_1m",
 }
-ALL_SELECTED = {"provider": ALL, "venue": ALL, "stage": ALL, "instrument": ALL}
+ALL_SELECTED = {"provider": ALL, "topic": ALL, "stage": ALL, "instrument": ALL}
 QUERIES = panel_queries()
 
 
@@ -66,10 +67,10 @@ def test_panel_sql_returns_the_columns_its_panel_reads(demo_store: DemoStore, q:
 
 @pytest.mark.parametrize("q", QUERIES, ids=lambda q: f"{q.dashboard}:{q.panel}")
 def test_panel_sql_runs_with_chosen_values(demo_store: DemoStore, q: PanelSql) -> None:
-    """With one provider, stage, venue and instrument chosen the query still runs, same columns."""
+    """With one provider, stage, topic and instrument chosen the query still runs, same columns."""
     chosen = {
         "provider": ["alpha"],
-        "venue": ["grafana-demo.md.raw"],
+        "topic": ["grafana-demo.md.raw"],
         "stage": ["gate", "risk"],
         "instrument": ["SYM001"],
     }
@@ -99,13 +100,13 @@ def test_queries_read_rollups_never_the_raw_trail() -> None:
 
 
 def test_variables_list_the_demo_values(demo_store: DemoStore) -> None:
-    """The provider, venue, stage and instrument variables list what the demo sent."""
+    """The provider, topic, stage and instrument variables list what the demo sent."""
     values = {
         name: {r[next(iter(r))] for r in demo_store.store.query(sql)}
         for name, sql in VARIABLE_SQL.items()
     }
     assert values["provider"] == {"alpha", "bravo", "charlie"}
-    assert values["venue"] == {"grafana-demo.md.raw"}
+    assert values["topic"] == {"grafana-demo.md.raw"}
     assert {"gate", "risk"} <= values["stage"]
     assert "SYM001" in values["instrument"]
 
