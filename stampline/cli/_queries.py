@@ -229,8 +229,10 @@ def hotspots_cmd(
 ) -> None:
     """Rank every stage pair by p99 hop latency, with each stage's hold time and taps' lag.
 
-    A hop runs from one stamp to the next (origin → gate, gate → risk, risk → a tap's topic);
-    a decision's hop starts where its inputs left their last stage. Hold time is a stage's
+    A hop runs from one stamp to the next (gate → risk, risk → a tap's topic); the gate's
+    first hop splits at the record's broker time: origin → kafka:<topic> is the provider's,
+    kafka:<topic> → gate the gate's queue. A decision's hop starts where its inputs left
+    their last stage. Hold time is a stage's
     out − in. A tap measures hops up to the broker time and reports its own lag apart.
     Each latency carries the stamping hosts' combined clock-error bound; '?' marks one that
     is negative or inside it. --heatmap draws the hops over time instead (--json: the
