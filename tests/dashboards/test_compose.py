@@ -233,8 +233,8 @@ def test_stampline_config_matches_the_stack(
 def test_stampline_containers_see_their_config_and_rule_files(
     services: dict[str, dict[str, Any]], stack: Config
 ) -> None:
-    """STAMPLINE_CONFIG and the rule files it names resolve, inside the containers, to mounts of
-    the repository files the host-side check loaded."""
+    """STAMPLINE_CONFIG and the rule and alert definition files it names resolve, inside the
+    containers, to mounts of the repository files the host-side check loaded."""
     sidecars = {n: s for n, s in services.items() if n.startswith("stampline-")}
     assert set(sidecars) >= {
         "stampline-migrate",
@@ -251,7 +251,8 @@ def test_stampline_containers_see_their_config_and_rule_files(
 
         assert _host_path(name, mounts, env["STAMPLINE_CONFIG"]).resolve() == STACK_CONFIG.resolve()
         container_dir = os.path.dirname(env["STAMPLINE_CONFIG"])
-        for rule_file in stack.rules.files:
+        assert stack.alerting.definitions is not None
+        for rule_file in [*stack.rules.files, stack.alerting.definitions]:
             relative = os.path.relpath(rule_file, STACK_CONFIG.parent)
             inside = os.path.normpath(os.path.join(container_dir, relative))
             assert _host_path(name, mounts, inside).resolve() == rule_file.resolve()
