@@ -200,6 +200,7 @@ def providers_compare(
                    countIf(outcome = 'forwarded') AS forwarded,
                    toUnixTimestamp64Nano(minIf(origin, outcome = 'forwarded')) AS first_ns,
                    toUnixTimestamp64Nano(maxIf(origin, outcome = 'forwarded')) AS last_ns,
+                   toUnixTimestamp64Nano(maxIf(received, outcome = 'forwarded')) AS seen_ns,
                    countIf(outcome = 'forwarded' AND {BROKER_KNOWN}) AS brokered,
                    quantilesExactIf(0.5, 0.99, 0.999)({TO_BROKER_NS},
                        outcome = 'forwarded' AND {BROKER_KNOWN}) AS q_broker,
@@ -254,8 +255,13 @@ def providers_compare(
         if by == "instrument":
             row["instrument"] = r["instrument"]
         offset = offsets.get(key(r))
+        seen = int(r["seen_ns"]) if r["forwarded"] else None
         row |= {
             "absent": False,
+            # when the gate last took in an accepted record from it, and how long ago
+            "last_event_ns": seen,
+            "silent_for_ns": max(end - seen, 0) if seen is not None else None,
+            "silent_since": "last event" if seen is not None else None,
             "events": int(r["events"]),
             "latency_p50_ns": p50,
             "latency_p99_ns": p99,

@@ -637,6 +637,12 @@ def test_a_registered_provider_that_sent_nothing_is_absent_in_both_reports(run: 
     rows = by_provider(compared["rows"])
     assert set(rows) == {"alpha", "bravo", "charlie", "delta"}
     assert (rows["alpha"]["absent"], rows["delta"]["absent"]) == (False, True)
+    (alpha_last,) = run.store.query(
+        """SELECT toUnixTimestamp64Nano(max(received)) AS t FROM {db}.observations
+           WHERE provider = 'alpha' AND outcome = 'forwarded'"""
+    )
+    assert rows["alpha"]["last_event_ns"] == alpha_last["t"]
+    assert rows["alpha"]["silent_for_ns"] == anchor - alpha_last["t"]
     assert rows["delta"]["events"] == 0
     expected = [
         {
