@@ -1,6 +1,8 @@
 -- Migration 030: the first hop split at the broker, so the gate's backlog is its own hop.
 -- The per-minute hop rollup's main view is made again; the table and the lineage view are
--- kept (rollup minutes written before this count the first hop whole, as `origin -> gate`).
+-- kept (rollup minutes written before this count the first hop whole, as `origin -> gate`;
+-- rows written between the drop and the create, if a recorder writes during the migration,
+-- miss the rollup: the raw trail and `stampline hotspots` keep them).
 --
 -- A stamper's own first stamp (prev_stage 'origin', authority 2) read from a topic with a
 -- broker timestamp is two hops, as `stampline hotspots` counts them:
