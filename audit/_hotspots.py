@@ -23,8 +23,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from stampline.audit._model import TAP_SIGHTING
-from stampline.audit._queries import anchor_ns, latency_flags, quantiles
+from stampline.audit._model import AUTHORITY_STAMPER, PREV_ORIGIN, TAP_SIGHTING
+from stampline.audit._queries import (
+    BROKER_PREFIX,
+    BROKER_RESOLUTION_NS,
+    QUEUE_NS,
+    anchor_ns,
+    latency_flags,
+    quantiles,
+)
 from stampline.audit._replay import Queryable
 
 _WINDOW = (
@@ -34,17 +41,35 @@ _WINDOW = (
 # One row per (event, stage): the stamper's own row beats a tap's reading of the same stamp.
 _ONE_PER_STAGE = "ORDER BY event_id, stage, authority DESC, batch DESC LIMIT 1 BY event_id, stage"
 
+# A stamper's own first stamp read from a topic with a broker timestamp is two hops: the
+# provider's (origin -> kafka:<topic>, born -> on the broker) and the stage's queue
+# (kafka:<topic> -> stage, on the broker -> taken in), so the gate's backlog is never the
+# provider's. The broker time has millisecond resolution and no known bound: each half's
+# bound is its stamping host's plus 1 ms. Any other row is its one hop. (Migration 030 splits
+# the per-minute rollup the same way.) Each part: (from, to, hop_ns, bound_ns).
+_FIRST_HOP_SPLIT = f"""if(prev_stage = '{PREV_ORIGIN}' AND authority = {AUTHORITY_STAMPER}
+        AND topic != '' AND toUnixTimestamp64Milli(broker_time) > 0,
+    [('{PREV_ORIGIN}', concat('{BROKER_PREFIX}', topic), hop_ns - {QUEUE_NS},
+      toUInt64(prev_clock_err_ns + {BROKER_RESOLUTION_NS})),
+     (concat('{BROKER_PREFIX}', topic), toString(stage), {QUEUE_NS},
+      toUInt64(clock_err_ns + {BROKER_RESOLUTION_NS}))],
+    [(toString(prev_stage), toString(stage), hop_ns,
+      toUInt64(clock_err_ns + prev_clock_err_ns))])"""
+
 # Every hop in the window: (from_stage, to_stage, received_ns, hop_ns, bound_ns). Three parts:
 # hops between two stamps of one event; a derived event's lineage hops as its birth row
 # carries them (parent_stamps, what the rollup counts too); and, for birth rows written
 # before those columns existed, the lineage hops joined from the parents' own rows.
 _HOPS = f"""
-    SELECT prev_stage AS from_stage, stage AS to_stage,
-           toUnixTimestamp64Nano(received) AS at_ns, hop_ns AS hop,
-           clock_err_ns + prev_clock_err_ns AS bound
-    FROM (SELECT prev_stage, stage, received, hop_ns, clock_err_ns, prev_clock_err_ns
-          FROM {{db}}.observations
-          WHERE {_WINDOW} AND prev_stage != '' AND outcome != 'dead_lettered' {_ONE_PER_STAGE})
+    SELECT part.1 AS from_stage, part.2 AS to_stage,
+           toUnixTimestamp64Nano(received) AS at_ns, part.3 AS hop, part.4 AS bound
+    FROM (SELECT received, {_FIRST_HOP_SPLIT} AS parts
+          FROM (SELECT prev_stage, stage, received, hop_ns, clock_err_ns, prev_clock_err_ns,
+                       authority, topic, broker_time
+                FROM {{db}}.observations
+                WHERE {_WINDOW} AND prev_stage != '' AND outcome != 'dead_lettered'
+                {_ONE_PER_STAGE}))
+    ARRAY JOIN parts AS part
     UNION ALL
     SELECT from_stage, stage AS to_stage, toUnixTimestamp64Nano(received) AS at_ns,
            toUnixTimestamp64Nano(received) - toUnixTimestamp64Nano(left_at) AS hop,

@@ -26,6 +26,20 @@ IN_WINDOW = (
     "received >= fromUnixTimestamp64Nano({start:Int64}) "
     "AND received <= fromUnixTimestamp64Nano({end:Int64})"
 )
+# The broker as a place on an event's way: "kafka:<topic>", the record's timestamp there.
+# That timestamp has millisecond resolution (it may read up to 1 ms early) and no clock-error
+# bound of its own.
+BROKER_PREFIX = "kafka:"
+BROKER_RESOLUTION_NS = 1_000_000
+# SQL, per trail row: broker append -> the stage took it in (the stage's queue), and
+# born -> broker append (the provider's part); meaningful where BROKER_KNOWN holds.
+BROKER_KNOWN = "toUnixTimestamp64Milli(broker_time) > 0"
+QUEUE_NS = (
+    "(toUnixTimestamp64Nano(received) - toInt64(toUnixTimestamp64Milli(broker_time)) * 1000000)"
+)
+TO_BROKER_NS = (
+    "(toInt64(toUnixTimestamp64Milli(broker_time)) * 1000000 - toUnixTimestamp64Nano(origin))"
+)
 # Rows the gate wrote with its verdict (a tap's rows are 'observed' and judge nothing).
 JUDGED = "outcome != 'observed'"
 
@@ -165,9 +179,14 @@ def providers_compare(
     gap_ns: int = NS,
     sustain_s: int = 5,
     skew_bound_ns: int | None = None,
+    expected: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Per provider (or provider and instrument): latency, clock offset, silences, sequence
-    gaps, update rate, dead letters, divergence. See docs/reports.md for each column."""
+    gaps, update rate, dead letters, divergence. See docs/reports.md for each column.
+
+    ``expected``: the providers that must keep publishing (the alert definitions'
+    registry); one that sent nothing in the window is a row too, marked absent, with the
+    time since its last event (or since the deployment's start when it never sent one)."""
     end = anchor_ns(store)
     start = end - since_ns
     window = {"start": start, "end": end}
@@ -180,7 +199,16 @@ def providers_compare(
                    minIf(ingest_ns, outcome = 'forwarded') AS offset_ns,
                    countIf(outcome = 'forwarded') AS forwarded,
                    toUnixTimestamp64Nano(minIf(origin, outcome = 'forwarded')) AS first_ns,
-                   toUnixTimestamp64Nano(maxIf(origin, outcome = 'forwarded')) AS last_ns
+                   toUnixTimestamp64Nano(maxIf(origin, outcome = 'forwarded')) AS last_ns,
+                   toUnixTimestamp64Nano(maxIf(received, outcome = 'forwarded')) AS seen_ns,
+                   countIf(outcome = 'forwarded' AND {BROKER_KNOWN}) AS brokered,
+                   quantilesExactIf(0.5, 0.99, 0.999)({TO_BROKER_NS},
+                       outcome = 'forwarded' AND {BROKER_KNOWN}) AS q_broker,
+                   minIf({TO_BROKER_NS}, outcome = 'forwarded' AND {BROKER_KNOWN})
+                       AS broker_offset_ns,
+                   countIf({BROKER_KNOWN}) AS queued,
+                   quantilesExactIf(0.5, 0.99, 0.999)({QUEUE_NS}, {BROKER_KNOWN}) AS q_queue,
+                   maxIf({QUEUE_NS}, {BROKER_KNOWN}) AS queue_max_ns
             {gate_rows} GROUP BY {keys}""",
         window,
     )
@@ -208,10 +236,18 @@ def providers_compare(
         acc[2] += k["duplicated"]
     sil_by = {key(r): r for r in silences}
     div_by = {key(r): r for r in divergence}
-    offsets = {key(r): int(r["offset_ns"]) for r in stats if r["forwarded"]}
+    # The provider is judged on provider -> broker, never on the gate's queue; only a provider
+    # whose records carry no broker time falls back to origin -> gate (flagged).
+    offsets = {
+        key(r): int(r["broker_offset_ns"] if r["brokered"] else r["offset_ns"])
+        for r in stats
+        if r["forwarded"]
+    }
     rows = []
     for r in sorted(stats, key=key):
         p50, p99, p999 = quantiles(r["q"]) if r["forwarded"] else (None, None, None)
+        b50, b99, b999 = quantiles(r["q_broker"]) if r["brokered"] else (None, None, None)
+        g50, g99, g999 = quantiles(r["q_queue"]) if r["queued"] else (None, None, None)
         bound = int(r["bound"] or 0)
         s, d = sil_by.get(key(r), {}), div_by.get(key(r), {})
         span_ns = int(r["last_ns"] - r["first_ns"])
@@ -219,16 +255,34 @@ def providers_compare(
         if by == "instrument":
             row["instrument"] = r["instrument"]
         offset = offsets.get(key(r))
+        seen = int(r["seen_ns"]) if r["forwarded"] else None
         row |= {
+            "absent": False,
+            # when the gate last took in an accepted record from it, and how long ago
+            "last_event_ns": seen,
+            "silent_for_ns": max(end - seen, 0) if seen is not None else None,
+            "silent_since": "last event" if seen is not None else None,
             "events": int(r["events"]),
             "latency_p50_ns": p50,
             "latency_p99_ns": p99,
             "latency_p999_ns": p999,
             "clock_bound_ns": bound,
             "flags": latency_flags(p50, bound),
+            "to_broker_p50_ns": b50,
+            "to_broker_p99_ns": b99,
+            "to_broker_p999_ns": b999,
+            "gate_queue_p50_ns": g50,
+            "gate_queue_p99_ns": g99,
+            "gate_queue_p999_ns": g999,
+            "gate_queue_max_ns": int(r["queue_max_ns"]) if r["queued"] else None,
             "clock_offset_ns": offset,
+            "clock_offset_basis": "provider → broker" if r["brokered"] else "origin → gate",
             "clock_offset_vs_peers_ns": None,
-            "clock_flags": [],
+            "clock_flags": (
+                []
+                if r["brokered"] or not r["forwarded"]
+                else ["no broker time: offset from origin → gate, the gate's queue included"]
+            ),
             "silences": int(s.get("n", 0)),
             "silence_longest_ns": int(s.get("longest", 0)),
             "silence_total_ns": int(s.get("total", 0)),
@@ -245,17 +299,99 @@ def providers_compare(
             "divergence_bps_p50": d.get("bps_p50"),
             "divergence_seconds": int(d.get("seconds", 0)),
         }
-        skew_bound = bound if skew_bound_ns is None else skew_bound_ns
+        # Offsets from broker times are as exact as those times' millisecond resolution.
+        default = BROKER_RESOLUTION_NS if r["brokered"] else bound
+        skew_bound = default if skew_bound_ns is None else skew_bound_ns
         _flag_offset(row, offset, skew_bound, offsets, key(r))
         rows.append(row)
+    absent = absent_providers(store, expected, {r["provider"] for r in stats}, end)
+    for a in absent:
+        row = {"provider": a["provider"]} | ({"instrument": ""} if by == "instrument" else {})
+        rows.append(row | _ABSENT_ROW | a)
     return {
         "window": window,
         "by": by,
+        "absent": absent,
         "gap_threshold_ns": gap_ns,
         "sustain_s": sustain_s,
         "rate_basis": "(forwarded - 1) / (last - first origin forwarded) in the window",
         "rows": rows,
     }
+
+
+# The columns of a provider that sent nothing in the window: nothing to measure.
+_ABSENT_ROW: dict[str, Any] = {
+    "absent": True,
+    "events": 0,
+    **dict.fromkeys(
+        (
+            "latency_p50_ns",
+            "latency_p99_ns",
+            "latency_p999_ns",
+            "to_broker_p50_ns",
+            "to_broker_p99_ns",
+            "to_broker_p999_ns",
+            "gate_queue_p50_ns",
+            "gate_queue_p99_ns",
+            "gate_queue_p999_ns",
+            "gate_queue_max_ns",
+            "clock_offset_ns",
+            "clock_offset_basis",
+            "clock_offset_vs_peers_ns",
+            "updates_per_s",
+            "divergence_bps_max",
+            "divergence_bps_sustained",
+            "divergence_bps_p50",
+        )
+    ),
+    "clock_bound_ns": 0,
+    "flags": [],
+    "clock_flags": [],
+    "silences": 0,
+    "silence_longest_ns": 0,
+    "silence_total_ns": 0,
+    "sequence_gaps": 0,
+    "sequence_missing": 0,
+    "sequence_duplicated": 0,
+    "active_span_ns": 0,
+    "dead_lettered_share": 0.0,
+    "divergence_seconds": 0,
+}
+
+
+def absent_providers(
+    store: Queryable, expected: Sequence[str], present: set[str], end_ns: int
+) -> list[dict[str, Any]]:
+    """The ``expected`` providers not in ``present``: each with its last accepted event in
+    the whole store (``last_event_ns``, None: never) and how long it has been silent at
+    ``end_ns`` (``silent_for_ns``): since that event, or since the deployment's start (the
+    first record the store holds) when it never sent one."""
+    missing = sorted(set(expected) - present)
+    if not missing:
+        return []
+    last = {
+        r["provider"]: int(r["last_ns"])
+        for r in store.query(
+            f"""SELECT provider, toUnixTimestamp64Nano(max(received)) AS last_ns
+                FROM {{db}}.observations
+                WHERE {JUDGED} AND outcome = 'forwarded' AND provider IN {{names:Array(String)}}
+                GROUP BY provider""",
+            {"names": missing},
+        )
+    }
+    (first,) = store.query(
+        "SELECT toUnixTimestamp64Nano(min(received)) AS t FROM {db}.observations"
+    )
+    start = int(first["t"] or end_ns)
+    return [
+        {
+            "provider": p,
+            "last_event_ns": last.get(p),
+            "silent_for_ns": max(end_ns - last.get(p, start), 0),
+            "silent_since": "last event" if p in last else "deployment start",
+        }
+        for p in missing
+    ]
 
 
 def _flag_offset(
@@ -269,7 +405,12 @@ def _flag_offset(
     if offset is None:
         return
     if offset < 0:
-        row["clock_flags"].append("negative offset: the provider's clock runs ahead of the gate's")
+        clock = (
+            "broker time's" if row.get("clock_offset_basis") == "provider → broker" else "gate's"
+        )
+        row["clock_flags"].append(
+            f"negative offset: the provider's clock runs ahead of the {clock}"
+        )
     # The peers' median: over every provider (on the same instrument, by instrument), so
     # with three or more one skewed clock moves the median little and flags only itself.
     peers = sorted(v for k, v in offsets.items() if k[1:] == me[1:])
@@ -334,9 +475,12 @@ def completeness(
     grace_ns: int = 5 * NS,
     key: SequenceKey = DEFAULT_SEQUENCE_KEY,
     gap_limit: int = 1000,
+    expected: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Per stage pair: events seen upstream but never downstream (lost), or seen twice; and
-    per sequence key, the numbers the provider skipped or repeated.
+    per sequence key, the numbers the provider skipped or repeated. An ``expected`` provider
+    (the alert definitions' registry) that sent nothing in the window is listed as absent,
+    as ``providers_compare`` lists it.
 
     Between two stages the event id links the sightings. Between the origin and the gate,
     the provider's sequence numbers do, per ``key`` (provider and instrument by default, as
@@ -408,8 +552,16 @@ def completeness(
             WHERE {IN_WINDOW} AND {JUDGED} AND provider = ''""",
         params,
     )
+    present = {
+        r["provider"]
+        for r in store.query(
+            f"SELECT DISTINCT provider FROM {{db}}.observations WHERE {IN_WINDOW} AND {JUDGED}",
+            params,
+        )
+    }
     return {
         "window": {"start": params["start"], "end": end},
+        "absent": absent_providers(store, expected, present, end),
         "grace_ns": grace_ns,
         "sequence_key": list(key),
         "rows": rows,

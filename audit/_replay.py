@@ -135,6 +135,11 @@ class Sighting:
     delta_from_origin_ns: int | None
     # From the earliest origin in the replay, or the earliest stamp where no event has one.
     delta_from_first_ns: int
+    # The hop that ends here: from this event's previous stamp (its stage), how long, and
+    # whose time it was (``hop_owner``, "" where no one part of the pipeline owns it).
+    hop_from: str = ""
+    hop_ns: int | None = None
+    hop_owner: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,8 +148,27 @@ class Sighting:
             "time": format_ns(self.stamp.time_ns),
             "delta_from_origin_ns": self.delta_from_origin_ns,
             "delta_from_first_ns": self.delta_from_first_ns,
+            "hop": {"from": self.hop_from, "ns": self.hop_ns, "owner": self.hop_owner}
+            if self.hop_ns is not None
+            else None,
             **self.stamp.to_dict(),
         }
+
+
+def hop_owner(before: Stamp, after: Stamp) -> str:
+    """Whose time the hop from ``before`` to ``after`` was (docs/reports.md, "Which hop is
+    whose"): born -> on the broker is the provider's; on the broker -> taken in is the
+    consumer's queue (the gate's backlog, or a stage's); in -> out is the stage's hold."""
+    if before.kind == "origin" and after.kind == "broker":
+        return "provider"
+    if after.tap:
+        return "tap lag" if before.kind == "broker" else ""
+    if before.kind == "broker":
+        # a stage's stamp is when it let the event go: its queue and its hold (shown apart)
+        return "queue" if after.kind == "ingest" else "queue + hold"
+    if after.kind == "stage" and after.received_ns == before.time_ns:
+        return "hold"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,9 +384,12 @@ def _timeline(kind: Literal["event", "decision"], root: str, trails: list[EventT
             stamp=s,
             delta_from_origin_ns=s.time_ns - t.origin_ns if t.origin_ns else None,
             delta_from_first_ns=s.time_ns - first,
+            hop_from=before.stage if before else "",
+            hop_ns=s.time_ns - before.time_ns if before else None,
+            hop_owner=hop_owner(before, s) if before else "",
         )
         for t in trails
-        for s in t.stamps
+        for before, s in zip((None, *t.stamps), t.stamps, strict=False)
     ]
     sightings.sort(key=lambda s: (s.stamp.time_ns, _KIND_ORDER[s.stamp.kind]))
     return Timeline(kind=kind, root_id=root, events=tuple(trails), sightings=tuple(sightings))

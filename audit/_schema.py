@@ -98,6 +98,7 @@ _TTL = [
     ("warnings", "written + toIntervalSecond({raw})"),
     ("hop_latency_1m", "written + toIntervalSecond({rollups})"),
     ("provider_activity_1m", "written + toIntervalSecond({rollups})"),
+    ("provider_seconds_1s", "written + toIntervalSecond({rollups})"),
 ]
 
 

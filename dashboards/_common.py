@@ -124,7 +124,9 @@ VARIABLE_SQL: dict[str, str] = {
         "SELECT DISTINCT provider FROM {db}.stage_time_1m "
         f"WHERE minute >= now() - {VARIABLE_LOOKBACK} AND provider != '' ORDER BY provider"
     ),
-    "venue": (
+    # The feed topic an event arrived on. Not called a venue: venues are the alert
+    # definitions' (a provider's exchange), which the trail does not know.
+    "topic": (
         "SELECT DISTINCT topic FROM {db}.stage_time_1m "
         f"WHERE minute >= now() - {VARIABLE_LOOKBACK} AND prev_stage = 'origin' ORDER BY topic"
     ),
@@ -139,14 +141,14 @@ VARIABLE_SQL: dict[str, str] = {
 }
 _LABELS = {
     "provider": "Provider",
-    "venue": "Venue (feed topic)",
+    "topic": "Feed topic",
     "stage": "Stage",
     "instrument": "Instrument",
 }
 
 
 def variables(database: str) -> list[cogbuilder.Builder[model.VariableModel]]:
-    """provider, venue, stage, instrument: multi-select with "All", from the rollups."""
+    """provider, topic, stage, instrument: multi-select with "All", from the rollups."""
     return [_query_variable(n, _LABELS[n], sql, database) for n, sql in VARIABLE_SQL.items()]
 
 
@@ -177,14 +179,16 @@ def where_filters(*names: str) -> str:
 
 
 def counted_once(table: str, time_filter: str) -> str:
-    """The condition that keeps, per stage pair and minute, only the rows of ``table`` (a
+    """The condition that keeps, per stage and minute, only the rows of ``table`` (a
     per-minute rollup keyed by ``authority``) of the highest authority present: a stamp the
     gate recorded itself is also read from headers by a tap (lower authority), and must count
     once. Both copies share ``received``, so they fall in the same minute; a stage only the
-    SDK stamps has only tap readings, which are then the highest present."""
-    return f"""(prev_stage, stage, minute, authority) IN (
-          SELECT prev_stage, stage, minute, max(authority) FROM {{db}}.{table}
-          WHERE {time_filter} GROUP BY prev_stage, stage, minute)"""
+    SDK stamps has only tap readings, which are then the highest present. Per stage, not per
+    stage pair: the gate's own first hop is split at the broker (``kafka:<topic> → gate``,
+    migration 030) while a tap's reading of it cannot be (``origin → gate``)."""
+    return f"""(stage, minute, authority) IN (
+          SELECT stage, minute, max(authority) FROM {{db}}.{table}
+          WHERE {time_filter} GROUP BY stage, minute)"""
 
 
 def to_dict(dash: cogbuilder.Builder[Any]) -> dict[str, Any]:

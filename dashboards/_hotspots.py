@@ -52,7 +52,7 @@ HOLD = SQL.add(
        arrayElement(quantilesTDigestMerge(0.5, 0.99, 0.999)(hold), 2) / 1e6 AS hold_p99_ms
 FROM {{db}}.stage_time_1m
 WHERE $__timeFilter(minute) AND stage NOT LIKE 'tap:%'
-  AND {where_filters("provider", "venue", "stage")}
+  AND {where_filters("provider", "topic", "stage")}
   AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
 GROUP BY time, stage
 ORDER BY time, stage""",
@@ -73,7 +73,7 @@ FROM
            sum(hop_sum_ns) AS hop, sum(hold_sum_ns) AS hold, sum(e2e_sum_ns) AS e2e
     FROM {{db}}.stage_time_1m
     WHERE $__timeFilter(minute) AND stage NOT LIKE 'tap:%'
-      AND {where_filters("provider", "venue", "stage")}
+      AND {where_filters("provider", "topic", "stage")}
       AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
     GROUP BY stage, from_stage
 )

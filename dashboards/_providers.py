@@ -23,6 +23,8 @@ from stampline.dashboards._common import (
 UID = "stampline-providers"
 TITLE = "Stampline · Providers"
 SQL = SqlRegistry()
+# Alert kinds link to this panel by its title (alerting/_kinds/stale.py, provider_latency.py).
+LATENCY_TITLE = "Provider latency p50 / p99 (origin → broker)"
 
 # Providers are "registered" by having sent anything in the 30 days before the range's end
 # (read from the rollup, not the trail): a provider silent over the whole range is still a
@@ -42,22 +44,46 @@ SELECT known.provider AS provider,
        if(seen.n = 0, NULL, seen.last) AS last_seen,
        if(seen.n = 0, dateDiff('second', range_start, $__toTime),
           greatest(dateDiff('second', seen.last + 60, $__toTime), 0)) AS silent_for_s,
-       multiIf(seen.n = 0, 'silent', silent_minutes > 0, 'gaps', 'ok') AS status
+       fine.gaps AS gaps,
+       fine.longest_ns / 1e9 AS longest_gap_s,
+       multiIf(seen.n = 0, 'silent', silent_minutes > 0 OR fine.gaps > 0, 'gaps', 'ok')
+           AS status
 FROM
 (
     SELECT DISTINCT provider FROM {{db}}.stage_time_1m
     WHERE prev_stage = 'origin' AND provider != ''
       AND minute >= range_end - INTERVAL 30 DAY AND minute <= range_end
-      AND {where_filters("provider", "venue")}
+      AND {where_filters("provider", "topic")}
 ) AS known
 LEFT JOIN
 (
     SELECT provider, sum(events) AS n, uniqExact(minute) AS active, max(minute) AS last
     FROM {{db}}.stage_time_1m
-    WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND {where_filters("venue")}
+    WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND {where_filters("topic")}
       AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
     GROUP BY provider
 ) AS seen ON seen.provider = known.provider
+LEFT JOIN
+(
+    -- Pauses at a second's resolution (migration 031): from one active second's last origin
+    -- to the next one's first; a gap is a pause with at least one whole second of nothing.
+    SELECT provider,
+           arraySort(groupArray((second, first_ns, last_ns))) AS s,
+           arrayMap((a, b) -> (b.2 - a.3, b.1 - a.1 > 1), arrayPopBack(s), arrayPopFront(s))
+               AS pauses,
+           arrayCount(p -> p.2, pauses) AS gaps,
+           arrayMax(arrayPushBack(arrayMap(p -> p.1, pauses), 0)) AS longest_ns
+    FROM
+    (
+        SELECT provider, toUInt32(second) AS second,
+               toUnixTimestamp64Nano(min(first_origin)) AS first_ns,
+               toUnixTimestamp64Nano(max(last_origin)) AS last_ns
+        FROM {{db}}.provider_seconds_1s
+        WHERE $__timeFilter(second) AND {where_filters("topic")}
+        GROUP BY provider, second
+    )
+    GROUP BY provider
+) AS fine ON fine.provider = known.provider
 ORDER BY status = 'ok', silent_for_s DESC, provider""",
         (
             "provider",
@@ -66,6 +92,8 @@ ORDER BY status = 'ok', silent_for_s DESC, provider""",
             "silent_minutes",
             "last_seen",
             "silent_for_s",
+            "gaps",
+            "longest_gap_s",
             "status",
         ),
     )
@@ -77,7 +105,7 @@ RATE = SQL.add(
         f"""SELECT minute AS time, provider, sum(events) / 60 AS updates_per_s
 FROM {{db}}.stage_time_1m
 WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND provider != ''
-  AND {where_filters("provider", "venue")}
+  AND {where_filters("provider", "topic")}
   AND {counted_once("stage_time_1m", "$__timeFilter(minute)")}
 GROUP BY time, provider
 ORDER BY time, provider""",
@@ -85,23 +113,32 @@ ORDER BY time, provider""",
         "time_series",
     )
 )
+# The provider's part (origin -> the broker, migration 030) apart from the gate's queue
+# (the broker -> the gate): a provider is never blamed for the gate's backlog. An event whose
+# record had no broker time has only origin -> gate, counted as the provider's.
 LATENCY = SQL.add(
     PanelSql(
         UID,
-        "Provider latency p50 / p99 (origin → gate)",
-        f"""SELECT time, provider, q[1] / 1e6 AS p50_ms, q[2] / 1e6 AS p99_ms
+        LATENCY_TITLE,
+        f"""SELECT time, provider,
+       to_broker[1] / 1e6 AS to_broker_p50_ms, to_broker[2] / 1e6 AS to_broker_p99_ms,
+       queue[2] / 1e6 AS gate_queue_p99_ms
 FROM
 (
     SELECT minute AS time, provider,
-           quantilesTDigestMerge(0.5, 0.99, 0.999)(latency) AS q
+           quantilesTDigestMergeIf(0.5, 0.99, 0.999)(latency, prev_stage = 'origin')
+               AS to_broker,
+           quantilesTDigestMergeIf(0.5, 0.99, 0.999)(latency, startsWith(prev_stage, 'kafka:'))
+               AS queue
     FROM {{db}}.hop_latency_1m
-    WHERE $__timeFilter(minute) AND prev_stage = 'origin' AND provider != ''
+    WHERE $__timeFilter(minute) AND provider != ''
+      AND (prev_stage = 'origin' OR startsWith(prev_stage, 'kafka:'))
       AND {where_filters("provider")}
       AND {counted_once("hop_latency_1m", "$__timeFilter(minute)")}
     GROUP BY time, provider
 )
 ORDER BY time, provider""",
-        ("time", "provider", "p50_ms", "p99_ms"),
+        ("time", "provider", "to_broker_p50_ms", "to_broker_p99_ms", "gate_queue_p99_ms"),
         "time_series",
     )
 )
@@ -110,12 +147,12 @@ DEAD = SQL.add(
         UID,
         "Dead letters by rule and provider",
         f"""SELECT rule_id, if(provider = '', '(unidentified)', provider) AS provider,
-       topic AS venue, sum(events) AS dead_letters
+       topic, sum(events) AS dead_letters
 FROM {{db}}.dead_letters_1m
-WHERE $__timeFilter(minute) AND {where_filters("provider", "venue")}
-GROUP BY rule_id, provider, venue
+WHERE $__timeFilter(minute) AND {where_filters("provider", "topic")}
+GROUP BY rule_id, provider, topic
 ORDER BY dead_letters DESC, rule_id, provider""",
-        ("rule_id", "provider", "venue", "dead_letters"),
+        ("rule_id", "provider", "topic", "dead_letters"),
     )
 )
 # The reference is the median of every provider's last price in the minute (the provider
@@ -128,7 +165,7 @@ RATIO = SQL.add(
 (
     SELECT minute, instrument, provider, argMaxMerge(last_price) AS price
     FROM {{db}}.provider_price_1m
-    WHERE $__timeFilter(minute) AND {where_filters("instrument", "venue")}
+    WHERE $__timeFilter(minute) AND {where_filters("instrument", "topic")}
     GROUP BY minute, instrument, provider
 ),
 ref AS
@@ -167,8 +204,9 @@ def build(database: str = "stampline") -> dict[str, Any]:
         .title(SILENCE.panel)
         .description(
             "Every provider seen in the last 30 days is a row, even with no data in the range "
-            "(status `silent`). Resolution is the rollup's minute: sub-minute gaps are in "
-            "`stampline providers compare`."
+            "(status `silent`). Silent minutes count whole minutes with nothing; `gaps` and "
+            "`longest_gap_s` come from origin times at a second's resolution: any pause of a "
+            "second or more, measured exactly. Shorter ones: `stampline providers compare`."
         )
         .grid_pos(grid(0, 0, 12, 9))
         .datasource(CLICKHOUSE)
@@ -211,7 +249,11 @@ def build(database: str = "stampline") -> dict[str, Any]:
     dash.with_panel(
         timeseries.Panel()
         .title(LATENCY.panel)
-        .description("Ingestion delay: the provider's origin time to the gate's receipt.")
+        .description(
+            "The provider's part: its origin time to the record's broker timestamp (p50, p99); "
+            "and the gate's queue apart: broker timestamp to the gate's receipt (p99). A "
+            "backlog at the gate shows in the queue, never as the provider's latency."
+        )
         .grid_pos(grid(12, 9, 12, 8))
         .datasource(CLICKHOUSE)
         .with_target(ClickHouseQuery(LATENCY, database))

@@ -298,7 +298,7 @@ KIND = AlertKind(
         # no gate runs, which collector_down reports.
         no_data="OK",
         group="providers",
-        panel=("stampline-providers", "Provider latency p50 / p99 (origin → gate)"),
+        panel=("stampline-providers", "Provider latency p50 / p99 (origin → broker)"),
         investigate=command("stampline providers compare --since 1h"),
     ),
     provider_level=True,

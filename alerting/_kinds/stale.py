@@ -19,6 +19,6 @@ KIND = per_key(
     example={},
     summary="{provider}: stale quotes",
     notice="{provider}: stale quotes",
-    panel="Provider latency p50 / p99 (origin → gate)",
+    panel="Provider latency p50 / p99 (origin → broker)",
     investigate="stampline providers compare --since 1h",
 )

@@ -200,15 +200,37 @@ def export_command(
         files = export(directory, settings, alerting=sections)
     except GrafanaError as exc:
         fail(str(exc))
+    unreachable = _embedded_note(cfg, clickhouse_url, settings)
     if as_json:
         emit_json(
             {"directory": str(directory), "files": [str(f) for f in files]}
-            | {"alerting": rules.to_dict()}
+            | {"alerting": rules.to_dict(), "clickhouse_note": unreachable}
         )
         return
     for f in files:
         out.print(f"wrote {f}", highlight=False)
     rules.say()
+    if unreachable:
+        err.print(unreachable, highlight=False)
+
+
+def _embedded_note(cfg: Config | None, url: str | None, settings: GrafanaSettings) -> str | None:
+    """Why the ClickHouse data source cannot show this deployment's store, if it cannot.
+
+    An embedded (chDB) store lives inside the recorder's process: Grafana has no way in (the
+    recorder's live endpoint speaks only a subset of ClickHouse's HTTP interface and has not
+    been tried with Grafana's plugin), so the data source keeps the compose default. Said
+    plainly rather than written silently.
+    """
+    if url is not None or cfg is None or cfg.store.backend == "clickhouse":
+        return None
+    return (
+        f"store.backend is {cfg.store.backend} (embedded): Grafana cannot reach that store; "
+        f"the ClickHouse data source points at {settings.clickhouse_host}:"
+        f"{settings.clickhouse_port} (the compose stack's ClickHouse). Run a ClickHouse "
+        "server (store.backend: clickhouse) or pass --clickhouse-url for the dashboards to "
+        "show data."
+    )
 
 
 @grafana_app.command("push")

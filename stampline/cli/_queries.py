@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
+from stampline.alerting import DefinitionError, load_alerts
 from stampline.audit import (
     AuditError,
     completeness,
@@ -23,6 +25,7 @@ from stampline.cli._app import (
     JsonOpt,
     StoreOpt,
     app,
+    config_path,
     emit_json,
     fail,
     open_store_for_query,
@@ -30,7 +33,17 @@ from stampline.cli._app import (
     providers_app,
 )
 from stampline.cli._heatmap import render_heatmap
+from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
 from stampline.rules import format_duration, parse_duration_ns
+
+AlertsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--alerts",
+        help="Alert definitions whose registered providers must be there (default: the "
+        "config's alerting.definitions); one that sent nothing is listed as absent.",
+    ),
+]
 
 
 def _window(since: str, option: str = "--since", zero: bool = False) -> int:
@@ -54,6 +67,32 @@ def _lat(value: float | None, bound: int) -> str:
         return "—"
     mark = " ?" if value < 0 or value <= bound else ""
     return f"{format_duration(int(value))} ± {format_duration(bound)}{mark}"
+
+
+def _expected(alerts: Path | None, config: Path | None) -> list[str]:
+    """The registered providers: from --alerts, else the deployment's alert definitions."""
+    if alerts is None and (config is not None or os.environ.get(ENV_CONFIG_FILE)):
+        try:
+            alerts = load_config(config_path(config)).alerting.definitions
+        except ConfigError as exc:
+            fail(str(exc))
+    if alerts is None:
+        return []
+    try:
+        return [p.provider for p in load_alerts(alerts).providers]
+    except DefinitionError as exc:
+        fail(f"alert definitions are not usable:\n{exc!s}")
+
+
+def _absent(result: dict[str, Any]) -> None:
+    """One line per registered provider that sent nothing in the window."""
+    for a in result["absent"]:
+        last = "never" if a["last_event_ns"] is None else format_ns(a["last_event_ns"])
+        out.print(
+            f"absent: {a['provider']}: nothing in the window; last event {last}, silent for "
+            f"{format_duration(a['silent_for_ns'])} (since its {a['silent_since']})",
+            highlight=False,
+        )
 
 
 def _run(fn: Any, store: Path | None, database: str | None, config: Path | None) -> Any:
@@ -81,6 +120,7 @@ def compare(
         str | None,
         typer.Option(help="Flag a clock offset this far from its peers' (default: clock bound)."),
     ] = None,
+    alerts: AlertsOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
@@ -88,19 +128,25 @@ def compare(
 ) -> None:
     """Compare providers: latency, clock offset, silences, sequence gaps, rate, divergence.
 
-    Latency is gate ingestion minus the provider's origin time, ± the gate's clock-error
-    bound; '?' marks a latency that is negative or inside the bound. Clock offset is the
-    smallest ingestion − origin (transit plus skew), flagged '!' when negative or off its
-    peers'. Silences are pauses between origins longer than --gap; sequence gaps are
-    missing numbers per provider and instrument. The rate is over the provider's active
-    span. Divergence is from the cross-provider median, per second of origin time: max,
-    sustained (held for --sustain) and median. Every column: docs/reports.md.
+    Latency (p50, p99) is gate ingestion minus the provider's origin time, ± the gate's
+    clock-error bound; '?' marks a latency that is negative or inside the bound. It splits at
+    the record's broker timestamp: "to broker" is the provider's part (origin → broker),
+    "gate queue" the gate's backlog (broker → gate), never the provider's. Clock offset is
+    the smallest broker time − origin (transit plus skew; ingestion − origin only where no
+    broker time was kept), flagged '!' when negative or off its peers'. Silences are pauses
+    between origins longer than --gap; sequence gaps are missing numbers per provider and
+    instrument. The rate is over the provider's active span. Divergence is from the
+    cross-provider median, per second of origin time: max, sustained (held for --sustain)
+    and median. A provider the alert definitions register (--alerts, or the config's) that
+    sent nothing is a row marked absent, with the time since its last event or "never".
+    Every column: docs/reports.md.
     """
     window, gap_ns = _window(since), _window(gap, "--gap")
     sustain_ns = _window(sustain, "--sustain")
     if sustain_ns % 1_000_000_000:
         fail(f"--sustain must be whole seconds (got {sustain!r})", 2)
     bound_ns = None if skew_bound is None else _window(skew_bound, "--skew-bound", zero=True)
+    expected = _expected(alerts, config)
     result = _run(
         lambda st: providers_compare(
             st,
@@ -109,6 +155,7 @@ def compare(
             gap_ns=gap_ns,
             sustain_s=sustain_ns // 1_000_000_000,
             skew_bound_ns=bound_ns,
+            expected=expected,
         ),
         store,
         database,
@@ -119,11 +166,14 @@ def compare(
         return
     t = Table(title=f"providers over the last {(since)}", title_justify="left")
     cols = ["provider"] + (["instrument"] if by == "instrument" else [])
-    cols += ["events", "p50", "p99", "clock offset", "silences", "longest", "seq gaps"]
+    cols += ["events", "p50", "p99", "to broker p99", "gate queue p99", "clock offset"]
+    cols += ["silences", "longest", "seq gaps"]
     cols += ["missing", "upd/s", "dead %", "div max", "div held", "div p50"]
     for c in cols:
         t.add_column(c, justify="left" if c in ("provider", "instrument") else "right")
     for r in result["rows"]:
+        if r["absent"]:
+            continue  # listed below the table
         b = r["clock_bound_ns"]
         offset = _d(r["clock_offset_ns"]) + (" !" if r["clock_flags"] else "")
         t.add_row(
@@ -134,6 +184,8 @@ def compare(
             f"{r['events']:,}",
             _lat(r["latency_p50_ns"], b),
             _lat(r["latency_p99_ns"], b),
+            _d(r["to_broker_p99_ns"]),
+            _d(r["gate_queue_p99_ns"]),
             offset,
             str(r["silences"]),
             format_duration(r["silence_longest_ns"]),
@@ -145,6 +197,7 @@ def compare(
             _bps(r["divergence_bps_p50"]),
         )
     out.print(t)
+    _absent(result)
     for r in result["rows"]:
         for flag in r["clock_flags"]:
             out.print(f"! {(r['provider'])}: {(flag)}", highlight=False)
@@ -176,8 +229,10 @@ def hotspots_cmd(
 ) -> None:
     """Rank every stage pair by p99 hop latency, with each stage's hold time and taps' lag.
 
-    A hop runs from one stamp to the next (origin → gate, gate → risk, risk → a tap's topic);
-    a decision's hop starts where its inputs left their last stage. Hold time is a stage's
+    A hop runs from one stamp to the next (gate → risk, risk → a tap's topic); the gate's
+    first hop splits at the record's broker time: origin → kafka:<topic> is the provider's,
+    kafka:<topic> → gate the gate's queue. A decision's hop starts where its inputs left
+    their last stage. Hold time is a stage's
     out − in. A tap measures hops up to the broker time and reports its own lag apart.
     Each latency carries the stamping hosts' combined clock-error bound; '?' marks one that
     is negative or inside it. --heatmap draws the hops over time instead (--json: the
@@ -256,6 +311,7 @@ def completeness_cmd(
         ),
     ] = "provider,instrument",
     limit: Annotated[int, typer.Option(min=0, help="List at most this many gaps.")] = 50,
+    alerts: AlertsOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
@@ -266,15 +322,21 @@ def completeness_cmd(
     Stage to stage, the event id links the sightings. Origin to the gate, the provider's
     sequence numbers do, counted per --key (by default provider and instrument, as the
     sequence rule keys them): a missing number is lost, a number on two events is
-    duplicated. Each gap is listed with its key, first missing number, size and time.
+    duplicated. Each gap is listed with its key, first missing number, size and time. A
+    provider the alert definitions register (--alerts, or the config's) that sent nothing
+    is listed as absent, with the time since its last event or "never".
     """
     window, grace_ns = _window(since), _window(grace, "--grace", zero=True)
     try:
         seq_key = parse_sequence_key(key)
     except ValueError as exc:
         fail(f"--key: {exc}", 2)
+    expected = _expected(alerts, config)
     result = _run(
-        lambda st: completeness(st, window, grace_ns, seq_key, limit), store, database, config
+        lambda st: completeness(st, window, grace_ns, seq_key, limit, expected),
+        store,
+        database,
+        config,
     )
     if as_json:
         emit_json(result)
@@ -292,6 +354,7 @@ def completeness_cmd(
             f"{r['duplicated']:,}",
         )
     out.print(t)
+    _absent(result)
     if result["sequence_gaps"]:
         g = Table(
             title=f"sequence gaps (per {'+'.join(result['sequence_key'])}), oldest first",

@@ -12,6 +12,7 @@ from stampline.audit import (
     AuditError,
     ClockBound,
     NotFoundError,
+    Sighting,
     Timeline,
     format_ns,
     replay_decision,
@@ -46,10 +47,12 @@ def replay(
     """Print every sighting of an event, or of a decision and all its inputs, in time order.
 
     Each line shows the stage, its UTC time to the nanosecond, the delta from the event's
-    own origin and from the first origin in the lineage, the stamping host's clock-error
-    bound and where that bound came from (configured, chrony, or a fallback to the
-    configured value when chrony was asked for and could not answer). Events are named by
-    the tail of their id, the part that tells time-ordered ids apart.
+    own origin and from the first origin in the lineage, the hop from the event's previous
+    stamp and whose time it was (provider: born → on the broker; queue: on the broker → the
+    gate took it in; hold: in → out), the stamping host's clock-error bound and where that
+    bound came from (configured, chrony, or a fallback to the configured value when chrony
+    was asked for and could not answer). Events are named by the tail of their id, the part
+    that tells time-ordered ids apart.
     """
     if (event_id is None) == (decision is None):
         fail("give exactly one of EVENT_ID or --decision ID", 2)
@@ -79,6 +82,7 @@ def _print_timeline(t: Timeline) -> None:
         "time (UTC)",
         "Δ first",
         "Δ origin",
+        "hop",
         "event",
         "role",
         "stage",
@@ -95,6 +99,7 @@ def _print_timeline(t: Timeline) -> None:
             format_ns(s.stamp.time_ns),
             format_duration(s.delta_from_first_ns),
             "—" if s.delta_from_origin_ns is None else format_duration(s.delta_from_origin_ns),
+            _hop(s),
             names[s.event_id],
             (f"{e.role} {who}" if e.provider else e.role),
             (s.stamp.stage)
@@ -128,6 +133,13 @@ def _print_timeline(t: Timeline) -> None:
                 "yellow",
             )
         )
+
+
+def _hop(s: Sighting) -> str:
+    """The hop that ends at this sighting and whose it was: "+348.7ms queue"."""
+    if s.hop_ns is None:
+        return ""
+    return f"+{format_duration(s.hop_ns)}" + (f" {s.hop_owner}" if s.hop_owner else "")
 
 
 def _source(label: str) -> str:

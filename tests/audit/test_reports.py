@@ -368,10 +368,13 @@ def test_providers_compare_flags_the_skewed_clock_only(run: Run) -> None:
 def test_hotspots_shows_every_hop_and_nothing_else(run: Run) -> None:
     """Every stage pair in the trail appears once per event: the lineage hop gate → risk too."""
     clean, decisions = (f"tap:{t}" for t in _topics(run))
+    raw = f"kafka:{_raw(run)}"
     result = hotspots(run.store, WINDOW)
     hops = {(r["from_stage"], r["to_stage"]): r["hops"] for r in result["rows"]}
     assert hops == {
-        ("origin", "gate"): 1700,  # the tap's reading of the gate stamp is not counted again
+        # the first hop split at the broker; the tap's reading of the gate stamp not again
+        ("origin", raw): 1700,
+        (raw, "gate"): 1700,
         ("gate", "risk"): ROUNDS,
         ("gate", clean): 1700,
         ("risk", decisions): ROUNDS,
@@ -400,11 +403,11 @@ def test_the_hop_rollup_counts_each_hop_once_as_hotspots_does(run: Run) -> None:
     )
     panel = {(r["from_stage"], r["to_stage"]): r["hops"] for r in run.store.query(sql)}
     assert panel == cli
-    assert panel[("origin", "gate")] == 1700
+    raw = f"kafka:{_raw(run)}"
+    assert panel[("origin", raw)] == panel[(raw, "gate")] == 1700
     assert panel[("gate", "risk")] == ROUNDS
     (copies,) = run.store.query(
-        "SELECT groupUniqArray(authority) AS a FROM {db}.hop_latency_1m"
-        " WHERE prev_stage = 'origin' AND stage = 'gate'"
+        "SELECT groupUniqArray(authority) AS a FROM {db}.hop_latency_1m WHERE stage = 'gate'"
     )
     assert sorted(copies["a"]) == [1, 2]  # the gate's rows and the tap's: both kept, one read
 
@@ -427,7 +430,7 @@ def test_the_stage_time_rollup_counts_each_event_once(run: Run) -> None:
         " FROM {db}.stage_time_1m"
     )
     window = TimeRange(int(span["lo"]) * 1000, (int(span["hi"]) + 60) * 1000)
-    every = {"provider": ALL, "venue": ALL, "stage": ALL}
+    every = {"provider": ALL, "topic": ALL, "stage": ALL}
 
     def panel(sql: str) -> list[dict[str, Any]]:
         return run.store.query(expand(sql.replace("{db}", run.store.database), window, every))
@@ -487,8 +490,9 @@ def test_hotspots_window_is_exact(run: Run) -> None:
     since = row["anchor"] - row["gate"]  # starts exactly at the gate's batch
     inside = {(r["from_stage"], r["to_stage"]) for r in hotspots(run.store, since)["rows"]}
     outside = {(r["from_stage"], r["to_stage"]) for r in hotspots(run.store, since - 1)["rows"]}
-    assert ("origin", "gate") in inside
-    assert ("origin", "gate") not in outside
+    queue = (f"kafka:{_raw(run)}", "gate")
+    assert queue in inside
+    assert queue not in outside
     assert ("gate", "risk") in outside
 
 
@@ -566,6 +570,12 @@ def _topics(run: Run) -> tuple[str, str]:
     return clean, decisions
 
 
+def _raw(run: Run) -> str:
+    """The feed topic the gate read."""
+    rows = run.store.query("SELECT DISTINCT topic FROM {db}.observations ORDER BY topic")
+    return next(r["topic"] for r in rows if r["topic"].endswith(".raw"))
+
+
 def _store_args(run: Run) -> list[str]:
     return ["--store", str(run.store_dir), "--database", run.database]
 
@@ -593,3 +603,120 @@ def test_heatmap_renders_as_in_the_snapshot() -> None:
     console.print(render_heatmap(matrix, "p99 hop latency over the last 1m"))
     snapshot = Path(__file__).parent / "snapshots" / "heatmap.ansi"
     assert buf.getvalue() == snapshot.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- expected providers
+
+ALERTS = """
+version: 1
+providers:
+  - {provider: alpha, venue: XLON, max_gap: 2s}
+  - {provider: delta, venue: XNYS, max_gap: 2s}
+alerts:
+  - id: provider.silent
+    kind: provider_silent
+"""
+
+
+def _first_and_anchor(run: Run) -> tuple[int, int]:
+    (row,) = run.store.query(
+        """SELECT toUnixTimestamp64Nano(min(received)) AS first,
+                  greatest(toUnixTimestamp64Nano(max(received)),
+                           toUnixTimestamp64Nano(max(emitted))) AS anchor
+           FROM {db}.observations"""
+    )
+    return int(row["first"]), int(row["anchor"])
+
+
+def test_a_registered_provider_that_sent_nothing_is_absent_in_both_reports(run: Run) -> None:
+    """delta is registered and never sent a record: providers compare has it as a row marked
+    absent and completeness lists it, silent since the deployment's start (the store's
+    first record), last event never; registered alpha, which sent, is not absent."""
+    first, anchor = _first_and_anchor(run)
+    compared = providers_compare(run.store, WINDOW, expected=["alpha", "delta"])
+    rows = by_provider(compared["rows"])
+    assert set(rows) == {"alpha", "bravo", "charlie", "delta"}
+    assert (rows["alpha"]["absent"], rows["delta"]["absent"]) == (False, True)
+    (alpha_last,) = run.store.query(
+        """SELECT toUnixTimestamp64Nano(max(received)) AS t FROM {db}.observations
+           WHERE provider = 'alpha' AND outcome = 'forwarded'"""
+    )
+    assert rows["alpha"]["last_event_ns"] == alpha_last["t"]
+    assert rows["alpha"]["silent_for_ns"] == anchor - alpha_last["t"]
+    assert rows["delta"]["events"] == 0
+    expected = [
+        {
+            "provider": "delta",
+            "last_event_ns": None,
+            "silent_for_ns": anchor - first,
+            "silent_since": "deployment start",
+        }
+    ]
+    assert compared["absent"] == expected
+    assert rows["delta"]["silent_for_ns"] == anchor - first
+    assert completeness(run.store, WINDOW, expected=["alpha", "delta"])["absent"] == expected
+    assert completeness(run.store, WINDOW)["absent"] == []
+
+
+def test_a_registered_provider_silent_in_the_window_counts_from_its_last_event(
+    run: Run,
+) -> None:
+    """In a window after the gate's one batch, alpha sent nothing: it is absent, silent since
+    its last accepted event (the gate's batch), not since the deployment's start."""
+    (row,) = run.store.query(
+        """SELECT toUnixTimestamp64Nano(max(received)) AS gate FROM {db}.observations
+           WHERE stage = 'gate' AND provider = 'alpha' AND outcome = 'forwarded'"""
+    )
+    _, anchor = _first_and_anchor(run)
+    since = anchor - row["gate"] - 1  # the window starts just after the gate's batch
+    (absent,) = providers_compare(run.store, since, expected=["alpha"])["absent"]
+    assert absent["last_event_ns"] == row["gate"]
+    assert absent["silent_for_ns"] == anchor - row["gate"]
+    assert absent["silent_since"] == "last event"
+
+
+def test_reports_cli_list_the_absent_provider_from_the_alert_definitions(
+    run: Run, tmp_path: Path
+) -> None:
+    """`providers compare` and `completeness` with --alerts print delta as absent, never seen;
+    --json carries the same row."""
+    alerts = tmp_path / "a.alerts.yaml"
+    alerts.write_text(ALERTS)
+    for cmd in (["providers", "compare"], ["completeness"]):
+        result = CliRunner().invoke(
+            app, [*cmd, "--since", "15m", "--alerts", str(alerts), *_store_args(run)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "absent: delta: nothing in the window; last event never" in result.stdout
+        assert "absent: alpha" not in result.stdout
+        as_json = CliRunner().invoke(
+            app, [*cmd, "--since", "15m", "--alerts", str(alerts), *_store_args(run), "--json"]
+        )
+        (absent,) = orjson.loads(as_json.stdout)["absent"]
+        assert (absent["provider"], absent["last_event_ns"]) == ("delta", None)
+
+
+def test_silence_panel_shows_a_gap_shorter_than_a_minute(run: Run) -> None:
+    """bravo's 11 s pause (rounds 40-49) is shorter than a minute (and all of it reached the
+    gate in one batch): the Providers dashboard's "Silence and gaps" table, run on chDB,
+    shows it as bravo's one gap of 11 s; alpha and charlie, a quote every second, have
+    none. (Silent minutes count by the gate's receipt, here minutes after the origins.)"""
+    from stampline.dashboards import ALL, TimeRange, expand
+    from stampline.dashboards._providers import SILENCE
+
+    (span,) = run.store.query(
+        "SELECT toUnixTimestamp(min(second)) AS lo,"
+        " (SELECT toUnixTimestamp(max(received)) FROM {db}.observations) AS hi"
+        " FROM {db}.provider_seconds_1s"
+    )  # from the first origin to past the gate's receipt (the providers' registry is there)
+    window = TimeRange(int(span["lo"]) * 1000, (int(span["hi"]) + 60) * 1000)
+    sql = expand(
+        SILENCE.sql.replace("{db}", run.store.database), window, {"provider": ALL, "topic": ALL}
+    )
+    rows = by_provider(run.store.query(sql))
+    assert set(rows) == {"alpha", "bravo", "charlie"}
+    assert (rows["bravo"]["gaps"], rows["bravo"]["status"]) == (1, "gaps")
+    assert rows["bravo"]["longest_gap_s"] == pytest.approx(11.0)
+    for p in ("alpha", "charlie"):
+        assert rows[p]["gaps"] == 0
+        assert rows[p]["longest_gap_s"] == pytest.approx(1.0)

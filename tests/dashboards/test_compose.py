@@ -20,6 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
+from stampline.alerting import load_alerts
 from stampline.config import Config, load_config
 from stampline.dashboards import (
     CLICKHOUSE_UID,
@@ -27,6 +28,7 @@ from stampline.dashboards import (
     PROMETHEUS_UID,
     GrafanaSettings,
     export,
+    grafana_alerting,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,8 +149,13 @@ def test_host_paths_mounted_exist(services: dict[str, dict[str, Any]]) -> None:
 
 
 def test_committed_provisioning_is_what_export_writes(tmp_path: Path, stack: Config) -> None:
-    """deploy/grafana is exactly `grafana export` with the stack's config: nothing drifted."""
+    """deploy/grafana is exactly `grafana export` with the stack's config, its alert rules
+    included: nothing drifted, nothing missing."""
     url = urlparse(stack.store.url or "")
+    assert stack.alerting.definitions is not None, "the stack names no alert definitions"
+    rules = grafana_alerting(
+        load_alerts(stack.alerting.definitions), alertmanager_url=stack.alerting.alertmanager_url
+    )
     export(
         tmp_path,
         GrafanaSettings(
@@ -156,6 +163,7 @@ def test_committed_provisioning_is_what_export_writes(tmp_path: Path, stack: Con
             clickhouse_host=url.hostname or "",
             clickhouse_port=url.port or 8123,
         ),
+        alerting=rules.sections,
     )
     fresh = {
         p.relative_to(tmp_path / "provisioning"): p.read_text()
@@ -167,6 +175,10 @@ def test_committed_provisioning_is_what_export_writes(tmp_path: Path, stack: Con
         if p.name != ".gitkeep"
     }
     assert committed == fresh
+    assert {p.name for p in (PROVISIONING / "alerting").iterdir()} == {
+        "stampline-rules.yaml",
+        "stampline-notifications.yaml",
+    }
 
 
 def test_grafana_loads_the_provisioning_read_only_with_the_plugin(
@@ -221,8 +233,8 @@ def test_stampline_config_matches_the_stack(
 def test_stampline_containers_see_their_config_and_rule_files(
     services: dict[str, dict[str, Any]], stack: Config
 ) -> None:
-    """STAMPLINE_CONFIG and the rule files it names resolve, inside the containers, to mounts of
-    the repository files the host-side check loaded."""
+    """STAMPLINE_CONFIG and the rule and alert definition files it names resolve, inside the
+    containers, to mounts of the repository files the host-side check loaded."""
     sidecars = {n: s for n, s in services.items() if n.startswith("stampline-")}
     assert set(sidecars) >= {
         "stampline-migrate",
@@ -239,7 +251,8 @@ def test_stampline_containers_see_their_config_and_rule_files(
 
         assert _host_path(name, mounts, env["STAMPLINE_CONFIG"]).resolve() == STACK_CONFIG.resolve()
         container_dir = os.path.dirname(env["STAMPLINE_CONFIG"])
-        for rule_file in stack.rules.files:
+        assert stack.alerting.definitions is not None
+        for rule_file in [*stack.rules.files, stack.alerting.definitions]:
             relative = os.path.relpath(rule_file, STACK_CONFIG.parent)
             inside = os.path.normpath(os.path.join(container_dir, relative))
             assert _host_path(name, mounts, inside).resolve() == rule_file.resolve()

@@ -29,7 +29,7 @@ from stampline.dashboards._hotspots import PROMETHEUS_PANELS
 from tests.dashboards.grafana_api import RecordingGrafana
 
 runner = CliRunner()
-VARIABLES = ["provider", "venue", "stage", "instrument"]
+VARIABLES = ["provider", "topic", "stage", "instrument"]
 
 
 def _by_title(dash: dict[str, Any], title: str) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def test_heat_map_panel_is_stage_by_time_from_the_hop_rollup() -> None:
 
 @pytest.mark.parametrize("uid", DASHBOARD_UIDS)
 def test_every_dashboard_has_the_four_multi_select_variables(uid: str) -> None:
-    """provider, venue, stage, instrument: multi-select, with "All", on the ClickHouse source."""
+    """provider, topic, stage, instrument: multi-select, with "All", on the ClickHouse source."""
     variables = dashboards()[uid]["templating"]["list"]
     assert [v["name"] for v in variables] == VARIABLES
     for v in variables:
@@ -250,3 +250,52 @@ def test_cli_export_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["grafana", "export", str(target)])
     assert result.exit_code == 1
     assert "cannot write the provisioning tree" in result.output
+
+
+def test_cli_export_says_plainly_grafana_cannot_reach_an_embedded_store(tmp_path: Path) -> None:
+    """On the embedded (chDB) default the export says the store is not reachable by Grafana
+    and where the data source points instead, on stderr and in --json; a ClickHouse
+    deployment gets no such note."""
+    (tmp_path / "r.yaml").write_text("version: 1\nrules: []\n")
+    base = {
+        "version": 1,
+        "broker": {"bootstrap_servers": "kafka:9092"},
+        "topics": {"raw": ["md.raw"], "clean": "md.clean", "dead_letter": "md.dlq"},
+        "rules": {"files": [str(tmp_path / "r.yaml")]},
+    }
+    embedded, server = tmp_path / "embedded.yaml", tmp_path / "server.yaml"
+    embedded.write_text(yaml.safe_dump(base | {"store": {"path": str(tmp_path / "store")}}))
+    server.write_text(
+        yaml.safe_dump(base | {"store": {"backend": "clickhouse", "url": "http://ch:8123"}})
+    )
+    said = runner.invoke(app, ["grafana", "export", str(tmp_path / "a"), "-c", str(embedded)])
+    assert said.exit_code == 0, said.output
+    assert "(embedded): Grafana cannot reach that store" in said.stderr
+    assert "clickhouse:8123" in said.stderr
+    as_json = runner.invoke(
+        app, ["grafana", "export", str(tmp_path / "b"), "-c", str(embedded), "--json"]
+    )
+    assert "Grafana cannot reach" in orjson.loads(as_json.stdout)["clickhouse_note"]
+    quiet = runner.invoke(app, ["grafana", "export", str(tmp_path / "c"), "-c", str(server)])
+    assert quiet.exit_code == 0, quiet.output
+    assert "cannot reach" not in quiet.stderr
+    pointed = runner.invoke(
+        app,
+        ["grafana", "export", str(tmp_path / "d"), "-c", str(embedded), "--clickhouse-url",
+         "http://ch:8123"],
+    )  # fmt: skip
+    assert "cannot reach" not in pointed.stderr
+
+
+@pytest.mark.parametrize("uid", DASHBOARD_UIDS)
+def test_no_dashboard_calls_the_feed_topic_a_venue(uid: str) -> None:
+    """Venue means venue (the alert definitions' label): the feed-topic variable is named and
+    labelled topic, and no panel query names a column or variable venue."""
+    dash = dashboards()[uid]
+    names = {v["name"]: v.get("label", "") for v in dash["templating"]["list"]}
+    assert "venue" not in names
+    assert names["topic"] == "Feed topic"
+    text = json.dumps(dash["panels"])
+    assert "$venue" not in text
+    assert "${venue" not in text
+    assert not re.search(r"\bAS venue\b", text)

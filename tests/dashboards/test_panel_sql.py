@@ -25,12 +25,13 @@ pytestmark = pytest.mark.slow
 ROLLUPS = {
     "hop_latency_1m",
     "provider_activity_1m",
+    "provider_seconds_1s",
     "stage_time_1m",
     "dead_letters_1m",
     "provider_price_1m",
     "clock_bound_1m",
 }
-ALL_SELECTED = {"provider": ALL, "venue": ALL, "stage": ALL, "instrument": ALL}
+ALL_SELECTED = {"provider": ALL, "topic": ALL, "stage": ALL, "instrument": ALL}
 QUERIES = panel_queries()
 
 
@@ -66,10 +67,10 @@ def test_panel_sql_returns_the_columns_its_panel_reads(demo_store: DemoStore, q:
 
 @pytest.mark.parametrize("q", QUERIES, ids=lambda q: f"{q.dashboard}:{q.panel}")
 def test_panel_sql_runs_with_chosen_values(demo_store: DemoStore, q: PanelSql) -> None:
-    """With one provider, stage, venue and instrument chosen the query still runs, same columns."""
+    """With one provider, stage, topic and instrument chosen the query still runs, same columns."""
     chosen = {
         "provider": ["alpha"],
-        "venue": ["grafana-demo.md.raw"],
+        "topic": ["grafana-demo.md.raw"],
         "stage": ["gate", "risk"],
         "instrument": ["SYM001"],
     }
@@ -115,13 +116,13 @@ def test_queries_read_rollups_never_the_raw_trail() -> None:
 
 
 def test_variables_list_the_demo_values(demo_store: DemoStore) -> None:
-    """The provider, venue, stage and instrument variables list what the demo sent."""
+    """The provider, topic, stage and instrument variables list what the demo sent."""
     values = {
         name: {r[next(iter(r))] for r in demo_store.store.query(sql)}
         for name, sql in VARIABLE_SQL.items()
     }
     assert values["provider"] == {"alpha", "bravo", "charlie"}
-    assert values["venue"] == {"grafana-demo.md.raw"}
+    assert values["topic"] == {"grafana-demo.md.raw"}
     assert {"gate", "risk"} <= values["stage"]
     assert "SYM001" in values["instrument"]
 
@@ -138,12 +139,20 @@ def test_decomposition_adds_up_to_end_to_end(demo_store: DemoStore) -> None:
 
 
 def test_heat_map_has_a_row_per_hop(demo_store: DemoStore) -> None:
-    """The heat map's series are the demo pipeline's hops: into the gate, risk → the tap, and
-    gate → risk: a decision is a new event, and its lineage hops run from where each quote
-    it was made from left the gate."""
+    """The heat map's series are the demo pipeline's hops: into the gate in two (the provider's
+    part up to the broker, then the gate's queue), risk → the tap, and gate → risk: a
+    decision is a new event, and its lineage hops run from where each quote it was made from
+    left the gate."""
     (q,) = [q for q in QUERIES if q.panel == "Hop latency p99 by stage"]
     hops = set(_run(demo_store, q, demo_store.window, ALL_SELECTED).column("hop").to_pylist())
-    assert {"origin → gate", "gate → risk", "risk → tap:grafana-demo.decisions"} <= hops
+    raw = "kafka:grafana-demo.md.raw"
+    assert {
+        f"origin → {raw}",
+        f"{raw} → gate",
+        "gate → risk",
+        "risk → tap:grafana-demo.decisions",
+    } <= hops
+    assert "origin → gate" not in hops  # the tap's reading of the gate's stamp: not again
 
 
 def test_a_silent_provider_is_a_row_not_a_missing_series(demo_store: DemoStore) -> None:
