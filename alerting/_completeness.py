@@ -187,13 +187,9 @@ class CompletenessDetector:
             lives = [
                 (
                     d,
-                    Lifecycle(
-                        d.id,
-                        d.kind,
-                        for_ns=d.for_ns,
-                        keep_firing_for_ns=d.keep_firing_for_ns,
-                        threshold=d.threshold,
-                        severity=self._severity_fn(d, dismissals),
+                    Lifecycle.of(
+                        d,
+                        self._severity_fn(d, dismissals),
                         ttl_ns=ttl_ns,
                         max_instances=max_instances,
                     ),

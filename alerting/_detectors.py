@@ -217,12 +217,9 @@ class KeyDetectors:
             rules = frozenset(
                 r for r, k in rule_kinds.items() if k == want and fnmatchcase(r, d.rule or "*")
             )
-            life = Lifecycle(
-                d.id,
-                d.kind,
-                for_ns=d.for_ns,
-                keep_firing_for_ns=d.keep_firing_for_ns,
-                severity=self._severity_fn(d.id, d.severity),
+            life = Lifecycle.of(
+                d,
+                self._severity_fn(d.id, d.severity),
                 ttl_ns=ttl_ns,
                 max_instances=max_instances,
             )

@@ -25,7 +25,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 State = Literal["pending", "firing", "resolved"]
 Labels = tuple[tuple[str, str], ...]
@@ -74,6 +74,19 @@ class _Instance:
 SeverityFn = Callable[[Labels, int], str]
 
 
+class Defined(Protocol):
+    """What a lifecycle reads of an alert definition (any kind's model)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def for_ns(self) -> int: ...
+    @property
+    def keep_firing_for_ns(self) -> int: ...
+
+
 class Lifecycle:
     """Alert instances of one definition. Not thread-safe: one caller thread (the detectors')."""
 
@@ -104,6 +117,24 @@ class Lifecycle:
         self.instances: OrderedDict[Labels, _Instance] = OrderedDict()  # least recent first
         self.evicted = 0
         self.expired = 0
+
+    @classmethod
+    def of(
+        cls, d: Defined, severity: str | SeverityFn, *, ttl_ns: int, max_instances: int
+    ) -> Lifecycle:
+        """The lifecycle of definition ``d``: its id, kind, ``for`` and ``keep_firing_for``,
+        and its ``threshold`` and ``clear`` levels where its kind has them (a rate's)."""
+        return cls(
+            d.id,
+            d.kind,
+            for_ns=d.for_ns,
+            keep_firing_for_ns=d.keep_firing_for_ns,
+            threshold=getattr(d, "threshold", None),
+            clear=getattr(d, "clear", None),
+            severity=severity,
+            ttl_ns=ttl_ns,
+            max_instances=max_instances,
+        )
 
     def severity(self, labels: Labels, at_ns: int) -> str:
         s = self._severity

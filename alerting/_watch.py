@@ -66,14 +66,12 @@ class ProviderWatch:
         self._silent = [
             (
                 d,
-                Lifecycle(
-                    d.id,
-                    d.kind,
-                    for_ns=d.for_ns,
-                    keep_firing_for_ns=d.keep_firing_for_ns,
-                    severity=self._severity_fn(d.id, d.severity),
+                Lifecycle.of(
+                    d,
+                    self._severity_fn(d.id, d.severity),
+                    # registered providers are few and must never be forgotten
+                    ttl_ns=2**62,
                     max_instances=max_instances,
-                    ttl_ns=2**62,  # registered providers are few and must never be forgotten
                 ),
             )
             for d in definitions.alerts
@@ -82,16 +80,11 @@ class ProviderWatch:
         self._dlq = [
             (
                 d,
-                Lifecycle(
-                    d.id,
-                    d.kind,
-                    for_ns=d.for_ns,
-                    keep_firing_for_ns=d.keep_firing_for_ns,
-                    threshold=d.threshold,
-                    clear=d.clear,
-                    severity=self._severity_fn(d.id, d.severity),
-                    max_instances=max_instances,
+                Lifecycle.of(
+                    d,
+                    self._severity_fn(d.id, d.severity),
                     ttl_ns=max(d.window_ns * 2, d.keep_firing_for_ns + d.window_ns),
+                    max_instances=max_instances,
                 ),
             )
             for d in definitions.alerts

@@ -139,14 +139,11 @@ class LatencyBaseline:
         self.slot_ns = max(d.window_ns // SLOTS_PER_WINDOW, 1)
         self.slots: dict[str, dict[int, Counter[int]]] = {}  # provider -> slot start -> counts
         self.now = 0  # the newest intake time seen: only facts move it
-        self.life = Lifecycle(
-            d.id,
-            d.kind,
-            for_ns=d.for_ns,
-            keep_firing_for_ns=d.keep_firing_for_ns,
-            severity=context.severity(d.id, d.severity),
-            max_instances=context.max_instances,
+        self.life = Lifecycle.of(
+            d,
+            context.severity(d.id, d.severity),
             ttl_ns=d.baseline_ns + d.window_ns,
+            max_instances=context.max_instances,
         )
 
     def add(self, at_ns: int, facts: object) -> list[Transition]:
