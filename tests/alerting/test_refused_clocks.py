@@ -1,0 +1,108 @@
+"""Refused records move no alert clock: a record dated a day ahead or a day behind (refused
+by the rules) and one the gate itself refuses (broken stamp headers, dated within the rules'
+window), sent before, during and after a real fault through a real gate, leave exactly the
+fault's own alerts, each resolved no later than the newest accepted record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from stampline.alerting import Transition
+from stampline.audit import ChdbStore
+from tests.alerting.feed import DAY_MS, Faults, Stray
+from tests.alerting.test_faults import LENGTH_MS, run_feed
+
+MS = 1_000_000
+# Within origin.window's minute ahead: the rules accept it, the gate refuses its stamps.
+GATE_REFUSED_MS = 50_000
+
+
+def strays(provider: str, instrument: str, *at: int) -> tuple[Stray, ...]:
+    """A day ahead, a day behind and a gate-refused record of one key at each time in ``at``."""
+    return tuple(
+        Stray(provider, instrument, when, shift, broken)
+        for when in at
+        for shift, broken in ((DAY_MS, False), (-DAY_MS, False), (GATE_REFUSED_MS, True))
+    )
+
+
+def outline(got: list[Transition]) -> list[tuple[str, str, str, str]]:
+    """(alert, provider, instrument, state) of every transition, in order."""
+    return [(t.alert_id, t.label("provider"), t.label("instrument"), t.state) for t in got]
+
+
+def assert_decided_in_the_past(got: list[Transition], t0_ms: int) -> None:
+    """Every transition is dated within the feed: never after its newest accepted record."""
+    newest = (t0_ms + LENGTH_MS - 50) * MS
+    for t in got:
+        assert t0_ms * MS <= t.at_ns <= newest, t
+    assert newest < time.time_ns()
+
+
+@pytest.mark.slow
+def test_refused_records_around_a_silence_leave_one_silence_alert(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """gamma silent from 2 s to 6 s, with refused gamma records before, during and after:
+    one silence alert for gamma, from 2 s after its last accepted record until it resumes;
+    no other provider is taken for silent."""
+    faults = Faults(
+        silent=("gamma", 2000, 6000), strays=strays("gamma", "SYM001", 1000, 4000, 8000)
+    )
+    got, t0 = run_feed(faults, bootstrap, store, make_topics, uid)
+    assert outline(got) == [
+        ("provider.silent", "gamma", "", "firing"),
+        ("provider.silent", "gamma", "", "resolved"),
+    ]
+    fired, resolved = got
+    assert fired.at_ns == (t0 + 1950 + 2000) * MS
+    assert (t0 + 6000) * MS <= resolved.at_ns <= (t0 + 6500) * MS
+    assert_decided_in_the_past(got, t0)
+
+
+@pytest.mark.slow
+def test_refused_records_around_a_sequence_gap_leave_one_gap_alert(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """Three numbers skipped on alpha/SYM002 at 5 s, refused records of that key before,
+    right after the gap and later: one gap alert (3 missing), ended by the key's next
+    accepted record, not by a refused one."""
+    faults = Faults(
+        gap=("alpha", "SYM002", 5000, 3), strays=strays("alpha", "SYM002", 4000, 5000, 6000)
+    )
+    got, t0 = run_feed(faults, bootstrap, store, make_topics, uid)
+    assert outline(got) == [
+        ("sequence.gap", "alpha", "SYM002", "firing"),
+        ("sequence.gap", "alpha", "SYM002", "resolved"),
+    ]
+    fired, resolved = got
+    assert fired.figures["missing"] == 3
+    assert fired.at_ns == (t0 + 5000) * MS
+    assert resolved.at_ns == (t0 + 5050) * MS
+    assert_decided_in_the_past(got, t0)
+
+
+@pytest.mark.slow
+def test_refused_records_around_a_divergence_leave_one_divergence_alert(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """beta/SYM003 10 % off from 7 s to 11 s, refused records of that key (priced as its
+    accepted ones) before, during and after: one divergence alert, firing once sustained,
+    resolved when the price returns; it neither expires nor opens twice."""
+    faults = Faults(
+        divergence=("beta", "SYM003", 7000, 11000),
+        strays=strays("beta", "SYM003", 6000, 9500, 11500),
+    )
+    got, t0 = run_feed(faults, bootstrap, store, make_topics, uid)
+    assert outline(got) == [
+        ("price.divergence", "beta", "SYM003", "firing"),
+        ("price.divergence", "beta", "SYM003", "resolved"),
+    ]
+    fired, resolved = got
+    assert fired.at_ns >= (t0 + 7000 + 2000) * MS
+    assert (t0 + 11000) * MS <= resolved.at_ns <= (t0 + 11500) * MS
+    assert resolved.why == "cleared"
+    assert_decided_in_the_past(got, t0)
