@@ -20,6 +20,7 @@ class Faults:
     gap: tuple[str, str, int, int] | None = None  # provider, instrument, at ms, numbers skipped
     divergence: tuple[str, str, int, int] | None = None  # provider, instrument, from, to ms
     spike: tuple[str, str, int] | None = None  # provider, instrument, at ms: one record off
+    nan_price: tuple[str, str, int] | None = None  # provider, instrument, at ms: price NaN
     strays: tuple[Stray, ...] = ()  # records that must be refused, sent among the others
     notes: dict[str, object] = field(default_factory=dict)
 
@@ -73,7 +74,13 @@ def feed(t0_ms: int, length_ms: int, faults: Faults) -> list[Record]:
                     seq[(p, i)] += faults.gap[3]
                 record = quote(p, i, seq[(p, i)], t0_ms + at, price)
                 seq[(p, i)] += 1
-                out.append((f"{p}/{i}".encode(), orjson.dumps(record)))
+                value = orjson.dumps(record)
+                if faults.nan_price and (p, i, at) == faults.nan_price:
+                    # not JSON (orjson refuses it), yet it names its sequence number
+                    value = value.replace(
+                        b'"price":' + orjson.dumps(record["price"]), b'"price":NaN'
+                    )
+                out.append((f"{p}/{i}".encode(), value))
         for stray in (s for s in faults.strays if s.at == at):
             p, i = stray.provider, stray.instrument
             price = price_of(p, i, step, at)
