@@ -10,10 +10,14 @@ from collections.abc import Callable
 
 import pytest
 
-from stampline.alerting import Transition
+from stampline._common import UNNAMED_PROVIDER
+from stampline.alerting import KeyDetectors, ProviderWatch, Transition, parse_alerts
 from stampline.audit import ChdbStore
+from stampline.collectors import GateSettings, SidecarMetrics
+from stampline.rules import RuleSet
 from tests.alerting.feed import DAY_MS, Faults, Stray
-from tests.alerting.test_faults import LENGTH_MS, run_feed
+from tests.alerting.test_faults import LENGTH_MS, RULES, rule_kinds, run_feed
+from tests.helpers import GateRun, produce
 
 MS = 1_000_000
 # Within origin.window's minute ahead: the rules accept it, the gate refuses its stamps.
@@ -106,3 +110,40 @@ def test_refused_records_around_a_divergence_leave_one_divergence_alert(
     assert (t0 + 11000) * MS <= resolved.at_ns <= (t0 + 11500) * MS
     assert resolved.why == "cleared"
     assert_decided_in_the_past(got, t0)
+
+
+@pytest.mark.slow
+def test_records_naming_no_provider_are_alerted_under_a_provider_label(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """Records too broken to name their provider (not JSON), dead-lettered through a real
+    gate: the dlq.rate alert and the gate's dead-letter counter carry provider="(unnamed)",
+    never an empty provider (which Prometheus and Alertmanager drop as no label at all)."""
+    raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
+    rules = RuleSet.load([RULES])
+    definitions = parse_alerts(
+        "version: 1\nalerts:\n  - {id: dlq.rate, kind: dlq_rate, threshold: 0.2, window: 30s}\n"
+    )
+    got: list[Transition] = []
+    watch = ProviderWatch(definitions, got.extend)
+    detectors = KeyDetectors(definitions, rule_kinds(rules), got.extend, watch.add)
+    metrics = SidecarMetrics()
+    run = GateRun(
+        GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g"),
+        rules,
+        store,
+        metrics,
+        detectors,
+    )
+    produce(bootstrap, raw, [(None, b"not json at all") for _ in range(30)])
+    run.wait_for(30)
+    run.stop()
+    watch.tick()
+    assert [(t.alert_id, t.labels, t.state) for t in got] == [
+        ("dlq.rate", (("provider", UNNAMED_PROVIDER), ("rule", "record.decode")), "firing")
+    ]
+    counted = metrics.registry.get_sample_value(
+        "stampline_events_dead_lettered_total",
+        {"provider": UNNAMED_PROVIDER, "reason": "record.decode"},
+    )
+    assert counted == 30
