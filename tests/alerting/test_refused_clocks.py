@@ -11,7 +11,13 @@ from collections.abc import Callable
 import pytest
 
 from stampline._common import UNNAMED_PROVIDER
-from stampline.alerting import KeyDetectors, ProviderWatch, Transition, parse_alerts
+from stampline.alerting import (
+    KeyDetectors,
+    ProviderFacts,
+    ProviderWatch,
+    Transition,
+    parse_alerts,
+)
 from stampline.audit import ChdbStore
 from stampline.collectors import GateSettings, SidecarMetrics
 from stampline.rules import RuleSet
@@ -147,3 +153,23 @@ def test_records_naming_no_provider_are_alerted_under_a_provider_label(
         {"provider": UNNAMED_PROVIDER, "reason": "record.decode"},
     )
     assert counted == 30
+
+
+def test_an_origin_ahead_of_the_gate_counts_as_taken_in_on_the_wall_clock() -> None:
+    """An accepted record dated 30 s ahead (inside the rules' window) counts in the wall-clock
+    watch as of when the gate took it in: the provider's silence and the exported gauge
+    never go negative, and a real silence after it fires max_gap later, not 30 s later."""
+    definitions = parse_alerts(
+        "version: 1\nproviders:\n  - {provider: alpha, venue: XLON, max_gap: 2s}\n"
+        "alerts:\n  - {id: provider.silent, kind: provider_silent}\n"
+    )
+    got: list[Transition] = []
+    now = [1_800_000_000 * 10**9]
+    watch = ProviderWatch(definitions, got.extend, clock=lambda: now[0])
+    taken = now[0]
+    watch.add(ProviderFacts(taken, last_origin={"alpha": taken + 30 * 10**9}))
+    assert watch.last_origin["alpha"] == taken
+    assert watch.silence_ns("alpha", now[0]) == 0
+    now[0] += 3 * 10**9
+    watch.tick()
+    assert [(t.state, t.at_ns) for t in got] == [("firing", taken + 2 * 10**9)]
