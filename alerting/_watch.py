@@ -4,9 +4,10 @@ gate's facts, and ticked with the others).
 
 Every gate hands it :class:`~alerting.ProviderFacts` per batch (directly, or through the facts
 topic when gates run in several processes); it keeps, per registered provider, the newest
-origin time any gate has seen, and judges silence against the clock: silence sends no
-events, so only time passing can reveal it. A registered provider never seen counts from
-the moment the watch started, so one that never shows up fires too.
+origin time of an accepted record any gate has seen (refused records move no clock; on the
+wall clock an origin counts no later than its intake), and judges silence against the
+clock: silence sends no events, so only time passing can reveal it. A registered provider
+never seen counts from the moment the watch started, so one that never shows up fires too.
 
 ``event_clock=True`` (replays, tests) reads "now" as the newest origin time of any provider
 instead of the wall clock: a provider silent while the others publish is silent in event
