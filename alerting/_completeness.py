@@ -259,7 +259,10 @@ class CompletenessDetector:
         if rows.num_rows == 0:
             return []
         now = self.wall()
-        clocks = rows.group_by(["stage", "host"]).aggregate([("received", "max")])
+        # Only accepted records move a source's clock: a dead letter's time (a tap reads the
+        # producer's timestamp) may be anything, a day ahead included.
+        accepted = rows.filter(pc.not_equal(rows.column("outcome"), "dead_lettered"))
+        clocks = accepted.group_by(["stage", "host"]).aggregate([("received", "max")])
         for stage, host, newest in zip(
             clocks.column("stage").to_pylist(),
             clocks.column("host").to_pylist(),

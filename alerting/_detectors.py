@@ -202,6 +202,7 @@ class KeyDetectors:
         self.facts = facts
         self.source = source
         self.errors = 0
+        self.now_ns = 0  # the newest origin of an accepted record
         self._ticked = 0
         self._venue = {p.provider: p.venue for p in definitions.providers}
         self._calendar = {
@@ -278,11 +279,26 @@ class KeyDetectors:
         gaps: Sequence[GapLike],
     ) -> list[Transition]:
         out: list[Transition] = []
+        # Only accepted records move a clock: ``rejects`` holds every refusal (the rules' and
+        # the gate's own), and a refused record dated a day ahead must not make the watch
+        # or the lifecycles believe a day has passed.
+        if rejects:
+            accepted = [o for row, o in enumerate(origins) if row not in rejects]
+        else:
+            accepted = list(origins)
+        self.now_ns = max(self.now_ns, max(accepted, default=0))
         facts = ProviderFacts(received_ns, source=self.source) if self.facts else None
         if facts is not None:
-            # C-speed passes: the origin of each provider's last record in arrival order (the
-            # watch keeps the maximum across batches), and the count per provider.
-            facts.last_origin = dict(zip(providers, origins, strict=True))
+            # C-speed passes: the origin of each provider's last accepted record in arrival
+            # order (the watch keeps the maximum across batches), and the count per provider
+            # (every record that arrived, refused or not: the dead-letter rate's denominator).
+            if rejects:
+                facts.last_origin = {
+                    p: o for row, (p, o) in enumerate(zip(providers, origins, strict=True))
+                    if row not in rejects
+                }  # fmt: skip
+            else:
+                facts.last_origin = dict(zip(providers, origins, strict=True))
             facts.events = dict(Counter(providers))
             for row, failures in rejects.items():
                 key = (providers[row], failures[0].rule_id)
@@ -296,9 +312,11 @@ class KeyDetectors:
             for row, failures in table.items():
                 for f in failures:
                     broken.setdefault(f.rule_id, []).append(row)
+        # "Now" for the lifecycles: the newest accepted origin so far (the wall clock while
+        # none carried one). A transition is never dated after it.
+        now = self.now_ns or received_ns
         for alert in self.alerts:
-            self._judge(alert, broken, gaps, providers, instruments, origins, received_ns, out)
-        now = max(origins, default=0) or received_ns
+            self._judge(alert, broken, gaps, providers, instruments, origins, rejects, now, out)
         if now - self._ticked >= _TICK_NS:  # a pass over every instance, so not every batch
             self._ticked = now
             for alert in self.alerts:
@@ -319,13 +337,20 @@ class KeyDetectors:
         providers: Sequence[str],
         instruments: Sequence[str],
         origins: Sequence[int],
-        received_ns: int,
+        rejects: Mapping[int, Sequence[FailureLike]],
+        now: int,
         out: list[Transition],
     ) -> None:
         d = alert.definition
+        rules = alert.rules
+        # A refused record is evidence of this alert's fault only when refused for it alone
+        # (a divergence rule that rejects); refused for anything else, it neither opens a
+        # fault nor ends one.
+        foreign = {row for row, fs in rejects.items() if any(f.rule_id not in rules for f in fs)}
         failing: set[int] = set()
-        for rule in alert.rules:
+        for rule in rules:
             failing.update(broken.get(rule, ()))
+        failing -= foreign
         figures: dict[tuple[str, str], dict[str, object]] = {}
         if isinstance(d, SequenceGap):
             # A gap is raised by its gap-open event (it knows the size), not by every row the
@@ -339,7 +364,7 @@ class KeyDetectors:
                     opened[key] = {"first": g.first, "last": g.last, "missing": missing}
             if opened:
                 for row, key in enumerate(zip(providers, instruments, strict=True)):
-                    if key in opened and key not in figures:
+                    if key in opened and key not in figures and row not in foreign:
                         figures[key] = opened[key]
                         failing.add(row)
         if not failing and not alert.open:
@@ -356,10 +381,10 @@ class KeyDetectors:
                 fig = dict(figures.get((p, i), {}))
                 fig["instruments"] = len(alert.open[labels])
                 value = float(fig.get("missing", 1))  # type: ignore[arg-type]
-                at = origins[row] or received_ns
+                at = min(origins[row] or now, now)
                 out += alert.life.observe(labels, at, active=True, value=value, figures=fig)
                 continue
-            if not alert.open:
+            if not alert.open or row in rejects:
                 continue
             labels = self.labels(alert, p, i)
             held = alert.open.get(labels)
@@ -368,4 +393,4 @@ class KeyDetectors:
             held.discard(i)
             if not held:
                 del alert.open[labels]
-                out += alert.life.observe(labels, origins[row] or received_ns, active=False)
+                out += alert.life.observe(labels, min(origins[row] or now, now), active=False)

@@ -4,9 +4,10 @@ gate's facts, and ticked with the others).
 
 Every gate hands it :class:`~alerting.ProviderFacts` per batch (directly, or through the facts
 topic when gates run in several processes); it keeps, per registered provider, the newest
-origin time any gate has seen, and judges silence against the clock: silence sends no
-events, so only time passing can reveal it. A registered provider never seen counts from
-the moment the watch started, so one that never shows up fires too.
+origin time of an accepted record any gate has seen (refused records move no clock; on the
+wall clock an origin counts no later than its intake), and judges silence against the
+clock: silence sends no events, so only time passing can reveal it. A registered provider
+never seen counts from the moment the watch started, so one that never shows up fires too.
 
 ``event_clock=True`` (replays, tests) reads "now" as the newest origin time of any provider
 instead of the wall clock: a provider silent while the others publish is silent in event
@@ -22,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from stampline._common import SECOND_NS
+from stampline._common import SECOND_NS, UNNAMED_PROVIDER
 from stampline.alerting._calendar import in_session
 from stampline.alerting._definitions import AlertsFile, Calendar, ExpectedProvider
 from stampline.alerting._detectors import Deliver, ProviderFacts, severity_fn
@@ -124,11 +125,15 @@ class ProviderWatch:
                 self._newest = max(self._newest, max(seen.values()))
             # Only registered providers are tracked: the registry is the list of who must be
             # there, and a batch may name thousands of others.
+            # The facts name accepted records only. On the wall clock an origin is taken no
+            # later than the gate's intake of it: a provider's clock running ahead must not
+            # make its silence negative (and the exported gauge a time in the future).
+            bound = 2**63 if self.event_clock else facts.at_ns
             last = self.last_origin
             for p in self._registered:
                 o = seen.get(p)
-                if o is not None and o > last.get(p, 0):
-                    last[p] = o
+                if o is not None and min(o, bound) > last.get(p, 0):
+                    last[p] = min(o, bound)
             if self._dlq:
                 self._window.append(facts)
             if self.dismissals is not None:
@@ -196,8 +201,8 @@ class ProviderWatch:
             active = False  # a closed market is not a silent provider (evaluation step 1)
         # The condition began when the gap crossed the threshold, not when it was noticed.
         at = now
-        if active and not held:
-            at = self.last_origin.get(p.provider, self.started_ns) + threshold
+        if active and not held:  # never dated after now (the lifecycle's clock)
+            at = min(self.last_origin.get(p.provider, self.started_ns) + threshold, now)
         figures = {
             "seconds_since_last_event": round(gap / SECOND_NS, 3),
             "last_event_ns": self.last_origin.get(p.provider, 0),
@@ -232,7 +237,8 @@ class ProviderWatch:
                 total = events.get(p, 0)
                 if total < d.min_events:
                     continue
-                labels: Labels = (("provider", p), ("rule", rule))
+                # a record too broken to name its provider still has a provider label
+                labels: Labels = (("provider", p or UNNAMED_PROVIDER), ("rule", rule))
                 seen.add(labels)
                 rate = n / total
                 figures = {"dead_letters": n, "events": total, "rate": round(rate, 4)}

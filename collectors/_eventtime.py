@@ -54,6 +54,14 @@ class EventTime:
             return None
         return p.max_origin_ns - self.allowed_lateness_ns
 
+    def late_ns(self, provider: str, origin_ns: int) -> int:
+        """How late an event born at ``origin_ns`` would be (0 when on time), without
+        accounting it: the gate asks before it knows whether the record is accepted."""
+        p = self.providers.get(provider)
+        if p is None or p.max_origin_ns == _UNSET:
+            return 0
+        return max(0, p.max_origin_ns - self.allowed_lateness_ns - origin_ns)
+
     def observe(self, provider: str, origin_ns: int, ingested_ns: int) -> int:
         """Account one event; returns its lateness in ns (0 when on time).
 

@@ -49,7 +49,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from stampline._common import where
+from stampline._common import UNNAMED_PROVIDER, where
 from stampline.audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter, trail_fields, trail_row
 from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from stampline.collectors._eventtime import EventTime
@@ -192,6 +192,8 @@ class _Batch:
     ingest_header: tuple[str, bytes]
     rejects: dict[int, tuple[Failure, ...]]
     warnings: dict[int, tuple[Failure, ...]]
+    # rows refused by the gate itself (size, stamps, the clean topic, unprocessable)
+    refused: dict[int, tuple[Failure, ...]]
     # (rule id, version) -> SHA-256 of its rule file, of the rule set judging this batch
     rule_files: Mapping[tuple[str, int], str]
     clock: _Clock  # the clock-error bound when the batch was taken in
@@ -649,7 +651,9 @@ class Gate:
         # One rule set per batch: a reload takes effect from the next batch on.
         rules = self.rules.current
         try:
-            result = rules.evaluate_records(values, received, topics, raw_headers)
+            result = rules.evaluate_records(
+                values, received, topics, raw_headers, self._refused_early(good, raw_headers)
+            )
         except Exception as exc:  # the rules engine should not raise; if it does, find who
             if n > 1:
                 log.error("rules raised on a batch of %d, judging one by one: %r", n, exc)
@@ -687,6 +691,7 @@ class Gate:
             ingest_header=(H_INGEST, received_text),
             rejects=rejects,
             warnings=warnings,
+            refused={},
             rule_files=rules.rule_files,
             clock=self._clock,
         )
@@ -705,10 +710,13 @@ class Gate:
         # Gap events pile up in the rule set until drained: drain them every batch.
         events = rules.drain_events()
         if self.detectors is not None:
+            # Every refusal, the rules' and the gate's own: only accepted records move the
+            # detectors' clocks (docs/alerting.md, "which records move which clock").
+            refused = {**rejects, **batch.refused} if batch.refused else rejects
             try:
                 self.detectors.observe_batch(
                     received, batch.providers, batch.instruments, batch.seqs, batch.origins,
-                    rejects, warnings, events,
+                    refused, warnings, events,
                 )  # fmt: skip
             except Exception as exc:  # alerting must never take down the gate it watches
                 log.error("alert detectors failed on a batch: %r", exc)
@@ -766,14 +774,11 @@ class Gate:
                 (H_STAMP, stamp_text),
             ]
         provider = b.providers[i]
-        # Only accepted records move event time: a record dated a day ahead and refused
-        # must not make every later record of its provider look a day late.
-        if origin and provider and not failures:
-            late = self.event_time.observe(provider, origin, ingested)
-            if late:
-                stamp_headers.append((H_LATE, str(late).encode()))
-                self.stats.late += 1
-                self._count_late(provider, late)
+        # Lateness against what accepted records made the watermark; the record moves it
+        # only once accepted (below), whoever refuses it (a rule, or this gate: size, stamps).
+        late = self.event_time.late_ns(provider, origin) if origin and provider else 0
+        if late and not failures:
+            stamp_headers.append((H_LATE, str(late).encode()))
         payload = b.payloads[i] if b.payloads is not None else None
         price = payload.get("price", nan) if payload is not None else nan
         price = price if type(price) is float else _price(price)
@@ -823,6 +828,14 @@ class Gate:
         # The warn rules a forwarded record broke ("rule@vN,..."), then the hash of the rule
         # file of every rule the row names, as loaded now.
         dead = outcome == "dead_lettered"
+        if dead:
+            if i not in b.rejects:  # refused here, not by a rule: the detectors must know
+                b.refused[i] = (Failure(rule_id, rule_version, ""),)
+        elif origin and provider:  # accepted: it moves its provider's event time
+            self.event_time.observe(provider, origin, ingested)
+            if late:
+                self.stats.late += 1
+                self._count_late(provider, late)
         flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
         hashes = ""
         if rule_id:  # only rows that broke a rule name one
@@ -844,6 +857,23 @@ class Gate:
                 "",  # no parent stamps: the gate's row is never a derived event's birth row
             )
         )  # fmt: skip
+
+    def _refused_early(self, batch: list[Message], headers: list[Headers | None]) -> list[int]:
+        """The rows this gate will refuse whatever the rules say (oversized key or headers,
+        broken stamps): the rules judge them, but they move no stateful rule's state."""
+        out = []
+        for i, h in enumerate(headers):
+            if h is None and len(batch[i].key() or b"") <= self._limits.max_key_bytes:
+                continue  # the common case: a raw record without headers
+            if self._refuse_size(batch[i].key(), h) is not None:
+                out.append(i)
+                continue
+            if h:
+                try:
+                    read_stamps(h)
+                except StampError:
+                    out.append(i)
+        return out
 
     def _refuse_size(self, key: bytes | None, headers: Headers | None) -> Failure | None:
         """A ``record.size`` failure when the key or the headers are over their limits."""
@@ -901,6 +931,7 @@ class Gate:
         topic, partition, offset = b.topics[i], b.partitions[i], b.offsets[i]
         log.error("record could not be processed %s: %r", where(topic, partition, offset), exc)
         failure = Failure(*UNPROCESSABLE_RULE, f"{type(exc).__name__}: {exc}"[:MAX_REASON])
+        b.refused[i] = (failure,)
         event_id = b.ids[i]
         self._dead_letter(m, failure, event_id, b.received, "", [(H_EVENT_ID, event_id.encode())])
         s = self.settings
@@ -1084,15 +1115,17 @@ class Gate:
         stage = self.settings.stage
         by_provider: Counter[str] = Counter()
         out: Counter[str] = Counter()
+        taken: dict[str, None] = {}  # providers with an accepted record in the batch
         dead: Counter[tuple[str, str]] = Counter()
         for row in self._rows.rows[first:]:
             provider, outcome, rule_id, received, emitted, instrument, origin, ingested = _COUNTED(
                 row
             )
-            provider = m.provider(provider)
+            provider = m.provider(provider or UNNAMED_PROVIDER)
             by_provider[provider] += 1
             if outcome == "forwarded":
                 out[provider] += 1
+                taken[provider] = None
                 if origin:  # an origin time: how long the record took to reach the gate
                     # A provider clock ahead of ours reads as no delay: the skew itself is
                     # stampline_provider_clock_offset_seconds.
@@ -1106,7 +1139,8 @@ class Gate:
         now = time.time()
         for provider, count in by_provider.items():
             m.events_in.labels(provider).inc(count)
-            m.last_event.labels(provider).set(now)
+            if provider in taken:  # only accepted records say the provider is alive
+                m.last_event.labels(provider).set(now)
             watermark = self.event_time.watermark_ns(provider)
             if watermark is not None:
                 m.watermark.labels(provider).set(watermark / 1e9)

@@ -155,7 +155,7 @@ class SidecarMetrics:
         )
         self.last_event = Gauge(
             "stampline_provider_last_event_timestamp_seconds",
-            "Wall-clock time the last record of a provider was taken in.",
+            "Wall-clock time the last accepted (forwarded) record of a provider was taken in.",
             ["provider"],
             registry=r,
         )

@@ -295,12 +295,18 @@ class RuleSet:
         now_ns: int,
         topics: Sequence[str] | None = None,
         headers: Sequence[Headers | None] | None = None,
+        refused: Sequence[int] = (),
     ) -> BatchResult:
-        """Columnar verdicts for a batch of raw records."""
+        """Columnar verdicts for a batch of raw records. ``refused``: rows the caller refuses
+        whatever the rules say (the gate: oversized headers, broken stamps); they are judged
+        as usual but move no stateful rule's state but a sequence rule's."""
         n = len(values)
         topics = topics if topics is not None else [""] * n
         early: dict[int, Failure] = {}
         payloads: list[dict[str, Any] | None] = [None] * n
+        # What sequence rules read: the payload, or what could be read of a refused record
+        # (a NaN price): it arrived, so its number is not missing.
+        arrived: list[dict[str, Any] | None] = [None] * n
         providers, instruments, seqs = [""] * n, [""] * n, [-1] * n
         origins = np.zeros(n, np.int64)
         ext = self.extraction
@@ -314,6 +320,8 @@ class RuleSet:
                     failure = _long_name(providers[i], instruments[i], ext)
                     if failure is not None:
                         payload = None  # its names must not become rule state
+                        readable = None
+                arrived[i] = readable
                 providers[i] = providers[i][: ext.max_name_chars]
                 instruments[i] = instruments[i][: ext.max_name_chars]
             if payload is not None:
@@ -331,18 +339,20 @@ class RuleSet:
             if failure is not None:
                 early[i] = failure
             payloads[i] = payload
+        # A record refused by its contract, or whose payload could be read only leniently,
+        # still arrived: sequence rules count it (as `completeness` and `providers compare`
+        # do). Every other rule sees only the records that passed decoding and contract.
         cols = Columns(
             n,
-            payloads=payloads,
+            payloads=[p if p is not None else a for p, a in zip(payloads, arrived, strict=True)],
             topics=topics,
             origin_ns=origins,
             keys=(providers, instruments),
         )
-        # A record refused by its contract still arrived: sequence rules count it.
-        decoded = np.fromiter((p is not None for p in payloads), np.bool_, n)
-        alive = decoded.copy()
+        decoded = np.fromiter((a is not None for a in arrived), np.bool_, n)
+        alive = np.fromiter((p is not None for p in payloads), np.bool_, n)
         alive[list(early)] = False
-        result = self._run(cols, alive, now_ns, decoded)
+        result = self._run(cols, alive, now_ns, decoded, refused)
         for i in early:
             payloads[i] = None  # a verdict carries only a payload that passed its contract
         return BatchResult(n, early, result, (providers, instruments, seqs), origins, payloads)
@@ -376,28 +386,45 @@ class RuleSet:
         return BatchResult(n, {}, outcomes, (providers, instruments, seqs), origins)
 
     def _run(
-        self, cols: Columns, alive: BoolArray, now_ns: int, decoded: BoolArray | None = None
+        self,
+        cols: Columns,
+        alive: BoolArray,
+        now_ns: int,
+        decoded: BoolArray | None = None,
+        refused_rows: Sequence[int] = (),
     ) -> list[tuple[CompiledRule, BoolArray, dict[int, str]]]:
-        outcomes = []
+        done: dict[int, tuple[CompiledRule, BoolArray, dict[int, str]]] = {}
         self.stats.events += cols.n
         slots = None
         scopes: dict[Scope, BoolArray] = {}
-        for rule in self.rules:
+        # The stateless rules first: a record one of them refuses moves no stateful rule's
+        # state (a price dated a day ahead must not break a divergence run, nor a negative
+        # price enter the median), except a sequence rule's: the record arrived.
+        refused = np.zeros(cols.n, np.bool_)
+        refused[list(refused_rows)] = True
+        order = sorted(range(len(self.rules)), key=lambda i: self.rules[i].stateful is not None)
+        for at in order:
+            rule = self.rules[at]
             if rule.scope not in scopes:
                 scopes[rule.scope] = alive & _scope_mask(rule.scope, cols)
             active = scopes[rule.scope]
             if isinstance(rule.stateful, SequenceCheck) and decoded is not None:
                 active = decoded & _scope_mask(rule.scope, cols)
+            elif rule.stateful is not None:
+                active = active & ~refused
             if rule.stateful is not None:
                 if slots is None:
                     slots = self.index.slots(*cols.identity_arrays(), now_ns=now_ns)
                 mask, reasons = self._stateful(rule, cols, active, slots, now_ns)
             else:
                 mask, reasons = self._stateless(rule, cols, active, now_ns)
+                if rule.severity == "reject" and not rule.shadow:
+                    refused |= mask
             key = (rule.id, rule.version, rule.shadow)
             self.stats.evaluated[key] += int(active.sum())
             self.stats.violations[key] += len(reasons)
-            outcomes.append((rule, mask, reasons))
+            done[at] = (rule, mask, reasons)
+        outcomes = [done[at] for at in range(len(self.rules))]  # in the files' order
         if slots is not None:
             self.index.expire(now_ns)
             self.instruments.expire(now_ns)

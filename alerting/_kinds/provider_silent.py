@@ -48,7 +48,12 @@ def signal(d: ProviderSilent) -> PromSignal:
     by = "max by (provider, venue)"
     gap = f"{by} (stampline_provider_expected_max_gap_seconds{sel})"
     return PromSignal(
-        value=f"(time() - {by} (stampline_provider_last_event_origin_timestamp_seconds{sel}))",
+        # Never negative: the gauge moves only on accepted records and never past the
+        # intake time, and clamp_min keeps a host clock behind the gate's at 0 s of silence.
+        value=(
+            f"clamp_min(time() - {by} "
+            f"(stampline_provider_last_event_origin_timestamp_seconds{sel}), 0)"
+        ),
         op=">",
         by=("provider", "venue"),
         threshold=None if d.threshold_ns is None else d.threshold_ns / SECOND_NS,

@@ -10,6 +10,7 @@ from stampline._common._durations import (
 )
 from stampline._common._errors import StamplineError
 from stampline._common._namespace import imported_as_part_of_stampline
+from stampline._common._provider import UNNAMED_PROVIDER
 from stampline._common._shown import (
     MASK,
     control_characters,
@@ -33,6 +34,7 @@ from stampline._common._yaml import (
 __all__ = [
     "MASK",
     "SECOND_NS",
+    "UNNAMED_PROVIDER",
     "StamplineError",
     "YamlDocument",
     "YamlFileError",

@@ -36,7 +36,10 @@ def run(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a deployment: the gates, the tap (if `tap.topics`), and the recorder.
+    """Run a deployment: the gates, the tap (if `tap.topics`), and the recorder; with alert
+    definitions and several gates, also their one provider watch (`alerts watch`, over
+    `alerting.facts_topic`; alerts reach the store through `alerting.topic`; both default to
+    `<trail topic>.alert-facts` and `<trail topic>.alerts`).
 
     Each part runs as its own process, supervised, and logs to `<name>.log` in the log
     folder (`--log-dir`; default `stampline-logs/` beside the config file). A child that
@@ -74,13 +77,18 @@ def run(
         n, partitions = _deployment.gate_workers(cfg, bootstrap, workers)
         if workers and workers > n:
             err.print(f"run: {workers} workers asked, {n} started (raw partitions: {partitions})")
-        children = _deployment.children(cfg, path, bootstrap, n, log_dir=logs)
+        # Several gates: one provider watch for all of them, over the facts topic.
+        env = _deployment.watch_env(cfg, n)
+        if env and cfg.topics.create_missing:
+            ensure_topics(bootstrap, list(env.values()), cfg.topics.partitions)
+        children = _deployment.children(cfg, path, bootstrap, n, log_dir=logs, env=env)
         supervisor = Supervisor(children)
 
         def report(message: str) -> None:
             err.print(f"run: {message}", highlight=False)
 
-        report(f"{n} gate worker(s), recorder{', tap' if cfg.tap.topics else ''}; SIGTERM stops")
+        rest = [c.name for c in children if not c.name.startswith("gate-")]
+        report(f"{n} gate worker(s), {', '.join(rest)}; SIGTERM stops")
         report(f"children's logs in {logs}")
         supervisor.run(stop, report)
     failing = supervisor.failing()

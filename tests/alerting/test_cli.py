@@ -43,13 +43,20 @@ def test_check_good_and_bad(tmp_path: Path) -> None:
 def test_export_writes_both_files(tmp_path: Path) -> None:
     """`alerts export prometheus` writes the rules and their tests, and names a summary's
     placeholders shown as written; `export alertmanager` the routing file."""
+    # a sequence.gap summary naming the gate's figures: shown as written, and said so
+    custom = tmp_path / "custom.alerts.yaml"
+    custom.write_text(
+        PACKAGED.read_text().replace(
+            '"{provider} {instrument}: sequence numbers missing"',
+            '"{provider} {instrument}: {missing} missing ({first}..{last})"',
+        )
+    )
     result = runner.invoke(
         app,
-        ["alerts", "export", "prometheus", "-d", str(PACKAGED), "--out", str(tmp_path), "--json"],
+        ["alerts", "export", "prometheus", "-d", str(custom), "--out", str(tmp_path), "--json"],
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "stampline.rules.yml").read_text().count("- alert: ") == 9
-    # sequence.gap's summary names the gate's figures: shown as written, and said so
     note = (
         "sequence.gap: summary placeholder(s) {missing}, {first}, {last} have no value in the "
         "exported rule and are shown as written"

@@ -163,6 +163,28 @@ def test_dead_lettered_events_are_not_expected_downstream() -> None:
     assert d.pairs[0].lost_total == 0
 
 
+def test_a_refused_record_dated_a_day_ahead_moves_no_clock() -> None:
+    """A dead letter whose time is a day ahead (a tap reads the producer's timestamp) does
+    not become its stage's clock: after an idle pause, the events that follow are still
+    judged and their 12 losses alerted, not held back for a day."""
+    got: list[Transition] = []
+    wall = Wall()
+    d = detector(got, wall)
+    gate, enrich = pipeline(600, drop=set(range(400, 412)))
+    feed_in_step(d, gate[:300], enrich[:300])
+    stray = (str(uuid.uuid4()), "gate", T0 + 86_400 * S, "gate-1", "alpha", "dead_lettered")
+    d.observe_table(table([stray]))
+    wall.ns += 6 * S  # both stages idle: what they sent so far is final
+    d.tick()
+    later = [(e, st, t + 10 * S, h, p, o) for e, st, t, h, p, o in gate[300:] + enrich[300:]]
+    feed_in_step(d, later[:300], later[300:])  # the feed resumes 10 s later
+    wall.ns += 6 * S
+    d.tick()
+    assert d.pairs[0].lost_total == 12
+    assert [t.state for t in got] == ["pending", "firing", "resolved"]
+    assert all(t.at_ns < T0 + 60 * S for t in got)
+
+
 def test_a_lagging_source_holds_judging_back_and_an_idle_one_is_left_out() -> None:
     """Enrich's rows late by seconds (its trail partition lags): nothing is judged lost
     meanwhile; a stage that stopped reporting is left out once idle, and its events then

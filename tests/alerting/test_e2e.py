@@ -3,7 +3,8 @@
 (a) the direct push reaches Alertmanager, whose webhook (in this test) gets it; (b)
 Prometheus scrapes stampline's metrics, the exported rule fires, Alertmanager notifies; a
 snooze made beforehand keeps another silent provider's notification away; the resolve
-arrives when the provider resumes.
+arrives when the provider resumes. A record of the silent provider dated a day ahead is
+refused and changes none of it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from stampline.collectors import GateSettings, SidecarMetrics
 from stampline.rules import RuleSet
 from tests.alerting.conftest import Server, Webhook, start_prometheus, stop
 from tests.alerting.test_faults import RULES, rule_kinds
-from tests.helpers import GateRun
+from tests.helpers import GateRun, produce
 
 
 class LiveFeed:
@@ -140,6 +141,14 @@ alerts:
     try:
         run.wait_for(30)
         feed.on[beta] = feed.on[gamma] = False
+        # beta's one more record is dated a day ahead: refused (origin.window), it must not
+        # make beta look alive for a day, nor Prometheus's silence negative.
+        ahead = feed.seq[beta]
+        feed.seq[beta] += 1
+        produce(bootstrap, raw, [(beta.encode(), orjson.dumps({
+            "provider": beta, "instrument": "SYM001", "seq": ahead,
+            "ts": int(time.time() * 1000) + 86_400_000, "type": "quote", "price": 100.0,
+            "bid": 99.99, "ask": 100.01, "quantity": 1}))])  # fmt: skip
         direct = webhook.wait_for(provider=beta, alertname="provider.silent")
         assert direct[0]["status"] == "firing"
         assert direct[0]["labels"]["severity"] == "critical"
@@ -147,6 +156,9 @@ alerts:
         via_rule = webhook.wait_for(60, provider=beta, source="prometheus")
         assert via_rule[0]["labels"]["alertname"] == "provider.silent"
         assert via_rule[0]["labels"]["venue"] == "XLON"
+        assert store.query("SELECT rule_id FROM {db}.dead_letters") == [
+            {"rule_id": "origin.window"}
+        ]  # the future record was refused, and the silence fired all the same
         fired = {a["labels"]["provider"] for a in prometheus_alerts(prom) if a["state"] == "firing"}
         assert beta in fired
         assert alpha not in fired

@@ -26,6 +26,7 @@ from stampline.alerting import (
     summary_notes,
     summary_template,
 )
+from stampline.alerting._kinds import KINDS
 from stampline.alerting._summary import Summary, exported_summary, go_float
 
 PACKAGED = Path(str(resources.files("stampline").joinpath("data", "market_data.alerts.yaml")))
@@ -337,3 +338,48 @@ def test_generated_expectations_print_numbers_as_go_does(
         (part,) = exported_summary(_down("{value:" + spec + "}"), ("instance",)).parts
         assert part.kind == "value"
         assert Summary((part,)).expand({}, value) == want
+
+
+def test_the_shipped_summaries_read_the_same_in_prometheus_and_grafana() -> None:
+    """No shipped definition's summary holds a placeholder the exported rule shows as
+    written (the sequence gap's `{missing} … ({first}..{last})` did)."""
+    definitions = load_alerts(PACKAGED)
+    assert {d.id: summary_notes(d) for d in definitions.alerts if summary_notes(d)} == {}
+    assert _rules(prometheus_rules(definitions))["sequence.gap"]["annotations"]["summary"] == (
+        "{{ $labels.provider }} {{ $labels.instrument }}: sequence numbers missing"
+    )
+
+
+def test_silence_is_never_negative_on_a_future_timestamp(tmp_path: Path) -> None:
+    """promtool: with the last-event gauge a day ahead of Prometheus's clock, the exported
+    silence value is 0 s, not minus a day (which no threshold could ever cross)."""
+    promtool = tool("promtool")
+    definitions = parse_alerts(OVERNIGHT)
+    signal = KINDS["provider_silent"].signal
+    assert signal is not None
+    value = signal(definitions.alert("crypto.silent")).value
+    series = (
+        'stampline_provider_last_event_origin_timestamp_seconds{provider="kraken",venue="XCRY"}'
+    )
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                # in step with Prometheus's clock for a minute, then a day ahead of it
+                "input_series": [{"series": series, "values": "0+15x4 86460+0x8"}],
+                "promql_expr_test": [
+                    {
+                        "expr": value,
+                        "eval_time": when,
+                        "exp_samples": [{"labels": '{provider="kraken",venue="XCRY"}', "value": 0}],
+                    }
+                    for when in ("1m", "2m")
+                ],
+            }
+        ],
+    }
+    (tmp_path / "t.yml").write_text(yaml.safe_dump(test))
+    tested = run(promtool, "test", "rules", "t.yml", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr

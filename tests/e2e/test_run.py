@@ -267,3 +267,79 @@ def test_children_of_a_sigkilled_run_stop_cleanly_and_free_the_store(tmp_path: P
     assert again.returncode == 0, text
     assert " exited with " not in text, text
     assert "recorder: stopped cleanly" in recorder_log.read_text()[before:]
+
+
+def test_two_gates_alert_a_silent_provider_once(tmp_path: Path) -> None:
+    """`stampline run --workers 2` with alert definitions: one provider watch judges both
+    gates' facts, so beta's silence (each gate saw beta) is alerted once and resolved once,
+    and alpha, never silent, is not alerted."""
+    config = _embedded_config(tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    definitions = tmp_path / "alerts.yaml"
+    definitions.write_text(
+        "version: 1\n"
+        "providers:\n"
+        "  - {provider: alpha, venue: XLON, max_gap: 3s}\n"
+        "  - {provider: beta, venue: XLON, max_gap: 3s}\n"
+        "alerts:\n"
+        "  - {id: provider.silent, kind: provider_silent, severity: critical}\n"
+    )
+    settings["topics"]["partitions"] = 2
+    settings["alerting"] = {"definitions": str(definitions)}
+    config.write_text(yaml.safe_dump(settings))
+    log = tmp_path / "run.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*STAMPLINE, "run", "--config", str(config), "--workers", "2", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=_env(),
+        )
+    seq = {(p, i): 0 for p in ("alpha", "beta") for i in range(4)}
+
+    def send(providers: tuple[str, ...]) -> int:
+        """One round: each provider's four instruments, two on each partition."""
+        now = int(time.time() * 1000)
+        for part in (0, 1):
+            records = []
+            for p in providers:
+                for i in (part, part + 2):
+                    event = quote(p, seq[(p, i)], instrument=f"SYM00{i + 1}", ts=now)
+                    seq[(p, i)] += 1
+                    records.append((f"{p}/{i}".encode(), orjson.dumps(event)))
+            produce(bootstrap, "md.raw", records, partition=part)
+        return len(providers) * 4
+
+    try:
+        bootstrap = _wait_log(log, r"run: broker at (\S+)", proc).group(1)
+        for name in ("gate-1", "gate-2", "recorder", "alerts-watch"):
+            _wait_log(log, rf"started {name} pid \d+", proc)
+        sent = 0
+        while len(read_all(bootstrap, "md.clean", sent, idle_s=0.2)) < sent or not sent:
+            sent += send(("alpha", "beta"))  # until both gates forward (startup is over)
+        warm = time.time_ns()
+        for step in range(110):  # 11 s: beta silent from 2 s to 9 s (its max_gap is 3 s)
+            send(("alpha",) if 20 <= step < 90 else ("alpha", "beta"))
+            time.sleep(0.1)
+        deadline = time.monotonic() + 60
+        while True:
+            notices = [
+                orjson.loads(r.value or b"{}")
+                for r in read_all(bootstrap, "stampline.trail.alerts", idle_s=0.5)
+            ]
+            after = [
+                (n["labels"]["provider"], n["state"])
+                for n in notices
+                # the providers were "silent" until the gates started: not this fault
+                if n.get("type") == "transition" and n["started_ns"] > warm
+            ]
+            if ("beta", "resolved") in after or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, log.read_text()
+    assert after == [("beta", "firing"), ("beta", "resolved")], after
+    names = [c["name"] for c in json.loads(out)["children"]]
+    assert names == ["gate-1", "gate-2", "recorder", "alerts-watch"]

@@ -75,6 +75,19 @@ class TestSequence:
             ("close", ("xnas", "AAPL"), 3, 4, "filled"),
         ]
 
+    def test_a_refused_record_that_names_its_number_has_arrived(self, tmp_path: Path) -> None:
+        """Seq 2 with a NaN price is refused (not JSON), yet its number arrived: no gap opens
+        at 3, as `stampline completeness` counts it."""
+        rules = RuleSet.load([write(tmp_path, SEQ)])
+        nan = raw(seq=2, price=1.5).replace(b'"price":1.5', b'"price":NaN')
+        result = rules.evaluate_records([raw(seq=1), nan, raw(seq=3)], T0_NS)
+        assert [[f.rule_id for f in result.failing(i)] for i in range(3)] == [
+            [],
+            ["record.non_finite"],
+            [],
+        ]
+        assert rules.drain_events() == []
+
     def test_keys_are_independent(self, tmp_path: Path) -> None:
         """Each provider and instrument pair keeps its own sequence."""
         path = write(tmp_path, SEQ)
@@ -243,6 +256,24 @@ class TestDivergence:
             "price 108.0 is 8.00% off the median 100.0 of 2 other provider(s) for 2.1s"
         )
         assert [bool(r) for r in reasons] == [False] * (len(rows) - 1) + [True]
+
+    def test_refused_records_do_not_break_a_divergence_run(self, tmp_path: Path) -> None:
+        """c is 8% off for 2.1 s; a record of c dated a day ahead (refused by the window rule)
+        and one the caller refuses (``refused``, as the gate does for broken stamps) arrive
+        mid-run: neither ends the run, so c still fails once it held 2 s."""
+        window = "  - {id: window, version: 1, kind: freshness, max_past: 5m, max_future: 1m}\n"
+        rules = RuleSet.load([write(tmp_path, window + DIVERGE)])
+        rows = [("a", 100.0, 0), ("b", 100.0, 0)]
+        for t in (0, 800, 1600, 2100):
+            rows += [("a", 100.0, t + 1), ("b", 100.0, t + 2), ("c", 108.0, t + 3)]
+        values = self.feed(rows)
+        ahead = raw(provider="c", price=108.0, ts=T0_MS + 86_400_000, seq=99)
+        caller = raw(provider="c", price=108.0, ts=T0_MS + 30_000, seq=98)
+        values[8:8] = [ahead, caller]  # after c's second row
+        result = rules.evaluate_records(values, T0_NS, refused=[9])
+        reasons = [[f.rule_id for f in result.failing(i)] for i in range(len(values))]
+        assert reasons[8] == ["window"]
+        assert reasons[-1] == ["div"]
 
     def test_stale_prices_of_others_are_not_compared(self, tmp_path: Path) -> None:
         """Other providers' prices older than the alignment window are left out."""

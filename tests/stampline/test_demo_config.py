@@ -82,3 +82,19 @@ def test_the_children_are_stampline_commands_on_the_shared_broker(tmp_path: Path
         "md.raw", "md.clean", "md.dlq", "stampline.trail", "stampline.trail.heads",
         "decisions", "stampline.alerts",
     }  # fmt: skip
+
+
+def test_several_gates_get_one_provider_watch_child(tmp_path: Path) -> None:
+    """With alert definitions and two gates, the children include one `alerts watch`, last,
+    and every child is told the facts topic (a default named after the trail topic); one
+    gate keeps its watch in process, with no such child."""
+    cfg = load_config(_write(tmp_path))
+    env = _deployment.watch_env(cfg, 2)
+    assert env == {"STAMPLINE_ALERTING__FACTS_TOPIC": "stampline.trail.alert-facts"}
+    kids = _deployment.children(cfg, tmp_path / "c.yaml", "b", 2, env=env)
+    assert [c.name for c in kids] == ["gate-1", "gate-2", "recorder", "tap", "alerts-watch"]
+    assert kids[-1].argv[-4:] == ["alerts", "watch", "--config", str(tmp_path / "c.yaml")]
+    assert all(c.env["STAMPLINE_ALERTING__FACTS_TOPIC"] == env[
+        "STAMPLINE_ALERTING__FACTS_TOPIC"] for c in kids)  # fmt: skip
+    assert _deployment.watch_env(cfg, 1) == {}
+    assert "alerts-watch" not in [c.name for c in _deployment.children(cfg, tmp_path, "b", 1)]
