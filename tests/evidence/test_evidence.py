@@ -70,8 +70,13 @@ def test_decision_lists_every_stamp_with_host_bound_source_and_tier_verdict(
         "root_delay_ns": 16_000,
     }
     assert gate["regime"] == {
+        "tier": "other",
+        "max_divergence_ns": 1_000_000,
+        "granularity_ns": 1_000_000,
+        "divergence_ns": 50_000,
         "bound_ok": True,
         "observed_granularity_ns": 1,
+        "granularity_from": "digits",
         "granularity_ok": True,
         "verdict": "meets",
     }
@@ -425,7 +430,8 @@ def test_every_document_kind_validates_against_the_shipped_json_schema(
     lineage: Lineage, tmp_path: Path
 ) -> None:
     """Decision, event and period documents all pass the schema written into the folder;
-    a stamp without its bound source, or with an unknown verdict, does not."""
+    a stamp without its bound source, or with an unknown verdict, or a decision without its
+    latency or a latency line without its bound, does not."""
     import fastjsonschema
 
     from stampline.evidence import (
@@ -450,6 +456,14 @@ def test_every_document_kind_validates_against_the_shipped_json_schema(
         validate(broken)
     broken = orjson.loads(orjson.dumps(docs[0]))
     broken["events"][1]["stamps"][1]["regime"]["verdict"] = "fine"
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        validate(broken)
+    broken = orjson.loads(orjson.dumps(docs[0]))
+    del broken["latency"]["inputs"][0]["bound_ns"]
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        validate(broken)
+    broken = orjson.loads(orjson.dumps(docs[0]))
+    del broken["latency"]
     with pytest.raises(fastjsonschema.JsonSchemaException):
         validate(broken)
 
