@@ -29,6 +29,7 @@ from stampline.cli._app import (
 from stampline.config import ENV_CONFIG_FILE, Config, ConfigError, EvidenceConfig, load_config
 from stampline.evidence import (
     Context,
+    EvidenceError,
     InputFile,
     decision_evidence,
     event_evidence,
@@ -128,7 +129,8 @@ def evidence(
 
     Exits 1 when the subject is not in the trail, the store cannot answer, or the trail
     fails verification (the folder is still written, with a banner on page 1 and each value
-    in doubt marked); 2 on bad usage.
+    in doubt marked); 2 on bad usage, or when --out holds another subject's evidence (it is
+    never overwritten).
     """
     if sum(x is not None for x in (decision, event, period)) != 1:
         fail("give exactly one of --decision ID, --event ID or --period FROM..TO", 2)
@@ -177,7 +179,10 @@ def evidence(
     )
     if pdf:
         err.print(line(("evidence:", "dim"), " printing the PDF with headless Chromium"))
-    bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
+    try:
+        bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
+    except EvidenceError as exc:
+        fail(str(exc), 2)
     if as_json:
         emit_json({**bundle.to_dict(), "subject": subject, "chain_heads": doc.heads})
     else:

@@ -1,5 +1,5 @@
 """Verdicts a regulator can read: the declared tier, each clock's own granularity, the
-decision's latency, and a failed verification on page 1."""
+decision's latency, a failed verification on page 1, and packs that never overwrite another."""
 
 from __future__ import annotations
 
@@ -250,6 +250,23 @@ def _cli(lineage: Lineage, *args: str) -> Any:
         ["evidence", *args, "--store", str(lineage.store.path),
          "--database", lineage.store.database, "--no-pdf", "--no-verify"],
     )  # fmt: skip
+
+
+def test_out_refuses_a_folder_holding_another_subjects_pack(
+    lineage: Lineage, tmp_path: Path
+) -> None:
+    """`--out` into another decision's pack exits 2 naming it and leaves every file of it as
+    it was (its PDF included); the same subject's pack is produced again in place."""
+    out = tmp_path / "ev"
+    assert _cli(lineage, "--decision", lineage.decision, "--out", str(out)).exit_code == 0
+    (out / "report.pdf").write_bytes(b"%PDF- the other pack's printout")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    other = _cli(lineage, "--event", lineage.alpha, "--out", str(out))
+    assert other.exit_code == 2, other.output
+    assert f"{out} holds the evidence for decision {lineage.decision}" in other.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    again = _cli(lineage, "--decision", lineage.decision, "--out", str(out))
+    assert again.exit_code == 0, again.output
 
 
 def test_a_period_counts_only_the_time_its_stamps_cover(store: ChdbStore) -> None:
