@@ -510,7 +510,7 @@ def _period_body(doc: dict[str, Any]) -> str:
     table = (
         "<table><tr><th>host</th><th>stage</th><th>stamps</th><th>time covered</th>"
         "<th>tier</th><th>bound p50</th><th>p99</th>"
-        "<th>max</th><th>stamps within tier</th><th>time within tier</th>"
+        "<th>max</th><th>stamps within tier</th><th>covered time within tier</th>"
         f"<th>granularity</th><th>bound sources</th></tr>{''.join(rows)}</table>"
     )
     ex = "".join(

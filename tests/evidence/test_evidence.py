@@ -18,27 +18,18 @@ from stampline.cli import app
 from stampline.evidence import (
     SCHEMA,
     Context,
-    InputFile,
     decision_evidence,
     event_evidence,
-    regime_tier,
     render_html,
     write_bundle,
 )
-from tests.evidence.conftest import RULES_SHA, RULES_THEN_SHA, T0, Lineage
+from tests.evidence.conftest import RULES_SHA, RULES_THEN_SHA, T0, Lineage, lineage_context
 
 runner = CliRunner()
 
 
 def _ctx(lin: Lineage, tier: str = "other") -> Context:
-    reg, t = regime_tier("rts25/2017/574", tier)
-    return Context(
-        software="stampline test",
-        regime=reg,
-        tier=t,
-        store_args=f"--store {lin.store.path} --database {lin.store.database}",
-        inputs=(InputFile.read("rules", lin.rules, {"qty.max": 2, "price.tick": 1}),),
-    )
+    return lineage_context(lin, tier)
 
 
 def _event(doc: dict[str, Any], eid: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ decision's latency, a failed verification on page 1, and packs that never overwr
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,6 @@ from stampline.audit import AUTHORITY_TAP, ChdbStore, Observation
 from stampline.cli import app
 from stampline.evidence import (
     Context,
-    InputFile,
     decision_evidence,
     event_evidence,
     parse_period,
@@ -23,7 +23,7 @@ from stampline.evidence import (
     regime_tier,
     render_html,
 )
-from tests.evidence.conftest import T0, Lineage
+from tests.evidence.conftest import T0, Lineage, lineage_context
 
 runner = CliRunner()
 MS = 1_000_000
@@ -32,16 +32,7 @@ TAP_BROKER_MS = T0 // MS + 2
 
 
 def _ctx(lin: Lineage, tier: str = "other", stages: dict[str, str] | None = None) -> Context:
-    reg, t = regime_tier("rts25/2017/574", tier)
-    return Context(
-        software="stampline test",
-        regime=reg,
-        tier=t,
-        store_args=f"--store {lin.store.path} --database {lin.store.database}",
-        inputs=(InputFile.read("rules", lin.rules, {"qty.max": 2, "price.tick": 1}),),
-        stage_tiers={s: reg.tier(n) for s, n in (stages or {}).items()},
-        declared="declared by the test",
-    )
+    return replace(lineage_context(lin, tier, stages), declared="declared by the test")
 
 
 def _tap_sighting(store: ChdbStore, event_id: str, broker_ms: int, bound: int = 2 * MS) -> None:
