@@ -284,3 +284,15 @@ def test_a_period_counts_only_the_time_its_stamps_cover(store: ChdbStore) -> Non
     for words in ("within the tier", "beyond the tier", "no stamps: not counted"):
         assert words in legend
     assert "2.000 s" in _text(html)
+
+
+def test_a_finding_about_a_whole_chain_marks_every_value_read_from_it(lineage: Lineage) -> None:
+    """A head the chain no longer holds puts the whole chain in doubt: every stamp read from
+    it is marked with the finding, and the banner names it."""
+    verified = lineage.store.verify(expect_heads=[("local", "ab" * 32)])
+    assert [f.problem for f in verified.findings] == ["head_missing"]
+    doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage), verified).to_dict()
+    stamps = [s for e in doc["events"] for s in e["stamps"]]
+    assert {tuple(s["affected"]) for s in stamps} == {("local: head_missing",)}
+    html = render_html(doc)
+    assert "local: head_missing" in _text(html[html.find('id="verification-failed"') :])
