@@ -14,10 +14,11 @@ from typing import Any
 
 import orjson
 
+from stampline._common import visible
 from stampline.evidence._browser import print_pdf
 from stampline.evidence._html import render_html
 from stampline.evidence._schema import EVIDENCE_JSON_SCHEMA
-from stampline.evidence.exceptions import BrowserError
+from stampline.evidence.exceptions import BrowserError, EvidenceError
 
 MANIFEST_SCHEMA = "stampline.evidence-manifest/1"
 JSON_NAME, HTML_NAME, PDF_NAME = "evidence.json", "report.html", "report.pdf"
@@ -46,12 +47,38 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _refuse_another_pack(folder: Path, subject: dict[str, Any]) -> None:
+    """A folder already holding another subject's evidence is never overwritten: that pack
+    may have been handed over, and its files are what its hashes were given for."""
+    manifest = folder / MANIFEST_NAME
+    if not manifest.exists():
+        return
+    try:
+        theirs = orjson.loads(manifest.read_bytes())["subject"]
+        kind, sid = str(theirs["kind"]), str(theirs["id"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        raise EvidenceError(
+            f"{folder} holds a {MANIFEST_NAME} that is not an evidence pack's: it is not "
+            "overwritten; choose another --out"
+        ) from None
+    if (kind, sid) != (subject["kind"], subject["id"]):
+        raise EvidenceError(
+            f"{folder} holds the evidence for {visible(kind)} {visible(sid)}: it is not "
+            "overwritten; choose another --out, or move that folder away first"
+        )
+
+
 def write_bundle(folder: Path, document: dict[str, Any], *, pdf: bool = True) -> Bundle:
-    """Write the report's files into ``folder`` (created) and the manifest over them.
+    """Write the report's files into ``folder`` (created) and the manifest over them. A
+    folder holding this subject's evidence is written again; another subject's is refused.
 
     The PDF is skipped, with the reason in ``pdf_error``, when Chromium is missing or fails:
     the HTML and JSON are the evidence, the PDF a printout of the HTML.
+
+    Raises:
+        EvidenceError: ``folder`` holds another subject's evidence (nothing is written).
     """
+    _refuse_another_pack(folder, document["subject"])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / JSON_NAME).write_bytes(
         orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,18 @@ from stampline.audit import (
     short_ids,
 )
 from stampline.evidence._chain import read_chain_heads, read_chain_proof, verify_command
-from stampline.evidence._regime import Regime, Tier, observed_granularity_ns
+from stampline.evidence._regime import (
+    BROKER_RESOLUTION_NS,
+    Regime,
+    Tier,
+    observed_granularity_ns,
+)
 
-# Version 2: the integrity proof is per chain (one hash chain per trail partition) and each
-# rule verdict carries the rule file's hash recorded when the verdict was made.
-SCHEMA = "stampline.evidence/2"
+# Version 3: a stamp's tier verdict judges the divergence part of its bound against the tier
+# declared for its stage, and its granularity is the clock's that produced the time (a tap
+# sighting's is the broker's millisecond, no longer its digits); the decision's latency, and
+# the values a failed verification affects, are part of the document.
+SCHEMA = "stampline.evidence/3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,12 @@ class Context:
     store_args: str  # how `stampline audit verify` reaches the same store, e.g. "--store X"
     inputs: tuple[InputFile, ...] = ()
     produced_ns: int = field(default_factory=time.time_ns)
+    # Stages the deployment gives a tier of their own (``evidence.stages``); the rest: ``tier``.
+    stage_tiers: Mapping[str, Tier] = field(default_factory=dict)
+    declared: str = "the default: the deployment declares no tier"  # where ``tier`` came from
+
+    def tier_for(self, stage: str) -> Tier:
+        return self.stage_tiers.get(stage, self.tier)
 
 
 def config_hash(inputs: Sequence[InputFile]) -> str | None:
@@ -101,6 +114,31 @@ def _source(stamp: Stamp) -> dict[str, Any]:
     return d
 
 
+def _judged(stamp: Stamp, bound: int, tier: Tier) -> dict[str, Any]:
+    """A bounded stamp against its tier: divergence from UTC and granularity, each from the
+    clock that produced the time."""
+    if stamp.tap and stamp.received_ns is not None and stamp.received_ns != stamp.time_ns:
+        # A tap's sighting is timed by the broker's millisecond timestamp; the tap adds that
+        # millisecond to its bound. RTS 25 counts it as granularity, not as divergence.
+        gran, source = BROKER_RESOLUTION_NS, "broker"
+        divergence = max(bound - BROKER_RESOLUTION_NS, 0)
+    else:
+        gran, source, divergence = observed_granularity_ns(stamp.time_ns), "digits", bound
+    bound_ok = divergence <= tier.max_divergence_ns
+    gran_ok = gran <= tier.granularity_ns
+    return {
+        "tier": tier.name,
+        "max_divergence_ns": tier.max_divergence_ns,
+        "granularity_ns": tier.granularity_ns,
+        "divergence_ns": divergence,
+        "bound_ok": bound_ok,
+        "observed_granularity_ns": gran,
+        "granularity_from": source,
+        "granularity_ok": gran_ok,
+        "verdict": "fails" if not bound_ok else "meets" if gran_ok else "unproven",
+    }
+
+
 def _stamp(stamp: Stamp, tier: Tier) -> dict[str, Any]:
     d: dict[str, Any] = {
         "stage": stamp.stage,
@@ -116,19 +154,10 @@ def _stamp(stamp: Stamp, tier: Tier) -> dict[str, Any]:
         # bound for either, so neither is judged against the tier.
         d.update(bound_ns=None, bound_source=None, regime={"verdict": "outside"})
         return d
-    gran = observed_granularity_ns(stamp.time_ns)
-    bound_ok = stamp.clock_err_ns <= tier.max_divergence_ns
-    gran_ok = gran <= tier.granularity_ns
-    verdict = "fails" if not bound_ok else "meets" if gran_ok else "unproven"
     d.update(
         bound_ns=stamp.clock_err_ns,
         bound_source=_source(stamp),
-        regime={
-            "bound_ok": bound_ok,
-            "observed_granularity_ns": gran,
-            "granularity_ok": gran_ok,
-            "verdict": verdict,
-        },
+        regime=_judged(stamp, stamp.clock_err_ns, tier),
     )
     return d
 
@@ -187,12 +216,111 @@ def _born(t: EventTrail) -> tuple[int, int | None]:
     return first.time_ns, first.clock_err_ns
 
 
+def _decided(decision: EventTrail) -> Stamp | None:
+    """The deciding stage's stamp: the decision made (a tap's later sighting is not it)."""
+    stages = [s for s in decision.stamps if s.kind == "stage"]
+    return next((s for s in stages if not s.tap), stages[0] if stages else None)
+
+
+def _receipt(t: EventTrail) -> Stamp | None:
+    """When the pipeline received an input: its ingest stamp, else its first stage's intake."""
+    ingest = next((s for s in t.stamps if s.kind == "ingest"), None)
+    if ingest is not None:
+        return ingest
+    first = next((s for s in t.stamps if s.kind == "stage" and s.received_ns is not None), None)
+    if first is None or first.received_ns is None:
+        return None
+    return Stamp(first.stage, "stage", first.received_ns, first.clock_err_ns, host=first.host)
+
+
+def _latency(
+    timeline: Timeline, names: Mapping[str, str], affected: Mapping[str, list[str]]
+) -> dict[str, Any] | None:
+    """The interval a regulator asks about: each input received -> the decision made, as
+    value ± the two stamps' bounds (None for an event's report)."""
+    if timeline.kind != "decision":
+        return None
+    decision = timeline.events[0]
+    decided = _decided(decision)
+    made = None
+    if decided is not None:
+        made = {
+            "stage": decided.stage,
+            "time": format_ns(decided.time_ns),
+            "time_ns": decided.time_ns,
+            "bound_ns": decided.clock_err_ns,
+        }
+    decided_marked = bool(decided and affected.get(f"{decision.event_id}/{decided.stage}"))
+    lines = []
+    for t in timeline.events[1:]:
+        if t.event_id not in decision.parents:
+            continue  # an input of an input: its own latency is not this decision's
+        got = _receipt(t)
+        line: dict[str, Any] = {"event_id": t.event_id, "label": names[t.event_id]}
+        if got is None or decided is None:
+            why = "input never observed by stampline" if got is None else "no decision stamp"
+            line.update(
+                received_at=None, received=None, received_ns=None, value_ns=None, bound_ns=None,
+                flags=[why], affected=False,
+            )  # fmt: skip
+        else:
+            bounds = got.clock_err_ns, decided.clock_err_ns
+            span = _interval("", got.time_ns, decided.time_ns, *bounds)
+            line.update(
+                received_at=got.stage,
+                received=format_ns(got.time_ns),
+                received_ns=got.time_ns,
+                value_ns=span["value_ns"],
+                bound_ns=span["bound_ns"],
+                flags=span["flags"],
+                affected=decided_marked or bool(affected.get(t.event_id)),
+            )
+        lines.append(line)
+    return {"decided": made, "inputs": lines}
+
+
+# Findings that put a whole chain in doubt, not one batch of it.
+_WHOLE_CHAIN = frozenset(
+    {
+        "seq_gap",
+        "head_missing",
+        "chain_without_head",
+        "chain_truncated",
+        "head_out_of_order",
+        "head_unsigned",
+        "head_bad_signature",
+    }
+)
+
+
+def _affected(proof: dict[str, Any], verified: VerifyReport | None) -> dict[str, list[str]]:
+    """``event/stage`` (and ``event`` alone) -> what verification found wrong with the batch
+    or chain holding that row: every value shown from it is marked."""
+    found: dict[str, list[str]] = {}
+    if verified is None or verified.ok:
+        return found
+    for f in verified.findings:
+        for b in [*proof["batches"], *proof["unledgered"]]:
+            if f.chain_id and f.chain_id != b["chain_id"]:
+                continue
+            if f.problem in _WHOLE_CHAIN:
+                note = f"{b['chain_id']}: {f.problem}"
+            elif (f.seq, f.kind) == (b["batch"], b["kind"]):
+                note = f"{b['chain_id']} batch {f.seq}: {f.problem}"
+            else:
+                continue
+            for held in b["holds"]:
+                for key in (held, held.split("/", 1)[0]):
+                    if note not in found.setdefault(key, []):
+                        found[key].append(note)
+    return found
+
+
 def _order_flags(timeline: Timeline) -> list[dict[str, Any]]:
     """An input born after its decision (by its own clock), or too close to tell."""
     if timeline.kind != "decision":
         return []
-    decision = timeline.events[0]
-    decided = next((s for s in decision.stamps if s.kind == "stage"), None)
+    decided = _decided(timeline.events[0])
     if decided is None:
         return []
     flags: list[dict[str, Any]] = []
@@ -355,6 +483,8 @@ def regime_block(ctx: Context) -> dict[str, Any]:
         "version": ctx.regime.version,
         "title": ctx.regime.title,
         **ctx.tier.to_dict(),
+        "declared": ctx.declared,
+        "stages": {stage: t.name for stage, t in sorted(ctx.stage_tiers.items())},
     }
 
 
@@ -366,9 +496,20 @@ def _evidence(
     reasons = _dead_letter_reasons(store, ids)
     rule_files = [f for f in ctx.inputs if f.role == "rules"]
     proof = read_chain_proof(store, ids)
+    integrity = proof.to_dict()
+    affected = _affected(integrity, verified)
     events = []
     for t in timeline.events:
         born, _ = _born(t) if t.stamps else (0, None)
+        stamps = []
+        for s in t.stamps:
+            stamp = _stamp(s, ctx.tier_for(s.stage))
+            # A stage stamp is its own row; origin, ingest and broker times are columns of
+            # the event's rows, so any of them in doubt puts those in doubt too.
+            marks = affected.get(f"{t.event_id}/{s.stage}" if s.kind == "stage" else t.event_id)
+            if marks:
+                stamp["affected"] = marks
+            stamps.append(stamp)
         events.append(
             {
                 "event_id": t.event_id,
@@ -381,12 +522,12 @@ def _evidence(
                 "parents": list(t.parents),
                 "born": format_ns(born) if born else None,
                 "observed": bool(t.stamps),
-                "stamps": [_stamp(s, ctx.tier) for s in t.stamps],
+                "stamps": stamps,
                 "intervals": _intervals(t) if t.stamps else [],
                 "rules": _verdicts(t, reasons, rule_files),
+                **({"affected": affected[t.event_id]} if t.event_id in affected else {}),
             }
         )
-    integrity = proof.to_dict()
     # Every chain's head, not only those shown: verify counts a chain no head names as made up.
     every = {h.chain_id: h.head for h in read_chain_heads(store)}
     integrity["verify_command"] = verify_command(ctx.store_args, every)
@@ -396,6 +537,7 @@ def _evidence(
         "subject": {"kind": timeline.kind, "id": timeline.root_id},
         "produced": produced(ctx),
         "regime": regime_block(ctx),
+        "latency": _latency(timeline, names, affected),
         "events": events,
         "order_flags": _order_flags(timeline),
         "timeline": [

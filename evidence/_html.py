@@ -18,7 +18,7 @@ _KIND_COLOUR = {"origin": "#555555", "broker": "#aaaaaa"}
 _CSS = """
 body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;font-size:12px;color:#111;margin:24px}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:15px;margin:22px 0 6px;border-bottom:1px solid #ccc}
-h3{font-size:13px;margin:14px 0 4px}
+h3{font-size:13px;margin:14px 0 4px} h2,h3{break-after:avoid}
 table{border-collapse:collapse;margin:4px 0 10px;width:100%}
 th,td{border:1px solid #ccc;padding:2px 5px;text-align:left;vertical-align:top}
 th{background:#f0f0f0} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -27,6 +27,9 @@ code,.mono{font-family:"DejaVu Sans Mono",monospace;font-size:11px;word-break:br
 .ok{color:#1a7f37} .bad{color:#b42318;font-weight:bold} .warn{color:#9a6700}
 .meta td{border:none;padding:1px 8px 1px 0}
 svg{border:1px solid #ddd;background:#fff}
+.banner{border:3px solid #b42318;background:#fde8e8;color:#b42318;padding:8px 12px;margin:8px 0}
+.banner b{font-size:15px} .mark{color:#b42318;font-weight:bold}
+tr.affected td{background:#fde8e8}
 .ctl{font-family:"DejaVu Sans Mono",monospace;color:#b42318;background:#fde8e8}
 @page{size:A4 landscape;margin:12mm} tr{page-break-inside:avoid}
 """
@@ -152,13 +155,38 @@ def _first_time(doc: dict[str, Any]) -> str:
     return min(stamps, key=lambda s: s["time_ns"])["time"] if stamps else ""
 
 
-def _verdict_cell(regime: dict[str, Any]) -> str:
+def verdict_text(regime: dict[str, Any]) -> str:
+    """A stamp's tier verdict with its reasons: the bound (or, for a broker's time, the
+    divergence left after its millisecond) against the tier, and the granularity and whose
+    it is."""
     v = regime["verdict"]
-    cls = {"meets": "ok", "fails": "bad", "unproven": "warn"}.get(v, "")
-    extra = ""
-    if "observed_granularity_ns" in regime:
-        extra = f" (granularity ≤ {ns_text(regime['observed_granularity_ns'])})"
-    return f'<td class="verdict {cls}">{_e(v)}{_e(extra)}</td>'
+    if "tier" not in regime:
+        return f"{v}: another party's clock"
+    div, limit = regime["divergence_ns"], regime["max_divergence_ns"]
+    what = "bound" if regime["granularity_from"] == "digits" else "divergence"
+    part = f"{what} {ns_text(div)} {'≤' if regime['bound_ok'] else '>'} {ns_text(limit)}"
+    gran, need = regime["observed_granularity_ns"], regime["granularity_ns"]
+    cmp = "≤" if regime["granularity_ok"] else ">"
+    if regime["granularity_from"] == "broker":
+        part += " (bound less the broker's millisecond)"
+        grain = f"granularity {ns_text(gran)} {cmp} {ns_text(need)}: the broker's timestamp"
+    else:
+        grain = f"granularity ≤ {ns_text(gran)} by the stamp's digits, {ns_text(need)} needed"
+    return f"{v}: {part}; {grain} (tier {regime['tier']})"
+
+
+def _verdict_cell(regime: dict[str, Any]) -> str:
+    cls = {"meets": "ok", "fails": "bad", "unproven": "warn"}.get(regime["verdict"], "")
+    return f'<td class="verdict {cls}">{_e(verdict_text(regime))}</td>'
+
+
+def _mark(notes: list[str] | None) -> str:
+    """The mark on a value from a batch or chain that failed verification."""
+    return f' <span class="mark">⚠ {_e("; ".join(notes))}</span>' if notes else ""
+
+
+def _row_class(name: str, notes: Any) -> str:
+    return f'class="{name} affected"' if notes else f'class="{name}"'
 
 
 def _event_section(e: dict[str, Any]) -> str:
@@ -173,7 +201,8 @@ def _event_section(e: dict[str, Any]) -> str:
     if not e["observed"]:
         return head + '<p class="warn">Never observed by stampline: no stamps.</p>'
     rows = "".join(
-        f'<tr class="stamp-row"><td>{_e(s["stage"])}</td><td>{_e(s["kind"])}</td>'
+        f"<tr {_row_class('stamp-row', s.get('affected'))}><td>{_e(s['stage'])}"
+        f"{_mark(s.get('affected'))}</td><td>{_e(s['kind'])}</td>"
         f'<td class="mono nw">{_e(s["time"])}</td><td>{_e(s["host"] or "—")}</td>'
         f'<td class="num bound nw">{_e(ns_text(s["bound_ns"]))}</td>'
         f"<td>{_e(_source_text(s['bound_source']))}</td>{_verdict_cell(s['regime'])}</tr>"
@@ -184,8 +213,10 @@ def _event_section(e: dict[str, Any]) -> str:
         "<th>± bound</th><th>bound source</th><th>tier verdict</th></tr>"
         f"{rows}</table>"
     )
+    marked = e.get("affected")
     irows = "".join(
-        f'<tr><td>{_e(i["span"])}</td><td class="num">{_e(ns_text(i["value_ns"]))}</td>'
+        f"<tr {_row_class('interval-row', marked)}><td>{_e(i['span'])}{_mark(marked)}</td>"
+        f'<td class="num">{_e(ns_text(i["value_ns"]))}</td>'
         f'<td class="num">± {_e(ns_text(i["bound_ns"]))}</td>'
         f'<td class="{"warn" if i["flags"] else "ok"}">{_e("; ".join(i["flags"]) or "certain")}'
         "</td></tr>"
@@ -198,7 +229,8 @@ def _event_section(e: dict[str, Any]) -> str:
         else ""
     )
     vrows = "".join(
-        f'<tr class="verdict-row"><td>{_e(v["rule_id"])}</td><td>v{_e(v["rule_version"])}</td>'
+        f"<tr {_row_class('verdict-row', marked)}><td>{_e(v['rule_id'])}{_mark(marked)}</td>"
+        f"<td>v{_e(v['rule_version'])}</td>"
         f'<td class="{"bad" if v["severity"] == "error" else "warn"}">{_e(v["severity"])}</td>'
         f"<td>{_e(v['reason'] or '—')}</td>"
         f'<td class="mono rule-sha">{_e(v["rule_file_sha256"] or "not recorded")}</td>'
@@ -250,7 +282,37 @@ def _checked(i: dict[str, Any]) -> str:
         )
     return (
         f'<p class="bad">Verification FAILED when produced: {len(v["findings"])} '
-        "finding(s); see the JSON.</p>"
+        f"finding(s):</p><ul>{_findings(v['findings'])}</ul>"
+    )
+
+
+def finding_text(f: dict[str, Any]) -> str:
+    """One verification finding in words: where, what, and the columns or detail."""
+    where_ = f"{f['chain']} batch {f['batch']}" if f["batch"] else f["chain"] or "the store"
+    extra = ", ".join(f.get("changed_columns") or [])
+    detail = f.get("detail") or (f"columns {extra}" if extra else "")
+    return f"{where_}: {f['problem']}" + (f" ({detail})" if detail else "")
+
+
+def _findings(findings: list[dict[str, Any]]) -> str:
+    return "".join(f'<li class="finding">{_e(finding_text(f))}</li>' for f in findings)
+
+
+def _banner(doc: dict[str, Any]) -> str:
+    """Page 1's warning when the store failed verification while the report was produced."""
+    v = doc["integrity"]["verified_at_production"]
+    if v is None or v["ok"]:
+        return ""
+    marked = (
+        " Every value shown from a batch or chain that failed is marked ⚠: do not rely on it."
+        if doc["subject"]["kind"] != "period"
+        else " The period's figures are read from that store: do not rely on them."
+    )
+    return (
+        '<div class="banner" id="verification-failed"><b>VERIFICATION FAILED</b> when this '
+        f"report was produced: the audit trail does not match its hash chains "
+        f"({len(v['findings'])} finding(s)).<ul>{_findings(v['findings'])}</ul>{_e(marked)}"
+        "</div>"
     )
 
 
@@ -307,25 +369,67 @@ def _provenance(doc: dict[str, Any]) -> str:
 
 def _regime(doc: dict[str, Any]) -> str:
     r = doc["regime"]
+    stages = ", ".join(f"{stage}: {tier}" for stage, tier in r["stages"].items())
     return (
-        f"<p>{_e(r['title'])} ({_e(r['id'])} {_e(r['version'])}), tier <b>{_e(r['tier'])}</b>"
-        f" ({_e(r['applies_to'])}): divergence from UTC ≤ {_e(ns_text(r['max_divergence_ns']))}"
-        f", granularity ≤ {_e(ns_text(r['granularity_ns']))}. A stamp <i>meets</i> the tier "
-        "when its host's bound is within the divergence and its digits show the granularity; "
+        f'<p id="tier">{_e(r["title"])} ({_e(r["id"])} {_e(r["version"])}), tier '
+        f"<b>{_e(r['tier'])}</b> ({_e(r['applies_to'])}): divergence from UTC ≤ "
+        f"{_e(ns_text(r['max_divergence_ns']))}, granularity ≤ "
+        f"{_e(ns_text(r['granularity_ns']))}; {_e(r['declared'])}."
+        + (f" Stages with a tier of their own: {_e(stages)}." if stages else "")
+        + " A stamp <i>meets</i> its tier when its host's bound is within the divergence and "
+        "its clock shows the granularity: a stage's stamp by its digits, a tap's sighting by "
+        "the broker's millisecond timestamp (the millisecond the tap adds to its bound is "
+        "that granularity, not divergence); <i>fails</i> when the bound is over the divergence; "
         "<i>unproven</i> when its trailing zeros cannot show the granularity; origin and broker "
         "stamps are other parties' clocks and <i>outside</i> it.</p>"
     )
 
 
+def _latency(doc: dict[str, Any]) -> str:
+    """Each input received -> the decision made: the interval a regulator asks about."""
+    lat = doc.get("latency")
+    if not lat:
+        return ""
+    d = lat["decided"]
+    if d is None:
+        return '<h2>Decision latency</h2><p class="warn">No stamp of the decision made.</p>'
+    rows = "".join(
+        f"<tr {_row_class('latency-row', i['affected'])}><td>{_e(i['label'])}"
+        f"{_mark(['from a batch that failed verification'] if i['affected'] else None)}</td>"
+        f'<td class="mono nw">{_e(i["received"] or "—")}</td><td>{_e(i["received_at"] or "—")}'
+        f'</td><td class="num latency">{_e(_pm(i["value_ns"], i["bound_ns"]))}</td>'
+        f'<td class="{"warn" if i["flags"] else "ok"}">{_e("; ".join(i["flags"]) or "certain")}'
+        "</td></tr>"
+        for i in lat["inputs"]
+    )
+    return (
+        "<h2>Decision latency</h2>"
+        f"<p>Each input received → decision made at <b>{_e(d['stage'])}</b> "
+        f"<code>{_e(d['time'])}</code> (± {_e(ns_text(d['bound_ns']))}); value ± the two "
+        "stamps' bounds added.</p>"
+        "<table><tr><th>input</th><th>received (UTC)</th><th>by</th>"
+        f"<th>received → decided</th><th>flags</th></tr>{rows}</table>"
+    )
+
+
+def _pm(value: int | None, bound: int | None) -> str:
+    return "—" if value is None else f"{ns_text(value)} ± {ns_text(bound)}"
+
+
 def _period_chart(doc: dict[str, Any], width: int = 1000) -> str:
-    """One lane per host and stage across the period; excursions beyond the tier in red."""
+    """One lane per host and stage across the period: green where its stamps cover the time
+    and it was within the tier, red for excursions beyond it, blank where no stamp says."""
     clocks = doc["clocks"]
     if not clocks:
         return '<p id="chart">No stamps in this period.</p>'
-    lo, hi = clocks and _period_ns(doc)
+    lo, hi = _period_ns(doc)
     left, right, lane, top = 200, 20, 26, 16
     plot, span = width - left - right, max(hi - lo, 1)
     height = top + lane * len(clocks) + 20
+
+    def x(t: int) -> float:
+        return left + (t - lo) / span * plot
+
     parts = [
         f'<svg id="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="excursions over the period">'
@@ -335,22 +439,31 @@ def _period_chart(doc: dict[str, Any], width: int = 1000) -> str:
         parts.append(
             f'<text x="{left - 8}" y="{y + 14}" font-size="11" text-anchor="end">'
             f"{_a(c['host'])} / {_a(c['stage'])}</text>"
-            f'<rect class="lane" x="{left}" y="{y + 4}" width="{plot}" height="14" fill="#dff3e4"/>'
+            f'<rect class="lane" x="{left}" y="{y + 4}" width="{plot}" height="14" '
+            'fill="none" stroke="#ccc"/>'
+            f'<rect class="covered" x="{x(c["first_ns"]):.2f}" y="{y + 4}" '
+            f'width="{max(c["covered_ns"] / span * plot, 1.0):.2f}" height="14" fill="#2ca02c">'
+            f"<title>stamps {_a(c['first'])} – {_a(c['last'])}</title></rect>"
         )
-        for x in c["excursions"]:
-            x0 = left + (x["start_ns"] - lo) / span * plot
-            w = max(x["duration_ns"] / span * plot, 1.0)
+        for ex in c["excursions"]:
+            w = max(ex["duration_ns"] / span * plot, 1.0)
             parts.append(
-                f'<rect class="excursion" x="{x0:.2f}" y="{y + 4}" width="{w:.2f}" height="14" '
-                f'fill="#d62728"><title>{_a(x["start"])} – {_a(x["end"])} peak '
-                f"{_a(ns_text(x['peak_ns']))}</title></rect>"
+                f'<rect class="excursion" x="{x(ex["start_ns"]):.2f}" y="{y + 4}" '
+                f'width="{w:.2f}" height="14" fill="#d62728"><title>{_a(ex["start"])} – '
+                f"{_a(ex['end'])} peak {_a(ns_text(ex['peak_ns']))}</title></rect>"
             )
     parts.append(
         f'<text x="{left}" y="{height - 4}" font-size="10">{_a(doc["subject"]["from"])}</text>'
         f'<text x="{width - right}" y="{height - 4}" font-size="10" text-anchor="end">'
         f"{_a(doc['subject']['to'])}</text></svg>"
     )
-    return "".join(parts)
+    legend = (
+        '<p class="legend"><span style="color:#2ca02c">■</span> within the tier, over the time '
+        'its stamps cover (first to last) <span style="color:#d62728">■</span> beyond the tier '
+        '(an excursion) <span style="color:#999">□</span> no stamps: not counted, '
+        "nothing is known of the clock there</p>"
+    )
+    return "".join(parts) + legend
 
 
 def _period_ns(doc: dict[str, Any]) -> tuple[int, int]:
@@ -362,6 +475,12 @@ def _period_ns(doc: dict[str, Any]) -> tuple[int, int]:
         return int(dt.timestamp()) * 1_000_000_000 + int(frac)
 
     return ns(doc["subject"]["from"]), ns(doc["subject"]["to"])
+
+
+def _granularity(c: dict[str, Any]) -> str:
+    if c["granularity_from"] == "broker":
+        return f"{ns_text(c['observed_granularity_ns'])}: the broker's timestamp"
+    return f"≤ {ns_text(c['observed_granularity_ns'])} by the stamps' digits"
 
 
 def _share(value: float | None) -> str:
@@ -379,16 +498,19 @@ def _period_body(doc: dict[str, Any]) -> str:
         rows.append(
             f'<tr class="clock-row"><td>{_e(c["host"])}</td><td>{_e(c["stage"])}</td>'
             f'<td class="num">{_e(c["stamps"])}</td>'
+            f'<td class="num covered">{_e(ns_text(c["covered_ns"]))}</td>'
+            f"<td>{_e(c['tier'])}</td>"
             f'<td class="num">{_e(ns_text(b["p50"]))}</td><td class="num">{_e(ns_text(b["p99"]))}'
             f'</td><td class="num">{_e(ns_text(b["max"]))}</td>'
             f'<td class="num">{c["within_tier_stamps_share"]:.2%}</td>'
             f'<td class="num">{_share(c["within_tier_time_share"])}</td>'
             f'<td class="{"ok" if c["granularity_ok"] else "warn"}">'
-            f"≤ {_e(ns_text(c['observed_granularity_ns']))}</td><td>{_e(sources)}</td></tr>"
+            f"{_e(_granularity(c))}</td><td>{_e(sources)}</td></tr>"
         )
     table = (
-        "<table><tr><th>host</th><th>stage</th><th>stamps</th><th>bound p50</th><th>p99</th>"
-        "<th>max</th><th>stamps within tier</th><th>time within tier</th>"
+        "<table><tr><th>host</th><th>stage</th><th>stamps</th><th>time covered</th>"
+        "<th>tier</th><th>bound p50</th><th>p99</th>"
+        "<th>max</th><th>stamps within tier</th><th>covered time within tier</th>"
         f"<th>granularity</th><th>bound sources</th></tr>{''.join(rows)}</table>"
     )
     ex = "".join(
@@ -418,8 +540,18 @@ def _period_body(doc: dict[str, Any]) -> str:
 
 def _timeline_table(doc: dict[str, Any]) -> str:
     """Every stamp of every event in time order: the chart as a table."""
+    marks = {
+        (e["event_id"], st["stage"], st["kind"]): st.get("affected")
+        for e in doc["events"]
+        for st in e["stamps"]
+    }
+
+    def mark(t: dict[str, Any]) -> list[str] | None:
+        return marks.get((t["event_id"], t["stage"], t["kind"]))
+
     rows = "".join(
-        f'<tr><td class="mono nw">{_e(format_ns(t["time_ns"]))}</td>'
+        f"<tr {_row_class('timeline-row', mark(t))}>"
+        f'<td class="mono nw">{_e(format_ns(t["time_ns"]))}{_mark(mark(t))}</td>'
         f'<td class="num">{"+" if t["delta_from_first_ns"] >= 0 else ""}'
         f"{_e(ns_text(t['delta_from_first_ns']))}</td>"
         f"<td>{_e(t['role'])} {_e(t['label'])}</td><td>{_e(t['stage'])}</td>"
@@ -442,7 +574,8 @@ def render_html(doc: dict[str, Any]) -> str:
             f'<body><h1>Clock compliance <span id="subject">{_e(subject["from"])} – '
             f"{_e(subject['to'])}</span>"
             + (f" on {_e(subject['host'])}" if subject["host"] else "")
-            + f"</h1>{_provenance(doc)}<h2>Clock-accuracy regime</h2>{_regime(doc)}"
+            + f"</h1>{_banner(doc)}<h2>Clock-accuracy regime</h2>{_regime(doc)}"
+            + f"<h2>Provenance</h2>{_provenance(doc)}"
             + _period_body(doc)
             + f"<p>Document schema {_e(doc['schema'])}.</p></body></html>"
         )
@@ -462,8 +595,9 @@ def render_html(doc: dict[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>"
         f'<h1>Timing evidence for {_e(subject["kind"])} <code id="subject">{_e(subject["id"])}'
         "</code></h1>"
-        f"{_provenance(doc)}"
+        f"{_banner(doc)}{_latency(doc)}"
         f"<h2>Clock-accuracy regime</h2>{_regime(doc)}"
+        f"<h2>Provenance</h2>{_provenance(doc)}"
         f"<h2>Lineage timeline</h2>{chart(doc)}{_timeline_table(doc)}"
         + (f"<h2>Order flags</h2><ul>{flags}</ul>" if flags else "")
         + "<h2>Events, stamps and rule verdicts</h2>"

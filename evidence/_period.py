@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stampline._common import parse_duration_ns
-from stampline.audit import ClockBound, Store, VerifyReport, format_ns
+from stampline.audit import TAP_SIGHTING, ClockBound, Store, VerifyReport, format_ns
 from stampline.evidence._chain import SCHEME, read_chain_heads, verify_command
 from stampline.evidence._evidence import (
     SCHEMA,
@@ -26,30 +26,37 @@ from stampline.evidence._evidence import (
     regime_block,
     verified_block,
 )
+from stampline.evidence._regime import BROKER_RESOLUTION_NS
 
-# The stamps of the period: one per (event, stage), the stamper's own row first.
-_STAMPS = """
+# The stamps of the period: one per (event, stage), the stamper's own row first. ``broker``:
+# a tap's own sighting, timed by the broker's millisecond timestamp (evidence._evidence).
+# ``allowed``: the divergence the tier declared for the stage allows.
+_STAMPS = f"""
 SELECT host, stage, toUnixTimestamp64Nano(received) AS t, clock_err_ns AS bound,
-       toUnixTimestamp64Nano(emitted) AS emitted_ns, clock_source
-FROM {db}.observations
-WHERE received >= fromUnixTimestamp64Nano({lo:Int64}, 'UTC')
-  AND received < fromUnixTimestamp64Nano({hi:Int64}, 'UTC')
-  AND clock_err_ns > 0 AND ({host:String} = '' OR host = {host:String})
+       toUnixTimestamp64Nano(emitted) AS emitted_ns, clock_source,
+       {TAP_SIGHTING} AND received != emitted AS broker,
+       if(broker, bound - least(bound, {BROKER_RESOLUTION_NS}), bound) AS divergence,
+       transform(stage, {{stages:Array(String)}}, {{limits:Array(UInt64)}}, {{limit:UInt64}})
+           AS allowed
+FROM {{db}}.observations
+WHERE received >= fromUnixTimestamp64Nano({{lo:Int64}}, 'UTC')
+  AND received < fromUnixTimestamp64Nano({{hi:Int64}}, 'UTC')
+  AND clock_err_ns > 0 AND ({{host:String}} = '' OR host = {{host:String}})
 ORDER BY event_id, stage, authority DESC, batch DESC
 LIMIT 1 BY event_id, stage
 """
 
 _GRANULARITY = (
-    "multiIf("
+    f"if(broker, {BROKER_RESOLUTION_NS}, multiIf("
     + ", ".join(f"emitted_ns % {10 ** (k + 1)} != 0, {10**k}" for k in range(9))
-    + ", 1000000000)"
+    + ", 1000000000))"
 )
 
 _SUMMARY = f"""
 SELECT host, stage, count() AS stamps,
        quantilesExact(0.5, 0.99)(bound) AS q, min(bound) AS lo, max(bound) AS hi,
-       countIf(bound <= {{limit:UInt64}}) AS within,
-       min({_GRANULARITY}) AS granularity,
+       countIf(divergence <= allowed) AS within,
+       min({_GRANULARITY}) AS granularity, max(broker) AS by_broker,
        min(t) AS first_t, max(t) AS last_t
 FROM ({_STAMPS}) GROUP BY host, stage ORDER BY host, stage
 """
@@ -68,7 +75,7 @@ FROM (
            sum(changed) OVER (PARTITION BY host, stage ORDER BY t
                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run
     FROM (
-        SELECT host, stage, t, bound, bound > {{limit:UInt64}} AS out,
+        SELECT host, stage, t, bound, divergence > allowed AS out,
                out != lagInFrame(out, 1, 2) OVER (PARTITION BY host, stage ORDER BY t
                                              ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS changed
         FROM ({_STAMPS})
@@ -127,8 +134,15 @@ def period_evidence(
     verified: VerifyReport | None = None,
 ) -> Evidence:
     """The clock-compliance document for stamps received in [lo_ns, hi_ns)."""
-    limit = ctx.tier.max_divergence_ns
-    params: dict[str, Any] = {"lo": lo_ns, "hi": hi_ns, "host": host or "", "limit": limit}
+    stages = sorted(ctx.stage_tiers)
+    params: dict[str, Any] = {
+        "lo": lo_ns,
+        "hi": hi_ns,
+        "host": host or "",
+        "limit": ctx.tier.max_divergence_ns,
+        "stages": stages,
+        "limits": [ctx.stage_tiers[st].max_divergence_ns for st in stages],
+    }
     summary = store.query(_SUMMARY, params)
     sources = store.query(_SOURCES, params)
     runs = store.query(_RUNS, params)
@@ -161,13 +175,18 @@ def period_evidence(
         outside = sum(e["duration_ns"] for e in excursions)
         covered = int(s["last_t"]) - int(s["first_t"])
         gran = int(s["granularity"])
+        tier = ctx.tier_for(s["stage"])
         groups.append(
             {
                 "host": s["host"],
                 "stage": s["stage"],
+                "tier": tier.name,
                 "stamps": int(s["stamps"]),
                 "first": format_ns(int(s["first_t"])),
+                "first_ns": int(s["first_t"]),
                 "last": format_ns(int(s["last_t"])),
+                "last_ns": int(s["last_t"]),
+                "covered_ns": covered,
                 "bound_ns": {
                     "min": int(s["lo"]),
                     "p50": int(s["q"][0]),
@@ -177,7 +196,8 @@ def period_evidence(
                 "within_tier_stamps_share": int(s["within"]) / int(s["stamps"]),
                 "within_tier_time_share": 1 - outside / covered if covered else None,
                 "observed_granularity_ns": gran,
-                "granularity_ok": gran <= ctx.tier.granularity_ns,
+                "granularity_from": "broker" if s["by_broker"] else "digits",
+                "granularity_ok": gran <= tier.granularity_ns,
                 "sources": [_source(r) for r in sources if (r["host"], r["stage"]) == key],
                 "excursions": excursions,
             }

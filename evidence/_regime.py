@@ -85,6 +85,11 @@ def regime(key: str) -> Regime:
         raise ValueError(f"unknown regime {key!r}; known: {', '.join(REGIMES)}") from None
 
 
+# A Kafka timestamp is whole milliseconds: a time read from one (a tap's own sighting) has the
+# broker's granularity, and the tap adds this much to its bound for it (collectors/_tap.py).
+BROKER_RESOLUTION_NS = 1_000_000
+
+
 def observed_granularity_ns(time_ns: int) -> int:
     """The coarsest granularity a stamp is consistent with: 10^k where its last k digits are 0.
 

@@ -1,16 +1,22 @@
-"""The JSON Schema (draft-07) of ``stampline.evidence/2``, written into every evidence folder.
+"""The JSON Schema (draft-07) of ``stampline.evidence/3``, written into every evidence folder.
 
 Fields may be added within a version (objects allow more properties); a field renamed,
-removed or changing meaning makes a new version. Version 2 (from 1): the integrity proof is
-per hash chain: the one ``head`` / ``head_batch`` became one entry per chain involved in
-``integrity.chains``, each batch names its chain, kind, trail offset and expiry and carries
-its own ``links_to_head``; and each rule verdict carries the rule file's hash recorded when
-the verdict was made.
+removed or changing meaning makes a new version. Version 3 (from 2): a stamp's tier verdict
+is judged against the tier declared for its stage (``regime.stages``, ``regime.declared``)
+on the divergence part of its bound (``divergence_ns``: a tap's sighting less the broker's
+millisecond), and ``observed_granularity_ns`` is the granularity of the clock that produced
+the time (``granularity_from``: the stamp's digits, or the broker's millisecond timestamp);
+the decision's latency is ``latency``; values a failed verification puts in doubt carry
+``affected``; a period's clocks say the time their stamps cover. Version 2 (from 1): the
+integrity proof is per hash chain, and each rule verdict carries the rule file's hash
+recorded when the verdict was made.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from stampline.evidence._evidence import SCHEMA
 
 _NS = {"type": "integer"}
 _NS_OR_NULL = {"type": ["integer", "null"]}
@@ -40,6 +46,9 @@ _BOUND_SOURCE = {
         ),
     ]
 }
+_GRANULARITY_FROM = {"enum": ["digits", "broker"]}
+# What verification found wrong with the batch or chain a value is read from.
+_AFFECTED = {"type": "array", "minItems": 1, "items": {"type": "string"}}
 _STAMP = _obj(
     {
         "stage": {"type": "string"},
@@ -52,13 +61,18 @@ _STAMP = _obj(
         "regime": _obj(
             {"verdict": {"enum": ["meets", "fails", "unproven", "outside"]}},
             {
+                "tier": {"type": "string"},
+                "max_divergence_ns": _NS,
+                "granularity_ns": _NS,
+                "divergence_ns": _NS,
                 "bound_ok": {"type": "boolean"},
                 "observed_granularity_ns": _NS,
+                "granularity_from": _GRANULARITY_FROM,
                 "granularity_ok": {"type": "boolean"},
             },
         ),
     },
-    {"received_ns": _NS},
+    {"received_ns": _NS, "affected": _AFFECTED},
 )
 _SHA_OR_NULL = {"oneOf": [{"type": "null"}, _SHA]}
 _VERDICT = _obj(
@@ -111,7 +125,8 @@ _EVENT = _obj(
         "rules": _obj(
             {"outcome": {"type": "string"}, "verdicts": {"type": "array", "items": _VERDICT}}
         ),
-    }
+    },
+    {"affected": _AFFECTED},
 )
 _PRODUCED = _obj(
     {
@@ -137,6 +152,8 @@ _REGIME = _obj(
         "max_divergence_ns": _NS,
         "granularity_ns": _NS,
         "applies_to": {"type": "string"},
+        "declared": {"type": "string"},
+        "stages": {"type": "object", "additionalProperties": {"type": "string"}},
     }
 )
 _KIND = {"enum": ["observations", "dead_letters"]}
@@ -183,9 +200,48 @@ _VERIFIED = {
     ]
 }
 _CHAINS = {"type": "array", "items": _CHAIN}
+_LATENCY = {
+    "oneOf": [
+        {"type": "null"},
+        _obj(
+            {
+                "decided": {
+                    "oneOf": [
+                        {"type": "null"},
+                        _obj(
+                            {
+                                "stage": {"type": "string"},
+                                "time": _TIME,
+                                "time_ns": _NS,
+                                "bound_ns": _NS_OR_NULL,
+                            }
+                        ),
+                    ]
+                },
+                "inputs": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "event_id": {"type": "string"},
+                            "label": {"type": "string"},
+                            "received_at": {"type": ["string", "null"]},
+                            "received": {"oneOf": [{"type": "null"}, _TIME]},
+                            "received_ns": _NS_OR_NULL,
+                            "value_ns": _NS_OR_NULL,
+                            "bound_ns": _NS_OR_NULL,
+                            "flags": {"type": "array", "items": {"type": "string"}},
+                            "affected": {"type": "boolean"},
+                        }
+                    ),
+                },
+            }
+        ),
+    ]
+}
 _LINEAGE = _obj(
     {
         "subject": _obj({"kind": {"enum": ["decision", "event"]}, "id": {"type": "string"}}),
+        "latency": _LATENCY,
         "events": {"type": "array", "minItems": 1, "items": _EVENT},
         "order_flags": {
             "type": "array",
@@ -244,7 +300,12 @@ _PERIOD = _obj(
                         "minimum": 0,
                         "maximum": 1,
                     },
+                    "tier": {"type": "string"},
+                    "first_ns": _NS,
+                    "last_ns": _NS,
+                    "covered_ns": _NS,
                     "observed_granularity_ns": _NS,
+                    "granularity_from": _GRANULARITY_FROM,
                     "granularity_ok": {"type": "boolean"},
                     "sources": {"type": "array"},
                     "excursions": {"type": "array", "items": _EXCURSION},
@@ -265,12 +326,10 @@ _PERIOD = _obj(
 
 EVIDENCE_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
-    "$id": "stampline.evidence/2",
-    "title": "stampline evidence document, version 2 (docs/evidence.md)",
+    "$id": SCHEMA,
+    "title": "stampline evidence document, version 3 (docs/evidence.md)",
     "allOf": [
-        _obj(
-            {"schema": {"const": "stampline.evidence/2"}, "produced": _PRODUCED, "regime": _REGIME}
-        ),
+        _obj({"schema": {"const": SCHEMA}, "produced": _PRODUCED, "regime": _REGIME}),
         {"oneOf": [_LINEAGE, _PERIOD]},
     ],
 }

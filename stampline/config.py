@@ -47,6 +47,7 @@ from stampline._common import (
 from stampline._limits import json_text_problem
 from stampline._redact import is_secret_key, redact, remember_environment, remember_in
 from stampline.audit import check_database_name
+from stampline.evidence import regime_tier
 from stampline.rules import (
     Extraction,
     OriginUnit,
@@ -366,6 +367,29 @@ class AlertingConfig(_Section):
         return ns
 
 
+class EvidenceConfig(_Section):
+    """The clock-accuracy tier the deployment declares: every evidence report judges its
+    stamps against it (docs/evidence.md)."""
+
+    regime: str = "rts25/2017/574"
+    tier: str = "other"
+    stages: dict[StageName, str] = Field(
+        default_factory=dict, description="stage -> tier, for stages held to another tier"
+    )
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> EvidenceConfig:
+        for key, tier in [
+            ("tier", self.tier),
+            *((f"stages.{k}", v) for k, v in self.stages.items()),
+        ]:
+            try:
+                regime_tier(self.regime, tier)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return self
+
+
 class StageConfig(_Section):
     name: StageName
     input: Topic
@@ -394,6 +418,7 @@ class Config(BaseSettings):
     recorder: RecorderConfig = RecorderConfig()
     metrics: MetricsConfig = MetricsConfig()
     alerting: AlertingConfig = AlertingConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
 
     @model_validator(mode="after")
     def _key_outside_the_store(self) -> Config:

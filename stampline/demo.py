@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shlex
 import shutil
 import statistics
 import threading
@@ -435,16 +436,24 @@ def run_demo(
         f"stampline replay --decision {summary['decision_id']} --store {store}"
         + ("" if database == "stampline" else f" --database {database}")
     )
-    summary["evidence_command"] = (
-        f"stampline evidence --decision {summary['decision_id']} --store {store}"
-        + ("" if database == "stampline" else f" --database {database}")
-        + f" --out evidence-{summary['decision_id']}"
+    summary["evidence_command"] = evidence_command(
+        summary["decision_id"], store, database, config_file
     )
     ran = [
         {"name": c.name, "pid": c.proc.pid if c.proc else None, "last_exit": c.last_exit}
         for c in supervisor.children
     ]
     return DemoResult(summary, injected, topics, bootstrap, config_file, ran)
+
+
+def evidence_command(decision_id: str, store: Path, database: str, config_file: Path) -> str:
+    """The evidence command the demo prints for its decision: with the configuration, so the
+    report hashes it and its rule files and judges against the tier it declares."""
+    return shlex.join(
+        ["stampline", "evidence", "--decision", decision_id, "--store", str(store)]
+        + ([] if database == "stampline" else ["--database", database])
+        + ["--config", str(config_file), "--out", f"evidence-{decision_id}"]
+    )
 
 
 def produce_feed(

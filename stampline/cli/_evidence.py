@@ -26,9 +26,10 @@ from stampline.cli._app import (
     open_store_for_query,
     out,
 )
-from stampline.config import ENV_CONFIG_FILE, ConfigError, load_config
+from stampline.config import ENV_CONFIG_FILE, Config, ConfigError, EvidenceConfig, load_config
 from stampline.evidence import (
     Context,
+    EvidenceError,
     InputFile,
     decision_evidence,
     event_evidence,
@@ -65,14 +66,21 @@ def evidence(
         typer.Option("--out", "-o", help="Folder to write (default: evidence-<kind>-<id>)."),
     ] = None,
     tier: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--tier", help="Clock-accuracy tier to judge stamps against: hft, other or voice."
+            "--tier",
+            help="Clock-accuracy tier to judge stamps against: hft, other or voice "
+            "(default: the configuration's evidence.tier, else other).",
         ),
-    ] = "other",
+    ] = None,
     regime: Annotated[
-        str, typer.Option("--regime", help="Regime and its version the tier belongs to.")
-    ] = "rts25/2017/574",
+        str | None,
+        typer.Option(
+            "--regime",
+            help="Regime and its version the tier belongs to (default: the configuration's "
+            "evidence.regime, else rts25/2017/574).",
+        ),
+    ] = None,
     rules: Annotated[
         list[Path] | None,
         typer.Option(
@@ -100,12 +108,14 @@ def evidence(
 
     report.html (self-contained: no scripts, nothing fetched), report.pdf (the same page
     printed by headless Chromium; skipped, with the reason, where Chromium is missing),
-    evidence.json (the facts, schema stampline.evidence/2, see docs/evidence.md) with its
+    evidence.json (the facts, schema stampline.evidence/3, see docs/evidence.md) with its
     JSON Schema, and manifest.json + SHA256SUMS (SHA-256 of every file and of the
     configuration and rule files it was built from).
 
     With --decision or --event: every stamp with its host, clock-error bound and where the
-    bound came from, judged against a MiFID II RTS 25 tier; stage and hop times as value ±
+    bound came from, judged against the MiFID II RTS 25 tier the configuration declares
+    (evidence.tier, evidence.stages; --tier overrides it); the decision's latency, each
+    input received to the decision made, ± the combined bound; stage and hop times as value ±
     combined bound, flagged where the bound makes them or their order uncertain; rule
     verdicts (warnings included) with the rule file's hash recorded at the verdict; and the
     integrity proof: the ledger batches holding the rows (observations and dead letters),
@@ -118,23 +128,29 @@ def evidence(
     alert's investigate command gives them.
 
     Exits 1 when the subject is not in the trail, the store cannot answer, or the trail
-    fails verification (the folder is still written, and says so); 2 on bad usage.
+    fails verification (the folder is still written, with a banner on page 1 and each value
+    in doubt marked); 2 on bad usage, or when --out holds another subject's evidence (it is
+    never overwritten).
     """
     if sum(x is not None for x in (decision, event, period)) != 1:
         fail("give exactly one of --decision ID, --event ID or --period FROM..TO", 2)
     if host is not None and period is None:
         fail("--host goes with --period", 2)
+    cfg, inputs = _inputs(config, rules or [])
+    declared = cfg.evidence if cfg is not None else EvidenceConfig()
     try:
-        reg, the_tier = regime_tier(regime, tier)
+        reg, the_tier = regime_tier(regime or declared.regime, tier or declared.tier)
+        stage_tiers = {stage: reg.tier(name) for stage, name in declared.stages.items()}
     except ValueError as exc:
         fail(str(exc), 2)
-    inputs = _inputs(config, rules or [])
     ctx = Context(
         software=f"stampline {__version__}",
         regime=reg,
         tier=the_tier,
         store_args=_store_args(store, database, config),
         inputs=tuple(inputs),
+        stage_tiers=stage_tiers,
+        declared=_declared(tier, cfg, inputs),
     )
     span = None
     if period is not None:
@@ -163,7 +179,10 @@ def evidence(
     )
     if pdf:
         err.print(line(("evidence:", "dim"), " printing the PDF with headless Chromium"))
-    bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
+    try:
+        bundle = write_bundle(folder, doc.to_dict(), pdf=pdf)
+    except EvidenceError as exc:
+        fail(str(exc), 2)
     if as_json:
         emit_json({**bundle.to_dict(), "subject": subject, "chain_heads": doc.heads})
     else:
@@ -200,12 +219,24 @@ def _store_args(store: Path | None, database: str | None, config: Path | None) -
     return shlex.join(args)
 
 
-def _inputs(config: Path | None, rule_files: list[Path]) -> list[InputFile]:
-    """The configuration and rule files, each hashed, the rules' ids and versions listed."""
+def _declared(tier: str | None, cfg: Config | None, inputs: list[InputFile]) -> str:
+    """Where the tier the report uses was declared, in words the report shows."""
+    if tier is not None:
+        return "--tier"
+    if cfg is not None and "tier" in cfg.evidence.model_fields_set:
+        path = next(f.path for f in inputs if f.role == "config")
+        return f"evidence.tier in {Path(path).resolve()}"
+    return "the default: the deployment declares no tier (evidence.tier)"
+
+
+def _inputs(config: Path | None, rule_files: list[Path]) -> tuple[Config | None, list[InputFile]]:
+    """The configuration (when given) and the configuration and rule files, each hashed, the
+    rules' ids and versions listed."""
     from stampline.rules import RuleFileError, load_rule_file
 
     found: list[InputFile] = []
     files = list(rule_files)
+    cfg = None
     if config is not None or os.environ.get(ENV_CONFIG_FILE):
         path = config_path(config)
         try:
@@ -220,4 +251,4 @@ def _inputs(config: Path | None, rule_files: list[Path]) -> list[InputFile]:
         except (OSError, RuleFileError) as exc:
             fail(f"rule file {f}: {exc}", 2)
         found.append(InputFile.read("rules", f, {r.id: r.version for r in rf.rules}))
-    return found
+    return cfg, found

@@ -224,8 +224,10 @@ def test_evidence_for_the_demo_decision_holds_the_facts_and_its_head_verifies(
 ) -> None:
     """`stampline evidence --decision` on the demo's store writes HTML, PDF, JSON and manifest;
     the JSON lists the decision and its inputs with each stamp's time, bound, bound source and
-    tier verdict, the rule verdicts and the integrity proof, whose head `audit verify` reports;
-    an input born after its decision by its own clock (the skewed provider) is flagged."""
+    tier verdict (a tap's sighting meeting the default tier on the broker's millisecond), the
+    decision's latency per input, the rule verdicts and the integrity proof, whose head `audit
+    verify` reports; an input born after its decision by its own clock (the skewed provider) is
+    flagged."""
     from typer.testing import CliRunner
 
     from stampline.cli import app
@@ -271,6 +273,19 @@ def test_evidence_for_the_demo_decision_holds_the_facts_and_its_head_verifies(
     }
     flagged = {f["event_id"] for f in doc["order_flags"] if "after" in f["flag"]}
     assert flagged == born_late
+    # A tap's sighting is timed by the broker's millisecond: the default tier is met, and
+    # the granularity said to be the broker's.
+    taps = [s for e in doc["events"] for s in e["stamps"] if s["stage"].startswith("tap:")]
+    assert taps
+    for s in taps:
+        assert (s["regime"]["verdict"], s["regime"]["granularity_from"]) == ("meets", "broker")
+    # The decision's latency: one line per input, received -> decided, with its bound.
+    lines = doc["latency"]["inputs"]
+    assert {i["event_id"] for i in lines} == set(decision["parents"])
+    assert doc["latency"]["decided"]["stage"] == "risk"
+    for i in lines:
+        assert i["value_ns"] == decided - i["received_ns"]
+        assert i["bound_ns"] > 0
     proof = doc["integrity"]
     assert proof["verified_at_production"]["ok"] is True
     held = {h.split("/")[0] for b in proof["batches"] for h in b["holds"]}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stampline.audit import AUTHORITY_TAP, ChdbStore, ClockBound, DeadLetter, Observation
+from stampline.evidence import Context, InputFile, regime_tier
 
 T0 = 1_700_000_000_000_000_000
 CHRONY = ClockBound(50_000, "chrony", "", -12_000, 30_000, 16_000).label()
@@ -38,6 +39,22 @@ class Lineage:
     decision: str
     dead: str
     rules: Path
+
+
+def lineage_context(
+    lin: Lineage, tier: str = "other", stages: dict[str, str] | None = None
+) -> Context:
+    """A report's context on the lineage's store, its rule file given, judged against
+    ``tier`` (and ``stages``: stage -> tier)."""
+    reg, t = regime_tier("rts25/2017/574", tier)
+    return Context(
+        software="stampline test",
+        regime=reg,
+        tier=t,
+        store_args=f"--store {lin.store.path} --database {lin.store.database}",
+        inputs=(InputFile.read("rules", lin.rules, {"qty.max": 2, "price.tick": 1}),),
+        stage_tiers={s: reg.tier(n) for s, n in (stages or {}).items()},
+    )
 
 
 @pytest.fixture

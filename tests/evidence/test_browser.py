@@ -131,11 +131,12 @@ def test_a_dead_lettered_event_prints_its_rule_and_reason(lineage: Lineage, tmp_
         assert _squash(fact) in text, fact
 
 
-def _pdf_text(pdf: Path) -> str:
+def _pdf_text(pdf: Path, *, first_page_only: bool = False) -> str:
     binary = shutil.which("pdftotext")
     assert binary is not None, "pdftotext is required (system-packages.txt: poppler-utils)"
+    pages = ["-f", "1", "-l", "1"] if first_page_only else []
     return subprocess.run(
-        [binary, "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True, check=True
+        [binary, "-enc", "UTF-8", *pages, str(pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
 
 
@@ -156,3 +157,37 @@ def test_the_period_report_prints_its_excursion(store: ChdbStore, tmp_path: Path
     text = _squash(_pdf_text(tmp_path / "p" / "report.pdf"))
     for fact in ("gw-9", x["start"], x["end"], "4.000 ms", "30.000 ms"):
         assert _squash(fact) in text, fact
+
+
+def test_a_tampered_report_reads_as_failed_on_page_one(lineage: Lineage, tmp_path: Path) -> None:
+    """On a tampered store, as a person reads it: page 1 of the PDF opens with the failed
+    verification, the tier it was judged against and the decision's latency; the values in
+    doubt are marked in the PDF and in the page Chromium builds; the JSON meets its schema."""
+    import fastjsonschema
+
+    from tests.evidence.test_readable import TAP_BROKER_MS, _tamper, _tap_sighting
+
+    _tap_sighting(lineage.store, lineage.decision, TAP_BROKER_MS)
+    _tamper(lineage)
+    verified = lineage.store.verify()
+    doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage), verified).to_dict()
+    folder = tmp_path / "ev"
+    assert write_bundle(folder, doc).pdf_error is None
+    validate = fastjsonschema.compile(orjson.loads((folder / "evidence.schema.json").read_bytes()))
+    validate(orjson.loads((folder / "evidence.json").read_bytes()))
+    page1 = _squash(_pdf_text(folder / "report.pdf", first_page_only=True))
+    for fact in (
+        "VERIFICATION FAILED",
+        "local batch 1: changed",
+        "tier other",
+        "Decision latency",
+        "1.495 ms ± 2.050 ms",
+    ):
+        assert _squash(fact) in page1, fact
+    text = _pdf_text(folder / "report.pdf")
+    assert text.count("⚠ local batch 1: changed") >= 6, "each value from the failed batch"
+    assert "the broker's timestamp" in text
+    dom = dump_dom(folder / "report.html")
+    assert 0 < dom.find('id="verification-failed"') < dom.find("<h2>")
+    assert len(re.findall(r'<tr class="stamp-row affected">', dom)) == 6
+    assert "tap:decisions" in dom

@@ -18,27 +18,18 @@ from stampline.cli import app
 from stampline.evidence import (
     SCHEMA,
     Context,
-    InputFile,
     decision_evidence,
     event_evidence,
-    regime_tier,
     render_html,
     write_bundle,
 )
-from tests.evidence.conftest import RULES_SHA, RULES_THEN_SHA, T0, Lineage
+from tests.evidence.conftest import RULES_SHA, RULES_THEN_SHA, T0, Lineage, lineage_context
 
 runner = CliRunner()
 
 
 def _ctx(lin: Lineage, tier: str = "other") -> Context:
-    reg, t = regime_tier("rts25/2017/574", tier)
-    return Context(
-        software="stampline test",
-        regime=reg,
-        tier=t,
-        store_args=f"--store {lin.store.path} --database {lin.store.database}",
-        inputs=(InputFile.read("rules", lin.rules, {"qty.max": 2, "price.tick": 1}),),
-    )
+    return lineage_context(lin, tier)
 
 
 def _event(doc: dict[str, Any], eid: str) -> dict[str, Any]:
@@ -70,8 +61,13 @@ def test_decision_lists_every_stamp_with_host_bound_source_and_tier_verdict(
         "root_delay_ns": 16_000,
     }
     assert gate["regime"] == {
+        "tier": "other",
+        "max_divergence_ns": 1_000_000,
+        "granularity_ns": 1_000_000,
+        "divergence_ns": 50_000,
         "bound_ok": True,
         "observed_granularity_ns": 1,
+        "granularity_from": "digits",
         "granularity_ok": True,
         "verdict": "meets",
     }
@@ -425,7 +421,8 @@ def test_every_document_kind_validates_against_the_shipped_json_schema(
     lineage: Lineage, tmp_path: Path
 ) -> None:
     """Decision, event and period documents all pass the schema written into the folder;
-    a stamp without its bound source, or with an unknown verdict, does not."""
+    a stamp without its bound source, or with an unknown verdict, or a decision without its
+    latency or a latency line without its bound, does not."""
     import fastjsonschema
 
     from stampline.evidence import (
@@ -450,6 +447,14 @@ def test_every_document_kind_validates_against_the_shipped_json_schema(
         validate(broken)
     broken = orjson.loads(orjson.dumps(docs[0]))
     broken["events"][1]["stamps"][1]["regime"]["verdict"] = "fine"
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        validate(broken)
+    broken = orjson.loads(orjson.dumps(docs[0]))
+    del broken["latency"]["inputs"][0]["bound_ns"]
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        validate(broken)
+    broken = orjson.loads(orjson.dumps(docs[0]))
+    del broken["latency"]
     with pytest.raises(fastjsonschema.JsonSchemaException):
         validate(broken)
 
