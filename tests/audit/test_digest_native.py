@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
-from stampline.audit import ChdbStore, canonical_table
+from stampline.audit import ChdbStore, _ledger, canonical_table
 from stampline.audit._ledger import (
     _HASH_THREADS,
     CANONICAL,
@@ -167,3 +167,16 @@ def test_a_batch_read_back_from_chdb_is_digested_natively(chdb_dir: Path, uid: s
             assert digest == written.column("digest")[0].as_py().decode()
         finally:
             drop_database(store)
+
+
+def test_without_the_compiled_module_the_python_path_digests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An install built without cargo has no stampline._native: digest_batch gives the same
+    digest on the Python path and counts it as such."""
+    table = _table(random.Random(3), CANONICAL_SCHEMA, 300, 2)
+    native = digest_batch(table)
+    monkeypatch.setattr(_ledger, "_native", None)
+    before = DIGEST_PATHS["python: no compiled module"]
+    assert digest_batch(table) == native
+    assert DIGEST_PATHS["python: no compiled module"] == before + 1
