@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, GenericBinaryArray, OffsetSizeTrait, PrimitiveArray,
+    RecordBatch,
+};
 use arrow_schema::DataType;
 use sha2::{Digest, Sha256};
 
@@ -66,7 +69,7 @@ pub fn digest_table(
     order: &[u64],
     threads: usize,
 ) -> Result<Digests, DigestError> {
-    let rows = locate(batches, order)?;
+    let rows = runs(batches, order)?;
     let readers = columns
         .iter()
         .map(|(name, kind)| Column::new(batches, name, *kind))
@@ -83,7 +86,7 @@ pub fn digest_table(
                         let Some(column) = readers.get(i) else {
                             break done;
                         };
-                        done.push((i, column.digest(&rows)));
+                        done.push((i, column.digest(&rows, order.len())));
                     }
                 })
             })
@@ -116,27 +119,33 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Each row of `order` as (batch, row within it): found once, used by every column.
-fn locate(batches: &[RecordBatch], order: &[u64]) -> Result<Vec<(u32, u32)>, DigestError> {
+/// A run of rows that follow one another in one batch: (batch, first row, rows).
+/// The order is found once and used by every column; a run is hashed as one slice of its
+/// buffers, so a table already in canonical order (a batch usually nearly is) costs no
+/// per-row work.
+type Run = (usize, usize, usize);
+
+fn runs(batches: &[RecordBatch], order: &[u64]) -> Result<Vec<Run>, DigestError> {
     let mut starts = Vec::with_capacity(batches.len());
     let mut total = 0u64;
     for b in batches {
         starts.push(total);
         total += b.num_rows() as u64;
     }
-    order
-        .iter()
-        .map(|&row| {
-            if row >= total {
-                return Err(DigestError::BadRow(row));
-            }
-            // The last batch starting at or before the row (empty batches share a start).
-            let batch = starts.partition_point(|&s| s <= row) - 1;
-            let within = row - starts[batch];
-            let narrow = |v: u64| u32::try_from(v).map_err(|_| DigestError::BadRow(row));
-            Ok((narrow(batch as u64)?, narrow(within)?))
-        })
-        .collect()
+    let mut runs: Vec<Run> = Vec::new();
+    for &row in order {
+        if row >= total {
+            return Err(DigestError::BadRow(row));
+        }
+        // The last batch starting at or before the row (empty batches share a start).
+        let batch = starts.partition_point(|&s| s <= row) - 1;
+        let within = usize::try_from(row - starts[batch]).map_err(|_| DigestError::BadRow(row))?;
+        match runs.last_mut() {
+            Some((b, first, n)) if *b == batch && *first + *n == within => *n += 1,
+            _ => runs.push((batch, within, 1)),
+        }
+    }
+    Ok(runs)
 }
 
 /// One column's pieces, one per batch, read the way its kind is hashed.
@@ -152,8 +161,8 @@ enum Ints {
 
 /// A string or binary piece: offsets of either width and the bytes they index.
 enum Strs {
-    Small(arrow_array::GenericBinaryArray<i32>),
-    Large(arrow_array::GenericBinaryArray<i64>),
+    Small(GenericBinaryArray<i32>),
+    Large(GenericBinaryArray<i64>),
 }
 
 impl Column {
@@ -203,82 +212,115 @@ impl Column {
         }
     }
 
-    fn digest(&self, rows: &[(u32, u32)]) -> [u8; 32] {
-        let mut out = Hashing::new();
+    /// The column's bytes, in canonical row order, gathered into one buffer and hashed
+    /// at once: a column is at most a batch's worth (the reference's `take` copies as much),
+    /// and hashing many small values one call each costs more than the hashing itself.
+    fn digest(&self, runs: &[Run], rows: usize) -> [u8; 32] {
+        let mut out = Vec::new();
         match self {
             Column::Int(pieces) => {
-                for &(b, r) in rows {
-                    let (b, r) = (b as usize, r as usize);
-                    let value = match &pieces[b] {
-                        Ints::Signed(a) => a.value(r),
-                        Ints::Unsigned(a) => a.value(r) as i64, // the same bits
-                    };
-                    out.push(&value.to_le_bytes());
+                out.reserve_exact(rows * 8);
+                for &(b, first, n) in runs {
+                    match &pieces[b] {
+                        Ints::Signed(a) => push_ints(&mut out, a, first, n),
+                        Ints::Unsigned(a) => push_ints(&mut out, a, first, n),
+                    }
                 }
             }
             Column::Str(pieces) => {
-                let value = |&(b, r): &(u32, u32)| -> &[u8] {
-                    let (b, r) = (b as usize, r as usize);
+                // All the lengths first, then all the bytes.
+                out.reserve_exact(rows * 4);
+                for &(b, first, n) in runs {
                     match &pieces[b] {
-                        _ if pieces[b].is_null(r) => b"",
-                        Strs::Small(a) => a.value(r),
-                        Strs::Large(a) => a.value(r),
+                        Strs::Small(a) => push_lengths(&mut out, a, first, n),
+                        Strs::Large(a) => push_lengths(&mut out, a, first, n),
                     }
-                };
-                // int32 lengths, wrapping past 2 GiB as NumPy's cast to int32 does.
-                for row in rows {
-                    out.push(&(value(row).len() as i32).to_le_bytes());
                 }
-                for row in rows {
-                    out.push(value(row));
+                for &(b, first, n) in runs {
+                    match &pieces[b] {
+                        Strs::Small(a) => push_bytes(&mut out, a, first, n),
+                        Strs::Large(a) => push_bytes(&mut out, a, first, n),
+                    }
                 }
             }
         }
-        out.finish()
+        Sha256::digest(&out).into()
     }
 }
 
-impl Strs {
-    fn is_null(&self, row: usize) -> bool {
-        match self {
-            Strs::Small(a) => a.is_null(row),
-            Strs::Large(a) => a.is_null(row),
+/// Rows `first..first + n` of a 64-bit integer column as little-endian int64 (an unsigned
+/// value keeps its bits).
+fn push_ints<T>(out: &mut Vec<u8>, a: &PrimitiveArray<T>, first: usize, n: usize)
+where
+    T: ArrowPrimitiveType,
+    T::Native: ToLe,
+{
+    let values = &a.values()[first..first + n];
+    if let [one] = values {
+        out.extend_from_slice(&one.to_le());
+    } else if cfg!(target_endian = "little") {
+        // Arrow's buffers are in the machine's byte order: here, already the digest's.
+        let width = std::mem::size_of::<T::Native>();
+        out.extend_from_slice(&a.values().inner().as_slice()[first * width..(first + n) * width]);
+    } else {
+        for v in values {
+            out.extend_from_slice(&v.to_le());
         }
     }
 }
 
-/// SHA-256 fed through a buffer: hashing many small values one call each costs more than
-/// the hashing itself.
-struct Hashing {
-    hasher: Sha256,
-    buffer: Vec<u8>,
+/// An integer value's little-endian bytes, whatever the machine's order.
+trait ToLe {
+    fn to_le(&self) -> [u8; 8];
 }
 
-const BUFFER: usize = 64 * 1024;
-
-impl Hashing {
-    fn new() -> Self {
-        Self {
-            hasher: Sha256::new(),
-            buffer: Vec::with_capacity(BUFFER),
-        }
+impl ToLe for i64 {
+    fn to_le(&self) -> [u8; 8] {
+        self.to_le_bytes()
     }
+}
 
-    fn push(&mut self, bytes: &[u8]) {
-        if self.buffer.len() + bytes.len() > BUFFER {
-            self.hasher.update(&self.buffer);
-            self.buffer.clear();
-        }
-        if bytes.len() > BUFFER {
-            self.hasher.update(bytes);
+impl ToLe for u64 {
+    fn to_le(&self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+}
+
+/// The int32 byte lengths of rows `first..first + n` (a null counts as empty; a length
+/// past 2 GiB wraps, as NumPy's cast to int32 does).
+fn push_lengths<O: OffsetSizeTrait>(
+    out: &mut Vec<u8>,
+    a: &GenericBinaryArray<O>,
+    first: usize,
+    n: usize,
+) {
+    let offsets = &a.value_offsets()[first..=first + n];
+    for (row, w) in (first..).zip(offsets.windows(2)) {
+        let len = if a.is_null(row) {
+            0
         } else {
-            self.buffer.extend_from_slice(bytes);
-        }
+            (w[1] - w[0]).as_usize()
+        };
+        out.extend_from_slice(&(len as i32).to_le_bytes());
     }
+}
 
-    fn finish(mut self) -> [u8; 32] {
-        self.hasher.update(&self.buffer);
-        self.hasher.finalize().into()
+/// The bytes of rows `first..first + n`: one slice when there are no nulls (a null slot's
+/// offsets may span bytes that are not its value).
+fn push_bytes<O: OffsetSizeTrait>(
+    out: &mut Vec<u8>,
+    a: &GenericBinaryArray<O>,
+    first: usize,
+    n: usize,
+) {
+    let offsets = a.value_offsets();
+    if a.null_count() == 0 {
+        let (start, end) = (offsets[first].as_usize(), offsets[first + n].as_usize());
+        out.extend_from_slice(&a.value_data()[start..end]);
+    } else {
+        for row in (first..first + n).filter(|&row| !a.is_null(row)) {
+            out.extend_from_slice(a.value(row));
+        }
     }
 }
 
@@ -414,6 +456,29 @@ mod tests {
             digest_table(&[nulls], &[("n".to_owned(), Kind::Int)], &[0, 1], 1),
             Err(DigestError::Unsupported { .. })
         ));
+    }
+
+    #[test]
+    fn a_run_hashes_as_its_rows_one_by_one() {
+        // Sliced (offsets > 0) and with a null: the run 0..3 must hash as rows 0, 1, 2 do.
+        let whole = batch(
+            vec![9, 1, 2, 3],
+            vec![Some("skip"), Some("ab"), None, Some("c")],
+        );
+        let sliced = whole.slice(1, 3);
+        let run = digest_table(std::slice::from_ref(&sliced), &columns(), &[0, 1, 2], 1).unwrap();
+        let one_by_one = [sliced.slice(0, 1), sliced.slice(1, 1), sliced.slice(2, 1)];
+        let rows = digest_table(&one_by_one, &columns(), &[0, 1, 2], 1).unwrap();
+        assert_eq!(run, rows);
+        let mut ints = Vec::new();
+        for v in [1i64, 2, 3] {
+            ints.extend(v.to_le_bytes());
+        }
+        let lengths = [2i32, 0, 1].map(i32::to_le_bytes).concat();
+        assert_eq!(
+            run.columns,
+            vec![sha(&ints), sha(&[&lengths[..], b"abc"].concat())]
+        );
     }
 
     #[test]
