@@ -228,18 +228,14 @@ impl Column {
                 }
             }
             Column::Str(pieces) => {
-                // All the lengths first, then all the bytes.
                 out.reserve_exact(rows * 4);
-                for &(b, first, n) in runs {
-                    match &pieces[b] {
-                        Strs::Small(a) => push_lengths(&mut out, a, first, n),
-                        Strs::Large(a) => push_lengths(&mut out, a, first, n),
-                    }
-                }
-                for &(b, first, n) in runs {
-                    match &pieces[b] {
-                        Strs::Small(a) => push_bytes(&mut out, a, first, n),
-                        Strs::Large(a) => push_bytes(&mut out, a, first, n),
+                // All the lengths first, then all the bytes.
+                for lengths in [true, false] {
+                    for &(b, first, n) in runs {
+                        match &pieces[b] {
+                            Strs::Small(a) => push_strs(&mut out, a, first, n, lengths),
+                            Strs::Large(a) => push_strs(&mut out, a, first, n, lengths),
+                        }
                     }
                 }
             }
@@ -283,6 +279,21 @@ impl ToLe for i64 {
 impl ToLe for u64 {
     fn to_le(&self) -> [u8; 8] {
         self.to_le_bytes()
+    }
+}
+
+/// The lengths (`lengths`) or else the bytes of rows `first..first + n` of a string column.
+fn push_strs<O: OffsetSizeTrait>(
+    out: &mut Vec<u8>,
+    a: &GenericBinaryArray<O>,
+    first: usize,
+    n: usize,
+    lengths: bool,
+) {
+    if lengths {
+        push_lengths(out, a, first, n);
+    } else {
+        push_bytes(out, a, first, n);
     }
 }
 
