@@ -69,7 +69,7 @@ pub fn digest_table(
     order: &[u64],
     threads: usize,
 ) -> Result<Digests, DigestError> {
-    let rows = runs(batches, order)?;
+    let order_runs = runs(batches, order)?;
     let readers = columns
         .iter()
         .map(|(name, kind)| Column::new(batches, name, *kind))
@@ -86,7 +86,7 @@ pub fn digest_table(
                         let Some(column) = readers.get(i) else {
                             break done;
                         };
-                        done.push((i, column.digest(&rows, order.len())));
+                        done.push((i, column.digest(&order_runs, order.len())));
                     }
                 })
             })
@@ -120,9 +120,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// A run of rows that follow one another in one batch: (batch, first row, rows).
-/// The order is found once and used by every column; a run is hashed as one slice of its
-/// buffers, so a table already in canonical order (a batch usually nearly is) costs no
-/// per-row work.
+/// The order is found once and used by every column; a run is copied as one slice of its
+/// buffers, so rows already in canonical order cost no per-row work.
 type Run = (usize, usize, usize);
 
 fn runs(batches: &[RecordBatch], order: &[u64]) -> Result<Vec<Run>, DigestError> {
