@@ -18,7 +18,9 @@ several recorders write one database and each chain still has exactly one writer
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+import logging
+from collections import Counter
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+try:
+    from stampline import _native
+except ImportError:  # built without cargo (docs/native.md): the Python reference digests
+    _native = None  # type: ignore[assignment]
+
+log = logging.getLogger("stampline.audit.ledger")
 
 GENESIS = "0" * 64
 
@@ -79,8 +88,14 @@ SORT_KEYS = ("received", "event_id", "stage", "emitted", "authority", "topic", "
 CANONICAL_SELECT = ", ".join(f"{expr} AS {name}" for name, expr, _ in CANONICAL)
 CANONICAL_ORDER = ", ".join(SORT_KEYS)
 
-# hashlib releases the GIL on large buffers, so columns are hashed side by side.
+# hashlib releases the GIL on large buffers (and the compiled digest releases it), so
+# columns are hashed side by side.
 _HASH_THREADS = 2
+
+# Which path digested each batch: "native" (Rust, native/src/digest.rs) or "python: <why
+# the compiled one did not>". The Python path is the reference the compiled one is tested
+# against (tests/audit/test_digest_native.py); a new reason is logged once.
+DIGEST_PATHS: Counter[str] = Counter()
 
 
 # The dead letters' digest columns, in order (the table the trail topic carries).
@@ -120,6 +135,46 @@ def digest_batch(
     the column digests in ``CANONICAL`` order.
     """
     order = pc.sort_indices(canon, [(k, "ascending") for k in sort_keys])
+    specs = [c for c in spec if names is None or c[0] in names]
+    digests = _digest_native(canon, specs, order)
+    if digests is None:
+        digests = _digest_python(canon, specs, order)
+    columns = {name: d for (name, _, _), d in zip(specs, digests, strict=True)}
+    total = hashlib.sha256(b"".join(bytes.fromhex(d) for d in digests))
+    return total.hexdigest(), columns
+
+
+def _digest_native(
+    canon: pa.Table, specs: Sequence[tuple[str, str, str]], order: pa.Array
+) -> list[str] | None:
+    """The column digests from the compiled module, or None where it cannot read the table
+    exactly as the reference does (it checks the types itself); the path taken is counted."""
+    if _native is None:
+        why = "no compiled module"
+    else:
+        try:
+            _, digests = _native.digest_table(
+                canon,
+                pa.table([order], names=["order"]),
+                [(name, kind) for name, _, kind in specs],
+                _HASH_THREADS,
+            )
+        except ValueError as e:
+            why = str(e)
+        else:
+            DIGEST_PATHS["native"] += 1
+            return digests
+    path = f"python: {why}"
+    DIGEST_PATHS[path] += 1
+    if DIGEST_PATHS[path] == 1:
+        log.info("batch digests on the Python path: %s", why)
+    return None
+
+
+def _digest_python(
+    canon: pa.Table, specs: Sequence[tuple[str, str, str]], order: pa.Array
+) -> list[str]:
+    """The reference: the column digests computed with NumPy and hashlib."""
 
     def one(spec: tuple[str, str, str]) -> str:
         name, _, kind = spec
@@ -131,12 +186,8 @@ def digest_batch(
             _update_with_strings(h, col)
         return h.hexdigest()
 
-    specs = [c for c in spec if names is None or c[0] in names]
     with ThreadPoolExecutor(_HASH_THREADS) as pool:
-        digests = list(pool.map(one, specs))
-    columns = {name: d for (name, _, _), d in zip(specs, digests, strict=True)}
-    total = hashlib.sha256(b"".join(bytes.fromhex(d) for d in digests))
-    return total.hexdigest(), columns
+        return list(pool.map(one, specs))
 
 
 def _update_with_strings(h: Any, values: pa.Array) -> None:
