@@ -197,8 +197,12 @@ class _Server(ThreadingHTTPServer):
 class LiveEndpoint:
     """Serves read-only queries on ``store`` (a ``ChdbStore``) until closed."""
 
-    def __init__(self, store: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Binds ``host:port`` (0: one the OS chooses).
+    def __init__(
+        self, store: Any, host: str = "127.0.0.1", port: int = 0, broker: str | None = None
+    ) -> None:
+        """Binds ``host:port`` (0: one the OS chooses). ``broker``: the bootstrap the serving
+        process reads, named in the live file so that a client can send it what it must write
+        (an alert action through the alerts topic), even on a private embedded broker.
 
         Raises:
             OSError: the address cannot be bound; its ``filename`` is ``host:port``.
@@ -215,6 +219,7 @@ class LiveEndpoint:
             target=self._server.serve_forever, name="live-queries", daemon=True
         )
         self._file: Path | None = None
+        self.broker = broker
 
     @property
     def url(self) -> str:
@@ -236,9 +241,8 @@ class LiveEndpoint:
         if path is not None:
             self._file = Path(path) / LIVE_FILE
             tmp = self._file.with_suffix(".tmp")
-            tmp.write_text(
-                json.dumps({"url": self.url, "database": self.store.database, "pid": os.getpid()})
-            )
+            info = {"url": self.url, "database": self.store.database, "pid": os.getpid()}
+            tmp.write_text(json.dumps(info | ({"broker": self.broker} if self.broker else {})))
             tmp.replace(self._file)
         log.info("live queries on %s (read-only)", self.url)
         return self
@@ -288,11 +292,16 @@ class LiveStore(Store):
     backend = "live"
 
     def __init__(
-        self, url: str, database: str = "stampline", retention: Retention | None = None
+        self,
+        url: str,
+        database: str = "stampline",
+        retention: Retention | None = None,
+        broker: str | None = None,
     ) -> None:
         super().__init__(database, retention)
         self.url = url.rstrip("/")
         self.path = url
+        self.broker = broker  # the serving recorder's, when its live file names it
 
     def raw(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
         query = {"default_format": fmt, "output_format_json_quote_64bit_integers": "0"}

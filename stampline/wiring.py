@@ -74,7 +74,9 @@ def live_store(store: StoreConfig, database: str | None = None) -> LiveStore | N
     if store.backend != "chdb":
         return None
     found = find_live(store.path)
-    return LiveStore(found["url"], database or store.database) if found is not None else None
+    if found is None:
+        return None
+    return LiveStore(found["url"], database or store.database, broker=found.get("broker"))
 
 
 def clock_bound(

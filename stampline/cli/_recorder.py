@@ -68,7 +68,7 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         except DefinitionError as exc:
             store.close()
             fail(f"alerting.definitions is not usable:\n{exc}")
-        with store, _live_endpoint(cfg, store) as live:
+        with store, _live_endpoint(cfg, store, bootstrap) as live:
             if live is not None:
                 err.print(f"recorder: live read-only queries on {live.url}", highlight=False)
             settings = dataclasses.replace(
@@ -122,11 +122,16 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     )
 
 
-def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndpoint | None]:
-    """The live query endpoint on an embedded store (a server answers queries itself)."""
+def _live_endpoint(
+    cfg: Config, store: Store, bootstrap: str
+) -> AbstractContextManager[LiveEndpoint | None]:
+    """The live query endpoint on an embedded store (a server answers queries itself); it
+    names the recorder's broker, where `alerts snooze` … send what the recorder records."""
     if not isinstance(store, ChdbStore):
         return nullcontext()
     try:
-        return LiveEndpoint(store, cfg.recorder.query_address, cfg.recorder.query_port)
+        return LiveEndpoint(
+            store, cfg.recorder.query_address, cfg.recorder.query_port, broker=bootstrap
+        )
     except OSError as exc:  # names the address (host:port) it could not bind
         fail(f"recorder: live queries: {exc}")
