@@ -481,19 +481,54 @@ def check_config(path: Path | str) -> tuple[Config | None, list[Problem]]:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        return None, exc.problems
+        return None, exc.problems + _unreadable_files(Path(path), exc.problems)
+    problems = []
     try:
         build_rules(config)
     except RuleFileError as exc:
-        return config, [Problem("rules.files", str(exc))]
+        problems.append(Problem("rules.files", str(exc)))
     if config.alerting.definitions is not None:
         from stampline.alerting import DefinitionError, load_alerts
 
         try:
             load_alerts(config.alerting.definitions)
         except DefinitionError as exc:
-            return config, [Problem("alerting.definitions", str(exc))]
-    return config, []
+            problems.append(Problem("alerting.definitions", str(exc)))
+    return config, problems
+
+
+def _unreadable_files(path: Path, known: list[Problem]) -> list[Problem]:
+    """The rule and alert definition files the file names that cannot be read, for a file
+    with other problems: a missing file is not hidden behind them (nothing more is checked
+    of a configuration that does not load)."""
+    try:
+        doc = read_yaml_file(path)
+    except YamlFileError:
+        return []
+
+    def section(value: Any, key: str) -> Any:
+        return value.get(key) if isinstance(value, dict) else None
+
+    files = section(section(doc.data, "rules"), "files")
+    named: list[tuple[tuple[str | int, ...], Any]] = [
+        *(
+            (("rules", "files", i), f)
+            for i, f in enumerate(files if isinstance(files, list) else [])
+        ),
+        (("alerting", "definitions"), section(section(doc.data, "alerting"), "definitions")),
+    ]
+    keys = {p.key for p in known}
+    out = []
+    for loc, name in named:
+        key = ".".join(str(p) for p in loc)
+        overridden = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p).upper() for p in loc[:2])
+        if not isinstance(name, str) or key in keys or overridden in os.environ:
+            continue
+        file = path.parent / name  # an absolute name stays itself
+        if not file.is_file():
+            message = f"{file}: cannot read: no such file"
+            out.append(Problem(key, message, line=line_of(doc.node, loc)))
+    return out
 
 
 def build_rules(config: Config) -> RuleSet:

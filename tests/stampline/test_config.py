@@ -600,6 +600,33 @@ class TestCheckConfig:
         assert problems[0].key == "rules.files"
         assert "bad.rules.yaml:3: rules.0:" in problems[0].message
 
+    def test_missing_rule_file_is_reported_beside_other_problems(
+        self, write_config: WriteConfig
+    ) -> None:
+        """A missing rule file and a missing alert definitions file are reported with their
+        lines even when the configuration has other problems."""
+        text = GOOD.replace(str(MARKET_RULES), "missing.rules.yaml")
+        text = text.replace("flush_rows: 500", "flush_rows: x")
+        path = write_config(text + "alerting:\n  definitions: gone.alerts.yaml\n")
+        config, problems = check_config(path)
+        assert config is None
+        assert [(p.key, p.line) for p in problems] == [
+            ("store.flush_rows", 10), ("rules.files.0", 14), ("alerting.definitions", 16),
+        ]  # fmt: skip
+        assert problems[1].message == f"{path.parent / 'missing.rules.yaml'}: cannot read: " + (
+            "no such file"
+        )
+
+    def test_rule_and_definition_problems_are_reported_together(
+        self, write_config: WriteConfig
+    ) -> None:
+        """A loadable configuration with a missing rule file and a missing definitions file
+        reports both."""
+        text = GOOD.replace(str(MARKET_RULES), "missing.rules.yaml")
+        path = write_config(text + "alerting:\n  definitions: gone.alerts.yaml\n")
+        _, problems = check_config(path)
+        assert [p.key for p in problems] == ["rules.files", "alerting.definitions"]
+
     def test_config_problems_are_returned_not_raised(self, write_config: WriteConfig) -> None:
         """check_config returns the problems of an invalid file and no configuration."""
         config, problems = check_config(
