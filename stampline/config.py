@@ -617,6 +617,13 @@ def _decodes(text: str) -> bool:
     return True
 
 
+# What a required list that is empty should hold.
+_EMPTY = {
+    "rules.files": "no rule files: name at least one",
+    "topics.raw": "no topics: name at least one",
+}
+
+
 def _problem(error: Any, node: yaml.Node | None) -> Problem:
     loc: tuple[str | int, ...] = tuple(error["loc"])
     # pydantic names union branches and validator kinds in the path; people think in keys.
@@ -631,6 +638,9 @@ def _problem(error: Any, node: yaml.Node | None) -> Problem:
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required key is missing"
+    elif error["type"] == "too_short":  # pydantic's "List should have at least 1 item ..."
+        least = (error.get("ctx") or {}).get("min_length", 1)
+        message = _EMPTY.get(key, f"empty: list at least {least}")
     message = message.removeprefix("Value error, ")
     value = None if error["type"] == "missing" else error.get("input")
     if isinstance(value, dict) and error["type"] not in {"dict_type", "model_type"}:

@@ -341,6 +341,21 @@ class TestBadFiles:
         assert (problem.key, problem.value, problem.line) == ("topics.clean", topic, 6)
         assert "should match pattern" in problem.message
 
+    @pytest.mark.parametrize(
+        ("key", "text", "message"),
+        [
+            ("rules.files", f"files: [{MARKET_RULES}]", "no rule files: name at least one"),
+            ("topics.raw", "raw: [md.raw]", "no topics: name at least one"),
+        ],
+    )
+    def test_empty_list_says_what_to_list(
+        self, write_config: WriteConfig, key: str, text: str, message: str
+    ) -> None:
+        """An empty list that needs an item names its key and what to put in it."""
+        empty = text.split(":")[0] + ": []"
+        problem = only_problem(write_config(GOOD.replace(text, empty)))
+        assert (problem.key, problem.message, problem.value) == (key, message, [])
+
     def test_invalid_raw_topic_in_a_list(self, write_config: WriteConfig) -> None:
         """A bad topic inside topics.raw is reported with its index."""
         problem = only_problem(write_config(GOOD.replace("raw: [md.raw]", "raw: [md.raw, 'a b']")))
