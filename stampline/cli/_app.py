@@ -75,12 +75,18 @@ def config_path(config: Path | None) -> Path:
 
 
 def open_store_for_query(
-    store: Path | None, database: str | None, config: Path | None, *, follow_live: bool = True
+    store: Path | None,
+    database: str | None,
+    config: Path | None,
+    *,
+    follow_live: bool = True,
+    create: bool = False,
 ) -> Store:
     """The store named by ``--store`` or the configuration. A chDB folder that a running
     recorder holds is read through the live endpoint its ``.stampline-live.json`` names,
     unless ``follow_live`` is false (verification: nothing inside the store may vouch for it),
-    which refuses a held folder instead."""
+    which refuses a held folder instead. With ``create`` a chDB folder that does not exist
+    yet is created, with no schema (the caller migrates); else it is refused."""
     if database is not None:
         try:
             check_database_name(database)
@@ -95,7 +101,7 @@ def open_store_for_query(
             fail(str(exc))
     else:
         settings = StoreConfig(path=store)
-    if settings.backend == "chdb" and not settings.path.is_dir():
+    if settings.backend == "chdb" and not settings.path.is_dir() and not create:
         fail(f"no store at {settings.path} (run `stampline demo` first, or pass the right --store)")
     from stampline.wiring import open_store
 
@@ -109,7 +115,7 @@ def open_store_for_query(
                 "or verify a copy made while it was stopped (or a filesystem snapshot)"
             )
     try:
-        return open_store(settings, database, live=follow_live)
+        return open_store(settings, database, live=follow_live, migrate=not create)
     except AuditError as exc:
         message = str(exc)
         # chDB's errors append the SQL and engine trace; the first line says what failed.
