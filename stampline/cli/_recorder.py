@@ -105,6 +105,7 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                 "messages": s.messages,
                 "rows": s.rows,
                 "dead_letters": s.dead_letters,
+                "warnings": s.warnings,
                 "skipped": s.skipped,
                 "rejected": s.rejected,
                 "retries": s.retries,
@@ -117,7 +118,8 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         )
     err.print(
         f"recorder: stopped cleanly; messages {s.messages:,} rows {s.rows:,} "
-        f"dead letters {s.dead_letters:,} skipped {s.skipped:,} rejected {s.rejected:,}",
+        f"dead letters {s.dead_letters:,} warnings {s.warnings:,} skipped {s.skipped:,} "
+        f"rejected {s.rejected:,}",
         highlight=False,
     )
 
