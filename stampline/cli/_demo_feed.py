@@ -31,6 +31,15 @@ def demo_feed(
             help="Also run the demo's decision stage (SDK): clean topic → decisions topic.",
         ),
     ] = True,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap",
+            metavar="HOST:PORT",
+            help="The broker (default: broker.bootstrap_servers); with an embedded broker, "
+            "the address `stampline run` prints.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Produce the demo's market-data feed to the configured broker's first raw topic.
@@ -49,9 +58,17 @@ def demo_feed(
         cfg = load_config(path)
     except ConfigError as exc:
         fail(escape(str(exc)))
-    bootstrap = cfg.broker.bootstrap_servers
-    if cfg.broker.embedded or not bootstrap:
-        fail(escape(f"{path}: demo-feed needs broker.bootstrap_servers (embedded is private)"))
+    if bootstrap is None and not cfg.broker.embedded:
+        bootstrap = cfg.broker.bootstrap_servers
+    if not bootstrap:
+        fail(
+            escape(
+                f"{path}: demo-feed needs a broker others can reach, and an embedded one is "
+                f"private to the process that started it: start `stampline run -c {path}` "
+                "and pass the address it prints (`run: broker at HOST:PORT`) as "
+                "--bootstrap HOST:PORT, or set broker.bootstrap_servers"
+            )
+        )
     topics = Topics(
         cfg.topics.raw[0], cfg.topics.clean, cfg.topics.dead_letter, cfg.topics.decisions
     )

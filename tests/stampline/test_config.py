@@ -89,6 +89,16 @@ class TestExample:
         assert rules.extraction.origin_field == "ts"
         assert ("contract.market_data", 1) in rules.rule_ids
 
+    def test_embedded_example_taps_the_decisions_the_demo_feed_writes(self) -> None:
+        """examples/embedded.yaml passes the full check and its tap observes the decisions
+        topic (where `demo-feed`'s risk stage writes), so decisions reach the store."""
+        embedded = REPO / "examples" / "embedded.yaml"
+        config, problems = check_config(embedded)
+        assert problems == []
+        assert config is not None
+        assert config.broker.embedded
+        assert config.topics.decisions in config.tap.topics
+
     def test_config_is_frozen(self) -> None:
         """A loaded configuration cannot be changed in place."""
         config = load_config(EXAMPLE)
