@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -228,3 +230,28 @@ def test_gate_refuses_a_bad_config_with_the_key_named(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "topics" in result.stderr
     assert "loop" in result.stderr
+
+
+def test_progress_is_printed_only_when_it_changed(capsys: pytest.CaptureFixture[str]) -> None:
+    """A sidecar's progress line (the recorder's, the tap's) is printed when it differs from
+    the last one printed: an idle process does not repeat `messages 0 rows 0`."""
+    from stampline.cli._start import report_progress
+
+    lines = iter(["messages 0 rows 0"] * 4 + ["messages 5 rows 9"] * 3 + ["messages 0 rows 0"])
+    stop = threading.Event()
+    done = threading.Event()
+
+    def line() -> str:
+        got = next(lines, None)
+        if got is None:  # the feed is over: the same line again, then stop
+            stop.set()
+            done.set()
+            return "messages 0 rows 0"
+        return got
+
+    report_progress(stop, line, every_s=0.01)
+    assert done.wait(30)
+    time.sleep(0.05)  # the loop's last print, if any, lands
+    assert capsys.readouterr().err.splitlines() == [
+        "messages 0 rows 0", "messages 5 rows 9", "messages 0 rows 0",
+    ]  # fmt: skip
