@@ -61,7 +61,9 @@ ENV_NESTED_DELIMITER = "__"
 ENV_CONFIG_FILE = "STAMPLINE_CONFIG"
 """Path of the configuration file when a command is given no ``--config``."""
 # Environment variables with the prefix that are not configuration keys.
-_NOT_KEYS = frozenset({ENV_CONFIG_FILE, "STAMPLINE_TANSU_BIN"})
+# The name `stampline run` gives a child (gate-2, recorder, tap), shown in its log lines.
+ENV_PART_NAME = "STAMPLINE_PART_NAME"
+_NOT_KEYS = frozenset({ENV_CONFIG_FILE, ENV_PART_NAME, "STAMPLINE_TANSU_BIN"})
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _STAGE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -15,7 +15,7 @@ from stampline import __version__
 from stampline._redact import RedactingFormatter, scrub_data
 from stampline._terminal import SafeConsole, line
 from stampline.audit import AuditError, Store, check_database_name, store_holder
-from stampline.config import ENV_CONFIG_FILE, ConfigError, StoreConfig, load_config
+from stampline.config import ENV_CONFIG_FILE, ENV_PART_NAME, ConfigError, StoreConfig, load_config
 
 app = typer.Typer(
     help="Audit streaming pipelines for latency and data quality.\n\n"
@@ -142,7 +142,11 @@ def _root(
     ] = False,
 ) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    part = os.environ.get(ENV_PART_NAME, "")
+    label = f"[{part.replace('%', '%%')}] " if part.isprintable() and 0 < len(part) <= 64 else ""
+    handler.setFormatter(
+        RedactingFormatter(f"%(asctime)s %(levelname)s {label}%(name)s %(message)s")
+    )
     if not verbose:
         # The HTTP stack's retry warnings repeat what the one-line error then says (and
         # clickhouse-connect sets urllib3's level itself, so a level here would not hold).
