@@ -139,3 +139,14 @@ def test_migrate_creates_a_store_that_does_not_exist(tmp_path: Path) -> None:
     report = orjson.loads(result.stdout)
     assert (report["applied"], report["already_applied"]) == (SHIPPED_MIGRATIONS, [])
     assert new.is_dir()
+
+
+def test_hotspots_with_nothing_to_show_says_why_and_what_to_do(store: ChdbStore) -> None:
+    """An empty store's `hotspots` prints no empty tables but why nothing shows (no trail
+    rows yet) and what to do."""
+    result = runner.invoke(app, ["hotspots", *_args(store)[:-1]])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert said.startswith("no hops: the store holds no trail rows yet.")
+    assert "stampline run --config FILE" in said
+    assert "hop latency over the last" not in said  # no empty table
