@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -126,6 +127,24 @@ def test_help_teaches_every_command() -> None:
         result = runner.invoke(app, [*cmd, "--help"])
         assert result.exit_code == 0, (cmd, result.output)
         assert text in result.stdout, (cmd, result.stdout)
+
+
+@pytest.mark.parametrize("cmd", [["run"], ["recorder"], ["alerts", "snooze"]])
+def test_help_paragraphs_wrap_to_the_terminal_not_mid_sentence(cmd: list[str]) -> None:
+    """On an 80-column terminal a command's description is reflowed: every line of a
+    paragraph but its last fills the width (no lone word left by a docstring's own line
+    break), and the text reads as written."""
+    result = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "Usage:" in line) + 2
+    end = next(i for i, line in enumerate(lines) if line.startswith("╭"))
+    body = [line.strip() for line in lines[start:end]]
+    for line, following in pairwise(body):
+        if line and following:  # inside a paragraph, the line is full
+            assert len(line) + 1 + len(following.split()[0]) > 78, (line, following)
+    if cmd == ["run"]:
+        assert "logs to <name>.log in the log folder" in " ".join(body)
 
 
 def _warn_rules(tmp_path: Path) -> Path:
