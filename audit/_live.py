@@ -191,7 +191,10 @@ class LiveEndpoint:
 
     ``token`` is what every request must carry; without one a random token is made. Both
     are written, owner-readable only, beside the live file. Binding an address other
-    machines reach needs a token given (they cannot read that file).
+    machines reach needs a token given (they cannot read that file). ``broker``: the
+    bootstrap the serving process reads, named in the live file so that a client can send
+    it what it must write (an alert action through the alerts topic), even on a private
+    embedded broker.
 
     Raises:
         StoreError: a non-loopback ``host`` without a ``token``.
@@ -206,6 +209,7 @@ class LiveEndpoint:
         *,
         token: str | None = None,
         limits: QueryLimits | None = None,
+        broker: str | None = None,
     ) -> None:
         if token is None and not is_loopback(host):
             raise StoreError(
@@ -227,6 +231,7 @@ class LiveEndpoint:
             target=self._server.serve_forever, name="live-queries", daemon=True
         )
         self._files: list[Path] = []
+        self.broker = broker
 
     @property
     def url(self) -> str:
@@ -238,10 +243,10 @@ class LiveEndpoint:
         if path is not None:
             folder = Path(path)
             _write_private(folder / TOKEN_FILE, self.token)
-            _write_private(
-                folder / LIVE_FILE,
-                json.dumps({"url": self.url, "database": self.store.database, "pid": os.getpid()}),
-            )
+            info = {"url": self.url, "database": self.store.database, "pid": os.getpid()}
+            if self.broker:
+                info["broker"] = self.broker
+            _write_private(folder / LIVE_FILE, json.dumps(info))
             self._files = [folder / LIVE_FILE, folder / TOKEN_FILE]
         log.info("live queries on %s (read-only, token required)", self.url)
         return self
@@ -315,16 +320,18 @@ class LiveStore(Store):
         retention: Retention | None = None,
         *,
         token: str | None = None,
+        broker: str | None = None,
     ) -> None:
         super().__init__(database, retention)
         self.url = url.rstrip("/")
         self.path = url
         self._token = token
+        self.broker = broker  # the serving recorder's, when its live file names it
 
     @classmethod
     def found(cls, live: Mapping[str, Any], database: str) -> LiveStore:
         """The store behind an endpoint ``find_live`` found."""
-        return cls(live["url"], database, token=live.get("token"))
+        return cls(live["url"], database, token=live.get("token"), broker=live.get("broker"))
 
     def raw(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
         query = {"default_format": fmt}

@@ -149,7 +149,8 @@ class RecorderStats:
     messages: int = 0  # trail messages written
     skipped: int = 0  # re-read messages found already written
     rows: int = 0
-    dead_letters: int = 0
+    dead_letters: int = 0  # rejected records' verdicts
+    warnings: int = 0  # forwarded records' warn verdicts (they travel as dead-letter rows)
     rejected: int = 0  # unreadable trail messages, kept as trail dead letters
     retries: int = 0
     heads_published: int = 0
@@ -274,10 +275,12 @@ class Recorder:
             if self._producer is not None:
                 self._producer.flush(10)
             log.info(
-                "recorder stopped messages=%d rows=%d dead_letters=%d skipped=%d rejected=%d",
+                "recorder stopped messages=%d rows=%d dead_letters=%d warnings=%d skipped=%d "
+                "rejected=%d",
                 self.stats.messages,
                 self.stats.rows,
                 self.stats.dead_letters,
+                self.stats.warnings,
                 self.stats.skipped,
                 self.stats.rejected,
             )
@@ -573,7 +576,9 @@ class Recorder:
         if kind == "observations":
             self.stats.rows += rows
         else:
-            self.stats.dead_letters += rows
+            warned = sum(_warn_rows(d.table) for d in items)
+            self.stats.warnings += warned
+            self.stats.dead_letters += rows - warned
         if self.metrics is not None:
             self.metrics.rejected.inc(rejected)
             self.metrics.messages.inc(len(items))
@@ -737,3 +742,10 @@ class Recorder:
                 self.stats.heads_published += 1
         if self._producer is not None:
             self._producer.poll(0)
+
+
+def _warn_rows(table: pa.Table) -> int:
+    """The warn verdicts among a dead-letter message's rows (the store keeps them apart)."""
+    if "severity" not in table.column_names:
+        return 0
+    return int(pc.sum(pc.equal(table.column("severity"), "warn")).as_py() or 0)

@@ -70,6 +70,11 @@ class TapSettings:
     consumer: dict[str, Any] = field(default_factory=dict)
 
 
+# A tap may start before the topics it observes exist: librdkafka notices a topic created
+# later only at its next metadata refresh, every 5 minutes by default (it looked like never).
+_TAP_CONSUMER = {"topic.metadata.refresh.interval.ms": 5000}
+
+
 @dataclass(slots=True)
 class TapStats:
     records: int = 0
@@ -109,7 +114,9 @@ class Tap:
         s = self.settings
         if isinstance(self.trail, TrailTopic):
             self._producer = Producer(producer_config(s.bootstrap_servers, s.consumer))
-        consumer = Consumer(consumer_config(s.bootstrap_servers, s.group_id, s.consumer))
+        consumer = Consumer(
+            consumer_config(s.bootstrap_servers, s.group_id, {**_TAP_CONSUMER, **s.consumer})
+        )
         consumer.subscribe(
             list(s.topics),
             on_assign=lambda _c, _p: self.ready.set(),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stampline._supervisor import Child
 from stampline.broker import partition_count
-from stampline.config import Config
+from stampline.config import ENV_PART_NAME, Config
 
 
 def topics(config: Config) -> list[str]:
@@ -90,7 +90,7 @@ def children(
         parts.append(("alerts-watch", ["alerts", "watch"]))
     out = []
     for i, (name, command) in enumerate(parts):
-        child_env = {**(env or {}), **shared_broker_env(bootstrap)}
+        child_env = {**(env or {}), **shared_broker_env(bootstrap), ENV_PART_NAME: name}
         if config.metrics.enabled:
             child_env["STAMPLINE_METRICS__PORT"] = str(config.metrics.port + i)
         log = log_dir / f"{name}.log" if log_dir is not None else None

@@ -62,7 +62,9 @@ ENV_NESTED_DELIMITER = "__"
 ENV_CONFIG_FILE = "STAMPLINE_CONFIG"
 """Path of the configuration file when a command is given no ``--config``."""
 # Environment variables with the prefix that are not configuration keys.
-_NOT_KEYS = frozenset({ENV_CONFIG_FILE, "STAMPLINE_TANSU_BIN"})
+# The name `stampline run` gives a child (gate-2, recorder, tap), shown in its log lines.
+ENV_PART_NAME = "STAMPLINE_PART_NAME"
+_NOT_KEYS = frozenset({ENV_CONFIG_FILE, ENV_PART_NAME, "STAMPLINE_TANSU_BIN"})
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _STAGE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -514,19 +516,54 @@ def check_config(path: Path | str) -> tuple[Config | None, list[Problem]]:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        return None, exc.problems
+        return None, exc.problems + _unreadable_files(Path(path), exc.problems)
+    problems = []
     try:
         build_rules(config)
     except RuleFileError as exc:
-        return config, [Problem("rules.files", str(exc))]
+        problems.append(Problem("rules.files", str(exc)))
     if config.alerting.definitions is not None:
         from stampline.alerting import DefinitionError, load_alerts
 
         try:
             load_alerts(config.alerting.definitions)
         except DefinitionError as exc:
-            return config, [Problem("alerting.definitions", str(exc))]
-    return config, []
+            problems.append(Problem("alerting.definitions", str(exc)))
+    return config, problems
+
+
+def _unreadable_files(path: Path, known: list[Problem]) -> list[Problem]:
+    """The rule and alert definition files the file names that cannot be read, for a file
+    with other problems: a missing file is not hidden behind them (nothing more is checked
+    of a configuration that does not load)."""
+    try:
+        doc = read_yaml_file(path)
+    except YamlFileError:
+        return []
+
+    def section(value: Any, key: str) -> Any:
+        return value.get(key) if isinstance(value, dict) else None
+
+    files = section(section(doc.data, "rules"), "files")
+    named: list[tuple[tuple[str | int, ...], Any]] = [
+        *(
+            (("rules", "files", i), f)
+            for i, f in enumerate(files if isinstance(files, list) else [])
+        ),
+        (("alerting", "definitions"), section(section(doc.data, "alerting"), "definitions")),
+    ]
+    keys = {p.key for p in known}
+    out = []
+    for loc, name in named:
+        key = ".".join(str(p) for p in loc)
+        overridden = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p).upper() for p in loc[:2])
+        if not isinstance(name, str) or key in keys or overridden in os.environ:
+            continue
+        file = path.parent / name  # an absolute name stays itself
+        if not file.is_file():
+            message = f"{file}: cannot read: no such file"
+            out.append(Problem(key, message, line=line_of(doc.node, loc)))
+    return out
 
 
 def build_rules(config: Config) -> RuleSet:
@@ -615,6 +652,13 @@ def _decodes(text: str) -> bool:
     return True
 
 
+# What a required list that is empty should hold.
+_EMPTY = {
+    "rules.files": "no rule files: name at least one",
+    "topics.raw": "no topics: name at least one",
+}
+
+
 def _problem(error: Any, node: yaml.Node | None) -> Problem:
     loc: tuple[str | int, ...] = tuple(error["loc"])
     # pydantic names union branches and validator kinds in the path; people think in keys.
@@ -629,6 +673,9 @@ def _problem(error: Any, node: yaml.Node | None) -> Problem:
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required key is missing"
+    elif error["type"] == "too_short":  # pydantic's "List should have at least 1 item ..."
+        least = (error.get("ctx") or {}).get("min_length", 1)
+        message = _EMPTY.get(key, f"empty: list at least {least}")
     message = message.removeprefix("Value error, ")
     value = None if error["type"] == "missing" else error.get("input")
     if isinstance(value, dict) and error["type"] not in {"dict_type", "model_type"}:

@@ -457,16 +457,22 @@ def evidence_command(decision_id: str, store: Path, database: str, config_file: 
 
 
 def produce_feed(
-    bootstrap: str, topic: str, plan: FeedPlan, progress: Progress | None = None
+    bootstrap: str,
+    topic: str,
+    plan: FeedPlan,
+    progress: Progress | None = None,
+    sequences: dict[str, int] | None = None,
 ) -> tuple[int, list[Injected]]:
     """Produce one run of the synthetic feed (``plan.rounds`` rounds) to ``topic``.
 
+    ``sequences``: each provider/instrument's next sequence number, carried from run to run
+    (updated here) so that a run continues the last one's numbers; None starts at 0.
     Returns the number of records produced and the bad ones injected on purpose.
 
     Raises:
         DemoError: the broker did not take every record.
     """
-    return _produce_feed(bootstrap, topic, plan, progress or (lambda _m: None))
+    return _produce_feed(bootstrap, topic, plan, progress or (lambda _m: None), None, sequences)
 
 
 def _stopped(child: Child) -> str:
@@ -578,6 +584,7 @@ def _produce_feed(
     plan: FeedPlan,
     say: Progress,
     check: Callable[[], None] | None = None,
+    sequences: dict[str, int] | None = None,
 ) -> tuple[int, list[Injected]]:
     rng = random.Random(plan.seed)
     slots = plan_bad_slots(plan, rng)
@@ -602,7 +609,7 @@ def _produce_feed(
         return cb
 
     produced = 0
-    state: dict[str, int] = {}
+    state: dict[str, int] = {} if sequences is None else sequences
     for round_no in range(plan.rounds):
         started = time.monotonic()
         for rec in generate(plan, round_no, time.time_ns() // 1_000_000, rng, state, slots):

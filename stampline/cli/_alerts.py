@@ -156,12 +156,14 @@ def _record_in(st: Store, config: Path | None, action: dict[str, Any]) -> str:
         cfg = load_config(config_path(config))
     except ConfigError as exc:
         fail(str(exc))
-    topic, bootstrap = cfg.alerting.topic, cfg.broker.bootstrap_servers
-    if topic is None or bootstrap is None or cfg.broker.embedded:
+    topic = cfg.alerting.topic
+    # On an embedded broker (private to `stampline run`) the recorder's live file names it.
+    bootstrap = st.broker if cfg.broker.embedded else cfg.broker.bootstrap_servers
+    if topic is None or bootstrap is None:
         fail(
             "the store is held by a running recorder (read-only here), and actions reach it "
-            "only through alerting.topic on a shared broker: set alerting.topic and "
-            "broker.bootstrap_servers"
+            "only through alerting.topic on its broker: set alerting.topic (and "
+            "broker.bootstrap_servers, or run the recorder with `stampline run`)"
         )
     from confluent_kafka import KafkaException, Producer
 

@@ -15,7 +15,7 @@ from stampline import __version__
 from stampline._redact import RedactingFormatter, scrub_data
 from stampline._terminal import SafeConsole, line
 from stampline.audit import AuditError, Store, check_database_name, store_holder
-from stampline.config import ENV_CONFIG_FILE, ConfigError, StoreConfig, load_config
+from stampline.config import ENV_CONFIG_FILE, ENV_PART_NAME, ConfigError, StoreConfig, load_config
 
 app = typer.Typer(
     help="Audit streaming pipelines for latency and data quality.\n\n"
@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 # Command groups more than one module adds to; each module registers its own commands.
@@ -75,12 +76,18 @@ def config_path(config: Path | None) -> Path:
 
 
 def open_store_for_query(
-    store: Path | None, database: str | None, config: Path | None, *, follow_live: bool = True
+    store: Path | None,
+    database: str | None,
+    config: Path | None,
+    *,
+    follow_live: bool = True,
+    create: bool = False,
 ) -> Store:
     """The store named by ``--store`` or the configuration. A chDB folder that a running
     recorder holds is read through the live endpoint its ``.stampline-live.json`` names,
     unless ``follow_live`` is false (verification: nothing inside the store may vouch for it),
-    which refuses a held folder instead."""
+    which refuses a held folder instead. With ``create`` a chDB folder that does not exist
+    yet is created, with no schema (the caller migrates); else it is refused."""
     if database is not None:
         try:
             check_database_name(database)
@@ -95,7 +102,7 @@ def open_store_for_query(
             fail(str(exc))
     else:
         settings = StoreConfig(path=store)
-    if settings.backend == "chdb" and not settings.path.is_dir():
+    if settings.backend == "chdb" and not settings.path.is_dir() and not create:
         fail(f"no store at {settings.path} (run `stampline demo` first, or pass the right --store)")
     from stampline.wiring import open_store
 
@@ -109,7 +116,7 @@ def open_store_for_query(
                 "or verify a copy made while it was stopped (or a filesystem snapshot)"
             )
     try:
-        return open_store(settings, database, live=follow_live)
+        return open_store(settings, database, live=follow_live, migrate=not create)
     except AuditError as exc:
         message = str(exc)
         # chDB's errors append the SQL and engine trace; the first line says what failed.
@@ -136,7 +143,11 @@ def _root(
     ] = False,
 ) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    part = os.environ.get(ENV_PART_NAME, "")
+    label = f"[{part.replace('%', '%%')}] " if part.isprintable() and 0 < len(part) <= 64 else ""
+    handler.setFormatter(
+        RedactingFormatter(f"%(asctime)s %(levelname)s {label}%(name)s %(message)s")
+    )
     if not verbose:
         # The HTTP stack's retry warnings repeat what the one-line error then says (and
         # clickhouse-connect sets urllib3's level itself, so a level here would not hold).

@@ -63,7 +63,7 @@ def evidence(
     ] = None,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder to write (default: evidence-<kind>-<id>)."),
+        typer.Option("--out", "-o", help="Folder to write (default: `evidence-<kind>-<id>`)."),
     ] = None,
     tier: Annotated[
         str | None,

@@ -250,6 +250,9 @@ def hotspots_cmd(
     if as_json:
         emit_json(result)
         return
+    if not result["rows"] and not result["holds"]:
+        out.print(_no_hops(store, database, config), highlight=False)
+        return
     t = Table(title=f"hop latency over the last {(since)}, slowest first", title_justify="left")
     for c in ("hop", "hops", "p50", "p99", "p99.9", "max", "trend", "notes"):
         t.add_column(c, justify="left" if c in ("hop", "notes") else "right")
@@ -295,6 +298,24 @@ def hotspots_cmd(
                 format_duration(r["max_ns"]),
             )
         out.print(lag)
+
+
+def _no_hops(store: Path | None, database: str | None, config: Path | None) -> str:
+    """Why ``hotspots`` has nothing to show, and what to do."""
+    (row,) = _run(
+        lambda st: st.query("SELECT count() AS n FROM {db}.observations"), store, database, config
+    )
+    if not int(row["n"]):
+        return (
+            "no hops: the store holds no trail rows yet. Start the pipeline (`stampline run "
+            "--config FILE`) and produce to its raw topics (e.g. `stampline demo-feed`), or "
+            "pass the store that holds them (--store PATH / --config FILE)."
+        )
+    return (
+        "no hops: no event was stamped at two stages in the window (a hop runs from one stamp "
+        "to the next: an event that only reached the gate has none). Widen --since, or stamp "
+        "a later stage (the SDK) or tap a downstream topic (`tap.topics`)."
+    )
 
 
 @app.command("completeness")

@@ -70,7 +70,7 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         except DefinitionError as exc:
             store.close()
             fail(f"alerting.definitions is not usable:\n{exc}")
-        with store, _live_endpoint(cfg, store) as live:
+        with store, _live_endpoint(cfg, store, bootstrap) as live:
             if live is not None:
                 err.print(f"recorder: live read-only queries on {live.url}", highlight=False)
             settings = dataclasses.replace(
@@ -107,6 +107,7 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                 "messages": s.messages,
                 "rows": s.rows,
                 "dead_letters": s.dead_letters,
+                "warnings": s.warnings,
                 "skipped": s.skipped,
                 "rejected": s.rejected,
                 "retries": s.retries,
@@ -119,13 +120,17 @@ def recorder(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         )
     err.print(
         f"recorder: stopped cleanly; messages {s.messages:,} rows {s.rows:,} "
-        f"dead letters {s.dead_letters:,} skipped {s.skipped:,} rejected {s.rejected:,}",
+        f"dead letters {s.dead_letters:,} warnings {s.warnings:,} skipped {s.skipped:,} "
+        f"rejected {s.rejected:,}",
         highlight=False,
     )
 
 
-def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndpoint | None]:
-    """The live query endpoint on an embedded store (a server answers queries itself)."""
+def _live_endpoint(
+    cfg: Config, store: Store, bootstrap: str
+) -> AbstractContextManager[LiveEndpoint | None]:
+    """The live query endpoint on an embedded store (a server answers queries itself); it
+    names the recorder's broker, where `alerts snooze` … send what the recorder records."""
     if not isinstance(store, ChdbStore):
         return nullcontext()
     r = cfg.recorder
@@ -136,6 +141,7 @@ def _live_endpoint(cfg: Config, store: Store) -> AbstractContextManager[LiveEndp
             r.query_port,
             token=r.query_token.get_secret_value() if r.query_token else None,
             limits=QueryLimits(timeout_s=r.query_timeout_ns / 1e9),
+            broker=bootstrap,
         )
     except AuditError as exc:
         fail(str(exc))  # the store is closed by the `with` that opened it

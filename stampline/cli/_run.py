@@ -30,7 +30,7 @@ def run(
         Path | None,
         typer.Option(
             "--log-dir",
-            help=f"Where each child logs, to <name>.log, appended (default: {LOG_DIR}/ "
+            help=f"Where each child logs, to `<name>.log`, appended (default: {LOG_DIR}/ "
             "beside the config file).",
         ),
     ] = None,

@@ -87,11 +87,16 @@ def sidecar_broker(what: str, config: Config, topics: list[str]) -> Iterator[str
 
 
 def report_progress(stop: threading.Event, line: Callable[[], str], every_s: float = 5) -> None:
-    """Print ``line()`` on stderr every ``every_s`` until ``stop`` is set (a daemon thread)."""
+    """Print ``line()`` on stderr every ``every_s`` until ``stop`` is set (a daemon thread),
+    when it changed: an idle process says nothing new, so it does not repeat it."""
 
     def loop() -> None:
+        last = None
         while not stop.wait(every_s):
-            err.print(line(), highlight=False)
+            now = line()
+            if now != last:
+                err.print(now, highlight=False)
+                last = now
 
     threading.Thread(target=loop, name="progress", daemon=True).start()
 

@@ -37,10 +37,11 @@ def migrate(
 
     Safe to run any number of times: each migration (audit/sql/NNN_*.sql) runs once and is
     recorded with its checksum in schema_migrations; retention TTLs are re-stated from the
-    configuration. A migration edited after it was applied is refused.
+    configuration. A migration edited after it was applied is refused. A chDB folder that
+    does not exist yet is created with the whole schema.
     """
     try:
-        with open_store_for_query(store, database, config) as st:
+        with open_store_for_query(store, database, config, create=True) as st:
             report = st.migrate()
     except AuditError as exc:
         fail(str(exc))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from stampline._feed import FeedPlan
 from stampline.alerting import (
     AlertsFile,
     DefinitionError,
@@ -47,10 +48,12 @@ def errors(text: str) -> list[str]:
 
 
 def test_packaged_definitions_load() -> None:
-    """The demo's packaged alerts file parses, one definition per kind it lists."""
+    """The demo's packaged alerts file parses, one definition per kind it lists, and expects
+    exactly the providers the demo feed (`stampline demo-feed`) publishes."""
     parsed = load_alerts(PACKAGED)
     assert {a.kind for a in parsed.alerts} >= {"provider_silent", "sequence_gap", "divergence"}
-    assert [p.provider for p in parsed.providers] == ["alpha", "beta", "gamma"]
+    assert tuple(p.provider for p in parsed.providers) == FeedPlan().providers
+    assert all(p.venue for p in parsed.providers)
 
 
 def test_durations_and_kinds_are_parsed() -> None:

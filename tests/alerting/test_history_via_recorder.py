@@ -19,8 +19,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from stampline._deployment import shared_broker_env
+from stampline.alerting import read_actions
 from stampline.audit import LiveStore, find_live
 from stampline.cli import app
+from tests.alerting.conftest import Server
 from tests.alerting.test_e2e import LiveFeed
 from tests.alerting.test_faults import RULES
 
@@ -206,3 +209,60 @@ def test_gate_alerts_reach_the_store_through_the_recorder_once(
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.communicate(timeout=90)
+
+
+@pytest.mark.e2e
+def test_snooze_on_the_embedded_default_is_recorded_through_the_recorders_broker(
+    bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    uid: str,
+    tmp_path: Path,
+    alertmanager: Server,
+) -> None:
+    """With `broker.embedded: true` and `alerting.topic`, `alerts snooze` while the recorder
+    holds the store sends who/why to the broker the recorder's live file names, the recorder
+    writes it, and the command exits 0."""
+    trail, heads, alerts = make_topics("trail", "heads", "alerts", partitions=1)
+    config = tmp_path / "stampline.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "broker": {"embedded": True},
+                "topics": {"raw": ["md.raw"], "clean": "md.clean", "dead_letter": "md.dlq",
+                           "trail": trail, "trail_heads": heads, "create_missing": False},
+                "store": {"path": str(tmp_path / "store"), "database": "snooze_e2e"},
+                "recorder": {"group_id": f"{uid}-rec", "heads_interval": "1h"},
+                "rules": {"files": [str(RULES)]},
+                "alerting": {"topic": alerts, "alertmanager_url": alertmanager.url},
+            }
+        )
+    )  # fmt: skip
+    # As `stampline run` starts it: its children share the run's embedded broker.
+    recorder = subprocess.Popen(
+        [*STAMPLINE, "recorder", "--config", str(config), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env(), **shared_broker_env(bootstrap)},
+    )
+    try:
+        live = wait(lambda: find_live(tmp_path / "store"), "the live endpoint", [recorder])
+        result = runner.invoke(
+            app,
+            ["alerts", "snooze", "--alert", "provider.silent", "--for", "10m", "--reason",
+             "vendor maintenance", "--by", "ana", "--config", str(config), "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        answer = orjson.loads(result.stdout)
+        assert answer["recorded_via"] == "recorder"
+        (action,) = read_actions(LiveStore(live["url"], "snooze_e2e"))
+        assert (action["action"], action["by"], action["reason"], action["silence_id"]) == (
+            "snooze", "ana", "vendor maintenance", answer["silence_id"],
+        )  # fmt: skip
+        out, _err = stop(recorder)
+        assert orjson.loads(out)["alerts_actions"] == 1
+    finally:
+        if recorder.poll() is None:
+            recorder.send_signal(signal.SIGTERM)
+            recorder.communicate(timeout=90)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -119,3 +122,31 @@ def test_zero_grace_is_accepted_and_a_negative_one_refused(store: ChdbStore) -> 
     bad = runner.invoke(app, ["completeness", "--grace", "later", *_args(store)])
     assert bad.exit_code == 2
     assert "--grace" in bad.stderr
+
+
+def test_migrate_creates_a_store_that_does_not_exist(tmp_path: Path) -> None:
+    """`store migrate --store NEW` creates the folder and applies every migration, listed as
+    applied (its own process: chDB opens one folder per process)."""
+    new = tmp_path / "new-store"
+    result = subprocess.run(
+        [sys.executable, "-m", "stampline", "store", "migrate", "--store", str(new), "--json"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert (report["applied"], report["already_applied"]) == (SHIPPED_MIGRATIONS, [])
+    assert new.is_dir()
+
+
+def test_hotspots_with_nothing_to_show_says_why_and_what_to_do(store: ChdbStore) -> None:
+    """An empty store's `hotspots` prints no empty tables but why nothing shows (no trail
+    rows yet) and what to do."""
+    result = runner.invoke(app, ["hotspots", *_args(store)[:-1]])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert said.startswith("no hops: the store holds no trail rows yet.")
+    assert "stampline run --config FILE" in said
+    assert "hop latency over the last" not in said  # no empty table

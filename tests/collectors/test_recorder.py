@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from confluent_kafka import Producer
 
 from stampline.audit import (
     ChdbStore,
+    DeadLetter,
     StoreError,
+    dead_letter_table,
     encode_trail_messages,
     generate_key,
     load_public_key,
@@ -35,6 +38,8 @@ from stampline.rules import RuleSet
 from tests.collectors.test_gate import now_ms, quote
 from tests.collectors.trailmsgs import message, observations, send
 from tests.helpers import GateRun, RecorderRun, event_ids, produce, read_all, read_committed
+
+T0 = 1_750_000_000_000_000_000  # ns
 
 
 def rows(store: ChdbStore, sql: str) -> dict[str, Any]:
@@ -359,3 +364,33 @@ def test_an_insert_never_holds_more_than_max_batch_rows(
     entries = store.query("SELECT rows FROM {db}.ledger ORDER BY seq")
     assert sum(e["rows"] for e in entries) == 60
     assert max(e["rows"] for e in entries) <= 25, entries
+
+
+def test_warnings_are_counted_apart_from_dead_letters(
+    bootstrap: str,
+    store: ChdbStore,
+    make_topics: Callable[..., list[str]],
+    recorder_settings: Callable[..., RecorderSettings],
+) -> None:
+    """A trail message of 3 dead letters and 5 warn verdicts counts 3 dead letters and 5
+    warnings, as the store keeps them."""
+    (trail,) = make_topics("trail", partitions=1)
+    verdicts = [
+        DeadLetter(
+            str(uuid.uuid4()), T0 + i, "md.raw", 0, i, "alpha", "r.x", 1, "bad", b"{}",
+            severity="reject" if i < 3 else "warn",
+        )
+        for i in range(8)
+    ]  # fmt: skip
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for m in encode_trail_messages("dead_letters", dead_letter_table(verdicts), "t"):
+        producer.produce(trail, m.value, b"k", headers=m.headers)
+    assert producer.flush(10) == 0
+    rec = RecorderRun(recorder_settings(trail), store)
+    rec.wait(lambda: rec.recorder.stats.messages >= 1, "the recorder")
+    rec.stop()
+    stats = rec.recorder.stats
+    assert (stats.dead_letters, stats.warnings) == (3, 5)
+    stored = rows(store, "SELECT (SELECT count() FROM {db}.dead_letters) AS d, "
+                  "(SELECT count() FROM {db}.warnings) AS w")  # fmt: skip
+    assert stored == {"d": 3, "w": 5}

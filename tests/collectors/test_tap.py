@@ -9,7 +9,15 @@ from collections.abc import Callable
 import orjson
 
 from stampline.audit import ChdbStore
-from stampline.collectors import Stamps, Tap, TapSettings, hop_latencies, key_event_id
+from stampline.broker import ensure_topics
+from stampline.collectors import (
+    Stamps,
+    Tap,
+    TapSettings,
+    TrailTopic,
+    hop_latencies,
+    key_event_id,
+)
 from tests.helpers import produce, read_all
 
 T0 = 1_750_000_000_000_000_000  # ns; stamps hold times between 2000 and 2100
@@ -84,3 +92,29 @@ def test_tap_sighting_keeps_the_stamped_event_id_and_broker_time(
     assert all(r["broker_ms"] > 0 for r in rows)
     assert rows[1]["id"] != rows[0]["id"]
     assert tap.stats.keyed == 0  # "seq" was missing, so the position named it
+
+
+def test_a_tap_started_before_its_topic_exists_observes_it_once_created(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """A tap (as `stampline tap` runs it, sending to the trail topic) subscribed to a topic
+    nobody has created yet picks it up once it is created, and observes what is produced."""
+    (trail,) = make_topics("trail", partitions=1)
+    topic = f"{uid}.later"
+    tap = Tap(TapSettings(bootstrap, (topic,), group_id=f"{uid}-tap"), TrailTopic(trail, "tap@t"))
+    stop = threading.Event()
+    thread = threading.Thread(target=tap.run, args=(stop,))
+    thread.start()
+    try:
+        time.sleep(5)  # the tap has subscribed and found no such topic
+        ensure_topics(bootstrap, [topic], 1)
+        produce(bootstrap, topic, [(None, orjson.dumps({"seq": i})) for i in range(5)])
+        deadline = time.monotonic() + 60
+        while tap.stats.records < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tap.stats.records == 5
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert read_all(bootstrap, trail, 1)  # the sightings reached the trail

@@ -131,3 +131,31 @@ def test_a_bad_tap_or_metrics_key_is_named(bootstrap: str, tmp_path: Path) -> No
     assert done.returncode == 1
     assert "tap.consume_batch" in done.stderr
     assert "metrics.port" in done.stderr
+
+
+def test_log_lines_name_the_part_stampline_run_started(
+    bootstrap: str, uid: str, tmp_path: Path
+) -> None:
+    """A part started with STAMPLINE_PART_NAME (as `stampline run` starts gate-1, gate-2 …)
+    names it in each of its log lines."""
+    config = _config(tmp_path, bootstrap, f"{uid}.trail", group_id=f"{uid}-tap")
+    proc = subprocess.Popen(
+        [*STAMPLINE, "tap", "--config", str(config), "--topic", f"{uid}.absent"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**_env(), "STAMPLINE_PART_NAME": "gate-2"},
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        while True:  # the absent topic is logged as a warning
+            assert time.monotonic() < deadline
+            line = proc.stderr.readline()
+            assert line, "the tap exited early"
+            if " WARNING " in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert " WARNING [gate-2] stampline." in line

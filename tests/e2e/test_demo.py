@@ -23,6 +23,8 @@ from stampline.demo import DemoResult, rules_file, run_demo, stateful_rules_file
 from tests.e2e.test_run import STAMPLINE, _query, _wait_log
 from tests.helpers import read_all
 
+REPO = Path(__file__).resolve().parents[2]
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # bravo silent for 16 rounds of 50 ms: past the demo's 500 ms max_gap, so it alerts; the
@@ -170,6 +172,17 @@ def test_cli_demo_then_replay_shows_decision_and_inputs(tmp_path: Path) -> None:
         assert key in summary
     assert isinstance(summary["dead_lettered"], dict)
     check_demo_alerts(summary["alerts"])
+    # The README shows what the demo prints: its figures, decisions within a few.
+    shown = re.search(
+        r"events in ([\d,]+)   forwarded ([\d,]+)   dead-lettered (\d+)   decisions (\d+)",
+        (REPO / "README.md").read_text(),
+    )
+    assert shown is not None
+    events_in, forwarded, dead, decisions = (int(g.replace(",", "")) for g in shown.groups())
+    assert (events_in, forwarded, dead) == (
+        summary["events_in"], summary["forwarded"], sum(summary["dead_lettered"].values()),
+    )  # fmt: skip
+    assert abs(decisions - summary["decisions"]) <= 10
     replay = subprocess.run(
         [
             sys.executable,

@@ -7,12 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -126,6 +129,24 @@ def test_help_teaches_every_command() -> None:
         assert text in result.stdout, (cmd, result.stdout)
 
 
+@pytest.mark.parametrize("cmd", [["run"], ["recorder"], ["alerts", "snooze"]])
+def test_help_paragraphs_wrap_to_the_terminal_not_mid_sentence(cmd: list[str]) -> None:
+    """On an 80-column terminal a command's description is reflowed: every line of a
+    paragraph but its last fills the width (no lone word left by a docstring's own line
+    break), and the text reads as written."""
+    result = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "Usage:" in line) + 2
+    end = next(i for i, line in enumerate(lines) if line.startswith("╭"))
+    body = [line.strip() for line in lines[start:end]]
+    for line, following in pairwise(body):
+        if line and following:  # inside a paragraph, the line is full
+            assert len(line) + 1 + len(following.split()[0]) > 78, (line, following)
+    if cmd == ["run"]:
+        assert "logs to <name>.log in the log folder" in " ".join(body)
+
+
 def _warn_rules(tmp_path: Path) -> Path:
     """A warn rule beside the demo rules: large trades are forwarded, flagged and counted."""
     path = tmp_path / "warn.rules.yaml"
@@ -228,3 +249,28 @@ def test_gate_refuses_a_bad_config_with_the_key_named(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "topics" in result.stderr
     assert "loop" in result.stderr
+
+
+def test_progress_is_printed_only_when_it_changed(capsys: pytest.CaptureFixture[str]) -> None:
+    """A sidecar's progress line (the recorder's, the tap's) is printed when it differs from
+    the last one printed: an idle process does not repeat `messages 0 rows 0`."""
+    from stampline.cli._start import report_progress
+
+    lines = iter(["messages 0 rows 0"] * 4 + ["messages 5 rows 9"] * 3 + ["messages 0 rows 0"])
+    stop = threading.Event()
+    done = threading.Event()
+
+    def line() -> str:
+        got = next(lines, None)
+        if got is None:  # the feed is over: the same line again, then stop
+            stop.set()
+            done.set()
+            return "messages 0 rows 0"
+        return got
+
+    report_progress(stop, line, every_s=0.01)
+    assert done.wait(30)
+    time.sleep(0.05)  # the loop's last print, if any, lands
+    assert capsys.readouterr().err.splitlines() == [
+        "messages 0 rows 0", "messages 5 rows 9", "messages 0 rows 0",
+    ]  # fmt: skip

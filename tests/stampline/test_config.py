@@ -89,6 +89,16 @@ class TestExample:
         assert rules.extraction.origin_field == "ts"
         assert ("contract.market_data", 1) in rules.rule_ids
 
+    def test_embedded_example_taps_the_decisions_the_demo_feed_writes(self) -> None:
+        """examples/embedded.yaml passes the full check and its tap observes the decisions
+        topic (where `demo-feed`'s risk stage writes), so decisions reach the store."""
+        embedded = REPO / "examples" / "embedded.yaml"
+        config, problems = check_config(embedded)
+        assert problems == []
+        assert config is not None
+        assert config.broker.embedded
+        assert config.topics.decisions in config.tap.topics
+
     def test_config_is_frozen(self) -> None:
         """A loaded configuration cannot be changed in place."""
         config = load_config(EXAMPLE)
@@ -340,6 +350,21 @@ class TestBadFiles:
         problem = only_problem(write_config(GOOD.replace("clean: md.clean", f"clean: '{topic}'")))
         assert (problem.key, problem.value, problem.line) == ("topics.clean", topic, 6)
         assert "should match pattern" in problem.message
+
+    @pytest.mark.parametrize(
+        ("key", "text", "message"),
+        [
+            ("rules.files", f"files: [{MARKET_RULES}]", "no rule files: name at least one"),
+            ("topics.raw", "raw: [md.raw]", "no topics: name at least one"),
+        ],
+    )
+    def test_empty_list_says_what_to_list(
+        self, write_config: WriteConfig, key: str, text: str, message: str
+    ) -> None:
+        """An empty list that needs an item names its key and what to put in it."""
+        empty = text.split(":")[0] + ": []"
+        problem = only_problem(write_config(GOOD.replace(text, empty)))
+        assert (problem.key, problem.message, problem.value) == (key, message, [])
 
     def test_invalid_raw_topic_in_a_list(self, write_config: WriteConfig) -> None:
         """A bad topic inside topics.raw is reported with its index."""
@@ -599,6 +624,33 @@ class TestCheckConfig:
         assert len(problems) == 1
         assert problems[0].key == "rules.files"
         assert "bad.rules.yaml:3: rules.0:" in problems[0].message
+
+    def test_missing_rule_file_is_reported_beside_other_problems(
+        self, write_config: WriteConfig
+    ) -> None:
+        """A missing rule file and a missing alert definitions file are reported with their
+        lines even when the configuration has other problems."""
+        text = GOOD.replace(str(MARKET_RULES), "missing.rules.yaml")
+        text = text.replace("flush_rows: 500", "flush_rows: x")
+        path = write_config(text + "alerting:\n  definitions: gone.alerts.yaml\n")
+        config, problems = check_config(path)
+        assert config is None
+        assert [(p.key, p.line) for p in problems] == [
+            ("store.flush_rows", 10), ("rules.files.0", 14), ("alerting.definitions", 16),
+        ]  # fmt: skip
+        assert problems[1].message == f"{path.parent / 'missing.rules.yaml'}: cannot read: " + (
+            "no such file"
+        )
+
+    def test_rule_and_definition_problems_are_reported_together(
+        self, write_config: WriteConfig
+    ) -> None:
+        """A loadable configuration with a missing rule file and a missing definitions file
+        reports both."""
+        text = GOOD.replace(str(MARKET_RULES), "missing.rules.yaml")
+        path = write_config(text + "alerting:\n  definitions: gone.alerts.yaml\n")
+        _, problems = check_config(path)
+        assert [p.key for p in problems] == ["rules.files", "alerting.definitions"]
 
     def test_config_problems_are_returned_not_raised(self, write_config: WriteConfig) -> None:
         """check_config returns the problems of an invalid file and no configuration."""

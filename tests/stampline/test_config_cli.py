@@ -31,10 +31,10 @@ rules:
 """
 
 # Four mistakes, reported at lines 2 (broker), 4 (topics), 9 and 10.
-BAD = """\
+BAD = f"""\
 version: 1
 broker:
-  client: {}
+  client: {{}}
 topics:
   raw: [md.raw]
   clean: md.raw
@@ -43,7 +43,7 @@ store:
   flush_rows: lots
   colour: red
 rules:
-  files: [r.yaml]
+  files: [{MARKET_RULES}]
 """
 
 

@@ -59,8 +59,8 @@ def test_a_bad_watch_clock_is_refused_naming_the_key(tmp_path: Path) -> None:
 
 def test_the_children_are_stampline_commands_on_the_shared_broker(tmp_path: Path) -> None:
     """Gates first, then the recorder, then the tap (it has topics); each `stampline <part>
-    --config FILE`, pointed at the one broker, logging to its own file; with metrics on,
-    one port each in that order."""
+    --config FILE`, pointed at the one broker, told its name (for its log lines), logging to
+    its own file; with metrics on, one port each in that order."""
     path = _write(tmp_path)
     cfg = load_config(path)
     kids = _deployment.children(cfg, path, "127.0.0.1:1", 2, log_dir=tmp_path / "logs")
@@ -73,6 +73,7 @@ def test_the_children_are_stampline_commands_on_the_shared_broker(tmp_path: Path
         assert c.env == {
             "STAMPLINE_BROKER__EMBEDDED": "false",
             "STAMPLINE_BROKER__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "STAMPLINE_PART_NAME": c.name,
         }
         assert c.log == tmp_path / "logs" / f"{c.name}.log"
     metered = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"enabled": True})})
