@@ -256,7 +256,7 @@ def test_snooze_on_the_embedded_default_is_recorded_through_the_recorders_broker
         assert result.exit_code == 0, result.output
         answer = orjson.loads(result.stdout)
         assert answer["recorded_via"] == "recorder"
-        (action,) = read_actions(LiveStore(live["url"], "snooze_e2e"))
+        (action,) = read_actions(LiveStore.found(live, "snooze_e2e"))
         assert (action["action"], action["by"], action["reason"], action["silence_id"]) == (
             "snooze", "ana", "vendor maintenance", answer["silence_id"],
         )  # fmt: skip

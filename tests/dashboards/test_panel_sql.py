@@ -86,7 +86,7 @@ def test_hostile_names_are_names_not_sql(demo_store: DemoStore, q: PanelSql) -> 
     query runs with its columns and returns what an unknown name returns."""
     hostile = {
         "provider": ["evil\\", ") OR 1=1 --"],
-        "venue": ["x' OR 1=1 --"],
+        "topic": ["x' OR 1=1 --"],
         "stage": ["gate\\"],
         "instrument": ["') OR 1=1 --"],
     }
