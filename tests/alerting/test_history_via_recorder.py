@@ -250,8 +250,11 @@ def test_snooze_on_the_embedded_default_is_recorded_through_the_recorders_broker
         live = wait(lambda: find_live(tmp_path / "store"), "the live endpoint", [recorder])
         result = runner.invoke(
             app,
-            ["alerts", "snooze", "--alert", "provider.silent", "--for", "10m", "--reason",
-             "vendor maintenance", "--by", "ana", "--config", str(config), "--json"],
+            # matched to this test's own provider: the session's Alertmanager is shared, and
+            # a silence of every provider.silent would mute the later tests' alerts
+            ["alerts", "snooze", "--alert", "provider.silent", "--match", f"provider=p{uid}",
+             "--for", "10m", "--reason", "vendor maintenance", "--by", "ana",
+             "--config", str(config), "--json"],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         answer = orjson.loads(result.stdout)

@@ -93,7 +93,7 @@ def test_fire_then_resolve_reach_a_real_alertmanager_after_its_outage(
 ) -> None:
     """A real Alertmanager behind an outage notifies both the firing and then the resolve of
     an alert that fired and resolved while it was unreachable."""
-    dispatcher = outage_dispatcher(flaky.url, spacing_s=5.0)
+    dispatcher = outage_dispatcher(flaky.url, spacing_s=2.0)
     provider = f"flap{uid}"
     fired, resolved = silence(provider, time.time_ns() - 10 * S)
     dispatcher([fired])
