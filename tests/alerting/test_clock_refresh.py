@@ -168,13 +168,16 @@ def test_a_running_gate_serves_the_refreshed_bound(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
     env["PATH"] = f"{folder}{os.pathsep}{env['PATH']}"
-    gate = subprocess.Popen(
-        [sys.executable, "-m", "stampline", "gate", "--config", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    # The gate's output goes to a file: a pipe nobody reads fills up and blocks the gate.
+    log = tmp_path / "gate.log"
+    with log.open("wb") as out:
+        gate = subprocess.Popen(
+            [sys.executable, "-m", "stampline", "gate", "--config", str(path)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
 
     def scraped() -> float | None:
-        assert gate.poll() is None, gate.stderr.read() if gate.stderr else ""
+        assert gate.poll() is None, log.read_text()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
                 body = r.read().decode()
@@ -206,5 +209,5 @@ def test_a_running_gate_serves_the_refreshed_bound(
         assert stamped_err(2) == (b"2150000", b"2150000")
     finally:
         gate.send_signal(signal.SIGTERM)
-        _out, err = gate.communicate(timeout=90)
-    assert gate.returncode == 0, err[-2000:]
+        gate.wait(timeout=90)
+    assert gate.returncode == 0, log.read_text()[-2000:]
