@@ -190,7 +190,9 @@ def test_a_running_gate_serves_the_refreshed_bound(
     def stamped_err(seq: int) -> tuple[bytes | None, bytes]:
         """Feed one quote; its forwarded copy's clock-error header and the gate stamp's err=."""
         produce(bootstrap, f"{uid}.raw", [(None, js(quote("alpha", seq)))])
-        until(lambda: len(read_all(bootstrap, f"{uid}.clean", idle_s=0.1)) >= seq, "a forward")
+        # 90 s as for the start bound: the gate's first forward waits for its group join,
+        # which on a broker fresh to the session took over 30 s once
+        until(lambda: len(read_all(bootstrap, f"{uid}.clean", idle_s=0.1)) >= seq, "a forward", 90)
         (rec,) = [
             r
             for r in read_all(bootstrap, f"{uid}.clean", seq, idle_s=0.1)
