@@ -358,9 +358,13 @@ def _check_table(name: str) -> None:
 
 def _hung_up(sock: socket.socket) -> bool:
     """Whether the peer closed ``sock``: readable with nothing to read. (A timeout-mode
-    socket's ``recv`` waits for data whatever its flags, so ask ``select`` first.)"""
+    socket's ``recv`` waits for data whatever its flags, so ask ``poll`` first.)"""
     try:
-        if not select.select([sock], [], [], 0)[0]:
+        # poll, not select: select cannot watch a descriptor numbered 1024 or more, which a
+        # busy endpoint's sockets reach (and its error read as "hung up" killed live queries)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
             return False
         return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except BlockingIOError:

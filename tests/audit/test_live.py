@@ -29,6 +29,7 @@ from stampline.audit import (
     find_live,
     replay_event,
 )
+from stampline.audit._readonly import _hung_up
 from tests.audit.test_store_suite import pipeline
 
 
@@ -205,6 +206,21 @@ def test_480_concurrent_queries_are_all_answered(live: tuple[ChdbStore, LiveStor
     assert answers == [(200, f"{i}\n".encode()) for i in range(480)]
 
 
+def test_a_waiting_client_on_a_high_descriptor_is_not_taken_for_gone() -> None:
+    """A busy endpoint's sockets pass descriptor 1024, which select() cannot watch: a client
+    there that still waits is not judged hung up (its query was killed once), and one that
+    closed is."""
+    ours, theirs = socket.socketpair()
+    high = socket.socket(fileno=os.dup2(ours.fileno(), 1500))
+    try:
+        assert not _hung_up(high)
+        theirs.close()
+        assert _hung_up(high)
+    finally:
+        high.close()
+        ours.close()
+
+
 def slow_query(remote: LiveStore) -> socket.socket:
     """A never-ending query sent and left running (its answer never read)."""
     host, port = remote.url.removeprefix("http://").split(":")
@@ -269,7 +285,7 @@ def test_a_query_past_its_deadline_is_stopped(store: ChdbStore) -> None:
     with LiveEndpoint(store, limits=QueryLimits(timeout_s=1)) as endpoint:
         remote = LiveStore(endpoint.url, store.database, token=endpoint.token)
         status, body = post(remote, "SELECT count() FROM numbers(1000000000000)")
-    assert (status, b"TIMEOUT_EXCEEDED" in body) == (500, True)
+    assert (status, b"TIMEOUT_EXCEEDED" in body) == (500, True), body
 
 
 def test_writes_through_the_live_store_are_refused(live: tuple[ChdbStore, LiveStore]) -> None:
