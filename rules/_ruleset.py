@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from stampline.rules import _checker
 from stampline.rules._columns import MISSING, BoolArray, Columns, as_strings, get_field
 from stampline.rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
 from stampline.rules._files import (
@@ -307,11 +308,41 @@ class RuleSet:
         # What sequence rules read: the payload, or what could be read of a refused record
         # (a NaN price): it arrived, so its number is not missing.
         arrived: list[dict[str, Any] | None] = [None] * n
-        providers, instruments, seqs = [""] * n, [""] * n, [-1] * n
-        origins = np.zeros(n, np.int64)
         ext = self.extraction
+        # The compiled checker's columns (rules/_checker.py): its clean records skip the
+        # duplicate-key count and the field extraction; every other record, and every record
+        # when the module is absent, takes the Python path below, which is the reference.
+        checked = _checker.check_batch(self._checkable(values, topics), ext)
+        if checked is not None:
+            clean = checked.clean
+            providers, instruments, seqs = checked.providers, checked.instruments, checked.seqs
+            origins = checked.origins
+        else:
+            clean = bytes(n)
+            providers, instruments, seqs = [""] * n, [""] * n, [-1] * n
+            origins = np.zeros(n, np.int64)
+        check_contract = bool(self._schemas or self.contracts)
         for i, value in enumerate(values):
             hdrs = headers[i] if headers is not None else None
+            if clean[i]:
+                payload = _clean_payload(value)
+                if payload is not None:
+                    failure = None
+                    if seqs[i] == _checker.FROM_PYTHON:
+                        seqs[i] = _identity(payload, ext)[2]
+                        _checker.count("native, seq from python")
+                    if origins[i] == _checker.FROM_PYTHON:
+                        _checker.count("native, origin from python")
+                        origins[i], failure = _origin(payload, ext)
+                    if failure is None and check_contract:
+                        failure = self._contract(payload, topics[i], hdrs)
+                    if failure is not None:
+                        early[i] = failure
+                    payloads[i] = arrived[i] = payload
+                    continue
+                # orjson refused what the checker passed: never seen; the reference judges
+                _checker.count("python: orjson refused a record the checker passed")
+                providers[i], instruments[i], seqs[i], origins[i] = "", "", -1, 0
             payload, failure, readable = self._decode(value, topics[i], hdrs)
             if readable is not None:
                 # Identity is read wherever it can be, also from a refused record.
@@ -325,15 +356,8 @@ class RuleSet:
                 providers[i] = providers[i][: ext.max_name_chars]
                 instruments[i] = instruments[i][: ext.max_name_chars]
             if payload is not None:
-                try:
-                    origins[i] = origin_ns(get_field(payload, ext.origin_field), ext.origin_unit)
-                except (ValueError, TypeError) as exc:
-                    why = (
-                        "is missing"
-                        if get_field(payload, ext.origin_field) is MISSING
-                        else f"is invalid: {exc}"
-                    )
-                    failure = Failure(*ORIGIN_RULE, f"origin field {ext.origin_field!r} {why}")
+                origins[i], origin_failure = _origin(payload, ext)
+                failure = failure or origin_failure
                 if failure is None:
                     failure = self._contract(payload, topics[i], hdrs)
             if failure is not None:
@@ -471,6 +495,17 @@ class RuleSet:
         except Exception as exc:  # state may be half-updated: every row it judged fails
             reason = self._raised(rule, exc)
             return active.copy(), dict.fromkeys(np.flatnonzero(active).tolist(), reason)
+
+    def _checkable(
+        self, values: Sequence[bytes | None], topics: Sequence[str]
+    ) -> Sequence[bytes | None]:
+        """``values`` for the checker: None for records it must leave to the Python path
+        (those of a topic with an Avro contract, which are not JSON)."""
+        if not any(c.avro for c in self.contracts):
+            return values
+        avro = {t for t in set(topics) if (c := self._contract_for(t)) is not None and c.avro}
+        _checker.count("python: an Avro contract", sum(t in avro for t in topics))
+        return [None if t in avro else v for v, t in zip(values, topics, strict=True)]
 
     def _raised(self, rule: CompiledRule, exc: Exception) -> str:
         self.stats.rule_errors[rule.id] += 1
@@ -725,6 +760,28 @@ def _non_finite_path(value: Any, path: str = "") -> str | None:
         if found is not None:
             return found
     return None
+
+
+def _clean_payload(value: bytes | None) -> dict[str, Any] | None:
+    """The payload of a record the checker called clean (None if orjson disagrees)."""
+    try:
+        payload = orjson.loads(value or b"")  # clean: never None nor empty
+    except orjson.JSONDecodeError:
+        return None
+    return payload if type(payload) is dict else None
+
+
+def _origin(payload: dict[str, Any], ext: Extraction) -> tuple[int, Failure | None]:
+    """The origin in ns of a decoded payload (0 and the failure when it is refused)."""
+    try:
+        return origin_ns(get_field(payload, ext.origin_field), ext.origin_unit), None
+    except (ValueError, TypeError) as exc:
+        why = (
+            "is missing"
+            if get_field(payload, ext.origin_field) is MISSING
+            else f"is invalid: {exc}"
+        )
+        return 0, Failure(*ORIGIN_RULE, f"origin field {ext.origin_field!r} {why}")
 
 
 def _identity(payload: dict[str, Any], ext: Extraction) -> tuple[str, str, int]:

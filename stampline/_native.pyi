@@ -4,3 +4,12 @@ from typing import Any
 def digest_table(
     table: Any, order: Any, columns: list[tuple[str, str]], threads: int
 ) -> tuple[str, list[str]]: ...
+
+# The record checker and typed decoder (native/src/check.rs, decode.rs; rules/_checker.py).
+def check_records(
+    values: Any,
+    fields: tuple[str, str, str, str],
+    origin_factor: int,
+    max_bytes: int,
+    max_name_chars: int,
+) -> tuple[bytes, list[str], list[str], list[int], bytes]: ...

@@ -5,5 +5,9 @@
 #![deny(unsafe_code)]
 
 pub mod digest;
+
+// The record checker and typed decoder (issue 22): the gate's fast path in evaluate_records.
+pub mod check;
+pub mod decode;
 #[cfg(feature = "python")]
 mod python;

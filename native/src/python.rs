@@ -9,6 +9,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
 use crate::digest::{self, Kind};
+use crate::{check, decode};
+use pyo3::types::{PyBytes, PyList, PyString};
+use std::collections::HashMap;
 
 /// `(batch hex, [column hex, ...])` of `table`'s `columns` ((name, "int" | "str") pairs),
 /// rows in `order` (a table whose one column holds uint64 row numbers). Any object with
@@ -79,7 +82,83 @@ fn import(source: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
         .map_err(|e| PyValueError::new_err(format!("Arrow stream: {e}")))
 }
 
+// ---- The record checker and typed decoder (check.rs, decode.rs; rules/_checker.py) ----
+
+/// The batch's columns for the gate's fast path: `(clean, providers, instruments, seqs,
+/// origins)`. `clean` is one byte per value (1: certainly clean, its fields decoded; 0: the
+/// Python path judges it); `seqs` a list of ints and `origins` little-endian int64 bytes, both
+/// holding `decode::FROM_PYTHON` where Python must compute the field of a clean record.
+/// `values`: a sequence of bytes (anything else in it is judged by Python); `fields`: the
+/// provider, instrument and seq keys and the dotted origin path; `origin_factor`: ns per
+/// origin unit, 0 to leave every origin to Python. The checking runs with the GIL released.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn check_records<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyAny>,
+    fields: (String, String, String, String),
+    origin_factor: i64,
+    max_bytes: usize,
+    max_name_chars: usize,
+) -> PyResult<(
+    Bound<'py, PyBytes>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Vec<i64>,
+    Bound<'py, PyBytes>,
+)> {
+    let spec = decode::Spec {
+        wanted: check::Wanted::new(&fields.0, &fields.1, &fields.2, &fields.3),
+        origin_factor: (origin_factor > 0).then_some(i128::from(origin_factor)),
+        max_bytes,
+        max_name_chars,
+    };
+    // The bytes objects stay referenced (and bytes are immutable) while Rust reads them
+    // without the GIL.
+    let held: Vec<Option<Bound<'py, PyBytes>>> = values
+        .try_iter()?
+        .map(|item| item.map(|v| v.cast_into::<PyBytes>().ok()))
+        .collect::<PyResult<_>>()?;
+    let slices: Vec<Option<&[u8]>> = held
+        .iter()
+        .map(|v| v.as_ref().map(|b| b.as_bytes()))
+        .collect();
+    let cols = py.detach(|| decode::decode_batch(&slices, &spec));
+    let clean: Vec<u8> = cols.clean.iter().map(|&c| u8::from(c)).collect();
+    let origins: Vec<u8> = cols.origins.iter().flat_map(|o| o.to_le_bytes()).collect();
+    // Names repeat across a batch: one Python string per distinct name.
+    let mut interned: HashMap<&str, Bound<'py, PyString>> = HashMap::new();
+    let providers = PyList::new(py, intern(py, &cols.providers, &mut interned))?;
+    let instruments = PyList::new(py, intern(py, &cols.instruments, &mut interned))?;
+    Ok((
+        PyBytes::new(py, &clean),
+        providers,
+        instruments,
+        cols.seqs,
+        PyBytes::new(py, &origins),
+    ))
+}
+
+fn intern<'py, 'c>(
+    py: Python<'py>,
+    column: &'c [String],
+    interned: &mut HashMap<&'c str, Bound<'py, PyString>>,
+) -> Vec<Bound<'py, PyString>> {
+    column
+        .iter()
+        .map(|s| {
+            interned
+                .entry(s.as_str())
+                .or_insert_with(|| PyString::new(py, s))
+                .clone()
+        })
+        .collect()
+}
+
+// ---- end of the record checker's bindings ----
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(digest_table, module)?)
+    module.add_function(wrap_pyfunction!(digest_table, module)?)?;
+    module.add_function(wrap_pyfunction!(check_records, module)?)
 }
