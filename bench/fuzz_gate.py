@@ -21,7 +21,6 @@ Exits 1 when an invariant does not hold.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -29,105 +28,19 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench._corpus import Record, quote, record  # noqa: E402
 from bench._machine import machine  # noqa: E402
 from stampline.audit import ChdbStore  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from stampline.collectors import H_REASON, H_RULE_ID, Gate, GateSettings  # noqa: E402
 from stampline.demo import rules_file  # noqa: E402
 from stampline.rules import RuleSet  # noqa: E402
-
-Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
-STAMP_HEADERS = [
-    "stampline.event_id",
-    "stampline.origin_ns",
-    "stampline.ingest_ns",
-    "stampline.clock_err_ns",
-    "stampline.stamp",
-    "stampline.parents",
-    "stampline.v",
-    "__connect.errors.partition",
-    "__connect.errors.topic",
-]
-
-
-def _quote(rnd: random.Random, now_ms: int, i: int) -> dict[str, Any]:
-    return {
-        "provider": f"P{rnd.randint(0, 9)}",
-        "instrument": f"SYM{rnd.randint(0, 999):03d}",
-        "seq": i,
-        "ts": now_ms,
-        "type": "quote",
-        "price": round(rnd.uniform(1, 500), 2),
-        "quantity": rnd.randint(1, 1000),
-    }
-
-
-def _junk(rnd: random.Random) -> Any:
-    return rnd.choice(
-        [
-            None,
-            True,
-            "",
-            "x" * rnd.randint(0, 5000),
-            -(10 ** rnd.randint(1, 30)),
-            10 ** rnd.randint(1, 30),
-            float("nan"),
-            float("inf"),
-            1e308,
-            [1, 2],
-            {"a": {"b": []}},
-            "[/bold]",
-        ]
-    )
-
-
-def _header_value(rnd: random.Random) -> bytes | None:
-    return rnd.choice(
-        [
-            None,
-            b"",
-            str(uuid.UUID(int=rnd.getrandbits(128))).encode(),
-            str(10 ** rnd.randint(1, 40)).encode(),
-            b"-1",
-            b"abc",
-            rnd.randbytes(rnd.randint(1, 60)),
-            b"stage=x;in=1" + b"0" * rnd.randint(0, 30) + b";out=2;err=0;host=h",
-            ",".join(str(uuid.uuid4()) for _ in range(3)).encode() + b",junk",
-        ]
-    )
-
-
-def record(rnd: random.Random, now_ms: int, i: int) -> Record:
-    """One record: good most of the time, otherwise one of the hostile kinds."""
-    q = _quote(rnd, now_ms, i)
-    kind = rnd.random()
-    if kind < 0.70:
-        return None, orjson.dumps(q), []
-    if kind < 0.75:
-        return None, rnd.randbytes(rnd.randint(0, 400)), []
-    if kind < 0.83:
-        q[rnd.choice(list(q))] = _junk(rnd)
-        return None, json.dumps(q, allow_nan=True).encode(), []
-    if kind < 0.85:
-        text = orjson.dumps(q)
-        return None, text[:-1] + b',"quantity":-5}', []
-    if kind < 0.87:
-        q["provider"] = "P" * rnd.randint(300, 60_000)
-        return None, orjson.dumps(q), []
-    if kind < 0.97:
-        count = rnd.randint(1, 5)
-        headers = [(rnd.choice(STAMP_HEADERS), _header_value(rnd)) for _ in range(count)]
-        return None, orjson.dumps(q), headers
-    if kind < 0.99:
-        return rnd.randbytes(rnd.randint(0, 100_000)), orjson.dumps(q), []
-    return None, orjson.dumps({**q, "pad": "x" * rnd.randint(1_000, 200_000)}), []
 
 
 def produce_all(bootstrap: str, topic: str, records: list[Record]) -> None:
@@ -211,7 +124,7 @@ def main() -> None:
     info = machine(records=n, seed=args.seed)
     print(f"generating {n:,} records (seed {args.seed})", file=sys.stderr)
     fuzzed = [record(rnd, now_ms, i) for i in range(n)]
-    good = [(None, orjson.dumps(_quote(rnd, now_ms, i)), []) for i in range(n)]
+    good = [(None, orjson.dumps(quote(rnd, now_ms, i)), []) for i in range(n)]
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         b = broker.bootstrap_servers
         uid = uuid.uuid4().hex[:8]

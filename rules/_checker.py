@@ -53,6 +53,11 @@ class Checked:
     origins: np.ndarray[Any, np.dtype[np.int64]]  # FROM_PYTHON likewise
 
 
+def available() -> bool:
+    """Whether the compiled checker is there."""
+    return _native is not None
+
+
 def count(path: str, n: int = 1) -> None:
     """Count ``n`` records on ``path``; log a path's first use."""
     if n <= 0:

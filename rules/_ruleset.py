@@ -501,7 +501,7 @@ class RuleSet:
     ) -> Sequence[bytes | None]:
         """``values`` for the checker: None for records it must leave to the Python path
         (those of a topic with an Avro contract, which are not JSON)."""
-        if not any(c.avro for c in self.contracts):
+        if not _checker.available() or not any(c.avro for c in self.contracts):
             return values
         avro = {t for t in set(topics) if (c := self._contract_for(t)) is not None and c.avro}
         _checker.count("python: an Avro contract", sum(t in avro for t in topics))

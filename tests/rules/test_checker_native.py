@@ -1,0 +1,241 @@
+"""The compiled record checker (native/src/check.rs, decode.rs) changes nothing a batch's
+verdicts say: ``evaluate_records`` gives the same failures, reasons, identity columns,
+origins and payloads with the fast path on as with it forced off, on a seeded corpus of
+hostile and careless records; and the checker calls a record clean only when the Python path
+reads it as one clean JSON object with no repeated key, decoding its fields as Python does."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from bench._corpus import HOSTILE, values
+from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
+from stampline.demo import rules_file
+from stampline.rules import Extraction, RuleSet, _checker
+from stampline.rules._checker import CHECK_PATHS, FROM_PYTHON, check_batch
+from stampline.rules._ruleset import _decode_json, _identity, _origin, _repeated_key
+
+NOW = 1_765_000_000_000_000_000
+FULL_RULES = rules_file().with_name("market_data_full.rules.yaml")
+TOPICS = ("raw.quotes", "md.quotes", "avro.quotes")
+
+# (name, extraction, rule files): the packaged rules with contracts (JSON and Avro topics),
+# stateful rules and scopes; then only the built-in checks under other extraction settings
+# (seconds and a dotted origin, short names, repeated keys allowed; ISO-8601 origins).
+CONFIGS = [
+    ("full rules", Extraction(), [FULL_RULES]),
+    (
+        "dotted origin in ns, 8-char names, repeats allowed",
+        Extraction(
+            origin_field="deep.k", origin_unit="ns", max_name_chars=8, duplicate_keys="allow"
+        ),
+        [],
+    ),
+    ("seconds, small messages", Extraction(origin_unit="s", max_message_bytes=2_000), []),
+    ("iso8601", Extraction(origin_unit="iso8601"), []),
+]
+
+
+def _summary(result: Any) -> list[Any]:
+    """Everything a batch result says, in comparable form (payloads as their JSON bytes, so
+    -0.0 and 0.0 differ; identity values with their types)."""
+    out = []
+    for row, verdict in enumerate(result.verdicts()):
+        out.append(
+            (
+                verdict,
+                result.early.get(row),
+                [(type(c[row]), c[row]) for c in result.identity],
+                int(result.origin_ns[row]),
+                _payload(result.payloads[row]),
+            )
+        )
+    return out
+
+
+def _payload(payload: dict[str, Any] | None) -> bytes | str | None:
+    if payload is None:
+        return None
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # deeper than orjson writes (255): made by orjson from the same bytes
+        return "a deep payload"
+
+
+def _judge(rules: RuleSet, corpus: list[Any], batch: int) -> list[Any]:
+    """Batch after batch, as the gate judges them; a batch that raises is judged one record
+    at a time (as the gate does), each record's exception kept. (Two kinds of record make
+    the Python path raise today, on either path: nesting near 1,000 levels, RecursionError in
+    the duplicate-key count, and a lone surrogate in a name of a record that is refused but
+    read leniently, which Arrow cannot encode.)"""
+    out: list[Any] = []
+    for start in range(0, len(corpus), batch):
+        chunk = corpus[start : start + batch]
+        vals = [v for v, _ in chunk]
+        topics = [TOPICS[(start + i) % len(TOPICS)] for i in range(len(chunk))]
+        hdrs = [h for _, h in chunk]
+        try:
+            out.extend(_summary(rules.evaluate_records(vals, NOW, topics, hdrs)))
+        except Exception as exc:
+            out.append(("batch raised", repr(exc)))
+            for one in zip(vals, topics, hdrs, strict=True):
+                try:
+                    out.extend(_summary(rules.evaluate_records([one[0]], NOW, [one[1]], [one[2]])))
+                except Exception as e:
+                    out.append(("record raised", repr(e)))
+    out.append(("stats", rules.stats, rules.state_size()))
+    return out
+
+
+@pytest.mark.parametrize(("name", "extraction", "files"), CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_fast_path_and_python_path_give_identical_results(
+    name: str, extraction: Extraction, files: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = values(seed=20261206, n=5_000)
+    CHECK_PATHS.clear()
+    fast = _judge(RuleSet.load(files, extraction) if files else RuleSet(extraction), corpus, 500)
+    paths = dict(CHECK_PATHS)
+    monkeypatch.setattr(_checker, "_native", None)
+    CHECK_PATHS.clear()
+    slow = _judge(RuleSet.load(files, extraction) if files else RuleSet(extraction), corpus, 500)
+    assert set(CHECK_PATHS) == {"python: no compiled module"}
+    assert len(fast) == len(slow)
+    for i, (f, s) in enumerate(zip(fast, slow, strict=True)):
+        assert f == s, f"{name}: entry {i} differs"
+    # The fast path really ran, and never met a record it passed that orjson refused.
+    assert paths["native"] > len(corpus) // 3, paths
+    assert "python: orjson refused a record the checker passed" not in paths
+
+
+def test_hostile_cases_are_judged_by_the_python_path() -> None:
+    """Every hand-written hostile case that is not plainly clean is left to Python."""
+    checked = check_batch(HOSTILE, Extraction())
+    assert checked is not None
+    for value, clean in zip(HOSTILE, checked.clean, strict=True):
+        if clean:
+            assert value is not None
+            assert _reference_clean(value, Extraction()), value[:80]
+    # the escaped repeat, NaN, big ints, depth 257, a BOM: all unsure
+    unsure = {v for v, c in zip(HOSTILE, checked.clean, strict=True) if not c}
+    for needle in (b'"\\u0061":2', b"NaN", b"18446744073709551616", b"\xef\xbb\xbf", b"\\ud800"):
+        assert any(v is not None and needle in v for v in unsure), needle
+
+
+# --- the checker against the Python path, on arbitrary input (Hypothesis) ---
+
+
+def _reference_clean(value: bytes, ext: Extraction) -> bool:
+    """Whether the Python path reads ``value`` as one JSON object with no repeated key."""
+    if not value or len(value) > ext.max_message_bytes:
+        return False
+    payload, failure, _ = _decode_json(value)
+    return payload is not None and failure is None and _repeated_key(value, payload) is None
+
+
+def _agrees(value: bytes, ext: Extraction | None = None) -> bool:
+    """Checks the checker's verdict and columns for ``value`` against the Python path;
+    returns whether it called the value clean."""
+    ext = ext or Extraction()
+    checked = check_batch([value], ext)
+    assert checked is not None
+    if not checked.clean[0]:
+        assert (checked.providers[0], checked.instruments[0]) == ("", "")
+        assert (checked.seqs[0], int(checked.origins[0])) == (-1, 0)
+        return False
+    assert _reference_clean(value, ext), value
+    payload = orjson.loads(value)
+    provider, instrument, seq = _identity(payload, ext)
+    assert (checked.providers[0], checked.instruments[0]) == (provider, instrument)
+    assert checked.seqs[0] in (seq, FROM_PYTHON)
+    if checked.seqs[0] == FROM_PYTHON:
+        assert isinstance(payload.get(ext.seq_field), float)
+    origin, failure = _origin(payload, ext)
+    if checked.origins[0] != FROM_PYTHON:
+        assert failure is None
+        assert int(checked.origins[0]) == origin
+    return True
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=6)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+fields = st.sampled_from(["provider", "instrument", "seq", "ts", "p\u00e9"])
+records = st.dictionaries(fields | st.text(max_size=3), json_values, max_size=6)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=80))
+@example(b'{"a":1,"\\u0061":2}')
+@example(b'{"provider":"\\ud800"}')
+@example(b"\xef\xbb\xbf{}")
+def test_arbitrary_bytes(value: bytes) -> None:
+    _agrees(value)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records,
+    st.booleans(),
+    st.sampled_from([None, (",", ":"), (" , ", " : ")]),
+    st.sampled_from(["s", "ms", "us", "ns", "iso8601"]),
+)
+def test_arbitrary_json_objects(
+    record: dict[str, Any], ascii_only: bool, separators: Any, unit: Any
+) -> None:
+    text = json.dumps(record, ensure_ascii=ascii_only, separators=separators).encode()
+    clean = _agrees(text, Extraction(origin_unit=unit))
+    plain = not any(
+        (isinstance(v, float) and not math.isfinite(v))
+        or (isinstance(v, int) and not -(2**63) <= v < 2**64)
+        for v in _leaves(record)
+    )
+    # What orjson reads as Python does is clean (so the fast path is taken), the rest is not.
+    assert clean == plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(records, st.text(max_size=3), st.booleans())
+def test_repeated_keys_are_never_clean(record: dict[str, Any], key: str, escape: bool) -> None:
+    body = json.dumps(record)[1:-1]
+    again = json.dumps(key, ensure_ascii=True)
+    if escape:  # the same key, every character escaped
+        again = '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else c for c in key) + '"'
+    text = "{" + (body + "," if body else "") + f"{json.dumps(key)}:1,{again}:2" + "}"
+    assert not _agrees(text.encode())
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _leaves(v)]
+    return [value]
+
+
+def test_without_the_compiled_module_everything_takes_the_python_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_checker, "_native", None)
+    CHECK_PATHS.clear()
+    result = RuleSet(Extraction()).evaluate_records([b'{"provider":"P","ts":1}', b"x"], NOW)
+    assert [v.provider for v in result.verdicts()] == ["P", ""]
+    assert CHECK_PATHS == {"python: no compiled module": 2}
+    assert _native.check_records is not None  # the real module is back after the test
