@@ -317,10 +317,13 @@ class RuleSet:
             clean = checked.clean
             providers, instruments, seqs = checked.providers, checked.instruments, checked.seqs
             origins = checked.origins
+            # the clean rows whose origin Python converts (a set: a NumPy scalar per row costs)
+            python_origin = set(np.flatnonzero(origins == _checker.FROM_PYTHON).tolist())
         else:
             clean = bytes(n)
             providers, instruments, seqs = [""] * n, [""] * n, [-1] * n
             origins = np.zeros(n, np.int64)
+            python_origin = set()
         check_contract = bool(self._schemas or self.contracts)
         for i, value in enumerate(values):
             hdrs = headers[i] if headers is not None else None
@@ -331,7 +334,7 @@ class RuleSet:
                     if seqs[i] == _checker.FROM_PYTHON:
                         seqs[i] = _identity(payload, ext)[2]
                         _checker.count("native, seq from python")
-                    if origins[i] == _checker.FROM_PYTHON:
+                    if i in python_origin:
                         _checker.count("native, origin from python")
                         origins[i], failure = _origin(payload, ext)
                     if failure is None and check_contract:

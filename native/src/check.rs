@@ -93,6 +93,9 @@ pub fn check(value: &[u8], wanted: &Wanted) -> Result<Fields, Unsure> {
             Found::Missing,
             Found::Missing,
         ],
+        keys: Keys {
+            stack: Vec::with_capacity(32),
+        },
     };
     p.ws();
     if p.peek() != Some(b'{') {
@@ -111,31 +114,37 @@ struct Parser<'v, 'w> {
     i: usize,
     wanted: &'w Wanted,
     found: Fields,
+    keys: Keys<'v>,
 }
 
-/// The keys of one object so far, compared after unescaping (as Python's `json` compares
-/// them: `"a"` and `"\u0061"` are the same key).
-enum Keys<'v> {
-    Few(Vec<Cow<'v, [u8]>>),
-    Many(HashSet<Cow<'v, [u8]>>),
+/// The keys of the objects being read, compared after unescaping (as Python's `json`
+/// compares them: `"a"` and `"\u0061"` are the same key). One stack for the whole record,
+/// each object's keys on top of its parents' (no allocation per object); an object with
+/// many keys gets a hash set.
+struct Keys<'v> {
+    stack: Vec<Cow<'v, [u8]>>,
+}
+
+/// Where one object's keys start on the stack, and its hash set once it has many.
+struct Frame<'v> {
+    base: usize,
+    many: Option<HashSet<Cow<'v, [u8]>>>,
 }
 
 impl<'v> Keys<'v> {
-    /// False when `key` was already there.
-    fn insert(&mut self, key: Cow<'v, [u8]>) -> bool {
-        match self {
-            Keys::Few(keys) => {
-                if keys.contains(&key) {
-                    return false;
-                }
-                keys.push(key);
-                if keys.len() > SCAN_KEYS {
-                    *self = Keys::Many(keys.drain(..).collect());
-                }
-                true
-            }
-            Keys::Many(keys) => keys.insert(key),
+    /// False when `key` was already in the object of `frame`.
+    fn insert(&mut self, frame: &mut Frame<'v>, key: Cow<'v, [u8]>) -> bool {
+        if let Some(many) = &mut frame.many {
+            return many.insert(key);
         }
+        if self.stack[frame.base..].contains(&key) {
+            return false;
+        }
+        self.stack.push(key);
+        if self.stack.len() - frame.base > SCAN_KEYS {
+            frame.many = Some(self.stack.drain(frame.base..).collect());
+        }
+        true
     }
 }
 
@@ -172,14 +181,17 @@ impl<'v> Parser<'v, '_> {
             self.i += 1;
             return Ok(());
         }
-        let mut keys = Keys::Few(Vec::new());
+        let mut frame = Frame {
+            base: self.keys.stack.len(),
+            many: None,
+        };
         loop {
             if self.peek() != Some(b'"') {
                 return Err(Unsure);
             }
             let key = self.string(true)?;
             let (mask, descend) = self.targets(&key, level);
-            if !keys.insert(key) {
+            if !self.keys.insert(&mut frame, key) {
                 return Err(Unsure); // a repeated key: the Python path names it
             }
             self.ws();
@@ -194,6 +206,7 @@ impl<'v> Parser<'v, '_> {
                 }
                 Some(b'}') => {
                     self.i += 1;
+                    self.keys.stack.truncate(frame.base);
                     return Ok(());
                 }
                 _ => return Err(Unsure),
@@ -235,10 +248,19 @@ impl<'v> Parser<'v, '_> {
     }
 
     fn keep(&mut self, mask: u8, found: Found) {
+        if mask == 0 {
+            return;
+        }
+        let mut last = None;
         for (at, bit) in [PROVIDER, INSTRUMENT, SEQ, ORIGIN].into_iter().enumerate() {
-            if mask & bit != 0 {
-                self.found[at] = found.clone();
+            if mask & bit != 0
+                && let Some(before) = last.replace(at)
+            {
+                self.found[before] = found.clone(); // one value, two fields
             }
+        }
+        if let Some(at) = last {
+            self.found[at] = found;
         }
     }
 
@@ -266,7 +288,7 @@ impl<'v> Parser<'v, '_> {
             Some(b'f') => self.literal(b"false", mask, Found::Bool),
             Some(b'n') => self.literal(b"null", mask, Found::Other),
             Some(b'-' | b'0'..=b'9') => {
-                let n = self.number()?;
+                let n = self.number(mask != 0)?;
                 self.keep(mask, n);
                 Ok(())
             }
@@ -322,19 +344,22 @@ impl<'v> Parser<'v, '_> {
     /// RFC 8259's number grammar. An integer outside [i64::MIN, u64::MAX] is unsure (orjson
     /// reads it as a float, Python's json as an int); a float that is not finite is unsure
     /// (orjson refuses it).
-    fn number(&mut self) -> Step<Found> {
+    /// `keep`: the caller wants the value (else an integer in range may be `Found::Other`).
+    fn number(&mut self, keep: bool) -> Step<Found> {
         let start = self.i;
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
-        match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => {
-                self.digits();
+        let whole = match self.peek() {
+            Some(b'0') => {
+                self.i += 1;
+                1
             }
+            Some(b'1'..=b'9') => self.digits(),
             _ => return Err(Unsure),
-        }
+        };
         let mut float = false;
+        let mut exponent = false;
         if self.peek() == Some(b'.') {
             self.i += 1;
             if self.digits() == 0 {
@@ -351,6 +376,13 @@ impl<'v> Parser<'v, '_> {
                 return Err(Unsure);
             }
             float = true;
+            exponent = true;
+        }
+        if float && !exponent && whole <= 300 {
+            return Ok(Found::Float); // under 10^300 and no exponent: finite, no need to parse
+        }
+        if !float && !keep && whole <= 18 {
+            return Ok(Found::Other); // within i64 whatever its digits
         }
         // ASCII by construction.
         let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| Unsure)?;
@@ -390,18 +422,19 @@ impl<'v> Parser<'v, '_> {
     fn string(&mut self, keep: bool) -> Step<Cow<'v, [u8]>> {
         self.i += 1;
         let start = self.i;
-        loop {
-            match self.peek() {
-                None => return Err(Unsure),
-                Some(b'"') => {
-                    let s = &self.b[start..self.i];
-                    self.i += 1;
-                    return Ok(Cow::Borrowed(s));
-                }
-                Some(b'\\') => break,
-                Some(c) if c < 0x20 => return Err(Unsure),
-                Some(_) => self.i += 1,
+        // The common string has no escape: find its end in one tight scan.
+        let plain = self.b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .ok_or(Unsure)?;
+        self.i = start + plain;
+        match self.b[self.i] {
+            b'"' => {
+                self.i += 1;
+                return Ok(Cow::Borrowed(&self.b[start..start + plain]));
             }
+            b'\\' => {}
+            _ => return Err(Unsure), // a control character
         }
         let mut out = if keep {
             self.b[start..self.i].to_vec()
