@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -242,22 +243,26 @@ def careless(rnd: random.Random, now_ms: int, i: int) -> bytes:
 
 
 def values(seed: int, n: int) -> list[tuple[bytes | None, list[tuple[str, bytes | None]]]]:
+    """``n`` values with headers (see :func:`iter_values`) in a list."""
+    return list(iter_values(seed, n))
+
+
+def iter_values(seed: int, n: int) -> Iterator[tuple[bytes | None, list[tuple[str, bytes | None]]]]:
     """``n`` values with headers: ``HOSTILE`` and ``RAISING`` once each, then fuzz_gate's
     records, careless ones, and ``HOSTILE`` again (2 %), in a seeded order."""
     rnd = random.Random(seed)
     now_ms = 1_765_000_000_000
-    out: list[tuple[bytes | None, list[tuple[str, bytes | None]]]] = [
-        (v, []) for v in (*HOSTILE, *RAISING)
-    ]
-    while len(out) < n:
+    first = [*HOSTILE, *RAISING][:n]
+    yield from ((v, []) for v in first)
+    for i in range(len(first), n):
         kind = rnd.random()
+        headers: list[tuple[str, bytes | None]]
         if kind < 0.6:
-            _key, value, headers = record(rnd, now_ms, len(out))
+            _key, value, headers = record(rnd, now_ms, i)
         elif kind < 0.98:
-            value, headers = careless(rnd, now_ms, len(out)), []
+            value, headers = careless(rnd, now_ms, i), []
         else:
             value, headers = rnd.choice(HOSTILE), []
         if rnd.random() < 0.3:
             headers = [*headers, ("schema-version", rnd.choice([b"1", b"2", b"x"]))]
-        out.append((value, headers))
-    return out[:n]
+        yield value, headers

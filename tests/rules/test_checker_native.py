@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -16,102 +17,41 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench._corpus import HOSTILE, values
+from bench._differential import CONFIGS, NOW, compare
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
-from stampline.demo import rules_file
 from stampline.rules import Extraction, RuleSet, _checker
 from stampline.rules._checker import CHECK_PATHS, FROM_PYTHON, check_batch
 from stampline.rules._ruleset import _decode_json, _identity, _origin, _repeated_key
 
-NOW = 1_765_000_000_000_000_000
-FULL_RULES = rules_file().with_name("market_data_full.rules.yaml")
-TOPICS = ("raw.quotes", "md.quotes", "avro.quotes")
-
-# (name, extraction, rule files): the packaged rules with contracts (JSON and Avro topics),
-# stateful rules and scopes; then only the built-in checks under other extraction settings
-# (seconds and a dotted origin, short names, repeated keys allowed; ISO-8601 origins).
-CONFIGS = [
-    ("full rules", Extraction(), [FULL_RULES]),
-    (
-        "dotted origin in ns, 8-char names, repeats allowed",
-        Extraction(
-            origin_field="deep.k", origin_unit="ns", max_name_chars=8, duplicate_keys="allow"
-        ),
-        [],
-    ),
-    ("seconds, small messages", Extraction(origin_unit="s", max_message_bytes=2_000), []),
-    ("iso8601", Extraction(origin_unit="iso8601"), []),
-]
-
-
-def _summary(result: Any) -> list[Any]:
-    """Everything a batch result says, in comparable form (payloads as their JSON bytes, so
-    -0.0 and 0.0 differ; identity values with their types)."""
-    out = []
-    for row, verdict in enumerate(result.verdicts()):
-        out.append(
-            (
-                verdict,
-                result.early.get(row),
-                [(type(c[row]), c[row]) for c in result.identity],
-                int(result.origin_ns[row]),
-                _payload(result.payloads[row]),
-            )
-        )
-    return out
-
-
-def _payload(payload: dict[str, Any] | None) -> bytes | str | None:
-    if payload is None:
-        return None
-    try:
-        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # deeper than orjson writes (255): made by orjson from the same bytes
-        return "a deep payload"
-
-
-def _judge(rules: RuleSet, corpus: list[Any], batch: int) -> list[Any]:
-    """Batch after batch, as the gate judges them; a batch that raises is judged one record
-    at a time (as the gate does), each record's exception kept. (Two kinds of record make
-    the Python path raise today, on either path: nesting near 1,000 levels, RecursionError in
-    the duplicate-key count, and a lone surrogate in a name of a record that is refused but
-    read leniently, which Arrow cannot encode.)"""
-    out: list[Any] = []
-    for start in range(0, len(corpus), batch):
-        chunk = corpus[start : start + batch]
-        vals = [v for v, _ in chunk]
-        topics = [TOPICS[(start + i) % len(TOPICS)] for i in range(len(chunk))]
-        hdrs = [h for _, h in chunk]
-        try:
-            out.extend(_summary(rules.evaluate_records(vals, NOW, topics, hdrs)))
-        except Exception as exc:
-            out.append(("batch raised", repr(exc)))
-            for one in zip(vals, topics, hdrs, strict=True):
-                try:
-                    out.extend(_summary(rules.evaluate_records([one[0]], NOW, [one[1]], [one[2]])))
-                except Exception as e:
-                    out.append(("record raised", repr(e)))
-    out.append(("stats", rules.stats, rules.state_size()))
-    return out
-
 
 @pytest.mark.parametrize(("name", "extraction", "files"), CONFIGS, ids=[c[0] for c in CONFIGS])
 def test_fast_path_and_python_path_give_identical_results(
-    name: str, extraction: Extraction, files: list[Any], monkeypatch: pytest.MonkeyPatch
+    name: str, extraction: Extraction, files: list[Any]
 ) -> None:
-    corpus = values(seed=20261206, n=5_000)
-    CHECK_PATHS.clear()
-    fast = _judge(RuleSet.load(files, extraction) if files else RuleSet(extraction), corpus, 500)
-    paths = dict(CHECK_PATHS)
-    monkeypatch.setattr(_checker, "_native", None)
-    CHECK_PATHS.clear()
-    slow = _judge(RuleSet.load(files, extraction) if files else RuleSet(extraction), corpus, 500)
-    assert set(CHECK_PATHS) == {"python: no compiled module"}
-    assert len(fast) == len(slow)
-    for i, (f, s) in enumerate(zip(fast, slow, strict=True)):
-        assert f == s, f"{name}: entry {i} differs"
+    """5,000 records per configuration, 20,000 in all (bench/differential.py runs 1,000,000)."""
+    outcome = compare(extraction, files, values(seed=20261206, n=5_000), batch=500)
+    assert outcome.records == 5_000
+    assert outcome.mismatches == 0, outcome.first_mismatches
     # The fast path really ran, and never met a record it passed that orjson refused.
-    assert paths["native"] > len(corpus) // 3, paths
-    assert "python: orjson refused a record the checker passed" not in paths
+    assert outcome.paths["native"] > 2_000, outcome.paths
+    assert "python: orjson refused a record the checker passed" not in outcome.paths
+    assert outcome.paths["python: the checker is not sure"] > 500, outcome.paths
+    if name == "full rules":  # the first batch holds records on which the Python path raises
+        assert outcome.raised_batches >= 1
+
+
+def test_a_divergence_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness is not blind: a checker that misreads one escaped repeated key as
+    clean makes a mismatch."""
+    real = _native.check_records
+
+    def misreads(vals: list[bytes | None], *args: Any) -> Any:
+        vals = [v.replace(b"\\u0061", b"b") if v is not None else v for v in vals]
+        return real(vals, *args)
+
+    monkeypatch.setattr(_checker, "_native", SimpleNamespace(check_records=misreads))
+    outcome = compare(Extraction(), [], values(seed=1, n=len(HOSTILE)), batch=500)
+    assert outcome.mismatches >= 1
 
 
 def test_hostile_cases_are_judged_by_the_python_path() -> None:
