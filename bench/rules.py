@@ -10,12 +10,17 @@
    for either; the JSON path (bytes in, verdicts out) is timed separately.
 2. Sequence-gap + staleness + divergence rules over 10,000 (provider, instrument) keys in
    micro-batches, and the state they keep per key.
+3. The compiled record checker (docs/native.md): ``evaluate_records`` over 100,000 quotes
+   (~150 B of JSON each, batches of 1,000) with the fast path on and forced off, process CPU
+   µs per record, best of 3 alternating runs; with only the built-in checks and with the
+   eight stateless rules. ``--only checker`` runs just this part.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -34,8 +39,9 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # package: import from the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench._corpus import quote  # noqa: E402
 from bench._machine import machine, write_result  # noqa: E402
-from stampline.rules import RuleSet, export_gx  # noqa: E402
+from stampline.rules import Extraction, RuleSet, _checker, export_gx  # noqa: E402
 from stampline.rules._gx import gx_batch  # noqa: E402
 from stampline.rules._synthetic import market_batch  # noqa: E402
 
@@ -172,12 +178,62 @@ def stateful(n: int, keys: int, batch: int) -> dict[str, Any]:
     }
 
 
+def checker(n: int = 100_000, batch: int = 1_000) -> dict[str, Any]:
+    rnd = random.Random(7)
+    values = [orjson.dumps(quote(rnd, 1_765_000_000_000, i)) for i in range(n)]
+    native = _checker._native
+    out: dict[str, Any] = {"checker_records": n, "checker_batch": batch}
+    if native is None:
+        log("checker: no compiled module (stampline._native): nothing to compare")
+        return out
+
+    def cpu_us(rules: RuleSet, on: bool) -> float:
+        _checker._native = native if on else None
+        try:
+            start = time.process_time()
+            for at in range(0, n, batch):
+                rules.evaluate_records(values[at : at + batch], 1_765_000_000_000_000_000)
+            return (time.process_time() - start) / n * 1e6
+        finally:
+            _checker._native = native
+
+    for label, load in (
+        ("builtin", lambda: RuleSet(Extraction())),
+        ("8_rules", lambda: RuleSet.load([STATELESS])),
+    ):
+        runs: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(3):
+            for on in (False, True):
+                runs[on].append(cpu_us(load(), on))
+        python, fast = min(runs[False]), min(runs[True])
+        log(f"checker {label}: python {python:.2f} us/record, fast path {fast:.2f}")
+        out[f"checker_{label}_python_cpu_us_per_record"] = round(python, 2)
+        out[f"checker_{label}_fast_cpu_us_per_record"] = round(fast, 2)
+        out[f"checker_{label}_saved_cpu_us_per_record"] = round(python - fast, 2)
+    start = time.process_time()
+    for at in range(0, n, batch):
+        native.check_records(
+            values[at : at + batch], ("provider", "instrument", "seq", "ts"), 10**6, 2**20, 256
+        )
+    out["checker_call_alone_cpu_us_per_record"] = round((time.process_time() - start) / n * 1e6, 2)
+    start = time.process_time()
+    for v in values:
+        orjson.loads(v)
+    out["orjson_loads_cpu_us_per_record"] = round((time.process_time() - start) / n * 1e6, 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100k events instead of 1M")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--only", choices=["checker"], help="run only the checker's part")
     args = parser.parse_args()
     host = machine()  # before any work: the load is other programs'
+    if args.only == "checker":
+        report = {"benchmark": "rules", "date": time.strftime("%Y-%m-%d"), "machine": host}
+        write_result("rules_checker", {**report, **checker()}, args.json)
+        return
     n = 100_000 if args.quick else 1_000_000
     report: dict[str, Any] = {
         "benchmark": "rules",
@@ -185,6 +241,7 @@ def main() -> None:
         "machine": host,
         **stateless(n, 1 if args.quick else 3),
         **stateful(n, 10_000, 100_000 if not args.quick else 20_000),
+        **checker(),
     }
     report["targets"] = {
         "speedup_vs_gx": ">= 3",
