@@ -47,6 +47,9 @@ fuzz_target!(|data: &[u8]| {
     assert!(agrees(&fields[0], top.get("provider")), "provider");
     assert!(agrees(&fields[1], top.get("instrument")), "instrument");
     assert!(agrees(&fields[2], top.get("seq")), "seq");
-    let origin = top.get("a").and_then(|a| a.as_object()).and_then(|a| a.get("b"));
+    let origin = top
+        .get("a")
+        .and_then(|a| a.as_object())
+        .and_then(|a| a.get("b"));
     assert!(agrees(&fields[3], origin), "origin");
 });

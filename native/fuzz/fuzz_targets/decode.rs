@@ -14,8 +14,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let spec = Spec {
         wanted: Wanted::new("provider", "instrument", "seq", "ts"),
-        origin_factor: [None, Some(1), Some(1_000), Some(1_000_000), Some(1_000_000_000)]
-            [usize::from(*units) % 5],
+        origin_factor: [
+            None,
+            Some(1),
+            Some(1_000),
+            Some(1_000_000),
+            Some(1_000_000_000),
+        ][usize::from(*units) % 5],
         max_bytes: usize::from(*limit) * 4,
         max_name_chars: usize::from(*names % 16),
     };
@@ -45,7 +50,12 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(row.origin, FROM_PYTHON);
         }
         assert_eq!(
-            (&cols.providers[i], &cols.instruments[i], cols.seqs[i], cols.origins[i]),
+            (
+                &cols.providers[i],
+                &cols.instruments[i],
+                cols.seqs[i],
+                cols.origins[i]
+            ),
             (&row.provider, &row.instrument, row.seq, row.origin)
         );
     }
