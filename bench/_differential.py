@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -109,9 +109,15 @@ def _batches(corpus: Iterable[Value], batch: int) -> Iterator[list[Value]]:
 
 
 def compare(
-    extraction: Extraction, files: list[Any], corpus: Iterable[Value], batch: int = 500
+    extraction: Extraction,
+    files: list[Any],
+    corpus: Iterable[Value],
+    batch: int = 500,
+    progress: Callable[[Outcome, int], None] | None = None,
 ) -> Outcome:
-    """Judge ``corpus`` batch by batch with two rule sets, one on each path, and compare."""
+    """Judge ``corpus`` batch by batch with two rule sets, one on each path, and compare;
+    ``progress`` is called with the outcome so far and the records judged, every 100
+    batches."""
     native = _checker._native
     fast_rules = RuleSet.load(files, extraction) if files else RuleSet(extraction)
     slow_rules = RuleSet.load(files, extraction) if files else RuleSet(extraction)
@@ -144,6 +150,8 @@ def compare(
                         out.first_mismatches.append(what[:2000])
             offset += len(chunk)
             out.batches += 1
+            if progress is not None and out.batches % 100 == 0:
+                progress(out, offset)
         state = (fast_rules.stats, fast_rules.state_size())
         if state != (slow_rules.stats, slow_rules.state_size()):
             out.mismatches += 1

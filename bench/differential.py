@@ -32,6 +32,11 @@ from bench._differential import CONFIGS, compare  # noqa: E402
 from bench._machine import machine, write_result  # noqa: E402
 
 
+def _progress(o: Any, records: int) -> None:
+    cpu = o.cpu_s["fast"] + o.cpu_s["python"]
+    print(f"  {records:,} records, {o.mismatches} mismatches, {cpu:.0f} s CPU", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--records", type=int, default=1_000_000)
@@ -48,7 +53,9 @@ def main() -> None:
     with np.errstate(all="ignore"):
         for name, extraction, files in CONFIGS:
             print(f"{name}: {args.records:,} records", file=sys.stderr, flush=True)
-            o = compare(extraction, files, iter_values(args.seed, args.records), args.batch)
+            o = compare(
+                extraction, files, iter_values(args.seed, args.records), args.batch, _progress
+            )
             total += o.mismatches
             result[name] = {
                 "records": o.records,
