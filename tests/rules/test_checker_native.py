@@ -62,7 +62,7 @@ def test_hostile_cases_are_judged_by_the_python_path() -> None:
         if clean:
             assert value is not None
             assert _reference_clean(value, Extraction()), value[:80]
-    # the escaped repeat, NaN, big ints, depth 257, a BOM: all unsure
+    # an escaped repeated key, NaN, a big int, a BOM, a lone surrogate: all unsure
     unsure = {v for v, c in zip(HOSTILE, checked.clean, strict=True) if not c}
     for needle in (b'"\\u0061":2', b"NaN", b"18446744073709551616", b"\xef\xbb\xbf", b"\\ud800"):
         assert any(v is not None and needle in v for v in unsure), needle
