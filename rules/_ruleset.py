@@ -319,23 +319,24 @@ class RuleSet:
             origins = checked.origins
             # the clean rows whose origin Python converts (a set: a NumPy scalar per row costs)
             python_origin = set(np.flatnonzero(origins == _checker.FROM_PYTHON).tolist())
+            _checker.count("native, origin from python", len(python_origin))
+            _checker.count("native, seq from python", seqs.count(_checker.FROM_PYTHON))
         else:
             clean = bytes(n)
             providers, instruments, seqs = [""] * n, [""] * n, [-1] * n
             origins = np.zeros(n, np.int64)
             python_origin = set()
         check_contract = bool(self._schemas or self.contracts)
+        from_python = _checker.FROM_PYTHON
         for i, value in enumerate(values):
             hdrs = headers[i] if headers is not None else None
             if clean[i]:
                 payload = _clean_payload(value)
                 if payload is not None:
                     failure = None
-                    if seqs[i] == _checker.FROM_PYTHON:
+                    if seqs[i] == from_python:
                         seqs[i] = _identity(payload, ext)[2]
-                        _checker.count("native, seq from python")
                     if i in python_origin:
-                        _checker.count("native, origin from python")
                         origins[i], failure = _origin(payload, ext)
                     if failure is None and check_contract:
                         failure = self._contract(payload, topics[i], hdrs)
