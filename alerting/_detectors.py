@@ -86,6 +86,10 @@ class ProviderFacts:
     source: str = ""
     # kind -> what its plug-in detector's `batch_facts` made of the batch (JSON-able)
     kinds: dict[str, object] = field(default_factory=dict)
+    # the earliest origin of an accepted record in the batch (0: none): where an event-time
+    # watch's clock starts, so a registered provider that never sends is silent from the
+    # feed's first record, not from the end of the first batch
+    first_origin: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -95,6 +99,7 @@ class ProviderFacts:
             "dead": [[p, r, n] for (p, r), n in self.dead.items()],
             "source": self.source,
             "kinds": self.kinds,
+            "first_origin": self.first_origin,
         }
 
     @classmethod
@@ -115,6 +120,8 @@ class ProviderFacts:
             assert isinstance(at, int)
             kinds = obj.get("kinds", {})
             assert isinstance(kinds, dict)
+            first = obj.get("first_origin", 0)  # absent from facts written before it
+            assert isinstance(first, int)
             return cls(
                 at,
                 {str(k): int(v) for k, v in last.items()},
@@ -122,6 +129,7 @@ class ProviderFacts:
                 {(str(p), str(r)): int(n) for p, r, n in dead_rows},
                 str(obj.get("source", "")),
                 {str(k): v for k, v in kinds.items()},
+                first,
             )
         except (AssertionError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not provider facts: {exc!r}") from None
@@ -299,6 +307,7 @@ class KeyDetectors:
                 }  # fmt: skip
             else:
                 facts.last_origin = dict(zip(providers, origins, strict=True))
+            facts.first_origin = min((o for o in accepted if o > 0), default=0)
             facts.events = dict(Counter(providers))
             for row, failures in rejects.items():
                 key = (providers[row], failures[0].rule_id)
