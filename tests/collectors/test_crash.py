@@ -164,7 +164,8 @@ def test_sigkill_mid_stream_then_restart_gives_every_event_exactly_once(
             f"{uid}-rec",
             lambda: trail.query("SELECT count() AS n FROM {db}.trail")[0]["n"] >= N,
         )
-        assert trail.verify().ok
+        report = trail.verify()
+        assert report.ok, report.findings
         (row,) = trail.query(
             "SELECT count() AS n, uniqExact(event_id) AS ids, "
             "countIf(outcome = 'dead_lettered') AS dead FROM {db}.trail"
