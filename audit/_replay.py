@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from stampline._common import shown_value
 from stampline.audit._model import TAP_SIGHTING
 from stampline.audit.exceptions import NotFoundError
 
@@ -203,7 +204,7 @@ def normalise_id(event_id: str) -> str:
     """
     text = event_id.strip()
     if not _UUID.match(text):
-        raise ValueError(f"event id {event_id!r} is not a UUID")
+        raise ValueError(f"event id {shown_value(event_id)} is not a UUID")
     h = text.replace("-", "").lower()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
