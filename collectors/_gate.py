@@ -50,7 +50,14 @@ from confluent_kafka import (
 )
 
 from stampline._common import UNNAMED_PROVIDER, where
-from stampline.audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter, trail_fields, trail_row
+from stampline.audit import (
+    AUTHORITY_STAMPER,
+    PREV_ORIGIN,
+    DeadLetter,
+    broker_time_type,
+    trail_fields,
+    trail_row,
+)
 from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from stampline.collectors._eventtime import EventTime
 from stampline.collectors._ids import hex_digits, source_event_ids
@@ -98,6 +105,8 @@ _PRODUCE_RULE = SIZE_RULE  # librdkafka refuses a record on its own account for 
 _RECOVERED = "written to the dead-letter topic before a restart"
 _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
 _DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
+# Kafka's timestamp type code -> the trail's name of it (a dict lookup per record, the hot path)
+_TIME_TYPES = {code: broker_time_type(code) for code in range(3)}
 # What a batch's metrics read of each trail row.
 _COUNTED = trail_fields(
     "provider", "outcome", "rule_id", "received", "emitted", "instrument", "origin", "ingested"
@@ -180,6 +189,7 @@ class _Batch:
     partitions: list[int]
     offsets: list[int]
     broker_ms: list[int]  # 0 where the broker gave no timestamp
+    broker_types: list[str]  # whose clock broker_ms is: "", "CreateTime", "LogAppendTime"
     headers: list[Headers | None]
     providers: list[str]
     instruments: list[str]
@@ -678,6 +688,7 @@ class Gate:
             partitions=partitions,
             offsets=offsets,
             broker_ms=[ms if kind else 0 for kind, ms in stamps],
+            broker_types=[_TIME_TYPES.get(kind, "") for kind, _ms in stamps],
             headers=raw_headers,
             # evaluate_records gives the identity fields as Python lists
             providers=result.identity[0],
@@ -855,6 +866,7 @@ class Gate:
                 provider, b.instruments[i], b.seqs[i], price, outcome, rule_id, rule_version,
                 parents, AUTHORITY_STAMPER, b.clock.source, "" if dead else flags, hashes,
                 "",  # no parent stamps: the gate's row is never a derived event's birth row
+                b.broker_types[i],
             )
         )  # fmt: skip
 
@@ -966,6 +978,7 @@ class Gate:
                 warnings="",
                 rule_sha256="",
                 parent_stamps="",
+                broker_time_type=b.broker_types[i],
             )
         )
 
