@@ -21,6 +21,7 @@ from stampline.audit import (
     canonical_table,
 )
 from stampline.audit._ledger import CANONICAL, SORT_KEYS
+from stampline.audit._queries import broker_time_types
 from stampline.audit._trailformat import CANONICAL_SCHEMA
 from stampline.collectors._gate import _TIME_TYPES
 from tests.helpers import drop_database
@@ -41,6 +42,15 @@ def test_kafka_timestamp_type_codes_map_to_the_trail_names() -> None:
     assert broker_clock("LogAppendTime") == "LogAppendTime: the broker's clock"
     assert broker_clock("CreateTime") == "CreateTime: the producer's clock"
     assert broker_clock("") == "timestamp type not recorded"
+
+
+def test_a_figure_over_several_types_says_which() -> None:
+    """One type is named as it is; several are "mixed", naming each ('' as not recorded)."""
+    assert broker_time_types(["CreateTime", "CreateTime"]) == "CreateTime"
+    assert broker_time_types([""]) == ""
+    mixed = broker_time_types(["LogAppendTime", "", "CreateTime"])
+    assert mixed == "mixed: not recorded, CreateTime, LogAppendTime"
+    assert broker_clock(mixed).startswith(mixed + ": ")
 
 
 def _rows(n: int, first: int, kind: str = "") -> list[Observation]:
