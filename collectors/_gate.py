@@ -109,8 +109,9 @@ _DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
 _TIME_TYPES = {code: broker_time_type(code) for code in range(3)}
 # What a batch's metrics read of each trail row.
 _COUNTED = trail_fields(
-    "provider", "outcome", "rule_id", "received", "emitted", "instrument", "origin", "ingested"
-)
+    "provider", "outcome", "rule_id", "received", "emitted", "instrument", "origin", "ingested",
+    "broker_time",
+)  # fmt: skip
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
 
 Delivery = Literal["at_least_once", "exactly_once"]
@@ -725,9 +726,11 @@ class Gate:
             # detectors' clocks (docs/alerting.md, "which records move which clock").
             refused = {**rejects, **batch.refused} if batch.refused else rejects
             try:
+                # The broker times too: a provider's latency ends on the broker, so the
+                # time a record then waited for this gate is never the provider's.
                 self.detectors.observe_batch(
                     received, batch.providers, batch.instruments, batch.seqs, batch.origins,
-                    refused, warnings, events,
+                    refused, warnings, events, batch.broker_ms,
                 )  # fmt: skip
             except Exception as exc:  # alerting must never take down the gate it watches
                 log.error("alert detectors failed on a batch: %r", exc)
@@ -1131,8 +1134,8 @@ class Gate:
         taken: dict[str, None] = {}  # providers with an accepted record in the batch
         dead: Counter[tuple[str, str]] = Counter()
         for row in self._rows.rows[first:]:
-            provider, outcome, rule_id, received, emitted, instrument, origin, ingested = _COUNTED(
-                row
+            provider, outcome, rule_id, received, emitted, instrument, origin, ingested, broker = (
+                _COUNTED(row)
             )
             provider = m.provider(provider or UNNAMED_PROVIDER)
             by_provider[provider] += 1
@@ -1143,6 +1146,10 @@ class Gate:
                     # A provider clock ahead of ours reads as no delay: the skew itself is
                     # stampline_provider_clock_offset_seconds.
                     m.origin_latency.labels(provider).observe(max(ingested - origin, 0) / 1e9)
+                    # The provider's own part ends on the broker (provider_latency's
+                    # definition): the time the record then waited for a gate is not its.
+                    took = broker * 1_000_000 - origin if broker else ingested - origin
+                    m.provider_latency.labels(provider).observe(max(took, 0) / 1e9)
             else:
                 dead[(provider, m.rule(rule_id))] += 1
             held = (emitted - received) / 1e9
