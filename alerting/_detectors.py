@@ -72,6 +72,7 @@ class BatchObserver(Protocol):
         rejects: Mapping[int, Sequence[FailureLike]],
         warnings: Mapping[int, Sequence[FailureLike]],
         gaps: Sequence[GapLike] = (),
+        broker_ms: Sequence[int] = (),
     ) -> None: ...
 
 
@@ -263,11 +264,13 @@ class KeyDetectors:
         rejects: Mapping[int, Sequence[FailureLike]],
         warnings: Mapping[int, Sequence[FailureLike]],
         gaps: Sequence[GapLike] = (),
+        broker_ms: Sequence[int] = (),
     ) -> None:
-        """One gate batch: identity columns, the broken rules of each row, gap events."""
+        """One gate batch: identity columns, the broken rules of each row, gap events, and
+        each record's broker timestamp in ms (0 where it has none; empty: none known)."""
         try:
             out = self._observe(
-                received_ns, providers, instruments, origins, rejects, warnings, gaps
+                received_ns, providers, instruments, origins, rejects, warnings, gaps, broker_ms
             )
         except Exception:  # the gate must never stop for an alerting bug
             self.errors += 1
@@ -285,6 +288,7 @@ class KeyDetectors:
         rejects: Mapping[int, Sequence[FailureLike]],
         warnings: Mapping[int, Sequence[FailureLike]],
         gaps: Sequence[GapLike],
+        broker_ms: Sequence[int] = (),
     ) -> list[Transition]:
         out: list[Transition] = []
         # Only accepted records move a clock: ``rejects`` holds every refusal (the rules' and
@@ -313,7 +317,7 @@ class KeyDetectors:
                 key = (providers[row], failures[0].rule_id)
                 facts.dead[key] = facts.dead.get(key, 0) + 1
             if self._batch_facts:
-                view = BatchView(received_ns, providers, instruments, origins, rejects)
+                view = BatchView(received_ns, providers, instruments, origins, rejects, broker_ms)
                 for kind, summarise in self._batch_facts.items():
                     facts.kinds[kind] = summarise(view)
         broken: dict[str, list[int]] = {}

@@ -36,6 +36,7 @@ from stampline.audit import (
     PREV_ORIGIN,
     Observation,
     TrailRow,
+    broker_time_type,
     encode_parent_stamps,
     trail_row,
 )
@@ -202,6 +203,7 @@ class Tap:
             topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
             ts_type, broker_ms = m.timestamp()
             broker_ms = broker_ms if ts_type else 0
+            time_type = broker_time_type(ts_type)  # whose clock broker_ms is
             stamps = None
             broken = False
             headers = m.headers()
@@ -251,6 +253,7 @@ class Tap:
                             "",
                             "",
                             lineage,
+                            time_type,
                         )
                     )  # fmt: skip
                     prev = (st.stage, st.emitted_ns, st.clock_err_ns)
@@ -293,6 +296,7 @@ class Tap:
                     "",
                     "",
                     "",
+                    time_type,
                 )
             )  # fmt: skip
             per_topic[topic] = per_topic.get(topic, 0) + 1
