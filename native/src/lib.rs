@@ -7,3 +7,4 @@
 pub mod digest;
 #[cfg(feature = "python")]
 mod python;
+pub mod stamps;

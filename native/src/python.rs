@@ -81,5 +81,205 @@ fn import(source: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
 
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    stamp_reader::register(module)?;
     module.add_function(wrap_pyfunction!(digest_table, module)?)
+}
+
+/// The stamp reader's binding (`crate::stamps`): `read_stamps_batch`. A block of its own,
+/// needing no `unsafe`.
+mod stamp_reader {
+    use std::collections::HashMap;
+    use std::ops::Range;
+
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+    use crate::stamps::{self, Name, Picked, Read};
+
+    pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add_function(wrap_pyfunction!(read_stamps_batch, module)?)
+    }
+
+    /// The records to read with the reference: (index in the batch, why).
+    type Unsure = Vec<(usize, &'static str)>;
+
+    /// One record's stamp headers as picked under the GIL: indices into the batch's values.
+    enum Gathered {
+        /// None or no headers: the reference returns None.
+        Empty,
+        Unsure(&'static str),
+        Picked {
+            stages: Range<usize>,
+            single: [Option<usize>; 8],
+        },
+    }
+
+    /// `read_stamps` of each record's headers in `batch` (a list of header lists or None):
+    /// `(results, unsure)`, where results holds a `stamps_type` (built with `stage_type`s) or
+    /// None per record, and unsure the `(index, why)` of the records this reader is not
+    /// certain it reads as the reference does (their result is None here): the caller reads
+    /// those with the reference. The headers are picked under the GIL, parsed without it.
+    #[pyfunction]
+    fn read_stamps_batch<'py>(
+        py: Python<'py>,
+        batch: &Bound<'py, PyList>,
+        stamps_type: &Bound<'py, PyAny>,
+        stage_type: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, Unsure)> {
+        let mut pool: Vec<Bound<'py, PyBytes>> = Vec::new();
+        let mut stage_values: Vec<usize> = Vec::new();
+        let gathered: Vec<Gathered> = batch
+            .iter()
+            .map(|headers| gather(&headers, &mut pool, &mut stage_values))
+            .collect();
+        // Bytes objects are immutable, and `pool` keeps them alive until we return.
+        let values: Vec<&[u8]> = pool.iter().map(|b| b.as_bytes()).collect();
+        let reads: Vec<Read<'_>> = py.detach(|| {
+            gathered
+                .iter()
+                .map(|g| match g {
+                    Gathered::Empty => Read::NoStamps,
+                    Gathered::Unsure(why) => Read::Unsure(why),
+                    Gathered::Picked { stages, single } => stamps::read(&Picked {
+                        stages: stage_values[stages.clone()]
+                            .iter()
+                            .map(|&i| values[i])
+                            .collect(),
+                        single: single.map(|v| v.map(|i| values[i])),
+                    }),
+                })
+                .collect()
+        });
+        let mut texts = Texts::new(py);
+        let mut out = Vec::with_capacity(reads.len());
+        let mut unsure = Vec::new();
+        for (i, read) in reads.iter().enumerate() {
+            out.push(match read {
+                Read::NoStamps => py.None().into_bound(py),
+                Read::Unsure(why) => {
+                    unsure.push((i, *why));
+                    py.None().into_bound(py)
+                }
+                Read::Stamps(s) => {
+                    let stages = s
+                        .stages
+                        .iter()
+                        .map(|st| {
+                            stage_type.call1((
+                                texts.get(st.stage),
+                                st.received_ns,
+                                st.emitted_ns,
+                                st.clock_err_ns,
+                                texts.get(st.host),
+                                texts.get(st.source),
+                            ))
+                        })
+                        .collect::<PyResult<Vec<_>>>()?;
+                    let parent_stamps = s
+                        .parent_stamps
+                        .iter()
+                        .map(|p| {
+                            let (stage, emitted, err) = p.unwrap_or(("", 0, 0));
+                            (texts.get(stage), emitted, err)
+                        })
+                        .collect::<Vec<_>>();
+                    stamps_type.call1((
+                        s.event_id.as_str(),
+                        s.origin_ns,
+                        s.ingest_ns,
+                        s.clock_err_ns,
+                        PyTuple::new(py, stages)?,
+                        PyTuple::new(py, &s.parents)?,
+                        s.traceparent,
+                        PyTuple::new(py, parent_stamps)?,
+                    ))?
+                }
+            });
+        }
+        Ok((PyList::new(py, out)?, unsure))
+    }
+
+    /// Picks one record's stamp headers as `read_stamps`'s loop does; anything but a list of
+    /// `(str, bytes | None)` tuples where it matters is unsure.
+    fn gather<'py>(
+        headers: &Bound<'py, PyAny>,
+        pool: &mut Vec<Bound<'py, PyBytes>>,
+        stage_values: &mut Vec<usize>,
+    ) -> Gathered {
+        if headers.is_none() {
+            return Gathered::Empty;
+        }
+        let Ok(list) = headers.cast_exact::<PyList>() else {
+            return Gathered::Unsure("headers that are not a list");
+        };
+        if list.is_empty() {
+            return Gathered::Empty;
+        }
+        let start = stage_values.len();
+        let mut single = [None; 8];
+        for item in list.iter() {
+            let Ok(pair) = item.cast_exact::<PyTuple>() else {
+                return Gathered::Unsure("a header that is not a tuple");
+            };
+            let (Ok(key), Ok(value), 2) = (pair.get_item(0), pair.get_item(1), pair.len()) else {
+                return Gathered::Unsure("a header that is not a (name, value) pair");
+            };
+            if value.is_none() {
+                continue; // skipped before its name is looked at, as the reference does
+            }
+            let Ok(key) = key.cast_exact::<PyString>() else {
+                return Gathered::Unsure("a header name that is not a str");
+            };
+            let Ok(key) = key.to_str() else {
+                return Gathered::Unsure("a header name that is not UTF-8");
+            };
+            let name = stamps::name_of(key.as_bytes());
+            if name == Name::Other {
+                continue;
+            }
+            let Ok(value) = value.cast_exact::<PyBytes>() else {
+                return Gathered::Unsure("a stamp header value that is not bytes");
+            };
+            match name {
+                Name::Stamp => {
+                    stage_values.push(pool.len());
+                    pool.push(value.clone());
+                }
+                Name::Single(i) if single[i].is_none() => {
+                    single[i] = Some(pool.len());
+                    pool.push(value.clone());
+                }
+                _ => {}
+            }
+        }
+        Gathered::Picked {
+            stages: start..stage_values.len(),
+            single,
+        }
+    }
+
+    /// Python strings for the short texts that repeat across a batch (stage names, hosts,
+    /// sources), each made once.
+    struct Texts<'py> {
+        py: Python<'py>,
+        made: HashMap<String, Bound<'py, PyString>>,
+    }
+
+    impl<'py> Texts<'py> {
+        fn new(py: Python<'py>) -> Self {
+            Self {
+                py,
+                made: HashMap::new(),
+            }
+        }
+
+        fn get(&mut self, text: &str) -> Bound<'py, PyString> {
+            if let Some(s) = self.made.get(text) {
+                return s.clone();
+            }
+            let s = PyString::new(self.py, text);
+            self.made.insert(text.to_owned(), s.clone());
+            s
+        }
+    }
 }
