@@ -152,6 +152,12 @@ def _gate_headers(rng: random.Random) -> Headers:
     return headers
 
 
+def gate_written(seed: int, n: int) -> list[Headers]:
+    """``n`` header lists as the gate writes them on the events it forwards (bench/stamps.py)."""
+    rng = random.Random(seed)
+    return [_gate_headers(rng) for _ in range(n)]
+
+
 class _Recording:
     """A producer that keeps what the SDK asks it to produce (the SDK takes any object with
     confluent-kafka's ``produce``): the headers are what a stage would send."""
