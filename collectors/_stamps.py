@@ -298,13 +298,16 @@ def read_stamps_batch(
     The compiled reader reads the batch in one call; a record it is not certain to read
     exactly as ``read_stamps`` does (every broken one among them) is read by ``read_stamps``.
     """
+    read: list[Stamps | StampError | None] = [None] * len(batch)
     if _native is None:
-        read: list[Stamps | StampError | None] = [None] * len(batch)
         unsure = [(i, "no compiled module") for i in range(len(batch))]
     else:
-        read, unsure = _native.read_stamps_batch(
-            batch if type(batch) is list else list(batch), Stamps, StageStamp
-        )
+        try:
+            read, unsure = _native.read_stamps_batch(
+                batch if type(batch) is list else list(batch), Stamps, StageStamp
+            )
+        except ValueError as exc:  # it cannot build these classes as their __init__ does
+            unsure = [(i, str(exc)) for i in range(len(batch))]
         STAMP_PATHS["native"] += len(batch) - len(unsure)
     for i, why in unsure:
         path = f"python: {why}"

@@ -91,6 +91,7 @@ mod stamp_reader {
     use std::collections::HashMap;
     use std::ops::Range;
 
+    use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
     use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
@@ -150,6 +151,7 @@ mod stamp_reader {
                 })
                 .collect()
         });
+        let make = Maker::new(py, &[stamps_type, stage_type])?;
         let mut texts = Texts::new(py);
         let mut out = Vec::with_capacity(reads.len());
         let mut unsure = Vec::new();
@@ -165,14 +167,18 @@ mod stamp_reader {
                         .stages
                         .iter()
                         .map(|st| {
-                            stage_type.call1((
-                                texts.get(st.stage),
-                                st.received_ns,
-                                st.emitted_ns,
-                                st.clock_err_ns,
-                                texts.get(st.host),
-                                texts.get(st.source),
-                            ))
+                            make.instance(
+                                stage_type,
+                                &make.stage_fields,
+                                [
+                                    texts.get(st.stage).into_any(),
+                                    st.received_ns.into_pyobject(py)?.into_any(),
+                                    st.emitted_ns.into_pyobject(py)?.into_any(),
+                                    st.clock_err_ns.into_pyobject(py)?.into_any(),
+                                    texts.get(st.host).into_any(),
+                                    texts.get(st.source).into_any(),
+                                ],
+                            )
                         })
                         .collect::<PyResult<Vec<_>>>()?;
                     let parent_stamps = s
@@ -183,16 +189,20 @@ mod stamp_reader {
                             (texts.get(stage), emitted, err)
                         })
                         .collect::<Vec<_>>();
-                    stamps_type.call1((
-                        s.event_id.as_str(),
-                        s.origin_ns,
-                        s.ingest_ns,
-                        s.clock_err_ns,
-                        PyTuple::new(py, stages)?,
-                        PyTuple::new(py, &s.parents)?,
-                        s.traceparent,
-                        PyTuple::new(py, parent_stamps)?,
-                    ))?
+                    make.instance(
+                        stamps_type,
+                        &make.stamps_fields,
+                        [
+                            PyString::new(py, &s.event_id).into_any(),
+                            s.origin_ns.into_pyobject(py)?.into_any(),
+                            s.ingest_ns.into_pyobject(py)?.into_any(),
+                            s.clock_err_ns.into_pyobject(py)?.into_any(),
+                            PyTuple::new(py, stages)?.into_any(),
+                            PyTuple::new(py, &s.parents)?.into_any(),
+                            PyString::new(py, s.traceparent).into_any(),
+                            PyTuple::new(py, parent_stamps)?.into_any(),
+                        ],
+                    )?
                 }
             });
         }
@@ -255,6 +265,84 @@ mod stamp_reader {
         Gathered::Picked {
             stages: start..stage_values.len(),
             single,
+        }
+    }
+
+    /// `StageStamp`'s fields, in its order (collectors/_stamps.py).
+    const STAGE_FIELDS: [&str; 6] = [
+        "stage",
+        "received_ns",
+        "emitted_ns",
+        "clock_err_ns",
+        "host",
+        "source",
+    ];
+    /// `Stamps`'s fields, in its order.
+    const STAMPS_FIELDS: [&str; 8] = [
+        "event_id",
+        "origin_ns",
+        "ingest_ns",
+        "clock_err_ns",
+        "stages",
+        "parents",
+        "traceparent",
+        "parent_stamps",
+    ];
+
+    /// Makes instances of frozen, slotted dataclasses as their generated `__init__` does —
+    /// `object.__new__(cls)`, then `object.__setattr__` per field — without running Python
+    /// code: that `__init__` cost ~0.7-0.9 µs an object, more than reading the headers.
+    /// The differential test (tests/collectors/test_stamps_native.py) holds the objects to
+    /// the reference's, field by field.
+    struct Maker<'py> {
+        new: Bound<'py, PyAny>,
+        stage_fields: [Bound<'py, PyString>; 6],
+        stamps_fields: [Bound<'py, PyString>; 8],
+    }
+
+    impl<'py> Maker<'py> {
+        /// Refuses (ValueError: the caller reads with the reference) a class whose
+        /// `__init__` would do more than set its fields.
+        fn new(py: Python<'py>, types: &[&Bound<'py, PyAny>]) -> PyResult<Self> {
+            for t in types {
+                if t.hasattr("__post_init__")? || !t.hasattr("__slots__")? {
+                    return Err(PyValueError::new_err(format!(
+                        "{t} is not a slotted dataclass without __post_init__"
+                    )));
+                }
+            }
+            Ok(Self {
+                new: py.get_type::<PyAny>().getattr("__new__")?,
+                stage_fields: STAGE_FIELDS.map(|f| PyString::intern(py, f)),
+                stamps_fields: STAMPS_FIELDS.map(|f| PyString::intern(py, f)),
+            })
+        }
+
+        fn instance<const N: usize>(
+            &self,
+            cls: &Bound<'py, PyAny>,
+            names: &[Bound<'py, PyString>; N],
+            values: [Bound<'py, PyAny>; N],
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let py = cls.py();
+            let object = self.new.call1((cls,))?;
+            for (name, value) in names.iter().zip(values) {
+                // SAFETY: the GIL is held (`py`), and `object`, `name` and `value` are live
+                // objects owned by Bounds that outlive the call, which borrows them (it
+                // steals no reference). PyObject_GenericSetAttr is `object.__setattr__`,
+                // what a frozen dataclass's `__init__` calls for each field.
+                let status = unsafe {
+                    pyo3::ffi::PyObject_GenericSetAttr(
+                        object.as_ptr(),
+                        name.as_ptr(),
+                        value.as_ptr(),
+                    )
+                };
+                if status != 0 {
+                    return Err(PyErr::fetch(py));
+                }
+            }
+            Ok(object)
         }
     }
 

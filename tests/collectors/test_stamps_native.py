@@ -237,6 +237,26 @@ def test_without_the_compiled_module_the_reference_reads_everything(
         assert outcome(lambda _, g=got: g, None) == outcome(read_stamps, headers)
 
 
+def test_classes_it_cannot_build_as_their_init_does_are_refused() -> None:
+    """The compiled reader sets the fields of slotted dataclasses itself (as their __init__
+    does); a class with a __post_init__, or without slots, is refused with a ValueError, which
+    read_stamps_batch answers with the reference."""
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        event_id: str
+
+        def __post_init__(self) -> None:
+            raise AssertionError("never built without its __post_init__")
+
+    batch = [[(H_EVENT_ID, _ID)]]
+    for cls in (Checked, SimpleNamespace):
+        with pytest.raises(ValueError, match="not a slotted dataclass without __post_init__"):
+            _native.read_stamps_batch(batch, cls, StageStamp)
+        with pytest.raises(ValueError, match="not a slotted dataclass"):
+            _native.read_stamps_batch(batch, Stamps, cls)
+
+
 def tap_rows(
     messages: Sequence[Message], monkeypatch: pytest.MonkeyPatch, fast: bool
 ) -> tuple[list[str], tuple[int, ...]]:
