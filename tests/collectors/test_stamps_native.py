@@ -162,7 +162,7 @@ def test_odd_header_shapes_give_the_references_outcome() -> None:
 
 # Arbitrary header lists: the contract's names (and near misses) with values that are often
 # valid, often nearly so, and sometimes anything at all.
-_ID = str(uuid.UUID(int=12345)).encode()
+_ID = b"8e36dfa3-ed6e-80cb-91d9-d638b45704dd"  # hex letters: its upper case differs
 _VALID = {
     "stampline.v": [b"1"],
     H_EVENT_ID: [_ID, _ID.upper()],
@@ -178,6 +178,8 @@ _VALID = {
     "traceparent": [b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"],
 }
 names = st.one_of(
+    st.sampled_from(NAMES),
+    st.sampled_from(NAMES),
     st.sampled_from(NAMES),
     st.sampled_from(NAMES).map(str.upper),
     st.sampled_from(NAMES).map(lambda n: n + " "),
@@ -201,8 +203,17 @@ def header(draw: st.DrawFn) -> tuple[str, bytes | None]:
     return (name, value[:at] + draw(st.binary(max_size=3)) + value[at + cut :])
 
 
+@st.composite
+def header_list(draw: st.DrawFn) -> Headers:
+    """Headers, half of them after an event id (without one, nothing else is read)."""
+    headers = draw(st.lists(header(), max_size=14))
+    if draw(st.booleans()):
+        headers.insert(0, (H_EVENT_ID, draw(st.sampled_from(_VALID[H_EVENT_ID]))))
+    return headers
+
+
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(st.lists(st.lists(header(), max_size=14), min_size=1, max_size=8))
+@given(st.lists(header_list(), min_size=1, max_size=8))
 def test_arbitrary_header_lists_read_as_the_reference(batch: list[Headers]) -> None:
     """Hypothesis: any lists of (name, value) headers, read in one batch."""
     assert_read_as_the_reference(batch)
