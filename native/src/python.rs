@@ -85,8 +85,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(digest_table, module)?)
 }
 
-/// The stamp reader's binding (`crate::stamps`): `read_stamps_batch`. A block of its own,
-/// needing no `unsafe`.
+/// The stamp reader's binding (`crate::stamps`): `read_stamps_batch`. A block of its own;
+/// its one `unsafe` call sets the fields of the objects it has just made (see `Maker`).
 mod stamp_reader {
     use std::collections::HashMap;
     use std::ops::Range;
