@@ -36,7 +36,7 @@ from stampline.alerting._kinds._kind import (
 from stampline.alerting.exceptions import DefinitionError
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_HHMM = re.compile(r"\A([01]\d|2[0-3]):([0-5]\d)\Z")
 
 
 class Window(Model):

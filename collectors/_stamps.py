@@ -73,8 +73,8 @@ Headers = list[tuple[str, bytes | None]]
 
 _READ = STAMP_HEADERS | {H_TRACEPARENT}  # the headers read_stamps takes (first one wins)
 
-_STAGE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_HOST = re.compile(r"^[\x21-\x3a\x3c-\x7e]{0,255}$")  # printable ASCII without ';' or space
+_STAGE_NAME = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: `$` would let a trailing newline in
+_HOST = re.compile(r"\A[\x21-\x3a\x3c-\x7e]{0,255}\Z")  # printable ASCII without ';' or space
 
 # Times a stamp may hold: 2000-01-01 to 2100-01-01 UTC, in ns. Far inside Int64 and the
 # trail's DateTime64(9) (1900-2262), and wide enough for any clock that is merely wrong.
