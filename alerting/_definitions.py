@@ -24,6 +24,7 @@ from stampline._common import (
     line_of,
     parse_yaml,
     read_yaml_file,
+    shown_value,
 )
 from stampline.alerting._kinds import KINDS
 from stampline.alerting._kinds._kind import (
@@ -35,7 +36,7 @@ from stampline.alerting._kinds._kind import (
 from stampline.alerting.exceptions import DefinitionError
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_HHMM = re.compile(r"\A([01]\d|2[0-3]):([0-5]\d)\Z")
 
 
 class Window(Model):
@@ -244,7 +245,10 @@ def _problem(path: Path | str, node: yaml.Node | None, error: Any) -> str:
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required key is missing"
-    got = "" if error["type"] == "missing" else f" (got {error.get('input')!r})"
+    elif error["type"] == "union_tag_invalid":  # pydantic's own text repeats the whole tag
+        ctx = error["ctx"]
+        message = f"unknown kind {shown_value(ctx['tag'])} (expected one of {ctx['expected_tags']})"
+    got = "" if error["type"] == "missing" else f" (got {shown_value(error.get('input'))})"
     if isinstance(error.get("input"), dict) and error["type"] not in {"dict_type", "model_type"}:
         got = ""
     return f"{file_line(path, line_of(node, loc))}: {key}: {message}{got}"

@@ -72,6 +72,7 @@ class BatchObserver(Protocol):
         rejects: Mapping[int, Sequence[FailureLike]],
         warnings: Mapping[int, Sequence[FailureLike]],
         gaps: Sequence[GapLike] = (),
+        broker_ms: Sequence[int] = (),
     ) -> None: ...
 
 
@@ -86,6 +87,10 @@ class ProviderFacts:
     source: str = ""
     # kind -> what its plug-in detector's `batch_facts` made of the batch (JSON-able)
     kinds: dict[str, object] = field(default_factory=dict)
+    # the earliest origin of an accepted record in the batch (0: none): where an event-time
+    # watch's clock starts, so a registered provider that never sends is silent from the
+    # feed's first record, not from the end of the first batch
+    first_origin: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -95,6 +100,7 @@ class ProviderFacts:
             "dead": [[p, r, n] for (p, r), n in self.dead.items()],
             "source": self.source,
             "kinds": self.kinds,
+            "first_origin": self.first_origin,
         }
 
     @classmethod
@@ -115,6 +121,8 @@ class ProviderFacts:
             assert isinstance(at, int)
             kinds = obj.get("kinds", {})
             assert isinstance(kinds, dict)
+            first = obj.get("first_origin", 0)  # absent from facts written before it
+            assert isinstance(first, int)
             return cls(
                 at,
                 {str(k): int(v) for k, v in last.items()},
@@ -122,6 +130,7 @@ class ProviderFacts:
                 {(str(p), str(r)): int(n) for p, r, n in dead_rows},
                 str(obj.get("source", "")),
                 {str(k): v for k, v in kinds.items()},
+                first,
             )
         except (AssertionError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not provider facts: {exc!r}") from None
@@ -255,11 +264,13 @@ class KeyDetectors:
         rejects: Mapping[int, Sequence[FailureLike]],
         warnings: Mapping[int, Sequence[FailureLike]],
         gaps: Sequence[GapLike] = (),
+        broker_ms: Sequence[int] = (),
     ) -> None:
-        """One gate batch: identity columns, the broken rules of each row, gap events."""
+        """One gate batch: identity columns, the broken rules of each row, gap events, and
+        each record's broker timestamp in ms (0 where it has none; empty: none known)."""
         try:
             out = self._observe(
-                received_ns, providers, instruments, origins, rejects, warnings, gaps
+                received_ns, providers, instruments, origins, rejects, warnings, gaps, broker_ms
             )
         except Exception:  # the gate must never stop for an alerting bug
             self.errors += 1
@@ -277,6 +288,7 @@ class KeyDetectors:
         rejects: Mapping[int, Sequence[FailureLike]],
         warnings: Mapping[int, Sequence[FailureLike]],
         gaps: Sequence[GapLike],
+        broker_ms: Sequence[int] = (),
     ) -> list[Transition]:
         out: list[Transition] = []
         # Only accepted records move a clock: ``rejects`` holds every refusal (the rules' and
@@ -299,12 +311,13 @@ class KeyDetectors:
                 }  # fmt: skip
             else:
                 facts.last_origin = dict(zip(providers, origins, strict=True))
+            facts.first_origin = min((o for o in accepted if o > 0), default=0)
             facts.events = dict(Counter(providers))
             for row, failures in rejects.items():
                 key = (providers[row], failures[0].rule_id)
                 facts.dead[key] = facts.dead.get(key, 0) + 1
             if self._batch_facts:
-                view = BatchView(received_ns, providers, instruments, origins, rejects)
+                view = BatchView(received_ns, providers, instruments, origins, rejects, broker_ms)
                 for kind, summarise in self._batch_facts.items():
                     facts.kinds[kind] = summarise(view)
         broken: dict[str, list[int]] = {}

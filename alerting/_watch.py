@@ -7,7 +7,8 @@ topic when gates run in several processes); it keeps, per registered provider, t
 origin time of an accepted record any gate has seen (refused records move no clock; on the
 wall clock an origin counts no later than its intake), and judges silence against the
 clock: silence sends no events, so only time passing can reveal it. A registered provider
-never seen counts from the moment the watch started, so one that never shows up fires too.
+never seen counts from the moment the watch started (on the event clock: from the earliest
+origin of the first accepted records), so one that never shows up fires too.
 
 ``event_clock=True`` (replays, tests) reads "now" as the newest origin time of any provider
 instead of the wall clock: a provider silent while the others publish is silent in event
@@ -121,7 +122,9 @@ class ProviderWatch:
         with self._lock:
             if self.event_clock and seen:
                 if not self.started_ns:
-                    self.started_ns = min(seen.values())
+                    # event time starts at the first accepted record (older facts carry no
+                    # first origin: their providers' last origins are the best there is)
+                    self.started_ns = facts.first_origin or min(seen.values())
                 self._newest = max(self._newest, max(seen.values()))
             # Only registered providers are tracked: the registry is the list of who must be
             # there, and a batch may name thousands of others.

@@ -17,8 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stampline.audit._model import BROKER_TIME_TYPES
+
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _OUTCOMES = pa.array(["forwarded", "dead_lettered", "observed"])
+_BROKER_TIME_TYPES = pa.array(BROKER_TIME_TYPES)
 # column -> (lowest, highest) value its store column holds unchanged
 _OBS_RANGES = {
     "partition": (-(2**31), 2**31 - 1),
@@ -63,13 +66,14 @@ def check_batch(kind: str, table: pa.Table) -> str | None:
 
 
 def _check_observations(table: pa.Table) -> str | None:
-    outcome = table.column("outcome")
-    bad = pc.invert(pc.is_in(outcome, _OUTCOMES))
-    if pc.any(bad).as_py():
-        row = _first(bad)
-        return f"column outcome: {_shown(outcome[row].as_py())} at row {row} is not one of " + (
-            ", ".join(_OUTCOMES.to_pylist())
-        )
+    for name, allowed in (("outcome", _OUTCOMES), ("broker_time_type", _BROKER_TIME_TYPES)):
+        column = table.column(name)  # both are enums in the store: another name fails there
+        bad = pc.invert(pc.is_in(column, allowed))
+        if pc.any(bad).as_py():
+            row = _first(bad)
+            return f"column {name}: {_shown(column[row].as_py())} at row {row} is not one of " + (
+                ", ".join(v or repr(v) for v in allowed.to_pylist())
+            )
     if pc.any(pc.not_equal(table.column("parents"), "")).as_py():  # most rows have none
         problem = _matches(table, "parents", f"^({_UUID}(,{_UUID})*)?$", "is not lowercase UUIDs")
         if problem is not None:

@@ -25,10 +25,13 @@ from typing import Any
 
 from stampline.audit._model import AUTHORITY_STAMPER, PREV_ORIGIN, TAP_SIGHTING
 from stampline.audit._queries import (
+    BROKER_KNOWN,
     BROKER_PREFIX,
     BROKER_RESOLUTION_NS,
+    BROKER_TYPES,
     QUEUE_NS,
     anchor_ns,
+    broker_time_types,
     latency_flags,
     quantiles,
 )
@@ -148,6 +151,21 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
         rows.append(_hop_row(r, quantiles(prev["q"])[1] if prev else None))
     rows.sort(key=lambda r: (-(r["p99_ns"] or 0), r["from_stage"], r["to_stage"]))
     now = {"lo": start, "hi": end}
+    # Whose clock each provider's part (origin -> kafka:<topic>) ends on, per topic.
+    clocks = {
+        f"{BROKER_PREFIX}{r['topic']}": broker_time_types(r["types"])
+        for r in store.query(
+            f"""SELECT topic, {BROKER_TYPES} AS types FROM {{db}}.observations
+                WHERE {_WINDOW} AND prev_stage = '{PREV_ORIGIN}'
+                  AND authority = {AUTHORITY_STAMPER} AND topic != '' AND {BROKER_KNOWN}
+                  AND outcome != 'dead_lettered'
+                GROUP BY topic""",
+            now,
+        )
+    }
+    for r in rows:
+        provider_part = r["from_stage"] == PREV_ORIGIN and r["to_stage"] in clocks
+        r["broker_clock"] = clocks[r["to_stage"]] if provider_part else None
     held = store.query(
         f"""SELECT stage, {TAP_SIGHTING} AS tap, count() AS n, max(clock_err_ns) AS bound,
                    max(stage_ns) AS max_ns, quantilesExact(0.5, 0.99, 0.999)(stage_ns) AS q

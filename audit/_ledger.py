@@ -79,6 +79,10 @@ CANONICAL: tuple[tuple[str, str, str], ...] = (
         "parent_stage, parent_emitted, parent_clock_err_ns), ',')",
         "str",
     ),
+    # Added by migration 032: whose clock broker_time is ('', 'CreateTime', 'LogAppendTime').
+    # It joins the digest because it decides what a report's "provider -> broker" hop means;
+    # a batch chained before it names no such column and is verified without it.
+    ("broker_time_type", "toString(broker_time_type)", "str"),
 )
 # Rows are digested in this order. The receipt time comes first because it is an integer and
 # almost unique, so sorting a batch (which arrives in near time order) is cheap; the columns

@@ -25,6 +25,31 @@ TAP_SIGHTING = f"(authority = {AUTHORITY_TAP} AND endsWith(stage, concat(':', to
 ParentStamp = tuple[str, int, int]
 UNKNOWN_PARENT: ParentStamp = ("", 0, 0)
 
+# Whose clock a row's ``broker_time`` is: the Kafka record timestamp's type, as the consumer
+# gives it (confluent-kafka ``Message.timestamp()[0]``: 0 none, 1 CreateTime, 2
+# LogAppendTime). CreateTime is the producer's clock when it made the record (what the
+# producer says, or the producer library's clock); LogAppendTime is the broker's clock when
+# it appended the record (the topic's ``message.timestamp.type``). "" where the record
+# carried none, and on rows written before migration 032 (not recorded).
+BrokerTimeType = Literal["", "CreateTime", "LogAppendTime"]
+BROKER_TIME_TYPES: tuple[BrokerTimeType, ...] = ("", "CreateTime", "LogAppendTime")
+
+
+def broker_time_type(code: int) -> BrokerTimeType:
+    """The trail's name of a Kafka timestamp type code ("" for 0 or a code Kafka lacks)."""
+    return BROKER_TIME_TYPES[code] if 0 < code < len(BROKER_TIME_TYPES) else ""
+
+
+def broker_clock(time_type: str) -> str:
+    """A broker time's type and whose clock it is, as reports print it."""
+    if time_type == "LogAppendTime":
+        return "LogAppendTime: the broker's clock"
+    if time_type == "CreateTime":
+        return "CreateTime: the producer's clock"
+    if time_type.startswith("mixed: "):  # audit.providers_compare's name for several
+        return f"{time_type}: not every record's time is on the same clock"
+    return "timestamp type not recorded"
+
 
 def encode_parent_stamps(stamps: Sequence[ParentStamp]) -> str:
     """The text form (the ``stampline.parent_stamps`` header's, and the trail's canonical
@@ -85,6 +110,8 @@ class Observation:
     # A derived event's birth row: where each of its parents last left a stage, aligned with
     # ``parents`` (its lineage hops); () on every other row.
     parent_stamps: tuple[ParentStamp, ...] = ()
+    # Whose clock ``broker_time_ms`` is (``BROKER_TIME_TYPES``); "" with no broker time.
+    broker_time_type: BrokerTimeType = ""
 
 
 Severity = Literal["reject", "warn"]

@@ -40,6 +40,20 @@ QUEUE_NS = (
 TO_BROKER_NS = (
     "(toInt64(toUnixTimestamp64Milli(broker_time)) * 1000000 - toUnixTimestamp64Nano(origin))"
 )
+# SQL aggregate: the broker times' types of the rows (whose clock the provider's part is on).
+BROKER_TYPES = "arraySort(groupUniqArray(toString(broker_time_type)))"
+
+
+def broker_time_types(types: Sequence[str]) -> str:
+    """One name for the timestamp types of the broker times a figure was made of: the type
+    ("LogAppendTime": the broker's clock, "CreateTime": the producer's), "" where not
+    recorded (rows written before migration 032), or "mixed: …" when they differ."""
+    distinct = sorted(set(types))
+    if len(distinct) == 1:
+        return distinct[0]
+    return "mixed: " + ", ".join(t or "not recorded" for t in distinct)
+
+
 # Rows the gate wrote with its verdict (a tap's rows are 'observed' and judge nothing).
 JUDGED = "outcome != 'observed'"
 
@@ -206,6 +220,8 @@ def providers_compare(
                        outcome = 'forwarded' AND {BROKER_KNOWN}) AS q_broker,
                    minIf({TO_BROKER_NS}, outcome = 'forwarded' AND {BROKER_KNOWN})
                        AS broker_offset_ns,
+                   arraySort(groupUniqArrayIf(toString(broker_time_type),
+                       outcome = 'forwarded' AND {BROKER_KNOWN})) AS broker_types,
                    countIf({BROKER_KNOWN}) AS queued,
                    quantilesExactIf(0.5, 0.99, 0.999)({QUEUE_NS}, {BROKER_KNOWN}) AS q_queue,
                    maxIf({QUEUE_NS}, {BROKER_KNOWN}) AS queue_max_ns
@@ -271,6 +287,9 @@ def providers_compare(
             "to_broker_p50_ns": b50,
             "to_broker_p99_ns": b99,
             "to_broker_p999_ns": b999,
+            # whose clock the provider's part ends on: "LogAppendTime" the broker's,
+            # "CreateTime" the producer's ("" not recorded, None: no broker time)
+            "to_broker_clock": broker_time_types(r["broker_types"]) if r["brokered"] else None,
             "gate_queue_p50_ns": g50,
             "gate_queue_p99_ns": g99,
             "gate_queue_p999_ns": g999,
@@ -331,6 +350,7 @@ _ABSENT_ROW: dict[str, Any] = {
             "to_broker_p50_ns",
             "to_broker_p99_ns",
             "to_broker_p999_ns",
+            "to_broker_clock",
             "gate_queue_p50_ns",
             "gate_queue_p99_ns",
             "gate_queue_p999_ns",
@@ -405,9 +425,14 @@ def _flag_offset(
     if offset is None:
         return
     if offset < 0:
-        clock = (
-            "broker time's" if row.get("clock_offset_basis") == "provider → broker" else "gate's"
-        )
+        if row.get("clock_offset_basis") != "provider → broker":
+            clock = "gate's"
+        elif row.get("to_broker_clock") == "CreateTime":
+            clock = "producer's (CreateTime)"
+        elif row.get("to_broker_clock") == "LogAppendTime":
+            clock = "broker's (LogAppendTime)"
+        else:
+            clock = "broker time's"
         row["clock_flags"].append(
             f"negative offset: the provider's clock runs ahead of the {clock}"
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from stampline._common import shown_value
 from stampline.audit._model import TAP_SIGHTING
 from stampline.audit.exceptions import NotFoundError
 
@@ -43,9 +44,15 @@ class Stamp:
     # A tap's own sighting: received is the broker time, so time - received is the tap's
     # lag in reading the record, not a stage's hold time.
     tap: bool = False
+    # A broker stamp's timestamp type, whose clock it is: "LogAppendTime" (the broker's, when
+    # it appended the record), "CreateTime" (the producer's, when it made it), "" not
+    # recorded (a row written before migration 032).
+    time_type: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stage": self.stage, "kind": self.kind, "time_ns": self.time_ns}
+        if self.kind == "broker":
+            d["time_type"] = self.time_type or "unknown"
         if self.received_ns is not None:
             d["received_ns"] = self.received_ns
         if self.tap:
@@ -203,7 +210,7 @@ def normalise_id(event_id: str) -> str:
     """
     text = event_id.strip()
     if not _UUID.match(text):
-        raise ValueError(f"event id {event_id!r} is not a UUID")
+        raise ValueError(f"event id {shown_value(event_id)} is not a UUID")
     h = text.replace("-", "").lower()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
@@ -217,6 +224,7 @@ SELECT toString(event_id) AS eid, stage,
        toUnixTimestamp64Nano(ingested) AS ingested_ns,
        clock_err_ns, host, topic, partition, offset,
        toUnixTimestamp64Milli(broker_time) AS broker_ms,
+       toString(broker_time_type) AS broker_time_type,
        provider, instrument, seq, toString(outcome) AS outcome, rule_id, rule_version,
        arrayMap(p -> toString(p), parents) AS parents, clock_source, warnings,
        toString(rule_sha256) AS rule_sha256,
@@ -333,7 +341,14 @@ def _trail(
     for r in rows:
         if r["broker_ms"] > 0 and r["topic"] and r["topic"] not in seen_topics:
             seen_topics.add(r["topic"])
-            stamps.append(Stamp(f"kafka:{r['topic']}", "broker", r["broker_ms"] * 1_000_000))
+            stamps.append(
+                Stamp(
+                    f"kafka:{r['topic']}",
+                    "broker",
+                    r["broker_ms"] * 1_000_000,
+                    time_type=r["broker_time_type"],
+                )
+            )
         stamps.append(
             Stamp(
                 r["stage"],

@@ -16,7 +16,7 @@ from typing import Any
 
 from stampline.audit.exceptions import StoreError
 
-_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_DB_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,62}\Z")  # \Z: `$` lets a trailing newline in
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 DAY_S = 86_400
 

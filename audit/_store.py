@@ -110,6 +110,8 @@ _OBS_COLUMN_SELECT = (
         ),
     ),
     ("parent_clock_err_ns", _parent_part("if(x = '-', 0, toUInt64(splitByChar('/', x)[3]))")),
+    # text to the Enum8 of migration 032 (check_batch refuses a name it lacks beforehand)
+    ("broker_time_type", "broker_time_type"),
     ("batch", "toUInt64({batch})"),
     ("chain_id", "{chain_id}"),
 )
@@ -193,6 +195,7 @@ def canonical_table(rows: Sequence[Observation]) -> pa.Table:
             "warnings": [",".join(r.warnings) for r in rows],
             "rule_sha256": [",".join(r.rule_sha256) for r in rows],
             "parent_stamps": [encode_parent_stamps(r.parent_stamps) for r in rows],
+            "broker_time_type": [r.broker_time_type for r in rows],
         },
         schema=CANONICAL_SCHEMA,
     )

@@ -32,6 +32,9 @@ them.
   parent last left a stage, ``audit.encode_parent_stamps``; ``''`` in an older message: not
   recorded, and ``hotspots`` falls back to joining the parents' rows). Dead letters are
   unchanged.
+- Version 4: observations add ``broker_time_type`` (whose clock ``broker_time`` is:
+  ``CreateTime``, the producer's, or ``LogAppendTime``, the broker's; ``''`` where the record
+  had no timestamp, and in an older message: not recorded). Dead letters are unchanged.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ from stampline.audit._ledger import CANONICAL
 from stampline.audit._model import DeadLetter
 from stampline.audit.exceptions import AuditError
 
-TRAIL_FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+TRAIL_FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 H_TRAIL_VERSION = "stampline.trail.version"
 H_TRAIL_KIND = "stampline.trail.kind"
 H_TRAIL_ROWS = "stampline.trail.rows"
@@ -67,7 +70,7 @@ CANONICAL_SCHEMA = pa.schema(
 # columns in its order, the price as a float (the table keeps its bits).
 TrailRow = tuple[
     str, str, str, int, int, int, int, int, int, int, str, str, int, int, int, str, str, int,
-    float, str, str, int, str, int, str, str, str, str,
+    float, str, str, int, str, int, str, str, str, str, str,
 ]  # fmt: skip
 
 
@@ -100,6 +103,7 @@ def trail_row(
     warnings: str,  # the warn rules a forwarded record broke, "rule@vN" joined by commas
     rule_sha256: str,  # "rule@vN=HEX" joined by commas: the rule files' hashes at verdict time
     parent_stamps: str,  # a derived event's birth row: encode_parent_stamps; else ""
+    broker_time_type: str,  # whose clock broker_time is: audit.broker_time_type(code)
 ) -> TrailRow:
     """The one way to make a trail row: its parameters are the canonical columns, in order.
 
@@ -114,7 +118,7 @@ def trail_row(
         event_id, stage, prev_stage, received, emitted, prev_emitted, origin, ingested,
         clock_err_ns, prev_clock_err_ns, host, topic, partition, offset, broker_time, provider,
         instrument, seq, price, outcome, rule_id, rule_version, parents, authority,
-        clock_source, warnings, rule_sha256, parent_stamps,
+        clock_source, warnings, rule_sha256, parent_stamps, broker_time_type,
     )  # fmt: skip
 
 
@@ -126,8 +130,9 @@ def trail_fields(*names: str) -> Callable[[TrailRow], Any]:
 
 # Columns each older version lacks, with the value a reader fills in (all: "not recorded").
 _ADDED_SINCE: dict[int, dict[str, str]] = {
-    1: {"rule_sha256": "", "parent_stamps": ""},
-    2: {"parent_stamps": ""},
+    1: {"rule_sha256": "", "parent_stamps": "", "broker_time_type": ""},
+    2: {"parent_stamps": "", "broker_time_type": ""},
+    3: {"broker_time_type": ""},
 }
 DEAD_LETTER_SCHEMA = pa.schema(
     [

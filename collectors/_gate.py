@@ -50,7 +50,14 @@ from confluent_kafka import (
 )
 
 from stampline._common import UNNAMED_PROVIDER, where
-from stampline.audit import AUTHORITY_STAMPER, PREV_ORIGIN, DeadLetter, trail_fields, trail_row
+from stampline.audit import (
+    AUTHORITY_STAMPER,
+    PREV_ORIGIN,
+    DeadLetter,
+    broker_time_type,
+    trail_fields,
+    trail_row,
+)
 from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from stampline.collectors._eventtime import EventTime
 from stampline.collectors._ids import hex_digits, source_event_ids
@@ -98,10 +105,13 @@ _PRODUCE_RULE = SIZE_RULE  # librdkafka refuses a record on its own account for 
 _RECOVERED = "written to the dead-letter topic before a restart"
 _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
 _DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
+# Kafka's timestamp type code -> the trail's name of it (a dict lookup per record, the hot path)
+_TIME_TYPES = {code: broker_time_type(code) for code in range(3)}
 # What a batch's metrics read of each trail row.
 _COUNTED = trail_fields(
-    "provider", "outcome", "rule_id", "received", "emitted", "instrument", "origin", "ingested"
-)
+    "provider", "outcome", "rule_id", "received", "emitted", "instrument", "origin", "ingested",
+    "broker_time",
+)  # fmt: skip
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
 
 Delivery = Literal["at_least_once", "exactly_once"]
@@ -180,6 +190,7 @@ class _Batch:
     partitions: list[int]
     offsets: list[int]
     broker_ms: list[int]  # 0 where the broker gave no timestamp
+    broker_types: list[str]  # whose clock broker_ms is: "", "CreateTime", "LogAppendTime"
     headers: list[Headers | None]
     providers: list[str]
     instruments: list[str]
@@ -678,6 +689,7 @@ class Gate:
             partitions=partitions,
             offsets=offsets,
             broker_ms=[ms if kind else 0 for kind, ms in stamps],
+            broker_types=[_TIME_TYPES.get(kind, "") for kind, _ms in stamps],
             headers=raw_headers,
             # evaluate_records gives the identity fields as Python lists
             providers=result.identity[0],
@@ -714,9 +726,11 @@ class Gate:
             # detectors' clocks (docs/alerting.md, "which records move which clock").
             refused = {**rejects, **batch.refused} if batch.refused else rejects
             try:
+                # The broker times too: a provider's latency ends on the broker, so the
+                # time a record then waited for this gate is never the provider's.
                 self.detectors.observe_batch(
                     received, batch.providers, batch.instruments, batch.seqs, batch.origins,
-                    refused, warnings, events,
+                    refused, warnings, events, batch.broker_ms,
                 )  # fmt: skip
             except Exception as exc:  # alerting must never take down the gate it watches
                 log.error("alert detectors failed on a batch: %r", exc)
@@ -855,6 +869,7 @@ class Gate:
                 provider, b.instruments[i], b.seqs[i], price, outcome, rule_id, rule_version,
                 parents, AUTHORITY_STAMPER, b.clock.source, "" if dead else flags, hashes,
                 "",  # no parent stamps: the gate's row is never a derived event's birth row
+                b.broker_types[i],
             )
         )  # fmt: skip
 
@@ -966,6 +981,7 @@ class Gate:
                 warnings="",
                 rule_sha256="",
                 parent_stamps="",
+                broker_time_type=b.broker_types[i],
             )
         )
 
@@ -1118,8 +1134,8 @@ class Gate:
         taken: dict[str, None] = {}  # providers with an accepted record in the batch
         dead: Counter[tuple[str, str]] = Counter()
         for row in self._rows.rows[first:]:
-            provider, outcome, rule_id, received, emitted, instrument, origin, ingested = _COUNTED(
-                row
+            provider, outcome, rule_id, received, emitted, instrument, origin, ingested, broker = (
+                _COUNTED(row)
             )
             provider = m.provider(provider or UNNAMED_PROVIDER)
             by_provider[provider] += 1
@@ -1130,6 +1146,10 @@ class Gate:
                     # A provider clock ahead of ours reads as no delay: the skew itself is
                     # stampline_provider_clock_offset_seconds.
                     m.origin_latency.labels(provider).observe(max(ingested - origin, 0) / 1e9)
+                    # The provider's own part ends on the broker (provider_latency's
+                    # definition): the time the record then waited for a gate is not its.
+                    took = broker * 1_000_000 - origin if broker else ingested - origin
+                    m.provider_latency.labels(provider).observe(max(took, 0) / 1e9)
             else:
                 dead[(provider, m.rule(rule_id))] += 1
             held = (emitted - received) / 1e9

@@ -113,6 +113,18 @@ class SidecarMetrics:
             buckets=_ORIGIN_BUCKETS,
             registry=r,
         )
+        # What provider_latency alerts on: the provider's part alone, so a gate's backlog
+        # (the record waiting on the broker) never reads as a slow provider.
+        self.provider_latency = Histogram(
+            "stampline_provider_latency_seconds",
+            "Origin to the record's broker timestamp (the provider's part: born -> on the "
+            "broker, on the broker's clock with LogAppendTime, the producer's with "
+            "CreateTime) of the records a gate accepted, by provider; origin to ingestion "
+            "for a record without a broker timestamp. Refused records are left out.",
+            ["provider"],
+            buckets=_ORIGIN_BUCKETS,
+            registry=r,
+        )
         self.instrument_latency = (
             Histogram(
                 "stampline_instrument_latency_seconds",

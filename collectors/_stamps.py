@@ -31,9 +31,11 @@ hosts short ASCII). Anything else is a ``StampError``, which the gate turns into
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,13 @@ from typing import Any
 from stampline.audit import PREV_ORIGIN, UNKNOWN_PARENT, ParentStamp, encode_parent_stamps
 from stampline.collectors._ids import trace_id_of
 from stampline.collectors.exceptions import StampError
+
+try:
+    from stampline import _native
+except ImportError:  # built without cargo (docs/native.md): the Python reference reads
+    _native = None  # type: ignore[assignment]
+
+log = logging.getLogger("stampline.collectors.stamps")
 
 CONTRACT_VERSION = 1
 
@@ -64,8 +73,8 @@ Headers = list[tuple[str, bytes | None]]
 
 _READ = STAMP_HEADERS | {H_TRACEPARENT}  # the headers read_stamps takes (first one wins)
 
-_STAGE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_HOST = re.compile(r"^[\x21-\x3a\x3c-\x7e]{0,255}$")  # printable ASCII without ';' or space
+_STAGE_NAME = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: `$` would let a trailing newline in
+_HOST = re.compile(r"\A[\x21-\x3a\x3c-\x7e]{0,255}\Z")  # printable ASCII without ';' or space
 
 # Times a stamp may hold: 2000-01-01 to 2100-01-01 UTC, in ns. Far inside Int64 and the
 # trail's DateTime64(9) (1900-2262), and wide enough for any clock that is merely wrong.
@@ -271,6 +280,45 @@ def read_stamps(headers: Sequence[tuple[str, bytes | None]] | None) -> Stamps | 
         _check_time(H_INGEST, stamps.ingest_ns)
     _check_err(H_CLOCK_ERR, stamps.clock_err_ns)
     return stamps
+
+
+# Which path read each record's stamps in ``read_stamps_batch``: "native" (Rust,
+# native/src/stamps.rs) or "python: <why the compiled reader was not sure>". ``read_stamps``
+# is the reference the compiled reader is tested against (tests/collectors/
+# test_stamps_native.py); a new reason is logged once.
+STAMP_PATHS: Counter[str] = Counter()
+
+
+def read_stamps_batch(
+    batch: Sequence[Sequence[tuple[str, bytes | None]] | None],
+) -> list[Stamps | StampError | None]:
+    """``read_stamps`` of each record's headers in ``batch``: its ``Stamps``, None, or the
+    ``StampError`` it raises (returned, so that one broken record does not stop the rest).
+
+    The compiled reader reads the batch in one call; a record it is not certain to read
+    exactly as ``read_stamps`` does (every broken one among them) is read by ``read_stamps``.
+    """
+    read: list[Stamps | StampError | None] = [None] * len(batch)
+    if _native is None:
+        unsure = [(i, "no compiled module") for i in range(len(batch))]
+    else:
+        try:
+            read, unsure = _native.read_stamps_batch(
+                batch if type(batch) is list else list(batch), Stamps, StageStamp
+            )
+        except ValueError as exc:  # it cannot build these classes as their __init__ does
+            unsure = [(i, str(exc)) for i in range(len(batch))]
+        STAMP_PATHS["native"] += len(batch) - len(unsure)
+    for i, why in unsure:
+        path = f"python: {why}"
+        STAMP_PATHS[path] += 1
+        if STAMP_PATHS[path] == 1:
+            log.info("stamps read on the Python path: %s", why)
+        try:
+            read[i] = read_stamps(batch[i])
+        except StampError as exc:
+            read[i] = exc
+    return read
 
 
 def canonical_uuid(name: str, raw: bytes | str) -> str:

@@ -36,13 +36,14 @@ from stampline.audit import (
     PREV_ORIGIN,
     Observation,
     TrailRow,
+    broker_time_type,
     encode_parent_stamps,
     trail_row,
 )
 from stampline.collectors._ids import key_event_id, source_event_id
 from stampline.collectors._kafka import consumer_config, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
-from stampline.collectors._stamps import check_stage_name, read_stamps
+from stampline.collectors._stamps import check_stage_name, read_stamps_batch
 from stampline.collectors._trailrows import TrailRows, TrailSink, observations_of, write_table
 from stampline.collectors._trailtopic import TrailTopic
 from stampline.collectors.exceptions import DeliveryError, StampError
@@ -192,7 +193,10 @@ class Tap:
         host, clock_err = s.host, s.clock_err_ns
         added = len(rows)
         per_topic: dict[str, int] = {}
-        for m in messages:
+        # Every record's stamps in one call: compiled where the reader is sure, else by
+        # read_stamps record by record (collectors/_stamps.py, read_stamps_batch).
+        read = read_stamps_batch([m.headers() for m in messages])  # type: ignore[misc]
+        for m, got in zip(messages, read, strict=True):
             if m.error() is not None:
                 log.warning(
                     "consume error %s: %s", where(m.topic(), m.partition(), m.offset()), m.error()
@@ -202,16 +206,15 @@ class Tap:
             topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
             ts_type, broker_ms = m.timestamp()
             broker_ms = broker_ms if ts_type else 0
+            time_type = broker_time_type(ts_type)  # whose clock broker_ms is
             stamps = None
             broken = False
-            headers = m.headers()
-            if headers:
-                try:
-                    stamps = read_stamps(headers)  # type: ignore[arg-type]
-                except StampError as exc:
-                    broken = True
-                    self.stats.bad_stamps += 1
-                    log.warning("bad stamps %s: %s", where(topic, partition, offset), exc)
+            if isinstance(got, StampError):
+                broken = True
+                self.stats.bad_stamps += 1
+                log.warning("bad stamps %s: %s", where(topic, partition, offset), got)
+            else:
+                stamps = got
             # The stage before: (name, emitted, clock error) of the stamp a hop starts at.
             prev: tuple[str, int, int] = ("", 0, 0)
             if stamps is not None:
@@ -251,6 +254,7 @@ class Tap:
                             "",
                             "",
                             lineage,
+                            time_type,
                         )
                     )  # fmt: skip
                     prev = (st.stage, st.emitted_ns, st.clock_err_ns)
@@ -293,6 +297,7 @@ class Tap:
                     "",
                     "",
                     "",
+                    time_type,
                 )
             )  # fmt: skip
             per_topic[topic] = per_topic.get(topic, 0) + 1

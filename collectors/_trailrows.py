@@ -113,6 +113,7 @@ def observations_of(table: pa.Table) -> list[Observation]:
                 warnings=tuple(w for w in row["warnings"].split(",") if w),
                 rule_sha256=tuple(h for h in row["rule_sha256"].split(",") if h),
                 parent_stamps=decode_parent_stamps(row["parent_stamps"]),
+                broker_time_type=row["broker_time_type"],
             )
         )
     return out

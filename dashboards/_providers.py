@@ -252,7 +252,11 @@ def build(database: str = "stampline") -> dict[str, Any]:
         .description(
             "The provider's part: its origin time to the record's broker timestamp (p50, p99); "
             "and the gate's queue apart: broker timestamp to the gate's receipt (p99). A "
-            "backlog at the gate shows in the queue, never as the provider's latency."
+            "backlog at the gate shows in the queue, never as the provider's latency. The "
+            "broker timestamp is the broker's clock on a feed topic with "
+            "message.timestamp.type=LogAppendTime, the producer's with CreateTime (Kafka's "
+            "default: the network to the broker then falls in the queue); `stampline "
+            "providers compare` and `replay` say which for each record."
         )
         .grid_pos(grid(12, 9, 12, 8))
         .datasource(CLICKHOUSE)

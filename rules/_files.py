@@ -23,6 +23,7 @@ from stampline._common import (
     line_of,
     parse_duration_ns,
     read_yaml_file,
+    shown_value,
 )
 from stampline.rules.exceptions import RuleFileError
 
@@ -338,7 +339,7 @@ def read_rule_file(path: Path) -> tuple[RuleFile, str]:
     except ValidationError as exc:
         problems = "\n".join(
             f"  {file_line(path, line_of(doc.node, e['loc']))}: "
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {shown_value(e.get('input'))})"
             for e in exc.errors()
         )
         raise RuleFileError(f"{path}: invalid rule file:\n{problems}") from None

@@ -4,6 +4,9 @@ from typing import Any
 def digest_table(
     table: Any, order: Any, columns: list[tuple[str, str]], threads: int
 ) -> tuple[str, list[str]]: ...
+def read_stamps_batch(
+    batch: list[Any], stamps_type: type[Any], stage_type: type[Any]
+) -> tuple[list[Any], list[tuple[int, str]]]: ...
 
 # The record checker and typed decoder (native/src/check.rs, decode.rs; rules/_checker.py).
 def check_records(

@@ -43,6 +43,7 @@ from stampline._common import (
     line_of,
     parse_duration_ns,
     read_yaml_file,
+    shown_value,
 )
 from stampline._limits import json_text_problem
 from stampline._redact import is_secret_key, redact, remember_environment, remember_in
@@ -457,7 +458,7 @@ class Problem:
     env: str | None = None  # the environment variable the bad value came from
 
     def render(self, file: Path | str) -> str:
-        got = f" (got {self.value!r})" if self.value is not None else ""
+        got = f" (got {shown_value(self.value)})" if self.value is not None else ""
         source = f" [from ${self.env}]" if self.env else ""
         key = self.key or "(top level)"
         return f"{file_line(file, self.line)}: {key}: {self.message}{got}{source}"

@@ -195,13 +195,15 @@ def command(text: str) -> Callable[[Any, AlertsFile], str]:
 @dataclass(frozen=True, slots=True)
 class BatchView:
     """One gate batch as a plug-in detector reads it: the identity columns, the time the
-    gate took it in and the rows the rules refused (row index -> the broken rules)."""
+    gate took it in, the rows the rules refused (row index -> the broken rules) and each
+    record's broker timestamp in ms (0 where it has none; empty when none were given)."""
 
     received_ns: int
     providers: Sequence[str]
     instruments: Sequence[str]
     origins: Sequence[int]
     rejects: Mapping[int, Sequence[object]]
+    broker_ms: Sequence[int] = ()
 
     def accepted(self) -> list[int]:
         """The rows the rules accepted: only these move a clock or a baseline."""

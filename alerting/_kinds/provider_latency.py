@@ -1,7 +1,14 @@
-"""``provider_latency``: a provider's origin → gate latency above its own baseline.
+"""``provider_latency``: a provider's own latency (origin → broker) above its own baseline.
 
-The latency of a record is the gate's intake time minus the record's origin time (how long
-the provider took to get it to us). The alert fires while a provider's recent ``quantile``
+The latency of a record is the provider's part of its way: from its origin time to its
+broker timestamp (when it reached the raw topic), so the time a record then waits on the
+broker for a gate -- a stalled or backlogged gate -- is never blamed on the provider. A
+record without a broker timestamp (none given by the broker) falls back to the gate's
+intake time minus the origin, the gate's queue included. The broker timestamp is the
+broker's clock on a topic with ``message.timestamp.type=LogAppendTime``, and the producer's
+with ``CreateTime`` (Kafka's default: then the latency ends when the producer made the
+record, and the network to the broker is outside it); docs/alerting.md says which to use.
+The alert fires while a provider's recent ``quantile``
 (p99 by default) over ``window`` is above ``factor`` × the ``baseline_quantile`` (the median
 by default) of its own latency over the ``baseline`` before that window, for ``for``: a
 provider that is always slow is its own normal; one that becomes slow is the fault.
@@ -20,9 +27,10 @@ bound). The watch adds them into slots of a quarter of ``window`` per provider
 (:class:`LatencyBaseline`) and judges a provider on each of its batches and on every
 tick, at the time its gates took the batches in. Either side needs ``min_events`` records.
 
-**Exported** over the gates' ``stampline_origin_latency_seconds`` histogram: the recent
-quantile over ``window`` above ``factor`` × the baseline quantile over ``baseline`` offset
-by ``window`` (the Prometheus rule has no ``min_events``, as ``dlq_rate``'s has none).
+**Exported** over the gates' ``stampline_provider_latency_seconds`` histogram (the same
+definition: origin → broker timestamp, else origin → gate): the recent quantile over
+``window`` above ``factor`` × the baseline quantile over ``baseline`` offset by ``window``
+(the Prometheus rule has no ``min_events``, as ``dlq_rate``'s has none).
 """
 
 from __future__ import annotations
@@ -54,12 +62,17 @@ from stampline.alerting._lifecycle import Labels, Lifecycle, Transition
 if TYPE_CHECKING:
     from stampline.alerting._definitions import AlertsFile
 
-METRIC = "stampline_origin_latency_seconds"
+METRIC = "stampline_provider_latency_seconds"
 SLOTS_PER_WINDOW = 4
+# The least baseline a latency is compared with: broker timestamps (and most origin times)
+# are whole milliseconds, so a provider whose records reach the broker within the
+# millisecond they were born has a baseline of 0, and any 1 ms reading would be "over
+# factor x 0". Below its resolution no latency is known to have grown.
+RESOLUTION_NS = 1_000_000
 
 
 class ProviderLatency(Alert):
-    """A provider's recent origin → gate latency ``quantile`` over ``window`` above
+    """A provider's recent origin → broker latency ``quantile`` over ``window`` above
     ``factor`` × the ``baseline_quantile`` of its own latency over the ``baseline`` before."""
 
     kind: Literal["provider_latency"]
@@ -114,14 +127,17 @@ def quantile_ns(counts: Mapping[int, int], q: float) -> int:
 
 
 def batch_facts(batch: BatchView) -> dict[str, dict[str, int]]:
-    """Per provider, the histogram of the accepted records' latencies (bucket as text: the
-    facts may cross the facts topic as JSON)."""
+    """Per provider, the histogram of the accepted records' latencies, origin → broker
+    timestamp (origin → the gate's intake for a record without one); bucket as text: the
+    facts may cross the facts topic as JSON."""
     per: dict[str, Counter[int]] = {}
-    received, origins = batch.received_ns, batch.origins
+    received, origins, broker_ms = batch.received_ns, batch.origins, batch.broker_ms
     for row in batch.accepted():
         origin = origins[row]
         if origin:
-            per.setdefault(batch.providers[row], Counter())[bucket(received - origin)] += 1
+            ms = broker_ms[row] if broker_ms else 0
+            end = ms * 1_000_000 if ms > 0 else received
+            per.setdefault(batch.providers[row], Counter())[bucket(end - origin)] += 1
     return {p: {str(b): n for b, n in c.items()} for p, c in per.items()}
 
 
@@ -216,7 +232,7 @@ class LatencyBaseline:
             "events": n,
             "baseline_events": base_n,
         }
-        active = latency > d.factor * usual
+        active = latency > d.factor * max(usual, RESOLUTION_NS)
         value = latency / SECOND_NS
         return self.life.observe(labels, now, active=active, value=value, figures=figures)
 
@@ -240,11 +256,12 @@ def signal(d: ProviderLatency) -> PromSignal:
     usual = _quantile(
         d.baseline_quantile, sel, prometheus_duration(d.baseline_ns), f" offset {window}"
     )
+    floor = RESOLUTION_NS / SECOND_NS  # as in stream: no baseline below the resolution
     return PromSignal(
         value=_quantile(d.quantile, sel, window),
         op=">",
         by=("provider",),
-        threshold_vector=f"{d.factor:g} * {usual}",
+        threshold_vector=f"{d.factor:g} * clamp_min({usual}, {floor:g})",
     )
 
 
@@ -286,8 +303,8 @@ KIND = AlertKind(
     detected_by="stampline.alerting._kinds.provider_latency:LatencyBaseline",
     signal=signal,
     case=case,
-    summary="{provider}: origin → gate latency {value:.3f}s, over {factor:g} × its usual",
-    notice="{provider} ({venue}): origin → gate latency {latency_ms:.1f} ms, "
+    summary="{provider}: origin → broker latency {value:.3f}s, over {factor:g} × its usual",
+    notice="{provider} ({venue}): origin → broker latency {latency_ms:.1f} ms, "
     "usually {baseline_ms:.1f} ms",
     summary_figures=lambda d: {"factor": d.factor},
     grafana=GrafanaRule(

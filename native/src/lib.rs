@@ -11,3 +11,4 @@ pub mod check;
 pub mod decode;
 #[cfg(feature = "python")]
 mod python;
+pub mod stamps;

@@ -9,9 +9,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
 use crate::digest::{self, Kind};
-use crate::{check, decode};
-use pyo3::types::{PyBytes, PyList, PyString};
-use std::collections::HashMap;
 
 /// `(batch hex, [column hex, ...])` of `table`'s `columns` ((name, "int" | "str") pairs),
 /// rows in `order` (a table whose one column holds uint64 row numbers). Any object with
@@ -82,83 +79,382 @@ fn import(source: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
         .map_err(|e| PyValueError::new_err(format!("Arrow stream: {e}")))
 }
 
-// ---- The record checker and typed decoder (check.rs, decode.rs; rules/_checker.py) ----
-
-/// The batch's columns for the gate's fast path: `(clean, providers, instruments, seqs,
-/// origins)`. `clean` is one byte per value (1: certainly clean, its fields decoded; 0: the
-/// Python path judges it); `seqs` a list of ints and `origins` little-endian int64 bytes, both
-/// holding `decode::FROM_PYTHON` where Python must compute the field of a clean record.
-/// `values`: a sequence of bytes (anything else in it is judged by Python); `fields`: the
-/// provider, instrument and seq keys and the dotted origin path; `origin_factor`: ns per
-/// origin unit, 0 to leave every origin to Python. The checking runs with the GIL released.
-#[pyfunction]
-#[allow(clippy::type_complexity)]
-fn check_records<'py>(
-    py: Python<'py>,
-    values: &Bound<'py, PyAny>,
-    fields: (String, String, String, String),
-    origin_factor: i64,
-    max_bytes: usize,
-    max_name_chars: usize,
-) -> PyResult<(
-    Bound<'py, PyBytes>,
-    Bound<'py, PyList>,
-    Bound<'py, PyList>,
-    Vec<i64>,
-    Bound<'py, PyBytes>,
-)> {
-    let spec = decode::Spec {
-        wanted: check::Wanted::new(&fields.0, &fields.1, &fields.2, &fields.3),
-        origin_factor: (origin_factor > 0).then_some(i128::from(origin_factor)),
-        max_bytes,
-        max_name_chars,
-    };
-    // The bytes objects stay referenced (and bytes are immutable) while Rust reads them
-    // without the GIL.
-    let held: Vec<Option<Bound<'py, PyBytes>>> = values
-        .try_iter()?
-        .map(|item| item.map(|v| v.cast_into::<PyBytes>().ok()))
-        .collect::<PyResult<_>>()?;
-    let slices: Vec<Option<&[u8]>> = held
-        .iter()
-        .map(|v| v.as_ref().map(|b| b.as_bytes()))
-        .collect();
-    let cols = py.detach(|| decode::decode_batch(&slices, &spec));
-    let clean: Vec<u8> = cols.clean.iter().map(|&c| u8::from(c)).collect();
-    let origins: Vec<u8> = cols.origins.iter().flat_map(|o| o.to_le_bytes()).collect();
-    // Names repeat across a batch: one Python string per distinct name.
-    let mut interned: HashMap<&str, Bound<'py, PyString>> = HashMap::new();
-    let providers = PyList::new(py, intern(py, &cols.providers, &mut interned))?;
-    let instruments = PyList::new(py, intern(py, &cols.instruments, &mut interned))?;
-    Ok((
-        PyBytes::new(py, &clean),
-        providers,
-        instruments,
-        cols.seqs,
-        PyBytes::new(py, &origins),
-    ))
-}
-
-fn intern<'py, 'c>(
-    py: Python<'py>,
-    column: &'c [String],
-    interned: &mut HashMap<&'c str, Bound<'py, PyString>>,
-) -> Vec<Bound<'py, PyString>> {
-    column
-        .iter()
-        .map(|s| {
-            interned
-                .entry(s.as_str())
-                .or_insert_with(|| PyString::new(py, s))
-                .clone()
-        })
-        .collect()
-}
-
-// ---- end of the record checker's bindings ----
-
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(digest_table, module)?)?;
-    module.add_function(wrap_pyfunction!(check_records, module)?)
+    stamp_reader::register(module)?;
+    record_checker::register(module)?;
+    module.add_function(wrap_pyfunction!(digest_table, module)?)
+}
+
+/// The record checker's binding (`crate::check`, `crate::decode`; rules/_checker.py):
+/// `check_records`. A block of its own, with no `unsafe`.
+mod record_checker {
+    use std::collections::HashMap;
+
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBytes, PyList, PyString};
+
+    use crate::{check, decode};
+
+    pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add_function(wrap_pyfunction!(check_records, module)?)
+    }
+
+    /// The batch's columns for the gate's fast path: `(clean, providers, instruments, seqs,
+    /// origins)`. `clean` is one byte per value (1: certainly clean, its fields decoded; 0: the
+    /// Python path judges it); `seqs` a list of ints and `origins` little-endian int64 bytes, both
+    /// holding `decode::FROM_PYTHON` where Python must compute the field of a clean record.
+    /// `values`: a sequence of bytes (anything else in it is judged by Python); `fields`: the
+    /// provider, instrument and seq keys and the dotted origin path; `origin_factor`: ns per
+    /// origin unit, 0 to leave every origin to Python. The checking runs with the GIL released.
+    #[pyfunction]
+    #[allow(clippy::type_complexity)]
+    fn check_records<'py>(
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+        fields: (String, String, String, String),
+        origin_factor: i64,
+        max_bytes: usize,
+        max_name_chars: usize,
+    ) -> PyResult<(
+        Bound<'py, PyBytes>,
+        Bound<'py, PyList>,
+        Bound<'py, PyList>,
+        Vec<i64>,
+        Bound<'py, PyBytes>,
+    )> {
+        let spec = decode::Spec {
+            wanted: check::Wanted::new(&fields.0, &fields.1, &fields.2, &fields.3),
+            origin_factor: (origin_factor > 0).then_some(i128::from(origin_factor)),
+            max_bytes,
+            max_name_chars,
+        };
+        // The bytes objects stay referenced (and bytes are immutable) while Rust reads them
+        // without the GIL.
+        let held: Vec<Option<Bound<'py, PyBytes>>> = values
+            .try_iter()?
+            .map(|item| item.map(|v| v.cast_into::<PyBytes>().ok()))
+            .collect::<PyResult<_>>()?;
+        let slices: Vec<Option<&[u8]>> = held
+            .iter()
+            .map(|v| v.as_ref().map(|b| b.as_bytes()))
+            .collect();
+        let cols = py.detach(|| decode::decode_batch(&slices, &spec));
+        let clean: Vec<u8> = cols.clean.iter().map(|&c| u8::from(c)).collect();
+        let origins: Vec<u8> = cols.origins.iter().flat_map(|o| o.to_le_bytes()).collect();
+        // Names repeat across a batch: one Python string per distinct name.
+        let mut interned: HashMap<&str, Bound<'py, PyString>> = HashMap::new();
+        let providers = PyList::new(py, intern(py, &cols.providers, &mut interned))?;
+        let instruments = PyList::new(py, intern(py, &cols.instruments, &mut interned))?;
+        Ok((
+            PyBytes::new(py, &clean),
+            providers,
+            instruments,
+            cols.seqs,
+            PyBytes::new(py, &origins),
+        ))
+    }
+
+    fn intern<'py, 'c>(
+        py: Python<'py>,
+        column: &'c [String],
+        interned: &mut HashMap<&'c str, Bound<'py, PyString>>,
+    ) -> Vec<Bound<'py, PyString>> {
+        column
+            .iter()
+            .map(|s| {
+                interned
+                    .entry(s.as_str())
+                    .or_insert_with(|| PyString::new(py, s))
+                    .clone()
+            })
+            .collect()
+    }
+}
+
+/// The stamp reader's binding (`crate::stamps`): `read_stamps_batch`. A block of its own;
+/// its one `unsafe` call sets the fields of the objects it has just made (see `Maker`).
+mod stamp_reader {
+    use std::collections::HashMap;
+    use std::ops::Range;
+
+    use pyo3::exceptions::PyValueError;
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+    use crate::stamps::{self, Name, Picked, Read};
+
+    pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add_function(wrap_pyfunction!(read_stamps_batch, module)?)
+    }
+
+    /// The records to read with the reference: (index in the batch, why).
+    type Unsure = Vec<(usize, &'static str)>;
+
+    /// One record's stamp headers as picked under the GIL: indices into the batch's values.
+    enum Gathered {
+        /// None or no headers: the reference returns None.
+        Empty,
+        Unsure(&'static str),
+        Picked {
+            stages: Range<usize>,
+            single: [Option<usize>; 8],
+        },
+    }
+
+    /// `read_stamps` of each record's headers in `batch` (a list of header lists or None):
+    /// `(results, unsure)`, where results holds a `stamps_type` (built with `stage_type`s) or
+    /// None per record, and unsure the `(index, why)` of the records this reader is not
+    /// certain it reads as the reference does (their result is None here): the caller reads
+    /// those with the reference. The headers are picked under the GIL, parsed without it.
+    #[pyfunction]
+    fn read_stamps_batch<'py>(
+        py: Python<'py>,
+        batch: &Bound<'py, PyList>,
+        stamps_type: &Bound<'py, PyAny>,
+        stage_type: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, Unsure)> {
+        let mut pool: Vec<Bound<'py, PyBytes>> = Vec::new();
+        let mut stage_values: Vec<usize> = Vec::new();
+        let gathered: Vec<Gathered> = batch
+            .iter()
+            .map(|headers| gather(&headers, &mut pool, &mut stage_values))
+            .collect();
+        // Bytes objects are immutable, and `pool` keeps them alive until we return.
+        let values: Vec<&[u8]> = pool.iter().map(|b| b.as_bytes()).collect();
+        let reads: Vec<Read<'_>> = py.detach(|| {
+            gathered
+                .iter()
+                .map(|g| match g {
+                    Gathered::Empty => Read::NoStamps,
+                    Gathered::Unsure(why) => Read::Unsure(why),
+                    Gathered::Picked { stages, single } => stamps::read(&Picked {
+                        stages: stage_values[stages.clone()]
+                            .iter()
+                            .map(|&i| values[i])
+                            .collect(),
+                        single: single.map(|v| v.map(|i| values[i])),
+                    }),
+                })
+                .collect()
+        });
+        let make = Maker::new(py, &[stamps_type, stage_type])?;
+        let mut texts = Texts::new(py);
+        let mut out = Vec::with_capacity(reads.len());
+        let mut unsure = Vec::new();
+        for (i, read) in reads.iter().enumerate() {
+            out.push(match read {
+                Read::NoStamps => py.None().into_bound(py),
+                Read::Unsure(why) => {
+                    unsure.push((i, *why));
+                    py.None().into_bound(py)
+                }
+                Read::Stamps(s) => {
+                    let stages = s
+                        .stages
+                        .iter()
+                        .map(|st| {
+                            make.instance(
+                                stage_type,
+                                &make.stage_fields,
+                                [
+                                    texts.get(st.stage).into_any(),
+                                    st.received_ns.into_pyobject(py)?.into_any(),
+                                    st.emitted_ns.into_pyobject(py)?.into_any(),
+                                    st.clock_err_ns.into_pyobject(py)?.into_any(),
+                                    texts.get(st.host).into_any(),
+                                    texts.get(st.source).into_any(),
+                                ],
+                            )
+                        })
+                        .collect::<PyResult<Vec<_>>>()?;
+                    let parent_stamps = s
+                        .parent_stamps
+                        .iter()
+                        .map(|p| {
+                            let (stage, emitted, err) = p.unwrap_or(("", 0, 0));
+                            (texts.get(stage), emitted, err)
+                        })
+                        .collect::<Vec<_>>();
+                    make.instance(
+                        stamps_type,
+                        &make.stamps_fields,
+                        [
+                            PyString::new(py, &s.event_id).into_any(),
+                            s.origin_ns.into_pyobject(py)?.into_any(),
+                            s.ingest_ns.into_pyobject(py)?.into_any(),
+                            s.clock_err_ns.into_pyobject(py)?.into_any(),
+                            PyTuple::new(py, stages)?.into_any(),
+                            PyTuple::new(py, &s.parents)?.into_any(),
+                            PyString::new(py, s.traceparent).into_any(),
+                            PyTuple::new(py, parent_stamps)?.into_any(),
+                        ],
+                    )?
+                }
+            });
+        }
+        Ok((PyList::new(py, out)?, unsure))
+    }
+
+    /// Picks one record's stamp headers as `read_stamps`'s loop does; anything but a list of
+    /// `(str, bytes | None)` tuples where it matters is unsure.
+    fn gather<'py>(
+        headers: &Bound<'py, PyAny>,
+        pool: &mut Vec<Bound<'py, PyBytes>>,
+        stage_values: &mut Vec<usize>,
+    ) -> Gathered {
+        if headers.is_none() {
+            return Gathered::Empty;
+        }
+        let Ok(list) = headers.cast_exact::<PyList>() else {
+            return Gathered::Unsure("headers that are not a list");
+        };
+        if list.is_empty() {
+            return Gathered::Empty;
+        }
+        let start = stage_values.len();
+        let mut single = [None; 8];
+        for item in list.iter() {
+            let Ok(pair) = item.cast_exact::<PyTuple>() else {
+                return Gathered::Unsure("a header that is not a tuple");
+            };
+            let (Ok(key), Ok(value), 2) = (pair.get_item(0), pair.get_item(1), pair.len()) else {
+                return Gathered::Unsure("a header that is not a (name, value) pair");
+            };
+            if value.is_none() {
+                continue; // skipped before its name is looked at, as the reference does
+            }
+            let Ok(key) = key.cast_exact::<PyString>() else {
+                return Gathered::Unsure("a header name that is not a str");
+            };
+            let Ok(key) = key.to_str() else {
+                return Gathered::Unsure("a header name that is not UTF-8");
+            };
+            let name = stamps::name_of(key.as_bytes());
+            if name == Name::Other {
+                continue;
+            }
+            let Ok(value) = value.cast_exact::<PyBytes>() else {
+                return Gathered::Unsure("a stamp header value that is not bytes");
+            };
+            match name {
+                Name::Stamp => {
+                    stage_values.push(pool.len());
+                    pool.push(value.clone());
+                }
+                Name::Single(i) if single[i].is_none() => {
+                    single[i] = Some(pool.len());
+                    pool.push(value.clone());
+                }
+                _ => {}
+            }
+        }
+        Gathered::Picked {
+            stages: start..stage_values.len(),
+            single,
+        }
+    }
+
+    /// `StageStamp`'s fields, in its order (collectors/_stamps.py).
+    const STAGE_FIELDS: [&str; 6] = [
+        "stage",
+        "received_ns",
+        "emitted_ns",
+        "clock_err_ns",
+        "host",
+        "source",
+    ];
+    /// `Stamps`'s fields, in its order.
+    const STAMPS_FIELDS: [&str; 8] = [
+        "event_id",
+        "origin_ns",
+        "ingest_ns",
+        "clock_err_ns",
+        "stages",
+        "parents",
+        "traceparent",
+        "parent_stamps",
+    ];
+
+    /// Makes instances of frozen, slotted dataclasses as their generated `__init__` does —
+    /// `object.__new__(cls)`, then `object.__setattr__` per field — without running Python
+    /// code: that `__init__` cost ~0.7-0.9 µs an object, more than reading the headers.
+    /// The differential test (tests/collectors/test_stamps_native.py) holds the objects to
+    /// the reference's, field by field.
+    struct Maker<'py> {
+        new: Bound<'py, PyAny>,
+        stage_fields: [Bound<'py, PyString>; 6],
+        stamps_fields: [Bound<'py, PyString>; 8],
+    }
+
+    impl<'py> Maker<'py> {
+        /// Refuses (ValueError: the caller reads with the reference) a class whose
+        /// `__init__` would do more than set its fields.
+        fn new(py: Python<'py>, types: &[&Bound<'py, PyAny>]) -> PyResult<Self> {
+            for t in types {
+                if t.hasattr("__post_init__")? || !t.hasattr("__slots__")? {
+                    return Err(PyValueError::new_err(format!(
+                        "{t} is not a slotted dataclass without __post_init__"
+                    )));
+                }
+            }
+            Ok(Self {
+                new: py.get_type::<PyAny>().getattr("__new__")?,
+                stage_fields: STAGE_FIELDS.map(|f| PyString::intern(py, f)),
+                stamps_fields: STAMPS_FIELDS.map(|f| PyString::intern(py, f)),
+            })
+        }
+
+        fn instance<const N: usize>(
+            &self,
+            cls: &Bound<'py, PyAny>,
+            names: &[Bound<'py, PyString>; N],
+            values: [Bound<'py, PyAny>; N],
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let py = cls.py();
+            let object = self.new.call1((cls,))?;
+            for (name, value) in names.iter().zip(values) {
+                // SAFETY: the GIL is held (`py`), and `object`, `name` and `value` are live
+                // objects owned by Bounds that outlive the call, which borrows them (it
+                // steals no reference). PyObject_GenericSetAttr is `object.__setattr__`,
+                // what a frozen dataclass's `__init__` calls for each field.
+                let status = unsafe {
+                    pyo3::ffi::PyObject_GenericSetAttr(
+                        object.as_ptr(),
+                        name.as_ptr(),
+                        value.as_ptr(),
+                    )
+                };
+                if status != 0 {
+                    return Err(PyErr::fetch(py));
+                }
+            }
+            Ok(object)
+        }
+    }
+
+    /// Python strings for the short texts that repeat across a batch (stage names, hosts,
+    /// sources), each made once.
+    struct Texts<'py> {
+        py: Python<'py>,
+        made: HashMap<String, Bound<'py, PyString>>,
+    }
+
+    impl<'py> Texts<'py> {
+        fn new(py: Python<'py>) -> Self {
+            Self {
+                py,
+                made: HashMap::new(),
+            }
+        }
+
+        fn get(&mut self, text: &str) -> Bound<'py, PyString> {
+            if let Some(s) = self.made.get(text) {
+                return s.clone();
+            }
+            let s = PyString::new(self.py, text);
+            self.made.insert(text.to_owned(), s.clone());
+            s
+        }
+    }
 }

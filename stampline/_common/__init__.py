@@ -16,6 +16,7 @@ from stampline._common._shown import (
     control_characters,
     is_secret_param,
     mask_urls,
+    shown_value,
     url_credentials,
     visible,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "parse_yaml",
     "prometheus_duration",
     "read_yaml_file",
+    "shown_value",
     "url_credentials",
     "visible",
     "where",

@@ -34,6 +34,15 @@ def visible(text: str, *, keep_newlines: bool = True) -> str:
     return (_CONTROL if keep_newlines else _CONTROL_OR_LINES).sub(_escape, text)
 
 
+def shown_value(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters, saying how long it was: an error message
+    echoes what it refused, and an endless name must not become an endless message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def control_characters(text: str, *, keep_newlines: bool = True) -> list[tuple[int, int]]:
     """The (start, end) spans of the characters :func:`visible` would escape."""
     pattern = _CONTROL if keep_newlines else _CONTROL_OR_LINES

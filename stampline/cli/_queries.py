@@ -12,6 +12,7 @@ from rich.table import Table
 from stampline.alerting import DefinitionError, load_alerts
 from stampline.audit import (
     AuditError,
+    broker_clock,
     completeness,
     format_ns,
     heatmap,
@@ -198,6 +199,7 @@ def compare(
         )
     out.print(t)
     _absent(result)
+    _to_broker_clocks(result["rows"])
     for r in result["rows"]:
         for flag in r["clock_flags"]:
             out.print(f"! {(r['provider'])}: {(flag)}", highlight=False)
@@ -207,6 +209,20 @@ def compare(
         style="dim",
         highlight=False,
     )
+
+
+def _to_broker_clocks(rows: list[dict[str, Any]]) -> None:
+    """Which clock each provider's "to broker" column ends on, one line per clock."""
+    by_clock: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("to_broker_clock") is not None:
+            names = by_clock.setdefault(r["to_broker_clock"], [])
+            if r["provider"] not in names:
+                names.append(r["provider"] or "(unidentified)")
+    for clock, names in sorted(by_clock.items()):
+        out.print(
+            f"to broker for {', '.join(names)}: {broker_clock(clock)}", style="dim", highlight=False
+        )
 
 
 def _bps(value: float | None) -> str:
@@ -266,8 +282,12 @@ def hotspots_cmd(
             _lat(r["p999_ns"], b),
             format_duration(r["max_ns"]),
             "—" if r["trend"] is None else f"×{r['trend']:.2f}",
-            ("; ".join(r["flags"])),
-        )
+            "; ".join(
+                ([f"provider's part, {broker_clock(r['broker_clock'])}"]
+                 if r.get("broker_clock") is not None else [])
+                + r["flags"]
+            ),
+        )  # fmt: skip
     out.print(t)
     h = Table(title="hold time per stage (out − in)", title_justify="left")
     for c in ("stage", "events", "p50", "p99", "p99.9", "max"):

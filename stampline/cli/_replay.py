@@ -14,6 +14,7 @@ from stampline.audit import (
     NotFoundError,
     Sighting,
     Timeline,
+    broker_clock,
     format_ns,
     replay_decision,
     replay_event,
@@ -108,7 +109,8 @@ def _print_timeline(t: Timeline) -> None:
                 f"{format_duration(s.stamp.time_ns - s.stamp.received_ns)})"
                 if s.stamp.received_ns
                 else ""
-            ),
+            )
+            + (f" ({broker_clock(s.stamp.time_type)})" if s.stamp.kind == "broker" else ""),
             format_duration(s.stamp.clock_err_ns) if s.stamp.clock_err_ns is not None else "?",
             _source(s.stamp.clock_source) if s.stamp.clock_err_ns is not None else "",
         )

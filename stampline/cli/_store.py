@@ -64,7 +64,7 @@ ExpectHeadOpt = Annotated[
         "HEX may be in any chain.",
     ),
 ]
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX64 = re.compile(r"\A[0-9a-fA-F]{64}\Z")
 
 
 def parse_expected_heads(values: list[str]) -> list[tuple[str, str]]:

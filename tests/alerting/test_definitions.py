@@ -98,6 +98,8 @@ def test_bad_time_zone_and_time_of_day() -> None:
     assert any("calendars.lse.timezone" in p and "Mars/Olympus" in p for p in problems)
     problems = errors(GOOD.replace('"16:30"', '"16h30"'))
     assert any("calendars.lse.sessions.0.end" in p and "16h30" in p for p in problems)
+    problems = errors(GOOD.replace('"16:30"', '"16:30\\n"'))  # `$` once let it in
+    assert any("calendars.lse.sessions.0.end" in p and "16:30\\n" in p for p in problems)
 
 
 def test_not_yaml_and_not_a_mapping() -> None:

@@ -7,9 +7,16 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import orjson
 import pytest
 
-from stampline.alerting import KeyDetectors, ProviderWatch, Transition, parse_alerts
+from stampline.alerting import (
+    KeyDetectors,
+    ProviderFacts,
+    ProviderWatch,
+    Transition,
+    parse_alerts,
+)
 from stampline.audit import ChdbStore
 from stampline.collectors import GateSettings
 from stampline.rules import RuleSet
@@ -108,3 +115,45 @@ def test_clean_feed_raises_none(
     """The same feed without faults raises no alert at all."""
     got, _t0 = run_feed(Faults(), bootstrap, store, make_topics, uid)
     assert got == []
+
+
+@pytest.mark.slow
+def test_a_provider_that_never_sends_is_silent_from_the_feeds_first_record(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """On the event clock, with no start given (as a deployment's watch has none), a
+    registered provider that never sends is silent from the first accepted record's origin:
+    its alert starts exactly max_gap after it, however much event time the gate's first
+    batch spans (it once counted from the newest origin of that batch)."""
+    (raw, clean, dlq) = make_topics("raw", "clean", "dlq", partitions=1)
+    rules = RuleSet.load([RULES])
+    delta = "  - {provider: delta, venue: XNYS, max_gap: 2s}\n"
+    definitions = parse_alerts(
+        DEFINITIONS.replace("  - {provider: gamma", delta + "  - {provider: gamma")
+    )
+    got: list[Transition] = []
+    watch = ProviderWatch(definitions, got.extend, event_clock=True)
+    detectors = KeyDetectors(definitions, rule_kinds(rules), got.extend, watch.add)
+    start = t0_ms()
+    records = feed(start, 4_000, Faults())
+    settings = GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g")
+    run = GateRun(settings, rules, store, detectors=detectors)
+    # the first 1.5 s of event time at once: the gate's first batch spans it
+    produce(bootstrap, raw, records[: 30 * 9])
+    run.wait_for(30 * 9)
+    produce(bootstrap, raw, records[30 * 9 :])
+    run.wait_for(len(records))
+    run.stop()
+    watch.tick()
+    silent = [t for t in firing(got) if t.alert_id == "provider.silent"]
+    assert [t.labels for t in silent] == [(("provider", "delta"), ("venue", "XNYS"))]
+    assert silent[0].at_ns == (start + 2000) * 10**6
+
+
+def test_the_first_origin_crosses_the_facts_topic() -> None:
+    """A gate's facts carry their first accepted origin through their JSON form (several
+    gates' watch reads them from the facts topic); facts written before it read as 0."""
+    facts = ProviderFacts(10, {"alpha": 9}, {"alpha": 2}, first_origin=7)
+    assert ProviderFacts.from_json(orjson.loads(orjson.dumps(facts.to_json()))) == facts
+    old = {k: v for k, v in facts.to_json().items() if k != "first_origin"}
+    assert ProviderFacts.from_json(old).first_origin == 0

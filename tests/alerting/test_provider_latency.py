@@ -131,6 +131,37 @@ def test_refused_records_never_count() -> None:
     assert batch_facts(no_origin) == {}
 
 
+def test_the_latency_ends_at_the_broker_timestamp_where_a_record_has_one() -> None:
+    """A record's latency is its broker timestamp minus its origin: the time it then waited
+    for the gate is not the provider's; a record without a broker timestamp (0) is measured
+    to the gate's intake instead."""
+    at = 10**18
+    view = BatchView(
+        at, ["alpha", "alpha", "beta"], ["SYM001"] * 3,
+        [at - 9_000 * MS, at - 9_000 * MS, at - 9_000 * MS], {},
+        [(at - 8_998 * MS) // MS, 0, (at - 8_000 * MS) // MS],
+    )  # fmt: skip
+    assert batch_facts(view) == {
+        "alpha": {str(bucket(2 * MS)): 1, str(bucket(9_000 * MS)): 1},
+        "beta": {str(bucket(1_000 * MS)): 1},
+    }
+
+
+def test_a_baseline_under_the_millisecond_is_taken_as_one() -> None:
+    """Broker times are whole milliseconds: a provider whose records reach the broker within
+    the millisecond (a baseline of 0) does not fire on a 1 ms reading (5 × 1 ms is the
+    least threshold), and still fires on 10 ms."""
+    for recent, fires in ((1 * MS, False), (10 * MS, True)):
+        det = detector()
+        out: list[Transition] = []
+        t = 10**18
+        for step in range(50):
+            at = t + step * 100 * MS
+            latency = 0 if step < 40 else recent
+            out += det.add(at, batch_facts(batch(at, [("alpha", latency)] * 25)))
+        assert [x.state for x in out if x.state == "firing"] == (["firing"] if fires else [])
+
+
 def test_a_provider_whose_batches_stop_resolves_on_tick() -> None:
     """A firing provider with no batches left loses its recent window: the next tick
     resolves it; one outside the definition's scope is never judged."""
@@ -247,3 +278,89 @@ def _quote(fields: dict[str, object]) -> dict[str, object]:
         "quantity": 300,
         **fields,
     }
+
+
+STALL_S = 8.0  # how long the gate is stopped while the providers keep publishing on time
+
+
+@pytest.mark.slow
+def test_a_stalled_gate_is_not_a_slow_provider_and_a_late_provider_still_is(
+    bootstrap: str, store: ChdbStore, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """Through a real gate: alpha and beta publish on time throughout; the gate is stopped
+    for STALL_S while their records pile up on the broker, then started again and takes the
+    backlog in: their origin → gate is seconds, their origin → broker is not, and nothing
+    fires. Then beta's records reach the broker 30 s after their origin: beta alone fires.
+
+    No timing is tight: the baseline reaches back a minute (a slow group join loses none
+    of it), the recent quantile is the p90 (one slow send among a window's is not the
+    quantile), and the late phase runs until beta fires, up to a deadline."""
+    (raw,) = make_topics("raw", partitions=1)
+    clean, dlq = make_topics("clean", "dlq", partitions=1)
+    rules = RuleSet.load([rules_file()])
+    definitions = parse_alerts(
+        DEFINITIONS.replace(
+            "window: 1s, baseline: 4s, min_events: 20}",
+            "window: 2s, baseline: 60s, min_events: 20, factor: 50, quantile: 0.9}",
+        )
+    )
+    got: list[Transition] = []
+    watch = ProviderWatch(definitions, got.extend)
+    detectors = KeyDetectors(definitions, {}, got.extend, watch.add)
+    settings = GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g")
+    sent = 0
+    seq = 0
+
+    def send(beta_late: bool = False) -> None:
+        nonlocal sent, seq
+        now = int(time.time() * 1000)
+        records = []
+        for _ in range(10):
+            seq += 1
+            records.append(_quote({"provider": "alpha", "ts": now, "seq": seq}))
+            records.append(
+                _quote({"provider": "beta", "ts": now - 30_000 if beta_late else now, "seq": seq})
+            )
+        produce(bootstrap, raw, [(None, orjson.dumps(r)) for r in records])
+        sent += len(records)
+
+    def publish(seconds: float, run_: GateRun | None, before: int = 0) -> None:
+        """On-time records for ``seconds`` and at least 10 sends (the first send also
+        waits for the gate's group join, however long that takes)."""
+        end, sends = time.monotonic() + seconds, 0
+        while time.monotonic() < end or sends < 10:
+            send()
+            sends += 1
+            if run_ is not None:
+                run_.wait_for(sent - before, timeout_s=120)
+            time.sleep(0.05)
+
+    run_ = GateRun(settings, rules, store, detectors=detectors)
+    try:
+        publish(3.0, run_)  # the baseline: on time, the gate keeping up
+    finally:
+        run_.stop()
+    before = stalled_from = sent  # the first gate took in (and committed) all of these
+    publish(STALL_S, None)  # on time, and no gate: the records wait on the broker
+    run_ = GateRun(settings, rules, store, detectors=detectors)
+    try:
+        run_.wait_for(sent - before, timeout_s=120)  # the backlog, in one go
+        assert [x for x in got if x.state == "firing"] == [], got
+        deadline = time.monotonic() + 60
+        while not any(x.state == "firing" for x in got):
+            assert time.monotonic() < deadline, "beta's late records raised nothing"
+            send(beta_late=True)
+            run_.wait_for(sent - before)
+            time.sleep(0.05)
+    finally:
+        run_.stop()
+    watch.tick()
+    assert detectors.errors == 0
+    # The stall was real: the backlog's first records waited on the broker for seconds.
+    (waited,) = store.query(
+        "SELECT max(ingest_ns) AS ns FROM {db}.observations WHERE offset >= {o:Int64}",
+        {"o": stalled_from},
+    )
+    assert waited["ns"] >= STALL_S / 2 * 1e9
+    fired = [x.labels for x in got if x.state == "firing"]
+    assert fired == [(("provider", "beta"), ("venue", "XNYS"))], got

@@ -52,6 +52,7 @@ BAD = {
     "parent_stamps ": "/5/6",
     # refused by the store before, and retried like an outage
     "outcome": "weird",
+    "broker_time_type": "logappendtime",  # an Enum8 of exactly Kafka's three names
     "parents ": "not-a-uuid",
     "parent_stamps  ": "gate/x/y",
 }
@@ -74,10 +75,15 @@ def test_a_value_the_store_would_change_or_refuse_refuses_the_batch(
 def test_values_at_the_edges_are_kept_exactly(store: ChdbStore) -> None:
     """The extreme values each column holds unchanged are written, and verify passes."""
     table = _table(partition=-(2**31), rule_version=2**32 - 1, authority=255,
-                   parents=f"{U},{U}", parent_stamps=f"gate/{-(2**63)}/{2**64 - 1},-")  # fmt: skip
+                   parents=f"{U},{U}", parent_stamps=f"gate/{-(2**63)}/{2**64 - 1},-",
+                   broker_time_type="LogAppendTime")  # fmt: skip
     assert check_batch("observations", table) is None
     store.write_batch("observations", table, chain_id="t/0", source_offset=1)
     assert store.verify().ok
+    types = store.query(
+        "SELECT toString(broker_time_type) AS t FROM {db}.observations ORDER BY offset"
+    )
+    assert [r["t"] for r in types] == ["", "", "LogAppendTime"]
 
 
 def test_a_dead_letter_twice_in_a_batch_is_refused(store: ChdbStore) -> None:

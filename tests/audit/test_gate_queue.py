@@ -108,6 +108,8 @@ def test_providers_compare_judges_the_provider_on_provider_to_broker_only(
         assert 0 <= r["to_broker_p99_ns"] < ON_TIME_NS
         assert r["gate_queue_p50_ns"] >= SETTLE_S * S
         assert r["clock_flags"] == [], r["clock_flags"]
+    # The embedded broker gives CreateTime: the provider's part ends on the producer's clock.
+    assert {r["to_broker_clock"] for r in rows.values()} == {"CreateTime"}
     alpha = rows["alpha"]
     assert alpha["gate_queue_p50_ns"] >= (STALL_S + SETTLE_S) * S
     assert alpha["latency_p50_ns"] >= (STALL_S + SETTLE_S) * S  # end to end still shows it
@@ -129,6 +131,9 @@ def test_providers_compare_cli_shows_the_queue_apart_and_blames_no_provider(
     assert "gate queue p99" in result.stdout
     assert "peers' median" not in result.stdout
     assert "! alpha" not in result.stdout
+    assert "to broker for alpha, bravo, charlie: CreateTime: the producer's clock" in (
+        result.stdout
+    )
 
 
 def test_hotspots_split_the_first_hop_at_the_broker(stalled: ChdbStore) -> None:
@@ -140,6 +145,9 @@ def test_hotspots_split_the_first_hop_at_the_broker(stalled: ChdbStore) -> None:
     provider, queue = hops[("origin", f"kafka:{raw}")], hops[(f"kafka:{raw}", "gate")]
     assert provider["hops"] == queue["hops"] == 30
     assert provider["max_ns"] < ON_TIME_NS
+    # whose clock the provider's part ends on (the embedded broker gives CreateTime); the
+    # queue's hop is not the provider's and names none
+    assert (provider["broker_clock"], queue["broker_clock"]) == ("CreateTime", None)
     assert queue["p50_ns"] >= SETTLE_S * S
     assert queue["max_ns"] >= (STALL_S + SETTLE_S) * S
 

@@ -124,7 +124,7 @@ def test_empty_batches_are_a_no_op(store: ChdbStore) -> None:
     assert store.query("SELECT count() AS n FROM {db}.observations") == [{"n": 0}]
 
 
-@pytest.mark.parametrize("name", ["1abc", "a-b", "a;DROP", "", "x" * 64])
+@pytest.mark.parametrize("name", ["1abc", "a-b", "a;DROP", "", "x" * 64, "stampline\n"])
 def test_unsafe_database_names_are_refused(name: str) -> None:
     """Database names are interpolated into DDL, so anything needing quotes is refused."""
     with pytest.raises(ValueError, match="database name"):

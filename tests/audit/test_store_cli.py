@@ -67,6 +67,8 @@ def test_verify_checks_expected_heads_and_refuses_a_malformed_one(store: ChdbSto
     assert typo.exit_code == 2
     assert "--expect-head 'local=xyz'" in typo.stderr
     assert "64 hex digits" in typo.stderr
+    newline = runner.invoke(app, ["audit", "verify", *_args(store), "--expect-head", head + "\n"])
+    assert newline.exit_code == 2, newline.output
 
 
 def test_the_three_queries_answer_in_json_and_as_tables(store: ChdbStore) -> None:

@@ -101,7 +101,8 @@ def test_any_bytes_as_a_value_are_refused_never_crash(value: bytes) -> None:
 
 def _v1_message(table: pa.Table, version: int = 1) -> tuple[bytes, list[tuple[str, bytes]]]:
     """``table`` as a sidecar of an older format ``version`` wrote it: version 1 without
-    ``rule_sha256`` and ``parent_stamps``, version 2 without ``parent_stamps``."""
+    ``rule_sha256``, ``parent_stamps`` and ``broker_time_type``, version 2 without the last
+    two, version 3 without ``broker_time_type``."""
     from stampline.audit._trailformat import schema_for
 
     schema = schema_for("observations", version)
@@ -145,10 +146,9 @@ def test_version_2_adds_the_rule_file_hashes_and_version_1_is_still_read() -> No
 
 
 def test_version_3_adds_the_parent_stamps_and_version_2_is_still_read() -> None:
-    """Writers write version 3, whose observations carry ``parent_stamps`` (a derived event's
-    lineage: where each parent last left a stage); a version 2 message still reads, with none
-    recorded; a version 2 message carrying version 3's columns is refused."""
-    assert TRAIL_FORMAT_VERSION == 3
+    """Version 3's observations carry ``parent_stamps`` (a derived event's lineage: where
+    each parent last left a stage); a version 2 message still reads, with none recorded; a
+    version 2 message carrying version 3's columns is refused."""
     rows = [
         Observation(
             "0190c6d8-0000-7000-8000-000000000002", "risk", T0 + 9, T0 + 20, T0 + 20, T0 + 20,
@@ -161,7 +161,7 @@ def test_version_3_adds_the_parent_stamps_and_version_2_is_still_read() -> None:
     (msg,) = encode_trail_messages("observations", table, "tap")
     _, back = decode_trail_message(msg.value, msg.headers)
     assert back.column("parent_stamps").to_pylist() == [f"gate/{T0 + 3}/500,-"]
-    assert back.schema.names[-1] == "parent_stamps"
+    assert "parent_stamps" in back.schema.names
     value, headers = _v1_message(table, version=2)
     kind, old = decode_trail_message(value, headers)
     assert kind == "observations"
@@ -170,6 +170,37 @@ def test_version_3_adds_the_parent_stamps_and_version_2_is_still_read() -> None:
     assert old.drop_columns(["parent_stamps"]).equals(back.drop_columns(["parent_stamps"]))
     relabelled = [(k, b"2" if k == "stampline.trail.version" else v) for k, v in headers]
     with pytest.raises(TrailFormatError, match="schema of version 2"):
+        decode_trail_message(msg.value, relabelled)
+
+
+def test_version_4_adds_the_broker_time_type_and_version_3_is_still_read() -> None:
+    """Writers write version 4, whose observations carry ``broker_time_type`` (whose clock
+    ``broker_time`` is); a version 3 message (a sidecar not yet upgraded) still reads, its
+    rows with the type not recorded (''); a version 3 message carrying version 4's columns
+    is refused."""
+    assert TRAIL_FORMAT_VERSION == 4
+    rows = [
+        Observation(
+            f"0190c6d8-0000-7000-8000-00000000000{i}", "gate", T0 + i, T0 + 20, T0, T0, 7,
+            topic="md.raw", broker_time_ms=T0 // 1_000_000 + i, broker_time_type=kind,
+        )
+        for i, kind in enumerate(("LogAppendTime", "CreateTime", ""))
+    ]  # fmt: skip
+    table = canonical_table(rows)
+    (msg,) = encode_trail_messages("observations", table, "gate")
+    _, back = decode_trail_message(msg.value, msg.headers)
+    assert back.column("broker_time_type").to_pylist() == ["LogAppendTime", "CreateTime", ""]
+    assert back.schema.names[-1] == "broker_time_type"
+    value, headers = _v1_message(table, version=3)
+    kind, old = decode_trail_message(value, headers)
+    assert kind == "observations"
+    assert old.schema.equals(back.schema)
+    assert old.column("broker_time_type").to_pylist() == ["", "", ""]
+    assert old.column("broker_time").equals(back.column("broker_time"))
+    drop = ["broker_time_type"]
+    assert old.drop_columns(drop).equals(back.drop_columns(drop))
+    relabelled = [(k, b"3" if k == "stampline.trail.version" else v) for k, v in headers]
+    with pytest.raises(TrailFormatError, match="schema of version 3"):
         decode_trail_message(msg.value, relabelled)
 
 

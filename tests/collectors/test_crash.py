@@ -164,7 +164,8 @@ def test_sigkill_mid_stream_then_restart_gives_every_event_exactly_once(
             f"{uid}-rec",
             lambda: trail.query("SELECT count() AS n FROM {db}.trail")[0]["n"] >= N,
         )
-        assert trail.verify().ok
+        report = trail.verify()
+        assert report.ok, report.findings
         (row,) = trail.query(
             "SELECT count() AS n, uniqExact(event_id) AS ids, "
             "countIf(outcome = 'dead_lettered') AS dead FROM {db}.trail"
@@ -175,7 +176,15 @@ def test_sigkill_mid_stream_then_restart_gives_every_event_exactly_once(
         (disorder,) = trail.query(
             "SELECT countIf(ingested > received OR received > emitted) AS n FROM {db}.trail"
         )
+        # Every gate row, the recovered ones too, keeps the broker timestamp's type (the
+        # embedded broker gives CreateTime): a recovered row takes it from the re-read record.
+        (typed,) = trail.query(
+            "SELECT groupUniqArray(toString(broker_time_type)) AS types, count() AS n "
+            "FROM {db}.observations WHERE authority = 2"
+        )
     assert disorder["n"] == 0, "a trail row's stamps are out of order"
+    assert typed["types"] == ["CreateTime"], typed
+    assert typed["n"] >= N, typed
     assert row == {"n": N, "ids": N, "dead": bad}
     assert dl["n"] == bad
 

@@ -30,6 +30,7 @@ NAMES = {
     "stampline_events_dead_lettered",
     "stampline_stage_latency_seconds",
     "stampline_origin_latency_seconds",
+    "stampline_provider_latency_seconds",
     "stampline_consumer_lag",
     "stampline_batch_size",
     "stampline_store_write_seconds",
@@ -113,6 +114,10 @@ def test_metrics_endpoint_serves_every_named_metric_with_capped_provider_labels(
     origin = (("provider", "alpha"),)
     assert samples[("stampline_origin_latency_seconds_count", origin)] == 2
     assert 30 <= samples[("stampline_origin_latency_seconds_sum", origin)] < 60
+    # provider_latency's own: origin -> the broker's timestamp (the late one was born 30 s
+    # before it reached the broker); the refused record is left out here too.
+    assert samples[("stampline_provider_latency_seconds_count", origin)] == 2
+    assert 30 <= samples[("stampline_provider_latency_seconds_sum", origin)] < 60
     assert not any(
         s.labels.get("provider") == "charlie" for f in families.values() for s in f.samples
     )

@@ -179,6 +179,13 @@ def test_record_without_event_id_has_no_stamps() -> None:
         ([(H_EVENT_ID, ID), (H_CLOCK_ERR, b"1" + b"0" * 30)], "clock-error bound"),
         ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=1" + b"0" * 30 + b";out=2;host=")], "2000"),
         ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;host=a b" % (T0, T0))], "host"),
+        # a trailing newline is not part of a name (a regex's `$` once let it in)
+        ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x\n;in=%d;out=%d;host=h" % (T0, T0))], "stage"),
+        ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;host=h\n" % (T0, T0))], "host"),
+        (
+            [(H_EVENT_ID, ID), (H_PARENTS, ID), (H_PARENT_STAMPS, b"gate\n/%d/0" % T0)],
+            "is not a stage name",
+        ),
         ([(H_EVENT_ID, ID), (H_STAMP, b"stage=x;in=%d;out=%d;host=h" % (T0, T0 - 1))], "before"),
         ([(H_EVENT_ID, ID), (H_PARENTS, b"not-a-uuid")], "stampline.parents"),
         (

@@ -287,3 +287,21 @@ class TestJson:
         assert result.exit_code == 1
         (problem,) = as_json(result)["problems"]
         assert (problem["key"], problem["value"]) == ("", ["a", 1])
+
+
+def test_the_file_is_also_given_as_config_or_from_the_environment(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`config check` takes its file as every other command does too (`--config`, or
+    $STAMPLINE_CONFIG); two different files, or none, are a usage error naming the cause."""
+    good, bad = write_config(GOOD, "good.yaml"), write_config(BAD, "bad.yaml")
+    runner = CliRunner()
+    assert runner.invoke(app, ["config", "check", "--config", str(good)]).exit_code == 0
+    assert runner.invoke(app, ["config", "check", "-c", str(bad)]).exit_code == 1
+    both = runner.invoke(app, ["config", "check", "-c", str(good), str(bad)])
+    assert (both.exit_code, "two files to check" in both.stderr) == (2, True)
+    none = runner.invoke(app, ["config", "check"])
+    assert (none.exit_code, "no configuration" in none.stderr) == (2, True)
+    monkeypatch.setenv("STAMPLINE_CONFIG", str(bad))
+    from_env = runner.invoke(app, ["config", "check"])
+    assert (from_env.exit_code, str(bad) in from_env.stderr) == (1, True)

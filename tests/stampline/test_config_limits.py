@@ -4,6 +4,7 @@ check` refuses every value the runtime cannot hold, naming the key and the value
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import orjson
@@ -222,3 +223,27 @@ def test_brackets_inside_json_strings_do_not_count_as_nesting(
     monkeypatch.setenv("STAMPLINE_BROKER__CLIENT", '{"client.id": "' + "[" * 100 + '\\""}')
     config = load_config(path)
     assert config.broker.client["client.id"] == "[" * 100 + '"'
+
+
+ENDLESS = "x" * 100_000
+
+
+def test_an_endless_value_is_echoed_cut_short(write_config: WriteConfig, tmp_path: Path) -> None:
+    """A refused value of 100,000 characters in the configuration, a rule file or the alert
+    definitions is echoed as its first 200 characters and its length: the error is one
+    readable line, not 100 KB of terminal."""
+    rules = tmp_path / "endless.rules.yaml"
+    rules.write_text(f"version: 1\nrules:\n  - {{id: {ENDLESS}, kind: not_a_kind}}\n")
+    alerts = tmp_path / "endless.alerts.yaml"
+    alerts.write_text(f"version: 1\nproviders: []\nalerts:\n  - {{id: a, kind: {ENDLESS}}}\n")
+    cases = {
+        "config": write_config(BASE.replace("md.clean", ENDLESS) + RULES, "a.yaml"),
+        "rules": write_config(BASE + f"rules: {{files: [{rules}]}}\n", "b.yaml"),
+        "alerts": write_config(BASE + RULES + f"alerting: {{definitions: {alerts}}}\n", "c.yaml"),
+    }
+    for name, path in cases.items():
+        result = runner.invoke(app, ["config", "check", str(path)])
+        assert result.exit_code == 1, (name, result.output[:500])
+        text = result.stderr
+        assert re.search(r"x{150}… \(100,0\d\d characters\)", text), (name, text[:1000])
+        assert len(text) < 2_000, (name, len(text))
