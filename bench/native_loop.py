@@ -2,7 +2,8 @@
 
     python bench/native_loop.py [--quick] [--json] [--no-latency]
 
-Three loops over the same records on the embedded Tansu broker, in one run (issue 22):
+Four loops over the same records (bench/gate.py's events) on the embedded Tansu broker, in
+one run (issue 22):
 
     passthrough     bench/gate.py's baseline: consume -> produce, no processing, no commit
     python_stamped  a Python consume -> produce loop that adds the gate's 7 stamp headers to
@@ -10,14 +11,25 @@ Three loops over the same records on the embedded Tansu broker, in one run (issu
                     gate makes them), counts deliveries per batch and commits a batch's
                     offsets once it was delivered: the floor of a Python per-record loop
     compiled        native/src/kafka.rs: the same work in Rust, one thread, GIL released
+    passthrough_of_stamped
+                    the passthrough again, over records that already carry the 7 headers:
+                    the Kafka path's own cost for the bytes a stamping gate writes
+
+Each run has a fresh embedded broker of its own (it keeps every record in memory and slows
+as it fills: on a shared one, whichever loop ran first was favoured).
 
 Figures: events/s (first record taken to the last delivery or commit), the ratio to the
-passthrough, and process CPU µs per event: this process's CPU time over all its threads,
+passthrough, process CPU µs per event: this process's CPU time over all its threads,
 librdkafka's included (not the broker's, which runs in a process of its own), divided by the
-events; it includes each loop's client set-up, a few ms. With latency (the default): added
-p50/p99 at 10,000 events/s of a forwarder and of the compiled loop over a passthrough
-forwarder, with bench/gate.py's harness (each in a process of its own, each on a fresh
-broker).
+events, and the loop thread's own share of it (``..._loop_thread_cpu_us_per_event``: the
+calling thread, which runs each loop; the rest is librdkafka's threads), and the broker
+process's CPU per event in the same time (``..._broker_cpu_us_per_event``: on 2 cores the
+broker competes with the loop it serves). All include each loop's client set-up, a few ms.
+``compiled_enqueued_per_s``: records the compiled loop took, stamped and handed to
+librdkafka per second, before the wait for the last deliveries.
+With latency (the default): added p50/p99 at 10,000 events/s of the compiled loop over a
+passthrough forwarder, with bench/gate.py's harness (each in a process of its own, each on
+a fresh broker).
 
 The compiled loop needs the extension built with the `kafka` feature. When the installed
 `stampline._native` lacks it, this builds the crate with `--features python,kafka` into
@@ -49,8 +61,10 @@ sys.path[0] = str(ROOT)  # bench/rules.py would shadow the rules package (see be
 
 from bench._machine import machine, write_result  # noqa: E402
 from bench.gate import (  # noqa: E402
+    KEYS,
     LOW_LATENCY,
     LOW_LATENCY_FETCH,
+    event,
     fill,
     forward_loop,
     paced_latency,
@@ -194,13 +208,57 @@ def python_stamped(bootstrap: str, src: str, dst: str, n: int) -> float:
     return n / elapsed
 
 
-def cpu_run(what: str, fn: Any, *args: Any) -> tuple[float, float]:
-    """(events/s from ``fn``, process CPU µs per event over the whole call)."""
+BROKER_PID = [0]  # the embedded broker's process, whose CPU time is read from /proc
+
+
+def broker_cpu_s() -> float:
+    """The broker process's CPU time (user + system, all its threads), in seconds."""
+    fields = Path(f"/proc/{BROKER_PID[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fill_stamped(bootstrap: str, topic: str, n: int) -> None:
+    """``n`` of bench/gate.py's events, each with the 7 headers of a first stamp."""
+    producer = Producer(producer_config(bootstrap, {"linger.ms": 20, "batch.size": 1_000_000}))
+    now = time.time_ns()
+    tail = f";err={CLOCK_ERR_NS};host={HOST}".encode()
+    for i in range(n):
+        event_id = str(uuid.uuid4())
+        headers: list[tuple[str, Any]] = [
+            ("stampline.v", b"1"),
+            ("stampline.event_id", event_id.encode()),
+            ("stampline.origin_ns", str(now).encode()),
+            ("stampline.ingest_ns", str(now).encode()),
+            ("stampline.clock_err_ns", str(CLOCK_ERR_NS).encode()),
+            ("traceparent", f"00-{event_id.replace('-', '')}-{i:016x}-01".encode()),
+            ("stampline.stamp", f"stage={STAGE};in={now};out={now + i}".encode() + tail),
+        ]
+        while True:
+            try:
+                producer.produce(topic, event(i), f"k{i % KEYS}".encode(), headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+
+
+def cpu_run(what: str, fn: Any, *args: Any) -> tuple[float, float, float, float]:
+    """(events/s from ``fn``, process CPU µs per event over the whole call, the same for the
+    calling thread alone (the loop's own thread; the rest is librdkafka's threads), and the
+    broker's CPU µs per event in the same time)."""
     log(what)
     n = args[-1]
-    cpu0 = time.process_time()
+    cpu0, thread0, broker0 = time.process_time(), time.thread_time(), broker_cpu_s()
     rate = fn(*args)
-    return rate, (time.process_time() - cpu0) / n * 1e6
+    return (
+        rate,
+        (time.process_time() - cpu0) / n * 1e6,
+        (time.thread_time() - thread0) / n * 1e6,
+        (broker_cpu_s() - broker0) / n * 1e6,
+    )
+
+
+ENQUEUED: dict[str, float] = {}  # the compiled run's records handed to librdkafka per second
 
 
 def compiled(native: ModuleType, bootstrap: str, src: str, dst: str, n: int) -> float:
@@ -216,6 +274,7 @@ def compiled(native: ModuleType, bootstrap: str, src: str, dst: str, n: int) -> 
     )
     if got["delivered"] != n:
         raise SystemExit(f"the compiled loop delivered {got['delivered']} of {n}")
+    ENQUEUED["compiled_enqueued_per_s"] = n / got["producing_s"]
     return float(n / got["elapsed_s"])
 
 
@@ -284,27 +343,37 @@ def main() -> None:
     host = machine(broker="tansu (embedded, TCP)")  # before any work: the load is other programs'
     n = 100_000 if args.quick else 300_000
     result: dict[str, Any] = {"machine": host, "events": n, "compiled_module": path}
-    with EmbeddedBroker() as broker:
-        bs = broker.bootstrap_servers
-        u = uuid.uuid4().hex[:6]
-        raw, pt, py, rs = (f"{u}.{t}" for t in ("raw", "pt", "py", "rs"))
-        ensure_topics(bs, [raw, pt, py, rs], PARTITIONS)
-        log(f"filling {raw} with {n:,} events")
-        fill(bs, raw, n)
-        runs = {
-            "passthrough": cpu_run("passthrough (consume -> produce)", passthrough, bs, raw, pt, n),
-            "python_stamped": cpu_run(
-                "Python: 7 stamp headers, commit after delivery", python_stamped, bs, raw, py, n
-            ),
-            "compiled": cpu_run(
-                "compiled loop: the same in Rust", lambda *a: compiled(native, *a), bs, raw, rs, n
-            ),
-        }
+    # Each run on a broker of its own: the embedded broker keeps every record in memory and
+    # slows as it fills, which favoured whichever loop ran first on a shared one.
+    variants: list[tuple[str, str, Any]] = [
+        ("passthrough", "passthrough (consume -> produce)", passthrough),
+        ("python_stamped", "Python: 7 stamp headers, commit after delivery", python_stamped),
+        ("compiled", "compiled loop: the same in Rust", lambda *a: compiled(native, *a)),
+        # The same passthrough over records that already carry the 7 headers: the Kafka
+        # path's own cost for the bytes a stamping gate writes.
+        ("passthrough_of_stamped", "passthrough of stamped records", passthrough),
+    ]
+    runs: dict[str, tuple[float, float, float, float]] = {}
+    for name, what, fn in variants:
+        with EmbeddedBroker() as broker:
+            bs = broker.bootstrap_servers
+            assert broker._proc is not None
+            BROKER_PID[0] = broker._proc.pid
+            ensure_topics(bs, ["raw", "out"], PARTITIONS)
+            log(f"filling raw with {n:,} events")
+            if name == "passthrough_of_stamped":
+                fill_stamped(bs, "raw", n)
+            else:
+                fill(bs, "raw", n)
+            runs[name] = cpu_run(what, fn, bs, "raw", "out", n)
     base = runs["passthrough"][0]
-    for name, (rate, cpu) in runs.items():
+    for name, (rate, cpu, thread, broker_cpu) in runs.items():
         result[f"{name}_events_per_s"] = round(rate)
         result[f"{name}_vs_passthrough"] = round(rate / base, 3)
         result[f"{name}_cpu_us_per_event"] = round(cpu, 2)
+        result[f"{name}_loop_thread_cpu_us_per_event"] = round(thread, 2)
+        result[f"{name}_broker_cpu_us_per_event"] = round(broker_cpu, 2)
+    result["compiled_enqueued_per_s"] = round(ENQUEUED["compiled_enqueued_per_s"])
     if not args.no_latency:
         seconds = 3.0 if args.quick else 10.0
         log(f"latency at 10,000 events/s for {seconds:.0f} s: forwarder, then the compiled loop")

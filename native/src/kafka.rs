@@ -65,10 +65,16 @@ pub struct LoopStats {
     pub produced: u64,
     pub delivered: u64,
     pub batches: u64,
+    /// times the producer's queue was full (the loop then waits for deliveries, 10 ms at most)
+    pub queue_full: u64,
+    /// waits for a batch's first record that ended with none
+    pub empty_polls: u64,
     /// the offsets committed last, per (topic, partition): the next offset to read
     pub committed: BTreeMap<(String, i32), i64>,
     /// from the first record taken to the last commit
     pub elapsed: Duration,
+    /// from the first record taken to the last one produced (before the final flush)
+    pub producing: Duration,
 }
 
 #[derive(Debug)]
@@ -346,6 +352,12 @@ pub fn run(bootstrap: &str, group_id: &str, config: &LoopConfig) -> Result<LoopS
         pc.set(k, v);
     }
     let producer: BaseProducer<Deliveries> = pc.create_with_context(Deliveries::default())?;
+    // Connect the producer and learn the sink's partitions before the first record is
+    // taken, so the first batch does not wait for that. (It may still wait for the
+    // idempotent producer's id: 0-1 s on the embedded broker, docs/native.md.)
+    producer
+        .client()
+        .fetch_metadata(Some(&config.sink), Duration::from_secs(10))?;
 
     let metadata = consumer.fetch_metadata(Some(&config.source), Duration::from_secs(10))?;
     let mut assignment = TopicPartitionList::new();
@@ -398,6 +410,7 @@ pub fn run(bootstrap: &str, group_id: &str, config: &LoopConfig) -> Result<LoopS
                 break;
             }
             let Some(polled) = consumer.poll(timeout) else {
+                stats.empty_polls += u64::from(batch.produced == 0);
                 break;
             };
             timeout = Duration::ZERO;
@@ -457,6 +470,7 @@ pub fn run(bootstrap: &str, group_id: &str, config: &LoopConfig) -> Result<LoopS
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
+                        stats.queue_full += 1;
                         producer.poll(Duration::from_millis(10));
                         if producer.context().failed.load(Ordering::Relaxed) {
                             break 'run;
@@ -487,6 +501,7 @@ pub fn run(bootstrap: &str, group_id: &str, config: &LoopConfig) -> Result<LoopS
         }
     }
     // The end: every record out, then the last offsets, synchronously.
+    stats.producing = started.map_or(Duration::ZERO, |s| s.elapsed());
     let flushed = producer.flush(Duration::from_secs(30));
     producer.poll(Duration::ZERO);
     commit_delivered(&consumer, &producer, &mut in_flight, &mut stats, true)?;

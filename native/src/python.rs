@@ -142,7 +142,10 @@ mod kafka_loop {
         out.set_item("produced", stats.produced)?;
         out.set_item("delivered", stats.delivered)?;
         out.set_item("batches", stats.batches)?;
+        out.set_item("queue_full", stats.queue_full)?;
+        out.set_item("empty_polls", stats.empty_polls)?;
         out.set_item("elapsed_s", stats.elapsed.as_secs_f64())?;
+        out.set_item("producing_s", stats.producing.as_secs_f64())?;
         let committed: Vec<(String, i32, i64)> = stats
             .committed
             .into_iter()
