@@ -1,6 +1,6 @@
 //! stampline's compiled parts, loaded by Python as `stampline._native`.
 //!
-//! Everything here is safe Rust (`digest` forbids `unsafe`); only the binding layer
+//! Everything here is safe Rust (`digest` and `kafka` forbid `unsafe`); only the binding layer
 //! (`python`, built with the `python` feature) may use it, to take Arrow data from CPython.
 #![deny(unsafe_code)]
 
@@ -9,6 +9,9 @@ pub mod digest;
 // The record checker and typed decoder (issue 22): the gate's fast path in evaluate_records.
 pub mod check;
 pub mod decode;
+// The compiled loop's Kafka side (issue 22): built with the `kafka` feature only.
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "python")]
 mod python;
 pub mod stamps;
