@@ -48,6 +48,9 @@ try:
     from stampline import _native
 except ImportError:  # built without cargo (docs/native.md): the Python reference reads
     _native = None  # type: ignore[assignment]
+else:
+    if not hasattr(_native, "read_stamps_batch"):  # built before the reader (`./dev setup`)
+        _native = None  # type: ignore[assignment]
 
 log = logging.getLogger("stampline.collectors.stamps")
 

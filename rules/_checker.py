@@ -22,6 +22,9 @@ try:
     from stampline import _native
 except ImportError:  # built without cargo (docs/native.md): the Python path judges all
     _native = None  # type: ignore[assignment]
+else:
+    if not hasattr(_native, "check_records"):  # built before the checker (`./dev setup`)
+        _native = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from stampline.rules._ruleset import Extraction
@@ -37,6 +40,12 @@ CHECK_PATHS: Counter[str] = Counter()
 # In the seq and origin columns: a clean record's field that Python must compute (no valid
 # seq or origin is negative). Rust's decode::FROM_PYTHON.
 FROM_PYTHON = -(2**63)
+
+# Levels of objects and arrays a record may hold (the record itself is 1), Rust's
+# check::MAX_DEPTH: deeper records are refused (record.decode) on the Python path, which the
+# checker leaves them to. Python's own walks of a payload stop near 1,000 levels (its
+# recursion limit), and orjson writes no more than 255 back.
+MAX_DEPTH = 256
 
 _NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 

@@ -535,6 +535,12 @@ class RuleSet:
                 return None, Failure(*DECODE_RULE, f"{contract.id}: {failure.reason}"), None
             return record, None, record
         payload, decoded, readable = _decode_json(value)
+        # A record cannot hold more levels than it has brackets: most need no walk at all.
+        if payload is not None and value.count(b"{") + value.count(b"[") > _checker.MAX_DEPTH:
+            depth = _depth(payload)
+            if depth > _checker.MAX_DEPTH:
+                why = f"JSON nested {depth:,} levels deep, over the limit of {_checker.MAX_DEPTH}"
+                return None, Failure(*DECODE_RULE, why), payload
         if payload is not None and ext.duplicate_keys == "reject":
             repeated = _repeated_key(value, payload)
             if repeated is not None:
@@ -725,6 +731,19 @@ def _repeated_key(value: bytes, payload: dict[str, Any]) -> str | None:
     return repeated[0][:200] if repeated else None
 
 
+def _depth(payload: dict[str, Any]) -> int:
+    """How many levels of objects and arrays ``payload`` holds (itself is 1), walked without
+    recursion: the record it came from may be nested deeper than Python's stack."""
+    deepest = 1
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = value.values() if type(value) is dict else value
+        stack.extend((c, depth + 1) for c in children if type(c) is dict or type(c) is list)
+    return deepest
+
+
 def _count_keys(value: dict[str, Any] | list[Any]) -> int:
     """Keys in every object of a value orjson made (exact ``dict`` and ``list`` types: a
     ``type`` test is several times cheaper than ``isinstance`` here, and this runs per record)."""
@@ -788,6 +807,19 @@ def _origin(payload: dict[str, Any], ext: Extraction) -> tuple[int, Failure | No
         return 0, Failure(*ORIGIN_RULE, f"origin field {ext.origin_field!r} {why}")
 
 
+def _utf8(name: str) -> str:
+    """``name`` as text UTF-8 can hold: a lone surrogate (``"\\ud800"``, which Python's json
+    reads in a record refused but read leniently) shown as its escape, since the rule state,
+    the trail and the headers are all UTF-8."""
+    if name.isascii():
+        return name
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "backslashreplace").decode()
+    return name
+
+
 def _identity(payload: dict[str, Any], ext: Extraction) -> tuple[str, str, int]:
     provider = payload.get(ext.provider_field)
     instrument = payload.get(ext.instrument_field)
@@ -795,8 +827,8 @@ def _identity(payload: dict[str, Any], ext: Extraction) -> tuple[str, str, int]:
     if isinstance(seq, float) and seq.is_integer():
         seq = int(seq)  # JSON Schema's "integer" admits 1.0; keep the number
     return (
-        provider if isinstance(provider, str) else "",
-        instrument if isinstance(instrument, str) else "",
+        _utf8(provider) if isinstance(provider, str) else "",
+        _utf8(instrument) if isinstance(instrument, str) else "",
         # The trail stores seq as Int64; anything else is "no sequence", not a crash later.
         seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else -1,
     )

@@ -8,6 +8,7 @@ any of them again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ from stampline.collectors import (
     H_EVENT_ID,
     H_OFFSET,
     H_PARTITION,
+    H_REASON,
     H_RULE_ID,
     GateSettings,
     Stamps,
@@ -83,9 +85,30 @@ def _sized(n: int) -> bytes:
 Case = tuple[bytes | None, bytes | None, list[Header], str | None]
 
 
+def _nested(levels: int, provider: str, seq: int) -> bytes:
+    """A good quote holding a field of arrays, ``levels`` levels deep in all (the quote is
+    one)."""
+    text = js(quote(provider, seq))
+    return text[:-1] + b',"deep":' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+
 def make_cases() -> dict[str, Case]:
     """The cases, their origins read now (the gate refuses origins older than 5 minutes)."""
     return {
+        # deeper than Python's own walks of a payload can go: once it failed the whole batch
+        "nested_1000_levels": (None, _nested(1000, "alpha", 21), [], "record.decode"),
+        "nested_257_levels": (None, _nested(257, "alpha", 22), [], "record.decode"),
+        "nested_256_levels": (None, _nested(256, "alpha", 23), [], None),
+        # read leniently for its identity (NaN), its name a lone surrogate: once it failed
+        # the whole batch, since the rule state and the trail are UTF-8
+        "lone_surrogate_name": (
+            None,
+            js(quote("alpha", 24))
+            .replace(b'"alpha"', b'"\\ud800"')
+            .replace(b'"price":', b'"price":NaN,"was":'),
+            [],
+            "record.non_finite",
+        ),
         "valid_million_bytes": (None, _sized(1_000_000), [], None),
         "value_2mb": (None, _sized(2_000_000), [], "record.size"),
         "value_10mb": (None, _sized(10_000_000), [], "record.size"),
@@ -220,6 +243,7 @@ class Outcome:
     run: GateRun
     placed: dict[str, tuple[int, int]]
     restarted_in: int
+    batch_errors: list[str]  # what the gate logged of a batch the rules raised on
 
     def dead(self, case: str) -> list[Record]:
         p, o = self.placed[case]
@@ -242,9 +266,15 @@ def outcome(own_bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
     names = list(cases)
     placed = produce(bootstrap, raw, [cases[n][:3] for n in names])
     settings_ = GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-gate")
+    batch_errors = _Lines()
+    gate_log = logging.getLogger("stampline.gate")
+    gate_log.addHandler(batch_errors)
     with ChdbStore(chdb_dir, f"hostile_{uid}") as store:
         run = GateRun(settings_, rules, store)
-        run.wait_for(len(cases))
+        try:
+            run.wait_for(len(cases))
+        finally:
+            gate_log.removeHandler(batch_errors)
         run.stop()
         # A restart on the same group must find every offset committed past these records.
         again = GateRun(settings_, RuleSet.load([rules_file()]), store)
@@ -262,7 +292,19 @@ def outcome(own_bootstrap: str, chdb_dir: Path) -> Iterator[Outcome]:
             run,
             dict(zip(names, placed, strict=True)),
             again.gate.stats.events_in,
+            [line for line in batch_errors.lines if "rules raised on a batch" in line],
         )
+
+
+class _Lines(logging.Handler):
+    """Every line logged to it, as text."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def test_every_hostile_record_lands_once_and_the_gate_keeps_running(outcome: Outcome) -> None:
@@ -281,6 +323,23 @@ def test_every_hostile_record_lands_once_and_the_gate_keeps_running(outcome: Out
             assert len(dead) == 1, name
             assert dead[0].header_all(H_RULE_ID)[-1] == rule.encode(), name
     assert len(outcome.clean) == len(CASE_RULES) - len(expected_dead) + 1  # + the restart's record
+
+
+def test_records_that_once_failed_their_batch_are_refused_alone(outcome: Outcome) -> None:
+    """A record nested past 256 levels is dead-lettered saying how deep it is, and one whose
+    leniently read name is a lone surrogate is dead-lettered with that name escaped, each in
+    the batch with the others (each once made the rules raise for the whole batch, which the
+    gate then judged one record at a time)."""
+    (dead,) = outcome.dead("nested_1000_levels")
+    assert dead.header_all(H_REASON)[-1] == b"JSON nested 1,000 levels deep, over the limit of 256"
+    assert outcome.dead("nested_256_levels") == []
+    (dead,) = outcome.dead("lone_surrogate_name")
+    (row,) = outcome.store.query(
+        "SELECT provider FROM {db}.observations WHERE event_id = {id:String}",
+        {"id": dead.header_all(H_EVENT_ID)[-1].decode()},
+    )
+    assert row == {"provider": "\\ud800"}  # its escape: the name as it was sent
+    assert outcome.batch_errors == []
 
 
 def test_a_restarted_gate_does_not_meet_them_again(outcome: Outcome) -> None:
@@ -327,8 +386,12 @@ def test_refused_records_keep_their_identity_and_junk_ids_never_share_a_row(
     its own trail row (ids that are not UUIDs are refused, not collapsed into one)."""
     rows = outcome.store.query(
         "SELECT provider, rule_id FROM {db}.trail WHERE rule_id = 'record.non_finite'"
+        " ORDER BY provider"
     )
-    assert rows == [{"provider": "charlie", "rule_id": "record.non_finite"}]
+    assert rows == [
+        {"provider": "\\ud800", "rule_id": "record.non_finite"},  # lone_surrogate_name
+        {"provider": "charlie", "rule_id": "record.non_finite"},
+    ]
     (count,) = outcome.store.query(
         "SELECT count() AS n, uniqExact(event_id) AS ids FROM {db}.trail"
     )

@@ -35,9 +35,10 @@ def test_fast_path_and_python_path_give_identical_results(
     # The fast path really ran, and never met a record it passed that orjson refused.
     assert outcome.paths["native"] > 2_000, outcome.paths
     assert "python: orjson refused a record the checker passed" not in outcome.paths
-    assert outcome.paths["python: the checker is not sure"] > 500, outcome.paths
-    if name == "full rules":  # the first batch holds records on which the Python path raises
-        assert outcome.raised_batches >= 1
+    assert outcome.paths["python: the checker is not sure"] > 400, outcome.paths
+    # No record makes a batch raise: nesting past 256 levels is refused, and a lone
+    # surrogate in a leniently read name is escaped (each once failed its whole batch).
+    assert outcome.raised_batches == 0
 
 
 def test_a_divergence_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
