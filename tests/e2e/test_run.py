@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -296,6 +298,7 @@ def test_two_gates_alert_a_silent_provider_once(tmp_path: Path) -> None:
             env=_env(),
         )
     seq = {(p, i): 0 for p in ("alpha", "beta") for i in range(4)}
+    feeder: threading.Thread | None = None
 
     def send(providers: tuple[str, ...]) -> int:
         """One round: each provider's four instruments, two on each partition."""
@@ -321,6 +324,11 @@ def test_two_gates_alert_a_silent_provider_once(tmp_path: Path) -> None:
         for step in range(110):  # 11 s: beta silent from 2 s to 9 s (its max_gap is 3 s)
             send(("alpha",) if 20 <= step < 90 else ("alpha", "beta"))
             time.sleep(0.1)
+        # Both go on publishing while the resolve is awaited: a feed that stopped here made
+        # both silent, and a slow machine read those alerts together with beta's resolve.
+        stop_feed = threading.Event()
+        feeder = threading.Thread(target=lambda: _keep_sending(send, stop_feed), daemon=True)
+        feeder.start()
         deadline = time.monotonic() + 60
         while True:
             notices = [
@@ -337,9 +345,18 @@ def test_two_gates_alert_a_silent_provider_once(tmp_path: Path) -> None:
                 break
             time.sleep(0.5)
     finally:
+        if feeder is not None:
+            stop_feed.set()
+            feeder.join(30)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, log.read_text()
     assert after == [("beta", "firing"), ("beta", "resolved")], after
     names = [c["name"] for c in json.loads(out)["children"]]
     assert names == ["gate-1", "gate-2", "recorder", "alerts-watch"]
+
+
+def _keep_sending(send: Callable[[tuple[str, ...]], int], stop: threading.Event) -> None:
+    """Both providers, every 100 ms, until ``stop``."""
+    while not stop.wait(0.1):
+        send(("alpha", "beta"))
