@@ -105,6 +105,16 @@ def start_recorder(config: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def wait_assigned(process: subprocess.Popen[bytes], log: Path, since: int) -> None:
+    """Until the recorder ``process`` logged (past byte ``since`` of ``log``) that it took its
+    partitions: a SIGTERM while Python still imports ends it before it can stop cleanly."""
+    deadline = time.monotonic() + 90
+    while "recorder assigned" not in log.read_text()[since:]:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the recorder joined no group"
+        time.sleep(0.05)
+
+
 def caught_up(bootstrap: str, trail: str, group: str, ends: list[int]) -> bool:
     """Whether ``group`` has committed offset ``ends[p]`` (the end) of each partition ``p``."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
