@@ -85,7 +85,7 @@ from stampline.collectors._stamps import (
     Headers,
     Stamps,
     headers_of,
-    read_stamps,
+    read_stamps_batch,
 )
 from stampline.collectors._trailrows import TrailRows, TrailSink, write_table
 from stampline.collectors._trailtopic import TrailTopic
@@ -203,6 +203,10 @@ class _Batch:
     ingest_header: tuple[str, bytes]
     rejects: dict[int, tuple[Failure, ...]]
     warnings: dict[int, tuple[Failure, ...]]
+    sized: dict[int, Failure]  # rows over the key or header limits (record.size)
+    # each row's stamps as read_stamps reads them (None where there are none, or where the
+    # headers are over their limit: those are not read)
+    priors: list[Stamps | StampError | None]
     # rows refused by the gate itself (size, stamps, the clean topic, unprocessable)
     refused: dict[int, tuple[Failure, ...]]
     # (rule id, version) -> SHA-256 of its rule file, of the rule set judging this batch
@@ -661,10 +665,12 @@ class Gate:
         raw_headers = cast(list[Headers | None], [m.headers() for m in good])
         # One rule set per batch: a reload takes effect from the next batch on.
         rules = self.rules.current
+        sized, priors = self._screen(good, raw_headers)
         try:
-            result = rules.evaluate_records(
-                values, received, topics, raw_headers, self._refused_early(good, raw_headers)
-            )
+            # Refused whatever the rules say (oversized key or headers, broken stamps): the
+            # rules judge them, but they move no stateful rule's state.
+            early = sorted({*sized, *(i for i, p in enumerate(priors) if type(p) is StampError)})
+            result = rules.evaluate_records(values, received, topics, raw_headers, early)
         except Exception as exc:  # the rules engine should not raise; if it does, find who
             if n > 1:
                 log.error("rules raised on a batch of %d, judging one by one: %r", n, exc)
@@ -703,6 +709,8 @@ class Gate:
             ingest_header=(H_INGEST, received_text),
             rejects=rejects,
             warnings=warnings,
+            sized=sized,
+            priors=priors,
             refused={},
             rule_files=rules.rule_files,
             clock=self._clock,
@@ -748,16 +756,17 @@ class Gate:
         headers = b.headers[i]
         key = m.key()
         value = b.values[i]
-        refused = self._refuse_size(key, headers)
+        refused = b.sized.get(i)
+        prior: Stamps | None = None
         if refused is not None:
             failures = (refused,)
-        prior: Stamps | None = None
-        if headers and refused is None:
-            try:
-                prior = read_stamps(headers)
-            except StampError as exc:
+        else:
+            read = b.priors[i]
+            if isinstance(read, StampError):
                 if not failures:  # a broken stamp is a broken contract: dead-letter it
-                    failures = (Failure(*STAMP_CONTRACT_RULE, str(exc)),)
+                    failures = (Failure(*STAMP_CONTRACT_RULE, str(read)),)
+            else:
+                prior = read
         origin = b.origins[i]
         topic, partition, offset = b.topics[i], b.partitions[i], b.offsets[i]
         if prior is None:
@@ -873,22 +882,26 @@ class Gate:
             )
         )  # fmt: skip
 
-    def _refused_early(self, batch: list[Message], headers: list[Headers | None]) -> list[int]:
-        """The rows this gate will refuse whatever the rules say (oversized key or headers,
-        broken stamps): the rules judge them, but they move no stateful rule's state."""
-        out = []
+    def _screen(
+        self, batch: list[Message], headers: list[Headers | None]
+    ) -> tuple[dict[int, Failure], list[Stamps | StampError | None]]:
+        """The rows over the key or header limits, with their failure, and every row's
+        stamps, read for the batch in one call (``read_stamps_batch``: compiled where the
+        reader is certain, else ``read_stamps``), except where the headers are over their
+        limit."""
+        sized: dict[int, Failure] = {}
+        readable: list[Headers | None] = [None] * len(batch)
         for i, h in enumerate(headers):
             if h is None and len(batch[i].key() or b"") <= self._limits.max_key_bytes:
                 continue  # the common case: a raw record without headers
-            if self._refuse_size(batch[i].key(), h) is not None:
-                out.append(i)
-                continue
-            if h:
-                try:
-                    read_stamps(h)
-                except StampError:
-                    out.append(i)
-        return out
+            failure = self._refuse_size(batch[i].key(), h)
+            if failure is not None:
+                sized[i] = failure
+            else:
+                readable[i] = h
+        if not any(readable):
+            return sized, [None] * len(batch)
+        return sized, read_stamps_batch(readable)
 
     def _refuse_size(self, key: bytes | None, headers: Headers | None) -> Failure | None:
         """A ``record.size`` failure when the key or the headers are over their limits."""

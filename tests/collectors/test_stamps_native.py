@@ -27,7 +27,9 @@ from stampline.audit import TrailRow
 from stampline.broker import ensure_topics
 from stampline.collectors import (
     H_EVENT_ID,
+    H_INGEST,
     H_STAMP,
+    H_TRACEPARENT,
     GateSettings,
     StageStamp,
     StampError,
@@ -52,7 +54,7 @@ from tests.collectors.stampcorpus import (
     message,
     written,
 )
-from tests.helpers import GateRun, produce
+from tests.helpers import GateRun, produce, read_all
 
 SEED = 22
 NOW_NS = 1_795_275_946_500_000_000  # the tap's clock, frozen so that both runs' rows match
@@ -431,3 +433,66 @@ def test_one_broken_record_does_not_stop_its_batch() -> None:
     assert isinstance(got[2000], StampError)
     assert str(got[2000]) == "stampline.event_id 'x' is not a UUID"
     assert all(isinstance(g, Stamps) or g is None for i, g in enumerate(got) if i != 2000)
+
+
+def _gate_output(
+    bootstrap: str, raw: str, n: int, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> dict[bytes, tuple[str, list[tuple[str, bytes | None]]]]:
+    """The real gate's output over ``raw`` (one partition), by key: which topic the record
+    went to and its headers, with the values that differ run by run (this gate's stamp, the
+    batch's ingest time, the traceparent's random span) blanked."""
+    uid = uuid.uuid4().hex[:10]
+    clean, dlq, trail = (f"{uid}.{n}" for n in ("clean", "dlq", "trail"))
+    ensure_topics(bootstrap, [clean, dlq, trail], 1)
+    with monkeypatch.context() as patch:
+        if not fast:
+            patch.setattr(_stamps, "_native", None)
+        gate = GateRun(
+            GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-gate", stage="gate-ut"),
+            RuleSet.load([rules_file()]),
+            TrailTopic(trail, "gate"),
+        )
+        gate.wait_for(n)
+        gate.stop()
+    own = b"stage=gate-ut;"
+    out: dict[bytes, tuple[str, list[tuple[str, bytes | None]]]] = {}
+    for topic, records in (
+        ("clean", read_all(bootstrap, clean)),
+        ("dlq", read_all(bootstrap, dlq)),
+    ):
+        for r in records:
+            assert r.key is not None
+            assert r.key not in out
+            blanked = [
+                (k, None if k in (H_INGEST, H_TRACEPARENT) or (v or b"").startswith(own) else v)
+                for k, v in r.headers
+            ]
+            out[r.key] = (topic, blanked)
+    assert len(out) == n
+    return out
+
+
+def test_the_gate_judges_stamps_the_same_with_the_compiled_reader_on_and_off(
+    bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate reads its batches' stamps with the batch reader: over stamped, hostile and
+    unstamped records it forwards and dead-letters the same records, with the same headers
+    and reasons, whether the compiled reader reads them or the reference does."""
+    raw = f"{uuid.uuid4().hex[:10]}.raw"
+    ensure_topics(bootstrap, [raw], 1)
+    base = written(SEED + 9, 300)
+    odd = [
+        h
+        for h in hostile(SEED + 10, base, 400)
+        if sum(len(k) + len(v or b"") for k, v in h) < 200_000
+    ]
+    corpus: list[Any] = [*base, *odd, *([None] * 50)]
+    produce(bootstrap, raw, [(str(i).encode(), _quote(i), h or []) for i, h in enumerate(corpus)])
+    before = _stamps.STAMP_PATHS["native"]
+    fast = _gate_output(bootstrap, raw, len(corpus), monkeypatch, fast=True)
+    assert _stamps.STAMP_PATHS["native"] - before >= len(base)
+    slow = _gate_output(bootstrap, raw, len(corpus), monkeypatch, fast=False)
+    assert fast == slow
+    dead = [headers for topic, headers in fast.values() if topic == "dlq"]
+    # broken stamps among the hostile records are dead-lettered as such
+    assert sum((b"stamp" in (v or b"")) for h in dead for k, v in h if k.endswith("reason")) > 20
