@@ -9,8 +9,10 @@ opens, a late number fills one) are rare and are handled one by one.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Hashable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -114,39 +116,50 @@ class SequenceCheck:
             gaps = self.gaps.setdefault(slot, [])
             gaps.append([high + 1, seq - 1, high + 1, seq - 1])
             self.events.append(GapEvent("open", self.rule.id, key, high + 1, seq - 1))
-            if len(gaps) > self.rule.max_open_gaps:
-                first, last, _of, _ol = gaps.pop(0)
-                self.events.append(GapEvent("close", self.rule.id, key, first, last, "expired"))
+            self._bound(gaps, key)
             default = "sequence gap: expected {expected}, got {seq} ({missing} missing)"
             return fill(
                 template or default, expected=high + 1, seq=seq, missing=seq - high - 1, kind="gap"
             )
-        for gap in self.gaps.get(slot, []):
-            if gap[0] <= seq <= gap[1]:
-                self._fill(slot, gap, seq, key)
+        # A key's pieces are disjoint and in ascending order (a gap opens above the highest
+        # number, and filling splits a piece in place): the piece holding seq is found by
+        # bisection, not by a walk that a feed of random numbers would make ever longer.
+        pieces = self.gaps.get(slot)
+        if pieces:
+            at = bisect_right(pieces, seq, key=itemgetter(0)) - 1
+            if at >= 0 and seq <= pieces[at][1]:
+                self._fill(slot, at, seq, key)
                 default = "reordered: seq {seq} arrived after {high}"
                 return fill(template or default, seq=seq, high=high, kind="reordered")
         default = "duplicate: seq {seq} already seen (highest {high})"
         return fill(template or default, seq=seq, high=high, kind="duplicate")
 
-    def _fill(self, slot: int, gap: list[int], seq: int, key: tuple[str, ...]) -> None:
+    def _fill(self, slot: int, at: int, seq: int, key: tuple[str, ...]) -> None:
         # A piece is [first, last, first opened, last opened]: filling splits it, and the gap
-        # as opened closes when no piece of it is left.
+        # as opened closes when no piece of it is left. Its pieces are neighbours.
         gaps = self.gaps[slot]
-        first, last, opened_first, opened_last = gap
-        at = gaps.index(gap)
+        first, last, opened_first, opened_last = gaps[at]
         pieces = [
             [a, b, opened_first, opened_last]
             for a, b in ((first, seq - 1), (seq + 1, last))
             if a <= b
         ]
         gaps[at : at + 1] = pieces
-        if not any(g[2] == opened_first for g in gaps):
+        if not any(g[2] == opened_first for g in gaps[max(at - 1, 0) : at + len(pieces) + 1]):
             self.events.append(
                 GapEvent("close", self.rule.id, key, opened_first, opened_last, "filled")
             )
+        # A split adds a piece: the bound holds for pieces too, or numbers filling random
+        # holes would grow a key's pieces for as long as the key lives.
+        self._bound(gaps, key)
         if not gaps:
             del self.gaps[slot]
+
+    def _bound(self, gaps: list[list[int]], key: tuple[str, ...]) -> None:
+        """Give up the oldest pieces beyond ``max_open_gaps``."""
+        while len(gaps) > self.rule.max_open_gaps:
+            first, last, _of, _ol = gaps.pop(0)
+            self.events.append(GapEvent("close", self.rule.id, key, first, last, "expired"))
 
     def open_gaps(self) -> int:
         return sum(len(g) for g in self.gaps.values())

@@ -113,6 +113,24 @@ class TestSequence:
         # the forgotten key starts afresh: no gap from 5 to 9
         assert rules.evaluate(raw(seq=9), T0_NS + 121 * 10**9).ok
 
+    def test_filled_holes_do_not_grow_a_keys_pieces_past_max_open_gaps(
+        self, tmp_path: Path
+    ) -> None:
+        """Numbers filling holes in one wide gap split it into pieces; the pieces stay within
+        max_open_gaps (the oldest given up as expired) and a number in a kept piece is still
+        found as reordered."""
+        rule = "  - {id: seq.ok, version: 1, kind: sequence, field: seq, max_open_gaps: 4}\n"
+        rules = RuleSet.load([write(tmp_path, rule)])
+        fills = [500, 250, 750, 125, 625, 375, 875, 60]
+        rules.evaluate_batch([raw(seq=0), raw(seq=1000), *(raw(seq=s) for s in fills)], T0_NS)
+        assert rules.state_size()["open_gaps"] == 4
+        events = rules.drain_events()
+        expired = [(e.first, e.last) for e in events if e.why == "expired"]
+        # each split past four pieces gave up the lowest piece; 60 then fell in none
+        assert expired == [(1, 124), (126, 249), (251, 374), (376, 499)]
+        late = rules.evaluate(raw(seq=900), T0_NS)
+        assert late.failures[0].reason == "reordered: seq 900 arrived after 1000"
+
     def test_state_is_bounded_by_max_keys(self, tmp_path: Path) -> None:
         """Past max_keys, the least recently seen keys are evicted and the count stays bounded."""
         path = write(tmp_path, SEQ, "state: {ttl: 1h, max_keys: 50}\n")
