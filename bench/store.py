@@ -91,6 +91,8 @@ def generate(events: int, first: int, rng: np.random.Generator, t0: int) -> pa.T
         # no rule file hashes (nothing broke a file's rule) and no derived events
         cols["rule_sha256"].append(np.array([""] * n, dtype=object))
         cols["parent_stamps"].append(np.array([""] * n, dtype=object))
+        # producers set the record's time (the broker's default, CreateTime)
+        cols["broker_time_type"].append(np.array(["CreateTime"] * n, dtype=object))
         prev_out, prev_stage, prev_err = emitted, np.array([stage] * n, dtype=object), err
     arrays = {
         k: pa.array(np.concatenate(v), CANONICAL_SCHEMA.field(k).type) for k, v in cols.items()
