@@ -1137,42 +1137,56 @@ class Gate:
             self.metrics.lateness.labels(label).observe(late / 1e9)
 
     def _count(self, n: int, first: int) -> None:
-        """Update metrics once per batch and label, not once per record."""
+        """Update metrics once per batch and label, not once per record: the latencies are
+        computed as columns and fed to each histogram per label set (``BatchHistogram``)."""
         m = self.metrics
         assert m is not None
         m.batch_size.observe(n)
+        rows = self._rows.rows[first:]
+        if not rows:
+            return
         stage = self.settings.stage
-        by_provider: Counter[str] = Counter()
-        out: Counter[str] = Counter()
-        taken: dict[str, None] = {}  # providers with an accepted record in the batch
-        dead: Counter[tuple[str, str]] = Counter()
-        for row in self._rows.rows[first:]:
-            provider, outcome, rule_id, received, emitted, instrument, origin, ingested, broker = (
-                _COUNTED(row)
-            )
-            provider = m.provider(provider or UNNAMED_PROVIDER)
-            by_provider[provider] += 1
-            if outcome == "forwarded":
-                out[provider] += 1
-                taken[provider] = None
-                if origin:  # an origin time: how long the record took to reach the gate
-                    # A provider clock ahead of ours reads as no delay: the skew itself is
-                    # stampline_provider_clock_offset_seconds.
-                    m.origin_latency.labels(provider).observe(max(ingested - origin, 0) / 1e9)
-                    # The provider's own part ends on the broker (provider_latency's
-                    # definition): the time the record then waited for a gate is not its.
-                    took = broker * 1_000_000 - origin if broker else ingested - origin
-                    m.provider_latency.labels(provider).observe(max(took, 0) / 1e9)
-            else:
-                dead[(provider, m.rule(rule_id))] += 1
-            held = (emitted - received) / 1e9
-            m.stage_latency.labels(stage, provider).observe(held)
-            if m.instrument_latency is not None:
-                m.instrument_latency.labels(stage, m.instrument(instrument)).observe(held)
+        names, outcomes, rule_ids, received, emitted, instruments, origin, ingested, broker = zip(
+            *map(_COUNTED, rows), strict=True
+        )
+        # in order of first appearance: past the label cap, the later providers are "other"
+        label = {p: m.provider(p or UNNAMED_PROVIDER) for p in dict.fromkeys(names)}
+        providers = [label[p] for p in names]
+        by_provider = Counter(providers)
+        forwarded = np.array([o == "forwarded" for o in outcomes], np.bool_)
+        out = Counter(p for p, f in zip(providers, forwarded.tolist(), strict=True) if f)
+        dead = Counter(
+            (p, m.rule(r))
+            for p, r, f in zip(providers, rule_ids, forwarded.tolist(), strict=True)
+            if not f
+        )
+        held = (np.array(emitted, np.int64) - np.array(received, np.int64)) / 1e9
+        origins = np.array(origin, np.int64)
+        intake = np.array(ingested, np.int64)
+        on_broker = np.array(broker, np.int64) * 1_000_000
+        # An origin time: how long the record took to reach the gate. A provider clock ahead
+        # of ours reads as no delay: the skew itself is stampline_provider_clock_offset_seconds.
+        timed = forwarded & (origins != 0)
+        reached = np.maximum(intake - origins, 0) / 1e9
+        # The provider's own part ends on the broker (provider_latency's definition): the
+        # time the record then waited for a gate is never its.
+        took = np.maximum(np.where(on_broker != 0, on_broker, intake) - origins, 0) / 1e9
+        column = np.array(providers, object)
+        for provider in by_provider:
+            rows_of = column == provider
+            m.stage_latency.observe_many((stage, provider), held[rows_of])
+            mine = rows_of & timed
+            if mine.any():
+                m.origin_latency.observe_many((provider,), reached[mine])
+                m.provider_latency.observe_many((provider,), took[mine])
+        if m.instrument_latency is not None:
+            symbols = np.array([m.instrument(i) for i in instruments], object)
+            for symbol in dict.fromkeys(symbols.tolist()):
+                m.instrument_latency.observe_many((stage, symbol), held[symbols == symbol])
         now = time.time()
         for provider, count in by_provider.items():
             m.events_in.labels(provider).inc(count)
-            if provider in taken:  # only accepted records say the provider is alive
+            if provider in out:  # only accepted records say the provider is alive
                 m.last_event.labels(provider).set(now)
             watermark = self.event_time.watermark_ns(provider)
             if watermark is not None:

@@ -9,9 +9,17 @@ cap, so a feed of 50,000 symbols cannot blow up the scrape.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from math import inf
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 OTHER = "other"
 MAX_LABEL_CHARS = 256  # a label value longer than this is cut: a scrape must stay small
@@ -59,6 +67,63 @@ class _Capped:
         return OTHER
 
 
+class BatchHistogram(Collector):
+    """A labelled histogram fed a batch of values at a time.
+
+    prometheus_client's ``Histogram`` takes one Python call per value (1.7 µs with its label
+    lookup here): a gate observing three latencies per record spent more on its metrics than
+    on judging the record. This one counts a whole batch's values per label set in one NumPy
+    pass, and is exposed as a ``Histogram`` is (``_bucket`` with ``le``, ``_count``,
+    ``_sum``), with the same bucket rule: a value counts in the first bucket whose upper
+    bound it does not exceed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self._bounds = np.array([*buckets, inf], np.float64)
+        # the `le` labels exactly as prometheus_client writes a Histogram's (its own helper)
+        self._le = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
+        self._series: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], list[float]]] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, labels: tuple[str, ...], values: npt.NDArray[np.float64]) -> None:
+        """Observe every value in ``values`` under one label set (values in order of the
+        label names)."""
+        if not len(values):
+            return
+        at = np.searchsorted(self._bounds, values, side="left")
+        counts = np.bincount(at, minlength=len(self._bounds))[: len(self._bounds)]
+        total = float(values.sum())
+        with self._lock:
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = (np.zeros(len(self._bounds), np.int64), [0.0])
+            series[0][:] += counts
+            series[1][0] += total
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            series = [(k, np.cumsum(c).tolist(), t[0]) for k, (c, t) in self._series.items()]
+        for labels, cumulative, total in series:
+            buckets: Any = list(zip(self._le, cumulative, strict=True))
+            family.add_metric(list(labels), buckets, total)
+        yield family
+
+
 class SidecarMetrics:
     """Every instrument the gate and the tap export. Safe to share between threads."""
 
@@ -98,14 +163,15 @@ class SidecarMetrics:
             "Re-read records found already forwarded before a crash, not produced again.",
             registry=r,
         )
-        self.stage_latency = Histogram(
+        # The per-record latencies are fed a batch at a time (BatchHistogram).
+        self.stage_latency = BatchHistogram(
             "stampline_stage_latency_seconds",
             "Time an event spent in a stage (stamp out - in).",
             ["stage", "provider"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.origin_latency = Histogram(
+        self.origin_latency = BatchHistogram(
             "stampline_origin_latency_seconds",
             "Origin to ingestion (ingest - origin time) of the records a gate accepted, by "
             "provider; refused records are left out (their origin time is not to be trusted).",
@@ -115,7 +181,7 @@ class SidecarMetrics:
         )
         # What provider_latency alerts on: the provider's part alone, so a gate's backlog
         # (the record waiting on the broker) never reads as a slow provider.
-        self.provider_latency = Histogram(
+        self.provider_latency = BatchHistogram(
             "stampline_provider_latency_seconds",
             "Origin to the record's broker timestamp (the provider's part: born -> on the "
             "broker, on the broker's clock with LogAppendTime, the producer's with "
@@ -126,7 +192,7 @@ class SidecarMetrics:
             registry=r,
         )
         self.instrument_latency = (
-            Histogram(
+            BatchHistogram(
                 "stampline_instrument_latency_seconds",
                 "Stage time per instrument (only when per_instrument is on; capped).",
                 ["stage", "instrument"],

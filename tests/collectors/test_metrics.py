@@ -7,6 +7,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+import numpy as np
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -139,3 +140,47 @@ def test_a_metrics_port_in_use_is_named_in_the_error() -> None:
             sidecar.serve()
         with pytest.raises(OSError, match=f"Address already in use: '127.0.0.1:{port}'"):
             RecorderMetrics().serve(port)
+
+
+def test_a_batch_histogram_exposes_what_prometheus_clients_histogram_does() -> None:
+    """Values fed a batch at a time give the samples prometheus_client's Histogram gives for
+    the same values observed one by one: the same buckets (a value on a bound counts in
+    that bucket), counts and sums, per label set, in the text a scrape reads."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from stampline.collectors._metrics import BatchHistogram
+
+    bounds = (0.001, 0.01, 0.1, 1.0)
+    values = {
+        ("gate", "alpha"): [0.0, 0.001, 0.0010001, 0.01, 0.05, 0.1, 1.0, 7.5, 1e300, -3.0],
+        ("gate", "beta"): [0.5],
+        ("tap", "alpha"): [],
+    }
+    one, many = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("x_seconds", "Doc.", ["stage", "provider"], buckets=bounds, registry=one)
+    batched = BatchHistogram("x_seconds", "Doc.", ["stage", "provider"], bounds, many)
+    for labels, vs in values.items():
+        for v in vs:
+            reference.labels(*labels).observe(v)
+        batched.observe_many(labels, np.array(vs, np.float64))
+        batched.observe_many(labels, np.array([0.002], np.float64))  # and a second batch
+        reference.labels(*labels).observe(0.002)
+
+    def samples(
+        registry: CollectorRegistry,
+    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(many), samples(one)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
+    assert (
+        want[("x_seconds_bucket", (("le", "0.001"), ("provider", "alpha"), ("stage", "gate")))] == 3
+    )
