@@ -61,7 +61,13 @@ class Columns:
     def raw(self, field: str) -> list[Any]:
         """Python values, :data:`MISSING` where absent (None for an explicit null)."""
         if field not in self._raw:
-            if self._payloads is not None:
+            if self._payloads is not None and "." not in field:
+                # a top-level field, the common case: what get_field gives, without its walk
+                # (every payload is a dict: a record is exactly one JSON object)
+                self._raw[field] = [
+                    MISSING if p is None else p.get(field, MISSING) for p in self._payloads
+                ]
+            elif self._payloads is not None:
                 self._raw[field] = [
                     MISSING if p is None else get_field(p, field) for p in self._payloads
                 ]
