@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from stampline.rules import _checker
 from stampline.rules._columns import MISSING, BoolArray, Columns, as_strings, get_field
+from stampline.rules._contract_check import NOT_CERTAIN, contract_check
 from stampline.rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
 from stampline.rules._files import (
     DivergenceRule,
@@ -193,6 +194,9 @@ class RuleSet:
         )
         self.stats = RuleStats()
         self._topic_contract: dict[str, CompiledContract | None] = {}
+        # The contract check compiled for clean records (rules/_contract_check.py), built
+        # anew with every rule set, so a reload compiles its schemas again.
+        self._compiled_contract = contract_check([r.spec for r in self._schemas], self.contracts)
 
     @property
     def current(self) -> RuleSet:
@@ -312,7 +316,16 @@ class RuleSet:
         # The compiled checker's columns (rules/_checker.py): its clean records skip the
         # duplicate-key count and the field extraction; every other record, and every record
         # when the module is absent, takes the Python path below, which is the reference.
-        checked = _checker.check_batch(self._checkable(values, topics), ext)
+        check_contract = bool(self._schemas or self.contracts)
+        compiled = self._compiled_contract
+        wants: list[int] = []
+        if check_contract and compiled.schemas and _checker.available():
+            by_topic = {t: compiled.wants(self._contract_for(t)) for t in set(topics)}
+            wants = [by_topic[t] for t in topics]
+        checked = _checker.check_batch(
+            self._checkable(values, topics), ext, compiled.schemas if wants else (), wants
+        )
+        passed = checked.passed if checked is not None else []
         if checked is not None:
             clean = checked.clean
             providers, instruments, seqs = checked.providers, checked.instruments, checked.seqs
@@ -326,7 +339,6 @@ class RuleSet:
             providers, instruments, seqs = [""] * n, [""] * n, [-1] * n
             origins = np.zeros(n, np.int64)
             python_origin = set()
-        check_contract = bool(self._schemas or self.contracts)
         from_python = _checker.FROM_PYTHON
         for i, value in enumerate(values):
             hdrs = headers[i] if headers is not None else None
@@ -339,7 +351,9 @@ class RuleSet:
                     if i in python_origin:
                         origins[i], failure = _origin(payload, ext)
                     if failure is None and check_contract:
-                        failure = self._contract(payload, topics[i], hdrs)
+                        failure = self._contract_unless_passed(
+                            payload, topics[i], hdrs, passed[i] if passed else 0
+                        )
                     if failure is not None:
                         early[i] = failure
                     payloads[i] = arrived[i] = payload
@@ -556,7 +570,7 @@ class RuleSet:
                 topic, *_identity(payload, self.extraction)[:2]
             ):
                 try:
-                    rule.spec(payload)
+                    rule.spec.validate(payload)
                 except fastjsonschema.JsonSchemaValueException as exc:
                     return Failure(rule.id, rule.version, schema_reason(exc))
         contract = self._contract_for(topic)
@@ -565,6 +579,18 @@ class RuleSet:
             if failure is not None:
                 return Failure(contract.id, failure.version, failure.reason)
         return None
+
+    def _contract_unless_passed(
+        self, payload: dict[str, Any], topic: str, headers: Headers | None, passed: int
+    ) -> Failure | None:
+        """``_contract`` for a clean record, skipped when the compiled check says it certainly
+        passes what ``_contract`` would check (``passed``: the bits of the schemas it passed)."""
+        need = self._compiled_contract.need(self._contract_for(topic), headers, payload)
+        if isinstance(need, int) and passed & need == need:
+            _checker.count("native, contract checked")
+            return None
+        _checker.count(need if isinstance(need, str) else NOT_CERTAIN)
+        return self._contract(payload, topic, headers)
 
     def _contract_for(self, topic: str) -> CompiledContract | None:
         if topic not in self._topic_contract:
