@@ -219,14 +219,8 @@ fn tree(p: &mut Parser<'_, '_>, depth: usize) -> Step<Json> {
     }
     match p.peek() {
         Some(b'{') => {
-            p.i += 1;
             let mut members: Vec<(String, Json)> = Vec::new();
-            p.ws();
-            if p.peek() == Some(b'}') {
-                p.i += 1;
-                return Ok(Json::Object(members));
-            }
-            loop {
+            each(p, b'}', |p| {
                 let key = text(p)?;
                 if members.iter().any(|(k, _)| *k == key) {
                     return Err(Unsure); // orjson keeps the last; better not guess
@@ -235,33 +229,17 @@ fn tree(p: &mut Parser<'_, '_>, depth: usize) -> Step<Json> {
                 p.expect(b':')?;
                 p.ws();
                 members.push((key, tree(p, depth + 1)?));
-                p.ws();
-                if p.peek() == Some(b'}') {
-                    p.i += 1;
-                    return Ok(Json::Object(members));
-                }
-                p.expect(b',')?;
-                p.ws();
-            }
+                Ok(())
+            })?;
+            Ok(Json::Object(members))
         }
         Some(b'[') => {
-            p.i += 1;
             let mut items = Vec::new();
-            p.ws();
-            if p.peek() == Some(b']') {
-                p.i += 1;
-                return Ok(Json::Array(items));
-            }
-            loop {
+            each(p, b']', |p| {
                 items.push(tree(p, depth + 1)?);
-                p.ws();
-                if p.peek() == Some(b']') {
-                    p.i += 1;
-                    return Ok(Json::Array(items));
-                }
-                p.expect(b',')?;
-                p.ws();
-            }
+                Ok(())
+            })?;
+            Ok(Json::Array(items))
         }
         Some(b'"') => Ok(Json::Str(text(p)?)),
         _ => Ok(match scalar(p)? {
@@ -501,70 +479,66 @@ impl Node {
     }
 
     fn object(&self, p: &mut Parser<'_, '_>) -> Step<()> {
-        p.i += 1; // '{'
         let mut present: u64 = 0;
-        p.ws();
-        if p.peek() == Some(b'}') {
-            p.i += 1;
-        } else {
-            loop {
-                if p.peek() != Some(b'"') {
-                    return Err(Unsure);
-                }
-                let key = p.string(true)?;
-                // The checker saw no key twice in this object: each required bit is set once.
-                for (at, name) in self.required.iter().enumerate() {
-                    if name.as_bytes() == &*key {
-                        present |= 1 << at;
-                    }
-                }
-                let sub = self.properties.iter().find(|(k, _)| k.as_bytes() == &*key);
-                p.ws();
-                p.expect(b':')?;
-                p.ws();
-                match (sub, &self.extra) {
-                    (Some((_, sub)), _) => sub.check(p)?,
-                    (None, Extra::Any) => p.skip()?,
-                    (None, Extra::None) => return Err(Unsure),
-                    (None, Extra::Checked(sub)) => sub.check(p)?,
-                }
-                p.ws();
-                if p.peek() == Some(b'}') {
-                    p.i += 1;
-                    break;
-                }
-                p.expect(b',')?;
-                p.ws();
+        each(p, b'}', |p| {
+            if p.peek() != Some(b'"') {
+                return Err(Unsure);
             }
-        }
-        let all = if self.required.len() == 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.required.len()) - 1
+            let key = p.string(true)?; // borrowed unless escaped: no allocation per key
+            // The checker saw no key twice in this object: each required bit is set once.
+            for (at, name) in self.required.iter().enumerate() {
+                if name.as_bytes() == &*key {
+                    present |= 1 << at;
+                }
+            }
+            let sub = self.properties.iter().find(|(k, _)| k.as_bytes() == &*key);
+            p.ws();
+            p.expect(b':')?;
+            p.ws();
+            match (sub, &self.extra) {
+                (Some((_, sub)), _) => sub.check(p),
+                (None, Extra::Any) => p.skip(),
+                (None, Extra::None) => Err(Unsure),
+                (None, Extra::Checked(sub)) => sub.check(p),
+            }
+        })?;
+        let all = match self.required.len() {
+            64 => u64::MAX,
+            n => (1u64 << n) - 1,
         };
         if present == all { Ok(()) } else { Err(Unsure) }
     }
 
     fn array(&self, p: &mut Parser<'_, '_>) -> Step<()> {
-        let Some(items) = &self.items else {
-            return p.skip();
-        };
-        p.i += 1; // '['
+        match &self.items {
+            None => p.skip(),
+            Some(items) => each(p, b']', |p| items.check(p)),
+        }
+    }
+}
+
+/// Reads an object or array from its opening bracket to `close`, calling `member` at each
+/// member (white space skipped around it).
+fn each<'v, 'w>(
+    p: &mut Parser<'v, 'w>,
+    close: u8,
+    mut member: impl FnMut(&mut Parser<'v, 'w>) -> Step<()>,
+) -> Step<()> {
+    p.i += 1;
+    p.ws();
+    if p.peek() == Some(close) {
+        p.i += 1;
+        return Ok(());
+    }
+    loop {
+        member(p)?;
         p.ws();
-        if p.peek() == Some(b']') {
+        if p.peek() == Some(close) {
             p.i += 1;
             return Ok(());
         }
-        loop {
-            items.check(p)?;
-            p.ws();
-            if p.peek() == Some(b']') {
-                p.i += 1;
-                return Ok(());
-            }
-            p.expect(b',')?;
-            p.ws();
-        }
+        p.expect(b',')?;
+        p.ws();
     }
 }
 
