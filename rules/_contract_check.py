@@ -45,6 +45,17 @@ class ContractCheck:
                 wanted |= self.versions.get((contract.id, version), 0)
         return wanted
 
+    def topic_need(self, contract: CompiledContract | None) -> int | str | None:
+        """:meth:`need` for every record of a topic with ``contract``, when it does not depend
+        on the record (None when it does: the contract's version comes from the record)."""
+        if self.rules is None:
+            return NOT_COMPILED
+        if contract is None or contract.avro:
+            return self.rules
+        if contract.contract.version_from is not None:
+            return None
+        return self.need(contract, None, {})  # version_of reads neither headers nor payload
+
     def need(
         self,
         contract: CompiledContract | None,

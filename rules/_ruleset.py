@@ -325,7 +325,11 @@ class RuleSet:
         checked = _checker.check_batch(
             self._checkable(values, topics), ext, compiled.schemas if wants else (), wants
         )
-        passed = checked.passed if checked is not None else []
+        passed = checked.passed if checked is not None and checked.passed else [0] * n
+        # What _contract would check, per topic where the record does not choose it.
+        needs = {t: compiled.topic_need(self._contract_for(t)) for t in set(topics)}
+        contract_checked = 0
+        contract_python: Counter[str] = Counter()
         if checked is not None:
             clean = checked.clean
             providers, instruments, seqs = checked.providers, checked.instruments, checked.seqs
@@ -351,9 +355,16 @@ class RuleSet:
                     if i in python_origin:
                         origins[i], failure = _origin(payload, ext)
                     if failure is None and check_contract:
-                        failure = self._contract_unless_passed(
-                            payload, topics[i], hdrs, passed[i] if passed else 0
-                        )
+                        # Skipped when the compiled check says the record certainly passes
+                        # every schema _contract would run; else _contract, the reference.
+                        need = needs[topics[i]]
+                        if need is None:
+                            need = compiled.need(self._contract_for(topics[i]), hdrs, payload)
+                        if type(need) is int and passed[i] & need == need:
+                            contract_checked += 1
+                        else:
+                            contract_python[need if type(need) is str else NOT_CERTAIN] += 1
+                            failure = self._contract(payload, topics[i], hdrs)
                     if failure is not None:
                         early[i] = failure
                     payloads[i] = arrived[i] = payload
@@ -381,6 +392,9 @@ class RuleSet:
             if failure is not None:
                 early[i] = failure
             payloads[i] = payload
+        _checker.count("native, contract checked", contract_checked)
+        for path, count in contract_python.items():
+            _checker.count(path, count)
         # A record refused by its contract, or whose payload could be read only leniently,
         # still arrived: sequence rules count it (as `completeness` and `providers compare`
         # do). Every other rule sees only the records that passed decoding and contract.
@@ -579,18 +593,6 @@ class RuleSet:
             if failure is not None:
                 return Failure(contract.id, failure.version, failure.reason)
         return None
-
-    def _contract_unless_passed(
-        self, payload: dict[str, Any], topic: str, headers: Headers | None, passed: int
-    ) -> Failure | None:
-        """``_contract`` for a clean record, skipped when the compiled check says it certainly
-        passes what ``_contract`` would check (``passed``: the bits of the schemas it passed)."""
-        need = self._compiled_contract.need(self._contract_for(topic), headers, payload)
-        if isinstance(need, int) and passed & need == need:
-            _checker.count("native, contract checked")
-            return None
-        _checker.count(need if isinstance(need, str) else NOT_CERTAIN)
-        return self._contract(payload, topic, headers)
 
     def _contract_for(self, topic: str) -> CompiledContract | None:
         if topic not in self._topic_contract:
