@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from bench._corpus import quote
 from bench._differential import NOW, TOPICS, Value, _judge, compare
 from stampline.demo import rules_file
-from stampline.rules import Extraction, RuleSet, _checker
+from stampline.rules import Extraction, RuleSet, RulesHolder, _checker
 
 MARKET = rules_file().with_name("market_data.schema.json")
 NOW_MS = NOW // 1_000_000
@@ -250,6 +251,30 @@ def test_a_check_that_passes_everything_is_caught(
     monkeypatch.setattr(_checker._native, "check_records", vouches)
     outcome = compare(Extraction(), [_rules(tmp_path, "{field: v}")], _corpus(5, 1_000, False))
     assert outcome.mismatches > 0
+
+
+def test_a_reload_compiles_the_edited_schema(tmp_path: Path) -> None:
+    """After a schema file changes, the reloaded rule set checks the new schema in Rust: a
+    record it passed before now fails, on the Python path."""
+    schema = tmp_path / "s.json"
+    schema.write_text('{"type": "object", "properties": {"s": {"maxLength": 4}}}')
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        f"version: 1\nrules:\n  - {{id: c.s, version: 1, kind: schema, schema: {schema}}}\n"
+    )
+    holder = RulesHolder([rules], interval_s=0)
+    value = json.dumps({"provider": "P1", "instrument": "SYM", "seq": 1, "ts": NOW_MS, "s": "abcd"})
+    before = Counter(_checker.CHECK_PATHS)
+    assert holder.current.evaluate(value.encode(), NOW).ok
+    assert Counter(_checker.CHECK_PATHS) - before == Counter(
+        {"native": 1, "native, contract checked": 1}
+    )
+    schema.write_text('{"type": "object", "properties": {"s": {"maxLength": 3}}}')
+    before = Counter(_checker.CHECK_PATHS)
+    assert holder.current.evaluate(value.encode(), NOW).first.rule_id == "c.s"
+    assert Counter(_checker.CHECK_PATHS) - before == Counter(
+        {"native": 1, "python: contract not certain": 1}
+    )
 
 
 _json_values = st.recursive(
