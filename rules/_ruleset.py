@@ -361,7 +361,7 @@ class RuleSet:
                         if need is None:
                             need = compiled.need(self._contract_for(topics[i]), hdrs, payload)
                         if type(need) is int and passed[i] & need == need:
-                            contract_checked += 1
+                            contract_checked += need != 0  # 0: nothing to check
                         else:
                             contract_python[need if type(need) is str else NOT_CERTAIN] += 1
                             failure = self._contract(payload, topics[i], hdrs)
