@@ -178,6 +178,7 @@ impl Schema {
 
 /// Per record, the bits of `wants` (bit i: `schemas[i]`) whose schema the record certainly
 /// passes; 0 for a record not clean (`clean[i]` false), whose contract Python checks anyway.
+/// A mask has 64 bits: schemas after the 64th are never checked (their bits stay 0).
 pub fn passed_batch(
     schemas: &[&Schema],
     values: &[Option<&[u8]>],
@@ -191,6 +192,7 @@ pub fn passed_batch(
         .map(|((value, &clean), &want)| match value {
             Some(record) if clean => schemas
                 .iter()
+                .take(64)
                 .enumerate()
                 .filter(|&(at, s)| want >> at & 1 == 1 && s.passes(record))
                 .fold(0, |bits, (at, _)| bits | 1 << at),
@@ -634,6 +636,31 @@ mod tests {
         assert!(!passes(s, r#"{"a":{"c":"x"}}"#));
         assert!(!passes(s, r#"{"a":{"b":[]},"z":1}"#));
         assert!(!passes(s, r#"{}"#));
+    }
+
+    #[test]
+    fn a_batch_gets_the_bits_it_wants_that_its_clean_records_pass() {
+        let int = Schema::compile(r#"{"properties":{"a":{"type":"integer"}}}"#).unwrap();
+        let text = Schema::compile(r#"{"properties":{"a":{"type":"string"}}}"#).unwrap();
+        let mut schemas = vec![&int, &text];
+        let values = [
+            Some(&b"{\"a\":1}"[..]),
+            Some(b"{\"a\":\"x\"}"),
+            Some(b"{}"),
+            None,
+        ];
+        let got = passed_batch(
+            &schemas,
+            &values,
+            &[true, true, false, false],
+            &[3, 2, 3, 3],
+        );
+        assert_eq!(got, vec![1, 2, 0, 0]);
+        // Past 64 schemas nothing is checked, nor does a bit wrap onto another schema's.
+        schemas = vec![&text; 64];
+        schemas.push(&int);
+        let got = passed_batch(&schemas, &values[..1], &[true], &[u64::MAX]);
+        assert_eq!(got, vec![0]);
     }
 
     #[test]
