@@ -464,16 +464,17 @@ impl Node {
         }
     }
 
+    /// Ok when `v` is within every bound (Python: `v < minimum` fails, `v <= exclusiveMinimum`
+    /// fails, and so on).
     fn bounds(&self, v: Num) -> Step<()> {
-        let below =
-            |b: &Option<Num>, bad: &[Ordering]| b.is_some_and(|b| bad.contains(&compare(v, b)));
-        if below(&self.minimum, &[Ordering::Less])
-            || below(&self.maximum, &[Ordering::Greater])
-            || below(&self.exclusive_minimum, &[Ordering::Less, Ordering::Equal])
-            || below(
-                &self.exclusive_maximum,
-                &[Ordering::Greater, Ordering::Equal],
-            )
+        let breaks = |bound: Option<Num>, failing: &[Ordering]| {
+            bound.is_some_and(|b| failing.contains(&compare(v, b)))
+        };
+        use Ordering::{Equal, Greater, Less};
+        if breaks(self.minimum, &[Less])
+            || breaks(self.maximum, &[Greater])
+            || breaks(self.exclusive_minimum, &[Less, Equal])
+            || breaks(self.exclusive_maximum, &[Greater, Equal])
         {
             return Err(Unsure);
         }
