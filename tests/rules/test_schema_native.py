@@ -366,15 +366,13 @@ def _node(children: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]
 
 
 _schemas = _node(st.recursive(st.just({}), _node, max_leaves=6))
-_records = st.dictionaries(
-    _names,
-    st.recursive(
-        _scalars,
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_names, inner, max_size=3),
-        max_leaves=6,
-    ),
-    max_size=4,
-)
+
+
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(_names, inner, max_size=3)
+
+
+_records = st.dictionaries(_names, st.recursive(_scalars, _nested, max_leaves=6), max_size=4)
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
@@ -398,3 +396,30 @@ def test_a_record_rust_passes_passes_fastjsonschema(
     event(f"Rust vouched: {vouched}")  # both happen often (--hypothesis-show-statistics)
     if vouched:
         validate(orjson.loads(value))  # raises if Rust vouched for a failing record
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text() | _schemas.map(json.dumps) | st.recursive(_scalars, _nested).map(json.dumps))
+def test_any_schema_text_compiles_or_is_refused(text: str) -> None:
+    """Any text makes a Schema or a ValueError saying why, never another error or a panic."""
+    try:
+        _native.Schema(text)
+    except ValueError as exc:
+        why = str(exc)
+    else:
+        why = "compiled"
+    assert why
+
+
+_MARKET_SCHEMA = _native.Schema(MARKET.read_text())
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.binary(max_size=200) | _records.map(lambda r: json.dumps(r).encode()))
+def test_any_bytes_are_checked_without_error(value: bytes) -> None:
+    """Any bytes go through the contract check without an error, and only a clean record
+    can be vouched for."""
+    clean, *_rest, passed = _native.check_records(
+        [value], ("provider", "instrument", "seq", "ts"), 10**6, 2**20, 256, [_MARKET_SCHEMA], [1]
+    )
+    assert clean == b"\x01" or passed == bytes(8)
