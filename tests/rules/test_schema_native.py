@@ -179,13 +179,17 @@ rules:
     return path
 
 
-def _market_rules(tmp_path: Path) -> Path:
-    path = tmp_path / "market.rules.yaml"
+def _schema_rule(tmp_path: Path, rule_id: str, schema: Path) -> Path:
+    """A rule file in ``tmp_path`` with one ``kind: schema`` rule."""
+    path = tmp_path / f"{rule_id}.rules.yaml"
     path.write_text(
-        f"version: 1\nrules:\n  - {{id: contract.market_data, version: 1, kind: schema, "
-        f"schema: {MARKET}}}\n"
+        f"version: 1\nrules:\n  - {{id: {rule_id}, version: 1, kind: schema, schema: {schema}}}\n"
     )
     return path
+
+
+def _market_rules(tmp_path: Path) -> Path:
+    return _schema_rule(tmp_path, "contract.market_data", MARKET)
 
 
 @pytest.mark.parametrize("version_from", ["{header: schema-version}", "{field: v}"])
@@ -230,10 +234,7 @@ def test_a_schema_outside_the_subset_takes_the_python_path(tmp_path: Path) -> No
     as not compiled, and the results are the same on both paths."""
     schema = tmp_path / "pattern.json"
     schema.write_text(json.dumps({"properties": {"provider": {"pattern": "^P"}}}))
-    path = tmp_path / "p.rules.yaml"
-    path.write_text(
-        f"version: 1\nrules:\n  - {{id: s.p, version: 1, kind: schema, schema: {schema}}}\n"
-    )
+    path = _schema_rule(tmp_path, "s.p", schema)
     outcome = compare(Extraction(), [path], _corpus(3, 1_000, market=True), batch=250)
     assert outcome.mismatches == 0, outcome.first_mismatches
     assert outcome.paths["python: contract not compiled"] > 500, outcome.paths
@@ -261,11 +262,7 @@ def test_a_reload_compiles_the_edited_schema(tmp_path: Path) -> None:
     record it passed before now fails, on the Python path."""
     schema = tmp_path / "s.json"
     schema.write_text('{"type": "object", "properties": {"s": {"maxLength": 4}}}')
-    rules = tmp_path / "r.yaml"
-    rules.write_text(
-        f"version: 1\nrules:\n  - {{id: c.s, version: 1, kind: schema, schema: {schema}}}\n"
-    )
-    holder = RulesHolder([rules], interval_s=0)
+    holder = RulesHolder([_schema_rule(tmp_path, "c.s", schema)], interval_s=0)
     value = json.dumps({"provider": "P1", "instrument": "SYM", "seq": 1, "ts": NOW_MS, "s": "abcd"})
     before = Counter(_checker.CHECK_PATHS)
     assert holder.current.evaluate(value.encode(), NOW).ok
