@@ -24,12 +24,15 @@ FULL_RULES = rules_file().with_name("market_data_full.rules.yaml")
 # decode failure, and the checker is not asked), and one without a contract.
 TOPICS = ("raw.quotes", "md.quotes", "avro.quotes")
 
-# (name, extraction, rule files): the packaged rules with contracts, stateful rules, scopes
-# and a shadow rule; then only the built-in checks under other extraction settings (a dotted
-# origin in ns, short names, repeated keys allowed; seconds and a small size limit;
-# ISO-8601 origins, which the checker leaves to Python).
+# (name, extraction, rule files): the packaged rules with contracts (a JSON contract of two
+# versions chosen by a header: the compiled contract check), stateful rules, scopes and a
+# shadow rule; the market-data rules with their `kind: schema` rule (bench/gate.py's
+# contract); then only the built-in checks under other extraction settings (a dotted origin
+# in ns, short names, repeated keys allowed; seconds and a small size limit; ISO-8601
+# origins, which the checker leaves to Python).
 CONFIGS: list[tuple[str, Extraction, list[Any]]] = [
     ("full rules", Extraction(), [FULL_RULES]),
+    ("market-data schema rule", Extraction(), [rules_file()]),
     (
         "dotted origin in ns, 8-char names, repeats allowed",
         Extraction(

@@ -1,13 +1,14 @@
 """The compiled record checker against the Python path, over a large seeded corpus.
 
-    python bench/differential.py [--records N] [--seed S] [--batch B] [--json]
+    python bench/differential.py [--records N] [--seed S] [--batch B] [--only NAME] [--json]
 
 Feeds N records (default 1,000,000; about 30 % hostile: bench/fuzz_gate.py's generator, the
 careless-field generator and the hand-written hostile cases of bench/_corpus.py) through
 ``RuleSet.evaluate_records`` twice per batch, with the fast path on and forced off, under
 each extraction configuration of bench/_differential.py (the packaged rules with contracts
-and stateful rules; a dotted origin; seconds; ISO-8601), and compares everything the
-results say record by record (tests/rules/test_checker_native.py runs 20,000 of them).
+and stateful rules; the market-data rules with their schema rule; a dotted origin; seconds;
+ISO-8601), or those named by ``--only``, and compares everything the results say record by
+record (tests/rules/test_checker_native.py runs 25,000 of them).
 
 Figures per configuration: records, mismatches (must be 0), the records per path (the fast
 runs' rules._checker.CHECK_PATHS), and each path's process CPU time over the corpus (big
@@ -43,6 +44,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--batch", type=int, default=1_000, help="records per evaluate_records")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument(
+        "--only", action="append", default=[], help="run the configurations named so (repeatable)"
+    )
     args = ap.parse_args()
     info = machine(records=args.records, seed=args.seed, batch=args.batch)
     result: dict[str, Any] = {"benchmark": "differential", "date": time.strftime("%Y-%m-%d")}
@@ -52,6 +56,8 @@ def main() -> None:
     # Overflow warnings of rules over hostile prices: the same on both paths, and compared.
     with np.errstate(all="ignore"):
         for name, extraction, files in CONFIGS:
+            if args.only and name not in args.only:
+                continue
             print(f"{name}: {args.records:,} records", file=sys.stderr, flush=True)
             o = compare(
                 extraction, files, iter_values(args.seed, args.records), args.batch, _progress

@@ -12,8 +12,10 @@
    micro-batches, and the state they keep per key.
 3. The compiled record checker (docs/native.md): ``evaluate_records`` over 100,000 quotes
    (~150 B of JSON each, batches of 1,000) with the fast path on and forced off, process CPU
-   µs per record, best of 3 alternating runs; with only the built-in checks and with the
-   eight stateless rules. ``--only checker`` runs just this part.
+   µs per record, best of 3 alternating runs; with only the built-in checks, with the
+   eight stateless rules, and with bench/gate.py's contract (the market-data schema as a
+   ``kind: schema`` rule), also with its compiled contract check off (the schema loaded
+   with the module hidden, the checker on). ``--only checker`` runs just this part.
 """
 
 from __future__ import annotations
@@ -178,6 +180,18 @@ def stateful(n: int, keys: int, batch: int) -> dict[str, Any]:
     }
 
 
+def schema_rules() -> Path:
+    """bench/gate.py's contract alone: the market-data schema as a ``kind: schema`` rule."""
+    path = HERE / "results" / "_schema.rules.yaml"
+    path.parent.mkdir(exist_ok=True)
+    schema = ROOT / "stampline" / "data" / "market_data.schema.json"
+    path.write_text(
+        f"version: 1\nrules:\n  - {{id: contract.market_data, version: 1, kind: schema, "
+        f"schema: {schema}}}\n"
+    )
+    return path
+
+
 def checker(n: int = 100_000, batch: int = 1_000) -> dict[str, Any]:
     rnd = random.Random(7)
     values = [orjson.dumps(quote(rnd, 1_765_000_000_000, i)) for i in range(n)]
@@ -197,19 +211,36 @@ def checker(n: int = 100_000, batch: int = 1_000) -> dict[str, Any]:
         finally:
             _checker._native = native
 
+    def uncompiled() -> RuleSet:
+        """The schema rule loaded with the module hidden: its contract is not compiled (every
+        record runs fastjsonschema), while the checker runs."""
+        _checker._native = None
+        try:
+            return RuleSet.load([schema_rules()])
+        finally:
+            _checker._native = native
+
     for label, load in (
         ("builtin", lambda: RuleSet(Extraction())),
         ("8_rules", lambda: RuleSet.load([STATELESS])),
+        ("schema", lambda: RuleSet.load([schema_rules()])),
     ):
         runs: dict[bool, list[float]] = {False: [], True: []}
+        contract_off: list[float] = []
         for _ in range(3):
             for on in (False, True):
                 runs[on].append(cpu_us(load(), on))
+            if label == "schema":
+                contract_off.append(cpu_us(uncompiled(), True))
         python, fast = min(runs[False]), min(runs[True])
         log(f"checker {label}: python {python:.2f} us/record, fast path {fast:.2f}")
         out[f"checker_{label}_python_cpu_us_per_record"] = round(python, 2)
         out[f"checker_{label}_fast_cpu_us_per_record"] = round(fast, 2)
         out[f"checker_{label}_saved_cpu_us_per_record"] = round(python - fast, 2)
+        if contract_off:
+            off = min(contract_off)
+            log(f"checker {label}: fast path with the contract not compiled {off:.2f} us/record")
+            out[f"checker_{label}_contract_not_compiled_cpu_us_per_record"] = round(off, 2)
     start = time.process_time()
     for at in range(0, n, batch):
         native.check_records(

@@ -60,6 +60,9 @@ class Checked:
     instruments: list[str]
     seqs: list[int]  # FROM_PYTHON where Python converts a clean record's seq
     origins: np.ndarray[Any, np.dtype[np.int64]]  # FROM_PYTHON likewise
+    # Per record, the bits of its ``wants`` whose compiled schema the clean record certainly
+    # passes (rules/_contract_check.py); empty when no schema was given.
+    passed: list[int]
 
 
 def available() -> bool:
@@ -77,22 +80,44 @@ def count(path: str, n: int = 1) -> None:
         log.info("records on the Python path: %s", path.removeprefix("python: "))
 
 
-def check_batch(values: Sequence[bytes | None], ext: Extraction) -> Checked | None:
+def compile_schema(text: str) -> tuple[Any, str]:
+    """The JSON Schema ``text`` compiled for clean records (native/src/schema.rs), or None
+    and why not: outside the subset Rust checks exactly as fastjsonschema, or no module."""
+    if _native is None or not hasattr(_native, "Schema"):
+        return None, "no compiled module"
+    try:
+        return _native.Schema(text), ""
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def check_batch(
+    values: Sequence[bytes | None],
+    ext: Extraction,
+    schemas: Sequence[Any] = (),
+    wants: Sequence[int] = (),
+) -> Checked | None:
     """The checker's columns for ``values`` (None in it: a record Python must judge), or
-    None when there is no compiled module."""
+    None when there is no compiled module. ``schemas`` (from :func:`compile_schema`) and
+    ``wants`` (per value, a bit mask over them): which of them each clean record passes."""
     n = len(values)
     if _native is None:
         count("python: no compiled module", n)
         return None
-    clean, providers, instruments, seqs, origins = _native.check_records(
+    clean, providers, instruments, seqs, origins, passed = _native.check_records(
         values,
         (ext.provider_field, ext.instrument_field, ext.seq_field, ext.origin_field),
         _NS_PER_UNIT.get(ext.origin_unit, 0),  # 0: iso8601 origins are read in Python
         ext.max_message_bytes,
         ext.max_name_chars,
+        list(schemas),
+        list(wants),
     )
     ok = clean.count(1)
     count("native", ok)
     count("python: the checker is not sure", n - ok)
     # A copy: the Python path writes its own rows' origins into it.
-    return Checked(clean, providers, instruments, seqs, np.frombuffer(origins, np.int64).copy())
+    origin_ns = np.frombuffer(origins, np.int64).copy()
+    return Checked(
+        clean, providers, instruments, seqs, origin_ns, np.frombuffer(passed, "<u8").tolist()
+    )

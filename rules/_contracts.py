@@ -18,6 +18,7 @@ import fastavro
 import fastjsonschema
 import orjson
 
+from stampline.rules import _checker
 from stampline.rules._columns import MISSING, get_field
 from stampline.rules._files import Contract
 from stampline.rules.exceptions import RuleFileError
@@ -25,14 +26,27 @@ from stampline.rules.exceptions import RuleFileError
 Headers = Sequence[tuple[str, bytes | None]]
 
 
-def compile_json_schema(rule_id: str, path: Path) -> Callable[[Any], Any]:
-    """A fast validator for the JSON Schema at ``path``.
+@dataclass(frozen=True, slots=True)
+class JsonSchema:
+    """A JSON Schema compiled twice from one reading of its file: ``validate``
+    (fastjsonschema, the reference, which writes the reasons) and ``native``, the compiled
+    check of clean records (rules/_checker.py; None when the schema is outside its subset or
+    there is no compiled module, ``why_not`` saying which)."""
+
+    validate: Callable[[Any], Any]
+    native: Any
+    why_not: str
+
+
+def compile_json_schema(rule_id: str, path: Path) -> JsonSchema:
+    """The JSON Schema at ``path``, compiled.
 
     Raises:
         RuleFileError: the file is unreadable, not JSON, or not a valid JSON Schema.
     """
     try:
-        schema = orjson.loads(path.read_bytes())
+        text = path.read_bytes()
+        schema = orjson.loads(text)
     except OSError as exc:
         why = f"rule {rule_id}: schema: cannot read {path}: {exc.strerror}"
         raise RuleFileError(why) from exc
@@ -40,11 +54,13 @@ def compile_json_schema(rule_id: str, path: Path) -> Callable[[Any], Any]:
         raise RuleFileError(f"rule {rule_id}: schema: {path} is not JSON: {exc}") from exc
     try:
         validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
-        return validate
     except fastjsonschema.JsonSchemaDefinitionException as exc:
         raise RuleFileError(
             f"rule {rule_id}: schema: {path} is not a valid JSON Schema: {exc}"
         ) from exc
+    # orjson read the text, so it is UTF-8; the compiled check reads the same text.
+    native, why_not = _checker.compile_schema(text.decode())
+    return JsonSchema(validate, native, why_not)
 
 
 def load_avro_schema(rule_id: str, path: Path) -> Any:
@@ -90,11 +106,11 @@ class CompiledContract:
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
         self.id = contract.id
-        self._json: dict[int, Callable[[Any], Any]] = {}
+        self.json: dict[int, JsonSchema] = {}
         self._avro: dict[int, Any] = {}
         for version, path in sorted(contract.versions.items()):
             if contract.format == "json":
-                self._json[version] = compile_json_schema(contract.id, path)
+                self.json[version] = compile_json_schema(contract.id, path)
             else:
                 self._avro[version] = load_avro_schema(contract.id, path)
 
@@ -159,7 +175,7 @@ class CompiledContract:
         if version is None:
             return ContractFailure(0, f"contract: {why}")
         try:
-            self._json[version](payload)
+            self.json[version].validate(payload)
         except fastjsonschema.JsonSchemaValueException as exc:
             return ContractFailure(version, schema_reason(exc))
         return None

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from stampline.rules import _checker
 from stampline.rules._columns import MISSING, BoolArray, Columns, as_strings, get_field
+from stampline.rules._contract_check import NOT_CERTAIN, contract_check
 from stampline.rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
 from stampline.rules._files import (
     DivergenceRule,
@@ -193,6 +194,9 @@ class RuleSet:
         )
         self.stats = RuleStats()
         self._topic_contract: dict[str, CompiledContract | None] = {}
+        # The contract check compiled for clean records (rules/_contract_check.py), built
+        # anew with every rule set, so a reload compiles its schemas again.
+        self._compiled_contract = contract_check([r.spec for r in self._schemas], self.contracts)
 
     @property
     def current(self) -> RuleSet:
@@ -312,7 +316,20 @@ class RuleSet:
         # The compiled checker's columns (rules/_checker.py): its clean records skip the
         # duplicate-key count and the field extraction; every other record, and every record
         # when the module is absent, takes the Python path below, which is the reference.
-        checked = _checker.check_batch(self._checkable(values, topics), ext)
+        check_contract = bool(self._schemas or self.contracts)
+        compiled = self._compiled_contract
+        wants: list[int] = []
+        if check_contract and compiled.schemas and _checker.available():
+            by_topic = {t: compiled.wants(self._contract_for(t)) for t in set(topics)}
+            wants = [by_topic[t] for t in topics]
+        checked = _checker.check_batch(
+            self._checkable(values, topics), ext, compiled.schemas if wants else (), wants
+        )
+        passed = checked.passed if checked is not None and checked.passed else [0] * n
+        # What _contract would check, per topic where the record does not choose it.
+        needs = {t: compiled.topic_need(self._contract_for(t)) for t in set(topics)}
+        contract_checked = 0
+        contract_python: Counter[str] = Counter()
         if checked is not None:
             clean = checked.clean
             providers, instruments, seqs = checked.providers, checked.instruments, checked.seqs
@@ -326,7 +343,6 @@ class RuleSet:
             providers, instruments, seqs = [""] * n, [""] * n, [-1] * n
             origins = np.zeros(n, np.int64)
             python_origin = set()
-        check_contract = bool(self._schemas or self.contracts)
         from_python = _checker.FROM_PYTHON
         for i, value in enumerate(values):
             hdrs = headers[i] if headers is not None else None
@@ -339,7 +355,16 @@ class RuleSet:
                     if i in python_origin:
                         origins[i], failure = _origin(payload, ext)
                     if failure is None and check_contract:
-                        failure = self._contract(payload, topics[i], hdrs)
+                        # Skipped when the compiled check says the record certainly passes
+                        # every schema _contract would run; else _contract, the reference.
+                        need = needs[topics[i]]
+                        if need is None:
+                            need = compiled.need(self._contract_for(topics[i]), hdrs, payload)
+                        if type(need) is int and passed[i] & need == need:
+                            contract_checked += need != 0  # 0: nothing to check
+                        else:
+                            contract_python[need if type(need) is str else NOT_CERTAIN] += 1
+                            failure = self._contract(payload, topics[i], hdrs)
                     if failure is not None:
                         early[i] = failure
                     payloads[i] = arrived[i] = payload
@@ -367,6 +392,9 @@ class RuleSet:
             if failure is not None:
                 early[i] = failure
             payloads[i] = payload
+        _checker.count("native, contract checked", contract_checked)
+        for path, count in contract_python.items():
+            _checker.count(path, count)
         # A record refused by its contract, or whose payload could be read only leniently,
         # still arrived: sequence rules count it (as `completeness` and `providers compare`
         # do). Every other rule sees only the records that passed decoding and contract.
@@ -556,7 +584,7 @@ class RuleSet:
                 topic, *_identity(payload, self.extraction)[:2]
             ):
                 try:
-                    rule.spec(payload)
+                    rule.spec.validate(payload)
                 except fastjsonschema.JsonSchemaValueException as exc:
                     return Failure(rule.id, rule.version, schema_reason(exc))
         contract = self._contract_for(topic)

@@ -109,9 +109,9 @@ pub fn check(value: &[u8], wanted: &Wanted) -> Result<Fields, Unsure> {
     Ok(p.found)
 }
 
-struct Parser<'v, 'w> {
-    b: &'v [u8],
-    i: usize,
+pub(crate) struct Parser<'v, 'w> {
+    pub(crate) b: &'v [u8],
+    pub(crate) i: usize,
     wanted: &'w Wanted,
     found: Fields,
     keys: Keys<'v>,
@@ -148,19 +148,45 @@ impl<'v> Keys<'v> {
     }
 }
 
+/// Fields no caller wants: a [`reader`] picks nothing up.
+static NOTHING: Wanted = Wanted {
+    provider: Vec::new(),
+    instrument: Vec::new(),
+    seq: Vec::new(),
+    origin: Vec::new(),
+};
+
+/// A parser over `b` that picks up no field, for its steps alone (`peek`, `ws`, `expect`,
+/// `string`, `number`, `skip`): `schema.rs` walks schema texts and clean records with them,
+/// so both read JSON exactly as the checker does.
+pub(crate) fn reader(b: &[u8]) -> Parser<'_, 'static> {
+    Parser {
+        b,
+        i: 0,
+        wanted: &NOTHING,
+        found: [
+            Found::Missing,
+            Found::Missing,
+            Found::Missing,
+            Found::Missing,
+        ],
+        keys: Keys { stack: Vec::new() },
+    }
+}
+
 impl<'v> Parser<'v, '_> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
     /// JSON's white space: space, tab, line feed, carriage return (orjson takes no other).
-    fn ws(&mut self) {
+    pub(crate) fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.i += 1;
         }
     }
 
-    fn expect(&mut self, c: u8) -> Step<()> {
+    pub(crate) fn expect(&mut self, c: u8) -> Step<()> {
         if self.peek() == Some(c) {
             self.i += 1;
             Ok(())
@@ -264,6 +290,11 @@ impl<'v> Parser<'v, '_> {
         }
     }
 
+    /// Reads past one value, checking it as the checker does (nesting counted from here).
+    pub(crate) fn skip(&mut self) -> Step<()> {
+        self.value(1, 0, None)
+    }
+
     /// A value inside a container at `depth`.
     fn value(&mut self, depth: usize, mask: u8, descend: Option<usize>) -> Step<()> {
         match self.peek() {
@@ -345,7 +376,7 @@ impl<'v> Parser<'v, '_> {
     /// reads it as a float, Python's json as an int); a float that is not finite is unsure
     /// (orjson refuses it).
     /// `keep`: the caller wants the value (else an integer in range may be `Found::Other`).
-    fn number(&mut self, keep: bool) -> Step<Found> {
+    pub(crate) fn number(&mut self, keep: bool) -> Step<Found> {
         let start = self.i;
         if self.peek() == Some(b'-') {
             self.i += 1;
@@ -419,7 +450,7 @@ impl<'v> Parser<'v, '_> {
     /// A string at '"'; its unescaped bytes when `keep` (else only checked, and empty).
     /// Control characters, unknown escapes and lone surrogates are unsure (orjson refuses
     /// them; Python's json reads the lone surrogates).
-    fn string(&mut self, keep: bool) -> Step<Cow<'v, [u8]>> {
+    pub(crate) fn string(&mut self, keep: bool) -> Step<Cow<'v, [u8]>> {
         self.i += 1;
         let start = self.i;
         // The common string has no escape: find its end in one tight scan.

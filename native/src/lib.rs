@@ -9,6 +9,8 @@ pub mod digest;
 // The record checker and typed decoder (issue 22): the gate's fast path in evaluate_records.
 pub mod check;
 pub mod decode;
+// JSON Schema contracts checked on clean records (the gate's `kind: schema` and contracts).
+pub mod schema;
 // The compiled loop's Kafka side (issue 22): built with the `kafka` feature only.
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -169,17 +169,20 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(digest_table, module)?)
 }
 
-/// The record checker's binding (`crate::check`, `crate::decode`; rules/_checker.py):
-/// `check_records`. A block of its own, with no `unsafe`.
+/// The record checker's binding (`crate::check`, `crate::decode`, `crate::schema`;
+/// rules/_checker.py): `check_records` and `Schema`. A block of its own, with no `unsafe`.
 mod record_checker {
     use std::collections::HashMap;
 
     use pyo3::prelude::*;
     use pyo3::types::{PyBytes, PyList, PyString};
 
-    use crate::{check, decode};
+    use pyo3::exceptions::PyValueError;
+
+    use crate::{check, decode, schema};
 
     pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add_class::<Schema>()?;
         module.add_function(wrap_pyfunction!(check_records, module)?)
     }
 
@@ -190,8 +193,17 @@ mod record_checker {
     /// `values`: a sequence of bytes (anything else in it is judged by Python); `fields`: the
     /// provider, instrument and seq keys and the dotted origin path; `origin_factor`: ns per
     /// origin unit, 0 to leave every origin to Python. The checking runs with the GIL released.
+    ///
+    /// `schemas` (compiled `Schema`s) and `wants` (per value, a bit mask over `schemas`): the
+    /// sixth column, `passed`, is little-endian uint64 bytes holding per value the bits of its
+    /// `wants` whose schema the clean record certainly passes (`crate::schema`), checked in
+    /// the same call without the GIL; empty when `schemas` is.
     #[pyfunction]
-    #[allow(clippy::type_complexity)]
+    #[pyo3(signature = (
+        values, fields, origin_factor, max_bytes, max_name_chars, schemas = Vec::new(),
+        wants = Vec::new()
+    ))]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn check_records<'py>(
         py: Python<'py>,
         values: &Bound<'py, PyAny>,
@@ -199,11 +211,14 @@ mod record_checker {
         origin_factor: i64,
         max_bytes: usize,
         max_name_chars: usize,
+        schemas: Vec<Bound<'py, Schema>>,
+        wants: Vec<u64>,
     ) -> PyResult<(
         Bound<'py, PyBytes>,
         Bound<'py, PyList>,
         Bound<'py, PyList>,
         Vec<i64>,
+        Bound<'py, PyBytes>,
         Bound<'py, PyBytes>,
     )> {
         let spec = decode::Spec {
@@ -222,7 +237,20 @@ mod record_checker {
             .iter()
             .map(|v| v.as_ref().map(|b| b.as_bytes()))
             .collect();
-        let cols = py.detach(|| decode::decode_batch(&slices, &spec));
+        if !schemas.is_empty() && wants.len() != slices.len() {
+            return Err(PyValueError::new_err("wants must hold one mask per value"));
+        }
+        let compiled: Vec<&schema::Schema> = schemas.iter().map(|s| &s.get().0).collect();
+        let (cols, passed) = py.detach(|| {
+            let cols = decode::decode_batch(&slices, &spec);
+            let passed = if compiled.is_empty() {
+                Vec::new()
+            } else {
+                schema::passed_batch(&compiled, &slices, &cols.clean, &wants)
+            };
+            (cols, passed)
+        });
+        let passed: Vec<u8> = passed.iter().flat_map(|p| p.to_le_bytes()).collect();
         let clean: Vec<u8> = cols.clean.iter().map(|&c| u8::from(c)).collect();
         let origins: Vec<u8> = cols.origins.iter().flat_map(|o| o.to_le_bytes()).collect();
         // Names repeat across a batch: one Python string per distinct name.
@@ -235,7 +263,23 @@ mod record_checker {
             instruments,
             cols.seqs,
             PyBytes::new(py, &origins),
+            PyBytes::new(py, &passed),
         ))
+    }
+
+    /// A JSON Schema compiled for clean records (`crate::schema`): `Schema(text)` raises
+    /// ValueError, saying why, for a schema outside the subset.
+    #[pyclass(frozen, module = "stampline._native")]
+    pub(super) struct Schema(schema::Schema);
+
+    #[pymethods]
+    impl Schema {
+        #[new]
+        fn new(text: &str) -> PyResult<Self> {
+            schema::Schema::compile(text)
+                .map(Schema)
+                .map_err(|e| PyValueError::new_err(e.0))
+        }
     }
 
     fn intern<'py, 'c>(

@@ -28,7 +28,7 @@ from stampline.rules._ruleset import _decode_json, _identity, _origin, _repeated
 def test_fast_path_and_python_path_give_identical_results(
     name: str, extraction: Extraction, files: list[Any]
 ) -> None:
-    """5,000 records per configuration, 20,000 in all (bench/differential.py runs 1,000,000)."""
+    """5,000 records per configuration, 25,000 in all (bench/differential.py runs 1,000,000)."""
     outcome = compare(extraction, files, values(seed=20261206, n=5_000), batch=500)
     assert outcome.records == 5_000
     assert outcome.mismatches == 0, outcome.first_mismatches
