@@ -1,6 +1,6 @@
 #!/usr/bin/env sh
-# cargo fuzz over the compiled record checker and typed decoder (native/fuzz/):
-#   bench/fuzz_native.sh [SECONDS] [TARGET...]    default: 60 s each, targets check decode
+# cargo fuzz over the compiled record checker, typed decoder and contract check (native/fuzz/):
+#   bench/fuzz_native.sh [SECONDS] [TARGET...]    default: 60 s each, targets check decode schema
 # Installs cargo-fuzz when it is missing. cargo fuzz needs nightly features (sanitizer
 # flags, -Z options): on a stable toolchain RUSTC_BOOTSTRAP=1 unlocks them. The corpus a run
 # grows is kept in native/fuzz/corpus/<target> (ignored by git) and read again next time,
@@ -10,7 +10,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-check decode}
+targets=${*:-check decode schema}
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "fuzz_native: installing cargo-fuzz" >&2
     cargo install cargo-fuzz --locked
