@@ -212,17 +212,18 @@ impl<H: TapHooks> TapLoop<H> {
             unstamped: 0,
             per_topic: Vec::new(),
         };
-        let mut handed: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        // Keys borrowed from the records (no allocation per record); owned once at the end.
+        let mut handed: HashMap<(&str, i32), i64> = HashMap::new();
         let mut id = Vec::with_capacity(36);
         for m in &messages {
             let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-            handed.insert((topic.to_owned(), partition), offset + 1);
+            handed.insert((topic, partition), offset + 1);
             let timestamp = hooks.timestamp(m);
-            let stage = self
-                .stage_of
-                .entry(topic.to_owned())
-                .or_insert_with(|| stage_name(&self.config.stage, topic));
-            let Some(stage) = stage.as_deref() else {
+            if !self.stage_of.contains_key(topic) {
+                let name = stage_name(&self.config.stage, topic);
+                self.stage_of.insert(topic.to_owned(), name);
+            }
+            let Some(stage) = self.stage_of[topic].as_deref() else {
                 taken.raw.push((
                     self.rows.len(),
                     raw(m, timestamp, "a stage name the contract refuses"),
@@ -276,7 +277,8 @@ impl<H: TapHooks> TapLoop<H> {
             }
         }
         taken.rows = self.rows.finish()?;
-        lock(&self.consumer.context().handed).extend(handed);
+        lock(&self.consumer.context().handed)
+            .extend(handed.into_iter().map(|((t, p), o)| ((t.to_owned(), p), o)));
         Ok(taken)
     }
 
