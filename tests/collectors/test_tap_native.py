@@ -211,6 +211,42 @@ def test_the_compiled_tap_commits_only_what_its_trail_holds(
     assert len(per_record(sink2.rows())) == 10
 
 
+def test_a_revoked_compiled_tap_writes_its_pending_rows_first(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """When a second tap joins its group, a compiled tap that holds rows it has not written
+    writes them before its partitions go, and commits them: the newcomer reads none again."""
+    (topic,) = make_topics("r", partitions=2)
+    produce(bootstrap, topic, corpus(SEED + 4)[:100])
+    group = f"{uid}-r"
+    first, sink, _ = observed(bootstrap, [topic], group, True, flush_interval_s=3600.0)
+    stop_first = threading.Event()
+    thread = threading.Thread(target=first.run, args=(stop_first,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while first.stats.records < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.stats.records == 100
+        assert sink.tables == []  # held: no flush for an hour
+        second, sink2, _ = observed(bootstrap, [topic], group, True)
+        stop_second = threading.Event()
+        joined = threading.Thread(target=second.run, args=(stop_second,))
+        joined.start()
+        try:
+            assert second.ready.wait(30)
+            assert len(per_record(sink.rows())) == 100  # written on the revoke
+            time.sleep(1)
+            assert second.stats.records == 0  # committed before the partitions went
+        finally:
+            stop_second.set()
+            joined.join(30)
+    finally:
+        stop_first.set()
+        thread.join(30)
+    assert sink2.tables == []
+
+
 def committed(bootstrap: str, group: str, topic: str) -> list[int]:
     c = Consumer(consumer_config(bootstrap, group))
     try:
