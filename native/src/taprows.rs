@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Int64Builder, StringBuilder};
+use arrow_array::builder::{ArrayBuilder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 
@@ -288,28 +288,32 @@ impl TapRows {
         Some(s.stages.len() + 1)
     }
 
-    /// The rows as one record batch in the canonical columns; the builders start afresh.
+    /// The rows as one record batch in the canonical columns; the builders start afresh,
+    /// sized for a batch like this one (so the next one grows no buffer).
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let n = self.rows;
+        if n == 0 {
+            return Ok(RecordBatch::new_empty(schema()));
+        }
         self.rows = 0;
         let text = |v: &str| Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n)));
         let int = |v: i64| Arc::new(Int64Array::from_value(v, n));
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.event_id.finish()),
-            Arc::new(self.stage.finish()),
-            Arc::new(self.prev_stage.finish()),
-            Arc::new(self.received.finish()),
-            Arc::new(self.emitted.finish()),
-            Arc::new(self.prev_emitted.finish()),
-            Arc::new(self.origin.finish()),
-            Arc::new(self.ingested.finish()),
-            Arc::new(self.clock_err_ns.finish()),
-            Arc::new(self.prev_clock_err_ns.finish()),
-            Arc::new(self.host.finish()),
-            Arc::new(self.topic.finish()),
-            Arc::new(self.partition.finish()),
-            Arc::new(self.offset.finish()),
-            Arc::new(self.broker_time.finish()),
+            texts(&mut self.event_id),
+            texts(&mut self.stage),
+            texts(&mut self.prev_stage),
+            ints(&mut self.received),
+            ints(&mut self.emitted),
+            ints(&mut self.prev_emitted),
+            ints(&mut self.origin),
+            ints(&mut self.ingested),
+            ints(&mut self.clock_err_ns),
+            ints(&mut self.prev_clock_err_ns),
+            texts(&mut self.host),
+            texts(&mut self.topic),
+            ints(&mut self.partition),
+            ints(&mut self.offset),
+            ints(&mut self.broker_time),
             text(""),         // provider: the tap reads no payload
             text(""),         // instrument
             int(-1),          // seq
@@ -317,16 +321,31 @@ impl TapRows {
             text("observed"), // outcome: judged by none
             text(""),         // rule_id
             int(0),           // rule_version
-            Arc::new(self.parents.finish()),
+            texts(&mut self.parents),
             int(AUTHORITY_TAP),
-            Arc::new(self.clock_source.finish()),
+            texts(&mut self.clock_source),
             text(""), // warnings
             text(""), // rule_sha256
-            Arc::new(self.parent_stamps.finish()),
-            Arc::new(self.broker_time_type.finish()),
+            texts(&mut self.parent_stamps),
+            texts(&mut self.broker_time_type),
         ];
         RecordBatch::try_new(schema(), columns)
     }
+}
+
+/// The column built so far, its builder replaced by one of the same size.
+fn texts(b: &mut StringBuilder) -> ArrayRef {
+    let (rows, bytes) = (b.len(), b.values_slice().len());
+    let done = b.finish();
+    *b = StringBuilder::with_capacity(rows, bytes);
+    Arc::new(done)
+}
+
+fn ints(b: &mut Int64Builder) -> ArrayRef {
+    let rows = b.len();
+    let done = b.finish();
+    *b = Int64Builder::with_capacity(rows);
+    Arc::new(done)
 }
 
 /// The canonical table's Arrow schema (every column nullable, as pyarrow's default).
