@@ -18,7 +18,8 @@ Figures, all from one run:
     tap_observations_per_s    the tap over the gate's stamped output, rows to the trail topic
                               (two per record: its own sighting and the gate's stamp);
                               tap_records_per_s is the same run counted in records;
-                              tap_cpu_us_per_record the CPU time per record, likewise
+                              tap_cpu_us_per_record the CPU time per record, likewise;
+                              tap_path the loop it ran (STAMPLINE_TAP_REFERENCE=1: the reference)
     added_latency_p50_ms/p99  at a fixed 10,000 events/s: end-to-end through the gate minus
                               end-to-end through a passthrough forwarder (same producer and
                               reader; the gate and the forwarder each in a process of their
@@ -169,9 +170,11 @@ def run_gate(
     return n / (time.perf_counter() - t0), cpu, gate
 
 
-def run_tap(bootstrap: str, trail: TrailTopic, topic: str, n: int) -> tuple[float, float, float]:
+def run_tap(
+    bootstrap: str, trail: TrailTopic, topic: str, n: int
+) -> tuple[float, float, float, str]:
     """The tap over ``n`` stamped records: (observations per second, records per second, CPU µs
-    per record).
+    per record, the loop it ran: "compiled" or "reference", see STAMPLINE_TAP_REFERENCE).
 
     Each gate-stamped record gives two observations: the tap's own sighting and the gate's
     stamp read from the headers.
@@ -194,7 +197,7 @@ def run_tap(bootstrap: str, trail: TrailTopic, topic: str, n: int) -> tuple[floa
     stop.set()
     thread.join()
     elapsed = time.perf_counter() - t0
-    return tap.stats.observations / elapsed, n / elapsed, cpu
+    return tap.stats.observations / elapsed, n / elapsed, cpu, tap.path
 
 
 def paced_latency(
@@ -400,12 +403,13 @@ def main() -> None:
         result["provider_keys"] = len(gate.event_time.providers)
         result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         log("tap over the gate's stamped output")
-        tap_rows, tap_records, tap_cpu = run_tap(
+        tap_rows, tap_records, tap_cpu, tap_path = run_tap(
             bs, TrailTopic(trail, "tap"), clean, gate.stats.forwarded
         )
         result["tap_observations_per_s"] = round(tap_rows)
         result["tap_records_per_s"] = round(tap_records)
         result["tap_cpu_us_per_record"] = round(tap_cpu, 2)
+        result["tap_path"] = tap_path
 
     log(f"latency at 10,000 events/s for {lat_s:.0f} s: passthrough, then gate")
     result.update(latency(rules_path, lat_s))

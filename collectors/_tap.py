@@ -14,20 +14,32 @@ the stamping collector wrote its own row (the gate does), that richer row is kep
 
 The tap is one thread: while the store is slow it simply does not poll, so librdkafka's
 bounded prefetch queue is all it holds.
+
+Two loops do the same work (docs/native.md, "The tap's compiled loop"): the compiled one
+(``stampline._native.TapLoop``: its own consumer, trail rows built in Rust as Arrow record
+batches), used where the module has it; and the reference, in Python (a confluent-kafka
+consumer, rows built by ``_observe``), used where it has not, when ``TapSettings.compiled``
+is False or the environment sets ``STAMPLINE_TAP_REFERENCE`` (to anything but ``0``). The
+compiled loop hands back the records it is not certain to observe as ``_observe`` does, and
+``_observe`` observes them. Each record's path is counted in ``TAP_PATHS``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from math import nan
 from typing import Any, Protocol
 
 import orjson
+import pyarrow as pa
 from confluent_kafka import Consumer, Message, Producer
 
 from stampline._common import where
@@ -44,11 +56,28 @@ from stampline.collectors._ids import key_event_id, source_event_id
 from stampline.collectors._kafka import consumer_config, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._stamps import check_stage_name, read_stamps_batch
-from stampline.collectors._trailrows import TrailRows, TrailSink, observations_of, write_table
+from stampline.collectors._trailrows import (
+    CANONICAL_SCHEMA,
+    TrailRows,
+    TrailSink,
+    observations_of,
+    write_table,
+)
 from stampline.collectors._trailtopic import TrailTopic
 from stampline.collectors.exceptions import DeliveryError, StampError
 
+try:
+    from stampline._native import TapLoop
+except ImportError:  # built without cargo, or before the loop (`./dev setup`): the reference
+    TapLoop = None  # type: ignore[assignment,misc]
+
 log = logging.getLogger("stampline.tap")
+
+# Set (to anything but "0") to run every tap on the reference loop.
+FORCE_REFERENCE_ENV = "STAMPLINE_TAP_REFERENCE"
+# Records observed per path: "native", or "python: <why>" (the reference loop, or a record the
+# compiled loop handed back); each new reason is logged once at INFO.
+TAP_PATHS: Counter[str] = Counter()
 
 _MISSING = object()
 _MS = 1_000_000
@@ -69,6 +98,7 @@ class TapSettings:
     clock_source: str = "configured"  # where clock_err_ns came from (audit.ClockBound.label())
     host: str = field(default_factory=socket.gethostname)
     consumer: dict[str, Any] = field(default_factory=dict)
+    compiled: bool = True  # the compiled loop where stampline._native has it (module doc)
 
 
 # A tap may start before the topics it observes exist: librdkafka notices a topic created
@@ -103,6 +133,8 @@ class Tap:
         self.ready = threading.Event()  # set once partitions are assigned
         self._stage_of: dict[str, str] = {}
         self._producer: Producer | None = None
+        self.path = ""  # the loop `run` took: "compiled" or "reference"
+        self._reference_why = "the reference loop"
 
     def stage_for(self, topic: str) -> str:
         """The stage name of this tap's own sightings on ``topic``."""
@@ -115,34 +147,78 @@ class Tap:
         s = self.settings
         if isinstance(self.trail, TrailTopic):
             self._producer = Producer(producer_config(s.bootstrap_servers, s.consumer))
-        consumer = Consumer(
-            consumer_config(s.bootstrap_servers, s.group_id, {**_TAP_CONSUMER, **s.consumer})
-        )
-        consumer.subscribe(
-            list(s.topics),
-            on_assign=lambda _c, _p: self.ready.set(),
-            on_revoke=lambda c, _p: self._flush(c, pending),
-        )
         pending = TrailRows()
+        source = self._compiled(pending) or _Reference(
+            s,
+            self._observe,
+            self.ready.set,
+            lambda source: self._flush(source, pending),
+            self._reference_why,
+        )
+        self.path = "compiled" if isinstance(source, _Compiled) else "reference"
         oldest = time.monotonic()
         try:
             while not stop.is_set():
-                messages = take(consumer, s.consume_batch, s.poll_timeout_s)
-                if messages:
-                    if not pending:
-                        oldest = time.monotonic()
-                    self._observe(messages, pending.rows)
+                empty = not pending
+                if source.take(pending) and empty:
+                    oldest = time.monotonic()
                 if pending and (
                     len(pending) >= s.flush_rows or time.monotonic() - oldest >= s.flush_interval_s
                 ):
-                    self._flush(consumer, pending)
-            self._flush(consumer, pending)
+                    self._flush(source, pending)
+            self._flush(source, pending)
         finally:
-            consumer.close()
+            source.close()
             if self._producer is not None:
                 self._producer.flush(10)
 
-    def _flush(self, consumer: Consumer, pending: TrailRows) -> None:
+    def _compiled(self, pending: TrailRows) -> _Compiled | None:
+        """The compiled loop, unless it is absent, forced off, or cannot take the settings."""
+        s = self.settings
+        if TapLoop is None or not s.compiled or os.environ.get(FORCE_REFERENCE_ENV, "0") != "0":
+            why = "no compiled loop" if TapLoop is None else "forced"
+            self._reference_why = f"the reference loop ({why})"
+            return None
+        config = consumer_config(s.bootstrap_servers, s.group_id, {**_TAP_CONSUMER, **s.consumer})
+        settings = []
+        for name, value in config.items():
+            if name == "logger":  # confluent-kafka's; rdkafka's own log stays silent
+                continue
+            if not isinstance(value, str | int | float):  # a callback only confluent-kafka takes
+                self._reference_why = f"the reference loop (consumer setting {name!r})"
+                return None
+            settings.append((name, str(value).lower() if isinstance(value, bool) else str(value)))
+        try:
+            loop = TapLoop(
+                s.bootstrap_servers,
+                s.group_id,
+                settings,
+                list(s.topics),
+                stage=s.stage,
+                host=s.host,
+                clock_err_ns=s.clock_err_ns,
+                clock_source=s.clock_source,
+                keyed=bool(s.key_fields),
+                consume_batch=s.consume_batch,
+                poll_timeout_s=s.poll_timeout_s,
+                columns=CANONICAL_SCHEMA.names,
+                on_assign=self.ready.set,
+                on_revoke=lambda: self._write(pending, clear=True),
+            )
+        except ValueError as exc:  # settings it refuses before it starts
+            self._reference_why = f"the reference loop ({exc})"
+            return None
+        return _Compiled(loop, self._observe, self.stats, self.metrics)
+
+    def _flush(self, source: _Source, pending: TrailRows) -> None:
+        if not pending:
+            return
+        self._write(pending)
+        source.commit()
+        pending.clear()
+
+    def _write(self, pending: TrailRows, clear: bool = False) -> None:
+        """Write the rows to the trail (acknowledged by the broker, or in the store)."""
         if not pending:
             return
         t0 = time.perf_counter()
@@ -152,8 +228,8 @@ class Tap:
             write_table(self.trail, pending.table())
         if self.metrics is not None:
             self.metrics.store_write.observe(time.perf_counter() - t0)
-        consumer.commit(asynchronous=False)
-        pending.rows.clear()
+        if clear:
+            pending.clear()
 
     def _produce_trail(self, pending: TrailRows) -> None:
         """Produce the rows to the trail topic and wait until the broker has them all, so
@@ -174,14 +250,15 @@ class Tap:
                 f"{'; '.join(errors[:5]) or f'{remaining} messages unacknowledged'}"
             )
 
-    def observe(self, messages: Sequence[Message]) -> list[Observation]:
+    def observe(self, messages: Sequence[Message | RawRecord]) -> list[Observation]:
         """The observations for ``messages`` (counted in ``stats``)."""
         rows = TrailRows()
         self._observe(messages, rows.rows)
         return observations_of(rows.table())
 
-    def _observe(self, messages: Sequence[Message], rows: list[TrailRow]) -> None:
-        """Add the trail rows of ``messages`` to ``rows``.
+    def _observe(self, messages: Sequence[Message | RawRecord], rows: list[TrailRow]) -> None:
+        """Add the trail rows of ``messages`` to ``rows``: the reference, which the compiled
+        loop's rows are held to (tests/collectors/test_tap_native.py).
 
         A record gives its own sighting's row and one per stamp it carries, each built by
         position (``audit.trail_row`` says why) with its unjudged columns written out (provider,
@@ -321,6 +398,155 @@ class Tap:
                 return None
             values.append(v)
         return key_event_id(values)
+
+
+class RawRecord:
+    """A record the compiled loop hands back for the reference: what ``_observe`` reads of a
+    ``Message``, as confluent-kafka gives it (``error()`` is None: errors come apart)."""
+
+    __slots__ = ("_headers", "_key", "_offset", "_partition", "_timestamp", "_topic", "_value")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp: tuple[int, int],
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None,
+    ) -> None:
+        self._topic, self._partition, self._offset = topic, partition, offset
+        self._timestamp, self._key, self._value, self._headers = timestamp, key, value, headers
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._timestamp
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes | None]] | None:
+        return self._headers
+
+
+def _count_path(path: str, n: int) -> None:
+    TAP_PATHS[path] += n
+    if path != "native" and TAP_PATHS[path] == n:
+        log.info("tap records observed on the Python path: %s", path.removeprefix("python: "))
+
+
+class _Source(Protocol):
+    """Where a tap's records come from: one of its two loops."""
+
+    def take(self, pending: TrailRows) -> bool:
+        """Observe a batch into ``pending``; False when none came."""
+        ...
+
+    def commit(self) -> None:
+        """Commit the offsets of every record observed (its rows are written)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+Observe = Callable[[Sequence[Message | RawRecord], list[TrailRow]], None]
+
+
+class _Reference:
+    """The reference loop: a confluent-kafka consumer, rows built by ``Tap._observe``."""
+
+    def __init__(
+        self,
+        settings: TapSettings,
+        observe: Observe,
+        on_assign: Callable[[], None],
+        on_revoke: Callable[[_Source], None],
+        why: str,
+    ) -> None:
+        s = self.settings = settings
+        self.observe, self.path = observe, f"python: {why}"
+        self.consumer = Consumer(
+            consumer_config(s.bootstrap_servers, s.group_id, {**_TAP_CONSUMER, **s.consumer})
+        )
+        self.consumer.subscribe(
+            list(s.topics),
+            on_assign=lambda _c, _p: on_assign(),
+            on_revoke=lambda _c, _p: on_revoke(self),
+        )
+
+    def take(self, pending: TrailRows) -> bool:
+        s = self.settings
+        messages = take(self.consumer, s.consume_batch, s.poll_timeout_s)
+        if messages:
+            _count_path(self.path, len(messages))
+            self.observe(messages, pending.rows)
+        return bool(messages)
+
+    def commit(self) -> None:
+        self.consumer.commit(asynchronous=False)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class _Compiled:
+    """The compiled loop (``stampline._native.TapLoop``): rows come as Arrow record batches;
+    the records it hands back go through ``Tap._observe``, in their place among the rows."""
+
+    def __init__(
+        self, loop: TapLoop, observe: Observe, stats: TapStats, metrics: SidecarMetrics | None
+    ) -> None:
+        self.loop, self.observe, self.stats, self.metrics = loop, observe, stats, metrics
+
+    def take(self, pending: TrailRows) -> bool:
+        rows, raw, errors, records, unstamped, per_topic = self.loop.take()
+        for error in errors:
+            log.warning("consume error: %s", error)
+        batch = pa.record_batch(rows)
+        self.stats.records += records
+        self.stats.observations += batch.num_rows
+        self.stats.unstamped += unstamped
+        if records:
+            _count_path("native", records)
+        if self.metrics is not None:
+            for topic, n in per_topic:
+                self.metrics.tap_observations.labels(topic).inc(n)
+        # Each record handed back is observed where it was read: after the rows before it.
+        at = 0
+        for before, group in groupby(raw, key=lambda r: r[0]):
+            records_here = []
+            for _, topic, partition, offset, timestamp, key, value, headers, why in group:
+                _count_path(f"python: {why}", 1)
+                records_here.append(
+                    RawRecord(topic, partition, offset, timestamp, key, value, headers)
+                )
+            if before > at:
+                pending.add_batch(batch.slice(at, before - at))
+                at = before
+            self.observe(records_here, pending.rows)
+        pending.add_batch(batch.slice(at))
+        return bool(batch.num_rows or raw or errors)
+
+    def commit(self) -> None:
+        self.loop.commit()
+
+    def close(self) -> None:
+        self.loop.close()
 
 
 class _Queryable(Protocol):

@@ -24,22 +24,46 @@ CANONICAL_SCHEMA = canonical_table([]).schema  # the store's canonical columns a
 
 
 class TrailRows:
-    """Observations as ``audit.trail_row`` tuples, in the canonical table's column order.
+    """Observations as ``audit.trail_row`` tuples, in the canonical table's column order, and
+    record batches of rows built elsewhere (the tap's compiled loop), kept in the order added.
 
     One tuple per row is the cheapest thing to make per record in Python; the columns are
     made once per write by transposing.
     """
 
-    __slots__ = ("rows",)
+    __slots__ = ("_batched", "batches", "rows")
 
     def __init__(self) -> None:
         self.rows: list[TrailRow] = []
+        self.batches: list[pa.RecordBatch] = []  # each in CANONICAL_SCHEMA, before ``rows``
+        self._batched = 0
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._batched + len(self.rows)
+
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        """Add rows as a record batch of the canonical columns, after every row so far."""
+        if self.rows:  # the tuples so far become a batch, so the rows keep their order
+            self.batches.extend(self._tuples().to_batches())
+            self._batched += len(self.rows)
+            self.rows.clear()
+        if batch.num_rows:
+            self.batches.append(batch)
+            self._batched += batch.num_rows
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.batches.clear()
+        self._batched = 0
 
     def table(self) -> pa.Table:
         """The rows as the store's canonical table (see ``audit.canonical_table``)."""
+        if not self.batches:
+            return self._tuples()
+        tail = self._tuples().to_batches() if self.rows else []
+        return pa.Table.from_batches([*self.batches, *tail], schema=CANONICAL_SCHEMA)
+
+    def _tuples(self) -> pa.Table:
         if not self.rows:
             return CANONICAL_SCHEMA.empty_table()
         # pyarrow converts the tuples in one pass as a struct array; the price goes in as a

@@ -1,4 +1,5 @@
 # The Rust extension module built from native/ (docs/native.md); absent when built without cargo.
+from collections.abc import Callable
 from typing import Any
 
 def digest_table(
@@ -22,3 +23,58 @@ def check_records(
 
 class Schema:
     def __init__(self, text: str) -> None: ...
+
+# The compiled gate loop's Kafka side (native/src/kafka.rs; bench/native_loop.py).
+def kafka_stamp_loop(
+    bootstrap: str,
+    group_id: str,
+    source: str,
+    sink: str,
+    *,
+    stage: str,
+    host: str,
+    clock_err_ns: int,
+    batch_size: int = 1000,
+    max_events: int = 0,
+    idle_ms: int = 2000,
+    start_ms: int = 30000,
+    consumer: dict[str, str] | None = None,
+    producer: dict[str, str] | None = None,
+) -> dict[str, Any]: ...
+
+# The tap's compiled loop (native/src/tap.rs, taprows.rs; collectors/_tap.py).
+class TrailBatch:
+    def __len__(self) -> int: ...
+    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
+
+# A record handed back: (rows before it, topic, partition, offset, (timestamp type, ms), key,
+# value, headers, why).
+RawTuple = tuple[
+    int, str, int, int, tuple[int, int], bytes | None, bytes | None,
+    list[tuple[str, bytes | None]] | None, str,
+]  # fmt: skip
+
+class TapLoop:
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        settings: list[tuple[str, str]],
+        topics: list[str],
+        *,
+        stage: str,
+        host: str,
+        clock_err_ns: int,
+        clock_source: str,
+        keyed: bool,
+        consume_batch: int,
+        poll_timeout_s: float,
+        columns: list[str],
+        on_assign: Callable[[], object],
+        on_revoke: Callable[[], object],
+    ) -> None: ...
+    def take(
+        self,
+    ) -> tuple[TrailBatch, list[RawTuple], list[str], int, int, list[tuple[str, int]]]: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...

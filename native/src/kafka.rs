@@ -82,6 +82,8 @@ pub enum LoopError {
     /// a setting this loop refuses before it starts (a stage or host name out of contract)
     Config(String),
     Kafka(String),
+    /// building the trail rows' record batch failed (a bug: the columns are built together)
+    Arrow(String),
     /// a record was not delivered: nothing from its batch on is committed
     Delivery(String),
 }
@@ -91,12 +93,19 @@ impl std::fmt::Display for LoopError {
         match self {
             LoopError::Config(s) => write!(f, "{s}"),
             LoopError::Kafka(s) => write!(f, "Kafka: {s}"),
+            LoopError::Arrow(s) => write!(f, "Arrow: {s}"),
             LoopError::Delivery(s) => write!(f, "delivery failed: {s}"),
         }
     }
 }
 
 impl std::error::Error for LoopError {}
+
+impl From<arrow_schema::ArrowError> for LoopError {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        LoopError::Arrow(e.to_string())
+    }
+}
 
 impl From<KafkaError> for LoopError {
     fn from(e: KafkaError) -> Self {
@@ -328,20 +337,7 @@ pub fn run(bootstrap: &str, group_id: &str, config: &LoopConfig) -> Result<LoopS
             config.host
         )));
     }
-    let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", bootstrap)
-        .set("group.id", group_id)
-        // stampline's consumer defaults (collectors/_kafka.py, CONSUMER_DEFAULTS)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("fetch.wait.max.ms", "10")
-        .set("fetch.queue.backoff.ms", "0");
-    for (k, v) in &config.consumer {
-        cc.set(k, v);
-    }
-    let consumer: BaseConsumer = cc.create()?;
+    let consumer: BaseConsumer = consumer_config(bootstrap, group_id, &config.consumer).create()?;
     let mut pc = ClientConfig::new();
     pc.set("bootstrap.servers", bootstrap)
         // stampline's producer defaults (PRODUCER_DEFAULTS)
@@ -517,6 +513,28 @@ pub fn run(bootstrap: &str, group_id: &str, config: &LoopConfig) -> Result<LoopS
     }
     stats.elapsed = started.map_or(Duration::ZERO, |s| s.elapsed());
     Ok(stats)
+}
+
+/// stampline's consumer settings (collectors/_kafka.py, `CONSUMER_DEFAULTS`: offsets are
+/// committed by the caller, never automatically), then `extra`, which wins.
+pub fn consumer_config(
+    bootstrap: &str,
+    group_id: &str,
+    extra: &[(String, String)],
+) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", bootstrap)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", "0");
+    for (k, v) in extra {
+        cc.set(k, v);
+    }
+    cc
 }
 
 fn first_failure(producer: &BaseProducer<Deliveries>) -> Option<String> {

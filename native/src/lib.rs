@@ -1,6 +1,6 @@
 //! stampline's compiled parts, loaded by Python as `stampline._native`.
 //!
-//! Everything here is safe Rust (`digest` and `kafka` forbid `unsafe`); only the binding layer
+//! Everything here is safe Rust (every module but `python` forbids `unsafe`); only the binding layer
 //! (`python`, built with the `python` feature) may use it, to take Arrow data from CPython.
 #![deny(unsafe_code)]
 
@@ -17,3 +17,7 @@ pub mod kafka;
 #[cfg(feature = "python")]
 mod python;
 pub mod stamps;
+// The tap's compiled loop (issue 22): its rows (Kafka-free) and its consumer.
+#[cfg(feature = "kafka")]
+pub mod tap;
+pub mod taprows;

@@ -166,6 +166,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     record_checker::register(module)?;
     #[cfg(feature = "kafka")]
     kafka_loop::add(module)?;
+    #[cfg(feature = "kafka")]
+    tap_loop::register(module)?;
     module.add_function(wrap_pyfunction!(digest_table, module)?)
 }
 
@@ -582,6 +584,272 @@ mod stamp_reader {
             let s = PyString::new(self.py, text);
             self.made.insert(text.to_owned(), s.clone());
             s
+        }
+    }
+}
+
+/// The tap's compiled loop's binding (`crate::tap`; collectors/_tap.py): the class `TapLoop`
+/// and the record batches it hands over (`TrailBatch`, read by `pa.record_batch` through the
+/// Arrow C data interface). Its one `unsafe` call reads a record's timestamp type.
+#[cfg(feature = "kafka")]
+mod tap_loop {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use arrow_array::ffi::to_ffi;
+    use arrow_array::{Array, RecordBatch, StructArray};
+    use pyo3::exceptions::{PyRuntimeError, PyValueError};
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBytes, PyCapsule, PyList, PyTuple};
+    use rdkafka::bindings::{rd_kafka_message_timestamp, rd_kafka_timestamp_type_t};
+    use rdkafka::message::BorrowedMessage;
+
+    use crate::kafka::LoopError;
+    use crate::tap::{Raw, TapConfig, TapHooks, TapLoop as Loop};
+    use crate::taprows::COLUMNS;
+
+    pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add_class::<TapLoop>()?;
+        module.add_class::<TrailBatch>()
+    }
+
+    /// The first exception a Python callback raised inside the loop, kept for its caller.
+    type Raised = Arc<Mutex<Option<PyErr>>>;
+
+    fn keep(raised: &Raised, err: PyErr) {
+        raised
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(err);
+    }
+
+    fn raised(raised: &Raised) -> Option<PyErr> {
+        raised.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The tap's rebalance callbacks, called (with the GIL taken again) from librdkafka's
+    /// poll on the loop's thread.
+    struct Hooks {
+        on_assign: Py<PyAny>,
+        on_revoke: Py<PyAny>,
+        raised: Raised,
+    }
+
+    impl TapHooks for Hooks {
+        fn assigned(&self) {
+            Python::attach(|py| {
+                if let Err(e) = self.on_assign.call0(py) {
+                    keep(&self.raised, e);
+                }
+            });
+        }
+
+        fn revoking(&self) -> bool {
+            Python::attach(|py| match self.on_revoke.call0(py) {
+                Ok(_) => true,
+                Err(e) => {
+                    keep(&self.raised, e);
+                    false
+                }
+            })
+        }
+
+        fn timestamp(&self, m: &BorrowedMessage<'_>) -> (i32, i64) {
+            let mut kind = rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+            // SAFETY: `m.ptr()` is the live rd_kafka_message_t `m` borrows (the consumer
+            // keeps it until `m` is dropped); librdkafka reads it and writes one of the
+            // enum's three values into `kind`, a valid place for it.
+            let ms = unsafe { rd_kafka_message_timestamp(m.ptr(), &mut kind) };
+            (kind as i32, ms)
+        }
+    }
+
+    fn error(e: LoopError) -> PyErr {
+        match e {
+            LoopError::Config(s) => PyValueError::new_err(s),
+            other => PyRuntimeError::new_err(other.to_string()),
+        }
+    }
+
+    /// A consumer of the tap's topics that hands over each batch as trail rows.
+    /// `take()` returns `(rows, raw, errors, records, unstamped, per_topic)`: `rows` a
+    /// `TrailBatch`; `raw` the records for the reference, `(rows before it, topic, partition,
+    /// offset, (timestamp type, ms), key, value, headers, why)`; `errors` consume errors'
+    /// texts; `records` and `unstamped` the records observed here; `per_topic` `(topic, n)`.
+    /// `commit()` commits the offsets of everything handed over; `close()` leaves the group
+    /// (calling `on_revoke` first, as a revoke does).
+    #[pyclass(module = "stampline._native")]
+    struct TapLoop {
+        inner: Option<Loop<Hooks>>,
+        raised: Raised,
+    }
+
+    #[pymethods]
+    impl TapLoop {
+        /// `settings`: librdkafka settings after stampline's (the tap's, then the user's);
+        /// `columns`: the canonical table's column names, which must be this loop's.
+        #[new]
+        #[pyo3(signature = (bootstrap, group_id, settings, topics, *, stage, host,
+            clock_err_ns, clock_source, keyed, consume_batch, poll_timeout_s, columns,
+            on_assign, on_revoke))]
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            bootstrap: &str,
+            group_id: &str,
+            settings: Vec<(String, String)>,
+            topics: Vec<String>,
+            stage: String,
+            host: String,
+            clock_err_ns: i64,
+            clock_source: String,
+            keyed: bool,
+            consume_batch: usize,
+            poll_timeout_s: f64,
+            columns: Vec<String>,
+            on_assign: Py<PyAny>,
+            on_revoke: Py<PyAny>,
+        ) -> PyResult<Self> {
+            if !columns
+                .iter()
+                .map(String::as_str)
+                .eq(COLUMNS.iter().map(|c| c.0))
+            {
+                return Err(PyValueError::new_err(
+                    "the canonical columns are not the ones this loop builds",
+                ));
+            }
+            if !(0..=i64::MAX - 1_000_000).contains(&clock_err_ns) {
+                return Err(PyValueError::new_err("clock_err_ns out of range"));
+            }
+            if !(poll_timeout_s.is_finite() && poll_timeout_s >= 0.0) {
+                return Err(PyValueError::new_err("poll_timeout_s must be finite, >= 0"));
+            }
+            let raised = Raised::default();
+            let hooks = Hooks {
+                on_assign,
+                on_revoke,
+                raised: raised.clone(),
+            };
+            let config = TapConfig {
+                topics,
+                stage,
+                host,
+                clock_err_ns,
+                clock_source,
+                keyed,
+                consume_batch,
+                poll_timeout: Duration::from_secs_f64(poll_timeout_s),
+            };
+            let inner = Loop::new(bootstrap, group_id, &settings, config, hooks).map_err(error)?;
+            Ok(Self {
+                inner: Some(inner),
+                raised,
+            })
+        }
+
+        #[allow(clippy::type_complexity)]
+        fn take<'py>(
+            &mut self,
+            py: Python<'py>,
+        ) -> PyResult<(
+            TrailBatch,
+            Bound<'py, PyList>,
+            Vec<String>,
+            u64,
+            u64,
+            Vec<(String, u64)>,
+        )> {
+            let tap = self
+                .inner
+                .as_mut()
+                .ok_or_else(|| PyRuntimeError::new_err("the tap loop is closed"))?;
+            let got = py.detach(|| tap.take());
+            if let Some(e) = raised(&self.raised) {
+                return Err(e);
+            }
+            let taken = got.map_err(error)?;
+            let raw = PyList::empty(py);
+            for (at, r) in &taken.raw {
+                raw.append(raw_record(py, *at, r)?)?;
+            }
+            Ok((
+                TrailBatch { batch: taken.rows },
+                raw,
+                taken.errors,
+                taken.records,
+                taken.unstamped,
+                taken.per_topic,
+            ))
+        }
+
+        fn commit(&self, py: Python<'_>) -> PyResult<()> {
+            let tap = self
+                .inner
+                .as_ref()
+                .ok_or_else(|| PyRuntimeError::new_err("the tap loop is closed"))?;
+            py.detach(|| tap.commit()).map_err(error)
+        }
+
+        fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+            if let Some(tap) = self.inner.take() {
+                py.detach(move || drop(tap));
+            }
+            raised(&self.raised).map_or(Ok(()), Err)
+        }
+    }
+
+    fn raw_record<'py>(py: Python<'py>, at: usize, r: &Raw) -> PyResult<Bound<'py, PyTuple>> {
+        let bytes = |v: &Option<Vec<u8>>| v.as_ref().map(|b| PyBytes::new(py, b));
+        let headers = match &r.headers {
+            None => None,
+            Some(hs) => Some(PyList::new(
+                py,
+                hs.iter().map(|(k, v)| (k.as_str(), bytes(v))),
+            )?),
+        };
+        (
+            at,
+            r.topic.as_str(),
+            r.partition,
+            r.offset,
+            r.timestamp,
+            bytes(&r.key),
+            bytes(&r.value),
+            headers,
+            r.why,
+        )
+            .into_pyobject(py)
+    }
+
+    /// One batch of trail rows, exported through the Arrow C data interface (no copy).
+    #[pyclass(module = "stampline._native", frozen)]
+    struct TrailBatch {
+        batch: RecordBatch,
+    }
+
+    #[pymethods]
+    impl TrailBatch {
+        fn __len__(&self) -> usize {
+            self.batch.num_rows()
+        }
+
+        /// The PyCapsule protocol: (schema capsule, array capsule) of the batch as a struct
+        /// array. The capsules own the exported structs; the importer moves them out and
+        /// releases them, and a capsule dropped unread releases its own.
+        #[pyo3(signature = (requested_schema=None))]
+        fn __arrow_c_array__<'py>(
+            &self,
+            py: Python<'py>,
+            requested_schema: Option<Bound<'py, PyAny>>,
+        ) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
+            let _ = requested_schema; // the rows come in their one schema
+            let data = StructArray::from(self.batch.clone()).into_data();
+            let (array, schema) =
+                to_ffi(&data).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            Ok((
+                PyCapsule::new(py, schema, Some(c"arrow_schema".to_owned()))?,
+                PyCapsule::new(py, array, Some(c"arrow_array".to_owned()))?,
+            ))
         }
     }
 }

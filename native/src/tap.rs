@@ -1,0 +1,354 @@
+//! The tap's compiled loop (issue 22): a consumer of the tap's topics whose batches come back
+//! as trail rows built column-wise in Arrow ([`crate::taprows`]), with each record's stamps
+//! read by [`crate::stamps::read`] straight from the header bytes librdkafka holds.
+//!
+//! Python keeps the control: it asks for a batch ([`TapLoop::take`]), writes the rows to the
+//! trail, and only then commits ([`TapLoop::commit`]) the offsets of what it was handed.
+//! Records this loop is not certain to observe exactly as `Tap._observe` (collectors/_tap.py)
+//! does come back raw ([`Raw`]), in their place among the rows, and Python observes them with
+//! the reference: stamps the reader is unsure of (every broken one among them), an unstamped
+//! record where key fields identify events (the payload is read by orjson there), a stage name
+//! the contract refuses, a broker time beyond int64 in ns. A consume error comes back as its
+//! text. One thread; librdkafka's handles are this module's own (the `rdkafka` crate).
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
+
+use crate::kafka::{self, LoopError, is_stage_name, source_event_id, uuid_text};
+use crate::stamps::{self, Picked, Read};
+use crate::taprows::{Position, Sighting, TapRows};
+
+/// What the loop asks of its caller: its side of a rebalance, and the one thing the rdkafka
+/// crate does not tell.
+pub trait TapHooks: Send + Sync + 'static {
+    /// Partitions were assigned.
+    fn assigned(&self);
+    /// Partitions are about to be revoked: write the rows of every record handed over so far.
+    /// True when written; their offsets are then committed before the partitions go.
+    fn revoking(&self) -> bool;
+    /// A record's timestamp (type code, ms) as librdkafka gives it (confluent-kafka's
+    /// `Message.timestamp()`). The rdkafka crate reports any timestamp of -1 as not
+    /// available, whatever its type; the binding reads the type where that matters.
+    fn timestamp(&self, m: &BorrowedMessage<'_>) -> (i32, i64) {
+        match m.timestamp() {
+            Timestamp::NotAvailable => (0, -1),
+            Timestamp::CreateTime(t) => (1, t),
+            Timestamp::LogAppendTime(t) => (2, t),
+        }
+    }
+}
+
+/// The consumer's context: rebalances go to the hooks, and the offsets handed over but not
+/// yet committed are kept here, where a revoke can commit them.
+pub struct TapContext<H> {
+    hooks: H,
+    /// the next offset to read per (topic, partition), of every record handed over
+    handed: Mutex<BTreeMap<(String, i32), i64>>,
+    /// a commit made during a revoke that failed; `take` reports it
+    failure: Mutex<Option<String>>,
+}
+
+impl<H: TapHooks> ClientContext for TapContext<H> {}
+
+impl<H: TapHooks> ConsumerContext for TapContext<H> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // As the reference's on_revoke: the rows written first, then the offsets committed.
+        if let Rebalance::Revoke(_) = rebalance
+            && self.hooks.revoking()
+            && let Err(e) = commit_handed(consumer, &self.handed, None)
+        {
+            *lock(&self.failure) = Some(e.to_string());
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.hooks.assigned();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Commit the handed offsets (those of `assigned` partitions only, when given: a partition
+/// revoked since is another consumer's to commit), synchronously, and forget them.
+fn commit_handed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    handed: &Mutex<BTreeMap<(String, i32), i64>>,
+    assigned: Option<&TopicPartitionList>,
+) -> Result<(), LoopError> {
+    let offsets = std::mem::take(&mut *lock(handed));
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in &offsets {
+        if assigned.is_none_or(|a| a.find_partition(topic, *partition).is_some()) {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+    }
+    if list.count() > 0 {
+        consumer.commit(&list, CommitMode::Sync)?;
+    }
+    Ok(())
+}
+
+/// The tap's settings that shape its rows and batches (`TapSettings`).
+#[derive(Debug, Clone)]
+pub struct TapConfig {
+    pub topics: Vec<String>,
+    /// the tap's stage prefix: its sightings are `<stage>:<topic>`, cut to 64 characters
+    pub stage: String,
+    pub host: String,
+    pub clock_err_ns: i64,
+    pub clock_source: String,
+    /// key fields are set: an unstamped record is left to the reference
+    pub keyed: bool,
+    pub consume_batch: usize,
+    pub poll_timeout: Duration,
+}
+
+/// A record handed back for the reference to observe, as confluent-kafka gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: (i32, i64),
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Option<Vec<(String, Option<Vec<u8>>)>>,
+    /// why this loop left it to the reference
+    pub why: &'static str,
+}
+
+/// One batch's worth.
+pub struct Taken {
+    pub rows: RecordBatch,
+    /// the records for the reference, each with the number of `rows` that come before its
+    pub raw: Vec<(usize, Raw)>,
+    /// consume errors, as librdkafka words them
+    pub errors: Vec<String>,
+    /// records observed here (not counting `raw`), and of those the unstamped
+    pub records: u64,
+    pub unstamped: u64,
+    /// records observed here per topic, in first-seen order
+    pub per_topic: Vec<(String, u64)>,
+}
+
+pub struct TapLoop<H: TapHooks> {
+    consumer: BaseConsumer<TapContext<H>>,
+    config: TapConfig,
+    /// `Tap.stage_for`: None where the contract refuses the name (the reference raises)
+    stage_of: HashMap<String, Option<String>>,
+    rows: TapRows,
+}
+
+impl<H: TapHooks> TapLoop<H> {
+    /// A consumer with stampline's settings, then `settings` (the tap's and the user's, in
+    /// that order), subscribed to the tap's topics.
+    pub fn new(
+        bootstrap: &str,
+        group_id: &str,
+        settings: &[(String, String)],
+        config: TapConfig,
+        hooks: H,
+    ) -> Result<Self, LoopError> {
+        let context = TapContext {
+            hooks,
+            handed: Mutex::default(),
+            failure: Mutex::default(),
+        };
+        let consumer: BaseConsumer<TapContext<H>> =
+            kafka::consumer_config(bootstrap, group_id, settings).create_with_context(context)?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Self {
+            consumer,
+            config,
+            stage_of: HashMap::new(),
+            rows: TapRows::default(),
+        })
+    }
+
+    pub fn hooks(&self) -> &H {
+        &self.consumer.context().hooks
+    }
+
+    /// Up to `consume_batch` records, waiting up to `poll_timeout` for the first and then
+    /// taking only what is already fetched (collectors/_kafka.py `take`), observed.
+    pub fn take(&mut self) -> Result<Taken, LoopError> {
+        let mut messages = Vec::new();
+        let mut errors = Vec::new();
+        let mut timeout = self.config.poll_timeout;
+        while messages.len() + errors.len() < self.config.consume_batch.max(1) {
+            let Some(polled) = self.consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            match polled {
+                Ok(m) => messages.push(m),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if let Some(failure) = lock(&self.consumer.context().failure).take() {
+            return Err(LoopError::Kafka(format!("commit on revoke: {failure}")));
+        }
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let hooks = &self.consumer.context().hooks;
+        let mut taken = Taken {
+            rows: RecordBatch::new_empty(crate::taprows::schema()),
+            raw: Vec::new(),
+            errors,
+            records: 0,
+            unstamped: 0,
+            per_topic: Vec::new(),
+        };
+        // Keys borrowed from the records (no allocation per record); owned once at the end.
+        let mut handed: HashMap<(&str, i32), i64> = HashMap::new();
+        let mut id = Vec::with_capacity(36);
+        for m in &messages {
+            let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+            handed.insert((topic, partition), offset + 1);
+            let timestamp = hooks.timestamp(m);
+            if !self.stage_of.contains_key(topic) {
+                let name = stage_name(&self.config.stage, topic);
+                self.stage_of.insert(topic.to_owned(), name);
+            }
+            let Some(stage) = self.stage_of[topic].as_deref() else {
+                taken.raw.push((
+                    self.rows.len(),
+                    raw(m, timestamp, "a stage name the contract refuses"),
+                ));
+                continue;
+            };
+            let at = Position {
+                topic,
+                partition,
+                offset,
+                broker_ms: if timestamp.0 != 0 { timestamp.1 } else { 0 },
+                time_type: time_type(timestamp.0),
+            };
+            let me = Sighting {
+                stage,
+                host: &self.config.host,
+                clock_err_ns: self.config.clock_err_ns,
+                clock_source: &self.config.clock_source,
+                now_ns,
+            };
+            let mut picked = Picked::default();
+            if let Some(headers) = m.headers() {
+                for h in headers.iter() {
+                    picked.take(h.key.as_bytes(), h.value);
+                }
+            }
+            let added = match stamps::read(&picked) {
+                Read::Stamps(s) => self.rows.stamped(&at, &me, &s).ok_or(TOO_LATE),
+                Read::NoStamps if self.config.keyed => Err("an unstamped record with key fields"),
+                Read::NoStamps => {
+                    id.clear();
+                    uuid_text(
+                        &source_event_id(topic, partition, offset, at.broker_ms),
+                        &mut id,
+                    );
+                    let id = std::str::from_utf8(&id).expect("hex and hyphens");
+                    taken.unstamped += 1;
+                    self.rows.unstamped(&at, &me, id).ok_or(TOO_LATE)
+                }
+                Read::Unsure(why) => Err(why),
+            };
+            match added {
+                Ok(_) => {
+                    taken.records += 1;
+                    match taken.per_topic.iter_mut().find(|(t, _)| t == topic) {
+                        Some((_, n)) => *n += 1,
+                        None => taken.per_topic.push((topic.to_owned(), 1)),
+                    }
+                }
+                Err(why) => taken.raw.push((self.rows.len(), raw(m, timestamp, why))),
+            }
+        }
+        taken.rows = self.rows.finish()?;
+        lock(&self.consumer.context().handed)
+            .extend(handed.into_iter().map(|((t, p), o)| ((t.to_owned(), p), o)));
+        Ok(taken)
+    }
+
+    /// Commit the offsets of every record handed over (its rows are written: the caller's
+    /// word), for the partitions still assigned.
+    pub fn commit(&self) -> Result<(), LoopError> {
+        let assigned = self.consumer.assignment()?;
+        commit_handed(
+            &self.consumer,
+            &self.consumer.context().handed,
+            Some(&assigned),
+        )
+    }
+}
+
+const TOO_LATE: &str = "a broker time beyond int64 in ns";
+
+/// `Tap.stage_for`: `<stage>:<topic>` cut to 64 characters, if the contract takes it.
+fn stage_name(stage: &str, topic: &str) -> Option<String> {
+    let name: String = format!("{stage}:{topic}").chars().take(64).collect();
+    is_stage_name(&name).then_some(name)
+}
+
+/// `audit.broker_time_type`.
+fn time_type(code: i32) -> &'static str {
+    match code {
+        1 => "CreateTime",
+        2 => "LogAppendTime",
+        _ => "",
+    }
+}
+
+fn raw(m: &BorrowedMessage<'_>, timestamp: (i32, i64), why: &'static str) -> Raw {
+    Raw {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp,
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m.headers().map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        }),
+        why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names_are_the_taps() {
+        assert_eq!(
+            stage_name("tap", "md.clean").as_deref(),
+            Some("tap:md.clean")
+        );
+        let long = "t".repeat(100);
+        assert_eq!(stage_name("tap", &long).unwrap().len(), 64);
+        assert_eq!(stage_name("my tap", "md"), None);
+        assert_eq!(stage_name("tap", "é"), None);
+    }
+
+    #[test]
+    fn time_types_are_the_trails() {
+        assert_eq!(
+            [0, 1, 2, 3].map(time_type),
+            ["", "CreateTime", "LogAppendTime", ""]
+        );
+    }
+}
