@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from stampline._common import where
 from stampline.audit import (
@@ -488,6 +488,8 @@ class _Reference:
             on_assign=lambda _c, _p: on_assign(),
             on_revoke=lambda _c, _p: on_revoke(self),
         )
+        # the next offset per partition of every record observed: what a commit may cover
+        self.observed: dict[tuple[str, int], int] = {}
 
     def take(self, pending: TrailRows) -> bool:
         s = self.settings
@@ -495,10 +497,18 @@ class _Reference:
         if messages:
             _count_path(self.path, len(messages))
             self.observe(messages, pending.rows)
+            for m in messages:
+                if m.error() is None:
+                    self.observed[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
         return bool(messages)
 
     def commit(self) -> None:
-        self.consumer.commit(asynchronous=False)
+        """Commit what was observed, never the consumer's position: a revoke runs inside the
+        consumer's poll, after it may have taken records that are not observed yet."""
+        if self.observed:
+            offsets = [TopicPartition(t, p, o) for (t, p), o in self.observed.items()]
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.observed.clear()
 
     def close(self) -> None:
         self.consumer.close()

@@ -118,3 +118,39 @@ def test_a_tap_started_before_its_topic_exists_observes_it_once_created(
         thread.join(30)
     assert not thread.is_alive()
     assert read_all(bootstrap, trail, 1)  # the sightings reached the trail
+
+
+def test_the_reference_loop_commits_only_what_it_observed(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """The reference loop commits the offsets of the records it observed, not the consumer's
+    position: a revoke runs inside the consumer's poll, which may already have taken records
+    that are not observed (nor written) yet, and those must be read again."""
+    from confluent_kafka import TopicPartition
+
+    from stampline.collectors._tap import _Reference
+    from stampline.collectors._trailrows import TrailRows
+
+    (topic,) = make_topics("observed", partitions=1)
+    produce(bootstrap, topic, [(None, b"{}") for _ in range(10)])
+    tap = Tap(
+        TapSettings(bootstrap, (topic,), group_id=f"{uid}-tap", consume_batch=4), TrailTopic()
+    )
+    source = _Reference(tap.settings, tap._observe, lambda: None, lambda _s: None, "test")
+    try:
+        pending = TrailRows()
+        deadline = time.monotonic() + 30
+        while not source.take(pending):
+            assert time.monotonic() < deadline, "no record taken"
+        observed = tap.stats.records
+        assert 0 < observed <= 4
+        # taken by the consumer as a revoke's poll would, and not observed
+        extra: list[object] = []
+        while not extra:
+            assert time.monotonic() < deadline, "no more records taken"
+            extra = source.consumer.consume(3, 0.5)
+        source.commit()
+        (committed,) = source.consumer.committed([TopicPartition(topic, 0)], timeout=10)
+        assert committed.offset == observed
+    finally:
+        source.close()
