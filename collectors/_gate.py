@@ -40,6 +40,7 @@ from math import nan
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -1153,12 +1154,10 @@ class Gate:
         label = {p: m.provider(p or UNNAMED_PROVIDER) for p in dict.fromkeys(names)}
         providers = [label[p] for p in names]
         by_provider = Counter(providers)
-        forwarded = np.array([o == "forwarded" for o in outcomes], np.bool_)
-        out = Counter(p for p, f in zip(providers, forwarded.tolist(), strict=True) if f)
+        forwarded = [o == "forwarded" for o in outcomes]
+        out = Counter(p for p, f in zip(providers, forwarded, strict=True) if f)
         dead = Counter(
-            (p, m.rule(r))
-            for p, r, f in zip(providers, rule_ids, forwarded.tolist(), strict=True)
-            if not f
+            (p, m.rule(r)) for p, r, f in zip(providers, rule_ids, forwarded, strict=True) if not f
         )
         held = (np.array(emitted, np.int64) - np.array(received, np.int64)) / 1e9
         origins = np.array(origin, np.int64)
@@ -1166,23 +1165,21 @@ class Gate:
         on_broker = np.array(broker, np.int64) * 1_000_000
         # An origin time: how long the record took to reach the gate. A provider clock ahead
         # of ours reads as no delay: the skew itself is stampline_provider_clock_offset_seconds.
-        timed = forwarded & (origins != 0)
+        timed = np.array(forwarded, np.bool_) & (origins != 0)
         reached = np.maximum(intake - origins, 0) / 1e9
         # The provider's own part ends on the broker (provider_latency's definition): the
         # time the record then waited for a gate is never its.
         took = np.maximum(np.where(on_broker != 0, on_broker, intake) - origins, 0) / 1e9
-        column = np.array(providers, object)
-        for provider in by_provider:
-            rows_of = column == provider
-            m.stage_latency.observe_many((stage, provider), held[rows_of])
-            mine = rows_of & timed
-            if mine.any():
-                m.origin_latency.observe_many((provider,), reached[mine])
-                m.provider_latency.observe_many((provider,), took[mine])
+        which = _numbered(providers, by_provider)
+        m.stage_latency.observe_many([(stage, p) for p in by_provider], which, held)
+        named = [(p,) for p in by_provider]
+        m.origin_latency.observe_many(named, which[timed], reached[timed])
+        m.provider_latency.observe_many(named, which[timed], took[timed])
         if m.instrument_latency is not None:
-            symbols = np.array([m.instrument(i) for i in instruments], object)
-            for symbol in dict.fromkeys(symbols.tolist()):
-                m.instrument_latency.observe_many((stage, symbol), held[symbols == symbol])
+            symbols = [m.instrument(i) for i in instruments]
+            kinds = dict.fromkeys(symbols)
+            sets = [(stage, symbol) for symbol in kinds]
+            m.instrument_latency.observe_many(sets, _numbered(symbols, kinds), held)
         now = time.time()
         for provider, count in by_provider.items():
             m.events_in.labels(provider).inc(count)
@@ -1315,6 +1312,12 @@ class Gate:
             if self.metrics is not None:
                 self.metrics.store_write.observe(time.perf_counter() - t0)
             return
+
+
+def _numbered(values: list[str], order: Mapping[str, object]) -> npt.NDArray[np.intp]:
+    """Each value's place in ``order`` (which holds every value once)."""
+    place = {v: k for k, v in enumerate(order)}
+    return np.fromiter((place[v] for v in values), np.intp, len(values))
 
 
 def _judged(

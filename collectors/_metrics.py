@@ -96,20 +96,29 @@ class BatchHistogram(Collector):
         self._lock = threading.Lock()
         registry.register(self)
 
-    def observe_many(self, labels: tuple[str, ...], values: npt.NDArray[np.float64]) -> None:
-        """Observe every value in ``values`` under one label set (values in order of the
-        label names)."""
+    def observe_many(
+        self,
+        label_sets: Sequence[tuple[str, ...]],
+        which: npt.NDArray[np.intp],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        """Observe ``values[i]`` under ``label_sets[which[i]]`` (each set's values in order of
+        the label names): the buckets of every value in one pass, then one update per set,
+        so a batch of a thousand providers costs no more passes than a batch of one."""
         if not len(values):
             return
+        width = len(self._bounds)
         at = np.searchsorted(self._bounds, values, side="left")
-        counts = np.bincount(at, minlength=len(self._bounds))[: len(self._bounds)]
-        total = float(values.sum())
+        counts = np.bincount(which * width + at, minlength=len(label_sets) * width)
+        counts = counts.reshape(len(label_sets), width)
+        totals = np.bincount(which, weights=values, minlength=len(label_sets)).tolist()
         with self._lock:
-            series = self._series.get(labels)
-            if series is None:
-                series = self._series[labels] = (np.zeros(len(self._bounds), np.int64), [0.0])
-            series[0][:] += counts
-            series[1][0] += total
+            for k in np.unique(which).tolist():
+                series = self._series.get(label_sets[k])
+                if series is None:
+                    series = self._series[label_sets[k]] = (np.zeros(width, np.int64), [0.0])
+                series[0][:] += counts[k]
+                series[1][0] += totals[k]
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
         yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

@@ -162,8 +162,11 @@ def test_a_batch_histogram_exposes_what_prometheus_clients_histogram_does() -> N
     for labels, vs in values.items():
         for v in vs:
             reference.labels(*labels).observe(v)
-        batched.observe_many(labels, np.array(vs, np.float64))
-        batched.observe_many(labels, np.array([0.002], np.float64))  # and a second batch
+        batched.observe_many([labels], np.zeros(len(vs), np.intp), np.array(vs, np.float64))
+    # and a second batch, every label set at once (one given no value makes no series)
+    sets = [*values, ("tap", "nobody")]
+    batched.observe_many(sets, np.arange(len(values)), np.full(len(values), 0.002))
+    for labels in values:
         reference.labels(*labels).observe(0.002)
 
     def samples(
