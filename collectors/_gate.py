@@ -670,7 +670,8 @@ class Gate:
         try:
             # Refused whatever the rules say (oversized key or headers, broken stamps): the
             # rules judge them, but they move no stateful rule's state.
-            early = sorted({*sized, *(i for i, p in enumerate(priors) if type(p) is StampError)})
+            broken = (i for i, p in enumerate(priors) if isinstance(p, StampError))
+            early = sorted({*sized, *broken})
             result = rules.evaluate_records(values, received, topics, raw_headers, early)
         except Exception as exc:  # the rules engine should not raise; if it does, find who
             if n > 1:
