@@ -339,6 +339,10 @@ class DivergenceCheck:
         column = self.state["column"]
         need = column[slots] < 0
         new_slots, first = np.unique(slots[need], return_index=True)
+        # In arrival order, as one record at a time would: past the cap, which providers are
+        # compared must not depend on how the records were batched.
+        arrival = np.argsort(first, kind="stable")
+        new_slots, first = new_slots[arrival], first[arrival]
         for s, i in zip(new_slots.tolist(), inst[need][first].tolist(), strict=True):
             used = int(self.book["used"][i])
             if used < self.rule.max_providers:  # providers beyond the cap are not compared

@@ -227,26 +227,41 @@ class TestStale:
 
 
 def divergence_model(
-    events: list[tuple[str, float, int]], pct: float, sustain_ms: int, align_ms: int
+    events: list[tuple[str, float, int]],
+    pct: float,
+    sustain_ms: int,
+    align_ms: int,
+    max_providers: int = 8,
+    instruments: list[str] | None = None,
 ) -> list[bool]:
-    book: dict[str, tuple[float, int]] = {}
-    start: dict[str, int | None] = {}
+    """One event at a time; ``instruments`` gives each event's (default: one for all)."""
+    book: dict[str, dict[str, tuple[float, int]]] = {}
+    start: dict[tuple[str, str], int | None] = {}
+    compared: dict[str, list[str]] = {}  # per instrument, the first max_providers to arrive
     out = []
-    for provider, price, t in events:
-        others = [p for q, (p, tq) in book.items() if q != provider and abs(t - tq) <= align_ms]
+    for k, (provider, price, t) in enumerate(events):
+        inst = instruments[k] if instruments else ""
+        first = compared.setdefault(inst, [])
+        if provider not in first and len(first) < max_providers:
+            first.append(provider)
+        if provider not in first:  # past the cap: never judged, never a comparison
+            out.append(False)
+            continue
+        prices = book.setdefault(inst, {})
+        others = [p for q, (p, tq) in prices.items() if q != provider and abs(t - tq) <= align_ms]
         off = (
             bool(others)
             and abs(price - statistics.median(others)) / statistics.median(others) * 100 > pct
         )
         if off:
-            began = start.get(provider)
+            began = start.get((inst, provider))
             if began is None:
-                began = start[provider] = t
+                began = start[(inst, provider)] = t
             out.append(t - began >= sustain_ms)
         else:
-            start[provider] = None
+            start[(inst, provider)] = None
             out.append(False)
-        book[provider] = (price, t)
+        prices[provider] = (price, t)
     return out
 
 
@@ -319,6 +334,58 @@ class TestDivergence:
         path = write(tmp_path_factory.mktemp("div"), DIVERGE)
         got = [bool(r) for r in run(path, self.feed(events), cuts)]
         assert got == divergence_model(events, 5.0, 2_000, 1_000)
+
+    def test_past_the_provider_cap_the_first_to_arrive_are_compared(self, tmp_path: Path) -> None:
+        """Cap 2 on instrument Y: a, then c and d in one batch. c came first, so c is compared
+        and fails once 8% off for 2 s, however the records are batched. (The places went by
+        the order the names were first seen on any instrument: d before c, on X.)"""
+        capped = DIVERGE.replace("align: 1s}", "align: 1s, max_providers: 2}")
+        path = write(tmp_path, capped)
+        events = [
+            ("X", "d", 100.0, 0), ("X", "c", 100.0, 1), ("Y", "a", 100.0, 2),
+            ("Y", "c", 110.0, 10), ("Y", "d", 100.0, 20), ("Y", "a", 100.0, 2_000),
+            ("Y", "c", 110.0, 2_500),
+        ]  # fmt: skip
+        values = [
+            raw(instrument=inst, provider=p, price=price, ts=T0_MS + t, seq=i)
+            for i, (inst, p, price, t) in enumerate(events)
+        ]
+        for cuts in ([], [3, 5], [4]):
+            assert [bool(r) for r in run(path, values, cuts)] == [False] * 6 + [True], cuts
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        events=st.lists(
+            st.tuples(
+                st.sampled_from(["X", "Y"]),
+                st.sampled_from(["a", "b", "c", "d"]),
+                st.sampled_from([100.0, 110.0]),
+                st.integers(0, 6_000),
+            ),
+            min_size=1,
+            max_size=40,
+        ),
+        cuts=st.lists(st.integers(0, 40), max_size=4),
+    )
+    def test_past_the_provider_cap_matches_the_model_however_batched(
+        self,
+        tmp_path_factory: Any,
+        events: list[tuple[str, str, float, int]],
+        cuts: list[int],
+    ) -> None:
+        """With more providers on an instrument than ``max_providers``, the first to arrive
+        there are the ones compared, whatever the batches (a batch once gave the places to
+        its new providers in the order their names were first seen on any instrument)."""
+        capped = DIVERGE.replace("align: 1s}", "align: 1s, max_providers: 2}")
+        path = write(tmp_path_factory.mktemp("div"), capped)
+        values = [
+            raw(instrument=inst, provider=p, price=price, ts=T0_MS + t, seq=i)
+            for i, (inst, p, price, t) in enumerate(events)
+        ]
+        got = [bool(r) for r in run(path, values, cuts)]
+        rows = [(p, price, t) for _inst, p, price, t in events]
+        instruments = [inst for inst, *_ in events]
+        assert got == divergence_model(rows, 5.0, 2_000, 1_000, 2, instruments)
 
 
 class TestRobustness:
