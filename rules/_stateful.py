@@ -275,7 +275,9 @@ class DivergenceCheck:
             aligned = (col != j) & (np.abs(t - tj) <= rule.align) & ~np.isnan(pj)
             others[:, j] = np.where(aligned, pj, np.nan)
         median, count = _nan_median(others)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        # Prices near the float limit overflow to inf: a number like any other here (an inf
+        # median makes no row diverge), not a warning, which would fail the batch's rows.
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             off = np.abs(p - median) / np.abs(median) * 100.0
         diverging = (count >= rule.min_others) & (off > rule.threshold_pct) & (col >= 0)
         # Book keeping: each provider's last price and time in this batch, per instrument.
@@ -358,7 +360,7 @@ def _nan_median(m: FloatArray) -> tuple[FloatArray, IntArray]:
     lo = np.maximum((count - 1) // 2, 0)
     hi = np.maximum(count // 2, 0)
     rows = np.arange(len(m))
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # two prices near the limit: inf
         median = np.where(count > 0, (s[rows, lo] + s[rows, hi]) / 2.0, np.nan)
     return median, count
 

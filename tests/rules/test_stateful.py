@@ -308,6 +308,19 @@ class TestDivergence:
         assert reasons[8] == ["window"]
         assert reasons[-1] == ["div"]
 
+    def test_prices_near_the_float_limit_are_judged_not_raised(self, tmp_path: Path) -> None:
+        """A median of two prices at 1e308 overflows to inf, and no price diverges from it
+        (b, c, e); 100 against a median of 5e307 does (f), and so does 1e308 against 100 (d).
+        Nothing warns: a warning, an error under pytest, once failed every row of the batch
+        as "rule raised"."""
+        path = write(tmp_path, DIVERGE.replace("sustain: 2s", "sustain: 0s"))
+        rows = [("a", 1e308, 0), ("b", 1e308, 1), ("c", 100.0, 2), ("e", 100.0, 3)]
+        rows += [("f", 100.0, 4), ("d", 1e308, 5)]
+        reasons = run(path, self.feed(rows))
+        assert reasons[:4] == ["", "", "", ""]
+        assert reasons[4].startswith("price 100.0 is 100.00% off the median 5e+307")
+        assert reasons[5].startswith("price 1e+308 is ")
+
     def test_stale_prices_of_others_are_not_compared(self, tmp_path: Path) -> None:
         """Other providers' prices older than the alignment window are left out."""
         path = write(tmp_path, DIVERGE)
