@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+from confluent_kafka import Producer
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
 STAMP_HEADERS = [
@@ -89,6 +90,15 @@ def record(rnd: random.Random, now_ms: int, i: int) -> Record:
     kind = rnd.random()
     if kind < 0.70:
         return None, orjson.dumps(q), []
+    return _hostile(rnd, q, kind)
+
+
+def hostile(rnd: random.Random, now_ms: int, i: int) -> Record:
+    """One of ``record``'s hostile kinds, in the shares ``record`` draws them."""
+    return _hostile(rnd, quote(rnd, now_ms, i), 0.70 + 0.30 * rnd.random())
+
+
+def _hostile(rnd: random.Random, q: dict[str, Any], kind: float) -> Record:
     if kind < 0.75:
         return None, rnd.randbytes(rnd.randint(0, 400)), []
     if kind < 0.83:
@@ -268,3 +278,19 @@ def iter_values(seed: int, n: int) -> Iterator[tuple[bytes | None, list[tuple[st
         if rnd.random() < 0.3:
             headers = [*headers, ("schema-version", rnd.choice([b"1", b"2", b"x"]))]
         yield value, headers
+
+
+def produce_all(bootstrap: str, topic: str, records: Iterator[Record] | list[Record]) -> None:
+    """Produce ``records`` to ``topic`` (values up to 20 MB), waiting for every one."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 20_000_000}
+    )
+    for key, value, headers in records:
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers or None)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    if producer.flush(120):
+        raise RuntimeError(f"the records were not all produced to {topic}")

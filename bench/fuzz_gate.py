@@ -30,31 +30,17 @@ import uuid
 from pathlib import Path
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench._corpus import Record, quote, record  # noqa: E402
+from bench._corpus import produce_all, quote, record  # noqa: E402
 from bench._machine import machine  # noqa: E402
 from stampline.audit import ChdbStore  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from stampline.collectors import H_REASON, H_RULE_ID, Gate, GateSettings  # noqa: E402
 from stampline.demo import rules_file  # noqa: E402
 from stampline.rules import RuleSet  # noqa: E402
-
-
-def produce_all(bootstrap: str, topic: str, records: list[Record]) -> None:
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 20_000_000}
-    )
-    for key, value, headers in records:
-        while True:
-            try:
-                producer.produce(topic, value, key, headers=headers or None)
-                break
-            except BufferError:
-                producer.poll(0.1)
-    producer.flush(120)
 
 
 def count_topic(bootstrap: str, topic: str) -> tuple[int, int]:

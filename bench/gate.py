@@ -15,6 +15,8 @@ Figures, all from one run:
     gate_cpu_us_per_event     this process's CPU time per event in that run (the gate's threads
                               and librdkafka's, not the broker's): on a shared, busy machine a
                               steadier figure than the rate
+    gate_path                 the route it ran: compiled, or reference
+                              (STAMPLINE_GATE_REFERENCE=1 forces the reference)
     tap_observations_per_s    the tap over the gate's stamped output, rows to the trail topic
                               (two per record: its own sighting and the gate's stamp);
                               tap_records_per_s is the same run counted in records;
@@ -400,7 +402,8 @@ def main() -> None:
         result["gate_events_per_s"] = round(gate_rate)
         result["gate_cpu_us_per_event"] = round(gate_cpu, 2)
         result["gate_vs_passthrough"] = round(gate_rate / result["passthrough_events_per_s"], 3)
-        result["provider_keys"] = len(gate.event_time.providers)
+        result["gate_path"] = gate.path
+        result["provider_keys"] = len(gate.event_time)
         result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         log("tap over the gate's stamped output")
         tap_rows, tap_records, tap_cpu, tap_path = run_tap(
@@ -416,6 +419,7 @@ def main() -> None:
     result["targets"] = {
         "gate_events_per_s": 250_000,
         "gate_vs_passthrough": 0.5,
+        "gate_cpu_us_per_event": 4.0,
         "tap_observations_per_s": 500_000,
         "added_latency_p99_ms": 2.0,
         "gate_process_rss_mb": 300,

@@ -47,6 +47,10 @@ class EventTime:
         self._max_providers = max_providers
         self.providers: dict[str, ProviderTime] = {}
 
+    def __len__(self) -> int:
+        """Providers with state."""
+        return len(self.providers)
+
     def watermark_ns(self, provider: str) -> int | None:
         """The provider's watermark, or None before its first event."""
         p = self.providers.get(provider)

@@ -22,6 +22,15 @@ after the records they cover are acknowledged by the broker and their trail rows
 
 Either way the trail is exactly-once per (event, stage): event ids are deterministic and
 rows are replaced, not added.
+
+Two routes do the per-record work after the rules (docs/gate.md, "The compiled route"): the
+compiled one (``stampline._native.route_batch`` on the gate's own librdkafka producer,
+``GateProducer``) stamps, produces and builds the trail rows of every record the gate accepts
+with certainty; every other record goes, in its place, to ``_route``, the reference, which is
+also the whole route where the module lacks it, with ``exactly_once``, when
+``GateSettings.compiled`` is False or the environment sets ``STAMPLINE_GATE_REFERENCE`` (to
+anything but ``0``). Both move one event-time state. Each record's path is counted in
+``GATE_PATHS``.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -55,6 +65,7 @@ from stampline.audit import (
     AUTHORITY_STAMPER,
     PREV_ORIGIN,
     DeadLetter,
+    TrailRow,
     broker_time_type,
     trail_fields,
     trail_row,
@@ -62,7 +73,7 @@ from stampline.audit import (
 from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from stampline.collectors._eventtime import EventTime
 from stampline.collectors._ids import hex_digits, source_event_ids
-from stampline.collectors._kafka import consumer_config, producer_config, take
+from stampline.collectors._kafka import consumer_config, native_settings, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._preflight import (
     Limits,
@@ -93,6 +104,12 @@ from stampline.collectors._trailtopic import TrailTopic
 from stampline.collectors.exceptions import DeliveryError, StampError
 from stampline.rules import SIZE_RULE, BatchResult, Failure, RuleSet, RulesHolder
 
+try:
+    from stampline._native import DeliveryReport, GateProducer, route_batch
+    from stampline._native import EventTime as CompiledEventTime
+except ImportError:  # built without cargo, or before the route (`./dev setup`): the reference
+    GateProducer = None  # type: ignore[assignment,misc]
+
 if TYPE_CHECKING:
     from stampline.alerting import BatchObserver
 
@@ -108,14 +125,20 @@ _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before
 _DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
 # Kafka's timestamp type code -> the trail's name of it (a dict lookup per record, the hot path)
 _TIME_TYPES = {code: broker_time_type(code) for code in range(3)}
-# What a batch's metrics read of each trail row.
-_COUNTED = trail_fields(
-    "provider", "outcome", "rule_id", "received", "emitted", "instrument", "origin", "ingested",
-    "broker_time",
-)  # fmt: skip
+# What a batch's metrics read of each trail row (see _counted).
+_COUNTED_TEXTS = ("provider", "outcome", "rule_id", "instrument")
+_COUNTED_INTS = ("received", "emitted", "origin", "ingested", "broker_time")
+_COUNTED_NAMES = (*_COUNTED_TEXTS, *_COUNTED_INTS)
+_COUNTED = trail_fields(*_COUNTED_NAMES)
 H_WARN = "stampline.warn"  # on a forwarded record: the warn rules it broke, id@vN, comma-separated
 
 Delivery = Literal["at_least_once", "exactly_once"]
+
+# Set (to anything but "0") to run every gate on the reference route.
+FORCE_REFERENCE_ENV = "STAMPLINE_GATE_REFERENCE"
+# Records routed per path: "compiled", or "python: <why>" (the reference route, for a whole
+# gate or for a record the compiled route left to it); each new reason is logged once at INFO.
+GATE_PATHS: Counter[str] = Counter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +172,7 @@ class GateSettings:
     # exactly_once: check first that the broker hides aborted transactions (see _preflight)
     transaction_probe: bool = True
     probe_topic: str = "stampline.transaction-probe"
+    compiled: bool = True  # the compiled route where stampline._native has it (module doc)
 
 
 @dataclass(slots=True)
@@ -257,8 +281,15 @@ class Gate:
         self.trail = trail
         self.metrics = metrics
         self.stats = GateStats()
-        self.event_time = EventTime(settings.allowed_lateness_ns, settings.skew_window_ns)
         self.ready = threading.Event()  # set once partitions are assigned (and recovered)
+        # The route `run` takes: "compiled" or "reference" (module doc), and why the reference.
+        self._reference_why = self._refuse_compiled()
+        self.path = "reference" if self._reference_why else "compiled"
+        # One event-time state for both routes: the compiled route's where it runs, so the
+        # records it leaves to the reference move the same watermarks.
+        self.event_time: EventTime | CompiledEventTime = (
+            EventTime if self._reference_why else CompiledEventTime
+        )(settings.allowed_lateness_ns, settings.skew_window_ns)
         self.paused = False
         self._rows = TrailRows()
         # The constant parts of the stamp headers, encoded once.
@@ -278,7 +309,7 @@ class Gate:
         self._clean_limit = self._limits.out_limit(dead_letter=False)
         self._stop = threading.Event()  # the caller's stop, seen by every thread
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._producer: Producer | GateProducer | None = None
         self._ledger: OutputLedger | None = None
         self._group_metadata: Any = None
         self._q_in: queue.Queue[list[Message] | _Flush | None] = queue.Queue(settings.queue_batches)
@@ -314,10 +345,12 @@ class Gate:
         if self.transactional:
             tid = s.transactional_id or f"{s.group_id}.{s.host}.{os.getpid()}"
             extra["transactional.id"] = tid
-        self._producer = Producer(producer_config(s.bootstrap_servers, {**s.producer, **extra}))
+        self._producer = self._new_producer(
+            producer_config(s.bootstrap_servers, {**s.producer, **extra})
+        )
         if self.transactional:
-            self._producer.init_transactions(30)
-            self._producer.begin_transaction()
+            self._transactions().init_transactions(30)
+            self._transactions().begin_transaction()
         consumer_extra: dict[str, Any] = {"isolation.level": "read_committed", **s.consumer}
         if self.metrics is not None:
             consumer_extra.setdefault("statistics.interval.ms", 5000)
@@ -341,10 +374,11 @@ class Gate:
             list(s.raw_topics), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         log.info(
-            "gate started topics=%s group=%s delivery=%s",
+            "gate started topics=%s group=%s delivery=%s route=%s",
             ",".join(s.raw_topics),
             s.group_id,
             s.delivery,
+            self._reference_why or "compiled",
         )
         try:
             while not stop.is_set() and not self._failed.is_set():
@@ -367,6 +401,37 @@ class Gate:
             )
         if self._error is not None:
             raise self._error
+
+    def _refuse_compiled(self) -> str:
+        """Why this gate cannot take the compiled route ("" when it can)."""
+        s = self.settings
+        if GateProducer is None:
+            return "the reference route (no compiled route)"
+        if not s.compiled or os.environ.get(FORCE_REFERENCE_ENV, "0") != "0":
+            return "the reference route (forced)"
+        if self.transactional:
+            return "the reference route (exactly_once: transactions are the reference's)"
+        _, refused = native_settings(producer_config(s.bootstrap_servers, s.producer))
+        if refused is not None:
+            return f"the reference route (producer setting {refused!r})"
+        return ""
+
+    def _new_producer(self, config: dict[str, Any]) -> Producer | GateProducer:
+        """The compiled route's producer, else confluent-kafka's."""
+        if not self._reference_why:
+            settings, _ = native_settings(config)
+            try:
+                return GateProducer(settings)
+            except ValueError as exc:  # a setting librdkafka refused: confluent-kafka says it
+                log.info("compiled route refused the producer settings: %s", exc)
+                self._reference_why = "the reference route (producer settings)"
+                self.path = "reference"
+        return Producer(config)
+
+    def _transactions(self) -> Producer:
+        """The producer of an exactly_once gate: always confluent-kafka's (the reference)."""
+        assert isinstance(self._producer, Producer)
+        return self._producer
 
     def _preflight(self) -> None:
         """Learn what the output topics accept; with exactly_once, that transactions hold.
@@ -619,7 +684,7 @@ class Gate:
 
     def _cut(self, done: threading.Event | None) -> None:
         """Hand what is pending to the writer (blocking while its queue is full)."""
-        segment = _Segment(self._rows, self._dead, self._offsets, dict(self._positions), done)
+        segment = _Segment(self._rows, self._dead, self._offsets, self._out_positions(), done)
         self._rows, self._dead, self._offsets = TrailRows(), [], {}
         if not segment.offsets and done is None:
             return
@@ -632,6 +697,16 @@ class Gate:
             while not segment.done.wait(0.1):
                 if self._failed.is_set():
                     return
+
+    def _out_positions(self) -> OutPositions:
+        """The next offset per output partition after everything delivered so far: what the
+        delivery callbacks saw, and what the compiled route's producer saw of its records."""
+        positions = dict(self._positions)
+        if isinstance(self._producer, GateProducer):
+            for tp, nxt in self._producer.positions().items():
+                if nxt > positions.get(tp, -1):
+                    positions[tp] = nxt
+        return positions
 
     def _process(self, messages: list[Message]) -> None:
         """Judge, stamp, forward or dead-letter one batch, and add its trail rows.
@@ -667,11 +742,11 @@ class Gate:
         # One rule set per batch: a reload takes effect from the next batch on.
         rules = self.rules.current
         sized, priors = self._screen(good, raw_headers)
+        # Refused whatever the rules say (oversized key or headers, broken stamps): the rules
+        # judge them, but they move no stateful rule's state.
+        broken = (i for i, p in enumerate(priors) if isinstance(p, StampError))
+        early = sorted({*sized, *broken})
         try:
-            # Refused whatever the rules say (oversized key or headers, broken stamps): the
-            # rules judge them, but they move no stateful rule's state.
-            broken = (i for i, p in enumerate(priors) if isinstance(p, StampError))
-            early = sorted({*sized, *broken})
             result = rules.evaluate_records(values, received, topics, raw_headers, early)
         except Exception as exc:  # the rules engine should not raise; if it does, find who
             if n > 1:
@@ -717,14 +792,18 @@ class Gate:
             rule_files=rules.rule_files,
             clock=self._clock,
         )
-        first = len(self._rows)
-        for i, m in enumerate(good):
-            try:
-                self._route(batch, i, m)
-            except DeliveryError:
-                raise  # the broker, not the record: stop without committing, resume here
-            except Exception as exc:  # whatever one record makes fail is that record's
-                self._unprocessable(batch, i, m, exc)
+        first = len(self._rows.rows)  # this batch's reference rows are the tuples from here
+        fast = None  # the compiled route's rows
+        if isinstance(self._producer, GateProducer) and not (
+            self._already.by_id or self._already.by_source
+        ):
+            fast = self._route_compiled(batch, good, early)
+            self._rows.add_batch(fast, ordered=False)
+        else:  # the reference route; also while a recovery scan's findings are being met
+            why = self._reference_why or "the reference route (a recovery scan's findings)"
+            _count_path(f"python: {why}", n)
+            for i, m in enumerate(good):
+                self._route_one(batch, i, m)
         self.stats.events_in += n
         for i in range(n):
             self._offsets[(topics[i], partitions[i])] = offsets[i] + 1
@@ -745,7 +824,54 @@ class Gate:
             except Exception as exc:  # alerting must never take down the gate it watches
                 log.error("alert detectors failed on a batch: %r", exc)
         if self.metrics is not None:
-            self._count(n, first)
+            self._count(n, _counted(self._rows.rows[first:], fast))
+
+    def _route_compiled(
+        self, b: _Batch, messages: list[Message], early: list[int]
+    ) -> pa.RecordBatch:
+        """Route the batch on the compiled route (``route_batch``): the records no rule
+        refused or warned about, the gate refused nothing of and that have readable stamps or
+        none are stamped, produced and given their rows in Rust; every other record, and any
+        the compiled route is not sure of, goes to ``_route`` in its place. Returns the
+        compiled route's rows."""
+        assert isinstance(self._producer, GateProducer)
+        assert isinstance(self.event_time, CompiledEventTime)
+        s = self.settings
+        slow = [False] * len(messages)
+        for i in (*b.rejects, *b.warnings, *early):
+            slow[i] = True
+        rows, forwarded, late = route_batch(
+            self._producer,
+            self.event_time,
+            b,
+            [m.key() for m in messages],
+            slow,
+            lambda i: self._route_one(b, i, messages[i]),
+            clean_topic=s.clean_topic,
+            clean_limit=(
+                self._clean_limit if self._clean_limit < self._limits.producer_bytes else None
+            ),
+            stage=s.stage,
+            host=s.host,
+        )
+        self.stats.forwarded += forwarded
+        for i, ns in late:
+            self.stats.late += 1
+            self._count_late(b.providers[i], ns)
+        judged = sum(slow)
+        _count_path("compiled", forwarded)
+        _count_path("python: refused or warned about", judged)
+        _count_path("python: left by the compiled route", len(messages) - forwarded - judged)
+        return pa.record_batch(rows)
+
+    def _route_one(self, b: _Batch, i: int, m: Message) -> None:
+        """``_route``, dead-lettering a record whose processing raised."""
+        try:
+            self._route(b, i, m)
+        except DeliveryError:
+            raise  # the broker, not the record: stop without committing, resume here
+        except Exception as exc:  # whatever one record makes fail is that record's
+            self._unprocessable(b, i, m, exc)
 
     def _route(self, b: _Batch, i: int, m: Message) -> None:
         """Stamp one record, then forward or dead-letter it, and add its trail row.
@@ -1138,19 +1264,22 @@ class Gate:
             self.metrics.late.labels(label).inc()
             self.metrics.lateness.labels(label).observe(late / 1e9)
 
-    def _count(self, n: int, first: int) -> None:
+    def _count(self, n: int, rows: _Routed) -> None:
         """Update metrics once per batch and label, not once per record: the latencies are
         computed as columns and fed to each histogram per label set (``BatchHistogram``)."""
         m = self.metrics
         assert m is not None
         m.batch_size.observe(n)
-        rows = self._rows.rows[first:]
-        if not rows:
+        if not rows.providers:
             return
         stage = self.settings.stage
-        names, outcomes, rule_ids, received, emitted, instruments, origin, ingested, broker = zip(
-            *map(_COUNTED, rows), strict=True
+        names, outcomes, rule_ids, instruments = (
+            rows.providers,
+            rows.outcomes,
+            rows.rule_ids,
+            rows.instruments,
         )
+        received, emitted, origin, ingested, broker = rows.times
         # in order of first appearance: past the label cap, the later providers are "other"
         label = {p: m.provider(p or UNNAMED_PROVIDER) for p in dict.fromkeys(names)}
         providers = [label[p] for p in names]
@@ -1160,10 +1289,10 @@ class Gate:
         dead = Counter(
             (p, m.rule(r)) for p, r, f in zip(providers, rule_ids, forwarded, strict=True) if not f
         )
-        held = (np.array(emitted, np.int64) - np.array(received, np.int64)) / 1e9
-        origins = np.array(origin, np.int64)
-        intake = np.array(ingested, np.int64)
-        on_broker = np.array(broker, np.int64) * 1_000_000
+        held = (emitted - received) / 1e9
+        origins = origin
+        intake = ingested
+        on_broker = broker * 1_000_000
         # An origin time: how long the record took to reach the gate. A provider clock ahead
         # of ours reads as no delay: the skew itself is stampline_provider_clock_offset_seconds.
         timed = np.array(forwarded, np.bool_) & (origins != 0)
@@ -1197,7 +1326,7 @@ class Gate:
         for (provider, rule), count in dead.items():
             m.dead_lettered.labels(provider, rule).inc(count)
 
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+    def _delivered(self, err: KafkaError | str | None, msg: Message | DeliveryReport) -> None:
         if err is not None:
             self._delivery_errors.append(
                 f"{where(msg.topic(), msg.partition(), msg.offset())}: {err}"
@@ -1236,6 +1365,10 @@ class Gate:
             )
         if not self.transactional:
             remaining = self._flush(30)
+            if isinstance(self._producer, GateProducer):  # the compiled route's records
+                self._delivery_errors.extend(
+                    f"{where(t, p, o)}: {err}" for t, p, o, err in self._producer.take_failures()
+                )
             if remaining or self._delivery_errors:
                 errors = (
                     "; ".join(self._delivery_errors[:5]) or f"{remaining} records unacknowledged"
@@ -1247,17 +1380,17 @@ class Gate:
             self._write_trail(segment)
         if self.transactional:
             try:
-                self._producer.send_offsets_to_transaction(
+                self._transactions().send_offsets_to_transaction(
                     [TopicPartition(t, p, o) for (t, p), o in segment.offsets.items()],
                     self._group_metadata,
                     30,
                 )
-                self._producer.commit_transaction(30)
+                self._transactions().commit_transaction(30)
             except Exception as exc:
                 raise DeliveryError(f"transaction not committed: {exc}") from exc
             if self._delivery_errors:
                 raise DeliveryError("; ".join(self._delivery_errors[:5]))
-            self._producer.begin_transaction()
+            self._transactions().begin_transaction()
             self._commits.put((None, segment))  # for the output checkpoint
             if segment.done is not None:
                 segment.done.set()  # the evaluator may produce again
@@ -1265,7 +1398,7 @@ class Gate:
             self._commits.put((segment.offsets, segment))
         self.stats.flushes += 1
 
-    def _trail_delivered(self, err: KafkaError | None, msg: Message) -> None:
+    def _trail_delivered(self, err: KafkaError | str | None, msg: Message | DeliveryReport) -> None:
         if err is not None:
             self._delivery_errors.append(
                 f"trail {where(msg.topic(), msg.partition(), msg.offset())}: {err}"
@@ -1313,6 +1446,46 @@ class Gate:
             if self.metrics is not None:
                 self.metrics.store_write.observe(time.perf_counter() - t0)
             return
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed:
+    """What a batch's metrics read of its trail rows, as columns."""
+
+    providers: list[str]
+    outcomes: list[str]
+    rule_ids: list[str]
+    instruments: list[str]
+    # received, emitted, origin, ingested (ns) and broker time (ms)
+    times: tuple[npt.NDArray[np.int64], ...]
+
+
+def _counted(rows: list[TrailRow], fast: pa.RecordBatch | None) -> _Routed:
+    """The columns ``_count`` reads: of the reference's row tuples, then the compiled route's
+    record batch."""
+    texts: list[list[str]] = [[] for _ in _COUNTED_TEXTS]
+    ints: list[list[npt.NDArray[np.int64]]] = [[] for _ in _COUNTED_INTS]
+    if rows:  # the getter gives each row's values in _COUNTED_NAMES' order
+        columns = list(zip(*map(_COUNTED, rows), strict=True))
+        for text, column in zip(texts, columns, strict=False):
+            text.extend(column)
+        for part, column in zip(ints, columns[len(texts) :], strict=True):
+            part.append(np.array(column, np.int64))
+    if fast is not None and fast.num_rows:
+        for text, name in zip(texts, _COUNTED_TEXTS, strict=True):
+            text.extend(fast.column(name).to_pylist())
+        for part, name in zip(ints, _COUNTED_INTS, strict=True):
+            part.append(fast.column(name).to_numpy())
+    times = tuple(np.concatenate(part) if part else np.zeros(0, np.int64) for part in ints)
+    return _Routed(texts[0], texts[1], texts[2], texts[3], times)
+
+
+def _count_path(path: str, n: int) -> None:
+    if not n:
+        return
+    GATE_PATHS[path] += n
+    if path != "compiled" and GATE_PATHS[path] == n:
+        log.info("gate records routed on the Python path: %s", path.removeprefix("python: "))
 
 
 def _numbered(values: list[str], order: Mapping[str, object]) -> npt.NDArray[np.intp]:

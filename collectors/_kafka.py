@@ -70,6 +70,21 @@ def admin_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> dict
     return {"bootstrap.servers": bootstrap, **(extra or {}), "logger": _CLIENT_LOG}
 
 
+def native_settings(config: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str | None]:
+    """``config`` as stampline's compiled loops take it (librdkafka's own settings, as text),
+    and the name of the first setting only confluent-kafka takes (a callback), if any: a loop
+    given one must run on the reference instead. confluent-kafka's ``logger`` is left out:
+    the compiled loops' librdkafka logs nothing."""
+    settings: list[tuple[str, str]] = []
+    for name, value in config.items():
+        if name == "logger":
+            continue
+        if not isinstance(value, str | int | float):
+            return settings, name
+        settings.append((name, str(value).lower() if isinstance(value, bool) else str(value)))
+    return settings, None
+
+
 def take(consumer: Consumer, max_records: int, timeout_s: float) -> list[Message]:
     """Up to ``max_records`` records: wait up to ``timeout_s`` for the first, then take only
     what is already fetched. ``Consumer.consume`` alone waits for a full batch or the whole

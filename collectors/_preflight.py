@@ -88,8 +88,8 @@ def topic_limits(
             (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
             entry = future.result(10).get("max.message.bytes")
             out[topic] = int(entry.value) if entry is not None and entry.value else None
-        except (KafkaException, ValueError, TypeError) as exc:
-            log.info("max.message.bytes of topic=%s not known: %s", topic, exc)
+        except (KafkaException, ValueError, TypeError, TimeoutError) as exc:
+            log.info("max.message.bytes of topic=%s not known: %r", topic, exc)
             out[topic] = None
     return out
 

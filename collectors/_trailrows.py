@@ -41,9 +41,11 @@ class TrailRows:
     def __len__(self) -> int:
         return self._batched + len(self.rows)
 
-    def add_batch(self, batch: pa.RecordBatch) -> None:
-        """Add rows as a record batch of the canonical columns, after every row so far."""
-        if self.rows:  # the tuples so far become a batch, so the rows keep their order
+    def add_batch(self, batch: pa.RecordBatch, ordered: bool = True) -> None:
+        """Add rows as a record batch of the canonical columns, after every row so far;
+        with ``ordered=False``, before the tuples not yet made a batch (the gate's: its rows
+        carry no order, and making a few tuples a batch each time costs more than the batch)."""
+        if self.rows and ordered:  # the tuples so far become a batch, so rows keep their order
             self.batches.extend(self._tuples().to_batches())
             self._batched += len(self.rows)
             self.rows.clear()

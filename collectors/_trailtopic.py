@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from confluent_kafka import Producer
@@ -22,6 +22,9 @@ from stampline.audit import (
     dead_letter_table,
     encode_trail_messages,
 )
+
+if TYPE_CHECKING:
+    from stampline._native import GateProducer
 
 DEFAULT_TRAIL_TOPIC = "stampline.trail"
 
@@ -39,7 +42,7 @@ class TrailTopic:
 
     def produce(
         self,
-        producer: Producer,
+        producer: Producer | GateProducer,
         observations: pa.Table,
         dead: Sequence[DeadLetter],
         on_delivery: Callable[[Any, Any], None],

@@ -30,13 +30,9 @@ use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-pub const H_VERSION: &str = "stampline.v";
-pub const H_EVENT_ID: &str = "stampline.event_id";
-pub const H_ORIGIN: &str = "stampline.origin_ns";
-pub const H_INGEST: &str = "stampline.ingest_ns";
-pub const H_CLOCK_ERR: &str = "stampline.clock_err_ns";
-pub const H_TRACEPARENT: &str = "traceparent";
-pub const H_STAMP: &str = "stampline.stamp";
+pub use crate::route::{
+    H_CLOCK_ERR, H_EVENT_ID, H_INGEST, H_ORIGIN, H_STAMP, H_TRACEPARENT, H_VERSION,
+};
 
 /// What the loop runs on, and when it ends.
 #[derive(Debug, Clone)]

@@ -5,6 +5,8 @@
 #![deny(unsafe_code)]
 
 pub mod digest;
+// Event time per provider (watermarks, lateness), shared by the gate's two routes.
+pub mod eventtime;
 
 // The record checker and typed decoder (issue 22): the gate's fast path in evaluate_records.
 pub mod check;
@@ -14,8 +16,13 @@ pub mod schema;
 // The compiled loop's Kafka side (issue 22): built with the `kafka` feature only.
 #[cfg(feature = "kafka")]
 pub mod kafka;
+// The gate's producer on the compiled path.
+#[cfg(feature = "kafka")]
+pub mod producer;
 #[cfg(feature = "python")]
 mod python;
+// The gate's compiled route: stamp headers, lateness and trail rows of accepted records.
+pub mod route;
 pub mod stamps;
 // The tap's compiled loop (issue 22): its rows (Kafka-free) and its consumer.
 #[cfg(feature = "kafka")]

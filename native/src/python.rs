@@ -160,6 +160,10 @@ mod kafka_loop {
     }
 }
 
+// The gate's compiled route (its own file: it needs no `unsafe`).
+#[cfg(feature = "kafka")]
+mod gate;
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     stamp_reader::register(module)?;
@@ -168,6 +172,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     kafka_loop::add(module)?;
     #[cfg(feature = "kafka")]
     tap_loop::register(module)?;
+    #[cfg(feature = "kafka")]
+    gate::register(module)?;
     module.add_function(wrap_pyfunction!(digest_table, module)?)
 }
 
@@ -823,8 +829,8 @@ mod tap_loop {
 
     /// One batch of trail rows, exported through the Arrow C data interface (no copy).
     #[pyclass(module = "stampline._native", frozen)]
-    struct TrailBatch {
-        batch: RecordBatch,
+    pub(super) struct TrailBatch {
+        pub(super) batch: RecordBatch,
     }
 
     #[pymethods]

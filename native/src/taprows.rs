@@ -68,7 +68,7 @@ pub struct Position<'a> {
     /// The broker time in ms, 0 where the record has no timestamp type (as `_observe` has it).
     pub broker_ms: i64,
     /// `audit.broker_time_type` of the timestamp type.
-    pub time_type: &'static str,
+    pub time_type: &'a str,
 }
 
 /// The tap's own sighting's settings, and the time it read the batch.

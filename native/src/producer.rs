@@ -1,0 +1,179 @@
+//! The gate's producer on the compiled path (issue 22): one librdkafka producer (the `rdkafka`
+//! crate's, never confluent-kafka's) that every record of the gate goes out on — the compiled
+//! route's forwards, and the dead letters, reference-routed records and trail messages Python
+//! produces — so a key's records keep their order on the clean topic whichever path judged
+//! them.
+//!
+//! Delivery reports: a record the route produced is accounted here (the next offset per
+//! output partition, and every failure); a record Python produced carries its caller's
+//! callback, and its report waits in [`Outcomes`] until the binding calls it back, after the
+//! poll or flush that served it, with the GIL held.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+
+use crate::kafka::LoopError;
+
+/// Whose record it is: the route's, or Python's with the callback its caller gave.
+pub enum Tag<C> {
+    Route,
+    Callback(C),
+}
+
+/// Where a delivered record went, or why it did not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// librdkafka's words, None when delivered
+    pub error: Option<String>,
+}
+
+/// The producer's context: what its delivery reports said.
+pub struct Outcomes<C> {
+    /// the next offset per (topic, partition) after every route record delivered there
+    positions: Mutex<HashMap<(String, i32), i64>>,
+    /// route records that were not delivered
+    failures: Mutex<Vec<Report>>,
+    /// Python's records' reports, with their callbacks, in the order served
+    callbacks: Mutex<Vec<(C, Report)>>,
+}
+
+impl<C> Default for Outcomes<C> {
+    fn default() -> Self {
+        Self {
+            positions: Mutex::default(),
+            failures: Mutex::default(),
+            callbacks: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<C: Send + Sync + 'static> ClientContext for Outcomes<C> {}
+
+impl<C: Send + Sync + 'static> ProducerContext for Outcomes<C> {
+    type DeliveryOpaque = Box<Tag<C>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: Self::DeliveryOpaque) {
+        let report = match result {
+            Ok(m) => Report {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                offset: m.offset(),
+                error: None,
+            },
+            Err((e, m)) => Report {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                offset: m.offset(),
+                error: Some(e.to_string()),
+            },
+        };
+        match *tag {
+            Tag::Callback(c) => lock(&self.callbacks).push((c, report)),
+            Tag::Route if report.error.is_some() => lock(&self.failures).push(report),
+            Tag::Route => {
+                let mut positions = lock(&self.positions);
+                let next = positions
+                    .entry((report.topic, report.partition))
+                    .or_insert(-1);
+                *next = (*next).max(report.offset + 1);
+            }
+        }
+    }
+}
+
+/// Why a record was not taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// librdkafka's queue is full: serve delivery reports and try again
+    QueueFull,
+    /// refused on the record's own account (its size, say), in librdkafka's words
+    Record(String),
+}
+
+/// A record to produce: value, key and headers as the gate has them.
+pub struct Out<'a> {
+    pub topic: &'a str,
+    pub value: Option<&'a [u8]>,
+    pub key: Option<&'a [u8]>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+pub struct GateProducer<C: Send + Sync + 'static> {
+    producer: BaseProducer<Outcomes<C>>,
+}
+
+impl<C: Send + Sync + 'static> GateProducer<C> {
+    /// A producer with `settings` (the gate's, stampline's defaults first; no transactions).
+    pub fn new(settings: &[(String, String)]) -> Result<Self, LoopError> {
+        let mut config = ClientConfig::new();
+        for (k, v) in settings {
+            config.set(k, v);
+        }
+        Ok(Self {
+            producer: config.create_with_context(Outcomes::default())?,
+        })
+    }
+
+    /// Hand one record to librdkafka.
+    pub fn send(&self, out: Out<'_>, tag: Tag<C>) -> Result<(), Refused> {
+        let mut record = BaseRecord::with_opaque_to(out.topic, Box::new(tag));
+        if let Some(v) = out.value {
+            record = record.payload(v);
+        }
+        if let Some(k) = out.key {
+            record = record.key(k);
+        }
+        if let Some(h) = out.headers {
+            record = record.headers(h);
+        }
+        self.producer.send(record).map_err(|(e, _)| match e {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => Refused::QueueFull,
+            other => Refused::Record(other.to_string()),
+        })
+    }
+
+    /// Serve delivery reports for up to `timeout`.
+    pub fn poll(&self, timeout: Duration) {
+        self.producer.poll(timeout);
+    }
+
+    /// Wait up to `timeout` for every record to be delivered; returns how many are not.
+    pub fn flush(&self, timeout: Duration) -> usize {
+        let _ = self.producer.flush(timeout); // a timeout shows in the count
+        self.in_flight()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+    }
+
+    /// The next offset per output partition after every route record delivered so far.
+    pub fn positions(&self) -> HashMap<(String, i32), i64> {
+        lock(&self.producer.context().positions).clone()
+    }
+
+    /// The route's records that failed since the last call.
+    pub fn take_failures(&self) -> Vec<Report> {
+        std::mem::take(&mut *lock(&self.producer.context().failures))
+    }
+
+    /// Python's records' reports since the last call, with their callbacks.
+    pub fn take_callbacks(&self) -> Vec<(C, Report)> {
+        std::mem::take(&mut *lock(&self.producer.context().callbacks))
+    }
+}

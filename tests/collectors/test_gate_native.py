@@ -1,0 +1,162 @@
+"""The gate's compiled route against its reference, through the real broker (issue 22).
+
+bench/_gatediff.py runs one seeded corpus through a gate on each route and compares what
+they wrote; bench/gate_differential.py runs a million records of it, this a slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaException
+
+from bench._gatediff import compare_routes, differences
+from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
+from stampline.collectors import EventTime, Gate, GateSettings, TrailTopic
+from stampline.collectors._gate import FORCE_REFERENCE_ENV
+from stampline.collectors.exceptions import DeliveryError
+from stampline.demo import rules_file
+from stampline.rules import RuleSet
+from tests.collectors.test_gate import js, quote
+from tests.helpers import GateRun, produce, read_all
+
+SEED = 20261206
+
+
+@pytest.fixture(scope="module")
+def routes(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
+    # every output kept readable, so a mismatch shows the record
+    return compare_routes(bootstrap, tmp_path_factory.mktemp("diff"), SEED, 6_000, keep=10**6)
+
+
+def test_both_routes_write_the_same_records_rows_and_reasons(routes: tuple[object, object]) -> None:
+    """Clean and dead-letter records (key, value, headers but the times taken), dead-letter
+    reasons, trail rows and warning rows are identical on the two routes."""
+    reference, compiled = routes
+    found = differences(reference, compiled)  # type: ignore[arg-type]
+    if found:  # every one shown in full: they are what is to be looked into
+        pytest.fail("\n".join(found), pytrace=False)
+
+
+def test_the_compiled_route_did_the_work(routes: tuple[object, object]) -> None:
+    """The comparison is not the reference against itself: the compiled gate routed most
+    clean records in Rust, the reference gate none, and both met every kind of record."""
+    reference, compiled = routes
+    assert "compiled" not in reference.paths  # type: ignore[attr-defined]
+    paths = compiled.paths  # type: ignore[attr-defined]
+    assert paths["compiled"] > 0.4 * 6_000, paths
+    assert paths["python: refused or warned about"] > 0.2 * 6_000, paths
+    assert compiled.dead_lettered > 1_000  # type: ignore[attr-defined]
+    assert len(compiled.clean) > 3_000  # type: ignore[attr-defined]
+
+
+# ---- which route a gate takes, and the compiled route's producer ----
+
+
+def _settings(**over: Any) -> GateSettings:
+    return GateSettings("127.0.0.1:9", ("md.raw",), "md.clean", "md.dlq", **over)
+
+
+@pytest.mark.parametrize(
+    ("over", "env", "why"),
+    [
+        ({}, "0", ""),
+        ({"delivery": "exactly_once"}, "0", "exactly_once"),
+        ({"compiled": False}, "0", "forced"),
+        ({}, "1", "forced"),
+        ({"producer": {"error_cb": print}}, "0", "producer setting 'error_cb'"),
+    ],
+)
+def test_a_gate_takes_the_compiled_route_unless_something_rules_it_out(
+    over: dict[str, Any], env: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled route is the default; exactly_once, the setting, the environment and a
+    callback only confluent-kafka takes each put the whole gate on the reference, saying why,
+    with the reference's event time."""
+    monkeypatch.setenv(FORCE_REFERENCE_ENV, env)
+    gate = Gate(_settings(**over), RuleSet([]), TrailTopic())
+    if not why:
+        assert gate.path == "compiled"
+        assert isinstance(gate.event_time, _native.EventTime)
+    else:
+        assert gate.path == "reference"
+        assert why in gate._reference_why
+        assert isinstance(gate.event_time, EventTime)
+
+
+def test_the_producer_refuses_as_confluent_kafka_does() -> None:
+    """A record librdkafka will not take raises what the gate catches from confluent-kafka:
+    KafkaException for its size, BufferError when the queue is full, TypeError for headers
+    that are not (name, value) pairs; nothing is produced."""
+    producer = _native.GateProducer(
+        [
+            ("bootstrap.servers", "127.0.0.1:9"),
+            ("message.max.bytes", "1000"),
+            ("queue.buffering.max.messages", "1"),
+            ("message.timeout.ms", "200"),
+        ]
+    )
+    with pytest.raises(KafkaException, match=r"too large|size"):
+        producer.produce("t", b"x" * 5_000)
+    with pytest.raises(TypeError):
+        producer.produce("t", b"v", headers=[("only-a-name",)])  # type: ignore[list-item]
+    producer.produce("t", b"v", headers=[("text", "sent as UTF-8"), ("none", None)])
+    with pytest.raises(BufferError):
+        producer.produce("t", b"v")
+    producer.flush(10)  # no broker: what was queued times out, and only that
+    assert [f[0] for f in producer.take_failures()] == ["t"]
+
+
+def test_undelivered_records_are_reported_on_both_kinds_of_record() -> None:
+    """With no broker to take them, a record produced with a callback reaches it with the
+    error, and one produced by the compiled route is kept among the failures: either way the
+    gate's flush check sees it and commits nothing."""
+    producer = _native.GateProducer(
+        [("bootstrap.servers", "127.0.0.1:9"), ("message.timeout.ms", "300")]
+    )
+    reports: list[tuple[str | None, str, int]] = []
+    producer.produce(
+        "md.dlq", b"v", on_delivery=lambda e, r: reports.append((e, r.topic(), r.offset()))
+    )
+    producer.produce("md.clean", b"v", b"k")  # as route_batch does: no callback
+    assert producer.flush(10) == 0
+    ((error, topic, _offset),) = reports
+    assert topic == "md.dlq"
+    assert error is not None
+    assert "timed out" in error.lower()
+    (failure,) = producer.take_failures()
+    assert failure[0] == "md.clean"
+    assert "timed out" in failure[3].lower()
+    assert producer.take_failures() == []
+    assert producer.positions() == {}
+
+
+def test_a_forward_the_broker_never_acknowledges_stops_the_gate_uncommitted(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """The broker refuses every forward of the compiled route (its clean topic's name is one
+    Kafka does not allow): the gate stops with a DeliveryError naming a record, commits
+    nothing, and a gate with a clean topic the broker takes then forwards every record."""
+    (raw, clean) = make_topics("raw", "clean", partitions=1)
+    produce(bootstrap, raw, [(None, js(quote("alpha", i))) for i in range(5)])
+    refused = f"{uid} not a topic!"
+    settings = GateSettings(bootstrap, (raw,), refused, f"{uid}.dlq", group_id=f"{uid}-g")
+    run = GateRun(settings, RuleSet.load([rules_file()]), TrailTopic(f"{uid}.trail"))
+    assert run.gate.path == "compiled"
+    run.thread.join(60)
+    assert isinstance(run.error, DeliveryError)
+    assert f"{refused}[" in str(run.error)
+    assert "Invalid topic" in str(run.error)
+    assert "offsets not committed" in str(run.error)
+    assert run.gate.stats.events_in == 5
+    again = GateRun(
+        GateSettings(bootstrap, (raw,), clean, f"{uid}.dlq", group_id=f"{uid}-g"),
+        RuleSet.load([rules_file()]),
+        TrailTopic(f"{uid}.trail"),
+    )
+    again.wait_for(5)
+    again.stop()
+    assert again.gate.stats.forwarded == 5
+    assert len(read_all(bootstrap, clean, 5)) == 5
