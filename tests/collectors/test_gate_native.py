@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 
 from bench._gatediff import compare_routes, differences
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
@@ -84,6 +84,17 @@ def test_a_gate_takes_the_compiled_route_unless_something_rules_it_out(
         assert gate.path == "reference"
         assert why in gate._reference_why
         assert isinstance(gate.event_time, EventTime)
+
+
+def test_a_producer_setting_the_compiled_route_cannot_build_falls_back_to_the_reference() -> None:
+    """zstd compression (the vendored librdkafka is built with zlib only): the gate makes
+    confluent-kafka's producer instead and takes the reference route, saying why."""
+    gate = Gate(_settings(), RuleSet([]), TrailTopic())
+    assert gate.path == "compiled"
+    producer = gate._new_producer({"bootstrap.servers": "127.0.0.1:9", "compression.type": "zstd"})
+    assert isinstance(producer, Producer)
+    assert gate.path == "reference"
+    assert "producer settings" in gate._reference_why
 
 
 def test_the_producer_refuses_as_confluent_kafka_does() -> None:
