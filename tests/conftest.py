@@ -6,6 +6,8 @@ shared directory, and its own uniquely named topics and consumer groups on the b
 
 from __future__ import annotations
 
+import fcntl
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,25 @@ import pytest
 from stampline.audit import ChdbStore
 from stampline.broker import EmbeddedBroker, ensure_topics
 from tests.helpers import drop_database
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_marked(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist (`./dev test`), a test marked ``alone`` runs while no other worker
+    runs a test: it holds the run's lock file exclusively, every other test holds it shared.
+    A gate's peak memory grows with how far it lags its input, so it is measured on a machine
+    no other test loads (692 MiB beside the recorder-kill test, 420 MiB alone)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # the workers' temp folders are popen-gw0, popen-gw1, ... in this run's own folder
+    lock = tmp_path_factory.getbasetemp().parent / "alone.lock"
+    alone = request.node.get_closest_marker("alone") is not None
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield  # closing the file releases the lock
 
 
 @pytest.fixture(scope="session")

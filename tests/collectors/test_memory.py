@@ -39,6 +39,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # the peak grows with the gate's lag: another test's load would show in it
 def test_long_names_and_many_keys_keep_the_gate_under_its_memory_bound(
     own_bootstrap: str, uid: str, tmp_path: Path
 ) -> None:

@@ -28,6 +28,7 @@ from stampline.collectors import SidecarMetrics, Tap, TapSettings, TrailTopic, c
 from stampline.collectors import _tap as tap_module
 from stampline.collectors._tap import TAP_PATHS
 from tests.collectors.stampcorpus import gate_written, hostile, written
+from tests.helpers import read_all
 
 pytestmark = pytest.mark.skipif(
     tap_module.TapLoop is None, reason="stampline._native is not built (docs/native.md)"
@@ -281,19 +282,10 @@ tap.run(threading.Event())
 
 
 def trail_rows(bootstrap: str, trail: str) -> Iterator[dict[str, Any]]:
-    """Every row on the trail topic, read as the recorder reads it."""
-    c = Consumer(consumer_config(bootstrap, f"read-{trail}"))
-    c.subscribe([trail])
-    idle = time.monotonic() + 10
-    try:
-        while time.monotonic() < idle:
-            m = c.poll(0.5)
-            if m is None or m.error():
-                continue
-            idle = time.monotonic() + 3
-            yield from decode_trail_message(m.value(), m.headers())[1].to_pylist()
-    finally:
-        c.close()
+    """Every row on the trail topic, read committed as the recorder reads it, once its writer
+    is gone: assigned, not subscribed (no group join to wait for), until 3 s bring nothing."""
+    for r in read_all(bootstrap, trail, idle_s=3.0):
+        yield from decode_trail_message(r.value, r.headers)[1].to_pylist()
 
 
 @pytest.mark.parametrize("moment", ["before", "after"])
