@@ -12,8 +12,12 @@ difference of the two sightings' broker times (:func:`hop_latencies`).
 Each stage stamp found in the headers also becomes an observation at tap authority; where
 the stamping collector wrote its own row (the gate does), that richer row is kept.
 
-The tap is one thread: while the store is slow it simply does not poll, so librdkafka's
-bounded prefetch queue is all it holds.
+The tap is one thread. Its trail write is pipelined with taking: each flush's rows go to the
+trail topic as a segment, and the offsets they cover are committed once the broker has
+acknowledged it and every segment before it (``Tap._settle``); meanwhile the loop takes and
+observes more, up to ``TapSettings.trail_in_flight`` unacknowledged segments, beyond which it
+waits (so while the trail is slow it does not poll, and librdkafka's bounded prefetch queue
+and those segments are all it holds).
 
 Two loops do the same work (docs/native.md, "The tap's compiled loop"): the compiled one
 (``stampline._native.TapLoop``: its own consumer, trail rows built in Rust as Arrow record
