@@ -12,8 +12,9 @@ difference of the two sightings' broker times (:func:`hop_latencies`).
 Each stage stamp found in the headers also becomes an observation at tap authority; where
 the stamping collector wrote its own row (the gate does), that richer row is kept.
 
-The tap is one thread. Its trail write is pipelined with taking: each flush's rows go to the
-trail topic as a segment, and the offsets they cover are committed once the broker has
+The tap is one thread, and a writer thread for its trail: the trail write is pipelined with
+taking. Each flush's rows go to the writer, which encodes and produces them to the trail
+topic as a segment, and the offsets they cover are committed once the broker has
 acknowledged it and every segment before it (``Tap._settle``); meanwhile the loop takes and
 observes more, up to ``TapSettings.trail_in_flight`` unacknowledged segments, beyond which it
 waits (so while the trail is slow it does not poll, and librdkafka's bounded prefetch queue
@@ -37,6 +38,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from itertools import groupby
 from math import nan
@@ -153,6 +155,8 @@ class Tap:
         self._offsets: Offsets = {}  # the offsets those rows cover
         self._in_flight: deque[_Segment] = deque()  # sent, oldest first; none committed
         self._failed: DeliveryError | None = None  # a segment the trail did not take
+        # encodes and produces the trail segments (a trail topic's), apart from the loop
+        self._writer: futures.ThreadPoolExecutor | None = None
 
     def stage_for(self, topic: str) -> str:
         """The stage name of this tap's own sightings on ``topic``."""
@@ -167,6 +171,7 @@ class Tap:
         s = self.settings
         if isinstance(self.trail, TrailTopic):
             self._producer = Producer(producer_config(s.bootstrap_servers, s.consumer))
+            self._writer = futures.ThreadPoolExecutor(1, "stampline-tap-trail")
         pending = self._pending = TrailRows()
         self._offsets, self._in_flight, self._failed = {}, deque(), None  # a run of its own
         source = self._compiled() or _Reference(
@@ -194,6 +199,8 @@ class Tap:
             self._settle(source.commit, 0)
         finally:
             source.close()
+            if self._writer is not None:
+                self._writer.shutdown(cancel_futures=True)
             if self._producer is not None:
                 self._producer.flush(10)
 
@@ -242,26 +249,36 @@ class Tap:
 
     def _send(self) -> None:
         """Send the pending rows to the trail as one segment with the offsets they cover: to
-        the trail topic without waiting for the broker (``_settle`` commits it once it has
-        acknowledged), or to a store sink, written here and so acknowledged at once."""
+        the writer thread, which encodes and produces them to the trail topic (``_settle``
+        commits the segment once the broker has acknowledged it), or to a store sink, written
+        here and so acknowledged at once."""
         pending = self._pending
         if not pending and not self._offsets:
             return
         segment = _Segment(self._offsets)
         self._offsets = {}
         if pending:
-            t0 = time.perf_counter()
             if isinstance(self.trail, TrailTopic):
-                assert self._producer is not None
-                segment.messages = self.trail.produce(
-                    self._producer, pending.table(), (), segment.delivered
-                )
+                assert self._writer is not None
+                segment.produced = self._writer.submit(self._produce, pending.table(), segment)
             else:
+                t0 = time.perf_counter()
                 write_table(self.trail, pending.table())
-            if self.metrics is not None:
-                self.metrics.store_write.observe(time.perf_counter() - t0)
+                if self.metrics is not None:
+                    self.metrics.store_write.observe(time.perf_counter() - t0)
             pending.clear()
         self._in_flight.append(segment)
+
+    def _produce(self, table: pa.Table, segment: _Segment) -> int:
+        """On the writer thread: encode ``table`` and produce it (the encoding releases the
+        GIL, and so does the compiled loop's take: the two run at once); how many messages."""
+        assert self._producer is not None
+        assert isinstance(self.trail, TrailTopic)
+        t0 = time.perf_counter()
+        sent = self.trail.produce(self._producer, table, (), segment.delivered)
+        if self.metrics is not None:
+            self.metrics.store_write.observe(time.perf_counter() - t0)
+        return sent
 
     def _settle(self, commit: Callable[[Offsets], None], keep: int) -> None:
         """Commit the offsets of the segments the broker has acknowledged, oldest first (never
@@ -277,6 +294,13 @@ class Tap:
             while in_flight:
                 head = in_flight[0]
                 late = time.monotonic() - head.sent_at > ACK_TIMEOUT_S
+                if head.produced is not None and head.produced.done():
+                    failure = head.produced.exception()
+                    if failure is not None:
+                        head.errors.append(f"not produced: {failure}")
+                    else:
+                        head.messages = head.produced.result()
+                    head.produced = None
                 if head.errors or (late and len(in_flight) > keep):
                     why = "; ".join(head.errors[:5])
                     why = why or f"{head.messages - head.reports} messages unacknowledged"
@@ -284,13 +308,15 @@ class Tap:
                         f"trail not acknowledged, offsets not committed: {why}"
                     )
                     raise self._failed
-                if head.reports >= head.messages:
+                if head.produced is None and head.reports >= head.messages:
                     done.update(in_flight.popleft().offsets)
-                elif len(in_flight) > keep:
-                    assert producer is not None  # a store sink's segment is acknowledged
-                    producer.poll(0.05)  # backpressure: the loop takes no more meanwhile
-                else:
+                elif len(in_flight) <= keep:
                     break
+                elif head.produced is not None:  # backpressure: no take meanwhile
+                    futures.wait([head.produced], 0.05)
+                else:
+                    assert producer is not None  # a store sink's segment is acknowledged
+                    producer.poll(0.05)
         finally:
             if done:
                 commit(done)
@@ -515,17 +541,22 @@ class _Segment:
     delivery reports come back so far, and the offsets committed once all are acknowledged
     (and every segment before it)."""
 
-    __slots__ = ("errors", "messages", "offsets", "reports", "sent_at")
+    __slots__ = ("errors", "lock", "messages", "offsets", "produced", "reports", "sent_at")
 
     def __init__(self, offsets: Offsets) -> None:
         self.offsets = offsets
+        self.produced: futures.Future[int] | None = None  # the writer's: how many messages
         self.messages = 0  # none for a store sink, written before the segment is kept
         self.reports = 0
         self.errors: list[str] = []
         self.sent_at = time.monotonic()
+        # reports come to whichever thread polls: the loop's, or the writer's when it waits
+        # for room in the producer's queue
+        self.lock = threading.Lock()
 
     def delivered(self, err: Any, msg: Message) -> None:
-        self.reports += 1
+        with self.lock:
+            self.reports += 1
         if err is not None:
             self.errors.append(f"{where(msg.topic(), msg.partition(), msg.offset())}: {err}")
 
