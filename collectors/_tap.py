@@ -303,7 +303,11 @@ class Tap:
                     head.produced = None
                 if head.errors or (late and len(in_flight) > keep):
                     why = "; ".join(head.errors[:5])
-                    why = why or f"{head.messages - head.reports} messages unacknowledged"
+                    why = why or (
+                        "not yet encoded and produced"
+                        if head.produced is not None
+                        else f"{head.messages - head.reports} messages unacknowledged"
+                    )
                     self._failed = DeliveryError(
                         f"trail not acknowledged, offsets not committed: {why}"
                     )

@@ -247,3 +247,63 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
         return int(part.offset)
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("compiled", LOOPS)
+def test_a_revoke_waits_for_the_trail_segments_in_flight_and_commits_them(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, compiled: bool
+) -> None:
+    """When a second tap joins its group while the first one's trail segments wait for the
+    broker, the first waits for their acknowledgement and commits them before its partitions
+    go: the newcomer reads none of those records again, and the trail holds them all."""
+    (topic,) = make_topics("in", partitions=1)
+    trail, group = f"{uid}.trail-later", f"{uid}-tap"
+    produce(bootstrap, topic, [(None, b"{}") for _ in range(40)])
+    held = {"allow.auto.create.topics": False, "message.timeout.ms": 120_000}
+    settings = {"group_id": group, "compiled": compiled, "consume_batch": 10}
+    first = Tap(
+        TapSettings(bootstrap, (topic,), flush_interval_s=0.0, consumer=held, **settings),  # type: ignore[arg-type]
+        TrailTopic(trail),
+    )
+    revoked_with: list[int] = []
+    revoking = first._revoking
+
+    def counted() -> dict[tuple[str, int], int]:
+        revoked_with.append(first.in_flight)
+        return revoking()
+
+    first._revoking = counted  # type: ignore[method-assign]
+    second = Tap(TapSettings(bootstrap, (topic,), **settings), TrailTopic(trail))  # type: ignore[arg-type]
+    stops = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(target=tap.run, args=(stop,))
+        for tap, stop in zip((first, second), stops, strict=True)
+    ]
+    threads[0].start()
+    try:
+        deadline = time.monotonic() + 30
+        while first.stats.records < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.stats.records == 40
+        assert first.in_flight >= 1  # the trail topic does not exist: nothing acknowledged
+        threads[1].start()
+        while not revoked_with and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert revoked_with[0] >= 1  # the revoke began with segments in flight
+        ensure_topics(bootstrap, [trail], 1)  # now the broker takes them
+        assert second.ready.wait(60)
+        assert committed(bootstrap, group, topic) == 40
+        time.sleep(1)
+        assert second.stats.records == 0  # committed before the partition went
+    finally:
+        for stop in stops:
+            stop.set()
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(60)
+    offsets = [
+        offset
+        for r in read_all(bootstrap, trail, 1)
+        for offset in decode_trail_message(r.value, r.headers)[1].column("offset").to_pylist()
+    ]
+    assert sorted(offsets) == list(range(40))
