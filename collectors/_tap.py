@@ -12,8 +12,13 @@ difference of the two sightings' broker times (:func:`hop_latencies`).
 Each stage stamp found in the headers also becomes an observation at tap authority; where
 the stamping collector wrote its own row (the gate does), that richer row is kept.
 
-The tap is one thread: while the store is slow it simply does not poll, so librdkafka's
-bounded prefetch queue is all it holds.
+The tap is one thread, and a writer thread for its trail: the trail write is pipelined with
+taking. Each flush's rows go to the writer, which encodes and produces them to the trail
+topic as a segment, and the offsets they cover are committed once the broker has
+acknowledged it and every segment before it (``Tap._settle``); meanwhile the loop takes and
+observes more, up to ``TapSettings.trail_in_flight`` unacknowledged segments, beyond which it
+waits (so while the trail is slow it does not poll, and librdkafka's bounded prefetch queue
+and those segments are all it holds).
 
 Two loops do the same work (docs/native.md, "The tap's compiled loop"): the compiled one
 (``stampline._native.TapLoop``: its own consumer, trail rows built in Rust as Arrow record
@@ -31,8 +36,9 @@ import os
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from itertools import groupby
 from math import nan
@@ -82,6 +88,13 @@ TAP_PATHS: Counter[str] = Counter()
 _MISSING = object()
 _MS = 1_000_000
 
+# How long the loop waits for the broker to acknowledge a trail segment it cannot go on
+# without (backpressure, the last ones on a stop or a revoke) before it gives up.
+ACK_TIMEOUT_S = 30.0
+
+# The next offset to read per (topic, partition), of the records a segment's rows cover.
+Offsets = dict[tuple[str, int], int]
+
 
 @dataclass(frozen=True, slots=True)
 class TapSettings:
@@ -99,6 +112,9 @@ class TapSettings:
     host: str = field(default_factory=socket.gethostname)
     consumer: dict[str, Any] = field(default_factory=dict)
     compiled: bool = True  # the compiled loop where stampline._native has it (module doc)
+    # Trail segments (a flush each) left unacknowledged while the tap takes more records:
+    # beyond them it waits for the oldest. 0: each written before the next take.
+    trail_in_flight: int = 4
 
 
 # A tap may start before the topics it observes exist: librdkafka notices a topic created
@@ -135,6 +151,12 @@ class Tap:
         self._producer: Producer | None = None
         self.path = ""  # the loop `run` took: "compiled" or "reference"
         self._reference_why = "the reference loop"
+        self._pending = TrailRows()  # rows not yet sent to the trail
+        self._offsets: Offsets = {}  # the offsets those rows cover
+        self._in_flight: deque[_Segment] = deque()  # sent, oldest first; none committed
+        self._failed: DeliveryError | None = None  # a segment the trail did not take
+        # encodes and produces the trail segments (a trail topic's), apart from the loop
+        self._writer: futures.ThreadPoolExecutor | None = None
 
     def stage_for(self, topic: str) -> str:
         """The stage name of this tap's own sightings on ``topic``."""
@@ -144,35 +166,50 @@ class Tap:
         return stage
 
     def run(self, stop: threading.Event) -> None:
+        """Take, observe and send the rows to the trail until ``stop`` is set; raises
+        ``DeliveryError`` when the trail does not take a segment (its offsets uncommitted)."""
         s = self.settings
         if isinstance(self.trail, TrailTopic):
             self._producer = Producer(producer_config(s.bootstrap_servers, s.consumer))
-        pending = TrailRows()
-        source = self._compiled(pending) or _Reference(
-            s,
-            self._observe,
-            self.ready.set,
-            lambda source: self._flush(source, pending),
-            self._reference_why,
+            self._writer = futures.ThreadPoolExecutor(1, "stampline-tap-trail")
+        pending = self._pending = TrailRows()
+        self._offsets, self._in_flight, self._failed = {}, deque(), None  # a run of its own
+        source = self._compiled() or _Reference(
+            s, self._observe, self.ready.set, self._revoking, self._reference_why
         )
         self.path = "compiled" if isinstance(source, _Compiled) else "reference"
         oldest = time.monotonic()
         try:
             while not stop.is_set():
                 empty = not pending
-                if source.take(pending) and empty:
-                    oldest = time.monotonic()
+                taken = source.take(pending)
+                if self._failed is not None:  # on a revoke, inside the take
+                    raise self._failed
+                if taken is not None:
+                    # after the take: a revoke inside it sent the segment before this batch
+                    self._offsets.update(taken)
+                    if empty:
+                        oldest = time.monotonic()
                 if pending and (
                     len(pending) >= s.flush_rows or time.monotonic() - oldest >= s.flush_interval_s
                 ):
-                    self._flush(source, pending)
-            self._flush(source, pending)
+                    self._send()
+                self._settle(source.commit, s.trail_in_flight)
+            self._send()
+            self._settle(source.commit, 0)
         finally:
             source.close()
+            if self._writer is not None:
+                self._writer.shutdown(cancel_futures=True)
             if self._producer is not None:
                 self._producer.flush(10)
 
-    def _compiled(self, pending: TrailRows) -> _Compiled | None:
+    @property
+    def in_flight(self) -> int:
+        """Trail segments sent and not yet acknowledged by the broker (nor committed)."""
+        return len(self._in_flight)
+
+    def _compiled(self) -> _Compiled | None:
         """The compiled loop, unless it is absent, forced off, or cannot take the settings."""
         s = self.settings
         if TapLoop is None or not s.compiled or os.environ.get(FORCE_REFERENCE_ENV, "0") != "0":
@@ -203,52 +240,105 @@ class Tap:
                 poll_timeout_s=s.poll_timeout_s,
                 columns=CANONICAL_SCHEMA.names,
                 on_assign=self.ready.set,
-                on_revoke=lambda: self._write(pending, clear=True),
+                on_revoke=lambda: [(t, p, o) for (t, p), o in self._revoking().items()],
             )
         except ValueError as exc:  # settings it refuses before it starts
             self._reference_why = f"the reference loop ({exc})"
             return None
         return _Compiled(loop, self._observe, self.stats, self.metrics)
 
-    def _flush(self, source: _Source, pending: TrailRows) -> None:
-        if not pending:
+    def _send(self) -> None:
+        """Send the pending rows to the trail as one segment with the offsets they cover: to
+        the writer thread, which encodes and produces them to the trail topic (``_settle``
+        commits the segment once the broker has acknowledged it), or to a store sink, written
+        here and so acknowledged at once."""
+        pending = self._pending
+        if not pending and not self._offsets:
             return
-        self._write(pending)
-        source.commit()
-        pending.clear()
-
-    def _write(self, pending: TrailRows, clear: bool = False) -> None:
-        """Write the rows to the trail (acknowledged by the broker, or in the store)."""
-        if not pending:
-            return
-        t0 = time.perf_counter()
-        if isinstance(self.trail, TrailTopic):
-            self._produce_trail(pending)
-        else:
-            write_table(self.trail, pending.table())
-        if self.metrics is not None:
-            self.metrics.store_write.observe(time.perf_counter() - t0)
-        if clear:
+        segment = _Segment(self._offsets)
+        self._offsets = {}
+        if pending:
+            if isinstance(self.trail, TrailTopic):
+                assert self._writer is not None
+                segment.produced = self._writer.submit(self._produce, pending.table(), segment)
+            else:
+                t0 = time.perf_counter()
+                write_table(self.trail, pending.table())
+                if self.metrics is not None:
+                    self.metrics.store_write.observe(time.perf_counter() - t0)
             pending.clear()
+        self._in_flight.append(segment)
 
-    def _produce_trail(self, pending: TrailRows) -> None:
-        """Produce the rows to the trail topic and wait until the broker has them all, so
-        the offsets committed next never run ahead of the trail."""
+    def _produce(self, table: pa.Table, segment: _Segment) -> int:
+        """On the writer thread: encode ``table`` and produce it (the encoding releases the
+        GIL, and so does the compiled loop's take: the two run at once); how many messages."""
         assert self._producer is not None
         assert isinstance(self.trail, TrailTopic)
-        errors: list[str] = []
+        t0 = time.perf_counter()
+        sent = self.trail.produce(self._producer, table, (), segment.delivered)
+        if self.metrics is not None:
+            self.metrics.store_write.observe(time.perf_counter() - t0)
+        return sent
 
-        def delivered(err: Any, msg: Message) -> None:
-            if err is not None:
-                errors.append(f"{where(msg.topic(), msg.partition(), msg.offset())}: {err}")
+    def _settle(self, commit: Callable[[Offsets], None], keep: int) -> None:
+        """Commit the offsets of the segments the broker has acknowledged, oldest first (never
+        past one it has not), waiting until at most ``keep`` remain in flight; a segment the
+        trail refused, or that is still unacknowledged after ``ACK_TIMEOUT_S`` while the tap
+        waits for it, raises ``DeliveryError``: its offsets and every later one's stay
+        uncommitted, and the tap's next revoke commits nothing more."""
+        in_flight, producer = self._in_flight, self._producer
+        if producer is not None and in_flight:
+            producer.poll(0)  # the delivery reports come in here
+        done: Offsets = {}
+        try:
+            while in_flight:
+                head = in_flight[0]
+                late = time.monotonic() - head.sent_at > ACK_TIMEOUT_S
+                if head.produced is not None and head.produced.done():
+                    failure = head.produced.exception()
+                    if failure is not None:
+                        head.errors.append(f"not produced: {failure}")
+                    else:
+                        head.messages = head.produced.result()
+                    head.produced = None
+                if head.errors or (late and len(in_flight) > keep):
+                    why = "; ".join(head.errors[:5])
+                    why = why or (
+                        "not yet encoded and produced"
+                        if head.produced is not None
+                        else f"{head.messages - head.reports} messages unacknowledged"
+                    )
+                    self._failed = DeliveryError(
+                        f"trail not acknowledged, offsets not committed: {why}"
+                    )
+                    raise self._failed
+                if head.produced is None and head.reports >= head.messages:
+                    done.update(in_flight.popleft().offsets)
+                elif len(in_flight) <= keep:
+                    break
+                elif head.produced is not None:  # backpressure: no take meanwhile
+                    futures.wait([head.produced], 0.05)
+                else:
+                    assert producer is not None  # a store sink's segment is acknowledged
+                    producer.poll(0.05)
+        finally:
+            if done:
+                commit(done)
 
-        self.trail.produce(self._producer, pending.table(), (), delivered)
-        remaining = self._producer.flush(30)
-        if remaining or errors:
-            raise DeliveryError(
-                f"trail not acknowledged, offsets not committed: "
-                f"{'; '.join(errors[:5]) or f'{remaining} messages unacknowledged'}"
-            )
+    def _revoking(self) -> Offsets:
+        """On a revoke (and on close): send the pending rows, wait until the broker has
+        acknowledged every segment in flight, and return their offsets, which are committed
+        before the partitions go. After a failure, only what was acknowledged before it; the
+        failure is raised once the take returns."""
+        acknowledged: Offsets = {}
+        if self._failed is not None:
+            return acknowledged
+        try:
+            self._send()
+            self._settle(acknowledged.update, 0)
+        except DeliveryError:
+            pass  # kept in self._failed, raised by run
+        return acknowledged
 
     def observe(self, messages: Sequence[Message | RawRecord]) -> list[Observation]:
         """The observations for ``messages`` (counted in ``stats``)."""
@@ -450,15 +540,40 @@ def _count_path(path: str, n: int) -> None:
         log.info("tap records observed on the Python path: %s", path.removeprefix("python: "))
 
 
+class _Segment:
+    """One flush's rows on their way to the trail topic: how many messages carry them, the
+    delivery reports come back so far, and the offsets committed once all are acknowledged
+    (and every segment before it)."""
+
+    __slots__ = ("errors", "lock", "messages", "offsets", "produced", "reports", "sent_at")
+
+    def __init__(self, offsets: Offsets) -> None:
+        self.offsets = offsets
+        self.produced: futures.Future[int] | None = None  # the writer's: how many messages
+        self.messages = 0  # none for a store sink, written before the segment is kept
+        self.reports = 0
+        self.errors: list[str] = []
+        self.sent_at = time.monotonic()
+        # reports come to whichever thread polls: the loop's, or the writer's when it waits
+        # for room in the producer's queue
+        self.lock = threading.Lock()
+
+    def delivered(self, err: Any, msg: Message) -> None:
+        with self.lock:
+            self.reports += 1
+        if err is not None:
+            self.errors.append(f"{where(msg.topic(), msg.partition(), msg.offset())}: {err}")
+
+
 class _Source(Protocol):
     """Where a tap's records come from: one of its two loops."""
 
-    def take(self, pending: TrailRows) -> bool:
-        """Observe a batch into ``pending``; False when none came."""
+    def take(self, pending: TrailRows) -> Offsets | None:
+        """Observe a batch into ``pending``; the offsets it covers, or None when none came."""
         ...
 
-    def commit(self) -> None:
-        """Commit the offsets of every record observed (its rows are written)."""
+    def commit(self, offsets: Offsets) -> None:
+        """Commit ``offsets`` (their records' rows are on the trail)."""
         ...
 
     def close(self) -> None: ...
@@ -475,7 +590,7 @@ class _Reference:
         settings: TapSettings,
         observe: Observe,
         on_assign: Callable[[], None],
-        on_revoke: Callable[[_Source], None],
+        on_revoke: Callable[[], Offsets],
         why: str,
     ) -> None:
         s = self.settings = settings
@@ -486,29 +601,28 @@ class _Reference:
         self.consumer.subscribe(
             list(s.topics),
             on_assign=lambda _c, _p: on_assign(),
-            on_revoke=lambda _c, _p: on_revoke(self),
+            on_revoke=lambda _c, _p: self.commit(on_revoke()),
         )
-        # the next offset per partition of every record observed: what a commit may cover
-        self.observed: dict[tuple[str, int], int] = {}
 
-    def take(self, pending: TrailRows) -> bool:
+    def take(self, pending: TrailRows) -> Offsets | None:
         s = self.settings
         messages = take(self.consumer, s.consume_batch, s.poll_timeout_s)
-        if messages:
-            _count_path(self.path, len(messages))
-            self.observe(messages, pending.rows)
-            for m in messages:
-                if m.error() is None:
-                    self.observed[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
-        return bool(messages)
+        if not messages:
+            return None
+        _count_path(self.path, len(messages))
+        self.observe(messages, pending.rows)
+        return {
+            (m.topic() or "", m.partition() or 0): (m.offset() or 0) + 1
+            for m in messages
+            if m.error() is None
+        }
 
-    def commit(self) -> None:
-        """Commit what was observed, never the consumer's position: a revoke runs inside the
+    def commit(self, offsets: Offsets) -> None:
+        """Commit the offsets given, never the consumer's position: a revoke runs inside the
         consumer's poll, after it may have taken records that are not observed yet."""
-        if self.observed:
-            offsets = [TopicPartition(t, p, o) for (t, p), o in self.observed.items()]
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-            self.observed.clear()
+        if offsets:
+            listed = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+            self.consumer.commit(offsets=listed, asynchronous=False)
 
     def close(self) -> None:
         self.consumer.close()
@@ -523,8 +637,8 @@ class _Compiled:
     ) -> None:
         self.loop, self.observe, self.stats, self.metrics = loop, observe, stats, metrics
 
-    def take(self, pending: TrailRows) -> bool:
-        rows, raw, errors, records, unstamped, per_topic = self.loop.take()
+    def take(self, pending: TrailRows) -> Offsets | None:
+        rows, raw, errors, records, unstamped, per_topic, handed = self.loop.take()
         for error in errors:
             log.warning("consume error: %s", error)
         batch = pa.record_batch(rows)
@@ -550,10 +664,13 @@ class _Compiled:
                 at = before
             self.observe(records_here, pending.rows)
         pending.add_batch(batch.slice(at))
-        return bool(batch.num_rows or raw or errors)
+        if not (batch.num_rows or raw or errors):
+            return None
+        return {(topic, partition): offset for topic, partition, offset in handed}
 
-    def commit(self) -> None:
-        self.loop.commit()
+    def commit(self, offsets: Offsets) -> None:
+        if offsets:
+            self.loop.commit([(t, p, o) for (t, p), o in offsets.items()])
 
     def close(self) -> None:
         self.loop.close()

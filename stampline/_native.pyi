@@ -71,12 +71,20 @@ class TapLoop:
         poll_timeout_s: float,
         columns: list[str],
         on_assign: Callable[[], object],
-        on_revoke: Callable[[], object],
+        on_revoke: Callable[[], list[tuple[str, int, int]]],
     ) -> None: ...
     def take(
         self,
-    ) -> tuple[TrailBatch, list[RawTuple], list[str], int, int, list[tuple[str, int]]]: ...
-    def commit(self) -> None: ...
+    ) -> tuple[
+        TrailBatch,
+        list[RawTuple],
+        list[str],
+        int,
+        int,
+        list[tuple[str, int]],
+        list[tuple[str, int, int]],
+    ]: ...
+    def commit(self, offsets: list[tuple[str, int, int]]) -> None: ...
     def close(self) -> None: ...
 
 # The gate's compiled route (native/src/route.rs, producer.rs, eventtime.rs; collectors/_gate.py).

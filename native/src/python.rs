@@ -650,12 +650,18 @@ mod tap_loop {
             });
         }
 
-        fn revoking(&self) -> bool {
-            Python::attach(|py| match self.on_revoke.call0(py) {
-                Ok(_) => true,
-                Err(e) => {
-                    keep(&self.raised, e);
-                    false
+        fn revoking(&self) -> Vec<(String, i32, i64)> {
+            Python::attach(|py| {
+                match self
+                    .on_revoke
+                    .call0(py)
+                    .and_then(|offsets| offsets.extract(py))
+                {
+                    Ok(offsets) => offsets,
+                    Err(e) => {
+                        keep(&self.raised, e);
+                        Vec::new()
+                    }
                 }
             })
         }
@@ -678,12 +684,14 @@ mod tap_loop {
     }
 
     /// A consumer of the tap's topics that hands over each batch as trail rows.
-    /// `take()` returns `(rows, raw, errors, records, unstamped, per_topic)`: `rows` a
+    /// `take()` returns `(rows, raw, errors, records, unstamped, per_topic, handed)`: `rows` a
     /// `TrailBatch`; `raw` the records for the reference, `(rows before it, topic, partition,
     /// offset, (timestamp type, ms), key, value, headers, why)`; `errors` consume errors'
-    /// texts; `records` and `unstamped` the records observed here; `per_topic` `(topic, n)`.
-    /// `commit()` commits the offsets of everything handed over; `close()` leaves the group
-    /// (calling `on_revoke` first, as a revoke does).
+    /// texts; `records` and `unstamped` the records observed here; `per_topic` `(topic, n)`;
+    /// `handed` `(topic, partition, next offset)` after the batch's records. `commit(offsets)`
+    /// commits such offsets (of the partitions still assigned); `on_revoke` returns the ones
+    /// a revoke commits; `close()` leaves the group (calling `on_revoke` first, as a revoke
+    /// does).
     #[pyclass(module = "stampline._native")]
     struct TapLoop {
         inner: Option<Loop<Hooks>>,
@@ -764,6 +772,7 @@ mod tap_loop {
             u64,
             u64,
             Vec<(String, u64)>,
+            Vec<(String, i32, i64)>,
         )> {
             let tap = self
                 .inner
@@ -785,15 +794,16 @@ mod tap_loop {
                 taken.records,
                 taken.unstamped,
                 taken.per_topic,
+                taken.handed,
             ))
         }
 
-        fn commit(&self, py: Python<'_>) -> PyResult<()> {
+        fn commit(&self, py: Python<'_>, offsets: Vec<(String, i32, i64)>) -> PyResult<()> {
             let tap = self
                 .inner
                 .as_ref()
                 .ok_or_else(|| PyRuntimeError::new_err("the tap loop is closed"))?;
-            py.detach(|| tap.commit()).map_err(error)
+            py.detach(|| tap.commit(&offsets)).map_err(error)
         }
 
         fn close(&mut self, py: Python<'_>) -> PyResult<()> {

@@ -2,8 +2,9 @@
 //! as trail rows built column-wise in Arrow ([`crate::taprows`]), with each record's stamps
 //! read by [`crate::stamps::read`] straight from the header bytes librdkafka holds.
 //!
-//! Python keeps the control: it asks for a batch ([`TapLoop::take`]), writes the rows to the
-//! trail, and only then commits ([`TapLoop::commit`]) the offsets of what it was handed.
+//! Python keeps the control: it asks for a batch ([`TapLoop::take`]), which comes with the
+//! offsets it covers; it writes the rows to the trail, and commits ([`TapLoop::commit`]) the
+//! offsets it names once the trail has them (collectors/_tap.py pipelines that write).
 //! Records this loop is not certain to observe exactly as `Tap._observe` (collectors/_tap.py)
 //! does come back raw ([`Raw`]), in their place among the rows, and Python observes them with
 //! the reference: stamps the reader is unsure of (every broken one among them), an unstamped
@@ -12,7 +13,7 @@
 //! text. One thread; librdkafka's handles are this module's own (the `rdkafka` crate).
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,9 +31,10 @@ use crate::taprows::{Position, Sighting, TapRows};
 pub trait TapHooks: Send + Sync + 'static {
     /// Partitions were assigned.
     fn assigned(&self);
-    /// Partitions are about to be revoked: write the rows of every record handed over so far.
-    /// True when written; their offsets are then committed before the partitions go.
-    fn revoking(&self) -> bool;
+    /// Partitions are about to be revoked: write the rows of every record handed over so far,
+    /// and name the offsets (topic, partition, next offset) whose rows the trail now holds;
+    /// those are committed before the partitions go.
+    fn revoking(&self) -> Vec<(String, i32, i64)>;
     /// A record's timestamp (type code, ms) as librdkafka gives it (confluent-kafka's
     /// `Message.timestamp()`). The rdkafka crate reports any timestamp of -1 as not
     /// available, whatever its type; the binding reads the type where that matters.
@@ -45,12 +47,9 @@ pub trait TapHooks: Send + Sync + 'static {
     }
 }
 
-/// The consumer's context: rebalances go to the hooks, and the offsets handed over but not
-/// yet committed are kept here, where a revoke can commit them.
+/// The consumer's context: rebalances go to the hooks, which say what a revoke commits.
 pub struct TapContext<H> {
     hooks: H,
-    /// the next offset to read per (topic, partition), of every record handed over
-    handed: Mutex<BTreeMap<(String, i32), i64>>,
     /// a commit made during a revoke that failed; `take` reports it
     failure: Mutex<Option<String>>,
 }
@@ -59,10 +58,9 @@ impl<H: TapHooks> ClientContext for TapContext<H> {}
 
 impl<H: TapHooks> ConsumerContext for TapContext<H> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // As the reference's on_revoke: the rows written first, then the offsets committed.
+        // As the reference's on_revoke: the rows written first, then their offsets committed.
         if let Rebalance::Revoke(_) = rebalance
-            && self.hooks.revoking()
-            && let Err(e) = commit_handed(consumer, &self.handed, None)
+            && let Err(e) = commit_offsets(consumer, &self.hooks.revoking(), None)
         {
             *lock(&self.failure) = Some(e.to_string());
         }
@@ -79,16 +77,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Commit the handed offsets (those of `assigned` partitions only, when given: a partition
-/// revoked since is another consumer's to commit), synchronously, and forget them.
-fn commit_handed<C: ConsumerContext>(
+/// Commit `offsets` (those of `assigned` partitions only, when given: a partition revoked
+/// since is another consumer's to commit), synchronously.
+fn commit_offsets<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    handed: &Mutex<BTreeMap<(String, i32), i64>>,
+    offsets: &[(String, i32, i64)],
     assigned: Option<&TopicPartitionList>,
 ) -> Result<(), LoopError> {
-    let offsets = std::mem::take(&mut *lock(handed));
     let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in &offsets {
+    for (topic, partition, offset) in offsets {
         if assigned.is_none_or(|a| a.find_partition(topic, *partition).is_some()) {
             list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
@@ -140,6 +137,9 @@ pub struct Taken {
     pub unstamped: u64,
     /// records observed here per topic, in first-seen order
     pub per_topic: Vec<(String, u64)>,
+    /// the next offset per (topic, partition) after this batch's records (raw ones too): what
+    /// a commit covers once their rows are written
+    pub handed: Vec<(String, i32, i64)>,
 }
 
 pub struct TapLoop<H: TapHooks> {
@@ -162,7 +162,6 @@ impl<H: TapHooks> TapLoop<H> {
     ) -> Result<Self, LoopError> {
         let context = TapContext {
             hooks,
-            handed: Mutex::default(),
             failure: Mutex::default(),
         };
         let consumer: BaseConsumer<TapContext<H>> =
@@ -211,6 +210,7 @@ impl<H: TapHooks> TapLoop<H> {
             records: 0,
             unstamped: 0,
             per_topic: Vec::new(),
+            handed: Vec::new(),
         };
         // Keys borrowed from the records (no allocation per record); owned once at the end.
         let mut handed: HashMap<(&str, i32), i64> = HashMap::new();
@@ -277,20 +277,18 @@ impl<H: TapHooks> TapLoop<H> {
             }
         }
         taken.rows = self.rows.finish()?;
-        lock(&self.consumer.context().handed)
-            .extend(handed.into_iter().map(|((t, p), o)| ((t.to_owned(), p), o)));
+        taken.handed = handed
+            .into_iter()
+            .map(|((t, p), o)| (t.to_owned(), p, o))
+            .collect();
         Ok(taken)
     }
 
-    /// Commit the offsets of every record handed over (its rows are written: the caller's
-    /// word), for the partitions still assigned.
-    pub fn commit(&self) -> Result<(), LoopError> {
+    /// Commit `offsets` (their records' rows are written: the caller's word), for the
+    /// partitions still assigned.
+    pub fn commit(&self, offsets: &[(String, i32, i64)]) -> Result<(), LoopError> {
         let assigned = self.consumer.assignment()?;
-        commit_handed(
-            &self.consumer,
-            &self.consumer.context().handed,
-            Some(&assigned),
-        )
+        commit_offsets(&self.consumer, offsets, Some(&assigned))
     }
 }
 

@@ -7,17 +7,22 @@ import time
 from collections.abc import Callable
 
 import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
 
-from stampline.audit import ChdbStore
+from stampline.audit import ChdbStore, decode_trail_message
 from stampline.broker import ensure_topics
 from stampline.collectors import (
+    DeliveryError,
     Stamps,
     Tap,
     TapSettings,
     TrailTopic,
+    consumer_config,
     hop_latencies,
     key_event_id,
 )
+from stampline.collectors import _tap as tap_module
 from tests.helpers import produce, read_all
 
 T0 = 1_750_000_000_000_000_000  # ns; stamps hold times between 2000 and 2100
@@ -126,8 +131,6 @@ def test_the_reference_loop_commits_only_what_it_observed(
     """The reference loop commits the offsets of the records it observed, not the consumer's
     position: a revoke runs inside the consumer's poll, which may already have taken records
     that are not observed (nor written) yet, and those must be read again."""
-    from confluent_kafka import TopicPartition
-
     from stampline.collectors._tap import _Reference
     from stampline.collectors._trailrows import TrailRows
 
@@ -136,11 +139,11 @@ def test_the_reference_loop_commits_only_what_it_observed(
     tap = Tap(
         TapSettings(bootstrap, (topic,), group_id=f"{uid}-tap", consume_batch=4), TrailTopic()
     )
-    source = _Reference(tap.settings, tap._observe, lambda: None, lambda _s: None, "test")
+    source = _Reference(tap.settings, tap._observe, lambda: None, dict, "test")
     try:
         pending = TrailRows()
         deadline = time.monotonic() + 30
-        while not source.take(pending):
+        while (offsets := source.take(pending)) is None:
             assert time.monotonic() < deadline, "no record taken"
         observed = tap.stats.records
         assert 0 < observed <= 4
@@ -149,8 +152,158 @@ def test_the_reference_loop_commits_only_what_it_observed(
         while not extra:
             assert time.monotonic() < deadline, "no more records taken"
             extra = source.consumer.consume(3, 0.5)
-        source.commit()
+        source.commit(offsets)
         (committed,) = source.consumer.committed([TopicPartition(topic, 0)], timeout=10)
         assert committed.offset == observed
     finally:
         source.close()
+
+
+LOOPS = [
+    pytest.param(
+        True,
+        id="compiled",
+        marks=pytest.mark.skipif(tap_module.TapLoop is None, reason="no compiled loop"),
+    ),
+    pytest.param(False, id="reference"),
+]
+
+
+@pytest.mark.parametrize("compiled", LOOPS)
+def test_the_tap_takes_on_while_its_trail_is_unacknowledged_and_commits_none_of_it(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, compiled: bool
+) -> None:
+    """While the broker has not acknowledged a trail segment the tap goes on taking records
+    (up to its segments in flight), commits nothing past that segment, stops when its
+    delivery fails, and the next tap of the group observes exactly the uncommitted records."""
+    topic, trail = make_topics("in", "trail", partitions=1)
+    group = f"{uid}-tap"
+    settings = {"group_id": group, "compiled": compiled, "consume_batch": 10}
+    produce(bootstrap, topic, [(None, b"{}") for _ in range(30)])
+    first = Tap(TapSettings(bootstrap, (topic,), **settings), TrailTopic(trail))  # type: ignore[arg-type]
+    _run_tap(first, 30)
+    assert committed(bootstrap, group, topic) == 30
+    produce(bootstrap, topic, [(None, b"{}") for _ in range(100)])
+    # a trail topic that does not exist: its messages wait, then time out
+    missing = {"allow.auto.create.topics": False, "message.timeout.ms": 6000}
+    blocked = Tap(
+        TapSettings(
+            bootstrap,
+            (topic,),
+            flush_interval_s=0.0,
+            consumer=missing,
+            **settings,  # type: ignore[arg-type]
+        ),
+        TrailTopic(f"{uid}.missing"),
+    )
+    failed: list[BaseException] = []
+    stop = threading.Event()  # set only if the test fails: the tap should stop by itself
+    thread = threading.Thread(target=_catch, args=(blocked.run, stop, failed))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while blocked.stats.records <= 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        in_flight = blocked.in_flight
+        assert blocked.stats.records > 10  # past the first segment, which is unacknowledged
+        assert in_flight >= 2
+        assert committed(bootstrap, group, topic) == 30
+        thread.join(60)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(60)
+    (error,) = failed
+    assert isinstance(error, DeliveryError), error
+    # it took at most its segments in flight and one more, then waited for the first
+    assert blocked.stats.records <= 10 * (blocked.settings.trail_in_flight + 1)
+    assert committed(bootstrap, group, topic) == 30
+    again = Tap(TapSettings(bootstrap, (topic,), **settings), TrailTopic(trail))  # type: ignore[arg-type]
+    _run_tap(again, 100)
+    assert again.stats.records == 100  # exactly the uncommitted
+    assert committed(bootstrap, group, topic) == 130
+    offsets = [
+        offset
+        for r in read_all(bootstrap, trail, 2)
+        for offset in decode_trail_message(r.value, r.headers)[1].column("offset").to_pylist()
+    ]
+    assert sorted(offsets) == list(range(130))
+
+
+def _catch(
+    run: Callable[[threading.Event], None], stop: threading.Event, failed: list[BaseException]
+) -> None:
+    try:
+        run(stop)
+    except BaseException as exc:
+        failed.append(exc)
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The group's committed offset of ``topic``'s partition 0."""
+    c = Consumer(consumer_config(bootstrap, group))
+    try:
+        (part,) = c.committed([TopicPartition(topic, 0)], timeout=10)
+        return int(part.offset)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("compiled", LOOPS)
+def test_a_revoke_waits_for_the_trail_segments_in_flight_and_commits_them(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, compiled: bool
+) -> None:
+    """When a second tap joins its group while the first one's trail segments wait for the
+    broker, the first waits for their acknowledgement and commits them before its partitions
+    go: the newcomer reads none of those records again, and the trail holds them all."""
+    (topic,) = make_topics("in", partitions=1)
+    trail, group = f"{uid}.trail-later", f"{uid}-tap"
+    produce(bootstrap, topic, [(None, b"{}") for _ in range(40)])
+    held = {"allow.auto.create.topics": False, "message.timeout.ms": 120_000}
+    settings = {"group_id": group, "compiled": compiled, "consume_batch": 10}
+    first = Tap(
+        TapSettings(bootstrap, (topic,), flush_interval_s=0.0, consumer=held, **settings),  # type: ignore[arg-type]
+        TrailTopic(trail),
+    )
+    revoked_with: list[int] = []
+    revoking = first._revoking
+
+    def counted() -> dict[tuple[str, int], int]:
+        revoked_with.append(first.in_flight)
+        return revoking()
+
+    first._revoking = counted  # type: ignore[method-assign]
+    second = Tap(TapSettings(bootstrap, (topic,), **settings), TrailTopic(trail))  # type: ignore[arg-type]
+    stops = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(target=tap.run, args=(stop,))
+        for tap, stop in zip((first, second), stops, strict=True)
+    ]
+    threads[0].start()
+    try:
+        deadline = time.monotonic() + 30
+        while first.stats.records < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.stats.records == 40
+        assert first.in_flight >= 1  # the trail topic does not exist: nothing acknowledged
+        threads[1].start()
+        while not revoked_with and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert revoked_with[0] >= 1  # the revoke began with segments in flight
+        ensure_topics(bootstrap, [trail], 1)  # now the broker takes them
+        assert second.ready.wait(60)
+        assert committed(bootstrap, group, topic) == 40
+        time.sleep(1)
+        assert second.stats.records == 0  # committed before the partition went
+    finally:
+        for stop in stops:
+            stop.set()
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(60)
+    offsets = [
+        offset
+        for r in read_all(bootstrap, trail, 1)
+        for offset in decode_trail_message(r.value, r.headers)[1].column("offset").to_pylist()
+    ]
+    assert sorted(offsets) == list(range(40))

@@ -265,17 +265,28 @@ from stampline.collectors import Tap, TapSettings, TrailTopic
 from stampline.collectors import _tap
 
 bootstrap, topic, group, trail, moment = sys.argv[1:6]
-written = getattr(_tap.Tap, "_write")
+send, commit = _tap.Tap._send, _tap._Compiled.commit
+sent = 0
 
-def write(self, pending, clear=False):
-    if moment == "before":
+def sending(self):
+    global sent
+    if moment == "before" and self._pending:
         os.kill(os.getpid(), 9)  # killed before the trail is written
-    written(self, pending, clear)
-    if moment == "after":
-        os.kill(os.getpid(), 9)  # killed after the trail is written, before the commit
+    send(self)
+    sent += bool(self._in_flight)
+    if moment == "in flight" and sent == 3:
+        print(self.in_flight, flush=True)  # segments unacknowledged, and so uncommitted
+        os.kill(os.getpid(), 9)
 
-_tap.Tap._write = write
-tap = Tap(TapSettings(bootstrap, (topic,), group_id=group, flush_interval_s=0.2),
+def committing(self, offsets):
+    if moment == "after":
+        os.kill(os.getpid(), 9)  # killed once the trail acknowledged, before the commit
+    commit(self, offsets)
+
+_tap.Tap._send, _tap._Compiled.commit = sending, committing
+batch = 20 if moment == "in flight" else 5000  # a segment a batch, several in flight
+tap = Tap(TapSettings(bootstrap, (topic,), group_id=group, consume_batch=batch,
+                      flush_interval_s=0.0 if moment == "in flight" else 0.2),
           TrailTopic(trail))
 tap.run(threading.Event())
 """
@@ -297,13 +308,7 @@ def test_a_killed_compiled_tap_loses_nothing(
     of the group has run, every record has its sighting on the trail."""
     topic, trail = make_topics("in", "trail", partitions=1)
     produce(bootstrap, topic, corpus(SEED + 3)[:200])
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, bootstrap, topic, f"{uid}-k", trail, moment],
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    child = kill_a_tap(bootstrap, topic, f"{uid}-k", trail, moment)
     assert child.returncode == -signal.SIGKILL
     written_before = {r["offset"] for r in trail_rows(bootstrap, trail) if r["topic"] == topic}
     assert written_before == (set(range(200)) if moment == "after" else set())
@@ -313,3 +318,45 @@ def test_a_killed_compiled_tap_loses_nothing(
     assert tap.stats.records == 200
     sightings = [r for r in trail_rows(bootstrap, trail) if r["topic"] == topic]
     assert {r["offset"] for r in sightings} == set(range(200))
+
+
+@pytest.mark.parametrize("reference", [False, True], ids=["compiled", "reference"])
+def test_a_tap_killed_with_trail_segments_in_flight_loses_nothing(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, reference: bool
+) -> None:
+    """A tap killed while trail segments are unacknowledged has committed no offset past
+    what the trail holds, and once a clean tap of the group has run, every record has its
+    sighting on the trail."""
+    topic, trail = make_topics("in", "trail", partitions=1)
+    produce(bootstrap, topic, corpus(SEED + 5)[:200])
+    group = f"{uid}-f"
+    child = kill_a_tap(bootstrap, topic, group, trail, "in flight", reference)
+    assert child.returncode == -signal.SIGKILL
+    assert int(child.stdout) >= 1  # segments were in flight when it died
+    (at_kill,) = Consumer(consumer_config(bootstrap, group)).committed(
+        [TopicPartition(topic, 0)], timeout=10
+    )
+    written_before = {r["offset"] for r in trail_rows(bootstrap, trail) if r["topic"] == topic}
+    assert set(range(max(at_kill.offset, 0))) <= written_before  # never committed past the trail
+    assert len(written_before) < 200  # killed before it had written them all
+    tap = Tap(TapSettings(bootstrap, (topic,), group_id=group), TrailTopic(trail))
+    run_tap(tap, 200 - max(at_kill.offset, 0))
+    assert tap.stats.records == 200 - max(at_kill.offset, 0)  # exactly the uncommitted again
+    sightings = [r for r in trail_rows(bootstrap, trail) if r["topic"] == topic]
+    assert {r["offset"] for r in sightings} == set(range(200))
+
+
+def kill_a_tap(
+    bootstrap: str, topic: str, group: str, trail: str, moment: str, reference: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``CHILD``, a tap killed at ``moment``, to its death."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    env["STAMPLINE_TAP_REFERENCE"] = "1" if reference else "0"
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, bootstrap, topic, group, trail, moment],
+        env=env,
+        timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
