@@ -59,7 +59,7 @@ from stampline.audit import (
     trail_row,
 )
 from stampline.collectors._ids import key_event_id, source_event_id
-from stampline.collectors._kafka import consumer_config, producer_config, take
+from stampline.collectors._kafka import consumer_config, native_settings, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._stamps import check_stage_name, read_stamps_batch
 from stampline.collectors._trailrows import (
@@ -217,14 +217,10 @@ class Tap:
             self._reference_why = f"the reference loop ({why})"
             return None
         config = consumer_config(s.bootstrap_servers, s.group_id, {**_TAP_CONSUMER, **s.consumer})
-        settings = []
-        for name, value in config.items():
-            if name == "logger":  # confluent-kafka's; rdkafka's own log stays silent
-                continue
-            if not isinstance(value, str | int | float):  # a callback only confluent-kafka takes
-                self._reference_why = f"the reference loop (consumer setting {name!r})"
-                return None
-            settings.append((name, str(value).lower() if isinstance(value, bool) else str(value)))
+        settings, refused = native_settings(config)
+        if refused is not None:  # a callback only confluent-kafka takes
+            self._reference_why = f"the reference loop (consumer setting {refused!r})"
+            return None
         try:
             loop = TapLoop(
                 s.bootstrap_servers,
