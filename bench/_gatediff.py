@@ -237,11 +237,10 @@ def outputs(
     )
     clean, dlq, trail = topics
 
-    def add(counter: Counter[bytes], item: Any) -> None:
+    def add(counter: Counter[bytes], item: Any, where: str) -> None:
         d = _digest(item)
         counter[d] += 1
-        if len(out.shown) < keep:
-            out.shown[d] = item
+        out.shown[d] = item if len(out.shown) < keep else where
 
     for topic, counter, expect in (
         (clean, out.clean, out.forwarded),
@@ -251,14 +250,21 @@ def outputs(
             headers = [
                 (k, None if v is None else window.masked(v).hex()) for k, v in m.headers() or []
             ]
-            add(counter, ((m.key() or b"").hex(), (m.value() or b"").hex(), headers))  # fmt: skip
+            named = dict(m.headers() or [])
+            where = (
+                f"event {named.get('stampline.event_id')!r}, source offset "
+                f"{named.get('__connect.errors.offset')!r}, reason "
+                f"{(named.get('stampline.reason') or b'')[:80]!r}"
+            )
+            add(counter, ((m.key() or b"").hex(), (m.value() or b"").hex(), headers), where)  # fmt: skip
     for m in _read(bootstrap, trail, 1):
         kind, table = decode_trail_message(m.value(), m.headers())
         counter = out.rows if kind == "observations" else out.dead_rows
         names = table.column_names
         for row in zip(*(table.column(c).to_pylist() for c in names), strict=True):
             add(counter, [window.value(v) if isinstance(v, int) else
-                          (v.hex() if isinstance(v, bytes) else v) for v in row])  # fmt: skip
+                          (v.hex() if isinstance(v, bytes) else v) for v in row],
+                f"event {row[0]!r}, source offset {row[names.index('offset')]}")  # fmt: skip
     return out
 
 

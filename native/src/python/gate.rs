@@ -232,7 +232,9 @@ fn owned_headers(headers: &Bound<'_, PyAny>) -> PyResult<(OwnedHeaders, usize)> 
             return Err(PyTypeError::new_err("a header must be a (str, bytes) pair"));
         }
         let name_item = pair.get_item(0)?;
-        let name = name_item.cast::<PyString>()?.to_str()?;
+        // confluent-kafka hands librdkafka the name as a C string: it ends at a NUL
+        let whole = name_item.cast::<PyString>()?.to_str()?;
+        let name = whole.split('\0').next().unwrap_or_default();
         let value_item = pair.get_item(1)?;
         // bytes, or text sent as UTF-8 (as confluent-kafka does)
         let value = if value_item.is_none() {
