@@ -7,7 +7,8 @@ row and dead-letter row, as multisets (a keyless record's output partition is th
 partitioner's random pick). Only the times the gates took are left out: any integer in a
 header value or a row that falls inside the runs' own time window (the stamp's ``in=`` and
 ``out=``, the ingest time of a new event, the rows' received and emitted times) is masked,
-and so is the random span of a traceparent. The input topic has one partition, so both gates
+and so are the random span of a traceparent and the age a freshness reason gives (the
+origin against the gate's clock). The input topic has one partition, so both gates
 see the records in one order and event time and stateful rules move alike.
 
 The corpus: quotes with a sequence number per provider and instrument (gaps, duplicates and
@@ -51,6 +52,8 @@ _DATA = Path(__file__).resolve().parents[1] / "stampline" / "data"
 _RULES = "market_data_full.rules.yaml"
 _NUMBER = re.compile(rb"\d{16,19}")
 _SPAN = re.compile(rb"^(00-[0-9a-f]{32}-)[0-9a-f]{16}(-0[0-9a-f])$")
+# A freshness reason measures the origin against the gate's clock when it judged the record
+_AGE = re.compile(rb"origin time is .+? in the (past|future)")
 
 
 def rules(folder: Path) -> RuleSet:
@@ -158,11 +161,14 @@ class Window:
         def mask(m: re.Match[bytes]) -> bytes:
             return b"<t>" if self.start <= int(m.group()) <= self.end else m.group()
 
+        raw = _AGE.sub(rb"origin time is <t> in the \1", raw)
         return _SPAN.sub(rb"\1<span>\2", _NUMBER.sub(mask, raw))
 
     def value(self, v: Any) -> Any:
         if isinstance(v, int) and not isinstance(v, bool) and self.start <= v <= self.end:
             return "<t>"
+        if isinstance(v, str):
+            return self.masked(v.encode()).decode()
         return v
 
 
@@ -256,14 +262,14 @@ def outputs(
                 f"{named.get('__connect.errors.offset')!r}, reason "
                 f"{(named.get('stampline.reason') or b'')[:80]!r}"
             )
-            add(counter, ((m.key() or b"").hex(), (m.value() or b"").hex(), headers), where)  # fmt: skip
+            record = ((m.key() or b"").hex(), (m.value() or b"").hex(), headers)
+            add(counter, record, where)
     for m in _read(bootstrap, trail, 1):
         kind, table = decode_trail_message(m.value(), m.headers())
         counter = out.rows if kind == "observations" else out.dead_rows
         names = table.column_names
         for row in zip(*(table.column(c).to_pylist() for c in names), strict=True):
-            add(counter, [window.value(v) if isinstance(v, int) else
-                          (v.hex() if isinstance(v, bytes) else v) for v in row],
+            add(counter, [v.hex() if isinstance(v, bytes) else window.value(v) for v in row],
                 f"event {row[0]!r}, source offset {row[names.index('offset')]}")  # fmt: skip
     return out
 
