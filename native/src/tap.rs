@@ -165,7 +165,11 @@ impl<H: TapHooks> TapLoop<H> {
             failure: Mutex::default(),
         };
         let consumer: BaseConsumer<TapContext<H>> =
-            kafka::consumer_config(bootstrap, group_id, settings).create_with_context(context)?;
+            kafka::consumer_config(bootstrap, group_id, settings)
+                .create_with_context(context)
+                // A setting this librdkafka build refuses (TLS: it has no OpenSSL): the
+                // caller's to handle as any refused setting (the tap takes its reference loop).
+                .map_err(|e| LoopError::Config(e.to_string()))?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Self {

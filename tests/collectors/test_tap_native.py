@@ -191,6 +191,38 @@ def test_the_compiled_tap_observes_a_corpus_as_the_reference_does(
     assert (paths["python: an unstamped record with key fields"] > 0) == bool(key_fields)
 
 
+def test_the_compiled_tap_reads_every_compression_a_producer_may_use(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """Records compressed with gzip, snappy, lz4 and zstd are all observed on the compiled
+    loop (its librdkafka once lacked zstd: such a topic gave only consume errors)."""
+    (topic,) = make_topics("z", partitions=1)
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        producer = Producer({"bootstrap.servers": bootstrap, "compression.type": codec})
+        for i in range(25):
+            producer.produce(topic, orjson.dumps({"codec": codec, "i": i}))
+        assert producer.flush(30) == 0
+    tap, sink, _ = observed(bootstrap, [topic], f"{uid}-z", True)
+    run_tap(tap, 100)
+    assert tap.path == "compiled"
+    assert tap.stats.records == 100
+    assert len(per_record(sink.rows())) == 100
+
+
+def test_a_setting_the_compiled_loop_cannot_take_puts_the_tap_on_the_reference() -> None:
+    """TLS (the crate's librdkafka is built without OpenSSL): the tap runs its reference loop
+    and says why, rather than failing."""
+    tap = Tap(
+        TapSettings("127.0.0.1:9", ("t",), consumer={"security.protocol": "ssl"}),
+        TrailTopic(),
+    )
+    stop = threading.Event()
+    stop.set()
+    tap.run(stop)
+    assert tap.path == "reference"
+    assert "security.protocol" in tap._reference_why
+
+
 def test_the_compiled_tap_commits_only_what_its_trail_holds(
     bootstrap: str, make_topics: Callable[..., list[str]], uid: str
 ) -> None:
