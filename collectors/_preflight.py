@@ -78,15 +78,19 @@ def record_bytes(key: bytes | None, value: bytes | None, headers: Headers | None
 
 
 def topic_limits(
-    bootstrap: str, topics: Iterable[str], client: Mapping[str, Any] | None = None
+    bootstrap: str,
+    topics: Iterable[str],
+    client: Mapping[str, Any] | None = None,
+    timeout_s: float = 10.0,
 ) -> dict[str, int | None]:
-    """Each topic's ``max.message.bytes``, or None where the broker does not say."""
+    """Each topic's ``max.message.bytes``, or None where the broker does not say (or does not
+    answer within ``timeout_s``: the gate then starts on the input limits alone)."""
     admin = AdminClient(admin_config(bootstrap, client))
     out: dict[str, int | None] = {}
     for topic in topics:
         try:
             (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
-            entry = future.result(10).get("max.message.bytes")
+            entry = future.result(timeout_s).get("max.message.bytes")
             out[topic] = int(entry.value) if entry is not None and entry.value else None
         except (KafkaException, ValueError, TypeError, TimeoutError) as exc:
             log.info("max.message.bytes of topic=%s not known: %r", topic, exc)

@@ -37,7 +37,13 @@ from stampline.collectors._dlq import (
     H_TRUNCATED,
     fit_dead_letter,
 )
-from stampline.collectors._preflight import Limits, check_limits, probe_transactions, record_bytes
+from stampline.collectors._preflight import (
+    Limits,
+    check_limits,
+    probe_transactions,
+    record_bytes,
+    topic_limits,
+)
 from stampline.collectors._recovery import OutputLedger
 from stampline.collectors._stamps import H_INGEST, H_ORIGIN, H_PARENT_STAMPS, H_PARENTS, H_STAMP
 from stampline.collectors.exceptions import BrokerCheckError, DeliveryError
@@ -541,6 +547,18 @@ def test_a_dead_letter_topic_too_small_for_any_dead_letter_is_refused_at_start()
     naming the topic and its limit."""
     with pytest.raises(BrokerCheckError, match=r"'dlq'.*1,000 bytes"):
         check_limits(Limits(dead_letter_bytes=1000), "clean", "dlq")
+
+
+def test_output_limits_a_silent_broker_does_not_give_are_not_known(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An admin client that gets no answer in time leaves each output topic's limit unknown
+    (the gate then starts on the input limits alone), as other failures to learn it do; the
+    timeout once escaped as a bare TimeoutError and stopped the gate at start."""
+    with caplog.at_level(logging.INFO, logger="stampline"):
+        found = topic_limits("127.0.0.1:9", ["clean", "dlq"], timeout_s=0.2)
+    assert found == {"clean": None, "dlq": None}
+    assert "max.message.bytes of topic=clean not known" in caplog.text
 
 
 headers_st = st.lists(
