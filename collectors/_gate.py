@@ -46,7 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from math import nan
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -105,10 +105,16 @@ from stampline.collectors.exceptions import DeliveryError, StampError
 from stampline.rules import SIZE_RULE, BatchResult, Failure, RuleSet, RulesHolder
 
 try:
-    from stampline._native import DeliveryReport, GateProducer, route_batch
+    from stampline._native import DeliveryReport, GateProducer, event_ids, route_batch
     from stampline._native import EventTime as CompiledEventTime
 except ImportError:  # built without cargo, or before the route (`./dev setup`): the reference
     GateProducer = None  # type: ignore[assignment,misc]
+
+
+def _on_compiled_route(producer: object) -> TypeGuard[GateProducer]:
+    """Whether ``producer`` is the compiled route's (false wherever there is no module)."""
+    return GateProducer is not None and isinstance(producer, GateProducer)
+
 
 if TYPE_CHECKING:
     from stampline.alerting import BatchObserver
@@ -702,7 +708,7 @@ class Gate:
         """The next offset per output partition after everything delivered so far: what the
         delivery callbacks saw, and what the compiled route's producer saw of its records."""
         positions = dict(self._positions)
-        if isinstance(self._producer, GateProducer):
+        if _on_compiled_route(self._producer):
             for tp, nxt in self._producer.positions().items():
                 if nxt > positions.get(tp, -1):
                     positions[tp] = nxt
@@ -756,14 +762,12 @@ class Gate:
                 return
             result = _unjudgeable(exc)
         rejects, warnings = _judged(result)
-        ids, id_bytes = source_event_ids(topics, partitions, offsets, broker_ms)
-        # "00-<32 hex digits of the id>-<16 random hex digits>-01", made for the batch at once
-        trace = np.empty((n, 55), np.uint8)
-        trace[:, :3] = np.frombuffer(b"00-", np.uint8)
-        trace[:, 3:35] = hex_digits(id_bytes)
-        trace[:, 35] = ord("-")
-        trace[:, 36:52] = hex_digits(self._span_rng.integers(0, 256, (n, 8), np.uint8))
-        trace[:, 52:] = np.frombuffer(b"-01", np.uint8)
+        spans = self._span_rng.integers(0, 256, (n, 8), np.uint8)
+        compiled = _on_compiled_route(self._producer)
+        if compiled:  # the same ids and traceparents, made in Rust (test_gate_native.py)
+            ids, trace_text = event_ids(topics, partitions, offsets, broker_ms, spans.tobytes())
+        else:
+            ids, trace_text = _traced_ids(topics, partitions, offsets, broker_ms, spans)
         received_text = str(received).encode()
         batch = _Batch(
             received=received,
@@ -781,7 +785,7 @@ class Gate:
             origins=result.origin_ns.tolist(),
             payloads=result.payloads,
             ids=ids,
-            trace_text=trace.tobytes(),
+            trace_text=trace_text,
             stamp_head=self._stamp_head + received_text + b";out=",
             ingest_header=(H_INGEST, received_text),
             rejects=rejects,
@@ -794,9 +798,7 @@ class Gate:
         )
         first = len(self._rows.rows)  # this batch's reference rows are the tuples from here
         fast = None  # the compiled route's rows
-        if isinstance(self._producer, GateProducer) and not (
-            self._already.by_id or self._already.by_source
-        ):
+        if compiled and not (self._already.by_id or self._already.by_source):
             fast = self._route_compiled(batch, good, early)
             self._rows.add_batch(fast, ordered=False)
         else:  # the reference route; also while a recovery scan's findings are being met
@@ -1365,7 +1367,7 @@ class Gate:
             )
         if not self.transactional:
             remaining = self._flush(30)
-            if isinstance(self._producer, GateProducer):  # the compiled route's records
+            if _on_compiled_route(self._producer):  # the compiled route's records
                 self._delivery_errors.extend(
                     f"{where(t, p, o)}: {err}" for t, p, o, err in self._producer.take_failures()
                 )
@@ -1458,6 +1460,26 @@ class _Routed:
     instruments: list[str]
     # received, emitted, origin, ingested (ns) and broker time (ms)
     times: tuple[npt.NDArray[np.int64], ...]
+
+
+def _traced_ids(
+    topics: list[str],
+    partitions: list[int],
+    offsets: list[int],
+    broker_ms: list[int],
+    spans: npt.NDArray[np.uint8],
+) -> tuple[list[str], bytes]:
+    """The batch's event ids and traceparents, the reference for ``_native.event_ids``:
+    "00-<32 hex digits of the id>-<16 hex digits of span>-01", made for the batch at once."""
+    ids, id_bytes = source_event_ids(topics, partitions, offsets, broker_ms)
+    n = len(ids)
+    trace = np.empty((n, 55), np.uint8)
+    trace[:, :3] = np.frombuffer(b"00-", np.uint8)
+    trace[:, 3:35] = hex_digits(id_bytes)
+    trace[:, 35] = ord("-")
+    trace[:, 36:52] = hex_digits(spans)
+    trace[:, 52:] = np.frombuffer(b"-01", np.uint8)
+    return ids, trace.tobytes()
 
 
 def _counted(rows: list[TrailRow], fast: pa.RecordBatch | None) -> _Routed:

@@ -137,3 +137,10 @@ def route_batch(
     stage: str,
     host: str,
 ) -> tuple[TrailBatch, int, list[tuple[int, int]]]: ...
+def event_ids(
+    topics: list[str],
+    partitions: list[int],
+    offsets: list[int],
+    timestamps_ms: list[int],
+    spans: bytes,
+) -> tuple[list[str], bytes]: ...

@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from confluent_kafka import KafkaException, Producer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench._gatediff import compare_routes, differences
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
 from stampline.collectors import EventTime, Gate, GateSettings, TrailTopic
-from stampline.collectors._gate import FORCE_REFERENCE_ENV
+from stampline.collectors._gate import FORCE_REFERENCE_ENV, _traced_ids
 from stampline.collectors.exceptions import DeliveryError
 from stampline.demo import rules_file
 from stampline.rules import RuleSet
@@ -50,6 +53,41 @@ def test_the_compiled_route_did_the_work(routes: tuple[object, object]) -> None:
     assert paths["python: refused or warned about"] > 0.2 * 6_000, paths
     assert compiled.dead_lettered > 1_000  # type: ignore[attr-defined]
     assert len(compiled.clean) > 3_000  # type: ignore[attr-defined]
+
+
+# ---- the batch's event ids and traceparents ----
+
+_ids_batch = st.lists(
+    st.tuples(
+        st.text(max_size=300),  # a topic name the broker would refuse is still hashed alike
+        st.integers(-(2**31), 2**31 - 1),
+        st.integers(-(2**63), 2**63 - 1),
+        # -1: no broker time; past 2^48 ms the id keeps the low 48 bits on both routes
+        st.one_of(st.just(-1), st.integers(-(2**63), 2**63 - 1)),
+        st.binary(min_size=8, max_size=8),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ids_batch)
+def test_event_ids_and_traceparents_are_the_references(batch: list[Any]) -> None:
+    """``_native.event_ids`` (the compiled route's) gives byte for byte the ids and
+    traceparents of the reference, ``_traced_ids``, for any position and broker time."""
+    topics = [b[0] for b in batch]
+    partitions, offsets, times = ([b[k] for b in batch] for k in (1, 2, 3))
+    spans = b"".join(b[4] for b in batch)
+    spans_array = np.frombuffer(spans, np.uint8).reshape(len(batch), 8)
+    want = _traced_ids(topics, partitions, offsets, times, spans_array)
+    assert _native.event_ids(topics, partitions, offsets, times, spans) == want
+
+
+def test_event_ids_refuse_columns_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="one item per record"):
+        _native.event_ids(["t"], [0, 1], [0], [0], bytes(8))
+    with pytest.raises(ValueError, match="8 bytes per record"):
+        _native.event_ids(["t"], [0], [0], [0], bytes(7))
 
 
 # ---- which route a gate takes, and the compiled route's producer ----
