@@ -19,6 +19,7 @@ from stampline.demo import rules_file
 from stampline.rules import Extraction, RuleSet, _checker
 
 NOW = 1_765_000_000_000_000_000
+PRICE = "price"  # the gate's trail price, read with BatchResult.numbers
 FULL_RULES = rules_file().with_name("market_data_full.rules.yaml")
 # Topics in turn: a JSON contract's (md.*), an Avro contract's (avro.*: JSON there is a
 # decode failure, and the checker is not asked), and one without a contract.
@@ -63,7 +64,8 @@ class Outcome:
 def summary(result: Any) -> list[Any]:
     """Everything a batch result says, in comparable form: verdicts (failures with reasons,
     warnings, identity, origin), early failures, identity values with their types, origins,
-    payloads as their JSON bytes (so -0.0 and 0.0 differ)."""
+    payloads as their JSON bytes (so -0.0 and 0.0 differ), the gate's trail price bit for bit."""
+    prices = result.numbers(PRICE)
     return [
         (
             verdict,
@@ -71,6 +73,7 @@ def summary(result: Any) -> list[Any]:
             [(type(c[row]), c[row]) for c in result.identity],
             int(result.origin_ns[row]),
             _payload(result.payloads[row]),
+            prices[row : row + 1].tobytes(),
         )
         for row, verdict in enumerate(result.verdicts())
     ]
@@ -94,12 +97,13 @@ def _judge(rules: RuleSet, chunk: list[Value], topics: list[str]) -> list[Any]:
     vals = [v for v, _ in chunk]
     hdrs = [h for _, h in chunk]
     try:
-        return summary(rules.evaluate_records(vals, NOW, topics, hdrs))
+        return summary(rules.evaluate_records(vals, NOW, topics, hdrs, numbers=(PRICE,)))
     except Exception as exc:
         out: list[Any] = [("batch raised", repr(exc))]
         for value, topic, headers in zip(vals, topics, hdrs, strict=True):
             try:
-                out.extend(summary(rules.evaluate_records([value], NOW, [topic], [headers])))
+                one = rules.evaluate_records([value], NOW, [topic], [headers], numbers=(PRICE,))
+                out.extend(summary(one))
             except Exception as e:
                 out.append(("record raised", repr(e)))
         return out

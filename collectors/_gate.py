@@ -128,6 +128,9 @@ UNPROCESSABLE_RULE = ("record.unprocessable", 1)
 _PRODUCE_RULE = SIZE_RULE  # librdkafka refuses a record on its own account for its size
 _RECOVERED = "written to the dead-letter topic before a restart"
 _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
+# The payload field whose number the trail keeps as the record's price (NaN for none: a
+# record with no price, not a JSON number there, or a payload that did not pass).
+_PRICE = "price"
 _DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
 # Kafka's timestamp type code -> the trail's name of it (a dict lookup per record, the hot path)
 _TIME_TYPES = {code: broker_time_type(code) for code in range(3)}
@@ -227,7 +230,7 @@ class _Batch:
     instruments: list[str]
     seqs: list[int]
     origins: list[int]
-    payloads: Any
+    prices: list[float]  # the trail's price: a JSON number's float, else NaN (_price)
     ids: list[str]
     trace_text: bytes  # the batch's traceparents, 55 bytes each
     stamp_head: bytes  # this gate's stamp up to "out="
@@ -753,7 +756,9 @@ class Gate:
         broken = (i for i, p in enumerate(priors) if isinstance(p, StampError))
         early = sorted({*sized, *broken})
         try:
-            result = rules.evaluate_records(values, received, topics, raw_headers, early)
+            result = rules.evaluate_records(
+                values, received, topics, raw_headers, early, numbers=(_PRICE,)
+            )
         except Exception as exc:  # the rules engine should not raise; if it does, find who
             if n > 1:
                 log.error("rules raised on a batch of %d, judging one by one: %r", n, exc)
@@ -783,7 +788,7 @@ class Gate:
             instruments=result.identity[1],
             seqs=result.identity[2],
             origins=result.origin_ns.tolist(),
-            payloads=result.payloads,
+            prices=result.numbers(_PRICE).tolist(),
             ids=ids,
             trace_text=trace_text,
             stamp_head=self._stamp_head + received_text + b";out=",
@@ -932,9 +937,7 @@ class Gate:
         late = self.event_time.late_ns(provider, origin) if origin and provider else 0
         if late and not failures:
             stamp_headers.append((H_LATE, str(late).encode()))
-        payload = b.payloads[i] if b.payloads is not None else None
-        price = payload.get("price", nan) if payload is not None else nan
-        price = price if type(price) is float else _price(price)
+        price = b.prices[i]
         parents = ",".join(prior.parents) if prior else ""
         # The hop into this gate starts at the last upstream stamp, else at the origin;
         # no origin time (an unparseable record): no hop into the gate to measure.
@@ -1543,10 +1546,3 @@ def _unjudgeable(exc: Exception) -> BatchResult:
     return BatchResult(
         1, {0: Failure(*UNPROCESSABLE_RULE, reason)}, [], ([""], [""], [-1]), np.zeros(1, np.int64)
     )
-
-
-def _price(value: object) -> float:
-    """The trail's price: a JSON number as a float, anything else (booleans too) NaN."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return nan

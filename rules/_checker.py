@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+
+from stampline.rules._columns import Typed
 
 try:
     from stampline import _native
@@ -63,6 +66,8 @@ class Checked:
     # Per record, the bits of its ``wants`` whose compiled schema the clean record certainly
     # passes (rules/_contract_check.py); empty when no schema was given.
     passed: list[int]
+    # The fields asked for as ``typed``, decoded for the clean records (rules/_columns.py).
+    typed: dict[str, Typed]
 
 
 def available() -> bool:
@@ -96,15 +101,17 @@ def check_batch(
     ext: Extraction,
     schemas: Sequence[Any] = (),
     wants: Sequence[int] = (),
+    typed: Sequence[str] = (),
 ) -> Checked | None:
     """The checker's columns for ``values`` (None in it: a record Python must judge), or
     None when there is no compiled module. ``schemas`` (from :func:`compile_schema`) and
-    ``wants`` (per value, a bit mask over them): which of them each clean record passes."""
+    ``wants`` (per value, a bit mask over them): which of them each clean record passes.
+    ``typed``: distinct top-level fields to decode into columns for the clean records."""
     n = len(values)
     if _native is None:
         count("python: no compiled module", n)
         return None
-    clean, providers, instruments, seqs, origins, passed = _native.check_records(
+    clean, providers, instruments, seqs, origins, passed, columns = _native.check_records(
         values,
         (ext.provider_field, ext.instrument_field, ext.seq_field, ext.origin_field),
         _NS_PER_UNIT.get(ext.origin_unit, 0),  # 0: iso8601 origins are read in Python
@@ -112,12 +119,31 @@ def check_batch(
         ext.max_name_chars,
         list(schemas),
         list(wants),
+        list(typed),
     )
     ok = clean.count(1)
     count("native", ok)
     count("python: the checker is not sure", n - ok)
     # A copy: the Python path writes its own rows' origins into it.
     origin_ns = np.frombuffer(origins, np.int64).copy()
+    fields: dict[str, Typed] = {}
+    if columns is not None:
+        batch = pa.record_batch(columns)  # no copy: Arrow's C data interface
+        for k, name in enumerate(typed):
+            kinds, numbers, integers, texts = batch.columns[4 * k : 4 * k + 4]
+            fields[name] = Typed(
+                # a copy: the caller marks rows it reads itself after all
+                kinds.to_numpy().copy(),
+                numbers.to_numpy(),
+                integers.to_numpy(),
+                texts,
+            )
     return Checked(
-        clean, providers, instruments, seqs, origin_ns, np.frombuffer(passed, "<u8").tolist()
+        clean,
+        providers,
+        instruments,
+        seqs,
+        origin_ns,
+        np.frombuffer(passed, "<u8").tolist(),
+        fields,
     )

@@ -1,16 +1,21 @@
 """A micro-batch as columns: built once per field from decoded records or an Arrow table.
 
 Compiled rules read fields through here, so each field is turned into a NumPy or Arrow
-column once per batch however many rules use it.
+column once per batch however many rules use it. A field the compiled checker typed
+(:class:`Typed`) is read from its columns for the clean records, and from the payload dicts
+for every other record (the reference); a clean record's payload is then read only if a rule
+asks for a field that was not typed (:class:`Payloads`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -19,6 +24,70 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 MISSING: Any = object()  # a field absent from the record, told apart from an explicit null
+
+# The kinds of a typed field's value per row (native/src/decode.rs, `kind`).
+T_MISSING, T_NULL, T_TRUE, T_FALSE, T_INT, T_FLOAT, T_BIG_INT, T_STR, T_CONTAINER, T_UNREAD = range(
+    10
+)
+_NUMBERS = (T_INT, T_FLOAT, T_BIG_INT)
+_ABSENT = (T_MISSING, T_NULL)
+# Kinds whose Python value the columns hold exactly (a container's, or an integer's beyond
+# int64, is read from the payload).
+_HELD = (T_MISSING, T_NULL, T_TRUE, T_FALSE, T_INT, T_FLOAT, T_STR)
+
+UNREAD: Any = object()  # a clean record's payload not read yet (Payloads)
+
+
+@dataclass(frozen=True, slots=True)
+class Typed:
+    """One top-level field of a batch as the compiled checker decoded it: per row its kind
+    (``T_*``; ``T_UNREAD`` for a record it did not call clean), its number (NaN unless a
+    number), its integer (``Columns.integers``' value) and its text (null unless a string)."""
+
+    kinds: npt.NDArray[np.uint8]
+    numbers: FloatArray
+    integers: IntArray
+    texts: pa.Array
+
+    def python(self, row: int) -> Any:
+        """Row ``row``'s value as the payload dict holds it (a held kind only)."""
+        kind = self.kinds[row]
+        if kind == T_MISSING:
+            return MISSING
+        if kind == T_INT:
+            return int(self.integers[row])
+        if kind == T_FLOAT:
+            return float(self.numbers[row])
+        if kind == T_STR:
+            return self.texts[row].as_py()
+        return {T_NULL: None, T_TRUE: True, T_FALSE: False}[int(kind)]
+
+
+class Payloads(Sequence[dict[str, Any] | None]):
+    """Payload dicts by row, where a clean record's may be :data:`UNREAD`: it is read with
+    orjson when first asked for (the checker vouched that orjson reads it as one object)."""
+
+    __slots__ = ("_payloads", "_values")
+
+    def __init__(self, payloads: list[Any], values: Sequence[bytes | None]) -> None:
+        self._payloads = payloads
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._payloads)
+
+    def __getitem__(self, row: int) -> dict[str, Any] | None:  # type: ignore[override]
+        payload = self._payloads[row]
+        if payload is UNREAD:
+            payload = self._payloads[row] = orjson.loads(self._values[row] or b"")
+        return payload  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[dict[str, Any] | None]:
+        return (self[row] for row in range(len(self._payloads)))
+
+    def absent(self, row: int) -> bool:
+        """Whether row ``row`` has no payload (without reading it)."""
+        return self._payloads[row] is None
 
 
 def get_field(payload: dict[str, Any], dotted: str) -> Any:
@@ -43,9 +112,11 @@ class Columns:
         topics: Sequence[str] | None = None,
         origin_ns: IntArray | None = None,
         keys: tuple[Sequence[str] | pa.Array, Sequence[str] | pa.Array] | None = None,
+        typed: dict[str, Typed] | None = None,
     ) -> None:
         self.n = n
         self._payloads = payloads
+        self._typed = typed or {}
         self._table = table
         self.topics = topics if topics is not None else [""] * n
         self.origin_ns: IntArray = origin_ns if origin_ns is not None else np.zeros(n, np.int64)
@@ -61,7 +132,10 @@ class Columns:
     def raw(self, field: str) -> list[Any]:
         """Python values, :data:`MISSING` where absent (None for an explicit null)."""
         if field not in self._raw:
-            if self._payloads is not None and "." not in field:
+            typed = self._typed.get(field)
+            if typed is not None and self._payloads is not None:
+                self._raw[field] = [self.value(field, row) for row in range(self.n)]
+            elif self._payloads is not None and "." not in field:
                 # a top-level field, the common case: what get_field gives, without its walk
                 # (every payload is a dict: a record is exactly one JSON object)
                 self._raw[field] = [
@@ -82,6 +156,12 @@ class Columns:
         picked = self._picked.get(field)
         if picked is not None and row in picked:
             return picked[row]
+        typed = self._typed.get(field)
+        if typed is not None and field not in self._raw:
+            if typed.kinds[row] in _HELD:
+                return typed.python(row)
+            payload = self._payloads[row] if self._payloads is not None else None
+            return MISSING if payload is None else payload.get(field, MISSING)
         if field not in self._raw and self._payloads is None and self._table is not None:
             if field not in self._table.column_names:
                 return MISSING
@@ -102,7 +182,14 @@ class Columns:
         """Rows where the field exists and is not null."""
         if field not in self._present:
             arrow = self._arrow(field)
-            if arrow is not None:
+            typed = self._typed.get(field)
+            if typed is not None:
+                present = ~np.isin(typed.kinds, _ABSENT)
+                for row in self._unread(typed):
+                    v = self.value(field, row)
+                    present[row] = v is not None and v is not MISSING
+                self._present[field] = present
+            elif arrow is not None:
                 self._present[field] = np.asarray(pc.is_valid(arrow), dtype=np.bool_)
             else:
                 self._present[field] = np.fromiter(
@@ -119,6 +206,14 @@ class Columns:
         return self._num[field]
 
     def _numeric(self, field: str) -> tuple[FloatArray, BoolArray, BoolArray]:
+        typed = self._typed.get(field)
+        if typed is not None:
+            values = typed.numbers.copy()
+            ok = np.isin(typed.kinds, _NUMBERS)
+            bad = ~ok & ~np.isin(typed.kinds, _ABSENT)
+            for row in self._unread(typed):
+                values[row], ok[row], bad[row] = _number(self.value(field, row))
+            return values, ok, bad
         arrow = self._arrow(field)
         if arrow is not None and (
             pa.types.is_integer(arrow.type) or pa.types.is_floating(arrow.type)
@@ -135,14 +230,17 @@ class Columns:
         ok = np.zeros(self.n, np.bool_)
         bad = np.zeros(self.n, np.bool_)
         for i, v in enumerate(raw):
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                values[i], ok[i] = v, True
-            elif v is not None and v is not MISSING:
-                bad[i] = True
+            values[i], ok[i], bad[i] = _number(v)
         return values, ok, bad
 
     def integers(self, field: str) -> IntArray:
         """Exact whole numbers (no float rounding past 2**53); -1 where not one in int64."""
+        typed = self._typed.get(field)
+        if typed is not None:
+            out = typed.integers.copy()
+            for row in self._unread(typed):
+                out[row] = _integer(self.value(field, row))
+            return out
         arrow = self._arrow(field)
         if arrow is not None and pa.types.is_integer(arrow.type):
             return np.asarray(pc.fill_null(pc.cast(arrow, pa.int64()), -1), dtype=np.int64)
@@ -154,17 +252,28 @@ class Columns:
                 pass
         out = np.full(self.n, -1, np.int64)
         for i, v in enumerate(raw):
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)
-            if isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63:
-                out[i] = v
+            out[i] = _integer(v)
         return out
 
     def strings(self, field: str) -> tuple[pa.Array, BoolArray]:
         """(Arrow strings, null where not a string; present but not a string)."""
         if field not in self._str:
             arrow = self._arrow(field)
-            if arrow is not None and pa.types.is_string(arrow.type):
+            typed = self._typed.get(field)
+            if typed is not None:
+                texts, bad = typed.texts, ~np.isin(typed.kinds, (T_STR, *_ABSENT))
+                unread = self._unread(typed)
+                if unread:  # the reference's records: their strings from their payloads
+                    patch: list[str | None] = [None] * self.n
+                    for row in unread:
+                        v = self.value(field, row)
+                        patch[row] = v if isinstance(v, str) else None
+                        bad[row] = v is not None and v is not MISSING and not isinstance(v, str)
+                    mask = np.zeros(self.n, np.bool_)
+                    mask[unread] = True
+                    texts = pc.if_else(mask, pa.array(patch, pa.string()), texts)
+                self._str[field] = (texts, bad)
+            elif arrow is not None and pa.types.is_string(arrow.type):
                 self._str[field] = (arrow, np.zeros(self.n, np.bool_))
             else:
                 raw = self.raw(field)
@@ -191,6 +300,10 @@ class Columns:
             raise ValueError("this batch carries no identity columns")
         return self._keys
 
+    def _unread(self, typed: Typed) -> list[int]:
+        """The rows the checker did not type: their values come from their payloads."""
+        return np.flatnonzero(typed.kinds == T_UNREAD).tolist()
+
     def _arrow(self, field: str) -> pa.Array | None:
         if self._table is None or field not in self._table.column_names:
             return None
@@ -200,6 +313,22 @@ class Columns:
                 column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
             )
         return self._chunks[field]
+
+
+def _number(v: Any) -> tuple[float, bool, bool]:
+    """(value, is a number, present but not a number) of one Python value."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return v, True, False
+    return np.nan, False, v is not None and v is not MISSING
+
+
+def _integer(v: Any) -> int:
+    """``integers``' value of one Python value."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63:
+        return v
+    return -1
 
 
 def as_strings(values: Sequence[str] | pa.Array | pa.ChunkedArray) -> Sequence[str]:

@@ -25,7 +25,18 @@ import orjson
 import pyarrow as pa
 
 from stampline.rules import _checker
-from stampline.rules._columns import MISSING, BoolArray, Columns, as_strings, get_field
+from stampline.rules._columns import (
+    MISSING,
+    T_UNREAD,
+    UNREAD,
+    BoolArray,
+    Columns,
+    FloatArray,
+    Payloads,
+    Typed,
+    as_strings,
+    get_field,
+)
 from stampline.rules._contract_check import NOT_CERTAIN, contract_check
 from stampline.rules._contracts import CompiledContract, Headers, compile_json_schema, schema_reason
 from stampline.rules._files import (
@@ -118,7 +129,19 @@ class BatchResult:
     outcomes: list[tuple[CompiledRule, BoolArray, dict[int, str]]]
     identity: tuple[Any, Any, Any]  # provider, instrument, seq per row: lists or arrays
     origin_ns: Any
-    payloads: Sequence[dict[str, Any] | None] | None = None
+    payloads: Payloads | None = None
+    columns: Columns | None = None  # what the rules read (evaluate_records)
+
+    def numbers(self, field: str) -> FloatArray:
+        """A top-level field per row as a float where it is a JSON number (booleans are
+        not) in a payload that passed: NaN everywhere else. From the checker's columns where
+        it typed the field (``evaluate_records(numbers=...)``), else from the payloads."""
+        if self.columns is None or self.payloads is None:
+            return np.full(self.n, np.nan)
+        values, ok, _bad = self.columns.numeric(field)
+        out = np.where(ok, values, np.nan)
+        out[[row for row in range(self.n) if self.payloads.absent(row)]] = np.nan
+        return out
 
     def failing(self, row: int) -> list[Failure]:
         """Every failure of ``row`` in rule order (early failures first)."""
@@ -197,6 +220,9 @@ class RuleSet:
         # The contract check compiled for clean records (rules/_contract_check.py), built
         # anew with every rule set, so a reload compiles its schemas again.
         self._compiled_contract = contract_check([r.spec for r in self._schemas], self.contracts)
+        # The top-level fields the columnar rules read: the compiled checker types them, so a
+        # clean record's payload need not be read at all (rules/_columns.py).
+        self._typed = _rule_fields(self.rules)
 
     @property
     def current(self) -> RuleSet:
@@ -301,10 +327,13 @@ class RuleSet:
         topics: Sequence[str] | None = None,
         headers: Sequence[Headers | None] | None = None,
         refused: Sequence[int] = (),
+        numbers: Sequence[str] = (),
     ) -> BatchResult:
         """Columnar verdicts for a batch of raw records. ``refused``: rows the caller refuses
         whatever the rules say (the gate: oversized headers, broken stamps); they are judged
-        as usual but move no stateful rule's state but a sequence rule's."""
+        as usual but move no stateful rule's state but a sequence rule's. ``numbers``:
+        top-level fields the caller will read with :meth:`BatchResult.numbers` (the gate's
+        trail price), decoded with the rules' own."""
         n = len(values)
         topics = topics if topics is not None else [""] * n
         early: dict[int, Failure] = {}
@@ -322,15 +351,18 @@ class RuleSet:
         if check_contract and compiled.schemas and _checker.available():
             by_topic = {t: compiled.wants(self._contract_for(t)) for t in set(topics)}
             wants = [by_topic[t] for t in topics]
+        typed = [*self._typed, *(f for f in numbers if "." not in f and f not in self._typed)]
         checked = _checker.check_batch(
-            self._checkable(values, topics), ext, compiled.schemas if wants else (), wants
+            self._checkable(values, topics), ext, compiled.schemas if wants else (), wants, typed
         )
         passed = checked.passed if checked is not None and checked.passed else [0] * n
         # What _contract would check, per topic where the record does not choose it.
         needs = {t: compiled.topic_need(self._contract_for(t)) for t in set(topics)}
         contract_checked = 0
         contract_python: Counter[str] = Counter()
+        fields: dict[str, Typed] = {}
         if checked is not None:
+            fields = checked.typed
             clean = checked.clean
             providers, instruments, seqs = checked.providers, checked.instruments, checked.seqs
             origins = checked.origins
@@ -347,6 +379,19 @@ class RuleSet:
         for i, value in enumerate(values):
             hdrs = headers[i] if headers is not None else None
             if clean[i]:
+                need = needs[topics[i]] if check_contract else 0
+                if (
+                    fields
+                    and type(need) is int
+                    and passed[i] & need == need
+                    and seqs[i] != from_python
+                    and i not in python_origin
+                ):
+                    # Nothing to read from the payload here, and the rules read the checker's
+                    # columns: it is read only if something asks for it (Payloads).
+                    contract_checked += need != 0
+                    payloads[i] = arrived[i] = UNREAD
+                    continue
                 payload = _clean_payload(value)
                 if payload is not None:
                     failure = None
@@ -372,6 +417,8 @@ class RuleSet:
                 # orjson refused what the checker passed: never seen; the reference judges
                 _checker.count("python: orjson refused a record the checker passed")
                 providers[i], instruments[i], seqs[i], origins[i] = "", "", -1, 0
+                for column in fields.values():
+                    column.kinds[i] = T_UNREAD
             payload, failure, readable = self._decode(value, topics[i], hdrs)
             if readable is not None:
                 # Identity is read wherever it can be, also from a refused record.
@@ -400,10 +447,14 @@ class RuleSet:
         # do). Every other rule sees only the records that passed decoding and contract.
         cols = Columns(
             n,
-            payloads=[p if p is not None else a for p, a in zip(payloads, arrived, strict=True)],
+            payloads=Payloads(
+                [p if p is not None else a for p, a in zip(payloads, arrived, strict=True)],
+                values,
+            ),
             topics=topics,
             origin_ns=origins,
             keys=(providers, instruments),
+            typed=fields,
         )
         decoded = np.fromiter((a is not None for a in arrived), np.bool_, n)
         alive = np.fromiter((p is not None for p in payloads), np.bool_, n)
@@ -411,7 +462,8 @@ class RuleSet:
         result = self._run(cols, alive, now_ns, decoded, refused)
         for i in early:
             payloads[i] = None  # a verdict carries only a payload that passed its contract
-        return BatchResult(n, early, result, (providers, instruments, seqs), origins, payloads)
+        identity = (providers, instruments, seqs)
+        return BatchResult(n, early, result, identity, origins, Payloads(payloads, values), cols)
 
     def evaluate_table(self, table: pa.Table, now_ns: int, topic: str = "") -> BatchResult:
         """Columnar verdicts for records already decoded into an Arrow table.
@@ -662,6 +714,18 @@ def _compile(
     base.fields = tuple(n for n in names if isinstance(n, str))
     base.check, base.reason = compile_stateless(rule)
     return base
+
+
+def _rule_fields(rules: Sequence[CompiledRule]) -> list[str]:
+    """The distinct top-level fields the columnar rules read, in rule order."""
+    names: dict[str, None] = {}
+    for rule in rules:
+        for attr in ("field", "left", "right", "fields"):
+            value = getattr(rule.spec, attr, None)
+            for name in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(name, str) and "." not in name:
+                    names[name] = None
+    return list(names)
 
 
 def _check_template(path: Path, rule_id: str, template: str | None, **sample: Any) -> None:

@@ -9,6 +9,12 @@ def read_stamps_batch(
     batch: list[Any], stamps_type: type[Any], stage_type: type[Any]
 ) -> tuple[list[Any], list[tuple[int, str]]]: ...
 
+# A record batch built in Rust (trail rows, typed columns); pa.record_batch(it) takes it
+# without a copy.
+class ArrowBatch:
+    def __len__(self) -> int: ...
+    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
+
 # The record checker and typed decoder (native/src/check.rs, decode.rs; rules/_checker.py),
 # and the contract check of its clean records (native/src/schema.rs).
 def check_records(
@@ -19,7 +25,8 @@ def check_records(
     max_name_chars: int,
     schemas: list[Schema] = ...,
     wants: list[int] = ...,
-) -> tuple[bytes, list[str], list[str], list[int], bytes, bytes]: ...
+    typed: list[str] = ...,
+) -> tuple[bytes, list[str], list[str], list[int], bytes, bytes, ArrowBatch | None]: ...
 
 class Schema:
     def __init__(self, text: str) -> None: ...
@@ -43,9 +50,6 @@ def kafka_stamp_loop(
 ) -> dict[str, Any]: ...
 
 # The tap's compiled loop (native/src/tap.rs, taprows.rs; collectors/_tap.py).
-class TrailBatch:
-    def __len__(self) -> int: ...
-    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
 
 # A record handed back: (rows before it, topic, partition, offset, (timestamp type, ms), key,
 # value, headers, why).
@@ -76,7 +80,7 @@ class TapLoop:
     def take(
         self,
     ) -> tuple[
-        TrailBatch,
+        ArrowBatch,
         list[RawTuple],
         list[str],
         int,
@@ -136,7 +140,7 @@ def route_batch(
     clean_limit: int | None,
     stage: str,
     host: str,
-) -> tuple[TrailBatch, int, list[tuple[int, int]]]: ...
+) -> tuple[ArrowBatch, int, list[tuple[int, int]]]: ...
 def event_ids(
     topics: list[str],
     partitions: list[int],

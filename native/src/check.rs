@@ -42,6 +42,29 @@ pub enum Found {
     Other,
 }
 
+/// What a clean record holds at one of the top-level fields the rules read
+/// ([`Wanted::fields`]), as orjson gives it to Python.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Not there.
+    Missing,
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer token within i64 (a Python `int`).
+    Int(i64),
+    /// A number with a fraction or an exponent (a Python `float`).
+    Float(f64),
+    /// An integer token beyond i64, within u64 (a Python `int`): as the nearest f64, the
+    /// `float()` Python would give it.
+    BigInt(f64),
+    /// A string, unescaped.
+    Str(String),
+    /// An object or an array: Python reads it from the payload.
+    Container,
+}
+
 /// Which fields to pick up: the identity fields are top-level keys (the Python path reads
 /// them with `payload.get(name)`), the origin a dotted path (`get_field`: each part a key of
 /// an object).
@@ -51,6 +74,9 @@ pub struct Wanted {
     pub instrument: Vec<u8>,
     pub seq: Vec<u8>,
     pub origin: Vec<Vec<u8>>,
+    /// Top-level keys whose values the rules read, picked up as [`Value`]s in this order
+    /// (distinct keys).
+    pub fields: Vec<Vec<u8>>,
 }
 
 impl Wanted {
@@ -61,7 +87,14 @@ impl Wanted {
             seq: seq.as_bytes().to_vec(),
             // str.split("."): "a..b" has an empty part, "" is one empty part.
             origin: origin.split('.').map(|p| p.as_bytes().to_vec()).collect(),
+            fields: Vec::new(),
         }
+    }
+
+    /// These wanted fields, and the top-level `fields` the rules read.
+    pub fn with_fields(mut self, fields: &[String]) -> Self {
+        self.fields = fields.iter().map(|f| f.as_bytes().to_vec()).collect();
+        self
     }
 }
 
@@ -80,6 +113,11 @@ type Step<T> = Result<T, Unsure>;
 
 /// The fields of `value` if it is certainly clean, else `Unsure`.
 pub fn check(value: &[u8], wanted: &Wanted) -> Result<Fields, Unsure> {
+    check_fields(value, wanted).map(|(found, _)| found)
+}
+
+/// [`check`], and the values of `wanted.fields`, in their order.
+pub fn check_fields(value: &[u8], wanted: &Wanted) -> Result<(Fields, Vec<Value>), Unsure> {
     // One validation of the whole text (orjson refuses invalid UTF-8, encoded surrogates
     // included, as Rust's str does); strings need then only look for ASCII.
     std::str::from_utf8(value).map_err(|_| Unsure)?;
@@ -93,6 +131,8 @@ pub fn check(value: &[u8], wanted: &Wanted) -> Result<Fields, Unsure> {
             Found::Missing,
             Found::Missing,
         ],
+        values: vec![Value::Missing; wanted.fields.len()],
+        slot: None,
         keys: Keys {
             stack: Vec::with_capacity(32),
         },
@@ -106,7 +146,7 @@ pub fn check(value: &[u8], wanted: &Wanted) -> Result<Fields, Unsure> {
     if p.i != value.len() {
         return Err(Unsure); // a second value, or trailing bytes
     }
-    Ok(p.found)
+    Ok((p.found, p.values))
 }
 
 pub(crate) struct Parser<'v, 'w> {
@@ -114,6 +154,10 @@ pub(crate) struct Parser<'v, 'w> {
     pub(crate) i: usize,
     wanted: &'w Wanted,
     found: Fields,
+    /// The values of `wanted.fields`.
+    values: Vec<Value>,
+    /// The `wanted.fields` index of the value about to be read (set by `object`).
+    slot: Option<usize>,
     keys: Keys<'v>,
 }
 
@@ -154,6 +198,7 @@ static NOTHING: Wanted = Wanted {
     instrument: Vec::new(),
     seq: Vec::new(),
     origin: Vec::new(),
+    fields: Vec::new(),
 };
 
 /// A parser over `b` that picks up no field, for its steps alone (`peek`, `ws`, `expect`,
@@ -170,6 +215,8 @@ pub(crate) fn reader(b: &[u8]) -> Parser<'_, 'static> {
             Found::Missing,
             Found::Missing,
         ],
+        values: Vec::new(),
+        slot: None,
         keys: Keys { stack: Vec::new() },
     }
 }
@@ -217,12 +264,17 @@ impl<'v> Parser<'v, '_> {
             }
             let key = self.string(true)?;
             let (mask, descend) = self.targets(&key, level);
+            let slot = match level {
+                Some(0) => self.wanted.fields.iter().position(|f| *f == *key),
+                _ => None,
+            };
             if !self.keys.insert(&mut frame, key) {
                 return Err(Unsure); // a repeated key: the Python path names it
             }
             self.ws();
             self.expect(b':')?;
             self.ws();
+            self.slot = slot;
             self.value(depth, mask, descend)?;
             self.ws();
             match self.peek() {
@@ -297,34 +349,78 @@ impl<'v> Parser<'v, '_> {
 
     /// A value inside a container at `depth`.
     fn value(&mut self, depth: usize, mask: u8, descend: Option<usize>) -> Step<()> {
+        let slot = self.slot.take(); // this value's alone, not its children's
+        let mut typed = Value::Missing;
         match self.peek() {
             Some(b'{') => {
                 self.keep(mask, Found::Other);
-                self.object(depth + 1, descend)
+                typed = Value::Container;
+                self.object(depth + 1, descend)?;
             }
             Some(b'[') => {
                 self.keep(mask, Found::Other);
-                self.array(depth + 1)
+                typed = Value::Container;
+                self.array(depth + 1)?;
             }
             Some(b'"') => {
-                let s = self.string(mask != 0)?;
-                if mask != 0 {
+                let s = self.string(mask != 0 || slot.is_some())?;
+                if mask != 0 || slot.is_some() {
                     // Valid UTF-8: the whole text is, and escapes decode to whole characters.
                     let s = String::from_utf8(s.into_owned()).map_err(|_| Unsure)?;
-                    self.keep(mask, Found::Str(s));
+                    if mask != 0 {
+                        self.keep(mask, Found::Str(s.clone()));
+                    }
+                    typed = Value::Str(s);
                 }
-                Ok(())
             }
-            Some(b't') => self.literal(b"true", mask, Found::Bool),
-            Some(b'f') => self.literal(b"false", mask, Found::Bool),
-            Some(b'n') => self.literal(b"null", mask, Found::Other),
+            Some(b't') => {
+                self.literal(b"true", mask, Found::Bool)?;
+                typed = Value::Bool(true);
+            }
+            Some(b'f') => {
+                self.literal(b"false", mask, Found::Bool)?;
+                typed = Value::Bool(false);
+            }
+            Some(b'n') => {
+                self.literal(b"null", mask, Found::Other)?;
+                typed = Value::Null;
+            }
             Some(b'-' | b'0'..=b'9') => {
-                let n = self.number(mask != 0)?;
+                let start = self.i;
+                let n = self.number(mask != 0 || slot.is_some())?;
+                if slot.is_some() {
+                    typed = self.typed_number(&n, start)?;
+                }
                 self.keep(mask, n);
-                Ok(())
             }
-            _ => Err(Unsure), // NaN, Infinity and every other token
+            _ => return Err(Unsure), // NaN, Infinity and every other token
         }
+        if let Some(at) = slot {
+            self.values[at] = typed;
+        }
+        Ok(())
+    }
+
+    /// The [`Value`] of the number just read from `start`, found as `n`.
+    fn typed_number(&self, n: &Found, start: usize) -> Step<Value> {
+        Ok(match n {
+            Found::Int(v) => match i64::try_from(*v) {
+                Ok(v) => Value::Int(v),
+                // within u64: the float Python's float(int) gives, correctly rounded as the
+                // parse of the same digits is
+                Err(_) => Value::BigInt(self.float_at(start)?),
+            },
+            Found::Float => Value::Float(self.float_at(start)?),
+            _ => return Err(Unsure), // number() keeps every number asked for
+        })
+    }
+
+    /// The number token from `start` to here as the nearest f64 (Rust's parse, like
+    /// orjson's, rounds correctly).
+    fn float_at(&self, start: usize) -> Step<f64> {
+        let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| Unsure)?;
+        let v: f64 = text.parse().map_err(|_| Unsure)?;
+        if v.is_finite() { Ok(v) } else { Err(Unsure) }
     }
 
     fn literal(&mut self, word: &[u8], mask: u8, found: Found) -> Step<()> {

@@ -5,7 +5,7 @@
 //! refuses) is left to Python: [`FROM_PYTHON`] in its column.
 #![forbid(unsafe_code)]
 
-use crate::check::{Found, Wanted, check};
+use crate::check::{Found, Value, Wanted, check_fields};
 
 /// A seq or origin the Python path must compute for a clean record (no valid seq or origin
 /// is negative: a seq outside 0..2^63 is -1, an origin outside 1970..2262 a dead letter).
@@ -26,22 +26,95 @@ pub struct Spec {
 
 /// The columns of one batch. Rows not clean hold what the Python path starts from (empty
 /// names, seq -1, origin 0), so it need only fill its own rows.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Columns {
     pub clean: Vec<bool>,
     pub providers: Vec<String>,
     pub instruments: Vec<String>,
     pub seqs: Vec<i64>,
     pub origins: Vec<i64>,
+    /// One per `Spec.wanted.fields`, in order.
+    pub typed: Vec<Typed>,
+}
+
+/// The kinds of a typed field's value (rules/_columns.py reads them by these numbers).
+pub mod kind {
+    pub const MISSING: u8 = 0;
+    pub const NULL: u8 = 1;
+    pub const TRUE: u8 = 2;
+    pub const FALSE: u8 = 3;
+    pub const INT: u8 = 4;
+    pub const FLOAT: u8 = 5;
+    pub const BIG_INT: u8 = 6;
+    pub const STR: u8 = 7;
+    pub const CONTAINER: u8 = 8;
+    /// A row the checker did not call clean: Python reads its payload.
+    pub const UNREAD: u8 = 9;
+}
+
+/// One field the rules read, typed for a whole batch as `Columns` (rules/_columns.py) reads
+/// it from payloads: `numbers` is `numeric`'s value (NaN unless a number), `integers` is
+/// `integers`' (-1 unless a whole number within int64), `texts` the string or None.
+#[derive(Debug, Default, PartialEq)]
+pub struct Typed {
+    pub kinds: Vec<u8>,
+    pub numbers: Vec<f64>,
+    pub integers: Vec<i64>,
+    pub texts: Vec<Option<String>>,
+}
+
+impl Typed {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            kinds: Vec::with_capacity(n),
+            numbers: Vec::with_capacity(n),
+            integers: Vec::with_capacity(n),
+            texts: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, value: Option<Value>) {
+        let (k, number, integer, text) = match value {
+            None => (kind::UNREAD, f64::NAN, -1, None),
+            Some(Value::Missing) => (kind::MISSING, f64::NAN, -1, None),
+            Some(Value::Null) => (kind::NULL, f64::NAN, -1, None),
+            Some(Value::Bool(true)) => (kind::TRUE, f64::NAN, -1, None),
+            Some(Value::Bool(false)) => (kind::FALSE, f64::NAN, -1, None),
+            // i64 to f64 rounds to nearest, ties to even, as Python's float(int) does
+            Some(Value::Int(v)) => (kind::INT, v as f64, v, None),
+            Some(Value::Float(v)) => (kind::FLOAT, v, whole(v), None),
+            // beyond int64: `integers` gives -1, as for any number outside it
+            Some(Value::BigInt(v)) => (kind::BIG_INT, v, -1, None),
+            Some(Value::Str(s)) => (kind::STR, f64::NAN, -1, Some(s)),
+            Some(Value::Container) => (kind::CONTAINER, f64::NAN, -1, None),
+        };
+        self.kinds.push(k);
+        self.numbers.push(number);
+        self.integers.push(integer);
+        self.texts.push(text);
+    }
+}
+
+/// A float that is a whole number within int64 as that integer (`float.is_integer()` then
+/// `-(2**63) <= int(v) < 2**63`), else -1.
+fn whole(v: f64) -> i64 {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63, exact in f64
+    if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
+        v as i64
+    } else {
+        -1
+    }
 }
 
 /// One clean record's extracted fields.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub struct Row {
     pub provider: String,
     pub instrument: String,
     pub seq: i64,
     pub origin: i64,
+    /// The values of `Spec.wanted.fields`.
+    pub values: Vec<Value>,
 }
 
 /// The row of a clean record, or None when the Python path must judge it.
@@ -50,7 +123,7 @@ pub fn decode(value: Option<&[u8]>, spec: &Spec) -> Option<Row> {
     if value.is_empty() || value.len() > spec.max_bytes {
         return None;
     }
-    let [provider, instrument, seq, origin] = check(value, &spec.wanted).ok()?;
+    let ([provider, instrument, seq, origin], values) = check_fields(value, &spec.wanted).ok()?;
     Some(Row {
         provider: name(provider, spec)?,
         instrument: name(instrument, spec)?,
@@ -70,6 +143,7 @@ pub fn decode(value: Option<&[u8]>, spec: &Spec) -> Option<Row> {
                 .unwrap_or(FROM_PYTHON),
             _ => FROM_PYTHON,
         },
+        values,
     })
 }
 
@@ -93,6 +167,9 @@ pub fn decode_batch(values: &[Option<&[u8]>], spec: &Spec) -> Columns {
         instruments: Vec::with_capacity(n),
         seqs: Vec::with_capacity(n),
         origins: Vec::with_capacity(n),
+        typed: (0..spec.wanted.fields.len())
+            .map(|_| Typed::with_capacity(n))
+            .collect(),
     };
     for value in values {
         match decode(*value, spec) {
@@ -102,6 +179,9 @@ pub fn decode_batch(values: &[Option<&[u8]>], spec: &Spec) -> Columns {
                 out.instruments.push(row.instrument);
                 out.seqs.push(row.seq);
                 out.origins.push(row.origin);
+                for (typed, v) in out.typed.iter_mut().zip(row.values) {
+                    typed.push(Some(v));
+                }
             }
             None => {
                 out.clean.push(false);
@@ -109,6 +189,9 @@ pub fn decode_batch(values: &[Option<&[u8]>], spec: &Spec) -> Columns {
                 out.instruments.push(String::new());
                 out.seqs.push(-1);
                 out.origins.push(0);
+                for typed in &mut out.typed {
+                    typed.push(None);
+                }
             }
         }
     }
@@ -139,6 +222,7 @@ mod tests {
             instrument: "ABC".into(),
             seq: 3,
             origin: 1_700_000_000_000_000_000,
+            values: Vec::new(),
         };
         assert_eq!(row, Some(want));
     }
@@ -173,6 +257,43 @@ mod tests {
         assert_eq!(cols.clean, vec![true, false]);
         assert_eq!(cols.seqs, vec![-1, -1]);
         assert_eq!(cols.origins, vec![FROM_PYTHON, 0]);
+    }
+
+    #[test]
+    fn typed_fields_read_as_columns_reads_payloads() {
+        let mut s = spec();
+        let names: Vec<String> = ["price", "side", "n", "x"].map(String::from).to_vec();
+        s.wanted = s.wanted.with_fields(&names);
+        let cols = decode_batch(
+            &[
+                Some(br#"{"price":1.5,"side":"b\u00e9","n":3,"x":null}"#),
+                Some(br#"{"price":-0,"side":true,"n":2.0,"x":[1]}"#),
+                Some(br#"{"price":18446744073709551615,"n":1e300,"x":{"price":1}}"#),
+                Some(b"[]"),
+            ],
+            &s,
+        );
+        let [price, side, n, x] = &cols.typed[..] else {
+            panic!("four typed fields")
+        };
+        assert_eq!(
+            price.kinds,
+            [kind::FLOAT, kind::INT, kind::BIG_INT, kind::UNREAD]
+        );
+        assert_eq!(price.numbers[..3], [1.5, 0.0, 18446744073709551615.0]);
+        assert_eq!(price.integers, [-1, 0, -1, -1]);
+        assert_eq!(
+            side.kinds,
+            [kind::STR, kind::TRUE, kind::MISSING, kind::UNREAD]
+        );
+        assert_eq!(side.texts[0].as_deref(), Some("b\u{e9}"));
+        assert_eq!(n.kinds, [kind::INT, kind::FLOAT, kind::FLOAT, kind::UNREAD]);
+        assert_eq!(n.integers, [3, 2, -1, -1]);
+        assert_eq!(
+            x.kinds,
+            [kind::NULL, kind::CONTAINER, kind::CONTAINER, kind::UNREAD]
+        );
+        assert!(price.numbers[3].is_nan() && side.numbers[0].is_nan());
     }
 
     #[test]

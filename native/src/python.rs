@@ -160,12 +160,59 @@ mod kafka_loop {
     }
 }
 
+/// Record batches handed to Python (`ArrowBatch`). No `unsafe`: `to_ffi` makes the structs.
+mod arrow_batch {
+    use arrow_array::ffi::to_ffi;
+    use arrow_array::{Array, RecordBatch, StructArray};
+    use pyo3::exceptions::PyRuntimeError;
+    use pyo3::prelude::*;
+    use pyo3::types::PyCapsule;
+
+    pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add_class::<ArrowBatch>()
+    }
+
+    /// A record batch built in Rust (trail rows, typed columns), exported through the Arrow
+    /// C data interface: `pa.record_batch(it)` takes it without a copy.
+    #[pyclass(module = "stampline._native", frozen)]
+    pub(super) struct ArrowBatch {
+        pub(super) batch: RecordBatch,
+    }
+
+    #[pymethods]
+    impl ArrowBatch {
+        fn __len__(&self) -> usize {
+            self.batch.num_rows()
+        }
+
+        /// The PyCapsule protocol: (schema capsule, array capsule) of the batch as a struct
+        /// array. The capsules own the exported structs; the importer moves them out and
+        /// releases them, and a capsule dropped unread releases its own.
+        #[pyo3(signature = (requested_schema=None))]
+        fn __arrow_c_array__<'py>(
+            &self,
+            py: Python<'py>,
+            requested_schema: Option<Bound<'py, PyAny>>,
+        ) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
+            let _ = requested_schema; // the rows come in their one schema
+            let data = StructArray::from(self.batch.clone()).into_data();
+            let (array, schema) =
+                to_ffi(&data).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            Ok((
+                PyCapsule::new(py, schema, Some(c"arrow_schema".to_owned()))?,
+                PyCapsule::new(py, array, Some(c"arrow_array".to_owned()))?,
+            ))
+        }
+    }
+}
+
 // The gate's compiled route (its own file: it needs no `unsafe`).
 #[cfg(feature = "kafka")]
 mod gate;
 
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    arrow_batch::register(module)?;
     stamp_reader::register(module)?;
     record_checker::register(module)?;
     #[cfg(feature = "kafka")]
@@ -187,6 +234,15 @@ mod record_checker {
 
     use pyo3::exceptions::PyValueError;
 
+    use std::sync::Arc;
+
+    use arrow_array::{
+        Array, ArrayRef, Float64Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+        UInt8Array,
+    };
+    use arrow_schema::{ArrowError, DataType, Field, Schema as ArrowSchema};
+
+    use super::arrow_batch::ArrowBatch;
     use crate::{check, decode, schema};
 
     pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -207,9 +263,14 @@ mod record_checker {
     /// `wants` whose schema the clean record certainly passes (`crate::schema`), checked in
     /// the same call without the GIL; empty when `schemas` is.
     #[pyfunction]
+    ///
+    /// `typed`: top-level fields the rules read. The seventh item is then an `ArrowBatch`
+    /// with four columns per field, in order (`decode::Typed`): its kinds (uint8,
+    /// `decode::kind`), numbers (float64), integers (int64) and texts (utf8, null unless a
+    /// string); None when `typed` is empty.
     #[pyo3(signature = (
         values, fields, origin_factor, max_bytes, max_name_chars, schemas = Vec::new(),
-        wants = Vec::new()
+        wants = Vec::new(), typed = Vec::new()
     ))]
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn check_records<'py>(
@@ -221,6 +282,7 @@ mod record_checker {
         max_name_chars: usize,
         schemas: Vec<Bound<'py, Schema>>,
         wants: Vec<u64>,
+        typed: Vec<String>,
     ) -> PyResult<(
         Bound<'py, PyBytes>,
         Bound<'py, PyList>,
@@ -228,9 +290,17 @@ mod record_checker {
         Vec<i64>,
         Bound<'py, PyBytes>,
         Bound<'py, PyBytes>,
+        Option<ArrowBatch>,
     )> {
+        let mut distinct = typed.clone();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() != typed.len() {
+            return Err(PyValueError::new_err("typed fields must be distinct"));
+        }
         let spec = decode::Spec {
-            wanted: check::Wanted::new(&fields.0, &fields.1, &fields.2, &fields.3),
+            wanted: check::Wanted::new(&fields.0, &fields.1, &fields.2, &fields.3)
+                .with_fields(&typed),
             origin_factor: (origin_factor > 0).then_some(i128::from(origin_factor)),
             max_bytes,
             max_name_chars,
@@ -249,15 +319,23 @@ mod record_checker {
             return Err(PyValueError::new_err("wants must hold one mask per value"));
         }
         let compiled: Vec<&schema::Schema> = schemas.iter().map(|s| &s.get().0).collect();
-        let (cols, passed) = py.detach(|| {
-            let cols = decode::decode_batch(&slices, &spec);
+        let (cols, passed, typed) = py.detach(|| {
+            let mut cols = decode::decode_batch(&slices, &spec);
             let passed = if compiled.is_empty() {
                 Vec::new()
             } else {
                 schema::passed_batch(&compiled, &slices, &cols.clean, &wants)
             };
-            (cols, passed)
+            let typed = typed_batch(std::mem::take(&mut cols.typed));
+            (cols, passed, typed)
         });
+        let typed = if spec.wanted.fields.is_empty() {
+            None
+        } else {
+            Some(ArrowBatch {
+                batch: typed.map_err(|e| PyValueError::new_err(e.to_string()))?,
+            })
+        };
         let passed: Vec<u8> = passed.iter().flat_map(|p| p.to_le_bytes()).collect();
         let clean: Vec<u8> = cols.clean.iter().map(|&c| u8::from(c)).collect();
         let origins: Vec<u8> = cols.origins.iter().flat_map(|o| o.to_le_bytes()).collect();
@@ -272,7 +350,28 @@ mod record_checker {
             cols.seqs,
             PyBytes::new(py, &origins),
             PyBytes::new(py, &passed),
+            typed,
         ))
+    }
+
+    /// The typed fields as one record batch: per field its kinds, numbers, integers and
+    /// texts, named `<index>.<column>`.
+    fn typed_batch(typed: Vec<decode::Typed>) -> Result<RecordBatch, ArrowError> {
+        let mut fields = Vec::with_capacity(typed.len() * 4);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(typed.len() * 4);
+        for (k, t) in typed.into_iter().enumerate() {
+            fields.push(Field::new(format!("{k}.kinds"), DataType::UInt8, false));
+            columns.push(Arc::new(UInt8Array::from(t.kinds)));
+            fields.push(Field::new(format!("{k}.numbers"), DataType::Float64, false));
+            columns.push(Arc::new(Float64Array::from(t.numbers)));
+            fields.push(Field::new(format!("{k}.integers"), DataType::Int64, false));
+            columns.push(Arc::new(Int64Array::from(t.integers)));
+            fields.push(Field::new(format!("{k}.texts"), DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from(t.texts)));
+        }
+        let options =
+            RecordBatchOptions::new().with_row_count(Some(columns.first().map_or(0, |c| c.len())));
+        RecordBatch::try_new_with_options(Arc::new(ArrowSchema::new(fields)), columns, &options)
     }
 
     /// A JSON Schema compiled for clean records (`crate::schema`): `Schema(text)` raises
@@ -595,28 +694,25 @@ mod stamp_reader {
 }
 
 /// The tap's compiled loop's binding (`crate::tap`; collectors/_tap.py): the class `TapLoop`
-/// and the record batches it hands over (`TrailBatch`, read by `pa.record_batch` through the
-/// Arrow C data interface). Its one `unsafe` call reads a record's timestamp type.
+/// handing over its rows as `ArrowBatch`es. Its one `unsafe` call reads a record's timestamp type.
 #[cfg(feature = "kafka")]
 mod tap_loop {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use arrow_array::ffi::to_ffi;
-    use arrow_array::{Array, RecordBatch, StructArray};
     use pyo3::exceptions::{PyRuntimeError, PyValueError};
     use pyo3::prelude::*;
-    use pyo3::types::{PyBytes, PyCapsule, PyList, PyTuple};
+    use pyo3::types::{PyBytes, PyList, PyTuple};
     use rdkafka::bindings::{rd_kafka_message_timestamp, rd_kafka_timestamp_type_t};
     use rdkafka::message::BorrowedMessage;
 
+    use super::arrow_batch::ArrowBatch;
     use crate::kafka::LoopError;
     use crate::tap::{Raw, TapConfig, TapHooks, TapLoop as Loop};
     use crate::taprows::COLUMNS;
 
     pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
-        module.add_class::<TapLoop>()?;
-        module.add_class::<TrailBatch>()
+        module.add_class::<TapLoop>()
     }
 
     /// The first exception a Python callback raised inside the loop, kept for its caller.
@@ -685,7 +781,7 @@ mod tap_loop {
 
     /// A consumer of the tap's topics that hands over each batch as trail rows.
     /// `take()` returns `(rows, raw, errors, records, unstamped, per_topic, handed)`: `rows` a
-    /// `TrailBatch`; `raw` the records for the reference, `(rows before it, topic, partition,
+    /// `ArrowBatch`; `raw` the records for the reference, `(rows before it, topic, partition,
     /// offset, (timestamp type, ms), key, value, headers, why)`; `errors` consume errors'
     /// texts; `records` and `unstamped` the records observed here; `per_topic` `(topic, n)`;
     /// `handed` `(topic, partition, next offset)` after the batch's records. `commit(offsets)`
@@ -766,7 +862,7 @@ mod tap_loop {
             &mut self,
             py: Python<'py>,
         ) -> PyResult<(
-            TrailBatch,
+            ArrowBatch,
             Bound<'py, PyList>,
             Vec<String>,
             u64,
@@ -788,7 +884,7 @@ mod tap_loop {
                 raw.append(raw_record(py, *at, r)?)?;
             }
             Ok((
-                TrailBatch { batch: taken.rows },
+                ArrowBatch { batch: taken.rows },
                 raw,
                 taken.errors,
                 taken.records,
@@ -835,37 +931,5 @@ mod tap_loop {
             r.why,
         )
             .into_pyobject(py)
-    }
-
-    /// One batch of trail rows, exported through the Arrow C data interface (no copy).
-    #[pyclass(module = "stampline._native", frozen)]
-    pub(super) struct TrailBatch {
-        pub(super) batch: RecordBatch,
-    }
-
-    #[pymethods]
-    impl TrailBatch {
-        fn __len__(&self) -> usize {
-            self.batch.num_rows()
-        }
-
-        /// The PyCapsule protocol: (schema capsule, array capsule) of the batch as a struct
-        /// array. The capsules own the exported structs; the importer moves them out and
-        /// releases them, and a capsule dropped unread releases its own.
-        #[pyo3(signature = (requested_schema=None))]
-        fn __arrow_c_array__<'py>(
-            &self,
-            py: Python<'py>,
-            requested_schema: Option<Bound<'py, PyAny>>,
-        ) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
-            let _ = requested_schema; // the rows come in their one schema
-            let data = StructArray::from(self.batch.clone()).into_data();
-            let (array, schema) =
-                to_ffi(&data).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-            Ok((
-                PyCapsule::new(py, schema, Some(c"arrow_schema".to_owned()))?,
-                PyCapsule::new(py, array, Some(c"arrow_array".to_owned()))?,
-            ))
-        }
     }
 }

@@ -21,6 +21,7 @@ from bench._differential import CONFIGS, NOW, compare
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
 from stampline.rules import Extraction, RuleSet, _checker
 from stampline.rules._checker import CHECK_PATHS, FROM_PYTHON, check_batch
+from stampline.rules._columns import MISSING, Columns
 from stampline.rules._ruleset import _decode_json, _identity, _origin, _repeated_key
 
 
@@ -169,6 +170,84 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [x for v in value for x in _leaves(v)]
     return [value]
+
+
+# --- the typed columns against the columns read from payloads (Hypothesis) ---
+
+TYPED = ["a", "b", "price", "p\u00e9"]
+
+
+def _typed_agrees(texts: list[bytes]) -> None:
+    """The checker's typed columns give what Columns reads from the payload dicts, for every
+    accessor a rule uses; a record it did not call clean reads from its payload either way."""
+    checked = check_batch(texts, Extraction(), typed=TYPED)
+    assert checked is not None
+    payloads = []
+    for text, clean in zip(texts, checked.clean, strict=True):
+        try:
+            payload = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            payload = None
+        assert not clean or isinstance(payload, dict)
+        payloads.append(payload if isinstance(payload, dict) else None)
+    typed = Columns(len(texts), payloads=payloads, typed=checked.typed)
+    plain = Columns(len(texts), payloads=payloads)
+    for name in TYPED:
+        for got, want in zip(typed.numeric(name), plain.numeric(name), strict=True):
+            assert got.tobytes() == want.tobytes(), name  # bit for bit: -0.0 is not 0.0
+        assert typed.integers(name).tolist() == plain.integers(name).tolist(), name
+        assert typed.present(name).tolist() == plain.present(name).tolist(), name
+        (t_texts, t_bad), (p_texts, p_bad) = typed.strings(name), plain.strings(name)
+        assert t_texts.to_pylist() == p_texts.to_pylist(), name
+        assert t_bad.tolist() == p_bad.tolist(), name
+        got_raw, want_raw = typed.raw(name), plain.raw(name)
+        assert [(type(v), v) for v in got_raw] == [(type(v), v) for v in want_raw], name
+        fresh = Columns(len(texts), payloads=payloads, typed=checked.typed)  # nothing cached
+        for row, want in enumerate(want_raw):
+            value = fresh.value(name, row)
+            assert type(value) is type(want), (name, row)
+            assert value is want if want is MISSING else value == want, (name, row)
+
+
+number_texts = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(TYPED) | st.text(max_size=2), json_values, max_size=5),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_typed_columns_read_as_payloads(records: list[dict[str, Any]]) -> None:
+    """Any JSON values in the typed fields (big and small integers, floats, strings with
+    escapes, booleans, null, containers) read the same from the columns."""
+    texts = [json.dumps(r, ensure_ascii=bool(i % 2)).encode() for i, r in enumerate(records)]
+    _typed_agrees([*texts, b"not json", b'{"a":NaN}'])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(number_texts, min_size=1, max_size=8))
+@example(
+    [
+        "18446744073709551615",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-0",
+        "-0.0",
+        "2.2250738585072011e-308",
+        "9007199254740993",
+        "1e-400",
+        "0.1000000000000000055511151231257827",
+    ]
+)
+def test_typed_numbers_are_orjsons_floats_bit_for_bit(texts: list[str]) -> None:
+    """Number texts with up to 30 digits each side and any exponent: the columns' floats are
+    the ones orjson reads, bit for bit (Rust's parse and orjson's both round correctly)."""
+    _typed_agrees([f'{{"price":{t},"a":{t}}}'.encode() for t in texts])
 
 
 def test_without_the_compiled_module_everything_takes_the_python_path(

@@ -385,7 +385,7 @@ def test_a_record_rust_passes_passes_fastjsonschema(
         assume(False)
     compiled = _native.Schema(json.dumps(schema, ensure_ascii=ascii_only))
     value = json.dumps(record, ensure_ascii=ascii_only).encode()
-    clean, *_rest, passed = _native.check_records(
+    clean, *_rest, passed, _typed = _native.check_records(
         [value], ("p", "i", "s", "t"), 10**6, 2**20, 256, [compiled], [1]
     )
     assume(clean == b"\x01")
@@ -416,7 +416,7 @@ _MARKET_SCHEMA = _native.Schema(MARKET.read_text())
 def test_any_bytes_are_checked_without_error(value: bytes) -> None:
     """Any bytes go through the contract check without an error, and only a clean record
     can be vouched for."""
-    clean, *_rest, passed = _native.check_records(
+    clean, *_rest, passed, _typed = _native.check_records(
         [value], ("provider", "instrument", "seq", "ts"), 10**6, 2**20, 256, [_MARKET_SCHEMA], [1]
     )
     assert clean == b"\x01" or passed == bytes(8)

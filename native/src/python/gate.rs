@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use rdkafka::message::{Header, OwnedHeaders};
 
-use super::tap_loop::TrailBatch;
+use super::arrow_batch::ArrowBatch;
 use crate::producer::{self, Out, Refused, Report, Tag};
 use crate::route::{self, Batch, GateRows, HEADER_OVERHEAD, Prior, RECORD_OVERHEAD, Record};
 use crate::taprows::Position;
@@ -327,7 +327,8 @@ struct Columns<'py> {
     providers: Bound<'py, PyList>,
     instruments: Bound<'py, PyList>,
     seqs: Bound<'py, PyList>,
-    payloads: Option<Bound<'py, PyList>>,
+    /// `_Batch.prices`: each record's trail price (NaN for none)
+    prices: Vec<f64>,
 }
 
 /// One record's fields, as Python objects where they are text, kept alive while its
@@ -409,10 +410,7 @@ impl<'py> Held<'py> {
             provider: c.providers.get_item(i)?.cast_into::<PyString>()?,
             instrument: c.instruments.get_item(i)?.cast_into::<PyString>()?,
             seq: c.seqs.get_item(i)?.extract()?,
-            price: match &c.payloads {
-                None => f64::NAN,
-                Some(p) => price(p.get_item(i)?)?,
-            },
+            price: c.prices[i],
             prior,
         })
     }
@@ -459,28 +457,8 @@ fn optional_bytes<'py>(item: Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Py
     }
 }
 
-/// `_price`: the payload's "price" as a float where it is a number (not a bool), else NaN.
-/// An error (an int too large for a float) leaves the record to the reference, which fails
-/// on it as the reference does.
-fn price(payload: Bound<'_, PyAny>) -> PyResult<f64> {
-    if payload.is_none() {
-        return Ok(f64::NAN);
-    }
-    let dict = payload.cast::<PyDict>()?;
-    let Some(v) = dict.get_item("price")? else {
-        return Ok(f64::NAN);
-    };
-    if v.is_instance_of::<PyFloat>()
-        || (v.is_instance_of::<PyInt>() && !v.is_exact_instance_of::<pyo3::types::PyBool>())
-    {
-        v.extract::<f64>()
-    } else {
-        Ok(f64::NAN)
-    }
-}
-
 /// What `route_batch` returns: the rows, the records forwarded, and the late ones.
-type Routed = (TrailBatch, u64, Vec<(usize, i128)>);
+type Routed = (ArrowBatch, u64, Vec<(usize, i128)>);
 
 /// Route the records of one gate batch that the gate accepts with certainty, in order, and
 /// hand each other record to `on_slow(i)` (the reference, `Gate._route`) in its place:
@@ -507,7 +485,6 @@ fn route_batch<'py>(
     stage: &str,
     host: &str,
 ) -> PyResult<Routed> {
-    let payloads = batch.getattr("payloads")?;
     let c = Columns {
         values: list(batch, "values")?,
         keys,
@@ -523,16 +500,12 @@ fn route_batch<'py>(
         providers: list(batch, "providers")?,
         instruments: list(batch, "instruments")?,
         seqs: list(batch, "seqs")?,
-        payloads: if payloads.is_none() {
-            None
-        } else {
-            Some(payloads.cast_into::<PyList>()?)
-        },
+        prices: batch.getattr("prices")?.extract()?,
     };
     let n = c.values.len();
-    if slow.len() != n || c.keys.len() != n {
+    if slow.len() != n || c.keys.len() != n || c.prices.len() != n {
         return Err(PyValueError::new_err(
-            "slow and keys must have one item per record",
+            "slow, keys and prices must have one item per record",
         ));
     }
     let clock = batch.getattr("clock")?;
@@ -611,7 +584,7 @@ fn route_batch<'py>(
     let rows = rows
         .finish(&b)
         .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-    Ok((TrailBatch { batch: rows }, forwarded, late))
+    Ok((ArrowBatch { batch: rows }, forwarded, late))
 }
 
 /// Produce one stamped record to the clean topic. Ok(false): not produced, and nothing
