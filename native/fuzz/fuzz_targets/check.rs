@@ -1,9 +1,10 @@
 //! The record checker on arbitrary bytes: it never panics, and whatever it calls clean a
-//! strict parser reads as one JSON object with no repeated key, holding the values it found.
+//! strict parser reads as one JSON object with no repeated key, holding the values it found
+//! (the identity fields, and the typed fields the rules read, floats bit for bit).
 #![no_main]
 #![forbid(unsafe_code)]
 
-use _native::check::{Found, MAX_DEPTH, Wanted, check};
+use _native::check::{Found, MAX_DEPTH, Value as Typed, Wanted, check_fields};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -34,9 +35,34 @@ fn agrees(found: &Found, value: Option<&Value>) -> bool {
     }
 }
 
+/// A typed field's value as the strict parser reads it (serde_json with float_roundtrip
+/// rounds correctly, as orjson does).
+fn typed_agrees(typed: &Typed, value: Option<&Value>) -> bool {
+    match (typed, value) {
+        (Typed::Missing, None) => true,
+        (Typed::Null, Some(Value::Null)) => true,
+        (Typed::Bool(b), Some(Value::Bool(c))) => b == c,
+        (Typed::Str(s), Some(Value::String(t))) => s == t,
+        (Typed::Int(i), Some(Value::Number(n))) => {
+            n.as_i64() == Some(*i) || (*i == 0 && n.as_f64() == Some(0.0)) // `-0`, as above
+        }
+        (Typed::BigInt(f), Some(Value::Number(n))) => n
+            .as_u64()
+            .is_some_and(|u| u > i64::MAX as u64 && (u as f64).to_bits() == f.to_bits()),
+        (Typed::Float(f), Some(Value::Number(n))) => {
+            n.is_f64() && n.as_f64().map(f64::to_bits) == Some(f.to_bits())
+        }
+        (Typed::Container, Some(Value::Array(_) | Value::Object(_))) => true,
+        _ => false,
+    }
+}
+
+const TYPED: [&str; 4] = ["a", "x", "provider", "y"];
+
 fuzz_target!(|data: &[u8]| {
-    let wanted = Wanted::new("provider", "instrument", "seq", "a.b");
-    let Ok(fields) = check(data, &wanted) else {
+    let names: Vec<String> = TYPED.iter().map(|s| s.to_string()).collect();
+    let wanted = Wanted::new("provider", "instrument", "seq", "a.b").with_fields(&names);
+    let Ok((fields, typed)) = check_fields(data, &wanted) else {
         return;
     };
     let value = oracle::strict(data).expect("clean, yet not strict JSON without repeated keys");
@@ -52,4 +78,7 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|a| a.as_object())
         .and_then(|a| a.get("b"));
     assert!(agrees(&fields[3], origin), "origin");
+    for (name, value) in TYPED.iter().zip(&typed) {
+        assert!(typed_agrees(value, top.get(*name)), "typed field {name}");
+    }
 });

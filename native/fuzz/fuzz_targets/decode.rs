@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use _native::check::{Wanted, check};
-use _native::decode::{FROM_PYTHON, Spec, decode, decode_batch};
+use _native::decode::{FROM_PYTHON, Spec, decode, decode_batch, kind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let spec = Spec {
-        wanted: Wanted::new("provider", "instrument", "seq", "ts"),
+        wanted: Wanted::new("provider", "instrument", "seq", "ts")
+            .with_fields(&["price".to_string(), "provider".to_string()]),
         origin_factor: [
             None,
             Some(1),
@@ -31,6 +32,20 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let cols = decode_batch(&values, &spec);
     assert_eq!(cols.clean.len(), values.len());
+    for typed in &cols.typed {
+        assert_eq!(typed.kinds.len(), values.len());
+        assert_eq!(typed.numbers.len(), values.len());
+        assert_eq!(typed.integers.len(), values.len());
+        assert_eq!(typed.texts.len(), values.len());
+        for (i, &k) in typed.kinds.iter().enumerate() {
+            // a row is typed exactly when it is clean; a text only for a string
+            assert_eq!(k == kind::UNREAD, !cols.clean[i]);
+            assert_eq!(typed.texts[i].is_some(), k == kind::STR);
+            assert!(
+                typed.numbers[i].is_nan() != matches!(k, kind::INT | kind::FLOAT | kind::BIG_INT)
+            );
+        }
+    }
     for (i, value) in values.iter().enumerate() {
         let row = decode(*value, &spec);
         assert_eq!(cols.clean[i], row.is_some());
@@ -42,6 +57,7 @@ fuzz_target!(|data: &[u8]| {
         let value = value.expect("a clean record has bytes");
         assert!(!value.is_empty() && value.len() <= spec.max_bytes);
         assert!(check(value, &spec.wanted).is_ok());
+        assert_eq!(row.values.len(), spec.wanted.fields.len());
         assert!(row.provider.chars().count() <= spec.max_name_chars);
         assert!(row.instrument.chars().count() <= spec.max_name_chars);
         assert!(row.seq == -1 || row.seq == FROM_PYTHON || row.seq >= 0);
