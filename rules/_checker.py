@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from stampline.rules._columns import Typed
 
@@ -126,18 +125,16 @@ def check_batch(
     count("python: the checker is not sure", n - ok)
     # A copy: the Python path writes its own rows' origins into it.
     origin_ns = np.frombuffer(origins, np.int64).copy()
-    fields: dict[str, Typed] = {}
-    if columns is not None:
-        batch = pa.record_batch(columns)  # no copy: Arrow's C data interface
-        for k, name in enumerate(typed):
-            kinds, numbers, integers, texts = batch.columns[4 * k : 4 * k + 4]
-            fields[name] = Typed(
-                # a copy: the caller marks rows it reads itself after all
-                kinds.to_numpy().copy(),
-                numbers.to_numpy(),
-                integers.to_numpy(),
-                texts,
-            )
+    fields = {
+        name: Typed(
+            # a copy: the caller marks rows it reads itself after all
+            np.frombuffer(kinds, np.uint8).copy(),
+            np.frombuffer(numbers, "<f8"),
+            np.frombuffer(integers, "<i8"),
+            texts,
+        )
+        for name, (kinds, numbers, integers, texts) in zip(typed, columns, strict=True)
+    }
     return Checked(
         clean,
         providers,

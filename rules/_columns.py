@@ -29,8 +29,18 @@ MISSING: Any = object()  # a field absent from the record, told apart from an ex
 T_MISSING, T_NULL, T_TRUE, T_FALSE, T_INT, T_FLOAT, T_BIG_INT, T_STR, T_CONTAINER, T_UNREAD = range(
     10
 )
-_NUMBERS = (T_INT, T_FLOAT, T_BIG_INT)
-_ABSENT = (T_MISSING, T_NULL)
+
+
+def _kinds(*kinds: int) -> npt.NDArray[np.bool_]:
+    """A lookup table over the kinds: ``table[kinds]`` marks the rows of one of ``kinds``."""
+    table = np.zeros(256, np.bool_)
+    table[list(kinds)] = True
+    return table
+
+
+_NUMBER = _kinds(T_INT, T_FLOAT, T_BIG_INT)
+_PRESENT = ~_kinds(T_MISSING, T_NULL)
+_NOT_TEXT = ~_kinds(T_STR, T_MISSING, T_NULL)  # present, and not a string
 # Kinds whose Python value the columns hold exactly (a container's, or an integer's beyond
 # int64, is read from the payload).
 _HELD = (T_MISSING, T_NULL, T_TRUE, T_FALSE, T_INT, T_FLOAT, T_STR)
@@ -38,16 +48,30 @@ _HELD = (T_MISSING, T_NULL, T_TRUE, T_FALSE, T_INT, T_FLOAT, T_STR)
 UNREAD: Any = object()  # a clean record's payload not read yet (Payloads)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Typed:
     """One top-level field of a batch as the compiled checker decoded it: per row its kind
     (``T_*``; ``T_UNREAD`` for a record it did not call clean), its number (NaN unless a
-    number), its integer (``Columns.integers``' value) and its text (null unless a string)."""
+    number), its integer (``Columns.integers``' value) and its text (None unless a string;
+    ``texts`` is None when no row holds one)."""
 
     kinds: npt.NDArray[np.uint8]
     numbers: FloatArray
     integers: IntArray
-    texts: pa.Array
+    texts: list[str | None] | None
+    _unread: list[int] | None = None
+
+    def unread(self) -> list[int]:
+        """The rows the checker did not type: their values come from their payloads."""
+        if self._unread is None:
+            self._unread = np.flatnonzero(self.kinds == T_UNREAD).tolist()
+        return self._unread
+
+    def arrow_texts(self) -> pa.Array:
+        """The texts as Arrow strings, null where not a string."""
+        if self.texts is None:
+            return pa.nulls(len(self.kinds), pa.string())
+        return pa.array(self.texts, pa.string())
 
     def python(self, row: int) -> Any:
         """Row ``row``'s value as the payload dict holds it (a held kind only)."""
@@ -59,7 +83,8 @@ class Typed:
         if kind == T_FLOAT:
             return float(self.numbers[row])
         if kind == T_STR:
-            return self.texts[row].as_py()
+            assert self.texts is not None
+            return self.texts[row]
         return {T_NULL: None, T_TRUE: True, T_FALSE: False}[int(kind)]
 
 
@@ -184,8 +209,8 @@ class Columns:
             arrow = self._arrow(field)
             typed = self._typed.get(field)
             if typed is not None:
-                present = ~np.isin(typed.kinds, _ABSENT)
-                for row in self._unread(typed):
+                present = _PRESENT[typed.kinds]
+                for row in typed.unread():
                     v = self.value(field, row)
                     present[row] = v is not None and v is not MISSING
                 self._present[field] = present
@@ -209,9 +234,9 @@ class Columns:
         typed = self._typed.get(field)
         if typed is not None:
             values = typed.numbers.copy()
-            ok = np.isin(typed.kinds, _NUMBERS)
-            bad = ~ok & ~np.isin(typed.kinds, _ABSENT)
-            for row in self._unread(typed):
+            ok = _NUMBER[typed.kinds]
+            bad = ~ok & _PRESENT[typed.kinds]
+            for row in typed.unread():
                 values[row], ok[row], bad[row] = _number(self.value(field, row))
             return values, ok, bad
         arrow = self._arrow(field)
@@ -238,7 +263,7 @@ class Columns:
         typed = self._typed.get(field)
         if typed is not None:
             out = typed.integers.copy()
-            for row in self._unread(typed):
+            for row in typed.unread():
                 out[row] = _integer(self.value(field, row))
             return out
         arrow = self._arrow(field)
@@ -261,8 +286,8 @@ class Columns:
             arrow = self._arrow(field)
             typed = self._typed.get(field)
             if typed is not None:
-                texts, bad = typed.texts, ~np.isin(typed.kinds, (T_STR, *_ABSENT))
-                unread = self._unread(typed)
+                texts, bad = typed.arrow_texts(), _NOT_TEXT[typed.kinds]
+                unread = typed.unread()
                 if unread:  # the reference's records: their strings from their payloads
                     patch: list[str | None] = [None] * self.n
                     for row in unread:
@@ -299,10 +324,6 @@ class Columns:
         if self._keys is None:
             raise ValueError("this batch carries no identity columns")
         return self._keys
-
-    def _unread(self, typed: Typed) -> list[int]:
-        """The rows the checker did not type: their values come from their payloads."""
-        return np.flatnonzero(typed.kinds == T_UNREAD).tolist()
 
     def _arrow(self, field: str) -> pa.Array | None:
         if self._table is None or field not in self._table.column_names:

@@ -26,7 +26,10 @@ def check_records(
     schemas: list[Schema] = ...,
     wants: list[int] = ...,
     typed: list[str] = ...,
-) -> tuple[bytes, list[str], list[str], list[int], bytes, bytes, ArrowBatch | None]: ...
+) -> tuple[
+    bytes, list[str], list[str], list[int], bytes, bytes,
+    list[tuple[bytes, bytes, bytes, list[str | None] | None]],
+]: ...  # fmt: skip
 
 class Schema:
     def __init__(self, text: str) -> None: ...

@@ -230,19 +230,9 @@ mod record_checker {
     use std::collections::HashMap;
 
     use pyo3::prelude::*;
-    use pyo3::types::{PyBytes, PyList, PyString};
-
     use pyo3::exceptions::PyValueError;
+    use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-    use std::sync::Arc;
-
-    use arrow_array::{
-        Array, ArrayRef, Float64Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
-        UInt8Array,
-    };
-    use arrow_schema::{ArrowError, DataType, Field, Schema as ArrowSchema};
-
-    use super::arrow_batch::ArrowBatch;
     use crate::{check, decode, schema};
 
     pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -264,10 +254,8 @@ mod record_checker {
     /// the same call without the GIL; empty when `schemas` is.
     #[pyfunction]
     ///
-    /// `typed`: top-level fields the rules read. The seventh item is then an `ArrowBatch`
-    /// with four columns per field, in order (`decode::Typed`): its kinds (uint8,
-    /// `decode::kind`), numbers (float64), integers (int64) and texts (utf8, null unless a
-    /// string); None when `typed` is empty.
+    /// `typed`: distinct top-level fields the rules read. The seventh item is a list with
+    /// one `typed_field` tuple per field, in order (`decode::Typed`).
     #[pyo3(signature = (
         values, fields, origin_factor, max_bytes, max_name_chars, schemas = Vec::new(),
         wants = Vec::new(), typed = Vec::new()
@@ -290,7 +278,7 @@ mod record_checker {
         Vec<i64>,
         Bound<'py, PyBytes>,
         Bound<'py, PyBytes>,
-        Option<ArrowBatch>,
+        Bound<'py, PyList>,
     )> {
         let mut distinct = typed.clone();
         distinct.sort();
@@ -319,23 +307,22 @@ mod record_checker {
             return Err(PyValueError::new_err("wants must hold one mask per value"));
         }
         let compiled: Vec<&schema::Schema> = schemas.iter().map(|s| &s.get().0).collect();
-        let (cols, passed, typed) = py.detach(|| {
-            let mut cols = decode::decode_batch(&slices, &spec);
+        let (cols, passed) = py.detach(|| {
+            let cols = decode::decode_batch(&slices, &spec);
             let passed = if compiled.is_empty() {
                 Vec::new()
             } else {
                 schema::passed_batch(&compiled, &slices, &cols.clean, &wants)
             };
-            let typed = typed_batch(std::mem::take(&mut cols.typed));
-            (cols, passed, typed)
+            (cols, passed)
         });
-        let typed = if spec.wanted.fields.is_empty() {
-            None
-        } else {
-            Some(ArrowBatch {
-                batch: typed.map_err(|e| PyValueError::new_err(e.to_string()))?,
-            })
-        };
+        let mut texts = HashMap::new();
+        let typed: Vec<Bound<'py, PyTuple>> = cols
+            .typed
+            .iter()
+            .map(|t| typed_field(py, t, &mut texts))
+            .collect::<PyResult<_>>()?;
+        let typed = PyList::new(py, typed)?;
         let passed: Vec<u8> = passed.iter().flat_map(|p| p.to_le_bytes()).collect();
         let clean: Vec<u8> = cols.clean.iter().map(|&c| u8::from(c)).collect();
         let origins: Vec<u8> = cols.origins.iter().flat_map(|o| o.to_le_bytes()).collect();
@@ -354,24 +341,42 @@ mod record_checker {
         ))
     }
 
-    /// The typed fields as one record batch: per field its kinds, numbers, integers and
-    /// texts, named `<index>.<column>`.
-    fn typed_batch(typed: Vec<decode::Typed>) -> Result<RecordBatch, ArrowError> {
-        let mut fields = Vec::with_capacity(typed.len() * 4);
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(typed.len() * 4);
-        for (k, t) in typed.into_iter().enumerate() {
-            fields.push(Field::new(format!("{k}.kinds"), DataType::UInt8, false));
-            columns.push(Arc::new(UInt8Array::from(t.kinds)));
-            fields.push(Field::new(format!("{k}.numbers"), DataType::Float64, false));
-            columns.push(Arc::new(Float64Array::from(t.numbers)));
-            fields.push(Field::new(format!("{k}.integers"), DataType::Int64, false));
-            columns.push(Arc::new(Int64Array::from(t.integers)));
-            fields.push(Field::new(format!("{k}.texts"), DataType::Utf8, true));
-            columns.push(Arc::new(StringArray::from(t.texts)));
-        }
-        let options =
-            RecordBatchOptions::new().with_row_count(Some(columns.first().map_or(0, |c| c.len())));
-        RecordBatch::try_new_with_options(Arc::new(ArrowSchema::new(fields)), columns, &options)
+    /// One typed field for Python: `(kinds, numbers, integers, texts)`, the first three
+    /// little-endian bytes (uint8, float64, int64: NumPy reads them without a copy), `texts`
+    /// a list of str or None, or None when no row holds a string. Plain bytes, not an Arrow
+    /// batch: importing one costs tens of microseconds a batch, which small batches (the
+    /// latency-bound gate's) cannot afford.
+    fn typed_field<'py, 'c>(
+        py: Python<'py>,
+        t: &'c decode::Typed,
+        interned: &mut HashMap<&'c str, Bound<'py, PyString>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let numbers: Vec<u8> = t.numbers.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let integers: Vec<u8> = t.integers.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let texts = if t.texts.iter().any(Option::is_some) {
+            let items: Vec<Option<Bound<'py, PyString>>> = t
+                .texts
+                .iter()
+                .map(|s| {
+                    s.as_deref().map(|s| {
+                        interned
+                            .entry(s)
+                            .or_insert_with(|| PyString::new(py, s))
+                            .clone()
+                    })
+                })
+                .collect();
+            Some(PyList::new(py, items)?)
+        } else {
+            None
+        };
+        (
+            PyBytes::new(py, &t.kinds),
+            PyBytes::new(py, &numbers),
+            PyBytes::new(py, &integers),
+            texts,
+        )
+            .into_pyobject(py)
     }
 
     /// A JSON Schema compiled for clean records (`crate::schema`): `Schema(text)` raises
