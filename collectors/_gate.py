@@ -107,6 +107,7 @@ from stampline.rules import SIZE_RULE, BatchResult, Failure, RuleSet, RulesHolde
 try:
     from stampline._native import DeliveryReport, GateProducer, event_ids, route_batch
     from stampline._native import EventTime as CompiledEventTime
+    from stampline._native import GateRows as CompiledRows
 except ImportError:  # built without cargo, or before the route (`./dev setup`): the reference
     GateProducer = None  # type: ignore[assignment,misc]
 
@@ -301,6 +302,8 @@ class Gate:
         )(settings.allowed_lateness_ns, settings.skew_window_ns)
         self.paused = False
         self._rows = TrailRows()
+        # The compiled route's rows, gathered in Rust until a segment is cut (_cut).
+        self._fast_rows: CompiledRows | None = None
         # The constant parts of the stamp headers, encoded once.
         self._stamp_head = f"stage={settings.stage};in=".encode("ascii", "replace")
         self._clock = _Clock.of(settings.clock_err_ns, settings.clock_source, settings.host)
@@ -679,20 +682,29 @@ class Gate:
             batch.extend(item)
         return batch, False
 
+    def _pending(self) -> int:
+        """Trail rows not yet in a segment, on both routes."""
+        return len(self._rows) + (len(self._fast_rows) if self._fast_rows is not None else 0)
+
     def _wait_s(self) -> float:
-        if not self._rows:
+        if not self._pending():
             return 0.1
         return max(0.0, self.settings.flush_interval_s - (time.monotonic() - self._oldest_pending))
 
     def _due(self) -> bool:
-        if not self._rows:
+        pending = self._pending()
+        if not pending:
             return False
-        if len(self._rows) >= self.settings.flush_rows:
+        if pending >= self.settings.flush_rows:
             return True
         return time.monotonic() - self._oldest_pending >= self.settings.flush_interval_s
 
     def _cut(self, done: threading.Event | None) -> None:
         """Hand what is pending to the writer (blocking while its queue is full)."""
+        if self._fast_rows is not None and len(self._fast_rows):
+            s = self.settings
+            fast = pa.record_batch(self._fast_rows.take(s.stage, s.host))
+            self._rows.add_batch(fast, ordered=False)
         segment = _Segment(self._rows, self._dead, self._offsets, self._out_positions(), done)
         self._rows, self._dead, self._offsets = TrailRows(), [], {}
         if not segment.offsets and done is None:
@@ -738,7 +750,7 @@ class Gate:
         if not good:
             return
         n = len(good)
-        if not self._rows:
+        if not self._pending():
             self._oldest_pending = time.monotonic()
         values = [m.value() for m in good]
         topics = [m.topic() or "" for m in good]
@@ -802,10 +814,9 @@ class Gate:
             clock=self._clock,
         )
         first = len(self._rows.rows)  # this batch's reference rows are the tuples from here
-        fast = None  # the compiled route's rows
+        fast = None  # what the compiled route routed: (index, emitted, origin, ingested)
         if compiled and not (self._already.by_id or self._already.by_source):
             fast = self._route_compiled(batch, good, early)
-            self._rows.add_batch(fast, ordered=False)
         else:  # the reference route; also while a recovery scan's findings are being met
             why = self._reference_why or "the reference route (a recovery scan's findings)"
             _count_path(f"python: {why}", n)
@@ -831,25 +842,29 @@ class Gate:
             except Exception as exc:  # alerting must never take down the gate it watches
                 log.error("alert detectors failed on a batch: %r", exc)
         if self.metrics is not None:
-            self._count(n, _counted(self._rows.rows[first:], fast))
+            self._count(n, _counted(self._rows.rows[first:], batch, fast))
 
     def _route_compiled(
         self, b: _Batch, messages: list[Message], early: list[int]
-    ) -> pa.RecordBatch:
+    ) -> npt.NDArray[np.int64]:
         """Route the batch on the compiled route (``route_batch``): the records no rule
         refused or warned about, the gate refused nothing of and that have readable stamps or
-        none are stamped, produced and given their rows in Rust; every other record, and any
-        the compiled route is not sure of, goes to ``_route`` in its place. Returns the
-        compiled route's rows."""
-        assert isinstance(self._producer, GateProducer)
+        none are stamped, produced and given their rows in Rust (gathered there until the
+        segment is cut); every other record, and any the compiled route is not sure of, goes
+        to ``_route`` in its place. Returns (index, emitted, origin, ingested) per record it
+        routed, for the metrics."""
+        assert _on_compiled_route(self._producer)
         assert isinstance(self.event_time, CompiledEventTime)
+        if self._fast_rows is None:
+            self._fast_rows = CompiledRows()
         s = self.settings
         slow = [False] * len(messages)
         for i in (*b.rejects, *b.warnings, *early):
             slow[i] = True
-        rows, forwarded, late = route_batch(
+        times, forwarded, late = route_batch(
             self._producer,
             self.event_time,
+            self._fast_rows,
             b,
             [m.key() for m in messages],
             slow,
@@ -869,7 +884,7 @@ class Gate:
         _count_path("compiled", forwarded)
         _count_path("python: refused or warned about", judged)
         _count_path("python: left by the compiled route", len(messages) - forwarded - judged)
-        return pa.record_batch(rows)
+        return np.frombuffer(times, "<i8").reshape(-1, 4)
 
     def _route_one(self, b: _Batch, i: int, m: Message) -> None:
         """``_route``, dead-lettering a record whose processing raised."""
@@ -1485,9 +1500,9 @@ def _traced_ids(
     return ids, trace.tobytes()
 
 
-def _counted(rows: list[TrailRow], fast: pa.RecordBatch | None) -> _Routed:
-    """The columns ``_count`` reads: of the reference's row tuples, then the compiled route's
-    record batch."""
+def _counted(rows: list[TrailRow], b: _Batch, fast: npt.NDArray[np.int64] | None) -> _Routed:
+    """The columns ``_count`` reads: of the reference's row tuples, then of the records the
+    compiled route forwarded (``fast``: index, emitted, origin, ingested per record)."""
     texts: list[list[str]] = [[] for _ in _COUNTED_TEXTS]
     ints: list[list[npt.NDArray[np.int64]]] = [[] for _ in _COUNTED_INTS]
     if rows:  # the getter gives each row's values in _COUNTED_NAMES' order
@@ -1496,11 +1511,19 @@ def _counted(rows: list[TrailRow], fast: pa.RecordBatch | None) -> _Routed:
             text.extend(column)
         for part, column in zip(ints, columns[len(texts) :], strict=True):
             part.append(np.array(column, np.int64))
-    if fast is not None and fast.num_rows:
-        for text, name in zip(texts, _COUNTED_TEXTS, strict=True):
-            text.extend(fast.column(name).to_pylist())
-        for part, name in zip(ints, _COUNTED_INTS, strict=True):
-            part.append(fast.column(name).to_numpy())
+    if fast is not None and len(fast):
+        at = fast[:, 0].tolist()
+        providers, outcomes, rule_ids, instruments = texts
+        providers.extend(b.providers[i] for i in at)
+        outcomes.extend(["forwarded"] * len(at))
+        rule_ids.extend([""] * len(at))
+        instruments.extend(b.instruments[i] for i in at)
+        received, emitted, origin, ingested, broker = ints
+        received.append(np.full(len(at), b.received, np.int64))
+        emitted.append(fast[:, 1])
+        origin.append(fast[:, 2])
+        ingested.append(fast[:, 3])
+        broker.append(np.asarray(b.broker_ms, np.int64)[at])
     times = tuple(np.concatenate(part) if part else np.zeros(0, np.int64) for part in ints)
     return _Routed(texts[0], texts[1], texts[2], texts[3], times)
 

@@ -131,9 +131,15 @@ class GateProducer:
     def positions(self) -> dict[tuple[str, int], int]: ...
     def take_failures(self) -> list[tuple[str, int, int, str]]: ...
 
+class GateRows:
+    def __init__(self) -> None: ...
+    def __len__(self) -> int: ...
+    def take(self, stage: str, host: str) -> ArrowBatch: ...
+
 def route_batch(
     producer: GateProducer,
     event_time: EventTime,
+    rows: GateRows,
     batch: Any,
     keys: list[bytes | None],
     slow: list[bool],
@@ -143,7 +149,7 @@ def route_batch(
     clean_limit: int | None,
     stage: str,
     host: str,
-) -> tuple[ArrowBatch, int, list[tuple[int, int]]]: ...
+) -> tuple[bytes, int, list[tuple[int, int]]]: ...
 def event_ids(
     topics: list[str],
     partitions: list[int],

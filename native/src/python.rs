@@ -229,8 +229,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
 mod record_checker {
     use std::collections::HashMap;
 
-    use pyo3::prelude::*;
     use pyo3::exceptions::PyValueError;
+    use pyo3::prelude::*;
     use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
     use crate::{check, decode, schema};

@@ -198,8 +198,10 @@ impl std::fmt::Write for Text<'_> {
 }
 
 /// The trail rows of forwarded records, column by column, as `Gate._route` builds each
-/// (`audit.trail_row`): outcome "forwarded", no rule named, no warnings. The batch's
-/// constants (stage, host, clock source, authority) are made whole at [`GateRows::finish`].
+/// (`audit.trail_row`): outcome "forwarded", no rule named, no warnings. Rows of many
+/// batches gather here until the gate cuts a segment: the gate's constants (stage, host,
+/// authority) are made whole at [`GateRows::finish`]; the clock's bound and source, which
+/// may change between batches, are kept per row.
 #[derive(Default)]
 pub struct GateRows {
     rows: usize,
@@ -221,6 +223,8 @@ pub struct GateRows {
     price: Int64Builder,
     parents: StringBuilder,
     broker_time_type: StringBuilder,
+    clock_err_ns: Int64Builder,
+    clock_source: StringBuilder,
 }
 
 impl GateRows {
@@ -255,10 +259,13 @@ impl GateRows {
         self.parents
             .append_value(r.prior.as_ref().map_or("", |p| p.parents));
         self.broker_time_type.append_value(r.at.time_type);
+        self.clock_err_ns.append_value(b.err_ns);
+        self.clock_source.append_value(b.clock_source);
     }
 
-    /// The rows as one record batch in the canonical columns; the builders start afresh.
-    pub fn finish(&mut self, b: &Batch<'_>) -> Result<RecordBatch, ArrowError> {
+    /// The rows as one record batch in the canonical columns, with the gate's `stage` and
+    /// `host`; the builders start afresh.
+    pub fn finish(&mut self, stage: &str, host: &str) -> Result<RecordBatch, ArrowError> {
         let n = std::mem::take(&mut self.rows);
         if n == 0 {
             return Ok(RecordBatch::new_empty(schema()));
@@ -269,16 +276,16 @@ impl GateRows {
         let ints = |b: &mut Int64Builder| -> ArrayRef { Arc::new(b.finish()) };
         let columns: Vec<ArrayRef> = vec![
             texts(&mut self.event_id),
-            text(b.stage),
+            text(stage),
             texts(&mut self.prev_stage),
             ints(&mut self.received),
             ints(&mut self.emitted),
             ints(&mut self.prev_emitted),
             ints(&mut self.origin),
             ints(&mut self.ingested),
-            int(b.err_ns),
+            ints(&mut self.clock_err_ns),
             ints(&mut self.prev_clock_err_ns),
-            text(b.host),
+            text(host),
             texts(&mut self.topic),
             ints(&mut self.partition),
             ints(&mut self.offset),
@@ -292,7 +299,7 @@ impl GateRows {
             int(0),   // rule_version
             texts(&mut self.parents),
             int(AUTHORITY_STAMPER),
-            text(b.clock_source),
+            texts(&mut self.clock_source),
             text(""), // warnings: a record that broke a warn rule takes the reference
             text(""), // rule_sha256: no rule named
             text(""), // parent_stamps: the gate's row is never a derived event's birth row
@@ -413,7 +420,7 @@ mod tests {
         let mut rows = GateRows::default();
         let r = record(None);
         rows.forwarded(&B, &r, &r.stamp(&B, &times), 99);
-        let batch = rows.finish(&B).unwrap();
+        let batch = rows.finish("gate", "h1").unwrap();
         assert_eq!(batch.num_rows(), 1);
         let int = |name: &str| {
             batch
@@ -435,6 +442,7 @@ mod tests {
         assert_eq!(int("emitted"), 99);
         assert_eq!(text("outcome"), "forwarded");
         assert_eq!(text("stage"), "gate");
+        assert_eq!(int("clock_err_ns"), 1_000_000);
         assert_eq!(text("prev_stage"), "origin");
         assert!(rows.is_empty());
     }

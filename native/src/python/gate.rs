@@ -11,7 +11,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 
 use super::arrow_batch::ArrowBatch;
 use crate::producer::{self, Out, Refused, Report, Tag};
-use crate::route::{self, Batch, GateRows, HEADER_OVERHEAD, Prior, RECORD_OVERHEAD, Record};
+use crate::route::{self, Batch, HEADER_OVERHEAD, Prior, RECORD_OVERHEAD, Record};
 use crate::taprows::Position;
 use crate::{eventtime, kafka};
 
@@ -19,6 +19,7 @@ pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<EventTime>()?;
     module.add_class::<GateProducer>()?;
     module.add_class::<DeliveryReport>()?;
+    module.add_class::<GateRows>()?;
     module.add_function(wrap_pyfunction!(route_batch, module)?)?;
     module.add_function(wrap_pyfunction!(event_ids, module)?)
 }
@@ -457,25 +458,56 @@ fn optional_bytes<'py>(item: Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Py
     }
 }
 
-/// What `route_batch` returns: the rows, the records forwarded, and the late ones.
-type Routed = (ArrowBatch, u64, Vec<(usize, i128)>);
+/// What `route_batch` returns: per record routed here `(index, emitted, origin, ingested)`
+/// as little-endian int64s, the records forwarded, and `(index, ns)` of the late ones.
+type Routed<'py> = (Bound<'py, PyBytes>, u64, Vec<(usize, i128)>);
+
+/// The compiled route's trail rows, gathered in Rust over every batch until the gate cuts a
+/// segment: one export a segment instead of one a batch (an Arrow import costs ~100 µs,
+/// which a small batch cannot afford).
+#[pyclass(module = "stampline._native")]
+#[derive(Default)]
+pub(super) struct GateRows(route::GateRows);
+
+#[pymethods]
+impl GateRows {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The rows gathered so far, in the canonical columns with the gate's `stage` and
+    /// `host`; the buffer starts afresh.
+    fn take(&mut self, stage: &str, host: &str) -> PyResult<ArrowBatch> {
+        let batch = self
+            .0
+            .finish(stage, host)
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        Ok(ArrowBatch { batch })
+    }
+}
 
 /// Route the records of one gate batch that the gate accepts with certainty, in order, and
 /// hand each other record to `on_slow(i)` (the reference, `Gate._route`) in its place:
 /// those marked in `slow`, and those this route finds it cannot judge as the reference
 /// would (a field of an unexpected type, an over-long stamped record, a record librdkafka
-/// does not take at once). Returns `(rows, forwarded, late)`: the trail rows of the records
-/// routed here, how many, and `(index, ns)` of each late one.
+/// does not take at once). The trail rows of the records routed here go to `rows`.
 ///
 /// `batch` is the gate's `_Batch`; `keys` each record's key; `clean_limit` the clean topic's
 /// limit where a stamped record may exceed it (None: every record fits).
 #[pyfunction]
-#[pyo3(signature = (producer, event_time, batch, keys, slow, on_slow, *, clean_topic,
+#[pyo3(signature = (producer, event_time, rows, batch, keys, slow, on_slow, *, clean_topic,
     clean_limit, stage, host))]
 #[allow(clippy::too_many_arguments)]
 fn route_batch<'py>(
+    py: Python<'py>,
     producer: &Bound<'py, GateProducer>,
     event_time: &Bound<'py, EventTime>,
+    rows: &Bound<'py, GateRows>,
     batch: &Bound<'py, PyAny>,
     keys: Bound<'py, PyList>,
     slow: Vec<bool>,
@@ -484,7 +516,7 @@ fn route_batch<'py>(
     clean_limit: Option<usize>,
     stage: &str,
     host: &str,
-) -> PyResult<Routed> {
+) -> PyResult<Routed<'py>> {
     let c = Columns {
         values: list(batch, "values")?,
         keys,
@@ -539,8 +571,7 @@ fn route_batch<'py>(
         ));
     }
     let gate = producer.get();
-    let mut rows = GateRows::default();
-    let (mut forwarded, mut late) = (0u64, Vec::new());
+    let (mut forwarded, mut late, mut times) = (0u64, Vec::new(), Vec::new());
     let mut text = Vec::with_capacity(256);
     let mut parents = String::new();
     for (i, &is_slow) in slow.iter().enumerate() {
@@ -575,16 +606,16 @@ fn route_batch<'py>(
             continue;
         }
         route::accept(&mut event_time.borrow_mut().0, &r, &s);
-        rows.forwarded(&b, &r, &s, emitted);
+        rows.borrow_mut().0.forwarded(&b, &r, &s, emitted);
         forwarded += 1;
+        for v in [i as i64, emitted, s.origin, s.ingested] {
+            times.extend_from_slice(&v.to_le_bytes());
+        }
         if s.late != 0 {
             late.push((i, s.late));
         }
     }
-    let rows = rows
-        .finish(&b)
-        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-    Ok((ArrowBatch { batch: rows }, forwarded, late))
+    Ok((PyBytes::new(py, &times), forwarded, late))
 }
 
 /// Produce one stamped record to the clean topic. Ok(false): not produced, and nothing
