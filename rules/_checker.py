@@ -2,9 +2,10 @@
 
 One call into Rust per batch (``native/src/check.rs``, ``decode.rs``; the GIL released)
 says which records are certainly clean — exactly one JSON object, read by orjson as the
-Python path reads it, no key repeated in any object — and decodes their extraction fields
-into columns. Records it cannot vouch for take the Python path, which is the reference, one
-by one as before; so does everything when ``stampline._native`` is absent. Each record's
+Python path reads it, no key repeated in any object — and decodes their extraction fields,
+and the top-level fields the rules read (``Typed``, rules/_columns.py), into columns.
+Records it cannot vouch for take the Python path, which is the reference, one by one as
+before; so does everything when ``stampline._native`` is absent. Each record's
 path is counted in :data:`CHECK_PATHS`, so nothing diverges silently.
 """
 

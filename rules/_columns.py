@@ -110,9 +110,9 @@ class Payloads(Sequence[dict[str, Any] | None]):
     def __iter__(self) -> Iterator[dict[str, Any] | None]:
         return (self[row] for row in range(len(self._payloads)))
 
-    def absent(self, row: int) -> bool:
-        """Whether row ``row`` has no payload (without reading it)."""
-        return self._payloads[row] is None
+    def absent(self) -> list[int]:
+        """The rows that have no payload (read without reading any payload)."""
+        return [row for row, payload in enumerate(self._payloads) if payload is None]
 
 
 def get_field(payload: dict[str, Any], dotted: str) -> Any:

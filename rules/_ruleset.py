@@ -140,7 +140,7 @@ class BatchResult:
             return np.full(self.n, np.nan)
         values, ok, _bad = self.columns.numeric(field)
         out = np.where(ok, values, np.nan)
-        out[[row for row in range(self.n) if self.payloads.absent(row)]] = np.nan
+        out[self.payloads.absent()] = np.nan
         return out
 
     def failing(self, row: int) -> list[Failure]:

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench._corpus import HOSTILE, values
-from bench._differential import CONFIGS, NOW, compare
+from bench._differential import CONFIGS, FULL_RULES, NOW, compare
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
 from stampline.rules import Extraction, RuleSet, _checker
 from stampline.rules._checker import CHECK_PATHS, FROM_PYTHON, check_batch
-from stampline.rules._columns import MISSING, Columns
+from stampline.rules._columns import MISSING, UNREAD, Columns
 from stampline.rules._ruleset import _decode_json, _identity, _origin, _repeated_key
 
 
@@ -248,6 +248,27 @@ def test_typed_numbers_are_orjsons_floats_bit_for_bit(texts: list[str]) -> None:
     """Number texts with up to 30 digits each side and any exponent: the columns' floats are
     the ones orjson reads, bit for bit (Rust's parse and orjson's both round correctly)."""
     _typed_agrees([f'{{"price":{t},"a":{t}}}'.encode() for t in texts])
+
+
+def test_a_clean_records_payload_is_read_only_when_asked_for() -> None:
+    """With every field the rules read typed, the clean quotes' payload dicts are not made
+    while judging (the fast path did the work); a verdict still carries each one, read then,
+    and a record the checker left to Python has its payload read as before."""
+    rules = RuleSet.load([FULL_RULES])
+    quotes = [
+        orjson.dumps({"provider": "P", "instrument": "ABC", "seq": i, "ts": 1_765_000_000_000,
+                      "type": "quote", "bid": 1.0, "ask": 1.5, "price": 1.25, "size": 5})
+        for i in range(20)
+    ] + [b'{"provider":"P","instrument":"ABC","seq":20,"price":NaN}']  # fmt: skip
+    result = rules.evaluate_records(quotes, NOW, ["raw.quotes"] * 21, numbers=("price",))
+    assert result.payloads is not None
+    unread = [row for row, p in enumerate(result.payloads._payloads) if p is UNREAD]
+    assert unread == list(range(20))
+    assert result.numbers("price").tolist()[:20] == [1.25] * 20
+    assert math.isnan(result.numbers("price")[20])  # refused: no payload, no price
+    for row, verdict in enumerate(result.verdicts()[:20]):
+        assert verdict.payload == orjson.loads(quotes[row])
+    assert not any(p is UNREAD for p in result.payloads._payloads)
 
 
 def test_without_the_compiled_module_everything_takes_the_python_path(
