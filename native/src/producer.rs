@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -153,9 +153,20 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
     }
 
     /// Wait up to `timeout` for every record to be delivered; returns how many are not.
+    /// rdkafka's `flush` may return before its deadline with a report still queued (it
+    /// rechecks the count between librdkafka's flush and its own poll): poll on until the
+    /// count is 0 or the time is up, as confluent-kafka's `flush` does.
     pub fn flush(&self, timeout: Duration) -> usize {
-        let _ = self.producer.flush(timeout); // a timeout shows in the count
-        self.in_flight()
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = self.producer.flush(left); // a timeout shows in the count
+            let in_flight = self.in_flight();
+            if in_flight == 0 || Instant::now() >= deadline {
+                return in_flight;
+            }
+            self.producer.poll(Duration::from_millis(1).min(left));
+        }
     }
 
     pub fn in_flight(&self) -> usize {
