@@ -73,7 +73,7 @@ from bench.gate import (  # noqa: E402
 )
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from stampline.collectors import consumer_config, producer_config  # noqa: E402
-from stampline.collectors._ids import hex_digits, source_event_ids  # noqa: E402
+from stampline.collectors._ids import traced_source_ids  # noqa: E402
 
 STAGE = "gate"
 HOST = socket.gethostname()
@@ -153,15 +153,9 @@ def python_stamped(bootstrap: str, src: str, dst: str, n: int) -> float:
         partitions = [m.partition() or 0 for m in batch]
         offsets = [m.offset() or 0 for m in batch]
         stamps = [m.timestamp()[1] for m in batch]
-        ids, id_bytes = source_event_ids(topics, partitions, offsets, stamps)
         k = len(batch)
-        trace = np.empty((k, 55), np.uint8)
-        trace[:, :3] = np.frombuffer(b"00-", np.uint8)
-        trace[:, 3:35] = hex_digits(id_bytes)
-        trace[:, 35] = ord("-")
-        trace[:, 36:52] = hex_digits(rng.integers(0, 256, (k, 8), np.uint8))
-        trace[:, 52:] = np.frombuffer(b"-01", np.uint8)
-        trace_text = trace.tobytes()
+        spans = rng.integers(0, 256, (k, 8), np.uint8)
+        ids, trace_text = traced_source_ids(topics, partitions, offsets, stamps, spans)
         head = f"stage={STAGE};in=".encode() + received_text + b";out="
         ingest = ("stampline.ingest_ns", received_text)
         me = number

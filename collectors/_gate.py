@@ -72,7 +72,7 @@ from stampline.audit import (
 )
 from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from stampline.collectors._eventtime import EventTime
-from stampline.collectors._ids import hex_digits, source_event_ids
+from stampline.collectors._ids import traced_source_ids
 from stampline.collectors._kafka import consumer_config, native_settings, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._preflight import (
@@ -784,7 +784,7 @@ class Gate:
         if compiled:  # the same ids and traceparents, made in Rust (test_gate_native.py)
             ids, trace_text = event_ids(topics, partitions, offsets, broker_ms, spans.tobytes())
         else:
-            ids, trace_text = _traced_ids(topics, partitions, offsets, broker_ms, spans)
+            ids, trace_text = traced_source_ids(topics, partitions, offsets, broker_ms, spans)
         received_text = str(received).encode()
         batch = _Batch(
             received=received,
@@ -1478,26 +1478,6 @@ class _Routed:
     instruments: list[str]
     # received, emitted, origin, ingested (ns) and broker time (ms)
     times: tuple[npt.NDArray[np.int64], ...]
-
-
-def _traced_ids(
-    topics: list[str],
-    partitions: list[int],
-    offsets: list[int],
-    broker_ms: list[int],
-    spans: npt.NDArray[np.uint8],
-) -> tuple[list[str], bytes]:
-    """The batch's event ids and traceparents, the reference for ``_native.event_ids``:
-    "00-<32 hex digits of the id>-<16 hex digits of span>-01", made for the batch at once."""
-    ids, id_bytes = source_event_ids(topics, partitions, offsets, broker_ms)
-    n = len(ids)
-    trace = np.empty((n, 55), np.uint8)
-    trace[:, :3] = np.frombuffer(b"00-", np.uint8)
-    trace[:, 3:35] = hex_digits(id_bytes)
-    trace[:, 35] = ord("-")
-    trace[:, 36:52] = hex_digits(spans)
-    trace[:, 52:] = np.frombuffer(b"-01", np.uint8)
-    return ids, trace.tobytes()
 
 
 def _counted(rows: list[TrailRow], b: _Batch, fast: npt.NDArray[np.int64] | None) -> _Routed:

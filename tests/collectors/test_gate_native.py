@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from bench._gatediff import compare_routes, differences
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
 from stampline.collectors import EventTime, Gate, GateSettings, TrailTopic
-from stampline.collectors._gate import FORCE_REFERENCE_ENV, _traced_ids
+from stampline.collectors._gate import FORCE_REFERENCE_ENV
+from stampline.collectors._ids import traced_source_ids
 from stampline.collectors.exceptions import DeliveryError
 from stampline.demo import rules_file
 from stampline.rules import RuleSet
@@ -74,12 +75,12 @@ _ids_batch = st.lists(
 @given(_ids_batch)
 def test_event_ids_and_traceparents_are_the_references(batch: list[Any]) -> None:
     """``_native.event_ids`` (the compiled route's) gives byte for byte the ids and
-    traceparents of the reference, ``_traced_ids``, for any position and broker time."""
+    traceparents of the reference, ``traced_source_ids``, for any position and broker time."""
     topics = [b[0] for b in batch]
     partitions, offsets, times = ([b[k] for b in batch] for k in (1, 2, 3))
     spans = b"".join(b[4] for b in batch)
     spans_array = np.frombuffer(spans, np.uint8).reshape(len(batch), 8)
-    want = _traced_ids(topics, partitions, offsets, times, spans_array)
+    want = traced_source_ids(topics, partitions, offsets, times, spans_array)
     assert _native.event_ids(topics, partitions, offsets, times, spans) == want
 
 
