@@ -367,10 +367,15 @@ impl<'v> Parser<'v, '_> {
                 if mask != 0 || slot.is_some() {
                     // Valid UTF-8: the whole text is, and escapes decode to whole characters.
                     let s = String::from_utf8(s.into_owned()).map_err(|_| Unsure)?;
-                    if mask != 0 {
-                        self.keep(mask, Found::Str(s.clone()));
+                    // one copy only when the string is both a wanted field and a typed one
+                    match (mask != 0, slot.is_some()) {
+                        (true, true) => {
+                            self.keep(mask, Found::Str(s.clone()));
+                            typed = Value::Str(s);
+                        }
+                        (true, false) => self.keep(mask, Found::Str(s)),
+                        _ => typed = Value::Str(s),
                     }
-                    typed = Value::Str(s);
                 }
             }
             Some(b't') => {
