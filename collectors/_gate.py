@@ -127,6 +127,10 @@ STAMP_CONTRACT_RULE = ("record.stamps", 1)
 # dead-lettered with the error as its reason, and the gate goes on.
 UNPROCESSABLE_RULE = ("record.unprocessable", 1)
 _PRODUCE_RULE = SIZE_RULE  # librdkafka refuses a record on its own account for its size
+# The only refusals that are the record's own fault; any other (an unknown or invalid topic,
+# a fenced or fatal producer) is the output's, and dead-lettering good records for it would
+# commit them past a broker that never took them.
+_RECORD_FAULTS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
 _RECOVERED = "written to the dead-letter topic before a restart"
 _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
 # The payload field whose number the trail keeps as the record's price (NaN for none: a
@@ -985,7 +989,8 @@ class Gate:
                 try:
                     self._produce(s.clean_topic, value, key, out)
                 except KafkaException as exc:
-                    refused = Failure(*_PRODUCE_RULE, f"the producer refused the record: {exc}")
+                    why = exc.args[0].str() if exc.args else str(exc)
+                    refused = Failure(*_PRODUCE_RULE, f"the producer refused the record: {why}")
             if refused is None:
                 self.stats.forwarded += 1
                 if warned:
@@ -1150,8 +1155,10 @@ class Gate:
         """Produce one record, waiting while librdkafka's local queue is full.
 
         Raises:
-            KafkaException: librdkafka refused the record itself (its size, for one).
-            DeliveryError: the queue stayed full after a stop was asked for.
+            KafkaException: librdkafka refused the record for its own fault (its size).
+            DeliveryError: librdkafka refused it for its topic's or the producer's state
+                (an unknown or invalid topic, say), or the queue stayed full after a stop
+                was asked for.
         """
         assert self._producer is not None
         waited_since = 0.0
@@ -1161,6 +1168,14 @@ class Gate:
                     topic, value, key, headers=headers, on_delivery=self._delivered
                 )
                 return
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if isinstance(error, KafkaError) and error.code() in _RECORD_FAULTS:
+                    raise
+                words = error.str() if isinstance(error, KafkaError) else str(exc)
+                raise DeliveryError(
+                    f"broker did not take every record, offsets not committed: {topic}: {words}"
+                ) from exc
             except BufferError:
                 # Delivery reports free the queue; a stopped gate does not wait for ever.
                 self._producer.poll(0.05)

@@ -101,8 +101,9 @@ impl<C: Send + Sync + 'static> ProducerContext for Outcomes<C> {
 pub enum Refused {
     /// librdkafka's queue is full: serve delivery reports and try again
     QueueFull,
-    /// refused on the record's own account (its size, say), in librdkafka's words
-    Record(String),
+    /// refused now, with librdkafka's error code (-1 where it gave none) and words: the
+    /// reference route decides whether that is the record's fault (its size) or the output's
+    Other { code: i32, why: String },
 }
 
 /// A record to produce: value, key and headers as the gate has them.
@@ -143,7 +144,10 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
         }
         self.producer.send(record).map_err(|(e, _)| match e {
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => Refused::QueueFull,
-            other => Refused::Record(other.to_string()),
+            other => Refused::Other {
+                code: other.rdkafka_error_code().map_or(-1, |c| c as i32),
+                why: other.to_string(),
+            },
         })
     }
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -159,6 +159,31 @@ def test_the_producer_refuses_as_confluent_kafka_does() -> None:
     assert [f[0] for f in producer.take_failures()] == ["t"]
 
 
+@pytest.mark.parametrize("route", ["reference", "compiled"])
+def test_a_topic_refused_at_once_is_the_outputs_fault_a_record_too_large_its_own(
+    bootstrap: str, uid: str, route: str
+) -> None:
+    """Once librdkafka has heard that a topic is not there, ``produce`` refuses the next
+    record for it at once (_UNKNOWN_TOPIC), on both producers. The gate's produce makes that
+    a DeliveryError naming the topic (the output's fault: stop, commit nothing, dead-letter
+    nothing) and leaves a record over message.max.bytes a KafkaException with its code
+    (the record's own fault: the caller dead-letters it)."""
+    settings = {"bootstrap.servers": bootstrap, "message.max.bytes": "1000"}
+    producer: Any = (
+        Producer(settings) if route == "reference" else _native.GateProducer([*settings.items()])
+    )
+    refused = f"{uid} not a topic!"
+    producer.produce(refused, b"v")  # refused in its delivery report: metadata now knows
+    producer.flush(10)
+    gate = Gate(_settings(), RuleSet([]), TrailTopic())
+    gate._producer = producer
+    with pytest.raises(DeliveryError, match=r"offsets not committed: .+ not a topic!: .*Unknown"):
+        gate._produce(refused, b"v", None, [])
+    with pytest.raises(KafkaException) as too_large:
+        gate._produce(f"{uid}.clean", b"x" * 5_000, None, [])
+    assert too_large.value.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+
+
 def test_undelivered_records_are_reported_on_both_kinds_of_record() -> None:
     """With no broker to take them, a record produced with a callback reaches it with the
     error, and one produced by the compiled route is kept among the failures: either way the
@@ -187,22 +212,28 @@ def test_a_forward_the_broker_never_acknowledges_stops_the_gate_uncommitted(
     bootstrap: str, make_topics: Callable[..., list[str]], uid: str
 ) -> None:
     """The broker refuses every forward of the compiled route (its clean topic's name is one
-    Kafka does not allow): the gate stops with a DeliveryError naming a record, commits
-    nothing, and a gate with a clean topic the broker takes then forwards every record."""
-    (raw, clean) = make_topics("raw", "clean", partitions=1)
+    Kafka does not allow): the gate stops with a DeliveryError naming the topic, dead-letters
+    nothing and commits nothing, and a gate with a clean topic the broker takes then forwards
+    every record.
+
+    librdkafka reports the refusal in a delivery report, or, once its metadata already says
+    the topic is not there, at once from ``produce``: the record is not at fault either way
+    (a gate once dead-lettered all five as too large when the second came first)."""
+    (raw, clean, dlq) = make_topics("raw", "clean", "dlq", partitions=1)
     produce(bootstrap, raw, [(None, js(quote("alpha", i))) for i in range(5)])
     refused = f"{uid} not a topic!"
-    settings = GateSettings(bootstrap, (raw,), refused, f"{uid}.dlq", group_id=f"{uid}-g")
+    settings = GateSettings(bootstrap, (raw,), refused, dlq, group_id=f"{uid}-g")
     run = GateRun(settings, RuleSet.load([rules_file()]), TrailTopic(f"{uid}.trail"))
     assert run.gate.path == "compiled"
     run.thread.join(60)
     assert isinstance(run.error, DeliveryError)
-    assert f"{refused}[" in str(run.error)
-    assert "Invalid topic" in str(run.error)
+    assert refused in str(run.error)
+    assert "Invalid topic" in str(run.error) or "Unknown topic" in str(run.error)
     assert "offsets not committed" in str(run.error)
-    assert run.gate.stats.events_in == 5
+    assert not run.gate.stats.dead_lettered  # (it may stop before it counts the batch in)
+    assert read_all(bootstrap, dlq, 0, idle_s=0.5) == []
     again = GateRun(
-        GateSettings(bootstrap, (raw,), clean, f"{uid}.dlq", group_id=f"{uid}-g"),
+        GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g"),
         RuleSet.load([rules_file()]),
         TrailTopic(f"{uid}.trail"),
     )

@@ -183,7 +183,7 @@ impl GateProducer {
         match self.0.send(out, tag) {
             Ok(()) => Ok(()),
             Err(Refused::QueueFull) => Err(PyBufferError::new_err("Local: Queue full")),
-            Err(Refused::Record(why)) => Err(kafka_exception(py, &why)),
+            Err(Refused::Other { code, why }) => Err(kafka_exception(py, code, &why)),
         }
     }
 
@@ -250,13 +250,14 @@ fn seconds(timeout: f64) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err("timeout must be a finite number of seconds >= 0"))
 }
 
-/// confluent-kafka's `KafkaException(text)`, as the gate catches it from its producer.
-fn kafka_exception(py: Python<'_>, why: &str) -> PyErr {
-    match py
-        .import("confluent_kafka")
-        .and_then(|m| m.getattr("KafkaException"))
-        .and_then(|cls| cls.call1((why,)))
-    {
+/// confluent-kafka's `KafkaException(KafkaError(code, text))`, as the gate catches it from its
+/// producer: the code tells the record's own fault (its size) from the output's.
+fn kafka_exception(py: Python<'_>, code: i32, why: &str) -> PyErr {
+    let made = py.import("confluent_kafka").and_then(|m| {
+        let error = m.getattr("KafkaError")?.call1((code, why))?;
+        m.getattr("KafkaException")?.call1((error,))
+    });
+    match made {
         Ok(exc) => PyErr::from_value(exc),
         Err(e) => e,
     }
