@@ -192,7 +192,7 @@ def test_run_works_from_a_folder_of_lookalike_packages(tmp_path: Path) -> None:
     other component names, and a `stampline/`), each a package that raises on import, runs the
     deployment: the gate forwards, and it stops cleanly with exit 0 and no ImportError."""
     here = tmp_path / "deploy"
-    for name in ("rules", "audit", "collectors", "alerting", "dashboards", "stampline"):
+    for name in ("rules", "audit", "collectors", "alerting", "dashboards", "evidence", "stampline"):
         (here / name).mkdir(parents=True)
         (here / name / "__init__.py").write_text(f"raise ImportError('the lookalike {name}')\n")
     config = _embedded_config(here)

@@ -186,3 +186,51 @@ def test_a_crash_looping_child_is_failing_with_its_last_log_line_and_a_recovered
     assert once.quick_exits == 1
     exits = [m for m in messages if m.startswith("crash exited")]
     assert all(m.endswith("s: boom: the port is taken") for m in exits), exits
+
+
+def test_a_child_that_came_up_then_crash_loops_or_is_down_at_stop_is_failing(
+    tmp_path: Path,
+) -> None:
+    """A child that ran past ``stable_s`` and then exits at every start is "crash-looping at
+    stop"; one that came up and exited once, and is waiting out its back-off when the
+    deployment stops, is "down at stop": both fail the run, each with its last log line."""
+
+    def came_up_then(exit_at_once: str, name: str) -> Child:
+        mark = tmp_path / name
+        return Child(
+            name,
+            [
+                PY,
+                "-c",
+                f"import pathlib, sys, time; m = pathlib.Path({str(mark)!r})\n"
+                "if not m.exists(): m.touch(); time.sleep(0.6); sys.exit('ran, then fell over')\n"
+                f"sys.exit({exit_at_once!r})",
+            ],
+            log=tmp_path / f"{name}.log",
+        )
+
+    looping = came_up_then("the disk is full", "looping")
+    down = came_up_then("unused: it is not restarted in time", "down")
+    sup = Supervisor([looping], backoff_s=0.05, stable_s=0.3, stop_timeout_s=5)
+    slow = Supervisor([down], backoff_s=30, stable_s=0.3, stop_timeout_s=5)
+    messages: list[str] = []
+    sup.start_all(messages.append)
+    slow.start_all(messages.append)
+    deadline = time.monotonic() + 60
+    while looping.quick_exits < 2 or down.last_exit is None:
+        assert time.monotonic() < deadline, messages
+        sup.check(messages.append)
+        slow.check(messages.append)
+        time.sleep(0.05)
+    sup.stop_all(messages.append)
+    slow.stop_all(messages.append)
+    assert looping.came_up
+    assert down.came_up
+    assert sup.failing() == [looping]
+    assert looping.trouble().startswith("looping was crash-looping at stop (")
+    assert looping.trouble().endswith("last log line: the disk is full")
+    assert slow.failing() == [down]
+    assert down.quick_exits == 0
+    assert down.trouble() == (
+        "down was down at stop (0 quick exit(s) in a row); last log line: ran, then fell over"
+    )
