@@ -31,6 +31,7 @@ from stampline.audit import (
     store_holder,
 )
 from stampline.audit._ledger import CANONICAL_SELECT, GENESIS, LedgerEntry, digest_batch
+from stampline.audit._replay import replay_event
 from stampline.cli import app
 from tests.audit.test_store_suite import T0, pipeline
 from tests.helpers import drop_database
@@ -496,3 +497,106 @@ def test_every_published_head_is_checked_in_order(filled: ChdbStore, tmp_path: P
         (OTHER, "chain_truncated", 2),  # named with its length by CHAIN's head
         (OTHER, "head_missing", 2),
     ]
+
+
+def _copy_batch(store: ChdbStore, chain: str, seq: int, replace: str = "") -> list[str]:
+    """Copy batch 3 of CHAIN into ``chain`` at batch ``seq``, each column in ``replace``
+    (``expr AS column, ...``) rewritten, as an insider writing the store would; returns the
+    copied events' ids, read back from the store."""
+    db = store.database
+    store._execute(
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('{chain}' AS chain_id, {seq} AS batch"
+        f"{', ' + replace if replace else ''}) FROM (SELECT * FROM {db}.observations "
+        f"WHERE chain_id = '{CHAIN}' AND batch = 3)"
+    )
+    rows = store.query(
+        "SELECT DISTINCT toString(event_id) AS e FROM {db}.observations "
+        "WHERE chain_id = {c:String} AND batch = {b:UInt64} ORDER BY e",
+        {"c": chain, "b": seq},
+    )
+    assert len(rows) == 4, "the copy is in the store"
+    return [r["e"] for r in rows]
+
+
+def _view(store: ChdbStore, ids: list[str]) -> list[tuple[str, int, list[str]]]:
+    """Per (event, stage) of ``ids`` as the trail view shows it: host, contested, chains."""
+    return [
+        (r["host"], r["contested"], r["chains"])
+        for r in store.query(
+            "SELECT host, contested, chains FROM {db}.trail "
+            "WHERE event_id IN {ids:Array(UUID)} ORDER BY event_id, stage",
+            {"ids": ids},
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("chain", "seq", "trick"),
+    [
+        (FORGED, 1_000_000, ""),  # a batch number above every real one
+        ("a.forged/0", 1, ""),  # a chain id sorting before the real one
+        (FORGED, 1, "written - 3600 AS written"),  # written an hour before the real rows
+        (FORGED, 1, "3 AS authority"),  # an authority above the stamper's
+    ],
+)
+def test_no_chain_shadows_another_in_the_trail_view_or_replay(
+    filled: ChdbStore, chain: str, seq: int, trick: str
+) -> None:
+    """A made-up chain re-stating real rows with another host never silently replaces them,
+    whatever batch number, chain id, write time or authority it was given: the trail view
+    marks each such (event, stage) contested, naming both chains, and replay shows each stamp
+    read from it as contested."""
+    ids = _copy_batch(filled, chain, seq, ", ".join(x for x in ("'mallory' AS host", trick) if x))
+    both = sorted([CHAIN, chain])
+    shown = _view(filled, ids)
+    assert len(shown) == 12
+    assert all(contested == 1 and chains == both for _, contested, chains in shown), shown
+    for eid in ids:
+        trail = replay_event(filled, eid)
+        stages = [s for s in trail.events[0].stamps if s.kind == "stage"]
+        assert [s.contested for s in stages] == [tuple(both)] * 3
+        assert dict(trail.events[0].contested) == {
+            st: tuple(both) for st in ("gate", "enrich", "risk")
+        }
+        assert all(s.contested == tuple(both) for s in trail.events[0].stamps), "origin, ingest"
+
+
+def test_the_same_rows_in_two_chains_are_not_contested(filled: ChdbStore) -> None:
+    """A batch whose rows another chain also holds unchanged (a trail message written by two
+    recorders across a repartition) is one sighting: shown once, naming both chains, not
+    contested."""
+    ids = _copy_batch(filled, OTHER, 2, "written + 5 AS written")
+    assert all(c == 0 and chains == [CHAIN, OTHER] for _, c, chains in _view(filled, ids))
+    assert all(not s.contested for s in replay_event(filled, ids[0]).events[0].stamps)
+
+
+def test_a_taps_reading_of_a_stamp_in_another_chain_is_not_contested(filled: ChdbStore) -> None:
+    """A tap's reading (authority 1) of the stamper's own stamp, in the tap's chain, holds the
+    same stamp and differs in what only the stamper knows: it agrees. The same reading with
+    another time contests the stamper's row."""
+    tap = ", ".join(
+        (
+            "1 AS authority",
+            "'md.clean' AS topic",
+            "'' AS provider",
+            "'observed' AS outcome",
+            "nan AS price",
+            "offset + 100 AS offset",
+        )
+    )
+    ids = _copy_batch(filled, OTHER, 2, tap)
+    assert all(c == 0 and ch == [CHAIN, OTHER] for _, c, ch in _view(filled, ids))
+    ids = _copy_batch(filled, FORGED, 1, tap + ", stage_ns + 1 AS stage_ns")
+    assert all(c == 1 and ch == [CHAIN, OTHER, FORGED] for _, c, ch in _view(filled, ids))
+
+
+def test_replay_prints_a_contested_stamp_naming_the_chains(filled: ChdbStore) -> None:
+    """`stampline replay` marks each contested stamp and names the chains holding it."""
+    (eid, *_) = _copy_batch(filled, FORGED, 1_000_000, "'mallory' AS host")
+    result = CliRunner().invoke(
+        app, ["replay", eid, "--store", str(filled.path), "--database", filled.database]
+    )
+    assert result.exit_code == 0, result.output
+    assert "CONTESTED" in result.stdout
+    for stage in ("gate", "enrich", "risk"):
+        assert f"{eid} {stage}: CONTESTED: chains {CHAIN}, {FORGED}" in result.stdout
