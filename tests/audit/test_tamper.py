@@ -403,6 +403,80 @@ def test_a_decoy_endpoint_named_inside_the_store_is_never_followed(
     assert decoy.queries == 0
 
 
+def test_evidence_never_follows_a_decoy_endpoint_named_inside_the_store(
+    filled: ChdbStore, chdb_dir: Path, uid: str, tmp_path: Path
+) -> None:
+    """`stampline evidence --store` on a store whose prices were doubled, with a pid-1
+    `.stampline-live.json` naming a decoy that serves an intact copy: nobody holds the folder,
+    so the report reads its files, never asks the decoy, and fails verification (exit 1)."""
+    db = filled.database
+    (eid,) = filled.query(
+        "SELECT toString(event_id) AS e FROM {db}.observations ORDER BY e LIMIT 1"
+    )
+    with ChdbStore(chdb_dir, f"t_{uid}_copy") as intact:
+        for table in ("observations", "ledger", "dead_letters"):  # the copy before tampering
+            intact._execute(f"DROP TABLE {intact.database}.{table}")
+            intact._execute(f"CREATE TABLE {intact.database}.{table} AS {db}.{table}")
+            intact._execute(f"INSERT INTO {intact.database}.{table} SELECT * FROM {db}.{table}")
+        filled._execute(
+            f"ALTER TABLE {db}.observations UPDATE price = price * 2 WHERE 1 "
+            "SETTINGS mutations_sync = 2"
+        )
+        decoy = _Decoy(intact, db)
+        threading.Thread(target=decoy.serve_forever, daemon=True).start()
+        live = Path(filled.path) / LIVE_FILE
+        url = f"http://127.0.0.1:{decoy.server_address[1]}"
+        live.write_text(json.dumps({"url": url, "database": db, "pid": 1}))
+        try:
+            assert find_live(filled.path) is not None, "the decoy passes for a live recorder"
+            assert store_holder(filled.path) is None
+            args = ["evidence", "--event", eid["e"], "--store", str(filled.path),
+                    "--database", db, "--no-pdf", "--out", str(tmp_path / "ev")]  # fmt: skip
+            result = CliRunner().invoke(app, args)
+        finally:
+            live.unlink()
+            decoy.shutdown()
+            decoy.server_close()
+            drop_database(intact)
+    assert decoy.queries == 0
+    assert result.exit_code == 1, result.output
+    doc = orjson.loads((tmp_path / "ev" / "evidence.json").read_bytes())
+    problems = {
+        (f["chain"], f["problem"]) for f in doc["integrity"]["verified_at_production"]["findings"]
+    }
+    assert problems == {(CHAIN, "changed"), (OTHER, "changed")}
+    assert 'id="verification-failed"' in (tmp_path / "ev" / "report.html").read_text()
+
+
+def test_evidence_checks_the_heads_it_is_given(filled: ChdbStore, tmp_path: Path) -> None:
+    """A chain made up from batch 1 is consistent inside the store; `stampline evidence`
+    given every real chain's head with `--expect-head` (as `audit verify` takes them) finds
+    it, opens the report with the banner naming it and exits 1."""
+    heads = [f"--expect-head={h.chain_id}={h.chain}" for h in filled.chain_heads()]
+    _forge_chain(filled, 1)
+    (eid,) = filled.query(
+        f"SELECT toString(event_id) AS e FROM {{db}}.observations WHERE chain_id = '{FORGED}' "
+        "ORDER BY e LIMIT 1"
+    )
+    base = ["evidence", "--event", eid["e"], "--store", str(filled.path),
+            "--database", filled.database, "--no-pdf"]  # fmt: skip
+    alone = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "alone")])
+    assert alone.exit_code == 0, "without heads the made-up chain verifies"
+    result = CliRunner().invoke(app, [*base, *heads, "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 1, result.output
+    doc = orjson.loads((tmp_path / "ev" / "evidence.json").read_bytes())
+    found = doc["integrity"]["verified_at_production"]["findings"]
+    assert [(f["chain"], f["problem"]) for f in found] == [(FORGED, "chain_without_head")]
+    html = (tmp_path / "ev" / "report.html").read_text()
+    banner = html.find('id="verification-failed"')
+    assert 0 < banner < html.find("<h2>")
+    assert f"{FORGED}: chain_without_head" in html[banner:]
+    # The row shown is the real chain's, marked contested by the made-up one.
+    (gate,) = (s for e in doc["events"] for s in e["stamps"] if s["stage"] == "gate")
+    assert gate["affected"] == [f"contested: chains {CHAIN}, {FORGED} hold different rows"]
+    assert {b["chain_id"] for b in doc["integrity"]["batches"]} == {CHAIN}
+
+
 def test_verify_refuses_a_store_another_process_holds(tmp_path: Path) -> None:
     """A chDB folder open in another process (a running recorder) is refused, naming that
     process, and is not read through any endpoint."""
