@@ -258,19 +258,21 @@ def test_the_same_trail_offset_is_written_once(store: ChdbStore) -> None:
 FORGED = "trail.topic/9"
 
 
-def _forge_chain(store: ChdbStore, seq: int) -> None:
-    """Copy batch 3 of CHAIN into a made-up chain FORGED at batch ``seq`` with doubled prices,
-    written a second later, digest it the documented way and ledger it as a chain of its own
-    from the genesis."""
+def _forge_chain(
+    store: ChdbStore, seq: int, chain: str = FORGED, prev: str = GENESIS
+) -> LedgerEntry:
+    """Copy batch 3 of CHAIN into ``chain`` (by default a made-up one, FORGED) at batch
+    ``seq`` with doubled prices, written a second later, digest it the documented way and
+    ledger it linked to ``prev`` (by default the genesis: a chain of its own)."""
     db = store.database
     store._execute(
-        f"INSERT INTO {db}.observations SELECT * REPLACE ('{FORGED}' AS chain_id, {seq} AS batch, "
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('{chain}' AS chain_id, {seq} AS batch, "
         f"price * 2 AS price, written + 1 AS written) FROM (SELECT * FROM {db}.observations "
         f"WHERE chain_id = '{CHAIN}' AND batch = 3)"
     )
     canon = store.query_arrow(
         f"SELECT {CANONICAL_SELECT} FROM {{db}}.observations "
-        f"WHERE chain_id = '{FORGED}' AND batch = {seq}"
+        f"WHERE chain_id = '{chain}' AND batch = {seq}"
     )
     digest, columns = digest_batch(canon)
     (real,) = store.query(
@@ -280,7 +282,7 @@ def _forge_chain(store: ChdbStore, seq: int) -> None:
         f"WHERE chain_id = '{CHAIN}' AND seq = 3"
     )
     entry = LedgerEntry(
-        FORGED,
+        chain,
         seq,
         "observations",
         2,
@@ -290,16 +292,17 @@ def _forge_chain(store: ChdbStore, seq: int) -> None:
         real["f"],
         real["l"],
         digest,
-        GENESIS,
+        prev,
     )
     cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
     store._execute(
-        f"INSERT INTO {db}.ledger VALUES ('{FORGED}', {seq}, 'observations', 2, "
+        f"INSERT INTO {db}.ledger VALUES ('{chain}', {seq}, 'observations', 2, "
         f"fromUnixTimestamp64Micro({real['w']}), fromUnixTimestamp64Micro({real['e']}), "
         f"{real['rows']}, fromUnixTimestamp64Nano({real['f']}), "
-        f"fromUnixTimestamp64Nano({real['l']}), '{digest}', {cols}, '{GENESIS}', "
+        f"fromUnixTimestamp64Nano({real['l']}), '{digest}', {cols}, '{prev}', "
         f"'{entry.chain}')"
     )
+    return entry
 
 
 def _shown_prices(store: ChdbStore) -> list[float]:
@@ -674,3 +677,90 @@ def test_replay_prints_a_contested_stamp_naming_the_chains(filled: ChdbStore) ->
     assert "CONTESTED" in result.stdout
     for stage in ("gate", "enrich", "risk"):
         assert f"{eid} {stage}: CONTESTED: chains {CHAIN}, {FORGED}" in result.stdout
+
+
+def _read_back(store: ChdbStore, sql: str) -> list[dict[str, object]]:
+    return store.query(sql)
+
+
+def test_a_dropped_partition_is_found_as_deleted_batches(filled: ChdbStore) -> None:
+    """Dropping every partition of the observations (what `ALTER TABLE … DROP PARTITION`
+    does to a day of the trail) is found: each batch that held rows there is deleted."""
+    parts = filled.query(
+        "SELECT DISTINCT partition AS p FROM system.parts "
+        "WHERE database = {d:String} AND table = 'observations' AND active",
+        {"d": filled.database},
+    )
+    assert parts, "the trail has partitions to drop"
+    for p in parts:
+        filled._execute(f"ALTER TABLE {filled.database}.observations DROP PARTITION '{p['p']}'")
+    assert _read_back(filled, "SELECT count() AS n FROM {db}.observations") == [{"n": 0}]
+    assert _findings(filled) == [
+        (CHAIN, "deleted", 1),
+        (CHAIN, "deleted", 3),
+        (OTHER, "deleted", 1),
+    ]
+
+
+def test_rows_moved_to_another_chain_are_found_in_both(filled: ChdbStore) -> None:
+    """Moving a batch's rows into another chain (as that chain's batch 1, so its count and
+    ids look plausible) is found twice: deleted from the chain they were written in, and
+    inserted into the one they were moved to."""
+    db = filled.database
+    filled._execute(
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('{OTHER}' AS chain_id, 1 AS batch) "
+        f"FROM (SELECT * FROM {db}.observations WHERE chain_id = '{CHAIN}' AND batch = 3)"
+    )
+    filled._execute(
+        f"ALTER TABLE {db}.observations DELETE WHERE chain_id = '{CHAIN}' AND batch = 3 "
+        "SETTINGS mutations_sync = 2"
+    )
+    assert _read_back(
+        filled,
+        "SELECT chain_id, batch, count() AS n FROM {db}.observations "
+        "GROUP BY chain_id, batch ORDER BY chain_id, batch",
+    ) == [
+        {"chain_id": CHAIN, "batch": 1, "n": 12},
+        {"chain_id": OTHER, "batch": 1, "n": 18},
+    ]
+    assert _findings(filled) == [(CHAIN, "deleted", 3), (OTHER, "inserted", 1)]
+
+
+def test_a_deleted_chain_is_found_against_its_head(filled: ChdbStore) -> None:
+    """Deleting a whole chain, rows and ledger, leaves a store consistent inside; the chain's
+    head, kept outside, is then in no chain."""
+    heads = [(h.chain_id, h.chain) for h in filled.chain_heads()]
+    db = filled.database
+    for table, column in (("observations", "chain_id"), ("ledger", "chain_id")):
+        filled._execute(
+            f"ALTER TABLE {db}.{table} DELETE WHERE {column} = '{OTHER}' "
+            "SETTINGS mutations_sync = 2"
+        )
+    assert _read_back(
+        filled, f"SELECT count() AS n FROM {{db}}.ledger WHERE chain_id = '{OTHER}'"
+    ) == [{"n": 0}]
+    assert _findings(filled) == [], "without an outside reference the deletion is invisible"
+    assert _findings(filled, heads) == [(OTHER, "head_missing", 0)]
+
+
+def test_a_batch_forged_onto_a_chains_tail_is_found_by_the_next_real_batch(
+    filled: ChdbStore,
+) -> None:
+    """A batch appended to a chain's tail, correctly digested and linked, is consistent until
+    the chain's writer goes on: its own batch of that number is then a duplicate entry."""
+    real = filled.chain_head(CHAIN)
+    _forge_chain(filled, real.seq + 1, chain=CHAIN, prev=real.chain)
+    assert _read_back(
+        filled, f"SELECT max(seq) AS s FROM {{db}}.ledger WHERE chain_id = '{CHAIN}'"
+    ) == [{"s": 4}]
+    assert _findings(filled) == [], "the forged tail is consistent inside the store"
+    # The recorder, which keeps its chain's head itself, writes its next batch.
+    assert (
+        filled.write_batch(
+            "observations", canonical_table(pipeline(1)), chain_id=CHAIN, source_offset=3, head=real
+        )
+        == 4
+    )
+    # Both entries at batch 4 are a finding, and the rows of the two batches under one
+    # number are more than either entry digests.
+    assert sorted(_findings(filled)) == [(CHAIN, "duplicate_entry", 4), (CHAIN, "inserted", 4)]
