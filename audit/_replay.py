@@ -48,6 +48,10 @@ class Stamp:
     # it appended the record), "CreateTime" (the producer's, when it made it), "" not
     # recorded (a row written before migration 032).
     time_type: str = ""
+    # The chains of the trail holding different rows for the row(s) this stamp was read from
+    # (the `trail` view's `contested`, migration 033), sorted; () where they agree. Which
+    # chain is real is for `stampline audit verify` with the chains' heads to say.
+    contested: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stage": self.stage, "kind": self.kind, "time_ns": self.time_ns}
@@ -62,6 +66,8 @@ class Stamp:
             d["clock_source"] = self.clock_source or "unknown"
         if self.host:
             d["host"] = self.host
+        if self.contested:
+            d["contested"] = list(self.contested)
         return d
 
 
@@ -109,6 +115,9 @@ class EventTrail:
     # verdict, as the trail recorded it: "rule@vN=HEX" (none for built-in rules, or rows
     # written before migration 011).
     rule_sha256: tuple[str, ...] = ()
+    # Stages whose row two or more chains hold differently, with those chains: the event's
+    # own columns (source, provider, outcome, parents, verdicts) may come from any of them.
+    contested: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +136,7 @@ class EventTrail:
             "stamps": [s.to_dict() for s in self.stamps],
             "verdicts": [v.to_dict() for v in self.verdicts],
             "rule_sha256": list(self.rule_sha256),
+            "contested": {stage: list(chains) for stage, chains in self.contested},
         }
 
 
@@ -230,11 +240,11 @@ SELECT toString(event_id) AS eid, stage,
        toString(rule_sha256) AS rule_sha256,
        """
     + TAP_SIGHTING
-    + """ AS tap_sighting
-FROM {db}.observations
+    + """ AS tap_sighting,
+       chains, contested
+FROM {db}.trail
 WHERE event_id IN {ids:Array(UUID)}
-ORDER BY event_id, stage, authority DESC, batch DESC
-LIMIT 1 BY event_id, stage
+ORDER BY event_id, stage
 """
 )
 
@@ -318,10 +328,12 @@ def _trail(
     verdicts: tuple[Verdict, ...] = (),
 ) -> EventTrail:
     stamps: list[Stamp] = []
+    contested = [(r["stage"], _chains(r)) for r in rows if r["contested"]]
+    anywhere = tuple(sorted({c for _, chains in contested for c in chains}))
     origin = min((r["origin_ns"] for r in rows if r["origin_ns"] > 0), default=0)
     ingested = min((r["ingested_ns"] for r in rows if r["ingested_ns"] > 0), default=0)
     if origin:
-        stamps.append(Stamp("origin", "origin", origin))
+        stamps.append(Stamp("origin", "origin", origin, contested=anywhere))
     if ingested:
         # The ingest stamp is the first stage's intake: its bound and source are that row's.
         first_in = min(
@@ -335,6 +347,7 @@ def _trail(
                 clock_err_ns=first_in["clock_err_ns"],
                 host=first_in["host"],
                 clock_source=first_in["clock_source"],
+                contested=_chains(first_in),
             )
         )
     seen_topics: set[str] = set()
@@ -347,6 +360,7 @@ def _trail(
                     "broker",
                     r["broker_ms"] * 1_000_000,
                     time_type=r["broker_time_type"],
+                    contested=_chains(r),
                 )
             )
         stamps.append(
@@ -359,6 +373,7 @@ def _trail(
                 host=r["host"],
                 clock_source=r["clock_source"],
                 tap=bool(r["tap_sighting"]),
+                contested=_chains(r),
             )
         )
     stamps.sort(key=lambda s: (s.time_ns, _KIND_ORDER[s.kind]))
@@ -386,7 +401,13 @@ def _trail(
         warnings=tuple(warned),
         verdicts=verdicts,
         rule_sha256=tuple(hashes),
+        contested=tuple(contested),
     )
+
+
+def _chains(row: dict[str, Any]) -> tuple[str, ...]:
+    """The chains holding the row's (event, stage) when they disagree, else ()."""
+    return tuple(row["chains"]) if row["contested"] else ()
 
 
 def _timeline(kind: Literal["event", "decision"], root: str, trails: list[EventTrail]) -> Timeline:

@@ -103,12 +103,26 @@ class Unledgered:
 
 
 @dataclass(frozen=True, slots=True)
+class Contested:
+    """An (event, stage) that two or more chains hold different rows for: the value shown is
+    one of them, and which chain is real only verification with the heads can say."""
+
+    event_id: str
+    stage: str
+    chains: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "stage": self.stage, "chains": list(self.chains)}
+
+
+@dataclass(frozen=True, slots=True)
 class ChainProof:
     """The batches holding the rows shown, and the head of every chain they are in."""
 
     batches: tuple[BatchLink, ...]
     chains: tuple[ChainHead, ...]
     unledgered: tuple[Unledgered, ...] = ()
+    contested: tuple[Contested, ...] = ()
 
     @property
     def heads(self) -> dict[str, str]:
@@ -120,16 +134,16 @@ class ChainProof:
             "chains": [c.to_dict() for c in self.chains],
             "batches": [b.to_dict() for b in self.batches],
             "unledgered": [u.to_dict() for u in self.unledgered],
+            "contested": [c.to_dict() for c in self.contested],
         }
 
 
-# The observation rows a report shows: the row replay picks per (event, stage) (the
-# stamper's own before a tap's reading of its stamp, then the newest batch; audit/_replay.py).
+# The observation rows a report shows: the row replay shows per (event, stage), through the
+# same `trail` view (migration 033: each chain's best row, a conflict between chains marked
+# `contested`, never resolved by anything a writer of the store chooses).
 _SHOWN = """
-SELECT chain_id, batch, toString(event_id) AS eid, stage FROM {db}.observations
+SELECT chain_id, batch, toString(event_id) AS eid, stage, chains, contested FROM {db}.trail
 WHERE event_id IN {ids:Array(UUID)}
-ORDER BY event_id, stage, authority DESC, batch DESC
-LIMIT 1 BY event_id, stage
 """
 _DEAD = """
 SELECT DISTINCT chain_id, batch, toString(event_id) AS eid FROM {db}.dead_letters
@@ -155,9 +169,12 @@ def read_chain_proof(store: Queryable, event_ids: Sequence[str]) -> ChainProof:
     and the dead letters of a dead-lettered event), and the head of each chain involved."""
     ids = list(event_ids)
     holds: dict[tuple[str, str, int], list[str]] = {}
+    contested: list[Contested] = []
     for r in store.query(_SHOWN, {"ids": ids}):
         key = ("observations", r["chain_id"], int(r["batch"]))
         holds.setdefault(key, []).append(f"{r['eid']}/{r['stage']}")
+        if r["contested"]:
+            contested.append(Contested(r["eid"], r["stage"], tuple(r["chains"])))
     for r in store.query(_DEAD, {"ids": ids}):
         key = ("dead_letters", r["chain_id"], int(r["batch"]))
         holds.setdefault(key, []).append(f"{r['eid']}/dead_letter")
@@ -197,7 +214,7 @@ def read_chain_proof(store: Queryable, event_ids: Sequence[str]) -> ChainProof:
         Unledgered(cid, seq, kind, tuple(sorted(held)))
         for (kind, cid, seq), held in sorted(holds.items(), key=lambda kv: kv[0][1:] + kv[0][:1])
     )
-    return ChainProof(tuple(links), tuple(heads), missing)
+    return ChainProof(tuple(links), tuple(heads), missing, tuple(contested))
 
 
 def read_chain_heads(store: Queryable, chains: Sequence[str] | None = None) -> list[ChainHead]:

@@ -316,6 +316,22 @@ def _affected(proof: dict[str, Any], verified: VerifyReport | None) -> dict[str,
     return found
 
 
+def contested_note(chains: Sequence[str]) -> str:
+    """The mark on a value two or more chains hold differently."""
+    return f"contested: chains {', '.join(chains)} hold different rows"
+
+
+def _contested(timeline: Timeline, found: dict[str, list[str]]) -> None:
+    """Add to ``found`` (as ``_affected`` returns it) each row the trail view says chains
+    disagree on: the stage's own stamp, and the event's values read from any of its rows."""
+    for t in timeline.events:
+        for stage, chains in t.contested:
+            note = contested_note(chains)
+            for key in (f"{t.event_id}/{stage}", t.event_id):
+                if note not in found.setdefault(key, []):
+                    found[key].append(note)
+
+
 def _order_flags(timeline: Timeline) -> list[dict[str, Any]]:
     """An input born after its decision (by its own clock), or too close to tell."""
     if timeline.kind != "decision":
@@ -498,6 +514,7 @@ def _evidence(
     proof = read_chain_proof(store, ids)
     integrity = proof.to_dict()
     affected = _affected(integrity, verified)
+    _contested(timeline, affected)
     events = []
     for t in timeline.events:
         born, _ = _born(t) if t.stamps else (0, None)

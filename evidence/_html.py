@@ -316,6 +316,25 @@ def _banner(doc: dict[str, Any]) -> str:
     )
 
 
+def _contested_banner(doc: dict[str, Any]) -> str:
+    """Page 1's warning when chains hold different rows for a value shown."""
+    found = doc["integrity"].get("contested") or []
+    if not found:
+        return ""
+    items = "".join(
+        f'<li class="contested">{_e(c["event_id"])} {_e(c["stage"])}: chains '
+        f"{_e(', '.join(c['chains']))}</li>"
+        for c in found
+    )
+    return (
+        '<div class="banner" id="contested"><b>CONTESTED VALUES</b>: the audit trail holds '
+        f"different rows in different hash chains for {len(found)} of the stamps shown. Each "
+        f"is marked ⚠ with the chains; the row shown is one of them, not a verdict.<ul>{items}"
+        "</ul>Only <code>stampline audit verify</code> with every chain's head (below) tells "
+        "a made-up chain from a real one.</div>"
+    )
+
+
 def _integrity(doc: dict[str, Any]) -> str:
     i = doc["integrity"]
     rows = "".join(
@@ -595,7 +614,7 @@ def render_html(doc: dict[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>"
         f'<h1>Timing evidence for {_e(subject["kind"])} <code id="subject">{_e(subject["id"])}'
         "</code></h1>"
-        f"{_banner(doc)}{_latency(doc)}"
+        f"{_banner(doc)}{_contested_banner(doc)}{_latency(doc)}"
         f"<h2>Clock-accuracy regime</h2>{_regime(doc)}"
         f"<h2>Provenance</h2>{_provenance(doc)}"
         f"<h2>Lineage timeline</h2>{chart(doc)}{_timeline_table(doc)}"

@@ -175,6 +175,13 @@ _BATCH = _obj(
     }
 )
 _UNLEDGERED = _obj({"chain_id": {"type": "string"}, "batch": _NS, "kind": _KIND, "holds": _HOLDS})
+_CONTESTED = _obj(
+    {
+        "event_id": {"type": "string"},
+        "stage": {"type": "string"},
+        "chains": {"type": "array", "minItems": 2, "items": {"type": "string"}},
+    }
+)
 _CHAIN = _obj(
     {
         "chain_id": {"type": "string"},
@@ -259,7 +266,8 @@ _LINEAGE = _obj(
                 "unledgered": {"type": "array", "items": _UNLEDGERED},
                 "verify_command": {"type": "string"},
                 "verified_at_production": _VERIFIED,
-            }
+            },
+            {"contested": {"type": "array", "items": _CONTESTED}},
         ),
     }
 )

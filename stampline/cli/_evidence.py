@@ -6,17 +6,20 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stampline import __version__
 from stampline._terminal import line, styled
-from stampline.audit import AuditError, NotFoundError, Store, VerifyReport
+from stampline.audit import AuditError, NotFoundError, PublishedHead, Store, VerifyReport
 from stampline.cli._app import (
     ConfigOpt,
     DatabaseOpt,
+    ExpectHeadOpt,
     JsonOpt,
+    PublicKeyOpt,
+    PublishedHeadsOpt,
     StoreOpt,
     app,
     config_path,
@@ -25,6 +28,7 @@ from stampline.cli._app import (
     fail,
     open_store_for_query,
     out,
+    trust_anchors,
 )
 from stampline.config import ENV_CONFIG_FILE, Config, ConfigError, EvidenceConfig, load_config
 from stampline.evidence import (
@@ -38,6 +42,9 @@ from stampline.evidence import (
     regime_tier,
     write_bundle,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 @app.command()
@@ -99,6 +106,9 @@ def evidence(
             help="Verify the whole trail's chain while producing (slow on a large store).",
         ),
     ] = True,
+    expect_head: ExpectHeadOpt = None,
+    published_heads: PublishedHeadsOpt = False,
+    public_key: PublicKeyOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
@@ -127,6 +137,12 @@ def evidence(
     and the bound's sources. FROM and TO may be relative to now (now-1h..now), as a clock
     alert's investigate command gives them.
 
+    The verification run while producing checks the same trust anchors as `stampline audit
+    verify`: --expect-head, --published-heads and --public-key (a chain made up from batch 1
+    is only found against heads); any finding is the banner on page 1. A chDB folder is read
+    from its files unless chDB's lock shows the process its live file names holds it (a
+    running recorder): a file inside the store never redirects the report.
+
     Exits 1 when the subject is not in the trail, the store cannot answer, or the trail
     fails verification (the folder is still written, with a banner on page 1 and each value
     in doubt marked); 2 on bad usage, or when --out holds another subject's evidence (it is
@@ -152,15 +168,18 @@ def evidence(
         stage_tiers=stage_tiers,
         declared=_declared(tier, cfg, inputs),
     )
+    if not verify and (expect_head or published_heads or public_key):
+        fail("--expect-head, --published-heads and --public-key need --verify", 2)
+    anchors = trust_anchors(config, expect_head, published_heads, public_key)
     span = None
     if period is not None:
         try:
             span = parse_period(period)
         except ValueError as exc:
             fail(str(exc), 2)
-    with open_store_for_query(store, database, config) as st:
+    with open_store_for_query(store, database, config, follow_live="held") as st:
         try:
-            checked = _verify(st) if verify else None
+            checked = _verify(st, *anchors) if verify else None
             if span is not None:
                 doc = period_evidence(st, span[0], span[1], ctx, host=host, verified=checked)
             elif decision is not None:
@@ -199,12 +218,17 @@ def evidence(
         raise typer.Exit(1)
 
 
-def _verify(st: Store) -> VerifyReport:
+def _verify(
+    st: Store,
+    expected: list[tuple[str, str]],
+    published: list[PublishedHead],
+    key: Ed25519PublicKey | None,
+) -> VerifyReport:
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
             err.print(line(("verify:", "dim"), f" batch {done:,}/{total:,}"))
 
-    return st.verify(progress)
+    return st.verify(progress, expected, published, key)
 
 
 def _store_args(store: Path | None, database: str | None, config: Path | None) -> str:

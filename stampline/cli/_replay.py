@@ -110,12 +110,22 @@ def _print_timeline(t: Timeline) -> None:
                 if s.stamp.received_ns
                 else ""
             )
-            + (f" ({broker_clock(s.stamp.time_type)})" if s.stamp.kind == "broker" else ""),
+            + (f" ({broker_clock(s.stamp.time_type)})" if s.stamp.kind == "broker" else "")
+            + (" CONTESTED" if s.stamp.contested else ""),
             format_duration(s.stamp.clock_err_ns) if s.stamp.clock_err_ns is not None else "?",
             _source(s.stamp.clock_source) if s.stamp.clock_err_ns is not None else "",
         )
     out.print(table)
     for e in t.events:
+        for stage, chains in e.contested:
+            out.print(
+                styled(
+                    f"{e.event_id} {stage}: CONTESTED: chains {', '.join(chains)} hold different "
+                    "rows for it; the one shown is not a verdict. Run `stampline audit verify` "
+                    "with every chain's head to tell a made-up chain from a real one",
+                    "bold red",
+                )
+            )
         if not e.stamps:
             out.print(styled(f"input {e.event_id} was never observed by stampline", "yellow"))
         elif e.outcome == "dead_lettered" and not e.verdicts:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -10,11 +9,14 @@ import typer
 from rich.table import Table
 
 from stampline._terminal import line
-from stampline.audit import AuditError, PublishedHead, generate_key, load_public_key
+from stampline.audit import AuditError, generate_key
 from stampline.cli._app import (
     ConfigOpt,
     DatabaseOpt,
+    ExpectHeadOpt,
     JsonOpt,
+    PublicKeyOpt,
+    PublishedHeadsOpt,
     StoreOpt,
     audit_app,
     emit_json,
@@ -23,6 +25,7 @@ from stampline.cli._app import (
     open_store_for_query,
     out,
     store_app,
+    trust_anchors,
 )
 
 
@@ -54,55 +57,13 @@ def migrate(
         out.print(f"unchanged {name}")
 
 
-ExpectHeadOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--expect-head",
-        metavar="[CHAIN=]HEX",
-        help="A chain head published elsewhere (the recorder's heads topic or log): it must "
-        "be in that chain, else the chain was truncated or rewritten. Repeat per chain; a bare "
-        "HEX may be in any chain.",
-    ),
-]
-_HEX64 = re.compile(r"\A[0-9a-fA-F]{64}\Z")
-
-
-def parse_expected_heads(values: list[str]) -> list[tuple[str, str]]:
-    """``[CHAIN=]HEX`` values as (chain, head) pairs; exits 2 naming a malformed one."""
-    pairs = []
-    for value in values:
-        chain, _, head = value.rpartition("=")
-        if not _HEX64.match(head):
-            fail(f"--expect-head {value!r}: the head must be 64 hex digits, as [CHAIN=]HEX", 2)
-        pairs.append((chain, head.lower()))
-    return pairs
-
-
-PublicKeyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--public-key",
-        help="The recorder's public key (PEM, from `stampline audit keygen`): with "
-        "--published-heads, a head counts only when that key signed it.",
-    ),
-]
-
-
 @audit_app.command()
 def verify(
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     config: ConfigOpt = None,
     expect_head: ExpectHeadOpt = None,
-    published_heads: Annotated[
-        bool,
-        typer.Option(
-            "--published-heads",
-            help="Also check every head the recorder published on `topics.trail_heads`, in "
-            "order, and that every chain in the store is one they name (needs --config "
-            "naming the broker).",
-        ),
-    ] = False,
+    published_heads: PublishedHeadsOpt = False,
     public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -120,16 +81,7 @@ def verify(
     directly, never through an endpoint a file inside it names: a folder a running
     recorder holds is refused. Exits 1 when anything is wrong.
     """
-    expected = parse_expected_heads(expect_head or [])
-    key = None
-    if public_key is not None:
-        if not published_heads:
-            fail("--public-key checks published heads: add --published-heads", 2)
-        try:
-            key = load_public_key(public_key)
-        except AuditError as exc:
-            fail(str(exc), 2)
-    published = _published(config) if published_heads else []
+    expected, published, key = trust_anchors(config, expect_head, published_heads, public_key)
 
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
@@ -217,25 +169,3 @@ def keygen(
     out.print(line(f"private key {out_file} (0600)"), highlight=False)
     out.print(line(f"public key  {public}"), highlight=False)
     out.print(line(f"key id      {kid}"), highlight=False)
-
-
-def _published(config: Path | None) -> list[PublishedHead]:
-    """Every head published on the configured heads topic, in order."""
-    from stampline.cli._app import config_path
-    from stampline.collectors import read_heads
-    from stampline.config import ConfigError, load_config
-
-    path = config_path(config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        fail(str(exc))
-    if cfg.broker.embedded or not cfg.broker.bootstrap_servers:
-        fail("--published-heads needs broker.bootstrap_servers (an embedded broker keeps none)", 2)
-    heads = read_heads(
-        cfg.broker.bootstrap_servers, cfg.topics.trail_heads, extra=dict(cfg.broker.client)
-    )
-    if not heads:  # else a deleted heads topic would switch the chain inventory off
-        fail(f"no published heads on {cfg.topics.trail_heads}: nothing outside the store to check")
-    err.print(line(f"verify: {len(heads)} published heads on {cfg.topics.trail_heads}"))
-    return heads

@@ -31,6 +31,7 @@ from stampline.audit import (
     store_holder,
 )
 from stampline.audit._ledger import CANONICAL_SELECT, GENESIS, LedgerEntry, digest_batch
+from stampline.audit._replay import replay_event
 from stampline.cli import app
 from tests.audit.test_store_suite import T0, pipeline
 from tests.helpers import drop_database
@@ -257,19 +258,21 @@ def test_the_same_trail_offset_is_written_once(store: ChdbStore) -> None:
 FORGED = "trail.topic/9"
 
 
-def _forge_chain(store: ChdbStore, seq: int) -> None:
-    """Copy batch 3 of CHAIN into a made-up chain FORGED at batch ``seq`` with doubled prices,
-    written a second later, digest it the documented way and ledger it as a chain of its own
-    from the genesis."""
+def _forge_chain(
+    store: ChdbStore, seq: int, chain: str = FORGED, prev: str = GENESIS
+) -> LedgerEntry:
+    """Copy batch 3 of CHAIN into ``chain`` (by default a made-up one, FORGED) at batch
+    ``seq`` with doubled prices, written a second later, digest it the documented way and
+    ledger it linked to ``prev`` (by default the genesis: a chain of its own)."""
     db = store.database
     store._execute(
-        f"INSERT INTO {db}.observations SELECT * REPLACE ('{FORGED}' AS chain_id, {seq} AS batch, "
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('{chain}' AS chain_id, {seq} AS batch, "
         f"price * 2 AS price, written + 1 AS written) FROM (SELECT * FROM {db}.observations "
         f"WHERE chain_id = '{CHAIN}' AND batch = 3)"
     )
     canon = store.query_arrow(
         f"SELECT {CANONICAL_SELECT} FROM {{db}}.observations "
-        f"WHERE chain_id = '{FORGED}' AND batch = {seq}"
+        f"WHERE chain_id = '{chain}' AND batch = {seq}"
     )
     digest, columns = digest_batch(canon)
     (real,) = store.query(
@@ -279,7 +282,7 @@ def _forge_chain(store: ChdbStore, seq: int) -> None:
         f"WHERE chain_id = '{CHAIN}' AND seq = 3"
     )
     entry = LedgerEntry(
-        FORGED,
+        chain,
         seq,
         "observations",
         2,
@@ -289,16 +292,17 @@ def _forge_chain(store: ChdbStore, seq: int) -> None:
         real["f"],
         real["l"],
         digest,
-        GENESIS,
+        prev,
     )
     cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
     store._execute(
-        f"INSERT INTO {db}.ledger VALUES ('{FORGED}', {seq}, 'observations', 2, "
+        f"INSERT INTO {db}.ledger VALUES ('{chain}', {seq}, 'observations', 2, "
         f"fromUnixTimestamp64Micro({real['w']}), fromUnixTimestamp64Micro({real['e']}), "
         f"{real['rows']}, fromUnixTimestamp64Nano({real['f']}), "
-        f"fromUnixTimestamp64Nano({real['l']}), '{digest}', {cols}, '{GENESIS}', "
+        f"fromUnixTimestamp64Nano({real['l']}), '{digest}', {cols}, '{prev}', "
         f"'{entry.chain}')"
     )
+    return entry
 
 
 def _shown_prices(store: ChdbStore) -> list[float]:
@@ -402,6 +406,80 @@ def test_a_decoy_endpoint_named_inside_the_store_is_never_followed(
     assert decoy.queries == 0
 
 
+def test_evidence_never_follows_a_decoy_endpoint_named_inside_the_store(
+    filled: ChdbStore, chdb_dir: Path, uid: str, tmp_path: Path
+) -> None:
+    """`stampline evidence --store` on a store whose prices were doubled, with a pid-1
+    `.stampline-live.json` naming a decoy that serves an intact copy: nobody holds the folder,
+    so the report reads its files, never asks the decoy, and fails verification (exit 1)."""
+    db = filled.database
+    (eid,) = filled.query(
+        "SELECT toString(event_id) AS e FROM {db}.observations ORDER BY e LIMIT 1"
+    )
+    with ChdbStore(chdb_dir, f"t_{uid}_copy") as intact:
+        for table in ("observations", "ledger", "dead_letters"):  # the copy before tampering
+            intact._execute(f"DROP TABLE {intact.database}.{table}")
+            intact._execute(f"CREATE TABLE {intact.database}.{table} AS {db}.{table}")
+            intact._execute(f"INSERT INTO {intact.database}.{table} SELECT * FROM {db}.{table}")
+        filled._execute(
+            f"ALTER TABLE {db}.observations UPDATE price = price * 2 WHERE 1 "
+            "SETTINGS mutations_sync = 2"
+        )
+        decoy = _Decoy(intact, db)
+        threading.Thread(target=decoy.serve_forever, daemon=True).start()
+        live = Path(filled.path) / LIVE_FILE
+        url = f"http://127.0.0.1:{decoy.server_address[1]}"
+        live.write_text(json.dumps({"url": url, "database": db, "pid": 1}))
+        try:
+            assert find_live(filled.path) is not None, "the decoy passes for a live recorder"
+            assert store_holder(filled.path) is None
+            args = ["evidence", "--event", eid["e"], "--store", str(filled.path),
+                    "--database", db, "--no-pdf", "--out", str(tmp_path / "ev")]  # fmt: skip
+            result = CliRunner().invoke(app, args)
+        finally:
+            live.unlink()
+            decoy.shutdown()
+            decoy.server_close()
+            drop_database(intact)
+    assert decoy.queries == 0
+    assert result.exit_code == 1, result.output
+    doc = orjson.loads((tmp_path / "ev" / "evidence.json").read_bytes())
+    problems = {
+        (f["chain"], f["problem"]) for f in doc["integrity"]["verified_at_production"]["findings"]
+    }
+    assert problems == {(CHAIN, "changed"), (OTHER, "changed")}
+    assert 'id="verification-failed"' in (tmp_path / "ev" / "report.html").read_text()
+
+
+def test_evidence_checks_the_heads_it_is_given(filled: ChdbStore, tmp_path: Path) -> None:
+    """A chain made up from batch 1 is consistent inside the store; `stampline evidence`
+    given every real chain's head with `--expect-head` (as `audit verify` takes them) finds
+    it, opens the report with the banner naming it and exits 1."""
+    heads = [f"--expect-head={h.chain_id}={h.chain}" for h in filled.chain_heads()]
+    _forge_chain(filled, 1)
+    (eid,) = filled.query(
+        f"SELECT toString(event_id) AS e FROM {{db}}.observations WHERE chain_id = '{FORGED}' "
+        "ORDER BY e LIMIT 1"
+    )
+    base = ["evidence", "--event", eid["e"], "--store", str(filled.path),
+            "--database", filled.database, "--no-pdf"]  # fmt: skip
+    alone = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "alone")])
+    assert alone.exit_code == 0, "without heads the made-up chain verifies"
+    result = CliRunner().invoke(app, [*base, *heads, "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 1, result.output
+    doc = orjson.loads((tmp_path / "ev" / "evidence.json").read_bytes())
+    found = doc["integrity"]["verified_at_production"]["findings"]
+    assert [(f["chain"], f["problem"]) for f in found] == [(FORGED, "chain_without_head")]
+    html = (tmp_path / "ev" / "report.html").read_text()
+    banner = html.find('id="verification-failed"')
+    assert 0 < banner < html.find("<h2>")
+    assert f"{FORGED}: chain_without_head" in html[banner:]
+    # The row shown is the real chain's, marked contested by the made-up one.
+    (gate,) = (s for e in doc["events"] for s in e["stamps"] if s["stage"] == "gate")
+    assert gate["affected"] == [f"contested: chains {CHAIN}, {FORGED} hold different rows"]
+    assert {b["chain_id"] for b in doc["integrity"]["batches"]} == {CHAIN}
+
+
 def test_verify_refuses_a_store_another_process_holds(tmp_path: Path) -> None:
     """A chDB folder open in another process (a running recorder) is refused, naming that
     process, and is not read through any endpoint."""
@@ -496,3 +574,193 @@ def test_every_published_head_is_checked_in_order(filled: ChdbStore, tmp_path: P
         (OTHER, "chain_truncated", 2),  # named with its length by CHAIN's head
         (OTHER, "head_missing", 2),
     ]
+
+
+def _copy_batch(store: ChdbStore, chain: str, seq: int, replace: str = "") -> list[str]:
+    """Copy batch 3 of CHAIN into ``chain`` at batch ``seq``, each column in ``replace``
+    (``expr AS column, ...``) rewritten, as an insider writing the store would; returns the
+    copied events' ids, read back from the store."""
+    db = store.database
+    store._execute(
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('{chain}' AS chain_id, {seq} AS batch"
+        f"{', ' + replace if replace else ''}) FROM (SELECT * FROM {db}.observations "
+        f"WHERE chain_id = '{CHAIN}' AND batch = 3)"
+    )
+    rows = store.query(
+        "SELECT DISTINCT toString(event_id) AS e FROM {db}.observations "
+        "WHERE chain_id = {c:String} AND batch = {b:UInt64} ORDER BY e",
+        {"c": chain, "b": seq},
+    )
+    assert len(rows) == 4, "the copy is in the store"
+    return [r["e"] for r in rows]
+
+
+def _view(store: ChdbStore, ids: list[str]) -> list[tuple[str, int, list[str]]]:
+    """Per (event, stage) of ``ids`` as the trail view shows it: host, contested, chains."""
+    return [
+        (r["host"], r["contested"], r["chains"])
+        for r in store.query(
+            "SELECT host, contested, chains FROM {db}.trail "
+            "WHERE event_id IN {ids:Array(UUID)} ORDER BY event_id, stage",
+            {"ids": ids},
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("chain", "seq", "trick"),
+    [
+        (FORGED, 1_000_000, ""),  # a batch number above every real one
+        ("a.forged/0", 1, ""),  # a chain id sorting before the real one
+        (FORGED, 1, "written - 3600 AS written"),  # written an hour before the real rows
+        (FORGED, 1, "3 AS authority"),  # an authority above the stamper's
+    ],
+)
+def test_no_chain_shadows_another_in_the_trail_view_or_replay(
+    filled: ChdbStore, chain: str, seq: int, trick: str
+) -> None:
+    """A made-up chain re-stating real rows with another host never silently replaces them,
+    whatever batch number, chain id, write time or authority it was given: the trail view
+    marks each such (event, stage) contested, naming both chains, and replay shows each stamp
+    read from it as contested."""
+    ids = _copy_batch(filled, chain, seq, ", ".join(x for x in ("'mallory' AS host", trick) if x))
+    both = sorted([CHAIN, chain])
+    shown = _view(filled, ids)
+    assert len(shown) == 12
+    assert all(contested == 1 and chains == both for _, contested, chains in shown), shown
+    for eid in ids:
+        trail = replay_event(filled, eid)
+        stages = [s for s in trail.events[0].stamps if s.kind == "stage"]
+        assert [s.contested for s in stages] == [tuple(both)] * 3
+        assert dict(trail.events[0].contested) == {
+            st: tuple(both) for st in ("gate", "enrich", "risk")
+        }
+        assert all(s.contested == tuple(both) for s in trail.events[0].stamps), "origin, ingest"
+
+
+def test_the_same_rows_in_two_chains_are_not_contested(filled: ChdbStore) -> None:
+    """A batch whose rows another chain also holds unchanged (a trail message written by two
+    recorders across a repartition) is one sighting: shown once, naming both chains, not
+    contested."""
+    ids = _copy_batch(filled, OTHER, 2, "written + 5 AS written")
+    assert all(c == 0 and chains == [CHAIN, OTHER] for _, c, chains in _view(filled, ids))
+    assert all(not s.contested for s in replay_event(filled, ids[0]).events[0].stamps)
+
+
+def test_a_taps_reading_of_a_stamp_in_another_chain_is_not_contested(filled: ChdbStore) -> None:
+    """A tap's reading (authority 1) of the stamper's own stamp, in the tap's chain, holds the
+    same stamp and differs in what only the stamper knows: it agrees. The same reading with
+    another time contests the stamper's row."""
+    tap = ", ".join(
+        (
+            "1 AS authority",
+            "'md.clean' AS topic",
+            "'' AS provider",
+            "'observed' AS outcome",
+            "nan AS price",
+            "offset + 100 AS offset",
+        )
+    )
+    ids = _copy_batch(filled, OTHER, 2, tap)
+    assert all(c == 0 and ch == [CHAIN, OTHER] for _, c, ch in _view(filled, ids))
+    ids = _copy_batch(filled, FORGED, 1, tap + ", stage_ns + 1 AS stage_ns")
+    assert all(c == 1 and ch == [CHAIN, OTHER, FORGED] for _, c, ch in _view(filled, ids))
+
+
+def test_replay_prints_a_contested_stamp_naming_the_chains(filled: ChdbStore) -> None:
+    """`stampline replay` marks each contested stamp and names the chains holding it."""
+    (eid, *_) = _copy_batch(filled, FORGED, 1_000_000, "'mallory' AS host")
+    result = CliRunner().invoke(
+        app, ["replay", eid, "--store", str(filled.path), "--database", filled.database]
+    )
+    assert result.exit_code == 0, result.output
+    assert "CONTESTED" in result.stdout
+    for stage in ("gate", "enrich", "risk"):
+        assert f"{eid} {stage}: CONTESTED: chains {CHAIN}, {FORGED}" in result.stdout
+
+
+def _read_back(store: ChdbStore, sql: str) -> list[dict[str, object]]:
+    return store.query(sql)
+
+
+def test_a_dropped_partition_is_found_as_deleted_batches(filled: ChdbStore) -> None:
+    """Dropping every partition of the observations (what `ALTER TABLE … DROP PARTITION`
+    does to a day of the trail) is found: each batch that held rows there is deleted."""
+    parts = filled.query(
+        "SELECT DISTINCT partition AS p FROM system.parts "
+        "WHERE database = {d:String} AND table = 'observations' AND active",
+        {"d": filled.database},
+    )
+    assert parts, "the trail has partitions to drop"
+    for p in parts:
+        filled._execute(f"ALTER TABLE {filled.database}.observations DROP PARTITION '{p['p']}'")
+    assert _read_back(filled, "SELECT count() AS n FROM {db}.observations") == [{"n": 0}]
+    assert _findings(filled) == [
+        (CHAIN, "deleted", 1),
+        (CHAIN, "deleted", 3),
+        (OTHER, "deleted", 1),
+    ]
+
+
+def test_rows_moved_to_another_chain_are_found_in_both(filled: ChdbStore) -> None:
+    """Moving a batch's rows into another chain (as that chain's batch 1, so its count and
+    ids look plausible) is found twice: deleted from the chain they were written in, and
+    inserted into the one they were moved to."""
+    db = filled.database
+    filled._execute(
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('{OTHER}' AS chain_id, 1 AS batch) "
+        f"FROM (SELECT * FROM {db}.observations WHERE chain_id = '{CHAIN}' AND batch = 3)"
+    )
+    filled._execute(
+        f"ALTER TABLE {db}.observations DELETE WHERE chain_id = '{CHAIN}' AND batch = 3 "
+        "SETTINGS mutations_sync = 2"
+    )
+    assert _read_back(
+        filled,
+        "SELECT chain_id, batch, count() AS n FROM {db}.observations "
+        "GROUP BY chain_id, batch ORDER BY chain_id, batch",
+    ) == [
+        {"chain_id": CHAIN, "batch": 1, "n": 12},
+        {"chain_id": OTHER, "batch": 1, "n": 18},
+    ]
+    assert _findings(filled) == [(CHAIN, "deleted", 3), (OTHER, "inserted", 1)]
+
+
+def test_a_deleted_chain_is_found_against_its_head(filled: ChdbStore) -> None:
+    """Deleting a whole chain, rows and ledger, leaves a store consistent inside; the chain's
+    head, kept outside, is then in no chain."""
+    heads = [(h.chain_id, h.chain) for h in filled.chain_heads()]
+    db = filled.database
+    for table, column in (("observations", "chain_id"), ("ledger", "chain_id")):
+        filled._execute(
+            f"ALTER TABLE {db}.{table} DELETE WHERE {column} = '{OTHER}' "
+            "SETTINGS mutations_sync = 2"
+        )
+    assert _read_back(
+        filled, f"SELECT count() AS n FROM {{db}}.ledger WHERE chain_id = '{OTHER}'"
+    ) == [{"n": 0}]
+    assert _findings(filled) == [], "without an outside reference the deletion is invisible"
+    assert _findings(filled, heads) == [(OTHER, "head_missing", 0)]
+
+
+def test_a_batch_forged_onto_a_chains_tail_is_found_by_the_next_real_batch(
+    filled: ChdbStore,
+) -> None:
+    """A batch appended to a chain's tail, correctly digested and linked, is consistent until
+    the chain's writer goes on: its own batch of that number is then a duplicate entry."""
+    real = filled.chain_head(CHAIN)
+    _forge_chain(filled, real.seq + 1, chain=CHAIN, prev=real.chain)
+    assert _read_back(
+        filled, f"SELECT max(seq) AS s FROM {{db}}.ledger WHERE chain_id = '{CHAIN}'"
+    ) == [{"s": 4}]
+    assert _findings(filled) == [], "the forged tail is consistent inside the store"
+    # The recorder, which keeps its chain's head itself, writes its next batch.
+    assert (
+        filled.write_batch(
+            "observations", canonical_table(pipeline(1)), chain_id=CHAIN, source_offset=3, head=real
+        )
+        == 4
+    )
+    # Both entries at batch 4 are a finding, and the rows of the two batches under one
+    # number are more than either entry digests.
+    assert sorted(_findings(filled)) == [(CHAIN, "duplicate_entry", 4), (CHAIN, "inserted", 4)]

@@ -191,3 +191,46 @@ def test_a_tampered_report_reads_as_failed_on_page_one(lineage: Lineage, tmp_pat
     assert 0 < dom.find('id="verification-failed"') < dom.find("<h2>")
     assert len(re.findall(r'<tr class="stamp-row affected">', dom)) == 6
     assert "tap:decisions" in dom
+    seen = _squash(re.sub(r"<[^>]+>", " ", dom).replace("&amp;", "&"))
+    for fact in ("tier other", "Decision latency", "1.495 ms ± 2.050 ms"):
+        assert _squash(fact) in seen, fact
+    band = _banner_rows(folder / "report.pdf", tmp_path / "page1")
+    assert band, "no band of the banner's colour on page 1"
+    assert band[0] < 0.4, f"the banner's band starts {band[0]:.0%} down page 1, not near the top"
+    assert len(band) >= 5, "the banner is a band, not a stray line"
+
+
+# The banner's fill (#fde8e8) and border (#b42318), in evidence/_html.py's style sheet.
+_BANNER_FILL = (0xFD, 0xE8, 0xE8)
+_BANNER_BORDER = (0xB4, 0x23, 0x18)
+
+
+def _banner_rows(pdf: Path, stem: Path) -> list[float]:
+    """Page 1 rendered by pdftoppm at 40 dpi, as a person sees it: the pixel rows (as a
+    fraction of the page's height, top first) where at least half of the page's width is the
+    banner's fill or border colour."""
+    binary = shutil.which("pdftoppm")
+    assert binary is not None, "pdftoppm is required (system-packages.txt: poppler-utils)"
+    subprocess.run(
+        [binary, "-f", "1", "-l", "1", "-r", "40", "-singlefile", str(pdf), str(stem)],
+        check=True,
+    )
+    data = stem.with_suffix(".ppm").read_bytes()
+    header = re.match(rb"P6\s+(\d+)\s+(\d+)\s+255\s", data)
+    assert header is not None, "pdftoppm wrote no 8-bit PPM"
+    w, h = int(header[1]), int(header[2])
+    pixels = data[header.end() :]
+
+    def near(px: bytes, colour: tuple[int, int, int]) -> bool:
+        return all(abs(a - b) <= 12 for a, b in zip(px, colour, strict=True))
+
+    rows = []
+    for y in range(h):
+        line = pixels[y * w * 3 : (y + 1) * w * 3]
+        hits = sum(
+            near(line[x : x + 3], _BANNER_FILL) or near(line[x : x + 3], _BANNER_BORDER)
+            for x in range(0, w * 3, 3)
+        )
+        if hits >= w // 2:
+            rows.append(y / h)
+    return rows

@@ -296,3 +296,44 @@ def test_a_finding_about_a_whole_chain_marks_every_value_read_from_it(lineage: L
     assert {tuple(s["affected"]) for s in stamps} == {("local: head_missing",)}
     html = render_html(doc)
     assert "local: head_missing" in _text(html[html.find('id="verification-failed"') :])
+
+
+def test_a_value_another_chain_holds_differently_is_contested_on_page_one(
+    lineage: Lineage,
+) -> None:
+    """A made-up chain re-stating alpha's gate row with another host (its id sorting before
+    the real chain's) does not replace it silently: the report's first banner says the value
+    is contested, naming both chains, and the stamp, the values read from alpha's rows and
+    alpha's latency line are marked; the JSON meets its schema."""
+    import fastjsonschema
+
+    from stampline.evidence import EVIDENCE_JSON_SCHEMA
+
+    db = lineage.store.database
+    lineage.store._execute(
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('a.forged/0' AS chain_id, 1 AS batch, "
+        f"'mallory' AS host) FROM (SELECT * FROM {db}.observations "
+        f"WHERE event_id = '{lineage.alpha}' AND stage = 'gate')"
+    )
+    doc = decision_evidence(lineage.store, lineage.decision, _ctx(lineage)).to_dict()
+    fastjsonschema.compile(EVIDENCE_JSON_SCHEMA)(doc)
+    note = "contested: chains a.forged/0, local hold different rows"
+    alpha = _event(doc, lineage.alpha)
+    assert _stamp(alpha, "gate")["affected"] == [note]
+    assert _stamp(alpha, "origin")["affected"] == [note]
+    assert alpha["affected"] == [note]
+    assert "affected" not in _stamp(_event(doc, lineage.charlie), "gate")
+    assert doc["integrity"]["contested"] == [
+        {"event_id": lineage.alpha, "stage": "gate", "chains": ["a.forged/0", "local"]}
+    ]
+    assert {i["event_id"]: i["affected"] for i in doc["latency"]["inputs"]} == {
+        lineage.alpha: True,
+        lineage.charlie: False,
+    }
+    html = render_html(doc)
+    banner = html.find('id="contested"')
+    assert 0 < banner < html.find("<h2>"), "the banner comes before every section"
+    assert f"{lineage.alpha} gate: chains a.forged/0, local" in _text(html[banner:])
+    marked = re.findall(r'<tr class="stamp-row affected">(.*?)</tr>', html)
+    assert len(marked) == 3, "alpha's origin, ingest and gate stamps"
+    assert all(note in _text(m) for m in marked)
