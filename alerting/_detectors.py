@@ -29,8 +29,7 @@ from typing import Protocol
 from stampline.alerting._calendar import decide_severity
 from stampline.alerting._definitions import AlertsFile, Calendar
 from stampline.alerting._kinds import KINDS
-from stampline.alerting._kinds._kind import BatchView, RuleAlert
-from stampline.alerting._kinds.sequence_gap import SequenceGap
+from stampline.alerting._kinds._kind import BatchView, GapLike, KeyBatch, KeyFaults, RuleAlert
 from stampline.alerting._learning import DismissalBook, UpdateRates
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
 
@@ -42,21 +41,6 @@ class FailureLike(Protocol):
 
     @property
     def rule_id(self) -> str: ...
-
-
-class GapLike(Protocol):
-    """What the detectors read of a sequence gap event (the rules component's ``GapEvent``)."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def rule_id(self) -> str: ...
-    @property
-    def key(self) -> tuple[str, ...]: ...
-    @property
-    def first(self) -> int: ...
-    @property
-    def last(self) -> int: ...
 
 
 class BatchObserver(Protocol):
@@ -171,17 +155,20 @@ Deliver = Callable[[list[Transition]], None]
 
 
 class _KeyAlert:
-    """One per-key definition: which rules raise it, and its open instruments per label set."""
+    """One per-key definition: which rules raise it, which rows of a batch are its faults
+    (its kind's ``key_faults``), and its open instruments per label set."""
 
     def __init__(
         self,
         definition: RuleAlert,
         rules: frozenset[str],
         life: Lifecycle,
+        faults: Callable[[RuleAlert, KeyBatch], KeyFaults],
     ) -> None:
         self.definition = definition
         self.rules = rules
         self.life = life
+        self.faults = faults
         self.open: dict[Labels, set[str]] = {}  # label set -> instruments in fault
 
 
@@ -221,7 +208,8 @@ class KeyDetectors:
         }
         self.alerts: list[_KeyAlert] = []
         for d in definitions.alerts:
-            want = KINDS[d.kind].rule_kind
+            kind = KINDS[d.kind]
+            want = kind.rule_kind
             if want is None or not isinstance(d, RuleAlert):
                 continue
             rules = frozenset(
@@ -233,7 +221,7 @@ class KeyDetectors:
                 ttl_ns=ttl_ns,
                 max_instances=max_instances,
             )
-            self.alerts.append(_KeyAlert(d, rules, life))
+            self.alerts.append(_KeyAlert(d, rules, life, kind.key_faults))
         # The plug-in provider-wide kinds defined here: each summarises every batch for the
         # provider watch (their detectors run there, where every gate's facts meet).
         defined = {d.kind for d in definitions.alerts}
@@ -357,29 +345,15 @@ class KeyDetectors:
         d = alert.definition
         rules = alert.rules
         # A refused record is evidence of this alert's fault only when refused for it alone
-        # (a divergence rule that rejects); refused for anything else, it neither opens a
-        # fault nor ends one.
+        # (by one of its own rules); refused for anything else, it neither opens a fault nor
+        # ends one.
         foreign = {row for row, fs in rejects.items() if any(f.rule_id not in rules for f in fs)}
-        failing: set[int] = set()
+        broken_here: set[int] = set()
         for rule in rules:
-            failing.update(broken.get(rule, ()))
-        failing -= foreign
-        figures: dict[tuple[str, str], dict[str, object]] = {}
-        if isinstance(d, SequenceGap):
-            # A gap is raised by its gap-open event (it knows the size), not by every row the
-            # sequence rule flags (reordered and duplicate rows fail it too).
-            failing = set()
-            opened: dict[tuple[str, str], dict[str, object]] = {}
-            for g in gaps:
-                missing = g.last - g.first + 1
-                if g.kind == "open" and g.rule_id in alert.rules and missing >= d.min_missing:
-                    key = (g.key[0], g.key[1] if len(g.key) > 1 else "")
-                    opened[key] = {"first": g.first, "last": g.last, "missing": missing}
-            if opened:
-                for row, key in enumerate(zip(providers, instruments, strict=True)):
-                    if key in opened and key not in figures and row not in foreign:
-                        figures[key] = opened[key]
-                        failing.add(row)
+            broken_here.update(broken.get(rule, ()))
+        broken_here -= foreign
+        batch = KeyBatch(providers, instruments, rules, broken_here, foreign, gaps)
+        failing, faults = alert.faults(d, batch)
         if not failing and not alert.open:
             return
         # In arrival order: a failing row opens (or feeds) its key's fault, a passing row of
@@ -391,9 +365,9 @@ class KeyDetectors:
                     continue
                 labels = self.labels(alert, p, i)
                 alert.open.setdefault(labels, set()).add(i)
-                fig = dict(figures.get((p, i), {}))
+                value, figures = faults.get((p, i), (1.0, {}))
+                fig = dict(figures)
                 fig["instruments"] = len(alert.open[labels])
-                value = float(fig.get("missing", 1))  # type: ignore[arg-type]
                 at = min(origins[row] or now, now)
                 out += alert.life.observe(labels, at, active=True, value=value, figures=fig)
                 continue

@@ -229,6 +229,48 @@ class WatchDetector(Protocol):
     def tick(self, now_ns: int) -> list[Transition]: ...
 
 
+class GapLike(Protocol):
+    """What a per-key kind reads of a sequence gap event (the rules component's
+    ``GapEvent``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def key(self) -> tuple[str, ...]: ...
+    @property
+    def first(self) -> int: ...
+    @property
+    def last(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBatch:
+    """One gate batch as a per-key definition reads it: the identity columns, the rules
+    that raise the definition (``rules``), the rows that broke one of them (``broken``), the
+    rows refused for another rule (``foreign``: no evidence of this fault either way; left
+    out of ``broken``) and the rules' gap events."""
+
+    providers: Sequence[str]
+    instruments: Sequence[str]
+    rules: frozenset[str]
+    broken: set[int]
+    foreign: set[int]
+    gaps: Sequence[GapLike]
+
+
+# What a per-key kind makes of a batch: the rows that open (or feed) their key's fault, and
+# per (provider, instrument) the value and figures of its fault (default: 1 and none).
+KeyFaults = tuple[set[int], Mapping[tuple[str, str], tuple[float, Mapping[str, object]]]]
+
+
+def broken_rows(_d: Any, batch: KeyBatch) -> KeyFaults:
+    """The default of a per-key kind: every row that broke the definition's rules is a
+    fault of its key."""
+    return batch.broken, {}
+
+
 def _no_figures(_d: Any) -> Mapping[str, float]:
     return {}
 
@@ -255,7 +297,9 @@ class AlertKind:
       ``stampline_alert_firing`` gauge (so its value is 1, not the notice's value).
     - ``provider_level``: a fault of a provider (routed by venue; inhibited while a
       collector is down); ``inhibits``: while it fires, provider-level alerts are inhibited.
-    - ``rule_kind``: the rules component's kind whose verdicts raise it, per key, in the gate.
+    - ``rule_kind``: the rules component's kind whose verdicts raise it, per key, in the gate;
+      ``key_faults``: which rows of a batch are a key's fault, with its value and figures
+      (default :func:`broken_rows`).
     - ``registered``: for a kind judged against the provider registry, the thresholds (ns)
       of the registered providers a definition watches (none: nothing to judge).
     - ``batch_facts`` and ``watch``: a plug-in provider-wide detector: ``batch_facts``
@@ -279,6 +323,7 @@ class AlertKind:
     provider_level: bool = False
     inhibits: bool = False
     rule_kind: str | None = None
+    key_faults: Callable[[Any, KeyBatch], KeyFaults] = broken_rows
     registered: Callable[[Any, AlertsFile], list[int]] | None = None
     batch_facts: Callable[[BatchView], object] | None = None
     watch: Callable[[Any, WatchContext], WatchDetector] | None = None
@@ -346,11 +391,13 @@ def per_key(
     panel: str,
     investigate: str,
     example: Mapping[str, object],
+    faults: Callable[[Any, KeyBatch], KeyFaults] = broken_rows,
 ) -> AlertKind:
     """A kind raised by a rule's verdicts per (provider, instrument) key, judged in the gate
     that owns the key (``KeyDetectors``: the rule keeps its state per key, which lives on
     one partition, so exactly one gate sees each fault); exported as its firing gauge;
-    rendered in Grafana's ``providers`` group, on the Providers dashboard's ``panel``."""
+    rendered in Grafana's ``providers`` group, on the Providers dashboard's ``panel``.
+    ``faults``: which rows of a batch are a key's fault (``AlertKind.key_faults``)."""
     name = get_args(model.model_fields["kind"].annotation)[0]
     return AlertKind(
         name=name,
@@ -370,4 +417,5 @@ def per_key(
         firing_gauge=True,
         provider_level=True,
         rule_kind=rule_kind,
+        key_faults=faults,
     )
