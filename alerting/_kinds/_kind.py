@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stampline._common import parse_duration_ns as duration_ns
 
 if TYPE_CHECKING:
-    from stampline.alerting._definitions import AlertsFile
+    from stampline.alerting._definitions import AlertsFile, ExpectedProvider
+    from stampline.alerting._detectors import ProviderFacts
     from stampline.alerting._lifecycle import SeverityFn, Transition
 
 ALERT_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
@@ -210,19 +211,41 @@ class BatchView:
         return [r for r in range(len(self.providers)) if r not in self.rejects]
 
 
+class ProviderClock(Protocol):
+    """What the provider watch knows of the registered providers, read live by the detectors
+    it builds: the newest origin of an accepted record of each (``last_origin``), the time
+    the watch started (``started_ns``: a registered provider never seen counts from then),
+    whether its clock is the event clock (the newest origin seen) and whether a provider's
+    venue trades at a time (its calendar's sessions; always, without a calendar)."""
+
+    @property
+    def event_clock(self) -> bool: ...
+    @property
+    def started_ns(self) -> int: ...
+    @property
+    def last_origin(self) -> Mapping[str, int]: ...
+
+    def silence_ns(self, provider: str, now_ns: int) -> int: ...
+
+    def in_session(self, provider: ExpectedProvider, now_ns: int) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WatchContext:
-    """What the provider watch gives a plug-in detector it builds."""
+    """What the provider watch gives a plug-in detector it builds (``providers``: the watch
+    itself, for a kind judged against every registered provider; None outside a watch)."""
 
     definitions: AlertsFile
     severity: Callable[[str, str], SeverityFn]  # (alert id, defined severity) -> decider
     max_instances: int
+    providers: ProviderClock | None = None
 
 
 class WatchDetector(Protocol):
     """A provider-wide detector run by the provider watch (the one aggregation point, so
-    one fault raises one alert whatever the number of gates): it is handed every gate's
-    per-batch facts for its kind (what ``AlertKind.batch_facts`` made) and judges."""
+    one fault raises one alert whatever the number of gates): it is handed its kind's part
+    of every gate's per-batch facts (:meth:`AlertKind.watched`) with the time the gate took
+    the batch in, judges, and is ticked with the watch's clock."""
 
     def add(self, at_ns: int, facts: object) -> list[Transition]: ...
 
@@ -302,9 +325,11 @@ class AlertKind:
       (default :func:`broken_rows`).
     - ``registered``: for a kind judged against the provider registry, the thresholds (ns)
       of the registered providers a definition watches (none: nothing to judge).
-    - ``batch_facts`` and ``watch``: a plug-in provider-wide detector: ``batch_facts``
-      summarises one gate batch (JSON-able: it may cross the facts topic), ``watch`` builds
-      the detector the provider watch hands those summaries to.
+    - ``batch_facts`` and ``watch``: a provider-wide detector: ``batch_facts`` summarises
+      one gate batch (JSON-able: it may cross the facts topic), ``watch`` builds, per
+      definition, the detector the provider watch hands those summaries to; a kind that
+      reads what every gate's facts hold already (per provider: newest origin, records,
+      dead letters) has no ``batch_facts`` and says in ``watch_reads`` what it is handed.
     """
 
     name: str
@@ -327,6 +352,15 @@ class AlertKind:
     registered: Callable[[Any, AlertsFile], list[int]] | None = None
     batch_facts: Callable[[BatchView], object] | None = None
     watch: Callable[[Any, WatchContext], WatchDetector] | None = None
+    watch_reads: Callable[[ProviderFacts, int], object] | None = None
+
+    def watched(self, facts: ProviderFacts, now_ns: int) -> object | None:
+        """What the kind's watch detector is handed of one batch's facts, given the watch's
+        clock on their arrival: what ``watch_reads`` reads, else what the kind's
+        ``batch_facts`` made (None: nothing for it in this batch)."""
+        if self.watch_reads is not None:
+            return self.watch_reads(facts, now_ns)
+        return facts.kinds.get(self.name)
 
     def detector(self) -> type | None:
         """The class that judges the kind in stream, or None when Prometheus does."""
