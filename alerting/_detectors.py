@@ -1,19 +1,20 @@
 """In-stream detectors that run inside each gate, once per batch.
 
-Where each kind is detected, so that one fault raises one alert whatever the number of gates
-(a gate sees only the partitions it was given):
+Where a kind is detected is its module's choice (``AlertKind``), made so that one fault
+raises one alert whatever the number of gates (a gate sees only the partitions it was given):
 
-- Per-key kinds (``sequence_gap``, ``stale``, ``divergence``) are judged here, in the gate
+- Per-key kinds (a ``rule_kind``) are judged here, by :class:`KeyDetectors`, in the gate
   that owns the key: the stateful rules keep their state per (provider, instrument), which
-  lives on one partition, so exactly one gate sees each fault.
-- Provider-wide kinds (``provider_silent``, ``dlq_rate``) are *not* judged here: a provider
-  absent from one gate's partitions is not silent. Each gate hands a compact per-batch
-  summary (:class:`ProviderFacts`) to one aggregation point, :class:`~alerting.ProviderWatch`
-  (in process for a single gate; over the facts topic for several).
-- ``completeness`` needs every stage's rows: the recorder judges it
-  (:class:`~alerting.CompletenessDetector`).
-- Prometheus-derived kinds (``latency_slo``, ``clock_error``, ``trail_lag``,
-  ``collector_down``) are exported as Prometheus rules, evaluated by Prometheus over every
+  lives on one partition, so exactly one gate sees each fault. The kind's ``key_faults``
+  says which rows of a batch are a fault of their key.
+- Provider-wide kinds (a ``watch``) are *not* judged here: a provider absent from one gate's
+  partitions is not silent. Each gate hands a compact per-batch summary
+  (:class:`ProviderFacts`, with what each such kind's ``batch_facts`` makes of the batch) to
+  one aggregation point, :class:`~alerting.ProviderWatch` (in process for a single gate;
+  over the facts topic for several).
+- Kinds of events lost between stages (a ``stage_loss``) need every stage's rows: the
+  recorder judges them (:class:`~alerting.CompletenessDetector`).
+- The other kinds are exported as Prometheus rules, evaluated by Prometheus over every
   sidecar's metrics at once.
 """
 

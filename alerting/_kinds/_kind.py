@@ -294,6 +294,18 @@ def broken_rows(_d: Any, batch: KeyBatch) -> KeyFaults:
     return batch.broken, {}
 
 
+@dataclass(frozen=True, slots=True)
+class StageLoss:
+    """How the recorder's stage-pair engine judges one definition: an event seen at stage
+    ``a`` and not at stage ``b`` within ``grace_ns`` of it (event time) is lost; a provider's
+    lost fraction over ``window_ns`` is the sample its lifecycle judges."""
+
+    a: str
+    b: str
+    grace_ns: int
+    window_ns: int
+
+
 def _no_figures(_d: Any) -> Mapping[str, float]:
     return {}
 
@@ -330,6 +342,8 @@ class AlertKind:
       definition, the detector the provider watch hands those summaries to; a kind that
       reads what every gate's facts hold already (per provider: newest origin, records,
       dead letters) has no ``batch_facts`` and says in ``watch_reads`` what it is handed.
+    - ``stage_loss``: for a kind judged by the recorder's stage-pair engine
+      (``CompletenessDetector``), the stages, grace and window of a definition.
     """
 
     name: str
@@ -353,6 +367,7 @@ class AlertKind:
     batch_facts: Callable[[BatchView], object] | None = None
     watch: Callable[[Any, WatchContext], WatchDetector] | None = None
     watch_reads: Callable[[ProviderFacts, int], object] | None = None
+    stage_loss: Callable[[Any], StageLoss] | None = None
 
     def watched(self, facts: ProviderFacts, now_ns: int) -> object | None:
         """What the kind's watch detector is handed of one batch's facts, given the watch's
