@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -66,12 +66,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stampline._common import SECOND_NS
-from stampline.alerting._definitions import AlertsFile, Calendar
-from stampline.alerting._detectors import Deliver, severity_fn
+from stampline.alerting._definitions import AlertsFile
+from stampline.alerting._detectors import Deliver, Judging
 from stampline.alerting._history import last_states
 from stampline.alerting._kinds import KINDS
 from stampline.alerting._kinds._kind import Alert, StageLoss
-from stampline.alerting._learning import DismissalBook, UpdateRates
+from stampline.alerting._learning import DismissalBook
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
 from stampline.audit import AuditError, Store
 
@@ -139,7 +139,7 @@ class _Pair:
     judged_total: int = 0
 
 
-class CompletenessDetector:
+class CompletenessDetector(Judging):
     """The definitions of a deployment judged by stage pair (their kind has a
     ``stage_loss``), fed by the recorder.
 
@@ -160,8 +160,7 @@ class CompletenessDetector:
         max_instances: int = 10_000,
         dismissals: DismissalBook | None = None,
     ) -> None:
-        self.definitions = definitions
-        self.deliver = deliver
+        super().__init__(definitions, deliver, dismissals)
         self.wall = wall
         self.idle_ns = idle_ns
         self.max_pending = max_pending
@@ -177,12 +176,6 @@ class CompletenessDetector:
         self._notified: dict[str, int] = {}
         self._notified_until = 0
         self._venue = {p.provider: p.venue for p in definitions.providers}
-        self._calendar: Mapping[str, Calendar] = {
-            p.provider: definitions.calendars[p.calendar]
-            for p in definitions.providers
-            if p.calendar is not None
-        }
-        self._rates = UpdateRates()
         self._sources: dict[tuple[str, str], _Source] = {}
         pairs: dict[tuple[str, str], list[tuple[Alert, StageLoss]]] = {}
         for d in definitions.alerts:
@@ -197,7 +190,7 @@ class CompletenessDetector:
                     d,
                     Lifecycle.of(
                         d,
-                        self._severity_fn(d, dismissals),
+                        self._severity_fn(d.id, d.severity),
                         ttl_ns=ttl_ns,
                         max_instances=max_instances,
                     ),
@@ -218,13 +211,6 @@ class CompletenessDetector:
                 )
             )
         self._stages = sorted({s for p in self.pairs for s in (p.a, p.b)})
-
-    def _severity_fn(
-        self, d: Alert, dismissals: DismissalBook | None
-    ) -> Callable[[Labels, int], str]:
-        return severity_fn(
-            d.id, d.severity, self.definitions, self._calendar.get, dismissals, self._rates
-        )
 
     @property
     def pending(self) -> int:

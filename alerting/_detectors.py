@@ -155,6 +155,30 @@ def severity_fn(
 Deliver = Callable[[list[Transition]], None]
 
 
+class Judging:
+    """What every detector of a definitions file holds: the definitions, where its
+    transitions go, and how an instance's severity is decided (the provider's calendar,
+    what was dismissed as expected, the providers' update rates)."""
+
+    def __init__(
+        self, definitions: AlertsFile, deliver: Deliver, dismissals: DismissalBook | None
+    ) -> None:
+        self.definitions = definitions
+        self.deliver = deliver
+        self.dismissals = dismissals
+        self.rates = UpdateRates()
+        self._calendar: Mapping[str, Calendar] = {
+            p.provider: definitions.calendars[p.calendar]
+            for p in definitions.providers
+            if p.calendar is not None
+        }
+
+    def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
+        return severity_fn(
+            alert_id, defined, self.definitions, self._calendar.get, self.dismissals, self.rates
+        )
+
+
 class _KeyAlert:
     """One per-key definition: which rules raise it, which rows of a batch are its faults
     (its kind's ``key_faults``), and its open instruments per label set."""
@@ -173,7 +197,7 @@ class _KeyAlert:
         self.open: dict[Labels, set[str]] = {}  # label set -> instruments in fault
 
 
-class KeyDetectors:
+class KeyDetectors(Judging):
     """The per-key kinds of one gate, plus the provider facts it hands on.
 
     ``observe_batch`` is the gate's one call per batch; it never raises into the gate (a
@@ -192,21 +216,13 @@ class KeyDetectors:
         max_instances: int = 10_000,
         dismissals: DismissalBook | None = None,
     ) -> None:
-        self.definitions = definitions
-        self.dismissals = dismissals
-        self.rates = UpdateRates()
-        self.deliver = deliver
+        super().__init__(definitions, deliver, dismissals)
         self.facts = facts
         self.source = source
         self.errors = 0
         self.now_ns = 0  # the newest origin of an accepted record
         self._ticked = 0
         self._venue = {p.provider: p.venue for p in definitions.providers}
-        self._calendar = {
-            p.provider: definitions.calendars[p.calendar]
-            for p in definitions.providers
-            if p.calendar is not None
-        }
         self.alerts: list[_KeyAlert] = []
         for d in definitions.alerts:
             kind = KINDS[d.kind]
@@ -231,11 +247,6 @@ class KeyDetectors:
             for k in KINDS.values()
             if k.batch_facts is not None and k.name in defined
         }
-
-    def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
-        return severity_fn(
-            alert_id, defined, self.definitions, self._calendar.get, self.dismissals, self.rates
-        )
 
     def labels(self, alert: _KeyAlert, provider: str, instrument: str) -> Labels:
         out = [("provider", provider), ("venue", self._venue.get(provider, ""))]

@@ -26,17 +26,17 @@ import time
 from collections.abc import Callable
 
 from stampline.alerting._calendar import in_session
-from stampline.alerting._definitions import AlertsFile, Calendar, ExpectedProvider
-from stampline.alerting._detectors import Deliver, ProviderFacts, severity_fn
+from stampline.alerting._definitions import AlertsFile, ExpectedProvider
+from stampline.alerting._detectors import Deliver, Judging, ProviderFacts
 from stampline.alerting._kinds import KINDS
 from stampline.alerting._kinds._kind import AlertKind, WatchContext, WatchDetector
-from stampline.alerting._learning import DismissalBook, UpdateRates
-from stampline.alerting._lifecycle import Labels, Transition
+from stampline.alerting._learning import DismissalBook
+from stampline.alerting._lifecycle import Transition
 
 log = logging.getLogger("stampline.alerting")
 
 
-class ProviderWatch:
+class ProviderWatch(Judging):
     """Provider-wide detection. Thread-safe: gates add facts, a ticker thread ticks."""
 
     def __init__(
@@ -50,10 +50,7 @@ class ProviderWatch:
         max_instances: int = 10_000,
         dismissals: DismissalBook | None = None,
     ) -> None:
-        self.definitions = definitions
-        self.dismissals = dismissals
-        self.rates = UpdateRates()
-        self.deliver = deliver
+        super().__init__(definitions, deliver, dismissals)
         self.event_clock = event_clock
         self._wall = clock
         self.started_ns = (0 if event_clock else clock()) if started_ns is None else started_ns
@@ -61,7 +58,6 @@ class ProviderWatch:
         self.last_origin: dict[str, int] = {}  # registered provider -> newest origin seen
         self._registered = [p.provider for p in definitions.providers]
         self._newest = 0  # newest origin of any provider (the event clock)
-        self._calendars = definitions.calendars
         context = WatchContext(definitions, self._severity_fn, max_instances, self)
         self._detectors: list[tuple[AlertKind, str, WatchDetector]] = [
             (kind, d.id, make(d, context))
@@ -76,15 +72,6 @@ class ProviderWatch:
         if self.event_clock:
             return max(self._newest, self.started_ns)
         return self._wall()
-
-    def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
-        def calendar_of(provider: str) -> Calendar | None:
-            p = self.definitions.provider(provider)
-            return self._calendars.get(p.calendar) if p and p.calendar else None
-
-        return severity_fn(
-            alert_id, defined, self.definitions, calendar_of, self.dismissals, self.rates
-        )
 
     def add(self, facts: ProviderFacts) -> None:
         """One gate's batch summary; its detectors judge at once (a resumed provider
@@ -140,7 +127,7 @@ class ProviderWatch:
 
     def in_session(self, provider: ExpectedProvider, now_ns: int) -> bool:
         """Whether the provider's venue trades at ``now_ns`` (always, without a calendar)."""
-        cal = self._calendars.get(provider.calendar) if provider.calendar else None
+        cal = self._calendar.get(provider.provider)
         return cal is None or in_session(cal, now_ns)
 
 
