@@ -1,4 +1,6 @@
-"""``completeness``: events lost between two stages, judged where every stage's rows meet.
+"""Events lost between two stages, judged where every stage's rows meet: the engine of the
+kinds with a ``stage_loss`` (``AlertKind.stage_loss`` gives each definition's stages, grace
+and window; the rest below is the engine's).
 
 The recorder writes every stage's trail rows, so it is the one place that sees an event at
 ``from_stage`` (A) and, or not, at ``to_stage`` (B): the detector runs there, once per
@@ -55,7 +57,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -64,11 +66,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stampline._common import SECOND_NS
-from stampline.alerting._definitions import AlertsFile, Calendar
-from stampline.alerting._detectors import Deliver, severity_fn
+from stampline.alerting._definitions import AlertsFile
+from stampline.alerting._detectors import Deliver, Judging
 from stampline.alerting._history import last_states
-from stampline.alerting._kinds.completeness import Completeness
-from stampline.alerting._learning import DismissalBook, UpdateRates
+from stampline.alerting._kinds import KINDS
+from stampline.alerting._kinds._kind import Alert, StageLoss
+from stampline.alerting._learning import DismissalBook
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
 from stampline.audit import AuditError, Store
 
@@ -114,12 +117,14 @@ class _Source:
 
 @dataclass(slots=True)
 class _Pair:
-    """One (from_stage, to_stage) and the definitions judged over it."""
+    """One (from_stage, to_stage) and the definitions judged over it (``losses``: what their
+    kind's ``stage_loss`` says of each, in the same order)."""
 
     a: str
     b: str
     grace: int
-    definitions: list[tuple[Completeness, Lifecycle]]
+    definitions: list[tuple[Alert, Lifecycle]]
+    losses: list[StageLoss]
     bucket: int  # ns of A time per count bucket
     horizon: int  # ns of counts kept behind the judged frontier
     # id -> (t_a, provider), in arrival order (close to time order; see ``_judge_all``)
@@ -134,8 +139,9 @@ class _Pair:
     judged_total: int = 0
 
 
-class CompletenessDetector:
-    """The ``completeness`` definitions of a deployment, fed by the recorder.
+class CompletenessDetector(Judging):
+    """The definitions of a deployment judged by stage pair (their kind has a
+    ``stage_loss``), fed by the recorder.
 
     Not thread-safe: one caller thread (the recorder's). ``deliver`` receives transitions
     (a :class:`~alerting.Dispatcher`).
@@ -154,8 +160,7 @@ class CompletenessDetector:
         max_instances: int = 10_000,
         dismissals: DismissalBook | None = None,
     ) -> None:
-        self.definitions = definitions
-        self.deliver = deliver
+        super().__init__(definitions, deliver, dismissals)
         self.wall = wall
         self.idle_ns = idle_ns
         self.max_pending = max_pending
@@ -171,17 +176,13 @@ class CompletenessDetector:
         self._notified: dict[str, int] = {}
         self._notified_until = 0
         self._venue = {p.provider: p.venue for p in definitions.providers}
-        self._calendar: Mapping[str, Calendar] = {
-            p.provider: definitions.calendars[p.calendar]
-            for p in definitions.providers
-            if p.calendar is not None
-        }
-        self._rates = UpdateRates()
         self._sources: dict[tuple[str, str], _Source] = {}
-        pairs: dict[tuple[str, str], list[Completeness]] = {}
+        pairs: dict[tuple[str, str], list[tuple[Alert, StageLoss]]] = {}
         for d in definitions.alerts:
-            if isinstance(d, Completeness):
-                pairs.setdefault((d.from_stage, d.to_stage), []).append(d)
+            stage_loss = KINDS[d.kind].stage_loss
+            if stage_loss is not None:
+                loss = stage_loss(d)
+                pairs.setdefault((loss.a, loss.b), []).append((d, loss))
         self.pairs: list[_Pair] = []
         for (a, b), defs in pairs.items():
             lives = [
@@ -189,33 +190,27 @@ class CompletenessDetector:
                     d,
                     Lifecycle.of(
                         d,
-                        self._severity_fn(d, dismissals),
+                        self._severity_fn(d.id, d.severity),
                         ttl_ns=ttl_ns,
                         max_instances=max_instances,
                     ),
                 )
-                for d in defs
+                for d, _loss in defs
             ]
             # The pair's events wait for its longest grace; counts cover its longest window.
-            window = max(d.window_ns for d in defs)
+            window = max(loss.window_ns for _d, loss in defs)
             self.pairs.append(
                 _Pair(
                     a,
                     b,
-                    grace=max(d.grace_ns for d in defs),
+                    grace=max(loss.grace_ns for _d, loss in defs),
                     definitions=lives,
+                    losses=[loss for _d, loss in defs],
                     bucket=max(window // 50, 100_000_000),
                     horizon=window,
                 )
             )
         self._stages = sorted({s for p in self.pairs for s in (p.a, p.b)})
-
-    def _severity_fn(
-        self, d: Completeness, dismissals: DismissalBook | None
-    ) -> Callable[[Labels, int], str]:
-        return severity_fn(
-            d.id, d.severity, self.definitions, self._calendar.get, dismissals, self._rates
-        )
 
     @property
     def pending(self) -> int:
@@ -362,12 +357,16 @@ class CompletenessDetector:
           the same event time instead of later (which would be a second firing);
         - judged ids are remembered for two generations of 2 x ``grace`` (duplicates).
         """
-        defs = [d for pair in self.pairs for d, _life in pair.definitions]
+        defs = [
+            (d, loss)
+            for pair in self.pairs
+            for (d, _life), loss in zip(pair.definitions, pair.losses, strict=True)
+        ]
         if not defs:
             return 0
         need = max(
-            d.grace_ns + max(d.window_ns + d.for_ns + d.keep_firing_for_ns, 3 * d.grace_ns)
-            for d in defs
+            loss.grace_ns + max(loss.window_ns + d.for_ns + d.keep_firing_for_ns, 3 * loss.grace_ns)
+            for d, loss in defs
         )
         return self.idle_ns + need
 
@@ -571,8 +570,8 @@ class CompletenessDetector:
 
     def _sample(self, pair: _Pair, frontier: int) -> list[Transition]:
         out: list[Transition] = []
-        for d, life in pair.definitions:
-            lo = (frontier - d.window_ns) // pair.bucket
+        for (d, life), loss in zip(pair.definitions, pair.losses, strict=True):
+            lo = (frontier - loss.window_ns) // pair.bucket
             hi = frontier // pair.bucket
             open_ = {dict(labels).get("provider", "") for labels in life.instances}
             for provider in set(pair.counts) | open_:
@@ -596,8 +595,8 @@ class CompletenessDetector:
                 figures = {
                     "lost": lost,
                     "judged": judged,
-                    "window_s": d.window_ns / SECOND_NS,
-                    "grace_s": d.grace_ns / SECOND_NS,
+                    "window_s": loss.window_ns / SECOND_NS,
+                    "grace_s": loss.grace_ns / SECOND_NS,
                 }
                 out += life.observe(labels, frontier, value=fraction, figures=figures)
             out += life.tick(frontier)

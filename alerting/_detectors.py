@@ -1,19 +1,20 @@
 """In-stream detectors that run inside each gate, once per batch.
 
-Where each kind is detected, so that one fault raises one alert whatever the number of gates
-(a gate sees only the partitions it was given):
+Where a kind is detected is its module's choice (``AlertKind``), made so that one fault
+raises one alert whatever the number of gates (a gate sees only the partitions it was given):
 
-- Per-key kinds (``sequence_gap``, ``stale``, ``divergence``) are judged here, in the gate
+- Per-key kinds (a ``rule_kind``) are judged here, by :class:`KeyDetectors`, in the gate
   that owns the key: the stateful rules keep their state per (provider, instrument), which
-  lives on one partition, so exactly one gate sees each fault.
-- Provider-wide kinds (``provider_silent``, ``dlq_rate``) are *not* judged here: a provider
-  absent from one gate's partitions is not silent. Each gate hands a compact per-batch
-  summary (:class:`ProviderFacts`) to one aggregation point, :class:`~alerting.ProviderWatch`
-  (in process for a single gate; over the facts topic for several).
-- ``completeness`` needs every stage's rows: the recorder judges it
-  (:class:`~alerting.CompletenessDetector`).
-- Prometheus-derived kinds (``latency_slo``, ``clock_error``, ``trail_lag``,
-  ``collector_down``) are exported as Prometheus rules, evaluated by Prometheus over every
+  lives on one partition, so exactly one gate sees each fault. The kind's ``key_faults``
+  says which rows of a batch are a fault of their key.
+- Provider-wide kinds (a ``watch``) are *not* judged here: a provider absent from one gate's
+  partitions is not silent. Each gate hands a compact per-batch summary
+  (:class:`ProviderFacts`, with what each such kind's ``batch_facts`` makes of the batch) to
+  one aggregation point, :class:`~alerting.ProviderWatch` (in process for a single gate;
+  over the facts topic for several).
+- Kinds of events lost between stages (a ``stage_loss``) need every stage's rows: the
+  recorder judges them (:class:`~alerting.CompletenessDetector`).
+- The other kinds are exported as Prometheus rules, evaluated by Prometheus over every
   sidecar's metrics at once.
 """
 
@@ -29,8 +30,7 @@ from typing import Protocol
 from stampline.alerting._calendar import decide_severity
 from stampline.alerting._definitions import AlertsFile, Calendar
 from stampline.alerting._kinds import KINDS
-from stampline.alerting._kinds._kind import BatchView, RuleAlert
-from stampline.alerting._kinds.sequence_gap import SequenceGap
+from stampline.alerting._kinds._kind import BatchView, GapLike, KeyBatch, KeyFaults, RuleAlert
 from stampline.alerting._learning import DismissalBook, UpdateRates
 from stampline.alerting._lifecycle import Labels, Lifecycle, Transition, fingerprint
 
@@ -42,21 +42,6 @@ class FailureLike(Protocol):
 
     @property
     def rule_id(self) -> str: ...
-
-
-class GapLike(Protocol):
-    """What the detectors read of a sequence gap event (the rules component's ``GapEvent``)."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def rule_id(self) -> str: ...
-    @property
-    def key(self) -> tuple[str, ...]: ...
-    @property
-    def first(self) -> int: ...
-    @property
-    def last(self) -> int: ...
 
 
 class BatchObserver(Protocol):
@@ -170,22 +155,49 @@ def severity_fn(
 Deliver = Callable[[list[Transition]], None]
 
 
+class Judging:
+    """What every detector of a definitions file holds: the definitions, where its
+    transitions go, and how an instance's severity is decided (the provider's calendar,
+    what was dismissed as expected, the providers' update rates)."""
+
+    def __init__(
+        self, definitions: AlertsFile, deliver: Deliver, dismissals: DismissalBook | None
+    ) -> None:
+        self.definitions = definitions
+        self.deliver = deliver
+        self.dismissals = dismissals
+        self.rates = UpdateRates()
+        self._calendar: Mapping[str, Calendar] = {
+            p.provider: definitions.calendars[p.calendar]
+            for p in definitions.providers
+            if p.calendar is not None
+        }
+
+    def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
+        return severity_fn(
+            alert_id, defined, self.definitions, self._calendar.get, self.dismissals, self.rates
+        )
+
+
 class _KeyAlert:
-    """One per-key definition: which rules raise it, and its open instruments per label set."""
+    """One per-key definition: which rules raise it, which rows of a batch are its faults
+    (its kind's ``key_faults``), and its open instruments per label set."""
 
     def __init__(
         self,
         definition: RuleAlert,
         rules: frozenset[str],
         life: Lifecycle,
+        faults: Callable[[RuleAlert, KeyBatch], KeyFaults],
     ) -> None:
         self.definition = definition
         self.rules = rules
         self.life = life
+        self.faults = faults
         self.open: dict[Labels, set[str]] = {}  # label set -> instruments in fault
 
 
-class KeyDetectors:
+class KeyDetectors(Judging):
     """The per-key kinds of one gate, plus the provider facts it hands on.
 
     ``observe_batch`` is the gate's one call per batch; it never raises into the gate (a
@@ -204,24 +216,17 @@ class KeyDetectors:
         max_instances: int = 10_000,
         dismissals: DismissalBook | None = None,
     ) -> None:
-        self.definitions = definitions
-        self.dismissals = dismissals
-        self.rates = UpdateRates()
-        self.deliver = deliver
+        super().__init__(definitions, deliver, dismissals)
         self.facts = facts
         self.source = source
         self.errors = 0
         self.now_ns = 0  # the newest origin of an accepted record
         self._ticked = 0
         self._venue = {p.provider: p.venue for p in definitions.providers}
-        self._calendar = {
-            p.provider: definitions.calendars[p.calendar]
-            for p in definitions.providers
-            if p.calendar is not None
-        }
         self.alerts: list[_KeyAlert] = []
         for d in definitions.alerts:
-            want = KINDS[d.kind].rule_kind
+            kind = KINDS[d.kind]
+            want = kind.rule_kind
             if want is None or not isinstance(d, RuleAlert):
                 continue
             rules = frozenset(
@@ -233,7 +238,7 @@ class KeyDetectors:
                 ttl_ns=ttl_ns,
                 max_instances=max_instances,
             )
-            self.alerts.append(_KeyAlert(d, rules, life))
+            self.alerts.append(_KeyAlert(d, rules, life, kind.key_faults))
         # The plug-in provider-wide kinds defined here: each summarises every batch for the
         # provider watch (their detectors run there, where every gate's facts meet).
         defined = {d.kind for d in definitions.alerts}
@@ -242,11 +247,6 @@ class KeyDetectors:
             for k in KINDS.values()
             if k.batch_facts is not None and k.name in defined
         }
-
-    def _severity_fn(self, alert_id: str, defined: str) -> Callable[[Labels, int], str]:
-        return severity_fn(
-            alert_id, defined, self.definitions, self._calendar.get, self.dismissals, self.rates
-        )
 
     def labels(self, alert: _KeyAlert, provider: str, instrument: str) -> Labels:
         out = [("provider", provider), ("venue", self._venue.get(provider, ""))]
@@ -357,29 +357,15 @@ class KeyDetectors:
         d = alert.definition
         rules = alert.rules
         # A refused record is evidence of this alert's fault only when refused for it alone
-        # (a divergence rule that rejects); refused for anything else, it neither opens a
-        # fault nor ends one.
+        # (by one of its own rules); refused for anything else, it neither opens a fault nor
+        # ends one.
         foreign = {row for row, fs in rejects.items() if any(f.rule_id not in rules for f in fs)}
-        failing: set[int] = set()
+        broken_here: set[int] = set()
         for rule in rules:
-            failing.update(broken.get(rule, ()))
-        failing -= foreign
-        figures: dict[tuple[str, str], dict[str, object]] = {}
-        if isinstance(d, SequenceGap):
-            # A gap is raised by its gap-open event (it knows the size), not by every row the
-            # sequence rule flags (reordered and duplicate rows fail it too).
-            failing = set()
-            opened: dict[tuple[str, str], dict[str, object]] = {}
-            for g in gaps:
-                missing = g.last - g.first + 1
-                if g.kind == "open" and g.rule_id in alert.rules and missing >= d.min_missing:
-                    key = (g.key[0], g.key[1] if len(g.key) > 1 else "")
-                    opened[key] = {"first": g.first, "last": g.last, "missing": missing}
-            if opened:
-                for row, key in enumerate(zip(providers, instruments, strict=True)):
-                    if key in opened and key not in figures and row not in foreign:
-                        figures[key] = opened[key]
-                        failing.add(row)
+            broken_here.update(broken.get(rule, ()))
+        broken_here -= foreign
+        batch = KeyBatch(providers, instruments, rules, broken_here, foreign, gaps)
+        failing, faults = alert.faults(d, batch)
         if not failing and not alert.open:
             return
         # In arrival order: a failing row opens (or feeds) its key's fault, a passing row of
@@ -391,9 +377,9 @@ class KeyDetectors:
                     continue
                 labels = self.labels(alert, p, i)
                 alert.open.setdefault(labels, set()).add(i)
-                fig = dict(figures.get((p, i), {}))
+                value, figures = faults.get((p, i), (1.0, {}))
+                fig = dict(figures)
                 fig["instruments"] = len(alert.open[labels])
-                value = float(fig.get("missing", 1))  # type: ignore[arg-type]
                 at = min(origins[row] or now, now)
                 out += alert.life.observe(labels, at, active=True, value=value, figures=fig)
                 continue

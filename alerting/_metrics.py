@@ -17,7 +17,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from stampline._common import SECOND_NS
-from stampline.alerting._calendar import in_session
 from stampline.alerting._notice import Notice
 from stampline.alerting._watch import ProviderWatch
 
@@ -110,8 +109,7 @@ class _ProviderCollector(Collector):
             values = [p.provider, p.venue]
             last.add_metric(values, w.last_origin.get(p.provider, w.started_ns) / SECOND_NS)
             gap.add_metric(values, p.max_gap_ns / SECOND_NS)
-            cal = w.definitions.calendars.get(p.calendar) if p.calendar else None
-            session.add_metric(values, 1.0 if cal is None or in_session(cal, now) else 0.0)
+            session.add_metric(values, 1.0 if w.in_session(p, now) else 0.0)
         yield last
         yield gap
         yield session

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stampline.alerting import (
+    KINDS,
     AlertIntake,
     AlertmanagerClient,
     AlertMetrics,
     AlertsFile,
-    Completeness,
     CompletenessDetector,
     DismissalBook,
     Dispatcher,
@@ -136,7 +136,7 @@ def for_recorder(
     config: Config, bootstrap: str, store: Store, metrics: RecorderMetrics | None
 ) -> RecorderAlerting:
     """The recorder's alerting: it writes the alerts topic (``alerting.topic``) into the
-    store, and judges the ``completeness`` definitions.
+    store, and judges the definitions of events lost between stages (``completeness``).
 
     Raises:
         DefinitionError: the definitions file is not usable.
@@ -146,7 +146,7 @@ def for_recorder(
     if a.definitions is None:
         return parts
     definitions = load_alerts(a.definitions)
-    if not any(isinstance(d, Completeness) for d in definitions.alerts):
+    if not any(KINDS[d.kind].stage_loss is not None for d in definitions.alerts):
         return parts
     source = f"recorder@{socket.gethostname()}"
     d, closers = dispatcher(config, definitions, bootstrap, store, metrics, source)

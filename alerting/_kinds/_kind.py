@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stampline._common import parse_duration_ns as duration_ns
 
 if TYPE_CHECKING:
-    from stampline.alerting._definitions import AlertsFile
+    from stampline.alerting._definitions import AlertsFile, ExpectedProvider
+    from stampline.alerting._detectors import ProviderFacts
     from stampline.alerting._lifecycle import SeverityFn, Transition
 
 ALERT_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
@@ -210,23 +211,99 @@ class BatchView:
         return [r for r in range(len(self.providers)) if r not in self.rejects]
 
 
+class ProviderClock(Protocol):
+    """What the provider watch knows of the registered providers, read live by the detectors
+    it builds: the newest origin of an accepted record of each (``last_origin``), the time
+    the watch started (``started_ns``: a registered provider never seen counts from then),
+    whether its clock is the event clock (the newest origin seen) and whether a provider's
+    venue trades at a time (its calendar's sessions; always, without a calendar)."""
+
+    @property
+    def event_clock(self) -> bool: ...
+    @property
+    def started_ns(self) -> int: ...
+    @property
+    def last_origin(self) -> Mapping[str, int]: ...
+
+    def silence_ns(self, provider: str, now_ns: int) -> int: ...
+
+    def in_session(self, provider: ExpectedProvider, now_ns: int) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WatchContext:
-    """What the provider watch gives a plug-in detector it builds."""
+    """What the provider watch gives a plug-in detector it builds (``providers``: the watch
+    itself, for a kind judged against every registered provider; None outside a watch)."""
 
     definitions: AlertsFile
     severity: Callable[[str, str], SeverityFn]  # (alert id, defined severity) -> decider
     max_instances: int
+    providers: ProviderClock | None = None
 
 
 class WatchDetector(Protocol):
     """A provider-wide detector run by the provider watch (the one aggregation point, so
-    one fault raises one alert whatever the number of gates): it is handed every gate's
-    per-batch facts for its kind (what ``AlertKind.batch_facts`` made) and judges."""
+    one fault raises one alert whatever the number of gates): it is handed its kind's part
+    of every gate's per-batch facts (:meth:`AlertKind.watched`) with the time the gate took
+    the batch in, judges, and is ticked with the watch's clock."""
 
     def add(self, at_ns: int, facts: object) -> list[Transition]: ...
 
     def tick(self, now_ns: int) -> list[Transition]: ...
+
+
+class GapLike(Protocol):
+    """What a per-key kind reads of a sequence gap event (the rules component's
+    ``GapEvent``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def key(self) -> tuple[str, ...]: ...
+    @property
+    def first(self) -> int: ...
+    @property
+    def last(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBatch:
+    """One gate batch as a per-key definition reads it: the identity columns, the rules
+    that raise the definition (``rules``), the rows that broke one of them (``broken``), the
+    rows refused for another rule (``foreign``: no evidence of this fault either way; left
+    out of ``broken``) and the rules' gap events."""
+
+    providers: Sequence[str]
+    instruments: Sequence[str]
+    rules: frozenset[str]
+    broken: set[int]
+    foreign: set[int]
+    gaps: Sequence[GapLike]
+
+
+# What a per-key kind makes of a batch: the rows that open (or feed) their key's fault, and
+# per (provider, instrument) the value and figures of its fault (default: 1 and none).
+KeyFaults = tuple[set[int], Mapping[tuple[str, str], tuple[float, Mapping[str, object]]]]
+
+
+def broken_rows(_d: Any, batch: KeyBatch) -> KeyFaults:
+    """The default of a per-key kind: every row that broke the definition's rules is a
+    fault of its key."""
+    return batch.broken, {}
+
+
+@dataclass(frozen=True, slots=True)
+class StageLoss:
+    """How the recorder's stage-pair engine judges one definition: an event seen at stage
+    ``a`` and not at stage ``b`` within ``grace_ns`` of it (event time) is lost; a provider's
+    lost fraction over ``window_ns`` is the sample its lifecycle judges."""
+
+    a: str
+    b: str
+    grace_ns: int
+    window_ns: int
 
 
 def _no_figures(_d: Any) -> Mapping[str, float]:
@@ -255,12 +332,18 @@ class AlertKind:
       ``stampline_alert_firing`` gauge (so its value is 1, not the notice's value).
     - ``provider_level``: a fault of a provider (routed by venue; inhibited while a
       collector is down); ``inhibits``: while it fires, provider-level alerts are inhibited.
-    - ``rule_kind``: the rules component's kind whose verdicts raise it, per key, in the gate.
+    - ``rule_kind``: the rules component's kind whose verdicts raise it, per key, in the gate;
+      ``key_faults``: which rows of a batch are a key's fault, with its value and figures
+      (default :func:`broken_rows`).
     - ``registered``: for a kind judged against the provider registry, the thresholds (ns)
       of the registered providers a definition watches (none: nothing to judge).
-    - ``batch_facts`` and ``watch``: a plug-in provider-wide detector: ``batch_facts``
-      summarises one gate batch (JSON-able: it may cross the facts topic), ``watch`` builds
-      the detector the provider watch hands those summaries to.
+    - ``batch_facts`` and ``watch``: a provider-wide detector: ``batch_facts`` summarises
+      one gate batch (JSON-able: it may cross the facts topic), ``watch`` builds, per
+      definition, the detector the provider watch hands those summaries to; a kind that
+      reads what every gate's facts hold already (per provider: newest origin, records,
+      dead letters) has no ``batch_facts`` and says in ``watch_reads`` what it is handed.
+    - ``stage_loss``: for a kind judged by the recorder's stage-pair engine
+      (``CompletenessDetector``), the stages, grace and window of a definition.
     """
 
     name: str
@@ -279,9 +362,20 @@ class AlertKind:
     provider_level: bool = False
     inhibits: bool = False
     rule_kind: str | None = None
+    key_faults: Callable[[Any, KeyBatch], KeyFaults] = broken_rows
     registered: Callable[[Any, AlertsFile], list[int]] | None = None
     batch_facts: Callable[[BatchView], object] | None = None
     watch: Callable[[Any, WatchContext], WatchDetector] | None = None
+    watch_reads: Callable[[ProviderFacts, int], object] | None = None
+    stage_loss: Callable[[Any], StageLoss] | None = None
+
+    def watched(self, facts: ProviderFacts, now_ns: int) -> object | None:
+        """What the kind's watch detector is handed of one batch's facts, given the watch's
+        clock on their arrival: what ``watch_reads`` reads, else what the kind's
+        ``batch_facts`` made (None: nothing for it in this batch)."""
+        if self.watch_reads is not None:
+            return self.watch_reads(facts, now_ns)
+        return facts.kinds.get(self.name)
 
     def detector(self) -> type | None:
         """The class that judges the kind in stream, or None when Prometheus does."""
@@ -346,11 +440,13 @@ def per_key(
     panel: str,
     investigate: str,
     example: Mapping[str, object],
+    faults: Callable[[Any, KeyBatch], KeyFaults] = broken_rows,
 ) -> AlertKind:
     """A kind raised by a rule's verdicts per (provider, instrument) key, judged in the gate
     that owns the key (``KeyDetectors``: the rule keeps its state per key, which lives on
     one partition, so exactly one gate sees each fault); exported as its firing gauge;
-    rendered in Grafana's ``providers`` group, on the Providers dashboard's ``panel``."""
+    rendered in Grafana's ``providers`` group, on the Providers dashboard's ``panel``.
+    ``faults``: which rows of a batch are a key's fault (``AlertKind.key_faults``)."""
     name = get_args(model.model_fields["kind"].annotation)[0]
     return AlertKind(
         name=name,
@@ -370,4 +466,5 @@ def per_key(
         firing_gauge=True,
         provider_level=True,
         rule_kind=rule_kind,
+        key_faults=faults,
     )

@@ -1,7 +1,17 @@
 """``completeness``: events lost between two stages.
 
-Judged by the recorder, which sees every stage's trail rows (``CompletenessDetector``);
-exported as its firing gauge, per provider, venue and stage pair.
+**Detected** by the recorder, which sees every stage's trail rows: its stage-pair engine
+(``alerting/_completeness.py``, ``CompletenessDetector``) matches each event's sightings at
+two stages under per-source watermarks, judges it lost past a grace, and samples the lost
+fraction per provider over a window. The engine stays outside this module because it is
+the detection itself, not a decision of the kind: watermarks over the trail's sources,
+bounded matching state, and a restart that replays the stored trail and reconciles with the
+alert history (the store and Arrow, which no kind module needs). What is this kind's is the
+:func:`stage_loss` of a definition: which two stages, how long an event may take between
+them, and over how long the fraction is taken; the lifecycle's ``threshold`` is the
+definition's.
+
+**Exported** as the recorder's firing gauge, per provider, venue and stage pair.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from stampline.alerting._kinds._kind import (
     GrafanaRule,
     PromCase,
     PromSignal,
+    StageLoss,
     command,
     firing_case,
     firing_signal,
@@ -61,6 +72,12 @@ def case(d: Completeness, definitions: AlertsFile) -> PromCase | None:
     return firing_case(d, definitions, from_stage=d.from_stage, to_stage=d.to_stage)
 
 
+def stage_loss(d: Completeness) -> StageLoss:
+    """An event seen at ``from_stage`` and not at ``to_stage`` within ``grace`` is lost; the
+    lost fraction is taken over ``window``."""
+    return StageLoss(d.from_stage, d.to_stage, d.grace_ns, d.window_ns)
+
+
 def figures(d: Completeness) -> dict[str, float]:
     return {"window_s": d.window_ns / SECOND_NS, "grace_s": d.grace_ns / SECOND_NS}
 
@@ -86,4 +103,5 @@ KIND = AlertKind(
     ),
     firing_gauge=True,
     provider_level=True,
+    stage_loss=stage_loss,
 )

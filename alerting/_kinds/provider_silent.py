@@ -1,14 +1,23 @@
 """``provider_silent``: no event from a registered provider for longer than its ``max_gap``.
 
-Detected by the provider watch (every gate's facts meet there; silence sends no events, so
-only the clock reveals it). Exported as the seconds since the newest origin of each
-registered provider over every gate (``max by (provider, venue)``, the scale-out
-aggregation point), above its ``max_gap``, while its venue is in session.
+**Detected** by the provider watch (every gate's facts meet there; silence sends no events,
+so only the clock reveals it): :class:`Silence` judges every registered provider in scope on
+every tick, against the newest origin of an accepted record any gate has seen (kept by the
+watch, which exports it too); on a batch's arrival it judges only the providers of the batch
+that hold an instance, so one that came back resolves at once (on the event clock, every
+provider: its clock moved). A registered provider never seen is silent from the moment the
+watch started. A provider whose venue is out of session is not silent; the condition began
+when the gap crossed the threshold, not when it was noticed.
+
+**Exported** as the seconds since the newest origin of each registered provider over every
+gate (``max by (provider, venue)``, the scale-out aggregation point), above its ``max_gap``,
+while its venue is in session.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import Field, field_validator
 
@@ -19,14 +28,18 @@ from stampline.alerting._kinds._kind import (
     GrafanaRule,
     PromCase,
     PromSignal,
+    ProviderClock,
+    WatchContext,
     ceil15,
     dur,
     matcher,
     selector,
 )
+from stampline.alerting._lifecycle import Labels, Lifecycle, Transition
 
 if TYPE_CHECKING:
-    from stampline.alerting._definitions import AlertsFile
+    from stampline.alerting._definitions import AlertsFile, ExpectedProvider
+    from stampline.alerting._detectors import ProviderFacts
 
 
 class ProviderSilent(Alert):
@@ -41,6 +54,93 @@ class ProviderSilent(Alert):
     @classmethod
     def _opt(cls, v: Any) -> int | None:
         return None if v is None else dur(v)
+
+
+# ------------------------------------------------------------------ detection
+
+
+class Silence:
+    """One ``provider_silent`` definition at the provider watch."""
+
+    def __init__(self, d: ProviderSilent, context: WatchContext) -> None:
+        if context.providers is None:
+            raise ValueError("provider_silent is judged by the provider watch only")
+        self.d = d
+        self.definitions = context.definitions
+        self.providers: ProviderClock = context.providers
+        self.life = Lifecycle.of(
+            d,
+            context.severity(d.id, d.severity),
+            # registered providers are few and must never be forgotten
+            ttl_ns=2**62,
+            max_instances=context.max_instances,
+        )
+
+    def add(self, _at_ns: int, facts: object) -> list[Transition]:
+        """One batch's arrival: what :func:`reads` made of its facts."""
+        now, seen = cast("tuple[int, Mapping[str, int]]", facts)
+        if self.providers.event_clock:
+            return self.judge(now)
+        # resolve a provider that came back at once; the ticker finds new silences
+        return self.judge(now, only=seen)
+
+    def tick(self, now_ns: int) -> list[Transition]:
+        return self.judge(now_ns)
+
+    def judge(self, now: int, only: Mapping[str, int] | None = None) -> list[Transition]:
+        """Every registered provider in scope (a provider absent from the facts is exactly
+        the one that may be silent), or only those named in ``only`` that hold an instance."""
+        life = self.life
+        if only is not None and not life.instances:
+            return []
+        out: list[Transition] = []
+        for p in self.definitions.providers:
+            if only is not None and (
+                p.provider not in only
+                or ((("provider", p.provider), ("venue", p.venue)) not in life.instances)
+            ):
+                continue
+            if not self.d.scope.matches(p.provider, p.venue):
+                continue
+            out += self._sample(p, now)
+        return out
+
+    def _sample(self, p: ExpectedProvider, now: int) -> list[Transition]:
+        d, life, providers = self.d, self.life, self.providers
+        labels: Labels = (("provider", p.provider), ("venue", p.venue))
+        gap = providers.silence_ns(p.provider, now)
+        threshold = d.threshold_ns if d.threshold_ns is not None else p.max_gap_ns
+        clear = min(d.clear_ns, threshold) if d.clear_ns is not None else threshold
+        held = labels in life.instances and life.instances[labels].cleared is None
+        active = gap > (clear if held else threshold)
+        if not providers.in_session(p, now):
+            active = False  # a closed market is not a silent provider (evaluation step 1)
+        # The condition began when the gap crossed the threshold, not when it was noticed.
+        at = now
+        if active and not held:  # never dated after now (the lifecycle's clock)
+            at = min(providers.last_origin.get(p.provider, providers.started_ns) + threshold, now)
+        figures = {
+            "seconds_since_last_event": round(gap / SECOND_NS, 3),
+            "last_event_ns": providers.last_origin.get(p.provider, 0),
+            "max_gap_s": threshold / SECOND_NS,
+        }
+        out = life.observe(labels, at, active=active, value=gap / SECOND_NS, figures=figures)
+        if active:
+            out += life.tick(now)
+        return out
+
+
+def watch(d: ProviderSilent, context: WatchContext) -> Silence:
+    return Silence(d, context)
+
+
+def reads(facts: ProviderFacts, now_ns: int) -> tuple[int, Mapping[str, int]]:
+    """What :class:`Silence` is handed of a batch: the watch's clock on its arrival and the
+    providers it names (only accepted records name one)."""
+    return now_ns, facts.last_origin
+
+
+# ------------------------------------------------------------------ export
 
 
 def signal(d: ProviderSilent) -> PromSignal:
@@ -109,7 +209,7 @@ KIND = AlertKind(
     name="provider_silent",
     model=ProviderSilent,
     example={},
-    detected_by="stampline.alerting._watch:ProviderWatch",
+    detected_by="stampline.alerting._kinds.provider_silent:Silence",
     signal=signal,
     case=case,
     summary="{provider} ({venue}) silent for {value:.1f}s",
@@ -128,4 +228,6 @@ KIND = AlertKind(
     ),
     provider_level=True,
     registered=registered,
+    watch=watch,
+    watch_reads=reads,
 )
