@@ -96,18 +96,19 @@ class ProviderFacts:
             ValueError: a field is missing or of the wrong type.
         """
         try:
-            dead_rows = obj.get("dead", [])
-            assert isinstance(dead_rows, list)
-            last = obj["last_origin"]
-            events = obj.get("events", {})
-            assert isinstance(last, dict)
-            assert isinstance(events, dict)
-            at = obj["at_ns"]
-            assert isinstance(at, int)
-            kinds = obj.get("kinds", {})
-            assert isinstance(kinds, dict)
+            dead_rows, last, events = obj.get("dead", []), obj["last_origin"], obj.get("events", {})
+            at, kinds = obj["at_ns"], obj.get("kinds", {})
             first = obj.get("first_origin", 0)  # absent from facts written before it
-            assert isinstance(first, int)
+            # Checked, not asserted: these come off a topic, and `python -O` drops asserts.
+            if not (
+                isinstance(dead_rows, list)
+                and isinstance(last, dict)
+                and isinstance(events, dict)
+                and isinstance(kinds, dict)
+                and isinstance(at, int)
+                and isinstance(first, int)
+            ):
+                raise TypeError("a field of the wrong type")
             return cls(
                 at,
                 {str(k): int(v) for k, v in last.items()},
@@ -117,7 +118,7 @@ class ProviderFacts:
                 {str(k): v for k, v in kinds.items()},
                 first,
             )
-        except (AssertionError, KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not provider facts: {exc!r}") from None
 
 

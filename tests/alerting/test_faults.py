@@ -3,6 +3,8 @@ labels and figures, a one-record spike none, and a clean feed of the same length
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -157,3 +159,38 @@ def test_the_first_origin_crosses_the_facts_topic() -> None:
     assert ProviderFacts.from_json(orjson.loads(orjson.dumps(facts.to_json()))) == facts
     old = {k: v for k, v in facts.to_json().items() if k != "first_origin"}
     assert ProviderFacts.from_json(old).first_origin == 0
+
+
+@pytest.mark.parametrize("optimized", [False, True])
+def test_facts_of_the_wrong_shape_are_refused_by_name_even_optimized(optimized: bool) -> None:
+    """Facts read off the topic with a field of the wrong type or missing are a ValueError
+    naming "not provider facts", also under ``python -O`` (which drops asserts)."""
+    good = ProviderFacts(10, {"alpha": 9}, {"alpha": 2}, first_origin=7).to_json()
+    bad = [
+        {**good, "last_origin": ["alpha", 9]},
+        {**good, "events": 3},
+        {**good, "dead": {"alpha": 1}},
+        {**good, "kinds": []},
+        {**good, "at_ns": "10"},
+        {**good, "first_origin": None},
+        {k: v for k, v in good.items() if k != "at_ns"},
+    ]
+    script = (
+        "import sys, orjson\n"
+        "from stampline.alerting import ProviderFacts\n"
+        "for obj in orjson.loads(sys.stdin.buffer.read()):\n"
+        "    try:\n"
+        "        ProviderFacts.from_json(obj)\n"
+        "    except ValueError as exc:\n"
+        "        print(str(exc).startswith('not provider facts'))\n"
+        "    else:\n"
+        "        print('accepted')\n"
+    )
+    flags = ["-O"] if optimized else []
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", script],
+        input=orjson.dumps(bad),
+        capture_output=True,
+        check=True,
+    )
+    assert done.stdout.decode().split() == ["True"] * len(bad)
