@@ -260,7 +260,8 @@ class BatchFinding:
     seq: int
     # changed | deleted | inserted | chain_broken | duplicate_entry | unledgered | seq_gap
     # | head_missing | chain_without_head | chain_truncated | head_out_of_order
-    # | head_unsigned | head_bad_signature (see docs/evidence.md, "What each check defeats")
+    # | head_unsigned | head_bad_signature | fork_without_head
+    # (see docs/evidence.md, "What each check defeats")
     problem: str
     expected_rows: int
     found_rows: int

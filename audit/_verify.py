@@ -13,7 +13,7 @@ only when the recorder's key signed it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -50,7 +50,7 @@ def verify_store(
                toUnixTimestamp64Nano(first_received) AS first_ns,
                toUnixTimestamp64Nano(last_received) AS last_ns,
                digest, columns, prev_chain, chain
-            FROM {db}.ledger ORDER BY chain_id, seq""",
+            FROM {db}.ledger ORDER BY chain_id, seq, digest, chain""",
         None,
     )
     counts: dict[tuple[str, str, int], int] = {}
@@ -63,48 +63,51 @@ def verify_store(
     now_us = int(store.query("SELECT toUnixTimestamp64Micro(now64(6)) AS t", None)[0]["t"])
     findings: list[BatchFinding] = []
     heads: dict[str, str] = {}
-    at_seq: dict[str, dict[int, str]] = {}  # chain -> seq -> chain value
+    at_seq: dict[str, dict[int, tuple[str, ...]]] = {}  # chain -> seq -> its entries' chains
+    links: dict[str, dict[str, tuple[int, str]]] = {}  # chain -> entry chain -> (seq, prev)
     expired = total = dead_total = 0
-    last_seq: dict[str, int] = {}
-    for i, row in enumerate(ledger, 1):
-        cid, seq, kind = row["chain_id"], int(row["seq"]), row["kind"]
-        expected = int(row["rows"])
+    done = 0
+    for group in _batches(ledger):
+        done += len(group)
         if progress is not None:
-            progress(i, len(ledger))
-        prev = heads.get(cid, GENESIS)
-        if last_seq.get(cid) == seq:
-            findings.append(BatchFinding(seq, "duplicate_entry", expected, 0, (), cid, kind))
-            continue
+            progress(done, len(ledger))
+        cid, seq, kind = group[0]["chain_id"], int(group[0]["seq"]), group[0]["kind"]
+        known = at_seq.setdefault(cid, {})
         # A chain runs 1, 2, ...: an entry out of that order was not written by its writer.
-        if seq != last_seq.get(cid, 0) + 1:
-            detail = f"expected batch {last_seq.get(cid, 0) + 1}"
-            findings.append(BatchFinding(seq, "seq_gap", expected, 0, (), cid, kind, detail))
-        last_seq[cid] = seq
-        entry = LedgerEntry(
-            cid,
-            seq,
-            kind,
-            int(row["source_offset"]),
-            int(row["written_us"]),
-            int(row["expires_us"]),
-            expected,
-            int(row["first_ns"]),
-            int(row["last_ns"]),
-            row["digest"],
-            row["prev_chain"],
-        )
-        broken = row["prev_chain"] != prev or entry.chain != row["chain"]
-        if broken:
-            findings.append(BatchFinding(seq, "chain_broken", expected, 0, (), cid, kind))
-        heads[cid] = row["chain"]
-        at_seq.setdefault(cid, {})[seq] = row["chain"]
+        last = max(known, default=0)
+        if seq != last + 1:
+            detail = f"expected batch {last + 1}"
+            findings.append(
+                BatchFinding(seq, "seq_gap", int(group[0]["rows"]), 0, (), cid, kind, detail)
+            )
+        # The ledger is append-only: two entries for one batch are a fork of the chain, and
+        # each is reported (in the order of their digests, so the report never depends on the
+        # order the store returns rows in). Which one is the writer's only a head can say.
+        prevs = known.get(last, (GENESIS,)) if last else (GENESIS,)
+        entries = [_entry(row) for row in group]
+        good: list[LedgerEntry] = []
+        for row, entry in zip(group, entries, strict=True):
+            if len(group) > 1:
+                detail = f"entry {row['chain']}, one of {len(group)} for this batch"
+                findings.append(
+                    BatchFinding(seq, "duplicate_entry", entry.rows, 0, (), cid, kind, detail)
+                )
+            if row["prev_chain"] not in prevs or entry.chain != row["chain"]:
+                findings.append(BatchFinding(seq, "chain_broken", entry.rows, 0, (), cid, kind))
+            else:
+                good.append(entry)
+            links.setdefault(cid, {})[row["chain"]] = (seq, row["prev_chain"])
+        known[seq] = tuple(row["chain"] for row in group)
+        first = entries.index(good[0]) if good else 0
+        heads[cid] = group[first]["chain"]
+        expected = entries[first].rows
         found = counts.pop((kind, cid, seq), 0)
         if kind == "observations":
             total += found
         else:
             dead_total += found
         # Only an entry the chain vouches for may declare its rows expired.
-        if not broken and entry.expires_us < now_us and found <= expected:
+        if good and entries[first].expires_us < now_us and found <= expected:
             expired += 1  # TTL removes old rows: retention (from a chained expiry)
             continue
         if found == 0 and expected:
@@ -121,10 +124,12 @@ def verify_store(
             None,
         )
         # Over the columns the (chained) entry names: a column added later is not in it.
-        digest, columns = digest_batch(canon, spec, sort_keys, row["columns"].keys())
-        if digest == row["digest"]:
+        # Rows that digest to any entry of the batch are that entry's (the fork is reported).
+        digests = [digest_batch(canon, spec, sort_keys, row["columns"].keys()) for row in group]
+        if any(d == row["digest"] for (d, _), row in zip(digests, group, strict=True)):
             continue
-        changed = tuple(k for k, v in columns.items() if row["columns"].get(k) != v)
+        columns = digests[first][1]
+        changed = tuple(k for k, v in columns.items() if group[first]["columns"].get(k) != v)
         problem = "deleted" if found < expected else "inserted" if found > expected else "changed"
         findings.append(BatchFinding(seq, problem, expected, found, changed, cid, kind))
     for (kind, cid, batch), n in sorted(counts.items()):
@@ -133,7 +138,8 @@ def verify_store(
             total += n
         else:
             dead_total += n
-    accounted = _check_heads(at_seq, expect_heads, published, public_key, findings)
+    accounted, vouched = _check_heads(at_seq, expect_heads, published, public_key, findings)
+    findings.extend(_forks_off_heads(at_seq, links, vouched))
     if expect_heads or published:
         findings.extend(
             BatchFinding(
@@ -162,19 +168,26 @@ def verify_store(
 
 
 def _check_heads(
-    at_seq: dict[str, dict[int, str]],
+    at_seq: dict[str, dict[int, tuple[str, ...]]],
     expect_heads: Sequence[tuple[str, str]],
     published: Sequence[PublishedHead],
     public_key: Ed25519PublicKey | None,
     findings: list[BatchFinding],
-) -> set[str]:
+) -> tuple[set[str], dict[str, set[str]]]:
     """Check the given and the published heads against the chains found (appending to
-    ``findings``); returns the chains they account for."""
+    ``findings``); returns the chains they account for, and per chain the heads found in it."""
     accounted: set[str] = set()
+    vouched: dict[str, set[str]] = {}
     for cid, head in expect_heads:
         head = head.lower()
-        holders = [c for c in ([cid] if cid else at_seq) if head in at_seq.get(c, {}).values()]
+        holders = [
+            c
+            for c in ([cid] if cid else at_seq)
+            if any(head in entries for entries in at_seq.get(c, {}).values())
+        ]
         accounted.update(holders or ([cid] if cid else []))
+        for c in holders:
+            vouched.setdefault(c, set()).add(head)
         if not holders:
             findings.append(BatchFinding(0, "head_missing", 0, 0, (head,), cid))
     latest: dict[str, int] = {}
@@ -192,11 +205,13 @@ def _check_heads(
                 BatchFinding(h.seq, "head_out_of_order", 0, 0, (h.head,), h.chain, detail=detail)
             )
         latest[h.chain] = max(h.seq, latest.get(h.chain, 0))
-        if at_seq.get(h.chain, {}).get(h.seq) != h.head:
+        if h.head not in at_seq.get(h.chain, {}).get(h.seq, ()):
             detail = f"{h.where}: batch {h.seq} of the chain is not this head"
             findings.append(
                 BatchFinding(h.seq, "head_missing", 0, 0, (h.head,), h.chain, detail=detail)
             )
+        else:
+            vouched.setdefault(h.chain, set()).add(h.head)
         for other, length in sorted(h.chains.items()):
             if other != h.chain and len(at_seq.get(other, {})) < length:
                 detail = (
@@ -206,4 +221,62 @@ def _check_heads(
                 findings.append(
                     BatchFinding(length, "chain_truncated", 0, 0, (), other, detail=detail)
                 )
-    return accounted
+    return accounted, vouched
+
+
+def _forks_off_heads(
+    at_seq: dict[str, dict[int, tuple[str, ...]]],
+    links: dict[str, dict[str, tuple[int, str]]],
+    vouched: dict[str, set[str]],
+) -> list[BatchFinding]:
+    """Where a chain forks (two entries for one batch), the entries no head leads back to:
+    a head vouches for its entry and, link by link, every entry before it, so of two entries
+    for a batch at or below a head only the one on its way back is the writer's."""
+    findings = []
+    for cid, heads in sorted(vouched.items()):
+        on_path: set[str] = set()
+        for head in heads:
+            at = head
+            while at in links[cid] and at not in on_path:
+                on_path.add(at)
+                at = links[cid][at][1]
+        reach = max(links[cid][head][0] for head in heads)
+        for seq, entries in sorted(at_seq[cid].items()):
+            if len(entries) < 2 or seq > reach:
+                continue
+            for off in (e for e in entries if e not in on_path):
+                detail = f"entry {off} is on no given or published head's way back"
+                findings.append(
+                    BatchFinding(seq, "fork_without_head", 0, 0, (), cid, detail=detail)
+                )
+    return findings
+
+
+def _batches(ledger: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The ledger's rows (ordered by chain, seq, digest, chain value) grouped per batch."""
+    groups: list[list[dict[str, Any]]] = []
+    for row in ledger:
+        if groups and (groups[-1][0]["chain_id"], groups[-1][0]["seq"]) == (
+            row["chain_id"],
+            row["seq"],
+        ):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _entry(row: dict[str, Any]) -> LedgerEntry:
+    return LedgerEntry(
+        row["chain_id"],
+        int(row["seq"]),
+        row["kind"],
+        int(row["source_offset"]),
+        int(row["written_us"]),
+        int(row["expires_us"]),
+        int(row["rows"]),
+        int(row["first_ns"]),
+        int(row["last_ns"]),
+        row["digest"],
+        row["prev_chain"],
+    )

@@ -763,4 +763,47 @@ def test_a_batch_forged_onto_a_chains_tail_is_found_by_the_next_real_batch(
     )
     # Both entries at batch 4 are a finding, and the rows of the two batches under one
     # number are more than either entry digests.
-    assert sorted(_findings(filled)) == [(CHAIN, "duplicate_entry", 4), (CHAIN, "inserted", 4)]
+    assert sorted(_findings(filled)) == [
+        (CHAIN, "duplicate_entry", 4),
+        (CHAIN, "duplicate_entry", 4),
+        (CHAIN, "inserted", 4),
+    ]
+
+
+def test_a_batch_forged_onto_a_chains_tail_is_found_by_a_later_head_every_time(
+    filled: ChdbStore,
+) -> None:
+    """A batch appended to a chain's tail, then the writer's own batch of that number: with
+    the head the writer published after it given, verify names the forged entry (the one no
+    head leads back to) and both entries of the fork, the same way on every run, whatever
+    order the store returns the two entries in."""
+    real = filled.chain_head(CHAIN)
+    forged = _forge_chain(filled, real.seq + 1, chain=CHAIN, prev=real.chain)
+    filled.write_batch(
+        "observations", canonical_table(pipeline(1)), chain_id=CHAIN, source_offset=3, head=real
+    )
+    (mine,) = filled.query(
+        f"SELECT chain FROM {{db}}.ledger WHERE chain_id = '{CHAIN}' AND seq = 4 "
+        f"AND chain != '{forged.chain}'"
+    )
+    heads = [(CHAIN, mine["chain"]), (OTHER, filled.chain_head(OTHER).chain)]
+    entries = sorted([forged.chain, mine["chain"]])
+    runs = set()
+    for _ in range(10):
+        report = filled.verify(expect_heads=heads)
+        runs.add(tuple(f.to_dict().get("detail", "") + f.problem for f in report.findings))
+        found = sorted((f.chain_id, f.problem, f.seq, f.detail) for f in report.findings)
+        assert found == sorted(
+            [
+                (CHAIN, "duplicate_entry", 4, f"entry {entries[0]}, one of 2 for this batch"),
+                (CHAIN, "duplicate_entry", 4, f"entry {entries[1]}, one of 2 for this batch"),
+                (CHAIN, "inserted", 4, ""),
+                (
+                    CHAIN,
+                    "fork_without_head",
+                    4,
+                    f"entry {forged.chain} is on no given or published head's way back",
+                ),
+            ]
+        )
+    assert len(runs) == 1
