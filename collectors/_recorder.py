@@ -15,10 +15,10 @@
   of the trail (rule ``trail.format``); one holding a value the store would refuse or
   change (``audit.check_batch``, or the store's own refusal) as ``trail.value``; both in
   the store, chained like any other batch, naming the message's position. A store outage is
-  retried with exponential back-off (capped) for as long as it takes; meanwhile the
-  partitions are paused and the consumer keeps polling, so it stays in its group and
-  follows rebalances. The recorder lags, and says so: ``stampline_trail_lag_seconds`` and
-  ``stampline_trail_lag_records``.
+  retried with exponential back-off (capped) for as long as it takes; meanwhile every
+  partition this recorder holds is paused (one store: its outage is every partition's) and
+  the consumer keeps polling, so it stays in its group and follows rebalances. The recorder
+  lags, and says so: ``stampline_trail_lag_seconds`` and ``stampline_trail_lag_records``.
 - **Chain heads leave the database**: every ``heads_interval_s`` the head of each chain it
   owns goes to the log and to ``heads_topic`` (JSON), so ``audit verify --expect-head`` has
   something outside the database to check against.
@@ -371,7 +371,16 @@ class Recorder:
                     return False
 
     def _write(self, partition: int, group: list[_Decoded]) -> None:
-        """Write a group's messages not yet in the chain: one entry per kind."""
+        """Write a group's messages not yet in the chain: one entry per kind, the dead letters
+        last.
+
+        A message's own kind's offsets say whether it is written; a message the store refused
+        is set aside as a dead letter at its offset, so the dead letters' offsets must never
+        pass a message of the group not yet written or set aside. Hence the order: when the
+        store refuses a kind's batch, nothing of the dead letters that follow it is written
+        yet, and the rest of the group is written one message at a time in offset order. A
+        message whose kind's offsets do not reach it while the dead letters' do was set aside.
+        """
         chain_id = self.chain_id(partition)
         head = self._head(partition)
         todo: dict[str, list[_Decoded]] = {}
@@ -380,14 +389,17 @@ class Recorder:
                 self.stats.skipped += 1
             else:
                 todo.setdefault(d.kind, []).append(d)
-        for kind, items in todo.items():
+        kinds = sorted(todo, key=lambda k: k == "dead_letters")
+        for i, kind in enumerate(kinds):
             try:
-                head = self._write_batch(chain_id, kind, items, head)
+                head = self._write_batch(chain_id, kind, todo[kind], head)
             except BatchRefusedError:
-                # One message holds what the store refuses: write them one by one, and set
-                # aside the one it refuses; the others are written.
-                for d in items:
+                # One message holds what the store refuses: write the rest one by one, and
+                # set aside the one it refuses; the others are written.
+                rest = sorted((d for k in kinds[i:] for d in todo[k]), key=lambda d: d.offset)
+                for d in rest:
                     head = self._write_or_set_aside(chain_id, d, head)
+                break
         self.heads[chain_id] = head
 
     def _write_batch(
@@ -488,9 +500,16 @@ class Recorder:
                     if m.error() is not None or found >= rows:
                         continue
                     d = self._decode(m)
-                    if d.kind == kind and not head.written(kind, d.offset):
+                    if _done(head, d):
+                        continue
+                    if d.kind == kind:
                         items.append(d)
                         found += d.kept_rows
+                    elif kind == "dead_letters" and not items:
+                        # The first message not in the chain is of another kind: the orphan
+                        # is its set-aside (everything before it was written, see _write).
+                        items.append(self._set_aside_again(d, head))
+                        found += 1
         finally:
             reader.close()
         if found != rows:
@@ -499,6 +518,25 @@ class Recorder:
                 f"{head.seq} match no run of trail messages"
             )
         return items
+
+    def _set_aside_again(self, d: _Decoded, head: ChainHead) -> _Decoded:
+        """The dead letter a stopped writer set ``d`` aside as, the store having refused it:
+        rebuilt with the orphan row's rule and reason (the store's, not asked again), it makes
+        the same table, digest and deduplication token."""
+        s = self.settings
+        found = self.store.query(
+            "SELECT rule_id, rule_version, reason FROM {db}.dead_letters "
+            "WHERE chain_id = {c:String} AND batch > {s:UInt64} AND topic = {t:String} "
+            "AND partition = {p:Int32} AND offset = {o:Int64}",
+            {"c": head.chain_id, "s": head.seq, "t": s.trail_topic, "p": d.message.partition(),
+             "o": d.offset},
+        )  # fmt: skip
+        if len(found) != 1:
+            at = where(s.trail_topic, d.message.partition(), d.offset)
+            raise StoreError(f"{head.chain_id}: no set-aside of {at} after batch {head.seq}")
+        r = found[0]
+        table = self._rejected(d.message, r["reason"], (r["rule_id"], int(r["rule_version"])))
+        return _Decoded("dead_letters", table, d.offset, True, d.broker_ms, d.message)
 
     # ------------------------------------------------------------------ alerts topic
 
@@ -742,6 +780,12 @@ class Recorder:
                 self.stats.heads_published += 1
         if self._producer is not None:
             self._producer.poll(0)
+
+
+def _done(head: ChainHead, d: _Decoded) -> bool:
+    """Whether the chain holds message ``d``: written as its kind, or set aside (a dead letter
+    at its offset; see ``Recorder._write`` for why the dead letters' offsets tell)."""
+    return head.written(d.kind, d.offset) or head.written("dead_letters", d.offset)
 
 
 def _warn_rows(table: pa.Table) -> int:

@@ -106,3 +106,19 @@ def test_the_store_refusing_the_data_is_told_from_an_outage(store: ChdbStore) ->
         store._refusing(
             store._insert, "observations", names, select.format(batch=1, chain_id="'x'"), bad, None
         )
+
+
+def test_rows_over_more_days_than_one_insert_may_create_are_refused_as_content(
+    store: ChdbStore,
+) -> None:
+    """Rows whose times span 101 days pass the pre-insert check, and the store's refusal of
+    them (too many partitions for one insert) is BatchRefusedError, not an outage to retry."""
+    day = 86_400 * 10**9
+    table = _table(101)
+    first = time.time_ns() - 101 * day
+    received = pa.array([first + k * day for k in range(101)], pa.int64())
+    table = table.set_column(table.schema.get_field_index("received"), "received", received)
+    assert check_batch("observations", table) is None
+    with pytest.raises(BatchRefusedError, match=r"the store refused the batch: .*252.*partitions"):
+        store.write_batch("observations", table, chain_id="t/0", source_offset=0)
+    assert store.chain_head("t/0").seq == 0

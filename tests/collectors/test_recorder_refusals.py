@@ -4,6 +4,10 @@ goes on (through `stampline recorder`, a process of its own)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from stampline.audit import ChdbStore, canonical_table
 from tests.collectors.trailmsgs import (
@@ -23,6 +28,7 @@ from tests.collectors.trailmsgs import (
     send,
     start_recorder,
     stop,
+    wait_assigned,
 )
 
 # (what is wrong, the message) -- each passes the trail format's column check
@@ -141,3 +147,170 @@ def test_a_two_million_row_message_is_refused_and_memory_stays_bounded(
     assert "2,000,000 rows: more than the 100,000" in aside["reason"]
     print(f"recorder peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 1000, f"the recorder peaked at {peak_mb:.0f} MB"
+
+
+DAY_NS = 86_400 * 10**9
+
+
+def _over_101_days(raw_partition: int) -> Message:
+    """An observations message every value of which the pre-insert check accepts, whose rows'
+    times span 101 days: more day partitions than one insert may create, so the store itself
+    refuses it (``Code: 252``, "Too many partitions for single INSERT block")."""
+    table = observations(101, raw_partition, 5000)
+    first = time.time_ns() - 101 * DAY_NS
+    received = pa.array([first + k * DAY_NS for k in range(101)], pa.int64())
+    table = table.set_column(table.schema.get_field_index("received"), "received", received)
+    return message("observations", table)
+
+
+def _verify_cli(config: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "stampline", "audit", "verify", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def _set_aside(store: Path, trail: str) -> list[dict[str, object]]:
+    with ChdbStore(store, "stampline") as s:
+        return s.query(
+            "SELECT partition, offset, rule_id, reason FROM {db}.dead_letters "
+            "WHERE topic = {t:String} ORDER BY partition, offset",
+            {"t": trail},
+        )
+
+
+@pytest.mark.slow
+def test_a_message_the_store_itself_refuses_is_set_aside_and_every_partition_goes_on(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
+) -> None:
+    """A message that passes the pre-insert check but that the store refuses for its content,
+    between dead-letter messages of the same partition, becomes one `trail.value` dead letter
+    with the store's reason; every other message of its partition (before and after it, of
+    either kind) and of the other partitions is written once, nothing is retried, and
+    `audit verify` passes."""
+    (trail,) = make_topics("trail", partitions=3)
+    obs = lambda p, i: message("observations", observations(10, p, i * 10))  # noqa: E731
+    dead = lambda p, i: message("dead_letters", dead_letters(3, p, i * 10))  # noqa: E731
+    send(bootstrap, trail, 0, [obs(0, 0), dead(0, 1), _over_101_days(0), obs(0, 3)])
+    send(bootstrap, trail, 1, [dead(1, 0), _over_101_days(1), dead(1, 2), obs(1, 3)])
+    send(bootstrap, trail, 2, [obs(2, i) for i in range(3)])
+    config = recorder_config(tmp_path, bootstrap, trail, f"{uid}-r", "store")
+    log = tmp_path / "recorder.log"
+    _run_until_caught_up(config, log, bootstrap, trail, f"{uid}-r", [4, 4, 3])
+    assert "store write failed" not in log.read_text()
+    aside = _set_aside(tmp_path / "store", trail)
+    assert [(a["partition"], a["offset"], a["rule_id"]) for a in aside] == [
+        (0, 2, "trail.value"),
+        (1, 1, "trail.value"),
+    ]
+    for a in aside:
+        assert "the store refused the batch" in str(a["reason"])
+        assert "Too many partitions for single INSERT block" in str(a["reason"])
+    with ChdbStore(tmp_path / "store", "stampline") as s:
+        (rows,) = s.query("SELECT count() AS n, uniqExact(event_id) AS ids FROM {db}.observations")
+        gate = s.query(
+            "SELECT partition, count() AS n FROM {db}.dead_letters WHERE topic = 'md.raw' "
+            "GROUP BY partition ORDER BY partition"
+        )
+    assert rows == {"n": 10 * 6, "ids": 10 * 6}
+    assert gate == [{"partition": 0, "n": 3}, {"partition": 1, "n": 6}]
+    verified = _verify_cli(config)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+# A `stampline recorder` SIGKILLed at one moment, the rows of a batch stored and its ledger
+# entry not: "at the set-aside", the dead letter of a message the store refused; "after the
+# set-aside", the first observations batch written after it.
+KILLED_AROUND_A_SET_ASIDE = """
+import os, signal, sys
+from stampline.audit import ChdbStore
+insert = ChdbStore._insert
+moment = sys.argv[2]
+aside = False
+
+def inserting(self, table_name, columns, select, table, token):
+    global aside
+    if table_name == "ledger":
+        kind = table.column("kind")[0].as_py()
+        if kind == "dead_letters" and moment == "at the set-aside":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "observations" and aside and moment == "after the set-aside":
+            os.kill(os.getpid(), signal.SIGKILL)
+        aside = aside or kind == "dead_letters"
+    insert(self, table_name, columns, select, table, token)
+
+ChdbStore._insert = inserting
+sys.argv = ["stampline", "-v", "recorder", "--config", sys.argv[1]]
+from stampline.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("moment", "batch"), [("at the set-aside", 2), ("after the set-aside", 3)])
+def test_a_kill_around_a_set_aside_completes_the_batch_and_every_partition_goes_on(
+    bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    uid: str,
+    tmp_path: Path,
+    moment: str,
+    batch: int,
+) -> None:
+    """A recorder killed between the rows and the ledger entry of a message's set-aside (the
+    store refused it), or of the batch after it, then restarted, completes that batch, the
+    set-aside message counted as what it became: every good message of both partitions is
+    written once, the refused one is dead-lettered once with the store's reason, and `audit
+    verify` passes."""
+    (trail,) = make_topics("trail", partitions=2)
+    obs = lambda p, i: message("observations", observations(10, p, i * 10))  # noqa: E731
+    send(bootstrap, trail, 0, [obs(0, 0), _over_101_days(0), obs(0, 2), obs(0, 3)])
+    send(bootstrap, trail, 1, [obs(1, i) for i in range(3)])
+    config = recorder_config(tmp_path, bootstrap, trail, f"{uid}-r", "store")
+    log = tmp_path / "recorder.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+    with log.open("ab") as stderr:
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_AROUND_A_SET_ASIDE, str(config), moment],
+            stderr=stderr,
+            env=env,
+            timeout=180,
+            check=False,
+        )
+    assert killed.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+    # The moment the fault needs: the set-aside message is still past the committed offset,
+    # so the restarted recorder reads it again while completing the orphan batch.
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{uid}-r"})
+    (committed,) = reader.committed([TopicPartition(trail, 0)], timeout=10)
+    reader.close()
+    assert committed.offset <= 1
+    assert _set_aside(tmp_path / "store", trail)[0]["offset"] == 1
+    seen = log.stat().st_size
+    recorder = start_recorder(config, log)
+    try:
+        wait_assigned(recorder, log, seen)
+        deadline = time.monotonic() + 120
+        while not caught_up(bootstrap, trail, f"{uid}-r", [4, 3]):
+            assert recorder.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, (
+                "the recorder stopped writing: " + (log.read_text()[seen:][-2000:])
+            )
+            time.sleep(0.5)
+    finally:
+        stop(recorder, log)
+    after = log.read_text()[seen:]
+    assert f"completed batch {batch} of {trail}/0" in after
+    assert "store write failed" not in after
+    (aside,) = _set_aside(tmp_path / "store", trail)
+    assert (aside["partition"], aside["offset"], aside["rule_id"]) == (0, 1, "trail.value")
+    assert "the store refused the batch" in str(aside["reason"])
+    assert "Too many partitions for single INSERT block" in str(aside["reason"])
+    with ChdbStore(tmp_path / "store", "stampline") as s:
+        (rows,) = s.query("SELECT count() AS n, uniqExact(event_id) AS ids FROM {db}.observations")
+    assert rows == {"n": 10 * 6, "ids": 10 * 6}
+    verified = _verify_cli(config)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
