@@ -9,8 +9,11 @@ as the SDK read it from the input's stamps and wrote it into the decision
 decision stage's inbound hops are measured from its lineage, one per parent. (A decision
 written before those columns existed is joined to its parents' rows instead: the stage of
 each parent's latest ``emitted`` over its non-tap rows.) A dead-lettered record makes no
-hop (its origin is often why it was rejected). Each (event, stage) counts once: the
-stamper's own row beats a tap's reading of the same stamp. A stage's hold time is
+hop (its origin is often why it was rejected). Each (event, stage) counts once, as the
+``trail`` view shows it (migration 033; the stamper's own row beats a tap's reading of the same
+stamp); one that two chains hold differently (``contested``) counts in no figure -- which
+chain is real only ``audit verify`` with the heads can say -- and is counted apart, per stage,
+so a figure never rests on a row an insider chose. A stage's hold time is
 ``emitted - received`` at that stage. A tap's own sighting is not a stage: it measures its
 hop up to the broker timestamp (when the record reached the topic) and keeps its own
 consumption delay apart, as the tap's lag.
@@ -41,8 +44,22 @@ _WINDOW = (
     "received >= fromUnixTimestamp64Nano({lo:Int64}) "
     "AND received <= fromUnixTimestamp64Nano({hi:Int64})"
 )
-# One row per (event, stage): the stamper's own row beats a tap's reading of the same stamp.
-_ONE_PER_STAGE = "ORDER BY event_id, stage, authority DESC, batch DESC LIMIT 1 BY event_id, stage"
+# The events with a row in the window, read from the table (its `received` minmax index
+# prunes the parts outside the window).
+_EVENTS = f"SELECT event_id FROM {{db}}.observations WHERE {_WINDOW}"
+# One row per (event, stage) of those events, through the `trail` view: the one rule for which
+# row counts (migration 033). Its event_id filter reaches the table's primary index (ids are
+# time-ordered, so the window's events sit together), and every chain's row of an event is
+# compared there, wherever its own `received` puts it. A contested row counts in no figure.
+_TRAIL = f"""(SELECT * FROM {{db}}.trail
+      WHERE event_id IN ({_EVENTS}) AND {_WINDOW} AND NOT contested)"""
+# The (event, stage)s with a row in the window that chains hold differently, per stage.
+_CONTESTED = f"""
+    SELECT stage, count() AS n FROM {{db}}.trail
+    WHERE event_id IN ({_EVENTS}) AND contested
+      AND (event_id, stage) IN (SELECT event_id, stage FROM {{db}}.observations WHERE {_WINDOW})
+    GROUP BY stage ORDER BY stage
+"""
 
 # A stamper's own first stamp read from a topic with a broker timestamp is two hops: the
 # provider's (origin -> kafka:<topic>, born -> on the broker) and the stage's queue
@@ -69,9 +86,8 @@ _HOPS = f"""
     FROM (SELECT received, {_FIRST_HOP_SPLIT} AS parts
           FROM (SELECT prev_stage, stage, received, hop_ns, clock_err_ns, prev_clock_err_ns,
                        authority, topic, broker_time
-                FROM {{db}}.observations
-                WHERE {_WINDOW} AND prev_stage != '' AND outcome != 'dead_lettered'
-                {_ONE_PER_STAGE}))
+                FROM {_TRAIL}
+                WHERE prev_stage != '' AND outcome != 'dead_lettered'))
     ARRAY JOIN parts AS part
     UNION ALL
     SELECT from_stage, stage AS to_stage, toUnixTimestamp64Nano(received) AS at_ns,
@@ -79,9 +95,8 @@ _HOPS = f"""
            clock_err_ns + left_err AS bound
     FROM (SELECT stage, received, clock_err_ns, parent_stage, parent_emitted,
                  parent_clock_err_ns
-          FROM {{db}}.observations
-          WHERE {_WINDOW} AND notEmpty(parent_stage) AND outcome != 'dead_lettered'
-          {_ONE_PER_STAGE})
+          FROM {_TRAIL}
+          WHERE notEmpty(parent_stage) AND outcome != 'dead_lettered')
     ARRAY JOIN parent_stage AS from_stage, parent_emitted AS left_at,
                parent_clock_err_ns AS left_err
     WHERE from_stage != ''
@@ -90,20 +105,22 @@ _HOPS = f"""
            d.at_ns - p.left_ns AS hop, d.err + p.left_err AS bound
     FROM (SELECT stage, toUnixTimestamp64Nano(received) AS at_ns, clock_err_ns AS err,
                  arrayJoin(parents) AS parent
-          FROM (SELECT stage, received, clock_err_ns, parents FROM {{db}}.observations
-                WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
+          FROM (SELECT stage, received, clock_err_ns, parents FROM {_TRAIL}
+                WHERE prev_stage = '' AND notEmpty(parents)
                   AND empty(parent_stage) AND outcome != 'dead_lettered'
-                  AND NOT {TAP_SIGHTING} {_ONE_PER_STAGE})) AS d
+                  AND NOT {TAP_SIGHTING})) AS d
     INNER JOIN (
           SELECT event_id, argMax(stage, emitted) AS last_stage,
                  toUnixTimestamp64Nano(max(emitted)) AS left_ns,
                  argMax(clock_err_ns, emitted) AS left_err
-          FROM {{db}}.observations
+          FROM {{db}}.trail
           WHERE event_id IN (SELECT arrayJoin(parents) FROM {{db}}.observations
                              WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
                                AND empty(parent_stage))
             AND NOT {TAP_SIGHTING}
-          GROUP BY event_id) AS p ON d.parent = p.event_id
+          GROUP BY event_id
+          -- an input whose stages chains hold differently has no last stage anyone can vouch for
+          HAVING NOT max(contested)) AS p ON d.parent = p.event_id
 """
 
 
@@ -155,8 +172,8 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
     clocks = {
         f"{BROKER_PREFIX}{r['topic']}": broker_time_types(r["types"])
         for r in store.query(
-            f"""SELECT topic, {BROKER_TYPES} AS types FROM {{db}}.observations
-                WHERE {_WINDOW} AND prev_stage = '{PREV_ORIGIN}'
+            f"""SELECT topic, {BROKER_TYPES} AS types FROM {_TRAIL}
+                WHERE prev_stage = '{PREV_ORIGIN}'
                   AND authority = {AUTHORITY_STAMPER} AND topic != '' AND {BROKER_KNOWN}
                   AND outcome != 'dead_lettered'
                 GROUP BY topic""",
@@ -169,8 +186,7 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
     held = store.query(
         f"""SELECT stage, {TAP_SIGHTING} AS tap, count() AS n, max(clock_err_ns) AS bound,
                    max(stage_ns) AS max_ns, quantilesExact(0.5, 0.99, 0.999)(stage_ns) AS q
-            FROM (SELECT stage, authority, topic, stage_ns, clock_err_ns
-                  FROM {{db}}.observations WHERE {_WINDOW} {_ONE_PER_STAGE})
+            FROM (SELECT stage, authority, topic, stage_ns, clock_err_ns FROM {_TRAIL})
             GROUP BY stage, tap ORDER BY stage""",
         now,
     )
@@ -192,7 +208,30 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
             # out and in come from one host's clock: its bound covers the pair
             holds.append(row | {"clock_bound_ns": bound, "flags": latency_flags(p99, bound)})
     holds.sort(key=lambda r: (-(r["p99_ns"] or 0), r["stage"]))
-    return {"window": {"start": start, "end": end}, "rows": rows, "holds": holds, "tap_lags": lags}
+    contested = _contested(store, now)
+    for r in rows:
+        r["flags"] += _left_out(contested.get(r["to_stage"], 0))
+    for r in holds:
+        r["flags"] += _left_out(contested.get(r["stage"], 0))
+    return {
+        "window": {"start": start, "end": end},
+        "rows": rows,
+        "holds": holds,
+        "tap_lags": lags,
+        "contested": contested,
+    }
+
+
+def _contested(store: Queryable, window: dict[str, int]) -> dict[str, int]:
+    """Stage -> how many of its (event, stage)s with a row in the window chains hold
+    differently: left out of every figure."""
+    return {r["stage"]: int(r["n"]) for r in store.query(_CONTESTED, window)}
+
+
+def _left_out(n: int) -> list[str]:
+    if not n:
+        return []
+    return [f"{n} contested (event, stage) left out: chains disagree, see `audit verify`"]
 
 
 def heatmap(store: Queryable, since_ns: int, buckets: int = 30) -> dict[str, Any]:
@@ -231,4 +270,5 @@ def heatmap(store: Queryable, since_ns: int, buckets: int = 30) -> dict[str, Any
         "pairs": [{"from_stage": a, "to_stage": b} for a, b in pairs],
         "p99_ns": p99,
         "hops": hops,
+        "contested": _contested(store, {"lo": start, "hi": end}),
     }
