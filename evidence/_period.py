@@ -1,12 +1,17 @@
 """Clock compliance over a period: per stamping host and stage, how its bound behaved.
 
-For every stamp stampline's own sidecars made in [FROM, TO) (one per event and stage, as
-the trail view picks them): the bound's percentiles, the share of stamps and of time
+For every stamp stampline's own sidecars made in [FROM, TO) (one per event and stage, read
+through the ``trail`` view, migration 033): the bound's percentiles, the share of stamps and of time
 within the tier, excursions (maximal runs of stamps whose bound exceeds the tier: start,
 end, duration, peak), the granularity the stamps themselves show, and where the bound came
 from. Runs are found in the store with window functions, so one row comes back per run,
 not per stamp. FROM and TO are times, or relative to now (``now-1h..now``,
 :func:`parse_period`): what a clock alert's ``investigate`` command names.
+
+A stamp two hash chains hold differently (``contested``) is in no figure: its host, time and
+bound are whichever row the view shows, and which chain is real only ``audit verify`` with the
+heads can say. The report lists them per stage instead, with the time their rows (every
+chain's) span, which the chart marks as contested.
 """
 
 from __future__ import annotations
@@ -28,9 +33,18 @@ from stampline.evidence._evidence import (
 )
 from stampline.evidence._regime import BROKER_RESOLUTION_NS
 
-# The stamps of the period: one per (event, stage), the stamper's own row first. ``broker``:
-# a tap's own sighting, timed by the broker's millisecond timestamp (evidence._evidence).
-# ``allowed``: the divergence the tier declared for the stage allows.
+# The events with a stamp in the period, read from the table (its `received` minmax index
+# prunes the parts outside it).
+_IN_PERIOD = """received >= fromUnixTimestamp64Nano({lo:Int64}, 'UTC')
+  AND received < fromUnixTimestamp64Nano({hi:Int64}, 'UTC')
+  AND clock_err_ns > 0 AND ({host:String} = '' OR host = {host:String})"""
+_EVENTS = f"SELECT event_id FROM {{db}}.observations WHERE {_IN_PERIOD}"
+
+# The stamps of the period: one per (event, stage) through the `trail` view, the one rule for
+# which row counts (the stamper's own row first; its event_id filter reaches the primary
+# index); a contested one counts in no figure. ``broker``: a tap's own sighting, timed by the
+# broker's millisecond timestamp (evidence._evidence). ``allowed``: the divergence the tier
+# declared for the stage allows.
 _STAMPS = f"""
 SELECT host, stage, toUnixTimestamp64Nano(received) AS t, clock_err_ns AS bound,
        toUnixTimestamp64Nano(emitted) AS emitted_ns, clock_source,
@@ -38,12 +52,20 @@ SELECT host, stage, toUnixTimestamp64Nano(received) AS t, clock_err_ns AS bound,
        if(broker, bound - least(bound, {BROKER_RESOLUTION_NS}), bound) AS divergence,
        transform(stage, {{stages:Array(String)}}, {{limits:Array(UInt64)}}, {{limit:UInt64}})
            AS allowed
-FROM {{db}}.observations
-WHERE received >= fromUnixTimestamp64Nano({{lo:Int64}}, 'UTC')
-  AND received < fromUnixTimestamp64Nano({{hi:Int64}}, 'UTC')
-  AND clock_err_ns > 0 AND ({{host:String}} = '' OR host = {{host:String}})
-ORDER BY event_id, stage, authority DESC, batch DESC
-LIMIT 1 BY event_id, stage
+FROM {{db}}.trail
+WHERE event_id IN ({_EVENTS}) AND {_IN_PERIOD} AND NOT contested
+"""
+
+# Per stage, the (event, stage)s with a stamp in the period that chains hold differently, and
+# the time every chain's rows of them span in the period.
+_CONTESTED = f"""
+SELECT stage, uniqExact(event_id) AS stamps, arraySort(groupUniqArrayArray(chains)) AS chains,
+       toUnixTimestamp64Nano(min(received)) AS first_t,
+       toUnixTimestamp64Nano(max(received)) AS last_t
+FROM (SELECT event_id, stage, received FROM {{db}}.observations WHERE {_IN_PERIOD}) AS o
+INNER JOIN (SELECT event_id, stage, chains FROM {{db}}.trail
+            WHERE event_id IN ({_EVENTS}) AND contested) AS c USING (event_id, stage)
+GROUP BY stage ORDER BY stage
 """
 
 _GRANULARITY = (
@@ -146,6 +168,18 @@ def period_evidence(
     summary = store.query(_SUMMARY, params)
     sources = store.query(_SOURCES, params)
     runs = store.query(_RUNS, params)
+    contested = [
+        {
+            "stage": r["stage"],
+            "stamps": int(r["stamps"]),
+            "chains": list(r["chains"]),
+            "first": format_ns(int(r["first_t"])),
+            "first_ns": int(r["first_t"]),
+            "last": format_ns(int(r["last_t"])),
+            "last_ns": int(r["last_t"]),
+        }
+        for r in store.query(_CONTESTED, params)
+    ]
     groups = []
     for s in summary:
         key = (s["host"], s["stage"])
@@ -216,6 +250,7 @@ def period_evidence(
         "produced": produced(ctx),
         "regime": regime_block(ctx),
         "clocks": groups,
+        "contested": contested,
         "alerts": {
             "available": False,
             "reason": "no clock-alert history is recorded in the store yet",
