@@ -24,6 +24,7 @@ Columns are defined in docs/reports.md.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from stampline.audit._model import AUTHORITY_STAMPER, PREV_ORIGIN, TAP_SIGHTING
@@ -39,6 +40,12 @@ from stampline.audit._queries import (
     quantiles,
 )
 from stampline.audit._replay import Queryable
+from stampline.audit._trailof import (
+    UNCONTESTED,
+    contested_keys,
+    contested_params,
+    one_per_stage,
+)
 
 _WINDOW = (
     "received >= fromUnixTimestamp64Nano({lo:Int64}) "
@@ -47,19 +54,22 @@ _WINDOW = (
 # The events with a row in the window, read from the table (its `received` minmax index
 # prunes the parts outside the window).
 _EVENTS = f"SELECT event_id FROM {{db}}.observations WHERE {_WINDOW}"
-# One row per (event, stage) of those events, through the `trail` view: the one rule for which
-# row counts (migration 033). Its event_id filter reaches the table's primary index (ids are
-# time-ordered, so the window's events sit together), and every chain's row of an event is
-# compared there, wherever its own `received` puts it. A contested row counts in no figure.
-_TRAIL = f"""(SELECT * FROM {{db}}.trail
-      WHERE event_id IN ({_EVENTS}) AND {_WINDOW} AND NOT contested)"""
-# The (event, stage)s with a row in the window that chains hold differently, per stage.
+# The inputs of the window's decisions that carry no parent stamps (joined to their rows).
+_PARENTS = f"""SELECT arrayJoin(parents) FROM {{db}}.observations
+    WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents) AND empty(parent_stage)"""
+# The (event, stage)s of those events and inputs that chains hold differently, as the `trail`
+# view judges them (migration 033, the one rule), read by event id wherever their rows' times
+# lie; ``seen``: one of its rows is in the window reported (from {b} on).
 _CONTESTED = f"""
-    SELECT stage, count() AS n FROM {{db}}.trail
-    WHERE event_id IN ({_EVENTS}) AND contested
-      AND (event_id, stage) IN (SELECT event_id, stage FROM {{db}}.observations WHERE {_WINDOW})
-    GROUP BY stage ORDER BY stage
+    SELECT event_id, stage,
+           (event_id, stage) IN (SELECT event_id, stage FROM {{db}}.observations
+                                 WHERE received >= fromUnixTimestamp64Nano({{b:Int64}})
+                                   AND received <= fromUnixTimestamp64Nano({{hi:Int64}})) AS seen
+    FROM ({contested_keys(f"{_EVENTS} UNION ALL {_PARENTS}")})
 """
+# One row per (event, stage) of the window's events, as the view shows it, with `received` in
+# the window; a contested one counts in no figure.
+_TRAIL = f"(SELECT * FROM {one_per_stage(_EVENTS)} WHERE {_WINDOW} AND {UNCONTESTED})"
 
 # A stamper's own first stamp read from a topic with a broker timestamp is two hops: the
 # provider's (origin -> kafka:<topic>, born -> on the broker) and the stage's queue
@@ -113,14 +123,11 @@ _HOPS = f"""
           SELECT event_id, argMax(stage, emitted) AS last_stage,
                  toUnixTimestamp64Nano(max(emitted)) AS left_ns,
                  argMax(clock_err_ns, emitted) AS left_err
-          FROM {{db}}.trail
-          WHERE event_id IN (SELECT arrayJoin(parents) FROM {{db}}.observations
-                             WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
-                               AND empty(parent_stage))
-            AND NOT {TAP_SIGHTING}
+          FROM {one_per_stage(_PARENTS)}
+          WHERE NOT {TAP_SIGHTING}
           GROUP BY event_id
           -- an input whose stages chains hold differently has no last stage anyone can vouch for
-          HAVING NOT max(contested)) AS p ON d.parent = p.event_id
+          HAVING min({UNCONTESTED})) AS p ON d.parent = p.event_id
 """
 
 
@@ -152,7 +159,8 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
     stage's hold time, and each tap's own lag."""
     end = anchor_ns(store)
     start = end - since_ns
-    params = {"lo": end - 2 * since_ns, "hi": end, "b": start}
+    contested, keys = _contested(store, end - 2 * since_ns, end, start)
+    params = {"lo": end - 2 * since_ns, "hi": end, "b": start} | keys
     pairs = store.query(
         f"""SELECT from_stage, to_stage, at_ns >= {{b:Int64}} AS current, count() AS n,
                    countIf(hop < 0) AS negative, countIf(abs(hop) <= bound) AS within_bound,
@@ -167,7 +175,7 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
         prev = before.get((r["from_stage"], r["to_stage"]))
         rows.append(_hop_row(r, quantiles(prev["q"])[1] if prev else None))
     rows.sort(key=lambda r: (-(r["p99_ns"] or 0), r["from_stage"], r["to_stage"]))
-    now = {"lo": start, "hi": end}
+    now = {"lo": start, "hi": end} | keys
     # Whose clock each provider's part (origin -> kafka:<topic>) ends on, per topic.
     clocks = {
         f"{BROKER_PREFIX}{r['topic']}": broker_time_types(r["types"])
@@ -208,7 +216,6 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
             # out and in come from one host's clock: its bound covers the pair
             holds.append(row | {"clock_bound_ns": bound, "flags": latency_flags(p99, bound)})
     holds.sort(key=lambda r: (-(r["p99_ns"] or 0), r["stage"]))
-    contested = _contested(store, now)
     for r in rows:
         r["flags"] += _left_out(contested.get(r["to_stage"], 0))
     for r in holds:
@@ -222,10 +229,15 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
     }
 
 
-def _contested(store: Queryable, window: dict[str, int]) -> dict[str, int]:
-    """Stage -> how many of its (event, stage)s with a row in the window chains hold
-    differently: left out of every figure."""
-    return {r["stage"]: int(r["n"]) for r in store.query(_CONTESTED, window)}
+def _contested(
+    store: Queryable, lo: int, hi: int, b: int
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Stage -> how many of its (event, stage)s with a row in ``[b, hi]`` chains hold
+    differently, and the parameters that leave out every contested (event, stage) of the
+    window ``[lo, hi]``: from every figure."""
+    rows = store.query(_CONTESTED, {"lo": lo, "hi": hi, "b": b})
+    counts = Counter(str(r["stage"]) for r in rows if r["seen"])
+    return dict(sorted(counts.items())), contested_params(rows)
 
 
 def _left_out(n: int) -> list[str]:
@@ -248,12 +260,13 @@ def heatmap(store: Queryable, since_ns: int, buckets: int = 30) -> dict[str, Any
     end = anchor_ns(store)
     start = end - since_ns
     width = -(-since_ns // buckets)  # ceiling: the last bucket ends at or after `end`
+    contested, keys = _contested(store, start, end, start)
     cells = store.query(
         f"""SELECT from_stage, to_stage,
                    least(intDiv(at_ns - {{lo:Int64}}, {{w:Int64}}), {{last:Int64}}) AS bucket,
                    count() AS n, quantileExact(0.99)(hop) AS p99
             FROM ({_HOPS}) GROUP BY from_stage, to_stage, bucket""",
-        {"lo": start, "hi": end, "w": width, "last": buckets - 1},
+        {"lo": start, "hi": end, "w": width, "last": buckets - 1} | keys,
     )
     pairs = sorted({(c["from_stage"], c["to_stage"]) for c in cells})
     index = {p: i for i, p in enumerate(pairs)}
@@ -270,5 +283,5 @@ def heatmap(store: Queryable, since_ns: int, buckets: int = 30) -> dict[str, Any
         "pairs": [{"from_stage": a, "to_stage": b} for a, b in pairs],
         "p99_ns": p99,
         "hops": hops,
-        "contested": _contested(store, {"lo": start, "hi": end}),
+        "contested": contested,
     }

@@ -21,7 +21,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stampline._common import parse_duration_ns
-from stampline.audit import TAP_SIGHTING, ClockBound, Store, VerifyReport, format_ns
+from stampline.audit import (
+    TAP_SIGHTING,
+    UNCONTESTED,
+    ClockBound,
+    Store,
+    VerifyReport,
+    contested_keys,
+    contested_params,
+    format_ns,
+    one_per_stage,
+)
 from stampline.evidence._chain import SCHEME, read_chain_heads, verify_command
 from stampline.evidence._evidence import (
     SCHEMA,
@@ -52,20 +62,18 @@ SELECT host, stage, toUnixTimestamp64Nano(received) AS t, clock_err_ns AS bound,
        if(broker, bound - least(bound, {BROKER_RESOLUTION_NS}), bound) AS divergence,
        transform(stage, {{stages:Array(String)}}, {{limits:Array(UInt64)}}, {{limit:UInt64}})
            AS allowed
-FROM {{db}}.trail
-WHERE event_id IN ({_EVENTS}) AND {_IN_PERIOD} AND NOT contested
+FROM {one_per_stage(_EVENTS)}
+WHERE {_IN_PERIOD} AND {UNCONTESTED}
 """
 
-# Per stage, the (event, stage)s with a stamp in the period that chains hold differently, and
-# the time every chain's rows of them span in the period.
-_CONTESTED = f"""
-SELECT stage, uniqExact(event_id) AS stamps, arraySort(groupUniqArrayArray(chains)) AS chains,
-       toUnixTimestamp64Nano(min(received)) AS first_t,
+# The (event, stage)s of the period's events that chains hold differently (the `trail` view's
+# rule, migration 033), and the time every chain's rows of each span in the period.
+_CONTESTED = contested_keys(_EVENTS)
+_CONTESTED_SPAN = f"""
+SELECT event_id, stage, toUnixTimestamp64Nano(min(received)) AS first_t,
        toUnixTimestamp64Nano(max(received)) AS last_t
-FROM (SELECT event_id, stage, received FROM {{db}}.observations WHERE {_IN_PERIOD}) AS o
-INNER JOIN (SELECT event_id, stage, chains FROM {{db}}.trail
-            WHERE event_id IN ({_EVENTS}) AND contested) AS c USING (event_id, stage)
-GROUP BY stage ORDER BY stage
+FROM {{db}}.observations WHERE {_IN_PERIOD} AND NOT {UNCONTESTED}
+GROUP BY event_id, stage
 """
 
 _GRANULARITY = (
@@ -165,21 +173,12 @@ def period_evidence(
         "stages": stages,
         "limits": [ctx.stage_tiers[st].max_divergence_ns for st in stages],
     }
+    keys = store.query(_CONTESTED, params)
+    params |= contested_params(keys)
     summary = store.query(_SUMMARY, params)
     sources = store.query(_SOURCES, params)
     runs = store.query(_RUNS, params)
-    contested = [
-        {
-            "stage": r["stage"],
-            "stamps": int(r["stamps"]),
-            "chains": list(r["chains"]),
-            "first": format_ns(int(r["first_t"])),
-            "first_ns": int(r["first_t"]),
-            "last": format_ns(int(r["last_t"])),
-            "last_ns": int(r["last_t"]),
-        }
-        for r in store.query(_CONTESTED, params)
-    ]
+    contested = _contested(store, params, keys) if keys else []
     groups = []
     for s in summary:
         key = (s["host"], s["stage"])
@@ -263,6 +262,33 @@ def period_evidence(
         },
     }
     return Evidence(document)
+
+
+def _contested(
+    store: Store, params: dict[str, Any], keys: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per stage, the contested (event, stage)s with a stamp in the period, the chains that
+    hold them and the time every chain's rows of them span there."""
+    chains = {(str(k["event_id"]), str(k["stage"])): k["chains"] for k in keys}
+    per_stage: dict[str, list[dict[str, Any]]] = {}
+    for r in store.query(_CONTESTED_SPAN, params):
+        per_stage.setdefault(str(r["stage"]), []).append(r)
+    out = []
+    for stage, spans in sorted(per_stage.items()):
+        first = min(int(r["first_t"]) for r in spans)
+        last = max(int(r["last_t"]) for r in spans)
+        out.append(
+            {
+                "stage": stage,
+                "stamps": len(spans),
+                "chains": sorted({c for r in spans for c in chains[(str(r["event_id"]), stage)]}),
+                "first": format_ns(first),
+                "first_ns": first,
+                "last": format_ns(last),
+                "last_ns": last,
+            }
+        )
+    return out
 
 
 def _source(row: dict[str, Any]) -> dict[str, Any]:
