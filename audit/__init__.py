@@ -76,6 +76,12 @@ from stampline.audit._trailformat import (
     trail_fields,
     trail_row,
 )
+from stampline.audit._trailof import (
+    UNCONTESTED,
+    contested_keys,
+    contested_params,
+    one_per_stage,
+)
 from stampline.audit.exceptions import AuditError, BatchRefusedError, NotFoundError, StoreError
 
 __all__ = [
@@ -92,6 +98,7 @@ __all__ = [
     "TOKEN_FILE",
     "TRAIL_FORMAT_VERSION",
     "TRAIL_MESSAGE_BYTES",
+    "UNCONTESTED",
     "UNKNOWN_PARENT",
     "AuditError",
     "BatchFinding",
@@ -133,6 +140,8 @@ __all__ = [
     "check_database_name",
     "clock_error_bound",
     "completeness",
+    "contested_keys",
+    "contested_params",
     "dead_letter_table",
     "decode_parent_stamps",
     "decode_trail_message",
@@ -147,6 +156,7 @@ __all__ = [
     "load_private_key",
     "load_public_key",
     "normalise_id",
+    "one_per_stage",
     "parse_chronyc_tracking",
     "parse_sequence_key",
     "providers_compare",

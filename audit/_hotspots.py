@@ -9,8 +9,11 @@ as the SDK read it from the input's stamps and wrote it into the decision
 decision stage's inbound hops are measured from its lineage, one per parent. (A decision
 written before those columns existed is joined to its parents' rows instead: the stage of
 each parent's latest ``emitted`` over its non-tap rows.) A dead-lettered record makes no
-hop (its origin is often why it was rejected). Each (event, stage) counts once: the
-stamper's own row beats a tap's reading of the same stamp. A stage's hold time is
+hop (its origin is often why it was rejected). Each (event, stage) counts once, as the
+``trail`` view shows it (migration 033; the stamper's own row beats a tap's reading of the same
+stamp); one that two chains hold differently (``contested``) counts in no figure -- which
+chain is real only ``audit verify`` with the heads can say -- and is counted apart, per stage,
+so a figure never rests on a row an insider chose. A stage's hold time is
 ``emitted - received`` at that stage. A tap's own sighting is not a stage: it measures its
 hop up to the broker timestamp (when the record reached the topic) and keeps its own
 consumption delay apart, as the tap's lag.
@@ -21,6 +24,7 @@ Columns are defined in docs/reports.md.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from stampline.audit._model import AUTHORITY_STAMPER, PREV_ORIGIN, TAP_SIGHTING
@@ -36,13 +40,36 @@ from stampline.audit._queries import (
     quantiles,
 )
 from stampline.audit._replay import Queryable
+from stampline.audit._trailof import (
+    UNCONTESTED,
+    contested_keys,
+    contested_params,
+    one_per_stage,
+)
 
 _WINDOW = (
     "received >= fromUnixTimestamp64Nano({lo:Int64}) "
     "AND received <= fromUnixTimestamp64Nano({hi:Int64})"
 )
-# One row per (event, stage): the stamper's own row beats a tap's reading of the same stamp.
-_ONE_PER_STAGE = "ORDER BY event_id, stage, authority DESC, batch DESC LIMIT 1 BY event_id, stage"
+# The events with a row in the window, read from the table (its `received` minmax index
+# prunes the parts outside the window).
+_EVENTS = f"SELECT event_id FROM {{db}}.observations WHERE {_WINDOW}"
+# The inputs of the window's decisions that carry no parent stamps (joined to their rows).
+_PARENTS = f"""SELECT arrayJoin(parents) FROM {{db}}.observations
+    WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents) AND empty(parent_stage)"""
+# The (event, stage)s of those events and inputs that chains hold differently, as the `trail`
+# view judges them (migration 033, the one rule), read by event id wherever their rows' times
+# lie; ``seen``: one of its rows is in the window reported (from {b} on).
+_CONTESTED = f"""
+    SELECT event_id, stage,
+           (event_id, stage) IN (SELECT event_id, stage FROM {{db}}.observations
+                                 WHERE received >= fromUnixTimestamp64Nano({{b:Int64}})
+                                   AND received <= fromUnixTimestamp64Nano({{hi:Int64}})) AS seen
+    FROM ({contested_keys(f"{_EVENTS} UNION ALL {_PARENTS}")})
+"""
+# One row per (event, stage) of the window's events, as the view shows it, with `received` in
+# the window; a contested one counts in no figure.
+_TRAIL = f"(SELECT * FROM {one_per_stage(_EVENTS)} WHERE {_WINDOW} AND {UNCONTESTED})"
 
 # A stamper's own first stamp read from a topic with a broker timestamp is two hops: the
 # provider's (origin -> kafka:<topic>, born -> on the broker) and the stage's queue
@@ -69,9 +96,8 @@ _HOPS = f"""
     FROM (SELECT received, {_FIRST_HOP_SPLIT} AS parts
           FROM (SELECT prev_stage, stage, received, hop_ns, clock_err_ns, prev_clock_err_ns,
                        authority, topic, broker_time
-                FROM {{db}}.observations
-                WHERE {_WINDOW} AND prev_stage != '' AND outcome != 'dead_lettered'
-                {_ONE_PER_STAGE}))
+                FROM {_TRAIL}
+                WHERE prev_stage != '' AND outcome != 'dead_lettered'))
     ARRAY JOIN parts AS part
     UNION ALL
     SELECT from_stage, stage AS to_stage, toUnixTimestamp64Nano(received) AS at_ns,
@@ -79,9 +105,8 @@ _HOPS = f"""
            clock_err_ns + left_err AS bound
     FROM (SELECT stage, received, clock_err_ns, parent_stage, parent_emitted,
                  parent_clock_err_ns
-          FROM {{db}}.observations
-          WHERE {_WINDOW} AND notEmpty(parent_stage) AND outcome != 'dead_lettered'
-          {_ONE_PER_STAGE})
+          FROM {_TRAIL}
+          WHERE notEmpty(parent_stage) AND outcome != 'dead_lettered')
     ARRAY JOIN parent_stage AS from_stage, parent_emitted AS left_at,
                parent_clock_err_ns AS left_err
     WHERE from_stage != ''
@@ -90,20 +115,19 @@ _HOPS = f"""
            d.at_ns - p.left_ns AS hop, d.err + p.left_err AS bound
     FROM (SELECT stage, toUnixTimestamp64Nano(received) AS at_ns, clock_err_ns AS err,
                  arrayJoin(parents) AS parent
-          FROM (SELECT stage, received, clock_err_ns, parents FROM {{db}}.observations
-                WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
+          FROM (SELECT stage, received, clock_err_ns, parents FROM {_TRAIL}
+                WHERE prev_stage = '' AND notEmpty(parents)
                   AND empty(parent_stage) AND outcome != 'dead_lettered'
-                  AND NOT {TAP_SIGHTING} {_ONE_PER_STAGE})) AS d
+                  AND NOT {TAP_SIGHTING})) AS d
     INNER JOIN (
           SELECT event_id, argMax(stage, emitted) AS last_stage,
                  toUnixTimestamp64Nano(max(emitted)) AS left_ns,
                  argMax(clock_err_ns, emitted) AS left_err
-          FROM {{db}}.observations
-          WHERE event_id IN (SELECT arrayJoin(parents) FROM {{db}}.observations
-                             WHERE {_WINDOW} AND prev_stage = '' AND notEmpty(parents)
-                               AND empty(parent_stage))
-            AND NOT {TAP_SIGHTING}
-          GROUP BY event_id) AS p ON d.parent = p.event_id
+          FROM {one_per_stage(_PARENTS)}
+          WHERE NOT {TAP_SIGHTING}
+          GROUP BY event_id
+          -- an input whose stages chains hold differently has no last stage anyone can vouch for
+          HAVING min({UNCONTESTED})) AS p ON d.parent = p.event_id
 """
 
 
@@ -135,7 +159,8 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
     stage's hold time, and each tap's own lag."""
     end = anchor_ns(store)
     start = end - since_ns
-    params = {"lo": end - 2 * since_ns, "hi": end, "b": start}
+    contested, keys = _contested(store, end - 2 * since_ns, end, start)
+    params = {"lo": end - 2 * since_ns, "hi": end, "b": start} | keys
     pairs = store.query(
         f"""SELECT from_stage, to_stage, at_ns >= {{b:Int64}} AS current, count() AS n,
                    countIf(hop < 0) AS negative, countIf(abs(hop) <= bound) AS within_bound,
@@ -150,13 +175,13 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
         prev = before.get((r["from_stage"], r["to_stage"]))
         rows.append(_hop_row(r, quantiles(prev["q"])[1] if prev else None))
     rows.sort(key=lambda r: (-(r["p99_ns"] or 0), r["from_stage"], r["to_stage"]))
-    now = {"lo": start, "hi": end}
+    now = {"lo": start, "hi": end} | keys
     # Whose clock each provider's part (origin -> kafka:<topic>) ends on, per topic.
     clocks = {
         f"{BROKER_PREFIX}{r['topic']}": broker_time_types(r["types"])
         for r in store.query(
-            f"""SELECT topic, {BROKER_TYPES} AS types FROM {{db}}.observations
-                WHERE {_WINDOW} AND prev_stage = '{PREV_ORIGIN}'
+            f"""SELECT topic, {BROKER_TYPES} AS types FROM {_TRAIL}
+                WHERE prev_stage = '{PREV_ORIGIN}'
                   AND authority = {AUTHORITY_STAMPER} AND topic != '' AND {BROKER_KNOWN}
                   AND outcome != 'dead_lettered'
                 GROUP BY topic""",
@@ -169,8 +194,7 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
     held = store.query(
         f"""SELECT stage, {TAP_SIGHTING} AS tap, count() AS n, max(clock_err_ns) AS bound,
                    max(stage_ns) AS max_ns, quantilesExact(0.5, 0.99, 0.999)(stage_ns) AS q
-            FROM (SELECT stage, authority, topic, stage_ns, clock_err_ns
-                  FROM {{db}}.observations WHERE {_WINDOW} {_ONE_PER_STAGE})
+            FROM (SELECT stage, authority, topic, stage_ns, clock_err_ns FROM {_TRAIL})
             GROUP BY stage, tap ORDER BY stage""",
         now,
     )
@@ -192,7 +216,34 @@ def hotspots(store: Queryable, since_ns: int) -> dict[str, Any]:
             # out and in come from one host's clock: its bound covers the pair
             holds.append(row | {"clock_bound_ns": bound, "flags": latency_flags(p99, bound)})
     holds.sort(key=lambda r: (-(r["p99_ns"] or 0), r["stage"]))
-    return {"window": {"start": start, "end": end}, "rows": rows, "holds": holds, "tap_lags": lags}
+    for r in rows:
+        r["flags"] += _left_out(contested.get(r["to_stage"], 0))
+    for r in holds:
+        r["flags"] += _left_out(contested.get(r["stage"], 0))
+    return {
+        "window": {"start": start, "end": end},
+        "rows": rows,
+        "holds": holds,
+        "tap_lags": lags,
+        "contested": contested,
+    }
+
+
+def _contested(
+    store: Queryable, lo: int, hi: int, b: int
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Stage -> how many of its (event, stage)s with a row in ``[b, hi]`` chains hold
+    differently, and the parameters that leave out every contested (event, stage) of the
+    window ``[lo, hi]``: from every figure."""
+    rows = store.query(_CONTESTED, {"lo": lo, "hi": hi, "b": b})
+    counts = Counter(str(r["stage"]) for r in rows if r["seen"])
+    return dict(sorted(counts.items())), contested_params(rows)
+
+
+def _left_out(n: int) -> list[str]:
+    if not n:
+        return []
+    return [f"{n} contested (event, stage) left out: chains disagree, see `audit verify`"]
 
 
 def heatmap(store: Queryable, since_ns: int, buckets: int = 30) -> dict[str, Any]:
@@ -209,12 +260,13 @@ def heatmap(store: Queryable, since_ns: int, buckets: int = 30) -> dict[str, Any
     end = anchor_ns(store)
     start = end - since_ns
     width = -(-since_ns // buckets)  # ceiling: the last bucket ends at or after `end`
+    contested, keys = _contested(store, start, end, start)
     cells = store.query(
         f"""SELECT from_stage, to_stage,
                    least(intDiv(at_ns - {{lo:Int64}}, {{w:Int64}}), {{last:Int64}}) AS bucket,
                    count() AS n, quantileExact(0.99)(hop) AS p99
             FROM ({_HOPS}) GROUP BY from_stage, to_stage, bucket""",
-        {"lo": start, "hi": end, "w": width, "last": buckets - 1},
+        {"lo": start, "hi": end, "w": width, "last": buckets - 1} | keys,
     )
     pairs = sorted({(c["from_stage"], c["to_stage"]) for c in cells})
     index = {p: i for i, p in enumerate(pairs)}
@@ -231,4 +283,5 @@ def heatmap(store: Queryable, since_ns: int, buckets: int = 30) -> dict[str, Any
         "pairs": [{"from_stage": a, "to_stage": b} for a, b in pairs],
         "p99_ns": p99,
         "hops": hops,
+        "contested": contested,
     }

@@ -335,6 +335,26 @@ def _contested_banner(doc: dict[str, Any]) -> str:
     )
 
 
+def _period_contested_banner(doc: dict[str, Any]) -> str:
+    """Page 1's warning when chains hold different rows for stamps in the period."""
+    found = doc.get("contested") or []
+    if not found:
+        return ""
+    items = "".join(
+        f'<li class="contested">{_e(c["stage"])}: {_e(c["stamps"])} stamp(s) between '
+        f"{_e(c['first'])} and {_e(c['last'])}, chains {_e(', '.join(c['chains']))}</li>"
+        for c in found
+    )
+    return (
+        '<div class="banner" id="contested"><b>CONTESTED STAMPS</b>: the audit trail holds '
+        "different rows in different hash chains for these stamps. They are left out of every "
+        "figure below (their host, time and bound depend on which chain is real), and the time "
+        f"they span is marked on the chart.<ul>{items}</ul>Only <code>stampline audit "
+        "verify</code> with every chain's head (below) tells a made-up chain from a real one."
+        "</div>"
+    )
+
+
 def _integrity(doc: dict[str, Any]) -> str:
     i = doc["integrity"]
     rows = "".join(
@@ -464,6 +484,13 @@ def _period_chart(doc: dict[str, Any], width: int = 1000) -> str:
             f'width="{max(c["covered_ns"] / span * plot, 1.0):.2f}" height="14" fill="#2ca02c">'
             f"<title>stamps {_a(c['first'])} – {_a(c['last'])}</title></rect>"
         )
+        for k in (k for k in doc.get("contested") or [] if k["stage"] == c["stage"]):
+            w = max((k["last_ns"] - k["first_ns"]) / span * plot, 1.0)
+            parts.append(
+                f'<rect class="contested" x="{x(k["first_ns"]):.2f}" y="{y + 1}" '
+                f'width="{w:.2f}" height="3" fill="#ff7f0e"><title>contested: '
+                f"{_a(k['first'])} – {_a(k['last'])}, {_a(k['stamps'])} stamp(s)</title></rect>"
+            )
         for ex in c["excursions"]:
             w = max(ex["duration_ns"] / span * plot, 1.0)
             parts.append(
@@ -480,7 +507,14 @@ def _period_chart(doc: dict[str, Any], width: int = 1000) -> str:
         '<p class="legend"><span style="color:#2ca02c">■</span> within the tier, over the time '
         'its stamps cover (first to last) <span style="color:#d62728">■</span> beyond the tier '
         '(an excursion) <span style="color:#999">□</span> no stamps: not counted, '
-        "nothing is known of the clock there</p>"
+        "nothing is known of the clock there"
+        + (
+            ' <span style="color:#ff7f0e">▬</span> contested: chains hold different stamps '
+            "there, left out of the figures"
+            if doc.get("contested")
+            else ""
+        )
+        + "</p>"
     )
     return "".join(parts) + legend
 
@@ -593,7 +627,8 @@ def render_html(doc: dict[str, Any]) -> str:
             f'<body><h1>Clock compliance <span id="subject">{_e(subject["from"])} – '
             f"{_e(subject['to'])}</span>"
             + (f" on {_e(subject['host'])}" if subject["host"] else "")
-            + f"</h1>{_banner(doc)}<h2>Clock-accuracy regime</h2>{_regime(doc)}"
+            + f"</h1>{_banner(doc)}{_period_contested_banner(doc)}"
+            + f"<h2>Clock-accuracy regime</h2>{_regime(doc)}"
             + f"<h2>Provenance</h2>{_provenance(doc)}"
             + _period_body(doc)
             + f"<p>Document schema {_e(doc['schema'])}.</p></body></html>"

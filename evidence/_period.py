@@ -1,12 +1,17 @@
 """Clock compliance over a period: per stamping host and stage, how its bound behaved.
 
-For every stamp stampline's own sidecars made in [FROM, TO) (one per event and stage, as
-the trail view picks them): the bound's percentiles, the share of stamps and of time
+For every stamp stampline's own sidecars made in [FROM, TO) (one per event and stage, read
+through the ``trail`` view, migration 033): the bound's percentiles, the share of stamps and of time
 within the tier, excursions (maximal runs of stamps whose bound exceeds the tier: start,
 end, duration, peak), the granularity the stamps themselves show, and where the bound came
 from. Runs are found in the store with window functions, so one row comes back per run,
 not per stamp. FROM and TO are times, or relative to now (``now-1h..now``,
 :func:`parse_period`): what a clock alert's ``investigate`` command names.
+
+A stamp two hash chains hold differently (``contested``) is in no figure: its host, time and
+bound are whichever row the view shows, and which chain is real only ``audit verify`` with the
+heads can say. The report lists them per stage instead, with the time their rows (every
+chain's) span, which the chart marks as contested.
 """
 
 from __future__ import annotations
@@ -16,7 +21,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stampline._common import parse_duration_ns
-from stampline.audit import TAP_SIGHTING, ClockBound, Store, VerifyReport, format_ns
+from stampline.audit import (
+    TAP_SIGHTING,
+    UNCONTESTED,
+    ClockBound,
+    Store,
+    VerifyReport,
+    contested_keys,
+    contested_params,
+    format_ns,
+    one_per_stage,
+)
 from stampline.evidence._chain import SCHEME, read_chain_heads, verify_command
 from stampline.evidence._evidence import (
     SCHEMA,
@@ -28,9 +43,18 @@ from stampline.evidence._evidence import (
 )
 from stampline.evidence._regime import BROKER_RESOLUTION_NS
 
-# The stamps of the period: one per (event, stage), the stamper's own row first. ``broker``:
-# a tap's own sighting, timed by the broker's millisecond timestamp (evidence._evidence).
-# ``allowed``: the divergence the tier declared for the stage allows.
+# The events with a stamp in the period, read from the table (its `received` minmax index
+# prunes the parts outside it).
+_IN_PERIOD = """received >= fromUnixTimestamp64Nano({lo:Int64}, 'UTC')
+  AND received < fromUnixTimestamp64Nano({hi:Int64}, 'UTC')
+  AND clock_err_ns > 0 AND ({host:String} = '' OR host = {host:String})"""
+_EVENTS = f"SELECT event_id FROM {{db}}.observations WHERE {_IN_PERIOD}"
+
+# The stamps of the period: one per (event, stage) through the `trail` view, the one rule for
+# which row counts (the stamper's own row first; its event_id filter reaches the primary
+# index); a contested one counts in no figure. ``broker``: a tap's own sighting, timed by the
+# broker's millisecond timestamp (evidence._evidence). ``allowed``: the divergence the tier
+# declared for the stage allows.
 _STAMPS = f"""
 SELECT host, stage, toUnixTimestamp64Nano(received) AS t, clock_err_ns AS bound,
        toUnixTimestamp64Nano(emitted) AS emitted_ns, clock_source,
@@ -38,12 +62,18 @@ SELECT host, stage, toUnixTimestamp64Nano(received) AS t, clock_err_ns AS bound,
        if(broker, bound - least(bound, {BROKER_RESOLUTION_NS}), bound) AS divergence,
        transform(stage, {{stages:Array(String)}}, {{limits:Array(UInt64)}}, {{limit:UInt64}})
            AS allowed
-FROM {{db}}.observations
-WHERE received >= fromUnixTimestamp64Nano({{lo:Int64}}, 'UTC')
-  AND received < fromUnixTimestamp64Nano({{hi:Int64}}, 'UTC')
-  AND clock_err_ns > 0 AND ({{host:String}} = '' OR host = {{host:String}})
-ORDER BY event_id, stage, authority DESC, batch DESC
-LIMIT 1 BY event_id, stage
+FROM {one_per_stage(_EVENTS)}
+WHERE {_IN_PERIOD} AND {UNCONTESTED}
+"""
+
+# The (event, stage)s of the period's events that chains hold differently (the `trail` view's
+# rule, migration 033), and the time every chain's rows of each span in the period.
+_CONTESTED = contested_keys(_EVENTS)
+_CONTESTED_SPAN = f"""
+SELECT event_id, stage, toUnixTimestamp64Nano(min(received)) AS first_t,
+       toUnixTimestamp64Nano(max(received)) AS last_t
+FROM {{db}}.observations WHERE {_IN_PERIOD} AND NOT {UNCONTESTED}
+GROUP BY event_id, stage
 """
 
 _GRANULARITY = (
@@ -143,9 +173,12 @@ def period_evidence(
         "stages": stages,
         "limits": [ctx.stage_tiers[st].max_divergence_ns for st in stages],
     }
+    keys = store.query(_CONTESTED, params)
+    params |= contested_params(keys)
     summary = store.query(_SUMMARY, params)
     sources = store.query(_SOURCES, params)
     runs = store.query(_RUNS, params)
+    contested = _contested(store, params, keys) if keys else []
     groups = []
     for s in summary:
         key = (s["host"], s["stage"])
@@ -216,6 +249,7 @@ def period_evidence(
         "produced": produced(ctx),
         "regime": regime_block(ctx),
         "clocks": groups,
+        "contested": contested,
         "alerts": {
             "available": False,
             "reason": "no clock-alert history is recorded in the store yet",
@@ -228,6 +262,33 @@ def period_evidence(
         },
     }
     return Evidence(document)
+
+
+def _contested(
+    store: Store, params: dict[str, Any], keys: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per stage, the contested (event, stage)s with a stamp in the period, the chains that
+    hold them and the time every chain's rows of them span there."""
+    chains = {(str(k["event_id"]), str(k["stage"])): k["chains"] for k in keys}
+    per_stage: dict[str, list[dict[str, Any]]] = {}
+    for r in store.query(_CONTESTED_SPAN, params):
+        per_stage.setdefault(str(r["stage"]), []).append(r)
+    out = []
+    for stage, spans in sorted(per_stage.items()):
+        first = min(int(r["first_t"]) for r in spans)
+        last = max(int(r["last_t"]) for r in spans)
+        out.append(
+            {
+                "stage": stage,
+                "stamps": len(spans),
+                "chains": sorted({c for r in spans for c in chains[(str(r["event_id"]), stage)]}),
+                "first": format_ns(first),
+                "first_ns": first,
+                "last": format_ns(last),
+                "last_ns": last,
+            }
+        )
+    return out
 
 
 def _source(row: dict[str, Any]) -> dict[str, Any]:

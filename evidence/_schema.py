@@ -329,7 +329,23 @@ _PERIOD = _obj(
                 "verified_at_production": _VERIFIED,
             }
         ),
-    }
+    },
+    {
+        "contested": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "stage": {"type": "string"},
+                    "stamps": _NS,
+                    "chains": {"type": "array", "minItems": 2, "items": {"type": "string"}},
+                    "first": _TIME,
+                    "first_ns": _NS,
+                    "last": _TIME,
+                    "last_ns": _NS,
+                }
+            ),
+        }
+    },
 )
 
 EVIDENCE_JSON_SCHEMA: dict[str, Any] = {

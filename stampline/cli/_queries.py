@@ -266,6 +266,15 @@ def hotspots_cmd(
     if as_json:
         emit_json(result)
         return
+    contested = result["contested"]
+    if contested:
+        out.print(
+            "contested: "
+            + ", ".join(f"{stage} {n:,}" for stage, n in sorted(contested.items()))
+            + " (event, stage)s left out of every figure: chains hold different rows; "
+            "`stampline audit verify` with every chain's head says which chain is real",
+            highlight=False,
+        )
     if not result["rows"] and not result["holds"]:
         out.print(_no_hops(store, database, config), highlight=False)
         return

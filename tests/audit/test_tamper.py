@@ -10,6 +10,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -30,6 +31,7 @@ from stampline.audit import (
     load_public_key,
     store_holder,
 )
+from stampline.audit._hotspots import hotspots
 from stampline.audit._ledger import CANONICAL_SELECT, GENESIS, LedgerEntry, digest_batch
 from stampline.audit._replay import replay_event
 from stampline.cli import app
@@ -39,6 +41,7 @@ from tests.helpers import drop_database
 CHAIN = "trail.topic/0"
 OTHER = "trail.topic/1"
 DAY_US = 86_400 * 1_000_000
+NS = 1_000_000_000
 
 
 def _dead(n: int, offset0: int = 0) -> list[DeadLetter]:
@@ -768,6 +771,46 @@ def test_a_batch_forged_onto_a_chains_tail_is_found_by_the_next_real_batch(
         (CHAIN, "duplicate_entry", 4),
         (CHAIN, "inserted", 4),
     ]
+
+
+def _figures(result: dict[str, Any]) -> dict[str, Any]:
+    """hotspots' figures without the notes and the window."""
+    drop = ("flags", "previous_p99_ns", "trend")
+    return {
+        part: [{k: v for k, v in r.items() if k not in drop} for r in result[part]]
+        for part in ("rows", "holds", "tap_lags")
+    }
+
+
+def test_a_forged_chain_with_other_times_changes_no_hotspots_figure_silently(
+    filled: ChdbStore,
+) -> None:
+    """Batch 3's rows re-stated by a made-up chain at batch 1000000, each stamp 7 ms later
+    and held three times as long, never enter a figure: every (event, stage) they contest is
+    left out, counted per stage and named in the notes, and the figures are those of the
+    store without those events."""
+    ids = _copy_batch(
+        filled,
+        FORGED,
+        1_000_000,
+        "received + toIntervalMillisecond(7) AS received, hop_ns + 7000000 AS hop_ns, "
+        "stage_ns * 3 AS stage_ns",
+    )
+    forged = hotspots(filled, 3600 * NS)
+    # The same figures as a store that never held the contested events.
+    filled._execute(
+        f"ALTER TABLE {filled.database}.observations DELETE WHERE event_id IN "
+        f"({', '.join(repr(i) for i in ids)}) SETTINGS mutations_sync = 2"
+    )
+    without = hotspots(filled, 3600 * NS)
+    assert _figures(forged) == _figures(without)
+    assert forged["contested"] == {"enrich": 4, "gate": 4, "risk": 4}
+    assert without["contested"] == {}
+    assert all(
+        "4 contested (event, stage) left out: chains disagree, see `audit verify`" in r["flags"]
+        for r in forged["rows"] + forged["holds"]
+    )
+    assert [r["hops"] for r in without["rows"]] == [6, 6, 6]
 
 
 def test_a_batch_forged_onto_a_chains_tail_is_found_by_a_later_head_every_time(

@@ -8,6 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
+import fastjsonschema
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,10 +23,12 @@ from stampline.dashboards import (
     grafana_alerting,
 )
 from stampline.evidence import (
+    EVIDENCE_JSON_SCHEMA,
     Context,
     parse_period,
     period_evidence,
     regime_tier,
+    render_html,
 )
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
@@ -275,3 +278,44 @@ def test_a_clock_alerts_investigate_command_runs(store: ChdbStore, tmp_path: Pat
     assert clock["host"] == "gw-live"
     (excursion,) = clock["excursions"]
     assert excursion["start_ns"] == recent + 10 * MS
+
+
+def test_a_forged_chain_with_other_times_leaves_the_period_figures_and_says_so(
+    clocks: ChdbStore, tmp_path: Path
+) -> None:
+    """gw-2's stamps copied into a made-up chain at batch 1000000, 3 ms later and with 5 ms
+    bounds, change no figure silently: they are contested, left out of every figure (gw-2's
+    own included), listed with the time every chain's rows span, and the page opens with the
+    CONTESTED STAMPS banner; the other hosts' figures are as before."""
+    lo, hi = parse_period(PERIOD)
+    before = period_evidence(clocks, lo, hi, _ctx()).to_dict()
+    db = clocks.database
+    clocks._execute(
+        f"INSERT INTO {db}.observations SELECT * REPLACE ('trail.topic/9' AS chain_id, "
+        "1000000 AS batch, received + toIntervalMillisecond(3) AS received, "
+        f"{5 * MS} AS clock_err_ns) FROM (SELECT * FROM {db}.observations WHERE host = 'gw-2')"
+    )
+    assert clocks.query(
+        "SELECT count() AS n FROM {db}.observations WHERE chain_id = 'trail.topic/9'"
+    ) == [{"n": 10}]
+    doc = period_evidence(clocks, lo, hi, _ctx()).to_dict()
+    assert [c for c in doc["clocks"] if c["host"] != "gw-2"] == [
+        c for c in before["clocks"] if c["host"] != "gw-2"
+    ]
+    assert [c["host"] for c in doc["clocks"]] == ["gw-1", "gw-3"]
+    assert doc["contested"] == [
+        {
+            "stage": "gate",
+            "stamps": 10,
+            "chains": ["local", "trail.topic/9"],
+            "first": format_ns(T0),
+            "first_ns": T0,
+            "last": format_ns(T0 + 93 * MS),
+            "last_ns": T0 + 93 * MS,
+        }
+    ]
+    html = render_html(doc)
+    assert html.index('id="contested"') < html.index("Clock-accuracy regime")
+    assert "CONTESTED STAMPS" in html
+    assert 'class="contested"' in html
+    fastjsonschema.compile(EVIDENCE_JSON_SCHEMA)(orjson.loads(orjson.dumps(doc)))
