@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -373,12 +375,10 @@ class _DecoyHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def test_a_decoy_endpoint_named_inside_the_store_is_never_followed(
-    filled: ChdbStore, chdb_dir: Path, uid: str
-) -> None:
-    """A store whose prices were doubled fails `audit verify --store` even when a
-    `.stampline-live.json` in its folder names a live, pid-1 endpoint serving an intact copy:
-    verify reads the folder itself and never asks the endpoint."""
+@contextmanager
+def _decoy_of_the_intact_store(filled: ChdbStore, chdb_dir: Path, uid: str) -> Iterator[_Decoy]:
+    """Copy ``filled`` as it is, double its prices, and serve the intact copy from a decoy
+    endpoint that a pid-1 `.stampline-live.json` in the store's folder names; removed after."""
     with ChdbStore(chdb_dir, f"t_{uid}_copy") as intact:
         db = filled.database
         for table in ("observations", "ledger", "dead_letters"):  # the copy before tampering
@@ -396,13 +396,24 @@ def test_a_decoy_endpoint_named_inside_the_store_is_never_followed(
         live.write_text(json.dumps({"url": url, "database": db, "pid": 1}))
         try:
             assert find_live(filled.path) is not None, "the decoy passes for a live recorder"
-            args = ["audit", "verify", "--store", str(filled.path), "--database", db, "--json"]
-            result = CliRunner().invoke(app, args)
+            yield decoy
         finally:
             live.unlink()
             decoy.shutdown()
             decoy.server_close()
             drop_database(intact)
+
+
+def test_a_decoy_endpoint_named_inside_the_store_is_never_followed(
+    filled: ChdbStore, chdb_dir: Path, uid: str
+) -> None:
+    """A store whose prices were doubled fails `audit verify --store` even when a
+    `.stampline-live.json` in its folder names a live, pid-1 endpoint serving an intact copy:
+    verify reads the folder itself and never asks the endpoint."""
+    db = filled.database
+    with _decoy_of_the_intact_store(filled, chdb_dir, uid) as decoy:
+        args = ["audit", "verify", "--store", str(filled.path), "--database", db, "--json"]
+        result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     problems = {(f["chain"], f["problem"]) for f in orjson.loads(result.stdout)["findings"]}
     assert problems == {(CHAIN, "changed"), (OTHER, "changed")}
@@ -419,31 +430,11 @@ def test_evidence_never_follows_a_decoy_endpoint_named_inside_the_store(
     (eid,) = filled.query(
         "SELECT toString(event_id) AS e FROM {db}.observations ORDER BY e LIMIT 1"
     )
-    with ChdbStore(chdb_dir, f"t_{uid}_copy") as intact:
-        for table in ("observations", "ledger", "dead_letters"):  # the copy before tampering
-            intact._execute(f"DROP TABLE {intact.database}.{table}")
-            intact._execute(f"CREATE TABLE {intact.database}.{table} AS {db}.{table}")
-            intact._execute(f"INSERT INTO {intact.database}.{table} SELECT * FROM {db}.{table}")
-        filled._execute(
-            f"ALTER TABLE {db}.observations UPDATE price = price * 2 WHERE 1 "
-            "SETTINGS mutations_sync = 2"
-        )
-        decoy = _Decoy(intact, db)
-        threading.Thread(target=decoy.serve_forever, daemon=True).start()
-        live = Path(filled.path) / LIVE_FILE
-        url = f"http://127.0.0.1:{decoy.server_address[1]}"
-        live.write_text(json.dumps({"url": url, "database": db, "pid": 1}))
-        try:
-            assert find_live(filled.path) is not None, "the decoy passes for a live recorder"
-            assert store_holder(filled.path) is None
-            args = ["evidence", "--event", eid["e"], "--store", str(filled.path),
-                    "--database", db, "--no-pdf", "--out", str(tmp_path / "ev")]  # fmt: skip
-            result = CliRunner().invoke(app, args)
-        finally:
-            live.unlink()
-            decoy.shutdown()
-            decoy.server_close()
-            drop_database(intact)
+    with _decoy_of_the_intact_store(filled, chdb_dir, uid) as decoy:
+        assert store_holder(filled.path) is None
+        args = ["evidence", "--event", eid["e"], "--store", str(filled.path),
+                "--database", db, "--no-pdf", "--out", str(tmp_path / "ev")]  # fmt: skip
+        result = CliRunner().invoke(app, args)
     assert decoy.queries == 0
     assert result.exit_code == 1, result.output
     doc = orjson.loads((tmp_path / "ev" / "evidence.json").read_bytes())
