@@ -989,7 +989,7 @@ class Gate:
                 try:
                     self._produce(s.clean_topic, value, key, out)
                 except KafkaException as exc:
-                    why = exc.args[0].str() if exc.args else str(exc)
+                    why = _kafka_words(exc)
                     refused = Failure(*_PRODUCE_RULE, f"the producer refused the record: {why}")
             if refused is None:
                 self.stats.forwarded += 1
@@ -1172,9 +1172,9 @@ class Gate:
                 error = exc.args[0] if exc.args else None
                 if isinstance(error, KafkaError) and error.code() in _RECORD_FAULTS:
                     raise
-                words = error.str() if isinstance(error, KafkaError) else str(exc)
                 raise DeliveryError(
-                    f"broker did not take every record, offsets not committed: {topic}: {words}"
+                    "broker did not take every record, offsets not committed: "
+                    f"{topic}: {_kafka_words(exc)}"
                 ) from exc
             except BufferError:
                 # Delivery reports free the queue; a stopped gate does not wait for ever.
@@ -1493,6 +1493,13 @@ class _Routed:
     instruments: list[str]
     # received, emitted, origin, ingested (ns) and broker time (ms)
     times: tuple[npt.NDArray[np.int64], ...]
+
+
+def _kafka_words(exc: KafkaException) -> str:
+    """librdkafka's words for a refusal: its ``KafkaError``'s text, without the code dump
+    ``str(exc)`` adds around it."""
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
 
 
 def _counted(rows: list[TrailRow], b: _Batch, fast: npt.NDArray[np.int64] | None) -> _Routed:
