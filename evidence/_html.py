@@ -319,37 +319,42 @@ def _banner(doc: dict[str, Any]) -> str:
 def _contested_banner(doc: dict[str, Any]) -> str:
     """Page 1's warning when chains hold different rows for a value shown."""
     found = doc["integrity"].get("contested") or []
-    if not found:
-        return ""
     items = "".join(
         f'<li class="contested">{_e(c["event_id"])} {_e(c["stage"])}: chains '
         f"{_e(', '.join(c['chains']))}</li>"
         for c in found
     )
-    return (
-        '<div class="banner" id="contested"><b>CONTESTED VALUES</b>: the audit trail holds '
-        f"different rows in different hash chains for {len(found)} of the stamps shown. Each "
-        f"is marked ⚠ with the chains; the row shown is one of them, not a verdict.<ul>{items}"
-        "</ul>Only <code>stampline audit verify</code> with every chain's head (below) tells "
-        "a made-up chain from a real one.</div>"
+    return _contested_div(
+        "CONTESTED VALUES",
+        f"{len(found)} of the stamps shown. Each is marked ⚠ with the chains; the row shown is "
+        "one of them, not a verdict.",
+        items,
     )
 
 
 def _period_contested_banner(doc: dict[str, Any]) -> str:
     """Page 1's warning when chains hold different rows for stamps in the period."""
-    found = doc.get("contested") or []
-    if not found:
-        return ""
     items = "".join(
         f'<li class="contested">{_e(c["stage"])}: {_e(c["stamps"])} stamp(s) between '
         f"{_e(c['first'])} and {_e(c['last'])}, chains {_e(', '.join(c['chains']))}</li>"
-        for c in found
+        for c in doc.get("contested") or []
     )
+    return _contested_div(
+        "CONTESTED STAMPS",
+        "these stamps. They are left out of every figure below (their host, time and bound "
+        "depend on which chain is real), and the time they span is marked on the chart.",
+        items,
+    )
+
+
+def _contested_div(title: str, what: str, items: str) -> str:
+    """The contested banner around ``items`` (nothing without any): what the chains hold
+    differently, and the one check that tells a made-up chain from a real one."""
+    if not items:
+        return ""
     return (
-        '<div class="banner" id="contested"><b>CONTESTED STAMPS</b>: the audit trail holds '
-        "different rows in different hash chains for these stamps. They are left out of every "
-        "figure below (their host, time and bound depend on which chain is real), and the time "
-        f"they span is marked on the chart.<ul>{items}</ul>Only <code>stampline audit "
+        f'<div class="banner" id="contested"><b>{title}</b>: the audit trail holds different '
+        f"rows in different hash chains for {what}<ul>{items}</ul>Only <code>stampline audit "
         "verify</code> with every chain's head (below) tells a made-up chain from a real one."
         "</div>"
     )
