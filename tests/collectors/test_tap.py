@@ -201,10 +201,13 @@ def test_the_tap_takes_on_while_its_trail_is_unacknowledged_and_commits_none_of_
     thread = threading.Thread(target=_catch, args=(blocked.run, stop, failed))
     thread.start()
     try:
+        # a batch is counted as it is observed, and its segment joins those in flight only
+        # after the take returns: wait for the second segment itself, not for its records
         deadline = time.monotonic() + 30
-        while blocked.stats.records <= 10 and time.monotonic() < deadline:
+        in_flight = 0
+        while in_flight < 2 and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
-        in_flight = blocked.in_flight
+            in_flight = max(in_flight, blocked.in_flight)
         assert blocked.stats.records > 10  # past the first segment, which is unacknowledged
         assert in_flight >= 2
         assert committed(bootstrap, group, topic) == 30
