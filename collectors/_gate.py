@@ -30,7 +30,8 @@ with certainty; every other record goes, in its place, to ``_route``, the refere
 also the whole route where the module lacks it, with ``exactly_once``, when
 ``GateSettings.compiled`` is False or the environment sets ``STAMPLINE_GATE_REFERENCE`` (to
 anything but ``0``). Both move one event-time state. Each record's path is counted in
-``GATE_PATHS``.
+``GATE_PATHS``. On the compiled route the gate also consumes with its own librdkafka handle,
+which hands over each batch as columns (``collectors/_source.py``).
 """
 
 from __future__ import annotations
@@ -46,19 +47,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from math import nan
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stampline._common import UNNAMED_PROVIDER, where
 from stampline.audit import (
@@ -73,7 +67,7 @@ from stampline.audit import (
 from stampline.collectors._dlq import MAX_REASON, dead_letter_headers, fit_dead_letter
 from stampline.collectors._eventtime import EventTime
 from stampline.collectors._ids import traced_source_ids
-from stampline.collectors._kafka import consumer_config, native_settings, producer_config, take
+from stampline.collectors._kafka import consumer_config, native_settings, producer_config
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._preflight import (
     Limits,
@@ -84,6 +78,7 @@ from stampline.collectors._preflight import (
     topic_limits,
 )
 from stampline.collectors._recovery import Found, OutPositions, OutputLedger, Written
+from stampline.collectors._source import Partitions, Source, Taken, open_source
 from stampline.collectors._stamps import (
     CONTRACT_VERSION,
     H_CLOCK_ERR,
@@ -96,7 +91,6 @@ from stampline.collectors._stamps import (
     H_VERSION,
     Headers,
     Stamps,
-    headers_of,
     read_stamps_batch,
 )
 from stampline.collectors._trailrows import TrailRows, TrailSink, write_table
@@ -170,6 +164,9 @@ class GateSettings:
     clock_source: str = "configured"
     host: str = field(default_factory=socket.gethostname)
     consume_batch: int = 1000
+    # ...and a batch grows no further once its values and keys reach this many bytes: what
+    # the gate holds in its queues stays bounded when records are large (docs/gate.md)
+    batch_bytes: int = 16 * 2**20
     poll_timeout_s: float = 0.1
     flush_rows: int = 10_000  # write the trail and commit when this many rows are pending...
     flush_interval_s: float = 0.5  # ...or when the oldest pending row is this old
@@ -230,6 +227,7 @@ class _Batch:
     offsets: list[int]
     broker_ms: list[int]  # 0 where the broker gave no timestamp
     broker_types: list[str]  # whose clock broker_ms is: "", "CreateTime", "LogAppendTime"
+    keys: list[bytes | None]
     headers: list[Headers | None]
     providers: list[str]
     instruments: list[str]
@@ -299,6 +297,8 @@ class Gate:
         # The route `run` takes: "compiled" or "reference" (module doc), and why the reference.
         self._reference_why = self._refuse_compiled()
         self.path = "reference" if self._reference_why else "compiled"
+        # The consumer `run` took: "compiled", or "reference (why)" (collectors/_source.py).
+        self.consumer_path = ""
         # One event-time state for both routes: the compiled route's where it runs, so the
         # records it leaves to the reference move the same watermarks.
         self.event_time: EventTime | CompiledEventTime = (
@@ -324,16 +324,16 @@ class Gate:
         self._limits = settings.limits  # with the output topics' limits once run() found them
         self._clean_limit = self._limits.out_limit(dead_letter=False)
         self._stop = threading.Event()  # the caller's stop, seen by every thread
-        self._consumer: Consumer | None = None
+        self._consumer: Source | None = None
         self._producer: Producer | GateProducer | None = None
         self._ledger: OutputLedger | None = None
         self._group_metadata: Any = None
-        self._q_in: queue.Queue[list[Message] | _Flush | None] = queue.Queue(settings.queue_batches)
+        self._q_in: queue.Queue[Taken | _Flush | None] = queue.Queue(settings.queue_batches)
         self._q_out: queue.Queue[_Segment | None] = queue.Queue(settings.queue_batches)
         self._commits: queue.SimpleQueue[tuple[dict[tuple[str, int], int] | None, _Segment]] = (
             queue.SimpleQueue()
         )
-        self._carry: list[Message] = []
+        self._carry: Taken | None = None  # records taken, not yet offered to the evaluator
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
         self._failed = threading.Event()
@@ -370,8 +370,6 @@ class Gate:
         consumer_extra: dict[str, Any] = {"isolation.level": "read_committed", **s.consumer}
         if self.metrics is not None:
             consumer_extra.setdefault("statistics.interval.ms", 5000)
-            consumer_extra["stats_cb"] = self._on_stats
-        self._consumer = Consumer(consumer_config(s.bootstrap_servers, s.group_id, consumer_extra))
         if s.recovery_scan:
             self._ledger = OutputLedger(
                 s.bootstrap_servers,
@@ -386,15 +384,25 @@ class Gate:
         ]
         for t in self._threads:
             t.start()
-        self._consumer.subscribe(
-            list(s.raw_topics), on_assign=self._on_assign, on_revoke=self._on_revoke
+        self._consumer, why = open_source(
+            s.bootstrap_servers,
+            s.group_id,
+            consumer_config(s.bootstrap_servers, s.group_id, consumer_extra),
+            s.raw_topics,
+            self._on_assign,
+            self._on_revoke,
+            # the compiled consumer on the compiled route; transactions need the reference's
+            compiled=not self._reference_why,
+            on_stats=self._on_stats if self.metrics is not None else None,
         )
+        self.consumer_path = f"reference ({why})" if why else "compiled"
         log.info(
-            "gate started topics=%s group=%s delivery=%s route=%s",
+            "gate started topics=%s group=%s delivery=%s route=%s consumer=%s",
             ",".join(s.raw_topics),
             s.group_id,
             s.delivery,
             self._reference_why or "compiled",
+            self.consumer_path,
         )
         try:
             while not stop.is_set() and not self._failed.is_set():
@@ -470,32 +478,43 @@ class Gate:
     def _consume_once(self) -> None:
         assert self._consumer is not None
         s = self.settings
-        if self._carry:
-            if self._offer(self._carry):
-                self._carry = []
+        carry = self._carry
+        if carry is not None:
+            if self._offer_carry():
                 self._set_paused(False)
                 return
-            if len(self._carry) < s.consume_batch:
+            if len(carry) < s.consume_batch and carry.size < s.batch_bytes:
                 # The evaluator is busy: grow the waiting batch rather than stop fetching. A
                 # pause makes the client drop what it has fetched and fetch it again on resume,
                 # so pausing for a few small fetches costs more than it saves.
-                self._carry.extend(take(self._consumer, s.consume_batch - len(self._carry), 0.005))
+                more = self._consumer.take(
+                    s.consume_batch - len(carry), s.batch_bytes - carry.size, 0.005
+                )
+                self._hold(more)
                 return
             # Full: stop fetching, but keep polling so the group and rebalances go on.
             self._set_paused(True)
-            self._carry.extend(take(self._consumer, s.consume_batch, 0.05))
+            self._hold(self._consumer.take(s.consume_batch, s.batch_bytes, 0.05))
             return
-        messages = take(self._consumer, s.consume_batch, s.poll_timeout_s)
-        if messages:
-            self._carry = messages
-            if self._offer(self._carry):
-                self._carry = []
+        self._hold(self._consumer.take(s.consume_batch, s.batch_bytes, s.poll_timeout_s))
+        if self._carry is not None:
+            self._offer_carry()
 
-    def _offer(self, batch: list[Message], timeout_s: float = 0.02) -> bool:
+    def _hold(self, taken: Taken) -> None:
+        if not len(taken):
+            return
+        if self._carry is None:
+            self._carry = taken
+        else:
+            self._carry.extend(taken)
+
+    def _offer_carry(self, timeout_s: float = 0.02) -> bool:
+        """Hand the records held to the evaluator; whether it took them."""
         try:
-            self._q_in.put(batch, timeout=timeout_s)
+            self._q_in.put(self._carry, timeout=timeout_s)
         except queue.Full:
             return False
+        self._carry = None
         self._note_depth("in", self._q_in)
         return True
 
@@ -520,14 +539,12 @@ class Gate:
         if paused == self.paused:
             return
         assert self._consumer is not None
-        assignment = self._consumer.assignment()
+        assigned = self._consumer.pause(paused)
         if paused:
-            self._consumer.pause(assignment)
             self.stats.pauses += 1
-            log.warning("backpressure: paused partitions=%d", len(assignment))
+            log.warning("backpressure: paused partitions=%d", assigned)
         else:
-            self._consumer.resume(assignment)
-            log.info("backpressure released: resumed partitions=%d", len(assignment))
+            log.info("backpressure released: resumed partitions=%d", assigned)
         self.paused = paused
         if self.metrics is not None:
             self.metrics.backpressure.set(1 if paused else 0)
@@ -536,9 +553,8 @@ class Gate:
         """Push everything taken in through the pipeline and wait until it is committed."""
         if self._failed.is_set() or not any(t.is_alive() for t in self._threads):
             return
-        while self._carry and not self._failed.is_set():
-            if self._offer(self._carry, 0.1):
-                self._carry = []
+        while self._carry is not None and not self._failed.is_set():
+            self._offer_carry(0.1)
         marker = _Flush()
         self._put(self._q_in, marker)
         # The writer hands finished segments back to this thread to commit: keep committing.
@@ -557,10 +573,7 @@ class Gate:
             except queue.Empty:
                 break
             if offsets:
-                self._consumer.commit(
-                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                    asynchronous=False,
-                )
+                self._consumer.commit(offsets)
             if self._ledger is not None:
                 self._ledger.save(segment.offsets, segment.positions)
             if segment.done is not None:
@@ -569,13 +582,14 @@ class Gate:
         if committed and on_flush is not None:
             on_flush(self.stats)
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, partitions: Partitions) -> None:
+        assert self._consumer is not None
         if self.transactional:
-            self._group_metadata = consumer.consumer_group_metadata()
+            self._group_metadata = self._consumer.group_metadata()
         if self._ledger is not None:
-            self._recover([(tp.topic, tp.partition) for tp in partitions])
+            self._recover(partitions)
         if self.paused:
-            consumer.pause(partitions)
+            self._consumer.pause_these(partitions)
         self.ready.set()
 
     def _recover(self, inputs: list[tuple[str, int]]) -> None:
@@ -594,9 +608,7 @@ class Gate:
             # Nothing was written for these yet; mark where the outputs stand now so a crash
             # before the first commit scans only what comes after.
             now = {
-                (t, p): self._consumer.get_watermark_offsets(
-                    TopicPartition(t, p), timeout=10, cached=False
-                )[1]
+                (t, p): self._consumer.high_watermark(t, p, 10)
                 for t, p in self._ledger.output_partitions()
             }
             self._ledger.save(fresh, now)
@@ -606,7 +618,7 @@ class Gate:
             }
             self._already.update(self._ledger.scan(start, set(inputs)))
 
-    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _partitions: Partitions) -> None:
         # Commit what was processed before the partitions move to another gate.
         self._drain()
         self._commit_done(None)
@@ -667,24 +679,29 @@ class Gate:
             if self._due():
                 self._cut(None)
 
-    def _next_batch(self) -> tuple[list[Message], _Flush | Literal[False] | None]:
-        """Every batch waiting in ``q_in``, joined until ``consume_batch`` records, and the
-        flush or stop (None) that came after them, else False.
+    def _next_batch(self) -> tuple[Taken | None, _Flush | Literal[False] | None]:
+        """Every batch waiting in ``q_in``, joined until ``consume_batch`` records or
+        ``batch_bytes``, and the flush or stop (None) that came after them, else False.
 
         A batch costs about a millisecond whatever its size (ids, trace ids, each rule's
         columns, one poll), so a busy evaluator that took small fetches one at a time would
         fall further behind the more it fell behind; joined, it catches up.
         """
-        batch: list[Message] = []
-        while len(batch) < self.settings.consume_batch:
+        chunks: list[Taken] = []
+        n = size = 0
+        control: _Flush | Literal[False] | None = False
+        while n < self.settings.consume_batch and size < self.settings.batch_bytes:
             try:
-                item = self._q_in.get_nowait() if batch else self._q_in.get(timeout=self._wait_s())
+                item = self._q_in.get_nowait() if n else self._q_in.get(timeout=self._wait_s())
             except queue.Empty:
                 break
             if item is None or isinstance(item, _Flush):
-                return batch, item
-            batch.extend(item)
-        return batch, False
+                control = item
+                break
+            chunks.append(item)
+            n += len(item)
+            size += item.size
+        return (Taken.joined(chunks) if chunks else None), control
 
     def _pending(self) -> int:
         """Trail rows not yet in a segment, on both routes."""
@@ -733,7 +750,7 @@ class Gate:
                     positions[tp] = nxt
         return positions
 
-    def _process(self, messages: list[Message]) -> None:
+    def _process(self, taken: Taken | list[Message]) -> None:
         """Judge, stamp, forward or dead-letter one batch, and add its trail rows.
 
         The per-record work is what cannot be done for a whole batch at once (a header
@@ -742,31 +759,20 @@ class Gate:
         """
         assert self._producer is not None
         received = time.time_ns()
-        good: list[Message] = []
-        for m in messages:
-            err = m.error()
-            if err is None:
-                good.append(m)
-            else:  # partition EOF events are off, so every error here is worth a line
-                log.warning(
-                    "consume error %s: %s", where(m.topic(), m.partition(), m.offset()), err
-                )
-        if not good:
+        if isinstance(taken, list):  # confluent-kafka's records (benchmarks, tests)
+            taken = Taken.of(taken)
+        n = len(taken)
+        if not n:
             return
-        n = len(good)
         if not self._pending():
             self._oldest_pending = time.monotonic()
-        values = [m.value() for m in good]
-        topics = [m.topic() or "" for m in good]
-        partitions = [m.partition() or 0 for m in good]
-        offsets = [m.offset() or 0 for m in good]
-        stamps = [m.timestamp() for m in good]
-        broker_ms = [ts for _t, ts in stamps]
-        # confluent-kafka gives a list of (name, bytes) or None
-        raw_headers = cast(list[Headers | None], [m.headers() for m in good])
+        values, topics, partitions, offsets = (
+            taken.values, taken.topics, taken.partitions, taken.offsets
+        )  # fmt: skip
+        raw_headers = taken.headers
         # One rule set per batch: a reload takes effect from the next batch on.
         rules = self.rules.current
-        sized, priors = self._screen(good, raw_headers)
+        sized, priors = self._screen(taken.keys, raw_headers)
         # Refused whatever the rules say (oversized key or headers, broken stamps): the rules
         # judge them, but they move no stateful rule's state.
         broken = (i for i, p in enumerate(priors) if isinstance(p, StampError))
@@ -778,17 +784,19 @@ class Gate:
         except Exception as exc:  # the rules engine should not raise; if it does, find who
             if n > 1:
                 log.error("rules raised on a batch of %d, judging one by one: %r", n, exc)
-                for m in good:
-                    self._process([m])
+                for i in range(n):
+                    self._process(taken.one(i))
                 return
             result = _unjudgeable(exc)
         rejects, warnings = _judged(result)
         spans = self._span_rng.integers(0, 256, (n, 8), np.uint8)
         compiled = _on_compiled_route(self._producer)
         if compiled:  # the same ids and traceparents, made in Rust (test_gate_native.py)
-            ids, trace_text = event_ids(topics, partitions, offsets, broker_ms, spans.tobytes())
+            ids, trace_text = event_ids(
+                topics, partitions, offsets, taken.times_ms, spans.tobytes()
+            )
         else:
-            ids, trace_text = traced_source_ids(topics, partitions, offsets, broker_ms, spans)
+            ids, trace_text = traced_source_ids(topics, partitions, offsets, taken.times_ms, spans)
         received_text = str(received).encode()
         batch = _Batch(
             received=received,
@@ -796,8 +804,11 @@ class Gate:
             topics=topics,
             partitions=partitions,
             offsets=offsets,
-            broker_ms=[ms if kind else 0 for kind, ms in stamps],
-            broker_types=[_TIME_TYPES.get(kind, "") for kind, _ms in stamps],
+            broker_ms=[
+                ms if kind else 0 for kind, ms in zip(taken.time_types, taken.times_ms, strict=True)
+            ],
+            broker_types=[_TIME_TYPES.get(kind, "") for kind in taken.time_types],
+            keys=taken.keys,
             headers=raw_headers,
             # evaluate_records gives the identity fields as Python lists
             providers=result.identity[0],
@@ -820,12 +831,12 @@ class Gate:
         first = len(self._rows.rows)  # this batch's reference rows are the tuples from here
         fast = None  # what the compiled route routed: (index, emitted, origin, ingested)
         if compiled and not (self._already.by_id or self._already.by_source):
-            fast = self._route_compiled(batch, good, early)
+            fast = self._route_compiled(batch, early)
         else:  # the reference route; also while a recovery scan's findings are being met
             why = self._reference_why or "the reference route (a recovery scan's findings)"
             _count_path(f"python: {why}", n)
-            for i, m in enumerate(good):
-                self._route_one(batch, i, m)
+            for i in range(n):
+                self._route_one(batch, i)
         self.stats.events_in += n
         for i in range(n):
             self._offsets[(topics[i], partitions[i])] = offsets[i] + 1
@@ -848,9 +859,7 @@ class Gate:
         if self.metrics is not None:
             self._count(n, _counted(self._rows.rows[first:], batch, fast))
 
-    def _route_compiled(
-        self, b: _Batch, messages: list[Message], early: list[int]
-    ) -> npt.NDArray[np.int64]:
+    def _route_compiled(self, b: _Batch, early: list[int]) -> npt.NDArray[np.int64]:
         """Route the batch on the compiled route (``route_batch``): the records no rule
         refused or warned about, the gate refused nothing of and that have readable stamps or
         none are stamped, produced and given their rows in Rust (gathered there until the
@@ -862,7 +871,8 @@ class Gate:
         if self._fast_rows is None:
             self._fast_rows = CompiledRows()
         s = self.settings
-        slow = [False] * len(messages)
+        n = len(b.values)
+        slow = [False] * n
         for i in (*b.rejects, *b.warnings, *early):
             slow[i] = True
         times, forwarded, late = route_batch(
@@ -870,9 +880,9 @@ class Gate:
             self.event_time,
             self._fast_rows,
             b,
-            [m.key() for m in messages],
+            b.keys,
             slow,
-            lambda i: self._route_one(b, i, messages[i]),
+            lambda i: self._route_one(b, i),
             clean_topic=s.clean_topic,
             clean_limit=(
                 self._clean_limit if self._clean_limit < self._limits.producer_bytes else None
@@ -887,19 +897,19 @@ class Gate:
         judged = sum(slow)
         _count_path("compiled", forwarded)
         _count_path("python: refused or warned about", judged)
-        _count_path("python: left by the compiled route", len(messages) - forwarded - judged)
+        _count_path("python: left by the compiled route", n - forwarded - judged)
         return np.frombuffer(times, "<i8").reshape(-1, 4)
 
-    def _route_one(self, b: _Batch, i: int, m: Message) -> None:
+    def _route_one(self, b: _Batch, i: int) -> None:
         """``_route``, dead-lettering a record whose processing raised."""
         try:
-            self._route(b, i, m)
+            self._route(b, i)
         except DeliveryError:
             raise  # the broker, not the record: stop without committing, resume here
         except Exception as exc:  # whatever one record makes fail is that record's
-            self._unprocessable(b, i, m, exc)
+            self._unprocessable(b, i, exc)
 
-    def _route(self, b: _Batch, i: int, m: Message) -> None:
+    def _route(self, b: _Batch, i: int) -> None:
         """Stamp one record, then forward or dead-letter it, and add its trail row.
 
         Everything that can fail on a record's account happens before anything is produced,
@@ -908,7 +918,7 @@ class Gate:
         s = self.settings
         failures = b.rejects.get(i, ())
         headers = b.headers[i]
-        key = m.key()
+        key = b.keys[i]
         value = b.values[i]
         refused = b.sized.get(i)
         prior: Stamps | None = None
@@ -976,9 +986,9 @@ class Gate:
                 outcome = "dead_lettered"
                 rule_id, rule_version = written.rule_id, written.rule_version
                 failure = failures[0] if failures else Failure(written.rule_id, 0, _RECOVERED)
-                self._dead_row(m, failure, event_id, b.received, provider)
+                self._dead_row(b, i, failure, event_id, provider)
             elif warned:
-                self._warned(m, warned, event_id, b.received, provider, new=False)
+                self._warned(b, i, warned, event_id, provider, new=False)
         elif not failures:
             if warned:
                 flags = ",".join(f"{f.rule_id}@v{f.rule_version}" for f in warned)
@@ -994,13 +1004,13 @@ class Gate:
             if refused is None:
                 self.stats.forwarded += 1
                 if warned:
-                    self._warned(m, warned, event_id, b.received, provider, new=True)
+                    self._warned(b, i, warned, event_id, provider, new=True)
             else:
                 failures = (refused,)
         if failures and written is None:
             failure = failures[0]
             outcome, rule_id, rule_version = "dead_lettered", failure.rule_id, failure.rule_version
-            self._dead_letter(m, failure, event_id, b.received, provider, stamp_headers)
+            self._dead_letter(b, i, failure, event_id, provider, stamp_headers)
         # The warn rules a forwarded record broke ("rule@vN,..."), then the hash of the rule
         # file of every rule the row names, as loaded now.
         dead = outcome == "dead_lettered"
@@ -1036,24 +1046,24 @@ class Gate:
         )  # fmt: skip
 
     def _screen(
-        self, batch: list[Message], headers: list[Headers | None]
+        self, keys: list[bytes | None], headers: list[Headers | None]
     ) -> tuple[dict[int, Failure], list[Stamps | StampError | None]]:
         """The rows over the key or header limits, with their failure, and every row's
         stamps, read for the batch in one call (``read_stamps_batch``: compiled where the
         reader is certain, else ``read_stamps``), except where the headers are over their
         limit."""
         sized: dict[int, Failure] = {}
-        readable: list[Headers | None] = [None] * len(batch)
+        readable: list[Headers | None] = [None] * len(keys)
         for i, h in enumerate(headers):
-            if h is None and len(batch[i].key() or b"") <= self._limits.max_key_bytes:
+            if h is None and len(keys[i] or b"") <= self._limits.max_key_bytes:
                 continue  # the common case: a raw record without headers
-            failure = self._refuse_size(batch[i].key(), h)
+            failure = self._refuse_size(keys[i], h)
             if failure is not None:
                 sized[i] = failure
             else:
                 readable[i] = h
         if not any(readable):
-            return sized, [None] * len(batch)
+            return sized, [None] * len(keys)
         return sized, read_stamps_batch(readable)
 
     def _refuse_size(self, key: bytes | None, headers: Headers | None) -> Failure | None:
@@ -1107,14 +1117,14 @@ class Gate:
         else:
             self.stats.dead_lettered[written.rule_id] += 1
 
-    def _unprocessable(self, b: _Batch, i: int, m: Message, exc: Exception) -> None:
+    def _unprocessable(self, b: _Batch, i: int, exc: Exception) -> None:
         """Dead-letter a record whose processing raised, with the error as its reason."""
         topic, partition, offset = b.topics[i], b.partitions[i], b.offsets[i]
         log.error("record could not be processed %s: %r", where(topic, partition, offset), exc)
         failure = Failure(*UNPROCESSABLE_RULE, f"{type(exc).__name__}: {exc}"[:MAX_REASON])
         b.refused[i] = (failure,)
         event_id = b.ids[i]
-        self._dead_letter(m, failure, event_id, b.received, "", [(H_EVENT_ID, event_id.encode())])
+        self._dead_letter(b, i, failure, event_id, "", [(H_EVENT_ID, event_id.encode())])
         s = self.settings
         provider = b.providers[i] if isinstance(b.providers[i], str) else ""
         self._rows.rows.append(
@@ -1186,15 +1196,15 @@ class Gate:
 
     def _dead_letter(
         self,
-        m: Message,
+        b: _Batch,
+        i: int,
         failure: Failure,
         event_id: str,
-        received: int,
         provider: str,
         stamp_headers: list[tuple[str, Any]],
     ) -> None:
         s = self.settings
-        topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+        topic, partition, offset = b.topics[i], b.partitions[i], b.offsets[i]
         log.info(
             "dead-letter %s rule=%s v%d reason=%s",
             where(topic, partition, offset),
@@ -1213,9 +1223,9 @@ class Gate:
             collector=f"stampline-{s.stage}",
         )
         key, value, headers = fit_dead_letter(
-            m.key(),
-            m.value(),
-            headers_of(m),
+            b.keys[i],
+            b.values[i],
+            list(b.headers[i] or ()),
             [*added, *stamp_headers],
             self._limits.out_limit(dead_letter=True),
             record_bytes,
@@ -1234,7 +1244,7 @@ class Gate:
             if self.metrics is not None:
                 self.metrics.store_errors.inc()
         self.stats.dead_lettered[failure.rule_id] += 1
-        self._dead_row(m, failure, event_id, received, provider)
+        self._dead_row(b, i, failure, event_id, provider)
 
     def set_clock_bound(self, err_ns: int, source: str) -> None:
         """Stamp with this clock-error bound from the next batch on (the bound was read again,
@@ -1244,21 +1254,21 @@ class Gate:
 
     def _dead_row(
         self,
-        m: Message,
+        b: _Batch,
+        i: int,
         failure: Failure,
         event_id: str,
-        received: int,
         provider: str,
         severity: Literal["reject", "warn"] = "reject",
     ) -> None:
         """The trail's row for a dead letter, or (``severity="warn"``) for a broken warn rule
         of a forwarded record, which carries no value."""
-        topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
-        value = (m.value() or b"") if severity == "reject" else b""
+        topic, partition, offset = b.topics[i], b.partitions[i], b.offsets[i]
+        value = (b.values[i] or b"") if severity == "reject" else b""
         self._dead.append(
             DeadLetter(
                 event_id=event_id,
-                received_ns=received,
+                received_ns=b.received,
                 topic=topic,
                 partition=partition,
                 offset=offset,
@@ -1276,17 +1286,17 @@ class Gate:
 
     def _warned(
         self,
-        m: Message,
+        b: _Batch,
+        i: int,
         warned: tuple[Failure, ...],
         event_id: str,
-        received: int,
         provider: str,
         new: bool,
     ) -> None:
         """Keep each broken warn rule's verdict, with its reason, for the trail's warnings;
         count it (once: not again for a record re-read after a crash)."""
         for f in warned:
-            self._dead_row(m, f, event_id, received, provider, severity="warn")
+            self._dead_row(b, i, f, event_id, provider, severity="warn")
             if new:
                 self.stats.warned[f.rule_id] += 1
                 if self.metrics is not None:

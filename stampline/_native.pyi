@@ -94,6 +94,39 @@ class TapLoop:
     def commit(self, offsets: list[tuple[str, int, int]]) -> None: ...
     def close(self) -> None: ...
 
+# The gate's consumer (native/src/source.rs; collectors/_source.py).
+class GateSource:
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        settings: list[tuple[str, str]],
+        topics: list[str],
+        *,
+        on_assign: Callable[[list[tuple[str, int]]], object],
+        on_revoke: Callable[[list[tuple[str, int]]], object],
+        on_stats: Callable[[str], object] | None = None,
+    ) -> None: ...
+    def take(
+        self, max_records: int, max_bytes: int, timeout_s: float
+    ) -> tuple[
+        list[bytes | None],
+        list[bytes | None],
+        list[str],
+        list[int],
+        list[int],
+        list[int],
+        list[int],
+        list[list[tuple[str, bytes | None]] | None],
+        int,
+        list[str],
+    ]: ...
+    def commit(self, offsets: list[tuple[str, int, int]]) -> None: ...
+    def pause(self, paused: bool) -> int: ...
+    def pause_these(self, partitions: list[tuple[str, int]]) -> None: ...
+    def high_watermark(self, topic: str, partition: int, timeout_s: float) -> int: ...
+    def close(self) -> None: ...
+
 # The gate's compiled route (native/src/route.rs, producer.rs, eventtime.rs; collectors/_gate.py).
 class EventTime:
     def __init__(

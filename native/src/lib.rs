@@ -13,6 +13,9 @@ pub mod check;
 pub mod decode;
 // JSON Schema contracts checked on clean records (the gate's `kind: schema` and contracts).
 pub mod schema;
+// The gate's consumer on the compiled route.
+#[cfg(feature = "kafka")]
+pub mod source;
 // The compiled loop's Kafka side (issue 22): built with the `kafka` feature only.
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -209,6 +209,9 @@ mod arrow_batch {
 // The gate's compiled route (its own file: it needs no `unsafe`).
 #[cfg(feature = "kafka")]
 mod gate;
+// The gate's consumer (its own file: it reads what the rdkafka crate hides, with `unsafe`).
+#[cfg(feature = "kafka")]
+mod source;
 
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -221,6 +224,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     tap_loop::register(module)?;
     #[cfg(feature = "kafka")]
     gate::register(module)?;
+    #[cfg(feature = "kafka")]
+    source::register(module)?;
     module.add_function(wrap_pyfunction!(digest_table, module)?)
 }
 

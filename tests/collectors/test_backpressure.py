@@ -99,16 +99,30 @@ def test_a_busy_evaluator_joins_the_batches_waiting_for_it_up_to_consume_batch()
     per-batch cost is paid once) until they reach ``consume_batch`` records, and a flush or stop
     queued behind them comes after them, in order."""
     from stampline.collectors._gate import Gate, _Flush
+    from stampline.collectors._source import Taken
+
+    def chunk(*offsets: int) -> Taken:
+        n = len(offsets)
+        return Taken([b"{}"] * n, [None] * n, ["raw"] * n, [0] * n, list(offsets),
+                     [1] * n, [0] * n, [None] * n)  # fmt: skip
+
+    def offsets(taken: Taken | None) -> list[int]:
+        return taken.offsets if taken is not None else []
 
     settings = GateSettings(
         "127.0.0.1:1", ("raw",), "clean", "dlq", consume_batch=10, queue_batches=8
     )
     gate = Gate(settings, RuleSet.load([rules_file()]), TrailTopic())  # never run: no broker
     for batch in ([1, 2, 3], [4, 5], [6, 7, 8, 9, 10], [11, 12], [13]):
-        gate._q_in.put(batch)  # type: ignore[arg-type]  # records stand in for messages
-    assert gate._next_batch() == (list(range(1, 11)), False)  # reached 10: stop joining
+        gate._q_in.put(chunk(*batch))
+    taken, control = gate._next_batch()
+    assert (offsets(taken), control) == (list(range(1, 11)), False)  # reached 10: stop joining
+    assert taken is not None
+    assert len(taken) == 10 == len(taken.values) == len(taken.headers)
     marker = _Flush()
     gate._q_in.put(marker)
-    assert gate._next_batch() == ([11, 12, 13], marker)
+    taken, control = gate._next_batch()
+    assert (offsets(taken), control) == ([11, 12, 13], marker)
     gate._q_in.put(None)
-    assert gate._next_batch() == ([], None)
+    taken, control = gate._next_batch()
+    assert (offsets(taken), control) == ([], None)

@@ -245,14 +245,14 @@ impl GateProducer {
     }
 }
 
-fn seconds(timeout: f64) -> PyResult<Duration> {
+pub(super) fn seconds(timeout: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(timeout)
         .map_err(|_| PyValueError::new_err("timeout must be a finite number of seconds >= 0"))
 }
 
 /// confluent-kafka's `KafkaException(KafkaError(code, text))`, as the gate catches it from its
 /// producer: the code tells the record's own fault (its size) from the output's.
-fn kafka_exception(py: Python<'_>, code: i32, why: &str) -> PyErr {
+pub(super) fn kafka_exception(py: Python<'_>, code: i32, why: &str) -> PyErr {
     let made = py.import("confluent_kafka").and_then(|m| {
         let error = m.getattr("KafkaError")?.call1((code, why))?;
         m.getattr("KafkaException")?.call1((error,))
