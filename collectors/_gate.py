@@ -838,8 +838,9 @@ class Gate:
             for i in range(n):
                 self._route_one(batch, i)
         self.stats.events_in += n
-        for i in range(n):
-            self._offsets[(topics[i], partitions[i])] = offsets[i] + 1
+        # each partition's next offset: its last record's (a partition's records come in order)
+        positions = zip(topics, partitions, strict=True)
+        self._offsets.update(zip(positions, map((1).__add__, offsets), strict=True))
         self._producer.poll(0)
         # Gap events pile up in the rule set until drained: drain them every batch.
         events = rules.drain_events()

@@ -66,6 +66,7 @@ class Checked:
     # Per record, the bits of its ``wants`` whose compiled schema the clean record certainly
     # passes (rules/_contract_check.py); empty when no schema was given.
     passed: list[int]
+    passed_bits: np.ndarray[Any, np.dtype[np.uint64]]  # the same, as an array (zeros if none)
     # The fields asked for as ``typed``, decoded for the clean records (rules/_columns.py).
     typed: dict[str, Typed]
 
@@ -136,12 +137,14 @@ def check_batch(
         )
         for name, (kinds, numbers, integers, texts) in zip(typed, columns, strict=True)
     }
+    bits = np.frombuffer(passed, "<u8")
     return Checked(
         clean,
         providers,
         instruments,
         seqs,
         origin_ns,
-        np.frombuffer(passed, "<u8").tolist(),
+        bits.tolist(),
+        bits if len(bits) == n else np.zeros(n, np.uint64),
         fields,
     )

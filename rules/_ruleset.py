@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import fastjsonschema
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pyarrow as pa
 
@@ -376,22 +377,27 @@ class RuleSet:
             origins = np.zeros(n, np.int64)
             python_origin = set()
         from_python = _checker.FROM_PYTHON
-        for i, value in enumerate(values):
+        # The records the checker settled, found for the batch at once: clean, with nothing
+        # to read from the payload (the rules read the checker's columns: it is read only if
+        # something asks for it, see Payloads), and certain to pass every schema their
+        # topic's contract needs. Only the others take the loop below, the reference.
+        settled = np.zeros(n, np.bool_)
+        if checked is not None and fields:
+            need, known = _need_bits(topics, needs if check_contract else dict.fromkeys(needs, 0))
+            settled = np.frombuffer(clean, np.uint8).astype(np.bool_)
+            settled &= known & (checked.passed_bits & need == need)
+            settled &= checked.origins != from_python
+            if seqs.count(from_python):
+                settled &= np.fromiter((q != from_python for q in seqs), np.bool_, n)
+            contract_checked = int(np.count_nonzero(need[settled]))
+        unread: tuple[Any, Any] = (None, UNREAD)
+        payloads = list(map(unread.__getitem__, settled.view(np.uint8).tobytes()))
+        arrived = payloads.copy()
+        slow = np.flatnonzero(~settled).tolist()
+        for i in slow:
+            value = values[i]
             hdrs = headers[i] if headers is not None else None
             if clean[i]:
-                need = needs[topics[i]] if check_contract else 0
-                if (
-                    fields
-                    and type(need) is int
-                    and passed[i] & need == need
-                    and seqs[i] != from_python
-                    and i not in python_origin
-                ):
-                    # Nothing to read from the payload here, and the rules read the checker's
-                    # columns: it is read only if something asks for it (Payloads).
-                    contract_checked += need != 0
-                    payloads[i] = arrived[i] = UNREAD
-                    continue
                 payload = _clean_payload(value)
                 if payload is not None:
                     failure = None
@@ -402,13 +408,13 @@ class RuleSet:
                     if failure is None and check_contract:
                         # Skipped when the compiled check says the record certainly passes
                         # every schema _contract would run; else _contract, the reference.
-                        need = needs[topics[i]]
-                        if need is None:
-                            need = compiled.need(self._contract_for(topics[i]), hdrs, payload)
-                        if type(need) is int and passed[i] & need == need:
-                            contract_checked += need != 0  # 0: nothing to check
+                        need_i = needs[topics[i]]
+                        if need_i is None:
+                            need_i = compiled.need(self._contract_for(topics[i]), hdrs, payload)
+                        if type(need_i) is int and passed[i] & need_i == need_i:
+                            contract_checked += need_i != 0  # 0: nothing to check
                         else:
-                            contract_python[need if type(need) is str else NOT_CERTAIN] += 1
+                            contract_python[need_i if type(need_i) is str else NOT_CERTAIN] += 1
                             failure = self._contract(payload, topics[i], hdrs)
                     if failure is not None:
                         early[i] = failure
@@ -445,19 +451,22 @@ class RuleSet:
         # A record refused by its contract, or whose payload could be read only leniently,
         # still arrived: sequence rules count it (as `completeness` and `providers compare`
         # do). Every other rule sees only the records that passed decoding and contract.
+        # A settled record is both decoded and alive; the others say so themselves.
+        seen = payloads.copy()
+        decoded, alive = settled.copy(), settled.copy()
+        for i in slow:
+            alive[i] = payloads[i] is not None
+            decoded[i] = arrived[i] is not None
+            if not alive[i]:
+                seen[i] = arrived[i]
         cols = Columns(
             n,
-            payloads=Payloads(
-                [p if p is not None else a for p, a in zip(payloads, arrived, strict=True)],
-                values,
-            ),
+            payloads=Payloads(seen, values),
             topics=topics,
             origin_ns=origins,
             keys=(providers, instruments),
             typed=fields,
         )
-        decoded = np.fromiter((a is not None for a in arrived), np.bool_, n)
-        alive = np.fromiter((p is not None for p in payloads), np.bool_, n)
         alive[list(early)] = False
         result = self._run(cols, alive, now_ns, decoded, refused)
         for i in early:
@@ -875,6 +884,29 @@ def _non_finite_path(value: Any, path: str = "") -> str | None:
         if found is not None:
             return found
     return None
+
+
+def _need_bits(
+    topics: Sequence[str], needs: Mapping[str, object]
+) -> tuple[npt.NDArray[np.uint64], BoolArray]:
+    """Per record, the bits of the compiled schemas its topic's contract needs, and whether
+    they are known for the topic (they are not where a record chooses its contract, or where
+    a schema has no compiled check: such records take the reference)."""
+    n = len(topics)
+
+    def known(need: object) -> bool:
+        return type(need) is int and 0 <= need < 2**64
+
+    if len(needs) == 1:
+        (need,) = needs.values()
+        ok = known(need)
+        return np.full(n, need if ok else 0, np.uint64), np.full(n, ok)
+    bits = {t: need if known(need) else 0 for t, need in needs.items()}
+    oks = {t: known(need) for t, need in needs.items()}
+    return (
+        np.fromiter(map(bits.__getitem__, topics), np.uint64, n),
+        np.fromiter(map(oks.__getitem__, topics), np.bool_, n),
+    )
 
 
 def _clean_payload(value: bytes | None) -> dict[str, Any] | None:
