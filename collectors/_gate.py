@@ -804,10 +804,8 @@ class Gate:
             topics=topics,
             partitions=partitions,
             offsets=offsets,
-            broker_ms=[
-                ms if kind else 0 for kind, ms in zip(taken.time_types, taken.times_ms, strict=True)
-            ],
-            broker_types=[_TIME_TYPES.get(kind, "") for kind in taken.time_types],
+            broker_ms=_broker_ms(taken),
+            broker_types=_broker_types(taken.time_types),
             keys=taken.keys,
             headers=raw_headers,
             # evaluate_records gives the identity fields as Python lists
@@ -1539,6 +1537,22 @@ def _counted(rows: list[TrailRow], b: _Batch, fast: npt.NDArray[np.int64] | None
         broker.append(np.asarray(b.broker_ms, np.int64)[at])
     times = tuple(np.concatenate(part) if part else np.zeros(0, np.int64) for part in ints)
     return _Routed(texts[0], texts[1], texts[2], texts[3], times)
+
+
+def _broker_ms(taken: Taken) -> list[int]:
+    """The broker times, 0 where the broker gave none (timestamp type 0): the consumer's own
+    list when every record has one, the common case."""
+    kinds = taken.time_types
+    if 0 not in kinds:
+        return taken.times_ms
+    return [ms if kind else 0 for kind, ms in zip(kinds, taken.times_ms, strict=True)]
+
+
+def _broker_types(kinds: list[int]) -> list[str]:
+    """The trail's names of the timestamp types ("" for a code Kafka lacks)."""
+    if _TIME_TYPES.keys() >= set(kinds):  # the common case, mapped in C
+        return list(map(_TIME_TYPES.__getitem__, kinds))
+    return [_TIME_TYPES.get(kind, "") for kind in kinds]
 
 
 def _count_path(path: str, n: int) -> None:

@@ -7,7 +7,9 @@
 //! int64 ns as the gate has them; differences are i128, as Python's ints never overflow.
 #![forbid(unsafe_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use ahash::AHashMap;
 
 /// Event-time state of one provider (`ProviderTime`).
 /// `_UNSET`: no origin seen yet. An origin of exactly this value is never newer than it, as
@@ -38,7 +40,7 @@ pub struct EventTime {
     bucket_ns: i64,
     buckets: i64,
     max_providers: usize,
-    providers: HashMap<String, Provider>,
+    providers: AHashMap<String, Provider>,
 }
 
 impl EventTime {
@@ -55,7 +57,7 @@ impl EventTime {
             bucket_ns: skew_window_ns.div_euclid(buckets.max(1)).max(1),
             buckets,
             max_providers,
-            providers: HashMap::new(),
+            providers: AHashMap::new(),
         }
     }
 
