@@ -126,6 +126,11 @@ _PRODUCE_RULE = SIZE_RULE  # librdkafka refuses a record on its own account for 
 # commit them past a broker that never took them.
 _RECORD_FAULTS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
 _RECOVERED = "written to the dead-letter topic before a restart"
+# A header name that is not UTF-8: no client reads such headers (confluent-kafka raises), so
+# the record is dead-lettered without them, whole otherwise (collectors/_source.py).
+_UNREADABLE_HEADERS = Failure(
+    *UNPROCESSABLE_RULE, "a header name is not UTF-8: the record's headers cannot be read"
+)
 _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
 # The payload field whose number the trail keeps as the record's price (NaN for none: a
 # record with no price, not a JSON number there, or a payload that did not pass).
@@ -772,7 +777,7 @@ class Gate:
         raw_headers = taken.headers
         # One rule set per batch: a reload takes effect from the next batch on.
         rules = self.rules.current
-        sized, priors = self._screen(taken.keys, raw_headers)
+        sized, priors = self._screen(taken.keys, raw_headers, taken.unreadable)
         # Refused whatever the rules say (oversized key or headers, broken stamps): the rules
         # judge them, but they move no stateful rule's state.
         broken = (i for i, p in enumerate(priors) if isinstance(p, StampError))
@@ -1045,13 +1050,13 @@ class Gate:
         )  # fmt: skip
 
     def _screen(
-        self, keys: list[bytes | None], headers: list[Headers | None]
+        self, keys: list[bytes | None], headers: list[Headers | None], unreadable: list[int]
     ) -> tuple[dict[int, Failure], list[Stamps | StampError | None]]:
-        """The rows over the key or header limits, with their failure, and every row's
-        stamps, read for the batch in one call (``read_stamps_batch``: compiled where the
-        reader is certain, else ``read_stamps``), except where the headers are over their
-        limit."""
-        sized: dict[int, Failure] = {}
+        """The rows over the key or header limits, or whose headers cannot be read, with
+        their failure, and every row's stamps, read for the batch in one call
+        (``read_stamps_batch``: compiled where the reader is certain, else ``read_stamps``),
+        except where the headers are over their limit."""
+        sized: dict[int, Failure] = dict.fromkeys(unreadable, _UNREADABLE_HEADERS)
         readable: list[Headers | None] = [None] * len(keys)
         for i, h in enumerate(headers):
             if h is None and len(keys[i] or b"") <= self._limits.max_key_bytes:

@@ -18,8 +18,9 @@ the same source before the partitions go.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -37,6 +38,13 @@ except ImportError:  # built without cargo: confluent-kafka's consumer only
 
 log = logging.getLogger("stampline.gate")
 
+# ``Message.headers()``, called so that Python checks what it returns. confluent-kafka decodes
+# every header name as UTF-8, and on one that is not it returns a value with the
+# UnicodeDecodeError still set: a plain call, once the interpreter has specialised it, lets
+# that error surface later, anywhere; a call made from C is checked, and raises SystemError
+# from the UnicodeDecodeError there.
+_headers_of = operator.methodcaller("headers")
+
 Partitions = list[tuple[str, int]]
 OnRebalance = Callable[[Partitions], None]
 
@@ -44,8 +52,10 @@ OnRebalance = Callable[[Partitions], None]
 @dataclass(slots=True)
 class Taken:
     """Consumed records as columns, one item per record, as confluent-kafka's ``Message``
-    gives each field (``timestamp()`` split in its type and its milliseconds), and the bytes
-    of their values and keys (``size``: what bounds a batch's memory)."""
+    gives each field (``timestamp()`` split in its type and its milliseconds), the bytes of
+    their values and keys (``size``: what bounds a batch's memory), and the records whose
+    headers cannot be read (``unreadable``, their indexes: a header name that is not UTF-8,
+    which a hostile producer can send; their ``headers`` is None)."""
 
     values: list[bytes | None]
     keys: list[bytes | None]
@@ -56,6 +66,7 @@ class Taken:
     times_ms: list[int]
     headers: list[Headers | None]
     size: int = 0
+    unreadable: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -72,6 +83,13 @@ class Taken:
                 )
                 continue
             kind, ms = m.timestamp()
+            try:
+                headers = _headers_of(m)
+            except SystemError as exc:
+                if not isinstance(exc.__cause__, UnicodeDecodeError):
+                    raise
+                headers = None
+                taken.unreadable.append(len(taken.values))
             taken.values.append(m.value())
             taken.keys.append(m.key())
             taken.topics.append(m.topic() or "")
@@ -79,7 +97,7 @@ class Taken:
             taken.offsets.append(m.offset() or 0)
             taken.time_types.append(kind)
             taken.times_ms.append(ms)
-            taken.headers.append(m.headers())  # type: ignore[arg-type]
+            taken.headers.append(headers)
         taken.size = sum(len(v) for v in taken.values if v) + sum(len(k) for k in taken.keys if k)
         return taken
 
@@ -94,6 +112,8 @@ class Taken:
         return taken
 
     def extend(self, other: Taken) -> None:
+        at = len(self.values)
+        self.unreadable += [at + i for i in other.unreadable]
         self.values += other.values
         self.keys += other.keys
         self.topics += other.topics
@@ -116,6 +136,7 @@ class Taken:
             self.times_ms[i : i + 1],
             self.headers[i : i + 1],
             len(self.values[i] or b"") + len(self.keys[i] or b""),
+            [0] if i in self.unreadable else [],
         )
 
 
@@ -205,10 +226,13 @@ class CompiledSource:
         self._source = source
 
     def take(self, max_records: int, max_bytes: int, timeout_s: float) -> Taken:
-        *columns, errors = self._source.take(max_records, max_bytes, timeout_s)
+        (values, keys, topics, partitions, offsets, types, times, headers, size, errors,
+         unreadable) = self._source.take(max_records, max_bytes, timeout_s)  # fmt: skip
         for error in errors:
             log.warning("consume error: %s", error)
-        return Taken(*columns)  # type: ignore[arg-type]
+        return Taken(
+            values, keys, topics, partitions, offsets, types, times, headers, size, unreadable
+        )
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         self._source.commit([(t, p, o) for (t, p), o in offsets.items()])

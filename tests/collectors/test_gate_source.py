@@ -13,12 +13,14 @@ import pytest
 from confluent_kafka import Producer
 
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
-from stampline.collectors import Gate, GateSettings, TrailTopic
+from stampline.collectors import H_OFFSET, H_REASON, Gate, GateSettings, TrailTopic
 from stampline.collectors._kafka import consumer_config, native_settings
 from stampline.collectors._source import Source, Taken, open_source
 from stampline.demo import rules_file
 from stampline.rules import RuleSet
-from tests.helpers import GateRun, produce
+from tests.collectors.test_gate import js, quote
+from tests.helpers import GateRun, produce, read_all
+from tests.rawheaders import produce_raw_headers
 
 # What a provider can put in a record's key, value and headers, the hostile along with the
 # ordinary: none, empty, binary, not UTF-8, large; header values None, repeated names, many
@@ -165,3 +167,64 @@ def test_a_gate_on_the_compiled_route_consumes_with_its_own_handle(
     assert called.stats.events_in == 5
     # the reference route consumes with the reference
     assert run(compiled=False).consumer_path == "reference (not asked for)"
+
+
+BAD_NAME = [(b"\xff\xfe not utf-8", b"v"), (b"ok", b"w")]
+
+
+def test_a_header_name_that_is_not_utf8_is_unreadable_on_both_consumers(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """confluent-kafka raises from ``headers()`` on such a name and the rdkafka crate's reader
+    panics: both consumers give the record with no headers, named as unreadable, and the
+    records around it as usual."""
+    (topic,) = make_topics("raw", partitions=1)
+    produce(bootstrap, topic, [(None, b"{}", [("a", b"1")])])
+    produce_raw_headers(bootstrap, topic, 0, b"{}", BAD_NAME)
+    produce(bootstrap, topic, [(None, b"{}", [("b", b"2")])])
+    for compiled in (False, True):
+        got = _consume_all(_open(bootstrap, f"{uid}-{compiled}", [topic], compiled), 3)
+        assert got.offsets == [0, 1, 2], compiled
+        assert got.headers == [[("a", b"1")], None, [("b", b"2")]], compiled
+        assert got.unreadable == [1], compiled
+        assert Taken.joined([got.one(2), got.one(1)]).unreadable == [1], compiled
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "reference"])
+def test_a_gate_dead_letters_a_record_whose_headers_cannot_be_read_and_goes_on(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, compiled: bool
+) -> None:
+    """The record is dead-lettered as unprocessable, saying why, without its headers; the
+    records around it are forwarded; a restarted gate does not meet it again (before, the
+    reference gate's evaluator died on it, and so did every restart)."""
+    raw, clean, dlq = make_topics("raw", "clean", "dlq", partitions=1)
+
+    def good(seq: int) -> bytes:
+        return js(quote("alpha", seq))
+
+    produce(bootstrap, raw, [(None, good(i)) for i in (1, 2, 3)])
+    hostile = good(4)
+    produce_raw_headers(bootstrap, raw, 0, hostile, BAD_NAME)
+    produce(bootstrap, raw, [(None, good(i)) for i in (5, 6, 7)])
+    rules = RuleSet.load([rules_file()])
+    settings = GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g", compiled=compiled)
+    first = GateRun(settings, rules, TrailTopic(f"{uid}.trail"))
+    first.wait_for(7)
+    first.stop()
+    assert first.gate.path == ("compiled" if compiled else "reference")
+    assert first.gate.stats.forwarded == 6
+    assert dict(first.gate.stats.dead_lettered) == {"record.unprocessable": 1}
+    (dead,) = read_all(bootstrap, dlq, 1)
+    assert dead.header_all(H_OFFSET)[-1] == b"3"
+    assert dead.header_all(H_REASON)[-1] == (
+        b"a header name is not UTF-8: the record's headers cannot be read"
+    )
+    assert dead.value == hostile
+    assert not [h for h in dead.headers if h[0] in ("ok", "\ufffd")]  # none of its own
+    assert len(read_all(bootstrap, clean, 6)) == 6
+    again = GateRun(settings, rules, TrailTopic(f"{uid}.trail"))
+    produce(bootstrap, raw, [(None, good(8))])
+    again.wait_for(1)
+    time.sleep(0.5)
+    again.stop()
+    assert again.gate.stats.events_in == 1

@@ -79,10 +79,11 @@ fn kafka_error(py: Python<'_>, e: &KafkaError) -> PyErr {
 /// A consumer of the gate's raw topics (`crate::source`), with the calls the gate makes of
 /// confluent-kafka's `Consumer`, batch-wise: `take(max_records, max_bytes, timeout_s)`
 /// returns `(values, keys, topics, partitions, offsets, timestamp_types, timestamps_ms,
-/// headers, size, errors)`: a list per column with one item per record, as `Message` gives
-/// them (`headers`: a list of `(name, bytes | None)` or None; a name that is not UTF-8 comes
-/// with U+FFFD where its bytes are not), the bytes of the values and keys (it takes no more
-/// records once they reach `max_bytes`), and the consume errors' texts. `on_assign(partitions)` and
+/// headers, size, errors, unreadable)`: a list per column with one item per record, as
+/// `Message` gives them (`headers`: a list of `(name, bytes | None)` or None), the bytes of
+/// the values and keys (it takes no more records once they reach `max_bytes`), the consume
+/// errors' texts, and the records whose headers cannot be read (a name that is not UTF-8:
+/// their `headers` is None). `on_assign(partitions)` and
 /// `on_revoke(partitions)` get `[(topic, partition)]` and run inside `take` (and `close`), and
 /// may call `commit`; an exception they raise comes out of that `take` or `close`.
 #[pyclass(module = "stampline._native", frozen)]
@@ -214,6 +215,7 @@ fn columns<'py>(
     let mut types = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
     let mut headers = Vec::with_capacity(n);
+    let mut unreadable = Vec::new();
     // one str per topic, shared by its records
     let mut names: Vec<(String, Bound<'py, PyString>)> = Vec::new();
     for m in messages {
@@ -234,7 +236,11 @@ fn columns<'py>(
         let (kind, ms) = timestamp(&m);
         types.push(kind);
         times.push(ms);
-        headers.push(header_list(py, &m)?);
+        let at = headers.len();
+        headers.push(header_list(py, &m)?.unwrap_or_else(|| {
+            unreadable.push(at);
+            None
+        }));
     }
     (
         PyList::new(py, values)?,
@@ -247,6 +253,7 @@ fn columns<'py>(
         PyList::new(py, headers)?,
         size,
         errors,
+        unreadable,
     )
         .into_pyobject(py)
 }
@@ -262,19 +269,20 @@ fn timestamp(m: &BorrowedMessage<'_>) -> (i32, i64) {
     (kind as i32, ms)
 }
 
-/// A record's headers as confluent-kafka's `Message.headers()` gives them: None when it has
-/// none, else `[(name, bytes | None)]` in order. The rdkafka crate's header reader panics on
-/// a name that is not UTF-8, which a hostile producer can send: the names are read here.
+/// A record's headers as confluent-kafka's `Message.headers()` gives them: `Some(None)` when
+/// it has none, else `Some([(name, bytes | None)])` in order; None when a name is not UTF-8
+/// (confluent-kafka's `headers()` raises then; the rdkafka crate's reader panics, so the
+/// names are read here).
 fn header_list<'py>(
     py: Python<'py>,
     m: &BorrowedMessage<'_>,
-) -> PyResult<Option<Bound<'py, PyList>>> {
+) -> PyResult<Option<Option<Bound<'py, PyList>>>> {
     let mut hdrs: *mut rdsys::rd_kafka_headers_t = ptr::null_mut();
     // SAFETY: `m.ptr()` is live (above); librdkafka writes a pointer to the headers it owns
     // with the message into `hdrs`, or leaves it null and says so in the result.
     let err = unsafe { rdsys::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
     if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
-        return Ok(None);
+        return Ok(Some(None));
     }
     let list = PyList::empty(py);
     for idx in 0.. {
@@ -290,7 +298,9 @@ fn header_list<'py>(
             break;
         }
         // SAFETY: librdkafka's header names are NUL-terminated, alive with `hdrs`.
-        let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+        let Ok(name) = unsafe { CStr::from_ptr(name) }.to_str() else {
+            return Ok(None);
+        };
         let value = if value.is_null() {
             None
         } else {
@@ -300,5 +310,5 @@ fn header_list<'py>(
         };
         list.append((name, value))?;
     }
-    Ok(Some(list))
+    Ok(Some(Some(list)))
 }
