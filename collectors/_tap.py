@@ -189,7 +189,7 @@ class Tap:
         pending = self._pending = TrailRows()
         self._offsets, self._in_flight, self._failed = {}, deque(), None  # a run of its own
         self._open, self._open_rows, self._carry = None, 0, None
-        source = self._compiled() or _Reference(
+        source = self._compiled(stop) or _Reference(
             s, self._observe, self.ready.set, self._revoking, self._reference_why
         )
         self.path = "compiled" if isinstance(source, _Compiled) else "reference"
@@ -227,8 +227,9 @@ class Tap:
         """Trail segments sent and not yet acknowledged by the broker (nor committed)."""
         return len(self._in_flight)
 
-    def _compiled(self) -> _Compiled | None:
-        """The compiled loop, unless it is absent, forced off, or cannot take the settings."""
+    def _compiled(self, stop: threading.Event) -> _Compiled | None:
+        """The compiled loop, unless it is absent, forced off, or cannot take the settings;
+        its takes stop waiting for records once ``stop`` is set."""
         s = self.settings
         if TapLoop is None or not s.compiled or os.environ.get(FORCE_REFERENCE_ENV, "0") != "0":
             why = "no compiled loop" if TapLoop is None else "forced"
@@ -255,6 +256,7 @@ class Tap:
                 columns=CANONICAL_SCHEMA.names,
                 on_assign=self.ready.set,
                 on_revoke=lambda: [(t, p, o) for (t, p), o in self._revoking().items()],
+                stop=stop,
             )
         except ValueError as exc:  # settings it refuses before it starts
             self._reference_why = f"the reference loop ({exc})"

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -35,6 +35,11 @@ pub trait TapHooks: Send + Sync + 'static {
     /// and name the offsets (topic, partition, next offset) whose rows the trail now holds;
     /// those are committed before the partitions go.
     fn revoking(&self) -> Vec<(String, i32, i64)>;
+    /// Whether the caller has asked the loop to stop: a take waiting for its first record
+    /// asks every [`STOP_CHECK`] and returns at once when so.
+    fn stopping(&self) -> bool {
+        false
+    }
     /// A record's timestamp (type code, ms) as librdkafka gives it (confluent-kafka's
     /// `Message.timestamp()`). The rdkafka crate reports any timestamp of -1 as not
     /// available, whatever its type; the binding reads the type where that matters.
@@ -184,17 +189,22 @@ impl<H: TapHooks> TapLoop<H> {
         &self.consumer.context().hooks
     }
 
-    /// Up to `consume_batch` records, waiting up to `poll_timeout` for the first and then
-    /// taking only what is already fetched (collectors/_kafka.py `take`), observed.
+    /// Up to `consume_batch` records, waiting up to `poll_timeout` for the first (less if the
+    /// caller stops meanwhile: [`TapHooks::stopping`]) and then taking only what is already
+    /// fetched (collectors/_kafka.py `take`), observed.
     pub fn take(&mut self) -> Result<Taken, LoopError> {
         let mut messages = Vec::new();
         let mut errors = Vec::new();
-        let mut timeout = self.config.poll_timeout;
+        let deadline = Instant::now() + self.config.poll_timeout;
         while messages.len() + errors.len() < self.config.consume_batch.max(1) {
-            let Some(polled) = self.consumer.poll(timeout) else {
+            let polled = if messages.is_empty() && errors.is_empty() {
+                first(&self.consumer, deadline)
+            } else {
+                self.consumer.poll(Duration::ZERO)
+            };
+            let Some(polled) = polled else {
                 break;
             };
-            timeout = Duration::ZERO;
             match polled {
                 Ok(m) => messages.push(m),
                 Err(e) => errors.push(e.to_string()),
@@ -310,6 +320,25 @@ impl<H: TapHooks> Drop for TapLoop<H> {
         }
     }
 }
+
+/// The first record of a take, waiting until `deadline` in polls of at most [`STOP_CHECK`],
+/// between which the caller may stop the wait: an idle tap told to stop used to wait out the
+/// whole `poll_timeout` first (0.1 s by default, every stop).
+fn first<H: TapHooks>(
+    consumer: &BaseConsumer<TapContext<H>>,
+    deadline: Instant,
+) -> Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let polled = consumer.poll(left.min(STOP_CHECK));
+        if polled.is_some() || left <= STOP_CHECK || consumer.context().hooks.stopping() {
+            return polled;
+        }
+    }
+}
+
+/// The longest a take waits for its first record before it asks whether to stop.
+pub const STOP_CHECK: Duration = Duration::from_millis(10);
 
 /// How long each poll waits while the consumer closes.
 const CLOSE_POLL: Duration = Duration::from_millis(2);
