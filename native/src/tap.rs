@@ -228,16 +228,31 @@ impl<H: TapHooks> TapLoop<H> {
         };
         // Keys borrowed from the records (no allocation per record); owned once at the end.
         let mut handed: HashMap<(&str, i32), i64> = HashMap::new();
+        // A batch comes in runs of one partition's records: the run at hand is kept here and
+        // goes into `handed` when it ends, so a record costs no hashing of its topic (the
+        // stage name likewise: looked up once per run).
+        let mut run: Option<((&str, i32), i64)> = None;
+        let mut stage_of_run: Option<Option<String>> = None;
         let mut id = Vec::with_capacity(36);
         for m in &messages {
             let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-            handed.insert((topic, partition), offset + 1);
-            let timestamp = hooks.timestamp(m);
-            if !self.stage_of.contains_key(topic) {
-                let name = stage_name(&self.config.stage, topic);
-                self.stage_of.insert(topic.to_owned(), name);
+            match &mut run {
+                Some((key, next)) if *key == (topic, partition) => *next = offset + 1,
+                _ => {
+                    if let Some((key, next)) = run.replace(((topic, partition), offset + 1)) {
+                        handed.insert(key, next);
+                    }
+                    stage_of_run = None;
+                }
             }
-            let Some(stage) = self.stage_of[topic].as_deref() else {
+            let timestamp = hooks.timestamp(m);
+            let stage = stage_of_run.get_or_insert_with(|| {
+                self.stage_of
+                    .entry(topic.to_owned())
+                    .or_insert_with(|| stage_name(&self.config.stage, topic))
+                    .clone()
+            });
+            let Some(stage) = stage.as_deref() else {
                 taken.raw.push((
                     self.rows.len(),
                     raw(m, timestamp, "a stage name the contract refuses"),
@@ -291,6 +306,9 @@ impl<H: TapHooks> TapLoop<H> {
             }
         }
         taken.rows = self.rows.finish()?;
+        if let Some((key, next)) = run {
+            handed.insert(key, next);
+        }
         taken.handed = handed
             .into_iter()
             .map(|((t, p), o)| (t.to_owned(), p, o))
