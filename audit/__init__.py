@@ -73,6 +73,7 @@ from stampline.audit._trailformat import (
     dead_letter_table,
     decode_trail_message,
     encode_trail_messages,
+    message_rows,
     trail_fields,
     trail_row,
 )
@@ -155,6 +156,7 @@ __all__ = [
     "latency_flags",
     "load_private_key",
     "load_public_key",
+    "message_rows",
     "normalise_id",
     "one_per_stage",
     "parse_chronyc_tracking",

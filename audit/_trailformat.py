@@ -206,6 +206,13 @@ def schema_for(kind: str, version: int = TRAIL_FORMAT_VERSION) -> pa.Schema:
     raise TrailFormatError(f"unknown trail kind {kind!r} (known: {', '.join(KINDS)})")
 
 
+def message_rows(table: pa.Table, max_bytes: int = TRAIL_MESSAGE_BYTES) -> int:
+    """The rows ``encode_trail_messages`` puts in each message of ``table``: as many as fit
+    ``max_bytes`` (uncompressed) at the table's mean row size."""
+    per_row = max(1, table.nbytes // max(1, table.num_rows))
+    return max(1, max_bytes // int(per_row))
+
+
 def encode_trail_messages(
     kind: TrailKind, table: pa.Table, source: str, max_bytes: int = TRAIL_MESSAGE_BYTES
 ) -> list[TrailMessage]:
@@ -214,8 +221,7 @@ def encode_trail_messages(
     table = table.select(schema.names).cast(schema)
     if table.num_rows == 0:
         return []
-    per_row = max(1, table.nbytes // table.num_rows)
-    step = max(1, max_bytes // per_row)
+    step = message_rows(table, max_bytes)
     out = []
     for start in range(0, table.num_rows, step):
         part = table.slice(start, step)

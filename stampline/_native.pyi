@@ -1,4 +1,5 @@
 # The Rust extension module built from native/ (docs/native.md); absent when built without cargo.
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +80,7 @@ class TapLoop:
         columns: list[str],
         on_assign: Callable[[], object],
         on_revoke: Callable[[], list[tuple[str, int, int]]],
+        stop: threading.Event | None = None,
     ) -> None: ...
     def take(
         self,

@@ -744,6 +744,8 @@ mod tap_loop {
     struct Hooks {
         on_assign: Py<PyAny>,
         on_revoke: Py<PyAny>,
+        /// an object whose `is_set()` says the caller stops (a `threading.Event`), or None
+        stop: Option<Py<PyAny>>,
         raised: Raised,
     }
 
@@ -767,6 +769,24 @@ mod tap_loop {
                     Err(e) => {
                         keep(&self.raised, e);
                         Vec::new()
+                    }
+                }
+            })
+        }
+
+        fn stopping(&self) -> bool {
+            let Some(stop) = &self.stop else {
+                return false;
+            };
+            Python::attach(|py| {
+                match stop
+                    .call_method0(py, "is_set")
+                    .and_then(|set| set.is_truthy(py))
+                {
+                    Ok(set) => set,
+                    Err(e) => {
+                        keep(&self.raised, e);
+                        true // the take returns, and raises it
                     }
                 }
             })
@@ -797,7 +817,8 @@ mod tap_loop {
     /// `handed` `(topic, partition, next offset)` after the batch's records. `commit(offsets)`
     /// commits such offsets (of the partitions still assigned); `on_revoke` returns the ones
     /// a revoke commits; `close()` leaves the group (calling `on_revoke` first, as a revoke
-    /// does).
+    /// does). `stop`, if given, is asked `is_set()` while a take waits for its first record,
+    /// which ends the wait.
     #[pyclass(module = "stampline._native")]
     struct TapLoop {
         inner: Option<Loop<Hooks>>,
@@ -811,7 +832,7 @@ mod tap_loop {
         #[new]
         #[pyo3(signature = (bootstrap, group_id, settings, topics, *, stage, host,
             clock_err_ns, clock_source, keyed, consume_batch, poll_timeout_s, columns,
-            on_assign, on_revoke))]
+            on_assign, on_revoke, stop=None))]
         #[allow(clippy::too_many_arguments)]
         fn new(
             bootstrap: &str,
@@ -828,6 +849,7 @@ mod tap_loop {
             columns: Vec<String>,
             on_assign: Py<PyAny>,
             on_revoke: Py<PyAny>,
+            stop: Option<Py<PyAny>>,
         ) -> PyResult<Self> {
             if !columns
                 .iter()
@@ -848,6 +870,7 @@ mod tap_loop {
             let hooks = Hooks {
                 on_assign,
                 on_revoke,
+                stop,
                 raised: raised.clone(),
             };
             let config = TapConfig {

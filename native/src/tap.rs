@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -35,6 +35,11 @@ pub trait TapHooks: Send + Sync + 'static {
     /// and name the offsets (topic, partition, next offset) whose rows the trail now holds;
     /// those are committed before the partitions go.
     fn revoking(&self) -> Vec<(String, i32, i64)>;
+    /// Whether the caller has asked the loop to stop: a take waiting for its first record
+    /// asks every [`STOP_CHECK`] and returns at once when so.
+    fn stopping(&self) -> bool {
+        false
+    }
     /// A record's timestamp (type code, ms) as librdkafka gives it (confluent-kafka's
     /// `Message.timestamp()`). The rdkafka crate reports any timestamp of -1 as not
     /// available, whatever its type; the binding reads the type where that matters.
@@ -184,17 +189,22 @@ impl<H: TapHooks> TapLoop<H> {
         &self.consumer.context().hooks
     }
 
-    /// Up to `consume_batch` records, waiting up to `poll_timeout` for the first and then
-    /// taking only what is already fetched (collectors/_kafka.py `take`), observed.
+    /// Up to `consume_batch` records, waiting up to `poll_timeout` for the first (less if the
+    /// caller stops meanwhile: [`TapHooks::stopping`]) and then taking only what is already
+    /// fetched (collectors/_kafka.py `take`), observed.
     pub fn take(&mut self) -> Result<Taken, LoopError> {
         let mut messages = Vec::new();
         let mut errors = Vec::new();
-        let mut timeout = self.config.poll_timeout;
+        let deadline = Instant::now() + self.config.poll_timeout;
         while messages.len() + errors.len() < self.config.consume_batch.max(1) {
-            let Some(polled) = self.consumer.poll(timeout) else {
+            let polled = if messages.is_empty() && errors.is_empty() {
+                first(&self.consumer, deadline)
+            } else {
+                self.consumer.poll(Duration::ZERO)
+            };
+            let Some(polled) = polled else {
                 break;
             };
-            timeout = Duration::ZERO;
             match polled {
                 Ok(m) => messages.push(m),
                 Err(e) => errors.push(e.to_string()),
@@ -218,16 +228,31 @@ impl<H: TapHooks> TapLoop<H> {
         };
         // Keys borrowed from the records (no allocation per record); owned once at the end.
         let mut handed: HashMap<(&str, i32), i64> = HashMap::new();
+        // A batch comes in runs of one partition's records: the run at hand is kept here and
+        // goes into `handed` when it ends, so a record costs no hashing of its topic (the
+        // stage name likewise: looked up once per run).
+        let mut run: Option<((&str, i32), i64)> = None;
+        let mut stage_of_run: Option<Option<String>> = None;
         let mut id = Vec::with_capacity(36);
         for m in &messages {
             let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-            handed.insert((topic, partition), offset + 1);
-            let timestamp = hooks.timestamp(m);
-            if !self.stage_of.contains_key(topic) {
-                let name = stage_name(&self.config.stage, topic);
-                self.stage_of.insert(topic.to_owned(), name);
+            match &mut run {
+                Some((key, next)) if *key == (topic, partition) => *next = offset + 1,
+                _ => {
+                    if let Some((key, next)) = run.replace(((topic, partition), offset + 1)) {
+                        handed.insert(key, next);
+                    }
+                    stage_of_run = None;
+                }
             }
-            let Some(stage) = self.stage_of[topic].as_deref() else {
+            let timestamp = hooks.timestamp(m);
+            let stage = stage_of_run.get_or_insert_with(|| {
+                self.stage_of
+                    .entry(topic.to_owned())
+                    .or_insert_with(|| stage_name(&self.config.stage, topic))
+                    .clone()
+            });
+            let Some(stage) = stage.as_deref() else {
                 taken.raw.push((
                     self.rows.len(),
                     raw(m, timestamp, "a stage name the contract refuses"),
@@ -281,6 +306,9 @@ impl<H: TapHooks> TapLoop<H> {
             }
         }
         taken.rows = self.rows.finish()?;
+        if let Some((key, next)) = run {
+            handed.insert(key, next);
+        }
         taken.handed = handed
             .into_iter()
             .map(|((t, p), o)| (t.to_owned(), p, o))
@@ -295,6 +323,43 @@ impl<H: TapHooks> TapLoop<H> {
         commit_offsets(&self.consumer, offsets, Some(&assigned))
     }
 }
+
+impl<H: TapHooks> Drop for TapLoop<H> {
+    /// Leaves the group (a revoke first, as the reference's close) before the consumer is
+    /// dropped: the rdkafka crate's own drop waits for the close in polls of 100 ms, and as
+    /// nothing wakes its last poll once the close is done, every close would take 100 ms
+    /// more. Here the polls are short; the crate's drop then finds the consumer closed.
+    /// Records still fetched are dropped, as there.
+    fn drop(&mut self) {
+        if self.consumer.close_queue().is_ok() {
+            while !self.consumer.closed() {
+                let _ = self.consumer.poll(CLOSE_POLL);
+            }
+        }
+    }
+}
+
+/// The first record of a take, waiting until `deadline` in polls of at most [`STOP_CHECK`],
+/// between which the caller may stop the wait: an idle tap told to stop used to wait out the
+/// whole `poll_timeout` first (0.1 s by default, every stop).
+fn first<H: TapHooks>(
+    consumer: &BaseConsumer<TapContext<H>>,
+    deadline: Instant,
+) -> Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let polled = consumer.poll(left.min(STOP_CHECK));
+        if polled.is_some() || left <= STOP_CHECK || consumer.context().hooks.stopping() {
+            return polled;
+        }
+    }
+}
+
+/// The longest a take waits for its first record before it asks whether to stop.
+pub const STOP_CHECK: Duration = Duration::from_millis(10);
+
+/// How long each poll waits while the consumer closes.
+const CLOSE_POLL: Duration = Duration::from_millis(2);
 
 const TOO_LATE: &str = "a broker time beyond int64 in ns";
 

@@ -310,3 +310,57 @@ def test_a_revoke_waits_for_the_trail_segments_in_flight_and_commits_them(
         for offset in decode_trail_message(r.value, r.headers)[1].column("offset").to_pylist()
     ]
     assert sorted(offsets) == list(range(40))
+
+
+@pytest.mark.parametrize("compiled", LOOPS)
+def test_a_segment_goes_to_the_trail_in_parts_before_its_flush(
+    bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    uid: str,
+    compiled: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows reach the trail in whole messages while their segment is still being filled (long
+    before its flush), the rows short of a message wait for the next part, and the trail ends
+    with every record's row exactly once, in order, committed once all of it is there."""
+    monkeypatch.setattr(tap_module, "PART_ROWS", 40)
+    topic, trail = make_topics("in", "trail", partitions=1)
+    group = f"{uid}-tap"
+    produce(bootstrap, topic, [(None, b"{}") for _ in range(500)])
+    # ~11 rows a message: a part of 40 makes 3 whole ones and carries the rest
+    max_bytes = 3000
+    tap = Tap(
+        TapSettings(
+            bootstrap,
+            (topic,),
+            group_id=group,
+            compiled=compiled,
+            consume_batch=25,
+            flush_rows=1_000_000,
+            flush_interval_s=3600.0,
+        ),
+        TrailTopic(trail, max_message_bytes=max_bytes),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=tap.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while tap.stats.records < 500 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tap.stats.records == 500
+        early = read_all(bootstrap, trail, 1)  # the segment is not flushed yet
+        assert early
+        assert committed(bootstrap, group, topic) < 0  # nor committed: nothing is
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    messages = [decode_trail_message(r.value, r.headers)[1] for r in read_all(bootstrap, trail)]
+    offsets = [o for table in messages for o in table.column("offset").to_pylist()]
+    assert offsets == list(range(500))
+    # whole messages before the last: a part's rows short of one waited for the next part
+    assert all(len(table) >= 8 for table in messages[:-1])
+    early_rows = sum(len(decode_trail_message(r.value, r.headers)[1]) for r in early)
+    assert early_rows < 500  # the last rows waited for the flush
+    assert committed(bootstrap, group, topic) == 500

@@ -392,3 +392,29 @@ def kill_a_tap(
         capture_output=True,
         text=True,
     )
+
+
+def test_a_compiled_tap_waiting_for_records_stops_when_told(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str
+) -> None:
+    """A take waiting for its first record (here for up to an hour) ends once the tap is told
+    to stop, and the tap writes and commits what it observed before."""
+    (topic,) = make_topics("s", partitions=2)
+    produce(bootstrap, topic, corpus(SEED + 5)[:20])
+    tap, sink, _ = observed(bootstrap, [topic], f"{uid}-s", True, poll_timeout_s=3600.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=tap.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while tap.stats.records < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert tap.path == "compiled"
+    seen = per_record(sink.rows())
+    assert len(seen) == 20
+    ends = [
+        1 + max((o for (_, p, o) in seen if p == partition), default=-1) for partition in (0, 1)
+    ]
+    assert committed(bootstrap, f"{uid}-s", topic) == [e if e else -1001 for e in ends]
