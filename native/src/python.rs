@@ -704,39 +704,24 @@ mod stamp_reader {
 }
 
 /// The tap's compiled loop's binding (`crate::tap`; collectors/_tap.py): the class `TapLoop`
-/// handing over its rows as `ArrowBatch`es. Its one `unsafe` call reads a record's timestamp type.
+/// handing over its rows as `ArrowBatch`es (a record's timestamp type read by `source`'s).
 #[cfg(feature = "kafka")]
 mod tap_loop {
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use pyo3::exceptions::{PyRuntimeError, PyValueError};
     use pyo3::prelude::*;
     use pyo3::types::{PyBytes, PyList, PyTuple};
-    use rdkafka::bindings::{rd_kafka_message_timestamp, rd_kafka_timestamp_type_t};
     use rdkafka::message::BorrowedMessage;
 
     use super::arrow_batch::ArrowBatch;
+    use super::source::{Raised, keep, raised, timestamp};
     use crate::kafka::LoopError;
     use crate::tap::{Raw, TapConfig, TapHooks, TapLoop as Loop};
     use crate::taprows::COLUMNS;
 
     pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
         module.add_class::<TapLoop>()
-    }
-
-    /// The first exception a Python callback raised inside the loop, kept for its caller.
-    type Raised = Arc<Mutex<Option<PyErr>>>;
-
-    fn keep(raised: &Raised, err: PyErr) {
-        raised
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(err);
-    }
-
-    fn raised(raised: &Raised) -> Option<PyErr> {
-        raised.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// The tap's rebalance callbacks, called (with the GIL taken again) from librdkafka's
@@ -793,12 +778,7 @@ mod tap_loop {
         }
 
         fn timestamp(&self, m: &BorrowedMessage<'_>) -> (i32, i64) {
-            let mut kind = rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-            // SAFETY: `m.ptr()` is the live rd_kafka_message_t `m` borrows (the consumer
-            // keeps it until `m` is dropped); librdkafka reads it and writes one of the
-            // enum's three values into `kind`, a valid place for it.
-            let ms = unsafe { rd_kafka_message_timestamp(m.ptr(), &mut kind) };
-            (kind as i32, ms)
+            timestamp(m)
         }
     }
 

@@ -158,3 +158,10 @@ impl<H: SourceHooks> GateSource<H> {
         Ok(self.consumer.fetch_watermarks(topic, partition, timeout)?.1)
     }
 }
+
+impl<H: SourceHooks> Drop for GateSource<H> {
+    /// Leaves the group (a revoke first, as confluent-kafka's close): [`kafka::leave`].
+    fn drop(&mut self) {
+        kafka::leave(&self.consumer);
+    }
+}

@@ -325,17 +325,9 @@ impl<H: TapHooks> TapLoop<H> {
 }
 
 impl<H: TapHooks> Drop for TapLoop<H> {
-    /// Leaves the group (a revoke first, as the reference's close) before the consumer is
-    /// dropped: the rdkafka crate's own drop waits for the close in polls of 100 ms, and as
-    /// nothing wakes its last poll once the close is done, every close would take 100 ms
-    /// more. Here the polls are short; the crate's drop then finds the consumer closed.
-    /// Records still fetched are dropped, as there.
+    /// Leaves the group (a revoke first, as the reference's close): [`kafka::leave`].
     fn drop(&mut self) {
-        if self.consumer.close_queue().is_ok() {
-            while !self.consumer.closed() {
-                let _ = self.consumer.poll(CLOSE_POLL);
-            }
-        }
+        kafka::leave(&self.consumer);
     }
 }
 
@@ -357,9 +349,6 @@ fn first<H: TapHooks>(
 
 /// The longest a take waits for its first record before it asks whether to stop.
 pub const STOP_CHECK: Duration = Duration::from_millis(10);
-
-/// How long each poll waits while the consumer closes.
-const CLOSE_POLL: Duration = Duration::from_millis(2);
 
 const TOO_LATE: &str = "a broker time beyond int64 in ns";
 

@@ -23,17 +23,18 @@ pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// The first exception a Python callback raised inside librdkafka's poll, kept for the call
-/// that polled (confluent-kafka raises it from `poll` and `close` the same way).
-type Raised = Arc<Mutex<Option<PyErr>>>;
+/// that polled (confluent-kafka raises it from `poll` and `close` the same way); the tap's
+/// loop keeps its callbacks' the same way.
+pub(super) type Raised = Arc<Mutex<Option<PyErr>>>;
 
-fn keep(raised: &Raised, err: PyErr) {
+pub(super) fn keep(raised: &Raised, err: PyErr) {
     raised
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert(err);
 }
 
-fn raised(raised: &Raised) -> Option<PyErr> {
+pub(super) fn raised(raised: &Raised) -> Option<PyErr> {
     raised.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
@@ -260,7 +261,7 @@ fn columns<'py>(
 
 /// A record's timestamp as confluent-kafka's `Message.timestamp()` gives it: (type code, ms).
 /// The rdkafka crate reports any timestamp of -1 as not available, whatever its type.
-fn timestamp(m: &BorrowedMessage<'_>) -> (i32, i64) {
+pub(super) fn timestamp(m: &BorrowedMessage<'_>) -> (i32, i64) {
     let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
     // SAFETY: `m.ptr()` is the live rd_kafka_message_t `m` borrows (the consumer keeps it
     // until `m` is dropped); librdkafka reads it and writes one of the enum's three values
