@@ -78,7 +78,13 @@ from stampline.collectors._preflight import (
     topic_limits,
 )
 from stampline.collectors._recovery import Found, OutPositions, OutputLedger, Written
-from stampline.collectors._source import Partitions, Source, Taken, open_source
+from stampline.collectors._source import (
+    UNREADABLE_HEADERS,
+    Partitions,
+    Source,
+    Taken,
+    open_source,
+)
 from stampline.collectors._stamps import (
     CONTRACT_VERSION,
     H_CLOCK_ERR,
@@ -128,9 +134,7 @@ _RECORD_FAULTS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
 _RECOVERED = "written to the dead-letter topic before a restart"
 # A header name that is not UTF-8: no client reads such headers (confluent-kafka raises), so
 # the record is dead-lettered without them, whole otherwise (collectors/_source.py).
-_UNREADABLE_HEADERS = Failure(
-    *UNPROCESSABLE_RULE, "a header name is not UTF-8: the record's headers cannot be read"
-)
+_UNREADABLE_HEADERS = Failure(*UNPROCESSABLE_RULE, UNREADABLE_HEADERS)
 _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before it gives up
 # The payload field whose number the trail keeps as the record's price (NaN for none: a
 # record with no price, not a JSON number there, or a payload that did not pass).

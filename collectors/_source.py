@@ -45,6 +45,22 @@ log = logging.getLogger("stampline.gate")
 # from the UnicodeDecodeError there.
 _headers_of = operator.methodcaller("headers")
 
+# Why a record whose header names are not all UTF-8 is refused (the gate) or its stamps
+# unreadable (the tap): no client reads such headers.
+UNREADABLE_HEADERS = "a header name is not UTF-8: the record's headers cannot be read"
+
+
+def message_headers(m: Message) -> tuple[Headers | None, bool]:
+    """A confluent-kafka record's headers (None when it has none), and whether they could
+    be read: not when a name is not UTF-8 (then None)."""
+    try:
+        return _headers_of(m), True
+    except SystemError as exc:
+        if not isinstance(exc.__cause__, UnicodeDecodeError):
+            raise
+        return None, False
+
+
 Partitions = list[tuple[str, int]]
 OnRebalance = Callable[[Partitions], None]
 
@@ -83,12 +99,8 @@ class Taken:
                 )
                 continue
             kind, ms = m.timestamp()
-            try:
-                headers = _headers_of(m)
-            except SystemError as exc:
-                if not isinstance(exc.__cause__, UnicodeDecodeError):
-                    raise
-                headers = None
+            headers, readable = message_headers(m)
+            if not readable:
                 taken.unreadable.append(len(taken.values))
             taken.values.append(m.value())
             taken.keys.append(m.key())

@@ -62,7 +62,8 @@ from stampline.audit import (
 from stampline.collectors._ids import key_event_id, source_event_id
 from stampline.collectors._kafka import consumer_config, native_settings, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
-from stampline.collectors._stamps import check_stage_name, read_stamps_batch
+from stampline.collectors._source import UNREADABLE_HEADERS, message_headers
+from stampline.collectors._stamps import Headers, check_stage_name, read_stamps_batch
 from stampline.collectors._trailrows import (
     CANONICAL_SCHEMA,
     TrailRows,
@@ -403,7 +404,10 @@ class Tap:
         per_topic: dict[str, int] = {}
         # Every record's stamps in one call: compiled where the reader is sure, else by
         # read_stamps record by record (collectors/_stamps.py, read_stamps_batch).
-        read = read_stamps_batch([m.headers() for m in messages])  # type: ignore[misc]
+        headers, unreadable = _headers(messages)
+        read = read_stamps_batch(headers)
+        for i in unreadable:  # no client reads them: its stamps cannot be read either
+            read[i] = StampError(UNREADABLE_HEADERS)
         for m, got in zip(messages, read, strict=True):
             if m.error() is not None:
                 log.warning(
@@ -531,11 +535,32 @@ class Tap:
         return key_event_id(values)
 
 
+def _headers(
+    messages: Sequence[Message | RawRecord],
+) -> tuple[list[Headers | None], list[int]]:
+    """The records' headers, and which records' headers cannot be read (a name that is not
+    UTF-8: None in their place)."""
+    out: list[Headers | None] = []
+    unreadable: list[int] = []
+    for i, m in enumerate(messages):
+        if isinstance(m, RawRecord):
+            headers, readable = m.headers(), not m.unreadable
+        else:
+            headers, readable = message_headers(m)
+        if not readable:
+            unreadable.append(i)
+        out.append(headers)
+    return out, unreadable
+
+
 class RawRecord:
     """A record the compiled loop hands back for the reference: what ``_observe`` reads of a
     ``Message``, as confluent-kafka gives it (``error()`` is None: errors come apart)."""
 
-    __slots__ = ("_headers", "_key", "_offset", "_partition", "_timestamp", "_topic", "_value")
+    __slots__ = (
+        "_headers", "_key", "_offset", "_partition", "_timestamp", "_topic", "_value",
+        "unreadable",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -546,9 +571,12 @@ class RawRecord:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes | None]] | None,
+        unreadable: bool = False,
     ) -> None:
         self._topic, self._partition, self._offset = topic, partition, offset
         self._timestamp, self._key, self._value, self._headers = timestamp, key, value, headers
+        # a header name is not UTF-8: ``headers`` is None (confluent-kafka's would fail)
+        self.unreadable = unreadable
 
     def error(self) -> None:
         return None
@@ -696,10 +724,10 @@ class _Compiled:
         at = 0
         for before, group in groupby(raw, key=lambda r: r[0]):
             records_here = []
-            for _, topic, partition, offset, timestamp, key, value, headers, why in group:
+            for _, topic, partition, offset, timestamp, key, value, headers, why, bad in group:
                 _count_path(f"python: {why}", 1)
                 records_here.append(
-                    RawRecord(topic, partition, offset, timestamp, key, value, headers)
+                    RawRecord(topic, partition, offset, timestamp, key, value, headers, bad)
                 )
             if before > at:
                 pending.add_batch(batch.slice(at, before - at))

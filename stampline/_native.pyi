@@ -56,10 +56,10 @@ def kafka_stamp_loop(
 # The tap's compiled loop (native/src/tap.rs, taprows.rs; collectors/_tap.py).
 
 # A record handed back: (rows before it, topic, partition, offset, (timestamp type, ms), key,
-# value, headers, why).
+# value, headers, why, whether its headers are unreadable: a name not UTF-8, headers None).
 RawTuple = tuple[
     int, str, int, int, tuple[int, int], bytes | None, bytes | None,
-    list[tuple[str, bytes | None]] | None, str,
+    list[tuple[str, bytes | None]] | None, str, bool,
 ]  # fmt: skip
 
 class TapLoop:

@@ -715,7 +715,7 @@ mod tap_loop {
     use rdkafka::message::BorrowedMessage;
 
     use super::arrow_batch::ArrowBatch;
-    use super::source::{Raised, keep, raised, timestamp};
+    use super::source::{Raised, each_header, keep, raised, timestamp};
     use crate::kafka::LoopError;
     use crate::tap::{Raw, TapConfig, TapHooks, TapLoop as Loop};
     use crate::taprows::COLUMNS;
@@ -779,6 +779,14 @@ mod tap_loop {
 
         fn timestamp(&self, m: &BorrowedMessage<'_>) -> (i32, i64) {
             timestamp(m)
+        }
+
+        fn headers<'m>(
+            &self,
+            m: &'m BorrowedMessage<'_>,
+            visit: &mut dyn FnMut(&'m [u8], Option<&'m [u8]>),
+        ) {
+            each_header(m, visit);
         }
     }
 
@@ -942,6 +950,7 @@ mod tap_loop {
             bytes(&r.value),
             headers,
             r.why,
+            r.unreadable,
         )
             .into_pyobject(py)
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 
 use crate::kafka::{self, LoopError, is_stage_name, source_event_id, uuid_text};
@@ -50,6 +50,14 @@ pub trait TapHooks: Send + Sync + 'static {
             Timestamp::LogAppendTime(t) => (2, t),
         }
     }
+    /// Each of a record's headers, in order: its name's bytes and its value. The rdkafka
+    /// crate's reader panics on a name that is not UTF-8, which a hostile producer can send,
+    /// so the binding reads them.
+    fn headers<'m>(
+        &self,
+        m: &'m BorrowedMessage<'_>,
+        visit: &mut dyn FnMut(&'m [u8], Option<&'m [u8]>),
+    );
 }
 
 /// The consumer's context: rebalances go to the hooks, which say what a revoke commits.
@@ -126,6 +134,8 @@ pub struct Raw {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Option<Vec<(String, Option<Vec<u8>>)>>,
+    /// a header name is not UTF-8: `headers` is None, and the reference cannot read them
+    pub unreadable: bool,
     /// why this loop left it to the reference
     pub why: &'static str,
 }
@@ -255,7 +265,7 @@ impl<H: TapHooks> TapLoop<H> {
             let Some(stage) = stage.as_deref() else {
                 taken.raw.push((
                     self.rows.len(),
-                    raw(m, timestamp, "a stage name the contract refuses"),
+                    raw(hooks, m, timestamp, "a stage name the contract refuses"),
                 ));
                 continue;
             };
@@ -274,10 +284,16 @@ impl<H: TapHooks> TapLoop<H> {
                 now_ns,
             };
             let mut picked = Picked::default();
-            if let Some(headers) = m.headers() {
-                for h in headers.iter() {
-                    picked.take(h.key.as_bytes(), h.value);
-                }
+            let mut readable = true;
+            hooks.headers(m, &mut |name, value| {
+                readable &= std::str::from_utf8(name).is_ok();
+                picked.take(name, value);
+            });
+            if !readable {
+                taken
+                    .raw
+                    .push((self.rows.len(), raw(hooks, m, timestamp, UNREADABLE)));
+                continue;
             }
             let added = match stamps::read(&picked) {
                 Read::Stamps(s) => self.rows.stamped(&at, &me, &s).ok_or(TOO_LATE),
@@ -302,7 +318,9 @@ impl<H: TapHooks> TapLoop<H> {
                         None => taken.per_topic.push((topic.to_owned(), 1)),
                     }
                 }
-                Err(why) => taken.raw.push((self.rows.len(), raw(m, timestamp, why))),
+                Err(why) => taken
+                    .raw
+                    .push((self.rows.len(), raw(hooks, m, timestamp, why))),
             }
         }
         taken.rows = self.rows.finish()?;
@@ -367,7 +385,26 @@ fn time_type(code: i32) -> &'static str {
     }
 }
 
-fn raw(m: &BorrowedMessage<'_>, timestamp: (i32, i64), why: &'static str) -> Raw {
+/// Why a record whose header names are not all UTF-8 is left to the reference, which cannot
+/// read its headers either (confluent-kafka's `headers()` fails): it comes back with none.
+const UNREADABLE: &str = "a header name that is not UTF-8";
+
+fn raw<H: TapHooks>(
+    hooks: &H,
+    m: &BorrowedMessage<'_>,
+    timestamp: (i32, i64),
+    why: &'static str,
+) -> Raw {
+    let mut headers = m.headers().map(|_| Vec::new());
+    let mut readable = true;
+    hooks.headers(m, &mut |name, value| match std::str::from_utf8(name) {
+        Ok(name) => {
+            if let Some(hs) = headers.as_mut() {
+                hs.push((name.to_owned(), value.map(<[u8]>::to_vec)));
+            }
+        }
+        Err(_) => readable = false,
+    });
     Raw {
         topic: m.topic().to_owned(),
         partition: m.partition(),
@@ -375,11 +412,8 @@ fn raw(m: &BorrowedMessage<'_>, timestamp: (i32, i64), why: &'static str) -> Raw
         timestamp,
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec),
-        headers: m.headers().map(|hs| {
-            hs.iter()
-                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                .collect()
-        }),
+        headers: if readable { headers } else { None },
+        unreadable: !readable,
         why,
     }
 }

@@ -24,6 +24,7 @@ from stampline.collectors import (
 )
 from stampline.collectors import _tap as tap_module
 from tests.helpers import produce, read_all
+from tests.rawheaders import produce_raw_headers
 
 T0 = 1_750_000_000_000_000_000  # ns; stamps hold times between 2000 and 2100
 
@@ -364,3 +365,34 @@ def test_a_segment_goes_to_the_trail_in_parts_before_its_flush(
     early_rows = sum(len(decode_trail_message(r.value, r.headers)[1]) for r in early)
     assert early_rows < 500  # the last rows waited for the flush
     assert committed(bootstrap, group, topic) == 500
+
+
+@pytest.mark.parametrize("compiled", LOOPS)
+def test_a_header_name_that_is_not_utf8_is_a_broken_stamp_and_the_tap_goes_on(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, compiled: bool
+) -> None:
+    """No client reads a record's headers when a name is not UTF-8 (confluent-kafka's fail, the
+    rdkafka crate's reader panics): the tap observes the record as one whose stamps cannot be
+    read, with the records around it as usual, and the next tap of its group does not meet it
+    again (before, the compiled loop panicked on it and the reference died of it, each restart
+    alike)."""
+    topic, trail = make_topics("in", "trail", partitions=1)
+    produce(bootstrap, topic, [(None, b"{}")])
+    produce_raw_headers(bootstrap, topic, 0, b"{}", [(b"\xff\xfe", b"v")])
+    produce(bootstrap, topic, [(None, b"{}")])
+    settings = {"group_id": f"{uid}-tap", "compiled": compiled}
+    first = Tap(TapSettings(bootstrap, (topic,), **settings), TrailTopic(trail))  # type: ignore[arg-type]
+    _run_tap(first, 3)
+    assert first.path == ("compiled" if compiled else "reference")
+    assert (first.stats.records, first.stats.bad_stamps) == (3, 1)
+    rows = [
+        row
+        for r in read_all(bootstrap, trail, 1)
+        for row in decode_trail_message(r.value, r.headers)[1].to_pylist()
+    ]
+    assert sorted(row["offset"] for row in rows) == [0, 1, 2]  # each record its own sighting
+    produce(bootstrap, topic, [(None, b"{}")])
+    again = Tap(TapSettings(bootstrap, (topic,), **settings), TrailTopic(trail))  # type: ignore[arg-type]
+    _run_tap(again, 1)
+    time.sleep(0.5)
+    assert again.stats.records == 1

@@ -270,22 +270,21 @@ pub(super) fn timestamp(m: &BorrowedMessage<'_>) -> (i32, i64) {
     (kind as i32, ms)
 }
 
-/// A record's headers as confluent-kafka's `Message.headers()` gives them: `Some(None)` when
-/// it has none, else `Some([(name, bytes | None)])` in order; None when a name is not UTF-8
-/// (confluent-kafka's `headers()` raises then; the rdkafka crate's reader panics, so the
-/// names are read here).
-fn header_list<'py>(
-    py: Python<'py>,
-    m: &BorrowedMessage<'_>,
-) -> PyResult<Option<Option<Bound<'py, PyList>>>> {
+/// Each of a record's headers, in order: its name's bytes (up to its NUL) and its value.
+/// The rdkafka crate's own reader panics on a name that is not UTF-8, which a hostile producer
+/// can send; this one leaves the names as bytes.
+pub(super) fn each_header<'m>(
+    m: &'m BorrowedMessage<'_>,
+    visit: &mut dyn FnMut(&'m [u8], Option<&'m [u8]>),
+) {
     let mut hdrs: *mut rdsys::rd_kafka_headers_t = ptr::null_mut();
-    // SAFETY: `m.ptr()` is live (above); librdkafka writes a pointer to the headers it owns
-    // with the message into `hdrs`, or leaves it null and says so in the result.
+    // SAFETY: `m.ptr()` is the live rd_kafka_message_t `m` borrows; librdkafka writes a
+    // pointer to the headers it owns with the message into `hdrs`, or leaves it null and says
+    // so in the result.
     let err = unsafe { rdsys::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
     if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
-        return Ok(Some(None));
+        return;
     }
-    let list = PyList::empty(py);
     for idx in 0.. {
         let mut name: *const std::os::raw::c_char = ptr::null();
         let mut value: *const std::os::raw::c_void = ptr::null();
@@ -298,18 +297,44 @@ fn header_list<'py>(
         if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             break;
         }
-        // SAFETY: librdkafka's header names are NUL-terminated, alive with `hdrs`.
-        let Ok(name) = unsafe { CStr::from_ptr(name) }.to_str() else {
-            return Ok(None);
-        };
-        let value = if value.is_null() {
-            None
-        } else {
+        // SAFETY: librdkafka's header names are NUL-terminated and, like the values, live
+        // with `hdrs`, that is with `m` ('m).
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        let value = (!value.is_null()).then(|| {
             // SAFETY: `value` points at `size` bytes librdkafka holds with `hdrs`.
-            let bytes = unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) };
-            Some(PyBytes::new(py, bytes))
-        };
-        list.append((name, value))?;
+            unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }
+        });
+        visit(name, value);
     }
-    Ok(Some(Some(list)))
+}
+
+/// A record's headers as confluent-kafka's `Message.headers()` gives them: `Some(None)` when
+/// it has none, else `Some([(name, bytes | None)])` in order; None when a name is not UTF-8
+/// (confluent-kafka's `headers()` fails then).
+fn header_list<'py>(
+    py: Python<'py>,
+    m: &BorrowedMessage<'_>,
+) -> PyResult<Option<Option<Bound<'py, PyList>>>> {
+    if m.headers().is_none() {
+        return Ok(Some(None));
+    }
+    let list = PyList::empty(py);
+    let mut failed = None;
+    let mut readable = true;
+    each_header(m, &mut |name, value| {
+        let Ok(name) = std::str::from_utf8(name) else {
+            readable = false;
+            return;
+        };
+        if readable
+            && failed.is_none()
+            && let Err(e) = list.append((name, value.map(|v| PyBytes::new(py, v))))
+        {
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(readable.then_some(Some(list)))
 }
