@@ -8,7 +8,10 @@ one recorder over the topic into a fresh chDB store and times it until every row
 written (decode, digest, ledger chain per partition, dedup token, rollup views included).
 Baselines in the same run, on the same Arrow data in the recorder's insert size: a plain
 INSERT into an unindexed MergeTree with no views and no ledger, and the store's own
-ledgered write without Kafka (so what the topic and decoding add shows).
+ledgered write without Kafka (so what the topic and decoding add shows). Each also gives the
+process's CPU time per row (all its threads: chDB's, librdkafka's, and for the recorder the
+background merges that run meanwhile), steadier than the rates when other work shares the
+machine.
 Then the trail lag while a gate runs at its full rate: a raw topic is filled, a gate (in a
 process of its own, as deployed) forwards it as fast as it can while the recorder writes its
 trail; the recorder's lag (age of the oldest trail message not yet written) is sampled every
@@ -172,16 +175,18 @@ def main() -> None:
         step = RecorderSettings(bootstrap).max_batch_rows
         sample = table.slice(0, min(table.num_rows, 4 * step))
         chunks = [sample.slice(i, step) for i in range(0, sample.num_rows, step)]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for part in chunks:
             store._insert(
                 "baseline", _OBS_COLUMNS, _OBS_SELECT.format(batch=0, chain_id="''"), part, None
             )
         baseline = sample.num_rows / (time.perf_counter() - started)
-        started = time.perf_counter()
+        baseline_cpu = (time.process_time() - cpu) / sample.num_rows
+        started, cpu = time.perf_counter(), time.process_time()
         for i, part in enumerate(chunks):
             store.write_batch("observations", part, chain_id="bench/direct", source_offset=i)
         direct = sample.num_rows / (time.perf_counter() - started)
+        direct_cpu = (time.process_time() - cpu) / sample.num_rows
         say(f"baseline plain insert {baseline:,.0f} rows/s; ledgered write {direct:,.0f} rows/s")
         decode_started = time.perf_counter()
         for m in messages:
@@ -196,11 +201,12 @@ def main() -> None:
         thread.start()
         while not recorder.ready.is_set():
             time.sleep(0.01)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         while recorder.stats.rows < table.num_rows:
             time.sleep(0.01)
             assert thread.is_alive(), "the recorder stopped"
         recorder_s = time.perf_counter() - started
+        recorder_cpu = (time.process_time() - cpu) / table.num_rows
         stop.set()
         thread.join(60)
         ok = store.verify().ok
@@ -218,6 +224,10 @@ def main() -> None:
         "decode_rows_per_s": round(decode_rate),
         "baseline_insert_rows_per_s": round(baseline),
         "recorder_vs_baseline": round(table.num_rows / recorder_s / baseline, 3),
+        "recorder_cpu_ns_per_row": round(recorder_cpu * 1e9),
+        "ledgered_write_cpu_ns_per_row": round(direct_cpu * 1e9),
+        "baseline_insert_cpu_ns_per_row": round(baseline_cpu * 1e9),
+        "recorder_vs_baseline_cpu": round(baseline_cpu / recorder_cpu, 3),
         "verified": ok,
         **lag,
         "machine": host,

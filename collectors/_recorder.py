@@ -407,7 +407,14 @@ class Recorder:
     ) -> ChainHead:
         table = pa.concat_tables([d.table for d in items])
         seq = self.store.write_batch(
-            kind, table, chain_id=chain_id, source_offset=items[-1].offset, head=head
+            kind,
+            table,
+            chain_id=chain_id,
+            source_offset=items[-1].offset,
+            head=head,
+            # Its observations came through _decode, which checked each message (the store
+            # checks dead letters itself: a set-aside is built here, not read).
+            checked=True,
         )
         written = self.store.written_head(chain_id) if seq else None
         head = written if written is not None else self.store.chain_head(chain_id)

@@ -97,6 +97,19 @@ def test_a_dead_letter_twice_in_a_batch_is_refused(store: ChdbStore) -> None:
     assert store.verify().ok
 
 
+def test_dead_letters_are_checked_even_when_their_parts_were(store: ChdbStore) -> None:
+    """``checked`` (each concatenated table was checked) spares observations a second check,
+    never dead letters: one source position in two messages' tables repeats in their batch."""
+    dl = DeadLetter(U, time.time_ns(), "md.raw", 1, 7, "p", "r", 1, "bad", b"x")
+    part = dead_letter_table([dl])
+    assert check_batch("dead_letters", part) is None
+    with pytest.raises(BatchRefusedError, match=r"md.raw\[1\]@7 appears 2 times"):
+        store.write_batch(
+            "dead_letters", pa.concat_tables([part, part]), source_offset=3, checked=True
+        )
+    assert store.query("SELECT count() AS n FROM {db}.dead_letters") == [{"n": 0}]
+
+
 def test_the_store_refusing_the_data_is_told_from_an_outage(store: ChdbStore) -> None:
     """An insert the store refuses for a value raises BatchRefusedError (content), not a
     plain StoreError (which the recorder retries)."""
