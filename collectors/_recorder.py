@@ -69,6 +69,7 @@ from stampline.audit import (
 )
 from stampline.collectors._kafka import consumer_config, producer_config, take
 from stampline.collectors._metrics import serve_metrics
+from stampline.collectors._source import UNREADABLE_HEADERS, message_headers
 from stampline.collectors._trailtopic import DEFAULT_TRAIL_TOPIC
 
 log = logging.getLogger("stampline.recorder")
@@ -330,10 +331,12 @@ class Recorder:
         ts_type, ms = m.timestamp()
         ms = ms if ts_type else 0
         self._note_lag(m.partition() or 0, ms)
+        headers, readable = message_headers(m)
+        if not readable:  # a producer other than stampline's: no client reads these headers
+            rejected = self._rejected(m, UNREADABLE_HEADERS)
+            return _Decoded("dead_letters", rejected, m.offset() or 0, True, ms, m)
         try:
-            kind, table = decode_trail_message(
-                m.value(), m.headers(), self.settings.max_message_rows
-            )
+            kind, table = decode_trail_message(m.value(), headers, self.settings.max_message_rows)
         except TrailFormatError as exc:
             rejected = self._rejected(m, str(exc))
             return _Decoded("dead_letters", rejected, m.offset() or 0, True, ms, m)

@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from stampline.audit import ChdbStore, canonical_table
+from stampline.collectors._source import UNREADABLE_HEADERS
 from tests.collectors.trailmsgs import (
     Message,
     caught_up,
@@ -30,6 +31,7 @@ from tests.collectors.trailmsgs import (
     stop,
     wait_assigned,
 )
+from tests.rawheaders import produce_raw_headers
 
 # (what is wrong, the message) -- each passes the trail format's column check
 BAD: list[tuple[str, Callable[[], Message]]] = [
@@ -314,3 +316,26 @@ def test_a_kill_around_a_set_aside_completes_the_batch_and_every_partition_goes_
     assert rows == {"n": 10 * 6, "ids": 10 * 6}
     verified = _verify_cli(config)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.slow
+def test_a_message_whose_header_names_no_client_reads_is_set_aside(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
+) -> None:
+    """A message on the trail topic with a header name that is not UTF-8 (not stampline's: a
+    producer in C can send one) is set aside as a `trail.format` dead letter saying so, and
+    the messages around it are written (before, confluent-kafka's headers() left its error
+    pending and the recorder died of it, each restart alike)."""
+    (trail,) = make_topics("trail", partitions=1)
+    send(bootstrap, trail, 0, [message("observations", observations(10, 0, 0))])
+    produce_raw_headers(bootstrap, trail, 0, b"not a trail message", [(b"\xff\xfe", b"v")])
+    send(bootstrap, trail, 0, [message("observations", observations(10, 0, 10))])
+    config = recorder_config(tmp_path, bootstrap, trail, f"{uid}-r", "store")
+    _run_until_caught_up(config, tmp_path / "recorder.log", bootstrap, trail, f"{uid}-r", [3])
+    with ChdbStore(tmp_path / "store", "stampline") as s:
+        (rows,) = s.query("SELECT count() AS n FROM {db}.observations")
+        assert s.verify().ok
+    assert rows["n"] == 20
+    assert _set_aside(tmp_path / "store", trail) == [
+        {"partition": 0, "offset": 1, "rule_id": "trail.format", "reason": UNREADABLE_HEADERS}
+    ]
