@@ -254,6 +254,9 @@ class GateConfig(_Section):
     )
     recovery_scan: bool = True
     queue_batches: int = Field(default=4, ge=1, le=1000)
+    # A batch grows no further once its values and keys reach this many bytes: with large
+    # records, what the gate holds in its queues stays bounded (docs/gate.md).
+    batch_bytes: int = Field(default=16 * 1_048_576, ge=65_536, le=1024 * 1_048_576)
     allowed_lateness_ns: int = Field(default=5_000_000_000, alias="allowed_lateness")
 
     @field_validator(

@@ -120,6 +120,7 @@ def gate_settings(
         delivery=config.gate.delivery,
         recovery_scan=config.gate.recovery_scan,
         queue_batches=config.gate.queue_batches,
+        batch_bytes=config.gate.batch_bytes,
         allowed_lateness_ns=config.gate.allowed_lateness_ns,
         limits=Limits(
             max_value_bytes=config.gate.max_message_bytes,

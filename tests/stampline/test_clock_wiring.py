@@ -58,3 +58,12 @@ def test_a_configured_bound_is_recorded_as_configured_without_a_warning(
     assert (gate.clock_err_ns, gate.clock_source) == (250_000, "configured")
     assert caplog.text == ""
     assert metrics.registry.get_sample_value("stampline_clock_bound_fallbacks_total") == 0.0
+
+
+def test_the_gate_takes_its_batch_byte_bound_from_the_config(tmp_path: Path) -> None:
+    """gate.batch_bytes reaches the gate's settings; unset, the gate's own default."""
+    path = _config(tmp_path, "configured")
+    default = gate_settings(load_config(path), "127.0.0.1:1", SidecarMetrics())
+    assert default.batch_bytes == 16 * 2**20
+    path.write_text(path.read_text("utf-8").replace("gate:\n", "gate:\n  batch_bytes: 1048576\n"))
+    assert gate_settings(load_config(path), "127.0.0.1:1", SidecarMetrics()).batch_bytes == 2**20

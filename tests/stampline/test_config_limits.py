@@ -119,6 +119,8 @@ BOUNDS = [
     ("gate", "max_message_bytes", "1.0e+308", "integer"),
     ("gate", "consume_batch", "10000000", "less than or equal"),
     ("gate", "queue_batches", "-1", "greater than or equal"),
+    ("gate", "batch_bytes", "1000", "greater than or equal to 65536"),
+    ("gate", "batch_bytes", "1.0e+308", "integer"),
     ("tap", "consume_batch", "0", "greater than or equal"),
     ("topics", "partitions", "100000", "less than or equal"),
     ("metrics", "port", "70000", "less than or equal"),
