@@ -64,9 +64,8 @@ class Checked:
     seqs: list[int]  # FROM_PYTHON where Python converts a clean record's seq
     origins: np.ndarray[Any, np.dtype[np.int64]]  # FROM_PYTHON likewise
     # Per record, the bits of its ``wants`` whose compiled schema the clean record certainly
-    # passes (rules/_contract_check.py); empty when no schema was given.
-    passed: list[int]
-    passed_bits: np.ndarray[Any, np.dtype[np.uint64]]  # the same, as an array (zeros if none)
+    # passes (rules/_contract_check.py); zeros when no schema was given.
+    passed: np.ndarray[Any, np.dtype[np.uint64]]
     # The fields asked for as ``typed``, decoded for the clean records (rules/_columns.py).
     typed: dict[str, Typed]
 
@@ -144,7 +143,6 @@ def check_batch(
         instruments,
         seqs,
         origin_ns,
-        bits.tolist(),
         bits if len(bits) == n else np.zeros(n, np.uint64),
         fields,
     )

@@ -356,7 +356,6 @@ class RuleSet:
         checked = _checker.check_batch(
             self._checkable(values, topics), ext, compiled.schemas if wants else (), wants, typed
         )
-        passed = checked.passed if checked is not None and checked.passed else [0] * n
         # What _contract would check, per topic where the record does not choose it.
         needs = {t: compiled.topic_need(self._contract_for(t)) for t in set(topics)}
         contract_checked = 0
@@ -385,7 +384,7 @@ class RuleSet:
         if checked is not None and fields:
             need, known = _need_bits(topics, needs if check_contract else dict.fromkeys(needs, 0))
             settled = np.frombuffer(clean, np.uint8).astype(np.bool_)
-            settled &= known & (checked.passed_bits & need == need)
+            settled &= known & (checked.passed & need == need)
             settled &= checked.origins != from_python
             if seqs.count(from_python):
                 settled &= np.fromiter((q != from_python for q in seqs), np.bool_, n)
@@ -411,7 +410,8 @@ class RuleSet:
                         need_i = needs[topics[i]]
                         if need_i is None:
                             need_i = compiled.need(self._contract_for(topics[i]), hdrs, payload)
-                        if type(need_i) is int and passed[i] & need_i == need_i:
+                        passed = int(checked.passed[i]) if checked is not None else 0
+                        if type(need_i) is int and passed & need_i == need_i:
                             contract_checked += need_i != 0  # 0: nothing to check
                         else:
                             contract_python[need_i if type(need_i) is str else NOT_CERTAIN] += 1
