@@ -78,13 +78,7 @@ from stampline.collectors._preflight import (
     topic_limits,
 )
 from stampline.collectors._recovery import Found, OutPositions, OutputLedger, Written
-from stampline.collectors._source import (
-    UNREADABLE_HEADERS,
-    Partitions,
-    Source,
-    Taken,
-    open_source,
-)
+from stampline.collectors._source import Partitions, Source, Taken, open_source
 from stampline.collectors._stamps import (
     CONTRACT_VERSION,
     H_CLOCK_ERR,
@@ -95,6 +89,7 @@ from stampline.collectors._stamps import (
     H_STAMP,
     H_TRACEPARENT,
     H_VERSION,
+    UNREADABLE_HEADERS,
     Headers,
     Stamps,
     read_stamps_batch,

@@ -69,7 +69,7 @@ from stampline.audit import (
 )
 from stampline.collectors._kafka import consumer_config, producer_config, take
 from stampline.collectors._metrics import serve_metrics
-from stampline.collectors._source import UNREADABLE_HEADERS, message_headers
+from stampline.collectors._stamps import UNREADABLE_HEADERS, message_headers
 from stampline.collectors._trailtopic import DEFAULT_TRAIL_TOPIC
 
 log = logging.getLogger("stampline.recorder")

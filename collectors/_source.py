@@ -18,7 +18,6 @@ the same source before the partitions go.
 from __future__ import annotations
 
 import logging
-import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +26,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from stampline._common import where
 from stampline.collectors._kafka import native_settings, take
+from stampline.collectors._stamps import message_headers
 
 if TYPE_CHECKING:
     from stampline.collectors._stamps import Headers
@@ -37,29 +37,6 @@ except ImportError:  # built without cargo: confluent-kafka's consumer only
     GateSource = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger("stampline.gate")
-
-# ``Message.headers()``, called so that Python checks what it returns. confluent-kafka decodes
-# every header name as UTF-8, and on one that is not it returns a value with the
-# UnicodeDecodeError still set: a plain call, once the interpreter has specialised it, lets
-# that error surface later, anywhere; a call made from C is checked, and raises SystemError
-# from the UnicodeDecodeError there.
-_headers_of = operator.methodcaller("headers")
-
-# Why a record whose header names are not all UTF-8 is refused (the gate) or its stamps
-# unreadable (the tap): no client reads such headers.
-UNREADABLE_HEADERS = "a header name is not UTF-8: the record's headers cannot be read"
-
-
-def message_headers(m: Message) -> tuple[Headers | None, bool]:
-    """A confluent-kafka record's headers (None when it has none), and whether they could
-    be read: not when a name is not UTF-8 (then None)."""
-    try:
-        return _headers_of(m), True
-    except SystemError as exc:
-        if not isinstance(exc.__cause__, UnicodeDecodeError):
-            raise
-        return None, False
-
 
 Partitions = list[tuple[str, int]]
 OnRebalance = Callable[[Partitions], None]

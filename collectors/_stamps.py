@@ -32,6 +32,7 @@ hosts short ASCII). Anything else is a ``StampError``, which the gate turns into
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import re
 import uuid
@@ -232,9 +233,35 @@ def new_traceparent(event_id: str, parent_trace: str | None = None) -> str:
     return f"00-{trace}-{os.urandom(8).hex()}-01"
 
 
+# ``Message.headers()``, called so that Python checks what it returns. confluent-kafka decodes
+# every header name as UTF-8, and on one that is not it returns a value with the
+# UnicodeDecodeError still set: a plain call, once the interpreter has specialised it, lets
+# that error surface later, anywhere; a call made from C is checked, and raises SystemError
+# from the UnicodeDecodeError there.
+_headers_of = operator.methodcaller("headers")
+
+# Why a record whose header names are not all UTF-8 is refused (the gate) or its stamps
+# unreadable (the tap): no client reads such headers.
+UNREADABLE_HEADERS = "a header name is not UTF-8: the record's headers cannot be read"
+
+
+def message_headers(m: Any) -> tuple[Headers | None, bool]:
+    """A record's headers (None when it has none; a confluent-kafka ``Message`` or anything
+    with ``headers()``), and whether they could be read: not when a name is not UTF-8 (then
+    None)."""
+    try:
+        return _headers_of(m), True
+    except SystemError as exc:
+        if not isinstance(exc.__cause__, UnicodeDecodeError):
+            raise
+        return None, False
+
+
 def headers_of(record: Any) -> Headers:
-    """A record's headers as a list (confluent-kafka gives None when there are none)."""
-    return list(record.headers() or [])
+    """A record's headers as a list (confluent-kafka gives None when there are none; a record
+    with a header name that is not UTF-8 has none that can be read: none either)."""
+    headers, _readable = message_headers(record)
+    return list(headers or [])
 
 
 def read_stamps(headers: Sequence[tuple[str, bytes | None]] | None) -> Stamps | None:

@@ -62,8 +62,13 @@ from stampline.audit import (
 from stampline.collectors._ids import key_event_id, source_event_id
 from stampline.collectors._kafka import consumer_config, native_settings, producer_config, take
 from stampline.collectors._metrics import SidecarMetrics
-from stampline.collectors._source import UNREADABLE_HEADERS, message_headers
-from stampline.collectors._stamps import Headers, check_stage_name, read_stamps_batch
+from stampline.collectors._stamps import (
+    UNREADABLE_HEADERS,
+    Headers,
+    check_stage_name,
+    message_headers,
+    read_stamps_batch,
+)
 from stampline.collectors._trailrows import (
     CANONICAL_SCHEMA,
     TrailRows,

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from stampline.audit import ChdbStore, canonical_table
-from stampline.collectors._source import UNREADABLE_HEADERS
+from stampline.collectors._stamps import UNREADABLE_HEADERS
 from tests.collectors.trailmsgs import (
     Message,
     caught_up,
