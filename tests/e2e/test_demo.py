@@ -133,7 +133,11 @@ def test_injected_behaviours_show_in_the_summary(demo: DemoResult) -> None:
     providers = demo.summary["providers"]
     silent = PLAN.silent_rounds[1] - PLAN.silent_rounds[0]
     assert providers["bravo"]["max_gap_ms"] >= silent * PLAN.round_interval_s * 1000 * 0.9
-    assert providers["bravo"]["max_gap_ms"] > 2 * providers["alpha"]["max_gap_ms"]
+    # Longest, not "twice alpha's": alpha's gap is the feed's own longest stall between rounds
+    # (600 ms once on a loaded CI machine). Bravo is sent in the same rounds minus the silent
+    # ones, so its gaps hold every stall alpha's do, and the silence besides.
+    others = [p["max_gap_ms"] for name, p in providers.items() if name != "bravo"]
+    assert providers["bravo"]["max_gap_ms"] >= max(others)
     assert providers["charlie"]["latency_p50_ms"] < 0 < providers["alpha"]["latency_p50_ms"]
     assert demo.summary["decision_stage_ms"] >= 25.0
     assert set(demo.summary["stages"]) == {"gate", "risk"}, "only stages that hold events"
