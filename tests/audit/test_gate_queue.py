@@ -34,7 +34,9 @@ MS = 1_000_000
 S = 1_000_000_000
 STALL_S = 2.0  # alpha's records wait this much longer on the broker than its peers'
 SETTLE_S = 0.5  # everyone's records wait at least this long: the gate starts late
-ON_TIME_NS = 300 * MS  # origin -> broker on this machine, generously: produce and append
+# origin -> broker, generously: produce and append on a CI machine under load; still well
+# apart from the queue wait (STALL_S + SETTLE_S) it is told from
+ON_TIME_NS = 1000 * MS
 RULES = """
 version: 2
 rules:
