@@ -27,6 +27,9 @@ _OBS_RANGES = {
     "partition": (-(2**31), 2**31 - 1),
     "rule_version": (0, 2**32 - 1),
     "authority": (0, 2**8 - 1),
+    # UInt64 in the store, Int64 in the table: a negative bound would read back as 2**64 - n
+    "clock_err_ns": (0, 2**63 - 1),
+    "prev_clock_err_ns": (0, 2**63 - 1),
 }
 _DEAD_RANGES = {
     "partition": (-(2**31), 2**31 - 1),

@@ -48,6 +48,8 @@ BAD = {
     "partition": 2**31,
     "rule_version": -1,
     "authority": 256,
+    "clock_err_ns": -1,  # a UInt64 column: read back as 2**64 - 1
+    "prev_clock_err_ns": -(2**63),
     "parent_stamps": "gate/0012/5",
     "parent_stamps ": "/5/6",
     # refused by the store before, and retried like an outage
@@ -76,6 +78,7 @@ def test_values_at_the_edges_are_kept_exactly(store: ChdbStore) -> None:
     """The extreme values each column holds unchanged are written, and verify passes."""
     table = _table(partition=-(2**31), rule_version=2**32 - 1, authority=255,
                    parents=f"{U},{U}", parent_stamps=f"gate/{-(2**63)}/{2**64 - 1},-",
+                   clock_err_ns=2**63 - 1, prev_clock_err_ns=0,
                    broker_time_type="LogAppendTime")  # fmt: skip
     assert check_batch("observations", table) is None
     store.write_batch("observations", table, chain_id="t/0", source_offset=1)
@@ -84,6 +87,10 @@ def test_values_at_the_edges_are_kept_exactly(store: ChdbStore) -> None:
         "SELECT toString(broker_time_type) AS t FROM {db}.observations ORDER BY offset"
     )
     assert [r["t"] for r in types] == ["", "", "LogAppendTime"]
+    (last,) = store.query(
+        "SELECT clock_err_ns, prev_clock_err_ns FROM {db}.observations WHERE offset = 2"
+    )
+    assert (int(last["clock_err_ns"]), int(last["prev_clock_err_ns"])) == (2**63 - 1, 0)
 
 
 def test_a_dead_letter_twice_in_a_batch_is_refused(store: ChdbStore) -> None:

@@ -40,6 +40,7 @@ BAD: list[tuple[str, Callable[[], Message]]] = [
     ("parent_stamps", lambda: message("observations", observations(4, 0, 0, parent_stamps="g/x"))),
     ("event_id", lambda: message("observations", observations(4, 0, 0, event_id="abc"))),
     ("partition", lambda: message("observations", observations(4, 0, 0, partition=2**31))),
+    ("clock_err_ns", lambda: message("observations", observations(4, 0, 0, clock_err_ns=-1))),
     (
         "appears 2 times",
         lambda: message("dead_letters", pa.concat_tables([dead_letters(1, 0, 9)] * 2)),
