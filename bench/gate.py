@@ -56,6 +56,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench._machine import machine, write_result  # noqa: E402
+from stampline._common import use_system_memory_pool  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from stampline.collectors import (  # noqa: E402
     Gate,
@@ -292,6 +293,7 @@ def gate_process(
     rss_mb: Any,
 ) -> None:
     """A gate with low-latency client settings, in a process of its own, until ``stop``."""
+    use_system_memory_pool()
     raw, clean, dlq = topics
     settings = GateSettings(
         bootstrap,
@@ -377,6 +379,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = ap.parse_args()
+    use_system_memory_pool()  # as in every sidecar (stampline/cli/_start.py)
     host = machine(broker="tansu (embedded, TCP)")  # before any work: the load is other programs'
     n = 100_000 if args.quick else 400_000
     lat_s = 3.0 if args.quick else 10.0

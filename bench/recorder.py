@@ -37,6 +37,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import bench.store as gen  # noqa: E402
 from bench._machine import machine, write_result  # noqa: E402
+from stampline._common import use_system_memory_pool  # noqa: E402
 from stampline.audit import ChdbStore, decode_trail_message, encode_trail_messages  # noqa: E402
 from stampline.audit._store import _OBS_COLUMNS, _OBS_SELECT  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
@@ -130,6 +131,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, help="rows to write (overrides --quick)")
     ap.add_argument("--partitions", type=int, default=2, help="trail topic partitions")
     args = ap.parse_args()
+    use_system_memory_pool()  # as in every sidecar (stampline/cli/_start.py)
     host = machine()
     rows = args.rows or (1_000_000 if args.quick else 5_000_000)
 

@@ -9,6 +9,7 @@ from stampline._common._durations import (
     prometheus_duration,
 )
 from stampline._common._errors import StamplineError
+from stampline._common._memory import use_system_memory_pool
 from stampline._common._namespace import imported_as_part_of_stampline
 from stampline._common._provider import UNNAMED_PROVIDER
 from stampline._common._shown import (
@@ -54,6 +55,7 @@ __all__ = [
     "read_yaml_file",
     "shown_value",
     "url_credentials",
+    "use_system_memory_pool",
     "visible",
     "where",
 ]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
+from stampline._common import use_system_memory_pool
 from stampline.audit import AuditError
 from stampline.broker import BrokerError, EmbeddedBroker
 from stampline.cli._app import config_path, err, fail
@@ -43,6 +44,7 @@ def start_sidecar(config: Path | None) -> Sidecar:
         cfg = load_config(path)
     except ConfigError as exc:
         fail(f"{path}: configuration is not usable:\n{exc}")
+    use_system_memory_pool()  # a long-running process: Arrow's buffers from malloc
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
