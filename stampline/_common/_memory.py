@@ -11,8 +11,8 @@ def use_system_memory_pool() -> None:
 
     Why: pyarrow's default, its bundled mimalloc, gives each trail message's growing IPC
     buffer fresh pages and soon returns them, so every message faulted in and zeroed new
-    (huge) pages: most of the gate's trail writer, and a quarter of the recorder's CPU per
-    row. docs/native.md, "Arrow's memory pool", has the runs.
+    (huge) pages: about half of the gate's trail writer's CPU, and up to a quarter of the
+    recorder's per row. docs/native.md, "Arrow's memory pool", has the runs.
     Buffers made before the switch stay with the pool that made them.
     """
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
