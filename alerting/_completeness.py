@@ -574,7 +574,8 @@ class CompletenessDetector(Judging):
             lo = (frontier - loss.window_ns) // pair.bucket
             hi = frontier // pair.bucket
             open_ = {dict(labels).get("provider", "") for labels in life.instances}
-            for provider in set(pair.counts) | open_:
+            # sorted: transitions judged together come out in one order in every process
+            for provider in sorted(set(pair.counts) | open_):
                 venue = self._venue.get(provider, "")
                 if not d.scope.matches(provider, venue):
                     continue

@@ -431,3 +431,28 @@ def test_seeding_reads_the_horizon_of_this_trail_at_most_its_limit(store: ChdbSt
     assert report is not None
     assert (report.rows, report.truncated) == (20, True)
     assert small.pending <= 10
+
+
+def test_instances_judged_together_come_in_provider_order() -> None:
+    """Eight providers losing events at the same moments: the transitions of each moment come
+    sorted by provider, not in a set's hash order (which differs from process to process)."""
+    got: list[Transition] = []
+    d = detector(got, Wall())
+    names = ["hotel", "alpha", "golf", "charlie", "foxtrot", "bravo", "echo", "delta"]
+    gate: list[Row] = []
+    enrich: list[Row] = []
+    for k, name in enumerate(names):
+        g, e = pipeline(600, drop=set(range(200, 212)), provider=name)
+        gate += [(str(uuid.UUID(int=(k + 1) << 64 | int(uuid.UUID(r[0])))), *r[1:]) for r in g]
+        enrich += [(str(uuid.UUID(int=(k + 1) << 64 | int(uuid.UUID(r[0])))), *r[1:]) for r in e]
+    gate.sort(key=lambda r: r[2])
+    enrich.sort(key=lambda r: r[2])
+    feed_in_step(d, gate, enrich, per=400)
+    moments: dict[tuple[str, int], list[str]] = {}
+    for t in got:
+        moments.setdefault((t.state, t.at_ns), []).append(dict(t.labels)["provider"])
+    assert {state for state, _ in moments} == {"pending", "firing", "resolved"}
+    assert sorted(p for ps in moments.values() for p in ps) == sorted(names * 3)
+    assert any(len(ps) > 1 for ps in moments.values()), "no two instances judged together"
+    for providers in moments.values():
+        assert providers == sorted(providers)
