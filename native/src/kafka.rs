@@ -542,7 +542,7 @@ pub fn consumer_config(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("fetch.wait.max.ms", "10")
-        .set("fetch.queue.backoff.ms", "0");
+        .set("fetch.queue.backoff.ms", "5");
     for (k, v) in extra {
         cc.set(k, v);
     }

@@ -120,6 +120,42 @@ def test_the_compiled_consumer_ends_a_batch_at_its_byte_bound(
         source.close()
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "reference"])
+def test_a_consumer_whose_queue_is_full_waits_instead_of_spinning(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, compiled: bool
+) -> None:
+    # librdkafka stops fetching while a partition's local queue holds queued.min.messages
+    # and tries again after fetch.queue.backoff.ms; with 0 its broker thread spun the whole
+    # time, a core's worth of CPU taken from the loop draining the queue (docs/native.md,
+    # "A consumer that waits"). A queue of 10 here stands for the default 100,000.
+    (topic,) = make_topics("raw", partitions=1)
+    produce(bootstrap, topic, [(None, b"v") for _ in range(200)])
+    config = {**consumer_config(bootstrap, f"{uid}-full"), "queued.min.messages": 10}
+    source, why = open_source(
+        bootstrap, f"{uid}-full", config, [topic], lambda _p: None, lambda _p: None,
+        compiled=compiled,
+    )  # fmt: skip
+    assert why == "" or not compiled, why
+    try:
+        first = Taken([], [], [], [], [], [], [], [])
+        deadline = time.monotonic() + 30
+        while not len(first) and time.monotonic() < deadline:
+            first = source.take(1, 2**30, 0.5)
+        assert len(first) == 1  # fetching has begun: the queue holds the rest, over 10
+        time.sleep(0.5)  # the queue fills; from here librdkafka only decides not to fetch
+        cpu = time.process_time()
+        time.sleep(1.0)
+        # CPU time, not wall-clock: a spinning thread burns most of a second on any machine
+        # that gives it a core; waiting 5 ms at a time costs a few ms in all
+        assert time.process_time() - cpu < 0.3
+        rest = Taken([], [], [], [], [], [], [], [])
+        while len(first) + len(rest) < 200 and time.monotonic() < deadline:
+            rest.extend(source.take(1000, 2**30, 0.5))
+        assert first.offsets + rest.offsets == list(range(200))  # it still reads them all
+    finally:
+        source.close()
+
+
 def test_an_exception_in_a_rebalance_callback_comes_out_of_the_take(
     bootstrap: str, make_topics: Callable[..., list[str]], uid: str
 ) -> None:
