@@ -148,15 +148,21 @@ def test_the_producer_refuses_as_confluent_kafka_does() -> None:
             ("message.timeout.ms", "200"),
         ]
     )
+    reports: list[str | None] = []
+
+    def on_delivery(error: str | None, _report: object) -> None:
+        reports.append(error)
+
     with pytest.raises(KafkaException, match=r"too large|size"):
-        producer.produce("t", b"x" * 5_000)
+        producer.produce("t", b"x" * 5_000, on_delivery=on_delivery)
     with pytest.raises(TypeError):
         producer.produce("t", b"v", headers=[("only-a-name",)])  # type: ignore[list-item]
     producer.produce("t", b"v", headers=[("text", "sent as UTF-8"), ("none", None)])
     with pytest.raises(BufferError):
-        producer.produce("t", b"v")
+        producer.produce("t", b"v", on_delivery=on_delivery)
     producer.flush(10)  # no broker: what was queued times out, and only that
     assert [f[0] for f in producer.take_failures()] == ["t"]
+    assert reports == []  # a record refused at once has no report: its callback is dropped
 
 
 @pytest.mark.parametrize("route", ["reference", "compiled"])
@@ -206,6 +212,27 @@ def test_undelivered_records_are_reported_on_both_kinds_of_record() -> None:
     assert "timed out" in failure[3].lower()
     assert producer.take_failures() == []
     assert producer.positions() == {}
+
+
+def test_positions_are_the_next_offsets_after_the_route_records_delivered(
+    bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    """``positions()`` gives, per topic and partition, the offset after the last record the
+    route produced there, as the broker numbered them; records with a callback (Python's)
+    are not counted, whatever partition they land in."""
+    clean, dlq = make_topics("clean", "dlq")
+    producer = _native.GateProducer([("bootstrap.servers", bootstrap)])
+    seen: list[tuple[str | None, str]] = []
+    for i in range(60):  # keys spread the records over the three partitions
+        producer.produce(clean, b"v", f"k{i}".encode())
+    producer.produce(dlq, b"v", b"k", on_delivery=lambda e, r: seen.append((e, r.topic())))
+    assert producer.flush(30) == 0
+    assert seen == [(None, dlq)]
+    ends: dict[tuple[str, int], int] = {}
+    for r in read_all(bootstrap, clean, expect=60):
+        ends[(clean, r.partition)] = max(ends.get((clean, r.partition), 0), r.offset + 1)
+    assert len(ends) > 1  # more than one partition, or the test shows little
+    assert producer.positions() == ends
 
 
 def test_a_forward_the_broker_never_acknowledges_stops_the_gate_uncommitted(
