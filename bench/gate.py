@@ -1,6 +1,6 @@
 """Gate and tap throughput, the gate's added latency, and its memory, against a raw passthrough.
 
-    python bench/gate.py [--quick] [--json]
+    python bench/gate.py [--quick] [--json] [--latency-only]
 
 Broker: the embedded Tansu over TCP. It is not the bottleneck: one consumer reads ~1.1M
 msg/s from it, several times what a Python gate can process, so the passthrough baseline
@@ -72,12 +72,14 @@ from stampline.demo import rules_file  # noqa: E402
 from stampline.rules import RuleSet  # noqa: E402
 
 KEYS = 10_000
-# The latency runs use the same low-linger producer on every path: librdkafka's batching wait
-# (stampline's default linger.ms=5, chosen for throughput) would otherwise be most of it.
-LOW_LATENCY = {"linger.ms": 0.5}
-# ...and the same short fetch wait on every consumer: Tansu answers a fetch only when its wait
-# expires, so stampline's default (10 ms) would add up to 10 ms per consuming hop.
-LOW_LATENCY_FETCH = {"fetch.wait.max.ms": 1}
+# The latency runs use the same client settings on every path: a short producer linger and a
+# short fetch wait (Tansu answers a fetch only when its wait expires). Not the shortest: with
+# linger.ms 0.5 and fetch.wait.max.ms 1 the four clients' requests kept the embedded broker at
+# a full core, and the passthrough itself fell behind within seconds (2026-12-07, 10 s at
+# 10,000 events/s: p50 19-31 ms, p99 26-30 s). With 2 and 5 it held p50 9 ms, p99 16-17 ms
+# over the whole run; 1 and 2, 1 and 5, 0.5 and 5, 5 and 10, 2 and 10 all did worse.
+LOW_LATENCY = {"linger.ms": 2}
+LOW_LATENCY_FETCH = {"fetch.wait.max.ms": 5}
 RULES = """\
 version: 1
 rules:
@@ -378,6 +380,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the latency run (the added_latency, gate_hold and gate_process_rss figures; "
+        "written to bench/results/gate_latency.json)",
+    )
     args = ap.parse_args()
     use_system_memory_pool()  # as in every sidecar (stampline/cli/_start.py)
     host = machine(broker="tansu (embedded, TCP)")  # before any work: the load is other programs'
@@ -388,7 +396,14 @@ def main() -> None:
     rules_path = tmp / "bench.rules.yaml"
     rules_path.write_text(RULES.format(schema=schema))
     rules = RuleSet.load([rules_path])
-    result: dict[str, Any] = {"machine": host, "events": n, "rules": 8}
+    result: dict[str, Any] = {"machine": host, "rules": 8}
+    if args.latency_only:
+        log(f"latency at 10,000 events/s for {lat_s:.0f} s: passthrough, then gate")
+        result.update(latency(rules_path, lat_s))
+        result["targets"] = {"added_latency_p99_ms": 2.0, "gate_process_rss_mb": 300}
+        write_result("gate_latency", result, args.json)
+        return
+    result["events"] = n
     with EmbeddedBroker() as broker:
         bs = broker.bootstrap_servers
         u = uuid.uuid4().hex[:6]
