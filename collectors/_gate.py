@@ -779,7 +779,9 @@ class Gate:
         sized, priors = self._screen(taken.keys, raw_headers, taken.unreadable)
         # Refused whatever the rules say (oversized key or headers, broken stamps): the rules
         # judge them, but they move no stateful rule's state.
-        broken = (i for i, p in enumerate(priors) if isinstance(p, StampError))
+        broken = (
+            [i for i, p in enumerate(priors) if isinstance(p, StampError)] if any(priors) else []
+        )
         early = sorted({*sized, *broken})
         try:
             result = rules.evaluate_records(
@@ -1056,6 +1058,10 @@ class Gate:
         (``read_stamps_batch``: compiled where the reader is certain, else ``read_stamps``),
         except where the headers are over their limit."""
         sized: dict[int, Failure] = dict.fromkeys(unreadable, _UNREADABLE_HEADERS)
+        # The common batch, told in C: no record with headers, and keys that all fit in one
+        # key's limit together (so each does).
+        if not any(headers) and len(b"".join(filter(None, keys))) <= self._limits.max_key_bytes:
+            return sized, [None] * len(keys)
         readable: list[Headers | None] = [None] * len(keys)
         for i, h in enumerate(headers):
             if h is None and len(keys[i] or b"") <= self._limits.max_key_bytes:

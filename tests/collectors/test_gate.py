@@ -12,6 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stampline.audit import ChdbStore, replay_event
 from stampline.broker import ensure_topics
@@ -28,11 +30,14 @@ from stampline.collectors import (
     H_STAMP,
     H_TOPIC,
     H_TRACEPARENT,
+    Gate,
     GateSettings,
     StageStamp,
     Stamps,
+    TrailTopic,
     source_event_id,
 )
+from stampline.collectors._preflight import Limits, header_bytes
 from stampline.demo import rules_file
 from stampline.rules import Extraction, RuleSet
 from tests.helpers import GateRun, Record, produce, read_all
@@ -339,3 +344,32 @@ def test_replay_of_a_forwarded_event_shows_its_stamps_in_order(outcome: Outcome)
     assert times == sorted(times)
     assert timeline.events[0].provider == "alpha"
     assert timeline.events[0].topic == outcome.topics["raw"]
+
+
+_KEY = st.one_of(st.none(), st.binary(max_size=14))
+_HEADERS = st.one_of(
+    st.none(),
+    st.just([]),
+    st.lists(st.tuples(st.just("x-pad"), st.binary(max_size=12)), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_KEY, _HEADERS), max_size=12))
+def test_the_screen_refuses_exactly_the_keys_and_headers_over_their_limits(
+    batch: list[tuple[bytes | None, list[tuple[str, bytes]] | None]],
+) -> None:
+    # Limits small enough that a batch's keys often add up past one key's limit with none
+    # over it: the screen's batch-wide shortcut must not refuse those, nor miss one that is.
+    limits = Limits(max_key_bytes=10, max_header_bytes=20)
+    settings = GateSettings("127.0.0.1:9", ("raw",), "clean", "dlq", limits=limits)
+    gate = Gate(settings, RuleSet([]), TrailTopic())
+    keys = [k for k, _ in batch]
+    headers = [h for _, h in batch]
+    sized, priors = gate._screen(keys, headers, [])
+    over = {
+        i for i, (k, h) in enumerate(batch) if len(k or b"") > 10 or (h and header_bytes(h) > 20)
+    }
+    assert set(sized) == over
+    assert all(f.rule_id == "record.size" for f in sized.values())
+    assert priors == [None] * len(batch)  # no stamp among these headers
