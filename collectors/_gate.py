@@ -1589,7 +1589,7 @@ def _judged(
         flagged |= mask
     rejects: dict[int, tuple[Failure, ...]] = {}
     warnings: dict[int, tuple[Failure, ...]] = {}
-    for row in sorted({*np.flatnonzero(flagged).tolist(), *result.early}):
+    for row in sorted({*flagged.nonzero()[0].tolist(), *result.early}):
         failures = result.failing(row)
         bad = tuple(f for f in failures if f.severity == "reject" and not f.shadow)
         warned = tuple(f for f in failures if f.severity == "warn" and not f.shadow)

@@ -64,7 +64,7 @@ class Typed:
     def unread(self) -> list[int]:
         """The rows the checker did not type: their values come from their payloads."""
         if self._unread is None:
-            self._unread = np.flatnonzero(self.kinds == T_UNREAD).tolist()
+            self._unread = (self.kinds == T_UNREAD).nonzero()[0].tolist()
         return self._unread
 
     def arrow_texts(self) -> pa.Array:

@@ -112,7 +112,7 @@ class KeyIndex:
             else np.zeros(len(distinct), np.bool_)
         )
         slot_of = np.where(found, self._sorted_slots[pos] if len(self._sorted_slots) else 0, -1)
-        fresh = np.flatnonzero(~found)
+        fresh = (~found).nonzero()[0]
         if len(fresh):
             reverse = [
                 {i: name for name, i in names.items()} for names in self._names[: len(parts)]

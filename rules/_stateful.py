@@ -89,7 +89,7 @@ class SequenceCheck:
         self, cols: Columns, active: BoolArray, slots: IntArray, _now: int
     ) -> tuple[BoolArray, dict[int, str]]:
         numbers = cols.integers(self.rule.field)
-        rows = np.flatnonzero(active & (numbers >= 0))
+        rows = (active & (numbers >= 0)).nonzero()[0]
         fails = np.zeros(cols.n, np.bool_)
         reasons: dict[int, str] = {}
         if not len(rows):
@@ -100,7 +100,7 @@ class SequenceCheck:
         base = self.state["high"][ss]
         running = _segmented_cummax(np.where(start, np.maximum(vs, base), vs), start)
         before = np.where(start, base, np.roll(running, 1))
-        odd = np.flatnonzero((before >= 0) & (vs != before + 1))
+        odd = ((before >= 0) & (vs != before + 1)).nonzero()[0]
         for i in odd.tolist():
             row = int(rows[order[i]])
             reasons[row] = self._odd(int(ss[i]), int(vs[i]), int(before[i]))
@@ -185,7 +185,7 @@ class StaleCheck:
     ) -> tuple[BoolArray, dict[int, str]]:
         fails = np.zeros(cols.n, np.bool_)
         reasons: dict[int, str] = {}
-        rows = np.flatnonzero(active)
+        rows = active.nonzero()[0]
         if not len(rows):
             return fails, reasons
         values = np.stack([cols.numeric(f)[0][rows] for f in self.rule.fields], axis=1)
@@ -208,7 +208,7 @@ class StaleCheck:
             stale |= unchanged >= self.rule.max_updates
         if self.rule.max_age is not None:
             stale |= (unchanged >= 1) & (t - since >= self.rule.max_age)
-        for i in np.flatnonzero(stale).tolist():
+        for i in stale.nonzero()[0].tolist():
             row = int(rows[order[i]])
             fails[row] = True
             reasons[row] = fill(
@@ -247,7 +247,7 @@ class DivergenceCheck:
         price, ok, _bad = cols.numeric(rule.field)
         fails = np.zeros(cols.n, np.bool_)
         reasons: dict[int, str] = {}
-        rows = np.flatnonzero(active & ok)
+        rows = (active & ok).nonzero()[0]
         if not len(rows):
             return fails, reasons
         every = cols.identity_arrays()[1]
@@ -282,7 +282,7 @@ class DivergenceCheck:
         diverging = (count >= rule.min_others) & (off > rule.threshold_pct) & (col >= 0)
         # Book keeping: each provider's last price and time in this batch, per instrument.
         for j in range(width):
-            mine = np.flatnonzero(col == j)
+            mine = (col == j).nonzero()[0]
             if len(mine):
                 last_rows = mine[_last_of_group(np.r_[True, si[mine][1:] != si[mine][:-1]])]
                 book_p[si[last_rows], j] = p[last_rows]
@@ -319,7 +319,7 @@ class DivergenceCheck:
         carried = ~begins[mark] & d
         began = np.where(carried, self.state["start"][sk], tk[mark])
         failing = d & (tk - began >= self.rule.sustain)
-        for i in np.flatnonzero(failing).tolist():
+        for i in failing.nonzero()[0].tolist():
             j = int(at[i])
             row = int(rows[key_order[i]])
             fails[row] = True
