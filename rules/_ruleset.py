@@ -515,7 +515,7 @@ class RuleSet:
         done: dict[int, tuple[CompiledRule, BoolArray, dict[int, str]]] = {}
         self.stats.events += cols.n
         slots = None
-        scopes: dict[int, BoolArray] = {}
+        scopes: dict[Scope, BoolArray] = {}
         # The stateless rules first: a record one of them refuses moves no stateful rule's
         # state (a price dated a day ahead must not break a divergence run, nor a negative
         # price enter the median), except a sequence rule's: the record arrived.
@@ -524,10 +524,9 @@ class RuleSet:
         order = sorted(range(len(self.rules)), key=lambda i: self.rules[i].stateful is not None)
         for at in order:
             rule = self.rules[at]
-            # by identity: a scope is a pydantic model, whose hash is computed in Python
-            if id(rule.scope) not in scopes:
-                scopes[id(rule.scope)] = alive & _scope_mask(rule.scope, cols)
-            active = scopes[id(rule.scope)]
+            if rule.scope not in scopes:
+                scopes[rule.scope] = alive & _scope_mask(rule.scope, cols)
+            active = scopes[rule.scope]
             if isinstance(rule.stateful, SequenceCheck) and decoded is not None:
                 active = decoded & _scope_mask(rule.scope, cols)
             elif rule.stateful is not None:
