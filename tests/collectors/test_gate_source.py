@@ -65,8 +65,14 @@ def _by_position(t: Taken) -> list[tuple[Any, ...]]:
     return sorted(rows, key=lambda r: (r[0], r[1], r[2]))
 
 
-def _open(bootstrap: str, group: str, topics: list[str], compiled: bool) -> Source:
-    config = consumer_config(bootstrap, group)
+def _open(
+    bootstrap: str,
+    group: str,
+    topics: list[str],
+    compiled: bool,
+    extra: dict[str, Any] | None = None,
+) -> Source:
+    config = consumer_config(bootstrap, group, extra)
     source, why = open_source(
         bootstrap, group, config, topics, lambda _p: None, lambda _p: None, compiled=compiled
     )
@@ -130,12 +136,7 @@ def test_a_consumer_whose_queue_is_full_waits_instead_of_spinning(
     # "A consumer that waits"). A queue of 10 here stands for the default 100,000.
     (topic,) = make_topics("raw", partitions=1)
     produce(bootstrap, topic, [(None, b"v") for _ in range(200)])
-    config = {**consumer_config(bootstrap, f"{uid}-full"), "queued.min.messages": 10}
-    source, why = open_source(
-        bootstrap, f"{uid}-full", config, [topic], lambda _p: None, lambda _p: None,
-        compiled=compiled,
-    )  # fmt: skip
-    assert why == "" or not compiled, why
+    source = _open(bootstrap, f"{uid}-full", [topic], compiled, {"queued.min.messages": 10})
     try:
         first = Taken([], [], [], [], [], [], [], [])
         deadline = time.monotonic() + 30
