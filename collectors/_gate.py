@@ -833,7 +833,9 @@ class Gate:
             clock=self._clock,
         )
         first = len(self._rows.rows)  # this batch's reference rows are the tuples from here
-        fast = None  # what the compiled route routed: (index, emitted, origin, ingested)
+        # what the compiled route routed: (index, emitted, origin, ingested), and the rule of
+        # each record it dead-lettered
+        fast: tuple[npt.NDArray[np.int64], dict[int, str]] | None = None
         if compiled and not (self._already.by_id or self._already.by_source):
             fast = self._route_compiled(batch, early)
         else:  # the reference route; also while a recovery scan's findings are being met
@@ -864,13 +866,16 @@ class Gate:
         if self.metrics is not None:
             self._count(n, _counted(self._rows.rows[first:], batch, fast))
 
-    def _route_compiled(self, b: _Batch, early: list[int]) -> npt.NDArray[np.int64]:
+    def _route_compiled(
+        self, b: _Batch, early: list[int]
+    ) -> tuple[npt.NDArray[np.int64], dict[int, str]]:
         """Route the batch on the compiled route (``route_batch``): the records no rule
-        refused or warned about, the gate refused nothing of and that have readable stamps or
-        none are stamped, produced and given their rows in Rust (gathered there until the
-        segment is cut); every other record, and any the compiled route is not sure of, goes
-        to ``_route`` in its place. Returns (index, emitted, origin, ingested) per record it
-        routed, for the metrics."""
+        warned about, the gate refused nothing of and that have readable stamps or none —
+        forwarded, or dead-lettered whole when a rule refused a new (unstamped) one — produced
+        and given their rows in Rust (gathered there until the segment is cut); every other
+        record, and any the compiled route is not sure of, goes to ``_route`` in its place.
+        Returns (index, emitted, origin, ingested) per record it routed, and the rule of each
+        it dead-lettered, for the metrics."""
         assert _on_compiled_route(self._producer)
         assert isinstance(self.event_time, CompiledEventTime)
         if self._fast_rows is None:
@@ -878,9 +883,9 @@ class Gate:
         s = self.settings
         n = len(b.values)
         slow = [False] * n
-        for i in (*b.rejects, *b.warnings, *early):
+        for i in (*b.warnings, *early):
             slow[i] = True
-        times, forwarded, late = route_batch(
+        times, forwarded, late, dead = route_batch(
             self._producer,
             self.event_time,
             self._fast_rows,
@@ -888,10 +893,14 @@ class Gate:
             b.keys,
             slow,
             lambda i: self._route_one(b, i),
+            b.rejects,
+            b.rule_files,
             clean_topic=s.clean_topic,
             clean_limit=(
                 self._clean_limit if self._clean_limit < self._limits.producer_bytes else None
             ),
+            dead_topic=s.dead_letter_topic,
+            dead_limit=self._limits.out_limit(dead_letter=True),
             stage=s.stage,
             host=s.host,
         )
@@ -899,11 +908,20 @@ class Gate:
         for i, ns in late:
             self.stats.late += 1
             self._count_late(b.providers[i], ns)
+        rules: dict[int, str] = {}
+        for i in dead:  # what _dead_letter does besides the record
+            failure = b.rejects[i][0]
+            rules[i] = failure.rule_id
+            self._log_dead_letter(b, i, failure)
+            self.stats.dead_lettered[failure.rule_id] += 1
+            self._dead_row(b, i, failure, b.ids[i], b.providers[i])
         judged = sum(slow)
         _count_path("compiled", forwarded)
-        _count_path("python: refused or warned about", judged)
-        _count_path("python: left by the compiled route", n - forwarded - judged)
-        return np.frombuffer(times, "<i8").reshape(-1, 4)
+        _count_path("compiled, dead-lettered", len(dead))
+        _count_path("python: warned about, or refused by the gate (size, stamps)", judged)
+        # (a stamped record a rule refused, an over-long one, one librdkafka refused at once)
+        _count_path("python: left by the compiled route", n - forwarded - len(dead) - judged)
+        return np.frombuffer(times, "<i8").reshape(-1, 4), rules
 
     def _route_one(self, b: _Batch, i: int) -> None:
         """``_route``, dead-lettering a record whose processing raised."""
@@ -1214,13 +1232,7 @@ class Gate:
     ) -> None:
         s = self.settings
         topic, partition, offset = b.topics[i], b.partitions[i], b.offsets[i]
-        log.info(
-            "dead-letter %s rule=%s v%d reason=%s",
-            where(topic, partition, offset),
-            failure.rule_id,
-            failure.rule_version,
-            failure.reason[:MAX_REASON],
-        )
+        self._log_dead_letter(b, i, failure)
         added = dead_letter_headers(
             [],
             topic=topic,
@@ -1254,6 +1266,17 @@ class Gate:
                 self.metrics.store_errors.inc()
         self.stats.dead_lettered[failure.rule_id] += 1
         self._dead_row(b, i, failure, event_id, provider)
+
+    @staticmethod
+    def _log_dead_letter(b: _Batch, i: int, failure: Failure) -> None:
+        if log.isEnabledFor(logging.INFO):  # (a bad feed refuses thousands a second)
+            log.info(
+                "dead-letter %s rule=%s v%d reason=%s",
+                where(b.topics[i], b.partitions[i], b.offsets[i]),
+                failure.rule_id,
+                failure.rule_version,
+                failure.reason[:MAX_REASON],
+            )
 
     def set_clock_bound(self, err_ns: int, source: str) -> None:
         """Stamp with this clock-error bound from the next batch on (the bound was read again,
@@ -1521,9 +1544,12 @@ def _kafka_words(exc: KafkaException) -> str:
     return error.str() if isinstance(error, KafkaError) else str(exc)
 
 
-def _counted(rows: list[TrailRow], b: _Batch, fast: npt.NDArray[np.int64] | None) -> _Routed:
+def _counted(
+    rows: list[TrailRow], b: _Batch, fast: tuple[npt.NDArray[np.int64], dict[int, str]] | None
+) -> _Routed:
     """The columns ``_count`` reads: of the reference's row tuples, then of the records the
-    compiled route forwarded (``fast``: index, emitted, origin, ingested per record)."""
+    compiled route routed (``fast``: index, emitted, origin, ingested per record, and the
+    rule of each it dead-lettered)."""
     texts: list[list[str]] = [[] for _ in _COUNTED_TEXTS]
     ints: list[list[npt.NDArray[np.int64]]] = [[] for _ in _COUNTED_INTS]
     if rows:  # the getter gives each row's values in _COUNTED_NAMES' order
@@ -1532,18 +1558,23 @@ def _counted(rows: list[TrailRow], b: _Batch, fast: npt.NDArray[np.int64] | None
             text.extend(column)
         for part, column in zip(ints, columns[len(texts) :], strict=True):
             part.append(np.array(column, np.int64))
-    if fast is not None and len(fast):
-        at = fast[:, 0].tolist()
+    if fast is not None and len(fast[0]):
+        routed, dead = fast
+        at = routed[:, 0].tolist()
         providers, outcomes, rule_ids, instruments = texts
         providers.extend(b.providers[i] for i in at)
-        outcomes.extend(["forwarded"] * len(at))
-        rule_ids.extend([""] * len(at))
+        if dead:
+            outcomes.extend("dead_lettered" if i in dead else "forwarded" for i in at)
+            rule_ids.extend(dead.get(i, "") for i in at)
+        else:
+            outcomes.extend(["forwarded"] * len(at))
+            rule_ids.extend([""] * len(at))
         instruments.extend(b.instruments[i] for i in at)
         received, emitted, origin, ingested, broker = ints
         received.append(np.full(len(at), b.received, np.int64))
-        emitted.append(fast[:, 1])
-        origin.append(fast[:, 2])
-        ingested.append(fast[:, 3])
+        emitted.append(routed[:, 1])
+        origin.append(routed[:, 2])
+        ingested.append(routed[:, 3])
         broker.append(np.asarray(b.broker_ms, np.int64)[at])
     times = tuple(np.concatenate(part) if part else np.zeros(0, np.int64) for part in ints)
     return _Routed(texts[0], texts[1], texts[2], texts[3], times)
@@ -1569,7 +1600,7 @@ def _count_path(path: str, n: int) -> None:
     if not n:
         return
     GATE_PATHS[path] += n
-    if path != "compiled" and GATE_PATHS[path] == n:
+    if not path.startswith("compiled") and GATE_PATHS[path] == n:
         log.info("gate records routed on the Python path: %s", path.removeprefix("python: "))
 
 

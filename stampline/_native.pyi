@@ -1,6 +1,6 @@
 # The Rust extension module built from native/ (docs/native.md); absent when built without cargo.
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 def digest_table(
@@ -180,12 +180,16 @@ def route_batch(
     keys: list[bytes | None],
     slow: list[bool],
     on_slow: Callable[[int], object],
+    rejects: Mapping[int, tuple[Any, ...]],
+    rule_files: Mapping[tuple[str, int], str],
     *,
     clean_topic: str,
     clean_limit: int | None,
+    dead_topic: str,
+    dead_limit: int,
     stage: str,
     host: str,
-) -> tuple[bytes, int, list[tuple[int, int]]]: ...
+) -> tuple[bytes, int, list[tuple[int, int]], list[int]]: ...
 def event_ids(
     topics: list[str],
     partitions: list[int],

@@ -1,12 +1,14 @@
-//! The gate's compiled route (issue 22): for a record the gate accepts with certainty, what
+//! The gate's compiled route (issue 22): for a record the gate judged with certainty, what
 //! `Gate._route` (collectors/_gate.py, the reference) does — its stamp headers, byte for byte
-//! in the stamping contract v1, its lateness against its provider's watermark, and its trail
-//! row, built column-wise in Arrow in the store's canonical columns.
+//! in the stamping contract v1, its lateness against its provider's watermark, the
+//! dead-letter headers of a record a rule refused (collectors/_dlq.py), and its trail row,
+//! built column-wise in Arrow in the store's canonical columns.
 //!
 //! Kafka-free, so `cargo test` checks it on known inputs; the binding produces the record
-//! (`crate::producer`). Which records come here is the binding's and the gate's call: only
-//! those no rule refused or warned about, with readable stamps or none, that a recovery scan
-//! did not find written; everything else takes the reference.
+//! (`crate::producer`). Which records come here is the binding's and the gate's call: those
+//! no rule warned about and the gate itself refused nothing of, with readable stamps or none,
+//! that a recovery scan did not find written — forwarded, or, refused by a rule and new (no
+//! stamps), dead-lettered whole; everything else takes the reference.
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
@@ -28,6 +30,22 @@ pub const H_CLOCK_ERR: &str = "stampline.clock_err_ns";
 pub const H_TRACEPARENT: &str = "traceparent";
 pub const H_STAMP: &str = "stampline.stamp";
 pub const H_LATE: &str = "stampline.late_ns";
+
+// The dead-letter headers (collectors/_dlq.py): Kafka Connect's, then stampline's.
+pub const H_DLQ_TOPIC: &str = "__connect.errors.topic";
+pub const H_DLQ_PARTITION: &str = "__connect.errors.partition";
+pub const H_DLQ_OFFSET: &str = "__connect.errors.offset";
+pub const H_DLQ_CLASS: &str = "__connect.errors.exception.class.name";
+pub const H_DLQ_MESSAGE: &str = "__connect.errors.exception.message";
+pub const H_DLQ_STAGE: &str = "__connect.errors.stage";
+pub const H_DLQ_CONNECTOR: &str = "__connect.errors.connector.name";
+pub const H_RULE_ID: &str = "stampline.rule.id";
+pub const H_RULE_VERSION: &str = "stampline.rule.version";
+pub const H_REASON: &str = "stampline.reason";
+/// `_dlq.MAX_REASON`: the characters of a reason a dead letter and its row keep.
+pub const MAX_REASON: usize = 1000;
+/// `_dlq._CONVERTER_RULES`: failures to read the bytes are Connect's converter stage.
+const CONVERTER_RULES: [&str; 3] = ["record.size", "record.decode", "record.non_finite"];
 
 /// `audit.AUTHORITY_STAMPER`: the row of the collector that stamped the record.
 pub const AUTHORITY_STAMPER: i64 = 2;
@@ -180,6 +198,70 @@ pub fn stamp_headers(
     size
 }
 
+/// The rule a record broke that files it as a dead letter (the first of its `Failure`s), and
+/// the hash of that rule's file as the trail row names it ("rule@vN=sha256", or "").
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal<'a> {
+    pub rule_id: &'a str,
+    pub rule_version: i64,
+    /// the whole reason: [`MAX_REASON`] characters of it are kept
+    pub reason: &'a str,
+    pub rule_sha256: &'a str,
+}
+
+impl<'a> Refusal<'a> {
+    /// The reason as the dead letter and its row keep it: its first [`MAX_REASON`]
+    /// characters (Python's `reason[:MAX_REASON]`, which counts code points).
+    pub fn kept_reason(&self) -> &'a str {
+        match self.reason.char_indices().nth(MAX_REASON) {
+            Some((at, _)) => &self.reason[..at],
+            None => self.reason,
+        }
+    }
+}
+
+/// The headers `_dlq.dead_letter_headers` adds to a dead letter after the record's own, in
+/// its order, given to `add` one by one: where the record was read, and why it failed.
+/// `collector` names the gate ("stampline-<stage>"). Returns the bytes they take as
+/// `header_bytes` counts them.
+pub fn dead_letter_headers(
+    r: &Record<'_>,
+    f: &Refusal<'_>,
+    collector: &str,
+    mut add: impl FnMut(&'static str, &[u8]),
+) -> usize {
+    let mut size = 0;
+    let mut put = |name: &'static str, value: &[u8]| {
+        size += name.len() + value.len() + HEADER_OVERHEAD;
+        add(name, value);
+    };
+    let reason = f.kept_reason().as_bytes();
+    let stage: &[u8] = if CONVERTER_RULES.contains(&f.rule_id) {
+        b"VALUE_CONVERTER"
+    } else {
+        b"TRANSFORMATION"
+    };
+    let mut text = Vec::with_capacity(64);
+    put(H_DLQ_TOPIC, r.at.topic.as_bytes());
+    let _ = write!(Text(&mut text), "{}", r.at.partition);
+    put(H_DLQ_PARTITION, &text);
+    text.clear();
+    let _ = write!(Text(&mut text), "{}", r.at.offset);
+    put(H_DLQ_OFFSET, &text);
+    text.clear();
+    let _ = write!(Text(&mut text), "stampline.RuleViolation[{}]", f.rule_id);
+    put(H_DLQ_CLASS, &text);
+    put(H_DLQ_MESSAGE, reason);
+    put(H_DLQ_STAGE, stage);
+    put(H_DLQ_CONNECTOR, collector.as_bytes());
+    put(H_RULE_ID, f.rule_id.as_bytes());
+    text.clear();
+    let _ = write!(Text(&mut text), "{}", f.rule_version);
+    put(H_RULE_VERSION, &text);
+    put(H_REASON, reason);
+    size
+}
+
 /// Account a forwarded record in its provider's event time (`Gate._route` once accepted).
 pub fn accept(times: &mut EventTime, r: &Record<'_>, s: &Stamp<'_>) {
     if s.origin != 0 && !r.provider.is_empty() {
@@ -197,8 +279,9 @@ impl std::fmt::Write for Text<'_> {
     }
 }
 
-/// The trail rows of forwarded records, column by column, as `Gate._route` builds each
-/// (`audit.trail_row`): outcome "forwarded", no rule named, no warnings. Rows of many
+/// The trail rows of the records routed here, column by column, as `Gate._route` builds each
+/// (`audit.trail_row`): forwarded (no rule named) or dead-lettered (naming the rule, its
+/// version and its file's hash), never with warnings. Rows of many
 /// batches gather here until the gate cuts a segment: the gate's constants (stage, host,
 /// authority) are made whole at [`GateRows::finish`]; the clock's bound and source, which
 /// may change between batches, are kept per row.
@@ -225,6 +308,10 @@ pub struct GateRows {
     broker_time_type: StringBuilder,
     clock_err_ns: Int64Builder,
     clock_source: StringBuilder,
+    outcome: StringBuilder,
+    rule_id: StringBuilder,
+    rule_version: Int64Builder,
+    rule_sha256: StringBuilder,
 }
 
 impl GateRows {
@@ -238,6 +325,31 @@ impl GateRows {
 
     /// The row of a forwarded record.
     pub fn forwarded(&mut self, b: &Batch<'_>, r: &Record<'_>, s: &Stamp<'_>, emitted: i64) {
+        self.push(b, r, s, emitted);
+        self.outcome.append_value("forwarded");
+        self.rule_id.append_value("");
+        self.rule_version.append_value(0);
+        self.rule_sha256.append_value("");
+    }
+
+    /// The row of a record dead-lettered under `f`.
+    pub fn dead_lettered(
+        &mut self,
+        b: &Batch<'_>,
+        r: &Record<'_>,
+        s: &Stamp<'_>,
+        emitted: i64,
+        f: &Refusal<'_>,
+    ) {
+        self.push(b, r, s, emitted);
+        self.outcome.append_value("dead_lettered");
+        self.rule_id.append_value(f.rule_id);
+        self.rule_version.append_value(f.rule_version);
+        self.rule_sha256.append_value(f.rule_sha256);
+    }
+
+    /// Every column but the verdict's.
+    fn push(&mut self, b: &Batch<'_>, r: &Record<'_>, s: &Stamp<'_>, emitted: i64) {
         self.rows += 1;
         self.event_id.append_value(s.event_id);
         self.prev_stage.append_value(s.prev.0);
@@ -294,14 +406,14 @@ impl GateRows {
             texts(&mut self.instrument),
             ints(&mut self.seq),
             ints(&mut self.price),
-            text("forwarded"),
-            text(""), // rule_id: a clean record broke no rule
-            int(0),   // rule_version
+            texts(&mut self.outcome),
+            texts(&mut self.rule_id),
+            ints(&mut self.rule_version),
             texts(&mut self.parents),
             int(AUTHORITY_STAMPER),
             texts(&mut self.clock_source),
             text(""), // warnings: a record that broke a warn rule takes the reference
-            text(""), // rule_sha256: no rule named
+            texts(&mut self.rule_sha256),
             text(""), // parent_stamps: the gate's row is never a derived event's birth row
             texts(&mut self.broker_time_type),
         ];
@@ -444,6 +556,89 @@ mod tests {
         assert_eq!(text("stage"), "gate");
         assert_eq!(int("clock_err_ns"), 1_000_000);
         assert_eq!(text("prev_stage"), "origin");
+        assert_eq!((text("rule_id"), int("rule_version")), (String::new(), 0));
         assert!(rows.is_empty());
+    }
+
+    const REFUSED: Refusal<'static> = Refusal {
+        rule_id: "record.decode",
+        rule_version: 3,
+        reason: "value is not JSON",
+        rule_sha256: "record.decode@v3=ab12",
+    };
+
+    #[test]
+    fn a_dead_letter_says_where_it_was_read_and_why_in_connects_words() {
+        let mut out = Vec::new();
+        let size = dead_letter_headers(&record(None), &REFUSED, "stampline-gate", |k, v| {
+            out.push((k, String::from_utf8(v.to_vec()).unwrap()))
+        });
+        let want = [
+            (H_DLQ_TOPIC, "md.raw"),
+            (H_DLQ_PARTITION, "2"),
+            (H_DLQ_OFFSET, "7"),
+            (H_DLQ_CLASS, "stampline.RuleViolation[record.decode]"),
+            (H_DLQ_MESSAGE, "value is not JSON"),
+            (H_DLQ_STAGE, "VALUE_CONVERTER"), // a failure to read the bytes
+            (H_DLQ_CONNECTOR, "stampline-gate"),
+            (H_RULE_ID, "record.decode"),
+            (H_RULE_VERSION, "3"),
+            (H_REASON, "value is not JSON"),
+        ];
+        let got: Vec<_> = out.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(got, want);
+        let counted: usize = out.iter().map(|(k, v)| k.len() + v.len() + 16).sum();
+        assert_eq!(size, counted);
+        let rule = Refusal {
+            rule_id: "price.band",
+            ..REFUSED
+        };
+        let mut stage = String::new();
+        dead_letter_headers(&record(None), &rule, "g", |k, v| {
+            if k == H_DLQ_STAGE {
+                stage = String::from_utf8(v.to_vec()).unwrap();
+            }
+        });
+        assert_eq!(stage, "TRANSFORMATION");
+    }
+
+    #[test]
+    fn a_reason_is_kept_to_its_first_thousand_characters_not_bytes() {
+        let long = "é".repeat(MAX_REASON + 5);
+        let f = Refusal {
+            reason: &long,
+            ..REFUSED
+        };
+        assert_eq!(f.kept_reason().chars().count(), MAX_REASON);
+        assert_eq!(f.kept_reason().len(), 2 * MAX_REASON);
+        assert_eq!(REFUSED.kept_reason(), REFUSED.reason);
+    }
+
+    #[test]
+    fn a_dead_lettered_row_names_its_rule_and_the_rules_file() {
+        let times = EventTime::new(5, 60_000_000_000, 12, 10);
+        let mut rows = GateRows::default();
+        let r = record(None);
+        let s = r.stamp(&B, &times);
+        rows.forwarded(&B, &r, &s, 98);
+        rows.dead_lettered(&B, &r, &s, 99, &REFUSED);
+        let batch = rows.finish("gate", "h1").unwrap();
+        let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let texts = |name: &str| {
+            let c = column(name);
+            let c = c.as_string::<i32>();
+            (c.value(0).to_owned(), c.value(1).to_owned())
+        };
+        assert_eq!(
+            texts("outcome"),
+            ("forwarded".into(), "dead_lettered".into())
+        );
+        assert_eq!(texts("rule_id"), (String::new(), "record.decode".into()));
+        assert_eq!(
+            texts("rule_sha256"),
+            (String::new(), "record.decode@v3=ab12".into())
+        );
+        let versions = column("rule_version");
+        assert_eq!(versions.as_primitive::<Int64Type>().values(), &[0, 3]);
     }
 }

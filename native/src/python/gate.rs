@@ -2,11 +2,12 @@
 //! collectors/_gate.py): `EventTime`, `GateProducer` and `route_batch`. No `unsafe` here.
 #![forbid(unsafe_code)]
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use rdkafka::message::{Header, OwnedHeaders};
 
 use super::arrow_batch::ArrowBatch;
@@ -292,7 +293,8 @@ fn owned_headers(headers: &Bound<'_, PyAny>) -> PyResult<(OwnedHeaders, usize)> 
         } else {
             Some(value_item.cast::<PyBytes>()?.as_bytes())
         };
-        size += name.chars().count() + value.map_or(0, <[u8]>::len) + HEADER_OVERHEAD;
+        // counted whole, as `header_bytes` counts it
+        size += whole.chars().count() + value.map_or(0, <[u8]>::len) + HEADER_OVERHEAD;
         out = out.insert(Header { key: name, value });
     }
     Ok((out, size))
@@ -460,8 +462,9 @@ fn optional_bytes<'py>(item: Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Py
 }
 
 /// What `route_batch` returns: per record routed here `(index, emitted, origin, ingested)`
-/// as little-endian int64s, the records forwarded, and `(index, ns)` of the late ones.
-type Routed<'py> = (Bound<'py, PyBytes>, u64, Vec<(usize, i128)>);
+/// as little-endian int64s, the records forwarded, `(index, ns)` of the late ones, and the
+/// indexes of the records dead-lettered here.
+type Routed<'py> = (Bound<'py, PyBytes>, u64, Vec<(usize, i128)>, Vec<usize>);
 
 /// The compiled route's trail rows, gathered in Rust over every batch until the gate cuts a
 /// segment: one export a segment instead of one a batch (an Arrow import costs ~100 µs,
@@ -492,17 +495,21 @@ impl GateRows {
     }
 }
 
-/// Route the records of one gate batch that the gate accepts with certainty, in order, and
+/// Route the records of one gate batch that the gate judged with certainty, in order, and
 /// hand each other record to `on_slow(i)` (the reference, `Gate._route`) in its place:
 /// those marked in `slow`, and those this route finds it cannot judge as the reference
-/// would (a field of an unexpected type, an over-long stamped record, a record librdkafka
-/// does not take at once). The trail rows of the records routed here go to `rows`.
+/// would (a field of an unexpected type, an over-long stamped record, a refused record with
+/// stamps, a record librdkafka does not take at once). A record in `rejects` (index: the
+/// `Failure`s of the reject rules it broke) is dead-lettered under its first, the others
+/// forwarded. The trail rows of the records routed here go to `rows`.
 ///
 /// `batch` is the gate's `_Batch`; `keys` each record's key; `clean_limit` the clean topic's
-/// limit where a stamped record may exceed it (None: every record fits).
+/// limit where a stamped record may exceed it (None: every record fits); `dead_limit` the
+/// dead-letter topic's (a dead letter over it takes the reference, which cuts it down);
+/// `rule_files` the hash of each `(rule id, version)`'s file.
 #[pyfunction]
-#[pyo3(signature = (producer, event_time, rows, batch, keys, slow, on_slow, *, clean_topic,
-    clean_limit, stage, host))]
+#[pyo3(signature = (producer, event_time, rows, batch, keys, slow, on_slow, rejects,
+    rule_files, *, clean_topic, clean_limit, dead_topic, dead_limit, stage, host))]
 #[allow(clippy::too_many_arguments)]
 fn route_batch<'py>(
     py: Python<'py>,
@@ -513,8 +520,12 @@ fn route_batch<'py>(
     keys: Bound<'py, PyList>,
     slow: Vec<bool>,
     on_slow: &Bound<'py, PyAny>,
+    rejects: &Bound<'py, PyDict>,
+    rule_files: &Bound<'py, PyDict>,
     clean_topic: &str,
     clean_limit: Option<usize>,
+    dead_topic: &str,
+    dead_limit: usize,
     stage: &str,
     host: &str,
 ) -> PyResult<Routed<'py>> {
@@ -572,9 +583,11 @@ fn route_batch<'py>(
         ));
     }
     let gate = producer.get();
-    let (mut forwarded, mut late, mut times) = (0u64, Vec::new(), Vec::new());
+    let collector = format!("stampline-{stage}");
+    let (mut forwarded, mut late, mut times, mut dead) = (0u64, Vec::new(), Vec::new(), Vec::new());
     let mut text = Vec::with_capacity(256);
     let mut parents = String::new();
+    let mut sha = String::new();
     for (i, &is_slow) in slow.iter().enumerate() {
         // Any field this route cannot read as the reference does: the reference reads it.
         let held = if is_slow {
@@ -589,39 +602,107 @@ fn route_batch<'py>(
             on_slow.call1((i,))?;
             continue;
         };
-        let s = r.stamp(&b, &event_time.borrow().0);
+        let failures = if rejects.is_empty() {
+            None
+        } else {
+            rejects.get_item(i)?
+        };
+        let mut s = r.stamp(&b, &event_time.borrow().0);
         let emitted = now_ns();
-        let sent = send(
-            gate,
-            &b,
-            &r,
-            &s,
-            emitted,
-            held.as_ref(),
-            &mut text,
-            clean_topic,
-            clean_limit,
-        );
-        if !matches!(sent, Ok(true)) {
+        let sent = match &failures {
+            None => send(
+                gate,
+                &b,
+                &r,
+                &s,
+                emitted,
+                held.as_ref(),
+                &mut text,
+                clean_topic,
+                clean_limit,
+                None,
+            ),
+            // A stamped record's dead letter carries only its stage stamp: the reference's.
+            Some(_) if r.prior.is_some() => Ok(None),
+            Some(fs) => match refusal(fs, rule_files, &mut sha) {
+                Ok((rule_id, rule_version, reason)) => {
+                    let f = route::Refusal {
+                        rule_id: rule_id.to_str()?,
+                        rule_version,
+                        reason: reason.to_str()?,
+                        rule_sha256: &sha,
+                    };
+                    // a refused record says nothing of its lateness
+                    s.late = 0;
+                    let out = (&f, collector.as_str());
+                    let sent = send(
+                        gate,
+                        &b,
+                        &r,
+                        &s,
+                        emitted,
+                        held.as_ref(),
+                        &mut text,
+                        dead_topic,
+                        Some(dead_limit),
+                        Some(out),
+                    );
+                    if matches!(sent, Ok(Some(()))) {
+                        rows.borrow_mut().0.dead_lettered(&b, &r, &s, emitted, &f);
+                    }
+                    sent
+                }
+                Err(_) => Ok(None),
+            },
+        };
+        if !matches!(sent, Ok(Some(()))) {
             on_slow.call1((i,))?;
+            continue;
+        }
+        for v in [i as i64, emitted, s.origin, s.ingested] {
+            times.extend_from_slice(&v.to_le_bytes());
+        }
+        if failures.is_some() {
+            dead.push(i);
             continue;
         }
         route::accept(&mut event_time.borrow_mut().0, &r, &s);
         rows.borrow_mut().0.forwarded(&b, &r, &s, emitted);
         forwarded += 1;
-        for v in [i as i64, emitted, s.origin, s.ingested] {
-            times.extend_from_slice(&v.to_le_bytes());
-        }
         if s.late != 0 {
             late.push((i, s.late));
         }
     }
-    Ok((PyBytes::new(py, &times), forwarded, late))
+    Ok((PyBytes::new(py, &times), forwarded, late, dead))
 }
 
-/// Produce one stamped record to the clean topic. Ok(false): not produced, and nothing
-/// done — the reference takes it (over the clean topic's limit, or refused by librdkafka
-/// now, whose refusal the reference then meets and handles).
+/// The first of a refused record's `Failure`s: its rule id, version and reason, with
+/// `sha` set to the hash of its rule file as the trail row names it.
+fn refusal<'py>(
+    failures: &Bound<'py, PyAny>,
+    rule_files: &Bound<'py, PyDict>,
+    sha: &mut String,
+) -> PyResult<(Bound<'py, PyString>, i64, Bound<'py, PyString>)> {
+    let first = failures.get_item(0)?;
+    let rule_id = first.getattr("rule_id")?.cast_into::<PyString>()?;
+    let version: i64 = first.getattr("rule_version")?.extract()?;
+    let reason = first.getattr("reason")?.cast_into::<PyString>()?;
+    sha.clear();
+    if let Some(file) = rule_files.get_item((&rule_id, version))? {
+        let _ = write!(
+            sha,
+            "{}@v{version}={}",
+            rule_id.to_str()?,
+            file.cast::<PyString>()?.to_str()?
+        );
+    }
+    Ok((rule_id, version, reason))
+}
+
+/// Produce one stamped record to `topic`: forwarded, or (`dead`: the rule it broke and the
+/// collector's name) dead-lettered, with the dead-letter headers before its stamps.
+/// Ok(None): not produced, and nothing done — the reference takes it (over `limit`, or
+/// refused by librdkafka now, whose refusal the reference then meets and handles).
 #[allow(clippy::too_many_arguments)]
 fn send(
     gate: &GateProducer,
@@ -631,41 +712,47 @@ fn send(
     emitted: i64,
     held: Option<&Held<'_>>,
     text: &mut Vec<u8>,
-    clean_topic: &str,
-    clean_limit: Option<usize>,
-) -> PyResult<bool> {
-    let Some(h) = held else { return Ok(false) };
+    topic: &str,
+    limit: Option<usize>,
+    dead: Option<(&route::Refusal<'_>, &str)>,
+) -> PyResult<Option<()>> {
+    let Some(h) = held else { return Ok(None) };
     let (headers, input_size) = if h.headers.is_none() {
-        (OwnedHeaders::new_with_capacity(8), 0)
+        (OwnedHeaders::new_with_capacity(18), 0)
     } else {
         owned_headers(&h.headers)?
     };
     let mut headers = Some(headers);
-    let stamp_size = route::stamp_headers(b, r, s, emitted, text, |name, value| {
+    let mut add = |name: &str, value: &[u8]| {
         headers = headers.take().map(|hs| {
             hs.insert(Header {
                 key: name,
                 value: Some(value),
             })
         });
+    };
+    let dead_size = dead.map_or(0, |(f, collector)| {
+        route::dead_letter_headers(r, f, collector, &mut add)
     });
+    let stamp_size = route::stamp_headers(b, r, s, emitted, text, &mut add);
     let value = h.value.as_ref().map(|v| v.as_bytes());
     let key = h.key.as_ref().map(|k| k.as_bytes());
-    if let Some(limit) = clean_limit {
+    if let Some(limit) = limit {
         let size = key.map_or(0, <[u8]>::len)
             + value.map_or(0, <[u8]>::len)
             + input_size
+            + dead_size
             + stamp_size
             + RECORD_OVERHEAD;
         if size > limit {
-            return Ok(false);
+            return Ok(None);
         }
     }
     let out = Out {
-        topic: clean_topic,
+        topic,
         value,
         key,
         headers,
     };
-    Ok(gate.0.send(out, Tag::Route).is_ok())
+    Ok(gate.0.send(out, Tag::Route).ok())
 }
