@@ -17,6 +17,10 @@ Figures, all from one run:
                               steadier figure than the rate
     gate_path                 the route it ran: compiled, or reference
                               (STAMPLINE_GATE_REFERENCE=1 forces the reference)
+    bad_feed_gate_events_per_s / bad_feed_gate_cpu_us_per_event
+                              the same gate over a quarter as many events of which one in
+                              three breaks a rule (a provider gone bad): what dead-lettering
+                              costs, when the gate is needed most
     tap_observations_per_s    the tap over the gate's stamped output, rows to the trail topic
                               (two per record: its own sighting and the gate's stamp);
                               tap_records_per_s is the same run counted in records;
@@ -98,8 +102,8 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def event(i: int) -> bytes:
-    """A ~150-byte quote; every 100th breaks a rule so the DLQ path runs too."""
+def event(i: int, refused_every: int = 100) -> bytes:
+    """A ~150-byte quote; every ``refused_every``-th breaks a rule so the DLQ path runs too."""
     return orjson.dumps(
         {
             "provider": f"p{i % KEYS:05d}",
@@ -109,17 +113,17 @@ def event(i: int) -> bytes:
             "type": "quote",
             "price": 101.25 + (i % 7),
             "bid": 101.0,
-            "quantity": -1 if i % 100 == 0 else 300,
+            "quantity": -1 if i % refused_every == 0 else 300,
         }
     )
 
 
-def fill(bootstrap: str, topic: str, n: int) -> None:
+def fill(bootstrap: str, topic: str, n: int, refused_every: int = 100) -> None:
     producer = Producer(producer_config(bootstrap, {"linger.ms": 20, "batch.size": 1_000_000}))
     for i in range(n):
         while True:
             try:
-                producer.produce(topic, event(i), f"k{i % KEYS}".encode())
+                producer.produce(topic, event(i, refused_every), f"k{i % KEYS}".encode())
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -423,6 +427,22 @@ def main() -> None:
         result["gate_path"] = gate.path
         result["provider_keys"] = len(gate.event_time)
         result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        bad, bad_clean, bad_dlq = (f"{u}.bad.{t}" for t in ("raw", "clean", "dlq"))
+        ensure_topics(bs, [bad, bad_clean, bad_dlq], 3)
+        log(f"the gate again, over {n // 4:,} events of which one in three breaks a rule")
+        fill(bs, bad, n // 4, refused_every=3)
+        bad_rate, bad_cpu, bad_gate = run_gate(
+            bs,
+            TrailTopic(trail, "bench"),
+            RuleSet.load([rules_path]),
+            bad,
+            bad_clean,
+            bad_dlq,
+            n // 4,
+        )
+        assert bad_gate.stats.dead_lettered_total >= n // 12, bad_gate.stats
+        result["bad_feed_gate_events_per_s"] = round(bad_rate)
+        result["bad_feed_gate_cpu_us_per_event"] = round(bad_cpu, 2)
         log("tap over the gate's stamped output")
         tap_rows, tap_records, tap_cpu, tap_path = run_tap(
             bs, TrailTopic(trail, "tap"), clean, gate.stats.forwarded
