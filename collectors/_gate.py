@@ -1615,13 +1615,9 @@ def _judged(
 ) -> tuple[dict[int, tuple[Failure, ...]], dict[int, tuple[Failure, ...]]]:
     """The broken reject rules and the broken warn rules of each row that broke any rule
     (as ``BatchResult.verdicts`` has them), without a verdict object for every row."""
-    flagged = np.zeros(result.n, np.bool_)
-    for _rule, mask, _reasons in result.outcomes:
-        flagged |= mask
     rejects: dict[int, tuple[Failure, ...]] = {}
     warnings: dict[int, tuple[Failure, ...]] = {}
-    for row in sorted({*flagged.nonzero()[0].tolist(), *result.early}):
-        failures = result.failing(row)
+    for row, failures in result.failures().items():
         bad = tuple(f for f in failures if f.severity == "reject" and not f.shadow)
         warned = tuple(f for f in failures if f.severity == "warn" and not f.shadow)
         if bad:

@@ -154,6 +154,22 @@ class BatchResult:
             if mask[row]
         ]
 
+    def failures(self) -> dict[int, list[Failure]]:
+        """``failing(row)`` of every row that broke any rule, in row order: rule by rule, so
+        a batch with few failures costs a few calls per rule rather than one per row and
+        rule."""
+        found: dict[int, list[Failure]] = {}
+        early = self.early
+        for r, mask, reasons in self.outcomes:
+            for row in mask.nonzero()[0].tolist():
+                if row not in early:
+                    reason = reasons[row]
+                    failure = Failure(r.id, r.version, reason, _severity(r, reason), r.shadow)
+                    found.setdefault(row, []).append(failure)
+        for row, failure in early.items():
+            found[row] = [failure]
+        return {row: found[row] for row in sorted(found)}
+
     def verdicts(self) -> list[Verdict]:
         providers, instruments = as_strings(self.identity[0]), as_strings(self.identity[1])
         seqs = [int(s) for s in self.identity[2]]

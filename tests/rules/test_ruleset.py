@@ -658,3 +658,30 @@ class TestFormatDuration:
     def test_short_human_durations(self, ns: int, text: str) -> None:
         """format_duration picks the unit that keeps the text short and readable."""
         assert format_duration(ns) == text
+
+
+
+@pytest.fixture(scope="module")
+def example_rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    from bench._gatediff import rules as gatediff_rules
+
+    return gatediff_rules(tmp_path_factory.mktemp("rules"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32), st.integers(200, 400))
+def test_failures_rule_by_rule_are_failing_row_by_row(
+    example_rules: RuleSet, seed: int, n: int
+) -> None:
+    """``BatchResult.failures`` (what the gate reads) gives every row that broke anything,
+    in row order, exactly the failures ``failing(row)`` gives it: the market-data example
+    rules (every kind, warn, observe and shadow rules) over the differential corpus, hostile
+    records (early refusals) among them."""
+    from bench._gatediff import corpus
+
+    values = [value for _key, value, _headers in corpus(seed, n, NOW_MS)]
+    result = example_rules.evaluate_records(values, NOW_NS, ["md.raw"] * n)
+    found = result.failures()
+    assert found == {row: f for row in range(n) if (f := result.failing(row))}
+    assert list(found) == sorted(found)
+    assert result.early and len(found) > len(result.early)  # both kinds met
