@@ -32,7 +32,8 @@ T_MISSING, T_NULL, T_TRUE, T_FALSE, T_INT, T_FLOAT, T_BIG_INT, T_STR, T_CONTAINE
 
 
 def _kinds(*kinds: int) -> npt.NDArray[np.bool_]:
-    """A lookup table over the kinds: ``table[kinds]`` marks the rows of one of ``kinds``."""
+    """A lookup table over the kinds: ``table.take(kinds)`` marks the rows of one of ``kinds``
+    (``take``: about half of ``table[kinds]``'s cost on a small batch)."""
     table = np.zeros(256, np.bool_)
     table[list(kinds)] = True
     return table
@@ -209,7 +210,7 @@ class Columns:
             arrow = self._arrow(field)
             typed = self._typed.get(field)
             if typed is not None:
-                present = _PRESENT[typed.kinds]
+                present = _PRESENT.take(typed.kinds)
                 for row in typed.unread():
                     v = self.value(field, row)
                     present[row] = v is not None and v is not MISSING
@@ -234,8 +235,8 @@ class Columns:
         typed = self._typed.get(field)
         if typed is not None:
             values = typed.numbers.copy()
-            ok = _NUMBER[typed.kinds]
-            bad = ~ok & _PRESENT[typed.kinds]
+            ok = _NUMBER.take(typed.kinds)
+            bad = ~ok & _PRESENT.take(typed.kinds)
             for row in typed.unread():
                 values[row], ok[row], bad[row] = _number(self.value(field, row))
             return values, ok, bad
@@ -286,7 +287,7 @@ class Columns:
             arrow = self._arrow(field)
             typed = self._typed.get(field)
             if typed is not None:
-                texts, bad = typed.arrow_texts(), _NOT_TEXT[typed.kinds]
+                texts, bad = typed.arrow_texts(), _NOT_TEXT.take(typed.kinds)
                 unread = typed.unread()
                 if unread:  # the reference's records: their strings from their payloads
                     patch: list[str | None] = [None] * self.n

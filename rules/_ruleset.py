@@ -225,6 +225,14 @@ class RuleSet:
         self._all = tuple(rules)
         self._schemas = tuple(r for r in rules if r.kind == "schema")
         self.rules = tuple(r for r in rules if r.kind != "schema")
+        # The order _run takes them in (stateless first), and each one's scope as the place
+        # of its first equal among them: computed once, not hashed per rule and batch (a
+        # scope is a pydantic model, whose hash is worked out anew at each call).
+        self._order = sorted(
+            range(len(self.rules)), key=lambda i: self.rules[i].stateful is not None
+        )
+        distinct: dict[Scope, int] = {}
+        self._scope_at = [distinct.setdefault(r.scope, len(distinct)) for r in self.rules]
         self.state_config = state or StateConfig()
         cfg = self.state_config
         # "is None", not "or": an empty KeyIndex is falsy and the rules already hold this one
@@ -531,18 +539,18 @@ class RuleSet:
         done: dict[int, tuple[CompiledRule, BoolArray, dict[int, str]]] = {}
         self.stats.events += cols.n
         slots = None
-        scopes: dict[Scope, BoolArray] = {}
+        scopes: dict[int, BoolArray] = {}
         # The stateless rules first: a record one of them refuses moves no stateful rule's
         # state (a price dated a day ahead must not break a divergence run, nor a negative
         # price enter the median), except a sequence rule's: the record arrived.
         refused = np.zeros(cols.n, np.bool_)
         refused[list(refused_rows)] = True
-        order = sorted(range(len(self.rules)), key=lambda i: self.rules[i].stateful is not None)
-        for at in order:
+        for at in self._order:
             rule = self.rules[at]
-            if rule.scope not in scopes:
-                scopes[rule.scope] = alive & _scope_mask(rule.scope, cols)
-            active = scopes[rule.scope]
+            scope = self._scope_at[at]
+            if scope not in scopes:
+                scopes[scope] = alive & _scope_mask(rule.scope, cols)
+            active = scopes[scope]
             if isinstance(rule.stateful, SequenceCheck) and decoded is not None:
                 active = decoded & _scope_mask(rule.scope, cols)
             elif rule.stateful is not None:
@@ -556,7 +564,7 @@ class RuleSet:
                 if rule.severity == "reject" and not rule.shadow:
                     refused |= mask
             key = (rule.id, rule.version, rule.shadow)
-            self.stats.evaluated[key] += int(active.sum())
+            self.stats.evaluated[key] += int(np.count_nonzero(active))
             self.stats.violations[key] += len(reasons)
             done[at] = (rule, mask, reasons)
         outcomes = [done[at] for at in range(len(self.rules))]  # in the files' order

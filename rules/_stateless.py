@@ -83,12 +83,14 @@ def _range(rule: RangeRule) -> tuple[Check, Reason]:
     def check(cols: Columns, _now: int) -> BoolArray:
         values, ok, bad = cols.numeric(rule.field)
         out = np.zeros(cols.n, np.bool_)
-        with np.errstate(invalid="ignore"):
-            if lo is not None:
-                out |= (values <= lo) if lo_ex else (values < lo)
-            if hi is not None:
-                out |= (values >= hi) if hi_ex else (values > hi)
-        return (out & ok) | bad
+        # (a comparison with NaN is False and never warns: no errstate needed)
+        if lo is not None:
+            out |= (values <= lo) if lo_ex else (values < lo)
+        if hi is not None:
+            out |= (values >= hi) if hi_ex else (values > hi)
+        out &= ok
+        out |= bad
+        return out
 
     def reason(cols: Columns, row: int, _now: int) -> str:
         value = cols.value(rule.field, row)
