@@ -1391,19 +1391,19 @@ class Gate:
             m.instrument_latency.observe_many(sets, _numbered(symbols, kinds), held)
         now = time.time()
         for provider, count in by_provider.items():
-            m.events_in.labels(provider).inc(count)
+            m.child(m.events_in, provider).inc(count)
             if provider in out:  # only accepted records say the provider is alive
-                m.last_event.labels(provider).set(now)
+                m.child(m.last_event, provider).set(now)
             watermark = self.event_time.watermark_ns(provider)
             if watermark is not None:
-                m.watermark.labels(provider).set(watermark / 1e9)
+                m.child(m.watermark, provider).set(watermark / 1e9)
             offset = self.event_time.clock_offset_ns(provider)
             if offset is not None:
-                m.clock_offset.labels(provider).set(offset / 1e9)
+                m.child(m.clock_offset, provider).set(offset / 1e9)
         for provider, count in out.items():
-            m.events_out.labels(provider).inc(count)
+            m.child(m.events_out, provider).inc(count)
         for (provider, rule), count in dead.items():
-            m.dead_lettered.labels(provider, rule).inc(count)
+            m.child(m.dead_lettered, provider, rule).inc(count)
 
     def _delivered(self, err: KafkaError | str | None, msg: Message | DeliveryReport) -> None:
         if err is not None:

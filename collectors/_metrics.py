@@ -60,6 +60,8 @@ class _Capped:
         value = value[:MAX_LABEL_CHARS]
         if value in self._seen:
             return value
+        if len(self._seen) >= self.cap:  # full for good: no lock (a gate asks per provider)
+            return OTHER
         with self._lock:
             if len(self._seen) < self.cap:
                 self._seen.add(value)
@@ -141,6 +143,7 @@ class SidecarMetrics:
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.settings = settings or MetricsSettings()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         cap = self.settings.max_label_values
         self.provider = _Capped(cap)
         self.rule = _Capped(cap)
@@ -287,6 +290,16 @@ class SidecarMetrics:
         self.tap_observations = Counter(
             "stampline_tap_observations", "Observations recorded by a tap.", ["topic"], registry=r
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept: the gate asks for a few dozen a batch, and
+        prometheus_client checks and locks at each ask (label values are capped, so this
+        holds no more children than the metric does)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def serve(self) -> object:
         """Serve ``/metrics`` on the configured address and port; returns the server.
