@@ -135,6 +135,7 @@ _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before
 # The payload field whose number the trail keeps as the record's price (NaN for none: a
 # record with no price, not a JSON number there, or a payload that did not pass).
 _PRICE = "price"
+_FORWARDED = "forwarded"
 _DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
 # Kafka's timestamp type code -> the trail's name of it (a dict lookup per record, the hot path)
 _TIME_TYPES = {code: broker_time_type(code) for code in range(3)}
@@ -1359,14 +1360,20 @@ class Gate:
             rows.instruments,
         )
         received, emitted, origin, ingested, broker = rows.times
-        # in order of first appearance: past the label cap, the later providers are "other"
-        label = {p: m.provider(p or UNNAMED_PROVIDER) for p in dict.fromkeys(names)}
-        providers = [label[p] for p in names]
-        by_provider = Counter(providers)
-        forwarded = [o == "forwarded" for o in outcomes]
-        out = Counter(p for p, f in zip(providers, forwarded, strict=True) if f)
+        # Labels in order of first appearance (past the label cap, the later providers are
+        # "other"), then each record's label as a number: the counts per label are NumPy's,
+        # not a Python pass per record each.
+        names_seen = dict.fromkeys(names)
+        label_of = [m.provider(p or UNNAMED_PROVIDER) for p in names_seen]
+        by_provider = dict.fromkeys(label_of)
+        which = _numbered(label_of, by_provider)[_numbered(names, names_seen)]
+        labels = list(by_provider)
+        forwarded = np.fromiter(map(_FORWARDED.__eq__, outcomes), np.bool_, len(outcomes))
+        counts = np.bincount(which, minlength=len(labels)).tolist()
+        out_counts = np.bincount(which[forwarded], minlength=len(labels)).tolist()
         dead = Counter(
-            (p, m.rule(r)) for p, r, f in zip(providers, rule_ids, forwarded, strict=True) if not f
+            (labels[k], m.rule(rule_ids[i]))
+            for i, k in zip(*_rows_and_labels(~forwarded, which), strict=True)
         )
         held = (emitted - received) / 1e9
         origins = origin
@@ -1374,14 +1381,13 @@ class Gate:
         on_broker = broker * 1_000_000
         # An origin time: how long the record took to reach the gate. A provider clock ahead
         # of ours reads as no delay: the skew itself is stampline_provider_clock_offset_seconds.
-        timed = np.array(forwarded, np.bool_) & (origins != 0)
+        timed = forwarded & (origins != 0)
         reached = np.maximum(intake - origins, 0) / 1e9
         # The provider's own part ends on the broker (provider_latency's definition): the
         # time the record then waited for a gate is never its.
         took = np.maximum(np.where(on_broker != 0, on_broker, intake) - origins, 0) / 1e9
-        which = _numbered(providers, by_provider)
-        m.stage_latency.observe_many([(stage, p) for p in by_provider], which, held)
-        named = [(p,) for p in by_provider]
+        m.stage_latency.observe_many([(stage, p) for p in labels], which, held)
+        named = [(p,) for p in labels]
         m.origin_latency.observe_many(named, which[timed], reached[timed])
         m.provider_latency.observe_many(named, which[timed], took[timed])
         if m.instrument_latency is not None:
@@ -1390,18 +1396,17 @@ class Gate:
             sets = [(stage, symbol) for symbol in kinds]
             m.instrument_latency.observe_many(sets, _numbered(symbols, kinds), held)
         now = time.time()
-        for provider, count in by_provider.items():
+        for provider, count, accepted in zip(labels, counts, out_counts, strict=True):
             m.child(m.events_in, provider).inc(count)
-            if provider in out:  # only accepted records say the provider is alive
+            if accepted:  # only accepted records say the provider is alive
                 m.child(m.last_event, provider).set(now)
+                m.child(m.events_out, provider).inc(accepted)
             watermark = self.event_time.watermark_ns(provider)
             if watermark is not None:
                 m.child(m.watermark, provider).set(watermark / 1e9)
             offset = self.event_time.clock_offset_ns(provider)
             if offset is not None:
                 m.child(m.clock_offset, provider).set(offset / 1e9)
-        for provider, count in out.items():
-            m.child(m.events_out, provider).inc(count)
         for (provider, rule), count in dead.items():
             m.child(m.dead_lettered, provider, rule).inc(count)
 
@@ -1609,7 +1614,15 @@ def _count_path(path: str, n: int) -> None:
 def _numbered(values: list[str], order: Mapping[str, object]) -> npt.NDArray[np.intp]:
     """Each value's place in ``order`` (which holds every value once)."""
     place = {v: k for k, v in enumerate(order)}
-    return np.fromiter((place[v] for v in values), np.intp, len(values))
+    return np.fromiter(map(place.__getitem__, values), np.intp, len(values))
+
+
+def _rows_and_labels(
+    mask: npt.NDArray[np.bool_], which: npt.NDArray[np.intp]
+) -> tuple[list[int], list[int]]:
+    """The rows ``mask`` marks, and the label number of each."""
+    rows = mask.nonzero()[0]
+    return rows.tolist(), which[rows].tolist()
 
 
 def _judged(
