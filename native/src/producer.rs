@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+
+use ahash::AHashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -43,7 +45,8 @@ pub struct Report {
 pub struct Outcomes<C> {
     /// topic -> partition -> the next offset after every route record delivered there
     /// (keyed by topic first, so a report finds its entry without making a String)
-    positions: Mutex<HashMap<String, HashMap<i32, i64>>>,
+    // (ahash: this map is looked up for every record delivered; SipHash showed in profiles)
+    positions: Mutex<AHashMap<String, AHashMap<i32, i64>>>,
     /// route records that were not delivered
     failures: Mutex<Vec<Report>>,
     /// Python's records' callbacks until their reports come, by the number each record
@@ -93,7 +96,10 @@ impl<C: Send + Sync + 'static> ProducerContext for Outcomes<C> {
                     *at = (*at).max(next);
                 }
                 None => {
-                    positions.insert(m.topic().to_owned(), HashMap::from([(m.partition(), next)]));
+                    positions.insert(
+                        m.topic().to_owned(),
+                        AHashMap::from([(m.partition(), next)]),
+                    );
                 }
             }
             return;

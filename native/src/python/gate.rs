@@ -588,6 +588,21 @@ fn route_batch<'py>(
     let mut text = Vec::with_capacity(256);
     let mut parents = String::new();
     let mut sha = String::new();
+    // Each refused record's failures at its index: read from the dict once, not looked up
+    // (with an int object made) for every record.
+    let mut refused: Vec<Option<Bound<'py, PyAny>>> = Vec::new();
+    if !rejects.is_empty() {
+        refused.resize(n, None);
+        for (at, failures) in rejects.iter() {
+            let at: usize = at.extract()?;
+            let Some(slot) = refused.get_mut(at) else {
+                return Err(PyValueError::new_err(format!(
+                    "rejects names record {at} of a batch of {n}"
+                )));
+            };
+            *slot = Some(failures);
+        }
+    }
     for (i, &is_slow) in slow.iter().enumerate() {
         // Any field this route cannot read as the reference does: the reference reads it.
         let held = if is_slow {
@@ -602,11 +617,7 @@ fn route_batch<'py>(
             on_slow.call1((i,))?;
             continue;
         };
-        let failures = if rejects.is_empty() {
-            None
-        } else {
-            rejects.get_item(i)?
-        };
+        let failures = refused.get(i).and_then(Option::as_ref);
         let mut s = r.stamp(&b, &event_time.borrow().0);
         let emitted = now_ns();
         let sent = match &failures {
