@@ -47,6 +47,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from math import nan
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
@@ -136,6 +137,7 @@ _STOP_GRACE_S = 3.0  # how long a stopping gate still waits on the broker before
 # record with no price, not a JSON number there, or a payload that did not pass).
 _PRICE = "price"
 _FORWARDED = "forwarded"
+_OUTCOMES = (_FORWARDED, "dead_lettered")  # by "was it dead-lettered"
 _DEAD_VALUE_HEAD = 1024  # bytes of a dead letter's value held for the store
 # Kafka's timestamp type code -> the trail's name of it (a dict lookup per record, the hot path)
 _TIME_TYPES = {code: broker_time_type(code) for code in range(3)}
@@ -1569,14 +1571,15 @@ def _counted(
         routed, dead = fast
         at = routed[:, 0].tolist()
         providers, outcomes, rule_ids, instruments = texts
-        providers.extend(b.providers[i] for i in at)
+        # (map over bound methods: C-level, where a generator is a Python step per record)
+        providers.extend(map(b.providers.__getitem__, at))
         if dead:
-            outcomes.extend("dead_lettered" if i in dead else "forwarded" for i in at)
-            rule_ids.extend(dead.get(i, "") for i in at)
+            outcomes.extend(map(_OUTCOMES.__getitem__, map(dead.__contains__, at)))
+            rule_ids.extend(map(dead.get, at, repeat("")))
         else:
-            outcomes.extend(["forwarded"] * len(at))
+            outcomes.extend([_FORWARDED] * len(at))
             rule_ids.extend([""] * len(at))
-        instruments.extend(b.instruments[i] for i in at)
+        instruments.extend(map(b.instruments.__getitem__, at))
         received, emitted, origin, ingested, broker = ints
         received.append(np.full(len(at), b.received, np.int64))
         emitted.append(routed[:, 1])
