@@ -168,13 +168,10 @@ pub fn stamp_headers(
     s: &Stamp<'_>,
     emitted: i64,
     text: &mut Vec<u8>,
-    mut add: impl FnMut(&'static str, &[u8]),
+    add: impl FnMut(&'static str, &[u8]),
 ) -> usize {
-    let mut size = 0;
-    let mut put = |name: &'static str, value: &[u8]| {
-        size += name.len() + value.len() + HEADER_OVERHEAD;
-        add(name, value);
-    };
+    let mut out = Counted { size: 0, add };
+    let mut put = |name: &'static str, value: &[u8]| out.put(name, value);
     text.clear();
     text.extend_from_slice(b.stamp_head);
     let _ = write!(Text(text), "{emitted}");
@@ -195,7 +192,20 @@ pub fn stamp_headers(
         let _ = write!(Text(text), "{}", s.late);
         put(H_LATE, text);
     }
-    size
+    out.size
+}
+
+/// Headers handed on to `add`, with the bytes they take as `header_bytes` counts them.
+struct Counted<F> {
+    size: usize,
+    add: F,
+}
+
+impl<F: FnMut(&'static str, &[u8])> Counted<F> {
+    fn put(&mut self, name: &'static str, value: &[u8]) {
+        self.size += name.len() + value.len() + HEADER_OVERHEAD;
+        (self.add)(name, value);
+    }
 }
 
 /// The rule a record broke that files it as a dead letter (the first of its `Failure`s), and
@@ -228,13 +238,10 @@ pub fn dead_letter_headers(
     r: &Record<'_>,
     f: &Refusal<'_>,
     collector: &str,
-    mut add: impl FnMut(&'static str, &[u8]),
+    add: impl FnMut(&'static str, &[u8]),
 ) -> usize {
-    let mut size = 0;
-    let mut put = |name: &'static str, value: &[u8]| {
-        size += name.len() + value.len() + HEADER_OVERHEAD;
-        add(name, value);
-    };
+    let mut out = Counted { size: 0, add };
+    let mut put = |name: &'static str, value: &[u8]| out.put(name, value);
     let reason = f.kept_reason().as_bytes();
     let stage: &[u8] = if CONVERTER_RULES.contains(&f.rule_id) {
         b"VALUE_CONVERTER"
@@ -259,7 +266,7 @@ pub fn dead_letter_headers(
     let _ = write!(Text(&mut text), "{}", f.rule_version);
     put(H_RULE_VERSION, &text);
     put(H_REASON, reason);
-    size
+    out.size
 }
 
 /// Account a forwarded record in its provider's event time (`Gate._route` once accepted).

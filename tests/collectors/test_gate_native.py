@@ -7,6 +7,7 @@ they wrote; bench/gate_differential.py runs a million records of it, this a slic
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from bench._gatediff import compare_routes, differences
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
 from stampline.collectors import EventTime, Gate, GateSettings, TrailTopic
-from stampline.collectors._gate import FORCE_REFERENCE_ENV
+from stampline.collectors._gate import FORCE_REFERENCE_ENV, GATE_PATHS
 from stampline.collectors._ids import traced_source_ids
 from stampline.collectors.exceptions import DeliveryError
 from stampline.demo import rules_file
@@ -289,3 +290,34 @@ def test_both_producers_send_the_same_headers(
     first, second = read_all(bootstrap, topic, 2)
     assert first.headers == second.headers
     assert [name for name, _ in first.headers] == ["a", "名前", "empty", "null", "text"]
+
+
+def test_a_reason_the_compiled_route_cannot_read_is_left_to_the_reference(
+    bootstrap: str, make_topics: Callable[..., list[str]], uid: str, tmp_path: Path
+) -> None:
+    """A rule whose reason holds a lone surrogate (YAML's "\\ud800" makes one; UTF-8 cannot
+    carry it): the compiled route hands the record it refuses to the reference, in its place,
+    which dead-letters it as unprocessable, naming the encoding error. The other records are
+    forwarded on the compiled route, and the gate keeps running."""
+    rules = tmp_path / "surrogate.rules.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n"
+        "  - {id: quantity.non_negative, version: 1, kind: range, field: quantity, min: 0,\n"
+        '     reason: "quantity \\ud800 {value}"}\n'
+    )
+    (raw, clean, dlq) = make_topics("raw", "clean", "dlq", partitions=1)
+    quotes = [quote("alpha", i, quantity=-1 if i == 2 else 5) for i in range(5)]
+    produce(bootstrap, raw, [(None, js(q)) for q in quotes])
+    before = GATE_PATHS["python: left by the compiled route"]
+    settings = GateSettings(bootstrap, (raw,), clean, dlq, group_id=f"{uid}-g")
+    run = GateRun(settings, RuleSet.load([rules]), TrailTopic(f"{uid}.trail"))
+    run.wait_for(5)
+    run.stop()
+    assert run.gate.path == "compiled"
+    assert GATE_PATHS["python: left by the compiled route"] == before + 1
+    assert run.gate.stats.forwarded == 4
+    assert len(read_all(bootstrap, clean, 4)) == 4
+    (dead,) = read_all(bootstrap, dlq, 1)
+    assert dead.header("stampline.rule.id") == b"record.unprocessable"
+    assert b"UnicodeEncodeError" in (dead.header("stampline.reason") or b"")
+    assert dead.header("__connect.errors.offset") == b"2"

@@ -617,55 +617,56 @@ fn route_batch<'py>(
             on_slow.call1((i,))?;
             continue;
         };
-        let failures = refused.get(i).and_then(Option::as_ref);
-        let mut s = r.stamp(&b, &event_time.borrow().0);
-        let emitted = now_ns();
-        let sent = match &failures {
-            None => send(
-                gate,
-                &b,
-                &r,
-                &s,
-                emitted,
-                held.as_ref(),
-                &mut text,
-                clean_topic,
-                clean_limit,
-                None,
-            ),
-            // A stamped record's dead letter carries only its stage stamp: the reference's.
-            Some(_) if r.prior.is_some() => Ok(None),
+        // A refused record's first failure, read as the reference reads it. A stamped one (its
+        // dead letter carries only its stage stamp) or one whose failure this route cannot
+        // read (a reason that is not UTF-8, say): the reference takes it.
+        let failure = match refused.get(i).and_then(Option::as_ref) {
+            None => None,
             Some(fs) => match refusal(fs, rule_files, &mut sha) {
-                Ok((rule_id, rule_version, reason)) => {
-                    let f = route::Refusal {
-                        rule_id: rule_id.to_str()?,
-                        rule_version,
-                        reason: reason.to_str()?,
-                        rule_sha256: &sha,
-                    };
-                    // a refused record says nothing of its lateness
-                    s.late = 0;
-                    let out = (&f, collector.as_str());
-                    let sent = send(
-                        gate,
-                        &b,
-                        &r,
-                        &s,
-                        emitted,
-                        held.as_ref(),
-                        &mut text,
-                        dead_topic,
-                        Some(dead_limit),
-                        Some(out),
-                    );
-                    if matches!(sent, Ok(Some(()))) {
-                        rows.borrow_mut().0.dead_lettered(&b, &r, &s, emitted, &f);
-                    }
-                    sent
+                Ok(read) if r.prior.is_none() => Some(read),
+                _ => {
+                    on_slow.call1((i,))?;
+                    continue;
                 }
-                Err(_) => Ok(None),
             },
         };
+        let f = match &failure {
+            None => None,
+            Some((rule_id, rule_version, reason)) => match (rule_id.to_str(), reason.to_str()) {
+                (Ok(rule_id), Ok(reason)) => Some(route::Refusal {
+                    rule_id,
+                    rule_version: *rule_version,
+                    reason,
+                    rule_sha256: &sha,
+                }),
+                _ => {
+                    on_slow.call1((i,))?;
+                    continue;
+                }
+            },
+        };
+        let mut s = r.stamp(&b, &event_time.borrow().0);
+        let (topic, limit) = match &f {
+            None => (clean_topic, clean_limit),
+            Some(_) => {
+                s.late = 0; // a refused record says nothing of its lateness
+                (dead_topic, Some(dead_limit))
+            }
+        };
+        let emitted = now_ns();
+        let dead_letter = f.as_ref().map(|f| (f, collector.as_str()));
+        let sent = send(
+            gate,
+            &b,
+            &r,
+            &s,
+            emitted,
+            held.as_ref(),
+            &mut text,
+            topic,
+            limit,
+            dead_letter,
+        );
         if !matches!(sent, Ok(Some(()))) {
             on_slow.call1((i,))?;
             continue;
@@ -673,7 +674,8 @@ fn route_batch<'py>(
         for v in [i as i64, emitted, s.origin, s.ingested] {
             times.extend_from_slice(&v.to_le_bytes());
         }
-        if failures.is_some() {
+        if let Some(f) = &f {
+            rows.borrow_mut().0.dead_lettered(&b, &r, &s, emitted, f);
             dead.push(i);
             continue;
         }
