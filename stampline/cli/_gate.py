@@ -22,7 +22,13 @@ def gate(config: ConfigOpt = None) -> None:
     from stampline.audit import ClockBound
     from stampline.cli._start import serve_metrics, sidecar_broker, start_sidecar
     from stampline.collectors import Gate
-    from stampline.wiring import gate_settings, rules_holder, sidecar_metrics, trail_topic
+    from stampline.wiring import (
+        gate_metrics,
+        gate_settings,
+        rules_holder,
+        sidecar_metrics,
+        trail_topic,
+    )
 
     started = start_sidecar(config)
     cfg, stop = started.config, started.stop
@@ -40,9 +46,7 @@ def gate(config: ConfigOpt = None) -> None:
         detectors = alerting.detectors if alerting is not None else None
         settings = gate_settings(cfg, bootstrap, metrics)
         trail = trail_topic(cfg, f"{settings.stage}@{settings.host}")
-        # Its per-batch metrics only where they are served: nothing else reads them, and at
-        # a batch of 100 records from many providers they cost about 30 % of its CPU.
-        the_gate = Gate(settings, rules, trail, metrics if cfg.metrics.enabled else None, detectors)
+        the_gate = Gate(settings, rules, trail, gate_metrics(cfg, metrics), detectors)
         # With chrony the bound moves: it is read again while the gate runs, and both its
         # gauge and the gate's stamps follow it.
         g = cfg.gate
