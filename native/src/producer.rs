@@ -11,12 +11,11 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-
-use ahash::AHashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ahash::AHashMap;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -44,8 +43,8 @@ pub struct Report {
 /// The producer's context: what its delivery reports said.
 pub struct Outcomes<C> {
     /// topic -> partition -> the next offset after every route record delivered there
-    /// (keyed by topic first, so a report finds its entry without making a String)
-    // (ahash: this map is looked up for every record delivered; SipHash showed in profiles)
+    /// (keyed by topic first, so a report finds its entry without making a String; ahash,
+    /// since it is looked up for every record delivered and SipHash showed in profiles)
     positions: Mutex<AHashMap<String, AHashMap<i32, i64>>>,
     /// route records that were not delivered
     failures: Mutex<Vec<Report>>,
