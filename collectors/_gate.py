@@ -45,7 +45,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import repeat
 from math import nan
@@ -1367,15 +1367,15 @@ class Gate:
         # not a Python pass per record each.
         names_seen = dict.fromkeys(names)
         label_of = [m.provider(p or UNNAMED_PROVIDER) for p in names_seen]
-        by_provider = dict.fromkeys(label_of)
-        which = _numbered(label_of, by_provider)[_numbered(names, names_seen)]
-        labels = list(by_provider)
+        labels = list(dict.fromkeys(label_of))
+        which = _numbered(label_of, labels)[_numbered(names, names_seen)]
         forwarded = np.fromiter(map(_FORWARDED.__eq__, outcomes), np.bool_, len(outcomes))
         counts = np.bincount(which, minlength=len(labels)).tolist()
         out_counts = np.bincount(which[forwarded], minlength=len(labels)).tolist()
+        dead_rows = (~forwarded).nonzero()[0]
         dead = Counter(
             (labels[k], m.rule(rule_ids[i]))
-            for i, k in zip(*_rows_and_labels(~forwarded, which), strict=True)
+            for i, k in zip(dead_rows.tolist(), which[dead_rows].tolist(), strict=True)
         )
         held = (emitted - received) / 1e9
         origins = origin
@@ -1614,18 +1614,10 @@ def _count_path(path: str, n: int) -> None:
         log.info("gate records routed on the Python path: %s", path.removeprefix("python: "))
 
 
-def _numbered(values: list[str], order: Mapping[str, object]) -> npt.NDArray[np.intp]:
+def _numbered(values: list[str], order: Iterable[str]) -> npt.NDArray[np.intp]:
     """Each value's place in ``order`` (which holds every value once)."""
     place = {v: k for k, v in enumerate(order)}
     return np.fromiter(map(place.__getitem__, values), np.intp, len(values))
-
-
-def _rows_and_labels(
-    mask: npt.NDArray[np.bool_], which: npt.NDArray[np.intp]
-) -> tuple[list[int], list[int]]:
-    """The rows ``mask`` marks, and the label number of each."""
-    rows = mask.nonzero()[0]
-    return rows.tolist(), which[rows].tolist()
 
 
 def _judged(
