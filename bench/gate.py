@@ -440,32 +440,25 @@ def main() -> None:
         result["gate_path"] = gate.path
         result["provider_keys"] = len(gate.event_time)
         result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        bad, bad_clean, bad_dlq = (f"{u}.bad.{t}" for t in ("raw", "clean", "dlq"))
-        ensure_topics(bs, [bad, bad_clean, bad_dlq], 3)
+
+        def again(name: str, refused_every: int, metrics: SidecarMetrics | None) -> Gate:
+            """The gate over ``n`` fresh events, with fresh rules, into figures ``name_*``."""
+            raw2, clean2, dlq2 = (f"{u}.{name}.{t}" for t in ("raw", "clean", "dlq"))
+            ensure_topics(bs, [raw2, clean2, dlq2], 3)
+            fill(bs, raw2, n, refused_every)
+            rate, cpu, again_gate = run_gate(
+                bs, TrailTopic(trail, "bench"), RuleSet.load([rules_path]), raw2, clean2, dlq2,
+                n, metrics,
+            )  # fmt: skip
+            result[f"{name}_gate_events_per_s"] = round(rate)
+            result[f"{name}_gate_cpu_us_per_event"] = round(cpu, 2)
+            return again_gate
+
         log(f"the gate again, over {n:,} events of which one in three breaks a rule")
-        fill(bs, bad, n, refused_every=3)
-        bad_rate, bad_cpu, bad_gate = run_gate(
-            bs,
-            TrailTopic(trail, "bench"),
-            RuleSet.load([rules_path]),
-            bad,
-            bad_clean,
-            bad_dlq,
-            n,
-        )
+        bad_gate = again("bad_feed", 3, None)
         assert bad_gate.stats.dead_lettered_total >= n // 3, bad_gate.stats
-        result["bad_feed_gate_events_per_s"] = round(bad_rate)
-        result["bad_feed_gate_cpu_us_per_event"] = round(bad_cpu, 2)
         log(f"the gate again, over {n:,} events, with its metrics")
-        mraw, mclean, mdlq = (f"{u}.metrics.{t}" for t in ("raw", "clean", "dlq"))
-        ensure_topics(bs, [mraw, mclean, mdlq], 3)
-        fill(bs, mraw, n)
-        m_rate, m_cpu, _ = run_gate(
-            bs, TrailTopic(trail, "bench"), RuleSet.load([rules_path]), mraw, mclean, mdlq,
-            n, SidecarMetrics(),
-        )  # fmt: skip
-        result["metrics_gate_events_per_s"] = round(m_rate)
-        result["metrics_gate_cpu_us_per_event"] = round(m_cpu, 2)
+        again("metrics", 100, SidecarMetrics())
         log("tap over the gate's stamped output")
         tap_rows, tap_records, tap_cpu, tap_path = run_tap(
             bs, TrailTopic(trail, "tap"), clean, gate.stats.forwarded
