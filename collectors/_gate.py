@@ -1366,12 +1366,12 @@ class Gate:
         # "other"), then each record's label as a number: the counts per label are NumPy's,
         # not a Python pass per record each.
         names_seen = dict.fromkeys(names)
-        label_of = [m.provider(p or UNNAMED_PROVIDER) for p in names_seen]
+        label_of = m.provider.many(
+            [p or UNNAMED_PROVIDER for p in names_seen] if "" in names_seen else names_seen
+        )
         labels = list(dict.fromkeys(label_of))
         which = _numbered(label_of, labels)[_numbered(names, names_seen)]
         forwarded = np.fromiter(map(_FORWARDED.__eq__, outcomes), np.bool_, len(outcomes))
-        counts = np.bincount(which, minlength=len(labels)).tolist()
-        out_counts = np.bincount(which[forwarded], minlength=len(labels)).tolist()
         dead_rows = (~forwarded).nonzero()[0]
         dead = Counter(
             (labels[k], m.rule(rule_ids[i]))
@@ -1397,18 +1397,15 @@ class Gate:
             kinds = dict.fromkeys(symbols)
             sets = [(stage, symbol) for symbol in kinds]
             m.instrument_latency.observe_many(sets, _numbered(symbols, kinds), held)
-        now = time.time()
-        for provider, count, accepted in zip(labels, counts, out_counts, strict=True):
-            m.child(m.events_in, provider).inc(count)
-            if accepted:  # only accepted records say the provider is alive
-                m.child(m.last_event, provider).set(now)
-                m.child(m.events_out, provider).inc(accepted)
-            watermark = self.event_time.watermark_ns(provider)
-            if watermark is not None:
-                m.child(m.watermark, provider).set(watermark / 1e9)
-            offset = self.event_time.clock_offset_ns(provider)
-            if offset is not None:
-                m.child(m.clock_offset, provider).set(offset / 1e9)
+        et = self.event_time
+        m.providers.update(
+            labels,
+            np.bincount(which, minlength=len(labels)),
+            np.bincount(which[forwarded], minlength=len(labels)),
+            [nan if (w := et.watermark_ns(p)) is None else w / 1e9 for p in labels],
+            [nan if (o := et.clock_offset_ns(p)) is None else o / 1e9 for p in labels],
+            time.time(),
+        )
         for (provider, rule), count in dead.items():
             m.child(m.dead_lettered, provider, rule).inc(count)
 

@@ -9,15 +9,20 @@ cap, so a feed of 50,000 symbols cannot blow up the scrape.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from math import inf
+from math import inf, nan
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -68,6 +73,51 @@ class _Capped:
                 return value
         return OTHER
 
+    def many(self, values: Iterable[str]) -> list[str]:
+        """``self(value)`` of each value. Once the cap is full, in one pass with no call per
+        value: a gate asks for every distinct provider of every batch."""
+        seen = self._seen
+        if len(seen) < self.cap:
+            return list(map(self, values))
+        cut = [value[:MAX_LABEL_CHARS] for value in values]
+        return [value if value in seen else OTHER for value in cut]
+
+
+class _Rows:
+    """Label sets numbered in order of first appearance, and arrays holding one row for each
+    (grown by doubling, as a list grows): a batch updates every set it holds with one
+    indexed NumPy operation, not a call per set. Callers hold their own lock."""
+
+    def __init__(self, columns: dict[str, tuple[tuple[int, ...], float]]) -> None:
+        # column name -> (the shape of one row, the value of a row not yet written)
+        self._columns = columns
+        self.index: dict[tuple[str, ...], int] = {}
+        self.arrays = {
+            name: np.full((0, *shape), fill, np.float64) for name, (shape, fill) in columns.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def of(self, label_sets: Iterable[tuple[str, ...]]) -> npt.NDArray[np.intp]:
+        """The row of each label set, new rows for sets not seen before."""
+        sets = list(label_sets)
+        rows = list(map(self.index.get, sets))  # C-level: almost every set is known
+        if None in rows:
+            rows = [self._row(s) if r is None else r for s, r in zip(sets, rows, strict=True)]
+        return np.array(rows, np.intp)
+
+    def _row(self, labels: tuple[str, ...]) -> int:
+        row = self.index.get(labels)
+        if row is None:
+            row = self.index[labels] = len(self.index)
+            if row == len(next(iter(self.arrays.values()))):  # full
+                for name, (shape, fill) in self._columns.items():
+                    grown = np.full((max(16, 2 * row), *shape), fill, np.float64)
+                    grown[:row] = self.arrays[name]
+                    self.arrays[name] = grown
+        return row
+
 
 class BatchHistogram(Collector):
     """A labelled histogram fed a batch of values at a time.
@@ -94,7 +144,7 @@ class BatchHistogram(Collector):
         self._bounds = np.array([*buckets, inf], np.float64)
         # the `le` labels exactly as prometheus_client writes a Histogram's (its own helper)
         self._le = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
-        self._series: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], list[float]]] = {}
+        self._rows = _Rows({"counts": ((len(self._bounds),), 0.0), "sums": ((), 0.0)})
         self._lock = threading.Lock()
         registry.register(self)
 
@@ -105,22 +155,22 @@ class BatchHistogram(Collector):
         values: npt.NDArray[np.float64],
     ) -> None:
         """Observe ``values[i]`` under ``label_sets[which[i]]`` (each set's values in order of
-        the label names): the buckets of every value in one pass, then one update per set,
-        so a batch of a thousand providers costs no more passes than a batch of one."""
+        the label names): the buckets of every value in one pass, then one update of every
+        set's row, so a batch of a thousand providers costs no more passes than a batch of
+        one."""
         if not len(values):
             return
         width = len(self._bounds)
         at = np.searchsorted(self._bounds, values, side="left")
         counts = np.bincount(which * width + at, minlength=len(label_sets) * width)
         counts = counts.reshape(len(label_sets), width)
-        totals = np.bincount(which, weights=values, minlength=len(label_sets)).tolist()
+        totals = np.bincount(which, weights=values, minlength=len(label_sets))
+        present = np.unique(which)
         with self._lock:
-            for k in np.unique(which).tolist():
-                series = self._series.get(label_sets[k])
-                if series is None:
-                    series = self._series[label_sets[k]] = (np.zeros(width, np.int64), [0.0])
-                series[0][:] += counts[k]
-                series[1][0] += totals[k]
+            # rows are distinct (label sets are), so a plain indexed add counts each once
+            rows = self._rows.of(map(label_sets.__getitem__, present.tolist()))
+            self._rows.arrays["counts"][rows] += counts[present]
+            self._rows.arrays["sums"][rows] += totals[present]
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
         yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -128,11 +178,116 @@ class BatchHistogram(Collector):
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         with self._lock:
-            series = [(k, np.cumsum(c).tolist(), t[0]) for k, (c, t) in self._series.items()]
-        for labels, cumulative, total in series:
-            buckets: Any = list(zip(self._le, cumulative, strict=True))
-            family.add_metric(list(labels), buckets, total)
+            n = len(self._rows)
+            cumulative = np.cumsum(self._rows.arrays["counts"][:n], axis=1).tolist()
+            totals = self._rows.arrays["sums"][:n].tolist()
+            labels = list(self._rows.index)
+        for label_set, buckets, total in zip(labels, cumulative, totals, strict=True):
+            family.add_metric(list(label_set), list(zip(self._le, buckets, strict=True)), total)
         yield family
+
+
+class ProviderSeries(Collector):
+    """The gate's per-provider counts and times, fed a batch at a time and read at a scrape.
+
+    With prometheus_client's ``Counter`` and ``Gauge`` each provider of a batch cost five
+    calls, each checking and locking, and a first call for a provider built a child object
+    per metric: more than half of the gate's metrics work with a thousand providers a batch
+    (docs/metrics.md). Here a batch is one indexed NumPy update, and the families are
+    written as those instruments write them (``_total`` and ``_created`` for the counters).
+    A series appears when the instrument's would: ``events_in`` with a provider's first
+    record, ``events_out`` and ``last_event`` with its first forwarded one, the watermark
+    and the clock offset with their first value.
+    """
+
+    _COUNTERS = (
+        ("stampline_events_in", "Records taken in, by provider.", "taken"),
+        ("stampline_events_out", "Records forwarded to the clean topic.", "forwarded"),
+    )
+    _GAUGES = (
+        (
+            "stampline_provider_last_event_timestamp_seconds",
+            "Wall-clock time the last accepted (forwarded) record of a provider was taken in.",
+            "last_event",
+        ),
+        (
+            "stampline_provider_watermark_timestamp_seconds",
+            "Event-time watermark of a provider: newest origin minus the allowed lateness.",
+            "watermark",
+        ),
+        (
+            "stampline_provider_clock_offset_seconds",
+            "Estimated ingestion - origin offset of a provider's clock "
+            "(minimum over a window: transit time plus skew; negative = provider clock ahead).",
+            "clock_offset",
+        ),
+    )
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        # NaN: not written yet (no series); a counter's creation time is its first count's
+        self._rows = _Rows(
+            {
+                name: ((), 0.0 if name in ("taken", "forwarded") else nan)
+                for name in (
+                    "taken", "forwarded", "taken_created", "forwarded_created",
+                    "last_event", "watermark", "clock_offset",
+                )
+            }
+        )  # fmt: skip
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def update(
+        self,
+        providers: Sequence[str],
+        taken: npt.NDArray[np.int64],
+        forwarded: npt.NDArray[np.int64],
+        watermarks: Sequence[float],
+        offsets: Sequence[float],
+        now: float,
+    ) -> None:
+        """Count one batch: for each provider (label values, distinct) the records taken and
+        forwarded, and its watermark and clock offset now (NaN: none yet, the last kept)."""
+        with self._lock:
+            rows = self._rows.of((p,) for p in providers)
+            a = self._rows.arrays
+            for counted, created, counts in (
+                ("taken", "taken_created", taken),
+                ("forwarded", "forwarded_created", forwarded),
+            ):
+                a[counted][rows] += counts
+                first = rows[np.isnan(a[created][rows]) & (counts > 0)]
+                a[created][first] = now
+            a["last_event"][rows[forwarded > 0]] = now
+            for name, values in (("watermark", watermarks), ("clock_offset", offsets)):
+                new = np.asarray(values, np.float64)
+                known = ~np.isnan(new)
+                a[name][rows[known]] = new[known]
+
+    def describe(self) -> Iterator[Metric]:
+        for name, doc, _ in self._COUNTERS:
+            yield CounterMetricFamily(name, doc, labels=["provider"])
+        for name, doc, _ in self._GAUGES:
+            yield GaugeMetricFamily(name, doc, labels=["provider"])
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            n = len(self._rows)
+            providers = [labels[0] for labels in self._rows.index]
+            a = {name: column[:n].tolist() for name, column in self._rows.arrays.items()}
+        for name, doc, column in self._COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=["provider"])
+            created = a[f"{column}_created"]
+            for provider, value, since in zip(providers, a[column], created, strict=True):
+                if since == since:  # not NaN: counted at least once
+                    counter.add_metric([provider], value, created=since)
+            yield counter
+        for name, doc, column in self._GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=["provider"])
+            for provider, value in zip(providers, a[column], strict=True):
+                if value == value:
+                    gauge.add_metric([provider], value)
+            yield gauge
 
 
 class SidecarMetrics:
@@ -149,15 +304,8 @@ class SidecarMetrics:
         self.rule = _Capped(cap)
         self.instrument = _Capped(cap)
         r = self.registry
-        self.events_in = Counter(
-            "stampline_events_in", "Records taken in, by provider.", ["provider"], registry=r
-        )
-        self.events_out = Counter(
-            "stampline_events_out",
-            "Records forwarded to the clean topic.",
-            ["provider"],
-            registry=r,
-        )
+        # events in and out, last event, watermark and clock offset, by provider
+        self.providers = ProviderSeries(r)
         self.dead_lettered = Counter(
             "stampline_events_dead_lettered",
             "Records sent to the dead-letter topic, by provider and rule (the reason).",
@@ -243,18 +391,6 @@ class SidecarMetrics:
         self.queue_depth = Gauge(
             "stampline_queue_depth", "Items in a bounded internal queue.", ["queue"], registry=r
         )
-        self.last_event = Gauge(
-            "stampline_provider_last_event_timestamp_seconds",
-            "Wall-clock time the last accepted (forwarded) record of a provider was taken in.",
-            ["provider"],
-            registry=r,
-        )
-        self.watermark = Gauge(
-            "stampline_provider_watermark_timestamp_seconds",
-            "Event-time watermark of a provider: newest origin minus the allowed lateness.",
-            ["provider"],
-            registry=r,
-        )
         self.late = Counter(
             "stampline_late_events",
             "Events whose origin was behind their provider's watermark (flagged, not dropped).",
@@ -266,13 +402,6 @@ class SidecarMetrics:
             "How far behind the watermark late events were.",
             ["provider"],
             buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 3600),
-            registry=r,
-        )
-        self.clock_offset = Gauge(
-            "stampline_provider_clock_offset_seconds",
-            "Estimated ingestion - origin offset of a provider's clock "
-            "(minimum over a window: transit time plus skew; negative = provider clock ahead).",
-            ["provider"],
             registry=r,
         )
         self.clock_bound_fallbacks = Counter(

@@ -6,10 +6,13 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable
+from math import nan
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from stampline.audit import ChdbStore
@@ -146,7 +149,7 @@ def test_a_batch_histogram_exposes_what_prometheus_clients_histogram_does() -> N
     """Values fed a batch at a time give the samples prometheus_client's Histogram gives for
     the same values observed one by one: the same buckets (a value on a bound counts in
     that bucket), counts and sums, per label set, in the text a scrape reads."""
-    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client import Histogram, generate_latest
 
     from stampline.collectors._metrics import BatchHistogram
 
@@ -168,6 +171,15 @@ def test_a_batch_histogram_exposes_what_prometheus_clients_histogram_does() -> N
     batched.observe_many(sets, np.arange(len(values)), np.full(len(values), 0.002))
     for labels in values:
         reference.labels(*labels).observe(0.002)
+    # batches over many label sets, new ones among old ones: the rows grow past their first size
+    rng = np.random.default_rng(7)
+    for first in (0, 10, 30):
+        sets = [("gate", f"p{k}") for k in range(first, first + 25)]
+        which = rng.integers(0, len(sets), 200)
+        vs = rng.exponential(0.05, 200)
+        batched.observe_many(sets, which, vs)
+        for k, v in zip(which.tolist(), vs.tolist(), strict=True):
+            reference.labels(*sets[k]).observe(v)
 
     def samples(
         registry: CollectorRegistry,
@@ -187,3 +199,86 @@ def test_a_batch_histogram_exposes_what_prometheus_clients_histogram_does() -> N
     assert (
         want[("x_seconds_bucket", (("le", "0.001"), ("provider", "alpha"), ("stage", "gate")))] == 3
     )
+    assert len({dict(labels)["provider"] for _, labels in want}) > 16  # past the first rows
+
+
+def test_capped_labels_in_one_pass_are_those_asked_one_by_one() -> None:
+    """``many`` gives what a call per value gives: while the cap has room (new values take
+    it, in order) and once it is full (known values keep their label, new ones are
+    "other"), long values cut to the label length either way."""
+    from stampline.collectors._metrics import MAX_LABEL_CHARS, OTHER, _Capped
+
+    long = "x" * (MAX_LABEL_CHARS + 5)
+    batches = [["a", "b", "a", long], ["c", "d", "e", "b", long, "f"], ["a", "g", long, "e"]]
+    one, many = _Capped(4), _Capped(4)
+    for values in batches:
+        assert many.many(values) == [one(v) for v in values]
+    assert many.many(["a", "zz", long]) == ["a", OTHER, long[:MAX_LABEL_CHARS]]
+
+
+def test_provider_series_expose_what_prometheus_clients_counters_and_gauges_did() -> None:
+    """The gate's per-provider series, fed a batch at a time, give the families, documents
+    and samples that a ``Counter`` and a ``Gauge`` per metric gave when fed provider by
+    provider: records in always, out and last event only for providers with a forwarded
+    record, a watermark or clock offset only once one is known (the last one kept), and a
+    ``_created`` sample beside every count."""
+    from prometheus_client import Counter, Gauge, generate_latest
+
+    from stampline.collectors._metrics import ProviderSeries
+
+    one, many = CollectorRegistry(), CollectorRegistry()
+    series = ProviderSeries(many)
+    counters = {
+        name: Counter(name, doc, ["provider"], registry=one) for name, doc, _ in series._COUNTERS
+    }
+    gauges = {name: Gauge(name, doc, ["provider"], registry=one) for name, doc, _ in series._GAUGES}
+    events_in, events_out = counters.values()
+    last_event, watermark, clock_offset = gauges.values()
+    rng = np.random.default_rng(3)
+    batches = [
+        (["a", "b"], [3, 1], [2, 0], [1.5, nan], [0.25, nan]),
+        (["b", "c", "a"], [2, 1, 1], [1, 0, 0], [nan, 7.0, 2.5], [-0.5, nan, nan]),
+        # many providers at once, some new: the rows grow past their first size
+        *(
+            (
+                [f"p{k}" for k in range(first, first + 20)],
+                rng.integers(1, 9, 20).tolist(),
+                rng.integers(0, 2, 20).tolist(),
+                np.where(rng.random(20) < 0.3, nan, rng.random(20) * 1e9).tolist(),
+                np.where(rng.random(20) < 0.3, nan, rng.normal(0, 1, 20)).tolist(),
+            )
+            for first in (0, 10, 25)
+        ),
+    ]
+    for now, (providers, taken, forwarded, marks, offsets) in enumerate(batches, 1000):
+        series.update(providers, np.array(taken), np.array(forwarded), marks, offsets, float(now))
+        for p, t, f, w, o in zip(providers, taken, forwarded, marks, offsets, strict=True):
+            events_in.labels(p).inc(t)
+            if f:
+                last_event.labels(p).set(now)
+                events_out.labels(p).inc(f)
+            if not np.isnan(w):
+                watermark.labels(p).set(w)
+            if not np.isnan(o):
+                clock_offset.labels(p).set(o)
+
+    def exposed(registry: CollectorRegistry) -> tuple[set[tuple[str, str, str]], dict[Any, float]]:
+        families = list(text_string_to_metric_families(generate_latest(registry).decode()))
+        return {(f.name, f.type, f.documentation) for f in families}, {
+            (s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples
+        }
+
+    (got_families, got), (want_families, want) = exposed(many), exposed(one)
+    assert got_families == want_families
+    assert {k for k in got if not k[0].endswith("_created")} == {
+        k for k in want if not k[0].endswith("_created")
+    }
+    for key, value in want.items():
+        if key[0].endswith("_created"):
+            assert got[key] >= 1000, key  # the batch time of the first count, not the reference's
+        else:
+            assert got[key] == value, key
+    assert ("stampline_events_out_total", (("provider", "b"),)) in got  # from its second batch
+    assert ("stampline_events_out_total", (("provider", "c"),)) not in got  # never forwarded
+    assert got[("stampline_provider_watermark_timestamp_seconds", (("provider", "a"),))] == 2.5
+    assert got[("stampline_provider_clock_offset_seconds", (("provider", "a"),))] == 0.25
