@@ -47,6 +47,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import repeat
 from math import nan
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
@@ -1488,12 +1489,21 @@ class Gate:
             )
 
     def _flush(self, timeout_s: float) -> int:
-        """Wait for the broker's acknowledgements; a stop cuts the wait to a few seconds.
-        Returns how many records are still unacknowledged."""
-        assert self._producer is not None
+        """Wait for the broker's acknowledgements of every record produced so far; a stop cuts
+        the wait to a few seconds. Returns how many records are still unacknowledged.
+
+        The compiled route's producer waits for those alone (``close_epoch``, ``wait``), not
+        for the records the evaluator produces meanwhile: under a steady load a flush, which
+        waits until nothing is in flight, returned only when the evaluator had stopped (its
+        queue to this writer full) or between its batches."""
+        producer = self._producer
+        assert producer is not None
+        wait: Callable[[float], int] = producer.flush
+        if _on_compiled_route(producer):
+            wait = partial(producer.wait, producer.close_epoch())
         deadline = time.monotonic() + timeout_s
         while True:
-            remaining: int = self._producer.flush(0.5)
+            remaining = wait(0.5)
             if not remaining or time.monotonic() > deadline:
                 return remaining
             if self._stop.is_set():

@@ -8,11 +8,15 @@
 //! output partition, and every failure); a record Python produced carries a number under which
 //! its caller's callback waits in [`Outcomes`], and its report waits there too until the
 //! binding calls it back, after the poll or flush that served it, with the GIL held.
+//!
+//! Epochs: every record is counted under the epoch current when it was sent until its report
+//! comes, so the gate's writer can wait for what a segment sent ([`GateProducer::wait`])
+//! without waiting for what the evaluator sends meanwhile, as a flush would.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
@@ -48,10 +52,14 @@ pub struct Outcomes<C> {
     positions: Mutex<AHashMap<String, AHashMap<i32, i64>>>,
     /// route records that were not delivered
     failures: Mutex<Vec<Report>>,
-    /// Python's records' callbacks until their reports come, by the number each record
-    /// carries as its opaque (0 is the route's: a route record carries nothing to free)
-    waiting: Mutex<HashMap<usize, C>>,
+    /// Python's records' callbacks (and epochs) until their reports come, by the number
+    /// each record carries in its opaque ([`opaque`])
+    waiting: Mutex<HashMap<usize, (C, u64)>>,
     next: AtomicUsize,
+    /// epoch -> records sent in it whose reports have not come (no entry: none); the current
+    /// epoch is read and counted under this lock, so a closed epoch gains no record
+    outstanding: Mutex<BTreeMap<u64, usize>>,
+    epoch: AtomicU64,
     /// Python's records' reports, with their callbacks, in the order served
     callbacks: Mutex<Vec<(C, Report)>>,
 }
@@ -62,7 +70,9 @@ impl<C> Default for Outcomes<C> {
             positions: Mutex::default(),
             failures: Mutex::default(),
             waiting: Mutex::default(),
-            next: AtomicUsize::new(1),
+            next: AtomicUsize::new(0),
+            outstanding: Mutex::default(),
+            epoch: AtomicU64::new(0),
             callbacks: Mutex::default(),
         }
     }
@@ -72,13 +82,51 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The opaque of a route record: no callback.
-const ROUTE: usize = 0;
+/// What a record carries as its opaque (a number, not a Box: the route's records, nearly all,
+/// allocate nothing for it): a route record its epoch, shifted; a record with a callback the
+/// number its callback waits under, shifted, with the low bit set.
+fn opaque(route: bool, n: usize) -> usize {
+    n << 1 | usize::from(!route)
+}
+
+impl<C> Outcomes<C> {
+    /// Count one record in the current epoch; returns that epoch.
+    fn count(&self) -> u64 {
+        let mut outstanding = lock(&self.outstanding);
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        *outstanding.entry(epoch).or_insert(0) += 1;
+        epoch
+    }
+
+    /// A record of `epoch` was reported (or never taken).
+    fn settle(&self, epoch: u64) {
+        let mut outstanding = lock(&self.outstanding);
+        if let Some(n) = outstanding.get_mut(&epoch) {
+            *n -= 1;
+            if *n == 0 {
+                outstanding.remove(&epoch);
+            }
+        }
+    }
+
+    /// End the current epoch; returns it.
+    fn close_epoch(&self) -> u64 {
+        let _counting = lock(&self.outstanding);
+        self.epoch.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records counted in `epoch` or before and not settled.
+    fn unsettled(&self, epoch: u64) -> usize {
+        lock(&self.outstanding)
+            .range(..=epoch)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
 
 impl<C: Send + Sync + 'static> ClientContext for Outcomes<C> {}
 
 impl<C: Send + Sync + 'static> ProducerContext for Outcomes<C> {
-    // A number, not a Box: the route's records (nearly all) allocate nothing for it.
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, tag: Self::DeliveryOpaque) {
@@ -86,7 +134,18 @@ impl<C: Send + Sync + 'static> ProducerContext for Outcomes<C> {
             Ok(m) => (m, None),
             Err((e, m)) => (m, Some(e.to_string())),
         };
-        if tag == ROUTE && error.is_none() {
+        let route = tag & 1 == 0;
+        let waited = if route {
+            self.settle((tag >> 1) as u64);
+            None
+        } else {
+            let waited = lock(&self.waiting).remove(&(tag >> 1));
+            if let Some((_, epoch)) = &waited {
+                self.settle(*epoch);
+            }
+            waited
+        };
+        if route && error.is_none() {
             let mut positions = lock(&self.positions);
             let next = m.offset() + 1;
             match positions.get_mut(m.topic()) {
@@ -109,9 +168,9 @@ impl<C: Send + Sync + 'static> ProducerContext for Outcomes<C> {
             offset: m.offset(),
             error,
         };
-        if tag == ROUTE {
+        if route {
             lock(&self.failures).push(report);
-        } else if let Some(c) = lock(&self.waiting).remove(&tag) {
+        } else if let Some((c, _)) = waited {
             lock(&self.callbacks).push((c, report));
         }
     }
@@ -154,13 +213,14 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
     /// Hand one record to librdkafka.
     pub fn send(&self, out: Out<'_>, tag: Tag<C>) -> Result<(), Refused> {
         let outcomes = self.producer.context();
-        let opaque = match tag {
-            Tag::Route => ROUTE,
+        let epoch = outcomes.count();
+        let (opaque, waiting) = match tag {
+            // (2^63 epochs, or records with a callback, would have to come first to overflow)
+            Tag::Route => (opaque(true, epoch as usize), None),
             Tag::Callback(c) => {
-                // never ROUTE: 2^64 records would have to be produced first
-                let k = outcomes.next.fetch_add(1, Ordering::Relaxed).max(1);
-                lock(&outcomes.waiting).insert(k, c);
-                k
+                let k = outcomes.next.fetch_add(1, Ordering::Relaxed);
+                lock(&outcomes.waiting).insert(k, (c, epoch));
+                (opaque(false, k), Some(k))
             }
         };
         let mut record = BaseRecord::with_opaque_to(out.topic, opaque);
@@ -174,9 +234,11 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
             record = record.headers(h);
         }
         self.producer.send(record).map_err(|(e, _)| {
-            if opaque != ROUTE {
-                lock(&outcomes.waiting).remove(&opaque); // not taken: no report will come
+            // not taken: no report will come
+            if let Some(k) = waiting {
+                lock(&outcomes.waiting).remove(&k);
             }
+            outcomes.settle(epoch);
             match e {
                 KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => Refused::QueueFull,
                 other => Refused::Other {
@@ -214,6 +276,27 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
         }
     }
 
+    /// End the current epoch; returns it. What is sent from now on counts in the next.
+    pub fn close_epoch(&self) -> u64 {
+        self.producer.context().close_epoch()
+    }
+
+    /// Wait up to `timeout` for the reports of every record sent in `epoch` or before, as
+    /// [`flush`](Self::flush) waits for every record: records sent later may stay in flight.
+    /// Returns how many of those are not reported.
+    pub fn wait(&self, epoch: u64, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let _ = self.producer.flush(Duration::ZERO); // sends what lingers at once
+            let unsettled = self.producer.context().unsettled(epoch);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if unsettled == 0 || left.is_zero() {
+                return unsettled;
+            }
+            self.producer.poll(Duration::from_millis(1).min(left));
+        }
+    }
+
     pub fn in_flight(&self) -> usize {
         usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
@@ -238,5 +321,37 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
     /// Python's records' reports since the last call, with their callbacks.
     pub fn take_callbacks(&self) -> Vec<(C, Report)> {
         std::mem::take(&mut *lock(&self.producer.context().callbacks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_is_settled_whatever_later_epochs_hold() {
+        let o: Outcomes<()> = Outcomes::default();
+        let (a, b) = (o.count(), o.count());
+        assert_eq!((a, b), (0, 0));
+        assert_eq!(o.close_epoch(), 0);
+        let later = o.count();
+        assert_eq!(later, 1);
+        assert_eq!((o.unsettled(0), o.unsettled(1)), (2, 3));
+        o.settle(a);
+        o.settle(b);
+        assert_eq!(o.unsettled(0), 0); // the later record still out does not count
+        assert_eq!(o.unsettled(1), 1);
+        o.settle(later);
+        assert_eq!(o.unsettled(1), 0);
+        assert!(lock(&o.outstanding).is_empty()); // settled epochs leave no entry
+    }
+
+    #[test]
+    fn an_opaque_tells_a_route_record_from_a_callback() {
+        for n in [0, 1, 7, usize::MAX >> 1] {
+            let (route, callback) = (opaque(true, n), opaque(false, n));
+            assert_eq!((route & 1, route >> 1), (0, n));
+            assert_eq!((callback & 1, callback >> 1), (1, n));
+        }
     }
 }

@@ -216,6 +216,38 @@ def test_undelivered_records_are_reported_on_both_kinds_of_record() -> None:
     assert producer.positions() == {}
 
 
+def test_a_wait_is_for_what_was_produced_before_its_epoch_closed(
+    bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    """``wait(epoch)`` counts the records produced in ``epoch`` or before, of both kinds, and
+    none produced after ``close_epoch`` returned it: the gate's writer waits for its segment,
+    not for what the evaluator produced since (which ``flush`` would wait for too). With no
+    broker every record stays in flight; with one, the wait ends once the earlier records are
+    delivered, their callbacks called."""
+    stuck = _native.GateProducer(
+        [("bootstrap.servers", "127.0.0.1:9"), ("message.timeout.ms", "1000")]
+    )
+    stuck.produce("md.clean", b"v", b"k")  # as route_batch does: no callback
+    stuck.produce("md.dlq", b"v", on_delivery=lambda e, r: None)
+    epoch = stuck.close_epoch()
+    stuck.produce("md.clean", b"later", b"k")
+    assert stuck.wait(epoch, 0.05) == 2
+    assert stuck.flush(0.05) == 3
+    assert stuck.close_epoch() == epoch + 1
+    assert stuck.wait(epoch + 1, 0.05) == 3
+    assert stuck.flush(10) == 0  # timed out, every one: none is counted any more
+    assert stuck.wait(epoch + 1, 0) == 0
+
+    clean, dlq = make_topics("clean", "dlq")
+    producer = _native.GateProducer([("bootstrap.servers", bootstrap)])
+    seen: list[str | None] = []
+    producer.produce(clean, b"v", b"k")
+    producer.produce(dlq, b"v", on_delivery=lambda e, r: seen.append(e))
+    assert producer.wait(producer.close_epoch(), 30) == 0
+    assert seen == [None]
+    assert [tp[0] for tp in producer.positions()] == [clean]
+
+
 def test_positions_are_the_next_offsets_after_the_route_records_delivered(
     bootstrap: str, make_topics: Callable[..., list[str]]
 ) -> None:

@@ -140,7 +140,8 @@ impl DeliveryReport {
 
 /// The gate's producer on the compiled path, with the calls of confluent-kafka's `Producer`
 /// the gate makes: `produce` (raising BufferError when librdkafka's queue is full, and
-/// confluent-kafka's KafkaException when it refuses the record), `poll`, `flush`, `len()`.
+/// confluent-kafka's KafkaException when it refuses the record), `poll`, `flush`, `len()`;
+/// and `close_epoch` and `wait`, which wait for a part of what was produced.
 /// A delivery callback is called `callback(error text or None, DeliveryReport)` from the
 /// `poll` or `flush` that served it. `positions()` and `take_failures()` tell what became of
 /// the records `route_batch` produced.
@@ -205,6 +206,22 @@ impl GateProducer {
             seconds(timeout)?
         };
         let left = py.detach(|| self.0.flush(wait));
+        self.call_back(py)?;
+        Ok(left)
+    }
+
+    /// End the current epoch and return it: what is produced from now on is counted in the
+    /// next (see `wait`).
+    fn close_epoch(&self) -> u64 {
+        self.0.close_epoch()
+    }
+
+    /// Wait up to `timeout` seconds for the delivery of every record produced in `epoch` (a
+    /// number `close_epoch` returned) or before; records produced since may stay in flight, as
+    /// with `flush` they may not. Returns how many of those are not delivered.
+    fn wait(&self, py: Python<'_>, epoch: u64, timeout: f64) -> PyResult<usize> {
+        let wait = seconds(timeout)?;
+        let left = py.detach(|| self.0.wait(epoch, wait));
         self.call_back(py)?;
         Ok(left)
     }
