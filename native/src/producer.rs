@@ -89,6 +89,11 @@ fn opaque(route: bool, n: usize) -> usize {
     n << 1 | usize::from(!route)
 }
 
+/// An opaque's parts: (a route record's?, its epoch or its callback's number).
+fn unpack(tag: usize) -> (bool, usize) {
+    (tag & 1 == 0, tag >> 1)
+}
+
 impl<C> Outcomes<C> {
     /// Count one record in the current epoch; returns that epoch.
     fn count(&self) -> u64 {
@@ -134,12 +139,12 @@ impl<C: Send + Sync + 'static> ProducerContext for Outcomes<C> {
             Ok(m) => (m, None),
             Err((e, m)) => (m, Some(e.to_string())),
         };
-        let route = tag & 1 == 0;
+        let (route, n) = unpack(tag);
         let waited = if route {
-            self.settle((tag >> 1) as u64);
+            self.settle(n as u64);
             None
         } else {
-            let waited = lock(&self.waiting).remove(&(tag >> 1));
+            let waited = lock(&self.waiting).remove(&n);
             if let Some((_, epoch)) = &waited {
                 self.settle(*epoch);
             }
@@ -264,15 +269,21 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
     /// reports are served a millisecond at a time until none is in flight, as confluent-kafka's
     /// `flush` returns as soon as the count is 0.
     pub fn flush(&self, timeout: Duration) -> usize {
+        self.serve_until(timeout, || self.in_flight())
+    }
+
+    /// Send what lingers and serve reports a millisecond at a time, until `left()` is 0 or
+    /// `timeout` has passed; returns `left()`.
+    fn serve_until(&self, timeout: Duration, left: impl Fn() -> usize) -> usize {
         let deadline = Instant::now() + timeout;
         loop {
             let _ = self.producer.flush(Duration::ZERO); // a timeout shows in the count
-            let in_flight = self.in_flight();
-            let left = deadline.saturating_duration_since(Instant::now());
-            if in_flight == 0 || left.is_zero() {
-                return in_flight;
+            let count = left();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if count == 0 || remaining.is_zero() {
+                return count;
             }
-            self.producer.poll(Duration::from_millis(1).min(left));
+            self.producer.poll(Duration::from_millis(1).min(remaining));
         }
     }
 
@@ -285,16 +296,7 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
     /// [`flush`](Self::flush) waits for every record: records sent later may stay in flight.
     /// Returns how many of those are not reported.
     pub fn wait(&self, epoch: u64, timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let _ = self.producer.flush(Duration::ZERO); // sends what lingers at once
-            let unsettled = self.producer.context().unsettled(epoch);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if unsettled == 0 || left.is_zero() {
-                return unsettled;
-            }
-            self.producer.poll(Duration::from_millis(1).min(left));
-        }
+        self.serve_until(timeout, || self.producer.context().unsettled(epoch))
     }
 
     pub fn in_flight(&self) -> usize {
@@ -349,9 +351,8 @@ mod tests {
     #[test]
     fn an_opaque_tells_a_route_record_from_a_callback() {
         for n in [0, 1, 7, usize::MAX >> 1] {
-            let (route, callback) = (opaque(true, n), opaque(false, n));
-            assert_eq!((route & 1, route >> 1), (0, n));
-            assert_eq!((callback & 1, callback >> 1), (1, n));
+            assert_eq!(unpack(opaque(true, n)), (true, n));
+            assert_eq!(unpack(opaque(false, n)), (false, n));
         }
     }
 }
