@@ -27,6 +27,29 @@ class _LibrdkafkaLog(logging.LoggerAdapter[logging.Logger]):
 # librdkafka's own log lines go through Python logging (see _LibrdkafkaLog), not stderr.
 _CLIENT_LOG = _LibrdkafkaLog(logging.getLogger("stampline.kafka"), {})
 
+try:
+    from stampline._native import client_log as _compiled_client_log
+except ImportError:  # built without cargo: no compiled client logs anything
+    _compiled_client_log = None  # type: ignore[assignment]
+
+
+def forward_native_log() -> None:
+    """Log what the compiled clients' librdkafka said since the last call, as the reference's
+    clients are logged (_LibrdkafkaLog). The lines wait in Rust (native/src/clientlog.rs)
+    until a loop that polls anyway calls this: the gate's consumer, the tap's loop."""
+    if _compiled_client_log is None:
+        return
+    lines, dropped = _compiled_client_log()
+    for level, line in lines:
+        _CLIENT_LOG.log(level, "%s", line)
+    if dropped:
+        _CLIENT_LOG.log(
+            logging.WARNING,
+            "%d librdkafka log lines of the compiled clients dropped: none took them in time",
+            dropped,
+        )
+
+
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,  # offsets are committed only after the trail is written
     "auto.offset.reset": "earliest",
@@ -77,7 +100,7 @@ def native_settings(config: Mapping[str, Any]) -> tuple[list[tuple[str, str]], s
     """``config`` as stampline's compiled loops take it (librdkafka's own settings, as text),
     and the name of the first setting only confluent-kafka takes (a callback), if any: a loop
     given one must run on the reference instead. confluent-kafka's ``logger`` is left out:
-    the compiled loops' librdkafka logs nothing."""
+    the compiled clients' lines reach the same logger through forward_native_log."""
     settings: list[tuple[str, str]] = []
     for name, value in config.items():
         if name == "logger":

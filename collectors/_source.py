@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from stampline._common import where
-from stampline.collectors._kafka import native_settings, take
+from stampline.collectors._kafka import forward_native_log, native_settings, take
 from stampline.collectors._stamps import message_headers
 
 if TYPE_CHECKING:
@@ -217,6 +217,7 @@ class CompiledSource:
     def take(self, max_records: int, max_bytes: int, timeout_s: float) -> Taken:
         (values, keys, topics, partitions, offsets, types, times, headers, size, errors,
          unreadable) = self._source.take(max_records, max_bytes, timeout_s)  # fmt: skip
+        forward_native_log()  # the gate's compiled producer's lines too: one process queue
         for error in errors:
             log.warning("consume error: %s", error)
         return Taken(
@@ -240,6 +241,7 @@ class CompiledSource:
 
     def close(self) -> None:
         self._source.close()
+        forward_native_log()
 
 
 def open_source(

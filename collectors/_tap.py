@@ -60,7 +60,13 @@ from stampline.audit import (
     trail_row,
 )
 from stampline.collectors._ids import key_event_id, source_event_id
-from stampline.collectors._kafka import consumer_config, native_settings, producer_config, take
+from stampline.collectors._kafka import (
+    consumer_config,
+    forward_native_log,
+    native_settings,
+    producer_config,
+    take,
+)
 from stampline.collectors._metrics import SidecarMetrics
 from stampline.collectors._stamps import (
     UNREADABLE_HEADERS,
@@ -714,6 +720,7 @@ class _Compiled:
 
     def take(self, pending: TrailRows) -> Offsets | None:
         rows, raw, errors, records, unstamped, per_topic, handed = self.loop.take()
+        forward_native_log()
         for error in errors:
             log.warning("consume error: %s", error)
         batch = pa.record_batch(rows)
@@ -749,6 +756,7 @@ class _Compiled:
 
     def close(self) -> None:
         self.loop.close()
+        forward_native_log()
 
 
 class _Queryable(Protocol):

@@ -35,6 +35,10 @@ def check_records(
 class Schema:
     def __init__(self, text: str) -> None: ...
 
+# librdkafka's log lines from the compiled clients (native/src/clientlog.rs): (Python
+# logging level, text) oldest first, and how many were dropped for want of room.
+def client_log() -> tuple[list[tuple[int, str]], int]: ...
+
 # The compiled gate loop's Kafka side (native/src/kafka.rs; bench/native_loop.py).
 def kafka_stamp_loop(
     bootstrap: str,

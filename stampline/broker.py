@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stampline._common import StamplineError
@@ -78,10 +78,16 @@ def _free_port() -> int:
 
 
 class EmbeddedBroker:
-    """A private Kafka-protocol broker on 127.0.0.1. Use as a context manager."""
+    """A private Kafka-protocol broker on 127.0.0.1. Use as a context manager.
 
-    def __init__(self) -> None:
+    ``advertised_port``: the port the broker tells clients to use, when something else
+    listens there in front of it (the TLS terminator of tests/tlsbroker.py; Tansu cannot
+    take a certificate from its command line). Clients reach the broker itself on ``port``.
+    """
+
+    def __init__(self, advertised_port: int | None = None) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._advertised_port = advertised_port
         # Lives as long as the broker, closed in __exit__, so no `with` block can hold it.
         self._log = tempfile.NamedTemporaryFile(prefix="stampline-tansu-", suffix=".log")  # noqa: SIM115
         self.port = 0
@@ -102,6 +108,7 @@ class EmbeddedBroker:
         for _ in range(_START_ATTEMPTS):
             self.port = _free_port()
             url = f"tcp://127.0.0.1:{self.port}"
+            advertised = f"tcp://127.0.0.1:{self._advertised_port or self.port}"
             self._proc = subprocess.Popen(
                 [
                     str(binary),
@@ -109,7 +116,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    advertised,
                     "--storage-engine",
                     "memory://tansu/",
                 ],
@@ -184,17 +191,38 @@ def check_reachable(
     Raises:
         BrokerError: no broker answered within ``timeout_s`` (the message names the address).
     """
-    _topics(AdminClient(admin_config(bootstrap, client)), bootstrap, timeout_s)
+    _topics(bootstrap, client, timeout_s)
 
 
-def _topics(admin: AdminClient, bootstrap: str, timeout_s: float) -> set[str]:
+def _topics(
+    bootstrap: str, client: Mapping[str, Any] | None, timeout_s: float
+) -> tuple[AdminClient, set[str]]:
+    """An admin client for ``bootstrap`` and the topics it sees.
+
+    Raises:
+        BrokerError: no broker answered; the message gives the client's last error (a
+            refused TLS certificate, failed authentication), not only "transport failure".
+    """
+    errors: list[str] = []
+
+    def error(e: KafkaError) -> None:
+        # (librdkafka's own error codes start with _) "all brokers down" says less than the
+        # error before it
+        if e.code() != KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001
+            errors.append(e.str())
+
+    config: dict[str, Any] = {**admin_config(bootstrap, client), "error_cb": error}
+    admin = AdminClient(config)
     try:
-        return set(admin.list_topics(timeout=timeout_s).topics)
+        return admin, set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
-        admin.poll(0)  # hand librdkafka's queued log lines to logging (seen with --verbose)
+        admin.poll(0)  # serve the queued errors (and log lines, seen with --verbose)
+        why = _reason(exc)
+        last = errors[-1] if errors else ""
         raise BrokerError(
-            f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s: {_reason(exc)} "
-            "(check broker.bootstrap_servers and broker.client)"
+            f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s: {why}"
+            + (f"; the client's last error: {last}" if last and last != why else "")
+            + " (check broker.bootstrap_servers and broker.client)"
         ) from None
 
 
@@ -211,8 +239,7 @@ def ensure_topics(
         BrokerError: the broker cannot be reached, or refused to create one (the message
             names it).
     """
-    admin = AdminClient(admin_config(bootstrap, client))
-    existing = _topics(admin, bootstrap, timeout_s)
+    admin, existing = _topics(bootstrap, client, timeout_s)
     wanted = [n for n in dict.fromkeys(names) if n not in existing]
     if not wanted:
         return

@@ -55,10 +55,17 @@ def produce(
         tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, list[Header]]
     ],
     partition: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> list[tuple[int, int]]:
-    """Produce ``records`` (key, value[, headers]) and return each one's (partition, offset)."""
+    """Produce ``records`` (key, value[, headers]) and return each one's (partition, offset);
+    ``extra``: more producer settings (TLS, say)."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 20_000_000}
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 1,
+            "message.max.bytes": 20_000_000,
+            **(extra or {}),
+        }
     )
     where: list[tuple[int, int] | None] = []
 

@@ -23,12 +23,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use blake2::Blake2bVar;
 use blake2::digest::{Update, VariableOutput};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::clientlog;
 
 pub use crate::route::{
     H_CLOCK_ERR, H_EVENT_ID, H_INGEST, H_ORIGIN, H_STAMP, H_TRACEPARENT, H_VERSION,
@@ -109,6 +111,16 @@ impl From<KafkaError> for LoopError {
     }
 }
 
+/// A client librdkafka would not make from its settings: the caller's to handle as any refused
+/// setting (the gate and the tap take their reference). rdkafka's own text ends with the
+/// refused value, which may be a password or a client secret, so this names the setting only.
+pub fn refused(e: KafkaError) -> LoopError {
+    LoopError::Config(match e {
+        KafkaError::ClientConfig(_, why, key, _) => format!("setting {key:?} refused: {why}"),
+        other => other.to_string(),
+    })
+}
+
 /// Delivery reports, counted per batch. librdkafka calls `delivery` on this thread, from
 /// `producer.poll`, so the mutex is never contended; it is there because a context must be
 /// `Sync`.
@@ -119,7 +131,11 @@ struct Deliveries {
     failed: AtomicBool,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        clientlog::keep("stamp loop", level, fac, log_message);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize; // the batch number
@@ -333,7 +349,9 @@ pub fn run(bootstrap: &str, group_id: &str, config: &LoopConfig) -> Result<LoopS
             config.host
         )));
     }
-    let consumer: BaseConsumer = consumer_config(bootstrap, group_id, &config.consumer).create()?;
+    let consumer: BaseConsumer = consumer_config(bootstrap, group_id, &config.consumer)
+        .create()
+        .map_err(refused)?;
     let mut pc = ClientConfig::new();
     pc.set("bootstrap.servers", bootstrap)
         // stampline's producer defaults (PRODUCER_DEFAULTS)
@@ -343,7 +361,9 @@ pub fn run(bootstrap: &str, group_id: &str, config: &LoopConfig) -> Result<LoopS
     for (k, v) in &config.producer {
         pc.set(k, v);
     }
-    let producer: BaseProducer<Deliveries> = pc.create_with_context(Deliveries::default())?;
+    let producer: BaseProducer<Deliveries> = clientlog::leveled(pc)
+        .create_with_context(Deliveries::default())
+        .map_err(refused)?;
     // Connect the producer and learn the sink's partitions before the first record is
     // taken, so the first batch does not wait for that. (It may still wait for the
     // idempotent producer's id: 0-1 s on the embedded broker, docs/native.md.)
@@ -546,7 +566,7 @@ pub fn consumer_config(
     for (k, v) in extra {
         cc.set(k, v);
     }
-    cc
+    clientlog::leveled(cc)
 }
 
 fn first_failure(producer: &BaseProducer<Deliveries>) -> Option<String> {

@@ -13,6 +13,9 @@ pub mod check;
 pub mod decode;
 // JSON Schema contracts checked on clean records (the gate's `kind: schema` and contracts).
 pub mod schema;
+// librdkafka's log lines from the compiled clients, kept for Python's logging.
+#[cfg(feature = "kafka")]
+pub mod clientlog;
 // The gate's consumer on the compiled route.
 #[cfg(feature = "kafka")]
 pub mod source;

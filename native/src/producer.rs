@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
-use crate::kafka::LoopError;
+use crate::clientlog;
+use crate::kafka::{self, LoopError};
 
 /// Whose record it is: the route's, or Python's with the callback its caller gave.
 pub enum Tag<C> {
@@ -129,7 +130,11 @@ impl<C> Outcomes<C> {
     }
 }
 
-impl<C: Send + Sync + 'static> ClientContext for Outcomes<C> {}
+impl<C: Send + Sync + 'static> ClientContext for Outcomes<C> {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        clientlog::keep("gate producer", level, fac, log_message);
+    }
+}
 
 impl<C: Send + Sync + 'static> ProducerContext for Outcomes<C> {
     type DeliveryOpaque = usize;
@@ -211,7 +216,9 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
             config.set(k, v);
         }
         Ok(Self {
-            producer: config.create_with_context(Outcomes::default())?,
+            producer: clientlog::leveled(config)
+                .create_with_context(Outcomes::default())
+                .map_err(kafka::refused)?,
         })
     }
 

@@ -155,7 +155,16 @@ mod kafka_loop {
         Ok(out)
     }
 
+    /// librdkafka's log lines from the compiled clients since the last call, oldest first, as
+    /// (Python logging level, text), and how many were dropped for want of room
+    /// (`crate::clientlog`).
+    #[pyfunction]
+    fn client_log() -> (Vec<(u8, String)>, u64) {
+        crate::clientlog::take()
+    }
+
     pub fn add(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add_function(wrap_pyfunction!(client_log, module)?)?;
         module.add_function(wrap_pyfunction!(kafka_stamp_loop, module)?)
     }
 }

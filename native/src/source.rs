@@ -11,11 +11,13 @@
 
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::clientlog;
 use crate::kafka::{self, LoopError};
 
 /// What the source asks of its caller.
@@ -35,6 +37,10 @@ pub struct SourceContext<H> {
 }
 
 impl<H: SourceHooks> ClientContext for SourceContext<H> {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        clientlog::keep("gate consumer", level, fac, log_message);
+    }
+
     fn stats_raw(&self, statistics: &[u8]) {
         self.hooks.statistics(&String::from_utf8_lossy(statistics));
     }
@@ -80,7 +86,7 @@ impl<H: SourceHooks> GateSource<H> {
             kafka::consumer_config(bootstrap, group_id, settings)
                 .create_with_context(SourceContext { hooks })
                 // a setting this librdkafka build refuses: the gate takes the reference route
-                .map_err(|e| LoopError::Config(e.to_string()))?;
+                .map_err(kafka::refused)?;
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Self { consumer })

@@ -18,10 +18,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 
+use crate::clientlog;
 use crate::kafka::{self, LoopError, is_stage_name, source_event_id, uuid_text};
 use crate::stamps::{self, Picked, Read};
 use crate::taprows::{Position, Sighting, TapRows};
@@ -67,7 +69,11 @@ pub struct TapContext<H> {
     failure: Mutex<Option<String>>,
 }
 
-impl<H: TapHooks> ClientContext for TapContext<H> {}
+impl<H: TapHooks> ClientContext for TapContext<H> {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        clientlog::keep("tap consumer", level, fac, log_message);
+    }
+}
 
 impl<H: TapHooks> ConsumerContext for TapContext<H> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -182,9 +188,9 @@ impl<H: TapHooks> TapLoop<H> {
         let consumer: BaseConsumer<TapContext<H>> =
             kafka::consumer_config(bootstrap, group_id, settings)
                 .create_with_context(context)
-                // A setting this librdkafka build refuses (TLS: it has no OpenSSL): the
-                // caller's to handle as any refused setting (the tap takes its reference loop).
-                .map_err(|e| LoopError::Config(e.to_string()))?;
+                // A setting this librdkafka build refuses (OIDC: it has no libcurl): the tap
+                // takes its reference loop.
+                .map_err(kafka::refused)?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Self {

@@ -6,6 +6,7 @@ they wrote; bench/gate_differential.py runs a million records of it, this a slic
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,18 @@ from hypothesis import strategies as st
 
 from bench._gatediff import compare_routes, differences
 from stampline import _native  # ./dev test builds it (it needs cargo): its absence is a failure
-from stampline.collectors import EventTime, Gate, GateSettings, TrailTopic
+from stampline.collectors import (
+    EventTime,
+    Gate,
+    GateSettings,
+    Tap,
+    TapSettings,
+    TrailTopic,
+    consumer_config,
+)
 from stampline.collectors._gate import FORCE_REFERENCE_ENV, GATE_PATHS
 from stampline.collectors._ids import traced_source_ids
+from stampline.collectors._source import open_source
 from stampline.collectors.exceptions import DeliveryError
 from stampline.demo import rules_file
 from stampline.rules import RuleSet
@@ -96,6 +106,17 @@ def test_event_ids_refuse_columns_of_different_lengths() -> None:
 # ---- which route a gate takes, and the compiled route's producer ----
 
 
+# Settings confluent-kafka's librdkafka takes and the crate's refuses (no libcurl)
+OIDC = {
+    "security.protocol": "sasl_ssl",
+    "sasl.mechanism": "OAUTHBEARER",
+    "sasl.oauthbearer.method": "oidc",
+    "sasl.oauthbearer.client.id": "gate",
+    "sasl.oauthbearer.client.secret": "do-not-log-me",
+    "sasl.oauthbearer.token.endpoint.url": "https://127.0.0.1:9/token",
+}
+
+
 def _settings(**over: Any) -> GateSettings:
     return GateSettings("127.0.0.1:9", ("md.raw",), "md.clean", "md.dlq", **over)
 
@@ -128,14 +149,34 @@ def test_a_gate_takes_the_compiled_route_unless_something_rules_it_out(
 
 
 def test_a_producer_setting_the_compiled_route_cannot_build_falls_back_to_the_reference() -> None:
-    """TLS (the vendored librdkafka is built without OpenSSL): the gate makes confluent-kafka's
-    producer instead and takes the reference route, saying why."""
+    """OAuth through OIDC (the crate's librdkafka is built without libcurl, which it needs):
+    the gate makes confluent-kafka's producer instead and takes the reference route, saying
+    why. (TLS and the other SASL mechanisms take the compiled route: test_tls.py.)"""
     gate = Gate(_settings(), RuleSet([]), TrailTopic())
     assert gate.path == "compiled"
-    producer = gate._new_producer({"bootstrap.servers": "127.0.0.1:9", "security.protocol": "ssl"})
+    producer = gate._new_producer({"bootstrap.servers": "127.0.0.1:9", **OIDC})
     assert isinstance(producer, Producer)
     assert gate.path == "reference"
     assert "producer settings" in gate._reference_why
+
+
+def test_a_refused_setting_is_named_without_its_value() -> None:
+    """librdkafka's own refusal ends with the value, here a client secret: the compiled
+    clients' refusals, which the gate and the tap log as their reason for the reference, name
+    only the key."""
+    key = "sasl.oauthbearer.client.secret"
+    with pytest.raises(ValueError, match=key) as refused:
+        _native.GateProducer([(key, OIDC[key])])
+    config = consumer_config("127.0.0.1:9", "g", {key: OIDC[key]})
+    source, why = open_source("127.0.0.1:9", "g", config, ["t"], print, print, compiled=True)
+    source.close()
+    tap = Tap(TapSettings("127.0.0.1:9", ("t",), consumer={key: OIDC[key]}), TrailTopic())
+    stop = threading.Event()
+    stop.set()
+    tap.run(stop)
+    for told in (str(refused.value), why, tap._reference_why):
+        assert key in told
+        assert OIDC[key] not in told
 
 
 def test_the_producer_refuses_as_confluent_kafka_does() -> None:

@@ -28,6 +28,7 @@ from stampline.collectors import SidecarMetrics, Tap, TapSettings, TrailTopic, c
 from stampline.collectors import _tap as tap_module
 from stampline.collectors._tap import TAP_PATHS
 from tests.collectors.stampcorpus import gate_written, hostile, written
+from tests.collectors.test_gate_native import OIDC
 from tests.helpers import read_all
 
 pytestmark = pytest.mark.skipif(
@@ -210,17 +211,17 @@ def test_the_compiled_tap_reads_every_compression_a_producer_may_use(
 
 
 def test_a_setting_the_compiled_loop_cannot_take_puts_the_tap_on_the_reference() -> None:
-    """TLS (the crate's librdkafka is built without OpenSSL): the tap runs its reference loop
-    and says why, rather than failing."""
+    """OAuth through OIDC (the crate's librdkafka is built without libcurl, which it needs):
+    the tap runs its reference loop and says why, rather than failing."""
     tap = Tap(
-        TapSettings("127.0.0.1:9", ("t",), consumer={"security.protocol": "ssl"}),
+        TapSettings("127.0.0.1:9", ("t",), consumer=OIDC),
         TrailTopic(),
     )
     stop = threading.Event()
     stop.set()
     tap.run(stop)
     assert tap.path == "reference"
-    assert "security.protocol" in tap._reference_why
+    assert "OAuth/OIDC depends on libcurl" in tap._reference_why
 
 
 def test_the_compiled_tap_commits_only_what_its_trail_holds(

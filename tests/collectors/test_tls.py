@@ -1,0 +1,111 @@
+"""The compiled gate and tap on a broker reached over TLS only (tests/tlsbroker.py).
+
+Most real clusters ask for TLS. The compiled route's librdkafka links Debian's OpenSSL
+(docs/native.md), so it takes the same settings as confluent-kafka's and stays compiled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stampline.broker import BrokerError, check_reachable, ensure_topics
+from stampline.collectors import GateSettings, TrailTopic, consumer_config
+from stampline.collectors._source import open_source
+from stampline.demo import rules_file
+from stampline.rules import RuleSet
+from tests.collectors.test_gate import js, quote
+from tests.collectors.test_tap_native import observed, per_record, run_tap
+from tests.helpers import GateRun, produce, read_all
+from tests.tlsbroker import TlsBroker, self_signed, tls_broker
+
+GOOD, BAD = 300, 100
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    with tls_broker(tmp_path_factory.mktemp("tls")) as broker:
+        yield broker
+
+
+def _records() -> list[tuple[bytes, bytes]]:
+    good = [(b"g%d" % i, js(quote(seq=i))) for i in range(GOOD)]
+    bad = [(b"b%d" % i, js(quote(seq=GOOD + i, price="n/a"))) for i in range(BAD)]
+    return good + bad
+
+
+def test_the_compiled_gate_judges_a_feed_it_reaches_over_tls(tls: TlsBroker, uid: str) -> None:
+    """Over TLS the gate stays on the compiled route, consumer and producer alike, and every
+    record lands once: the good ones clean, the refused ones dead-lettered, the trail written."""
+    raw, clean, dlq, trail = (f"{uid}.{n}" for n in ("raw", "clean", "dlq", "trail"))
+    ensure_topics(tls.bootstrap, [raw, clean, dlq, trail], client=tls.client)
+    produce(tls.bootstrap, raw, _records(), extra=tls.client)
+    settings = GateSettings(
+        tls.bootstrap,
+        (raw,),
+        clean,
+        dlq,
+        group_id=f"{uid}-g",
+        consumer=tls.client,
+        producer=tls.client,
+    )
+    run = GateRun(settings, RuleSet.load([rules_file()]), TrailTopic(trail))
+    run.wait_for(GOOD + BAD)
+    run.stop()
+    assert run.gate.path == "compiled", run.gate._reference_why
+    assert run.gate.consumer_path == "compiled"
+    out = read_all(tls.bootstrap, clean, GOOD, extra=tls.client)
+    dead = read_all(tls.bootstrap, dlq, BAD, extra=tls.client)
+    assert sorted(r.key for r in out) == sorted(b"g%d" % i for i in range(GOOD))
+    assert sorted(r.key for r in dead) == sorted(b"b%d" % i for i in range(BAD))
+    assert all(r.header("stampline.event_id") for r in out)
+    assert read_all(tls.bootstrap, trail, 1, extra=tls.client), "no trail message"
+
+
+def test_the_compiled_tap_observes_a_feed_it_reaches_over_tls(tls: TlsBroker, uid: str) -> None:
+    """Over TLS the tap stays on its compiled loop and observes every record once."""
+    topic = f"{uid}.md"
+    ensure_topics(tls.bootstrap, [topic], client=tls.client)
+    produce(tls.bootstrap, topic, _records()[:GOOD], extra=tls.client)
+    tap, sink, _ = observed(tls.bootstrap, [topic], f"{uid}-t", True, consumer=tls.client)
+    run_tap(tap, GOOD)
+    assert tap.path == "compiled", tap._reference_why
+    assert tap.stats.records == GOOD
+    assert len(per_record(sink.rows())) == GOOD
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "reference"])
+def test_a_certificate_from_another_authority_is_named_in_the_log_on_both_routes(
+    tls: TlsBroker, tmp_path: Path, uid: str, compiled: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gate's consumer cannot verify the broker: on either route librdkafka's reason
+    reaches stampline's log (the compiled clients' lines through forward_native_log), and
+    ``check_reachable``, which ``stampline start`` asks first, names it in its error."""
+    other, _ = self_signed(tmp_path, "another authority")
+    client = {**tls.client, "ssl.ca.location": str(other)}
+    with pytest.raises(BrokerError, match="certificate verify failed"):
+        check_reachable(tls.bootstrap, client, timeout_s=3)
+    caplog.set_level(logging.INFO, "stampline.kafka")
+    caplog.clear()
+    config = consumer_config(tls.bootstrap, f"{uid}-g", client)
+    source, why = open_source(
+        tls.bootstrap, f"{uid}-g", config, [f"{uid}.raw"], print, print, compiled=compiled
+    )
+    assert why == ("" if compiled else "not asked for")
+    deadline = time.monotonic() + 30
+    try:
+        while not _refused(caplog) and time.monotonic() < deadline:
+            source.take(100, 1 << 20, 0.1)
+    finally:
+        source.close()
+    (line, *_) = _refused(caplog)
+    assert ("[gate consumer]" in line) == compiled, line
+    assert "ssl.ca.location" in line
+
+
+def _refused(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "certificate verify failed" in r.getMessage()]
