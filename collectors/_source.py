@@ -176,7 +176,9 @@ class ConfluentSource:
 
     def take(self, max_records: int, max_bytes: int, timeout_s: float) -> Taken:
         # confluent-kafka takes a batch whole; the caller bounds the batches it joins
-        return Taken.of(take(self._consumer, max_records, timeout_s))
+        taken = Taken.of(take(self._consumer, max_records, timeout_s))
+        forward_native_log()  # the gate's producer may be compiled where its consumer is not
+        return taken
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         self._consumer.commit(
@@ -217,7 +219,7 @@ class CompiledSource:
     def take(self, max_records: int, max_bytes: int, timeout_s: float) -> Taken:
         (values, keys, topics, partitions, offsets, types, times, headers, size, errors,
          unreadable) = self._source.take(max_records, max_bytes, timeout_s)  # fmt: skip
-        forward_native_log()  # the gate's compiled producer's lines too: one process queue
+        forward_native_log()  # the gate's compiled producer's too: one queue for the process
         for error in errors:
             log.warning("consume error: %s", error)
         return Taken(

@@ -7,6 +7,9 @@ Most real clusters ask for TLS. The compiled route's librdkafka links Debian's O
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +108,34 @@ def test_a_certificate_from_another_authority_is_named_in_the_log_on_both_routes
     (line, *_) = _refused(caplog)
     assert ("[gate consumer]" in line) == compiled, line
     assert "ssl.ca.location" in line
+
+
+def test_stampline_gate_with_a_certificate_it_cannot_verify_ends_naming_it(
+    tls: TlsBroker, tmp_path: Path
+) -> None:
+    """`stampline gate` against the TLS broker with another authority's certificate: exit 1
+    and one error line with the client's reason, not a start that waits in silence."""
+    other, _ = self_signed(tmp_path, "another authority")
+    config = tmp_path / "stampline.yaml"
+    config.write_text(
+        f"version: 1\nbroker:\n  bootstrap_servers: {tls.bootstrap}\n"
+        f"  client: {{security.protocol: ssl, ssl.ca.location: '{other}'}}\n"
+        "topics: {raw: [md.raw], clean: md.clean, dead_letter: md.dlq}\n"
+        f"rules: {{files: ['{rules_file()}']}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMPLINE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stampline", "gate", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert f"cannot reach Kafka at {tls.bootstrap}" in error
+    assert "SSL handshake failed" in error
+    assert "certificate verify failed" in error
 
 
 def _refused(caplog: pytest.LogCaptureFixture) -> list[str]:
