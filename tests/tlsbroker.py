@@ -55,7 +55,8 @@ def self_signed(folder: Path, name: str = "stampline test broker") -> tuple[Path
         .sign(key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / f"{name.replace(' ', '-')}.crt", folder / "key.pem"
+    stem = folder / name.replace(" ", "-")
+    cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
@@ -71,19 +72,28 @@ def self_signed(folder: Path, name: str = "stampline test broker") -> tuple[Path
 class TlsBroker:
     bootstrap: str  # the TLS port: the only one the broker advertises
     ca: Path  # the certificate to trust
+    # where the broker asks clients for a certificate: a key and certificate it accepts
+    identity: tuple[Path, Path] | None = None
 
     @property
     def client(self) -> dict[str, Any]:
         """The client settings that reach it (a stampline config's ``client:`` section)."""
-        return {"security.protocol": "ssl", "ssl.ca.location": str(self.ca)}
+        settings = {"security.protocol": "ssl", "ssl.ca.location": str(self.ca)}
+        if self.identity is not None:
+            cert, key = self.identity
+            settings |= {"ssl.certificate.location": str(cert), "ssl.key.location": str(key)}
+        return settings
 
 
 @contextmanager
-def tls_broker(folder: Path) -> Iterator[TlsBroker]:
-    """A broker behind a TLS terminator, both stopped on exit."""
+def tls_broker(folder: Path, mutual: bool = False) -> Iterator[TlsBroker]:
+    """A broker behind a TLS terminator, both stopped on exit. ``mutual``: the terminator
+    also asks each client for a certificate and refuses one it does not trust (mTLS)."""
     socat = shutil.which("socat")
     assert socat, "socat is missing: ./dev test installs it (system-packages.txt)"
     cert, key = self_signed(folder)
+    identity = self_signed(folder, "stampline client") if mutual else None
+    verify = f"verify=1,cafile={identity[0]}" if identity else "verify=0"
     tls_port = _free_port()
     log = folder / "socat.log"
     with EmbeddedBroker(advertised_port=tls_port) as broker, log.open("wb") as err:
@@ -91,7 +101,7 @@ def tls_broker(folder: Path) -> Iterator[TlsBroker]:
             [
                 socat,
                 f"OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,"
-                f"cert={cert},key={key},verify=0",
+                f"cert={cert},key={key},{verify}",
                 f"TCP:127.0.0.1:{broker.port}",
             ],
             stdin=subprocess.DEVNULL,
@@ -99,17 +109,24 @@ def tls_broker(folder: Path) -> Iterator[TlsBroker]:
             preexec_fn=die_with_parent(),
         )
         try:
-            _wait_tls(tls_port, cert, terminator, log)
-            yield TlsBroker(f"127.0.0.1:{tls_port}", cert)
+            _wait_tls(tls_port, cert, identity, terminator, log)
+            yield TlsBroker(f"127.0.0.1:{tls_port}", cert, identity)
         finally:
             terminator.terminate()
             terminator.wait(5)
 
 
 def _wait_tls(
-    port: int, ca: Path, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 10
+    port: int,
+    ca: Path,
+    identity: tuple[Path, Path] | None,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    timeout_s: float = 10,
 ) -> None:
     context = ssl.create_default_context(cafile=str(ca))
+    if identity is not None:
+        context.load_cert_chain(*identity)
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -35,15 +35,27 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
         yield broker
 
 
+@pytest.fixture(scope="module")
+def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    """A broker that also asks every client for its certificate (mutual TLS)."""
+    with tls_broker(tmp_path_factory.mktemp("mtls"), mutual=True) as broker:
+        yield broker
+
+
 def _records() -> list[tuple[bytes, bytes]]:
     good = [(b"g%d" % i, js(quote(seq=i))) for i in range(GOOD)]
     bad = [(b"b%d" % i, js(quote(seq=GOOD + i, price="n/a"))) for i in range(BAD)]
     return good + bad
 
 
-def test_the_compiled_gate_judges_a_feed_it_reaches_over_tls(tls: TlsBroker, uid: str) -> None:
-    """Over TLS the gate stays on the compiled route, consumer and producer alike, and every
-    record lands once: the good ones clean, the refused ones dead-lettered, the trail written."""
+@pytest.mark.parametrize("broker", ["tls", "mtls"])
+def test_the_compiled_gate_judges_a_feed_it_reaches_over_tls(
+    broker: str, request: pytest.FixtureRequest, uid: str
+) -> None:
+    """Over TLS, and over TLS where the broker asks for the client's certificate too, the gate
+    stays on the compiled route, consumer and producer alike, and every record lands once:
+    the good ones clean, the refused ones dead-lettered, the trail written."""
+    tls: TlsBroker = request.getfixturevalue(broker)
     raw, clean, dlq, trail = (f"{uid}.{n}" for n in ("raw", "clean", "dlq", "trail"))
     ensure_topics(tls.bootstrap, [raw, clean, dlq, trail], client=tls.client)
     produce(tls.bootstrap, raw, _records(), extra=tls.client)
@@ -136,6 +148,15 @@ def test_stampline_gate_with_a_certificate_it_cannot_verify_ends_naming_it(
     assert f"cannot reach Kafka at {tls.bootstrap}" in error
     assert "SSL handshake failed" in error
     assert "certificate verify failed" in error
+
+
+def test_a_client_without_the_certificate_a_broker_asks_for_is_told_so(mtls: TlsBroker) -> None:
+    """Mutual TLS without the client's own certificate: ``check_reachable`` names the
+    broker's refusal ("certificate required"); with it, the same broker answers."""
+    check_reachable(mtls.bootstrap, mtls.client, timeout_s=10)
+    anonymous = {k: v for k, v in mtls.client.items() if k.startswith(("security", "ssl.ca"))}
+    with pytest.raises(BrokerError, match="certificate required"):
+        check_reachable(mtls.bootstrap, anonymous, timeout_s=3)
 
 
 def _refused(caplog: pytest.LogCaptureFixture) -> list[str]:
