@@ -165,23 +165,27 @@ def test_a_silent_provider_is_a_row_not_a_missing_series(demo_store: DemoStore) 
 
 
 def test_hotspot_table_agrees_with_the_hotspots_command(demo_store: DemoStore) -> None:
-    """Over the same window, the panel's p99 per hop is what `stampline hotspots` reports."""
+    """Over the same window (the whole demo), the panel counts the hops `stampline hotspots`
+    counts, and its p99 per hop is the command's to the accuracy of a t-digest: the panel
+    merges the rollup's digests, the command takes the exact quantile of the trail's rows. A
+    digest holds small samples exactly, but past a few thousand hops it summarises, and its
+    answer depends on the order ClickHouse merges the parts in ("nondeterministic", its
+    documentation says; 1 % is the error it gives for the weighted t-digest). Asserted to
+    1e-6 before 2026-12-07, this failed on a fresh clone's demo once: 594.588 against
+    594.683 ms, 1.6e-4 apart."""
     from stampline.audit import hotspots
 
     store = demo_store.store
     (end,) = store.query("SELECT toUnixTimestamp64Nano(max(received)) AS t FROM {db}.observations")
     end_ns = int(end["t"])
     since_ns = 3600 * 10**9
-    cli = {
-        (r["from_stage"], r["to_stage"]): r["p99_ns"] / 1e6
-        for r in hotspots(store, since_ns)["rows"]
-    }
+    cli_rows = hotspots(store, since_ns)["rows"]
+    cli = {(r["from_stage"], r["to_stage"]): r["p99_ns"] / 1e6 for r in cli_rows}
+    cli_hops = {(r["from_stage"], r["to_stage"]): r["hops"] for r in cli_rows}
     (q,) = [q for q in QUERIES if q.panel.startswith("Hotspots")]
     window = TimeRange((end_ns - since_ns) // 10**6, end_ns // 10**6 + 1000)
-    panel = {
-        (r["from_stage"], r["to_stage"]): r["p99_ms"]
-        for r in _run(demo_store, q, window, ALL_SELECTED).to_pylist()
-    }
-    assert set(panel) == set(cli)
+    panel_rows = _run(demo_store, q, window, ALL_SELECTED).to_pylist()
+    panel = {(r["from_stage"], r["to_stage"]): r["p99_ms"] for r in panel_rows}
+    assert {(r["from_stage"], r["to_stage"]): r["hops"] for r in panel_rows} == cli_hops
     for hop, p99 in cli.items():
-        assert panel[hop] == pytest.approx(p99, rel=1e-6)  # the digest keeps float32
+        assert panel[hop] == pytest.approx(p99, rel=1e-2), hop
