@@ -175,10 +175,18 @@ def run_gate(
     dlq: str,
     n: int,
     metrics: SidecarMetrics | None = None,
+    **more: Any,
 ) -> tuple[float, float, Gate]:
-    """The gate over ``n`` records: (events per second, CPU µs per event, the gate)."""
+    """The gate over ``n`` records: (events per second, CPU µs per event, the gate);
+    ``more``: further GateSettings (client settings, the route)."""
     settings = GateSettings(
-        bootstrap, (raw,), clean, dlq, group_id=f"bench-{uuid.uuid4().hex[:6]}", flush_rows=50_000
+        bootstrap,
+        (raw,),
+        clean,
+        dlq,
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        flush_rows=50_000,
+        **more,
     )
     gate = Gate(settings, rules, trail, metrics)
     stop = threading.Event()

@@ -5,11 +5,11 @@
 A cluster that asks for TLS is stood in for by the embedded Tansu behind a socat TLS
 terminator (tests/tlsbroker.py). Each run is a process of its own: a fresh broker (TLS or
 plain), N of bench/gate.py's events (10,000 providers, one in a hundred refused) produced to
-it, then bench/gate.py's gate over them with ``flush_rows`` 50,000, on the compiled route or
-the reference (``compiled: false``). Figures per run, from the gate's first record to its
-N-th: the process's CPU time per event (the gate's threads and librdkafka's, TLS included,
-not the broker's nor socat's) and events/s. The four kinds alternate, ``--rounds`` times,
-since this machine's speed moves between runs. Writes bench/results/gate_tls.json.
+it, then bench/gate.py's gate over them (its ``run_gate``), on the compiled route or the
+reference (``compiled: false``). Figures per run, as bench/gate.py's: the process's CPU time
+per event (the gate's threads and librdkafka's, TLS included, not the broker's nor socat's)
+and events/s. The four kinds alternate, ``--rounds`` times, since this machine's speed moves
+between runs. Writes bench/results/gate_tls.json.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +32,7 @@ from bench import gate as bench_gate  # noqa: E402
 from bench._machine import machine, write_result  # noqa: E402
 from stampline._common import use_system_memory_pool  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
-from stampline.collectors import Gate, GateSettings, TrailTopic  # noqa: E402
+from stampline.collectors import TrailTopic  # noqa: E402
 from stampline.rules import RuleSet  # noqa: E402
 from tests.tlsbroker import TlsBroker, tls_broker  # noqa: E402
 
@@ -78,35 +76,23 @@ def one(tls: bool, compiled: bool, events: int) -> dict[str, Any]:
                     producer.poll(0.05)
         assert producer.flush(120) == 0, "the input was not all delivered"
         del producer
-        settings = GateSettings(
+        rate, cpu, gate = bench_gate.run_gate(
             bootstrap,
-            (raw,),
+            TrailTopic(trail, "bench"),
+            RuleSet.load([rules]),
+            raw,
             clean,
             dlq,
-            group_id=f"bench-{u}",
-            flush_rows=50_000,
+            events,
             consumer=client,
             producer=client,
             compiled=compiled,
         )
-        gate = Gate(settings, RuleSet.load([rules]), TrailTopic(trail, "bench"))
-        stop = threading.Event()
-        thread = threading.Thread(target=gate.run, args=(stop,))
-        thread.start()
-        while gate.stats.events_in == 0:
-            time.sleep(0.001)
-        cpu0, wall0, in0 = time.process_time(), time.perf_counter(), gate.stats.events_in
-        while gate.stats.events_in < events:
-            time.sleep(0.005)
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        n = gate.stats.events_in - in0
-        stop.set()
-        thread.join()
         return {
             "tls": tls,
             "path": gate.path,
-            "cpu_us_per_event": round(cpu / n * 1e6, 2),
-            "events_per_s": round(n / wall),
+            "cpu_us_per_event": round(cpu, 2),
+            "events_per_s": round(rate),
         }
 
 
