@@ -127,8 +127,17 @@ def event(i: int, refused_every: int = 100) -> bytes:
     )
 
 
-def fill(bootstrap: str, topic: str, n: int, refused_every: int = 100) -> None:
-    producer = Producer(producer_config(bootstrap, {"linger.ms": 20, "batch.size": 1_000_000}))
+def fill(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    refused_every: int = 100,
+    client: dict[str, Any] | None = None,
+) -> None:
+    """``n`` of :func:`event`'s records into ``topic``; ``client``: more producer settings."""
+    producer = Producer(
+        producer_config(bootstrap, {"linger.ms": 20, "batch.size": 1_000_000, **(client or {})})
+    )
     for i in range(n):
         while True:
             try:

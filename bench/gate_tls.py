@@ -34,48 +34,34 @@ from stampline._common import use_system_memory_pool  # noqa: E402
 from stampline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from stampline.collectors import TrailTopic  # noqa: E402
 from stampline.rules import RuleSet  # noqa: E402
-from tests.tlsbroker import TlsBroker, tls_broker  # noqa: E402
+from tests.tlsbroker import tls_broker  # noqa: E402
 
 KINDS = [(tls, compiled) for tls in (True, False) for compiled in (True, False)]
 
 
 @contextmanager
-def _broker(tls: bool, folder: Path) -> Iterator[TlsBroker | tuple[str, dict[str, Any]]]:
+def _broker(tls: bool, folder: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A fresh broker: its bootstrap address and the client settings that reach it."""
     if tls:
         with tls_broker(folder) as broker:
-            yield broker
+            yield broker.bootstrap, broker.client
     else:
         with EmbeddedBroker() as plain:
-            yield (plain.bootstrap_servers, {})
+            yield plain.bootstrap_servers, {}
 
 
 def one(tls: bool, compiled: bool, events: int) -> dict[str, Any]:
     """One run (in this process): the gate over ``events`` records; its figures."""
-    from confluent_kafka import Producer
-
     use_system_memory_pool()  # as bench/gate.py's gate and `stampline gate` run
     folder = Path(tempfile.mkdtemp(prefix="stampline-gate-tls-"))
     rules = folder / "bench.rules.yaml"
     schema = Path(bench_gate.rules_file()).with_name("market_data.schema.json")
     rules.write_text(bench_gate.RULES.format(schema=schema))
-    with _broker(tls, folder / "tls") as broker:
-        bootstrap, client = (
-            (broker.bootstrap, broker.client) if isinstance(broker, TlsBroker) else broker
-        )
+    with _broker(tls, folder / "tls") as (bootstrap, client):
         u = uuid.uuid4().hex[:6]
         raw, clean, dlq, trail = (f"{u}.{t}" for t in ("raw", "clean", "dlq", "trail"))
         ensure_topics(bootstrap, [raw, clean, dlq, trail], 3, client=client)
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, **client})
-        for i in range(events):
-            value = bench_gate.event(i)
-            while True:
-                try:
-                    producer.produce(raw, value, f"k{i % bench_gate.KEYS}".encode())
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        assert producer.flush(120) == 0, "the input was not all delivered"
-        del producer
+        bench_gate.fill(bootstrap, raw, events, client=client)
         rate, cpu, gate = bench_gate.run_gate(
             bootstrap,
             TrailTopic(trail, "bench"),

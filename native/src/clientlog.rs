@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 
 /// Lines kept at most until Python takes them.
-pub const KEPT: usize = 1_000;
+const KEPT: usize = 1_000;
 
 #[derive(Default)]
 struct Lines {
@@ -44,7 +44,7 @@ pub fn leveled(mut config: ClientConfig) -> ClientConfig {
 }
 
 /// Python's logging level for a librdkafka (syslog) level.
-pub fn python_level(level: RDKafkaLogLevel) -> u8 {
+fn python_level(level: RDKafkaLogLevel) -> u8 {
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
