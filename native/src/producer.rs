@@ -273,10 +273,15 @@ impl<C: Send + Sync + 'static> GateProducer<C> {
     /// 10,000 events/s: a segment's flush took 200-300 ms at the median with it, 12-26 ms
     /// now; docs/native.md).
     /// Here librdkafka's own flush is asked with no wait (it sends what lingers at once), and
-    /// reports are served a millisecond at a time until none is in flight, as confluent-kafka's
-    /// `flush` returns as soon as the count is 0.
+    /// reports are served a millisecond at a time until every record sent has had its report,
+    /// as confluent-kafka's `flush` returns as soon as its count is 0.
+    ///
+    /// The records are those counted in [`Outcomes`], as [`wait`](Self::wait) counts them, not
+    /// librdkafka's in-flight count: that one also counts the events queued for the next poll,
+    /// the log lines and errors of a broker that is away among them, so it could stand above
+    /// the records left and name a number no record answers to.
     pub fn flush(&self, timeout: Duration) -> usize {
-        self.serve_until(timeout, || self.in_flight())
+        self.serve_until(timeout, || self.producer.context().unsettled(u64::MAX))
     }
 
     /// Send what lingers and serve reports a millisecond at a time, until `left()` is 0 or
